@@ -1,0 +1,307 @@
+// Package hostfuncs implements fennec's host ABI v1: the functions that guest
+// modules import. docs/ABI.md is the specification; this package is its only
+// implementation.
+//
+// Host functions are registered once per wazero runtime as GoModuleFunction
+// values (wazero's fast path: no reflection, no allocation per call). They
+// find the calling guest's state, an *Instance, in the context of the call:
+// the runtime attaches it with Instance.Attach before calling an entrypoint.
+// Everything a guest passes is untrusted: pointers and lengths are checked
+// against its memory, handles against its own table, shapes against
+// overflow and the instance's quota. Failures return a negative code and set
+// a message that the guest can fetch with last_error; nothing a guest passes
+// can make the host panic or touch another instance's data.
+package hostfuncs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/fennec-edge/fennec/gpu"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// ABIVersion is the major version of the host ABI this package implements.
+const ABIVersion = 1
+
+// Import module names of the built-in groups.
+const (
+	ModuleCore   = "fennec"
+	ModuleTensor = "fennec_tensor"
+)
+
+// Capability names of the built-in groups. The core group needs none.
+const (
+	CapTensor = "tensor"
+)
+
+// Code is an ABI result code. Negative values are errors.
+type Code int32
+
+// Error codes (docs/ABI.md). Values never change within ABI v1.
+const (
+	OK        Code = 0
+	EINVAL    Code = -1
+	EMEM      Code = -2
+	EHANDLE   Code = -3
+	ESHAPE    Code = -4
+	EDTYPE    Code = -5
+	EQUOTA    Code = -6
+	EDENIED   Code = -7
+	ENOMEM    Code = -8
+	EINTERNAL Code = -9
+	ESTATE    Code = -10
+	EBUDGET   Code = -11
+	ETOOBIG   Code = -12
+)
+
+var codeNames = map[Code]string{
+	OK: "OK", EINVAL: "EINVAL", EMEM: "EMEM", EHANDLE: "EHANDLE", ESHAPE: "ESHAPE",
+	EDTYPE: "EDTYPE", EQUOTA: "EQUOTA", EDENIED: "EDENIED", ENOMEM: "ENOMEM",
+	EINTERNAL: "EINTERNAL", ESTATE: "ESTATE", EBUDGET: "EBUDGET", ETOOBIG: "ETOOBIG",
+}
+
+func (c Code) String() string {
+	if s, ok := codeNames[c]; ok {
+		return s
+	}
+	return fmt.Sprintf("Code(%d)", int32(c))
+}
+
+// Func is one host function of a group.
+type Func struct {
+	Name    string
+	Params  []api.ValueType
+	Results []api.ValueType
+	Fn      api.GoModuleFunc
+}
+
+// Group is one import module: its functions and the capability that a
+// module's manifest must hold (and the operator must allow) to import it.
+// Packages above hostfuncs add groups through Config.Extra, wired by cmd.
+type Group struct {
+	Module     string
+	Capability string // "" means always granted
+	Doc        string
+	Funcs      []Func
+}
+
+// Lookup finds the function name in the group, or nil.
+func (g *Group) Lookup(name string) *Func {
+	for i := range g.Funcs {
+		if g.Funcs[i].Name == name {
+			return &g.Funcs[i]
+		}
+	}
+	return nil
+}
+
+// Builtin returns the groups of ABI v1 that this package implements.
+func Builtin() []Group {
+	return []Group{coreGroup(), tensorGroup()}
+}
+
+// Register instantiates each group as a host module in r.
+func Register(ctx context.Context, r wazero.Runtime, groups []Group) error {
+	for _, g := range groups {
+		b := r.NewHostModuleBuilder(g.Module)
+		for _, f := range g.Funcs {
+			b = b.NewFunctionBuilder().WithGoModuleFunction(f.Fn, f.Params, f.Results).Export(f.Name)
+		}
+		if _, err := b.Instantiate(ctx); err != nil {
+			return fmt.Errorf("hostfuncs: register %s: %w", g.Module, err)
+		}
+	}
+	return nil
+}
+
+// InstanceConfig sets one guest instance's limits. Zero values are replaced
+// by the defaults below.
+type InstanceConfig struct {
+	Module         string       // the module's name, for logs and messages
+	Logger         *slog.Logger // guest logs go here with the module's name
+	Backend        gpu.Backend  // tensor backend
+	MaxTensorBytes int64        // quota of live tensor bytes
+	MaxHandles     int          // quota of live handles (at most 65535)
+	MaxOutputBytes int          // largest output of one call
+	// Cooperative makes every host call check the deadline flag set by
+	// Expire and trap the guest once it is set. The runtime uses it for
+	// modules compiled without wazero's loop checks.
+	Cooperative bool
+}
+
+// Defaults for InstanceConfig.
+const (
+	DefaultMaxTensorBytes = 64 << 20
+	DefaultMaxHandles     = 1024
+	DefaultMaxOutputBytes = 64 << 20
+	maxMessage            = 4 << 10
+)
+
+// Instance is the host-side state of one guest instance: its tensor handles,
+// quota, the current call's input and output, and its last error. It is
+// used by one goroutine at a time (the one running a call on the instance).
+type Instance struct {
+	cfg     InstanceConfig
+	log     *slog.Logger
+	tab     handleTable
+	bytes   int64
+	lastErr string
+	inCall  bool
+	input   []byte
+	output  []byte
+	failMsg string
+	expired atomic.Bool
+	closed  bool
+	wrote   bool // output was set during this call
+	scratch [gpu.MaxRank]int
+}
+
+var saltCounter atomic.Uint32
+
+// NewInstance returns the state for a new guest instance.
+func NewInstance(cfg InstanceConfig) *Instance {
+	if cfg.MaxTensorBytes <= 0 {
+		cfg.MaxTensorBytes = DefaultMaxTensorBytes
+	}
+	if cfg.MaxHandles <= 0 {
+		cfg.MaxHandles = DefaultMaxHandles
+	}
+	cfg.MaxHandles = min(cfg.MaxHandles, maxSlots)
+	if cfg.MaxOutputBytes <= 0 {
+		cfg.MaxOutputBytes = DefaultMaxOutputBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	in := &Instance{cfg: cfg, log: cfg.Logger.With("module", cfg.Module)}
+	// Consecutive instances get distinct salts, so a handle of one instance
+	// never validates in another (for 32768 instances at a time).
+	in.tab.salt = uint16(saltCounter.Add(1)*0x5bd1) & tagMask
+	return in
+}
+
+type ctxKey struct{}
+
+// Attach returns ctx carrying the instance, for calls into the guest.
+func (in *Instance) Attach(ctx context.Context) context.Context {
+	return context.WithValue(ctx, ctxKey{}, in)
+}
+
+// FromContext returns the instance attached to ctx, or nil.
+func FromContext(ctx context.Context) *Instance {
+	in, _ := ctx.Value(ctxKey{}).(*Instance)
+	return in
+}
+
+// Begin starts an entrypoint call with its input.
+func (in *Instance) Begin(input []byte) {
+	in.inCall, in.input, in.output, in.failMsg, in.wrote = true, input, nil, "", false
+}
+
+// End finishes the call and returns its output and the guest's failure
+// message, if it set one.
+func (in *Instance) End() (output []byte, failMsg string) {
+	output, failMsg = in.output, in.failMsg
+	in.inCall, in.input, in.output, in.failMsg = false, nil, nil, ""
+	return output, failMsg
+}
+
+// Expire marks the current call's deadline as passed: in cooperative mode,
+// the guest's next host call traps.
+func (in *Instance) Expire() { in.expired.Store(true) }
+
+// ResetDeadline clears the flag set by Expire before the next call.
+func (in *Instance) ResetDeadline() { in.expired.Store(false) }
+
+// Stats reports live handles and tensor bytes.
+func (in *Instance) Stats() (handles int, bytes int64) { return in.tab.live, in.bytes }
+
+// LastError returns the message of the last failed host call.
+func (in *Instance) LastError() string { return in.lastErr }
+
+// Close frees every tensor the instance holds. It is idempotent.
+func (in *Instance) Close() {
+	if in.closed {
+		return
+	}
+	in.closed = true
+	in.tab.each(func(t gpu.Tensor) { in.cfg.Backend.Free(t) })
+	in.tab = handleTable{salt: in.tab.salt}
+	in.bytes = 0
+}
+
+// ErrDeadline is the trap raised in a cooperative instance whose call ran
+// past its deadline. It reads like wazero's own deadline exit.
+var ErrDeadline = sys.NewExitError(sys.ExitCodeDeadlineExceeded)
+
+// enter returns the calling instance. A host function called without an
+// attached instance (a runtime bug, not a guest's doing) gets nil and answers
+// EINTERNAL. In cooperative mode an expired deadline traps here.
+func enter(ctx context.Context) *Instance {
+	in, _ := ctx.Value(ctxKey{}).(*Instance)
+	if in != nil && in.expired.Load() {
+		panic(ErrDeadline)
+	}
+	return in
+}
+
+// fail records a message and returns the code as a stack value.
+func (in *Instance) fail(c Code, format string, args ...any) uint64 {
+	in.lastErr = fmt.Sprintf("%s: %s", c, fmt.Sprintf(format, args...))
+	return uint64(uint32(int32(c)))
+}
+
+// failErr maps a backend or shape error to a code.
+func (in *Instance) failErr(op string, err error) uint64 {
+	c := EINTERNAL
+	switch {
+	case errors.Is(err, gpu.ErrShape):
+		c = ESHAPE
+	case errors.Is(err, gpu.ErrDType):
+		c = EDTYPE
+	case errors.Is(err, gpu.ErrOutOfMemory):
+		c = ENOMEM
+	case errors.Is(err, gpu.ErrUnsupported):
+		c = EINVAL
+	case errors.Is(err, errInvalid):
+		c = EINVAL
+	}
+	return in.fail(c, "%s: %v", op, err)
+}
+
+var errInvalid = errors.New("invalid argument")
+
+func ok(v int32) uint64 { return uint64(uint32(v)) }
+
+var noInstance = ok(int32(EINTERNAL))
+
+// mem returns the guest's bytes [ptr, ptr+n) or false when the range is not
+// inside its memory. n is a signed guest length; negative is refused.
+func mem(mod api.Module, ptr uint32, n int32) ([]byte, bool) {
+	if n < 0 {
+		return nil, false
+	}
+	m := mod.Memory()
+	if m == nil {
+		return nil, false
+	}
+	return m.Read(ptr, uint32(n))
+}
+
+var (
+	i32  = api.ValueTypeI32
+	f32  = api.ValueTypeF32
+	i32s = func(n int) []api.ValueType {
+		v := make([]api.ValueType, n)
+		for i := range v {
+			v[i] = i32
+		}
+		return v
+	}
+)

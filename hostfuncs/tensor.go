@@ -1,0 +1,741 @@
+package hostfuncs
+
+import (
+	"context"
+	"encoding/binary"
+	"math"
+
+	"github.com/fennec-edge/fennec/gpu"
+	"github.com/tetratelabs/wazero/api"
+)
+
+func tensorGroup() Group {
+	return Group{
+		Module:     ModuleTensor,
+		Capability: CapTensor,
+		Doc:        "tensors on the host backend (CPU or GPU), referenced by handles",
+		Funcs: []Func{
+			{"new", i32s(5), i32s(1), tensorNew},
+			{"free", i32s(1), i32s(1), tensorFree},
+			{"dtype", i32s(1), i32s(1), tensorDType},
+			{"rank", i32s(1), i32s(1), tensorRank},
+			{"shape", i32s(3), i32s(1), tensorShape},
+			{"read", i32s(3), i32s(1), tensorRead},
+			{"write", i32s(3), i32s(1), tensorWrite},
+			{"reshape", i32s(3), i32s(1), tensorReshape},
+			{"matmul", i32s(4), i32s(1), tensorMatMul},
+			{"binary", i32s(4), i32s(1), tensorBinary},
+			{"unary", []api.ValueType{i32, i32, f32, i32}, i32s(1), tensorUnary},
+			{"unary_grad", []api.ValueType{i32, i32, i32, f32, i32}, i32s(1), tensorUnaryGrad},
+			{"axpy", []api.ValueType{i32, i32, f32}, i32s(1), tensorAxpy},
+			{"softmax", i32s(4), i32s(1), tensorSoftmax},
+			{"reduce", i32s(5), i32s(1), tensorReduce},
+			{"argmax", i32s(3), i32s(1), tensorArgMax},
+			{"loss", i32s(5), i32s(1), tensorLoss},
+		},
+	}
+}
+
+// tensor resolves a handle of this instance.
+func (in *Instance) tensor(op string, h int32) (gpu.Tensor, uint64, bool) {
+	t := in.tab.get(h)
+	if t == nil {
+		return nil, in.fail(EHANDLE, "%s: handle %d is not a live tensor of this instance", op, h), false
+	}
+	return t, 0, true
+}
+
+func (in *Instance) f32Tensor(op string, h int32) (gpu.Tensor, uint64, bool) {
+	t, c, okh := in.tensor(op, h)
+	if !okh {
+		return nil, c, false
+	}
+	if t.DType() != gpu.F32 {
+		return nil, in.fail(EDTYPE, "%s: handle %d is %s, want f32", op, h, t.DType()), false
+	}
+	return t, 0, true
+}
+
+// readShape reads rank i32 dimensions at ptr into buf.
+func (in *Instance) readShape(op string, mod api.Module, ptr uint32, rank int32, buf *[gpu.MaxRank]int) ([]int, uint64, bool) {
+	if rank < 0 || rank > gpu.MaxRank {
+		return nil, in.fail(ESHAPE, "%s: rank %d is outside 0..%d", op, rank, gpu.MaxRank), false
+	}
+	raw, okm := mem(mod, ptr, rank*4)
+	if !okm {
+		return nil, in.fail(EMEM, "%s: shape [%d, +%d) is outside guest memory", op, ptr, rank*4), false
+	}
+	shape := buf[:rank]
+	for i := range shape {
+		d := int32(binary.LittleEndian.Uint32(raw[4*i:]))
+		if d < 0 {
+			return nil, in.fail(ESHAPE, "%s: dimension %d is negative (%d)", op, i, d), false
+		}
+		shape[i] = int(d)
+	}
+	return shape, 0, true
+}
+
+// alloc creates a zeroed tensor within the quota and returns its handle.
+func (in *Instance) alloc(op string, dt gpu.DType, shape []int) (gpu.Tensor, int32, uint64, bool) {
+	size, err := gpu.ByteSize(dt, shape)
+	if err != nil {
+		return nil, 0, in.failErr(op, err), false
+	}
+	if in.tab.live >= in.cfg.MaxHandles {
+		return nil, 0, in.fail(EQUOTA, "%s: handle quota of %d live tensors reached", op, in.cfg.MaxHandles), false
+	}
+	if in.bytes+size > in.cfg.MaxTensorBytes {
+		return nil, 0, in.fail(EQUOTA, "%s: %d more bytes would exceed the tensor quota (%d of %d bytes in use)", op, size, in.bytes, in.cfg.MaxTensorBytes), false
+	}
+	t, err := in.cfg.Backend.New(dt, append([]int(nil), shape...))
+	if err != nil {
+		return nil, 0, in.failErr(op, err), false
+	}
+	h := in.tab.put(t)
+	if h == 0 {
+		in.cfg.Backend.Free(t)
+		return nil, 0, in.fail(EQUOTA, "%s: handle table full", op), false
+	}
+	in.bytes += t.Bytes()
+	return t, h, 0, true
+}
+
+// release frees a handle's tensor and its quota.
+func (in *Instance) release(h int32) {
+	if t := in.tab.remove(h); t != nil {
+		in.bytes -= t.Bytes()
+		in.cfg.Backend.Free(t)
+	}
+}
+
+// result resolves an operation's output: out == 0 allocates a new tensor of
+// dtype and shape; otherwise out must be a live tensor of exactly that dtype
+// and shape, distinct from the inputs listed in noAlias.
+func (in *Instance) result(op string, out int32, dt gpu.DType, shape []int, noAlias ...int32) (gpu.Tensor, int32, bool, uint64, bool) {
+	if out == 0 {
+		t, h, c, oka := in.alloc(op, dt, shape)
+		return t, h, true, c, oka
+	}
+	for _, a := range noAlias {
+		if a == out {
+			return nil, 0, false, in.fail(EINVAL, "%s: out handle %d aliases an input", op, out), false
+		}
+	}
+	t, c, okh := in.tensor(op, out)
+	if !okh {
+		return nil, 0, false, c, false
+	}
+	if t.DType() != dt || !gpu.EqualShape(t.Shape(), shape) {
+		return nil, 0, false, in.fail(ESHAPE, "%s: out handle %d is %s%v, want %s%v", op, out, t.DType(), t.Shape(), dt, shape), false
+	}
+	return t, out, false, 0, true
+}
+
+// finish completes an operation: on error a freshly allocated result is
+// released again.
+func (in *Instance) finish(op string, h int32, fresh bool, err error) uint64 {
+	if err != nil {
+		if fresh {
+			in.release(h)
+		}
+		return in.failErr(op, err)
+	}
+	return ok(h)
+}
+
+// new(dtype, shape_ptr, rank, data_ptr, data_len) -> handle
+func tensorNew(ctx context.Context, mod api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	const op = "tensor.new"
+	dt := gpu.DType(0)
+	if d := int32(stack[0]); d > 0 && d < 256 {
+		dt = gpu.DType(d)
+	}
+	if !dt.Valid() {
+		stack[0] = in.fail(EDTYPE, "%s: unknown dtype %d", op, int32(stack[0]))
+		return
+	}
+	shape, c, oks := in.readShape(op, mod, uint32(stack[1]), int32(stack[2]), &in.scratch)
+	if !oks {
+		stack[0] = c
+		return
+	}
+	dataPtr, dataLen := uint32(stack[3]), int32(stack[4])
+	size, err := gpu.ByteSize(dt, shape)
+	if err != nil {
+		stack[0] = in.failErr(op, err)
+		return
+	}
+	var data []byte
+	if dataLen != 0 {
+		if int64(dataLen) != size {
+			stack[0] = in.fail(EINVAL, "%s: data is %d bytes, a %s%v tensor needs %d", op, dataLen, dt, shape, size)
+			return
+		}
+		var okm bool
+		if data, okm = mem(mod, dataPtr, dataLen); !okm {
+			stack[0] = in.fail(EMEM, "%s: data [%d, +%d) is outside guest memory", op, dataPtr, dataLen)
+			return
+		}
+	}
+	t, h, c, oka := in.alloc(op, dt, shape)
+	if !oka {
+		stack[0] = c
+		return
+	}
+	if data != nil {
+		if err := in.cfg.Backend.Write(t, data); err != nil {
+			in.release(h)
+			stack[0] = in.failErr(op, err)
+			return
+		}
+	}
+	stack[0] = ok(h)
+}
+
+// free(h) -> 0
+func tensorFree(ctx context.Context, _ api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	h := int32(stack[0])
+	if in.tab.get(h) == nil {
+		stack[0] = in.fail(EHANDLE, "tensor.free: handle %d is not a live tensor of this instance", h)
+		return
+	}
+	in.release(h)
+	stack[0] = ok(0)
+}
+
+// dtype(h) -> dtype
+func tensorDType(ctx context.Context, _ api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	t, c, okh := in.tensor("tensor.dtype", int32(stack[0]))
+	if !okh {
+		stack[0] = c
+		return
+	}
+	stack[0] = ok(int32(t.DType()))
+}
+
+// rank(h) -> rank
+func tensorRank(ctx context.Context, _ api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	t, c, okh := in.tensor("tensor.rank", int32(stack[0]))
+	if !okh {
+		stack[0] = c
+		return
+	}
+	stack[0] = ok(int32(len(t.Shape())))
+}
+
+// shape(h, buf_ptr, buf_cap) -> rank
+func tensorShape(ctx context.Context, mod api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	const op = "tensor.shape"
+	t, c, okh := in.tensor(op, int32(stack[0]))
+	if !okh {
+		stack[0] = c
+		return
+	}
+	ptr, capacity := uint32(stack[1]), int32(stack[2])
+	if capacity < 0 {
+		stack[0] = in.fail(EMEM, "%s: negative buffer capacity %d", op, capacity)
+		return
+	}
+	shape := t.Shape()
+	n := min(int32(len(shape)), capacity)
+	buf, okm := mem(mod, ptr, n*4)
+	if !okm {
+		stack[0] = in.fail(EMEM, "%s: buffer [%d, +%d) is outside guest memory", op, ptr, n*4)
+		return
+	}
+	for i := int32(0); i < n; i++ {
+		binary.LittleEndian.PutUint32(buf[4*i:], uint32(shape[i]))
+	}
+	stack[0] = ok(int32(len(shape)))
+}
+
+// read(h, buf_ptr, buf_len) -> bytes
+func tensorRead(ctx context.Context, mod api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	const op = "tensor.read"
+	t, c, okh := in.tensor(op, int32(stack[0]))
+	if !okh {
+		stack[0] = c
+		return
+	}
+	ptr, n := uint32(stack[1]), int32(stack[2])
+	size := t.Bytes()
+	if int64(n) < size {
+		stack[0] = in.fail(EINVAL, "%s: buffer of %d bytes is smaller than the tensor (%d bytes)", op, n, size)
+		return
+	}
+	buf, okm := mem(mod, ptr, int32(size))
+	if !okm {
+		stack[0] = in.fail(EMEM, "%s: buffer [%d, +%d) is outside guest memory", op, ptr, size)
+		return
+	}
+	if err := in.cfg.Backend.Read(t, buf); err != nil {
+		stack[0] = in.failErr(op, err)
+		return
+	}
+	stack[0] = ok(int32(size))
+}
+
+// write(h, ptr, len) -> 0
+func tensorWrite(ctx context.Context, mod api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	const op = "tensor.write"
+	t, c, okh := in.tensor(op, int32(stack[0]))
+	if !okh {
+		stack[0] = c
+		return
+	}
+	ptr, n := uint32(stack[1]), int32(stack[2])
+	if int64(n) != t.Bytes() {
+		stack[0] = in.fail(EINVAL, "%s: %d bytes given, the tensor holds %d", op, n, t.Bytes())
+		return
+	}
+	buf, okm := mem(mod, ptr, n)
+	if !okm {
+		stack[0] = in.fail(EMEM, "%s: range [%d, +%d) is outside guest memory", op, ptr, n)
+		return
+	}
+	if err := in.cfg.Backend.Write(t, buf); err != nil {
+		stack[0] = in.failErr(op, err)
+		return
+	}
+	stack[0] = ok(0)
+}
+
+// reshape(h, shape_ptr, rank) -> 0
+func tensorReshape(ctx context.Context, mod api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	const op = "tensor.reshape"
+	t, c, okh := in.tensor(op, int32(stack[0]))
+	if !okh {
+		stack[0] = c
+		return
+	}
+	shape, c, oks := in.readShape(op, mod, uint32(stack[1]), int32(stack[2]), &in.scratch)
+	if !oks {
+		stack[0] = c
+		return
+	}
+	n, err := gpu.NumElements(shape)
+	if err != nil {
+		stack[0] = in.failErr(op, err)
+		return
+	}
+	if n != t.Len() {
+		stack[0] = in.fail(ESHAPE, "%s: %v has %d elements, the tensor %v has %d", op, shape, n, t.Shape(), t.Len())
+		return
+	}
+	if err := in.cfg.Backend.Reshape(t, append([]int(nil), shape...)); err != nil {
+		stack[0] = in.failErr(op, err)
+		return
+	}
+	stack[0] = ok(0)
+}
+
+// matmul(a, b, flags, out) -> handle
+func tensorMatMul(ctx context.Context, _ api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	const op = "tensor.matmul"
+	ha, hb, flags, out := int32(stack[0]), int32(stack[1]), int32(stack[2]), int32(stack[3])
+	if flags&^3 != 0 {
+		stack[0] = in.fail(EINVAL, "%s: unknown flags %#x", op, flags)
+		return
+	}
+	a, c, oka := in.f32Tensor(op, ha)
+	if !oka {
+		stack[0] = c
+		return
+	}
+	b, c, okb := in.f32Tensor(op, hb)
+	if !okb {
+		stack[0] = c
+		return
+	}
+	ta, tb := flags&1 != 0, flags&2 != 0
+	shape, err := gpu.MatMulShape(a.Shape(), b.Shape(), ta, tb)
+	if err != nil {
+		stack[0] = in.failErr(op, err)
+		return
+	}
+	o, h, fresh, c, okr := in.result(op, out, gpu.F32, shape, ha, hb)
+	if !okr {
+		stack[0] = c
+		return
+	}
+	stack[0] = in.finish(op, h, fresh, in.cfg.Backend.MatMul(o, a, b, ta, tb))
+}
+
+// binary(op, a, b, out) -> handle
+func tensorBinary(ctx context.Context, _ api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	const op = "tensor.binary"
+	code, ha, hb, out := int32(stack[0]), int32(stack[1]), int32(stack[2]), int32(stack[3])
+	if code < int32(gpu.Add) || code > int32(gpu.Min) {
+		stack[0] = in.fail(EINVAL, "%s: unknown op %d", op, code)
+		return
+	}
+	a, c, oka := in.f32Tensor(op, ha)
+	if !oka {
+		stack[0] = c
+		return
+	}
+	b, c, okb := in.f32Tensor(op, hb)
+	if !okb {
+		stack[0] = c
+		return
+	}
+	shape, err := gpu.BroadcastShape(a.Shape(), b.Shape())
+	if err != nil {
+		stack[0] = in.failErr(op, err)
+		return
+	}
+	o, h, fresh, c, okr := in.result(op, out, gpu.F32, shape, ha, hb)
+	if !okr {
+		stack[0] = c
+		return
+	}
+	stack[0] = in.finish(op, h, fresh, in.cfg.Backend.Binary(gpu.BinaryOp(code), o, a, b))
+}
+
+func validAlpha(in *Instance, op string, alpha float32) (uint64, bool) {
+	if math.IsNaN(float64(alpha)) {
+		return in.fail(EINVAL, "%s: alpha is NaN", op), false
+	}
+	return 0, true
+}
+
+// unary(op, a, alpha, out) -> handle
+func tensorUnary(ctx context.Context, _ api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	const op = "tensor.unary"
+	code, ha, alpha, out := int32(stack[0]), int32(stack[1]), api.DecodeF32(stack[2]), int32(stack[3])
+	if code < int32(gpu.Scale) || code > int32(gpu.Copy) {
+		stack[0] = in.fail(EINVAL, "%s: unknown op %d", op, code)
+		return
+	}
+	if c, okv := validAlpha(in, op, alpha); !okv {
+		stack[0] = c
+		return
+	}
+	a, c, oka := in.f32Tensor(op, ha)
+	if !oka {
+		stack[0] = c
+		return
+	}
+	o, h, fresh, c, okr := in.result(op, out, gpu.F32, a.Shape())
+	if !okr {
+		stack[0] = c
+		return
+	}
+	stack[0] = in.finish(op, h, fresh, in.cfg.Backend.Unary(gpu.UnaryOp(code), o, a, alpha))
+}
+
+// unary_grad(op, x, g, alpha, out) -> handle
+func tensorUnaryGrad(ctx context.Context, _ api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	const op = "tensor.unary_grad"
+	code, hx, hg, alpha, out := int32(stack[0]), int32(stack[1]), int32(stack[2]), api.DecodeF32(stack[3]), int32(stack[4])
+	switch gpu.UnaryOp(code) {
+	case gpu.Scale, gpu.Exp, gpu.Log, gpu.Sqrt, gpu.Square, gpu.Abs, gpu.ReLU, gpu.Sigmoid, gpu.Tanh:
+	default:
+		stack[0] = in.fail(EINVAL, "%s: op %d has no gradient", op, code)
+		return
+	}
+	if c, okv := validAlpha(in, op, alpha); !okv {
+		stack[0] = c
+		return
+	}
+	x, c, okx := in.f32Tensor(op, hx)
+	if !okx {
+		stack[0] = c
+		return
+	}
+	g, c, okg := in.f32Tensor(op, hg)
+	if !okg {
+		stack[0] = c
+		return
+	}
+	if !gpu.EqualShape(x.Shape(), g.Shape()) {
+		stack[0] = in.fail(ESHAPE, "%s: x %v and g %v differ in shape", op, x.Shape(), g.Shape())
+		return
+	}
+	o, h, fresh, c, okr := in.result(op, out, gpu.F32, x.Shape(), hx, hg)
+	if !okr {
+		stack[0] = c
+		return
+	}
+	stack[0] = in.finish(op, h, fresh, in.cfg.Backend.UnaryGrad(gpu.UnaryOp(code), o, x, g, alpha))
+}
+
+// axpy(y, x, alpha) -> 0
+func tensorAxpy(ctx context.Context, _ api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	const op = "tensor.axpy"
+	hy, hx, alpha := int32(stack[0]), int32(stack[1]), api.DecodeF32(stack[2])
+	if c, okv := validAlpha(in, op, alpha); !okv {
+		stack[0] = c
+		return
+	}
+	y, c, oky := in.f32Tensor(op, hy)
+	if !oky {
+		stack[0] = c
+		return
+	}
+	x, c, okx := in.f32Tensor(op, hx)
+	if !okx {
+		stack[0] = c
+		return
+	}
+	if !gpu.EqualShape(x.Shape(), y.Shape()) {
+		stack[0] = in.fail(ESHAPE, "%s: y %v and x %v differ in shape", op, y.Shape(), x.Shape())
+		return
+	}
+	if err := in.cfg.Backend.Axpy(y, x, alpha); err != nil {
+		stack[0] = in.failErr(op, err)
+		return
+	}
+	stack[0] = ok(0)
+}
+
+// softmax(a, axis, log, out) -> handle
+func tensorSoftmax(ctx context.Context, _ api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	const op = "tensor.softmax"
+	ha, axis, logf, out := int32(stack[0]), int32(stack[1]), int32(stack[2]), int32(stack[3])
+	a, c, oka := in.f32Tensor(op, ha)
+	if !oka {
+		stack[0] = c
+		return
+	}
+	ax, err := gpu.NormAxis(int(axis), len(a.Shape()))
+	if err != nil {
+		stack[0] = in.fail(EINVAL, "%s: axis %d: %v", op, axis, err)
+		return
+	}
+	o, h, fresh, c, okr := in.result(op, out, gpu.F32, a.Shape())
+	if !okr {
+		stack[0] = c
+		return
+	}
+	stack[0] = in.finish(op, h, fresh, in.cfg.Backend.Softmax(o, a, ax, logf != 0))
+}
+
+// reduce(op, a, axis, keepdims, out) -> handle
+func tensorReduce(ctx context.Context, _ api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	const op = "tensor.reduce"
+	code, ha, axis, keep, out := int32(stack[0]), int32(stack[1]), int32(stack[2]), int32(stack[3]), int32(stack[4])
+	if code < int32(gpu.Sum) || code > int32(gpu.RMin) {
+		stack[0] = in.fail(EINVAL, "%s: unknown op %d", op, code)
+		return
+	}
+	a, c, oka := in.f32Tensor(op, ha)
+	if !oka {
+		stack[0] = c
+		return
+	}
+	ax, err := gpu.NormAxis(int(axis), len(a.Shape()))
+	if err != nil {
+		stack[0] = in.fail(EINVAL, "%s: axis %d: %v", op, axis, err)
+		return
+	}
+	if (code == int32(gpu.RMax) || code == int32(gpu.RMin)) && a.Shape()[ax] == 0 {
+		stack[0] = in.fail(ESHAPE, "%s: max/min over an empty axis", op)
+		return
+	}
+	shape := gpu.ReduceShape(a.Shape(), ax, keep != 0)
+	o, h, fresh, c, okr := in.result(op, out, gpu.F32, shape, ha)
+	if !okr {
+		stack[0] = c
+		return
+	}
+	stack[0] = in.finish(op, h, fresh, in.cfg.Backend.Reduce(gpu.ReduceOp(code), o, a, ax))
+}
+
+// argmax(a, axis, out) -> handle
+func tensorArgMax(ctx context.Context, _ api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	const op = "tensor.argmax"
+	ha, axis, out := int32(stack[0]), int32(stack[1]), int32(stack[2])
+	a, c, oka := in.f32Tensor(op, ha)
+	if !oka {
+		stack[0] = c
+		return
+	}
+	ax, err := gpu.NormAxis(int(axis), len(a.Shape()))
+	if err != nil {
+		stack[0] = in.fail(EINVAL, "%s: axis %d: %v", op, axis, err)
+		return
+	}
+	if a.Shape()[ax] == 0 {
+		stack[0] = in.fail(ESHAPE, "%s: argmax over an empty axis", op)
+		return
+	}
+	shape := gpu.ReduceShape(a.Shape(), ax, false)
+	o, h, fresh, c, okr := in.result(op, out, gpu.I32, shape, ha)
+	if !okr {
+		stack[0] = c
+		return
+	}
+	stack[0] = in.finish(op, h, fresh, in.cfg.Backend.ArgMax(o, a, ax))
+}
+
+// loss(op, pred, target, loss_ptr, grad_out) -> grad handle or 0
+func tensorLoss(ctx context.Context, mod api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	const op = "tensor.loss"
+	code, hp, ht, lossPtr, gradOut := int32(stack[0]), int32(stack[1]), int32(stack[2]), uint32(stack[3]), int32(stack[4])
+	if code < int32(gpu.SoftmaxCrossEntropy) || code > int32(gpu.MSE) {
+		stack[0] = in.fail(EINVAL, "%s: unknown op %d", op, code)
+		return
+	}
+	pred, c, okp := in.f32Tensor(op, hp)
+	if !okp {
+		stack[0] = c
+		return
+	}
+	target, c, okt := in.tensor(op, ht)
+	if !okt {
+		stack[0] = c
+		return
+	}
+	ps, ts := pred.Shape(), target.Shape()
+	switch gpu.LossOp(code) {
+	case gpu.SoftmaxCrossEntropy:
+		if len(ps) != 2 || ps[0] == 0 || ps[1] == 0 {
+			stack[0] = in.fail(ESHAPE, "%s: cross-entropy logits must be a non-empty [batch, classes], got %v", op, ps)
+			return
+		}
+		switch target.DType() {
+		case gpu.F32:
+			if !gpu.EqualShape(ps, ts) {
+				stack[0] = in.fail(ESHAPE, "%s: targets %v do not match logits %v", op, ts, ps)
+				return
+			}
+		case gpu.I32:
+			if len(ts) != 1 || ts[0] != ps[0] {
+				stack[0] = in.fail(ESHAPE, "%s: class-index targets %v do not match batch %d", op, ts, ps[0])
+				return
+			}
+		default:
+			stack[0] = in.fail(EDTYPE, "%s: targets are %s, want f32 or i32", op, target.DType())
+			return
+		}
+	default:
+		if target.DType() != gpu.F32 {
+			stack[0] = in.fail(EDTYPE, "%s: targets are %s, want f32", op, target.DType())
+			return
+		}
+		if !gpu.EqualShape(ps, ts) {
+			stack[0] = in.fail(ESHAPE, "%s: targets %v do not match predictions %v", op, ts, ps)
+			return
+		}
+		if pred.Len() == 0 {
+			stack[0] = in.fail(ESHAPE, "%s: empty predictions", op)
+			return
+		}
+	}
+	var lossBuf []byte
+	if lossPtr != 0 {
+		var okm bool
+		if lossBuf, okm = mem(mod, lossPtr, 4); !okm {
+			stack[0] = in.fail(EMEM, "%s: loss_ptr %d is outside guest memory", op, lossPtr)
+			return
+		}
+	}
+	var (
+		grad  gpu.Tensor
+		h     int32
+		fresh bool
+	)
+	if gradOut != -1 {
+		var okr bool
+		if grad, h, fresh, c, okr = in.result(op, gradOut, gpu.F32, ps, hp, ht); !okr {
+			stack[0] = c
+			return
+		}
+	}
+	loss, err := in.cfg.Backend.Loss(gpu.LossOp(code), grad, pred, target)
+	if err != nil {
+		stack[0] = in.finish(op, h, fresh, err)
+		return
+	}
+	if lossBuf != nil {
+		binary.LittleEndian.PutUint32(lossBuf, math.Float32bits(loss))
+	}
+	stack[0] = ok(h)
+}

@@ -1,0 +1,468 @@
+// Package runtime runs sandboxed WebAssembly modules for fennec: an Engine
+// compiles modules (with an on-disk compilation cache), checks their imports
+// against the capabilities their manifest requests and the operator allows,
+// and keeps a pool of warm instances per module so that a call does not pay
+// for instantiation. Each instance has a memory cap, a per-call deadline, a
+// tensor quota, and its stdout/stderr in slog under the module's name.
+//
+//	eng, err := runtime.New(ctx, runtime.Config{})
+//	defer eng.Close(ctx)
+//	man, err := runtime.ReadManifest("fennec.toml")
+//	mod, err := eng.Compile(ctx, wasm, man)
+//	out, err := mod.Call(ctx, "process", input)
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fennec-edge/fennec/gpu"
+	"github.com/fennec-edge/fennec/hostfuncs"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+)
+
+// Config configures an Engine. The zero value is a working configuration.
+type Config struct {
+	// CacheDir holds compiled machine code between runs. Empty means
+	// "$XDG_CACHE_HOME/fennec/wazero" (or the platform's equivalent); if no
+	// cache directory can be had, compilation is cached in memory only.
+	CacheDir string
+	// NoDiskCache keeps compiled code in memory only.
+	NoDiskCache bool
+	// Backend computes tensor operations; nil means the CPU backend.
+	Backend gpu.Backend
+	// Logger receives engine events and guest output; nil means slog.Default().
+	Logger *slog.Logger
+	// Limits caps what any manifest may ask for, and sets the defaults.
+	Limits HostLimits
+	// Allow lists the capabilities the operator lets modules have. Nil
+	// allows the host-function groups (tensor and registered extensions) and
+	// "wasi:env"; "wasi:data" is allowed when DataDir is set. A module that
+	// requests a capability outside this list fails to compile.
+	Allow []string
+	// AllowHostCallPreemption lets manifests choose limits.preemption =
+	// "host-calls" (see Limits.Preemption).
+	AllowHostCallPreemption bool
+	// DataDir is mounted read-only at /data for modules granted "wasi:data".
+	DataDir string
+	// Extra are host-function groups of packages above the runtime
+	// (privacy, federation), wired in by the command.
+	Extra []hostfuncs.Group
+}
+
+// HostLimits are the engine's caps and defaults. Zero fields take the
+// defaults listed in DefaultHostLimits.
+type HostLimits struct {
+	MaxMemoryPages   uint32
+	MaxCallTimeout   time.Duration
+	MaxTensorBytes   int64
+	MaxTensorHandles int
+	MaxInstances     int
+	MaxOutputBytes   int
+
+	DefaultMemoryPages   uint32
+	DefaultCallTimeout   time.Duration
+	DefaultTensorBytes   int64
+	DefaultTensorHandles int
+	DefaultInstances     int
+}
+
+// DefaultHostLimits returns the limits used for zero fields.
+func DefaultHostLimits() HostLimits {
+	procs := goruntime.GOMAXPROCS(0)
+	return HostLimits{
+		MaxMemoryPages:   16384, // 1 GiB
+		MaxCallTimeout:   5 * time.Minute,
+		MaxTensorBytes:   4 << 30,
+		MaxTensorHandles: 65535,
+		MaxInstances:     max(64, 4*procs),
+		MaxOutputBytes:   hostfuncs.DefaultMaxOutputBytes,
+
+		DefaultMemoryPages:   1024, // 64 MiB
+		DefaultCallTimeout:   5 * time.Second,
+		DefaultTensorBytes:   hostfuncs.DefaultMaxTensorBytes,
+		DefaultTensorHandles: hostfuncs.DefaultMaxHandles,
+		DefaultInstances:     procs,
+	}
+}
+
+func (l HostLimits) withDefaults() HostLimits {
+	d := DefaultHostLimits()
+	pick := func(v, def int64) int64 {
+		if v > 0 {
+			return v
+		}
+		return def
+	}
+	l.MaxMemoryPages = uint32(pick(int64(l.MaxMemoryPages), int64(d.MaxMemoryPages)))
+	l.MaxCallTimeout = time.Duration(pick(int64(l.MaxCallTimeout), int64(d.MaxCallTimeout)))
+	l.MaxTensorBytes = pick(l.MaxTensorBytes, d.MaxTensorBytes)
+	l.MaxTensorHandles = int(pick(int64(l.MaxTensorHandles), int64(d.MaxTensorHandles)))
+	l.MaxInstances = int(pick(int64(l.MaxInstances), int64(d.MaxInstances)))
+	l.MaxOutputBytes = int(pick(int64(l.MaxOutputBytes), int64(d.MaxOutputBytes)))
+	l.DefaultMemoryPages = uint32(pick(int64(l.DefaultMemoryPages), int64(d.DefaultMemoryPages)))
+	l.DefaultCallTimeout = time.Duration(pick(int64(l.DefaultCallTimeout), int64(d.DefaultCallTimeout)))
+	l.DefaultTensorBytes = pick(l.DefaultTensorBytes, d.DefaultTensorBytes)
+	l.DefaultTensorHandles = int(pick(int64(l.DefaultTensorHandles), int64(d.DefaultTensorHandles)))
+	l.DefaultInstances = int(pick(int64(l.DefaultInstances), int64(d.DefaultInstances)))
+	return l
+}
+
+// Engine compiles and runs modules. It is safe for concurrent use.
+type Engine struct {
+	cfg      Config
+	limits   HostLimits
+	log      *slog.Logger
+	backend  gpu.Backend
+	cache    wazero.CompilationCache
+	cacheDir string
+	groups   []hostfuncs.Group
+	allow    []string
+
+	mu       sync.Mutex
+	runtimes map[rtKey]wazero.Runtime
+	modules  map[*Module]struct{}
+	closed   bool
+}
+
+// rtKey selects a wazero runtime: memory limits and termination checks are
+// runtime-wide settings in wazero, so modules with different settings are
+// compiled in different runtimes that share one compilation cache.
+type rtKey struct {
+	pages  uint32
+	strict bool
+}
+
+// New returns an Engine.
+func New(ctx context.Context, cfg Config) (*Engine, error) {
+	e := &Engine{
+		cfg:      cfg,
+		limits:   cfg.Limits.withDefaults(),
+		log:      cfg.Logger,
+		backend:  cfg.Backend,
+		runtimes: map[rtKey]wazero.Runtime{},
+		modules:  map[*Module]struct{}{},
+	}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	if e.backend == nil {
+		e.backend = gpu.NewCPU()
+	}
+	e.groups = append(hostfuncs.Builtin(), cfg.Extra...)
+	if cfg.Allow != nil {
+		e.allow = slices.Clone(cfg.Allow)
+	} else {
+		e.allow = []string{CapWASIEnv}
+		for _, g := range e.groups {
+			if g.Capability != "" {
+				e.allow = append(e.allow, g.Capability)
+			}
+		}
+		if cfg.DataDir != "" {
+			e.allow = append(e.allow, CapWASIData)
+		}
+	}
+	if slices.Contains(e.allow, CapWASIData) && cfg.DataDir != "" {
+		if fi, err := os.Stat(cfg.DataDir); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("runtime: data directory %q is not a readable directory", cfg.DataDir)
+		}
+	}
+	if !cfg.NoDiskCache {
+		dir := cfg.CacheDir
+		if dir == "" {
+			if base, err := os.UserCacheDir(); err == nil {
+				dir = filepath.Join(base, "fennec", "wazero")
+			}
+		}
+		if dir != "" {
+			if c, err := wazero.NewCompilationCacheWithDir(dir); err == nil {
+				e.cache, e.cacheDir = c, dir
+			} else {
+				e.log.Warn("compilation cache unavailable; compiling in memory", "dir", dir, "err", err)
+			}
+		}
+	}
+	if e.cache == nil {
+		e.cache = wazero.NewCompilationCache()
+	}
+	return e, nil
+}
+
+// Backend returns the tensor backend in use.
+func (e *Engine) Backend() gpu.Backend { return e.backend }
+
+// CacheDir returns the on-disk compilation cache directory, or "".
+func (e *Engine) CacheDir() string { return e.cacheDir }
+
+func (e *Engine) runtime(ctx context.Context, k rtKey) (wazero.Runtime, error) {
+	if r, ok := e.runtimes[k]; ok {
+		return r, nil
+	}
+	rc := wazero.NewRuntimeConfig().
+		WithCompilationCache(e.cache).
+		WithMemoryLimitPages(k.pages).
+		WithCloseOnContextDone(k.strict).
+		WithCoreFeatures(api.CoreFeaturesV2)
+	r := wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r); err != nil {
+		r.Close(ctx)
+		return nil, fmt.Errorf("runtime: WASI: %w", err)
+	}
+	if err := hostfuncs.Register(ctx, r, e.groups); err != nil {
+		r.Close(ctx)
+		return nil, err
+	}
+	e.runtimes[k] = r
+	return r, nil
+}
+
+// LoadFile reads a module and its manifest and compiles it. An empty
+// manifestPath looks for NAME.toml beside NAME.wasm, then fennec.toml in the
+// same directory.
+func (e *Engine) LoadFile(ctx context.Context, wasmPath, manifestPath string) (*Module, error) {
+	wasm, err := os.ReadFile(wasmPath)
+	if err != nil {
+		return nil, err
+	}
+	if manifestPath == "" {
+		manifestPath, err = FindManifest(wasmPath)
+		if err != nil {
+			return nil, err
+		}
+	}
+	man, err := ReadManifest(manifestPath)
+	if err != nil {
+		return nil, err
+	}
+	mod, err := e.Compile(ctx, wasm, man)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", wasmPath, err)
+	}
+	return mod, nil
+}
+
+// FindManifest returns the manifest path conventionally beside wasmPath.
+func FindManifest(wasmPath string) (string, error) {
+	dir := filepath.Dir(wasmPath)
+	cands := []string{
+		strings.TrimSuffix(wasmPath, filepath.Ext(wasmPath)) + ".toml",
+		filepath.Join(dir, "fennec.toml"),
+	}
+	for _, c := range cands {
+		if _, err := os.Stat(c); err == nil {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("no manifest for %s: looked for %s; pass --manifest", wasmPath, strings.Join(cands, " and "))
+}
+
+var wasmMagic = []byte{0, 'a', 's', 'm'}
+
+// Compile validates and compiles a module with its manifest.
+func (e *Engine) Compile(ctx context.Context, wasm []byte, man Manifest) (*Module, error) {
+	if man.Name == "" || len(man.Entrypoints) == 0 {
+		return nil, fmt.Errorf("%w: manifest has no name or no entrypoints (use ParseManifest)", ErrManifest)
+	}
+	if len(wasm) < 8 || !bytes.Equal(wasm[:4], wasmMagic) {
+		return nil, fmt.Errorf("module %s: %w: not a WebAssembly binary (%d bytes, no \\0asm header)", man.Name, ErrInvalidModule, len(wasm))
+	}
+	lim := e.moduleLimits(man)
+	if lim.preemption == PreemptHostCalls && !e.cfg.AllowHostCallPreemption {
+		return nil, fmt.Errorf("module %s: %w: limits.preemption = %q is not allowed by this host", man.Name, ErrCapability, PreemptHostCalls)
+	}
+	for _, c := range man.Capabilities {
+		if !slices.Contains(e.allow, c) {
+			return nil, fmt.Errorf("module %s: %w: the manifest requests %q, which this host does not allow (allowed: %s)", man.Name, ErrCapability, c, strings.Join(e.allow, ", "))
+		}
+	}
+
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil, ErrClosed
+	}
+	r, err := e.runtime(ctx, rtKey{pages: lim.pages, strict: lim.preemption != PreemptHostCalls})
+	e.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	compiled, err := r.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, fmt.Errorf("module %s: %w: %v", man.Name, ErrInvalidModule, err)
+	}
+	if err := e.checkModule(compiled, man); err != nil {
+		compiled.Close(ctx)
+		return nil, fmt.Errorf("module %s: %w", man.Name, err)
+	}
+	m := newModule(e, r, compiled, man, lim)
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		compiled.Close(ctx)
+		return nil, ErrClosed
+	}
+	e.modules[m] = struct{}{}
+	e.mu.Unlock()
+	return m, nil
+}
+
+type effectiveLimits struct {
+	pages       uint32
+	timeout     time.Duration
+	tensorBytes int64
+	handles     int
+	instances   int
+	preemption  string
+}
+
+func (e *Engine) moduleLimits(man Manifest) effectiveLimits {
+	l, h := man.Limits, e.limits
+	pick := func(v, def, cap int64) int64 {
+		if v <= 0 {
+			v = def
+		}
+		return min(v, cap)
+	}
+	p := l.Preemption
+	if p == "" {
+		p = PreemptStrict
+	}
+	return effectiveLimits{
+		pages:       uint32(pick(int64(l.MemoryPages), int64(h.DefaultMemoryPages), int64(h.MaxMemoryPages))),
+		timeout:     time.Duration(pick(int64(l.CallTimeout.Duration), int64(h.DefaultCallTimeout), int64(h.MaxCallTimeout))),
+		tensorBytes: pick(l.TensorBytes, h.DefaultTensorBytes, h.MaxTensorBytes),
+		handles:     int(pick(int64(l.TensorHandles), int64(h.DefaultTensorHandles), int64(h.MaxTensorHandles))),
+		instances:   int(pick(int64(l.Instances), int64(h.DefaultInstances), int64(h.MaxInstances))),
+		preemption:  p,
+	}
+}
+
+// checkModule enforces the shape of a fennec module and its capabilities.
+func (e *Engine) checkModule(c wazero.CompiledModule, man Manifest) error {
+	var ungranted, unknown []string
+	var missingCaps []string
+	for _, f := range c.ImportedFunctions() {
+		modName, name, _ := f.Import()
+		if modName == wasi_snapshot_preview1.ModuleName {
+			continue
+		}
+		var g *hostfuncs.Group
+		for i := range e.groups {
+			if e.groups[i].Module == modName {
+				g = &e.groups[i]
+			}
+		}
+		if g == nil {
+			unknown = append(unknown, modName+"."+name)
+			continue
+		}
+		hf := g.Lookup(name)
+		if hf == nil {
+			unknown = append(unknown, modName+"."+name)
+			continue
+		}
+		if !slices.Equal(hf.Params, f.ParamTypes()) || !slices.Equal(hf.Results, f.ResultTypes()) {
+			return fmt.Errorf("%w: import %s.%s has type %s, the host provides %s", ErrInvalidModule, modName, name,
+				sig(f.ParamTypes(), f.ResultTypes()), sig(hf.Params, hf.Results))
+		}
+		if g.Capability != "" && !slices.Contains(man.Capabilities, g.Capability) {
+			ungranted = append(ungranted, modName+"."+name)
+			if !slices.Contains(missingCaps, g.Capability) {
+				missingCaps = append(missingCaps, g.Capability)
+			}
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return fmt.Errorf("%w: imports functions this host does not provide (ABI v%d): %s", ErrInvalidModule, hostfuncs.ABIVersion, strings.Join(unknown, ", "))
+	}
+	if len(ungranted) > 0 {
+		sort.Strings(ungranted)
+		return fmt.Errorf("%w: imports %s without the capability %s in its manifest", ErrCapability, strings.Join(ungranted, ", "), quoteList(missingCaps))
+	}
+	if len(c.ImportedMemories()) > 0 {
+		return fmt.Errorf("%w: imports a memory; a fennec module defines and exports its own", ErrInvalidModule)
+	}
+	if _, ok := c.ExportedMemories()["memory"]; !ok {
+		return fmt.Errorf("%w: does not export its memory as \"memory\"", ErrInvalidModule)
+	}
+	exports := c.ExportedFunctions()
+	if _, ok := exports["_start"]; ok {
+		if _, ok := exports["_initialize"]; !ok {
+			return fmt.Errorf("%w: is a WASI command (exports _start); build it as a reactor (Go: -buildmode=c-shared, clang: -mexec-model=reactor)", ErrInvalidModule)
+		}
+	}
+	for _, name := range man.Entrypoints {
+		f, ok := exports[name]
+		if !ok {
+			return fmt.Errorf("%w: entrypoint %q in the manifest is not exported by the module", ErrInvalidModule, name)
+		}
+		if !slices.Equal(f.ParamTypes(), []api.ValueType{api.ValueTypeI32}) || !slices.Equal(f.ResultTypes(), []api.ValueType{api.ValueTypeI32}) {
+			return fmt.Errorf("%w: entrypoint %q has type %s, want (i32) -> i32", ErrInvalidModule, name, sig(f.ParamTypes(), f.ResultTypes()))
+		}
+	}
+	return nil
+}
+
+func quoteList(s []string) string {
+	q := make([]string, len(s))
+	for i, v := range s {
+		q[i] = fmt.Sprintf("%q", v)
+	}
+	return strings.Join(q, ", ")
+}
+
+func sig(params, results []api.ValueType) string {
+	name := func(ts []api.ValueType) string {
+		s := make([]string, len(ts))
+		for i, t := range ts {
+			s[i] = api.ValueTypeName(t)
+		}
+		return "(" + strings.Join(s, ", ") + ")"
+	}
+	return name(params) + " -> " + name(results)
+}
+
+// Close closes every module and runtime. Calls in flight are allowed to
+// finish.
+func (e *Engine) Close(ctx context.Context) error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	mods := make([]*Module, 0, len(e.modules))
+	for m := range e.modules {
+		mods = append(mods, m)
+	}
+	e.mu.Unlock()
+	for _, m := range mods {
+		m.Close(ctx)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, r := range e.runtimes {
+		r.Close(ctx)
+	}
+	return e.cache.Close(ctx)
+}
+
+func (e *Engine) forget(m *Module) {
+	e.mu.Lock()
+	delete(e.modules, m)
+	e.mu.Unlock()
+}

@@ -1,0 +1,457 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fennec-edge/fennec/hostfuncs"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// Module is a compiled module with its pool of warm instances. Calls may
+// run concurrently, each on its own instance.
+type Module struct {
+	eng      *Engine
+	rt       wazero.Runtime
+	compiled wazero.CompiledModule
+	man      Manifest
+	lim      effectiveLimits
+	log      *slog.Logger
+
+	slots chan struct{} // one token per instance that may exist at once
+
+	mu       sync.Mutex
+	idle     []*instance
+	closed   bool
+	inflight sync.WaitGroup
+
+	stats moduleStats
+}
+
+type moduleStats struct {
+	calls, failures, traps, deadlines, instantiations, abandoned atomic.Int64
+}
+
+// Stats are a module's counters.
+type Stats struct {
+	Calls          int64 // calls made
+	Failures       int64 // calls that failed for any reason
+	Traps          int64 // instances lost to a trap
+	Deadlines      int64 // calls stopped at their deadline
+	Instantiations int64 // instances created
+	Abandoned      int64 // host-calls-preempted instances left running past their deadline
+	Idle           int   // warm instances waiting in the pool
+}
+
+type instance struct {
+	mod     api.Module
+	host    *hostfuncs.Instance
+	ctx     context.Context // carries host
+	entries map[string]api.Function
+	calls   int
+}
+
+func newModule(e *Engine, r wazero.Runtime, c wazero.CompiledModule, man Manifest, lim effectiveLimits) *Module {
+	m := &Module{
+		eng: e, rt: r, compiled: c, man: man, lim: lim,
+		log:   e.log.With("module", man.Name, "version", man.Version),
+		slots: make(chan struct{}, lim.instances),
+	}
+	return m
+}
+
+// Manifest returns the module's manifest.
+func (m *Module) Manifest() Manifest { return m.man }
+
+// Name returns the module's name.
+func (m *Module) Name() string { return m.man.Name }
+
+// Stats returns the module's counters.
+func (m *Module) Stats() Stats {
+	m.mu.Lock()
+	idle := len(m.idle)
+	m.mu.Unlock()
+	return Stats{
+		Calls: m.stats.calls.Load(), Failures: m.stats.failures.Load(), Traps: m.stats.traps.Load(),
+		Deadlines: m.stats.deadlines.Load(), Instantiations: m.stats.instantiations.Load(),
+		Abandoned: m.stats.abandoned.Load(), Idle: idle,
+	}
+}
+
+// Warm instantiates up to n instances ahead of calls (bounded by the
+// module's instance limit), so the first calls do not pay for it.
+func (m *Module) Warm(ctx context.Context, n int) error {
+	var got []*instance
+	defer func() {
+		for _, in := range got {
+			m.put(in)
+			<-m.slots
+		}
+	}()
+	for i := 0; i < n; i++ {
+		select {
+		case m.slots <- struct{}{}:
+		default:
+			return nil
+		}
+		in, err := m.instantiate(ctx)
+		if err != nil {
+			<-m.slots
+			return err
+		}
+		got = append(got, in)
+	}
+	return nil
+}
+
+// Drain closes the idle instances, releasing their memory. The next call
+// instantiates again. Federated devices drain between rounds.
+func (m *Module) Drain() {
+	m.mu.Lock()
+	idle := m.idle
+	m.idle = nil
+	m.mu.Unlock()
+	for _, in := range idle {
+		in.close(context.Background())
+	}
+}
+
+// Close waits for calls in flight, then releases the module. Calls after
+// Close fail with ErrClosed.
+func (m *Module) Close(ctx context.Context) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	m.mu.Unlock()
+	m.inflight.Wait()
+	m.Drain()
+	m.eng.forget(m)
+	return m.compiled.Close(ctx)
+}
+
+func (m *Module) instantiate(ctx context.Context) (*instance, error) {
+	host := hostfuncs.NewInstance(hostfuncs.InstanceConfig{
+		Module:         m.man.Name,
+		Logger:         m.log,
+		Backend:        m.eng.backend,
+		MaxTensorBytes: m.lim.tensorBytes,
+		MaxHandles:     m.lim.handles,
+		MaxOutputBytes: m.eng.limits.MaxOutputBytes,
+		Cooperative:    m.lim.preemption == PreemptHostCalls,
+	})
+	cfg := wazero.NewModuleConfig().
+		WithName("").
+		WithArgs(m.man.Name).
+		WithStartFunctions("_initialize").
+		WithStdout(newLineLogger(m.log, slog.LevelInfo, "stdout")).
+		WithStderr(newLineLogger(m.log, slog.LevelWarn, "stderr")).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithSysNanosleep().
+		WithRandSource(crand.Reader)
+	if m.granted(CapWASIEnv) {
+		keys := make([]string, 0, len(m.man.Env))
+		for k := range m.man.Env {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			cfg = cfg.WithEnv(k, m.man.Env[k])
+		}
+	}
+	if m.granted(CapWASIData) && m.eng.cfg.DataDir != "" {
+		cfg = cfg.WithFSConfig(wazero.NewFSConfig().WithReadOnlyDirMount(m.eng.cfg.DataDir, "/data"))
+	}
+	ictx := host.Attach(ctx)
+	var cancel context.CancelFunc
+	if m.lim.preemption != PreemptHostCalls {
+		// Initialisation is guest code too: bound it like a call.
+		ictx, cancel = context.WithTimeout(ictx, m.lim.timeout)
+		defer cancel()
+	}
+	start := time.Now()
+	mod, err := m.rt.InstantiateModule(ictx, m.compiled, cfg)
+	if err != nil {
+		host.Close()
+		return nil, fmt.Errorf("module %s: instantiate: %w: %s", m.man.Name, ErrTrap, describe(err))
+	}
+	m.stats.instantiations.Add(1)
+	m.log.Debug("instantiated", "took", time.Since(start))
+	in := &instance{mod: mod, host: host, ctx: host.Attach(context.Background()), entries: map[string]api.Function{}}
+	for _, name := range m.man.Entrypoints {
+		in.entries[name] = mod.ExportedFunction(name)
+	}
+	return in, nil
+}
+
+func (m *Module) granted(c string) bool {
+	for _, x := range m.man.Capabilities {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+func (in *instance) close(ctx context.Context) {
+	in.mod.Close(ctx)
+	in.host.Close()
+}
+
+// get takes an idle instance or makes one. The caller holds a slot.
+func (m *Module) get(ctx context.Context) (*instance, error) {
+	m.mu.Lock()
+	if n := len(m.idle); n > 0 {
+		in := m.idle[n-1]
+		m.idle = m.idle[:n-1]
+		m.mu.Unlock()
+		return in, nil
+	}
+	m.mu.Unlock()
+	return m.instantiate(ctx)
+}
+
+func (m *Module) put(in *instance) {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		in.close(context.Background())
+		return
+	}
+	m.idle = append(m.idle, in)
+	m.mu.Unlock()
+}
+
+// Call runs entrypoint entry with input on a pooled instance and returns
+// the output the guest set. It waits for a free instance when all are busy
+// (bounded by ctx). A trap or deadline discards the instance; the next call
+// gets a fresh one.
+func (m *Module) Call(ctx context.Context, entry string, input []byte) ([]byte, error) {
+	if !m.hasEntry(entry) {
+		return nil, &CallError{Module: m.man.Name, Entry: entry, Kind: ErrNoEntrypoint, Msg: "the manifest lists " + strings.Join(m.man.Entrypoints, ", ")}
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, &CallError{Module: m.man.Name, Entry: entry, Kind: ErrClosed}
+	}
+	m.inflight.Add(1)
+	m.mu.Unlock()
+	defer m.inflight.Done()
+
+	select {
+	case m.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, &CallError{Module: m.man.Name, Entry: entry, Kind: ErrDeadline, Msg: "no instance became free: " + ctx.Err().Error()}
+	}
+	m.stats.calls.Add(1)
+	in, err := m.get(ctx)
+	if err != nil {
+		<-m.slots
+		m.stats.failures.Add(1)
+		return nil, err
+	}
+	out, keep, err := m.run(ctx, in, entry, input)
+	if keep {
+		m.put(in)
+		<-m.slots
+	} else if !errors.Is(err, errAbandoned) {
+		in.close(context.Background())
+		<-m.slots
+	} else {
+		<-m.slots // the runaway's goroutine closes its instance when it ends
+	}
+	if err != nil {
+		m.stats.failures.Add(1)
+		return nil, err
+	}
+	return out, nil
+}
+
+func (m *Module) hasEntry(entry string) bool {
+	for _, e := range m.man.Entrypoints {
+		if e == entry {
+			return true
+		}
+	}
+	return false
+}
+
+var errAbandoned = errors.New("abandoned")
+
+// run calls the entrypoint and reports whether the instance can be reused.
+func (m *Module) run(ctx context.Context, in *instance, entry string, input []byte) ([]byte, bool, error) {
+	fn := in.entries[entry]
+	in.host.Begin(input)
+	in.calls++
+	var (
+		res []uint64
+		err error
+	)
+	if m.lim.preemption == PreemptHostCalls {
+		res, err = m.runCooperative(ctx, in, fn, len(input))
+		if errors.Is(err, errAbandoned) {
+			m.stats.deadlines.Add(1)
+			m.stats.abandoned.Add(1)
+			m.log.Error("guest ignored its deadline and was abandoned; it keeps a CPU busy until it reaches a host call", "entry", entry, "timeout", m.lim.timeout)
+			return nil, false, &CallError{Module: m.man.Name, Entry: entry, Kind: ErrDeadline,
+				Msg: fmt.Sprintf("no host call within %v of the deadline; instance abandoned (limits.preemption = %q)", m.lim.timeout, PreemptHostCalls)}
+		}
+	} else {
+		cctx, cancel := context.WithTimeout(in.ctx, m.lim.timeout)
+		stop := context.AfterFunc(ctx, cancel) // the caller's cancellation stops the guest too
+		res, err = fn.Call(cctx, uint64(uint32(len(input))))
+		stop()
+		cancel()
+	}
+	out, failMsg := in.host.End()
+	if err != nil {
+		return nil, false, m.callErr(ctx, entry, err)
+	}
+	if status := int32(res[0]); status != 0 {
+		if failMsg == "" {
+			failMsg = fmt.Sprintf("entrypoint returned %d", status)
+		}
+		return nil, true, &CallError{Module: m.man.Name, Entry: entry, Kind: ErrGuest, Status: status, Msg: failMsg}
+	}
+	return out, true, nil
+}
+
+// runCooperative runs a call of a module compiled without termination
+// checks. The deadline sets a flag that traps the guest at its next host
+// call; if it makes none within a grace period, the call is abandoned: the
+// caller gets ErrDeadline at once and the goroutine closes the instance
+// whenever the guest finally returns.
+func (m *Module) runCooperative(ctx context.Context, in *instance, fn api.Function, n int) ([]uint64, error) {
+	in.host.ResetDeadline()
+	type result struct {
+		res []uint64
+		err error
+	}
+	done := make(chan result, 1)
+	var abandoned atomic.Bool
+	go func() {
+		res, err := fn.Call(in.ctx, uint64(uint32(n)))
+		if abandoned.Load() {
+			in.host.End()
+			in.close(context.Background())
+			return
+		}
+		done <- result{res, err}
+	}()
+	timer := time.NewTimer(m.lim.timeout)
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		return r.res, r.err
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	in.host.Expire()
+	grace := time.NewTimer(max(100*time.Millisecond, m.lim.timeout/10))
+	defer grace.Stop()
+	select {
+	case r := <-done:
+		return r.res, r.err
+	case <-grace.C:
+		abandoned.Store(true)
+		// The goroutine may have finished between the timer and the store.
+		select {
+		case r := <-done:
+			return r.res, r.err
+		default:
+		}
+		return nil, errAbandoned
+	}
+}
+
+func (m *Module) callErr(ctx context.Context, entry string, err error) error {
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		switch exit.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded:
+			m.stats.deadlines.Add(1)
+			msg := fmt.Sprintf("stopped after %v (limits.call_timeout)", m.lim.timeout)
+			if ctx.Err() != nil {
+				msg = "caller's context: " + ctx.Err().Error()
+			}
+			return &CallError{Module: m.man.Name, Entry: entry, Kind: ErrDeadline, Msg: msg}
+		case sys.ExitCodeContextCanceled:
+			m.stats.deadlines.Add(1)
+			return &CallError{Module: m.man.Name, Entry: entry, Kind: ErrDeadline, Msg: "canceled by the caller"}
+		default:
+			m.stats.traps.Add(1)
+			return &CallError{Module: m.man.Name, Entry: entry, Kind: ErrTrap, Msg: fmt.Sprintf("guest exited with code %d", exit.ExitCode())}
+		}
+	}
+	m.stats.traps.Add(1)
+	return &CallError{Module: m.man.Name, Entry: entry, Kind: ErrTrap, Msg: describe(err)}
+}
+
+// describe shortens a wazero error to its first line (the trap reason),
+// dropping the guest stack trace that follows.
+func describe(err error) string {
+	s := err.Error()
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimPrefix(s, "wasm error: ")
+}
+
+// lineLogger turns guest output into one slog record per line.
+type lineLogger struct {
+	mu     sync.Mutex
+	log    *slog.Logger
+	level  slog.Level
+	stream string
+	buf    bytes.Buffer
+}
+
+func newLineLogger(l *slog.Logger, level slog.Level, stream string) *lineLogger {
+	return &lineLogger{log: l, level: level, stream: stream}
+}
+
+const maxLine = 4 << 10
+
+func (w *lineLogger) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			room := maxLine - w.buf.Len()
+			if len(p) > room {
+				w.buf.Write(p[:room])
+				w.flush()
+				p = p[room:]
+				continue
+			}
+			w.buf.Write(p)
+			break
+		}
+		w.buf.Write(p[:min(i, max(0, maxLine-w.buf.Len()))])
+		w.flush()
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+func (w *lineLogger) flush() {
+	w.log.Log(context.Background(), w.level, w.buf.String(), "stream", w.stream)
+	w.buf.Reset()
+}
