@@ -1,0 +1,3 @@
+package gpu
+
+var _ Backend = (*CPU)(nil)

@@ -1,0 +1,363 @@
+package gpu
+
+import (
+	"fmt"
+	"sync"
+)
+
+// SGEMM: C = op(A) x op(B), row major, in the BLIS style. op(B) is packed in
+// panels of kc x nc (strips of NR columns, contiguous per k), op(A) in blocks
+// of mc x kc (strips of MR rows); a register-blocked micro-kernel multiplies
+// one MR-row strip by one NR-column strip over kc. Transposes are absorbed by
+// the packing, so one micro-kernel serves all four transpose combinations.
+// Large products are split by rows (or columns when the result is wide and
+// short) across goroutines, each packing its own panels.
+
+// gemmKernel describes one micro-kernel and its blocking.
+type gemmKernel struct {
+	name       string
+	mr, nr     int
+	kc, mc, nc int
+	// micro computes the MR x NR tile c (row stride ldc) as the product of
+	// the packed strips a (kc*MR) and b (kc*NR), adding to c when acc is set
+	// and overwriting it otherwise. kc >= 1.
+	micro func(kc int, a, b, c []float32, ldc int, acc bool)
+}
+
+var kernels = map[string]*gemmKernel{}
+
+func registerKernel(k *gemmKernel) { kernels[k.name] = k }
+
+// kernelOrder lists micro-kernels from fastest to slowest; selectKernel picks
+// the first one registered (the assembly ones register only when the CPU
+// supports them).
+var kernelOrder = []string{"avx512", "avx2", "go"}
+
+func init() {
+	registerKernel(&gemmKernel{name: "go", mr: 4, nr: 4, kc: 256, mc: 128, nc: 2048, micro: microGo})
+}
+
+func selectKernel(name string) (*gemmKernel, error) {
+	if name == "" || name == "auto" {
+		for _, n := range kernelOrder {
+			if k, ok := kernels[n]; ok {
+				return k, nil
+			}
+		}
+	}
+	if k, ok := kernels[name]; ok {
+		return k, nil
+	}
+	return nil, fmt.Errorf("%w: kernel %q is not available on this CPU (have %v)", ErrUnsupported, name, AvailableKernels())
+}
+
+// AvailableKernels lists the SGEMM micro-kernels this CPU can run, fastest
+// first.
+func AvailableKernels() []string {
+	var out []string
+	for _, n := range kernelOrder {
+		if _, ok := kernels[n]; ok {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// microGo is the portable 4x4 micro-kernel.
+func microGo(kc int, a, b, c []float32, ldc int, acc bool) {
+	var c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 float32
+	a = a[:kc*4]
+	b = b[:kc*4]
+	for p := 0; p < len(a); p += 4 {
+		ap := a[p : p+4 : p+4]
+		bp := b[p : p+4 : p+4]
+		a0, a1, a2, a3 := ap[0], ap[1], ap[2], ap[3]
+		b0, b1, b2, b3 := bp[0], bp[1], bp[2], bp[3]
+		c00 += a0 * b0
+		c01 += a0 * b1
+		c02 += a0 * b2
+		c03 += a0 * b3
+		c10 += a1 * b0
+		c11 += a1 * b1
+		c12 += a1 * b2
+		c13 += a1 * b3
+		c20 += a2 * b0
+		c21 += a2 * b1
+		c22 += a2 * b2
+		c23 += a2 * b3
+		c30 += a3 * b0
+		c31 += a3 * b1
+		c32 += a3 * b2
+		c33 += a3 * b3
+	}
+	r0 := c[0:4:4]
+	r1 := c[ldc : ldc+4 : ldc+4]
+	r2 := c[2*ldc : 2*ldc+4 : 2*ldc+4]
+	r3 := c[3*ldc : 3*ldc+4 : 3*ldc+4]
+	if acc {
+		r0[0], r0[1], r0[2], r0[3] = r0[0]+c00, r0[1]+c01, r0[2]+c02, r0[3]+c03
+		r1[0], r1[1], r1[2], r1[3] = r1[0]+c10, r1[1]+c11, r1[2]+c12, r1[3]+c13
+		r2[0], r2[1], r2[2], r2[3] = r2[0]+c20, r2[1]+c21, r2[2]+c22, r2[3]+c23
+		r3[0], r3[1], r3[2], r3[3] = r3[0]+c30, r3[1]+c31, r3[2]+c32, r3[3]+c33
+		return
+	}
+	r0[0], r0[1], r0[2], r0[3] = c00, c01, c02, c03
+	r1[0], r1[1], r1[2], r1[3] = c10, c11, c12, c13
+	r2[0], r2[1], r2[2], r2[3] = c20, c21, c22, c23
+	r3[0], r3[1], r3[2], r3[3] = c30, c31, c32, c33
+}
+
+// matView is a row-major matrix operand, optionally transposed: element
+// (i, j) of op(M) is d[i*ld+j], or d[j*ld+i] when t is set.
+type matView struct {
+	d  []float32
+	ld int
+	t  bool
+}
+
+// gemmBuf holds one goroutine's packing buffers.
+type gemmBuf struct {
+	a, b, tile []float32
+}
+
+var gemmBufs = sync.Pool{New: func() any { return new(gemmBuf) }}
+
+func grow(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n)
+	}
+	return s[:n]
+}
+
+// gemmParallelFlops is the work (m*n*k) below which SGEMM stays on the
+// calling goroutine: starting goroutines costs about a microsecond each.
+const gemmParallelFlops = 64 * 64 * 64
+
+// sgemm computes c[m x n] (row stride ldc) = op(A)[m x k] x op(B)[k x n].
+func (cpu *CPU) sgemm(m, n, k int, a, b matView, c []float32, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 {
+		for i := 0; i < m; i++ {
+			clear(c[i*ldc : i*ldc+n])
+		}
+		return
+	}
+	kern := cpu.kern
+	threads := cpu.Threads()
+	work := m * n * k
+	if threads <= 1 || work < gemmParallelFlops {
+		gemmSerial(kern, 0, m, 0, n, k, a, b, c, ldc)
+		return
+	}
+	// Split the larger side into chunks aligned to the register block, at
+	// most one per thread, each with enough work to be worth a goroutine.
+	splitM := m >= n
+	span, unit := m, kern.mr
+	if !splitM {
+		span, unit = n, kern.nr
+	}
+	parts := min(threads, max(1, work/gemmParallelFlops), (span+unit-1)/unit)
+	if parts <= 1 {
+		gemmSerial(kern, 0, m, 0, n, k, a, b, c, ldc)
+		return
+	}
+	units := (span + unit - 1) / unit
+	var wg sync.WaitGroup
+	for p := 0; p < parts; p++ {
+		lo := min(span, (units*p/parts)*unit)
+		hi := min(span, (units*(p+1)/parts)*unit)
+		if lo >= hi {
+			continue
+		}
+		run := func() {
+			if splitM {
+				gemmSerial(kern, lo, hi, 0, n, k, a, b, c, ldc)
+			} else {
+				gemmSerial(kern, 0, m, lo, hi, k, a, b, c, ldc)
+			}
+		}
+		if p == parts-1 {
+			run()
+			continue
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); run() }()
+	}
+	wg.Wait()
+}
+
+// gemmSerial computes rows [m0,m1) and columns [n0,n1) of C on this goroutine.
+func gemmSerial(kern *gemmKernel, m0, m1, n0, n1, k int, a, b matView, c []float32, ldc int) {
+	buf := gemmBufs.Get().(*gemmBuf)
+	defer gemmBufs.Put(buf)
+	mr, nr := kern.mr, kern.nr
+	kcMax := min(kern.kc, k)
+	mcMax := min(kern.mc, roundUp(m1-m0, mr))
+	ncMax := min(kern.nc, roundUp(n1-n0, nr))
+	buf.a = grow(buf.a, mcMax*kcMax)
+	buf.b = grow(buf.b, ncMax*kcMax)
+	buf.tile = grow(buf.tile, mr*nr)
+	tile := buf.tile
+	for jc := n0; jc < n1; jc += kern.nc {
+		nc := min(kern.nc, n1-jc)
+		for pc := 0; pc < k; pc += kern.kc {
+			kc := min(kern.kc, k-pc)
+			acc := pc > 0
+			bp := buf.b[:roundUp(nc, nr)*kc]
+			packB(bp, b, pc, kc, jc, nc, nr)
+			for ic := m0; ic < m1; ic += kern.mc {
+				mc := min(kern.mc, m1-ic)
+				ap := buf.a[:roundUp(mc, mr)*kc]
+				packA(ap, a, ic, mc, pc, kc, mr)
+				for jr := 0; jr < nc; jr += nr {
+					nw := min(nr, nc-jr)
+					bs := bp[jr*kc : (jr+nr)*kc]
+					for ir := 0; ir < mc; ir += mr {
+						mh := min(mr, mc-ir)
+						as := ap[ir*kc : (ir+mr)*kc]
+						off := (ic+ir)*ldc + jc + jr
+						if mh == mr && nw == nr {
+							kern.micro(kc, as, bs, c[off:], ldc, acc)
+							continue
+						}
+						kern.micro(kc, as, bs, tile, nr, false)
+						for r := 0; r < mh; r++ {
+							dst := c[off+r*ldc : off+r*ldc+nw]
+							src := tile[r*nr : r*nr+nw]
+							if acc {
+								for j, v := range src {
+									dst[j] += v
+								}
+							} else {
+								copy(dst, src)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+func roundUp(x, m int) int { return (x + m - 1) / m * m }
+
+// packA packs rows [i0, i0+mc) and columns [p0, p0+kc) of op(A) into strips
+// of mr rows: dst[s*kc*mr + p*mr + r] = op(A)[i0+s*mr+r, p0+p], zero padded.
+func packA(dst []float32, a matView, i0, mc, p0, kc, mr int) {
+	for s := 0; s*mr < mc; s++ {
+		strip := dst[s*kc*mr : (s+1)*kc*mr]
+		rows := min(mr, mc-s*mr)
+		base := i0 + s*mr
+		if a.t {
+			// op(A)[i, p] = d[p*ld + i]: each k step is a contiguous run.
+			for p := 0; p < kc; p++ {
+				src := a.d[(p0+p)*a.ld+base : (p0+p)*a.ld+base+rows]
+				d := strip[p*mr : p*mr+mr]
+				copy(d, src)
+				clear(d[rows:])
+			}
+			continue
+		}
+		for r := 0; r < rows; r++ {
+			src := a.d[(base+r)*a.ld+p0 : (base+r)*a.ld+p0+kc]
+			for p, v := range src {
+				strip[p*mr+r] = v
+			}
+		}
+		for r := rows; r < mr; r++ {
+			for p := 0; p < kc; p++ {
+				strip[p*mr+r] = 0
+			}
+		}
+	}
+}
+
+// packB packs rows [p0, p0+kc) and columns [j0, j0+nc) of op(B) into strips
+// of nr columns: dst[s*kc*nr + p*nr + c] = op(B)[p0+p, j0+s*nr+c], zero padded.
+func packB(dst []float32, b matView, p0, kc, j0, nc, nr int) {
+	for s := 0; s*nr < nc; s++ {
+		strip := dst[s*kc*nr : (s+1)*kc*nr]
+		cols := min(nr, nc-s*nr)
+		base := j0 + s*nr
+		if !b.t {
+			for p := 0; p < kc; p++ {
+				src := b.d[(p0+p)*b.ld+base : (p0+p)*b.ld+base+cols]
+				d := strip[p*nr : p*nr+nr]
+				copy(d, src)
+				clear(d[cols:])
+			}
+			continue
+		}
+		// op(B)[p, j] = d[j*ld + p]
+		for cc := 0; cc < cols; cc++ {
+			src := b.d[(base+cc)*b.ld+p0 : (base+cc)*b.ld+p0+kc]
+			for p, v := range src {
+				strip[p*nr+cc] = v
+			}
+		}
+		for cc := cols; cc < nr; cc++ {
+			for p := 0; p < kc; p++ {
+				strip[p*nr+cc] = 0
+			}
+		}
+	}
+}
+
+// MatMul computes out = op(a) x op(b).
+func (cpu *CPU) MatMul(out, a, b Tensor, transA, transB bool) error {
+	o, err := cpu.f32(out, "out")
+	if err != nil {
+		return err
+	}
+	x, err := cpu.f32(a, "a")
+	if err != nil {
+		return err
+	}
+	y, err := cpu.f32(b, "b")
+	if err != nil {
+		return err
+	}
+	want, err := MatMulShape(x.shape, y.shape, transA, transB)
+	if err != nil {
+		return err
+	}
+	if err := sameShape(o, want, "out"); err != nil {
+		return err
+	}
+	if o == x || o == y {
+		return fmt.Errorf("%w: matmul out aliases an input", ErrUnsupported)
+	}
+	k := x.shape[1]
+	if transA {
+		k = x.shape[0]
+	}
+	cpu.sgemm(want[0], want[1], k,
+		matView{d: x.f, ld: x.shape[1], t: transA},
+		matView{d: y.f, ld: y.shape[1], t: transB},
+		o.f, want[1])
+	return nil
+}
+
+// Sgemm computes c = op(a) x op(b) on plain row-major slices with this
+// backend's kernels and threads: op(a) is m x k, op(b) is k x n, c is m x n
+// (contiguous). It is the library entry point for code in this module that
+// holds raw slices (quantized and sparse layers, benchmarks).
+func (cpu *CPU) Sgemm(transA, transB bool, m, n, k int, a, b, c []float32) error {
+	if m < 0 || n < 0 || k < 0 {
+		return fmt.Errorf("%w: negative sgemm size %dx%dx%d", ErrShape, m, n, k)
+	}
+	if len(a) < m*k || len(b) < k*n || len(c) < m*n {
+		return fmt.Errorf("%w: sgemm %dx%dx%d with slices of %d, %d, %d", ErrShape, m, n, k, len(a), len(b), len(c))
+	}
+	lda, ldb := k, n
+	if transA {
+		lda = m
+	}
+	if transB {
+		ldb = k
+	}
+	cpu.sgemm(m, n, k, matView{d: a, ld: lda, t: transA}, matView{d: b, ld: ldb, t: transB}, c, n)
+	return nil
+}

@@ -1,0 +1,50 @@
+package gpu
+
+import "math"
+
+// exp32 is e^x in float32 with at most about 1 ulp of error: Cody-Waite
+// range reduction x = n ln2 + r, |r| <= ln2/2, a degree-6 minimax
+// polynomial for e^r (Cephes expf), and 2^n applied through the exponent
+// bits. It is several times faster than float32(math.Exp(float64(x))).
+func exp32(x float32) float32 {
+	const (
+		hi    = 88.72283905206835 // ln(MaxFloat32)
+		lo    = -87.33654475      // ln(smallest normal)
+		log2e = 1.44269504088896341
+		c1    = 0.693359375
+		c2    = -2.12194440e-4
+	)
+	if !(x < hi) { // also catches +Inf and NaN
+		if x != x {
+			return x
+		}
+		return float32(math.Inf(1))
+	}
+	if x < lo {
+		// subnormal results or zero: rare, take the slow exact path
+		return float32(math.Exp(float64(x)))
+	}
+	fn := float32(math.Floor(float64(x*log2e + 0.5)))
+	r := x - fn*c1
+	r -= fn * c2
+	p := float32(1.9875691500e-4)
+	p = p*r + 1.3981999507e-3
+	p = p*r + 8.3334519073e-3
+	p = p*r + 4.1665795894e-2
+	p = p*r + 1.6666665459e-1
+	p = p*r + 5.0000001201e-1
+	e := p*r*r + r + 1
+	n := int32(fn)
+	if n >= 128 { // x just below hi: 2^128 is out of range, scale in two steps
+		return e * 2 * math.Float32frombits(uint32(n-1+127)<<23)
+	}
+	return e * math.Float32frombits(uint32(n+127)<<23)
+}
+
+// expSlice sets o[i] = e^a[i].
+func expSlice(o, a []float32) {
+	a = a[:len(o)]
+	for i := range o {
+		o[i] = exp32(a[i])
+	}
+}
