@@ -90,10 +90,10 @@ type cpuTensor struct {
 	freed atomic.Bool
 }
 
-func (t *cpuTensor) DType() DType  { return t.dt }
-func (t *cpuTensor) Shape() []int  { return t.shape }
-func (t *cpuTensor) Len() int      { return t.n }
-func (t *cpuTensor) Bytes() int64  { return int64(t.n) * int64(t.dt.Size()) }
+func (t *cpuTensor) DType() DType   { return t.dt }
+func (t *cpuTensor) Shape() []int   { return t.shape }
+func (t *cpuTensor) Len() int       { return t.n }
+func (t *cpuTensor) Bytes() int64   { return int64(t.n) * int64(t.dt.Size()) }
 func (t *cpuTensor) String() string { return fmt.Sprintf("cpu %s%v", t.dt, t.shape) }
 
 // New allocates a zeroed tensor.
