@@ -1,0 +1,74 @@
+// Command risk-train is the local training module of federated rounds
+// (entrypoints "train" and "evaluate", docs/ABI.md "Shared CBOR
+// structures"). It trains a deterioration-risk classifier over the seven
+// z-normalised vitals (hr, sbp, dbp, spo2, rr, temp, glucose, in that
+// order) with binary cross-entropy on logits, using sdk/nn and Adam.
+//
+// The model is an MLP whose tensors are (weight [in, out], bias [out])
+// pairs with ReLU between layers and one output logit; logistic regression
+// is the one-layer case. A train call with an empty model starts from an
+// MLP 7-16-1 initialised from settings.seed.
+package main
+
+import (
+	"fmt"
+
+	"github.com/fennec-edge/fennec/sdk"
+	"github.com/fennec-edge/fennec/sdk/nn"
+)
+
+// Features is the model's input width; Hidden the default hidden width.
+const (
+	Features = 7
+	Hidden   = 16
+)
+
+//go:wasmexport train
+func train(n int32) int32 { return sdk.ServeCBOR(n, handleTrain) }
+
+//go:wasmexport evaluate
+func evaluate(n int32) int32 { return sdk.ServeCBOR(n, handleEvaluate) }
+
+func network(m *sdk.Model, seed uint64) (*nn.Sequential, error) {
+	if len(m.Tensors) == 0 {
+		return nn.MLP([]int{Features, Hidden, 1}, nn.ReLU, seed)
+	}
+	net, err := nn.FromModel(m, nn.ReLU)
+	if err != nil {
+		return nil, err
+	}
+	if net.InputSize() != Features || net.OutputSize() != 1 {
+		net.Free()
+		return nil, fmt.Errorf("model %q maps %d inputs to %d outputs, want %d to 1", m.Name, net.InputSize(), net.OutputSize(), Features)
+	}
+	return net, nil
+}
+
+func handleTrain(in sdk.TrainInput) (sdk.TrainOutput, error) {
+	net, err := network(&in.Model, in.Settings.Seed)
+	if err != nil {
+		return sdk.TrainOutput{}, err
+	}
+	defer net.Free()
+	if in.Model.Name == "" {
+		in.Model.Name = "risk-mlp"
+	}
+	t := nn.Trainer{Net: net, Loss: nn.BinaryCrossEntropy,
+		Optimizer: func(s sdk.Settings) nn.Optimizer { return &nn.Adam{LR: float32(s.LR)} }}
+	return t.Train(&in)
+}
+
+func handleEvaluate(in sdk.EvalInput) (sdk.EvalOutput, error) {
+	if len(in.Model.Tensors) == 0 {
+		return sdk.EvalOutput{}, fmt.Errorf("evaluate: the model has no tensors")
+	}
+	net, err := network(&in.Model, 0)
+	if err != nil {
+		return sdk.EvalOutput{}, err
+	}
+	defer net.Free()
+	t := nn.Trainer{Net: net, Loss: nn.BinaryCrossEntropy}
+	return t.Evaluate(&in)
+}
+
+func main() {}
