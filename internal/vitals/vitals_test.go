@@ -1,0 +1,166 @@
+package vitals
+
+import (
+	"bytes"
+	"encoding/csv"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestDeterministic(t *testing.T) {
+	a := Generate(Config{Seed: 7, Patients: 10})
+	b := Generate(Config{Seed: 7, Patients: 10})
+	var ba, bb bytes.Buffer
+	WriteCSV(&ba, a)
+	WriteCSV(&bb, b)
+	if ba.String() != bb.String() {
+		t.Fatal("same seed gave different records")
+	}
+	c := Generate(Config{Seed: 8, Patients: 10})
+	if reflect.DeepEqual(a[:5], c[:5]) {
+		t.Fatal("different seeds gave the same records")
+	}
+}
+
+func TestPopulationMatchesReferenceRanges(t *testing.T) {
+	recs := Generate(Config{Seed: 1, Patients: 300, Deteriorating: -1, Dropout: -1, Artefacts: -1, Diabetic: -1})
+	lo := [7]float64{60, 90, 60, 95, 12, 36.1, 70}
+	hi := [7]float64{100, 140, 90, 100, 20, 37.2, 140}
+	want := [7]float64{75, 122, 77, 97.5, 15, 36.8, 100}
+	var sum [7]float64
+	var n [7]int
+	var inRange [7]int
+	for _, r := range recs {
+		for i, v := range r.Values() {
+			if math.IsNaN(v) {
+				continue
+			}
+			sum[i] += v
+			n[i]++
+			if v >= lo[i] && v <= hi[i] {
+				inRange[i]++
+			}
+		}
+		if r.Label != 0 {
+			t.Fatal("label set with no deteriorating patients")
+		}
+	}
+	for i, f := range Fields {
+		mean := sum[i] / float64(n[i])
+		if math.Abs(mean-want[i]) > 0.04*want[i] {
+			t.Errorf("%s: mean %.2f, want about %.1f", f, mean, want[i])
+		}
+		if frac := float64(inRange[i]) / float64(n[i]); frac < 0.75 {
+			t.Errorf("%s: only %.0f%% of stable readings in the normal range", f, 100*frac)
+		}
+	}
+}
+
+func TestDeteriorationDriftsAndLabels(t *testing.T) {
+	recs := Generate(Config{Seed: 3, Patients: 60, Deteriorating: 1, Dropout: -1, Artefacts: -1})
+	byP := map[string][]Record{}
+	for _, r := range recs {
+		byP[r.Patient] = append(byP[r.Patient], r)
+	}
+	var early, late [7]float64
+	for _, rs := range byP {
+		first, last := rs[:4], rs[len(rs)-4:]
+		for _, r := range first {
+			if r.Label != 0 && rs[len(rs)-1].T-r.T > 12 {
+				t.Fatalf("label 1 at t=%v, %v h before the event", r.T, rs[len(rs)-1].T-r.T)
+			}
+			for i, v := range r.Values() {
+				early[i] += v
+			}
+		}
+		for _, r := range last {
+			if r.Label != 1 {
+				t.Fatalf("record %v h before the event has label 0", rs[len(rs)-1].T-r.T)
+			}
+			for i, v := range r.Values() {
+				late[i] += v
+			}
+		}
+	}
+	// hr, rr, temp rise; sbp, spo2 fall.
+	for _, c := range []struct {
+		i  int
+		up bool
+	}{{0, true}, {4, true}, {5, true}, {1, false}, {3, false}} {
+		if (late[c.i] > early[c.i]) != c.up {
+			t.Errorf("%s: early sum %.0f, late %.0f, want rising=%v", Fields[c.i], early[c.i], late[c.i], c.up)
+		}
+	}
+}
+
+func TestArtefactsAndDropouts(t *testing.T) {
+	recs := Generate(Config{Seed: 5, Patients: 50, Artefacts: 0.05, Dropout: 0.1})
+	var missing, spikes int
+	for _, r := range recs {
+		for i, v := range r.Values() {
+			switch {
+			case math.IsNaN(v):
+				missing++
+			case i == 0 && (v < 20 || v > 250), i == 3 && v < 50, i == 5 && (v < 30 || v > 45):
+				spikes++
+			}
+		}
+	}
+	if missing == 0 || spikes == 0 {
+		t.Fatalf("missing=%d spikes=%d, want both > 0", missing, spikes)
+	}
+	clean := Generate(Config{Seed: 5, Patients: 50, Artefacts: -1, Dropout: -1})
+	for _, r := range clean {
+		if r.HR < 20 || r.HR > 250 || r.SpO2 < 50 {
+			t.Fatalf("artefact with artefacts off: %+v", r)
+		}
+	}
+}
+
+func TestShardsAreNonIID(t *testing.T) {
+	rate := func(c Config) float64 {
+		recs := Generate(c)
+		pos := 0
+		for _, r := range recs {
+			pos += r.Label
+		}
+		return float64(pos) / float64(len(recs))
+	}
+	base := Config{Seed: 11, Patients: 80}
+	stepdown, screening := rate(Shard(base, 1)), rate(Shard(base, 4))
+	if stepdown < 2*screening {
+		t.Fatalf("positive rate stepdown %.3f vs screening %.3f: shards not distinct", stepdown, screening)
+	}
+	a, b := Generate(Shard(base, 0)), Generate(Shard(base, 5)) // same profile, other device
+	if a[0].Patient == b[0].Patient || a[0].HR == b[0].HR {
+		t.Fatal("two devices with the same profile got the same data")
+	}
+}
+
+func TestCSVAndMap(t *testing.T) {
+	recs := Generate(Config{Seed: 2, Patients: 2, Hours: 2})
+	recs[0].SpO2 = math.NaN()
+	var buf bytes.Buffer
+	if err := WriteCSV(&buf, recs); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(strings.NewReader(buf.String())).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != len(recs)+1 || strings.Join(rows[0], ",") != "patient,t,hr,sbp,dbp,spo2,rr,temp,glucose,label" {
+		t.Fatalf("csv header/rows: %v (%d rows)", rows[0], len(rows))
+	}
+	if rows[1][5] != "" {
+		t.Fatalf("missing spo2 written as %q", rows[1][5])
+	}
+	m := recs[0].Map()
+	if _, ok := m["spo2"]; ok {
+		t.Fatal("missing spo2 present in map")
+	}
+	if m["patient"] != "p-000" || m["hr"] != recs[0].HR {
+		t.Fatalf("map: %v", m)
+	}
+}
