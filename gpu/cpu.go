@@ -32,6 +32,7 @@ type CPUConfig struct {
 type CPU struct {
 	threads  int
 	kern     *gemmKernel
+	narrow   *gemmKernel // a 16-column kernel for narrow outputs, or nil
 	maxBytes int64
 	live     atomic.Int64
 }
@@ -57,7 +58,11 @@ func NewCPUWithConfig(cfg CPUConfig) (*CPU, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gpu: CPUConfig.Kernel: %w", err)
 	}
-	return &CPU{threads: cfg.Threads, kern: k, maxBytes: cfg.MaxBytes}, nil
+	c := &CPU{threads: cfg.Threads, kern: k, maxBytes: cfg.MaxBytes}
+	if cfg.Kernel == "" || cfg.Kernel == "auto" {
+		c.narrow = kernels["avx2"]
+	}
+	return c, nil
 }
 
 // Name returns "cpu".

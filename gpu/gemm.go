@@ -19,9 +19,10 @@ type gemmKernel struct {
 	mr, nr     int
 	kc, mc, nc int
 	// micro computes the MR x NR tile c (row stride ldc) as the product of
-	// the packed strips a (kc*MR) and b (kc*NR), adding to c when acc is set
-	// and overwriting it otherwise. kc >= 1.
-	micro func(kc int, a, b, c []float32, ldc int, acc bool)
+	// an MR x kc block of A, element (r, p) at a[r*rs + p*ks], and the packed
+	// strip b (kc*NR), adding to c when acc is set and overwriting it
+	// otherwise. kc >= 1.
+	micro func(kc int, a []float32, rs, ks int, b, c []float32, ldc int, acc bool)
 }
 
 var kernels = map[string]*gemmKernel{}
@@ -64,14 +65,14 @@ func AvailableKernels() []string {
 }
 
 // microGo is the portable 4x4 micro-kernel.
-func microGo(kc int, a, b, c []float32, ldc int, acc bool) {
+func microGo(kc int, a []float32, rs, ks int, b, c []float32, ldc int, acc bool) {
 	var c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 float32
-	a = a[:kc*4]
+	_ = a[3*rs+(kc-1)*ks]
 	b = b[:kc*4]
-	for p := 0; p < len(a); p += 4 {
-		ap := a[p : p+4 : p+4]
-		bp := b[p : p+4 : p+4]
-		a0, a1, a2, a3 := ap[0], ap[1], ap[2], ap[3]
+	for p := 0; p < kc; p++ {
+		bp := b[4*p : 4*p+4 : 4*p+4]
+		o := p * ks
+		a0, a1, a2, a3 := a[o], a[o+rs], a[o+2*rs], a[o+3*rs]
 		b0, b1, b2, b3 := bp[0], bp[1], bp[2], bp[3]
 		c00 += a0 * b0
 		c01 += a0 * b1
@@ -145,6 +146,10 @@ func (cpu *CPU) sgemm(m, n, k int, a, b matView, c []float32, ldc int) {
 		return
 	}
 	kern := cpu.kern
+	if n <= 16 && kern.nr > 16 && cpu.narrow != nil {
+		// a 16-wide kernel wastes less of each register tile on narrow outputs
+		kern = cpu.narrow
+	}
 	threads := cpu.Threads()
 	work := m * n * k
 	if threads <= 1 || work < gemmParallelFlops {
@@ -196,7 +201,11 @@ func gemmSerial(kern *gemmKernel, m0, m1, n0, n1, k int, a, b matView, c []float
 	kcMax := min(kern.kc, k)
 	mcMax := min(kern.mc, roundUp(m1-m0, mr))
 	ncMax := min(kern.nc, roundUp(n1-n0, nr))
-	buf.a = grow(buf.a, mcMax*kcMax)
+	if a.t {
+		buf.a = grow(buf.a, mcMax*kcMax)
+	} else {
+		buf.a = grow(buf.a, mr*kcMax)
+	}
 	buf.b = grow(buf.b, ncMax*kcMax)
 	buf.tile = grow(buf.tile, mr*nr)
 	tile := buf.tile
@@ -209,20 +218,37 @@ func gemmSerial(kern *gemmKernel, m0, m1, n0, n1, k int, a, b matView, c []float
 			packB(bp, b, pc, kc, jc, nc, nr)
 			for ic := m0; ic < m1; ic += kern.mc {
 				mc := min(kern.mc, m1-ic)
-				ap := buf.a[:roundUp(mc, mr)*kc]
-				packA(ap, a, ic, mc, pc, kc, mr)
+				// Row-major A is read in place (rows are contiguous runs
+				// of kc); a transposed A is packed into strips, and so is
+				// a partial last strip, which must be zero padded.
+				var ap []float32
+				if a.t {
+					ap = buf.a[:roundUp(mc, mr)*kc]
+					packA(ap, a, ic, mc, pc, kc, mr)
+				}
 				for jr := 0; jr < nc; jr += nr {
 					nw := min(nr, nc-jr)
 					bs := bp[jr*kc : (jr+nr)*kc]
 					for ir := 0; ir < mc; ir += mr {
 						mh := min(mr, mc-ir)
-						as := ap[ir*kc : (ir+mr)*kc]
+						var as []float32
+						rs, ks := 1, mr
+						switch {
+						case a.t:
+							as = ap[ir*kc : (ir+mr)*kc]
+						case mh == mr:
+							as = a.d[(ic+ir)*a.ld+pc:]
+							rs, ks = a.ld, 1
+						default:
+							as = buf.a[:mr*kc]
+							packA(as, a, ic+ir, mh, pc, kc, mr)
+						}
 						off := (ic+ir)*ldc + jc + jr
 						if mh == mr && nw == nr {
-							kern.micro(kc, as, bs, c[off:], ldc, acc)
+							kern.micro(kc, as, rs, ks, bs, c[off:], ldc, acc)
 							continue
 						}
-						kern.micro(kc, as, bs, tile, nr, false)
+						kern.micro(kc, as, rs, ks, bs, tile, nr, false)
 						for r := 0; r < mh; r++ {
 							dst := c[off+r*ldc : off+r*ldc+nw]
 							src := tile[r*nr : r*nr+nw]
@@ -319,24 +345,29 @@ func (cpu *CPU) MatMul(out, a, b Tensor, transA, transB bool) error {
 	if err != nil {
 		return err
 	}
-	want, err := MatMulShape(x.shape, y.shape, transA, transB)
-	if err != nil {
-		return err
+	if len(x.shape) != 2 || len(y.shape) != 2 || len(o.shape) != 2 {
+		return fmt.Errorf("%w: matmul needs rank-2 tensors, got out %v, a %v, b %v", ErrShape, o.shape, x.shape, y.shape)
 	}
-	if err := sameShape(o, want, "out"); err != nil {
-		return err
+	m, ka, kb, n := x.shape[0], x.shape[1], y.shape[0], y.shape[1]
+	if transA {
+		m, ka = ka, m
+	}
+	if transB {
+		kb, n = n, kb
+	}
+	if ka != kb {
+		return fmt.Errorf("%w: matmul inner dimensions differ: %v x %v (transA=%v transB=%v)", ErrShape, x.shape, y.shape, transA, transB)
+	}
+	if o.shape[0] != m || o.shape[1] != n {
+		return fmt.Errorf("%w: out has shape %v, want [%d %d]", ErrShape, o.shape, m, n)
 	}
 	if o == x || o == y {
 		return fmt.Errorf("%w: matmul out aliases an input", ErrUnsupported)
 	}
-	k := x.shape[1]
-	if transA {
-		k = x.shape[0]
-	}
-	cpu.sgemm(want[0], want[1], k,
+	cpu.sgemm(m, n, ka,
 		matView{d: x.f, ld: x.shape[1], t: transA},
 		matView{d: y.f, ld: y.shape[1], t: transB},
-		o.f, want[1])
+		o.f, n)
 	return nil
 }
 

@@ -7,25 +7,25 @@ import "golang.org/x/sys/cpu"
 //go:generate go run ./internal/asmgen gemm_amd64.s
 
 //go:noescape
-func microAVX512(kc int, a, b, c *float32, ldc int, acc bool)
+func microAVX512(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)
 
 //go:noescape
-func microAVX2(kc int, a, b, c *float32, ldc int, acc bool)
+func microAVX2(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)
 
 func init() {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
 		registerKernel(&gemmKernel{name: "avx2", mr: 6, nr: 16, kc: 256, mc: 96, nc: 4096,
-			micro: func(kc int, a, b, c []float32, ldc int, acc bool) {
+			micro: func(kc int, a []float32, rs, ks int, b, c []float32, ldc int, acc bool) {
 				// bounds checks: a bug here must panic, not corrupt memory
-				_, _, _ = a[kc*6-1], b[kc*16-1], c[5*ldc+15]
-				microAVX2(kc, &a[0], &b[0], &c[0], ldc, acc)
+				_, _, _ = a[5*rs+(kc-1)*ks], b[kc*16-1], c[5*ldc+15]
+				microAVX2(kc, &a[0], rs, ks, &b[0], &c[0], ldc, acc)
 			}})
 	}
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL {
 		registerKernel(&gemmKernel{name: "avx512", mr: 12, nr: 32, kc: 256, mc: 120, nc: 4096,
-			micro: func(kc int, a, b, c []float32, ldc int, acc bool) {
-				_, _, _ = a[kc*12-1], b[kc*32-1], c[11*ldc+31]
-				microAVX512(kc, &a[0], &b[0], &c[0], ldc, acc)
+			micro: func(kc int, a []float32, rs, ks int, b, c []float32, ldc int, acc bool) {
+				_, _, _ = a[11*rs+(kc-1)*ks], b[kc*32-1], c[11*ldc+31]
+				microAVX512(kc, &a[0], rs, ks, &b[0], &c[0], ldc, acc)
 			}})
 	}
 }

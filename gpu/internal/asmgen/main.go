@@ -1,8 +1,10 @@
 // Command asmgen writes gpu/gemm_amd64.s, the SGEMM micro-kernels, from
 // their register-blocking pattern. Run it with `go generate ./gpu`.
 //
-// Each kernel computes an MR x NR tile of C = A x B from packed strips: A
-// holds MR values per k step, B holds NR values per k step. Accumulators
+// Each kernel computes an MR x NR tile of C = A x B. B is a packed strip
+// (NR values per k step); A is addressed with strides, element (r, p) at
+// a[r*rs + p*ks], so the kernel reads row-major A in place (rs = lda,
+// ks = 1) as well as a packed strip (rs = 1, ks = MR). Accumulators
 // stay in registers for the whole k loop (unrolled four times); at the end
 // the tile is added to C (acc) or stored over it.
 package main
@@ -45,32 +47,68 @@ func gen(b *bytes.Buffer, k kernel) {
 	bReg := func(v int) string { return fmt.Sprintf("%s%d", k.vec, k.mr*nv+v) }
 	bcast := fmt.Sprintf("%s%d", k.vec, k.mr*nv+nv) // AVX2 only
 	p := func(format string, args ...any) { fmt.Fprintf(b, "\t"+format+"\n", args...) }
+	// Row r of A is at base + r*rs bytes. Rows 0-5 hang off SI and rows
+	// 6-11 off AX = SI + 6*rs, each addressed as base + {0,1,2,4}*R9 or
+	// base + R10 (3*rs) or base + R11 (5*rs).
+	rowAddr := func(r int) string {
+		base := "SI"
+		if r >= 6 {
+			base, r = "AX", r-6
+		}
+		switch r {
+		case 0:
+			return "(" + base + ")"
+		case 1:
+			return "(" + base + ")(R9*1)"
+		case 2:
+			return "(" + base + ")(R9*2)"
+		case 3:
+			return "(" + base + ")(R10*1)"
+		case 4:
+			return "(" + base + ")(R9*4)"
+		default:
+			return "(" + base + ")(R11*1)"
+		}
+	}
 	step := func(off int) { // one k step; off is the k offset within the unrolled body
 		for v := 0; v < nv; v++ {
 			p("VMOVUPS %d(DI), %s", (off*k.nr+v*k.width)*4, bReg(v))
 		}
 		for r := 0; r < k.mr; r++ {
-			aoff := (off*k.mr + r) * 4
 			if k.vec == "Z" {
 				for v := 0; v < nv; v++ {
-					p("VFMADD231PS.BCST %d(SI), %s, %s", aoff, bReg(v), acc(r, v))
+					p("VFMADD231PS.BCST %s, %s, %s", rowAddr(r), bReg(v), acc(r, v))
 				}
 			} else {
-				p("VBROADCASTSS %d(SI), %s", aoff, bcast)
+				p("VBROADCASTSS %s, %s", rowAddr(r), bcast)
 				for v := 0; v < nv; v++ {
 					p("VFMADD231PS %s, %s, %s", bReg(v), bcast, acc(r, v))
 				}
 			}
 		}
+		p("ADDQ R12, SI")
+		if k.mr > 6 {
+			p("ADDQ R12, AX")
+		}
 	}
-	fmt.Fprintf(b, "\n// func %s(kc int, a, b, c *float32, ldc int, acc bool)\n", k.name)
-	fmt.Fprintf(b, "TEXT ·%s(SB), NOSPLIT, $0-41\n", k.name)
+	fmt.Fprintf(b, "\n// func %s(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)\n", k.name)
+	fmt.Fprintf(b, "TEXT ·%s(SB), NOSPLIT, $0-57\n", k.name)
 	p("MOVQ kc+0(FP), CX")
 	p("MOVQ a+8(FP), SI")
-	p("MOVQ b+16(FP), DI")
-	p("MOVQ c+24(FP), DX")
-	p("MOVQ ldc+32(FP), R8")
+	p("MOVQ rs+16(FP), R9")
+	p("SHLQ $2, R9")
+	p("MOVQ ks+24(FP), R12")
+	p("SHLQ $2, R12")
+	p("MOVQ b+32(FP), DI")
+	p("MOVQ c+40(FP), DX")
+	p("MOVQ ldc+48(FP), R8")
 	p("SHLQ $2, R8")
+	p("LEAQ (R9)(R9*2), R10")
+	p("LEAQ (R9)(R9*4), R11")
+	if k.mr > 6 {
+		p("LEAQ (R10)(R10*1), AX")
+		p("ADDQ SI, AX")
+	}
 	for r := 0; r < k.mr; r++ {
 		for v := 0; v < nv; v++ {
 			if k.vec == "Z" {
@@ -89,7 +127,6 @@ func gen(b *bytes.Buffer, k kernel) {
 	for u := 0; u < 4; u++ {
 		step(u)
 	}
-	p("ADDQ $%d, SI", 4*k.mr*4)
 	p("ADDQ $%d, DI", 4*k.nr*4)
 	p("DECQ BX")
 	p("JNZ loop4")
@@ -98,12 +135,11 @@ func gen(b *bytes.Buffer, k kernel) {
 	p("JZ store")
 	fmt.Fprintln(b, "loop1:")
 	step(0)
-	p("ADDQ $%d, SI", k.mr*4)
 	p("ADDQ $%d, DI", k.nr*4)
 	p("DECQ CX")
 	p("JNZ loop1")
 	fmt.Fprintln(b, "store:")
-	p("MOVBLZX acc+40(FP), AX")
+	p("MOVBLZX acc+56(FP), AX")
 	p("TESTQ AX, AX")
 	p("JZ overwrite")
 	for r := 0; r < k.mr; r++ {
