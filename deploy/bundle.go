@@ -8,10 +8,9 @@ import (
 	"io"
 	"os"
 
-	"github.com/BurntSushi/toml"
-
 	"github.com/fennec-edge/fennec/deploy/internal/envelope"
 	"github.com/fennec-edge/fennec/deploy/internal/semver"
+	"github.com/fennec-edge/fennec/runtime"
 )
 
 // Limits bound the bundles this package decodes. The zero value means the
@@ -86,26 +85,21 @@ func ReadBundle(path string, lim Limits) (*Bundle, error) {
 // ErrMalformed is wrapped by every error about a bundle's encoding.
 var ErrMalformed = envelope.ErrMalformed
 
-// manifestIdentity reads the module name and version from manifest text.
-// The runtime validates the rest of the manifest when it compiles the
-// module; a bundle needs its identity before that, to refuse downgrades.
+// manifestIdentity validates manifest text with the runtime's parser
+// (the same one that will compile the module) and returns the module's
+// name and version.
 func manifestIdentity(man []byte) (string, semver.Version, error) {
-	var m struct {
-		Name    string `toml:"name"`
-		Version string `toml:"version"`
-	}
-	if _, err := toml.Decode(string(man), &m); err != nil {
-		return "", semver.Version{}, fmt.Errorf("manifest: %w", err)
-	}
-	if m.Name == "" {
-		return "", semver.Version{}, fmt.Errorf("manifest:%d: name is missing", locate(man, "", -1, "name"))
-	}
-	if m.Version == "" {
-		return "", semver.Version{}, errors.New("manifest: version is missing (bundles need a semantic version)")
+	return manifestIdentityFrom(man, "manifest")
+}
+
+func manifestIdentityFrom(man []byte, source string) (string, semver.Version, error) {
+	m, err := runtime.ParseManifest(man, source)
+	if err != nil {
+		return "", semver.Version{}, err
 	}
 	v, err := semver.Parse(m.Version)
 	if err != nil {
-		return "", semver.Version{}, fmt.Errorf("manifest:%d: version: %v", locate(man, "", -1, "version"), err)
+		return "", semver.Version{}, fmt.Errorf("%s: version: %v", source, err)
 	}
 	return m.Name, v, nil
 }
@@ -174,10 +168,8 @@ func (b *Bundle) Sign(k *PrivateKey, rollback bool) error {
 // CheckManifest validates manifest text before packing: it must name the
 // module and carry a semantic version. source names the file in errors.
 func CheckManifest(man []byte, source string) error {
-	if _, _, err := manifestIdentity(man); err != nil {
-		return fmt.Errorf("%s: %w", source, err)
-	}
-	return nil
+	_, _, err := manifestIdentityFrom(man, source)
+	return err
 }
 
 // contentMatches reports whether the content hashes to the envelope's digest.

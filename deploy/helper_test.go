@@ -21,6 +21,8 @@ func TestMain(m *testing.M) {
 		helperAudit(os.Getenv("FENNEC_DEPLOY_ARG"))
 	case "store":
 		helperStore(os.Getenv("FENNEC_DEPLOY_ARG"))
+	case "deployer":
+		helperDeployer(os.Getenv("FENNEC_DEPLOY_ARG"))
 	}
 	os.Exit(0)
 }
