@@ -1,0 +1,42 @@
+// Package hook is the seam for per-round privacy modes (dp, secagg, he,
+// secagg+dp, implemented in privacy/...): a round carries a mode name, and
+// the hub and each device look the mode up and run its transforms. With no
+// mode ("") a round is plain FedAvg-style exchange.
+package hook
+
+import (
+	"context"
+
+	"github.com/fennec-edge/fennec/federation/internal/model"
+	"github.com/fennec-edge/fennec/federation/internal/strategy"
+)
+
+// RoundInfo describes the round a transform runs in.
+type RoundInfo struct {
+	Round   uint64   // round id (never reused)
+	Version uint64   // global model version the round starts from
+	Mode    string   // the round's privacy mode
+	Devices []string // the sampled devices, sorted
+	Device  string   // on a device: its own id
+}
+
+// Hub is the hub side of a mode.
+type Hub interface {
+	// Prepare returns per-round parameters sent to every sampled device in
+	// its task (Task.extra), e.g. secure-aggregation public keys.
+	Prepare(ctx context.Context, info RoundInfo) (map[string][]byte, error)
+	// PreAggregate transforms the received updates before the strategy
+	// (e.g. unmask a secure-aggregation sum, clip for DP).
+	PreAggregate(ctx context.Context, info RoundInfo, updates []strategy.ModelUpdate) ([]strategy.ModelUpdate, error)
+	// PostAggregate transforms the new global model (e.g. add DP noise).
+	PostAggregate(ctx context.Context, info RoundInfo, global model.Model) (model.Model, error)
+}
+
+// Client is the device side of a mode.
+type Client interface {
+	// Transform rewrites the device's trained update before it is sent
+	// (e.g. clip and noise, mask) and may add extras to it. extra holds the
+	// task's parameters from Hub.Prepare.
+	Transform(ctx context.Context, info RoundInfo, extra map[string][]byte, global model.Model,
+		update *model.Model, numExamples uint64) (map[string][]byte, error)
+}

@@ -1,0 +1,966 @@
+// Package hub coordinates federated rounds over NATS. It embeds
+// nats-server with JetStream file storage by default, or connects to an
+// existing NATS cluster; global models and checkpoints live in a JetStream
+// object store, round state in a JetStream key-value bucket, so a hub
+// restarted (or replaced on another machine) resumes from the last
+// completed round.
+package hub
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fennec-edge/fennec/federation/internal/hook"
+	"github.com/fennec-edge/fennec/federation/internal/model"
+	"github.com/fennec-edge/fennec/federation/internal/strategy"
+	"github.com/fennec-edge/fennec/federation/internal/wire"
+)
+
+// Evaluator scores a global model on held-out data the hub holds.
+type Evaluator interface {
+	Evaluate(ctx context.Context, m model.Model) (loss, accuracy float64, err error)
+}
+
+// Config configures a Hub. The zero value of each field is its default.
+type Config struct {
+	// Name is the federation's name (subject and bucket token); "default".
+	Name string
+	// DataDir holds the embedded server's JetStream files. Required unless
+	// NATSURL is set.
+	DataDir string
+	// Listen is the embedded server's client address; "127.0.0.1:4222".
+	// Port 0 picks a free port. "-" disables the listener (in-process only).
+	Listen string
+	// NATSURL connects to an existing NATS server or cluster instead of
+	// embedding one; NATSOptions (credentials, TLS) apply to it.
+	NATSURL     string
+	NATSOptions []nats.Option
+	// Replicas of the KV bucket and object store (1; use 3 on a cluster).
+	Replicas int
+
+	// Strategy aggregates updates; FedAvg when nil.
+	Strategy strategy.Strategy
+	// Rounds to complete before Done closes; 0 runs until Shutdown.
+	Rounds int
+	// Fraction of available devices sampled per round (1.0), at least
+	// MinDevices (1). A round waits until MinDevices are available.
+	Fraction   float64
+	MinDevices int
+	// Quorum is the fraction of sampled devices whose updates close the
+	// round at the deadline (0.5); below it the round fails and the next
+	// round starts from the same global model.
+	Quorum float64
+	// Deadline after which stragglers are dropped (30s).
+	Deadline time.Duration
+	// Settings sent to devices (mode is set from the strategy).
+	Settings wire.Settings
+	// Initial is the starting global model, used when the store holds none.
+	Initial *model.Model
+	// Secret is the fleet secret device keys derive from (wire.DeviceKey);
+	// Keys, when set, lists device keys explicitly instead.
+	Secret []byte
+	Keys   map[string][]byte
+	// DeviceTTL: a device not heard from for this long is not sampled (10s).
+	DeviceTTL time.Duration
+	// Mode is the privacy mode of every round ("" plain) and ModeHub its
+	// hub-side transforms (required when Mode is set).
+	Mode    string
+	ModeHub hook.Hub
+	// Evaluator reports global loss/accuracy per round when set.
+	Evaluator Evaluator
+	// OnRound is called after every round (completed or failed).
+	OnRound func(Report)
+	// Keep is the number of model checkpoints kept in the object store (5).
+	Keep int
+	// Seed seeds device sampling (0: random).
+	Seed   uint64
+	Logger *slog.Logger
+}
+
+func (c *Config) fill() error {
+	if c.Name == "" {
+		c.Name = "default"
+	}
+	if err := wire.ValidName(c.Name); err != nil {
+		return fmt.Errorf("hub config: Name: %w", err)
+	}
+	if c.NATSURL == "" && c.DataDir == "" {
+		return errors.New("hub config: DataDir is required for the embedded NATS server")
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:4222"
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		return fmt.Errorf("hub config: Replicas %d outside 1..5", c.Replicas)
+	}
+	if c.Strategy == nil {
+		c.Strategy = strategy.FromAggregator(strategy.FedAvg{})
+	}
+	if c.Fraction == 0 {
+		c.Fraction = 1
+	}
+	if c.Fraction < 0 || c.Fraction > 1 {
+		return fmt.Errorf("hub config: Fraction %v outside (0, 1]", c.Fraction)
+	}
+	if c.MinDevices == 0 {
+		c.MinDevices = 1
+	}
+	if c.Quorum == 0 {
+		c.Quorum = 0.5
+	}
+	if c.Quorum < 0 || c.Quorum > 1 || c.MinDevices < 0 || c.Rounds < 0 || c.Keep < 0 {
+		return errors.New("hub config: Quorum must be in (0, 1], MinDevices, Rounds and Keep >= 0")
+	}
+	if c.Deadline == 0 {
+		c.Deadline = 30 * time.Second
+	}
+	if c.DeviceTTL == 0 {
+		c.DeviceTTL = 10 * time.Second
+	}
+	if c.Keep == 0 {
+		c.Keep = 5
+	}
+	if c.Secret == nil && c.Keys == nil {
+		return errors.New("hub config: Secret or Keys is required (device credentials)")
+	}
+	if c.Mode != "" && c.ModeHub == nil {
+		return fmt.Errorf("hub config: Mode %q needs ModeHub transforms", c.Mode)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Settings.Epochs == 0 {
+		c.Settings.Epochs = 1
+	}
+	if c.Settings.BatchSize == 0 {
+		c.Settings.BatchSize = 32
+	}
+	if c.Settings.LR == 0 {
+		c.Settings.LR = 0.05
+	}
+	c.Settings.Mode = "weights"
+	if g, ok := c.Strategy.(strategy.GradientMode); ok && g.Gradient() {
+		c.Settings.Mode = "gradient"
+	}
+	return nil
+}
+
+// Report describes one round.
+type Report struct {
+	Round    uint64        `json:"round" cbor:"round"`
+	Version  uint64        `json:"version" cbor:"version"` // global version after the round
+	Status   string        `json:"status" cbor:"status"`   // "completed" | "failed"
+	Error    string        `json:"error,omitempty" cbor:"error,omitempty"`
+	Sampled  int           `json:"sampled" cbor:"sampled"`
+	Received int           `json:"received" cbor:"received"`
+	Dropped  []string      `json:"dropped,omitempty" cbor:"dropped,omitempty"` // stragglers
+	Refused  int           `json:"refused" cbor:"refused"`                     // late / invalid update messages
+	Duration time.Duration `json:"duration_ns" cbor:"duration"`
+	// Example-weighted means of the devices' reported metrics.
+	DeviceMetrics map[string]float64 `json:"device_metrics,omitempty" cbor:"device_metrics,omitempty"`
+	// Hub-side evaluation of the new global model on held-out data.
+	HasEval      bool    `json:"has_eval" cbor:"has_eval"`
+	EvalLoss     float64 `json:"eval_loss,omitempty" cbor:"eval_loss,omitempty"`
+	EvalAccuracy float64 `json:"eval_accuracy,omitempty" cbor:"eval_accuracy,omitempty"`
+	BytesIn      uint64  `json:"bytes_in" cbor:"bytes_in"`   // update bytes received
+	BytesOut     uint64  `json:"bytes_out" cbor:"bytes_out"` // model bytes sent
+}
+
+// State is what the hub persists in its KV bucket under "state".
+type State struct {
+	NextRound uint64 `cbor:"next_round"`
+	Version   uint64 `cbor:"version"`
+	Model     string `cbor:"model"`
+	Digest    []byte `cbor:"digest"`
+	Opt       string `cbor:"opt,omitempty"`
+	Strategy  string `cbor:"strategy"`
+}
+
+// Hub is a running federation coordinator: New, Start, Ready, then
+// Shutdown (Done closes when the configured rounds are complete).
+type Hub struct {
+	cfg  Config
+	log  *slog.Logger
+	subj wire.Subjects
+
+	ns  *server.Server
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	kv  jetstream.KeyValue
+	obj jetstream.ObjectStore
+
+	rng *rand.Rand
+
+	mu       sync.Mutex
+	devices  map[string]time.Time
+	joined   chan struct{}
+	cur      *round
+	global   model.Model
+	enc      []byte // encoded global model
+	digest   []byte
+	chunks   [][]byte
+	state    State
+	stateRev uint64
+	reports  []Report
+
+	ready    chan struct{}
+	done     chan struct{}
+	stopped  chan struct{}
+	cancel   context.CancelFunc
+	err      error
+	startErr error
+	once     sync.Once
+}
+
+type round struct {
+	id, version uint64
+	sampled     map[string]bool
+	asm         map[string]*wire.Assembler
+	updates     map[string]strategy.ModelUpdate
+	refused     int
+	bytesIn     uint64
+	closed      bool
+	full        chan struct{}
+	info        hook.RoundInfo
+}
+
+// New validates cfg and returns an unstarted hub.
+func New(cfg Config) (*Hub, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	seed := cfg.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	return &Hub{
+		cfg: cfg, log: cfg.Logger.With("component", "hub", "federation", cfg.Name),
+		subj: wire.For(cfg.Name), rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		devices: map[string]time.Time{}, joined: make(chan struct{}, 1),
+		ready: make(chan struct{}), done: make(chan struct{}), stopped: make(chan struct{}),
+	}, nil
+}
+
+func (h *Hub) bucket(kind string) string { return "fennec_" + h.cfg.Name + "_" + kind }
+
+// Start starts the embedded server (unless NATSURL is set), opens the
+// buckets, loads the last completed round and starts the round loop.
+func (h *Hub) Start() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	if err := h.start(ctx); err != nil {
+		cancel()
+		h.closeConns()
+		close(h.stopped)
+		return err
+	}
+	close(h.ready)
+	go h.loop(ctx)
+	return nil
+}
+
+func (h *Hub) start(ctx context.Context) error {
+	if h.cfg.NATSURL == "" {
+		opts := &server.Options{
+			ServerName: "fennec-hub-" + h.cfg.Name,
+			JetStream:  true,
+			StoreDir:   filepath.Join(h.cfg.DataDir, "jetstream"),
+			SyncAlways: true, // a kill -9 or power loss after a round never loses it
+			MaxPayload: 8 << 20,
+			NoSigs:     true,
+			NoLog:      true,
+		}
+		if h.cfg.Listen == "-" {
+			opts.DontListen = true
+		} else {
+			host, port, err := net.SplitHostPort(h.cfg.Listen)
+			if err != nil {
+				return fmt.Errorf("hub config: Listen %q: %w", h.cfg.Listen, err)
+			}
+			p, err := strconv.Atoi(port)
+			if err != nil || p < 0 || p > 65535 {
+				return fmt.Errorf("hub config: Listen %q: bad port", h.cfg.Listen)
+			}
+			if p == 0 {
+				p = server.RANDOM_PORT
+			}
+			opts.Host, opts.Port = host, p
+		}
+		if err := os.MkdirAll(opts.StoreDir, 0o755); err != nil {
+			return fmt.Errorf("hub: data dir: %w", err)
+		}
+		ns, err := server.NewServer(opts)
+		if err != nil {
+			return fmt.Errorf("hub: nats server: %w", err)
+		}
+		h.ns = ns
+		ns.Start()
+		if !ns.ReadyForConnections(30 * time.Second) {
+			return errors.New("hub: embedded nats server did not become ready in 30s")
+		}
+		nc, err := nats.Connect("", append([]nats.Option{nats.InProcessServer(ns), nats.Name("fennec-hub")}, h.cfg.NATSOptions...)...)
+		if err != nil {
+			return fmt.Errorf("hub: connect in-process: %w", err)
+		}
+		h.nc = nc
+	} else {
+		nc, err := nats.Connect(h.cfg.NATSURL, append([]nats.Option{nats.Name("fennec-hub"), nats.MaxReconnects(-1)}, h.cfg.NATSOptions...)...)
+		if err != nil {
+			return fmt.Errorf("hub: connect %s: %w", h.cfg.NATSURL, err)
+		}
+		h.nc = nc
+	}
+	js, err := jetstream.New(h.nc)
+	if err != nil {
+		return err
+	}
+	h.js = js
+	sctx, scancel := context.WithTimeout(ctx, 60*time.Second)
+	defer scancel()
+	h.kv, err = js.CreateOrUpdateKeyValue(sctx, jetstream.KeyValueConfig{
+		Bucket: h.bucket("state"), Storage: jetstream.FileStorage, Replicas: h.cfg.Replicas, History: 1,
+	})
+	if err != nil {
+		return fmt.Errorf("hub: kv bucket: %w", err)
+	}
+	h.obj, err = js.CreateOrUpdateObjectStore(sctx, jetstream.ObjectStoreConfig{
+		Bucket: h.bucket("models"), Storage: jetstream.FileStorage, Replicas: h.cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("hub: object store: %w", err)
+	}
+	if err := h.load(sctx); err != nil {
+		return err
+	}
+	for _, s := range []struct {
+		subj string
+		fn   nats.MsgHandler
+	}{{h.subj.Join, h.onJoin}, {h.subj.Leave, h.onLeave}, {h.subj.Model, h.onModel}, {h.subj.Update, h.onUpdate}} {
+		sub, err := h.nc.Subscribe(s.subj, s.fn)
+		if err != nil {
+			return err
+		}
+		_ = sub.SetPendingLimits(-1, -1)
+	}
+	return h.nc.Flush()
+}
+
+// load restores the last completed round or stores the initial model.
+func (h *Hub) load(ctx context.Context) error {
+	e, err := h.kv.Get(ctx, "state")
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		if h.cfg.Initial == nil {
+			return errors.New("hub: the store holds no model and Config.Initial is nil")
+		}
+		m := *h.cfg.Initial
+		if err := m.Validate(); err != nil {
+			return fmt.Errorf("hub: initial model: %w", err)
+		}
+		m.Version = 0
+		h.state = State{NextRound: 1, Strategy: h.cfg.Strategy.Name()}
+		if err := h.commit(ctx, m); err != nil {
+			return err
+		}
+		h.log.Info("initialised", "params", m.Params())
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("hub: read state: %w", err)
+	}
+	if err := model.Unmarshal(e.Value(), &h.state); err != nil {
+		return fmt.Errorf("hub: state in %s is corrupt: %w", h.bucket("state"), err)
+	}
+	h.stateRev = e.Revision()
+	if h.state.Strategy != h.cfg.Strategy.Name() {
+		h.log.Warn("strategy changed since the last run", "was", h.state.Strategy, "now", h.cfg.Strategy.Name())
+	}
+	b, err := h.obj.GetBytes(ctx, h.state.Model)
+	if err != nil {
+		return fmt.Errorf("hub: read checkpoint %s: %w", h.state.Model, err)
+	}
+	if !bytes.Equal(wire.Digest(b), h.state.Digest) {
+		return fmt.Errorf("hub: checkpoint %s digest mismatch", h.state.Model)
+	}
+	m, err := model.Decode(b)
+	if err != nil {
+		return fmt.Errorf("hub: checkpoint %s: %w", h.state.Model, err)
+	}
+	if st, ok := h.cfg.Strategy.(strategy.Stateful); ok && h.state.Opt != "" && h.state.Strategy == h.cfg.Strategy.Name() {
+		ob, err := h.obj.GetBytes(ctx, h.state.Opt)
+		if err != nil {
+			return fmt.Errorf("hub: read optimizer state %s: %w", h.state.Opt, err)
+		}
+		if err := st.Restore(ob); err != nil {
+			return fmt.Errorf("hub: optimizer state %s: %w", h.state.Opt, err)
+		}
+	}
+	h.setGlobal(m, b)
+	h.log.Info("resumed", "version", h.state.Version, "next_round", h.state.NextRound)
+	return nil
+}
+
+func (h *Hub) setGlobal(m model.Model, enc []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.global, h.enc, h.digest = m, enc, wire.Digest(enc)
+	h.chunks = wire.Split(enc, h.chunkSize())
+}
+
+func (h *Hub) chunkSize() int {
+	mp := int(h.nc.MaxPayload())
+	return max(1024, min(wire.DefaultChunk*4, mp/2))
+}
+
+// commit stores m (version = m.Version) and the optimizer state as new
+// checkpoints, then records them in the KV state with a compare-and-set on
+// its revision, so two hubs on one store cannot both advance it.
+func (h *Hub) commit(ctx context.Context, m model.Model) error {
+	enc, err := model.Marshal(m)
+	if err != nil {
+		return err
+	}
+	name := fmt.Sprintf("model-%d", m.Version)
+	if _, err := h.obj.PutBytes(ctx, name, enc); err != nil {
+		return fmt.Errorf("hub: store checkpoint %s: %w", name, err)
+	}
+	st := h.state
+	st.Version, st.Model, st.Digest, st.Strategy = m.Version, name, wire.Digest(enc), h.cfg.Strategy.Name()
+	st.Opt = ""
+	if s, ok := h.cfg.Strategy.(strategy.Stateful); ok {
+		if b := s.State(); len(b) > 0 {
+			st.Opt = fmt.Sprintf("opt-%d", m.Version)
+			if _, err := h.obj.PutBytes(ctx, st.Opt, b); err != nil {
+				return fmt.Errorf("hub: store optimizer state: %w", err)
+			}
+		}
+	}
+	if err := h.putState(ctx, st); err != nil {
+		return err
+	}
+	h.setGlobal(m, enc)
+	if m.Version >= uint64(h.cfg.Keep) {
+		old := m.Version - uint64(h.cfg.Keep)
+		_ = h.obj.Delete(ctx, fmt.Sprintf("model-%d", old))
+		_ = h.obj.Delete(ctx, fmt.Sprintf("opt-%d", old))
+	}
+	return nil
+}
+
+func (h *Hub) putState(ctx context.Context, st State) error {
+	b, err := model.Marshal(st)
+	if err != nil {
+		return err
+	}
+	var rev uint64
+	if h.stateRev == 0 {
+		rev, err = h.kv.Create(ctx, "state", b)
+	} else {
+		rev, err = h.kv.Update(ctx, "state", b, h.stateRev)
+	}
+	if err != nil {
+		return fmt.Errorf("hub: write round state (another hub on this store?): %w", err)
+	}
+	h.stateRev, h.state = rev, st
+	return nil
+}
+
+// Ready waits until the hub has started or timeout passes.
+func (h *Hub) Ready(timeout time.Duration) bool {
+	select {
+	case <-h.ready:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// ClientURL is the URL devices connect to ("" when embedded without a
+// listener).
+func (h *Hub) ClientURL() string {
+	if h.ns != nil {
+		if h.cfg.Listen == "-" {
+			return ""
+		}
+		return h.ns.ClientURL()
+	}
+	return h.cfg.NATSURL
+}
+
+// Server returns the embedded NATS server, nil when NATSURL is used
+// (in-process devices connect with nats.InProcessServer).
+func (h *Hub) Server() *server.Server { return h.ns }
+
+// Done closes when the configured rounds are complete or the loop failed.
+func (h *Hub) Done() <-chan struct{} { return h.done }
+
+// Err is the round loop's error after Done, nil when the rounds completed.
+func (h *Hub) Err() error {
+	select {
+	case <-h.done:
+		return h.err
+	default:
+		return nil
+	}
+}
+
+// Global returns the current global model.
+func (h *Hub) Global() model.Model {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.global
+}
+
+// Version is the number of completed rounds.
+func (h *Hub) Version() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.state.Version
+}
+
+// Reports returns the reports of the rounds this process ran.
+func (h *Hub) Reports() []Report {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.reports)
+}
+
+// Shutdown stops the round loop (an open round is abandoned; a restarted
+// hub starts a new one), closes the connection and the embedded server.
+func (h *Hub) Shutdown() {
+	h.once.Do(func() {
+		if h.cancel != nil {
+			h.cancel()
+		}
+		select {
+		case <-h.ready:
+			<-h.stopped
+		default:
+		}
+		h.closeConns()
+	})
+}
+
+func (h *Hub) closeConns() {
+	if h.nc != nil {
+		h.nc.Close()
+	}
+	if h.ns != nil {
+		h.ns.Shutdown()
+		h.ns.WaitForShutdown()
+	}
+}
+
+// Available lists devices heard from within DeviceTTL, sorted.
+func (h *Hub) Available() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.availableLocked(time.Now())
+}
+
+func (h *Hub) availableLocked(now time.Time) []string {
+	var ids []string
+	for id, t := range h.devices {
+		if now.Sub(t) <= h.cfg.DeviceTTL {
+			ids = append(ids, id)
+		} else {
+			delete(h.devices, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+func (h *Hub) key(id string) ([]byte, bool) {
+	if h.cfg.Keys != nil {
+		k, ok := h.cfg.Keys[id]
+		return k, ok
+	}
+	return wire.DeviceKey(h.cfg.Secret, id), true
+}
+
+func respond(m *nats.Msg, a wire.Ack) {
+	if m.Reply != "" {
+		_ = m.Respond(wire.Encode(a))
+	}
+}
+
+func (h *Hub) onJoin(m *nats.Msg) {
+	j, err := wire.DecodeJoin(m.Data)
+	if err != nil {
+		respond(m, wire.Ack{Code: "bad", Error: err.Error()})
+		return
+	}
+	key, ok := h.key(j.Device)
+	if !ok {
+		respond(m, wire.Ack{Code: "auth", Error: "unknown device"})
+		return
+	}
+	if err := wire.VerifyJoin(key, &j, time.Now()); err != nil {
+		respond(m, wire.Ack{Code: "auth", Error: err.Error()})
+		return
+	}
+	h.mu.Lock()
+	_, known := h.devices[j.Device]
+	h.devices[j.Device] = time.Now()
+	h.mu.Unlock()
+	if !known {
+		select {
+		case h.joined <- struct{}{}:
+		default:
+		}
+	}
+	respond(m, wire.Ack{OK: true})
+}
+
+func (h *Hub) onLeave(m *nats.Msg) {
+	j, err := wire.DecodeJoin(m.Data)
+	if err != nil {
+		return
+	}
+	key, ok := h.key(j.Device)
+	if !ok || wire.VerifyJoin(key, &j, time.Now()) != nil {
+		return
+	}
+	h.mu.Lock()
+	delete(h.devices, j.Device)
+	h.mu.Unlock()
+}
+
+func (h *Hub) onModel(m *nats.Msg) {
+	r, err := wire.DecodeModelReq(m.Data)
+	h.mu.Lock()
+	version, chunks := h.global.Version, h.chunks
+	h.mu.Unlock()
+	msg := nats.NewMsg(m.Reply)
+	switch {
+	case err != nil:
+		msg.Header.Set("Fennec-Error", "bad request: "+err.Error())
+	case r.Version != version:
+		msg.Header.Set("Fennec-Error", fmt.Sprintf("version %d is not the current model (%d)", r.Version, version))
+	case r.Seq >= uint64(len(chunks)):
+		msg.Header.Set("Fennec-Error", fmt.Sprintf("chunk %d of %d", r.Seq, len(chunks)))
+	default:
+		msg.Data = chunks[r.Seq]
+	}
+	if m.Reply != "" {
+		_ = m.RespondMsg(msg)
+	}
+}
+
+func (h *Hub) onUpdate(m *nats.Msg) {
+	c, err := wire.DecodeChunk(m.Data)
+	if err != nil {
+		h.refuse()
+		respond(m, wire.Ack{Code: "bad", Error: err.Error()})
+		return
+	}
+	h.mu.Lock()
+	r := h.cur
+	if r == nil || r.closed || c.Round != r.id {
+		if r != nil {
+			r.refused++
+		}
+		h.mu.Unlock()
+		respond(m, wire.Ack{Code: "late", Error: fmt.Sprintf("round %d is not open", c.Round)})
+		return
+	}
+	if !r.sampled[c.Device] {
+		r.refused++
+		h.mu.Unlock()
+		respond(m, wire.Ack{Code: "denied", Error: "device not sampled in this round"})
+		return
+	}
+	if _, dup := r.updates[c.Device]; dup {
+		h.mu.Unlock()
+		respond(m, wire.Ack{Code: "dup", Error: "update already received"})
+		return
+	}
+	a := r.asm[c.Device]
+	if a == nil || c.Seq == 0 {
+		a = &wire.Assembler{}
+		r.asm[c.Device] = a
+	}
+	r.bytesIn += uint64(len(m.Data))
+	done, err := a.Add(c)
+	if err != nil {
+		delete(r.asm, c.Device)
+		r.refused++
+		h.mu.Unlock()
+		respond(m, wire.Ack{Code: "bad", Error: err.Error()})
+		return
+	}
+	if !done {
+		h.mu.Unlock()
+		respond(m, wire.Ack{OK: true})
+		return
+	}
+	delete(r.asm, c.Device)
+	global := h.global
+	h.mu.Unlock()
+
+	// Verify and decode outside the lock.
+	payload, mac := a.Payload()
+	key, ok := h.key(c.Device)
+	if !ok || !bytes.Equal(wire.UpdateMAC(key, c.Device, c.Round, c.Digest), mac) {
+		h.refuse()
+		respond(m, wire.Ack{Code: "auth", Error: "update mac does not verify"})
+		return
+	}
+	body, err := wire.DecodeBody(payload)
+	if err == nil {
+		err = global.SameLayout(&body.Model)
+	}
+	if err == nil && body.NumExamples == 0 {
+		err = errors.New("num_examples is 0")
+	}
+	if err != nil {
+		h.refuse()
+		respond(m, wire.Ack{Code: "bad", Error: err.Error()})
+		return
+	}
+	h.mu.Lock()
+	if h.cur != r || r.closed {
+		r.refused++
+		h.mu.Unlock()
+		respond(m, wire.Ack{Code: "late", Error: "round closed"})
+		return
+	}
+	r.updates[c.Device] = strategy.ModelUpdate{Device: c.Device, Model: body.Model, NumExamples: body.NumExamples, Metrics: body.Metrics}
+	if len(r.updates) == len(r.sampled) {
+		close(r.full)
+	}
+	h.mu.Unlock()
+	respond(m, wire.Ack{OK: true})
+}
+
+func (h *Hub) refuse() {
+	h.mu.Lock()
+	if h.cur != nil {
+		h.cur.refused++
+	}
+	h.mu.Unlock()
+}
+
+func (h *Hub) finish(err error) {
+	h.err = err
+	close(h.done)
+}
+
+func (h *Hub) loop(ctx context.Context) {
+	defer close(h.stopped)
+	for {
+		if h.cfg.Rounds > 0 && h.Version() >= uint64(h.cfg.Rounds) {
+			h.finish(nil)
+			return
+		}
+		rep, err := h.runRound(ctx)
+		if ctx.Err() != nil {
+			h.finish(ctx.Err())
+			return
+		}
+		if err != nil {
+			h.log.Error("round failed", "err", err)
+			rep.Status, rep.Error = "failed", err.Error()
+		}
+		h.mu.Lock()
+		h.reports = append(h.reports, rep)
+		h.mu.Unlock()
+		if rep.Round != 0 {
+			if b, err := model.Marshal(rep); err == nil {
+				_, _ = h.kv.Put(ctx, fmt.Sprintf("round.%d", rep.Round), b)
+			}
+		}
+		if h.cfg.OnRound != nil {
+			h.cfg.OnRound(rep)
+		}
+		if err != nil && rep.Round == 0 {
+			h.finish(err)
+			return
+		}
+	}
+}
+
+func (h *Hub) waitDevices(ctx context.Context) ([]string, error) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if av := h.Available(); len(av) >= h.cfg.MinDevices {
+			return av, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-h.joined:
+		case <-t.C:
+		}
+	}
+}
+
+func (h *Hub) runRound(ctx context.Context) (Report, error) {
+	avail, err := h.waitDevices(ctx)
+	if err != nil {
+		return Report{}, err
+	}
+	k := max(h.cfg.MinDevices, int(math.Ceil(h.cfg.Fraction*float64(len(avail)))))
+	k = min(k, len(avail))
+	perm := h.rng.Perm(len(avail))
+	sample := make([]string, k)
+	for i := range sample {
+		sample[i] = avail[perm[i]]
+	}
+	sort.Strings(sample)
+
+	// Claim the round id durably before announcing it: ids are never
+	// reused, so updates for a round a crashed hub announced are refused.
+	st := h.state
+	id := st.NextRound
+	st.NextRound++
+	if err := h.putState(ctx, st); err != nil {
+		return Report{}, err
+	}
+	start := time.Now()
+	h.mu.Lock()
+	global, digest, chunks := h.global, h.digest, h.chunks
+	h.mu.Unlock()
+	info := hook.RoundInfo{Round: id, Version: global.Version, Mode: h.cfg.Mode, Devices: sample}
+	rep := Report{Round: id, Version: global.Version, Sampled: k}
+	task := wire.Task{
+		Round: id, Version: global.Version, Size: uint64(len(h.enc)), Chunks: uint64(len(chunks)), Digest: digest,
+		Settings: h.cfg.Settings, Mode: h.cfg.Mode,
+		DeadlineMS: start.Add(h.cfg.Deadline).UnixMilli(),
+	}
+	task.Settings.Seed = id
+	if h.cfg.ModeHub != nil {
+		extra, err := h.cfg.ModeHub.Prepare(ctx, info)
+		if err != nil {
+			return rep, fmt.Errorf("mode %s prepare: %w", h.cfg.Mode, err)
+		}
+		task.Extra = extra
+	}
+	if len(chunks) == 1 {
+		task.Inline = chunks[0]
+	}
+	r := &round{id: id, version: global.Version, sampled: map[string]bool{}, asm: map[string]*wire.Assembler{},
+		updates: map[string]strategy.ModelUpdate{}, full: make(chan struct{}), info: info}
+	for _, d := range sample {
+		r.sampled[d] = true
+	}
+	h.mu.Lock()
+	h.cur = r
+	h.mu.Unlock()
+	enc := wire.Encode(task)
+	for _, d := range sample {
+		if err := h.nc.Publish(h.subj.TaskPrefix+d, enc); err != nil {
+			return rep, fmt.Errorf("publish task: %w", err)
+		}
+		rep.BytesOut += uint64(len(enc))
+	}
+	_ = h.nc.Flush()
+
+	timer := time.NewTimer(h.cfg.Deadline)
+	defer timer.Stop()
+	select {
+	case <-r.full:
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	h.mu.Lock()
+	r.closed = true
+	h.cur = nil
+	ups := make([]strategy.ModelUpdate, 0, len(r.updates))
+	for _, d := range sample {
+		if u, ok := r.updates[d]; ok {
+			ups = append(ups, u)
+		} else {
+			rep.Dropped = append(rep.Dropped, d)
+		}
+	}
+	rep.Received, rep.Refused, rep.BytesIn = len(ups), r.refused, r.bytesIn
+	h.mu.Unlock()
+	if ctx.Err() != nil {
+		return rep, ctx.Err()
+	}
+	rep.DeviceMetrics = weightedMetrics(ups)
+	need := max(1, int(math.Ceil(h.cfg.Quorum*float64(k))))
+	if len(ups) < need {
+		rep.Status = "failed"
+		rep.Error = fmt.Sprintf("quorum not reached: %d of %d sampled devices answered, %d needed", len(ups), k, need)
+		rep.Duration = time.Since(start)
+		return rep, nil
+	}
+	if h.cfg.ModeHub != nil {
+		ups, err = h.cfg.ModeHub.PreAggregate(ctx, info, ups)
+		if err != nil {
+			return rep, fmt.Errorf("mode %s: %w", h.cfg.Mode, err)
+		}
+	}
+	next, err := h.cfg.Strategy.Aggregate(ctx, id, global, ups)
+	if err != nil {
+		return rep, fmt.Errorf("aggregate: %w", err)
+	}
+	if h.cfg.ModeHub != nil {
+		if next, err = h.cfg.ModeHub.PostAggregate(ctx, info, next); err != nil {
+			return rep, fmt.Errorf("mode %s: %w", h.cfg.Mode, err)
+		}
+	}
+	next.Version = global.Version + 1
+	if err := h.commit(ctx, next); err != nil {
+		return rep, err
+	}
+	rep.Version = next.Version
+	rep.Status = "completed"
+	if h.cfg.Evaluator != nil {
+		loss, acc, err := h.cfg.Evaluator.Evaluate(ctx, next)
+		if err != nil {
+			h.log.Warn("evaluation failed", "err", err)
+		} else {
+			rep.HasEval, rep.EvalLoss, rep.EvalAccuracy = true, loss, acc
+		}
+	}
+	rep.Duration = time.Since(start)
+	h.log.Info("round", "round", id, "version", rep.Version, "received", rep.Received, "sampled", k, "dropped", len(rep.Dropped))
+	return rep, nil
+}
+
+func weightedMetrics(ups []strategy.ModelUpdate) map[string]float64 {
+	sum := map[string]float64{}
+	wt := map[string]float64{}
+	for _, u := range ups {
+		for k, v := range u.Metrics {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				continue
+			}
+			sum[k] += v * float64(u.NumExamples)
+			wt[k] += float64(u.NumExamples)
+		}
+	}
+	for k := range sum {
+		if wt[k] > 0 {
+			sum[k] /= wt[k]
+		}
+	}
+	if len(sum) == 0 {
+		return nil
+	}
+	return sum
+}

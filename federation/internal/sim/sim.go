@@ -1,0 +1,372 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/fennec-edge/fennec/federation/internal/agent"
+	"github.com/fennec-edge/fennec/federation/internal/hook"
+	"github.com/fennec-edge/fennec/federation/internal/hub"
+	"github.com/fennec-edge/fennec/federation/internal/model"
+	"github.com/fennec-edge/fennec/federation/internal/strategy"
+	"github.com/fennec-edge/fennec/federation/internal/train"
+	"github.com/fennec-edge/fennec/federation/internal/wire"
+)
+
+// Attack makes a fraction of devices Byzantine.
+type Attack struct {
+	Fraction float64 // of devices (the first ones by index)
+	Kind     string  // "scale" (global + Scale*(w-global)) or "signflip" (global - (w-global))
+	Scale    float64 // for "scale" (100)
+}
+
+// Fault kills devices mid-round.
+type Fault struct {
+	Round   int // kill during this (1-based) round
+	Devices int // how many devices to kill (the last ones by index)
+}
+
+// Config configures a simulation. Zero values take defaults.
+type Config struct {
+	Devices  int     // 8
+	Rounds   int     // 10
+	Fraction float64 // sampled per round (1)
+	Strategy strategy.Config
+	// StrategyImpl overrides Strategy (e.g. a Wasm strategy).
+	StrategyImpl strategy.Strategy
+	Settings     wire.Settings // lr 0.05, epochs 1, batch 32
+	Data         *Data         // generated vitals when nil
+	Skew         float64       // non-IID label skew (0 = IID)
+	Hidden       int           // hidden units of the default MLP (16; 0 keeps 16, -1 = softmax regression)
+	Deadline     time.Duration // 30s
+	Quorum       float64
+	Seed         uint64
+	// NewTrainer builds device i's trainer; the pure-Go MLP when nil. The
+	// demo passes one that runs the training module through the runtime.
+	NewTrainer func(i int) (train.Trainer, error)
+	// Evaluator scores the global model on the test split at the hub; the
+	// pure-Go MLP when nil.
+	Evaluator train.Evaluator
+	Initial   *model.Model
+	// Reference trains a centrally trained model on all training rows for
+	// the same number of epochs in the same run.
+	Reference bool
+	Attack    Attack
+	Fault     Fault
+	// Mode and its transforms (privacy hook).
+	Mode       string
+	ModeHub    hook.Hub
+	ModeClient hook.Client
+	// DataDir for the embedded hub's JetStream files (a temp dir, removed
+	// after, when empty).
+	DataDir   string
+	OnRound   func(Progress)
+	Logger    *slog.Logger
+	ChunkSize int
+}
+
+// Progress is reported after each round.
+type Progress struct {
+	hub.Report
+	Index, Total int     // completed rounds so far / configured rounds
+	Loss         float64 // hub evaluation (or device mean) loss
+	Accuracy     float64
+	BytesMoved   uint64 // cumulative bytes of tasks, models and updates
+}
+
+// Summary is a simulation's result.
+type Summary struct {
+	Rounds            int           `json:"rounds"`
+	Devices           int           `json:"devices"`
+	Params            int           `json:"params"`
+	Strategy          string        `json:"strategy"`
+	Accuracy          float64       `json:"accuracy"`
+	Loss              float64       `json:"loss"`
+	BestAccuracy      float64       `json:"best_accuracy"`
+	RoundsToTarget    int           `json:"rounds_to_target,omitempty"`
+	ReferenceAccuracy float64       `json:"reference_accuracy,omitempty"`
+	ReferenceLoss     float64       `json:"reference_loss,omitempty"`
+	BytesMoved        uint64        `json:"bytes_moved"`
+	Duration          time.Duration `json:"duration_ns"`
+	Reports           []Progress    `json:"reports"`
+	Final             model.Model   `json:"-"`
+}
+
+type evalAdapter struct {
+	e    train.Evaluator
+	data train.Dataset
+}
+
+func (a evalAdapter) Evaluate(ctx context.Context, m model.Model) (float64, float64, error) {
+	o, err := a.e.Evaluate(ctx, train.EvalInput{Model: m, Data: a.data})
+	if err != nil {
+		return 0, 0, err
+	}
+	return o.Metrics["loss"], o.Metrics["accuracy"], nil
+}
+
+type poisoned struct {
+	t     train.Trainer
+	kind  string
+	scale float32
+}
+
+func (p poisoned) Train(ctx context.Context, in train.Input) (train.Output, error) {
+	o, err := p.t.Train(ctx, in)
+	if err != nil {
+		return o, err
+	}
+	g, w := in.Model.Flatten(), o.Model.Flatten()
+	for i := range w {
+		d := w[i] - g[i]
+		if p.kind == "signflip" {
+			w[i] = g[i] - d
+		} else {
+			w[i] = g[i] + p.scale*d
+		}
+	}
+	o.Model, err = o.Model.WithVector(w, o.Model.Version)
+	return o, err
+}
+
+// Run runs the simulation to completion.
+func Run(ctx context.Context, cfg Config) (Summary, error) {
+	if cfg.Devices == 0 {
+		cfg.Devices = 8
+	}
+	if cfg.Rounds == 0 {
+		cfg.Rounds = 10
+	}
+	if cfg.Devices < 1 || cfg.Rounds < 1 {
+		return Summary{}, errors.New("sim: Devices and Rounds must be >= 1")
+	}
+	if cfg.Data == nil {
+		cfg.Data = Vitals(max(4000, 200*cfg.Devices), cfg.Seed+1)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Settings.LR == 0 {
+		cfg.Settings.LR = 0.05
+	}
+	if cfg.Settings.Epochs == 0 {
+		cfg.Settings.Epochs = 1
+	}
+	if cfg.Settings.BatchSize == 0 {
+		cfg.Settings.BatchSize = 32
+	}
+	hidden := cfg.Hidden
+	if hidden == 0 {
+		hidden = 16
+	} else if hidden < 0 {
+		hidden = 0
+	}
+	net := MLP{In: cfg.Data.Features, Hidden: hidden, Out: max(cfg.Data.Classes, 2)}
+	init := net.Init(cfg.Seed + 2)
+	if cfg.Initial != nil {
+		init = *cfg.Initial
+	}
+	strat := cfg.StrategyImpl
+	if strat == nil {
+		agg, err := strategy.New(cfg.Strategy)
+		if err != nil {
+			return Summary{}, err
+		}
+		strat = strategy.FromAggregator(agg)
+		if cfg.Strategy.Mu > 0 {
+			cfg.Settings.Mu = cfg.Strategy.Mu
+		}
+	}
+	ev := cfg.Evaluator
+	if ev == nil {
+		ev = net
+	}
+	shards, err := cfg.Data.Shards(cfg.Devices, cfg.Skew, cfg.Seed+3)
+	if err != nil {
+		return Summary{}, err
+	}
+	dir := cfg.DataDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "fennec-sim-*"); err != nil {
+			return Summary{}, err
+		}
+		defer os.RemoveAll(dir)
+	}
+	secret := make([]byte, 32)
+	r := rand.New(rand.NewPCG(cfg.Seed, 99))
+	for i := range secret {
+		secret[i] = byte(r.Uint32())
+	}
+
+	var (
+		mu       sync.Mutex
+		agents   []*agent.Agent
+		sum      = Summary{Devices: cfg.Devices, Params: init.Params(), Strategy: strat.Name()}
+		killOnce sync.Once
+	)
+	bytesMoved := func(rep hub.Report) uint64 { return rep.BytesIn + rep.BytesOut }
+	var moved uint64
+	start := time.Now()
+	h, err := hub.New(hub.Config{
+		Name: "sim", DataDir: dir, Listen: "-", Strategy: strat, Rounds: cfg.Rounds,
+		Fraction: cfg.Fraction, MinDevices: min(cfg.Devices, max(1, int(float64(cfg.Devices)*cfg.Fraction))),
+		Quorum: cfg.Quorum, Deadline: cfg.Deadline, Settings: cfg.Settings, Initial: &init, Secret: secret,
+		DeviceTTL: time.Hour, Evaluator: evalAdapter{ev, cfg.Data.Test()}, Seed: cfg.Seed + 4,
+		Mode: cfg.Mode, ModeHub: cfg.ModeHub, Logger: cfg.Logger,
+		OnRound: func(rep hub.Report) {
+			mu.Lock()
+			moved += bytesMoved(rep)
+			p := Progress{Report: rep, Index: int(rep.Version), Total: cfg.Rounds, BytesMoved: moved}
+			if rep.HasEval {
+				p.Loss, p.Accuracy = rep.EvalLoss, rep.EvalAccuracy
+			} else {
+				p.Loss, p.Accuracy = rep.DeviceMetrics["loss"], rep.DeviceMetrics["accuracy"]
+			}
+			sum.Reports = append(sum.Reports, p)
+			mu.Unlock()
+			if cfg.OnRound != nil {
+				cfg.OnRound(p)
+			}
+		},
+	})
+	if err != nil {
+		return Summary{}, err
+	}
+	if err := h.Start(); err != nil {
+		return Summary{}, err
+	}
+	defer h.Shutdown()
+
+	nbad := int(cfg.Attack.Fraction * float64(cfg.Devices))
+	for i := 0; i < cfg.Devices; i++ {
+		var tr train.Trainer = net
+		if cfg.NewTrainer != nil {
+			if tr, err = cfg.NewTrainer(i); err != nil {
+				return Summary{}, fmt.Errorf("sim: device %d trainer: %w", i, err)
+			}
+		}
+		if i < nbad {
+			sc := cfg.Attack.Scale
+			if sc == 0 {
+				sc = 100
+			}
+			tr = poisoned{tr, cfg.Attack.Kind, float32(sc)}
+		}
+		nc, err := nats.Connect("", nats.InProcessServer(h.Server()), nats.Name(fmt.Sprintf("sim-device-%d", i)))
+		if err != nil {
+			return Summary{}, err
+		}
+		id := fmt.Sprintf("device-%04d", i)
+		var modes map[string]hook.Client
+		if cfg.Mode != "" {
+			modes = map[string]hook.Client{cfg.Mode: cfg.ModeClient}
+		}
+		a, err := agent.New(agent.Config{Name: "sim", Conn: nc, ID: id, Key: wire.DeviceKey(secret, id),
+			Trainer: tr, Data: Dataset(cfg.Data.TrainX, cfg.Data.TrainY, cfg.Data.Features, shards[i]),
+			Heartbeat: time.Minute, Modes: modes, Logger: cfg.Logger, ChunkSize: cfg.ChunkSize})
+		if err != nil {
+			nc.Close()
+			return Summary{}, err
+		}
+		if err := a.Start(ctx); err != nil {
+			nc.Close()
+			return Summary{}, err
+		}
+		agents = append(agents, a)
+		defer nc.Close()
+	}
+	defer func() {
+		for _, a := range agents {
+			a.Close()
+		}
+	}()
+	if cfg.Fault.Devices > 0 {
+		// Kill devices once the fault round has started (mid-round).
+		go func() {
+			for h.Version()+1 < uint64(cfg.Fault.Round) {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+			killOnce.Do(func() {
+				for _, a := range agents[max(0, len(agents)-cfg.Fault.Devices):] {
+					a.Kill()
+				}
+			})
+		}()
+	}
+
+	var refDone chan struct{}
+	if cfg.Reference {
+		refDone = make(chan struct{})
+		go func() {
+			defer close(refDone)
+			s := cfg.Settings
+			s.Mode = "weights"
+			s.Epochs = uint64(cfg.Rounds) * max(1, s.Epochs)
+			if cfg.Fraction > 0 && cfg.Fraction < 1 {
+				s.Epochs = max(1, uint64(float64(s.Epochs)*cfg.Fraction))
+			}
+			out, err := net.Train(ctx, train.Input{Model: init, Settings: s, Data: cfg.Data.Train()})
+			if err != nil {
+				return
+			}
+			ev, err := net.Evaluate(ctx, train.EvalInput{Model: out.Model, Data: cfg.Data.Test()})
+			if err == nil {
+				mu.Lock()
+				sum.ReferenceAccuracy, sum.ReferenceLoss = ev.Metrics["accuracy"], ev.Metrics["loss"]
+				mu.Unlock()
+			}
+		}()
+	}
+	select {
+	case <-h.Done():
+	case <-ctx.Done():
+		return sum, ctx.Err()
+	}
+	if err := h.Err(); err != nil {
+		return sum, err
+	}
+	if refDone != nil {
+		<-refDone
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	sum.Duration = time.Since(start)
+	sum.BytesMoved = moved
+	sum.Final = h.Global()
+	for _, p := range sum.Reports {
+		if p.Status != "completed" {
+			continue
+		}
+		sum.Rounds = p.Index
+		sum.Accuracy, sum.Loss = p.Accuracy, p.Loss
+		sum.BestAccuracy = max(sum.BestAccuracy, p.Accuracy)
+	}
+	return sum, nil
+}
+
+// RoundsTo returns the first completed round whose accuracy reached target
+// (0 if none).
+func (s *Summary) RoundsTo(target float64) int {
+	for _, p := range s.Reports {
+		if p.Status == "completed" && p.Accuracy >= target {
+			return p.Index
+		}
+	}
+	return 0
+}
+
+func settings(lr float64, epochs, batch uint64) wire.Settings {
+	return wire.Settings{LR: lr, Epochs: epochs, BatchSize: batch}
+}

@@ -1,0 +1,73 @@
+package sim
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/fennec-edge/fennec/federation/internal/strategy"
+)
+
+func TestVitalsFedAvg(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var seen int
+	s, err := Run(ctx, Config{Devices: 4, Rounds: 5, Skew: 1, Reference: true, Seed: 1,
+		OnRound: func(p Progress) { seen++ }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("acc %.3f ref %.3f bytes %d in %v", s.Accuracy, s.ReferenceAccuracy, s.BytesMoved, s.Duration)
+	if s.Rounds != 5 || seen != 5 {
+		t.Fatalf("rounds %d, callbacks %d", s.Rounds, seen)
+	}
+	if s.Accuracy < 0.8 || s.ReferenceAccuracy < 0.8 {
+		t.Fatalf("accuracy %.3f (reference %.3f) too low", s.Accuracy, s.ReferenceAccuracy)
+	}
+	if s.BytesMoved == 0 {
+		t.Fatal("no bytes counted")
+	}
+}
+
+func TestWDBC(t *testing.T) {
+	dir := DataDir()
+	if dir == "" {
+		t.Skip("../shared/data absent: WDBC test needs wdbc.csv")
+	}
+	d, err := LoadCSV(filepath.Join(dir, "wdbc.csv"), 0.25, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := Run(ctx, Config{Devices: 10, Rounds: 20, Skew: 1, Data: d, Hidden: -1, Reference: true, Seed: 2,
+		Settings: settings(0.05, 2, 16)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wdbc acc %.3f best %.3f ref %.3f rounds-to-0.96 %d", s.Accuracy, s.BestAccuracy, s.ReferenceAccuracy, s.RoundsTo(0.96))
+	if s.BestAccuracy < 0.96 {
+		t.Fatalf("WDBC best accuracy %.3f < 0.96", s.BestAccuracy)
+	}
+}
+
+func TestStrategiesConverge(t *testing.T) {
+	for _, name := range []string{"fedavg", "fedprox", "fedsgd", "fedadam", "fedyogi", "fedadagrad", "median", "trimmedmean", "krum", "multikrum", "bulyan"} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			sc := strategy.Config{Name: name, F: 1, Mu: 0.01, LR: 1, Eta: 0.05}
+			if name == "fedyogi" {
+				sc.Eta = 0.03
+			}
+			s, err := Run(ctx, Config{Devices: 8, Rounds: 8, Strategy: sc, Seed: 3, Hidden: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Accuracy < 0.8 {
+				t.Fatalf("%s: accuracy %.3f after %d rounds", name, s.Accuracy, s.Rounds)
+			}
+		})
+	}
+}

@@ -1,0 +1,149 @@
+// Package train defines the device-side training contract: the ABI's
+// `train` and `evaluate` entrypoint structures, the Trainer interface the
+// agent calls, and its implementation over a Wasm module run by the fennec
+// runtime.
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/fennec-edge/fennec/federation/internal/model"
+	"github.com/fennec-edge/fennec/federation/internal/wire"
+)
+
+// Dataset is the ABI's Dataset: x f32 [n, features]; y f32 [n] or [n, k],
+// or i32 [n].
+type Dataset struct {
+	X model.Tensor `cbor:"x"`
+	Y model.Tensor `cbor:"y"`
+}
+
+// Rows returns the example count, checking x and y agree.
+func (d *Dataset) Rows() (int, error) {
+	if d.X.Dtype != model.F32 || len(d.X.Shape) != 2 {
+		return 0, errors.New("dataset: x must be f32 [n, features]")
+	}
+	if len(d.Y.Shape) < 1 || d.Y.Shape[0] != d.X.Shape[0] {
+		return 0, errors.New("dataset: y's first dimension must equal x's")
+	}
+	m := model.Model{Tensors: []model.Tensor{d.X, d.Y}}
+	if err := m.Validate(); err != nil {
+		return 0, fmt.Errorf("dataset: %w", err)
+	}
+	return int(d.X.Shape[0]), nil
+}
+
+// Input is the `train` entrypoint's input.
+type Input struct {
+	Model    model.Model   `cbor:"model"`
+	Round    uint64        `cbor:"round"`
+	Settings wire.Settings `cbor:"settings"`
+	Data     Dataset       `cbor:"data"`
+}
+
+// Output is the `train` entrypoint's output.
+type Output struct {
+	Model       model.Model        `cbor:"model"`
+	NumExamples uint64             `cbor:"num_examples"`
+	Metrics     map[string]float64 `cbor:"metrics"`
+}
+
+// EvalInput is the `evaluate` entrypoint's input.
+type EvalInput struct {
+	Model model.Model `cbor:"model"`
+	Data  Dataset     `cbor:"data"`
+}
+
+// EvalOutput is the `evaluate` entrypoint's output.
+type EvalOutput struct {
+	NumExamples uint64             `cbor:"num_examples"`
+	Metrics     map[string]float64 `cbor:"metrics"`
+}
+
+// Trainer trains a model on a device's local data.
+type Trainer interface {
+	Train(ctx context.Context, in Input) (Output, error)
+}
+
+// Evaluator scores a model on data.
+type Evaluator interface {
+	Evaluate(ctx context.Context, in EvalInput) (EvalOutput, error)
+}
+
+// Module is what the runtime's compiled module offers: entrypoint calls,
+// and Drain to close idle instances so a device holds none between rounds.
+type Module interface {
+	Call(ctx context.Context, entry string, in []byte) ([]byte, error)
+	Drain()
+}
+
+// Wasm runs the `train` and `evaluate` entrypoints of a module. After every
+// call it drains the module's idle instances (DrainAfter, default true), so
+// an idle device keeps no instance memory.
+type Wasm struct {
+	Mod      Module
+	KeepWarm bool // do not drain between calls
+}
+
+func (w *Wasm) Train(ctx context.Context, in Input) (Output, error) {
+	b, err := model.Marshal(in)
+	if err != nil {
+		return Output{}, err
+	}
+	out, err := w.Mod.Call(ctx, "train", b)
+	if !w.KeepWarm {
+		w.Mod.Drain()
+	}
+	if err != nil {
+		return Output{}, fmt.Errorf("train entrypoint: %w", err)
+	}
+	return DecodeOutput(out, &in.Model)
+}
+
+func (w *Wasm) Evaluate(ctx context.Context, in EvalInput) (EvalOutput, error) {
+	b, err := model.Marshal(in)
+	if err != nil {
+		return EvalOutput{}, err
+	}
+	out, err := w.Mod.Call(ctx, "evaluate", b)
+	if !w.KeepWarm {
+		w.Mod.Drain()
+	}
+	if err != nil {
+		return EvalOutput{}, fmt.Errorf("evaluate entrypoint: %w", err)
+	}
+	var o EvalOutput
+	if err := model.UnmarshalLoose(out, &o); err != nil {
+		return o, fmt.Errorf("evaluate output: %w", err)
+	}
+	return o, nil
+}
+
+// DecodeOutput decodes a guest's train output (untrusted) and checks it
+// against the global model's layout when global is not nil.
+func DecodeOutput(b []byte, global *model.Model) (Output, error) {
+	var o Output
+	if err := model.UnmarshalLoose(b, &o); err != nil {
+		return o, fmt.Errorf("train output: %w", err)
+	}
+	if err := o.Model.Validate(); err != nil {
+		return o, fmt.Errorf("train output: %w", err)
+	}
+	if global != nil {
+		if err := global.SameLayout(&o.Model); err != nil {
+			return o, fmt.Errorf("train output: %w", err)
+		}
+	}
+	if len(o.Metrics) > wire.MaxMetrics {
+		return o, errors.New("train output: too many metrics")
+	}
+	for k, v := range o.Metrics {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			delete(o.Metrics, k)
+		}
+	}
+	return o, nil
+}

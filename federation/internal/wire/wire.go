@@ -1,0 +1,365 @@
+// Package wire defines the federation protocol's messages on NATS, their
+// CBOR encoding, device credentials (HMAC-SHA256 keys) and the chunking of
+// large updates. Every decoder here takes untrusted network bytes: it bounds
+// sizes, checks every field, and returns errors, never panics.
+//
+// Subjects, for a federation named N (prefix "fennec.N"):
+//
+//	fennec.N.join          device -> hub request: Join, reply Ack (also the heartbeat)
+//	fennec.N.leave         device -> hub publish: Join (graceful leave)
+//	fennec.N.task.<id>     hub -> device publish: Task
+//	fennec.N.model         device -> hub request: ModelReq, reply raw chunk bytes
+//	fennec.N.update        device -> hub request: Chunk, reply Ack
+package wire
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/fennec-edge/fennec/federation/internal/model"
+)
+
+// Limits on what the hub and devices accept.
+const (
+	MaxIDBytes     = 128
+	MaxChunkBytes  = 4 << 20
+	MaxUpdateBytes = 1 << 30
+	MaxMetrics     = 64
+	MaxExtra       = 16
+	MaxExtraBytes  = 16 << 20
+	ClockSkew      = 5 * time.Minute
+	DefaultChunk   = 256 << 10
+)
+
+// Settings is the ABI's training Settings.
+type Settings struct {
+	LR        float64 `cbor:"lr"`
+	Epochs    uint64  `cbor:"epochs"`
+	BatchSize uint64  `cbor:"batch_size"`
+	Mu        float64 `cbor:"mu"`
+	Seed      uint64  `cbor:"seed"`
+	Mode      string  `cbor:"mode"` // "weights" | "gradient"
+}
+
+// Join announces (and re-announces, as a heartbeat) a device.
+type Join struct {
+	Device string `cbor:"device"`
+	TimeMS int64  `cbor:"ts"`
+	Nonce  uint64 `cbor:"nonce"`
+	MAC    []byte `cbor:"mac"`
+}
+
+// Task asks a device to train in a round.
+type Task struct {
+	Round      uint64            `cbor:"round"`
+	Version    uint64            `cbor:"version"` // global model version (completed rounds)
+	Size       uint64            `cbor:"size"`    // encoded model bytes
+	Chunks     uint64            `cbor:"chunks"`
+	Digest     []byte            `cbor:"digest"` // sha256 of the encoded model
+	Inline     []byte            `cbor:"inline,omitempty"`
+	Settings   Settings          `cbor:"settings"`
+	DeadlineMS int64             `cbor:"deadline"`
+	Mode       string            `cbor:"mode"` // privacy round mode; "" = plain
+	Extra      map[string][]byte `cbor:"extra,omitempty"`
+}
+
+// ModelReq asks the hub for one chunk of a global model.
+type ModelReq struct {
+	Version uint64 `cbor:"version"`
+	Seq     uint64 `cbor:"seq"`
+}
+
+// Chunk is one piece of a device's update payload (an encoded Body).
+type Chunk struct {
+	Device string `cbor:"device"`
+	Round  uint64 `cbor:"round"`
+	Seq    uint64 `cbor:"seq"`
+	Total  uint64 `cbor:"total"`
+	Size   uint64 `cbor:"size"`
+	Digest []byte `cbor:"digest"` // sha256 of the whole payload
+	MAC    []byte `cbor:"mac"`    // HMAC(key, "update", device, round, digest), on the last chunk
+	Data   []byte `cbor:"data"`
+}
+
+// Body is a device's update: the ABI train output plus the protocol extras.
+type Body struct {
+	Model       model.Model        `cbor:"model"`
+	NumExamples uint64             `cbor:"num_examples"`
+	Metrics     map[string]float64 `cbor:"metrics"`
+	Extra       map[string][]byte  `cbor:"extra,omitempty"`
+}
+
+// Ack answers a request.
+type Ack struct {
+	OK    bool   `cbor:"ok"`
+	Code  string `cbor:"code,omitempty"` // "late", "auth", "bad", "dup", "busy"
+	Error string `cbor:"error,omitempty"`
+}
+
+// Subjects for federation name.
+type Subjects struct{ Join, Leave, TaskPrefix, Model, Update string }
+
+// ValidName reports whether s is usable as a federation name or device id
+// in a subject token.
+func ValidName(s string) error {
+	if s == "" || len(s) > MaxIDBytes {
+		return fmt.Errorf("name %q: must be 1..%d bytes", s, MaxIDBytes)
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return fmt.Errorf("name %q: only letters, digits, '-' and '_' allowed", s)
+		}
+	}
+	return nil
+}
+
+// For returns the subjects of federation name.
+func For(name string) Subjects {
+	p := "fennec." + name
+	return Subjects{p + ".join", p + ".leave", p + ".task.", p + ".model", p + ".update"}
+}
+
+// DeviceKey derives a device's credential from the fleet secret:
+// HMAC-SHA256(secret, "fennec-device-v1|" + id).
+func DeviceKey(secret []byte, id string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("fennec-device-v1|" + id))
+	return m.Sum(nil)
+}
+
+func mac(key []byte, parts ...[]byte) []byte {
+	m := hmac.New(sha256.New, key)
+	var l [8]byte
+	for _, p := range parts {
+		binary.LittleEndian.PutUint64(l[:], uint64(len(p)))
+		m.Write(l[:])
+		m.Write(p)
+	}
+	return m.Sum(nil)
+}
+
+func u64(x uint64) []byte { return binary.LittleEndian.AppendUint64(nil, x) }
+
+// SignJoin fills j.MAC.
+func SignJoin(key []byte, j *Join) {
+	j.MAC = mac(key, []byte("join"), []byte(j.Device), u64(uint64(j.TimeMS)), u64(j.Nonce))
+}
+
+// VerifyJoin checks j's MAC and timestamp.
+func VerifyJoin(key []byte, j *Join, now time.Time) error {
+	want := mac(key, []byte("join"), []byte(j.Device), u64(uint64(j.TimeMS)), u64(j.Nonce))
+	if !hmac.Equal(want, j.MAC) {
+		return errors.New("join: bad credentials")
+	}
+	d := now.Sub(time.UnixMilli(j.TimeMS))
+	if d > ClockSkew || d < -ClockSkew {
+		return fmt.Errorf("join: timestamp off by %v", d.Round(time.Second))
+	}
+	return nil
+}
+
+// UpdateMAC is the MAC a device puts on its update's last chunk.
+func UpdateMAC(key []byte, device string, round uint64, digest []byte) []byte {
+	return mac(key, []byte("update"), []byte(device), u64(round), digest)
+}
+
+// ParseCreds reads a credentials file: "id:hexkey" on one line (whitespace
+// and '#' comment lines ignored).
+func ParseCreds(b []byte) (id string, key []byte, err error) {
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.IndexByte(line, ':')
+		if i < 0 {
+			return "", nil, errors.New("creds: expected id:hexkey")
+		}
+		id = line[:i]
+		if err := ValidName(id); err != nil {
+			return "", nil, fmt.Errorf("creds: device id: %w", err)
+		}
+		key, err = hex.DecodeString(line[i+1:])
+		if err != nil || len(key) < 16 {
+			return "", nil, errors.New("creds: key must be at least 16 bytes of hex")
+		}
+		return id, key, nil
+	}
+	return "", nil, errors.New("creds: empty file")
+}
+
+// FormatCreds is ParseCreds' inverse.
+func FormatCreds(id string, key []byte) string {
+	return "# fennec device credentials\n" + id + ":" + hex.EncodeToString(key) + "\n"
+}
+
+// Encode marshals a message.
+func Encode(v any) []byte {
+	b, err := model.Marshal(v)
+	if err != nil {
+		// Only unsupported Go types fail to encode; the messages here have none.
+		panic(fmt.Sprintf("wire: encode %T: %v", v, err))
+	}
+	return b
+}
+
+// DecodeJoin decodes and checks a Join.
+func DecodeJoin(b []byte) (Join, error) {
+	var j Join
+	if err := model.Unmarshal(b, &j); err != nil {
+		return j, fmt.Errorf("join: %w", err)
+	}
+	if err := ValidName(j.Device); err != nil {
+		return j, fmt.Errorf("join: device: %w", err)
+	}
+	if len(j.MAC) != sha256.Size {
+		return j, errors.New("join: mac must be 32 bytes")
+	}
+	return j, nil
+}
+
+// DecodeChunk decodes and checks a Chunk's framing.
+func DecodeChunk(b []byte) (Chunk, error) {
+	var c Chunk
+	if err := model.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("chunk: %w", err)
+	}
+	if err := ValidName(c.Device); err != nil {
+		return c, fmt.Errorf("chunk: device: %w", err)
+	}
+	switch {
+	case c.Size == 0 || c.Size > MaxUpdateBytes:
+		return c, fmt.Errorf("chunk: size %d outside 1..%d", c.Size, MaxUpdateBytes)
+	case c.Total == 0 || c.Total > c.Size || c.Seq >= c.Total:
+		return c, fmt.Errorf("chunk: seq %d of %d invalid for size %d", c.Seq, c.Total, c.Size)
+	case len(c.Data) == 0 || len(c.Data) > MaxChunkBytes || uint64(len(c.Data)) > c.Size:
+		return c, fmt.Errorf("chunk: %d data bytes", len(c.Data))
+	case len(c.Digest) != sha256.Size:
+		return c, errors.New("chunk: digest must be 32 bytes")
+	case c.Seq == c.Total-1 && len(c.MAC) != sha256.Size:
+		return c, errors.New("chunk: last chunk needs a 32-byte mac")
+	}
+	return c, nil
+}
+
+// DecodeBody decodes an update payload and checks its model and metrics.
+func DecodeBody(b []byte) (Body, error) {
+	var body Body
+	if err := model.Unmarshal(b, &body); err != nil {
+		return body, fmt.Errorf("update: %w", err)
+	}
+	if err := body.Model.Validate(); err != nil {
+		return body, fmt.Errorf("update: %w", err)
+	}
+	if len(body.Metrics) > MaxMetrics || len(body.Extra) > MaxExtra {
+		return body, errors.New("update: too many metrics or extras")
+	}
+	n := 0
+	for k, v := range body.Extra {
+		n += len(k) + len(v)
+	}
+	if n > MaxExtraBytes {
+		return body, errors.New("update: extras too large")
+	}
+	return body, nil
+}
+
+// DecodeTask decodes and checks a Task.
+func DecodeTask(b []byte) (Task, error) {
+	var t Task
+	if err := model.Unmarshal(b, &t); err != nil {
+		return t, fmt.Errorf("task: %w", err)
+	}
+	switch {
+	case len(t.Digest) != sha256.Size:
+		return t, errors.New("task: digest must be 32 bytes")
+	case t.Size == 0 || t.Size > MaxUpdateBytes || t.Chunks == 0 || t.Chunks > t.Size:
+		return t, fmt.Errorf("task: size %d / %d chunks invalid", t.Size, t.Chunks)
+	case t.Inline != nil && uint64(len(t.Inline)) != t.Size:
+		return t, errors.New("task: inline model size mismatch")
+	case t.Settings.Mode != "weights" && t.Settings.Mode != "gradient":
+		return t, fmt.Errorf("task: mode %q", t.Settings.Mode)
+	case len(t.Extra) > MaxExtra:
+		return t, errors.New("task: too many extras")
+	}
+	return t, nil
+}
+
+// DecodeModelReq decodes a ModelReq.
+func DecodeModelReq(b []byte) (ModelReq, error) {
+	var r ModelReq
+	err := model.Unmarshal(b, &r)
+	return r, err
+}
+
+// DecodeAck decodes an Ack.
+func DecodeAck(b []byte) (Ack, error) {
+	var a Ack
+	err := model.Unmarshal(b, &a)
+	return a, err
+}
+
+// Split cuts payload into chunks of at most size bytes.
+func Split(payload []byte, size int) [][]byte {
+	if size <= 0 {
+		size = DefaultChunk
+	}
+	var out [][]byte
+	for len(payload) > size {
+		out = append(out, payload[:size])
+		payload = payload[size:]
+	}
+	return append(out, payload)
+}
+
+// Digest is sha256.
+func Digest(b []byte) []byte { d := sha256.Sum256(b); return d[:] }
+
+// Assembler reassembles one device's chunked payload, in order.
+type Assembler struct {
+	c    Chunk
+	buf  []byte
+	next uint64
+}
+
+// Add appends c (which must continue the same payload) and reports whether
+// the payload is complete.
+func (a *Assembler) Add(c Chunk) (done bool, err error) {
+	if a.next == 0 {
+		if c.Seq != 0 {
+			return false, fmt.Errorf("chunk: seq %d, expected 0", c.Seq)
+		}
+		a.c = c
+		a.buf = make([]byte, 0, min(c.Size, 64<<20))
+	} else if c.Seq != a.next || c.Total != a.c.Total || c.Size != a.c.Size || c.Round != a.c.Round ||
+		string(c.Digest) != string(a.c.Digest) {
+		return false, fmt.Errorf("chunk: seq %d/%d does not continue seq %d/%d", c.Seq, c.Total, a.next, a.c.Total)
+	}
+	if uint64(len(a.buf)+len(c.Data)) > c.Size {
+		return false, errors.New("chunk: payload exceeds its declared size")
+	}
+	a.buf = append(a.buf, c.Data...)
+	a.next++
+	if a.next < c.Total {
+		return false, nil
+	}
+	if uint64(len(a.buf)) != c.Size {
+		return false, fmt.Errorf("chunk: payload is %d bytes, declared %d", len(a.buf), c.Size)
+	}
+	if !hmacEqual(Digest(a.buf), c.Digest) {
+		return false, errors.New("chunk: digest mismatch")
+	}
+	a.c.MAC = c.MAC
+	return true, nil
+}
+
+// Payload returns the assembled bytes and the last chunk's MAC.
+func (a *Assembler) Payload() ([]byte, []byte) { return a.buf, a.c.MAC }
+
+func hmacEqual(a, b []byte) bool { return hmac.Equal(a, b) }
