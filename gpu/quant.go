@@ -1,0 +1,381 @@
+package gpu
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"slices"
+	"sync"
+)
+
+// Int8 post-training quantization. Values are quantized symmetrically:
+// q = clamp(round(x/scale), -127, 127), x ~ q*scale, with scale = max|x|/127
+// per tensor or per channel. Weights use one scale per output channel,
+// calibrated from the weights themselves; activations use one scale per
+// tensor, either calibrated on sample data (QLinear.Calibrate) or computed
+// per row at run time. Int8 products accumulate exactly in int32 and are
+// scaled to float32 once per output.
+
+// QMax is the largest quantized magnitude; -128 is never produced, so that
+// negation and the VNNI unsigned offset stay exact.
+const QMax = 127
+
+// ScaleFor returns the symmetric scale for a range of magnitude maxAbs; an
+// all-zero (or non-finite) range gets scale 1 so that dequantization is
+// harmless.
+func ScaleFor(maxAbs float32) float32 {
+	if !(maxAbs > 0) || math.IsInf(float64(maxAbs), 0) {
+		return 1
+	}
+	return maxAbs / QMax
+}
+
+// quant1 quantizes one value with the reciprocal scale inv.
+func quant1(x, inv float32) int8 {
+	v := x * inv
+	if v >= QMax {
+		return QMax
+	}
+	if v <= -QMax {
+		return -QMax
+	}
+	if v != v { // NaN
+		return 0
+	}
+	return int8(math.RoundToEven(float64(v)))
+}
+
+// scaleLayout checks a scale vector against shape and axis. Per-tensor
+// scaling is one scale (axis ignored); per-channel is shape[axis] scales.
+func scaleLayout(shape []int, axis, nscales int) (outer, length, inner int, perChannel bool, err error) {
+	if nscales == 1 && (len(shape) == 0 || axis < 0 || shape[axis] != 1) {
+		if _, err := NumElements(shape); err != nil {
+			return 0, 0, 0, false, err
+		}
+		n := 1
+		for _, d := range shape {
+			n *= d
+		}
+		return 1, n, 1, false, nil
+	}
+	if axis < 0 || axis >= len(shape) {
+		return 0, 0, 0, false, fmt.Errorf("%w: channel axis %d out of range for rank %d", ErrShape, axis, len(shape))
+	}
+	if nscales != shape[axis] {
+		return 0, 0, 0, false, fmt.Errorf("%w: %d scales for %d channels along axis %d of %v", ErrShape, nscales, shape[axis], axis, shape)
+	}
+	o, l, i := axisLayout(shape, axis)
+	return o, l, i, true, nil
+}
+
+// ChannelScales returns symmetric scales for src of the given shape: one per
+// index along axis, or a single per-tensor scale when axis is negative.
+func ChannelScales(src []float32, shape []int, axis int) ([]float32, error) {
+	n, err := NumElements(shape)
+	if err != nil {
+		return nil, err
+	}
+	if len(src) != n {
+		return nil, fmt.Errorf("%w: %d values for shape %v", ErrShape, len(src), shape)
+	}
+	if axis < 0 {
+		var m float32
+		for _, v := range src {
+			m = max32(m, abs32(v))
+		}
+		return []float32{ScaleFor(m)}, nil
+	}
+	if axis >= len(shape) {
+		return nil, fmt.Errorf("%w: channel axis %d out of range for rank %d", ErrShape, axis, len(shape))
+	}
+	outer, L, inner := axisLayout(shape, axis)
+	mx := make([]float32, L)
+	for o := 0; o < outer; o++ {
+		for k := 0; k < L; k++ {
+			for _, v := range src[(o*L+k)*inner : (o*L+k+1)*inner] {
+				mx[k] = max32(mx[k], abs32(v))
+			}
+		}
+	}
+	for k := range mx {
+		mx[k] = ScaleFor(mx[k])
+	}
+	return mx, nil
+}
+
+func abs32(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
+
+// Quantize writes the int8 quantization of src (of the given shape) into
+// dst with scales from ChannelScales (one scale: per tensor; shape[axis]
+// scales: per channel along axis).
+func Quantize(dst []int8, src []float32, shape []int, axis int, scales []float32) error {
+	outer, L, inner, per, err := scaleLayout(shape, axis, len(scales))
+	if err != nil {
+		return err
+	}
+	if len(src) != outer*L*inner || len(dst) != len(src) {
+		return fmt.Errorf("%w: quantize %d values into %d for shape %v", ErrShape, len(src), len(dst), shape)
+	}
+	for o := 0; o < outer; o++ {
+		for k := 0; k < L; k++ {
+			s := scales[0]
+			if per {
+				s = scales[k]
+			}
+			inv := 1 / s
+			base := (o*L + k) * inner
+			for j, v := range src[base : base+inner] {
+				dst[base+j] = quant1(v, inv)
+			}
+		}
+	}
+	return nil
+}
+
+// Dequantize writes q*scale into dst; the arguments are as for Quantize.
+func Dequantize(dst []float32, src []int8, shape []int, axis int, scales []float32) error {
+	outer, L, inner, per, err := scaleLayout(shape, axis, len(scales))
+	if err != nil {
+		return err
+	}
+	if len(src) != outer*L*inner || len(dst) != len(src) {
+		return fmt.Errorf("%w: dequantize %d values into %d for shape %v", ErrShape, len(src), len(dst), shape)
+	}
+	for o := 0; o < outer; o++ {
+		for k := 0; k < L; k++ {
+			s := scales[0]
+			if per {
+				s = scales[k]
+			}
+			base := (o*L + k) * inner
+			for j, v := range src[base : base+inner] {
+				dst[base+j] = float32(v) * s
+			}
+		}
+	}
+	return nil
+}
+
+// ---- int8 dot-product kernels ----
+
+// int8Kernel computes four dot products out[r] = sum_k x[k]*w[r*ldw+k] over
+// kp (a multiple of 64) int8 values. Unsigned kernels (VNNI) read xu =
+// x+128 instead of x; the caller subtracts 128*sum(w row).
+type int8Kernel struct {
+	name     string
+	unsigned bool
+	dot4     func(xs []int8, xu []uint8, w []int8, ldw, kp int, out *[4]int32)
+}
+
+var int8Kernels = map[string]*int8Kernel{"go": {name: "go", dot4: dot4Go}}
+
+var int8Order = []string{"vnni", "avx2", "go"}
+
+// Int8Kernels lists the int8 dot-product kernels this CPU can run, fastest
+// first ("vnni": AVX-512 VNNI; "avx2"; "go").
+func Int8Kernels() []string {
+	var out []string
+	for _, n := range int8Order {
+		if _, ok := int8Kernels[n]; ok {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func lookupInt8Kernel(name string) (*int8Kernel, error) {
+	if name == "" || name == "auto" {
+		return int8Kernels[Int8Kernels()[0]], nil
+	}
+	if k, ok := int8Kernels[name]; ok {
+		return k, nil
+	}
+	return nil, fmt.Errorf("%w: int8 kernel %q is not available (have %v)", ErrUnsupported, name, Int8Kernels())
+}
+
+func dot4Go(xs []int8, xu []uint8, w []int8, ldw, kp int, out *[4]int32) {
+	xs = xs[:kp]
+	w0, w1, w2, w3 := w[:kp], w[ldw:ldw+kp], w[2*ldw:2*ldw+kp], w[3*ldw:3*ldw+kp]
+	var s0, s1, s2, s3 int32
+	for k, x := range xs {
+		xv := int32(x)
+		s0 += xv * int32(w0[k])
+		s1 += xv * int32(w1[k])
+		s2 += xv * int32(w2[k])
+		s3 += xv * int32(w3[k])
+	}
+	out[0], out[1], out[2], out[3] = s0, s1, s2, s3
+}
+
+// ---- quantized linear layer ----
+
+// QLinear is an int8 fully connected layer y = x W + b for x [batch, In] and
+// W [In, Out], with W quantized per output channel. Create it with
+// QuantizeLinear; Forward runs it. It is safe for concurrent Forward calls.
+type QLinear struct {
+	In, Out int
+	// W holds the quantized weights transposed, one row of kp values per
+	// output channel (rows padded to a multiple of 4, values to a multiple
+	// of 64 with zeros) so that dot products run over contiguous memory.
+	W     []int8
+	Scale []float32 // per output channel
+	Bias  []float32 // nil or [Out]
+	// XScale is the activation scale set by Calibrate; zero means each row
+	// of x is scaled by its own max|x|/127 at run time.
+	XScale float32
+	// Kernel forces an int8 kernel by name ("" picks the fastest).
+	Kernel string
+
+	kp, outp int
+	wsum     []int32
+}
+
+// QuantizeLinear quantizes the f32 weights w (row major [in, out]) per
+// output column; bias (nil or [out]) stays f32.
+func QuantizeLinear(w []float32, in, out int, bias []float32) (*QLinear, error) {
+	if in <= 0 || out <= 0 || len(w) != in*out {
+		return nil, fmt.Errorf("%w: %d weights for [%d, %d]", ErrShape, len(w), in, out)
+	}
+	if in > 1<<16 {
+		return nil, fmt.Errorf("%w: %d inputs exceed the int8 kernels' int32 accumulator range (65536)", ErrShape, in)
+	}
+	if bias != nil && len(bias) != out {
+		return nil, fmt.Errorf("%w: %d biases for %d outputs", ErrShape, len(bias), out)
+	}
+	scales, err := ChannelScales(w, []int{in, out}, 1)
+	if err != nil {
+		return nil, err
+	}
+	q := &QLinear{In: in, Out: out, Scale: scales, Bias: slices.Clone(bias)}
+	q.kp, q.outp = roundUp(in, 64), roundUp(out, 4)
+	q.W = make([]int8, q.outp*q.kp)
+	q.wsum = make([]int32, q.outp)
+	for o := 0; o < out; o++ {
+		inv := 1 / scales[o]
+		row := q.W[o*q.kp : o*q.kp+in]
+		var s int32
+		for k := range row {
+			row[k] = quant1(w[k*out+o], inv)
+			s += int32(row[k])
+		}
+		q.wsum[o] = s
+	}
+	return q, nil
+}
+
+// Bytes is the storage of the quantized layer (weights, scales, bias) as a
+// model file would hold it: In*Out int8 plus 4 bytes per scale and bias.
+func (q *QLinear) Bytes() int { return q.In*q.Out + 4*len(q.Scale) + 4*len(q.Bias) + 4 }
+
+// Dequantize returns the effective f32 weights [In, Out].
+func (q *QLinear) Dequantize() []float32 {
+	w := make([]float32, q.In*q.Out)
+	for o := 0; o < q.Out; o++ {
+		for k := 0; k < q.In; k++ {
+			w[k*q.Out+o] = float32(q.W[o*q.kp+k]) * q.Scale[o]
+		}
+	}
+	return w
+}
+
+// Calibrate sets the activation scale from sample inputs x ([rows, In]):
+// the given quantile (in (0,1]; 1 = max) of |x| divided by 127. Clipping a
+// few outliers (quantile 0.9999) often loses less accuracy than a max that
+// wastes resolution.
+func (q *QLinear) Calibrate(x []float32, quantile float64) error {
+	if len(x) == 0 || len(x)%q.In != 0 {
+		return fmt.Errorf("%w: %d calibration values for rows of %d", ErrShape, len(x), q.In)
+	}
+	if !(quantile > 0 && quantile <= 1) {
+		return fmt.Errorf("gpu: calibration quantile %v not in (0, 1]", quantile)
+	}
+	a := make([]float32, len(x))
+	for i, v := range x {
+		a[i] = abs32(v)
+	}
+	slices.Sort(a)
+	idx := int(math.Ceil(quantile*float64(len(a)))) - 1
+	q.XScale = ScaleFor(a[max(idx, 0)])
+	return nil
+}
+
+type qrowBuf struct {
+	xs []int8
+	xu []uint8
+}
+
+var qrowBufs = sync.Pool{New: func() any { return new(qrowBuf) }}
+
+// Forward computes dst [batch, Out] = x [batch, In] W + b.
+func (q *QLinear) Forward(dst, x []float32, batch int) error {
+	if batch < 0 || len(x) != batch*q.In || len(dst) != batch*q.Out {
+		return fmt.Errorf("%w: forward of %d inputs into %d outputs for batch %d of [%d, %d]", ErrShape, len(x), len(dst), batch, q.In, q.Out)
+	}
+	kern, err := lookupInt8Kernel(q.Kernel)
+	if err != nil {
+		return err
+	}
+	q.forward(kern, dst, x, batch, runtime.GOMAXPROCS(0))
+	return nil
+}
+
+func (q *QLinear) forward(kern *int8Kernel, dst, x []float32, batch, threads int) {
+	rowsPer := max(1, (1<<18)/max(q.kp*q.outp, 1)) // ~256K MACs per goroutine at least
+	parts := min(threads, batch/rowsPer)
+	run := func(lo, hi int) {
+		b := qrowBufs.Get().(*qrowBuf)
+		defer qrowBufs.Put(b)
+		if cap(b.xs) < q.kp {
+			b.xs, b.xu = make([]int8, q.kp), make([]uint8, q.kp)
+		}
+		xs, xu := b.xs[:q.kp], b.xu[:q.kp]
+		var acc [4]int32
+		for r := lo; r < hi; r++ {
+			row := x[r*q.In : (r+1)*q.In]
+			s := q.XScale
+			if s == 0 {
+				var m float32
+				for _, v := range row {
+					m = max32(m, abs32(v))
+				}
+				s = ScaleFor(m)
+			}
+			inv := 1 / s
+			for k, v := range row {
+				xs[k] = quant1(v, inv)
+			}
+			clear(xs[q.In:])
+			if kern.unsigned {
+				for k, v := range xs {
+					xu[k] = uint8(int(v) + 128)
+				}
+			}
+			out := dst[r*q.Out : (r+1)*q.Out]
+			for o := 0; o < q.Out; o += 4 {
+				kern.dot4(xs, xu, q.W[o*q.kp:], q.kp, q.kp, &acc)
+				for j := 0; j < 4 && o+j < q.Out; j++ {
+					v := acc[j]
+					if kern.unsigned {
+						v -= 128 * q.wsum[o+j]
+					}
+					y := float32(v) * s * q.Scale[o+j]
+					if q.Bias != nil {
+						y += q.Bias[o+j]
+					}
+					out[o+j] = y
+				}
+			}
+		}
+	}
+	if parts <= 1 {
+		run(0, batch)
+		return
+	}
+	var wg sync.WaitGroup
+	for p := 0; p < parts; p++ {
+		lo, hi := batch*p/parts, batch*(p+1)/parts
+		wg.Add(1)
+		go func() { defer wg.Done(); run(lo, hi) }()
+	}
+	wg.Wait()
+}

@@ -1,0 +1,165 @@
+package gpu
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func randF32(r *rand.Rand, n int, scale float64) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64() * scale)
+	}
+	return v
+}
+
+func TestQuantizeRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, tc := range []struct {
+		shape []int
+		axis  int
+	}{{[]int{7, 33}, -1}, {[]int{7, 33}, 0}, {[]int{7, 33}, 1}, {[]int{2, 5, 3}, 1}, {[]int{1}, -1}, {[]int{4, 1}, 1}} {
+		n := 1
+		for _, d := range tc.shape {
+			n *= d
+		}
+		src := randF32(r, n, 3)
+		scales, err := ChannelScales(src, tc.shape, tc.axis)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := make([]int8, n)
+		if err := Quantize(q, src, tc.shape, tc.axis, scales); err != nil {
+			t.Fatal(err)
+		}
+		back := make([]float32, n)
+		if err := Dequantize(back, q, tc.shape, tc.axis, scales); err != nil {
+			t.Fatal(err)
+		}
+		outer, L, inner := 1, n, 1
+		if tc.axis >= 0 {
+			outer, L, inner = axisLayout(tc.shape, tc.axis)
+		}
+		for o := 0; o < outer; o++ {
+			for k := 0; k < L; k++ {
+				s := scales[0]
+				if tc.axis >= 0 {
+					s = scales[k]
+				}
+				for j := 0; j < inner; j++ {
+					i := (o*L+k)*inner + j
+					if e := math.Abs(float64(back[i] - src[i])); e > float64(s)/2*1.0001 {
+						t.Fatalf("%v axis %d: |%v - %v| = %v > scale/2 = %v", tc.shape, tc.axis, back[i], src[i], e, s/2)
+					}
+					if q[i] == -128 {
+						t.Fatalf("quantized to -128")
+					}
+				}
+			}
+		}
+	}
+	// errors, not panics
+	if err := Quantize(make([]int8, 6), make([]float32, 6), []int{2, 3}, 1, []float32{1, 1}); err == nil {
+		t.Error("wrong scale count accepted")
+	}
+	if err := Quantize(make([]int8, 5), make([]float32, 6), []int{2, 3}, -1, []float32{1}); err == nil {
+		t.Error("wrong dst length accepted")
+	}
+	if _, err := ChannelScales(make([]float32, 6), []int{2, 3}, 2); err == nil {
+		t.Error("bad axis accepted")
+	}
+	if s := ScaleFor(0); s != 1 {
+		t.Errorf("ScaleFor(0) = %v", s)
+	}
+}
+
+// TestInt8KernelsExact checks every int8 kernel against the Go kernel: the
+// integer dot products must be identical, so the f32 outputs are too.
+func TestInt8KernelsExact(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, sz := range [][3]int{{1, 1, 1}, {3, 30, 16}, {5, 64, 4}, {7, 65, 7}, {33, 257, 10}, {2, 784, 129}, {300, 100, 40}} {
+		batch, in, out := sz[0], sz[1], sz[2]
+		w := randF32(r, in*out, 0.5)
+		bias := randF32(r, out, 0.1)
+		q, err := QuantizeLinear(w, in, out, bias)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := randF32(r, batch*in, 1)
+		want := make([]float32, batch*out)
+		q.Kernel = "go"
+		if err := q.Forward(want, x, batch); err != nil {
+			t.Fatal(err)
+		}
+		// the Go path against a float64 reference of the quantized math
+		wd := q.Dequantize()
+		for b := 0; b < batch; b++ {
+			row := x[b*in : (b+1)*in]
+			var m float32
+			for _, v := range row {
+				m = max32(m, abs32(v))
+			}
+			s := ScaleFor(m)
+			for o := 0; o < out; o++ {
+				var acc float64
+				for k, v := range row {
+					acc += float64(quant1(v, 1/s)) * float64(s) * float64(wd[k*out+o])
+				}
+				acc += float64(bias[o])
+				if d := math.Abs(acc - float64(want[b*out+o])); d > 1e-4*(1+math.Abs(acc)) {
+					t.Fatalf("%v: go kernel [%d,%d] = %v, reference %v", sz, b, o, want[b*out+o], acc)
+				}
+			}
+		}
+		for _, k := range Int8Kernels() {
+			got := make([]float32, batch*out)
+			q.Kernel = k
+			if err := q.Forward(got, x, batch); err != nil {
+				t.Fatal(err)
+			}
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("%v kernel %s: [%d] = %v, go kernel %v", sz, k, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
+
+// TestQLinearAccuracy checks that int8 inference stays close to f32.
+func TestQLinearAccuracy(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	in, out, batch := 128, 32, 64
+	w := randF32(r, in*out, 1/math.Sqrt(float64(in)))
+	x := randF32(r, batch*in, 1)
+	q, _ := QuantizeLinear(w, in, out, nil)
+	if err := q.Calibrate(x, 1); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]float32, batch*out)
+	if err := q.Forward(got, x, batch); err != nil {
+		t.Fatal(err)
+	}
+	cpu, _ := NewCPUWithConfig(CPUConfig{})
+	want := make([]float32, batch*out)
+	_ = cpu.Sgemm(false, false, batch, out, in, x, w, want)
+	var num, den float64
+	for i := range got {
+		d := float64(got[i] - want[i])
+		num += d * d
+		den += float64(want[i]) * float64(want[i])
+	}
+	if rel := math.Sqrt(num / den); rel > 0.02 {
+		t.Errorf("int8 relative RMS error %.4f > 2%%", rel)
+	}
+	if q.Bytes() >= in*out*4/3 {
+		t.Errorf("quantized layer %d bytes, f32 %d", q.Bytes(), in*out*4)
+	}
+	if err := q.Forward(got, x[:10], batch); err == nil {
+		t.Error("short input accepted")
+	}
+	if _, err := QuantizeLinear(w, in, out+1, nil); err == nil {
+		t.Error("wrong weight count accepted")
+	}
+}
