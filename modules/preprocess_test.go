@@ -134,3 +134,17 @@ func TestPreprocessRejectsBadInput(t *testing.T) {
 		t.Errorf("garbage CBOR: err = %v", err)
 	}
 }
+
+// FuzzPreprocess sends arbitrary bytes to the Go guest's CBOR decoding and
+// validation: every input must succeed or fail cleanly, never trap.
+func FuzzPreprocess(f *testing.F) {
+	f.Add(mustCBOR(f, map[string]any{"records": []any{map[string]any{"patient": "a", "hr": 70.0}}, "window": 3}))
+	f.Add(mustCBOR(f, map[string]any{"records": []any{}, "state": map[string]any{"recent": map[string]any{"a": map[string]any{"hr": []float64{1, 2}}}}}))
+	mod := load(f, "vitals-preprocess", "vitals-preprocess/fennec.toml")
+	f.Fuzz(func(t *testing.T, in []byte) {
+		_, err := mod.Call(context.Background(), "process", in)
+		if err != nil && !errors.Is(err, runtime.ErrGuest) {
+			t.Fatalf("input %x: %v", in, err)
+		}
+	})
+}

@@ -1,0 +1,101 @@
+package modules_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/fennec-edge/fennec/internal/vitals"
+	"github.com/fennec-edge/fennec/modules/internal/vitalsproc"
+	"github.com/fennec-edge/fennec/sdk"
+)
+
+func benchCall(b *testing.B, mod interface {
+	Call(context.Context, string, []byte) ([]byte, error)
+}, entry string, in []byte) {
+	b.Helper()
+	ctx := context.Background()
+	if _, err := mod.Call(ctx, entry, in); err != nil { // warm an instance
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(in)))
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := mod.Call(ctx, entry, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func preprocessInput(n int) ([]byte, []map[string]any) {
+	gen := vitals.Generate(vitals.Config{Seed: 1, Patients: 10, Hours: 100})[:n]
+	recs := make([]map[string]any, n)
+	for i := range gen {
+		recs[i] = gen[i].Map()
+	}
+	b, _ := sdk.Marshal(map[string]any{"records": recs})
+	return b, recs
+}
+
+// BenchmarkPreprocessGuest is one process call on 1000 records.
+func BenchmarkPreprocessGuest(b *testing.B) {
+	mod := load(b, "vitals-preprocess", "vitals-preprocess/fennec.toml")
+	in, _ := preprocessInput(1000)
+	benchCall(b, mod, "process", in)
+}
+
+// BenchmarkPreprocessNative is the same work natively (decode, process,
+// encode with the same CBOR library), the reference for the guest.
+func BenchmarkPreprocessNative(b *testing.B) {
+	in, _ := preprocessInput(1000)
+	for b.Loop() {
+		var req struct {
+			Records []map[string]any `cbor:"records"`
+		}
+		if err := sdk.Unmarshal(in, &req); err != nil {
+			b.Fatal(err)
+		}
+		recs := make([]vitalsproc.Record, len(req.Records))
+		for i, m := range req.Records {
+			recs[i], _ = vitalsproc.FromMap(m)
+		}
+		st := &vitalsproc.State{}
+		out, cnt, _ := vitalsproc.Process(vitalsproc.Config{}, recs, st)
+		res := make([]map[string]any, len(out))
+		for i := range out {
+			res[i] = out[i].ToMap()
+		}
+		if _, err := sdk.Marshal(map[string]any{"records": res, "counts": cnt.ToMap(), "state": st}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRiskInferCached scores 100 records with a cached 7-16-1 model.
+func BenchmarkRiskInferCached(b *testing.B) {
+	mod := load(b, "risk-infer", "risk-infer/fennec.toml")
+	_, _, recs := riskData(b, vitals.Config{Seed: 2, Patients: 3, Hours: 24})
+	in, _ := sdk.Marshal(map[string]any{"model": randomModel(rand.New(rand.NewPCG(1, 1)), 7, 16, 1), "records": recs[:100]})
+	benchCall(b, mod, "predict", in)
+}
+
+// BenchmarkRiskTrainEpoch is one train call: 1 epoch, batch 32, over about
+// 2000 examples (7-16-1 MLP, Adam).
+func BenchmarkRiskTrainEpoch(b *testing.B) {
+	mod := load(b, "risk-train", "risk-train/fennec.toml")
+	x, y, _ := riskData(b, vitals.Config{Seed: 3, Patients: 25})
+	in, _ := sdk.Marshal(sdk.TrainInput{Settings: sdk.Settings{LR: 0.01, Epochs: 1, BatchSize: 32}, Data: dataset(x, y)})
+	b.ReportMetric(float64(len(y)), "examples")
+	benchCall(b, mod, "train", in)
+}
+
+// BenchmarkCZScore is the C module on 1000 values.
+func BenchmarkCZScore(b *testing.B) {
+	mod := loadC(b)
+	v := make([]float64, 1000)
+	for i := range v {
+		v[i] = float64(i%97) * 1.5
+	}
+	in, _ := sdk.Marshal(map[string]any{"values": v})
+	benchCall(b, mod, "zscore", in)
+}
