@@ -1,0 +1,99 @@
+// Package he implements threshold homomorphic aggregation with CKKS from
+// github.com/tuneinsight/lattigo/v6 (its multiparty package): the devices
+// generate a collective public key whose secret key is the sum of their own
+// secret keys, each device encrypts its update under it, the hub adds the
+// ciphertexts, and decrypting the aggregate needs decryption shares from the
+// devices — all N of them (N-of-N), or any t of them when the devices also
+// ran the threshold (Shamir) setup (t-of-N). Neither the hub nor any single
+// device holds a key that decrypts another device's ciphertext, unlike a
+// design that gives every client one shared secret key.
+//
+// Decryption is a collective key switch to the zero key with noise flooding
+// (smudging), so the decryption shares do not leak the devices' secret keys.
+// Each party step is a plain function on CBOR byte messages for the
+// federation layer's transport:
+//
+//	device (Party)                       hub (Aggregator)
+//	KeyGenShare()              ----->    AddKeyShare
+//	                           <-----    PublicKey()       (key + directory)
+//	SetPublicKey(msg)
+//	[t<N] ThresholdShares()    ----->    AddThresholdShares
+//	                           <-----    ThresholdDeliveries()[id]
+//	[t<N] ReceiveThresholdShares(msg)
+//	Encrypt(update)            ----->    AddCiphertext   (each round)
+//	                           <-----    DecryptionRequest(active)
+//	DecryptShare(req)          ----->    AddDecryptionShare
+//	                                     Result()
+//
+// Security model: passive (honest-but-curious) hub and devices, as in
+// lattigo's multiparty package; a device only contributes a decryption
+// share for an aggregate of at least Setup.MinAggregate contributions, and
+// only once per round.
+package he
+
+import (
+	"fmt"
+
+	"github.com/tuneinsight/lattigo/v6/ring"
+	"github.com/tuneinsight/lattigo/v6/schemes/ckks"
+)
+
+// ParamSet names a CKKS parameter set.
+type ParamSet string
+
+const (
+	// Agg14 is the default: ring degree N = 2^14 on the conjugate-invariant
+	// ring (16,384 real slots per ciphertext), Q = two primes of 60 and 55
+	// bits, P = one 35-bit prime: log(QP) = 150, far below the 237 bits the
+	// HomomorphicEncryption.org standard allows N = 2^14 for 256-bit
+	// classical security with ternary secrets (438 for 128-bit). Scale 2^55.
+	// Additions only, so no multiplicative depth is needed. Decryption
+	// shares are flooded with discrete Gaussian noise of sigma 2^30 (about
+	// 2^20 above the ciphertext noise after adding hundreds of ciphertexts),
+	// which bounds the per-value decryption error near 1e-7.
+	Agg14 ParamSet = "agg14"
+	// Test10 is N = 2^10 (1,024 slots) for fast tests only: it is NOT
+	// secure and is refused unless Setup.AllowInsecure is set.
+	Test10 ParamSet = "test10-insecure"
+)
+
+type paramInfo struct {
+	lit       ckks.ParametersLiteral
+	floodLog  int
+	secure    bool
+	securityS string
+}
+
+func lookup(ps ParamSet) (paramInfo, error) {
+	switch ps {
+	case Agg14, "":
+		return paramInfo{
+			lit:       ckks.ParametersLiteral{LogN: 14, LogQ: []int{60, 55}, LogP: []int{35}, LogDefaultScale: 55, RingType: ring.ConjugateInvariant},
+			floodLog:  30,
+			secure:    true,
+			securityS: "logN 14, logQP 150: >= 256-bit classical security (HE standard, ternary secret)",
+		}, nil
+	case Test10:
+		return paramInfo{
+			lit:       ckks.ParametersLiteral{LogN: 10, LogQ: []int{60, 55}, LogP: []int{35}, LogDefaultScale: 55, RingType: ring.ConjugateInvariant},
+			floodLog:  30,
+			securityS: "INSECURE test parameters",
+		}, nil
+	}
+	return paramInfo{}, fmt.Errorf("he: unknown parameter set %q", ps)
+}
+
+// ParamsInfo describes a parameter set: slots per ciphertext, ciphertext
+// size in bytes and its security statement.
+func ParamsInfo(ps ParamSet) (slots, ctBytes int, security string, err error) {
+	pi, err := lookup(ps)
+	if err != nil {
+		return 0, 0, "", err
+	}
+	p, err := ckks.NewParametersFromLiteral(pi.lit)
+	if err != nil {
+		return 0, 0, "", err
+	}
+	ct := ckks.NewCiphertext(p, 1, p.MaxLevel())
+	return p.MaxSlots(), ct.BinarySize(), pi.securityS, nil
+}
