@@ -15,8 +15,9 @@ import (
 // trained by minibatch SGD on softmax cross-entropy (FedProx term when
 // settings.mu > 0). It is the central reference the simulations compare
 // against and a test trainer; devices in production run the Wasm module.
-// Model tensors: w1 [in, h], b1 [h], w2 [h, out], b2 [out] (hidden) or
-// w [in, out], b [out] (Hidden == 0).
+// Model tensors follow sdk/nn's naming, so the same model trains in the
+// Wasm module: 0.weight [in, h], 0.bias [h], 2.weight [h, out], 2.bias
+// [out] (hidden), or 0.weight [in, out], 0.bias [out] (Hidden == 0).
 type MLP struct{ In, Hidden, Out int }
 
 // Init returns a model with He-initialised weights.
@@ -32,15 +33,15 @@ func (n MLP) Init(seed uint64) model.Model {
 	}
 	if n.Hidden == 0 {
 		return model.Model{Name: "softmax", Tensors: []model.Tensor{
-			model.F32Tensor("w", []uint64{uint64(n.In), uint64(n.Out)}, make([]float32, n.In*n.Out)),
-			model.F32Tensor("b", []uint64{uint64(n.Out)}, make([]float32, n.Out)),
+			model.F32Tensor("0.weight", []uint64{uint64(n.In), uint64(n.Out)}, make([]float32, n.In*n.Out)),
+			model.F32Tensor("0.bias", []uint64{uint64(n.Out)}, make([]float32, n.Out)),
 		}}
 	}
 	return model.Model{Name: "mlp", Tensors: []model.Tensor{
-		model.F32Tensor("w1", []uint64{uint64(n.In), uint64(n.Hidden)}, mk(n.In, n.Hidden)),
-		model.F32Tensor("b1", []uint64{uint64(n.Hidden)}, make([]float32, n.Hidden)),
-		model.F32Tensor("w2", []uint64{uint64(n.Hidden), uint64(n.Out)}, mk(n.Hidden, n.Out)),
-		model.F32Tensor("b2", []uint64{uint64(n.Out)}, make([]float32, n.Out)),
+		model.F32Tensor("0.weight", []uint64{uint64(n.In), uint64(n.Hidden)}, mk(n.In, n.Hidden)),
+		model.F32Tensor("0.bias", []uint64{uint64(n.Hidden)}, make([]float32, n.Hidden)),
+		model.F32Tensor("2.weight", []uint64{uint64(n.Hidden), uint64(n.Out)}, mk(n.Hidden, n.Out)),
+		model.F32Tensor("2.bias", []uint64{uint64(n.Out)}, make([]float32, n.Out)),
 	}}
 }
 

@@ -56,6 +56,12 @@ type Config struct {
 	// pure-Go MLP when nil.
 	Evaluator train.Evaluator
 	Initial   *model.Model
+	// F32Labels sends labels as f32 [n] (binary single-logit modules such
+	// as modules/risk-train) instead of i32 class indices.
+	F32Labels bool
+	// ReferenceTrainer trains the central reference (the pure-Go MLP when
+	// nil); it is evaluated with Evaluator.
+	ReferenceTrainer train.Trainer
 	// Reference trains a centrally trained model on all training rows for
 	// the same number of epochs in the same run.
 	Reference bool
@@ -151,6 +157,9 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if cfg.Data == nil {
 		cfg.Data = Vitals(max(4000, 200*cfg.Devices), cfg.Seed+1)
 	}
+	if cfg.Fraction == 0 {
+		cfg.Fraction = 1
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -189,6 +198,18 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if ev == nil {
 		ev = net
 	}
+	ds := func(x []float32, y []int32, idx []int) train.Dataset {
+		d := Dataset(x, y, cfg.Data.Features, idx)
+		if cfg.F32Labels {
+			f := make([]float32, len(idx))
+			for i, r := range idx {
+				f[i] = float32(y[r])
+			}
+			d.Y = model.F32Tensor("y", []uint64{uint64(len(idx))}, f)
+		}
+		return d
+	}
+	testSet := ds(cfg.Data.TestX, cfg.Data.TestY, seq(len(cfg.Data.TestY)))
 	shards, err := cfg.Data.Shards(cfg.Devices, cfg.Skew, cfg.Seed+3)
 	if err != nil {
 		return Summary{}, err
@@ -219,7 +240,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		Name: "sim", DataDir: dir, Listen: "-", Strategy: strat, Rounds: cfg.Rounds,
 		Fraction: cfg.Fraction, MinDevices: min(cfg.Devices, max(1, int(float64(cfg.Devices)*cfg.Fraction))),
 		Quorum: cfg.Quorum, Deadline: cfg.Deadline, Settings: cfg.Settings, Initial: &init, Secret: secret,
-		DeviceTTL: time.Hour, Evaluator: evalAdapter{ev, cfg.Data.Test()}, Seed: cfg.Seed + 4,
+		DeviceTTL: time.Hour, Evaluator: evalAdapter{ev, testSet}, Seed: cfg.Seed + 4,
 		Mode: cfg.Mode, ModeHub: cfg.ModeHub, Logger: cfg.Logger,
 		OnRound: func(rep hub.Report) {
 			mu.Lock()
@@ -270,7 +291,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			modes = map[string]hook.Client{cfg.Mode: cfg.ModeClient}
 		}
 		a, err := agent.New(agent.Config{Name: "sim", Conn: nc, ID: id, Key: wire.DeviceKey(secret, id),
-			Trainer: tr, Data: Dataset(cfg.Data.TrainX, cfg.Data.TrainY, cfg.Data.Features, shards[i]),
+			Trainer: tr, Data: ds(cfg.Data.TrainX, cfg.Data.TrainY, shards[i]),
 			Heartbeat: time.Minute, Modes: modes, Logger: cfg.Logger, ChunkSize: cfg.ChunkSize})
 		if err != nil {
 			nc.Close()
@@ -317,11 +338,16 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			if cfg.Fraction > 0 && cfg.Fraction < 1 {
 				s.Epochs = max(1, uint64(float64(s.Epochs)*cfg.Fraction))
 			}
-			out, err := net.Train(ctx, train.Input{Model: init, Settings: s, Data: cfg.Data.Train()})
+			var rt train.Trainer = net
+			if cfg.ReferenceTrainer != nil {
+				rt = cfg.ReferenceTrainer
+			}
+			out, err := rt.Train(ctx, train.Input{Model: init, Settings: s, Data: ds(cfg.Data.TrainX, cfg.Data.TrainY, seq(len(cfg.Data.TrainY)))})
 			if err != nil {
+				cfg.Logger.Warn("reference training failed", "err", err)
 				return
 			}
-			ev, err := net.Evaluate(ctx, train.EvalInput{Model: out.Model, Data: cfg.Data.Test()})
+			ev, err := ev.Evaluate(ctx, train.EvalInput{Model: out.Model, Data: testSet})
 			if err == nil {
 				mu.Lock()
 				sum.ReferenceAccuracy, sum.ReferenceLoss = ev.Metrics["accuracy"], ev.Metrics["loss"]
