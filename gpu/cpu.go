@@ -93,6 +93,9 @@ type cpuTensor struct {
 	i     []int32
 	b     []int8
 	freed atomic.Bool
+	// qpack caches the int8 kernel layout of an i8 weight tensor for
+	// MatMulInt8; anything that changes the tensor clears it.
+	qpack atomic.Pointer[QLinear]
 }
 
 func (t *cpuTensor) DType() DType   { return t.dt }
@@ -138,6 +141,7 @@ func (c *CPU) Free(t Tensor) {
 	if ct.freed.CompareAndSwap(false, true) {
 		c.live.Add(-ct.Bytes())
 		ct.f, ct.i, ct.b = nil, nil, nil
+		ct.qpack.Store(nil)
 	}
 }
 
@@ -183,6 +187,7 @@ func (c *CPU) Write(t Tensor, src []byte) error {
 	case I32:
 		putI32(ct.i, src)
 	case I8:
+		ct.qpack.Store(nil)
 		for i, v := range src {
 			ct.b[i] = int8(v)
 		}
@@ -226,6 +231,7 @@ func (c *CPU) Reshape(t Tensor, shape []int) error {
 		return fmt.Errorf("%w: cannot reshape %v (%d elements) to %v (%d elements)", ErrShape, ct.shape, ct.n, shape, n)
 	}
 	ct.shape = append([]int(nil), shape...)
+	ct.qpack.Store(nil)
 	return nil
 }
 

@@ -503,10 +503,3 @@ func (cpu *CPU) Axpy(y, x Tensor, alpha float32) error {
 	cpu.parallel(yt.n, elemParallelMin, func(lo, hi int) { axpy(yt.f[lo:hi], xt.f[lo:hi], alpha) })
 	return nil
 }
-
-func axpy(y, x []float32, alpha float32) {
-	x = x[:len(y)]
-	for i := range y {
-		y[i] += alpha * x[i]
-	}
-}

@@ -145,6 +145,18 @@ func (cpu *CPU) sgemm(m, n, k int, a, b matView, c []float32, ldc int) {
 		}
 		return
 	}
+	if m <= 2 && !b.t && !a.t && m*n*k < 1<<22 {
+		// a few rows: y_i = sum_p a[i,p] * B[p,:] as vector axpys over
+		// B's rows, with no packing (which would cost more than the product)
+		for i := 0; i < m; i++ {
+			row := c[i*ldc : i*ldc+n]
+			clear(row)
+			for p := 0; p < k; p++ {
+				axpy(row, b.d[p*b.ld:p*b.ld+n], a.d[i*a.ld+p])
+			}
+		}
+		return
+	}
 	kern := cpu.kern
 	if n <= 16 && kern.nr > 16 && cpu.narrow != nil {
 		// a 16-wide kernel wastes less of each register tile on narrow outputs

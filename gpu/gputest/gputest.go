@@ -90,6 +90,9 @@ func Run(t *testing.T, newBackend func() gpu.Backend) {
 		{"Errors", testErrors},
 		{"FreeIdempotent", testFree},
 		{"Concurrent", testConcurrent},
+		{"QuantizerScales", testQuantScales},
+		{"QuantizerMatMulInt8", testMatMulInt8},
+		{"DistillerKL", testKLDistill},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

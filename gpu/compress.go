@@ -1,0 +1,239 @@
+package gpu
+
+import (
+	"fmt"
+)
+
+// Quantizer is an optional Backend extension for int8 quantization of
+// tensors; callers type-assert a Backend to it. A scale tensor (f32) with one
+// element means per-tensor scaling (axis ignored); a scale tensor of shape
+// [a.shape[axis]] means per-channel scaling along axis (negative counts
+// from the end).
+type Quantizer interface {
+	// QuantScales computes symmetric scales max|a|/127 (1 for an all-zero
+	// range) into scale, per tensor or per channel as scale's shape says.
+	QuantScales(scale, a Tensor, axis int) error
+	// Quantize writes clamp(round(a/scale), -127, 127) into q (i8, shape of a).
+	Quantize(q, a, scale Tensor, axis int) error
+	// Dequantize writes q*scale into a (f32, shape of q).
+	Dequantize(a, q, scale Tensor, axis int) error
+	// MatMulInt8 computes out [m, n] (f32) = x [m, k] (f32) times the int8
+	// weights w [k, n] (i8) scaled per output column by wScale ([n], or one
+	// element). Each row of x is quantized with its own max|x|/127 scale and
+	// the products accumulate exactly in int32.
+	MatMulInt8(out, x, w, wScale Tensor) error
+}
+
+// Distiller is an optional Backend extension for knowledge distillation.
+type Distiller interface {
+	// KLDistill returns the distillation loss of student against teacher
+	// logits ([batch, classes], f32) at temperature T (see the KLDistill
+	// function) and, when grad is not nil, writes its gradient with respect
+	// to the student logits into grad.
+	KLDistill(grad, student, teacher Tensor, T float32) (float32, error)
+}
+
+var (
+	_ Quantizer = (*CPU)(nil)
+	_ Distiller = (*CPU)(nil)
+)
+
+// scaleArgs checks a scale tensor against a's shape and returns the axis to
+// use for the slice functions (-1 for per tensor).
+func (cpu *CPU) scaleArgs(scale Tensor, shape []int, axis int) (*cpuTensor, int, error) {
+	s, err := cpu.f32(scale, "scale")
+	if err != nil {
+		return nil, 0, err
+	}
+	if s.n == 1 && (len(shape) == 0 || !validAxis(axis, len(shape)) || shape[normAxis(axis, len(shape))] != 1) {
+		return s, -1, nil
+	}
+	ax, err := NormAxis(axis, len(shape))
+	if err != nil {
+		return nil, 0, err
+	}
+	if !EqualShape(s.shape, []int{shape[ax]}) {
+		return nil, 0, fmt.Errorf("%w: scale has shape %v, want [] or [1] (per tensor) or [%d] (per channel along axis %d)", ErrShape, s.shape, shape[ax], ax)
+	}
+	return s, ax, nil
+}
+
+func validAxis(axis, rank int) bool { _, err := NormAxis(axis, rank); return err == nil }
+
+func normAxis(axis, rank int) int { a, _ := NormAxis(axis, rank); return a }
+
+// QuantScales implements Quantizer.
+func (cpu *CPU) QuantScales(scale, a Tensor, axis int) error {
+	x, err := cpu.f32(a, "a")
+	if err != nil {
+		return err
+	}
+	s, ax, err := cpu.scaleArgs(scale, x.shape, axis)
+	if err != nil {
+		return err
+	}
+	sc, err := ChannelScales(x.f, x.shape, ax)
+	if err != nil {
+		return err
+	}
+	copy(s.f, sc)
+	return nil
+}
+
+// Quantize implements Quantizer.
+func (cpu *CPU) Quantize(q, a, scale Tensor, axis int) error {
+	qt, err := cpu.tensor(q, "q")
+	if err != nil {
+		return err
+	}
+	if qt.dt != I8 {
+		return fmt.Errorf("%w: q is %s, want i8", ErrDType, qt.dt)
+	}
+	x, err := cpu.f32(a, "a")
+	if err != nil {
+		return err
+	}
+	if err := sameShape(qt, x.shape, "q"); err != nil {
+		return err
+	}
+	s, ax, err := cpu.scaleArgs(scale, x.shape, axis)
+	if err != nil {
+		return err
+	}
+	qt.qpack.Store(nil)
+	return Quantize(qt.b, x.f, x.shape, ax, s.f)
+}
+
+// Dequantize implements Quantizer.
+func (cpu *CPU) Dequantize(a, q, scale Tensor, axis int) error {
+	x, err := cpu.f32(a, "a")
+	if err != nil {
+		return err
+	}
+	qt, err := cpu.tensor(q, "q")
+	if err != nil {
+		return err
+	}
+	if qt.dt != I8 {
+		return fmt.Errorf("%w: q is %s, want i8", ErrDType, qt.dt)
+	}
+	if err := sameShape(x, qt.shape, "a"); err != nil {
+		return err
+	}
+	s, ax, err := cpu.scaleArgs(scale, qt.shape, axis)
+	if err != nil {
+		return err
+	}
+	return Dequantize(x.f, qt.b, qt.shape, ax, s.f)
+}
+
+// MatMulInt8 implements Quantizer. The transposed, padded form of w that the
+// kernels read is built on first use and cached on w until w is written.
+func (cpu *CPU) MatMulInt8(out, x, w, wScale Tensor) error {
+	o, err := cpu.f32(out, "out")
+	if err != nil {
+		return err
+	}
+	xt, err := cpu.f32(x, "x")
+	if err != nil {
+		return err
+	}
+	wt, err := cpu.tensor(w, "w")
+	if err != nil {
+		return err
+	}
+	if wt.dt != I8 {
+		return fmt.Errorf("%w: w is %s, want i8", ErrDType, wt.dt)
+	}
+	st, err := cpu.f32(wScale, "wScale")
+	if err != nil {
+		return err
+	}
+	if len(xt.shape) != 2 || len(wt.shape) != 2 || xt.shape[1] != wt.shape[0] {
+		return fmt.Errorf("%w: int8 matmul of x %v and w %v", ErrShape, xt.shape, wt.shape)
+	}
+	m, k, n := xt.shape[0], xt.shape[1], wt.shape[1]
+	if err := sameShape(o, []int{m, n}, "out"); err != nil {
+		return err
+	}
+	if st.n != 1 && !EqualShape(st.shape, []int{n}) {
+		return fmt.Errorf("%w: wScale has shape %v, want [%d] or one element", ErrShape, st.shape, n)
+	}
+	if m == 0 || n == 0 {
+		return nil
+	}
+	if k == 0 {
+		clear(o.f)
+		return nil
+	}
+	if k > 1<<16 {
+		return fmt.Errorf("%w: inner dimension %d exceeds the int8 kernels' limit of 65536", ErrShape, k)
+	}
+	pack := wt.qpack.Load()
+	if pack == nil || pack.In != k || pack.Out != n {
+		pack = packInt8(wt.b, k, n)
+		wt.qpack.Store(pack)
+	}
+	q := *pack
+	if st.n == 1 {
+		q.Scale = make([]float32, n)
+		for i := range q.Scale {
+			q.Scale[i] = st.f[0]
+		}
+	} else {
+		q.Scale = st.f
+	}
+	kern, err := lookupInt8Kernel("")
+	if err != nil {
+		return err
+	}
+	q.forward(kern, o.f, xt.f, m, cpu.Threads())
+	return nil
+}
+
+// packInt8 builds the kernel layout of int8 weights w [k, n] (scales unset).
+func packInt8(w []int8, k, n int) *QLinear {
+	q := &QLinear{In: k, Out: n, kp: roundUp(k, 64), outp: roundUp(n, 4)}
+	q.W = make([]int8, q.outp*q.kp)
+	q.wsum = make([]int32, q.outp)
+	for o := 0; o < n; o++ {
+		row := q.W[o*q.kp : o*q.kp+k]
+		var s int32
+		for i := range row {
+			row[i] = w[i*n+o]
+			s += int32(row[i])
+		}
+		q.wsum[o] = s
+	}
+	return q
+}
+
+// KLDistill implements Distiller.
+func (cpu *CPU) KLDistill(grad, student, teacher Tensor, T float32) (float32, error) {
+	s, err := cpu.f32(student, "student")
+	if err != nil {
+		return 0, err
+	}
+	t, err := cpu.f32(teacher, "teacher")
+	if err != nil {
+		return 0, err
+	}
+	if len(s.shape) != 2 {
+		return 0, fmt.Errorf("%w: student logits must be [batch, classes], got %v", ErrShape, s.shape)
+	}
+	if err := sameShape(t, s.shape, "teacher"); err != nil {
+		return 0, err
+	}
+	var gf []float32
+	if !isNil(grad) {
+		g, err := cpu.f32(grad, "grad")
+		if err != nil {
+			return 0, err
+		}
+		if err := sameShape(g, s.shape, "grad"); err != nil {
+			return 0, err
+		}
+		gf = g.f
+	}
+	return KLDistill(gf, s.f, t.f, s.shape[0], s.shape[1], T)
+}
