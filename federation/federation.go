@@ -1,0 +1,123 @@
+package federation
+
+import (
+	"context"
+
+	"github.com/fennec-edge/fennec/federation/internal/agent"
+	"github.com/fennec-edge/fennec/federation/internal/hook"
+	"github.com/fennec-edge/fennec/federation/internal/hub"
+	"github.com/fennec-edge/fennec/federation/internal/model"
+	"github.com/fennec-edge/fennec/federation/internal/sim"
+	"github.com/fennec-edge/fennec/federation/internal/strategy"
+	"github.com/fennec-edge/fennec/federation/internal/train"
+	"github.com/fennec-edge/fennec/federation/internal/wire"
+)
+
+// Models and training contract (docs/ABI.md "Shared CBOR structures").
+type (
+	Model       = model.Model
+	Tensor      = model.Tensor
+	Settings    = wire.Settings
+	Dataset     = train.Dataset
+	TrainInput  = train.Input
+	TrainOutput = train.Output
+	EvalInput   = train.EvalInput
+	EvalOutput  = train.EvalOutput
+	// Trainer trains on a device's data; WasmTrainer runs a module's
+	// `train`/`evaluate` entrypoints (a *runtime.Module is a TrainModule)
+	// and drains its instances after each call.
+	Trainer     = train.Trainer
+	Evaluator   = train.Evaluator
+	TrainModule = train.Module
+	WasmTrainer = train.Wasm
+)
+
+// Strategies.
+type (
+	Strategy       = strategy.Strategy
+	StrategyConfig = strategy.Config
+	ModelUpdate    = strategy.ModelUpdate
+	// Caller runs a Wasm entrypoint (a *runtime.Module is one).
+	Caller = strategy.Caller
+	// AggregateInput / AggregateOutput are a Wasm strategy's `aggregate`
+	// entrypoint contract.
+	AggregateInput  = strategy.AggregateInput
+	AggregateItem   = strategy.AggregateItem
+	AggregateOutput = strategy.AggregateOutput
+)
+
+// Hub and agent.
+type (
+	Hub          = hub.Hub
+	HubConfig    = hub.Config
+	RoundReport  = hub.Report
+	HubEvaluator = hub.Evaluator
+	Agent        = agent.Agent
+	AgentConfig  = agent.Config
+	AgentStats   = agent.Stats
+)
+
+// Privacy round modes: a round's mode names hub-side and device-side
+// transforms (privacy/... implements dp, secagg, he).
+type (
+	RoundInfo       = hook.RoundInfo
+	HubTransform    = hook.Hub
+	ClientTransform = hook.Client
+)
+
+// Simulation.
+type (
+	SimConfig = sim.Config
+	Progress  = sim.Progress
+	Summary   = sim.Summary
+	Data      = sim.Data
+	Attack    = sim.Attack
+	Fault     = sim.Fault
+	// MLP is the pure-Go reference classifier (also a Trainer/Evaluator).
+	MLP = sim.MLP
+)
+
+// StrategyNames lists the built-in strategies.
+var StrategyNames = strategy.Names
+
+// NewStrategy returns a built-in strategy.
+func NewStrategy(c StrategyConfig) (Strategy, error) {
+	a, err := strategy.New(c)
+	if err != nil {
+		return nil, err
+	}
+	return strategy.FromAggregator(a), nil
+}
+
+// WasmStrategy adapts a module exporting `aggregate` (CBOR
+// {"updates": [{"model", "num_examples"}], "global", "round"} -> {"model"}).
+func WasmStrategy(name string, c Caller) Strategy { return strategy.Wasm(name, c) }
+
+// NewHub validates cfg and returns an unstarted hub.
+func NewHub(cfg HubConfig) (*Hub, error) { return hub.New(cfg) }
+
+// NewAgent validates cfg and returns an unstarted device agent.
+func NewAgent(cfg AgentConfig) (*Agent, error) { return agent.New(cfg) }
+
+// Simulate runs an embedded hub and cfg.Devices simulated devices in one
+// process until cfg.Rounds rounds complete, calling cfg.OnRound after each.
+func Simulate(ctx context.Context, cfg SimConfig) (Summary, error) { return sim.Run(ctx, cfg) }
+
+// DeviceKey derives a device's credential key from the fleet secret.
+func DeviceKey(secret []byte, id string) []byte { return wire.DeviceKey(secret, id) }
+
+// FormatCreds / ParseCreds write and read a device credentials file.
+func FormatCreds(id string, key []byte) string    { return wire.FormatCreds(id, key) }
+func ParseCreds(b []byte) (string, []byte, error) { return wire.ParseCreds(b) }
+
+// Data sets.
+func Vitals(n int, seed uint64) *Data { return sim.Vitals(n, seed) }
+func LoadCSV(path string, testFrac float64, seed uint64) (*Data, error) {
+	return sim.LoadCSV(path, testFrac, seed)
+}
+func LoadFashion(dir string, ntrain, ntest int) (*Data, error) {
+	return sim.LoadFashion(dir, ntrain, ntest)
+}
+
+// SharedDataDir is ../shared/data beside the repository ("" when absent).
+func SharedDataDir() string { return sim.DataDir() }
