@@ -71,3 +71,5 @@ func (b *syncBuffer) Bytes() []byte {
 	defer b.mu.Unlock()
 	return append([]byte(nil), b.buf.Bytes()...)
 }
+
+func osMkdirAll(dir string) error { return os.MkdirAll(dir, 0o700) }

@@ -1,0 +1,246 @@
+package deploy
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/fennec-edge/fennec/internal/atomicfile"
+)
+
+// JetStream buckets used by rollout. Bucket names follow the federation
+// package's "fennec_<name>_<kind>" convention with the name "deploy".
+const (
+	BucketDesired = "fennec_deploy_desired" // KV: key GROUP -> Desired (JSON)
+	BucketStatus  = "fennec_deploy_status"  // KV: key GROUP.DEVICE -> DeviceStatus (JSON)
+	BucketBundles = "fennec_deploy_bundles" // object store: name DIGEST -> bundle bytes
+)
+
+// InboxPrefix is the reply-subject prefix of a device's connection. Each
+// device gets its own, so that its permission to receive replies does not
+// let it read another device's replies (the default "_INBOX.>" would).
+func InboxPrefix(device string) string { return "_INBOX_" + device }
+
+// DevicePermissions are the NATS permissions of a device in group: it may
+// publish only its own status, read only its group's desired state, fetch
+// bundles by name, and receive replies on its own inbox. Everything else,
+// including other devices' status and any write to the desired state or
+// the bundle store, is denied by the server.
+func DevicePermissions(group, device string) *server.Permissions {
+	dk := "KV_" + BucketDesired
+	ob := "OBJ_" + BucketBundles
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: []string{
+			"$KV." + BucketStatus + "." + group + "." + device,
+			"$JS.API.STREAM.INFO.KV_" + BucketStatus,
+			"$JS.API.STREAM.INFO." + dk,
+			"$JS.API.STREAM.INFO." + ob,
+			"$JS.API.DIRECT.GET." + dk + ".$KV." + BucketDesired + "." + group,
+			"$JS.API.CONSUMER.CREATE." + dk + ".*.$KV." + BucketDesired + "." + group,
+			"$JS.API.DIRECT.GET." + ob + ".$O." + BucketBundles + ".M.*",
+			"$JS.API.CONSUMER.CREATE." + ob + ".*.$O." + BucketBundles + ".C.*",
+			// Ordered consumers are deleted when a watch or fetch ends.
+			// Consumer names are random and devices cannot list them, so
+			// this does not let a device find and delete another's.
+			"$JS.API.CONSUMER.DELETE." + dk + ".*",
+			"$JS.API.CONSUMER.DELETE." + ob + ".*",
+			"$JS.FC.>", // flow-control replies of ordered consumers
+		}},
+		Subscribe: &server.SubjectPermission{Allow: []string{InboxPrefix(device) + ".>"}},
+	}
+}
+
+// OperatorPermissions let an operator manage the deploy buckets: publish
+// bundles and desired states and read every device's status. Operators get
+// no rights on other subjects.
+func OperatorPermissions() *server.Permissions {
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: []string{
+			"$JS.API.>", "$KV." + BucketDesired + ".>", "$O." + BucketBundles + ".>", "$JS.FC.>",
+		}},
+		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+	}
+}
+
+// Access lists who may connect: devices (with their group) and operators,
+// each with the public nkey it authenticates with. It is read from TOML:
+//
+//	[[device]]
+//	id = "cam-1"
+//	group = "cameras"
+//	nkey = "UABC..."
+//
+//	[[operator]]
+//	name = "alice"
+//	nkey = "UDEF..."
+type Access struct {
+	Devices   []DeviceAccess   `toml:"device"`
+	Operators []OperatorAccess `toml:"operator"`
+}
+
+// DeviceAccess is one device's entry.
+type DeviceAccess struct {
+	ID    string `toml:"id"`
+	Group string `toml:"group"`
+	Nkey  string `toml:"nkey"`
+}
+
+// OperatorAccess is one operator's entry.
+type OperatorAccess struct {
+	Name string `toml:"name"`
+	Nkey string `toml:"nkey"`
+}
+
+// LoadAccess reads an access file; errors name the file, line and field.
+func LoadAccess(path string) (*Access, error) {
+	data, _, err := readSmall(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAccess(data, path)
+}
+
+// ParseAccess parses an access file's text; source names it in errors.
+func ParseAccess(data []byte, source string) (*Access, error) {
+	var a Access
+	md, err := toml.Decode(string(data), &a)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	if u := md.Undecoded(); len(u) > 0 {
+		k := u[0]
+		table, field := "", k.String()
+		if len(k) == 2 {
+			table, field = k[0], k[1]
+		}
+		return nil, fmt.Errorf("%s:%d: unknown field %q", source, locate(data, table, -1, field), k.String())
+	}
+	seen := map[string]string{}
+	check := func(table string, i int, field, val string, ok bool, want string) error {
+		if ok {
+			return nil
+		}
+		return fmt.Errorf("%s:%d: %s[%d].%s: %q: %s", source, locate(data, table, i, field), table, i, field, val, want)
+	}
+	nameWant := "want 1-64 characters of A-Z a-z 0-9 _ -"
+	for i, d := range a.Devices {
+		if err := check("device", i, "id", d.ID, validName(d.ID), nameWant); err != nil {
+			return nil, err
+		}
+		if err := check("device", i, "group", d.Group, validName(d.Group), nameWant); err != nil {
+			return nil, err
+		}
+		if err := check("device", i, "nkey", d.Nkey, nkeys.IsValidPublicUserKey(d.Nkey), "want a user nkey (U...); create one with `fennec deploy nkey`"); err != nil {
+			return nil, err
+		}
+		if prev, dup := seen[d.Nkey]; dup {
+			return nil, fmt.Errorf("%s:%d: device[%d].nkey: already used by %s", source, locate(data, "device", i, "nkey"), i, prev)
+		}
+		if prev, dup := seen["device "+d.ID]; dup {
+			return nil, fmt.Errorf("%s:%d: device[%d].id: %q is listed twice (%s)", source, locate(data, "device", i, "id"), i, d.ID, prev)
+		}
+		seen[d.Nkey], seen["device "+d.ID] = "device "+d.ID, "again"
+	}
+	for i, o := range a.Operators {
+		if err := check("operator", i, "name", o.Name, validName(o.Name), nameWant); err != nil {
+			return nil, err
+		}
+		if err := check("operator", i, "nkey", o.Nkey, nkeys.IsValidPublicUserKey(o.Nkey), "want a user nkey (U...); create one with `fennec deploy nkey`"); err != nil {
+			return nil, err
+		}
+		if prev, dup := seen[o.Nkey]; dup {
+			return nil, fmt.Errorf("%s:%d: operator[%d].nkey: already used by %s", source, locate(data, "operator", i, "nkey"), i, prev)
+		}
+		seen[o.Nkey] = "operator " + o.Name
+	}
+	return &a, nil
+}
+
+// NkeyUsers returns the server-side users for a: each device with
+// DevicePermissions, each operator with OperatorPermissions. Add them to
+// server.Options.Nkeys of the hub's embedded server.
+func (a *Access) NkeyUsers() []*server.NkeyUser {
+	var out []*server.NkeyUser
+	for _, d := range a.Devices {
+		out = append(out, &server.NkeyUser{Nkey: d.Nkey, Permissions: DevicePermissions(d.Group, d.ID)})
+	}
+	for _, o := range a.Operators {
+		out = append(out, &server.NkeyUser{Nkey: o.Nkey, Permissions: OperatorPermissions()})
+	}
+	return out
+}
+
+// GenerateNkey writes a new user nkey seed to path (mode 0600) and returns
+// its public key, for an access file entry.
+func GenerateNkey(path string) (string, error) {
+	if _, err := os.Lstat(path); err == nil {
+		return "", fmt.Errorf("%s already exists; refusing to overwrite a credential", path)
+	}
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return "", err
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return "", err
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return "", err
+	}
+	body := fmt.Sprintf("# fennec NATS credential (user nkey seed). Keep this file secret.\n# public key: %s\n%s\n", pub, seed)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", err
+	}
+	return pub, atomicfile.WriteFile(path, []byte(body), 0o600)
+}
+
+// ConnectOptions returns the NATS options to connect as the holder of the
+// nkey seed file: nkey authentication and, for a device, its own inbox
+// prefix (which its permissions require). device is empty for operators.
+func ConnectOptions(seedFile, device string) ([]nats.Option, error) {
+	fi, err := os.Stat(seedFile)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s: permissions %04o are too open; a credential must be private (chmod 600)", seedFile, fi.Mode().Perm())
+	}
+	opt, err := nats.NkeyOptionFromSeed(seedFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", seedFile, err)
+	}
+	opts := []nats.Option{opt}
+	if device != "" {
+		if !validName(device) {
+			return nil, fmt.Errorf("device id %q: want 1-64 characters of A-Z a-z 0-9 _ -", device)
+		}
+		opts = append(opts, nats.CustomInboxPrefix(InboxPrefix(device)))
+	}
+	return opts, nil
+}
+
+// seedPublic reads the public key of an nkey seed file.
+func seedPublic(seedFile string) (string, error) {
+	data, _, err := readSmall(seedFile)
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "SU") {
+			kp, err := nkeys.FromSeed([]byte(line))
+			if err != nil {
+				return "", fmt.Errorf("%s: %w", seedFile, err)
+			}
+			return kp.PublicKey()
+		}
+	}
+	return "", fmt.Errorf("%s: no user nkey seed", seedFile)
+}
