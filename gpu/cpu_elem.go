@@ -335,12 +335,10 @@ func unaryKernel(op UnaryOp, o, a []float32, alpha float32) {
 			o[i] = math.Float32frombits(math.Float32bits(a[i]) &^ (1 << 31))
 		}
 	case ReLU:
+		// branch-free: random signs would mispredict a branch half the time
 		for i := range o {
-			if a[i] > 0 {
-				o[i] = a[i]
-			} else {
-				o[i] = 0
-			}
+			b := math.Float32bits(a[i])
+			o[i] = math.Float32frombits(b &^ uint32(int32(b)>>31))
 		}
 	case Sigmoid:
 		for i := range o {
@@ -371,13 +369,17 @@ func unaryKernel(op UnaryOp, o, a []float32, alpha float32) {
 	}
 }
 
-// sigmoid32 is 1/(1+e^-x), computed without overflow for either sign.
+// sigmoid32 is 1/(1+e^-x), computed without overflow for either sign and
+// without a sign branch: with e = e^-|x|, sigmoid(|x|) = 1/(1+e) and
+// sigmoid(-|x|) = e/(1+e) = 1 - 1/(1+e).
 func sigmoid32(x float32) float32 {
-	if x >= 0 {
-		return 1 / (1 + exp32(-x))
+	b := math.Float32bits(x)
+	e := exp32(-math.Float32frombits(b &^ (1 << 31)))
+	s := 1 / (1 + e)
+	if int32(b) < 0 {
+		return e * s
 	}
-	e := exp32(x)
-	return e / (1 + e)
+	return s
 }
 
 // tanh32 is tanh x = 1 - 2/(e^{2x}+1), with a polynomial-free small-x path

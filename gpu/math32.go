@@ -24,7 +24,10 @@ func exp32(x float32) float32 {
 		// subnormal results or zero: rare, take the slow exact path
 		return float32(math.Exp(float64(x)))
 	}
-	fn := float32(math.Floor(float64(x*log2e + 0.5)))
+	// round x*log2e to the nearest integer without a branch or a call: adding
+	// and subtracting 1.5*2^23 leaves the integer part (|x*log2e| < 2^22)
+	const magic = 12582912
+	fn := (x*log2e + magic) - magic
 	r := x - fn*c1
 	r -= fn * c2
 	p := float32(1.9875691500e-4)
