@@ -297,7 +297,7 @@ func (d *Deployer) Install(ctx context.Context, raw []byte, who string) (*Verifi
 	if a := d.cur.Load(); a != nil {
 		run = Running{Name: a.ver.Name, Version: a.ver.Version, Digest: a.ver.Digest}
 	}
-	what := "install by " + who
+	what := "install requested by " + who
 	v, err := d.cfg.Trust.VerifyBytes(raw, d.cfg.Limits, run)
 	if err != nil {
 		rec := DecisionRecord(d.cfg.Device, what, raw, nil, err)

@@ -360,7 +360,7 @@ func TestDeployerRefusalsAudited(t *testing.T) {
 		t.Fatalf("%d audit records for %d decisions", len(recs), len(cases))
 	}
 	for i, rec := range recs {
-		if rec.Decision != DecisionRefuse || rec.Who != "dev-1" || rec.What != "install by operator-x" || rec.Digest == "" ||
+		if rec.Decision != DecisionRefuse || rec.Who != "dev-1" || rec.What != "install requested by operator-x" || rec.Digest == "" ||
 			!strings.Contains(rec.Reason, "("+cases[i].reason+")") || rec.Time.IsZero() {
 			t.Fatalf("audit record %d: %+v", i, rec)
 		}

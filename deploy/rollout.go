@@ -3,8 +3,10 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,7 +24,15 @@ import (
 // Desired is a group's desired state, the value of key GROUP in
 // BucketDesired. The operator's `fennec deploy` writes it; agents watch it.
 type Desired struct {
-	Digest   string    `json:"digest"` // bundle in BucketBundles, by this name
+	// ID names this rollout; devices echo it in their reports so that
+	// progress counts answers to this rollout only.
+	ID string `json:"id"`
+	// Bundle is the SHA-256 of the bundle's bytes, signatures included: its
+	// name in BucketBundles. Digest is the content digest (manifest and
+	// Wasm): re-signing a bundle (say, adding an operator's rollback
+	// signature) changes Bundle, not Digest.
+	Bundle   string    `json:"bundle"`
+	Digest   string    `json:"digest"`
 	Module   string    `json:"module"`
 	Version  string    `json:"version"`
 	Canary   int       `json:"canary"` // percent of the group's devices that install it, 1..100
@@ -65,7 +75,7 @@ type DeviceStatus struct {
 	Healthy  bool      `json:"healthy"`
 	State    string    `json:"state"`
 	Reason   string    `json:"reason,omitempty"`
-	Desired  string    `json:"desired,omitempty"` // digest of the desired state this report answers
+	Rollout  string    `json:"rollout,omitempty"` // ID of the desired state this report answers
 	LastSeen time.Time `json:"last_seen"`
 }
 
@@ -115,14 +125,19 @@ func Publish(ctx context.Context, nc *nats.Conn, raw []byte, group string, canar
 	if err != nil {
 		return Desired{}, err
 	}
-	if _, err := obs.Put(ctx, jetstream.ObjectMeta{Name: b.Digest(), Description: b.Name() + " " + b.Version()}, bytes.NewReader(raw)); err != nil {
+	bundleID := sha256Hex(raw)
+	if _, err := obs.Put(ctx, jetstream.ObjectMeta{Name: bundleID, Description: b.Name() + " " + b.Version()}, bytes.NewReader(raw)); err != nil {
 		return Desired{}, fmt.Errorf("deploy: upload bundle: %w", err)
 	}
 	kv, err := js.KeyValue(ctx, BucketDesired)
 	if err != nil {
 		return Desired{}, err
 	}
-	d := Desired{Digest: b.Digest(), Module: b.Name(), Version: b.Version(), Canary: canary, Operator: operator, Time: time.Now().UTC()}
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return Desired{}, err
+	}
+	d := Desired{ID: hex.EncodeToString(id[:]), Bundle: bundleID, Digest: b.Digest(), Module: b.Name(), Version: b.Version(), Canary: canary, Operator: operator, Time: time.Now().UTC()}
 	val, _ := json.Marshal(d)
 	if _, err := kv.Put(ctx, group, val); err != nil {
 		return Desired{}, fmt.Errorf("deploy: set desired state of %s: %w", group, err)
@@ -151,7 +166,7 @@ func (g GroupState) Progress() (selected, done, failed int) {
 		switch {
 		case d.Digest == g.Desired.Digest && d.State == StateRunning:
 			done++
-		case d.Desired == g.Desired.Digest && (d.State == StateRefused || d.State == StateFailed || d.State == StateRolledBk):
+		case d.Rollout == g.Desired.ID && (d.State == StateRefused || d.State == StateFailed || d.State == StateRolledBk):
 			failed++
 		}
 	}
@@ -255,8 +270,11 @@ func ParseDesired(b []byte) (Desired, error) {
 	if dec.More() {
 		return d, errors.New("trailing data after desired state")
 	}
-	if !validDigest(d.Digest) {
-		return d, fmt.Errorf("desired state: invalid digest %q", d.Digest)
+	if !validDigest(d.Digest) || !validDigest(d.Bundle) {
+		return d, fmt.Errorf("desired state: invalid digest %q or bundle %q", d.Digest, d.Bundle)
+	}
+	if d.ID == "" || len(d.ID) > 64 || !validName(d.ID) {
+		return d, fmt.Errorf("desired state: invalid rollout id %q", d.ID)
 	}
 	if d.Canary < 1 || d.Canary > 100 {
 		return d, fmt.Errorf("desired state: canary %d outside 1..100", d.Canary)
@@ -286,9 +304,11 @@ type Agent struct {
 	mu      sync.Mutex
 	state   string
 	reason  string
-	desired string
-	tried   map[string]string // digest -> state of a refused or failed attempt
-	kick    chan struct{}
+	rollout string
+	tried   map[string]string // bundle -> state of a refused or failed attempt
+	// badDigest lists content digests that crash-looped here.
+	badDigest map[string]bool
+	kick      chan struct{}
 }
 
 // NewAgent validates cfg.
@@ -313,7 +333,7 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, js: js, log: cfg.Logger.With("device", cfg.Device, "group", cfg.Group),
-		state: StateIdle, tried: map[string]string{}, kick: make(chan struct{}, 1)}
+		state: StateIdle, tried: map[string]string{}, badDigest: map[string]bool{}, kick: make(chan struct{}, 1)}
 	if _, ok := cfg.Deployer.Current(); ok {
 		a.state = StateRunning
 	}
@@ -326,7 +346,7 @@ func (a *Agent) Notify(e Event) {
 	a.mu.Lock()
 	if e.Kind == EventRollback {
 		a.state, a.reason = StateRolledBk, e.Reason
-		a.tried[e.Version.Digest] = StateRolledBk
+		a.badDigest[e.Version.Digest] = true
 	}
 	a.mu.Unlock()
 	select {
@@ -412,38 +432,43 @@ func (a *Agent) follow(ctx context.Context, w jetstream.KeyWatcher, out chan Des
 	}
 }
 
-func (a *Agent) set(state, reason, desired string) {
+func (a *Agent) set(state, reason, rollout string) {
 	a.mu.Lock()
-	a.state, a.reason, a.desired = state, reason, desired
+	a.state, a.reason, a.rollout = state, reason, rollout
 	a.mu.Unlock()
 }
 
 // apply brings the device to d.
 func (a *Agent) apply(ctx context.Context, d Desired) {
 	if cur, ok := a.cfg.Deployer.Current(); ok && cur.Digest == d.Digest {
-		a.set(StateRunning, "", d.Digest)
+		a.set(StateRunning, "", d.ID)
 		return
 	}
 	if !d.InCanary(a.cfg.Device) {
-		a.set(StateNotCanary, fmt.Sprintf("not in the %d%% canary of %s %s", d.Canary, d.Module, d.Version), d.Digest)
+		a.set(StateNotCanary, fmt.Sprintf("not in the %d%% canary of %s %s", d.Canary, d.Module, d.Version), d.ID)
 		return
 	}
 	a.mu.Lock()
-	prev, tried := a.tried[d.Digest]
+	prev, tried := a.tried[d.Bundle]
+	crashed := a.badDigest[d.Digest]
 	a.mu.Unlock()
-	if tried {
-		a.set(prev, "already tried: "+a.reasonOr(""), d.Digest)
+	switch {
+	case crashed:
+		a.set(StateRolledBk, fmt.Sprintf("%s %s crash-looped on this device and was rolled back", d.Module, d.Version), d.ID)
+		return
+	case tried:
+		a.set(prev, "already tried: "+a.reasonOr(""), d.ID)
 		return
 	}
-	a.set(StateUpdating, fmt.Sprintf("installing %s %s", d.Module, d.Version), d.Digest)
+	a.set(StateUpdating, fmt.Sprintf("installing %s %s", d.Module, d.Version), d.ID)
 	a.report(ctx)
-	raw, err := a.fetch(ctx, d.Digest)
+	raw, err := a.fetch(ctx, d.Bundle)
 	if err != nil {
 		// A fetch failure is not the bundle's fault: try again next time.
-		a.set(StateFailed, "fetch: "+err.Error(), d.Digest)
+		a.set(StateFailed, "fetch: "+err.Error(), d.ID)
 		return
 	}
-	_, err = a.cfg.Deployer.Install(ctx, raw, "rollout by "+orUnknown(d.Operator))
+	_, err = a.cfg.Deployer.Install(ctx, raw, orUnknown(d.Operator)+" (rollout "+d.ID+")")
 	state := StateRunning
 	reason := ""
 	if err != nil {
@@ -453,10 +478,10 @@ func (a *Agent) apply(ctx context.Context, d Desired) {
 			state = StateRefused
 		}
 		a.mu.Lock()
-		a.tried[d.Digest] = state
+		a.tried[d.Bundle] = state
 		a.mu.Unlock()
 	}
-	a.set(state, reason, d.Digest)
+	a.set(state, reason, d.ID)
 }
 
 func (a *Agent) reasonOr(def string) string {
@@ -475,12 +500,12 @@ func orUnknown(s string) string {
 	return s
 }
 
-func (a *Agent) fetch(ctx context.Context, digest string) ([]byte, error) {
+func (a *Agent) fetch(ctx context.Context, name string) ([]byte, error) {
 	obs, err := a.js.ObjectStore(ctx, BucketBundles)
 	if err != nil {
 		return nil, err
 	}
-	r, err := obs.Get(ctx, digest)
+	r, err := obs.Get(ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -494,6 +519,9 @@ func (a *Agent) fetch(ctx context.Context, digest string) ([]byte, error) {
 	}
 	if len(raw) > a.cfg.MaxBundle {
 		return nil, fmt.Errorf("bundle exceeds %d bytes", a.cfg.MaxBundle)
+	}
+	if sha256Hex(raw) != name {
+		return nil, errors.New("fetched bytes do not match the bundle's name (sha256)")
 	}
 	return raw, nil
 }
@@ -509,7 +537,7 @@ func (a *Agent) Status() DeviceStatus {
 	}
 	s.Healthy, _ = a.cfg.Deployer.Healthy()
 	a.mu.Lock()
-	s.State, s.Reason, s.Desired = a.state, a.reason, a.desired
+	s.State, s.Reason, s.Rollout = a.state, a.reason, a.rollout
 	a.mu.Unlock()
 	if s.State == StateIdle && s.Digest != "" {
 		s.State = StateRunning

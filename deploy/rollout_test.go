@@ -195,7 +195,8 @@ func TestRolloutFleet(t *testing.T) {
 		}
 	}
 
-	v1 := f.deploy(guestBundle(t, f.pub, "1.0.0"), "cams", 100)
+	v1Raw := guestBundle(t, f.pub, "1.0.0")
+	v1 := f.deploy(v1Raw, "cams", 100)
 	g := f.waitGroup("cams", "1.0.0 on every camera", allOn("1.0.0"))
 	if sel, done, failed := g.Progress(); sel != 4 || done != 4 || failed != 0 {
 		t.Fatalf("progress %d/%d/%d", sel, done, failed)
@@ -236,7 +237,7 @@ func TestRolloutFleet(t *testing.T) {
 	bad := f.deploy(guestBundle(t, f.pub, "1.2.0", "HEALTH", "fail"), "cams", 100)
 	g = f.waitGroup("cams", "failed health everywhere", func(g GroupState) bool {
 		for _, d := range g.Devices {
-			if d.Version != "1.1.0" || d.State != StateFailed || d.Desired != bad.Digest {
+			if d.Version != "1.1.0" || d.State != StateFailed || d.Rollout != bad.ID {
 				return false
 			}
 		}
@@ -257,12 +258,22 @@ func TestRolloutFleet(t *testing.T) {
 		return len(g.Devices) == 4
 	})
 
-	// Operator-signed rollback to 1.0.1.
-	rb, _ := DecodeBundle(guestBundle(t, f.pub, "1.0.1"), Limits{})
+	// Going back to 1.0.0 is a downgrade: refused...
+	f.deploy(v1Raw, "cams", 100)
+	f.waitGroup("cams", "refusal of a downgrade", func(g GroupState) bool {
+		for _, d := range g.Devices {
+			if d.State != StateRefused || !strings.Contains(d.Reason, "(downgrade)") || d.Version != "1.1.0" {
+				return false
+			}
+		}
+		return len(g.Devices) == 4
+	})
+	// ...until an operator signs the same bundle as a rollback.
+	rb, _ := DecodeBundle(v1Raw, Limits{})
 	rb.Sign(f.ops, true)
 	rbRaw, _ := rb.Encode()
 	f.deploy(rbRaw, "cams", 100)
-	f.waitGroup("cams", "operator rollback to 1.0.1", allOn("1.0.1"))
+	f.waitGroup("cams", "operator rollback to 1.0.0", allOn("1.0.0"))
 
 	// The other group was never touched.
 	f.waitGroup("gateways", "gateway idle", func(g GroupState) bool {
@@ -277,7 +288,7 @@ func TestRolloutFleet(t *testing.T) {
 	for _, r := range recs {
 		decisions = append(decisions, r.Version+":"+r.Decision)
 	}
-	want := "1.0.0:accept 1.1.0:accept 1.2.0:fail 1.3.0:refuse 1.0.1:accept"
+	want := "1.0.0:accept 1.1.0:accept 1.2.0:fail 1.3.0:refuse 1.0.0:refuse 1.0.0:accept"
 	if got := strings.Join(decisions, " "); got != want {
 		t.Fatalf("audit decisions %q, want %q", got, want)
 	}
@@ -475,7 +486,7 @@ func TestParseAccess(t *testing.T) {
 }
 
 func FuzzParseDesired(f *testing.F) {
-	f.Add([]byte(`{"digest":"` + strings.Repeat("a", 64) + `","module":"m","version":"1.0.0","canary":100,"time":"2024-01-01T00:00:00Z"}`))
+	f.Add([]byte(`{"id":"0123456789abcdef","bundle":"` + strings.Repeat("b", 64) + `","digest":"` + strings.Repeat("a", 64) + `","module":"m","version":"1.0.0","canary":100,"time":"2024-01-01T00:00:00Z"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ParseDesired(b)
 		ParseDeviceStatus(b)

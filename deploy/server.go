@@ -84,10 +84,23 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("deploy: nats server: %w", err)
 	}
+	fatal := make(chan string, 1)
+	ns.SetLogger(fatalLogger(fatal), false, false)
 	ns.Start()
-	if !ns.ReadyForConnections(30 * time.Second) {
+	ready := make(chan bool, 1)
+	go func() { ready <- ns.ReadyForConnections(30 * time.Second) }()
+	select {
+	case ok := <-ready:
+		if !ok {
+			ns.Shutdown()
+			return nil, errors.New("deploy: nats server did not become ready in 30s")
+		}
+	case msg := <-fatal:
 		ns.Shutdown()
-		return nil, errors.New("deploy: nats server did not become ready in 30s")
+		return nil, fmt.Errorf("deploy: nats server: %s", msg)
+	case <-ctx.Done():
+		ns.Shutdown()
+		return nil, ctx.Err()
 	}
 	s := &Server{ns: ns}
 	nc, err := s.Connect(nats.Nkey(adminPub, admin.Sign))
@@ -125,3 +138,19 @@ func (s *Server) Shutdown() {
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
 }
+
+// fatalLogger discards the server's log but reports its fatal errors (such
+// as a listen address in use), which would otherwise go unnoticed.
+type fatalLogger chan string
+
+func (l fatalLogger) Fatalf(format string, v ...any) {
+	select {
+	case l <- fmt.Sprintf(format, v...):
+	default:
+	}
+}
+func (fatalLogger) Noticef(string, ...any) {}
+func (fatalLogger) Warnf(string, ...any)   {}
+func (fatalLogger) Errorf(string, ...any)  {}
+func (fatalLogger) Debugf(string, ...any)  {}
+func (fatalLogger) Tracef(string, ...any)  {}

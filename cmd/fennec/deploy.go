@@ -36,20 +36,35 @@ func (f *natsFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&f.creds, "creds", "", "nkey seed file to authenticate with (from `fennec deploy nkey`)")
 }
 
+// connect connects; the server's permission violations, which NATS reports
+// asynchronously, arrive on denied so that a command can stop waiting.
 func (f *natsFlags) connect(name, device string) (*nats.Conn, error) {
-	opts := []nats.Option{nats.Name(name), nats.Timeout(5 * time.Second)}
+	nc, _, err := f.connectDenied(name, device)
+	return nc, err
+}
+
+func (f *natsFlags) connectDenied(name, device string) (*nats.Conn, <-chan error, error) {
+	denied := make(chan error, 1)
+	opts := []nats.Option{nats.Name(name), nats.Timeout(5 * time.Second), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			select {
+			case denied <- err:
+			default:
+			}
+		}
+	})}
 	if f.creds != "" {
 		co, err := deploy.ConnectOptions(f.creds, device)
 		if err != nil {
-			return nil, badInput(err)
+			return nil, nil, badInput(err)
 		}
 		opts = append(opts, co...)
 	}
 	nc, err := nats.Connect(f.url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", f.url, err)
+		return nil, nil, fmt.Errorf("connect %s: %w", f.url, err)
 	}
-	return nc, nil
+	return nc, denied, nil
 }
 
 func signalContext() (context.Context, context.CancelFunc) {
@@ -87,7 +102,7 @@ func newDeployCmd() *cobra.Command {
 					return &exitError{exitFailure, fmt.Errorf("not deploying: %w", err)}
 				}
 			}
-			nc, err := nf.connect("fennec-deploy", "")
+			nc, denied, err := nf.connectDenied("fennec-deploy", "")
 			if err != nil {
 				return err
 			}
@@ -98,8 +113,21 @@ func newDeployCmd() *cobra.Command {
 				operator = strings.TrimSuffix(filepath.Base(nf.creds), filepath.Ext(nf.creds))
 			}
 			pctx, pcancel := context.WithTimeout(ctx, 60*time.Second)
-			d, err := deploy.Publish(pctx, nc, raw, group, canary, operator)
+			dctx, dcancel := context.WithCancelCause(pctx)
+			go func() {
+				select {
+				case v := <-denied:
+					dcancel(v)
+				case <-dctx.Done():
+				}
+			}()
+			d, err := deploy.Publish(dctx, nc, raw, group, canary, operator)
+			cause := context.Cause(dctx)
+			dcancel(nil)
 			pcancel()
+			if errors.Is(cause, nats.ErrPermissionViolation) {
+				return &exitError{exitFailure, fmt.Errorf("not allowed to deploy with these credentials: %w", cause)}
+			}
 			if err != nil {
 				if _, ok := deploy.IsRefused(err); ok || errors.Is(err, deploy.ErrMalformed) {
 					return badInput(err)
@@ -153,6 +181,10 @@ func watchRollout(ctx context.Context, w io.Writer, nc *nats.Conn, group, digest
 		}
 		if len(gs) == 1 && gs[0].Desired != nil && gs[0].Desired.Digest == digest {
 			sel, done, failed := gs[0].Progress()
+			if sel == 0 && len(gs[0].Devices) > 0 {
+				fmt.Fprintf(w, "no reporting device of group %s is in the %d%% canary\n", group, gs[0].Desired.Canary)
+				return nil
+			}
 			line := fmt.Sprintf("rollout %s %s: %s %d/%d updated, %d failed", gs[0].Desired.Module, gs[0].Desired.Version, bar(done, failed, sel), done, sel, failed)
 			if line != last {
 				if tty {
