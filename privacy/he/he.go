@@ -50,7 +50,7 @@ func newContext(s Setup) (*context, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &context{setup: s, params: params, enc: ckks.NewEncoder(params), ckg: ckg, crp: ckg.SampleCRP(crs), cks: cks}
+	c := &context{setup: s, params: params, enc: ckks.NewEncoder(params, 53), ckg: ckg, crp: ckg.SampleCRP(crs), cks: cks}
 	c.ctSize = ckks.NewCiphertext(params, 1, params.MaxLevel()).BinarySize()
 	return c, nil
 }
@@ -295,7 +295,8 @@ func (p *Party) ReceiveThresholdShares(msg []byte) error {
 }
 
 // Encrypt encrypts update under the collective public key. NaN and Inf
-// values are encrypted as 0.
+// values are encrypted as 0; a value above MaxAbsSum/Parties in absolute
+// value is an error (the aggregate could wrap around the modulus).
 func (p *Party) Encrypt(update []float32) ([]byte, error) {
 	if p.pk == nil {
 		return nil, fmt.Errorf("%w: Encrypt before SetPublicKey", ErrPhase)
@@ -304,6 +305,12 @@ func (p *Party) Encrypt(update []float32) ([]byte, error) {
 		return nil, fmt.Errorf("he: update of %d values", len(update))
 	}
 	enc := rlwe.NewEncryptor(p.ctx.params, p.pk)
+	lim := float64(MaxAbsSum) / float64(p.ctx.setup.Parties)
+	for i, v := range update {
+		if math.Abs(float64(v)) > lim {
+			return nil, fmt.Errorf("he: update value %d is %v; values must be within +-%v (MaxAbsSum/Parties)", i, v, lim)
+		}
+	}
 	slots := p.Slots()
 	msg := CiphertextMsg{From: p.id, Len: len(update)}
 	vals := make([]float64, slots)
