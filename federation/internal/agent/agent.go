@@ -61,6 +61,8 @@ type Agent struct {
 	sub   *nats.Subscription
 	tasks chan wire.Task
 	stop  chan struct{}
+	ctx   context.Context // cancelled when the agent stops
+	quit  context.CancelFunc
 	wg    sync.WaitGroup
 	once  sync.Once
 
@@ -103,8 +105,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	ctx, quit := context.WithCancel(context.Background())
 	return &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent", "device", cfg.ID),
-		subj: wire.For(cfg.Name), tasks: make(chan wire.Task, 1), stop: make(chan struct{})}, nil
+		subj: wire.For(cfg.Name), tasks: make(chan wire.Task, 1), stop: make(chan struct{}), ctx: ctx, quit: quit}, nil
 }
 
 // Start connects, subscribes to the device's task subject, announces the
@@ -163,7 +166,7 @@ func (a *Agent) heartbeat() {
 		case <-a.stop:
 			return
 		case <-t.C:
-			if err := a.join(context.Background()); err != nil {
+			if err := a.join(a.ctx); err != nil && a.ctx.Err() == nil {
 				a.log.Warn("heartbeat", "err", err)
 			}
 		}
@@ -211,15 +214,8 @@ func (a *Agent) runTask(t wire.Task) error {
 	if time.Now().After(deadline) {
 		return errors.New("task arrived after its deadline")
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	ctx, cancel := context.WithDeadline(a.ctx, deadline)
 	defer cancel()
-	go func() {
-		select {
-		case <-a.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	global, err := a.fetch(ctx, t)
 	if err != nil {
 		return err
@@ -322,11 +318,11 @@ func (a *Agent) Stats() Stats {
 // Close leaves the federation gracefully and stops the agent.
 func (a *Agent) Close() {
 	a.once.Do(func() {
-		if a.nc != nil && !a.nc.IsClosed() {
+		if a.nc != nil && a.nc.IsConnected() {
 			j := wire.Join{Device: a.cfg.ID, TimeMS: time.Now().UnixMilli(), Nonce: rand.Uint64()}
 			wire.SignJoin(a.cfg.Key, &j)
 			_ = a.nc.Publish(a.subj.Leave, wire.Encode(j))
-			_ = a.nc.Flush()
+			_ = a.nc.FlushTimeout(time.Second)
 		}
 		a.halt()
 	})
@@ -337,6 +333,7 @@ func (a *Agent) Close() {
 func (a *Agent) Kill() { a.once.Do(a.halt) }
 
 func (a *Agent) halt() {
+	a.quit()
 	close(a.stop)
 	if a.sub != nil {
 		_ = a.sub.Unsubscribe()

@@ -288,3 +288,12 @@ func BenchmarkAggregate(b *testing.B) {
 		}
 	})
 }
+
+func FuzzAggregateOutput(f *testing.F) {
+	f.Add([]byte{0xa1, 0x65, 'm', 'o', 'd', 'e', 'l', 0xa0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if o, err := DecodeAggregateOutput(b); err == nil {
+			_ = o.Model.Flatten()
+		}
+	})
+}
