@@ -116,9 +116,10 @@ func ReadManifest(path string) (Manifest, error) {
 }
 
 var (
-	semverRE = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$`)
-	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-	identRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+	semverRE  = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$`)
+	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+	tomlErrRE = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
+	identRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
 )
 
 // KnownCapabilities lists every capability a manifest may request.
@@ -141,10 +142,26 @@ func ParseManifest(data []byte, source string) (Manifest, error) {
 	md, err := toml.Decode(string(data), &m)
 	if err != nil {
 		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return Manifest{}, &ManifestError{Source: source, Line: pe.Position.Line, Field: pe.LastKey, Msg: pe.Message}
+		var ppe *toml.ParseError
+		if errors.As(err, &ppe) {
+			pe = *ppe
 		}
-		return Manifest{}, &ManifestError{Source: source, Msg: err.Error()}
+		if ppe != nil || errors.As(err, &pe) {
+			msg := pe.Message
+			if msg == "" {
+				msg = pe.Error()
+				if _, after, ok := strings.Cut(msg, "): "); ok {
+					msg = after
+				}
+			}
+			return Manifest{}, &ManifestError{Source: source, Line: pe.Position.Line, Field: pe.LastKey, Msg: msg}
+		}
+		// Type mismatches come as plain errors: toml: line N (last key "k"): msg
+		if sm := tomlErrRE.FindStringSubmatch(err.Error()); sm != nil {
+			line, _ := strconv.Atoi(sm[1])
+			return Manifest{}, &ManifestError{Source: source, Line: line, Field: sm[2], Msg: sm[3]}
+		}
+		return Manifest{}, &ManifestError{Source: source, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
 	}
 	src := string(data)
 	if und := md.Undecoded(); len(und) > 0 {

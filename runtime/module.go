@@ -55,6 +55,7 @@ type Stats struct {
 }
 
 type instance struct {
+	stderr  *lineLogger
 	mod     api.Module
 	host    *hostfuncs.Instance
 	ctx     context.Context // carries host
@@ -153,12 +154,13 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 		MaxOutputBytes: m.eng.limits.MaxOutputBytes,
 		Cooperative:    m.lim.preemption == PreemptHostCalls,
 	})
+	stderr := newLineLogger(m.log, slog.LevelWarn, "stderr")
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		WithArgs(m.man.Name).
 		WithStartFunctions("_initialize").
 		WithStdout(newLineLogger(m.log, slog.LevelInfo, "stdout")).
-		WithStderr(newLineLogger(m.log, slog.LevelWarn, "stderr")).
+		WithStderr(stderr).
 		WithSysWalltime().
 		WithSysNanotime().
 		WithSysNanosleep().
@@ -191,7 +193,7 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	}
 	m.stats.instantiations.Add(1)
 	m.log.Debug("instantiated", "took", time.Since(start))
-	in := &instance{mod: mod, host: host, ctx: host.Attach(context.Background()), entries: map[string]api.Function{}}
+	in := &instance{stderr: stderr, mod: mod, host: host, ctx: host.Attach(context.Background()), entries: map[string]api.Function{}}
 	for _, name := range m.man.Entrypoints {
 		in.entries[name] = mod.ExportedFunction(name)
 	}
@@ -320,7 +322,7 @@ func (m *Module) run(ctx context.Context, in *instance, entry string, input []by
 	}
 	out, failMsg := in.host.End()
 	if err != nil {
-		return nil, false, m.callErr(ctx, entry, err)
+		return nil, false, m.callErr(ctx, entry, err, in.stderr.tail())
 	}
 	if status := int32(res[0]); status != 0 {
 		if failMsg == "" {
@@ -379,7 +381,15 @@ func (m *Module) runCooperative(ctx context.Context, in *instance, fn api.Functi
 	}
 }
 
-func (m *Module) callErr(ctx context.Context, entry string, err error) error {
+func (m *Module) callErr(ctx context.Context, entry string, err error, stderr string) error {
+	ce := m.classify(ctx, entry, err)
+	if ce.Kind == ErrTrap && stderr != "" {
+		ce.Msg += " (guest stderr: " + stderr + ")"
+	}
+	return ce
+}
+
+func (m *Module) classify(ctx context.Context, entry string, err error) *CallError {
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {
 		switch exit.ExitCode() {
@@ -412,13 +422,39 @@ func describe(err error) string {
 	return strings.TrimPrefix(s, "wasm error: ")
 }
 
-// lineLogger turns guest output into one slog record per line.
+// lineLogger turns guest output into one slog record per line, and keeps
+// the last lines so that a trap's error can quote what the guest said.
 type lineLogger struct {
 	mu     sync.Mutex
 	log    *slog.Logger
 	level  slog.Level
 	stream string
 	buf    bytes.Buffer
+	last   []string
+}
+
+const keepLines = 64
+
+// tail returns what best explains a trap among the last lines the guest
+// wrote: the last "panic:" or "fatal error:" line (Go guests print a stack
+// trace after it), else the last line; it then forgets them.
+func (w *lineLogger) tail() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	lines := w.last
+	if w.buf.Len() > 0 {
+		lines = append(lines, w.buf.String())
+	}
+	w.last = nil
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.HasPrefix(lines[i], "panic: ") || strings.HasPrefix(lines[i], "fatal error: ") {
+			return lines[i]
+		}
+	}
+	if len(lines) == 0 {
+		return ""
+	}
+	return lines[len(lines)-1]
 }
 
 func newLineLogger(l *slog.Logger, level slog.Level, stream string) *lineLogger {
@@ -452,6 +488,14 @@ func (w *lineLogger) Write(p []byte) (int, error) {
 }
 
 func (w *lineLogger) flush() {
-	w.log.Log(context.Background(), w.level, w.buf.String(), "stream", w.stream)
+	line := w.buf.String()
+	w.log.Log(context.Background(), w.level, line, "stream", w.stream)
 	w.buf.Reset()
+	if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "\t") {
+		return
+	}
+	if len(w.last) == keepLines {
+		w.last = append(w.last[:0], w.last[1:]...)
+	}
+	w.last = append(w.last, line)
 }

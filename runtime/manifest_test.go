@@ -1,0 +1,91 @@
+package runtime_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fennec-edge/fennec/runtime"
+)
+
+func TestParseManifest(t *testing.T) {
+	m, err := runtime.ParseManifest([]byte(`
+name = "vitals-preprocess"
+version = "1.2.0-rc.1+build.5"
+description = "cleans vitals"
+entrypoints = ["process", "health"]
+capabilities = ["tensor", "wasi:env"]
+
+[env]
+WINDOW = "5"
+
+[limits]
+memory_pages = 512
+call_timeout = "2s"
+tensor_bytes = 1048576
+tensor_handles = 64
+instances = 2
+preemption = "strict"
+`), "fennec.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Limits.CallTimeout.Duration != 2*time.Second || m.Limits.MemoryPages != 512 || m.ABI != 1 || m.Env["WINDOW"] != "5" {
+		t.Fatalf("decoded %+v", m)
+	}
+}
+
+func TestManifestErrors(t *testing.T) {
+	base := "name = \"m\"\nversion = \"1.0.0\"\nentrypoints = [\"run\"]\n"
+	cases := []struct {
+		name, src string
+		line      int
+		field     string
+		msg       string
+	}{
+		{"syntax", "name = \"m\nversion = 1", 1, "", ""},
+		{"missing name", "version = \"1.0.0\"\nentrypoints = [\"run\"]\n", 0, "name", "is required"},
+		{"bad name", "name = \"Bad Name\"\nversion = \"1.0.0\"\nentrypoints = [\"run\"]\n", 1, "name", "must be"},
+		{"bad version", "name = \"m\"\nversion = \"1.0\"\nentrypoints = [\"run\"]\n", 2, "version", "not a semantic version"},
+		{"no entrypoints", "name = \"m\"\nversion = \"1.0.0\"\n", 0, "entrypoints", "at least one"},
+		{"bad entrypoint", "name = \"m\"\nversion = \"1.0.0\"\nentrypoints = [\"run me\"]\n", 3, "entrypoints", "not a valid export name"},
+		{"reserved entrypoint", "name = \"m\"\nversion = \"1.0.0\"\nentrypoints = [\"_start\"]\n", 3, "entrypoints", "reserved"},
+		{"duplicate entrypoint", "name = \"m\"\nversion = \"1.0.0\"\nentrypoints = [\"a\", \"a\"]\n", 3, "entrypoints", "twice"},
+		{"unknown capability", base + "capabilities = [\"network\"]\n", 4, "capabilities", "unknown capability \"network\""},
+		{"unknown field", base + "colour = \"red\"\n", 4, "colour", "unknown field"},
+		{"unknown limit", base + "[limits]\nmemory = 5\n", 5, "limits.memory", "unknown field"},
+		{"wrong type", base + "[limits]\nmemory_pages = \"lots\"\n", 5, "limits.memory_pages", "incompatible types"},
+		{"bad duration", base + "[limits]\ncall_timeout = \"soon\"\n", 5, "", "not a duration"},
+		{"too many pages", base + "[limits]\nmemory_pages = 70000\n", 5, "limits.memory_pages", "exceeds 65536"},
+		{"bad preemption", base + "[limits]\npreemption = \"never\"\n", 5, "limits.preemption", "is not"},
+		{"abi", base + "abi = 2\n", 4, "abi", "not supported"},
+		{"env without capability", base + "[env]\nX = \"1\"\n", 4, "env", "wasi:env"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := runtime.ParseManifest([]byte(c.src), "mod/fennec.toml")
+			var me *runtime.ManifestError
+			if !errors.As(err, &me) || !errors.Is(err, runtime.ErrManifest) {
+				t.Fatalf("got %v, want a *ManifestError", err)
+			}
+			if me.Line != c.line || (c.field != "" && me.Field != c.field) || !strings.Contains(err.Error(), c.msg) {
+				t.Fatalf("got %q (line %d, field %q), want line %d, field %q, saying %q", err, me.Line, me.Field, c.line, c.field, c.msg)
+			}
+			if !strings.HasPrefix(err.Error(), "mod/fennec.toml") {
+				t.Fatalf("error %q does not name the file", err)
+			}
+		})
+	}
+}
+
+func FuzzParseManifest(f *testing.F) {
+	f.Add([]byte("name = \"m\"\nversion = \"1.0.0\"\nentrypoints = [\"run\"]\n[limits]\nmemory_pages = 3\n"))
+	f.Add([]byte("[[x]]\n[a.b.c]\nd = 1979-05-27T07:32:00Z\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := runtime.ParseManifest(data, "fuzz.toml")
+		if err == nil && (m.Name == "" || len(m.Entrypoints) == 0) {
+			t.Fatalf("accepted an incomplete manifest: %+v", m)
+		}
+	})
+}

@@ -1,0 +1,43 @@
+package runtime_test
+
+// A guest that loops without host calls in a "host-calls" module is not
+// tested here on purpose: nothing can stop it, and since Go cannot preempt a
+// goroutine running compiled guest code, the test process's next garbage
+// collection would wait for it forever. That is why the mode needs the
+// operator's consent and suits trusted modules only (docs/RATIONALE.md).
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fennec-edge/fennec/runtime"
+)
+
+func TestHostCallPreemption(t *testing.T) {
+	eng, _ := newEngine(t, runtime.Config{AllowHostCallPreemption: true})
+	man := strings.Replace(probeManifest, "[limits]", "[limits]\npreemption = \"host-calls\"", 1)
+	mod := compileProbe(t, eng, man)
+	ctx := context.Background()
+
+	// A loop that calls the host is trapped at its first host call after
+	// the deadline.
+	start := time.Now()
+	_, err := mod.Call(ctx, "spinhost", nil)
+	if !errors.Is(err, runtime.ErrDeadline) {
+		t.Fatalf("spinhost: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("spinhost stopped after %v", d)
+	}
+	if out, err := mod.Call(ctx, "echo", []byte("x")); err != nil || string(out) != "x" {
+		t.Fatalf("after spinhost: %q %v", out, err)
+	}
+	// Normal calls work and are not slowed by termination checks.
+	if _, err := mod.Call(ctx, "count_loop", make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+
+}
