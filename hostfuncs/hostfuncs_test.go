@@ -91,7 +91,7 @@ func (e *env) call(name string, args ...uint64) int32 {
 	return int32(res[0])
 }
 
-func u(v int32) uint64   { return uint64(uint32(v)) }
+func u(v int32) uint64    { return uint64(uint32(v)) }
 func fa(v float32) uint64 { return api.EncodeF32(v) }
 
 // put writes bytes at an offset of guest memory.
@@ -335,10 +335,10 @@ func TestHostileArguments(t *testing.T) {
 func TestShapesThatOverflow(t *testing.T) {
 	e := newEnv(t, hostfuncs.InstanceConfig{Module: "t", MaxTensorBytes: 1 << 20})
 	for _, shape := range [][]int32{
-		{65536, 65536, 65536},       // 2^48 elements
-		{1 << 30, 1 << 30},          // product overflows 32 bits
-		{46341, 46341},              // just above 2^31 elements
-		{2, 2, 2, 2, 2, 2, 2, 1<<30}, // overflow at the last dim
+		{65536, 65536, 65536},          // 2^48 elements
+		{1 << 30, 1 << 30},             // product overflows 32 bits
+		{46341, 46341},                 // just above 2^31 elements
+		{2, 2, 2, 2, 2, 2, 2, 1 << 30}, // overflow at the last dim
 		{-1, 4},
 	} {
 		e.put(shapeAt, wasmtest.LE32(shape...))
