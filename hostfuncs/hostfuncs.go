@@ -129,6 +129,8 @@ type InstanceConfig struct {
 	MaxTensorBytes int64        // quota of live tensor bytes
 	MaxHandles     int          // quota of live handles (at most 65535)
 	MaxOutputBytes int          // largest output of one call
+	// Services are the optional groups' services; nil means none.
+	Services *Services
 	// Cooperative makes every host call check the deadline flag set by
 	// Expire and trap the guest once it is set. The runtime uses it for
 	// modules compiled without wazero's loop checks.
@@ -147,19 +149,20 @@ const (
 // quota, the current call's input and output, and its last error. It is
 // used by one goroutine at a time (the one running a call on the instance).
 type Instance struct {
-	cfg     InstanceConfig
-	log     *slog.Logger
-	tab     handleTable
-	bytes   int64
-	lastErr string
-	inCall  bool
-	input   []byte
-	output  []byte
-	failMsg string
-	expired atomic.Bool
-	closed  bool
-	wrote   bool // output was set during this call
-	scratch [gpu.MaxRank]int
+	cfg      InstanceConfig
+	log      *slog.Logger
+	tab      handleTable
+	bytes    int64
+	lastErr  string
+	inCall   bool
+	callInfo CallInfo
+	input    []byte
+	output   []byte
+	failMsg  string
+	expired  atomic.Bool
+	closed   bool
+	wrote    bool // output was set during this call
+	scratch  [gpu.MaxRank]int
 }
 
 var saltCounter atomic.Uint32
@@ -200,15 +203,29 @@ func FromContext(ctx context.Context) *Instance {
 }
 
 // Begin starts an entrypoint call with its input.
-func (in *Instance) Begin(input []byte) {
-	in.inCall, in.input, in.output, in.failMsg, in.wrote = true, input, nil, "", false
+func (in *Instance) Begin(input []byte, info CallInfo) {
+	in.inCall, in.callInfo, in.input, in.output, in.failMsg, in.wrote = true, info, input, nil, "", false
 }
+
+// Call returns the current call's information; ok is false outside a call.
+func (in *Instance) Call() (info CallInfo, ok bool) { return in.callInfo, in.inCall }
+
+// Services returns the instance's services (never nil).
+func (in *Instance) Services() *Services {
+	if in.cfg.Services == nil {
+		return &Services{}
+	}
+	return in.cfg.Services
+}
+
+// Module returns the module's name.
+func (in *Instance) Module() string { return in.cfg.Module }
 
 // End finishes the call and returns its output and the guest's failure
 // message, if it set one.
 func (in *Instance) End() (output []byte, failMsg string) {
 	output, failMsg = in.output, in.failMsg
-	in.inCall, in.input, in.output, in.failMsg = false, nil, nil, ""
+	in.inCall, in.callInfo, in.input, in.output, in.failMsg = false, CallInfo{}, nil, nil, ""
 	return output, failMsg
 }
 

@@ -425,7 +425,7 @@ func TestLastErrorTruncates(t *testing.T) {
 
 func TestInputOutputDuringCall(t *testing.T) {
 	e := newEnv(t, hostfuncs.InstanceConfig{Module: "t", MaxOutputBytes: 16})
-	e.host.Begin([]byte("hello"))
+	e.host.Begin([]byte("hello"), hostfuncs.CallInfo{})
 	if got := e.call("fennec_input", outAt, 4); got != int32(hostfuncs.EINVAL) {
 		t.Fatalf("small buffer: %d", got)
 	}

@@ -58,8 +58,11 @@ type Config struct {
 	// DataDir is mounted read-only at /data for modules granted "wasi:data".
 	DataDir string
 	// Extra are host-function groups of packages above the runtime
-	// (privacy, federation), wired in by the command.
+	// (federation), wired in by the command.
 	Extra []hostfuncs.Group
+	// Services are what the optional host-function groups use (a privacy
+	// budget ledger, HE keys); nil means none is configured.
+	Services *hostfuncs.Services
 }
 
 // HostLimits are the engine's caps and defaults. Zero fields take the

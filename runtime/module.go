@@ -152,6 +152,7 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 		MaxTensorBytes: m.lim.tensorBytes,
 		MaxHandles:     m.lim.handles,
 		MaxOutputBytes: m.eng.limits.MaxOutputBytes,
+		Services:       m.eng.cfg.Services,
 		Cooperative:    m.lim.preemption == PreemptHostCalls,
 	})
 	stderr := newLineLogger(m.log, slog.LevelWarn, "stderr")
@@ -238,11 +239,23 @@ func (m *Module) put(in *instance) {
 	m.mu.Unlock()
 }
 
+// CallOptions are per-call settings that the host, not the guest, decides.
+type CallOptions struct {
+	// Dataset names the data the call works on: privacy releases made
+	// during the call are charged to its budget.
+	Dataset string
+}
+
 // Call runs entrypoint entry with input on a pooled instance and returns
 // the output the guest set. It waits for a free instance when all are busy
 // (bounded by ctx). A trap or deadline discards the instance; the next call
 // gets a fresh one.
 func (m *Module) Call(ctx context.Context, entry string, input []byte) ([]byte, error) {
+	return m.CallWith(ctx, entry, input, CallOptions{})
+}
+
+// CallWith is Call with per-call options.
+func (m *Module) CallWith(ctx context.Context, entry string, input []byte, opts CallOptions) ([]byte, error) {
 	if !m.hasEntry(entry) {
 		return nil, &CallError{Module: m.man.Name, Entry: entry, Kind: ErrNoEntrypoint, Msg: "the manifest lists " + strings.Join(m.man.Entrypoints, ", ")}
 	}
@@ -267,7 +280,7 @@ func (m *Module) Call(ctx context.Context, entry string, input []byte) ([]byte, 
 		m.stats.failures.Add(1)
 		return nil, err
 	}
-	out, keep, err := m.run(ctx, in, entry, input)
+	out, keep, err := m.run(ctx, in, entry, input, hostfuncs.CallInfo{Dataset: opts.Dataset})
 	if keep {
 		m.put(in)
 		<-m.slots
@@ -296,9 +309,9 @@ func (m *Module) hasEntry(entry string) bool {
 var errAbandoned = errors.New("abandoned")
 
 // run calls the entrypoint and reports whether the instance can be reused.
-func (m *Module) run(ctx context.Context, in *instance, entry string, input []byte) ([]byte, bool, error) {
+func (m *Module) run(ctx context.Context, in *instance, entry string, input []byte, info hostfuncs.CallInfo) ([]byte, bool, error) {
 	fn := in.entries[entry]
-	in.host.Begin(input)
+	in.host.Begin(input, info)
 	in.calls++
 	var (
 		res []uint64
