@@ -443,31 +443,25 @@ type lineLogger struct {
 	level  slog.Level
 	stream string
 	buf    bytes.Buffer
-	last   []string
+	reason string // the last line that explains a failure
+	last   string // the last line
 }
 
-const keepLines = 64
-
-// tail returns what best explains a trap among the last lines the guest
-// wrote: the last "panic:" or "fatal error:" line (Go guests print a stack
-// trace after it), else the last line; it then forgets them.
+// tail returns what best explains a trap among the lines the guest wrote
+// since the last call of tail: its last "panic:" or "fatal error:" line (Go
+// guests print a stack trace after it), else its last line.
 func (w *lineLogger) tail() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	lines := w.last
+	reason, last := w.reason, w.last
 	if w.buf.Len() > 0 {
-		lines = append(lines, w.buf.String())
+		last = w.buf.String()
 	}
-	w.last = nil
-	for i := len(lines) - 1; i >= 0; i-- {
-		if strings.HasPrefix(lines[i], "panic: ") || strings.HasPrefix(lines[i], "fatal error: ") {
-			return lines[i]
-		}
+	w.reason, w.last = "", ""
+	if reason != "" {
+		return reason
 	}
-	if len(lines) == 0 {
-		return ""
-	}
-	return lines[len(lines)-1]
+	return last
 }
 
 func newLineLogger(l *slog.Logger, level slog.Level, stream string) *lineLogger {
@@ -504,11 +498,11 @@ func (w *lineLogger) flush() {
 	line := w.buf.String()
 	w.log.Log(context.Background(), w.level, line, "stream", w.stream)
 	w.buf.Reset()
-	if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "\t") {
+	if strings.TrimSpace(line) == "" {
 		return
 	}
-	if len(w.last) == keepLines {
-		w.last = append(w.last[:0], w.last[1:]...)
+	w.last = line
+	if strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ") {
+		w.reason = line
 	}
-	w.last = append(w.last, line)
 }

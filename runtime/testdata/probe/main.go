@@ -78,8 +78,8 @@ func grow(n int32) int32 {
 }
 
 func deep(n int) int {
-	var pad [256]byte
-	pad[n%256] = byte(n)
+	var pad [16384]byte
+	pad[n%16384] = byte(n)
 	return deep(n+1) + int(pad[0])
 }
 
