@@ -121,3 +121,13 @@ func LoadFashion(dir string, ntrain, ntest int) (*Data, error) {
 
 // SharedDataDir is ../shared/data beside the repository ("" when absent).
 func SharedDataDir() string { return sim.DataDir() }
+
+// DecodeModel decodes and validates a CBOR Model.
+func DecodeModel(b []byte, m *Model) error {
+	d, err := model.Decode(b)
+	if err != nil {
+		return err
+	}
+	*m = d
+	return nil
+}

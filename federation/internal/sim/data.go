@@ -206,7 +206,9 @@ func split(name string, f, classes int, x []float32, y []int32, testFrac float64
 			d.TrainY = append(d.TrainY, y[i])
 		}
 	}
-	d.standardize()
+	if testFrac > 0 {
+		d.standardize()
+	}
 	return d
 }
 
@@ -274,7 +276,11 @@ func DataDir() string {
 	}
 }
 
-// LoadCSV reads a numeric CSV whose last column is an integer class label.
+// LoadCSV reads a numeric CSV whose last column is an integer class label,
+// holds out testFrac of the rows as the test split and standardises the
+// features with the training split's statistics; testFrac 0 keeps every
+// row for training and the raw values (device-local data, preprocessed
+// upstream).
 // A first line that does not parse as numbers is skipped as a header (as
 // WDBC's "569,30,malignant,benign").
 func LoadCSV(path string, testFrac float64, seed uint64) (*Data, error) {
@@ -417,4 +423,18 @@ func LoadFashion(dir string, ntrain, ntest int) (*Data, error) {
 		return nil, err
 	}
 	return &Data{Name: "fashion-mnist", Features: 784, Classes: 10, TrainX: trX, TrainY: trY, TestX: teX, TestY: teY}, nil
+}
+
+// TrainDataset returns the training split, labels as f32 [n] when
+// f32Labels (binary single-logit modules) or i32 class indices.
+func (d *Data) TrainDataset(f32Labels bool) train.Dataset {
+	ds := d.Train()
+	if f32Labels {
+		f := make([]float32, len(d.TrainY))
+		for i, y := range d.TrainY {
+			f[i] = float32(y)
+		}
+		ds.Y = model.F32Tensor("y", []uint64{uint64(len(f))}, f)
+	}
+	return ds
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/fennec-edge/fennec/federation/internal/model"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
@@ -93,7 +94,7 @@ func (w *Wasm) Train(ctx context.Context, in Input) (Output, error) {
 	if err != nil {
 		return Output{}, err
 	}
-	out, err := w.Mod.Call(ctx, "train", b)
+	out, err := w.call(ctx, "train", b)
 	if !w.KeepWarm {
 		w.Mod.Drain()
 	}
@@ -108,7 +109,7 @@ func (w *Wasm) Evaluate(ctx context.Context, in EvalInput) (EvalOutput, error) {
 	if err != nil {
 		return EvalOutput{}, err
 	}
-	out, err := w.Mod.Call(ctx, "evaluate", b)
+	out, err := w.call(ctx, "evaluate", b)
 	if !w.KeepWarm {
 		w.Mod.Drain()
 	}
@@ -120,6 +121,20 @@ func (w *Wasm) Evaluate(ctx context.Context, in EvalInput) (EvalOutput, error) {
 		return o, fmt.Errorf("evaluate output: %w", err)
 	}
 	return o, nil
+}
+
+// call retries once when an instance failed to start or was found closed
+// while the caller's context is still live: the runtime can lose a fresh
+// instance to a race between instantiation and its context's cancellation
+// ("instantiate: ... module closed with context canceled"); a second
+// instance is started and the call made once more. A deterministic guest
+// failure fails twice and is returned.
+func (w *Wasm) call(ctx context.Context, entry string, in []byte) ([]byte, error) {
+	out, err := w.Mod.Call(ctx, entry, in)
+	if err != nil && ctx.Err() == nil && (strings.Contains(err.Error(), "instantiate") || strings.Contains(err.Error(), "module closed")) {
+		out, err = w.Mod.Call(ctx, entry, in)
+	}
+	return out, err
 }
 
 // DecodeOutput decodes a guest's train output (untrusted) and checks it

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fennec-edge/fennec/federation"
+	"github.com/fennec-edge/fennec/internal/atomicfile"
+)
+
+func init() { register(newHubCmd) }
+
+// readSecret loads the fleet secret (hex) from path, creating it when absent.
+func readSecret(path string, create bool) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && create {
+		s := make([]byte, 32)
+		if _, err := rand.Read(s); err != nil {
+			return nil, err
+		}
+		if err := atomicfile.WriteFile(path, []byte(hex.EncodeToString(s)+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	s, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(s) < 16 {
+		return nil, fmt.Errorf("%s: the fleet secret must be at least 16 bytes of hex", path)
+	}
+	return s, nil
+}
+
+func newHubCmd() *cobra.Command {
+	var (
+		cfg        federation.HubConfig
+		sc         federation.StrategyConfig
+		secretFile string
+		modelFile  string
+		initMLP    []int
+		jsonOut    bool
+		verbose    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "hub",
+		Short: "Coordinate federated training rounds (embedded NATS + JetStream, or --nats URL)",
+		Long: `fennec hub samples devices each round, sends them the global model, collects their
+signed updates until the deadline, aggregates them with the strategy, and stores the new
+model in a JetStream object store and the round state in JetStream KV, so a restarted hub
+resumes from the last completed round. By default it embeds nats-server with JetStream file
+storage under --data; --nats URL uses an existing NATS server or cluster instead (use
+--replicas 3 on a 3-node cluster). Devices join with 'fennec agent --hub URL --creds FILE';
+make a device's credentials with 'fennec hub creds --secret FILE --id ID'.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			level := slog.LevelWarn
+			if verbose {
+				level = slog.LevelInfo
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			if secretFile == "" {
+				if cfg.DataDir == "" {
+					return &exitError{exitUsage, errors.New("--secret is required with --nats (no data directory)")}
+				}
+				if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+					return &exitError{exitFailure, err}
+				}
+				secretFile = cfg.DataDir + "/fleet.secret"
+			}
+			s, err := readSecret(secretFile, true)
+			if err != nil {
+				return &exitError{exitBadInput, err}
+			}
+			cfg.Secret = s
+			strat, err := federation.NewStrategy(sc)
+			if err != nil {
+				return &exitError{exitUsage, err}
+			}
+			cfg.Strategy = strat
+			cfg.Settings.Mu = sc.Mu
+			switch {
+			case modelFile != "":
+				b, err := os.ReadFile(modelFile)
+				if err != nil {
+					return &exitError{exitBadInput, err}
+				}
+				var m federation.Model
+				if err := federationDecodeModel(b, &m); err != nil {
+					return &exitError{exitBadInput, fmt.Errorf("%s: %w", modelFile, err)}
+				}
+				cfg.Initial = &m
+			case len(initMLP) > 0:
+				if len(initMLP) < 2 || len(initMLP) > 3 {
+					return &exitError{exitUsage, errors.New("--init-mlp takes in,out or in,hidden,out")}
+				}
+				n := federation.MLP{In: initMLP[0], Out: initMLP[len(initMLP)-1]}
+				if len(initMLP) == 3 {
+					n.Hidden = initMLP[1]
+				}
+				m := n.Init(1)
+				cfg.Initial = &m
+			}
+			cfg.OnRound = func(r federation.RoundReport) {
+				if jsonOut {
+					b, _ := json.Marshal(r)
+					fmt.Fprintln(c.OutOrStdout(), string(b))
+					return
+				}
+				line := fmt.Sprintf("round %d %s: version %d, %d/%d updates, %d dropped, %s",
+					r.Round, r.Status, r.Version, r.Received, r.Sampled, len(r.Dropped), r.Duration.Round(time.Millisecond))
+				if l, ok := r.DeviceMetrics["loss"]; ok {
+					line += fmt.Sprintf(", device loss %.4f", l)
+				}
+				if r.HasEval {
+					line += fmt.Sprintf(", eval acc %.4f", r.EvalAccuracy)
+				}
+				if r.Error != "" {
+					line += " (" + r.Error + ")"
+				}
+				fmt.Fprintln(c.OutOrStdout(), line)
+			}
+			h, err := federation.NewHub(cfg)
+			if err != nil {
+				return &exitError{exitUsage, err}
+			}
+			if err := h.Start(); err != nil {
+				return &exitError{exitFailure, err}
+			}
+			defer h.Shutdown()
+			if !jsonOut {
+				fmt.Fprintf(c.OutOrStdout(), "hub %q ready at %s, global model version %d\n", cfg.Name, h.ClientURL(), h.Version())
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-h.Done():
+				if err := h.Err(); err != nil {
+					return &exitError{exitFailure, err}
+				}
+				return nil
+			}
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data", "", "data directory (embedded JetStream storage, fleet secret)")
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:4222", "embedded NATS client address")
+	f.StringVar(&cfg.NATSURL, "nats", "", "use an existing NATS server/cluster at URL instead of embedding one")
+	f.StringVar(&cfg.Name, "name", "default", "federation name")
+	f.IntVar(&cfg.Replicas, "replicas", 1, "replicas of the KV bucket and object store (3 on a cluster)")
+	f.IntVar(&cfg.Rounds, "rounds", 0, "rounds to complete, then exit (0: run until interrupted)")
+	f.Float64Var(&cfg.Fraction, "fraction", 1, "fraction of available devices sampled per round")
+	f.IntVar(&cfg.MinDevices, "min-devices", 1, "minimum devices per round (a round waits for them)")
+	f.Float64Var(&cfg.Quorum, "quorum", 0.5, "fraction of sampled devices needed to close a round at the deadline")
+	f.DurationVar(&cfg.Deadline, "deadline", 30*time.Second, "round deadline; stragglers are dropped")
+	f.Float64Var(&cfg.Settings.LR, "lr", 0.05, "device learning rate")
+	f.Uint64Var(&cfg.Settings.Epochs, "epochs", 1, "local epochs per round")
+	f.Uint64Var(&cfg.Settings.BatchSize, "batch", 32, "local batch size")
+	f.StringVar(&sc.Name, "strategy", "fedavg", "strategy: "+strings.Join(federation.StrategyNames, ", "))
+	f.Float64Var(&sc.Mu, "mu", 0, "FedProx proximal weight")
+	f.Float64Var(&sc.LR, "server-lr", 0, "FedSGD server learning rate")
+	f.Float64Var(&sc.Momentum, "momentum", 0, "FedSGD server momentum")
+	f.Float64Var(&sc.Eta, "eta", 0, "FedAdam/FedYogi/FedAdagrad server learning rate")
+	f.Float64Var(&sc.TrimBeta, "trim", 0, "trimmed mean: fraction cut at each end (0.2)")
+	f.IntVar(&sc.F, "byzantine", 0, "Krum/MultiKrum/Bulyan: assumed malicious devices")
+	f.IntVar(&sc.M, "keep", 0, "MultiKrum: updates kept (n-f)")
+	f.StringVar(&secretFile, "secret", "", "fleet secret file (hex; created when absent; default DATA/fleet.secret)")
+	f.StringVar(&modelFile, "model", "", "initial global model (CBOR Model) when the store holds none")
+	f.IntSliceVar(&initMLP, "init-mlp", nil, "initial MLP in,hidden,out (sdk/nn layout) when the store holds none")
+	f.BoolVar(&jsonOut, "json", false, "one JSON round report per line")
+	f.BoolVarP(&verbose, "verbose", "v", false, "log hub events")
+	cmd.AddCommand(newHubCredsCmd())
+	return cmd
+}
+
+func newHubCredsCmd() *cobra.Command {
+	var secretFile, id string
+	cmd := &cobra.Command{
+		Use:   "creds",
+		Short: "Print a device's credentials file (id:key derived from the fleet secret)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			s, err := readSecret(secretFile, false)
+			if err != nil {
+				return &exitError{exitBadInput, err}
+			}
+			if id == "" {
+				return &exitError{exitUsage, errors.New("--id is required")}
+			}
+			out := federation.FormatCreds(id, federation.DeviceKey(s, id))
+			if _, _, err := federation.ParseCreds([]byte(out)); err != nil {
+				return &exitError{exitUsage, err}
+			}
+			fmt.Fprint(c.OutOrStdout(), out)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&secretFile, "secret", "", "fleet secret file")
+	cmd.Flags().StringVar(&id, "id", "", "device id (letters, digits, '-', '_')")
+	_ = cmd.MarkFlagRequired("secret")
+	return cmd
+}
