@@ -131,3 +131,20 @@ func DecodeModel(b []byte, m *Model) error {
 	*m = d
 	return nil
 }
+
+// AggregateVectors runs a built-in strategy directly on flat f32 vectors
+// (weights nil = equal example counts); for benchmarks and tools.
+func AggregateVectors(name string, global []float32, vecs [][]float32, weights []uint64) ([]float32, error) {
+	a, err := strategy.New(strategy.Config{Name: name})
+	if err != nil {
+		return nil, err
+	}
+	ups := make([]strategy.Update, len(vecs))
+	for i, v := range vecs {
+		ups[i] = strategy.Update{Vec: v, NumExamples: 1}
+		if weights != nil {
+			ups[i].NumExamples = weights[i]
+		}
+	}
+	return a.Aggregate(1, global, ups)
+}
