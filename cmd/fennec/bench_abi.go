@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/fennec-edge/fennec/internal/bench"
+	"github.com/fennec-edge/fennec/internal/guests"
+	"github.com/fennec-edge/fennec/runtime"
+)
+
+// Host-ABI and runtime benchmarks: `fennec bench abi`. They run the probe
+// guest (runtime/testdata/probe), built from the source tree.
+
+func init() {
+	bench.Register(bench.Case{Group: "abi", Name: "host-call", Doc: "guest->host call: tensor.rank (instance lookup + handle checks) vs abi_version (bare import), ns per call", Run: benchHostCall})
+	bench.Register(bench.Case{Group: "abi", Name: "matmul512", Doc: "512x512 matmul through host functions (copies included) vs the same matmul in Go inside the guest", Run: benchMatmulABI})
+	bench.Register(bench.Case{Group: "abi", Name: "start", Doc: "module start from the compilation cache (new engine, compile, first call), and a call on a warm pooled instance", Run: benchStart})
+	bench.Register(bench.Case{Group: "abi", Name: "deadline-tax", Doc: "tight guest loop: strict preemption (termination checks) vs host-calls preemption, ns per iteration", Run: benchDeadlineTax})
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func probeModule(ctx context.Context, cacheDir, preemption string) (*runtime.Engine, *runtime.Module, error) {
+	wasm, man, err := guests.Load(ctx, "probe")
+	if err != nil {
+		return nil, nil, err
+	}
+	if preemption != "" {
+		man.Limits.Preemption = preemption
+	}
+	eng, err := runtime.New(ctx, runtime.Config{Logger: quietLog(), CacheDir: cacheDir, AllowHostCallPreemption: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	mod, err := eng.Compile(ctx, wasm, man)
+	if err != nil {
+		eng.Close(ctx)
+		return nil, nil, err
+	}
+	return eng, mod, nil
+}
+
+// loopCost measures ns per iteration of a guest loop entrypoint whose
+// iteration count is its input length.
+func loopCost(ctx context.Context, o bench.Options, mod *runtime.Module, entry string, iters int) (float64, error) {
+	in := make([]byte, iters)
+	if _, err := mod.Call(ctx, entry, in); err != nil { // warm up
+		return 0, err
+	}
+	var callErr error
+	ns := bench.Time(o, 5, func(n int) {
+		for i := 0; i < n && callErr == nil; i++ {
+			_, callErr = mod.Call(ctx, entry, in)
+		}
+	})
+	return ns / float64(iters), callErr
+}
+
+func benchHostCall(ctx context.Context, o bench.Options) ([]bench.Result, error) {
+	eng, mod, err := probeModule(ctx, "", "")
+	if err != nil {
+		return nil, err
+	}
+	defer eng.Close(ctx)
+	iters := 1 << 20
+	if o.Quick {
+		iters = 1 << 14
+	}
+	noop, err := loopCost(ctx, o, mod, "noop_loop", iters)
+	if err != nil {
+		return nil, err
+	}
+	rank, err := loopCost(ctx, o, mod, "rank_loop", iters)
+	if err != nil {
+		return nil, err
+	}
+	return []bench.Result{{
+		Group: "abi", Name: "host-call tensor.rank", Value: rank, Unit: "ns/call",
+		Ref: "bare import", RefValue: noop, Ratio: noop / rank, Target: "cost <= 1.5x bare (ratio >= 0.67)",
+		Note: fmt.Sprintf("Go wasip1 guest; bare import %.1f ns; 0 allocs/call (TestCallAllocations)", noop),
+	}}, nil
+}
+
+func benchMatmulABI(ctx context.Context, o bench.Options) ([]bench.Result, error) {
+	// The in-guest reference runs without termination checks (host-calls
+	// preemption), the fastest a guest loop can run; the strict figure is
+	// in the deadline-tax benchmark.
+	eng, mod, err := probeModule(ctx, "", runtime.PreemptHostCalls)
+	if err != nil {
+		return nil, err
+	}
+	defer eng.Close(ctx)
+	const n = 512
+	in := make([]byte, n)
+	timeEntry := func(entry string, samples int) (float64, error) {
+		var callErr error
+		ns := bench.Time(o, samples, func(k int) {
+			for i := 0; i < k && callErr == nil; i++ {
+				_, callErr = mod.Call(ctx, entry, in)
+			}
+		})
+		return ns, callErr
+	}
+	if _, err := mod.Call(ctx, "matmul_host", in); err != nil {
+		return nil, err
+	}
+	host, err := timeEntry("matmul_host", 7)
+	if err != nil {
+		return nil, err
+	}
+	goNs, err := timeEntry("matmul_go", 3)
+	if err != nil {
+		return nil, err
+	}
+	flops := 2.0 * n * n * n
+	return []bench.Result{{
+		Group: "abi", Name: "matmul 512 via host", Value: flops / host, Unit: "GFLOP/s",
+		Ref: "GFLOP/s in-guest Go", RefValue: flops / goNs, Ratio: goNs / host, Target: ">= 30x (#2), >= 300x (#3)",
+		Note: fmt.Sprintf("%.2f ms via host incl. copies, %.0f ms in guest (no termination checks); backend %s", host/1e6, goNs/1e6, eng.Backend().Name()),
+	}}, nil
+}
+
+func benchStart(ctx context.Context, o bench.Options) ([]bench.Result, error) {
+	cacheDir, err := os.MkdirTemp("", "fennec-bench-cache-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(cacheDir)
+	// Fill the on-disk cache once.
+	eng, mod, err := probeModule(ctx, cacheDir, "")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := mod.Call(ctx, "echo", nil); err != nil {
+		eng.Close(ctx)
+		return nil, err
+	}
+	// Warm call on a pooled instance.
+	in := []byte{0xa0}
+	var callErr error
+	warm := bench.Time(o, 7, func(n int) {
+		for i := 0; i < n && callErr == nil; i++ {
+			_, callErr = mod.Call(ctx, "echo", in)
+		}
+	})
+	eng.Close(ctx)
+	if callErr != nil {
+		return nil, callErr
+	}
+	wasm, man, err := guests.Load(ctx, "probe")
+	if err != nil {
+		return nil, err
+	}
+	samples := 7
+	if o.Quick {
+		samples = 2
+	}
+	// A cold process: a new engine, then the module from the disk cache.
+	// A running host: the engine exists; a module is (re)loaded from the
+	// cache, as an agent does when a deployment arrives.
+	var cold, hot, inst []float64
+	running, err := runtime.New(ctx, runtime.Config{Logger: quietLog(), CacheDir: cacheDir})
+	if err != nil {
+		return nil, err
+	}
+	defer running.Close(ctx)
+	for i := 0; i < samples; i++ {
+		t0 := time.Now()
+		e, err := runtime.New(ctx, runtime.Config{Logger: quietLog(), CacheDir: cacheDir})
+		if err != nil {
+			return nil, err
+		}
+		m, err := e.Compile(ctx, wasm, man)
+		if err == nil {
+			_, err = m.Call(ctx, "echo", in)
+		}
+		cold = append(cold, float64(time.Since(t0).Nanoseconds()))
+		e.Close(ctx)
+		if err != nil {
+			return nil, err
+		}
+		t0 = time.Now()
+		m, err = running.Compile(ctx, wasm, man)
+		if err != nil {
+			return nil, err
+		}
+		t1 := time.Now()
+		_, err = m.Call(ctx, "echo", in)
+		hot = append(hot, float64(time.Since(t0).Nanoseconds()))
+		inst = append(inst, float64(time.Since(t1).Nanoseconds()))
+		m.Close(ctx)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return []bench.Result{
+		{Group: "abi", Name: "start from cache, running host", Value: bench.Median(hot) / 1e6, Unit: "ms", Target: "<= 30 ms",
+			Note: fmt.Sprintf("compile from the disk cache + instantiate + first call; instantiate+call alone %.1f ms; %d KiB Go module", bench.Median(inst)/1e6, len(wasm)>>10)},
+		{Group: "abi", Name: "start from cache, new process", Value: bench.Median(cold) / 1e6, Unit: "ms",
+			Note: "as above plus a new engine (wazero runtime, WASI, host modules)"},
+		{Group: "abi", Name: "warm call", Value: warm / 1e6, Unit: "ms", Target: "<= 1 ms", Note: "echo on a pooled instance"},
+	}, nil
+}
+
+func benchDeadlineTax(ctx context.Context, o bench.Options) ([]bench.Result, error) {
+	iters := 1 << 24
+	if o.Quick {
+		iters = 1 << 16
+	}
+	var res [2]float64
+	for i, mode := range []string{runtime.PreemptStrict, runtime.PreemptHostCalls} {
+		eng, mod, err := probeModule(ctx, "", mode)
+		if err != nil {
+			return nil, err
+		}
+		res[i], err = loopCost(ctx, o, mod, "count_loop", iters)
+		eng.Close(ctx)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return []bench.Result{{
+		Group: "abi", Name: "tight loop, strict", Value: res[0], Unit: "ns/iter",
+		Ref: "ns/iter host-calls", RefValue: res[1], Ratio: res[1] / res[0],
+		Note: fmt.Sprintf("termination checks cost %.1fx; %s", res[0]/res[1], strings.TrimSpace("strict stops any loop; host-calls needs operator consent")),
+	}}, nil
+}

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+
+	"github.com/fennec-edge/fennec/internal/records"
+	"github.com/fennec-edge/fennec/runtime"
+	"github.com/spf13/cobra"
+)
+
+func init() { register(newRunCmd) }
+
+// engineFlags are the runtime settings shared by commands that run modules.
+type engineFlags struct {
+	cacheDir  string
+	noCache   bool
+	dataDir   string
+	logLevel  string
+	logFormat string
+}
+
+func (f *engineFlags) add(c *cobra.Command) {
+	c.Flags().StringVar(&f.cacheDir, "cache-dir", "", "compilation cache directory (default: the user cache dir)")
+	c.Flags().BoolVar(&f.noCache, "no-cache", false, "do not keep compiled modules on disk")
+	c.Flags().StringVar(&f.dataDir, "data-dir", "", "directory mounted read-only at /data for modules granted wasi:data")
+	c.Flags().StringVar(&f.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
+	c.Flags().StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+}
+
+func (f *engineFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, &exitError{exitUsage, fmt.Errorf("--log-level %q: want debug, info, warn or error", f.logLevel)}
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch f.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, &exitError{exitUsage, fmt.Errorf("--log-format %q: want text or json", f.logFormat)}
+}
+
+func (f *engineFlags) engine(ctx context.Context, log *slog.Logger) (*runtime.Engine, error) {
+	backend, reason := selectBackend(log)
+	log.Debug("tensor backend", "backend", backend.Name(), "reason", reason)
+	return runtime.New(ctx, runtime.Config{
+		CacheDir:    f.cacheDir,
+		NoDiskCache: f.noCache,
+		DataDir:     f.dataDir,
+		Logger:      log,
+		Backend:     backend,
+	})
+}
+
+func newRunCmd() *cobra.Command {
+	var (
+		ef       engineFlags
+		manifest string
+		input    string
+		format   string
+		entry    string
+		output   string
+		dataset  string
+	)
+	c := &cobra.Command{
+		Use:   "run MODULE.wasm --input FILE|-",
+		Short: "Run records through a module's entrypoint and print its result",
+		Long: `Run loads MODULE.wasm with its manifest (--manifest, or NAME.toml / fennec.toml
+beside it), reads the input (CSV with a header line, CBOR, or JSON; '-' is standard
+input), calls the entrypoint once and prints the output as JSON (or raw CBOR).
+
+CSV rows become {"records": [{column: value}, ...]}: numbers as floats, empty cells
+left out.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if input == "" {
+				return &exitError{exitUsage, errors.New("--input FILE is required ('-' reads standard input)")}
+			}
+			log, err := ef.logger(c.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			in, err := readInput(c.InOrStdin(), input, format)
+			if err != nil {
+				return &exitError{exitBadInput, err}
+			}
+			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt)
+			defer stop()
+			eng, err := ef.engine(ctx, log)
+			if err != nil {
+				return err
+			}
+			defer eng.Close(context.Background())
+			mod, err := eng.LoadFile(ctx, args[0], manifest)
+			if err != nil {
+				return &exitError{exitBadInput, err}
+			}
+			if entry == "" {
+				entry = mod.Manifest().Entrypoints[0]
+			}
+			out, err := mod.CallWith(ctx, entry, in, runtime.CallOptions{Dataset: dataset})
+			if err != nil {
+				return &exitError{exitFailure, err}
+			}
+			w := c.OutOrStdout()
+			switch output {
+			case "cbor":
+				_, err = w.Write(out)
+				return err
+			case "json":
+				j, err := records.ToJSON(out)
+				if err != nil {
+					return &exitError{exitFailure, fmt.Errorf("module %s: %w", mod.Name(), err)}
+				}
+				_, err = fmt.Fprintf(w, "%s\n", j)
+				return err
+			}
+			return &exitError{exitUsage, fmt.Errorf("--output %q: want json or cbor", output)}
+		},
+	}
+	ef.add(c)
+	c.Flags().StringVar(&manifest, "manifest", "", "manifest file (default: NAME.toml or fennec.toml beside the module)")
+	c.Flags().StringVarP(&input, "input", "i", "", "input file: .csv, .cbor or .json; '-' for standard input")
+	c.Flags().StringVar(&format, "format", "", "input format: csv, cbor or json (default: from the file extension; CBOR for stdin)")
+	c.Flags().StringVarP(&entry, "entry", "e", "", "entrypoint to call (default: the manifest's first)")
+	c.Flags().StringVarP(&output, "output", "o", "json", "output format: json or cbor")
+	c.Flags().StringVar(&dataset, "dataset", "", "dataset name whose privacy budget this call's releases are charged to")
+	return c
+}
+
+// readInput reads and converts the input file to CBOR.
+func readInput(stdin io.Reader, path, format string) ([]byte, error) {
+	name := path
+	var r io.Reader
+	if path == "-" {
+		name, r = "<stdin>", stdin
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	if format == "" {
+		switch strings.ToLower(filepath.Ext(path)) {
+		case ".csv":
+			format = "csv"
+		case ".json":
+			format = "json"
+		default:
+			format = "cbor"
+		}
+	}
+	const maxInput = 1 << 30
+	switch format {
+	case "csv":
+		b, _, err := records.FromCSV(io.LimitReader(r, maxInput), name)
+		return b, err
+	case "json", "cbor":
+		b, err := io.ReadAll(io.LimitReader(r, maxInput))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if format == "json" {
+			return records.FromJSON(b, name)
+		}
+		return b, records.CheckCBOR(b, name)
+	}
+	return nil, fmt.Errorf("--format %q: want csv, cbor or json", format)
+}
