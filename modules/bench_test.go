@@ -44,9 +44,27 @@ func BenchmarkPreprocessGuest(b *testing.B) {
 	benchCall(b, mod, "process", in)
 }
 
-// BenchmarkPreprocessNative is the same work natively (decode, process,
-// encode with the same CBOR library), the reference for the guest.
+// BenchmarkPreprocessNative is the guest's work natively: the same typed
+// decode, vitalsproc and encode, the reference for the guest.
 func BenchmarkPreprocessNative(b *testing.B) {
+	in, _ := preprocessInput(1000)
+	for b.Loop() {
+		var req vitalsproc.Request
+		if err := sdk.Unmarshal(in, &req); err != nil {
+			b.Fatal(err)
+		}
+		st := &vitalsproc.State{}
+		out, cnt, _ := vitalsproc.Process(vitalsproc.Config{}, req.Records, st)
+		if _, err := sdk.Marshal(&vitalsproc.Response{Records: out, Counts: cnt, State: st}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPreprocessNativeMaps is the map-based path the module used
+// before sdk/cbor (generic decode into map[string]any, FromMap, ToMap,
+// generic encode), with the SDK's codec.
+func BenchmarkPreprocessNativeMaps(b *testing.B) {
 	in, _ := preprocessInput(1000)
 	for b.Loop() {
 		var req struct {

@@ -3,11 +3,10 @@ package sdk
 import (
 	"errors"
 	"fmt"
-	"reflect"
 	"runtime/debug"
 	"unsafe"
 
-	"github.com/fxamacker/cbor/v2"
+	"github.com/fennec-edge/fennec/sdk/cbor"
 )
 
 // call is the state of the entrypoint call in progress.
@@ -96,7 +95,7 @@ func ServeCBOR[In, Out any](inLen int32, fn func(In) (Out, error)) int32 {
 		if err != nil {
 			return nil, err
 		}
-		return Marshal(out)
+		return Marshal(&out) // a pointer, so that pointer-receiver EncodeCBOR methods apply
 	})
 }
 
@@ -187,34 +186,12 @@ func Log(level Level, msg string) {
 // Logf formats and logs.
 func Logf(level Level, format string, args ...any) { Log(level, fmt.Sprintf(format, args...)) }
 
-var (
-	encMode cbor.EncMode
-	decMode cbor.DecMode
-)
+// Marshal encodes v as deterministic CBOR (package sdk/cbor). Types that
+// implement cbor.Marshaler, as the SDK's shared structures do, encode
+// without reflection; other values go through reflection over `cbor:"..."`
+// struct tags.
+func Marshal(v any) ([]byte, error) { return cbor.Marshal(v) }
 
-func init() {
-	var err error
-	// Deterministic (core) encoding so that equal values give equal bytes
-	// (risk-infer hashes models); float64 kept as float64.
-	encMode, err = cbor.CoreDetEncOptions().EncMode()
-	if err != nil {
-		panic(err)
-	}
-	decMode, err = cbor.DecOptions{
-		MaxArrayElements: 1 << 24,
-		MaxMapPairs:      1 << 24,
-		MaxNestedLevels:  32,
-		// Maps decode to map[string]any where keys are text, as CBOR from
-		// the host's CSV reader and the federation layer always is.
-		DefaultMapType: reflect.TypeOf(map[string]any(nil)),
-	}.DecMode()
-	if err != nil {
-		panic(err)
-	}
-}
-
-// Marshal encodes v as deterministic CBOR.
-func Marshal(v any) ([]byte, error) { return encMode.Marshal(v) }
-
-// Unmarshal decodes CBOR data into v (a pointer).
-func Unmarshal(data []byte, v any) error { return decMode.Unmarshal(data, v) }
+// Unmarshal decodes CBOR data into v (a pointer), with cbor.Unmarshaler's
+// fast path where v implements it. Generic maps decode to map[string]any.
+func Unmarshal(data []byte, v any) error { return cbor.Unmarshal(data, v) }

@@ -20,19 +20,78 @@ import (
 
 	"github.com/fennec-edge/fennec/modules/internal/vitalsproc"
 	"github.com/fennec-edge/fennec/sdk"
+	"github.com/fennec-edge/fennec/sdk/cbor"
 	"github.com/fennec-edge/fennec/sdk/nn"
 )
 
 type request struct {
-	Model   sdk.Model        `cbor:"model"`
-	Records []map[string]any `cbor:"records"`
+	Model    sdk.Model
+	Patients []string
+	Features []float32 // NumFields per record
+}
+
+// DecodeCBOR implements cbor.Unmarshaler: records are read straight into
+// the feature matrix (vitalsproc.ReadFeatures), without per-record maps.
+func (r *request) DecodeCBOR(d *cbor.Decoder) error {
+	n, err := d.Map()
+	if err != nil {
+		return err
+	}
+	for d.More(&n) {
+		k, err := d.Key()
+		if err != nil {
+			return err
+		}
+		switch string(k) {
+		case "model":
+			err = r.Model.DecodeCBOR(d)
+		case "records":
+			err = r.decodeRecords(d)
+		default:
+			err = d.Skip()
+		}
+		if err != nil {
+			return cbor.Field(string(k), err)
+		}
+	}
+	return nil
+}
+
+func (r *request) decodeRecords(d *cbor.Decoder) error {
+	n, err := d.Array()
+	if err != nil {
+		return err
+	}
+	r.Patients = make([]string, 0, cbor.Cap(n))
+	r.Features = make([]float32, 0, cbor.Cap(n)*vitalsproc.NumFields)
+	for i := 0; d.More(&n); i++ {
+		var p string
+		if p, r.Features, err = vitalsproc.ReadFeatures(d, r.Features); err != nil {
+			return cbor.Elem(i, err)
+		}
+		r.Patients = append(r.Patients, p)
+	}
+	return nil
 }
 
 type response struct {
-	Scores    []float64 `cbor:"scores"`
-	Patients  []string  `cbor:"patients"`
-	ModelHash string    `cbor:"model_hash"`
-	Cached    bool      `cbor:"cached"`
+	Scores    []float64
+	Patients  []string
+	ModelHash string
+	Cached    bool
+}
+
+// EncodeCBOR implements cbor.Marshaler (keys in deterministic order).
+func (r *response) EncodeCBOR(e *cbor.Encoder) {
+	e.Map(4)
+	e.Text("cached")
+	e.Bool(r.Cached)
+	e.Text("scores")
+	e.Float64s(r.Scores)
+	e.Text("patients")
+	e.Strings(r.Patients)
+	e.Text("model_hash")
+	e.Text(r.ModelHash)
 }
 
 // maxCached models stay resident; the least recently used is freed.
@@ -108,20 +167,15 @@ func handle(req request) (response, error) {
 	if err != nil {
 		return response{}, err
 	}
-	resp := response{ModelHash: e.hash, Cached: hit, Scores: []float64{}, Patients: make([]string, len(req.Records))}
-	n := len(req.Records)
+	resp := response{ModelHash: e.hash, Cached: hit, Scores: []float64{}, Patients: req.Patients}
+	if resp.Patients == nil {
+		resp.Patients = []string{}
+	}
+	n := len(req.Patients)
 	if n == 0 {
 		return resp, nil
 	}
-	feats := make([]float32, 0, n*vitalsproc.NumFields)
-	for i, r := range req.Records {
-		feats = vitalsproc.Features(r, feats)
-		if p, ok := r["patient"].(string); ok {
-			resp.Patients[i] = p
-		} else if r["patient"] != nil {
-			resp.Patients[i] = fmt.Sprint(r["patient"])
-		}
-	}
+	feats := req.Features
 	if e.n != n {
 		e.x.Free()
 		e.p.Free()

@@ -17,53 +17,31 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/fennec-edge/fennec/modules/internal/vitalsproc"
 	"github.com/fennec-edge/fennec/sdk"
 )
 
-type request struct {
-	Records   []map[string]any  `cbor:"records"`
-	State     *vitalsproc.State `cbor:"state"`
-	Window    int               `cbor:"window"`
-	Tolerance float64           `cbor:"tolerance"`
-}
-
-type response struct {
-	Records []map[string]any  `cbor:"records"`
-	Counts  map[string]any    `cbor:"counts"`
-	State   *vitalsproc.State `cbor:"state"`
-}
+// The request and response types implement sdk/cbor's Marshaler and
+// Unmarshaler (modules/internal/vitalsproc/cbor.go): records are decoded
+// straight into vitalsproc.Record values, without reflection or
+// map[string]any.
 
 //go:wasmexport process
 func process(n int32) int32 { return sdk.ServeCBOR(n, handle) }
 
-func handle(req request) (response, error) {
+func handle(req vitalsproc.Request) (vitalsproc.Response, error) {
 	st := req.State
 	if st == nil {
 		st = &vitalsproc.State{}
 	}
 	if err := st.Validate(); err != nil {
-		return response{}, err
+		return vitalsproc.Response{}, err
 	}
-	recs := make([]vitalsproc.Record, len(req.Records))
-	for i, m := range req.Records {
-		r, err := vitalsproc.FromMap(m)
-		if err != nil {
-			return response{}, fmt.Errorf("record %d: %w", i, err)
-		}
-		recs[i] = r
-	}
-	out, cnt, err := vitalsproc.Process(vitalsproc.Config{Window: req.Window, Tolerance: req.Tolerance}, recs, st)
+	out, cnt, err := vitalsproc.Process(vitalsproc.Config{Window: req.Window, Tolerance: req.Tolerance}, req.Records, st)
 	if err != nil {
-		return response{}, err
+		return vitalsproc.Response{}, err
 	}
-	resp := response{Records: make([]map[string]any, len(out)), Counts: cnt.ToMap(), State: st}
-	for i := range out {
-		resp.Records[i] = out[i].ToMap()
-	}
-	return resp, nil
+	return vitalsproc.Response{Records: out, Counts: cnt, State: st}, nil
 }
 
 func main() {}

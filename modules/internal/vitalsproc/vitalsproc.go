@@ -9,8 +9,6 @@ package vitalsproc
 import (
 	"fmt"
 	"math"
-	"slices"
-	"sort"
 )
 
 // Field describes one vital sign: its record key, unit and bounds.
@@ -157,6 +155,11 @@ func (s *State) Validate() error {
 			if len(v) > MaxWindow {
 				return fmt.Errorf("vitalsproc: state: patient %q field %q: %d values, at most %d", p, k, len(v), MaxWindow)
 			}
+			for _, x := range v {
+				if math.IsNaN(x) || math.IsInf(x, 0) {
+					return fmt.Errorf("vitalsproc: state: patient %q field %q: value %v not finite", p, k, x)
+				}
+			}
 		}
 	}
 	return nil
@@ -198,6 +201,14 @@ func Process(cfg Config, recs []Record, st *State) ([]Output, Counts, error) {
 		st.Recent = map[string]map[string][]float64{}
 	}
 	out := make([]Output, len(recs))
+	// The running statistics live in an array during the call (one map
+	// write per field at the end instead of a lookup and a write per
+	// reading).
+	var stats [NumFields]Welford
+	var had [NumFields]bool
+	for i, f := range Fields {
+		stats[i], had[i] = st.Stats[f.Key]
+	}
 	var win []float64
 	for ri := range recs {
 		r := &recs[ri]
@@ -244,28 +255,41 @@ func Process(cfg Config, recs []Record, st *State) ([]Output, Counts, error) {
 			if len(win) > cfg.Window {
 				win = win[len(win)-cfg.Window:]
 			}
-			// Keep the last Window-1 raw readings for the next one.
+			// Keep the last Window-1 raw readings for the next one (in
+			// prev's own array: win is a copy, so they do not overlap).
 			keep := win
 			if len(keep) > cfg.Window-1 {
 				keep = keep[len(keep)-(cfg.Window-1):]
 			}
-			hist[f.Key] = append(prev[:0:0], keep...)
+			hist[f.Key] = append(prev[:0], keep...)
 			m := median(win)
-			w := st.Stats[f.Key]
-			w.Add(m)
-			st.Stats[f.Key] = w
+			stats[i].Add(m)
 			o.Clean[i] = m
-			o.Z[i] = w.Z(m)
+			o.Z[i] = stats[i].Z(m)
 			o.Present[i] = true
+		}
+	}
+	for i, f := range Fields {
+		if had[i] || stats[i].N > 0 {
+			st.Stats[f.Key] = stats[i]
 		}
 	}
 	return out, cnt, nil
 }
 
-// median of v (v is reordered).
+// median of v (at most MaxWindow values; v is not modified).
 func median(v []float64) float64 {
-	s := slices.Clone(v)
-	sort.Float64s(s)
+	var buf [MaxWindow]float64
+	s := buf[:copy(buf[:], v)]
+	// insertion sort: windows are short
+	for i := 1; i < len(s); i++ {
+		x := s[i]
+		j := i
+		for ; j > 0 && s[j-1] > x; j-- {
+			s[j] = s[j-1]
+		}
+		s[j] = x
+	}
 	n := len(s)
 	if n%2 == 1 {
 		return s[n/2]
