@@ -26,6 +26,12 @@ var Sources = map[string]string{
 	"risk-infer":        "modules/risk-infer",
 	"risk-train":        "modules/risk-train",
 	"probe":             "runtime/testdata/probe",
+	"c-zscore":          "modules/c-zscore/zscore.c", // C, built with clang
+}
+
+// Names lists the guests in a stable order.
+func Names() []string {
+	return []string{"vitals-preprocess", "risk-infer", "risk-train", "c-zscore", "probe"}
 }
 
 // ErrNoSource means the fennec source tree (or a Go toolchain) is not
@@ -94,13 +100,23 @@ func Load(ctx context.Context, name string) ([]byte, runtime.Manifest, error) {
 	if err != nil {
 		return nil, runtime.Manifest{}, err
 	}
-	dir := filepath.Join(root, rel)
+	src := filepath.Join(root, rel)
+	dir := src
+	isC := strings.HasSuffix(rel, ".c")
+	if isC {
+		dir = filepath.Dir(src)
+	}
 	man, err := runtime.ReadManifest(filepath.Join(dir, "fennec.toml"))
 	if err != nil {
 		return nil, runtime.Manifest{}, err
 	}
 	mu.Lock()
-	path, err := guestbuild.Go(ctx, dir, CacheDir())
+	var path string
+	if isC {
+		path, err = guestbuild.C(ctx, src, CacheDir())
+	} else {
+		path, err = guestbuild.Go(ctx, src, CacheDir())
+	}
 	mu.Unlock()
 	if errors.Is(err, guestbuild.ErrNoGo) {
 		return nil, runtime.Manifest{}, fmt.Errorf("%w: building %s needs the Go toolchain on PATH: %v", ErrNoSource, name, err)

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/fennec-edge/fennec/internal/guestbuild"
+	"github.com/fennec-edge/fennec/internal/guests"
+	"github.com/fennec-edge/fennec/internal/vitals"
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	register(newGuestsCmd)
+	register(newVitalsCmd)
+}
+
+func newGuestsCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "guests",
+		Short: "Build the example guest modules from the source tree",
+	}
+	var out string
+	build := &cobra.Command{
+		Use:   "build [NAME...]",
+		Short: "Build example modules (all when none) into --out as NAME.wasm with NAME.toml",
+		Long: `Build compiles the example guest modules from this source tree: Go guests with the
+Go toolchain (GOOS=wasip1, -buildmode=c-shared), the C guest with clang for
+wasm32-wasi. Names: ` + strings.Join(guests.Names(), ", ") + `.`,
+		RunE: func(c *cobra.Command, args []string) error {
+			names := args
+			if len(names) == 0 {
+				names = guests.Names()
+			}
+			if out != "" {
+				if err := os.MkdirAll(out, 0o755); err != nil {
+					return err
+				}
+			}
+			for _, n := range names {
+				wasm, man, err := guests.Load(c.Context(), n)
+				if errors.Is(err, guestbuild.ErrNoClang) {
+					fmt.Fprintf(c.ErrOrStderr(), "%s: skipped: %v\n", n, err)
+					continue
+				}
+				if err != nil {
+					return &exitError{exitFailure, fmt.Errorf("%s: %w", n, err)}
+				}
+				line := fmt.Sprintf("%-18s %s %-8s %7d KiB", n, "v"+man.Version, "", len(wasm)>>10)
+				if out != "" {
+					root, _ := guests.Root()
+					manSrc := filepath.Join(root, guests.Sources[n])
+					if strings.HasSuffix(manSrc, ".c") {
+						manSrc = filepath.Dir(manSrc)
+					}
+					toml, err := os.ReadFile(filepath.Join(manSrc, "fennec.toml"))
+					if err != nil {
+						return err
+					}
+					if err := os.WriteFile(filepath.Join(out, n+".wasm"), wasm, 0o644); err != nil {
+						return err
+					}
+					if err := os.WriteFile(filepath.Join(out, n+".toml"), toml, 0o644); err != nil {
+						return err
+					}
+					line += "  -> " + filepath.Join(out, n+".wasm")
+				}
+				fmt.Fprintln(c.OutOrStdout(), strings.Join(strings.Fields(line), " "))
+			}
+			return nil
+		},
+	}
+	build.Flags().StringVarP(&out, "out", "o", "", "directory to write NAME.wasm and NAME.toml to (default: only build and cache)")
+	c.AddCommand(build)
+	return c
+}
+
+func newVitalsCmd() *cobra.Command {
+	var (
+		cfg    vitals.Config
+		device int
+		out    string
+	)
+	c := &cobra.Command{
+		Use:   "vitals",
+		Short: "Write synthetic patient vitals as CSV (for fennec run and the demo)",
+		Long: `Vitals writes realistic synthetic adult vital signs (heart rate, blood pressure,
+SpO2, respiratory rate, temperature, glucose) with noise, missing readings,
+artefacts and deteriorating patients, one row per reading, with a label that says
+whether the patient deteriorates within the horizon. Distributions are documented
+in internal/vitals.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if device >= 0 {
+				cfg = vitals.Shard(cfg, device)
+			}
+			recs := vitals.Generate(cfg)
+			w := c.OutOrStdout()
+			if out != "" && out != "-" {
+				f, err := os.Create(out)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				w = f
+			}
+			if err := vitals.WriteCSV(w, recs); err != nil {
+				return err
+			}
+			if out != "" && out != "-" {
+				patients := map[string]bool{}
+				for _, r := range recs {
+					patients[r.Patient] = true
+				}
+				fmt.Fprintf(c.ErrOrStderr(), "wrote %d readings of %d patients to %s\n", len(recs), len(patients), out)
+			}
+			return nil
+		},
+	}
+	c.Flags().IntVar(&cfg.Patients, "patients", 0, "number of patients (default 40)")
+	c.Flags().Uint64Var(&cfg.Seed, "seed", 1, "random seed")
+	c.Flags().Float64Var(&cfg.Hours, "hours", 0, "length of stay of stable patients in hours (default 48)")
+	c.Flags().IntVar(&device, "device", -1, "generate device N's non-IID shard (its case-mix profile)")
+	c.Flags().StringVarP(&out, "out", "o", "-", "output CSV file ('-' for standard output)")
+	return c
+}
