@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/fennec-edge/fennec/internal/guestbuild"
@@ -78,6 +80,48 @@ func TestCZScore(t *testing.T) {
 	} {
 		if _, err := mod.Call(context.Background(), "zscore", in); !errors.Is(err, runtime.ErrGuest) {
 			t.Errorf("%s: err = %v, want a guest failure (not a trap or success)", name, err)
+		}
+	}
+}
+
+// TestCZScoreFreesOnError runs the C module under a small tensor quota so
+// that a large input fails part-way (after some tensors exist). The module
+// must free them: otherwise the leaked bytes pile up on the reused instance
+// and later, small calls fail too.
+func TestCZScoreFreesOnError(t *testing.T) {
+	loadC(t) // skips without clang
+	man, err := runtime.ParseManifest([]byte(`name = "c-zscore"
+version = "1.0.0"
+entrypoints = ["zscore"]
+capabilities = ["tensor"]
+
+[limits]
+memory_pages = 256
+tensor_bytes = 65536
+`), "quota.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(wasmFor(t, "c-zscore/zscore.c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, err := engine.Compile(context.Background(), bin, man)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mod.Close(context.Background())
+	// 6000 values: x, d and sq are 24,000 bytes each, so the third tensor
+	// exceeds the 65,536-byte quota with two (and the mean) alive.
+	big := mustCBOR(t, map[string]any{"values": make([]float64, 6000)})
+	small := mustCBOR(t, map[string]any{"values": []float64{1, 2, 3}})
+	for i := range 5 {
+		_, err := mod.Call(context.Background(), "zscore", big)
+		if !errors.Is(err, runtime.ErrGuest) || !strings.Contains(err.Error(), "square") || !strings.Contains(err.Error(), "EQUOTA") {
+			t.Fatalf("big call %d: %v, want a quota failure in square", i, err)
+		}
+		if _, err := mod.Call(context.Background(), "zscore", small); err != nil {
+			t.Fatalf("small call after %d failures: %v (tensors leaked?)", i+1, err)
 		}
 	}
 }

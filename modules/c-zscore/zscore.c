@@ -210,12 +210,25 @@ static int parse_values(const uint8_t *in, size_t len, float **vals, int32_t *n)
     return found && !r.err && r.p == r.end;
 }
 
+/* Tensor handles of one call; 0 = not allocated. All are freed on every
+ * path out of zscore (success or error), so a failing call leaks nothing on
+ * an instance that is reused for the next call. */
+enum { T_X, T_MEAN, T_D, T_SQ, T_VAR, T_COUNT };
+
+static void free_handles(int32_t *h) {
+    for (int i = 0; i < T_COUNT; i++)
+        if (h[i] > 0) fennec_tensor_free(h[i]);
+}
+
 FENNEC_EXPORT("zscore") int32_t zscore(int32_t in_len) {
     if (in_len < 0) return fennec_fail_str("negative input length");
     uint8_t *in = malloc(in_len ? (size_t)in_len : 1);
     if (!in) return fennec_fail_str("out of memory");
     int32_t got = fennec_input(in, in_len);
-    if (got < 0) return failf("input", got);
+    if (got < 0) {
+        free(in);
+        return failf("input", got);
+    }
     float *vals = NULL;
     int32_t n = 0;
     if (!parse_values(in, (size_t)got, &vals, &n)) {
@@ -229,34 +242,35 @@ FENNEC_EXPORT("zscore") int32_t zscore(int32_t in_len) {
         return fennec_fail_str("input: no values");
     }
 
-    int32_t x = fennec_tensor_f32_2d(1, n, vals);
-    if (x < 0) return failf("tensor.new", x);
-    int32_t mean = fennec_tensor_reduce(FENNEC_REDUCE_MEAN, x, 1, 1, 0);
-    if (mean < 0) return failf("reduce mean", mean);
-    int32_t d = fennec_tensor_binary(FENNEC_SUB, x, mean, 0);
-    if (d < 0) return failf("sub", d);
-    int32_t sq = fennec_tensor_unary(FENNEC_SQUARE, d, 0, 0);
-    if (sq < 0) return failf("square", sq);
-    int32_t var = fennec_tensor_reduce(FENNEC_REDUCE_MEAN, sq, 1, 1, 0);
-    if (var < 0) return failf("reduce var", var);
-    int32_t sd = fennec_tensor_unary(FENNEC_SQRT, var, 0, var); /* in place */
-    if (sd < 0) return failf("sqrt", sd);
+    int32_t h[T_COUNT] = {0};
+    int32_t rc = 0;
+    const char *what = NULL;
     float m = 0, s = 0;
-    int32_t rc;
-    if ((rc = fennec_tensor_read(mean, &m, 4)) < 0) return failf("read mean", rc);
-    if ((rc = fennec_tensor_read(sd, &s, 4)) < 0) return failf("read std", rc);
+#define TRY(expr, name)            \
+    do {                           \
+        rc = (expr);               \
+        if (rc < 0) {              \
+            what = (name);         \
+            goto fail;             \
+        }                          \
+    } while (0)
+    TRY(h[T_X] = fennec_tensor_f32_2d(1, n, vals), "tensor.new");
+    TRY(h[T_MEAN] = fennec_tensor_reduce(FENNEC_REDUCE_MEAN, h[T_X], 1, 1, 0), "reduce mean");
+    TRY(h[T_D] = fennec_tensor_binary(FENNEC_SUB, h[T_X], h[T_MEAN], 0), "sub");
+    TRY(h[T_SQ] = fennec_tensor_unary(FENNEC_SQUARE, h[T_D], 0, 0), "square");
+    TRY(h[T_VAR] = fennec_tensor_reduce(FENNEC_REDUCE_MEAN, h[T_SQ], 1, 1, 0), "reduce var");
+    TRY(fennec_tensor_unary(FENNEC_SQRT, h[T_VAR], 0, h[T_VAR]), "sqrt"); /* in place: var becomes std */
+    TRY(fennec_tensor_read(h[T_MEAN], &m, 4), "read mean");
+    TRY(fennec_tensor_read(h[T_VAR], &s, 4), "read std");
     if (s > 0) {
-        int32_t z = fennec_tensor_binary(FENNEC_DIV, d, sd, sq); /* reuse sq as output */
-        if (z < 0) return failf("div", z);
-        if ((rc = fennec_tensor_read(z, vals, n * 4)) < 0) return failf("read z", rc);
+        /* z into sq's storage (sq is no longer needed) */
+        TRY(fennec_tensor_binary(FENNEC_DIV, h[T_D], h[T_VAR], h[T_SQ]), "div");
+        TRY(fennec_tensor_read(h[T_SQ], vals, n * 4), "read z");
     } else {
         memset(vals, 0, (size_t)n * 4);
     }
-    fennec_tensor_free(x);
-    fennec_tensor_free(mean);
-    fennec_tensor_free(d);
-    fennec_tensor_free(sq);
-    fennec_tensor_free(var);
+#undef TRY
+    free_handles(h);
 
     wr w = {0};
     wr_head(&w, 5, 4);
@@ -270,9 +284,19 @@ FENNEC_EXPORT("zscore") int32_t zscore(int32_t in_len) {
     wr_text(&w, "n");
     wr_head(&w, 0, (uint64_t)n);
     free(vals);
-    if (w.err) return fennec_fail_str("out of memory");
+    if (w.err) {
+        free(w.buf);
+        return fennec_fail_str("out of memory");
+    }
     rc = fennec_output(w.buf, (int32_t)w.len);
     free(w.buf);
     if (rc < 0) return failf("output", rc);
     return 0;
+
+fail:
+    /* failf reads last_error before the frees can replace it */
+    rc = failf(what, rc);
+    free_handles(h);
+    free(vals);
+    return rc;
 }
