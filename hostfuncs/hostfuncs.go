@@ -37,7 +37,8 @@ const (
 
 // Capability names of the built-in groups. The core group needs none.
 const (
-	CapTensor = "tensor"
+	CapTensor  = "tensor"
+	CapPrivacy = "privacy"
 )
 
 // Code is an ABI result code. Negative values are errors.
@@ -103,7 +104,7 @@ func (g *Group) Lookup(name string) *Func {
 
 // Builtin returns the groups of ABI v1 that this package implements.
 func Builtin() []Group {
-	return []Group{coreGroup(), tensorGroup()}
+	return []Group{coreGroup(), tensorGroup(), privacyGroup()}
 }
 
 // Register instantiates each group as a host module in r.

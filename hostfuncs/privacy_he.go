@@ -1,0 +1,371 @@
+package hostfuncs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/fennec-edge/fennec/gpu"
+	"github.com/fennec-edge/fennec/privacy/he"
+	"github.com/tetratelabs/wazero/api"
+)
+
+// HEParty is a device's side of the federation's threshold-HE setup, as
+// he_encrypt uses it. Its keys stay inside it: only ciphertext messages
+// come out. NewHEDevice adapts a *he.Party.
+type HEParty interface {
+	// MaxAbs is the largest absolute value Encrypt accepts.
+	MaxAbs() float64
+	// EncryptedLen is the length of the message Encrypt returns for n values.
+	EncryptedLen(n int) (int, error)
+	// Encrypt encrypts update under the collective public key and returns
+	// the CBOR he.CiphertextMsg. Errors wrap he.ErrPhase before the key
+	// setup is complete.
+	Encrypt(update []float32) ([]byte, error)
+}
+
+// HEHub is the hub's aggregation of the current round, as he_add and
+// he_decrypt_aggregate use it. NewHEAggregation adapts a *he.Aggregator.
+type HEHub interface {
+	// Add adds a device's he.CiphertextMsg to the round's aggregate and
+	// returns the number of contributions so far. Errors wrap
+	// he.ErrMessage (malformed or repeated) or he.ErrPhase (no round).
+	Add(msg []byte) (contributions int, err error)
+	// Round describes the round now collecting updates.
+	Round() HERound
+	// Decrypt runs the collective decryption of the aggregate (the devices
+	// answer with decryption shares) and returns the sum of the updates.
+	// It closes the round.
+	Decrypt(ctx context.Context) ([]float64, error)
+}
+
+// HERound is the state of the hub's current round.
+type HERound struct {
+	Open          bool // collecting updates
+	Len           int  // values per update
+	Contributions int  // updates added so far
+	MinAggregate  int  // the least number of updates that may be decrypted
+}
+
+// HEDevice adapts a device's *he.Party for PrivacyServices.HE. It
+// serialises use of the party (lattigo's encoder is not safe for
+// concurrent use) and remembers message lengths per update length.
+type HEDevice struct {
+	mu     sync.Mutex
+	p      *he.Party
+	maxAbs float64
+	lens   map[int]int
+}
+
+// NewHEDevice wraps party p of setup s.
+func NewHEDevice(p *he.Party, s he.Setup) (*HEDevice, error) {
+	if p == nil {
+		return nil, errors.New("hostfuncs: NewHEDevice: nil party")
+	}
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("hostfuncs: NewHEDevice: %w", err)
+	}
+	return &HEDevice{p: p, maxAbs: float64(he.MaxAbsSum) / float64(s.Parties), lens: map[int]int{}}, nil
+}
+
+// MaxAbs implements HEParty: he.MaxAbsSum / Parties.
+func (d *HEDevice) MaxAbs() float64 { return d.maxAbs }
+
+// Encrypt implements HEParty.
+func (d *HEDevice) Encrypt(update []float32) ([]byte, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	msg, err := d.p.Encrypt(update)
+	if err == nil {
+		d.lens[len(update)] = len(msg)
+	}
+	return msg, err
+}
+
+// EncryptedLen implements HEParty. The first call for a length encrypts
+// zeros once (the message length depends only on the number of values).
+func (d *HEDevice) EncryptedLen(n int) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if l, ok := d.lens[n]; ok {
+		return l, nil
+	}
+	msg, err := d.p.Encrypt(make([]float32, n))
+	if err != nil {
+		return 0, err
+	}
+	d.lens[n] = len(msg)
+	return len(msg), nil
+}
+
+// HEDecryptors reaches the devices that take part in a collective
+// decryption. The federation layer implements it over its transport.
+type HEDecryptors interface {
+	// Active returns the parties that will decrypt: all N for N-of-N, or
+	// exactly t reachable ones for t-of-N.
+	Active(ctx context.Context) ([]uint32, error)
+	// Shares sends the he.DecryptRequest req to the active parties and
+	// returns their he.DecryptShareMsg answers.
+	Shares(ctx context.Context, req []byte, active []uint32) ([][]byte, error)
+}
+
+// HEAggregation adapts the hub's *he.Aggregator for PrivacyServices.HEHub.
+// The federation layer calls StartRound; guests add updates and decrypt
+// the aggregate. It is safe for concurrent use.
+type HEAggregation struct {
+	mu    sync.Mutex
+	agg   *he.Aggregator
+	dec   HEDecryptors
+	min   int
+	n     int
+	count int
+	open  bool
+}
+
+// NewHEAggregation wraps the hub's aggregator of setup s; d collects the
+// decryption shares.
+func NewHEAggregation(agg *he.Aggregator, s he.Setup, d HEDecryptors) (*HEAggregation, error) {
+	if agg == nil || d == nil {
+		return nil, errors.New("hostfuncs: NewHEAggregation: nil aggregator or decryptors")
+	}
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("hostfuncs: NewHEAggregation: %w", err)
+	}
+	m := s.MinAggregate
+	if m == 0 {
+		m = 2 // he.Setup's default
+	}
+	return &HEAggregation{agg: agg, dec: d, min: m}, nil
+}
+
+// StartRound begins collecting updates of n values (abandoning any
+// unfinished round).
+func (a *HEAggregation) StartRound(n int) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.agg.StartRound(n); err != nil {
+		return err
+	}
+	a.n, a.count, a.open = n, 0, true
+	return nil
+}
+
+// Add implements HEHub.
+func (a *HEAggregation) Add(msg []byte) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.open {
+		return 0, fmt.Errorf("%w: no round is collecting updates", he.ErrPhase)
+	}
+	if err := a.agg.AddCiphertext(msg); err != nil {
+		return a.count, err
+	}
+	a.count++
+	return a.count, nil
+}
+
+// Round implements HEHub.
+func (a *HEAggregation) Round() HERound {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return HERound{Open: a.open, Len: a.n, Contributions: a.count, MinAggregate: a.min}
+}
+
+// Decrypt implements HEHub. Whatever the outcome the round is closed: a
+// failed decryption needs a new round.
+func (a *HEAggregation) Decrypt(ctx context.Context) ([]float64, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.open {
+		return nil, fmt.Errorf("%w: no round is collecting updates", he.ErrPhase)
+	}
+	if a.count < a.min {
+		return nil, fmt.Errorf("%w: %d updates, at least %d are needed to decrypt", he.ErrAbort, a.count, a.min)
+	}
+	active, err := a.dec.Active(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: choosing decryptors: %v", he.ErrAbort, err)
+	}
+	req, err := a.agg.DecryptionRequest(active)
+	if err != nil {
+		return nil, err
+	}
+	a.open = false
+	shares, err := a.dec.Shares(ctx, req, active)
+	if err != nil {
+		return nil, fmt.Errorf("%w: collecting decryption shares: %v", he.ErrAbort, err)
+	}
+	for _, sh := range shares {
+		if err := a.agg.AddDecryptionShare(sh); err != nil {
+			return nil, fmt.Errorf("%w: a device's decryption share: %v", he.ErrAbort, err)
+		}
+	}
+	sum, _, err := a.agg.Result()
+	return sum, err
+}
+
+// he_encrypt(h, buf_ptr, buf_cap) -> length
+func heEncrypt(ctx context.Context, mod api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	const op = "privacy.he_encrypt"
+	h, ptr, capacity := int32(stack[0]), uint32(stack[1]), int32(stack[2])
+	ps := in.privacyServices()
+	if ps == nil || ps.HE == nil {
+		stack[0] = in.fail(ESTATE, "%s: no homomorphic-encryption setup is active on this host", op)
+		return
+	}
+	if capacity < 0 {
+		stack[0] = in.fail(EMEM, "%s: negative buffer capacity %d", op, capacity)
+		return
+	}
+	t, c, okh := in.f32Tensor(op, h)
+	if !okh {
+		stack[0] = c
+		return
+	}
+	if t.Len() == 0 {
+		stack[0] = in.fail(ESHAPE, "%s: the tensor is empty", op)
+		return
+	}
+	var buf []byte
+	if capacity > 0 {
+		var okm bool
+		if buf, okm = mem(mod, ptr, capacity); !okm {
+			stack[0] = in.fail(EMEM, "%s: buffer [%d, +%d) is outside guest memory", op, ptr, capacity)
+			return
+		}
+	}
+	x, err := in.readF32(t)
+	if err != nil {
+		stack[0] = in.failErr(op, err)
+		return
+	}
+	lim := ps.HE.MaxAbs()
+	for i, v := range x {
+		if math.Abs(float64(v)) > lim { // NaN passes and is encrypted as 0
+			stack[0] = in.fail(EINVAL, "%s: element %d is %v; values must lie within +-%v (he.MaxAbsSum/parties) so the aggregate cannot wrap", op, i, v, lim)
+			return
+		}
+	}
+	need, err := ps.HE.EncryptedLen(len(x))
+	if err != nil {
+		stack[0] = in.failPrivacy(op, err)
+		return
+	}
+	if need > int(capacity) {
+		stack[0] = in.ciphertextLen(op, need)
+		return
+	}
+	msg, err := ps.HE.Encrypt(x)
+	if err != nil {
+		stack[0] = in.failPrivacy(op, err)
+		return
+	}
+	if len(msg) > len(buf) {
+		stack[0] = in.ciphertextLen(op, len(msg))
+		return
+	}
+	copy(buf, msg)
+	stack[0] = ok(int32(len(msg)))
+}
+
+func (in *Instance) ciphertextLen(op string, n int) uint64 {
+	if n > math.MaxInt32 {
+		return in.fail(ETOOBIG, "%s: the ciphertext message would be %d bytes", op, n)
+	}
+	return ok(int32(n))
+}
+
+// he_add(ptr, len) -> contributions
+func heAdd(ctx context.Context, mod api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	const op = "privacy.he_add"
+	ptr, n := uint32(stack[0]), int32(stack[1])
+	ps := in.privacyServices()
+	if ps == nil || ps.HEHub == nil {
+		stack[0] = in.fail(ESTATE, "%s: this host aggregates no homomorphically encrypted round", op)
+		return
+	}
+	raw, okm := mem(mod, ptr, n)
+	if !okm {
+		stack[0] = in.fail(EMEM, "%s: message [%d, +%d) is outside guest memory", op, ptr, n)
+		return
+	}
+	if n == 0 {
+		stack[0] = in.fail(EINVAL, "%s: empty message", op)
+		return
+	}
+	count, err := ps.HEHub.Add(append([]byte(nil), raw...))
+	if err != nil {
+		stack[0] = in.failPrivacy(op, err)
+		return
+	}
+	stack[0] = ok(int32(count))
+}
+
+// he_decrypt_aggregate(out) -> handle
+func heDecryptAggregate(ctx context.Context, _ api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	const op = "privacy.he_decrypt_aggregate"
+	out := int32(stack[0])
+	ps := in.privacyServices()
+	if ps == nil || ps.HEHub == nil {
+		stack[0] = in.fail(ESTATE, "%s: this host aggregates no homomorphically encrypted round", op)
+		return
+	}
+	r := ps.HEHub.Round()
+	if !r.Open {
+		stack[0] = in.fail(ESTATE, "%s: no round is collecting updates", op)
+		return
+	}
+	if r.Contributions < r.MinAggregate {
+		stack[0] = in.fail(EDENIED, "%s: the aggregate holds %d updates; only aggregates of %d or more are decrypted", op, r.Contributions, r.MinAggregate)
+		return
+	}
+	o, oh, fresh, c, okr := in.result(op, out, gpu.F32, []int{r.Len})
+	if !okr {
+		stack[0] = c
+		return
+	}
+	sum, err := ps.HEHub.Decrypt(ctx)
+	if err == nil && len(sum) != r.Len {
+		err = fmt.Errorf("decryption returned %d values, the round has %d", len(sum), r.Len)
+	}
+	if err != nil {
+		if fresh {
+			in.release(oh)
+		}
+		c := EINTERNAL // the devices' or the transport's failure, not the guest's
+		if errors.Is(err, he.ErrPhase) {
+			c = ESTATE
+		}
+		stack[0] = in.fail(c, "%s: %v", op, err)
+		return
+	}
+	x := make([]float32, len(sum))
+	for i, v := range sum {
+		x[i] = float32(v)
+	}
+	if err := in.writeF32(o, x); err != nil {
+		if fresh {
+			in.release(oh)
+		}
+		stack[0] = in.failErr(op, err)
+		return
+	}
+	stack[0] = ok(oh)
+}
