@@ -63,6 +63,10 @@ func input(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = in.fail(ESTATE, "input: no entrypoint call in progress")
 		return
 	}
+	if capacity == 0 {
+		stack[0] = ok(int32(len(in.input))) // a size query
+		return
+	}
 	if capacity < int32(len(in.input)) {
 		stack[0] = in.fail(EINVAL, "input: buffer capacity %d is smaller than the input (%d bytes)", capacity, len(in.input))
 		return

@@ -426,6 +426,9 @@ func TestLastErrorTruncates(t *testing.T) {
 func TestInputOutputDuringCall(t *testing.T) {
 	e := newEnv(t, hostfuncs.InstanceConfig{Module: "t", MaxOutputBytes: 16})
 	e.host.Begin([]byte("hello"), hostfuncs.CallInfo{})
+	if got := e.call("fennec_input", 0, 0); got != 5 {
+		t.Fatalf("size query: %d", got)
+	}
 	if got := e.call("fennec_input", outAt, 4); got != int32(hostfuncs.EINVAL) {
 		t.Fatalf("small buffer: %d", got)
 	}
