@@ -221,7 +221,7 @@ func TestNNAgainstReference(t *testing.T) {
 		{act: "relu", loss: "mse", opt: "sgd", lr: 0.1, steps: 1},
 		{act: "tanh", loss: "softmax", opt: "sgd", lr: 0.1, steps: 1},
 		{act: "tanh", loss: "softmax", opt: "sgd", lr: 0.1, steps: 1, i32Targets: true},
-		{act: "sigmoid", loss: "mse", opt: "sgd", lr: 0.2, steps: 6},                  // plain SGD
+		{act: "sigmoid", loss: "mse", opt: "sgd", lr: 0.2, steps: 6},                 // plain SGD
 		{act: "sigmoid", loss: "mse", opt: "sgd", lr: 0.05, momentum: 0.9, steps: 8}, // momentum
 		{act: "tanh", loss: "softmax", opt: "sgd", lr: 0.1, momentum: 0.5, steps: 5, i32Targets: true},
 		{act: "relu", loss: "softmax", opt: "adam", lr: 0.01, steps: 7, i32Targets: true},
