@@ -7,7 +7,8 @@
 // The model is an MLP whose tensors are (weight [in, out], bias [out])
 // pairs with ReLU between layers and one output logit; logistic regression
 // is the one-layer case. A train call with an empty model starts from an
-// MLP 7-16-1 initialised from settings.seed.
+// MLP F-16-1 initialised from settings.seed, where F is the width of the
+// data's x (7 for the vitals; any width works, e.g. WDBC's 30 features).
 package main
 
 import (
@@ -29,23 +30,29 @@ func train(n int32) int32 { return sdk.ServeCBOR(n, handleTrain) }
 //go:wasmexport evaluate
 func evaluate(n int32) int32 { return sdk.ServeCBOR(n, handleEvaluate) }
 
-func network(m *sdk.Model, seed uint64) (*nn.Sequential, error) {
+// network builds the model's network, or a fresh MLP over the data's
+// feature width when the model is empty.
+func network(m *sdk.Model, seed uint64, data *sdk.Dataset) (*nn.Sequential, error) {
+	features := Features
+	if len(data.X.Shape) == 2 && data.X.Shape[1] > 0 {
+		features = int(data.X.Shape[1])
+	}
 	if len(m.Tensors) == 0 {
-		return nn.MLP([]int{Features, Hidden, 1}, nn.ReLU, seed)
+		return nn.MLP([]int{features, Hidden, 1}, nn.ReLU, seed)
 	}
 	net, err := nn.FromModel(m, nn.ReLU)
 	if err != nil {
 		return nil, err
 	}
-	if net.InputSize() != Features || net.OutputSize() != 1 {
+	if net.InputSize() != features || net.OutputSize() != 1 {
 		net.Free()
-		return nil, fmt.Errorf("model %q maps %d inputs to %d outputs, want %d to 1", m.Name, net.InputSize(), net.OutputSize(), Features)
+		return nil, fmt.Errorf("model %q maps %d inputs to %d outputs, want %d to 1", m.Name, net.InputSize(), net.OutputSize(), features)
 	}
 	return net, nil
 }
 
 func handleTrain(in sdk.TrainInput) (sdk.TrainOutput, error) {
-	net, err := network(&in.Model, in.Settings.Seed)
+	net, err := network(&in.Model, in.Settings.Seed, &in.Data)
 	if err != nil {
 		return sdk.TrainOutput{}, err
 	}
@@ -62,7 +69,7 @@ func handleEvaluate(in sdk.EvalInput) (sdk.EvalOutput, error) {
 	if len(in.Model.Tensors) == 0 {
 		return sdk.EvalOutput{}, fmt.Errorf("evaluate: the model has no tensors")
 	}
-	net, err := network(&in.Model, 0)
+	net, err := network(&in.Model, 0, &in.Data)
 	if err != nil {
 		return sdk.EvalOutput{}, err
 	}
