@@ -767,6 +767,45 @@ func TestHEDecryptionFailure(t *testing.T) {
 	}
 }
 
+// TestHEEncryptRefusals: before the key setup, and for tensors that are
+// empty or not f32.
+func TestHEEncryptRefusals(t *testing.T) {
+	f := newHEFixture(t, 2)
+	fresh, err := he.NewParty(f.setup, 1) // no public key yet
+	if err != nil {
+		t.Fatal(err)
+	}
+	early, err := hostfuncs.NewHEDevice(fresh, f.setup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := privacyEnv(t, &hostfuncs.PrivacyServices{HE: early}, "-")
+	h := e.newF32([]int32{2}, 1, 2)
+	if got := e.call("fennec_privacy_he_encrypt", u(h), outAt, 1024); got != int32(hostfuncs.ESTATE) {
+		t.Fatalf("encrypt before the key setup = %d (%s)", got, e.host.LastError())
+	}
+	dev, err := hostfuncs.NewHEDevice(f.parties[0], f.setup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e = privacyEnv(t, &hostfuncs.PrivacyServices{HE: dev}, "-")
+	e.put(shapeAt, wasmtest.LE32(0))
+	empty := e.call("fennec_tensor_new", 1, shapeAt, 1, 0, 0)
+	ih := e.call("fennec_tensor_new", 3, shapeAt, 0, 0, 0)
+	for _, c := range []struct {
+		h    int32
+		want hostfuncs.Code
+	}{{empty, hostfuncs.ESHAPE}, {ih, hostfuncs.EDTYPE}, {12345, hostfuncs.EHANDLE}} {
+		if got := e.call("fennec_privacy_he_encrypt", u(c.h), outAt, 1024); got != int32(c.want) {
+			t.Fatalf("he_encrypt(%d) = %d (%s), want %s", c.h, got, e.host.LastError(), c.want)
+		}
+	}
+	inf := e.newF32([]int32{2}, 1, float32(math.Inf(-1)))
+	if got := e.call("fennec_privacy_he_encrypt", u(inf), outAt, 1024); got != int32(hostfuncs.EINVAL) {
+		t.Fatalf("he_encrypt of -Inf = %d (%s)", got, e.host.LastError())
+	}
+}
+
 func TestHEAdaptersRefuseBadSetup(t *testing.T) {
 	if _, err := hostfuncs.NewHEDevice(nil, he.Setup{}); err == nil {
 		t.Fatal("nil party accepted")
