@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/fennec-edge/fennec/hostfuncs"
 	"github.com/fennec-edge/fennec/internal/records"
+	"github.com/fennec-edge/fennec/privacy/budget"
 	"github.com/fennec-edge/fennec/runtime"
 	"github.com/spf13/cobra"
 )
@@ -20,6 +22,7 @@ func init() { register(newRunCmd) }
 
 // engineFlags are the runtime settings shared by commands that run modules.
 type engineFlags struct {
+	ledger    string
 	cacheDir  string
 	noCache   bool
 	dataDir   string
@@ -33,6 +36,7 @@ func (f *engineFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&f.dataDir, "data-dir", "", "directory mounted read-only at /data for modules granted wasi:data")
 	c.Flags().StringVar(&f.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	c.Flags().StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	c.Flags().StringVar(&f.ledger, "privacy-ledger", "", "privacy budget ledger file (see fennec privacy budget); DP releases of modules are charged to it")
 }
 
 func (f *engineFlags) logger(w io.Writer) (*slog.Logger, error) {
@@ -50,16 +54,35 @@ func (f *engineFlags) logger(w io.Writer) (*slog.Logger, error) {
 	return nil, &exitError{exitUsage, fmt.Errorf("--log-format %q: want text or json", f.logFormat)}
 }
 
-func (f *engineFlags) engine(ctx context.Context, log *slog.Logger) (*runtime.Engine, error) {
+// engine returns an engine and a function that releases what it opened.
+func (f *engineFlags) engine(ctx context.Context, log *slog.Logger) (*runtime.Engine, func(), error) {
 	backend, reason := selectBackend(log)
 	log.Debug("tensor backend", "backend", backend.Name(), "reason", reason)
-	return runtime.New(ctx, runtime.Config{
+	var (
+		services *hostfuncs.Services
+		closeFn  = func() {}
+	)
+	if f.ledger != "" {
+		l, err := budget.Open(f.ledger)
+		if err != nil {
+			return nil, nil, &exitError{exitBadInput, err}
+		}
+		services = &hostfuncs.Services{Privacy: &hostfuncs.PrivacyServices{Ledger: l}}
+		closeFn = func() { l.Close() }
+	}
+	eng, err := runtime.New(ctx, runtime.Config{
 		CacheDir:    f.cacheDir,
 		NoDiskCache: f.noCache,
 		DataDir:     f.dataDir,
 		Logger:      log,
 		Backend:     backend,
+		Services:    services,
 	})
+	if err != nil {
+		closeFn()
+		return nil, nil, err
+	}
+	return eng, func() { eng.Close(context.Background()); closeFn() }, nil
 }
 
 func newRunCmd() *cobra.Command {
@@ -96,11 +119,11 @@ left out.`,
 			}
 			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt)
 			defer stop()
-			eng, err := ef.engine(ctx, log)
+			eng, release, err := ef.engine(ctx, log)
 			if err != nil {
 				return err
 			}
-			defer eng.Close(context.Background())
+			defer release()
 			mod, err := eng.LoadFile(ctx, args[0], manifest)
 			if err != nil {
 				return &exitError{exitBadInput, err}
