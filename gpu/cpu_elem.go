@@ -341,13 +341,9 @@ func unaryKernel(op UnaryOp, o, a []float32, alpha float32) {
 			o[i] = math.Float32frombits(b &^ uint32(int32(b)>>31))
 		}
 	case Sigmoid:
-		for i := range o {
-			o[i] = sigmoid32(a[i])
-		}
+		sigmoidSlice(o, a)
 	case Tanh:
-		for i := range o {
-			o[i] = tanh32(a[i])
-		}
+		tanhSlice(o, a)
 	case Pow:
 		for i := range o {
 			o[i] = float32(math.Pow(float64(a[i]), float64(alpha)))
@@ -382,17 +378,24 @@ func sigmoid32(x float32) float32 {
 	return s
 }
 
-// tanh32 is tanh x = 1 - 2/(e^{2x}+1), with a polynomial-free small-x path
-// that keeps relative accuracy near zero.
+// tanh32 is tanh x = 1 - 2/(e^{2|x|}+1) with x's sign, and for |x| < 0.625,
+// where that formula cancels, the odd minimax polynomial of Cephes tanhf
+// (the vector kernel in exp_amd64.s computes the same).
 func tanh32(x float32) float32 {
 	ax := x
 	if ax < 0 {
 		ax = -ax
 	}
-	var t float32
-	if ax < 0.0625 {
-		return float32(math.Tanh(float64(x)))
+	if ax < 0.625 {
+		z := x * x
+		p := float32(-5.70498872745e-3)
+		p = p*z + 2.06390887954e-2
+		p = p*z - 5.37397155531e-2
+		p = p*z + 1.33314422036e-1
+		p = p*z - 3.33332819422e-1
+		return p*z*x + x
 	}
+	var t float32
 	if ax > 9.1 { // tanh rounds to 1 in float32 beyond ~9.01
 		t = 1
 	} else {
@@ -442,9 +445,11 @@ func gradKernel(op UnaryOp, o, x, g []float32, alpha float32) {
 			o[i] = alpha * g[i]
 		}
 	case Exp:
-		for i := range o {
-			o[i] = g[i] * exp32(x[i])
-		}
+		gradChunks(o, x, g, expSlice, func(o, e, g []float32) {
+			for i := range o {
+				o[i] = g[i] * e[i]
+			}
+		})
 	case Log:
 		for i := range o {
 			o[i] = g[i] / x[i]
@@ -477,15 +482,30 @@ func gradKernel(op UnaryOp, o, x, g []float32, alpha float32) {
 			}
 		}
 	case Sigmoid:
-		for i := range o {
-			s := sigmoid32(x[i])
-			o[i] = g[i] * s * (1 - s)
-		}
+		gradChunks(o, x, g, sigmoidSlice, func(o, s, g []float32) {
+			for i := range o {
+				o[i] = g[i] * s[i] * (1 - s[i])
+			}
+		})
 	case Tanh:
-		for i := range o {
-			t := tanh32(x[i])
-			o[i] = g[i] * (1 - t*t)
-		}
+		gradChunks(o, x, g, tanhSlice, func(o, t, g []float32) {
+			for i := range o {
+				o[i] = g[i] * (1 - t[i]*t[i])
+			}
+		})
+	}
+}
+
+// gradChunks computes o = combine(f(x), g) through a stack buffer of one
+// L1-sized chunk, so that the vector kernel f runs over whole chunks and o
+// may alias x or g.
+func gradChunks(o, x, g []float32, f func(o, a []float32), combine func(o, fx, g []float32)) {
+	var buf [chunk]float32
+	for lo := 0; lo < len(o); lo += chunk {
+		hi := min(lo+chunk, len(o))
+		fx := buf[:hi-lo]
+		f(fx, x[lo:hi])
+		combine(o[lo:hi], fx, g[lo:hi])
 	}
 }
 

@@ -67,13 +67,29 @@ func (cpu *CPU) Loss(op LossOp, grad, pred, target Tensor) (float32, error) {
 				}
 			}
 		} else {
-			for i, x := range p.f {
-				y := float64(t.f[i])
-				z := float64(x)
-				// max(z,0) - z*y + log(1+e^-|z|): stable for any z
-				total += math.Max(z, 0) - z*y + math.Log1p(math.Exp(-math.Abs(z)))
-				if gf != nil {
-					gf[i] = float32((float64(sigmoid32(x)) - y) * inv)
+			// e = e^-|z| once per element, through the vector exp:
+			// loss max(z,0) - z*y + log(1+e) is stable for any z, and
+			// sigmoid(z) is 1/(1+e) or e/(1+e) by z's sign.
+			var buf [chunk]float32
+			for lo := 0; lo < n; lo += chunk {
+				hi := min(lo+chunk, n)
+				e := buf[:hi-lo]
+				for j, x := range p.f[lo:hi] {
+					e[j] = -abs32(x)
+				}
+				expSlice(e, e)
+				for j, x := range p.f[lo:hi] {
+					i := lo + j
+					y := float64(t.f[i])
+					z, ez := float64(x), float64(e[j])
+					total += math.Max(z, 0) - z*y + math.Log1p(ez)
+					if gf != nil {
+						sg := 1 / (1 + ez)
+						if x < 0 {
+							sg *= ez
+						}
+						gf[i] = float32((sg - y) * inv)
+					}
 				}
 			}
 		}
@@ -118,10 +134,7 @@ func (cpu *CPU) softmaxCE(gf []float32, p, t *cpuTensor) (float32, error) {
 		for _, v := range row {
 			m = max32(m, v)
 		}
-		var s float64
-		for _, v := range row {
-			s += float64(exp32(v - m))
-		}
+		s := expSum(row, -m)
 		lse := float64(m) + math.Log(s) // log-sum-exp of the row
 		if t.dt == I32 {
 			c := int(t.i[r])
@@ -135,18 +148,34 @@ func (cpu *CPU) softmaxCE(gf []float32, p, t *cpuTensor) (float32, error) {
 			}
 		}
 		if gf != nil {
+			// softmax = e^(v-m) / s, recomputed chunk by chunk (cheaper than
+			// a float64 exp per element, and grad may alias pred)
 			grow := gf[r*classes : r*classes+classes]
-			for j, v := range row {
-				sm := math.Exp(float64(v) - lse)
-				var y float64
+			invS := 1 / s
+			c := float32(invS * inv)
+			label := -1
+			if t.dt == I32 {
+				label = int(t.i[r])
+			}
+			var buf [chunk]float32
+			for lo := 0; lo < classes; lo += chunk {
+				hi := min(lo+chunk, classes)
+				e := buf[:hi-lo]
+				expBiasSum(e, row[lo:hi], -m)
+				g := grow[lo:hi]
 				if t.dt == I32 {
-					if j == int(t.i[r]) {
-						y = 1
+					for j, ej := range e {
+						g[j] = ej * c
 					}
-				} else {
-					y = float64(t.f[r*classes+j])
+					if label >= lo && label < hi {
+						g[label-lo] = float32((float64(e[label-lo])*invS - 1) * inv)
+					}
+					continue
 				}
-				grow[j] = float32((sm - y) * inv)
+				y := t.f[r*classes+lo : r*classes+hi]
+				for j, ej := range e {
+					g[j] = float32((float64(ej)*invS - float64(y[j])) * inv)
+				}
 			}
 		}
 	}

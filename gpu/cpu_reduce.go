@@ -185,14 +185,17 @@ func (cpu *CPU) Softmax(out, a Tensor, axis int, log bool) error {
 		})
 		return nil
 	}
+	// Along a strided axis: chunks of up to 256 columns, max over the axis,
+	// then exps (written to out for softmax only, so that out may alias a
+	// in both forms), then normalisation.
 	cpu.parallel(outer, max(1, elemParallelMin/8/(L*inner)), func(lo, hi int) {
-		var mx [chunk]float32
+		var mx, norm, buf [chunk]float32
 		var sum [chunk]float64
 		for r := lo; r < hi; r++ {
 			base := r * L * inner
 			for j0 := 0; j0 < inner; j0 += chunk {
 				w := min(chunk, inner-j0)
-				m, s := mx[:w], sum[:w]
+				m, s, e, nm := mx[:w], sum[:w], buf[:w], norm[:w]
 				copy(m, x.f[base+j0:base+j0+w])
 				clear(s)
 				for k := 1; k < L; k++ {
@@ -202,11 +205,22 @@ func (cpu *CPU) Softmax(out, a Tensor, axis int, log bool) error {
 				}
 				for k := 0; k < L; k++ {
 					off := base + k*inner + j0
-					src, dst := x.f[off:off+w], o.f[off:off+w]
-					for j, v := range src {
-						e := exp32(v - m[j])
-						s[j] += float64(e)
-						dst[j] = e
+					for j, v := range x.f[off : off+w] {
+						e[j] = v - m[j]
+					}
+					expSlice(e, e)
+					for j, v := range e {
+						s[j] += float64(v)
+					}
+					if !log {
+						copy(o.f[off:off+w], e)
+					}
+				}
+				for j := range nm {
+					if log {
+						nm[j] = float32(math.Log(s[j]))
+					} else {
+						nm[j] = float32(1 / s[j])
 					}
 				}
 				for k := 0; k < L; k++ {
@@ -214,11 +228,11 @@ func (cpu *CPU) Softmax(out, a Tensor, axis int, log bool) error {
 					src, dst := x.f[off:off+w], o.f[off:off+w]
 					if log {
 						for j := range dst {
-							dst[j] = src[j] - m[j] - float32(math.Log(s[j]))
+							dst[j] = (src[j] - m[j]) - nm[j]
 						}
 					} else {
 						for j := range dst {
-							dst[j] = float32(float64(dst[j]) / s[j])
+							dst[j] *= nm[j]
 						}
 					}
 				}
@@ -234,26 +248,31 @@ func softmaxRow(o, x []float32, log bool) {
 	for _, v := range x {
 		m = max32(m, v)
 	}
-	var s float64
 	if log {
-		for _, v := range x {
-			s += float64(exp32(v - m))
-		}
+		s := expSum(x, -m)
 		ls := float32(math.Log(s))
 		for j, v := range x {
 			o[j] = (v - m) - ls // v-m is exact for nearby values; m+ls would round
 		}
 		return
 	}
-	for j, v := range x {
-		e := exp32(v - m)
-		o[j] = e
-		s += float64(e)
-	}
+	s := expBiasSum(o, x, -m)
 	inv := float32(1 / s)
 	for j := range o {
 		o[j] *= inv
 	}
+}
+
+// expSum returns sum_j e^(x[j]+bias) in float64 without writing anywhere
+// but a stack buffer.
+func expSum(x []float32, bias float32) float64 {
+	var buf [chunk]float32
+	var s float64
+	for lo := 0; lo < len(x); lo += chunk {
+		hi := min(lo+chunk, len(x))
+		s += expBiasSum(buf[:hi-lo], x[lo:hi], bias)
+	}
+	return s
 }
 
 // ArgMax writes the index of the first maximum along axis into out (i32).

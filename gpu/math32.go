@@ -44,10 +44,40 @@ func exp32(x float32) float32 {
 	return e * math.Float32frombits(uint32(n+127)<<23)
 }
 
-// expSlice sets o[i] = e^a[i].
-func expSlice(o, a []float32) {
+var negInf = math.Inf(-1)
+
+// The scalar slice functions below are the portable versions of the vector
+// kernels (exp_amd64.s); expSlice, expBiasSum, sigmoidSlice and tanhSlice
+// pick one. len(a) >= len(o); o may alias a.
+
+func expSliceGo(o, a []float32) {
 	a = a[:len(o)]
 	for i := range o {
 		o[i] = exp32(a[i])
+	}
+}
+
+func expBiasSumGo(o, a []float32, bias float32) float64 {
+	a = a[:len(o)]
+	var s float64
+	for i := range o {
+		e := exp32(a[i] + bias)
+		o[i] = e
+		s += float64(e)
+	}
+	return s
+}
+
+func sigmoidSliceGo(o, a []float32) {
+	a = a[:len(o)]
+	for i := range o {
+		o[i] = sigmoid32(a[i])
+	}
+}
+
+func tanhSliceGo(o, a []float32) {
+	a = a[:len(o)]
+	for i := range o {
+		o[i] = tanh32(a[i])
 	}
 }

@@ -1,5 +1,7 @@
-// Command asmgen writes gpu/gemm_amd64.s, the SGEMM micro-kernels, from
-// their register-blocking pattern. Run it with `go generate ./gpu`.
+// Command asmgen writes gpu's generated assembly: gemm_amd64.s, the SGEMM
+// micro-kernels, from their register-blocking pattern, and exp_amd64.s, the
+// vectorised exp, sigmoid and tanh (see exp.go). Run it with
+// `go generate ./gpu`; the output file's name selects what is written.
 //
 // Each kernel computes an MR x NR tile of C = A x B. B is a packed strip
 // (NR values per k step); A is addressed with strides, element (r, p) at
@@ -13,6 +15,8 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 )
 
 type kernel struct {
@@ -33,8 +37,12 @@ func main() {
 	fmt.Fprintln(&b, "//go:build amd64 && !purego")
 	fmt.Fprintln(&b)
 	fmt.Fprintln(&b, `#include "textflag.h"`)
-	gen(&b, kernel{name: "microAVX512", mr: 12, nr: 32, vec: "Z", width: 16})
-	gen(&b, kernel{name: "microAVX2", mr: 6, nr: 16, vec: "Y", width: 8})
+	if strings.HasPrefix(filepath.Base(out), "exp") {
+		genExp(&b)
+	} else {
+		gen(&b, kernel{name: "microAVX512", mr: 12, nr: 32, vec: "Z", width: 16})
+		gen(&b, kernel{name: "microAVX2", mr: 6, nr: 16, vec: "Y", width: 8})
+	}
 	if err := os.WriteFile(out, b.Bytes(), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
