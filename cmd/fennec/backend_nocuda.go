@@ -8,11 +8,20 @@ import (
 	"github.com/fennec-edge/fennec/gpu"
 )
 
+// cudaBuild reports whether this binary was built with -tags cuda.
+const cudaBuild = false
+
+// noCUDA is the reason a binary without the cuda tag serves tensors on the
+// CPU.
+const noCUDA = "built without -tags cuda"
+
 // selectBackend returns the tensor backend: this binary was built without
 // -tags cuda, so it is always the CPU.
 func selectBackend(log *slog.Logger) (gpu.Backend, string) {
-	return gpu.NewCPU(), "built without -tags cuda"
+	return gpu.NewCPU(), noCUDA
 }
 
-// cudaBuild reports whether this binary was built with -tags cuda.
-const cudaBuild = false
+// probeCUDA describes the CUDA side for `fennec info`.
+func probeCUDA() cudaReport {
+	return cudaReport{Built: false, Error: "none: " + noCUDA, Devices: []cudaDevice{}}
+}
