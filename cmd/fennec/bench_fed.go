@@ -167,7 +167,7 @@ func benchFedFashion(ctx context.Context, o bench.Options) ([]bench.Result, erro
 	var res []bench.Result
 	for _, skew := range []float64{0, 1} {
 		s, err := federation.Simulate(ctx, federation.SimConfig{Devices: 100, Fraction: 0.1, Rounds: rounds, Skew: skew, Data: d, Hidden: 128,
-			Seed: 1, Reference: true, Settings: federation.Settings{LR: 0.05, Epochs: 2, BatchSize: 32}, Deadline: 5 * time.Minute})
+			Seed: 1, Reference: true, Settings: federation.Settings{LR: 0.1, Epochs: 3, BatchSize: 32}, Deadline: 5 * time.Minute})
 		if err != nil {
 			return nil, err
 		}

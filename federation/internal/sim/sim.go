@@ -45,6 +45,9 @@ type Config struct {
 	Settings     wire.Settings // lr 0.05, epochs 1, batch 32
 	Data         *Data         // generated vitals when nil
 	Skew         float64       // non-IID label skew (0 = IID)
+	// Shards, when set, gives each device's training rows explicitly
+	// (len == Devices, indices into Data.TrainY) instead of Skew.
+	Shards [][]int
 	Hidden       int           // hidden units of the default MLP (16; 0 keeps 16, -1 = softmax regression)
 	Deadline     time.Duration // 30s
 	Quorum       float64
@@ -210,9 +213,26 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		return d
 	}
 	testSet := ds(cfg.Data.TestX, cfg.Data.TestY, seq(len(cfg.Data.TestY)))
-	shards, err := cfg.Data.Shards(cfg.Devices, cfg.Skew, cfg.Seed+3)
-	if err != nil {
-		return Summary{}, err
+	shards := cfg.Shards
+	var err error
+	if shards == nil {
+		if shards, err = cfg.Data.Shards(cfg.Devices, cfg.Skew, cfg.Seed+3); err != nil {
+			return Summary{}, err
+		}
+	} else {
+		if len(shards) != cfg.Devices {
+			return Summary{}, fmt.Errorf("sim: %d shards for %d devices", len(shards), cfg.Devices)
+		}
+		for i, sh := range shards {
+			if len(sh) == 0 {
+				return Summary{}, fmt.Errorf("sim: shard %d is empty", i)
+			}
+			for _, r := range sh {
+				if r < 0 || r >= len(cfg.Data.TrainY) {
+					return Summary{}, fmt.Errorf("sim: shard %d: row %d outside 0..%d", i, r, len(cfg.Data.TrainY)-1)
+				}
+			}
+		}
 	}
 	dir := cfg.DataDir
 	if dir == "" {
