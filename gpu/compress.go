@@ -45,7 +45,7 @@ func (cpu *CPU) scaleArgs(scale Tensor, shape []int, axis int) (*cpuTensor, int,
 	if err != nil {
 		return nil, 0, err
 	}
-	if s.n == 1 && (len(shape) == 0 || !validAxis(axis, len(shape)) || shape[normAxis(axis, len(shape))] != 1) {
+	if s.n == 1 { // per tensor, whatever axis says (one channel is the same thing)
 		return s, -1, nil
 	}
 	ax, err := NormAxis(axis, len(shape))
@@ -58,9 +58,6 @@ func (cpu *CPU) scaleArgs(scale Tensor, shape []int, axis int) (*cpuTensor, int,
 	return s, ax, nil
 }
 
-func validAxis(axis, rank int) bool { _, err := NormAxis(axis, rank); return err == nil }
-
-func normAxis(axis, rank int) int { a, _ := NormAxis(axis, rank); return a }
 
 // QuantScales implements Quantizer.
 func (cpu *CPU) QuantScales(scale, a Tensor, axis int) error {

@@ -32,6 +32,11 @@ func tensorGroup() Group {
 			{"reduce", i32s(5), i32s(1), tensorReduce},
 			{"argmax", i32s(3), i32s(1), tensorArgMax},
 			{"loss", i32s(5), i32s(1), tensorLoss},
+			{"quant_scales", i32s(4), i32s(1), tensorQuantScales},
+			{"quantize", i32s(4), i32s(1), tensorQuantize},
+			{"dequantize", i32s(4), i32s(1), tensorDequantize},
+			{"matmul_i8", i32s(4), i32s(1), tensorMatMulI8},
+			{"kl_distill", []api.ValueType{i32, i32, f32, i32, i32}, i32s(1), tensorKLDistill},
 		},
 	}
 }

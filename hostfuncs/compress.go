@@ -1,0 +1,276 @@
+package hostfuncs
+
+import (
+	"context"
+	"encoding/binary"
+	"math"
+
+	"github.com/fennec-edge/fennec/gpu"
+	"github.com/tetratelabs/wazero/api"
+)
+
+// Model-compression functions of the fennec_tensor group (docs/parts/
+// compress-abi.md): int8 quantization and int8 matmul on top of the
+// backend's gpu.Quantizer extension, and the knowledge-distillation loss on
+// top of gpu.Distiller. A backend without the extension answers EINVAL.
+
+// quantizer returns the backend's gpu.Quantizer.
+func (in *Instance) quantizer(op string) (gpu.Quantizer, uint64, bool) {
+	q, okq := in.cfg.Backend.(gpu.Quantizer)
+	if !okq {
+		return nil, in.fail(EINVAL, "%s: not supported by backend %s", op, in.cfg.Backend.Name()), false
+	}
+	return q, 0, true
+}
+
+// scaleAxis checks a scale tensor against the shape it scales: one element
+// is a per-tensor scale (axis ignored, returned as -1), otherwise scale must
+// be [shape[axis]] (per channel; axis may count from the end).
+func (in *Instance) scaleAxis(op string, hs int32, shape []int, axis int32) (gpu.Tensor, int, uint64, bool) {
+	s, c, oks := in.f32Tensor(op, hs)
+	if !oks {
+		return nil, 0, c, false
+	}
+	if s.Len() == 1 {
+		return s, -1, 0, true
+	}
+	ax, err := gpu.NormAxis(int(axis), len(shape))
+	if err != nil {
+		return nil, 0, in.fail(EINVAL, "%s: axis %d: %v", op, axis, err), false
+	}
+	if !gpu.EqualShape(s.Shape(), []int{shape[ax]}) {
+		return nil, 0, in.fail(ESHAPE, "%s: scale %v does not fit %v: want one element or [%d] along axis %d", op, s.Shape(), shape, shape[ax], ax), false
+	}
+	return s, ax, 0, true
+}
+
+// quant_scales(a, axis, per_channel, out) -> handle
+func tensorQuantScales(ctx context.Context, _ api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	const op = "tensor.quant_scales"
+	ha, axis, perChannel, out := int32(stack[0]), int32(stack[1]), int32(stack[2]), int32(stack[3])
+	q, c, okq := in.quantizer(op)
+	if !okq {
+		stack[0] = c
+		return
+	}
+	a, c, oka := in.f32Tensor(op, ha)
+	if !oka {
+		stack[0] = c
+		return
+	}
+	shape, ax := []int{1}, -1
+	if perChannel != 0 {
+		var err error
+		if ax, err = gpu.NormAxis(int(axis), len(a.Shape())); err != nil {
+			stack[0] = in.fail(EINVAL, "%s: axis %d: %v", op, axis, err)
+			return
+		}
+		shape = []int{a.Shape()[ax]}
+	}
+	o, h, fresh, c, okr := in.result(op, out, gpu.F32, shape, ha)
+	if !okr {
+		stack[0] = c
+		return
+	}
+	stack[0] = in.finish(op, h, fresh, q.QuantScales(o, a, ax))
+}
+
+// quantize(a, scale, axis, out) -> handle of the i8 tensor
+func tensorQuantize(ctx context.Context, _ api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	const op = "tensor.quantize"
+	ha, hs, axis, out := int32(stack[0]), int32(stack[1]), int32(stack[2]), int32(stack[3])
+	q, c, okq := in.quantizer(op)
+	if !okq {
+		stack[0] = c
+		return
+	}
+	a, c, oka := in.f32Tensor(op, ha)
+	if !oka {
+		stack[0] = c
+		return
+	}
+	s, ax, c, oks := in.scaleAxis(op, hs, a.Shape(), axis)
+	if !oks {
+		stack[0] = c
+		return
+	}
+	o, h, fresh, c, okr := in.result(op, out, gpu.I8, a.Shape())
+	if !okr {
+		stack[0] = c
+		return
+	}
+	stack[0] = in.finish(op, h, fresh, q.Quantize(o, a, s, ax))
+}
+
+// dequantize(q, scale, axis, out) -> handle of the f32 tensor
+func tensorDequantize(ctx context.Context, _ api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	const op = "tensor.dequantize"
+	hq, hs, axis, out := int32(stack[0]), int32(stack[1]), int32(stack[2]), int32(stack[3])
+	qz, c, okq := in.quantizer(op)
+	if !okq {
+		stack[0] = c
+		return
+	}
+	qt, c, okt := in.tensor(op, hq)
+	if !okt {
+		stack[0] = c
+		return
+	}
+	if qt.DType() != gpu.I8 {
+		stack[0] = in.fail(EDTYPE, "%s: handle %d is %s, want i8", op, hq, qt.DType())
+		return
+	}
+	s, ax, c, oks := in.scaleAxis(op, hs, qt.Shape(), axis)
+	if !oks {
+		stack[0] = c
+		return
+	}
+	o, h, fresh, c, okr := in.result(op, out, gpu.F32, qt.Shape(), hs)
+	if !okr {
+		stack[0] = c
+		return
+	}
+	stack[0] = in.finish(op, h, fresh, qz.Dequantize(o, qt, s, ax))
+}
+
+// maxInt8Inner is the longest inner dimension of matmul_i8: the int32
+// accumulators of 127*127 products cannot overflow below it.
+const maxInt8Inner = 1 << 16
+
+// matmul_i8(x, w, scale, out) -> handle
+func tensorMatMulI8(ctx context.Context, _ api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	const op = "tensor.matmul_i8"
+	hx, hw, hs, out := int32(stack[0]), int32(stack[1]), int32(stack[2]), int32(stack[3])
+	q, c, okq := in.quantizer(op)
+	if !okq {
+		stack[0] = c
+		return
+	}
+	x, c, okx := in.f32Tensor(op, hx)
+	if !okx {
+		stack[0] = c
+		return
+	}
+	w, c, okw := in.tensor(op, hw)
+	if !okw {
+		stack[0] = c
+		return
+	}
+	if w.DType() != gpu.I8 {
+		stack[0] = in.fail(EDTYPE, "%s: weights handle %d is %s, want i8", op, hw, w.DType())
+		return
+	}
+	s, c, oks := in.f32Tensor(op, hs)
+	if !oks {
+		stack[0] = c
+		return
+	}
+	xs, ws := x.Shape(), w.Shape()
+	if len(xs) != 2 || len(ws) != 2 || xs[1] != ws[0] {
+		stack[0] = in.fail(ESHAPE, "%s: x %v and w %v are not [m, k] and [k, n]", op, xs, ws)
+		return
+	}
+	if xs[1] > maxInt8Inner {
+		stack[0] = in.fail(ESHAPE, "%s: inner dimension %d exceeds %d", op, xs[1], maxInt8Inner)
+		return
+	}
+	n := ws[1]
+	if s.Len() != 1 && !gpu.EqualShape(s.Shape(), []int{n}) {
+		stack[0] = in.fail(ESHAPE, "%s: scale %v: want one element or [%d]", op, s.Shape(), n)
+		return
+	}
+	o, h, fresh, c, okr := in.result(op, out, gpu.F32, []int{xs[0], n}, hx, hs)
+	if !okr {
+		stack[0] = c
+		return
+	}
+	stack[0] = in.finish(op, h, fresh, q.MatMulInt8(o, x, w, s))
+}
+
+// kl_distill(student, teacher, T, loss_ptr, grad_out) -> grad handle or 0
+func tensorKLDistill(ctx context.Context, mod api.Module, stack []uint64) {
+	in := enter(ctx)
+	if in == nil {
+		stack[0] = noInstance
+		return
+	}
+	const op = "tensor.kl_distill"
+	hs, ht, temp, lossPtr, gradOut := int32(stack[0]), int32(stack[1]), api.DecodeF32(stack[2]), uint32(stack[3]), int32(stack[4])
+	d, okd := in.cfg.Backend.(gpu.Distiller)
+	if !okd {
+		stack[0] = in.fail(EINVAL, "%s: not supported by backend %s", op, in.cfg.Backend.Name())
+		return
+	}
+	if !(temp > 0) || math.IsInf(float64(temp), 0) {
+		stack[0] = in.fail(EINVAL, "%s: temperature %v must be positive and finite", op, temp)
+		return
+	}
+	student, c, oks := in.f32Tensor(op, hs)
+	if !oks {
+		stack[0] = c
+		return
+	}
+	teacher, c, okt := in.f32Tensor(op, ht)
+	if !okt {
+		stack[0] = c
+		return
+	}
+	ss := student.Shape()
+	if len(ss) != 2 || ss[0] == 0 || ss[1] == 0 {
+		stack[0] = in.fail(ESHAPE, "%s: student logits must be a non-empty [batch, classes], got %v", op, ss)
+		return
+	}
+	if !gpu.EqualShape(ss, teacher.Shape()) {
+		stack[0] = in.fail(ESHAPE, "%s: teacher logits %v do not match student %v", op, teacher.Shape(), ss)
+		return
+	}
+	var lossBuf []byte
+	if lossPtr != 0 {
+		var okm bool
+		if lossBuf, okm = mem(mod, lossPtr, 4); !okm {
+			stack[0] = in.fail(EMEM, "%s: loss_ptr %d is outside guest memory", op, lossPtr)
+			return
+		}
+	}
+	var (
+		grad  gpu.Tensor
+		h     int32
+		fresh bool
+	)
+	if gradOut != -1 {
+		var okr bool
+		if grad, h, fresh, c, okr = in.result(op, gradOut, gpu.F32, ss, hs, ht); !okr {
+			stack[0] = c
+			return
+		}
+	}
+	loss, err := d.KLDistill(grad, student, teacher, temp)
+	if err != nil {
+		stack[0] = in.finish(op, h, fresh, err)
+		return
+	}
+	if lossBuf != nil {
+		binary.LittleEndian.PutUint32(lossBuf, math.Float32bits(loss))
+	}
+	stack[0] = ok(h)
+}
