@@ -179,10 +179,12 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	if m.granted(CapWASIData) && m.eng.cfg.DataDir != "" {
 		cfg = cfg.WithFSConfig(wazero.NewFSConfig().WithReadOnlyDirMount(m.eng.cfg.DataDir, "/data"))
 	}
-	ictx := host.Attach(ctx)
-	var cancel context.CancelFunc
+	// The instance outlives this call (it goes to the pool), so the
+	// caller's cancellation does not abort its initialisation; the
+	// initialisation is guest code too, so it is bounded like a call.
+	ictx := host.Attach(context.WithoutCancel(ctx))
 	if m.lim.preemption != PreemptHostCalls {
-		// Initialisation is guest code too: bound it like a call.
+		var cancel context.CancelFunc
 		ictx, cancel = context.WithTimeout(ictx, m.lim.timeout)
 		defer cancel()
 	}
