@@ -58,7 +58,6 @@ func (cpu *CPU) scaleArgs(scale Tensor, shape []int, axis int) (*cpuTensor, int,
 	return s, ax, nil
 }
 
-
 // QuantScales implements Quantizer.
 func (cpu *CPU) QuantScales(scale, a Tensor, axis int) error {
 	x, err := cpu.f32(a, "a")
