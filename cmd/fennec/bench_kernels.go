@@ -18,7 +18,7 @@ import (
 func init() {
 	bench.Register(bench.Case{Group: "gemm", Name: "sgemm", Doc: "square f32 matmul through the backend, GFLOP/s (vs OpenBLAS when built with -tags openblas)", Run: benchSgemm})
 	bench.Register(bench.Case{Group: "gemm", Name: "skinny", Doc: "batch x 30 x 16 matmul (a small dense layer), ns per call", Run: benchSkinny})
-	bench.Register(bench.Case{Group: "elementwise", Name: "ops", Doc: "elementwise ops, reductions and softmax on 16M floats, GB/s beside a plain Go copy loop", Run: benchElementwise})
+	bench.Register(bench.Case{Group: "elementwise", Name: "ops", Doc: "elementwise ops, exp/sigmoid/tanh, reductions, softmax and cross-entropy on 16M floats, GB/s beside a plain Go copy loop", Run: benchElementwise})
 	bench.Register(bench.Case{Group: "int8", Name: "linear", Doc: "int8 quantized vs f32 dense layer, GOP/s", Run: benchInt8})
 	bench.Register(bench.Case{Group: "int8", Name: "sparse", Doc: "90%-pruned sparse vs dense layer, ns per call", Run: benchSparse})
 }
@@ -180,8 +180,12 @@ func benchElementwise(ctx context.Context, o bench.Options) ([]bench.Result, err
 	if err != nil {
 		return nil, err
 	}
+	labels, err := be.New(gpu.I32, []int{rows}) // class 0 for every row
+	if err != nil {
+		return nil, err
+	}
 	defer func() {
-		for _, t := range []gpu.Tensor{x, y, out, red} {
+		for _, t := range []gpu.Tensor{x, y, out, red, labels} {
 			be.Free(t)
 		}
 	}()
@@ -216,9 +220,15 @@ func benchElementwise(ctx context.Context, o bench.Options) ([]bench.Result, err
 		{"scale", 8, func() error { return be.Unary(gpu.Scale, out, x, 0.5) }},
 		{"relu", 8, func() error { return be.Unary(gpu.ReLU, out, x, 0) }},
 		{"exp", 8, func() error { return be.Unary(gpu.Exp, out, x, 0) }},
+		{"sigmoid", 8, func() error { return be.Unary(gpu.Sigmoid, out, x, 0) }},
+		{"tanh", 8, func() error { return be.Unary(gpu.Tanh, out, x, 0) }},
 		{"axpy", 12, func() error { return be.Axpy(out, x, 0.1) }},
 		{"sum_rows", 4, func() error { return be.Reduce(gpu.Sum, red, x, 1) }},
 		{"softmax_rows", 8, func() error { return be.Softmax(out, x, 1, false) }},
+		{"logsoftmax_rows", 8, func() error { return be.Softmax(out, x, 1, true) }},
+		// cross-entropy of [rows, 1024] logits against class indices: read
+		// the logits, write the gradient
+		{"ce_loss_grad", 8, func() error { _, err := be.Loss(gpu.SoftmaxCrossEntropy, out, x, labels); return err }},
 	}
 	res := []bench.Result{{Group: "elementwise", Name: "copyloop", Value: copyGB, Unit: "GB/s",
 		Note: fmt.Sprintf("plain Go copy loop over %d floats (read+write)", n)}}
