@@ -78,7 +78,11 @@ type Config struct {
 	// after, when empty).
 	DataDir   string
 	OnRound   func(Progress)
-	Logger    *slog.Logger
+	// MaxFailedRounds stops the simulation with an error after this many
+	// consecutive failed rounds (default 3), e.g. when every device's
+	// training module rejects the model.
+	MaxFailedRounds int
+	Logger          *slog.Logger
 	ChunkSize int
 }
 
@@ -254,6 +258,16 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		killOnce sync.Once
 	)
 	bytesMoved := func(rep hub.Report) uint64 { return rep.BytesIn + rep.BytesOut }
+	maxFailed := cfg.MaxFailedRounds
+	if maxFailed <= 0 {
+		maxFailed = 3
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		failedInRow int
+		failErr     error
+	)
 	var moved uint64
 	start := time.Now()
 	h, err := hub.New(hub.Config{
@@ -272,6 +286,15 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 				p.Loss, p.Accuracy = rep.DeviceMetrics["loss"], rep.DeviceMetrics["accuracy"]
 			}
 			sum.Reports = append(sum.Reports, p)
+			if rep.Status == "failed" {
+				failedInRow++
+				if failedInRow >= maxFailed && failErr == nil {
+					failErr = fmt.Errorf("sim: %d rounds in a row failed; the last: %s", failedInRow, rep.Error)
+					cancel()
+				}
+			} else {
+				failedInRow = 0
+			}
 			mu.Unlock()
 			if cfg.OnRound != nil {
 				cfg.OnRound(p)
@@ -378,6 +401,11 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	select {
 	case <-h.Done():
 	case <-ctx.Done():
+		mu.Lock()
+		defer mu.Unlock()
+		if failErr != nil {
+			return sum, failErr
+		}
 		return sum, ctx.Err()
 	}
 	if err := h.Err(); err != nil {

@@ -1,0 +1,568 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/fennec-edge/fennec/federation"
+	"github.com/fennec-edge/fennec/internal/guests"
+	"github.com/fennec-edge/fennec/internal/vitals"
+	"github.com/fennec-edge/fennec/runtime"
+	"github.com/fxamacker/cbor/v2"
+	"github.com/spf13/cobra"
+)
+
+func init() { register(newDemoCmd) }
+
+type demoOptions struct {
+	devices  int
+	rounds   int
+	patients int
+	strategy string
+	skew     float64
+	fraction float64
+	lr       float64
+	epochs   int
+	data     string
+	asJSON   bool
+	seed     uint64
+	verbose  bool
+}
+
+func newDemoCmd() *cobra.Command {
+	var o demoOptions
+	c := &cobra.Command{
+		Use:   "demo",
+		Short: "Bedside devices train a deterioration-risk model together, then predict live",
+		Long: `Demo runs the worked case end to end in one process: an embedded hub (NATS with
+JetStream) and N simulated bedside devices, each with its own fennec runtime and its
+own non-IID shard of generated patient vitals (cardiology, general ward, diabetes,
+screening case-mixes). On each device the vitals-preprocess module cleans, de-noises
+and z-normalises the readings; the devices then train a deterioration-risk model with
+federated averaging through the risk-train module, while a model trained centrally on
+the pooled data in the same run serves as the reference; finally each device scores a
+live stream of new readings with the risk-infer module.
+
+--data PATH trains on a real CSV instead (numeric features, the label last), such as
+../shared/data/wdbc.csv.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if o.devices < 1 || o.rounds < 1 || o.patients < 1 {
+				return &exitError{exitUsage, errors.New("--devices, --rounds and --patients must be at least 1")}
+			}
+			if !contains(federation.StrategyNames, o.strategy) {
+				return &exitError{exitUsage, fmt.Errorf("--strategy %q: want one of %s", o.strategy, strings.Join(federation.StrategyNames, ", "))}
+			}
+			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt)
+			defer stop()
+			return runDemo(ctx, o, c.OutOrStdout(), c.ErrOrStderr())
+		},
+	}
+	f := c.Flags()
+	f.IntVar(&o.devices, "devices", 8, "simulated bedside devices")
+	f.IntVar(&o.rounds, "rounds", 15, "federated rounds")
+	f.IntVar(&o.patients, "patients", 30, "patients per device (generated vitals)")
+	f.StringVar(&o.strategy, "strategy", "fedavg", "aggregation strategy: "+strings.Join(federation.StrategyNames, ", "))
+	f.Float64Var(&o.skew, "skew", 0.5, "non-IID label skew for --data (0 = IID); generated vitals are non-IID by case-mix")
+	f.Float64Var(&o.fraction, "fraction", 1, "fraction of devices sampled per round")
+	f.Float64Var(&o.lr, "lr", 0.01, "local learning rate (Adam)")
+	f.IntVar(&o.epochs, "epochs", 2, "local epochs per round")
+	f.StringVar(&o.data, "data", "", "train on this CSV (numeric features, label last) instead of generated vitals")
+	f.BoolVar(&o.asJSON, "json", false, "print machine-readable results instead of the progress display")
+	f.Uint64Var(&o.seed, "seed", 1, "random seed")
+	f.BoolVar(&o.verbose, "verbose", false, "log runtime and hub events to stderr")
+	return c
+}
+
+// demoResult is what --json prints.
+type demoResult struct {
+	Dataset           string         `json:"dataset"`
+	Devices           int            `json:"devices"`
+	Rounds            int            `json:"rounds"`
+	Strategy          string         `json:"strategy"`
+	TrainRows         int            `json:"train_rows"`
+	TestRows          int            `json:"test_rows"`
+	Accuracy          float64        `json:"accuracy"`
+	Loss              float64        `json:"loss"`
+	ReferenceAccuracy float64        `json:"reference_accuracy"`
+	ReferenceLoss     float64        `json:"reference_loss"`
+	BytesMoved        uint64         `json:"bytes_moved"`
+	TrainSeconds      float64        `json:"train_seconds"`
+	PerRound          []demoRound    `json:"per_round"`
+	Preprocess        *demoPreStats  `json:"preprocess,omitempty"`
+	Live              *demoLiveStats `json:"live,omitempty"`
+}
+
+type demoRound struct {
+	Round    int     `json:"round"`
+	Updates  int     `json:"updates"`
+	Loss     float64 `json:"loss"`
+	Accuracy float64 `json:"accuracy"`
+	Bytes    uint64  `json:"bytes_moved"`
+}
+
+type demoPreStats struct {
+	Readings int            `json:"readings"`
+	Dropped  map[string]int `json:"dropped"`
+	Clamped  map[string]int `json:"clamped"`
+	Missing  map[string]int `json:"missing"`
+	Millis   float64        `json:"millis"`
+}
+
+type demoLiveStats struct {
+	Predictions  int     `json:"predictions"`
+	Alerts       int     `json:"alerts"`
+	TruePositive int     `json:"true_positive"`
+	Positives    int     `json:"positives"`
+	P50Millis    float64 `json:"p50_ms"`
+	P99Millis    float64 `json:"p99_ms"`
+}
+
+// demoDevice is one simulated bedside device: its own runtime and modules.
+type demoDevice struct {
+	eng              *runtime.Engine
+	pre, train, infer *runtime.Module
+}
+
+func (d *demoDevice) close(ctx context.Context) { d.eng.Close(ctx) }
+
+func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
+	level := slog.LevelError
+	if o.verbose {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	say := func(format string, args ...any) {
+		if !o.asJSON {
+			fmt.Fprintf(stdout, format, args...)
+		}
+	}
+	dataset := "generated patient vitals"
+	if o.data != "" {
+		dataset = filepath.Base(o.data)
+	}
+	say("fennec demo: %d bedside devices and an embedded hub (NATS + JetStream), %s over %d rounds on %s\n\n",
+		o.devices, o.strategy, o.rounds, dataset)
+
+	// The guest modules: built from this source tree, cached after the first run.
+	t0 := time.Now()
+	type guest struct {
+		wasm []byte
+		man  runtime.Manifest
+	}
+	mods := map[string]guest{}
+	for _, name := range []string{"vitals-preprocess", "risk-train", "risk-infer"} {
+		wasm, man, err := guests.Load(ctx, name)
+		if err != nil {
+			return &exitError{exitFailure, fmt.Errorf("building the %s module: %w", name, err)}
+		}
+		mods[name] = guest{wasm, man}
+	}
+	say("modules   vitals-preprocess %s, risk-train %s, risk-infer %s (%.1fs)\n",
+		size(len(mods["vitals-preprocess"].wasm)), size(len(mods["risk-train"].wasm)), size(len(mods["risk-infer"].wasm)), time.Since(t0).Seconds())
+
+	// One runtime per device (and one for the hub), sharing the on-disk
+	// compilation cache: a device compiles nothing the first has compiled.
+	newDevice := func() (*demoDevice, error) {
+		backend, _ := selectBackend(log)
+		eng, err := runtime.New(ctx, runtime.Config{Logger: log, Backend: backend})
+		if err != nil {
+			return nil, err
+		}
+		d := &demoDevice{eng: eng}
+		for name, m := range map[string]**runtime.Module{"vitals-preprocess": &d.pre, "risk-train": &d.train, "risk-infer": &d.infer} {
+			if *m, err = eng.Compile(ctx, mods[name].wasm, mods[name].man); err != nil {
+				eng.Close(ctx)
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+		}
+		return d, nil
+	}
+	var devices []*demoDevice
+	defer func() {
+		for _, d := range devices {
+			d.close(context.Background())
+		}
+	}()
+	for i := 0; i < o.devices+2; i++ { // devices, then the hub, then the central reference
+		d, err := newDevice()
+		if err != nil {
+			return err
+		}
+		devices = append(devices, d)
+	}
+	hubDev, refDev := devices[o.devices], devices[o.devices+1]
+
+	res := demoResult{Dataset: dataset, Devices: o.devices, Rounds: o.rounds, Strategy: o.strategy}
+	var (
+		data   *federation.Data
+		shards [][]int
+	)
+	if o.data == "" {
+		// Each device generates its own shard (its ward's case-mix) and
+		// preprocesses it with its own vitals-preprocess module.
+		t0 = time.Now()
+		pre := &demoPreStats{Dropped: map[string]int{}, Clamped: map[string]int{}, Missing: map[string]int{}}
+		data = &federation.Data{Name: "vitals", Features: len(vitals.Fields), Classes: 2, FeatureNames: vitals.Fields}
+		base := vitals.Config{Seed: o.seed, Patients: o.patients}
+		for i := 0; i < o.devices; i++ {
+			recs := vitals.Generate(vitals.Shard(base, i))
+			x, y, err := preprocess(ctx, devices[i].pre, recs, pre)
+			if err != nil {
+				return fmt.Errorf("device %d: %w", i, err)
+			}
+			start := len(data.TrainY)
+			data.TrainX = append(data.TrainX, x...)
+			data.TrainY = append(data.TrainY, y...)
+			shard := make([]int, len(y))
+			for j := range shard {
+				shard[j] = start + j
+			}
+			shards = append(shards, shard)
+		}
+		// The hub's held-out set: patients of every case-mix that no device trains on.
+		test := vitals.Config{Seed: o.seed + 7919, Patients: max(20, o.patients)}
+		for i := 0; i < 4; i++ {
+			x, y, err := preprocess(ctx, hubDev.pre, vitals.Generate(vitals.Shard(test, i)), nil)
+			if err != nil {
+				return fmt.Errorf("held-out set: %w", err)
+			}
+			data.TestX = append(data.TestX, x...)
+			data.TestY = append(data.TestY, y...)
+		}
+		pre.Millis = float64(time.Since(t0).Milliseconds())
+		res.Preprocess = pre
+		say("preprocess %d readings on %d devices in %.1fs: %d out-of-range readings dropped, %d clamped, %d missing\n",
+			pre.Readings, o.devices, pre.Millis/1000, sumMap(pre.Dropped), sumMap(pre.Clamped), sumMap(pre.Missing))
+		for i, s := range shards {
+			pos := 0
+			for _, r := range s {
+				pos += int(data.TrainY[r])
+			}
+			if i < 4 || i == len(shards)-1 {
+				say("  device %d  %-10s %5d readings, %4.1f%% before deterioration\n", i, vitals.Profiles[i%len(vitals.Profiles)].Name, len(s), 100*float64(pos)/float64(max(1, len(s))))
+			} else if i == 4 {
+				say("  ...\n")
+			}
+		}
+	} else {
+		var err error
+		if data, err = federation.LoadCSV(o.data, 0.2, o.seed); err != nil {
+			return &exitError{exitBadInput, err}
+		}
+		if data.Classes > 2 {
+			return &exitError{exitBadInput, fmt.Errorf("%s: %d classes; the demo's risk-train module is a binary classifier", o.data, data.Classes)}
+		}
+		say("data      %s: %d training and %d test rows, %d features, label skew %.2f across devices\n",
+			o.data, len(data.TrainY), len(data.TestY), data.Features, o.skew)
+	}
+	res.TrainRows, res.TestRows = len(data.TrainY), len(data.TestY)
+
+	// Federated training: every device trains the global model on its shard
+	// with the risk-train module; the hub evaluates each round's model on the
+	// held-out set with the same module.
+	init := initialMLP(data.Features, 16, o.seed)
+	say("\ntraining  %d-16-1 MLP (%d parameters), %d local epochs per round\n", data.Features, init.Params(), o.epochs)
+	var lastLine int
+	t0 = time.Now()
+	sum, err := federation.Simulate(ctx, federation.SimConfig{
+		Devices:  o.devices,
+		Rounds:   o.rounds,
+		Fraction: o.fraction,
+		Strategy: federation.StrategyConfig{Name: o.strategy},
+		Settings: federation.Settings{LR: o.lr, Epochs: uint64(o.epochs), BatchSize: 32, Seed: o.seed},
+		Data:     data,
+		Shards:   shards,
+		Skew:     o.skew,
+		Seed:     o.seed,
+		Initial:  &init,
+		NewTrainer: func(i int) (federation.Trainer, error) {
+			return &federation.WasmTrainer{Mod: devices[i].train}, nil
+		},
+		Evaluator:        &federation.WasmTrainer{Mod: hubDev.train, KeepWarm: true},
+		ReferenceTrainer: &federation.WasmTrainer{Mod: refDev.train, KeepWarm: true},
+		Reference:        true,
+		F32Labels:        true,
+		Logger:           log,
+		OnRound: func(p federation.Progress) {
+			res.PerRound = append(res.PerRound, demoRound{Round: p.Index, Updates: p.Received, Loss: p.Loss, Accuracy: p.Accuracy, Bytes: p.BytesMoved})
+			if o.asJSON {
+				return
+			}
+			line := fmt.Sprintf("round %3d/%d %s loss %.4f  accuracy %.3f  %d/%d updates  %s moved",
+				p.Index, p.Total, progressBar(p.Index, p.Total, 24), p.Loss, p.Accuracy, p.Received, p.Sampled, size(int(p.BytesMoved)))
+			fmt.Fprintf(stdout, "\r%s%s", line, strings.Repeat(" ", max(0, lastLine-len(line))))
+			lastLine = len(line)
+		},
+	})
+	say("\n")
+	if err != nil {
+		return &exitError{exitFailure, fmt.Errorf("federated training: %w", err)}
+	}
+	res.Accuracy, res.Loss = sum.Accuracy, sum.Loss
+	res.ReferenceAccuracy, res.ReferenceLoss = sum.ReferenceAccuracy, sum.ReferenceLoss
+	res.BytesMoved, res.TrainSeconds = sum.BytesMoved, time.Since(t0).Seconds()
+	say("trained   in %.1fs: federated accuracy %.3f (loss %.4f), central reference %.3f (loss %.4f), %s moved\n",
+		res.TrainSeconds, sum.Accuracy, sum.Loss, sum.ReferenceAccuracy, sum.ReferenceLoss, size(int(sum.BytesMoved)))
+
+	// Live predictions: each device scores a stream of new readings with the
+	// final model, preprocess then risk-infer, one batch of readings per tick.
+	if o.data == "" {
+		live, alerts, err := liveStream(ctx, devices[:o.devices], sum.Final, o)
+		if err != nil {
+			return &exitError{exitFailure, fmt.Errorf("live predictions: %w", err)}
+		}
+		res.Live = live
+		say("\nlive      %d predictions on %d devices: p50 %.2f ms, p99 %.2f ms per reading (preprocess + risk-infer)\n",
+			live.Predictions, o.devices, live.P50Millis, live.P99Millis)
+		say("          %d alerts (risk > 0.5); %d of %d readings taken before a deterioration were flagged\n",
+			live.Alerts, live.TruePositive, live.Positives)
+		for _, a := range alerts {
+			say("          ALERT  device %d  patient %-9s t=%5.1fh  risk %.2f%s\n", a.device, a.patient, a.t, a.risk, a.truth)
+		}
+	}
+	if o.asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	say("\nsummary   %d rounds, %d devices, federated %.1f%% vs central %.1f%% accuracy on %d held-out readings; data never left a device\n",
+		len(res.PerRound), o.devices, 100*res.Accuracy, 100*res.ReferenceAccuracy, res.TestRows)
+	return nil
+}
+
+// preprocess runs records through a device's vitals-preprocess module in
+// chunks (carrying its running statistics) and returns the z-scored
+// features (missing ones 0, the running mean) and labels.
+func preprocess(ctx context.Context, mod *runtime.Module, recs []vitals.Record, st *demoPreStats) ([]float32, []int32, error) {
+	var (
+		xs    []float32
+		ys    []int32
+		state any
+	)
+	const chunk = 1000
+	for i := 0; i < len(recs); i += chunk {
+		part := recs[i:min(i+chunk, len(recs))]
+		in := map[string]any{"records": recordMaps(part)}
+		if state != nil {
+			in["state"] = state
+		}
+		out, err := callCBOR(ctx, mod, "process", in)
+		if err != nil {
+			return nil, nil, err
+		}
+		state = out["state"]
+		if st != nil {
+			st.Readings += len(part)
+			if c, ok := out["counts"].(map[any]any); ok {
+				addCounts(st.Dropped, c["dropped"])
+				addCounts(st.Clamped, c["clamped"])
+				addCounts(st.Missing, c["missing"])
+			}
+		}
+		rows, _ := out["records"].([]any)
+		if len(rows) != len(part) {
+			return nil, nil, fmt.Errorf("vitals-preprocess returned %d records for %d", len(rows), len(part))
+		}
+		for j, r := range rows {
+			m, _ := r.(map[any]any)
+			for _, f := range vitals.Fields {
+				z, _ := toFloat(m[f])
+				xs = append(xs, float32(z))
+			}
+			ys = append(ys, int32(part[j].Label))
+		}
+	}
+	return xs, ys, nil
+}
+
+func recordMaps(recs []vitals.Record) []map[string]any {
+	out := make([]map[string]any, len(recs))
+	for i := range recs {
+		m := recs[i].Map()
+		delete(m, "label") // the module never sees the outcome
+		out[i] = m
+	}
+	return out
+}
+
+func callCBOR(ctx context.Context, mod *runtime.Module, entry string, in any) (map[any]any, error) {
+	b, err := cbor.Marshal(in)
+	if err != nil {
+		return nil, err
+	}
+	out, err := mod.Call(ctx, entry, b)
+	if err != nil {
+		return nil, err
+	}
+	var v map[any]any
+	if err := cbor.Unmarshal(out, &v); err != nil {
+		return nil, fmt.Errorf("module %s: %s output: %w", mod.Name(), entry, err)
+	}
+	return v, nil
+}
+
+func toFloat(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case float32:
+		return float64(x), true
+	case uint64:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	}
+	return 0, false
+}
+
+func addCounts(dst map[string]int, v any) {
+	m, _ := v.(map[any]any)
+	for k, c := range m {
+		n, _ := toFloat(c)
+		dst[fmt.Sprint(k)] += int(n)
+	}
+}
+
+func sumMap(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+type demoAlert struct {
+	device  int
+	patient string
+	t, risk float64
+	truth   string
+}
+
+// liveStream feeds each device new patients' readings one time step at a
+// time: preprocess (with the device's running state) then risk-infer with
+// the trained model.
+func liveStream(ctx context.Context, devs []*demoDevice, m federation.Model, o demoOptions) (*demoLiveStats, []demoAlert, error) {
+	st := &demoLiveStats{}
+	var lat []float64
+	var alerts []demoAlert
+	for i, d := range devs {
+		recs := vitals.Generate(vitals.Shard(vitals.Config{Seed: o.seed + 104729, Patients: 6, Hours: 24}, i))
+		sort.SliceStable(recs, func(a, b int) bool { return recs[a].T < recs[b].T })
+		var state any
+		for j := 0; j < len(recs); {
+			k := j // one tick: every patient's reading at this time
+			for k < len(recs) && recs[k].T == recs[j].T {
+				k++
+			}
+			tick := recs[j:k]
+			t0 := time.Now()
+			in := map[string]any{"records": recordMaps(tick)}
+			if state != nil {
+				in["state"] = state
+			}
+			out, err := callCBOR(ctx, d.pre, "process", in)
+			if err != nil {
+				return nil, nil, err
+			}
+			state = out["state"]
+			pred, err := callCBOR(ctx, d.infer, "predict", map[string]any{"model": m, "records": out["records"]})
+			if err != nil {
+				return nil, nil, err
+			}
+			per := float64(time.Since(t0).Nanoseconds()) / 1e6 / float64(len(tick))
+			scores, _ := pred["scores"].([]any)
+			for n, s := range scores {
+				risk, _ := toFloat(s)
+				r := tick[n]
+				lat = append(lat, per)
+				st.Predictions++
+				if r.Label == 1 {
+					st.Positives++
+				}
+				if risk > 0.5 {
+					st.Alerts++
+					if r.Label == 1 {
+						st.TruePositive++
+					}
+					if len(alerts) < 5 && (len(alerts) == 0 || alerts[len(alerts)-1].patient != r.Patient) {
+						truth := "  (false alarm)"
+						if r.Label == 1 {
+							truth = "  (deteriorates within 12h)"
+						}
+						alerts = append(alerts, demoAlert{device: i, patient: r.Patient, t: r.T, risk: risk, truth: truth})
+					}
+				}
+			}
+			j = k
+		}
+	}
+	st.P50Millis = percentile(lat, 0.5)
+	st.P99Millis = percentile(lat, 0.99)
+	return st, alerts, nil
+}
+
+func percentile(xs []float64, q float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[min(len(s)-1, int(q*float64(len(s))))]
+}
+
+// initialMLP returns a features-hidden-1 MLP with He-initialised weights in
+// the (weight [in, out], bias [out]) layout of sdk/nn.
+func initialMLP(features, hidden int, seed uint64) federation.Model {
+	r := rand.New(rand.NewPCG(seed, 17))
+	layer := func(in, out int, name string) []federation.Tensor {
+		w := make([]float32, in*out)
+		sd := math.Sqrt(2 / float64(in))
+		for i := range w {
+			w[i] = float32(r.NormFloat64() * sd)
+		}
+		return []federation.Tensor{
+			f32Tensor(name+".weight", []uint64{uint64(in), uint64(out)}, w),
+			f32Tensor(name+".bias", []uint64{uint64(out)}, make([]float32, out)),
+		}
+	}
+	m := federation.Model{Name: "risk-mlp"}
+	m.Tensors = append(layer(features, hidden, "0"), layer(hidden, 1, "2")...)
+	return m
+}
+
+func f32Tensor(name string, shape []uint64, v []float32) federation.Tensor {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return federation.Tensor{Name: name, Dtype: 1, Shape: shape, Data: b}
+}
+
+func progressBar(done, total, width int) string {
+	n := width * done / max(total, 1)
+	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
+}
+
+func size(n int) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.0f KB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
