@@ -133,7 +133,7 @@ type demoLiveStats struct {
 
 // demoDevice is one simulated bedside device: its own runtime and modules.
 type demoDevice struct {
-	eng              *runtime.Engine
+	eng               *runtime.Engine
 	pre, train, infer *runtime.Module
 }
 

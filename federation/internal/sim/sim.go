@@ -47,11 +47,11 @@ type Config struct {
 	Skew         float64       // non-IID label skew (0 = IID)
 	// Shards, when set, gives each device's training rows explicitly
 	// (len == Devices, indices into Data.TrainY) instead of Skew.
-	Shards [][]int
-	Hidden       int           // hidden units of the default MLP (16; 0 keeps 16, -1 = softmax regression)
-	Deadline     time.Duration // 30s
-	Quorum       float64
-	Seed         uint64
+	Shards   [][]int
+	Hidden   int           // hidden units of the default MLP (16; 0 keeps 16, -1 = softmax regression)
+	Deadline time.Duration // 30s
+	Quorum   float64
+	Seed     uint64
 	// NewTrainer builds device i's trainer; the pure-Go MLP when nil. The
 	// demo passes one that runs the training module through the runtime.
 	NewTrainer func(i int) (train.Trainer, error)
@@ -76,14 +76,14 @@ type Config struct {
 	ModeClient hook.Client
 	// DataDir for the embedded hub's JetStream files (a temp dir, removed
 	// after, when empty).
-	DataDir   string
-	OnRound   func(Progress)
+	DataDir string
+	OnRound func(Progress)
 	// MaxFailedRounds stops the simulation with an error after this many
 	// consecutive failed rounds (default 3), e.g. when every device's
 	// training module rejects the model.
 	MaxFailedRounds int
 	Logger          *slog.Logger
-	ChunkSize int
+	ChunkSize       int
 }
 
 // Progress is reported after each round.
