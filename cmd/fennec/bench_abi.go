@@ -34,7 +34,8 @@ func probeModule(ctx context.Context, cacheDir, preemption string) (*runtime.Eng
 	if preemption != "" {
 		man.Limits.Preemption = preemption
 	}
-	eng, err := runtime.New(ctx, runtime.Config{Logger: quietLog(), CacheDir: cacheDir, AllowHostCallPreemption: true})
+	backend, _ := selectBackend(quietLog())
+	eng, err := runtime.New(ctx, runtime.Config{Logger: quietLog(), CacheDir: cacheDir, AllowHostCallPreemption: true, Backend: backend})
 	if err != nil {
 		return nil, nil, err
 	}

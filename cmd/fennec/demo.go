@@ -96,6 +96,8 @@ type demoResult struct {
 	TrainRows         int            `json:"train_rows"`
 	TestRows          int            `json:"test_rows"`
 	Accuracy          float64        `json:"accuracy"`
+	AUROC             float64        `json:"auroc,omitempty"`
+	PositiveRate      float64        `json:"positive_rate,omitempty"`
 	Loss              float64        `json:"loss"`
 	ReferenceAccuracy float64        `json:"reference_accuracy"`
 	ReferenceLoss     float64        `json:"reference_loss"`
@@ -208,8 +210,9 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 
 	res := demoResult{Dataset: dataset, Devices: o.devices, Rounds: o.rounds, Strategy: o.strategy}
 	var (
-		data   *federation.Data
-		shards [][]int
+		data     *federation.Data
+		shards   [][]int
+		testRows []any // the held-out set as vitals-preprocess output
 	)
 	if o.data == "" {
 		// Each device generates its own shard (its ward's case-mix) and
@@ -220,7 +223,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		base := vitals.Config{Seed: o.seed, Patients: o.patients}
 		for i := 0; i < o.devices; i++ {
 			recs := vitals.Generate(vitals.Shard(base, i))
-			x, y, err := preprocess(ctx, devices[i].pre, recs, pre)
+			x, y, _, err := preprocess(ctx, devices[i].pre, recs, pre)
 			if err != nil {
 				return fmt.Errorf("device %d: %w", i, err)
 			}
@@ -236,12 +239,13 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		// The hub's held-out set: patients of every case-mix that no device trains on.
 		test := vitals.Config{Seed: o.seed + 7919, Patients: max(20, o.patients)}
 		for i := 0; i < 4; i++ {
-			x, y, err := preprocess(ctx, hubDev.pre, vitals.Generate(vitals.Shard(test, i)), nil)
+			x, y, rows, err := preprocess(ctx, hubDev.pre, vitals.Generate(vitals.Shard(test, i)), nil)
 			if err != nil {
 				return fmt.Errorf("held-out set: %w", err)
 			}
 			data.TestX = append(data.TestX, x...)
 			data.TestY = append(data.TestY, y...)
+			testRows = append(testRows, rows...)
 		}
 		pre.Millis = float64(time.Since(t0).Milliseconds())
 		res.Preprocess = pre
@@ -317,6 +321,17 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	res.BytesMoved, res.TrainSeconds = sum.BytesMoved, time.Since(t0).Seconds()
 	say("trained   in %.1fs: federated accuracy %.3f (loss %.4f), central reference %.3f (loss %.4f), %s moved\n",
 		res.TrainSeconds, sum.Accuracy, sum.Loss, sum.ReferenceAccuracy, sum.ReferenceLoss, size(int(sum.BytesMoved)))
+	if testRows != nil {
+		// Accuracy flatters a rare outcome; the area under the ROC curve of
+		// the risk scores does not.
+		auc, base, err := rocAUC(ctx, hubDev.infer, sum.Final, testRows, data.TestY)
+		if err != nil {
+			return &exitError{exitFailure, fmt.Errorf("scoring the held-out set: %w", err)}
+		}
+		res.AUROC, res.PositiveRate = auc, base
+		say("          held-out AUROC %.3f (%.1f%% of readings precede a deterioration; always answering \"stable\" would score %.3f accuracy)\n",
+			auc, 100*base, 1-base)
+	}
 
 	// Live predictions: each device scores a stream of new readings with the
 	// final model, preprocess then risk-infer, one batch of readings per tick.
@@ -339,18 +354,23 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)
 	}
-	say("\nsummary   %d rounds, %d devices, federated %.1f%% vs central %.1f%% accuracy on %d held-out readings; data never left a device\n",
-		len(res.PerRound), o.devices, 100*res.Accuracy, 100*res.ReferenceAccuracy, res.TestRows)
+	unit := "readings"
+	if o.data != "" {
+		unit = "rows"
+	}
+	say("\nsummary   %d rounds, %d devices, federated %.1f%% vs central %.1f%% accuracy on %d held-out %s; no device's data left it\n",
+		len(res.PerRound), o.devices, 100*res.Accuracy, 100*res.ReferenceAccuracy, res.TestRows, unit)
 	return nil
 }
 
 // preprocess runs records through a device's vitals-preprocess module in
 // chunks (carrying its running statistics) and returns the z-scored
 // features (missing ones 0, the running mean) and labels.
-func preprocess(ctx context.Context, mod *runtime.Module, recs []vitals.Record, st *demoPreStats) ([]float32, []int32, error) {
+func preprocess(ctx context.Context, mod *runtime.Module, recs []vitals.Record, st *demoPreStats) ([]float32, []int32, []any, error) {
 	var (
 		xs    []float32
 		ys    []int32
+		all   []any
 		state any
 	)
 	const chunk = 1000
@@ -362,7 +382,7 @@ func preprocess(ctx context.Context, mod *runtime.Module, recs []vitals.Record, 
 		}
 		out, err := callCBOR(ctx, mod, "process", in)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		state = out["state"]
 		if st != nil {
@@ -375,8 +395,9 @@ func preprocess(ctx context.Context, mod *runtime.Module, recs []vitals.Record, 
 		}
 		rows, _ := out["records"].([]any)
 		if len(rows) != len(part) {
-			return nil, nil, fmt.Errorf("vitals-preprocess returned %d records for %d", len(rows), len(part))
+			return nil, nil, nil, fmt.Errorf("vitals-preprocess returned %d records for %d", len(rows), len(part))
 		}
+		all = append(all, rows...)
 		for j, r := range rows {
 			m, _ := r.(map[any]any)
 			for _, f := range vitals.Fields {
@@ -386,7 +407,7 @@ func preprocess(ctx context.Context, mod *runtime.Module, recs []vitals.Record, 
 			ys = append(ys, int32(part[j].Label))
 		}
 	}
-	return xs, ys, nil
+	return xs, ys, all, nil
 }
 
 func recordMaps(recs []vitals.Record) []map[string]any {
@@ -513,6 +534,53 @@ func liveStream(ctx context.Context, devs []*demoDevice, m federation.Model, o d
 	st.P50Millis = percentile(lat, 0.5)
 	st.P99Millis = percentile(lat, 0.99)
 	return st, alerts, nil
+}
+
+// rocAUC scores the held-out records with risk-infer and returns the area
+// under the ROC curve (the probability that a reading before a
+// deterioration scores above a stable one) and the positive rate.
+func rocAUC(ctx context.Context, infer *runtime.Module, m federation.Model, rows []any, y []int32) (float64, float64, error) {
+	scores := make([]float64, 0, len(rows))
+	for i := 0; i < len(rows); i += 1000 {
+		out, err := callCBOR(ctx, infer, "predict", map[string]any{"model": m, "records": rows[i:min(i+1000, len(rows))]})
+		if err != nil {
+			return 0, 0, err
+		}
+		ss, _ := out["scores"].([]any)
+		for _, s := range ss {
+			v, _ := toFloat(s)
+			scores = append(scores, v)
+		}
+	}
+	if len(scores) != len(y) {
+		return 0, 0, fmt.Errorf("risk-infer returned %d scores for %d records", len(scores), len(y))
+	}
+	idx := make([]int, len(y))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool { return scores[idx[a]] < scores[idx[b]] })
+	// Mann-Whitney U with average ranks for ties.
+	var pos, rankSum float64
+	for i := 0; i < len(idx); {
+		j := i
+		for j < len(idx) && scores[idx[j]] == scores[idx[i]] {
+			j++
+		}
+		avg := float64(i+j+1) / 2
+		for k := i; k < j; k++ {
+			if y[idx[k]] == 1 {
+				pos++
+				rankSum += avg
+			}
+		}
+		i = j
+	}
+	neg := float64(len(y)) - pos
+	if pos == 0 || neg == 0 {
+		return 0, pos / float64(len(y)), nil
+	}
+	return (rankSum - pos*(pos+1)/2) / (pos * neg), pos / float64(len(y)), nil
 }
 
 func percentile(xs []float64, q float64) float64 {
