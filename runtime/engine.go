@@ -15,6 +15,7 @@ package runtime
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"os"
@@ -137,7 +138,22 @@ type Engine struct {
 	mu       sync.Mutex
 	runtimes map[rtKey]wazero.Runtime
 	modules  map[*Module]struct{}
+	compiled map[compiledKey]*sharedCompiled
 	closed   bool
+}
+
+// A module compiled twice in one engine (a restart, a rollback, a second
+// manifest for the same code) shares one wazero CompiledModule: wazero's
+// caches skip code generation, but not decoding and validating the binary,
+// which dominates the start of a large module.
+type compiledKey struct {
+	sum [sha256.Size]byte
+	rt  rtKey
+}
+
+type sharedCompiled struct {
+	cm   wazero.CompiledModule
+	refs int
 }
 
 // rtKey selects a wazero runtime: memory limits and termination checks are
@@ -157,6 +173,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		backend:  cfg.Backend,
 		runtimes: map[rtKey]wazero.Runtime{},
 		modules:  map[*Module]struct{}{},
+		compiled: map[compiledKey]*sharedCompiled{},
 	}
 	if e.log == nil {
 		e.log = slog.Default()
@@ -292,34 +309,72 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, man Manifest) (*Modul
 		}
 	}
 
+	key := compiledKey{sum: sha256.Sum256(wasm), rt: rtKey{pages: lim.pages, strict: lim.preemption != PreemptHostCalls}}
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
 		return nil, ErrClosed
 	}
-	r, err := e.runtime(ctx, rtKey{pages: lim.pages, strict: lim.preemption != PreemptHostCalls})
+	r, err := e.runtime(ctx, key.rt)
+	shared := e.compiled[key]
+	if shared != nil {
+		shared.refs++ // held while checking, so a concurrent Close keeps it
+	}
 	e.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	compiled, err := r.CompileModule(ctx, wasm)
-	if err != nil {
-		return nil, fmt.Errorf("module %s: %w: %v", man.Name, ErrInvalidModule, err)
+	if shared == nil {
+		cm, err := r.CompileModule(ctx, wasm)
+		if err != nil {
+			return nil, fmt.Errorf("module %s: %w: %v", man.Name, ErrInvalidModule, err)
+		}
+		e.mu.Lock()
+		if shared = e.compiled[key]; shared != nil { // compiled concurrently
+			shared.refs++
+			e.mu.Unlock()
+			cm.Close(ctx)
+		} else {
+			shared = &sharedCompiled{cm: cm, refs: 1}
+			e.compiled[key] = shared
+			e.mu.Unlock()
+		}
 	}
-	if err := e.checkModule(compiled, man); err != nil {
-		compiled.Close(ctx)
+	if err := e.checkModule(shared.cm, man); err != nil {
+		e.release(ctx, key)
 		return nil, fmt.Errorf("module %s: %w", man.Name, err)
 	}
-	m := newModule(e, r, compiled, man, lim)
+	m := newModule(e, r, shared.cm, man, lim)
+	m.key = key
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
-		compiled.Close(ctx)
+		e.release(ctx, key)
 		return nil, ErrClosed
 	}
 	e.modules[m] = struct{}{}
 	e.mu.Unlock()
 	return m, nil
+}
+
+// release drops a reference to a shared compiled module, closing it with
+// the last one.
+func (e *Engine) release(ctx context.Context, key compiledKey) {
+	e.mu.Lock()
+	shared := e.compiled[key]
+	if shared == nil {
+		e.mu.Unlock()
+		return
+	}
+	shared.refs--
+	last := shared.refs == 0
+	if last {
+		delete(e.compiled, key)
+	}
+	e.mu.Unlock()
+	if last {
+		shared.cm.Close(ctx)
+	}
 }
 
 type effectiveLimits struct {

@@ -25,6 +25,7 @@ type Module struct {
 	eng      *Engine
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
+	key      compiledKey // in the engine's table of shared compiled modules
 	man      Manifest
 	lim      effectiveLimits
 	log      *slog.Logger
@@ -141,7 +142,8 @@ func (m *Module) Close(ctx context.Context) error {
 	m.inflight.Wait()
 	m.Drain()
 	m.eng.forget(m)
-	return m.compiled.Close(ctx)
+	m.eng.release(ctx, m.key)
+	return nil
 }
 
 func (m *Module) instantiate(ctx context.Context) (*instance, error) {

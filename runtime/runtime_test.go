@@ -420,3 +420,24 @@ entrypoints = ["run"]
 		t.Fatalf("env without capability: %v", err)
 	}
 }
+
+func TestSharedCompiledModule(t *testing.T) {
+	eng, _ := newEngine(t, runtime.Config{})
+	ctx := context.Background()
+	a := compileProbe(t, eng, probeManifest)
+	b := compileProbe(t, eng, strings.Replace(probeManifest, `"probe"`, `"probe-b"`, 1))
+	if _, err := a.Call(ctx, "echo", []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	// Closing one module must not close the code the other shares.
+	a.Close(ctx)
+	if out, err := b.Call(ctx, "echo", []byte("b")); err != nil || string(out) != "b" {
+		t.Fatalf("after closing a module sharing its code: %q, %v", out, err)
+	}
+	// A third compile of the same bytes works after the first is gone.
+	c := compileProbe(t, eng, probeManifest)
+	b.Close(ctx)
+	if out, err := c.Call(ctx, "echo", []byte("c")); err != nil || string(out) != "c" {
+		t.Fatalf("%q, %v", out, err)
+	}
+}
