@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -56,16 +57,64 @@ func DevicePermissions(group, device string) *server.Permissions {
 	}
 }
 
-// OperatorPermissions let an operator manage the deploy buckets: publish
-// bundles and desired states and read every device's status. Operators get
-// no rights on other subjects.
+// OperatorPermissions let an operator use the deploy buckets: publish
+// bundles and desired states and read every device's status. The
+// JetStream API requests they may send name one of the deploy streams, so
+// an operator cannot read or delete other streams on a shared server (a
+// hub's round state and models) nor create streams; the buckets are
+// created by the server's own administrator (StartServer, or a hub with an
+// Access). Operators get no rights on other subjects, and receive replies
+// on "_INBOX.>" (devices and a hub use their own prefixes).
 func OperatorPermissions() *server.Permissions {
+	allow := []string{"$KV." + BucketDesired + ".>", "$O." + BucketBundles + ".>", "$JS.FC.>"}
+	for _, s := range []string{"KV_" + BucketDesired, "KV_" + BucketStatus, "OBJ_" + BucketBundles} {
+		allow = append(allow,
+			"$JS.API.STREAM.INFO."+s,
+			"$JS.API.STREAM.MSG.GET."+s,
+			"$JS.API.DIRECT.GET."+s,
+			"$JS.API.DIRECT.GET."+s+".>",
+			"$JS.API.CONSUMER.CREATE."+s,
+			"$JS.API.CONSUMER.CREATE."+s+".>",
+			"$JS.API.CONSUMER.INFO."+s+".*",
+			"$JS.API.CONSUMER.DELETE."+s+".*",
+		)
+	}
+	// Replacing a bundle object purges its old chunks.
+	allow = append(allow, "$JS.API.STREAM.PURGE.OBJ_"+BucketBundles)
 	return &server.Permissions{
-		Publish: &server.SubjectPermission{Allow: []string{
-			"$JS.API.>", "$KV." + BucketDesired + ".>", "$O." + BucketBundles + ".>", "$JS.FC.>",
-		}},
+		Publish:   &server.SubjectPermission{Allow: allow},
 		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
 	}
+}
+
+// MergePermissions returns the union of the allowed subjects of ps (nil
+// entries are skipped); deny lists are kept too. A device served by a hub
+// gets DevicePermissions merged with the hub's own (its federation
+// subjects).
+func MergePermissions(ps ...*server.Permissions) *server.Permissions {
+	out := &server.Permissions{Publish: &server.SubjectPermission{}, Subscribe: &server.SubjectPermission{}}
+	add := func(dst *server.SubjectPermission, src *server.SubjectPermission) {
+		if src == nil {
+			return
+		}
+		for _, s := range src.Allow {
+			if !slices.Contains(dst.Allow, s) {
+				dst.Allow = append(dst.Allow, s)
+			}
+		}
+		for _, s := range src.Deny {
+			if !slices.Contains(dst.Deny, s) {
+				dst.Deny = append(dst.Deny, s)
+			}
+		}
+	}
+	for _, p := range ps {
+		if p != nil {
+			add(out.Publish, p.Publish)
+			add(out.Subscribe, p.Subscribe)
+		}
+	}
+	return out
 }
 
 // Access lists who may connect: devices (with their group) and operators,
@@ -163,17 +212,36 @@ func ParseAccess(data []byte, source string) (*Access, error) {
 }
 
 // NkeyUsers returns the server-side users for a: each device with
-// DevicePermissions, each operator with OperatorPermissions. Add them to
-// server.Options.Nkeys of the hub's embedded server.
-func (a *Access) NkeyUsers() []*server.NkeyUser {
+// DevicePermissions, merged with whatever extra returns for it (a hub adds
+// its federation subjects), each operator with OperatorPermissions. Add
+// them to server.Options.Nkeys of an embedded server.
+func (a *Access) NkeyUsers(extra ...func(DeviceAccess) *server.Permissions) []*server.NkeyUser {
 	var out []*server.NkeyUser
 	for _, d := range a.Devices {
-		out = append(out, &server.NkeyUser{Nkey: d.Nkey, Permissions: DevicePermissions(d.Group, d.ID)})
+		p := DevicePermissions(d.Group, d.ID)
+		if len(extra) > 0 {
+			ps := []*server.Permissions{p}
+			for _, e := range extra {
+				ps = append(ps, e(d))
+			}
+			p = MergePermissions(ps...)
+		}
+		out = append(out, &server.NkeyUser{Nkey: d.Nkey, Permissions: p})
 	}
 	for _, o := range a.Operators {
 		out = append(out, &server.NkeyUser{Nkey: o.Nkey, Permissions: OperatorPermissions()})
 	}
 	return out
+}
+
+// Device returns the entry of device id.
+func (a *Access) Device(id string) (DeviceAccess, bool) {
+	for _, d := range a.Devices {
+		if d.ID == id {
+			return d, true
+		}
+	}
+	return DeviceAccess{}, false
 }
 
 // GenerateNkey writes a new user nkey seed to path (mode 0600) and returns

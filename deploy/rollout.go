@@ -118,10 +118,15 @@ func Publish(ctx context.Context, nc *nats.Conn, raw []byte, group string, canar
 	if err != nil {
 		return Desired{}, err
 	}
-	if err := EnsureBuckets(ctx, js); err != nil {
-		return Desired{}, err
-	}
+	// The server's administrator creates the buckets where access is
+	// controlled (operators may not create streams); on an open server
+	// the first deployment creates them.
 	obs, err := js.ObjectStore(ctx, BucketBundles)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		if err = EnsureBuckets(ctx, js); err == nil {
+			obs, err = js.ObjectStore(ctx, BucketBundles)
+		}
+	}
 	if err != nil {
 		return Desired{}, err
 	}

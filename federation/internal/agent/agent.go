@@ -143,7 +143,7 @@ func (a *Agent) join(ctx context.Context) error {
 	wire.SignJoin(a.cfg.Key, &j)
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	msg, err := a.nc.RequestWithContext(cctx, a.subj.Join, wire.Encode(j))
+	msg, err := a.nc.RequestWithContext(cctx, a.subj.JoinPrefix+a.cfg.ID, wire.Encode(j))
 	if err != nil {
 		return fmt.Errorf("agent %s: join: %w", a.cfg.ID, err)
 	}
@@ -291,7 +291,7 @@ func (a *Agent) submit(ctx context.Context, round uint64, payload []byte) error 
 			c.MAC = wire.UpdateMAC(a.cfg.Key, a.cfg.ID, round, dg)
 		}
 		b := wire.Encode(c)
-		msg, err := a.nc.RequestWithContext(ctx, a.subj.Update, b)
+		msg, err := a.nc.RequestWithContext(ctx, a.subj.UpdatePrefix+a.cfg.ID, b)
 		if err != nil {
 			return fmt.Errorf("submit chunk %d/%d: %w", i, len(parts), err)
 		}
@@ -321,7 +321,7 @@ func (a *Agent) Close() {
 		if a.nc != nil && a.nc.IsConnected() {
 			j := wire.Join{Device: a.cfg.ID, TimeMS: time.Now().UnixMilli(), Nonce: rand.Uint64()}
 			wire.SignJoin(a.cfg.Key, &j)
-			_ = a.nc.Publish(a.subj.Leave, wire.Encode(j))
+			_ = a.nc.Publish(a.subj.LeavePrefix+a.cfg.ID, wire.Encode(j))
 			_ = a.nc.FlushTimeout(time.Second)
 		}
 		a.halt()

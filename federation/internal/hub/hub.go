@@ -20,13 +20,16 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
+	"github.com/fennec-edge/fennec/deploy"
 	"github.com/fennec-edge/fennec/federation/internal/hook"
 	"github.com/fennec-edge/fennec/federation/internal/model"
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
@@ -52,6 +55,18 @@ type Config struct {
 	// embedding one; NATSOptions (credentials, TLS) apply to it.
 	NATSURL     string
 	NATSOptions []nats.Option
+	// Access, when set, turns on authentication and authorisation on the
+	// embedded server with package deploy's access file: only its devices
+	// and operators connect, each with its own nkey, and the hub itself
+	// with an nkey that exists only in this process. Device D may publish
+	// only its own join, leave and update messages and model requests and
+	// receive only its own tasks (DevicePermissions), and use its group's
+	// rollout state and its own status (deploy.DevicePermissions);
+	// operators may deploy (deploy.OperatorPermissions) and nothing else.
+	// The hub creates the deploy buckets, so it serves rollouts. nil lets
+	// any client connect (in-process and demo use). Not with NATSURL: an
+	// external server's permissions are configured there.
+	Access *deploy.Access
 	// Replicas of the KV bucket and object store (1; use 3 on a cluster).
 	Replicas int
 
@@ -100,6 +115,9 @@ func (c *Config) fill() error {
 	}
 	if err := wire.ValidName(c.Name); err != nil {
 		return fmt.Errorf("hub config: Name: %w", err)
+	}
+	if c.NATSURL != "" && c.Access != nil {
+		return errors.New("hub config: Access applies to the embedded server; configure an external server's (NATSURL) users there")
 	}
 	if c.NATSURL == "" && c.DataDir == "" {
 		return errors.New("hub config: DataDir is required for the embedded NATS server")
@@ -309,16 +327,38 @@ func (h *Hub) start(ctx context.Context) error {
 		if err := os.MkdirAll(opts.StoreDir, 0o755); err != nil {
 			return fmt.Errorf("hub: data dir: %w", err)
 		}
+		connOpts := []nats.Option{nats.Name("fennec-hub")}
+		if h.cfg.Access != nil {
+			// The hub's own user: an nkey that exists only in this process,
+			// with every permission, and an inbox no one else may read.
+			kp, err := nkeys.CreateUser()
+			if err != nil {
+				return err
+			}
+			pub, err := kp.PublicKey()
+			if err != nil {
+				return err
+			}
+			opts.Nkeys = append(h.cfg.Access.NkeyUsers(func(d deploy.DeviceAccess) *server.Permissions {
+				return DevicePermissions(h.cfg.Name, d.ID)
+			}), &server.NkeyUser{Nkey: pub})
+			connOpts = append(connOpts, nats.Nkey(pub, kp.Sign), nats.CustomInboxPrefix(HubInboxPrefix))
+		}
 		ns, err := server.NewServer(opts)
 		if err != nil {
 			return fmt.Errorf("hub: nats server: %w", err)
 		}
 		h.ns = ns
+		if h.cfg.Access != nil {
+			// Refused connections and permission violations are worth an
+			// operator's attention; the rest of the server's log is not.
+			ns.SetLogger(natsLogger{h.log}, false, false)
+		}
 		ns.Start()
 		if !ns.ReadyForConnections(30 * time.Second) {
 			return errors.New("hub: embedded nats server did not become ready in 30s")
 		}
-		nc, err := nats.Connect("", append([]nats.Option{nats.InProcessServer(ns), nats.Name("fennec-hub")}, h.cfg.NATSOptions...)...)
+		nc, err := nats.Connect("", append(append([]nats.Option{nats.InProcessServer(ns)}, connOpts...), h.cfg.NATSOptions...)...)
 		if err != nil {
 			return fmt.Errorf("hub: connect in-process: %w", err)
 		}
@@ -349,13 +389,18 @@ func (h *Hub) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("hub: object store: %w", err)
 	}
+	if h.cfg.Access != nil {
+		if err := deploy.EnsureBuckets(sctx, js); err != nil {
+			return fmt.Errorf("hub: %w", err)
+		}
+	}
 	if err := h.load(sctx); err != nil {
 		return err
 	}
 	for _, s := range []struct {
 		subj string
 		fn   nats.MsgHandler
-	}{{h.subj.Join, h.onJoin}, {h.subj.Leave, h.onLeave}, {h.subj.Model, h.onModel}, {h.subj.Update, h.onUpdate}} {
+	}{{h.subj.JoinPrefix + "*", h.onJoin}, {h.subj.LeavePrefix + "*", h.onLeave}, {h.subj.Model, h.onModel}, {h.subj.UpdatePrefix + "*", h.onUpdate}} {
 		sub, err := h.nc.Subscribe(s.subj, s.fn)
 		if err != nil {
 			return err
@@ -604,10 +649,24 @@ func respond(m *nats.Msg, a wire.Ack) {
 	}
 }
 
+// subjectDevice checks that a device's message travels on its own
+// subject (prefix + device id), which NATS permissions bind to the
+// device's credential when Access is set.
+func subjectDevice(m *nats.Msg, prefix, device string) error {
+	if id := strings.TrimPrefix(m.Subject, prefix); id != device {
+		return fmt.Errorf("a message of device %q on the subject of device %q", device, id)
+	}
+	return nil
+}
+
 func (h *Hub) onJoin(m *nats.Msg) {
 	j, err := wire.DecodeJoin(m.Data)
 	if err != nil {
 		respond(m, wire.Ack{Code: "bad", Error: err.Error()})
+		return
+	}
+	if err := subjectDevice(m, h.subj.JoinPrefix, j.Device); err != nil {
+		respond(m, wire.Ack{Code: "auth", Error: err.Error()})
 		return
 	}
 	key, ok := h.key(j.Device)
@@ -634,7 +693,7 @@ func (h *Hub) onJoin(m *nats.Msg) {
 
 func (h *Hub) onLeave(m *nats.Msg) {
 	j, err := wire.DecodeJoin(m.Data)
-	if err != nil {
+	if err != nil || subjectDevice(m, h.subj.LeavePrefix, j.Device) != nil {
 		return
 	}
 	key, ok := h.key(j.Device)
@@ -672,6 +731,11 @@ func (h *Hub) onUpdate(m *nats.Msg) {
 	if err != nil {
 		h.refuse()
 		respond(m, wire.Ack{Code: "bad", Error: err.Error()})
+		return
+	}
+	if err := subjectDevice(m, h.subj.UpdatePrefix, c.Device); err != nil {
+		h.refuse()
+		respond(m, wire.Ack{Code: "auth", Error: err.Error()})
 		return
 	}
 	h.mu.Lock()
@@ -964,3 +1028,36 @@ func weightedMetrics(ups []strategy.ModelUpdate) map[string]float64 {
 	}
 	return sum
 }
+
+// HubInboxPrefix is the reply-subject prefix of the hub's own connection
+// when Access is set: operators receive replies on "_INBOX.>" and devices
+// on deploy.InboxPrefix, so neither can read the hub's.
+const HubInboxPrefix = "_HUB_INBOX"
+
+// DevicePermissions are device id's NATS permissions in federation name:
+// publish its own join, leave and update messages (subjects ending in its
+// id) and model requests, receive its own tasks and the replies on its own
+// inbox (deploy.InboxPrefix). With Access, the hub merges them with the
+// device's deploy.DevicePermissions.
+func DevicePermissions(name, id string) *server.Permissions {
+	s := wire.For(name)
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: []string{
+			s.JoinPrefix + id, s.LeavePrefix + id, s.UpdatePrefix + id, s.Model,
+		}},
+		Subscribe: &server.SubjectPermission{Allow: []string{s.TaskPrefix + id, deploy.InboxPrefix(id) + ".>"}},
+	}
+}
+
+// natsLogger passes the embedded server's warnings and errors (refused
+// connections, permission violations) to the hub's logger.
+type natsLogger struct{ log *slog.Logger }
+
+func (l natsLogger) Fatalf(format string, v ...any) {
+	l.log.Error("nats: " + fmt.Sprintf(format, v...))
+}
+func (l natsLogger) Errorf(format string, v ...any) { l.log.Warn("nats: " + fmt.Sprintf(format, v...)) }
+func (l natsLogger) Warnf(format string, v ...any)  { l.log.Warn("nats: " + fmt.Sprintf(format, v...)) }
+func (natsLogger) Noticef(string, ...any)           {}
+func (natsLogger) Debugf(string, ...any)            {}
+func (natsLogger) Tracef(string, ...any)            {}

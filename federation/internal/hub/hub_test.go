@@ -142,7 +142,7 @@ func TestDeviceDiesAndStraggler(t *testing.T) {
 	dg := wire.Digest(payload)
 	c := wire.Chunk{Device: "dev-2", Round: reps[0].Round, Total: 1, Size: uint64(len(payload)), Digest: dg,
 		MAC: wire.UpdateMAC(wire.DeviceKey(secret, "dev-2"), "dev-2", reps[0].Round, dg), Data: payload}
-	msg, err := nc.Request(wire.For("default").Update, wire.Encode(c), 2*time.Second)
+	msg, err := nc.Request(wire.For("default").UpdatePrefix+c.Device, wire.Encode(c), 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestBadCredentials(t *testing.T) {
 	payload := wire.Encode(wire.Body{Model: net8.Init(1), NumExamples: 1})
 	c := wire.Chunk{Device: "dev-0", Round: 1, Total: 1, Size: uint64(len(payload)), Digest: wire.Digest(payload),
 		MAC: make([]byte, 32), Data: payload}
-	msg, err := nc.Request(wire.For("default").Update, wire.Encode(c), 2*time.Second)
+	msg, err := nc.Request(wire.For("default").UpdatePrefix+c.Device, wire.Encode(c), 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,11 +5,16 @@
 //
 // Subjects, for a federation named N (prefix "fennec.N"):
 //
-//	fennec.N.join          device -> hub request: Join, reply Ack (also the heartbeat)
-//	fennec.N.leave         device -> hub publish: Join (graceful leave)
+//	fennec.N.join.<id>     device -> hub request: Join, reply Ack (also the heartbeat)
+//	fennec.N.leave.<id>    device -> hub publish: Join (graceful leave)
 //	fennec.N.task.<id>     hub -> device publish: Task
 //	fennec.N.model         device -> hub request: ModelReq, reply raw chunk bytes
-//	fennec.N.update        device -> hub request: Chunk, reply Ack
+//	fennec.N.update.<id>   device -> hub request: Chunk, reply Ack
+//
+// A device's messages travel on subjects that end with its id, and the hub
+// refuses a message whose device differs from its subject's, so that NATS
+// permissions can bind a device's credential to its id (a device allowed to
+// publish only fennec.N.*.<id> cannot speak for another).
 package wire
 
 import (
@@ -102,8 +107,9 @@ type Ack struct {
 	Error string `cbor:"error,omitempty"`
 }
 
-// Subjects for federation name.
-type Subjects struct{ Join, Leave, TaskPrefix, Model, Update string }
+// Subjects for federation name. JoinPrefix, LeavePrefix, UpdatePrefix and
+// TaskPrefix are followed by the device id.
+type Subjects struct{ JoinPrefix, LeavePrefix, TaskPrefix, Model, UpdatePrefix string }
 
 // ValidName reports whether s is usable as a federation name or device id
 // in a subject token.
@@ -122,7 +128,7 @@ func ValidName(s string) error {
 // For returns the subjects of federation name.
 func For(name string) Subjects {
 	p := "fennec." + name
-	return Subjects{p + ".join", p + ".leave", p + ".task.", p + ".model", p + ".update"}
+	return Subjects{p + ".join.", p + ".leave.", p + ".task.", p + ".model", p + ".update."}
 }
 
 // DeviceKey derives a device's credential from the fleet secret:
