@@ -229,6 +229,25 @@ func matmulGo(n int32) int32 {
 	return 0
 }
 
+// matmul_go_naive is the textbook i-j-k triple loop in Go inside the guest.
+//
+//go:wasmexport matmul_go_naive
+func matmulGoNaive(n int32) int32 {
+	a, b, c := mats(int(n))
+	N := int(n)
+	for i := 0; i < N; i++ {
+		for j := 0; j < N; j++ {
+			var s float32
+			for k := 0; k < N; k++ {
+				s += a[i*N+k] * b[k*N+j]
+			}
+			c[i*N+j] = s
+		}
+	}
+	out32(int32(c[0]))
+	return 0
+}
+
 // matmul_host multiplies the same matrices through host functions, copies
 // in and out included.
 //
