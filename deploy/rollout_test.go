@@ -18,7 +18,7 @@ import (
 type fleet struct {
 	t       *testing.T
 	dir     string
-	srv     *Server
+	srv     TestServer
 	op      *nats.Conn
 	pub     *PrivateKey
 	ops     *PrivateKey
@@ -36,9 +36,43 @@ type testDevice struct {
 	done      chan error
 }
 
+// TestServer is what the fleet tests run against: deploy's own server
+// (StartServer) or a federation hub serving rollouts.
+type TestServer interface {
+	// Connect opens a client connection with opts (credentials).
+	Connect(opts ...nats.Option) (*nats.Conn, error)
+	ClientURL() string
+	// Device is called with each device's connection once its rollout
+	// agent runs (a hub's test starts the device's training on it too).
+	Device(t *testing.T, id string, nc *nats.Conn)
+}
+
+// StartHub starts a federation hub that serves rollouts with access acc
+// (and data under dir). It is set by hub_test.go, an external test package
+// (package federation imports deploy, so this package cannot import it).
+var StartHub func(t *testing.T, dir string, acc *Access) TestServer
+
+type deployServer struct{ *Server }
+
+func (deployServer) Device(*testing.T, string, *nats.Conn) {}
+
+// servers runs fn against deploy's own server and against a federation hub.
+func servers(t *testing.T, fn func(t *testing.T, on string)) {
+	for _, on := range []string{"server", "hub"} {
+		t.Run(on, func(t *testing.T) { fn(t, on) })
+	}
+}
+
 // newFleet starts a NATS server with per-device credentials for the given
 // devices (id -> group) and one operator.
 func newFleet(t *testing.T, devices map[string]string) *fleet {
+	t.Helper()
+	return newFleetOn(t, "server", devices)
+}
+
+// newFleetOn is newFleet on deploy's own server ("server") or on a
+// federation hub ("hub").
+func newFleetOn(t *testing.T, on string, devices map[string]string) *fleet {
 	t.Helper()
 	f := &fleet{t: t, dir: t.TempDir(), seeds: map[string]string{}, devices: map[string]*testDevice{}, access: &Access{},
 		pub: mustKey(t, "acme", RolePublisher), ops: mustKey(t, "ops", RoleOperator)}
@@ -60,11 +94,22 @@ func newFleet(t *testing.T, devices map[string]string) *fleet {
 	f.access.Operators = append(f.access.Operators, OperatorAccess{Name: "alice", Nkey: nk})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	f.srv, err = StartServer(ctx, ServerConfig{Dir: filepath.Join(f.dir, "hub"), Listen: "127.0.0.1:0", Access: f.access})
-	if err != nil {
-		t.Fatal(err)
+	switch on {
+	case "server":
+		srv, err := StartServer(ctx, ServerConfig{Dir: filepath.Join(f.dir, "hub"), Listen: "127.0.0.1:0", Access: f.access})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(srv.Shutdown)
+		f.srv = deployServer{srv}
+	case "hub":
+		if StartHub == nil {
+			t.Fatal("StartHub is not set (hub_test.go)")
+		}
+		f.srv = StartHub(t, filepath.Join(f.dir, "hub"), f.access)
+	default:
+		t.Fatalf("unknown server %q", on)
 	}
-	t.Cleanup(f.srv.Shutdown)
 	f.op = f.connect("alice", "")
 	return f
 }
@@ -120,6 +165,7 @@ func (f *fleet) startDevice(id, group string) *testDevice {
 	go func() { d.done <- a.Run(ctx) }()
 	f.t.Cleanup(func() { cancel(); <-d.done })
 	f.devices[id] = d
+	f.srv.Device(f.t, id, d.nc)
 	return d
 }
 
@@ -171,13 +217,17 @@ func versions(g GroupState) map[string]string {
 	return m
 }
 
-// TestRolloutFleet runs a full rollout on several agents against the
-// embedded server: first install, a canary, promotion to the whole group,
-// a bundle that fails its health check (every device stays on the good
-// version), an operator-signed rollback, and a group that is not touched.
-func TestRolloutFleet(t *testing.T) {
+// TestRolloutFleet runs a full rollout on several agents against deploy's
+// server and against a federation hub (where the devices also train):
+// first install, a canary, promotion to the whole group, a bundle that
+// fails its health check (every device stays on the good version), an
+// unsigned bundle and a downgrade refused, an operator-signed rollback,
+// and a group that is not touched.
+func TestRolloutFleet(t *testing.T) { servers(t, testRolloutFleet) }
+
+func testRolloutFleet(t *testing.T, on string) {
 	devs := map[string]string{"cam-1": "cams", "cam-2": "cams", "cam-3": "cams", "cam-4": "cams", "gw-1": "gateways"}
-	f := newFleet(t, devs)
+	f := newFleetOn(t, on, devs)
 	for id, g := range devs {
 		f.startDevice(id, g)
 	}
@@ -296,8 +346,10 @@ func TestRolloutFleet(t *testing.T) {
 
 // TestRolloutCrashLoopReported: a version that passes its health check but
 // then crash-loops is rolled back on the device, which reports it.
-func TestRolloutCrashLoopReported(t *testing.T) {
-	f := newFleet(t, map[string]string{"d1": "g"})
+func TestRolloutCrashLoopReported(t *testing.T) { servers(t, testRolloutCrashLoop) }
+
+func testRolloutCrashLoop(t *testing.T, on string) {
+	f := newFleetOn(t, on, map[string]string{"d1": "g"})
 	d := f.startDevice("d1", "g")
 	f.deploy(guestBundle(t, f.pub, "1.0.0"), "g", 100)
 	f.waitGroup("g", "1.0.0", func(g GroupState) bool { return len(g.Devices) == 1 && g.Devices[0].Version == "1.0.0" })
@@ -315,11 +367,13 @@ func TestRolloutCrashLoopReported(t *testing.T) {
 	}
 }
 
-// TestAccessControl shows that the server enforces per-device permissions:
-// a device cannot impersonate another, read another group's state, or
-// deploy; an unknown key cannot connect.
-func TestAccessControl(t *testing.T) {
-	f := newFleet(t, map[string]string{"cam-1": "cams", "cam-2": "cams", "gw-1": "gateways"})
+// TestAccessControl shows that the server (deploy's, or a federation hub)
+// enforces per-device permissions: a device cannot impersonate another,
+// read another group's state, or deploy; an unknown key cannot connect.
+func TestAccessControl(t *testing.T) { servers(t, testAccessControl) }
+
+func testAccessControl(t *testing.T, on string) {
+	f := newFleetOn(t, on, map[string]string{"cam-1": "cams", "cam-2": "cams", "gw-1": "gateways"})
 	f.deploy(guestBundle(t, f.pub, "1.0.0"), "cams", 100)
 	f.deploy(guestBundle(t, f.pub, "1.0.0"), "gateways", 100)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -414,6 +468,31 @@ func TestAccessControl(t *testing.T) {
 			nc.Flush()
 			return nc.LastError()
 		}},
+	}
+	if on == "hub" {
+		// The hub's federation subjects end with the device id.
+		denied = append(denied, []struct {
+			name string
+			do   func(context.Context) error
+		}{
+			{"federation update as another device", func(c context.Context) error {
+				_, err := nc.RequestWithContext(c, "fennec.default.update.cam-2", []byte{0xa0})
+				return err
+			}},
+			{"federation join as another device", func(c context.Context) error {
+				_, err := nc.RequestWithContext(c, "fennec.default.join.cam-2", []byte{0xa0})
+				return err
+			}},
+			{"receive another device's training tasks", func(c context.Context) error {
+				sub, err := nc.SubscribeSync("fennec.default.task.cam-2")
+				if err != nil {
+					return err
+				}
+				defer sub.Unsubscribe()
+				nc.Flush()
+				return nc.LastError()
+			}},
+		}...)
 	}
 	drain := func() {
 		for {
