@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"os"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"github.com/fennec-edge/fennec/federation/internal/hook"
 	"github.com/fennec-edge/fennec/federation/internal/hub"
 	"github.com/fennec-edge/fennec/federation/internal/model"
+	"github.com/fennec-edge/fennec/federation/internal/modes"
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
 	"github.com/fennec-edge/fennec/federation/internal/train"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
@@ -74,6 +76,14 @@ type Config struct {
 	Mode       string
 	ModeHub    hook.Hub
 	ModeClient hook.Client
+	// PrivacyMode runs a built-in privacy round mode (modes.Names: plain,
+	// dp, ldp, secagg, secagg+dp, he, he+dp) configured by Privacy, with its
+	// protocol steps over the embedded NATS (hook.HubLink /
+	// hook.ServeDevice). It replaces Mode/ModeHub/ModeClient; "" and "plain"
+	// run no transform. Privacy's zero fields default from the simulation:
+	// Population = the device ids, SamplingRate = Fraction, Rounds = Rounds.
+	PrivacyMode string
+	Privacy     modes.Config
 	// DataDir for the embedded hub's JetStream files (a temp dir, removed
 	// after, when empty).
 	DataDir string
@@ -92,7 +102,12 @@ type Progress struct {
 	Index, Total int     // completed rounds so far / configured rounds
 	Loss         float64 // hub evaluation (or device mean) loss
 	Accuracy     float64
-	BytesMoved   uint64 // cumulative bytes of tasks, models and updates
+	BytesMoved   uint64 // cumulative bytes of tasks, models, updates and mode steps
+	// StepBytes: this round's bytes of the privacy mode's extra protocol
+	// steps (included in BytesMoved).
+	StepBytes uint64 `json:"step_bytes,omitempty"`
+	// Privacy is the privacy mode's state after the round (PrivacyMode).
+	Privacy *modes.Status `json:"privacy,omitempty"`
 }
 
 // Summary is a simulation's result.
@@ -110,6 +125,7 @@ type Summary struct {
 	BytesMoved        uint64        `json:"bytes_moved"`
 	Duration          time.Duration `json:"duration_ns"`
 	Reports           []Progress    `json:"reports"`
+	Privacy           *modes.Status `json:"privacy,omitempty"`
 	Final             model.Model   `json:"-"`
 }
 
@@ -201,6 +217,34 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			cfg.Settings.Mu = cfg.Strategy.Mu
 		}
 	}
+	ids := make([]string, cfg.Devices)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("device-%04d", i)
+	}
+	var mh *modes.Hub
+	pcfg := cfg.Privacy
+	if cfg.PrivacyMode != "" && cfg.PrivacyMode != modes.Plain {
+		if cfg.Mode != "" || cfg.ModeHub != nil || cfg.ModeClient != nil {
+			return Summary{}, errors.New("sim: PrivacyMode replaces Mode/ModeHub/ModeClient; set one or the other")
+		}
+		if g, ok := strat.(strategy.GradientMode); ok && g.Gradient() {
+			return Summary{}, fmt.Errorf("sim: privacy mode %s works on weight updates; strategy %s sends gradients", cfg.PrivacyMode, strat.Name())
+		}
+		if pcfg.Population == nil {
+			pcfg.Population = ids
+		}
+		if pcfg.SamplingRate == 0 {
+			pcfg.SamplingRate = math.Ceil(cfg.Fraction*float64(cfg.Devices)) / float64(cfg.Devices)
+		}
+		if pcfg.Rounds == 0 {
+			pcfg.Rounds = cfg.Rounds
+		}
+		var err error
+		if mh, err = modes.NewHub(cfg.PrivacyMode, pcfg); err != nil {
+			return Summary{}, fmt.Errorf("sim: %w", err)
+		}
+		cfg.Mode, cfg.ModeHub = cfg.PrivacyMode, mh
+	}
 	ev := cfg.Evaluator
 	if ev == nil {
 		ev = net
@@ -268,7 +312,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		failedInRow int
 		failErr     error
 	)
-	var moved uint64
+	var moved, stepBytes uint64
 	start := time.Now()
 	h, err := hub.New(hub.Config{
 		Name: "sim", DataDir: dir, Listen: "-", Strategy: strat, Rounds: cfg.Rounds,
@@ -279,7 +323,15 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		OnRound: func(rep hub.Report) {
 			mu.Lock()
 			moved += bytesMoved(rep)
-			p := Progress{Report: rep, Index: int(rep.Version), Total: cfg.Rounds, BytesMoved: moved}
+			p := Progress{Report: rep, Index: int(rep.Version), Total: cfg.Rounds}
+			if mh != nil {
+				st := mh.Status()
+				p.Privacy = &st
+				p.StepBytes = st.StepBytes - stepBytes
+				stepBytes = st.StepBytes
+				moved += p.StepBytes
+			}
+			p.BytesMoved = moved
 			if rep.HasEval {
 				p.Loss, p.Accuracy = rep.EvalLoss, rep.EvalAccuracy
 			} else {
@@ -308,7 +360,20 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		return Summary{}, err
 	}
 	defer h.Shutdown()
+	if mh != nil {
+		hnc, err := nats.Connect("", nats.InProcessServer(h.Server()), nats.Name("sim-hub-modes"))
+		if err != nil {
+			return Summary{}, err
+		}
+		defer hnc.Close()
+		link, err := hook.NewHubLink(hnc, "sim", func(id string) ([]byte, bool) { return wire.DeviceKey(secret, id), true })
+		if err != nil {
+			return Summary{}, err
+		}
+		mh.Bind(link, h.Global)
+	}
 
+	var conns []*nats.Conn
 	nbad := int(cfg.Attack.Fraction * float64(cfg.Devices))
 	for i := 0; i < cfg.Devices; i++ {
 		var tr train.Trainer = net
@@ -328,14 +393,28 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		if err != nil {
 			return Summary{}, err
 		}
-		id := fmt.Sprintf("device-%04d", i)
-		var modes map[string]hook.Client
-		if cfg.Mode != "" {
-			modes = map[string]hook.Client{cfg.Mode: cfg.ModeClient}
+		id := ids[i]
+		var clients map[string]hook.Client
+		switch {
+		case mh != nil:
+			mc, err := modes.NewClient(cfg.PrivacyMode, id, pcfg)
+			if err != nil {
+				nc.Close()
+				return Summary{}, fmt.Errorf("sim: %w", err)
+			}
+			link, err := hook.ServeDevice(nc, "sim", id, wire.DeviceKey(secret, id), mc.Handle, 0)
+			if err != nil {
+				nc.Close()
+				return Summary{}, err
+			}
+			defer link.Close()
+			clients = map[string]hook.Client{cfg.PrivacyMode: mc}
+		case cfg.Mode != "":
+			clients = map[string]hook.Client{cfg.Mode: cfg.ModeClient}
 		}
 		a, err := agent.New(agent.Config{Name: "sim", Conn: nc, ID: id, Key: wire.DeviceKey(secret, id),
 			Trainer: tr, Data: ds(cfg.Data.TrainX, cfg.Data.TrainY, shards[i]),
-			Heartbeat: time.Minute, Modes: modes, Logger: cfg.Logger, ChunkSize: cfg.ChunkSize})
+			Heartbeat: time.Minute, Modes: clients, Logger: cfg.Logger, ChunkSize: cfg.ChunkSize})
 		if err != nil {
 			nc.Close()
 			return Summary{}, err
@@ -345,6 +424,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			return Summary{}, err
 		}
 		agents = append(agents, a)
+		conns = append(conns, nc)
 		defer nc.Close()
 	}
 	defer func() {
@@ -363,8 +443,11 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 				}
 			}
 			killOnce.Do(func() {
-				for _, a := range agents[max(0, len(agents)-cfg.Fault.Devices):] {
-					a.Kill()
+				// A dying device also drops its connection (and with it its
+				// privacy-mode step link).
+				for i := max(0, len(agents)-cfg.Fault.Devices); i < len(agents); i++ {
+					agents[i].Kill()
+					conns[i].Close()
 				}
 			})
 		}()
@@ -419,6 +502,10 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	sum.Duration = time.Since(start)
 	sum.BytesMoved = moved
 	sum.Final = h.Global()
+	if mh != nil {
+		st := mh.Status()
+		sum.Privacy = &st
+	}
 	for _, p := range sum.Reports {
 		if p.Status != "completed" {
 			continue

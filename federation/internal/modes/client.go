@@ -1,0 +1,324 @@
+package modes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/fennec-edge/fennec/federation/internal/hook"
+	"github.com/fennec-edge/fennec/federation/internal/model"
+	"github.com/fennec-edge/fennec/privacy/budget"
+	"github.com/fennec-edge/fennec/privacy/dp"
+	"github.com/fennec-edge/fennec/privacy/he"
+	"github.com/fennec-edge/fennec/privacy/secagg"
+)
+
+// Client is a mode's device side: a hook.Client for the agent, and the
+// hook.Handler of the device's step link (Handle). Its secrets (secagg keys
+// and seeds, the HE secret key and threshold share) never leave it except
+// as the protocols' encrypted shares.
+type Client struct {
+	mode string
+	k    kind
+	cfg  Config
+	id   string
+
+	mu    sync.Mutex
+	sa    map[uint64]*saRound
+	party *he.Party
+	cts   map[uint64][]byte
+	acc   *dp.Accountant // ldp: this device's own releases
+	eps   float64
+}
+
+type saRound struct {
+	c        *secagg.Client
+	cfg      secagg.Config
+	delivery []byte
+}
+
+// NewClient validates cfg for mode and returns device id's side. A device
+// enforces its own policy from cfg: MinAggregate (refuses smaller secure
+// aggregates), AllowInsecure, and in ldp its own Clip, NoiseMultiplier,
+// TargetEpsilon and Ledger.
+func NewClient(mode, id string, cfg Config) (*Client, error) {
+	k, err := parse(mode)
+	if err != nil {
+		return nil, err
+	}
+	if id == "" {
+		return nil, errors.New("modes: client needs the device id")
+	}
+	if k.noise != "local" {
+		// the hub decides the central parameters; do not require them here
+		cfg.NoiseMultiplier = max(cfg.NoiseMultiplier, 1)
+	}
+	cfg.AdaptiveClip, cfg.DistributedNoise = false, false
+	if err := cfg.fill(k); err != nil {
+		return nil, err
+	}
+	c := &Client{mode: mode, k: k, cfg: cfg, id: id, sa: map[uint64]*saRound{}, cts: map[uint64][]byte{}}
+	if k.noise == "local" {
+		if c.acc, err = dp.NewAccountant(nil); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Epsilon is this device's own spent epsilon at Delta (ldp).
+func (c *Client) Epsilon() float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.eps
+}
+
+// prune drops per-round state older than the last few rounds.
+func (c *Client) prune(round uint64) {
+	for r := range c.sa {
+		if r+4 < round {
+			delete(c.sa, r)
+		}
+	}
+	for r := range c.cts {
+		if r+4 < round {
+			delete(c.cts, r)
+		}
+	}
+}
+
+// Handle answers the hub's protocol steps (a hook.Handler).
+func (c *Client) Handle(_ context.Context, round uint64, step string, data []byte) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.prune(round)
+	switch step {
+	case stepSAKeys, stepSAShare, stepSADeliver, stepSAUnmask:
+		if c.k.sum != "secagg" {
+			return nil, fmt.Errorf("modes: step %s in mode %s", step, c.mode)
+		}
+		return c.handleSA(round, step, data)
+	case stepHEKeygen, stepHEPK, stepHETShares, stepHETDel, stepHECollect, stepHEDecrypt:
+		if c.k.sum != "he" {
+			return nil, fmt.Errorf("modes: step %s in mode %s", step, c.mode)
+		}
+		return c.handleHE(round, step, data)
+	}
+	return nil, fmt.Errorf("modes: unknown step %q", step)
+}
+
+func (c *Client) handleSA(round uint64, step string, data []byte) ([]byte, error) {
+	if step == stepSAKeys {
+		if c.sa[round] != nil {
+			return nil, fmt.Errorf("modes: secagg round %d already set up", round)
+		}
+		var s saSetup
+		if err := model.Unmarshal(data, &s); err != nil {
+			return nil, fmt.Errorf("modes: secagg setup: %w", err)
+		}
+		if s.NumClients < c.cfg.MinAggregate {
+			return nil, fmt.Errorf("modes: refusing a secure aggregate of %d devices (minimum %d)", s.NumClients, c.cfg.MinAggregate)
+		}
+		sc := s.config()
+		cl, err := secagg.NewClient(sc, s.ID)
+		if err != nil {
+			return nil, err
+		}
+		out, err := cl.AdvertiseKeys()
+		if err != nil {
+			return nil, err
+		}
+		c.sa[round] = &saRound{c: cl, cfg: sc}
+		return out, nil
+	}
+	s := c.sa[round]
+	if s == nil {
+		return nil, fmt.Errorf("modes: no secagg state for round %d", round)
+	}
+	switch step {
+	case stepSAShare:
+		return s.c.ShareKeys(data)
+	case stepSADeliver:
+		if s.delivery != nil {
+			return nil, errors.New("modes: secagg delivery twice")
+		}
+		s.delivery = append([]byte{}, data...)
+		return nil, nil
+	default: // unmask
+		out, err := s.c.Unmask(data)
+		delete(c.sa, round)
+		return out, err
+	}
+}
+
+func (c *Client) handleHE(round uint64, step string, data []byte) ([]byte, error) {
+	if step == stepHEKeygen {
+		var k heKeygen
+		if err := model.Unmarshal(data, &k); err != nil {
+			return nil, fmt.Errorf("modes: he setup: %w", err)
+		}
+		if k.Setup.Parties < c.cfg.MinAggregate {
+			return nil, fmt.Errorf("modes: refusing an he federation of %d parties (minimum %d)", k.Setup.Parties, c.cfg.MinAggregate)
+		}
+		k.Setup.MinAggregate = max(k.Setup.MinAggregate, c.cfg.MinAggregate)
+		k.Setup.AllowInsecure = c.cfg.AllowInsecure
+		p, err := he.NewParty(k.Setup, k.ID)
+		if err != nil {
+			return nil, err
+		}
+		out, err := p.KeyGenShare()
+		if err != nil {
+			return nil, err
+		}
+		c.party = p // a new setup replaces the old keys
+		return out, nil
+	}
+	if c.party == nil {
+		return nil, errors.New("modes: no he key setup")
+	}
+	switch step {
+	case stepHEPK:
+		return nil, c.party.SetPublicKey(data)
+	case stepHETShares:
+		return c.party.ThresholdShares()
+	case stepHETDel:
+		return nil, c.party.ReceiveThresholdShares(data)
+	case stepHECollect:
+		ct, ok := c.cts[round]
+		if !ok {
+			return nil, fmt.Errorf("modes: no encrypted update for round %d", round)
+		}
+		delete(c.cts, round)
+		return ct, nil
+	default: // decrypt
+		return c.party.DecryptShare(data)
+	}
+}
+
+// Transform implements hook.Client: it clips, noises, masks or encrypts the
+// device's update delta. What leaves in *update: dp: global + clipped
+// delta; ldp: global + clipped, noised delta; secagg: the masked quantised
+// vector in the f32 tensors' bytes; he: the global model unchanged (the
+// ciphertexts wait for the hub's he.collect step).
+func (c *Client) Transform(ctx context.Context, info hook.RoundInfo, extra map[string][]byte, global model.Model,
+	update *model.Model, _ uint64) (map[string][]byte, error) {
+	p, err := decodeParams(extra)
+	if err != nil {
+		return nil, err
+	}
+	if p.Mode != c.mode {
+		return nil, fmt.Errorf("modes: round is %q, this device runs %q", p.Mode, c.mode)
+	}
+	d, err := deltaOf(&global, update)
+	if err != nil {
+		return nil, err
+	}
+	if p.Len != len(d) {
+		return nil, fmt.Errorf("modes: round expects %d values, the model has %d", p.Len, len(d))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.k.noise {
+	case "central":
+		if !(p.Clip > 0) {
+			return nil, errors.New("modes: round has no clip norm")
+		}
+		if _, err := dp.ClipL2(d, p.Clip); err != nil {
+			return nil, err
+		}
+		if p.DevSigma > 0 {
+			if err := c.cfg.Source.AddGaussian32(d, p.DevSigma); err != nil {
+				return nil, err
+			}
+		}
+	case "local":
+		if err := c.localNoise(info.Round, d); err != nil {
+			return nil, err
+		}
+	}
+	switch c.k.sum {
+	case "":
+		m, err := applyMean(&global, f64(d), 1)
+		if err != nil {
+			return nil, err
+		}
+		*update = m
+	case "secagg":
+		s := c.sa[info.Round]
+		if s == nil || s.delivery == nil {
+			return nil, fmt.Errorf("modes: device missed round %d's secagg setup", info.Round)
+		}
+		if s.cfg.VectorLen != len(d) {
+			return nil, fmt.Errorf("modes: secagg round has %d values, the model %d", s.cfg.VectorLen, len(d))
+		}
+		b, err := s.c.MaskedInput(s.delivery, d)
+		if err != nil {
+			return nil, err
+		}
+		var mm secagg.MaskedMsg
+		if err := model.UnmarshalLoose(b, &mm); err != nil {
+			return nil, err
+		}
+		m, err := withF32Bytes(&global, mm.Data)
+		if err != nil {
+			return nil, err
+		}
+		*update = m
+	case "he":
+		if c.party == nil {
+			return nil, errors.New("modes: no he key setup")
+		}
+		clamp(d, p.Bound)
+		ct, err := c.party.Encrypt(d)
+		if err != nil {
+			return nil, err
+		}
+		c.cts[info.Round] = ct
+		m, err := global.WithVector(global.Flatten(), global.Version)
+		if err != nil {
+			return nil, err
+		}
+		*update = m
+	}
+	return nil, nil
+}
+
+// localNoise clips d to this device's own C and adds N(0, (zC)^2), after
+// accounting the release against the device's own cap and ledger.
+func (c *Client) localNoise(round uint64, d []float32) error {
+	z, C := c.cfg.NoiseMultiplier, c.cfg.Clip
+	next := c.acc.Clone()
+	if err := next.ComposeSubsampledGaussian(1, z, 1); err != nil {
+		return err
+	}
+	eps, _, err := next.Epsilon(c.cfg.Delta)
+	if err != nil {
+		return err
+	}
+	if t := c.cfg.TargetEpsilon; t > 0 && eps > t*(1+1e-9) {
+		return fmt.Errorf("modes: device privacy budget: round %d would bring epsilon to %.4g, above %g; not sending", round, eps, t)
+	}
+	if c.cfg.Ledger != nil {
+		if _, err := c.cfg.Ledger.Charge(budget.Charge{Gaussian: &budget.Gaussian{NoiseMultiplier: z, SamplingRate: 1, Steps: 1},
+			Note: fmt.Sprintf("federation ldp round %d", round)}, c.cfg.Accounts...); err != nil {
+			return fmt.Errorf("modes: %w", err)
+		}
+	}
+	if _, err := dp.ClipL2(d, C); err != nil {
+		return err
+	}
+	if err := c.cfg.Source.AddGaussian32(d, z*C); err != nil {
+		return err
+	}
+	c.acc, c.eps = next, eps
+	return nil
+}
+
+func f64(x []float32) []float64 {
+	out := make([]float64, len(x))
+	for i, v := range x {
+		out[i] = float64(v)
+	}
+	return out
+}

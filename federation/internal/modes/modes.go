@@ -1,0 +1,273 @@
+// Package modes implements the federation's privacy round modes on the
+// hook seam (federation/internal/hook) with the privacy libraries:
+//
+//	plain      no transform (the hub sees each trained model)
+//	dp         client-level DP-FedAvg (McMahan et al. 2018): devices clip
+//	           their update delta to L2 norm C, the hub adds Gaussian noise
+//	           of std z*C (privacy/dp secure source) to the sum and divides
+//	           by the number of sampled devices; an RDP accountant composes
+//	           the subsampled Gaussian per round; optional adaptive clipping
+//	ldp        local DP: each device clips and adds N(0, (zC)^2) itself
+//	secagg     SecAgg+ (privacy/secagg): the hub learns only the sum of the
+//	           devices' quantised updates
+//	secagg+dp  secagg of clipped updates plus central (or distributed) noise
+//	he         threshold CKKS (privacy/he): devices encrypt under a
+//	           collective key, the hub adds ciphertexts, devices decrypt the
+//	           aggregate collectively
+//	he+dp      he of clipped updates plus central (or distributed) noise
+//
+// Every mode works on the update delta (trained weights - global weights)
+// and averages with equal weight per device (the DP-FedAvg convention; the
+// secure modes cannot weight what the hub cannot see). The secure and DP
+// modes hand the strategy one aggregate update, so only mean-based
+// strategies (fedavg, fedprox, fedadam, fedyogi, fedadagrad) compose with
+// them; robust rules need individual updates, which these modes hide.
+// Weight-mode training only (not fedsgd's gradient mode).
+//
+// The protocol steps beyond task -> update travel over hook's
+// authenticated step link (hook.HubLink / hook.ServeDevice):
+//
+//	secagg: Prepare: sa.keys, sa.share, sa.deliver; update carries the
+//	        masked input; PreAggregate: sa.unmask
+//	he:     first Prepare (and after a failed setup): he.keygen, he.pk
+//	        [, he.tshares, he.tdeliver for t-of-N]; update carries the
+//	        ciphertexts; PreAggregate: he.decrypt
+package modes
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/fennec-edge/fennec/privacy/budget"
+	"github.com/fennec-edge/fennec/privacy/dp"
+	"github.com/fennec-edge/fennec/privacy/he"
+)
+
+// Mode names.
+const (
+	Plain    = "plain"
+	DP       = "dp"
+	LDP      = "ldp"
+	SecAgg   = "secagg"
+	SecAggDP = "secagg+dp"
+	HE       = "he"
+	HEDP     = "he+dp"
+)
+
+// Names lists the modes.
+var Names = []string{Plain, DP, LDP, SecAgg, SecAggDP, HE, HEDP}
+
+// kind splits a mode into its secure-sum backend and its noise.
+type kind struct {
+	sum   string // "", "secagg", "he"
+	noise string // "", "central", "local"
+}
+
+func (k kind) dp() bool { return k.noise != "" }
+
+func parse(mode string) (kind, error) {
+	switch mode {
+	case Plain:
+		return kind{}, nil
+	case DP:
+		return kind{noise: "central"}, nil
+	case LDP:
+		return kind{noise: "local"}, nil
+	case SecAgg:
+		return kind{sum: "secagg"}, nil
+	case SecAggDP:
+		return kind{sum: "secagg", noise: "central"}, nil
+	case HE:
+		return kind{sum: "he"}, nil
+	case HEDP:
+		return kind{sum: "he", noise: "central"}, nil
+	}
+	return kind{}, fmt.Errorf("modes: unknown mode %q (want one of %v)", mode, Names)
+}
+
+// Config configures a mode; the hub and the devices each read the fields
+// that concern them. The zero value of each field is its default.
+type Config struct {
+	// Clip is the L2 norm bound C of a device's update delta in the DP
+	// modes (1). With AdaptiveClip it is the initial clip.
+	Clip float64
+	// NoiseMultiplier z: the Gaussian noise has std z*C on the sum of the
+	// clipped deltas (central) or on each device's delta (ldp). When 0,
+	// TargetEpsilon and Rounds calibrate it (dp.NoiseMultiplier).
+	NoiseMultiplier float64
+	// TargetEpsilon at Delta: z is calibrated so that Rounds releases reach
+	// it, and no release that would take the running epsilon above it is
+	// made (the round fails instead). 0 = no cap (z must then be set).
+	TargetEpsilon float64
+	// Delta of the reported (epsilon, delta) (1e-5).
+	Delta float64
+	// Rounds planned, for calibrating z from TargetEpsilon.
+	Rounds int
+	// SamplingRate q = devices sampled per round / population (1), the
+	// accountant's Poisson-subsampling rate. The hub samples a fixed-size
+	// subset, for which the Poisson analysis is the usual approximation
+	// (as in TF Federated). The local (ldp) accountant always uses q = 1:
+	// the hub sees who took part.
+	SamplingRate float64
+	// AdaptiveClip tracks the Quantile (0.5) of the update norms with
+	// learning rate ClipLR (0.2) (Andrew et al. 2021); each device's
+	// unclipped bit is released with noise CountNoise (default expected
+	// devices/20, their recommendation) and the delta noise multiplier is
+	// raised so that the pair costs exactly z (dp.AdaptiveNoiseMultiplier).
+	// Central DP modes only.
+	AdaptiveClip bool
+	Quantile     float64
+	ClipLR       float64
+	CountNoise   float64
+	// DistributedNoise (secagg+dp, he+dp): instead of the hub, each device
+	// adds N(0, (zC)^2/m) to its clipped delta, where m is the least number
+	// of contributions the hub accepts (secagg: its threshold; he:
+	// MinAggregate; at least half the sampled devices), so the sum carries
+	// at least the central noise and the hub never sees a noiseless
+	// aggregate. Assumes the m contributing devices are honest.
+	DistributedNoise bool
+	// Ledger, when set, is charged with every release (before the model is
+	// published) to Accounts: a budget.Gaussian charge of (z, q, 1) on the
+	// hub (central) or on the device (ldp). ErrBudget fails the round.
+	Ledger   *budget.Ledger
+	Accounts []string
+
+	// Bound clamps each value of a device's vector in secagg and he without
+	// DP (16); with DP the clip C bounds them. Secagg quantises [-Bound,
+	// Bound] to 32-bit fixed point: the sum of k devices is exact to
+	// k*Bound/2^31 per value (secagg.Config.Resolution).
+	Bound float64
+	// Neighbors (SecAgg+ graph degree; 0 = complete graph up to 32 devices,
+	// else 2*ceil(log2 k)+2) and Threshold (0 = degree/2+1, the most
+	// dropout-tolerant) of secure aggregation.
+	Neighbors int
+	Threshold int
+
+	// HEParams (he.Agg14), HEThreshold (0 = N-of-N decryption; t for
+	// t-of-N, which survives N-t devices missing at decryption) and
+	// MinAggregate (2; devices refuse to help decrypt an aggregate of fewer
+	// contributions, and refuse secagg rounds of fewer clients).
+	HEParams      he.ParamSet
+	HEThreshold   int
+	MinAggregate  int
+	AllowInsecure bool // permits he.Test10 (tests only)
+	// Population lists every device of the federation (he: the key holders,
+	// party i+1 = Population[i] after sorting). Required for he on the hub;
+	// all of them must be online for the one-time key generation.
+	Population []string
+
+	// StepTimeout bounds each protocol step's exchange (10s).
+	StepTimeout time.Duration
+	// Source of noise (dp.NewSource() when nil).
+	Source *dp.Source
+}
+
+func (c *Config) fill(k kind) error {
+	if c.Clip == 0 {
+		c.Clip = 1
+	}
+	if c.Delta == 0 {
+		c.Delta = 1e-5
+	}
+	if c.SamplingRate == 0 {
+		c.SamplingRate = 1
+	}
+	if c.Quantile == 0 {
+		c.Quantile = 0.5
+	}
+	if c.ClipLR == 0 {
+		c.ClipLR = 0.2
+	}
+	if c.Bound == 0 {
+		c.Bound = 16
+	}
+	if c.MinAggregate == 0 {
+		c.MinAggregate = 2
+	}
+	if c.StepTimeout == 0 {
+		c.StepTimeout = 10 * time.Second
+	}
+	if c.Source == nil {
+		c.Source = dp.NewSource()
+	}
+	switch {
+	case !(c.Clip > 0) || math.IsInf(c.Clip, 0):
+		return fmt.Errorf("modes config: Clip %v must be positive and finite", c.Clip)
+	case !(c.Delta > 0 && c.Delta < 1):
+		return fmt.Errorf("modes config: Delta %v outside (0, 1)", c.Delta)
+	case !(c.SamplingRate > 0 && c.SamplingRate <= 1):
+		return fmt.Errorf("modes config: SamplingRate %v outside (0, 1]", c.SamplingRate)
+	case c.NoiseMultiplier < 0 || math.IsInf(c.NoiseMultiplier, 0) || math.IsNaN(c.NoiseMultiplier):
+		return fmt.Errorf("modes config: NoiseMultiplier %v", c.NoiseMultiplier)
+	case c.TargetEpsilon < 0 || math.IsInf(c.TargetEpsilon, 0) || math.IsNaN(c.TargetEpsilon):
+		return fmt.Errorf("modes config: TargetEpsilon %v", c.TargetEpsilon)
+	case !(c.Bound > 0) || math.IsInf(c.Bound, 0):
+		return fmt.Errorf("modes config: Bound %v must be positive and finite", c.Bound)
+	case c.Neighbors < 0 || c.Threshold < 0 || c.HEThreshold < 0 || c.MinAggregate < 2 || c.Rounds < 0:
+		return errors.New("modes config: Neighbors, Threshold, HEThreshold, Rounds must be >= 0 and MinAggregate >= 2")
+	case c.StepTimeout < 0:
+		return errors.New("modes config: StepTimeout must be >= 0")
+	}
+	if k.dp() && c.NoiseMultiplier == 0 {
+		if c.TargetEpsilon == 0 || c.Rounds == 0 {
+			return errors.New("modes config: a DP mode needs NoiseMultiplier, or TargetEpsilon and Rounds to calibrate it")
+		}
+		q := c.SamplingRate
+		if k.noise == "local" {
+			q = 1
+		}
+		z, err := dp.NoiseMultiplier(c.TargetEpsilon, c.Delta, q, c.Rounds, nil)
+		if err != nil {
+			return fmt.Errorf("modes config: calibrating the noise multiplier: %w", err)
+		}
+		c.NoiseMultiplier = z
+	}
+	if c.AdaptiveClip {
+		if k.noise != "central" {
+			return errors.New("modes config: AdaptiveClip needs a central DP mode (dp, secagg+dp, he+dp)")
+		}
+		if c.DistributedNoise {
+			return errors.New("modes config: AdaptiveClip with DistributedNoise is not supported")
+		}
+		if !(c.Quantile > 0 && c.Quantile < 1) || !(c.ClipLR > 0) || c.CountNoise < 0 {
+			return errors.New("modes config: Quantile must be in (0, 1), ClipLR > 0, CountNoise >= 0")
+		}
+	}
+	if c.DistributedNoise && (k.noise != "central" || k.sum == "") {
+		return errors.New("modes config: DistributedNoise needs secagg+dp or he+dp")
+	}
+	if c.Ledger != nil && len(c.Accounts) == 0 {
+		return errors.New("modes config: Ledger needs Accounts to charge")
+	}
+	c.Population = slices.Clone(c.Population)
+	slices.Sort(c.Population)
+	if len(slices.Compact(slices.Clone(c.Population))) != len(c.Population) {
+		return errors.New("modes config: Population lists a device twice")
+	}
+	return nil
+}
+
+// Status is a mode's privacy state after the rounds so far.
+type Status struct {
+	Mode string `json:"mode"`
+	// Releases is the number of noised aggregates released (DP modes) or
+	// securely aggregated rounds.
+	Releases int `json:"releases"`
+	// Epsilon at Delta after those releases (central: of the federation's
+	// model w.r.t. any one device's data; ldp: of every device's released
+	// updates, a per-device bound). 0 for the non-DP modes.
+	Epsilon         float64 `json:"epsilon,omitempty"`
+	Delta           float64 `json:"delta,omitempty"`
+	NoiseMultiplier float64 `json:"noise_multiplier,omitempty"`
+	SamplingRate    float64 `json:"sampling_rate,omitempty"`
+	// Clip is the current clip norm (adaptive clipping moves it).
+	Clip float64 `json:"clip,omitempty"`
+	// Contributors to the last aggregate.
+	Contributors int `json:"contributors"`
+	// StepBytes: bytes of the mode's extra protocol steps (both
+	// directions) so far, when the hub's Exchanger is a *hook.HubLink.
+	StepBytes uint64 `json:"step_bytes"`
+}
