@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
+	"github.com/fennec-edge/fennec/deploy"
 	"github.com/fennec-edge/fennec/federation"
 	"github.com/fennec-edge/fennec/runtime"
 )
@@ -24,8 +24,9 @@ func federationDecodeModel(b []byte, m *federation.Model) error {
 
 func newAgentCmd() *cobra.Command {
 	var (
-		hubURL, credsFile, id, modulePath, dataPath, name string
-		i32Labels, verbose                                bool
+		hubURL, credsFile, id, modulePath, dataPath, name, nkeyFile string
+		i32Labels, verbose                                          bool
+		rf                                                          rolloutFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -34,11 +35,24 @@ func newAgentCmd() *cobra.Command {
 'fennec hub creds'), holds its local data (--data: numeric CSV, last column the label), and
 when a round samples it runs the training module's "train" entrypoint through the fennec
 runtime and submits its update. The module's instances are drained after every call, so
-an idle device holds none.`,
+an idle device holds none.
+
+--nkey FILE authenticates to a hub started with --access ('fennec deploy nkey' makes the
+file; the device's id in the access file is its id in --creds). With --group NAME,
+--trust FILE and --dir DIR the same process also receives its group's rollouts over the
+same connection: it verifies, health-checks and swaps in each module its trust file
+accepts, keeps its bundles and audit.log under DIR, and reports its status (see
+'fennec deploy' and 'fennec status').`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if hubURL == "" || credsFile == "" || modulePath == "" || dataPath == "" {
 				return &exitError{exitUsage, errors.New("--hub, --creds, --module and --data are required")}
+			}
+			rollouts := rf.group != "" || rf.dir != "" || rf.trustPath != ""
+			if rollouts {
+				if err := rf.check(); err != nil {
+					return err
+				}
 			}
 			level := slog.LevelWarn
 			if verbose {
@@ -61,7 +75,7 @@ an idle device holds none.`,
 				return &exitError{exitBadInput, err}
 			}
 			ds := data.TrainDataset(!i32Labels)
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signalContext(c)
 			defer stop()
 			wasm, err := os.ReadFile(modulePath)
 			if err != nil {
@@ -84,22 +98,72 @@ an idle device holds none.`,
 			if err != nil {
 				return &exitError{exitBadInput, err}
 			}
-			a, err := federation.NewAgent(federation.AgentConfig{Name: name, URL: hubURL, ID: cid, Key: key,
+			var rd *rolloutDevice
+			if rollouts {
+				if rd, err = openRollout(ctx, eng, cid, rf, log); err != nil {
+					return err
+				}
+				defer rd.close()
+			}
+			// One connection for training and rollouts; with an nkey, the
+			// device's own inbox, which its permissions require.
+			// The server reports permission violations asynchronously: they
+			// end the start (a credential that is not this device's) and are
+			// logged afterwards.
+			startCtx, startCancel := context.WithCancelCause(ctx)
+			defer startCancel(nil)
+			opts := []nats.Option{nats.Name("fennec-agent-" + cid), nats.MaxReconnects(-1),
+				nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+					log.Warn("nats", "err", err)
+					if errors.Is(err, nats.ErrPermissionViolation) {
+						startCancel(err)
+					}
+				})}
+			if nkeyFile != "" {
+				co, err := deploy.ConnectOptions(nkeyFile, cid)
+				if err != nil {
+					return &exitError{exitBadInput, err}
+				}
+				opts = append(opts, co...)
+			}
+			nc, err := nats.Connect(hubURL, opts...)
+			if err != nil {
+				return &exitError{exitFailure, fmt.Errorf("connect %s: %w", hubURL, err)}
+			}
+			defer nc.Close()
+			a, err := federation.NewAgent(federation.AgentConfig{Name: name, Conn: nc, ID: cid, Key: key,
 				Trainer: &federation.WasmTrainer{Mod: mod}, Data: ds, Logger: log})
 			if err != nil {
 				return &exitError{exitUsage, err}
 			}
-			if err := a.Start(ctx); err != nil {
+			if err := a.Start(startCtx); err != nil {
+				if cause := context.Cause(startCtx); errors.Is(cause, nats.ErrPermissionViolation) {
+					err = fmt.Errorf("the hub's server refused device %s: %w (is --nkey this device's credential?)", cid, cause)
+				}
 				return &exitError{exitFailure, err}
 			}
+			startCancel(nil)
 			defer a.Close()
 			fmt.Fprintf(c.OutOrStdout(), "device %s joined %s with %d examples\n", cid, hubURL, len(data.TrainY))
+			rolloutDone := make(chan error, 1)
+			if rd != nil {
+				rctx, rcancel := context.WithCancel(ctx)
+				go func() { rolloutDone <- rd.run(rctx, nc) }()
+				defer func() { rcancel(); <-rolloutDone }()
+				fmt.Fprintf(c.OutOrStdout(), "device %s receives the rollouts of group %s\n", cid, rf.group)
+			}
 			t := time.NewTicker(10 * time.Second)
 			defer t.Stop()
 			last := federation.AgentStats{}
 			for {
 				select {
 				case <-ctx.Done():
+					return nil
+				case err := <-rolloutDone:
+					rolloutDone <- err // for the deferred wait
+					if err != nil {
+						return &exitError{exitFailure, fmt.Errorf("rollout agent: %w", err)}
+					}
 					return nil
 				case <-t.C:
 					if st := a.Stats(); st != last {
@@ -120,5 +184,7 @@ an idle device holds none.`,
 	f.StringVar(&name, "name", "default", "federation name")
 	f.BoolVar(&i32Labels, "i32-labels", false, "send labels as i32 class indices (default f32, as modules/risk-train expects)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log agent events")
+	f.StringVar(&nkeyFile, "nkey", "", "NATS credential (nkey seed from 'fennec deploy nkey') for a hub started with --access")
+	rf.add(cmd)
 	return cmd
 }

@@ -67,8 +67,13 @@ func (f *natsFlags) connectDenied(name, device string) (*nats.Conn, <-chan error
 	return nc, denied, nil
 }
 
-func signalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+// signalContext ends on Ctrl-C, SIGTERM or the end of the command's context.
+func signalContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	parent := cmd.Context()
+	if parent == nil {
+		parent = context.Background()
+	}
+	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 }
 
 func newDeployCmd() *cobra.Command {
@@ -107,7 +112,7 @@ func newDeployCmd() *cobra.Command {
 				return err
 			}
 			defer nc.Close()
-			ctx, cancel := signalContext()
+			ctx, cancel := signalContext(cmd)
 			defer cancel()
 			if operator == "" && nf.creds != "" {
 				operator = strings.TrimSuffix(filepath.Base(nf.creds), filepath.Ext(nf.creds))
@@ -249,7 +254,7 @@ func newStatusCmd() *cobra.Command {
 				return err
 			}
 			defer nc.Close()
-			ctx, cancel := signalContext()
+			ctx, cancel := signalContext(cmd)
 			defer cancel()
 			w := cmd.OutOrStdout()
 			for {
@@ -357,7 +362,7 @@ func newDeployServerCmd() *cobra.Command {
 			if err != nil {
 				return badInput(err)
 			}
-			ctx, cancel := signalContext()
+			ctx, cancel := signalContext(cmd)
 			defer cancel()
 			srv, err := deploy.StartServer(ctx, deploy.ServerConfig{Dir: dir, Listen: listen, Access: acc})
 			if err != nil {
@@ -375,35 +380,121 @@ func newDeployServerCmd() *cobra.Command {
 	return c
 }
 
+// rolloutFlags are a device's rollout settings, shared by `fennec deploy
+// agent` and `fennec agent --group`.
+type rolloutFlags struct {
+	group, dir, trustPath string
+	heartbeat             time.Duration
+}
+
+func (r *rolloutFlags) add(c *cobra.Command) {
+	c.Flags().StringVar(&r.group, "group", "", "this device's group (as in the access file); receive its rollouts")
+	c.Flags().StringVar(&r.dir, "dir", "", "rollout state directory: stored bundles and audit.log")
+	c.Flags().StringVar(&r.trustPath, "trust", "", "trust file: publisher and operator keys this device accepts")
+	c.Flags().DurationVar(&r.heartbeat, "heartbeat", 5*time.Second, "rollout status report interval")
+}
+
+func (r *rolloutFlags) check() error {
+	if r.group == "" || r.dir == "" || r.trustPath == "" {
+		return &exitError{exitUsage, errors.New("--group, --dir and --trust are required to receive rollouts")}
+	}
+	return nil
+}
+
+// rolloutDevice is a device's Deployer (the module it runs, its store and
+// audit log) and, once run, its rollout agent.
+type rolloutDevice struct {
+	id     string
+	flags  rolloutFlags
+	log    *slog.Logger
+	audit  *deploy.AuditLog
+	d      *deploy.Deployer
+	notify chan deploy.Event
+}
+
+// openRollout starts device id's Deployer on eng from its state directory;
+// without a runnable stored version it waits for a deployment.
+func openRollout(ctx context.Context, eng *runtime.Engine, id string, r rolloutFlags, log *slog.Logger) (*rolloutDevice, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	tr, err := deploy.LoadTrust(r.trustPath)
+	if err != nil {
+		return nil, badInput(err)
+	}
+	if err := os.MkdirAll(r.dir, 0o700); err != nil {
+		return nil, err
+	}
+	store, err := deploy.OpenStore(filepath.Join(r.dir, "store"))
+	if err != nil {
+		return nil, err
+	}
+	audit, err := deploy.OpenAudit(filepath.Join(r.dir, "audit.log"))
+	if err != nil {
+		return nil, err
+	}
+	rd := &rolloutDevice{id: id, flags: r, log: log, audit: audit, notify: make(chan deploy.Event, 16)}
+	rd.d, err = deploy.NewDeployer(deploy.DeployerConfig{Engine: eng, Store: store, Trust: tr, Audit: audit, Device: id, Logger: log,
+		OnEvent: func(e deploy.Event) {
+			log.Info("deploy "+e.Kind, "module", e.Version.Name, "version", e.Version.Version, "reason", e.Reason)
+			select {
+			case rd.notify <- e:
+			default:
+			}
+		}})
+	if err != nil {
+		audit.Close()
+		return nil, err
+	}
+	if err := rd.d.Start(ctx); err != nil {
+		log.Error("no stored version can run; waiting for a deployment", "err", err)
+	}
+	return rd, nil
+}
+
+// run applies the group's desired state and reports status over nc (the
+// device's connection) until ctx ends.
+func (rd *rolloutDevice) run(ctx context.Context, nc *nats.Conn) error {
+	agent, err := deploy.NewAgent(deploy.AgentConfig{Conn: nc, Device: rd.id, Group: rd.flags.group, Deployer: rd.d, Heartbeat: rd.flags.heartbeat, Logger: rd.log})
+	if err != nil {
+		return err
+	}
+	go func() {
+		for {
+			select {
+			case e := <-rd.notify:
+				agent.Notify(e)
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	if err := agent.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+func (rd *rolloutDevice) close() {
+	rd.d.Close(context.Background())
+	rd.audit.Close()
+}
+
 func newDeployAgentCmd() *cobra.Command {
 	var nf natsFlags
-	var id, group, dir, trustPath string
-	var heartbeat time.Duration
+	var rf rolloutFlags
+	var id string
 	c := &cobra.Command{
 		Use:   "agent --id ID --group NAME --trust trust.toml --dir DIR --creds ID.nk",
 		Short: "Run a device's rollout agent: run the stored module, apply its group's desired state, report status",
-		Args:  cobra.NoArgs,
+		Long: "Run a device's rollout agent only. `fennec agent --group NAME` runs the same agent\n" +
+			"beside federated training, on the device's one connection to `fennec hub`.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if id == "" || group == "" || dir == "" || trustPath == "" {
+			if id == "" {
 				return &exitError{exitUsage, errors.New("--id, --group, --dir and --trust are required")}
 			}
-			tr, err := deploy.LoadTrust(trustPath)
-			if err != nil {
-				return badInput(err)
-			}
-			if err := os.MkdirAll(dir, 0o700); err != nil {
-				return err
-			}
-			store, err := deploy.OpenStore(filepath.Join(dir, "store"))
-			if err != nil {
-				return err
-			}
-			audit, err := deploy.OpenAudit(filepath.Join(dir, "audit.log"))
-			if err != nil {
-				return err
-			}
-			defer audit.Close()
-			ctx, cancel := signalContext()
+			ctx, cancel := signalContext(cmd)
 			defer cancel()
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			eng, err := runtime.New(ctx, runtime.Config{Logger: log})
@@ -411,54 +502,22 @@ func newDeployAgentCmd() *cobra.Command {
 				return err
 			}
 			defer eng.Close(context.Background())
-			var agent *deploy.Agent
-			notify := make(chan deploy.Event, 16)
-			d, err := deploy.NewDeployer(deploy.DeployerConfig{Engine: eng, Store: store, Trust: tr, Audit: audit, Device: id, Logger: log,
-				OnEvent: func(e deploy.Event) {
-					log.Info("deploy "+e.Kind, "module", e.Version.Name, "version", e.Version.Version, "reason", e.Reason)
-					select {
-					case notify <- e:
-					default:
-					}
-				}})
+			rd, err := openRollout(ctx, eng, id, rf, log)
 			if err != nil {
 				return err
 			}
-			defer d.Close(context.Background())
-			if err := d.Start(ctx); err != nil {
-				log.Error("no stored version can run; waiting for a deployment", "err", err)
-			}
+			defer rd.close()
 			nc, err := nf.connect("fennec-agent-"+id, id)
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
-			agent, err = deploy.NewAgent(deploy.AgentConfig{Conn: nc, Device: id, Group: group, Deployer: d, Heartbeat: heartbeat, Logger: log})
-			if err != nil {
-				return err
-			}
-			go func() {
-				for {
-					select {
-					case e := <-notify:
-						agent.Notify(e)
-					case <-ctx.Done():
-						return
-					}
-				}
-			}()
-			fmt.Fprintf(cmd.OutOrStdout(), "agent %s (group %s) running\n", id, group)
-			if err := agent.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				return err
-			}
-			return nil
+			fmt.Fprintf(cmd.OutOrStdout(), "agent %s (group %s) running\n", id, rf.group)
+			return rd.run(ctx, nc)
 		},
 	}
 	nf.add(c)
 	c.Flags().StringVar(&id, "id", "", "this device's id (as in the access file)")
-	c.Flags().StringVar(&group, "group", "", "this device's group")
-	c.Flags().StringVar(&dir, "dir", "", "state directory: stored bundles and audit.log")
-	c.Flags().StringVar(&trustPath, "trust", "", "trust file: publisher and operator keys this device accepts")
-	c.Flags().DurationVar(&heartbeat, "heartbeat", 5*time.Second, "status report interval")
+	rf.add(c)
 	return c
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -9,13 +8,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/fennec-edge/fennec/deploy"
 	"github.com/fennec-edge/fennec/federation"
 	"github.com/fennec-edge/fennec/internal/atomicfile"
 )
@@ -51,6 +49,7 @@ func newHubCmd() *cobra.Command {
 		sc         federation.StrategyConfig
 		secretFile string
 		modelFile  string
+		accessFile string
 		initMLP    []int
 		jsonOut    bool
 		verbose    bool
@@ -64,7 +63,15 @@ model in a JetStream object store and the round state in JetStream KV, so a rest
 resumes from the last completed round. By default it embeds nats-server with JetStream file
 storage under --data; --nats URL uses an existing NATS server or cluster instead (use
 --replicas 3 on a 3-node cluster). Devices join with 'fennec agent --hub URL --creds FILE';
-make a device's credentials with 'fennec hub creds --secret FILE --id ID'.`,
+make a device's credentials with 'fennec hub creds --secret FILE --id ID'.
+
+--access FILE (an access file of devices and operators with their nkeys, see
+'fennec deploy nkey') turns on authentication on the embedded server: each device
+connects with its own nkey ('fennec agent --nkey') and may publish only its own join,
+update, leave and rollout status and receive only its own tasks and its group's
+desired state; operators may deploy ('fennec deploy BUNDLE --group NAME') and read the
+devices' status ('fennec status'), and nothing else. The hub then serves rollouts, and
+keeps serving them after --rounds are complete, until interrupted.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			level := slog.LevelWarn
@@ -86,6 +93,13 @@ make a device's credentials with 'fennec hub creds --secret FILE --id ID'.`,
 				return &exitError{exitBadInput, err}
 			}
 			cfg.Secret = s
+			if accessFile != "" {
+				acc, err := deploy.LoadAccess(accessFile)
+				if err != nil {
+					return &exitError{exitBadInput, err}
+				}
+				cfg.Access = acc
+			}
 			strat, err := federation.NewStrategy(sc)
 			if err != nil {
 				return &exitError{exitUsage, err}
@@ -143,8 +157,11 @@ make a device's credentials with 'fennec hub creds --secret FILE --id ID'.`,
 			defer h.Shutdown()
 			if !jsonOut {
 				fmt.Fprintf(c.OutOrStdout(), "hub %q ready at %s, global model version %d\n", cfg.Name, h.ClientURL(), h.Version())
+				if cfg.Access != nil {
+					fmt.Fprintf(c.OutOrStdout(), "access control on: %d devices, %d operators; serving rollouts\n", len(cfg.Access.Devices), len(cfg.Access.Operators))
+				}
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signalContext(c)
 			defer stop()
 			select {
 			case <-ctx.Done():
@@ -153,8 +170,15 @@ make a device's credentials with 'fennec hub creds --secret FILE --id ID'.`,
 				if err := h.Err(); err != nil {
 					return &exitError{exitFailure, err}
 				}
-				return nil
+				if cfg.Access == nil {
+					return nil
+				}
 			}
+			if !jsonOut {
+				fmt.Fprintln(c.OutOrStdout(), "training rounds complete; still serving rollouts until interrupted")
+			}
+			<-ctx.Done()
+			return nil
 		},
 	}
 	f := cmd.Flags()
@@ -180,6 +204,7 @@ make a device's credentials with 'fennec hub creds --secret FILE --id ID'.`,
 	f.IntVar(&sc.F, "byzantine", 0, "Krum/MultiKrum/Bulyan: assumed malicious devices")
 	f.IntVar(&sc.M, "keep", 0, "MultiKrum: updates kept (n-f)")
 	f.StringVar(&secretFile, "secret", "", "fleet secret file (hex; created when absent; default DATA/fleet.secret)")
+	f.StringVar(&accessFile, "access", "", "access file (devices and operators with their nkeys): authenticate every client, serve rollouts")
 	f.StringVar(&modelFile, "model", "", "initial global model (CBOR Model) when the store holds none")
 	f.IntSliceVar(&initMLP, "init-mlp", nil, "initial MLP in,hidden,out (sdk/nn layout) when the store holds none")
 	f.BoolVar(&jsonOut, "json", false, "one JSON round report per line")

@@ -1,11 +1,14 @@
 package hub_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,7 +92,9 @@ func (v violations) mustDeny(t *testing.T, name string, do func(context.Context)
 // cannot connect.
 func TestAccessTrainingAndImpersonation(t *testing.T) {
 	acc, seeds := accessFleet(t, "dev-0", "dev-1", "dev-2")
-	h := newHub(t, hub.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", Access: acc, Rounds: 2, MinDevices: 3, Deadline: 5 * time.Second})
+	var logs lockedBuffer
+	h := newHub(t, hub.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", Access: acc, Rounds: 2, MinDevices: 3, Deadline: 5 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	defer h.Shutdown()
 	connect := func(id, device string, extra ...nats.Option) *nats.Conn {
 		t.Helper()
@@ -207,6 +212,18 @@ func TestAccessTrainingAndImpersonation(t *testing.T) {
 		t.Fatalf("operator: deploy bucket: %v", err)
 	}
 
+	// The hub logs each violation with the device or operator it was.
+	for _, want := range [][2]string{{`Publish Violation - Subject \"fennec.default.join.dev-1\"`, `user="device dev-0"`},
+		{`Subscription Violation - Subject \"_HUB_INBOX.>\"`, `user="operator alice"`}} {
+		found := false
+		for _, line := range strings.Split(logs.String(), "\n") {
+			found = found || strings.Contains(line, want[0]) && strings.Contains(line, want[1])
+		}
+		if !found {
+			t.Errorf("hub log lacks %s by %s:\n%s", want[0], want[1], logs.String())
+		}
+	}
+
 	// Neither an unknown key nor no credentials at all connect.
 	stranger := filepath.Join(t.TempDir(), "x.nk")
 	if _, err := deploy.GenerateNkey(stranger); err != nil {
@@ -232,4 +249,21 @@ func TestAccessNeedsEmbeddedServer(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "Access") {
 		t.Fatalf("got %v", err)
 	}
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -352,7 +353,14 @@ func (h *Hub) start(ctx context.Context) error {
 		if h.cfg.Access != nil {
 			// Refused connections and permission violations are worth an
 			// operator's attention; the rest of the server's log is not.
-			ns.SetLogger(natsLogger{h.log}, false, false)
+			names := map[string]string{}
+			for _, d := range h.cfg.Access.Devices {
+				names[d.Nkey] = "device " + d.ID
+			}
+			for _, o := range h.cfg.Access.Operators {
+				names[o.Nkey] = "operator " + o.Name
+			}
+			ns.SetLogger(natsLogger{h.log, names}, false, false)
 		}
 		ns.Start()
 		if !ns.ReadyForConnections(30 * time.Second) {
@@ -1050,14 +1058,34 @@ func DevicePermissions(name, id string) *server.Permissions {
 }
 
 // natsLogger passes the embedded server's warnings and errors (refused
-// connections, permission violations) to the hub's logger.
-type natsLogger struct{ log *slog.Logger }
+// connections, permission violations) to the hub's logger, naming the
+// access file's device or operator whose nkey a line mentions.
+type natsLogger struct {
+	log   *slog.Logger
+	names map[string]string // nkey -> "device ID" | "operator NAME"
+}
+
+var logNkey = regexp.MustCompile(`nkey:(U[A-Z2-7]{55})`)
+
+func (l natsLogger) line(format string, v ...any) (string, []any) {
+	msg := "nats: " + fmt.Sprintf(format, v...)
+	if m := logNkey.FindStringSubmatch(msg); m != nil {
+		if who, ok := l.names[m[1]]; ok {
+			return msg, []any{"user", who}
+		}
+	}
+	return msg, nil
+}
 
 func (l natsLogger) Fatalf(format string, v ...any) {
-	l.log.Error("nats: " + fmt.Sprintf(format, v...))
+	m, a := l.line(format, v...)
+	l.log.Error(m, a...)
 }
-func (l natsLogger) Errorf(format string, v ...any) { l.log.Warn("nats: " + fmt.Sprintf(format, v...)) }
-func (l natsLogger) Warnf(format string, v ...any)  { l.log.Warn("nats: " + fmt.Sprintf(format, v...)) }
-func (natsLogger) Noticef(string, ...any)           {}
-func (natsLogger) Debugf(string, ...any)            {}
-func (natsLogger) Tracef(string, ...any)            {}
+func (l natsLogger) Errorf(format string, v ...any) {
+	m, a := l.line(format, v...)
+	l.log.Warn(m, a...)
+}
+func (l natsLogger) Warnf(format string, v ...any) { m, a := l.line(format, v...); l.log.Warn(m, a...) }
+func (natsLogger) Noticef(string, ...any)          {}
+func (natsLogger) Debugf(string, ...any)           {}
+func (natsLogger) Tracef(string, ...any)           {}
