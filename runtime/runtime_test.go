@@ -50,7 +50,7 @@ const probeManifest = `
 name = "probe"
 version = "1.0.0"
 entrypoints = ["echo", "spin", "spinhost", "grow", "recurse", "crash", "oob", "forge", "quota", "leak", "fail",
-  "noop_loop", "rank_loop", "count_loop", "matmul_go", "matmul_go_naive", "matmul_host"]
+  "noop_loop", "rank_loop", "count_loop", "matmul_go", "matmul_go_naive", "matmul_host", "readdata", "getenv"]
 capabilities = ["tensor"]
 
 [limits]
@@ -405,6 +405,32 @@ func TestRawTraps(t *testing.T) {
 		if _, err := mod.Call(ctx, "ok", nil); err != nil {
 			t.Errorf("after %s: %v", entry, err)
 		}
+	}
+}
+
+func TestWASIGrants(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("from the operator"), 0o644)
+	t.Setenv("HOME", "/root")
+	ctx := context.Background()
+	eng, _ := newEngine(t, runtime.Config{DataDir: dir})
+
+	// Without grants: no files, no environment (not even the host's).
+	plain := compileProbe(t, eng, probeManifest)
+	if _, err := plain.Call(ctx, "readdata", nil); !errors.Is(err, runtime.ErrGuest) {
+		t.Fatalf("read without wasi:data: %v", err)
+	}
+	if out, err := plain.Call(ctx, "getenv", nil); err != nil || string(out) != "" {
+		t.Fatalf("env without wasi:env: %q %v", out, err)
+	}
+	// With grants: the read-only data directory and the manifest's env only.
+	granted := strings.Replace(probeManifest, `capabilities = ["tensor"]`, `capabilities = ["tensor", "wasi:data", "wasi:env"]`, 1) + "\n[env]\nGREETING = \"hello\"\n"
+	g := compileProbe(t, eng, granted)
+	if out, err := g.Call(ctx, "readdata", nil); err != nil || string(out) != "from the operator" {
+		t.Fatalf("read with wasi:data: %q %v", out, err)
+	}
+	if out, err := g.Call(ctx, "getenv", nil); err != nil || string(out) != "hello" {
+		t.Fatalf("env with wasi:env: %q %v", out, err)
 	}
 }
 

@@ -5,6 +5,7 @@ package main
 
 import (
 	"encoding/binary"
+	"os"
 	"unsafe"
 
 	"github.com/fennec-edge/fennec/sdk"
@@ -227,6 +228,27 @@ func matmulGo(n int32) int32 {
 	}
 	out32(int32(c[0]))
 	return 0
+}
+
+// readdata returns the content of /data/hello.txt, or the error.
+//
+//go:wasmexport readdata
+func readdata(n int32) int32 {
+	return sdk.Serve(n, func([]byte) ([]byte, error) { return os.ReadFile("/data/hello.txt") })
+}
+
+// getenv returns $GREETING and whether $HOME is set.
+//
+//go:wasmexport getenv
+func getenv(n int32) int32 {
+	return sdk.Serve(n, func([]byte) ([]byte, error) {
+		_, home := os.LookupEnv("HOME")
+		s := os.Getenv("GREETING")
+		if home {
+			s += " HOME-LEAKED"
+		}
+		return []byte(s), nil
+	})
 }
 
 // matmul_go_naive is the textbook i-j-k triple loop in Go inside the guest.
