@@ -296,6 +296,12 @@ func ServeDevice(nc *nats.Conn, name, id string, key []byte, h Handler, timeout 
 		return nil, err
 	}
 	d.sub = sub
+	// Make sure the server has the subscription before the hub may ask.
+	if err := nc.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		cancel()
+		return nil, fmt.Errorf("hook: device link: %w", err)
+	}
 	return d, nil
 }
 

@@ -76,7 +76,9 @@ func NewHub(mode string, cfg Config) (*Hub, error) {
 		}
 		cn := cfg.CountNoise
 		if cn == 0 {
-			cn = math.Max(0.5, float64(max(1, len(cfg.Population)))*cfg.SamplingRate/20)
+			// Andrew et al.'s expected-devices/20, but at least 1/z so
+			// that the delta noise grows by at most 15%.
+			cn = math.Max(1/cfg.NoiseMultiplier, float64(max(1, len(cfg.Population)))*cfg.SamplingRate/20)
 		}
 		if h.clipper, err = dp.NewQuantileClipper(cfg.Clip, cfg.Quantile, cfg.ClipLR, cn); err != nil {
 			return nil, fmt.Errorf("modes config: %w", err)
@@ -108,7 +110,7 @@ func (h *Hub) Status() Status {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	st := h.st
-	if l, ok := h.x.(*hook.HubLink); ok {
+	if l, ok := h.x.(interface{ Bytes() (uint64, uint64) }); ok {
 		o, i := l.Bytes()
 		st.StepBytes = o + i
 	}

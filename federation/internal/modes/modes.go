@@ -114,8 +114,8 @@ type Config struct {
 	SamplingRate float64
 	// AdaptiveClip tracks the Quantile (0.5) of the update norms with
 	// learning rate ClipLR (0.2) (Andrew et al. 2021); each device's
-	// unclipped bit is released with noise CountNoise (default expected
-	// devices/20, their recommendation) and the delta noise multiplier is
+	// unclipped bit is released with noise CountNoise (default: expected
+	// devices/20, their recommendation, but at least 1/z) and the delta noise multiplier is
 	// raised so that the pair costs exactly z (dp.AdaptiveNoiseMultiplier).
 	// Central DP modes only.
 	AdaptiveClip bool
@@ -268,6 +268,7 @@ type Status struct {
 	// Contributors to the last aggregate.
 	Contributors int `json:"contributors"`
 	// StepBytes: bytes of the mode's extra protocol steps (both
-	// directions) so far, when the hub's Exchanger is a *hook.HubLink.
+	// directions) so far, when the hub's Exchanger counts them (as
+	// *hook.HubLink does: Bytes() (out, in uint64)).
 	StepBytes uint64 `json:"step_bytes"`
 }
