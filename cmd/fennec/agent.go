@@ -58,7 +58,7 @@ accepts, keeps its bundles and audit.log under DIR, and reports its status (see
 			if verbose {
 				level = slog.LevelInfo
 			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			log := slog.New(slog.NewTextHandler(c.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			cb, err := os.ReadFile(credsFile)
 			if err != nil {
 				return &exitError{exitBadInput, err}

@@ -79,7 +79,7 @@ func signalContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 func newDeployCmd() *cobra.Command {
 	var nf natsFlags
 	var group, trustPath, operator string
-	var canary int
+	canaryPct := percent(100)
 	var wait time.Duration
 	c := &cobra.Command{
 		Use:   "deploy BUNDLE --group NAME [--canary N]",
@@ -93,7 +93,7 @@ func newDeployCmd() *cobra.Command {
 			if group == "" {
 				return &exitError{exitUsage, errors.New("--group is required")}
 			}
-			canary = int(canaryPct)
+			canary := int(canaryPct)
 			raw, err := os.ReadFile(args[0])
 			if err != nil {
 				return badInput(err)
@@ -159,8 +159,6 @@ func newDeployCmd() *cobra.Command {
 
 // percent is a flag value accepting "10" or "10%".
 type percent int
-
-var canaryPct percent = 100
 
 func (p *percent) String() string { return fmt.Sprintf("%d%%", int(*p)) }
 func (p *percent) Type() string   { return "N%" }

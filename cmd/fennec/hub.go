@@ -78,7 +78,7 @@ keeps serving them after --rounds are complete, until interrupted.`,
 			if verbose {
 				level = slog.LevelInfo
 			}
-			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			cfg.Logger = slog.New(slog.NewTextHandler(c.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			if secretFile == "" {
 				if cfg.DataDir == "" {
 					return &exitError{exitUsage, errors.New("--secret is required with --nats (no data directory)")}
