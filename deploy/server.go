@@ -17,8 +17,9 @@ import (
 )
 
 // ServerConfig configures an embedded NATS server with JetStream for
-// rollouts, for a fleet without a hub of its own or for tests. A hub that
-// embeds its own server adds Access.NkeyUsers to its options instead.
+// rollouts, for a fleet without a hub of its own or for tests. The
+// federation hub serves rollouts itself when given an Access
+// (federation.HubConfig.Access, `fennec hub --access`).
 type ServerConfig struct {
 	// Dir holds JetStream's files (required).
 	Dir string
