@@ -3,10 +3,13 @@ package federation
 import (
 	"context"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/fennec-edge/fennec/federation/internal/agent"
 	"github.com/fennec-edge/fennec/federation/internal/hook"
 	"github.com/fennec-edge/fennec/federation/internal/hub"
 	"github.com/fennec-edge/fennec/federation/internal/model"
+	"github.com/fennec-edge/fennec/federation/internal/modes"
 	"github.com/fennec-edge/fennec/federation/internal/sim"
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
 	"github.com/fennec-edge/fennec/federation/internal/train"
@@ -63,7 +66,50 @@ type (
 	RoundInfo       = hook.RoundInfo
 	HubTransform    = hook.Hub
 	ClientTransform = hook.Client
+	// ModeConfig configures a built-in privacy mode (ModeNames); ModeStatus
+	// is its privacy state (epsilon so far, releases, clip, step bytes).
+	ModeConfig = modes.Config
+	ModeStatus = modes.Status
+	// ModeHub / ModeClient are a built-in mode's hub and device sides.
+	ModeHub    = modes.Hub
+	ModeClient = modes.Client
+	// Exchanger runs a mode's extra protocol steps with the round's
+	// devices; HubLink (hub) and DeviceLink (device) carry them over NATS,
+	// authenticated with the device keys.
+	Exchanger   = hook.Exchanger
+	HubLink     = hook.HubLink
+	DeviceLink  = hook.DeviceLink
+	StepHandler = hook.Handler
 )
+
+// ModeNames lists the built-in privacy modes: plain, dp, ldp, secagg,
+// secagg+dp, he, he+dp.
+var ModeNames = modes.Names
+
+// NewModes returns the hub side of a built-in privacy mode. Pass it as
+// HubConfig{Mode: name, ModeHub: h}; after NewHub, call
+// h.Bind(NewHubLink(conn, federationName, keyOf), hub.Global) before Start.
+// In Simulate, set SimConfig.PrivacyMode and SimConfig.Privacy instead.
+func NewModes(name string, cfg ModeConfig) (*ModeHub, error) { return modes.NewHub(name, cfg) }
+
+// NewModeClient returns device id's side of a built-in privacy mode: pass
+// it in AgentConfig.Modes[name] and serve its Handle on the device's step
+// link (ServeModeSteps).
+func NewModeClient(name, id string, cfg ModeConfig) (*ModeClient, error) {
+	return modes.NewClient(name, id, cfg)
+}
+
+// NewHubLink returns the hub's end of the privacy modes' step link for
+// federation name; key returns a device's key (DeviceKey(secret, id)).
+func NewHubLink(nc *nats.Conn, name string, key func(device string) ([]byte, bool)) (*HubLink, error) {
+	return hook.NewHubLink(nc, name, key)
+}
+
+// ServeModeSteps answers the hub's mode steps for device id (its key as in
+// its credentials) with h (a ModeClient's Handle), until Close.
+func ServeModeSteps(nc *nats.Conn, name, id string, key []byte, h StepHandler) (*DeviceLink, error) {
+	return hook.ServeDevice(nc, name, id, key, h, 0)
+}
 
 // Simulation.
 type (

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/fennec-edge/fennec/federation"
@@ -18,6 +19,8 @@ func init() {
 	bench.Register(bench.Case{Group: "fed", Name: "fashion", Doc: "Fashion-MNIST MLP, 100 devices, 10% sampled, 50 rounds, IID and non-IID", Run: benchFedFashion})
 	bench.Register(bench.Case{Group: "fed", Name: "poison", Doc: "20% Byzantine devices (x100 scaled, sign-flipped): Krum / trimmed mean vs honest FedAvg", Run: benchFedPoison})
 	bench.Register(bench.Case{Group: "fed", Name: "fault", Doc: "devices killed mid-round: the round closes on quorum at the deadline", Run: benchFedFault})
+	bench.Register(bench.Case{Group: "fed", Name: "dp-wdbc", Doc: "WDBC, 10 devices, client-level DP-FedAvg at epsilon <= 3 (delta 1e-5) vs the same run without DP", Run: benchFedDPWDBC})
+	bench.Register(bench.Case{Group: "fed", Name: "modes", Doc: "time and bytes per round of each privacy mode (dp, ldp, secagg, secagg+dp, he, he+dp) vs plain, 10 devices", Run: benchFedModes})
 }
 
 func benchFedAggregate(ctx context.Context, o bench.Options) ([]bench.Result, error) {
@@ -237,4 +240,103 @@ func benchFedFault(ctx context.Context, o bench.Options) ([]bench.Result, error)
 	return []bench.Result{{Group: "fed", Name: "3 of 10 devices killed mid-round 2: slowest round", Value: worst.Seconds(), Unit: "s",
 		Target: "training never stalls (round closes at the deadline on quorum)",
 		Note:   fmt.Sprintf("deadline %v; %d rounds completed, %d device-rounds dropped, final acc %.3f", deadline, s.Rounds, dropped, s.Accuracy)}}, nil
+}
+
+// dpWDBC is the DP-FedAvg recipe of the dp-wdbc case: 3 rounds of 5 local
+// epochs, every device sampled (q = 1), clip 0.5, z calibrated so that the
+// 3 releases reach epsilon 3 at delta 1e-5.
+func dpWDBC(d *federation.Data, seed uint64, mode string) federation.SimConfig {
+	c := federation.SimConfig{Devices: 10, Rounds: 3, Data: d, Hidden: -1, Seed: seed,
+		Settings: federation.Settings{LR: 0.5, Epochs: 5, BatchSize: 16}, Deadline: 60 * time.Second}
+	if mode != "" {
+		c.PrivacyMode = mode
+		c.Privacy = federation.ModeConfig{TargetEpsilon: 3, Delta: 1e-5, Clip: 0.5}
+	}
+	return c
+}
+
+func benchFedDPWDBC(ctx context.Context, o bench.Options) ([]bench.Result, error) {
+	p, err := sharedData("wdbc.csv")
+	if err != nil {
+		if o.Quick {
+			return nil, nil // a smoke test without the data set has nothing to run
+		}
+		return nil, err
+	}
+	n := 20
+	if o.Quick {
+		n = 3
+	}
+	var accs, plains, eps []float64
+	var z float64
+	for seed := uint64(11); seed < uint64(11+n); seed++ {
+		d, err := federation.LoadCSV(p, 0.25, seed)
+		if err != nil {
+			return nil, err
+		}
+		pl, err := federation.Simulate(ctx, dpWDBC(d, seed, ""))
+		if err != nil {
+			return nil, err
+		}
+		s, err := federation.Simulate(ctx, dpWDBC(d, seed, "dp"))
+		if err != nil {
+			return nil, err
+		}
+		accs, plains = append(accs, s.Accuracy), append(plains, pl.Accuracy)
+		eps, z = append(eps, s.Privacy.Epsilon), s.Privacy.NoiseMultiplier
+	}
+	acc, plain := bench.Median(accs), bench.Median(plains)
+	return []bench.Result{{Group: "fed", Name: "WDBC 10 devices, DP-FedAvg epsilon <= 3 (delta 1e-5), accuracy", Value: acc, Unit: "accuracy",
+		Ref: "same run without DP", RefValue: plain, Ratio: acc / plain, Target: ">= 0.93 at epsilon <= 3",
+		Note: fmt.Sprintf("median of %d seeds (min %.3f); epsilon %.3f; z %.3f, clip 0.5, q 1, 3 rounds x 5 local epochs, IID shards",
+			n, slices.Min(accs), slices.Max(eps), z)}}, nil
+}
+
+func benchFedModes(ctx context.Context, o bench.Options) ([]bench.Result, error) {
+	rounds := 6
+	if o.Quick {
+		rounds = 2
+	}
+	data := federation.Vitals(2000, 1)
+	if p, err := sharedData("wdbc.csv"); err == nil {
+		if data, err = federation.LoadCSV(p, 0.25, 1); err != nil {
+			return nil, err
+		}
+	}
+	type fig struct{ sec, bytes, acc float64 }
+	run := func(mode string) (fig, float64, error) {
+		c := federation.SimConfig{Devices: 10, Rounds: rounds, Data: data, Hidden: 16, Seed: 1,
+			Settings: federation.Settings{LR: 0.1, Epochs: 2, BatchSize: 16}, Deadline: 60 * time.Second}
+		if mode != "plain" {
+			c.PrivacyMode = mode
+			c.Privacy = federation.ModeConfig{TargetEpsilon: 3, Clip: 0.5}
+		}
+		s, err := federation.Simulate(ctx, c)
+		if err != nil {
+			return fig{}, 0, fmt.Errorf("%s: %w", mode, err)
+		}
+		var secs, bytes []float64
+		for _, r := range s.Reports[1:] { // round 1 of he includes the key setup
+			secs = append(secs, r.Duration.Seconds())
+			bytes = append(bytes, float64(r.BytesIn+r.BytesOut+r.StepBytes))
+		}
+		r1 := s.Reports[0]
+		return fig{bench.Median(secs), bench.Median(bytes), s.Accuracy}, r1.Duration.Seconds(), nil
+	}
+	plain, _, err := run("plain")
+	if err != nil {
+		return nil, err
+	}
+	res := []bench.Result{{Group: "fed", Name: "plain round, 10 devices, " + data.Name, Value: plain.sec * 1e3, Unit: "ms",
+		Note: fmt.Sprintf("%.0f bytes/round; accuracy %.3f after %d rounds", plain.bytes, plain.acc, rounds)}}
+	for _, mode := range federation.ModeNames[1:] {
+		f, first, err := run(mode)
+		if err != nil {
+			return nil, err
+		}
+		res = append(res, bench.Result{Group: "fed", Name: mode + " round, 10 devices, " + data.Name, Value: f.sec * 1e3, Unit: "ms",
+			Ref: "plain", RefValue: plain.sec * 1e3, Ratio: f.sec / plain.sec,
+			Note: fmt.Sprintf("%.0f bytes/round (%.2fx plain); first round %.0f ms; accuracy %.3f", f.bytes, f.bytes/plain.bytes, first*1e3, f.acc)})
+	}
+	return res, nil
 }

@@ -27,11 +27,16 @@
 // The protocol steps beyond task -> update travel over hook's
 // authenticated step link (hook.HubLink / hook.ServeDevice):
 //
-//	secagg: Prepare: sa.keys, sa.share, sa.deliver; update carries the
-//	        masked input; PreAggregate: sa.unmask
+//	secagg: Prepare: sa.keys, sa.share, sa.deliver; the update's f32 tensor
+//	        bytes carry the masked ring vector (4 bytes per value, the
+//	        size of the plain update); PreAggregate: sa.unmask
 //	he:     first Prepare (and after a failed setup): he.keygen, he.pk
-//	        [, he.tshares, he.tdeliver for t-of-N]; update carries the
-//	        ciphertexts; PreAggregate: he.decrypt
+//	        [, he.tshares, he.tdeliver for t-of-N]; the update carries the
+//	        unchanged global model; PreAggregate: he.collect (the
+//	        ciphertexts), he.decrypt
+//
+// Task parameters (clip, bound, vector length) travel in the task's extra
+// "mode.params". Nothing relies on update extras (the hub keeps none).
 package modes
 
 import (
