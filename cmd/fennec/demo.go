@@ -40,6 +40,10 @@ type demoOptions struct {
 	asJSON   bool
 	seed     uint64
 	verbose  bool
+	mode     string
+	epsilon  float64
+	delta    float64
+	clip     float64
 }
 
 func newDemoCmd() *cobra.Command {
@@ -63,6 +67,9 @@ live stream of new readings with the risk-infer module.
 			if o.devices < 1 || o.rounds < 1 || o.patients < 1 {
 				return &exitError{exitUsage, errors.New("--devices, --rounds and --patients must be at least 1")}
 			}
+			if o.mode != "" && !contains(federation.ModeNames, o.mode) {
+				return &exitError{exitUsage, fmt.Errorf("--mode %q: want one of %s", o.mode, strings.Join(federation.ModeNames, ", "))}
+			}
 			if !contains(federation.StrategyNames, o.strategy) {
 				return &exitError{exitUsage, fmt.Errorf("--strategy %q: want one of %s", o.strategy, strings.Join(federation.StrategyNames, ", "))}
 			}
@@ -84,6 +91,10 @@ live stream of new readings with the risk-infer module.
 	f.BoolVar(&o.asJSON, "json", false, "print machine-readable results instead of the progress display")
 	f.Uint64Var(&o.seed, "seed", 1, "random seed")
 	f.BoolVar(&o.verbose, "verbose", false, "log runtime and hub events to stderr")
+	f.StringVar(&o.mode, "mode", "plain", "privacy round mode: "+strings.Join(federation.ModeNames, ", "))
+	f.Float64Var(&o.epsilon, "epsilon", 3, "DP modes: total epsilon of the training (the noise is calibrated to reach it after --rounds)")
+	f.Float64Var(&o.delta, "delta", 1e-5, "DP modes: delta")
+	f.Float64Var(&o.clip, "clip", 0.5, "DP modes: L2 bound of each device's update")
 	return c
 }
 
@@ -93,6 +104,9 @@ type demoResult struct {
 	Devices           int            `json:"devices"`
 	Rounds            int            `json:"rounds"`
 	Strategy          string         `json:"strategy"`
+	Mode              string         `json:"mode"`
+	Epsilon           float64        `json:"epsilon,omitempty"`
+	Delta             float64        `json:"delta,omitempty"`
 	TrainRows         int            `json:"train_rows"`
 	TestRows          int            `json:"test_rows"`
 	Accuracy          float64        `json:"accuracy"`
@@ -156,8 +170,16 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	if o.data != "" {
 		dataset = filepath.Base(o.data)
 	}
-	say("fennec demo: %d bedside devices and an embedded hub (NATS + JetStream), %s over %d rounds on %s\n\n",
-		o.devices, o.strategy, o.rounds, dataset)
+	privacy := ""
+	switch o.mode {
+	case "", "plain":
+	case "secagg", "he":
+		privacy = ", " + o.mode + " (the hub sees only the sum of the updates)"
+	default:
+		privacy = fmt.Sprintf(", %s at epsilon %g (delta %g)", o.mode, o.epsilon, o.delta)
+	}
+	say("fennec demo: %d bedside devices and an embedded hub (NATS + JetStream), %s over %d rounds on %s%s\n\n",
+		o.devices, o.strategy, o.rounds, dataset, privacy)
 
 	// The guest modules: built from this source tree, cached after the first run.
 	t0 := time.Now()
@@ -208,7 +230,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	}
 	hubDev, refDev := devices[o.devices], devices[o.devices+1]
 
-	res := demoResult{Dataset: dataset, Devices: o.devices, Rounds: o.rounds, Strategy: o.strategy}
+	res := demoResult{Dataset: dataset, Devices: o.devices, Rounds: o.rounds, Strategy: o.strategy, Mode: o.mode}
 	var (
 		data     *federation.Data
 		shards   [][]int
@@ -301,6 +323,8 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		Reference:        true,
 		F32Labels:        true,
 		Logger:           log,
+		PrivacyMode:      o.mode,
+		Privacy:          federation.ModeConfig{TargetEpsilon: o.epsilon, Delta: o.delta, Clip: o.clip},
 		OnRound: func(p federation.Progress) {
 			res.PerRound = append(res.PerRound, demoRound{Round: p.Index, Updates: p.Received, Loss: p.Loss, Accuracy: p.Accuracy, Bytes: p.BytesMoved})
 			if o.asJSON {
@@ -308,6 +332,9 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 			}
 			line := fmt.Sprintf("round %3d/%d %s loss %.4f  accuracy %.3f  %d/%d updates  %s moved",
 				p.Index, p.Total, progressBar(p.Index, p.Total, 24), p.Loss, p.Accuracy, p.Received, p.Sampled, size(int(p.BytesMoved)))
+			if p.Privacy != nil && p.Privacy.Epsilon > 0 {
+				line += fmt.Sprintf("  epsilon %.2f", p.Privacy.Epsilon)
+			}
 			fmt.Fprintf(stdout, "\r%s%s", line, strings.Repeat(" ", max(0, lastLine-len(line))))
 			lastLine = len(line)
 		},
@@ -317,6 +344,14 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		return &exitError{exitFailure, fmt.Errorf("federated training: %w", err)}
 	}
 	res.Accuracy, res.Loss = sum.Accuracy, sum.Loss
+	if sum.Privacy != nil && sum.Privacy.Epsilon > 0 {
+		res.Epsilon, res.Delta = sum.Privacy.Epsilon, sum.Privacy.Delta
+		say("privacy   %s: epsilon %.3f at delta %g after %d releases (noise multiplier %.3f, clip %.2f)\n",
+			sum.Privacy.Mode, sum.Privacy.Epsilon, sum.Privacy.Delta, sum.Privacy.Releases, sum.Privacy.NoiseMultiplier, sum.Privacy.Clip)
+	} else if sum.Privacy != nil && sum.Privacy.Mode != "plain" {
+		say("privacy   %s: %d rounds aggregated without the hub seeing an update, %s of protocol steps\n",
+			sum.Privacy.Mode, sum.Privacy.Releases, size(int(sum.Privacy.StepBytes)))
+	}
 	res.ReferenceAccuracy, res.ReferenceLoss = sum.ReferenceAccuracy, sum.ReferenceLoss
 	res.BytesMoved, res.TrainSeconds = sum.BytesMoved, time.Since(t0).Seconds()
 	say("trained   in %.1fs: federated accuracy %.3f (loss %.4f), central reference %.3f (loss %.4f), %s moved\n",

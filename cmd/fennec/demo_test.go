@@ -63,3 +63,30 @@ func TestDemoOnCSV(t *testing.T) {
 		t.Fatalf("bad strategy: exit %d\n%s", code, out)
 	}
 }
+
+// TestDemoPrivacyModes runs the demo in each kind of privacy round mode.
+func TestDemoPrivacyModes(t *testing.T) {
+	needGuests(t)
+	for _, mode := range []string{"dp", "secagg", "he"} {
+		t.Run(mode, func(t *testing.T) {
+			out, code := runFennec(t, ".", "demo", "--devices", "3", "--rounds", "2", "--patients", "3", "--mode", mode, "--json")
+			if code != exitOK {
+				t.Fatalf("demo --mode %s: exit %d\n%s", mode, code, out)
+			}
+			var res demoResult
+			if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &res); err != nil {
+				t.Fatal(err)
+			}
+			if res.Mode != mode || len(res.PerRound) != 2 {
+				t.Fatalf("%+v", res)
+			}
+			if mode == "dp" && (res.Epsilon <= 0 || res.Epsilon > 3.0001) {
+				t.Fatalf("dp: epsilon %v, want in (0, 3]", res.Epsilon)
+			}
+		})
+	}
+	out, code := runFennec(t, ".", "demo", "--mode", "telepathy")
+	if code != exitUsage || !strings.Contains(out, "secagg") {
+		t.Fatalf("bad mode: %d %s", code, out)
+	}
+}
