@@ -230,14 +230,17 @@ type Hub struct {
 
 	rng *rand.Rand
 
-	mu       sync.Mutex
-	devices  map[string]time.Time
-	joined   chan struct{}
-	cur      *round
-	global   model.Model
-	enc      []byte // encoded global model
-	digest   []byte
-	chunks   [][]byte
+	mu      sync.Mutex
+	devices map[string]time.Time
+	joined  chan struct{}
+	cur     *round
+	global  model.Model
+	enc     []byte // encoded global model
+	digest  []byte
+	chunks  [][]byte
+	// state and stateRev are written (under mu) only by Start and the
+	// round loop, which may therefore read them without mu; every other
+	// reader (Version) takes mu.
 	state    State
 	stateRev uint64
 	reports  []Report
@@ -430,7 +433,9 @@ func (h *Hub) load(ctx context.Context) error {
 			return fmt.Errorf("hub: initial model: %w", err)
 		}
 		m.Version = 0
+		h.mu.Lock()
 		h.state = State{NextRound: 1, Strategy: h.cfg.Strategy.Name()}
+		h.mu.Unlock()
 		if err := h.commit(ctx, m); err != nil {
 			return err
 		}
@@ -440,10 +445,13 @@ func (h *Hub) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("hub: read state: %w", err)
 	}
-	if err := model.Unmarshal(e.Value(), &h.state); err != nil {
+	var st State
+	if err := model.Unmarshal(e.Value(), &st); err != nil {
 		return fmt.Errorf("hub: state in %s is corrupt: %w", h.bucket("state"), err)
 	}
-	h.stateRev = e.Revision()
+	h.mu.Lock()
+	h.state, h.stateRev = st, e.Revision()
+	h.mu.Unlock()
 	if h.state.Strategy != h.cfg.Strategy.Name() {
 		h.log.Warn("strategy changed since the last run", "was", h.state.Strategy, "now", h.cfg.Strategy.Name())
 	}
@@ -533,7 +541,9 @@ func (h *Hub) putState(ctx context.Context, st State) error {
 	if err != nil {
 		return fmt.Errorf("hub: write round state (another hub on this store?): %w", err)
 	}
+	h.mu.Lock()
 	h.stateRev, h.state = rev, st
+	h.mu.Unlock()
 	return nil
 }
 
