@@ -88,7 +88,8 @@ func OperatorPermissions() *server.Permissions {
 }
 
 // MergePermissions returns the union of the allowed subjects of ps (nil
-// entries are skipped); deny lists are kept too. A device served by a hub
+// entries are skipped); deny lists are kept too, and response permissions
+// (replies to received requests) with the largest count and expiry. A device served by a hub
 // gets DevicePermissions merged with the hub's own (its federation
 // subjects).
 func MergePermissions(ps ...*server.Permissions) *server.Permissions {
@@ -112,6 +113,15 @@ func MergePermissions(ps ...*server.Permissions) *server.Permissions {
 		if p != nil {
 			add(out.Publish, p.Publish)
 			add(out.Subscribe, p.Subscribe)
+			if r := p.Response; r != nil {
+				// Replies to received requests: the most generous of the
+				// merged permissions (each one's limits, not their sum).
+				if out.Response == nil {
+					out.Response = &server.ResponsePermission{}
+				}
+				out.Response.MaxMsgs = max(out.Response.MaxMsgs, r.MaxMsgs)
+				out.Response.Expires = max(out.Response.Expires, r.Expires)
+			}
 		}
 	}
 	return out

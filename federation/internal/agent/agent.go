@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,9 +41,27 @@ type Config struct {
 	Heartbeat time.Duration
 	// ChunkSize of update messages (256 KiB, capped by the server's max payload).
 	ChunkSize int
-	// Modes maps privacy mode names to their device-side transforms.
-	Modes  map[string]hook.Client
+	// Modes maps privacy mode names to their device-side transforms. The
+	// caller serves their protocol steps (hook.ServeDevice), if any.
+	Modes map[string]hook.Client
+	// NewMode, when set, makes the agent follow the hub's privacy mode: the
+	// first time a join reply (hub.ModeHeader) or a task names a mode that
+	// Modes lacks, the agent creates its device side with NewMode. When
+	// that client also answers protocol steps (a Handle method with the
+	// hook.Handler signature, as modes.Client has), the agent serves them
+	// on the device's step subject (hook.StepSubject, subscribed before the
+	// device joins) with the mode the hub announced.
+	NewMode func(mode string) (hook.Client, error)
+	// Mode, when set, is the only round mode this device takes part in: it
+	// refuses to start against a hub that announces another mode, and
+	// refuses tasks of any other mode, plain included.
+	Mode   string
 	Logger *slog.Logger
+}
+
+// stepClient is a mode's device side that answers protocol steps.
+type stepClient interface {
+	Handle(ctx context.Context, round uint64, step string, data []byte) ([]byte, error)
 }
 
 // Stats counts an agent's work.
@@ -65,6 +84,12 @@ type Agent struct {
 	quit  context.CancelFunc
 	wg    sync.WaitGroup
 	once  sync.Once
+
+	link      *hook.DeviceLink
+	modeMu    sync.Mutex
+	clients   map[string]hook.Client // created by NewMode
+	hubMode   string                 // announced in the last join reply ("" plain)
+	modeKnown chan struct{}          // closed after the first join reply
 
 	cacheVersion uint64
 	cacheDigest  []byte
@@ -105,9 +130,17 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if PlainMode(cfg.Mode) {
+		cfg.Mode = ""
+	} else if err := wire.ValidName(strings.ReplaceAll(cfg.Mode, "+", "_")); err != nil {
+		return nil, fmt.Errorf("agent config: Mode: %w", err)
+	} else if cfg.Modes[cfg.Mode] == nil && cfg.NewMode == nil {
+		return nil, fmt.Errorf("agent config: Mode %q needs its transform in Modes or NewMode", cfg.Mode)
+	}
 	ctx, quit := context.WithCancel(context.Background())
 	return &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent", "device", cfg.ID),
-		subj: wire.For(cfg.Name), tasks: make(chan wire.Task, 1), stop: make(chan struct{}), ctx: ctx, quit: quit}, nil
+		subj: wire.For(cfg.Name), tasks: make(chan wire.Task, 1), stop: make(chan struct{}), ctx: ctx, quit: quit,
+		clients: map[string]hook.Client{}, modeKnown: make(chan struct{})}, nil
 }
 
 // Start connects, subscribes to the device's task subject, announces the
@@ -128,7 +161,24 @@ func (a *Agent) Start(ctx context.Context) error {
 		return err
 	}
 	a.sub = sub
+	if a.cfg.NewMode != nil {
+		if a.cfg.Mode != "" {
+			if _, err := a.client(a.cfg.Mode); err != nil {
+				a.closeConn()
+				return err
+			}
+		}
+		// Serve the mode steps before joining: the hub may ask as soon as
+		// the device is available.
+		link, err := hook.ServeDevice(a.nc, a.cfg.Name, a.cfg.ID, a.cfg.Key, a.step, 0)
+		if err != nil {
+			a.closeConn()
+			return fmt.Errorf("agent %s: %w", a.cfg.ID, err)
+		}
+		a.link = link
+	}
 	if err := a.join(ctx); err != nil {
+		a.closeLink()
 		a.closeConn()
 		return err
 	}
@@ -154,7 +204,89 @@ func (a *Agent) join(ctx context.Context) error {
 	if !ack.OK {
 		return fmt.Errorf("agent %s: join refused (%s): %s", a.cfg.ID, ack.Code, ack.Error)
 	}
+	mode := msg.Header.Get(ModeHeader)
+	if PlainMode(mode) {
+		mode = ""
+	}
+	if a.cfg.Mode != "" && mode != a.cfg.Mode {
+		return fmt.Errorf("agent %s: the hub runs privacy mode %q, this device takes part in %q only", a.cfg.ID, modeName(mode), a.cfg.Mode)
+	}
+	if mode != "" && a.cfg.Modes[mode] == nil && a.cfg.NewMode != nil {
+		if _, err := a.client(mode); err != nil {
+			return fmt.Errorf("agent %s: the hub's privacy mode: %w", a.cfg.ID, err)
+		}
+	}
+	a.modeMu.Lock()
+	a.hubMode = mode
+	select {
+	case <-a.modeKnown:
+	default:
+		close(a.modeKnown)
+	}
+	a.modeMu.Unlock()
 	return nil
+}
+
+// ModeHeader is hub.ModeHeader: the join reply's header naming the hub's
+// round mode.
+const ModeHeader = "Fennec-Mode"
+
+func modeName(m string) string {
+	if m == "" {
+		return "plain"
+	}
+	return m
+}
+
+// client returns mode's device side: from Modes, or created once by
+// NewMode.
+func (a *Agent) client(mode string) (hook.Client, error) {
+	if c := a.cfg.Modes[mode]; c != nil {
+		return c, nil
+	}
+	a.modeMu.Lock()
+	defer a.modeMu.Unlock()
+	if c := a.clients[mode]; c != nil {
+		return c, nil
+	}
+	if a.cfg.NewMode == nil {
+		return nil, fmt.Errorf("round mode %q is not supported by this device", mode)
+	}
+	c, err := a.cfg.NewMode(mode)
+	if err != nil {
+		return nil, fmt.Errorf("mode %s: %w", mode, err)
+	}
+	if c == nil {
+		return nil, fmt.Errorf("mode %s: no device side", mode)
+	}
+	a.clients[mode] = c
+	a.log.Info("privacy mode", "mode", mode)
+	return c, nil
+}
+
+// step answers a mode step with the device side of the mode the hub
+// announced (hook.Handler).
+func (a *Agent) step(ctx context.Context, round uint64, step string, data []byte) ([]byte, error) {
+	select { // the step may overtake the first join reply
+	case <-a.modeKnown:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	a.modeMu.Lock()
+	mode := a.hubMode
+	a.modeMu.Unlock()
+	if mode == "" {
+		return nil, errors.New("the hub announced no privacy mode")
+	}
+	c, err := a.client(mode)
+	if err != nil {
+		return nil, err
+	}
+	sc, ok := c.(stepClient)
+	if !ok {
+		return nil, fmt.Errorf("mode %s has no protocol steps on this device", mode)
+	}
+	return sc.Handle(ctx, round, step, data)
 }
 
 func (a *Agent) heartbeat() {
@@ -210,6 +342,9 @@ func (a *Agent) work() {
 }
 
 func (a *Agent) runTask(t wire.Task) error {
+	if a.cfg.Mode != "" && t.Mode != a.cfg.Mode {
+		return fmt.Errorf("round mode %q refused: this device takes part in %q only", modeName(t.Mode), a.cfg.Mode)
+	}
 	deadline := time.UnixMilli(t.DeadlineMS)
 	if time.Now().After(deadline) {
 		return errors.New("task arrived after its deadline")
@@ -228,10 +363,15 @@ func (a *Agent) runTask(t wire.Task) error {
 		return fmt.Errorf("trainer output: %w", err)
 	}
 	body := wire.Body{Model: out.Model, NumExamples: out.NumExamples, Metrics: out.Metrics}
-	if t.Mode != "" {
-		mc := a.cfg.Modes[t.Mode]
-		if mc == nil {
-			return fmt.Errorf("round mode %q is not supported by this device", t.Mode)
+	if !PlainMode(t.Mode) {
+		// The mode protects the model update, not the training loss and
+		// accuracy: they would leave in the clear, so they stay here.
+		body.Metrics = nil
+	}
+	if !PlainMode(t.Mode) {
+		mc, err := a.client(t.Mode)
+		if err != nil {
+			return err
 		}
 		info := hook.RoundInfo{Round: t.Round, Version: t.Version, Mode: t.Mode, Device: a.cfg.ID}
 		if body.Extra, err = mc.Transform(ctx, info, t.Extra, global, &body.Model, body.NumExamples); err != nil {
@@ -240,6 +380,13 @@ func (a *Agent) runTask(t wire.Task) error {
 	}
 	return a.submit(ctx, t.Round, wire.Encode(body))
 }
+
+// PlainMode reports whether a round of mode sends device metrics: only
+// plain rounds ("" or "plain") do. In every other mode (dp, ldp, secagg,
+// secagg+dp, he, he+dp, or a custom one) a device's training loss and
+// accuracy would leave in the clear beside its protected update, so the
+// agent does not send them and the hub does not report them.
+func PlainMode(mode string) bool { return mode == "" || mode == "plain" }
 
 // fetch returns the task's global model from the inline copy, the cache or
 // the hub's chunks, verifying its digest.
@@ -338,8 +485,15 @@ func (a *Agent) halt() {
 	if a.sub != nil {
 		_ = a.sub.Unsubscribe()
 	}
+	a.closeLink()
 	a.closeConn()
 	a.wg.Wait()
+}
+
+func (a *Agent) closeLink() {
+	if a.link != nil {
+		_ = a.link.Close()
+	}
 }
 
 func (a *Agent) closeConn() {

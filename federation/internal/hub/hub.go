@@ -96,7 +96,12 @@ type Config struct {
 	// DeviceTTL: a device not heard from for this long is not sampled (10s).
 	DeviceTTL time.Duration
 	// Mode is the privacy mode of every round ("" plain) and ModeHub its
-	// hub-side transforms (required when Mode is set).
+	// hub-side transforms (required when Mode is set). When ModeHub has a
+	// Bind(hook.Exchanger, func() model.Model) method (a modes.Hub does),
+	// Start binds it to a step link (hook.HubLink) on the hub's own
+	// connection and to Global. Join replies name Mode (ModeHeader), and in
+	// every mode but plain the devices' metrics are neither sent nor
+	// reported.
 	Mode    string
 	ModeHub hook.Hub
 	// Evaluator reports global loss/accuracy per round when set.
@@ -195,7 +200,8 @@ type Report struct {
 	Dropped  []string      `json:"dropped,omitempty" cbor:"dropped,omitempty"` // stragglers
 	Refused  int           `json:"refused" cbor:"refused"`                     // late / invalid update messages
 	Duration time.Duration `json:"duration_ns" cbor:"duration"`
-	// Example-weighted means of the devices' reported metrics.
+	// Example-weighted means of the devices' reported metrics (plain
+	// rounds only: in a privacy mode devices send none).
 	DeviceMetrics map[string]float64 `json:"device_metrics,omitempty" cbor:"device_metrics,omitempty"`
 	// Hub-side evaluation of the new global model on held-out data.
 	HasEval      bool    `json:"has_eval" cbor:"has_eval"`
@@ -407,6 +413,16 @@ func (h *Hub) start(ctx context.Context) error {
 	}
 	if err := h.load(sctx); err != nil {
 		return err
+	}
+	if b, ok := h.cfg.ModeHub.(modeBinder); ok {
+		// The mode's protocol steps go over the hub's own connection: with
+		// Access it is the only one allowed to ask devices, and its replies
+		// arrive on the hub's private inbox.
+		link, err := hook.NewHubLink(h.nc, h.cfg.Name, h.key)
+		if err != nil {
+			return fmt.Errorf("hub: mode step link: %w", err)
+		}
+		b.Bind(link, h.Global)
 	}
 	for _, s := range []struct {
 		subj string
@@ -706,8 +722,21 @@ func (h *Hub) onJoin(m *nats.Msg) {
 		default:
 		}
 	}
-	respond(m, wire.Ack{OK: true})
+	// The reply names the round mode, so that a device can set up the
+	// mode's device side (and serve its steps) before its first round.
+	if m.Reply != "" {
+		msg := nats.NewMsg(m.Reply)
+		msg.Data = wire.Encode(wire.Ack{OK: true})
+		if h.cfg.Mode != "" {
+			msg.Header.Set(ModeHeader, h.cfg.Mode)
+		}
+		_ = m.RespondMsg(msg)
+	}
 }
+
+// ModeHeader is the header of a successful join reply that names the
+// hub's round mode (absent in plain rounds).
+const ModeHeader = "Fennec-Mode"
 
 func (h *Hub) onLeave(m *nats.Msg) {
 	j, err := wire.DecodeJoin(m.Data)
@@ -982,7 +1011,12 @@ func (h *Hub) runRound(ctx context.Context) (Report, error) {
 	if ctx.Err() != nil {
 		return rep, ctx.Err()
 	}
-	rep.DeviceMetrics = weightedMetrics(ups)
+	if plainMode(h.cfg.Mode) {
+		// In a privacy mode the devices send no metrics (they are not
+		// protected by the mode); ignore any that a device sends anyway.
+		// The hub's own evaluation, when it has one, is the report.
+		rep.DeviceMetrics = weightedMetrics(ups)
+	}
 	need := max(1, int(math.Ceil(h.cfg.Quorum*float64(k))))
 	if len(ups) < need {
 		rep.Status = "failed"
@@ -1024,6 +1058,9 @@ func (h *Hub) runRound(ctx context.Context) (Report, error) {
 	return rep, nil
 }
 
+// plainMode is agent.PlainMode: device metrics travel in plain rounds only.
+func plainMode(mode string) bool { return mode == "" || mode == "plain" }
+
 func weightedMetrics(ups []strategy.ModelUpdate) map[string]float64 {
 	sum := map[string]float64{}
 	wt := map[string]float64{}
@@ -1047,6 +1084,12 @@ func weightedMetrics(ups []strategy.ModelUpdate) map[string]float64 {
 	return sum
 }
 
+// modeBinder is a mode's hub side that runs protocol steps with the
+// devices and reads the global model (modes.Hub).
+type modeBinder interface {
+	Bind(x hook.Exchanger, global func() model.Model)
+}
+
 // HubInboxPrefix is the reply-subject prefix of the hub's own connection
 // when Access is set: operators receive replies on "_INBOX.>" and devices
 // on deploy.InboxPrefix, so neither can read the hub's.
@@ -1054,8 +1097,9 @@ const HubInboxPrefix = "_HUB_INBOX"
 
 // DevicePermissions are device id's NATS permissions in federation name:
 // publish its own join, leave and update messages (subjects ending in its
-// id) and model requests, receive its own tasks and the replies on its own
-// inbox (deploy.InboxPrefix). With Access, the hub merges them with the
+// id) and model requests, receive its own tasks, its own privacy-mode
+// steps (fennec.N.mode.ID) and the replies on its own inbox
+// (deploy.InboxPrefix), and answer each step request once. With Access, the hub merges them with the
 // device's deploy.DevicePermissions.
 func DevicePermissions(name, id string) *server.Permissions {
 	s := wire.For(name)
@@ -1063,9 +1107,20 @@ func DevicePermissions(name, id string) *server.Permissions {
 		Publish: &server.SubjectPermission{Allow: []string{
 			s.JoinPrefix + id, s.LeavePrefix + id, s.UpdatePrefix + id, s.Model,
 		}},
-		Subscribe: &server.SubjectPermission{Allow: []string{s.TaskPrefix + id, deploy.InboxPrefix(id) + ".>"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{
+			s.TaskPrefix + id, hook.StepSubject(name, id), deploy.InboxPrefix(id) + ".>",
+		}},
+		// A device answers the privacy modes' steps (hook.StepSubject) on
+		// the reply subject of each request, in the hub's private inbox:
+		// once per request, for as long as a step may take, and nowhere
+		// else in that inbox.
+		Response: &server.ResponsePermission{MaxMsgs: 1, Expires: StepReplyWindow},
 	}
 }
+
+// StepReplyWindow is how long after a mode step request a device may still
+// reply to it (its handler's own limit, hook.ServeDevice's default).
+const StepReplyWindow = 2 * time.Minute
 
 // natsLogger passes the embedded server's warnings and errors (refused
 // connections, permission violations) to the hub's logger, naming the
