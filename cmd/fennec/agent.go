@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -27,6 +28,8 @@ func newAgentCmd() *cobra.Command {
 		hubURL, credsFile, id, modulePath, dataPath, name, nkeyFile string
 		i32Labels, verbose                                          bool
 		rf                                                          rolloutFlags
+		mode                                                        string
+		mcfg                                                        federation.ModeConfig
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -42,7 +45,14 @@ file; the device's id in the access file is its id in --creds). With --group NAM
 --trust FILE and --dir DIR the same process also receives its group's rollouts over the
 same connection: it verifies, health-checks and swaps in each module its trust file
 accepts, keeps its bundles and audit.log under DIR, and reports its status (see
-'fennec deploy' and 'fennec status').`,
+'fennec deploy' and 'fennec status').
+
+The device follows the hub's privacy mode (fennec hub --privacy-mode): it learns the mode
+when it joins, answers the mode's protocol steps (secagg, he) and transforms its update
+(clip, noise, mask, encrypt); it sends no training metrics in any mode but plain.
+--privacy-mode MODE makes it take part in that mode only (it refuses to join a hub in
+another mode). In ldp the device adds its own noise: give it --noise-multiplier, or
+--target-epsilon with --privacy-rounds, and --clip.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if hubURL == "" || credsFile == "" || modulePath == "" || dataPath == "" {
@@ -131,8 +141,22 @@ accepts, keeps its bundles and audit.log under DIR, and reports its status (see
 				return &exitError{exitFailure, fmt.Errorf("connect %s: %w", hubURL, err)}
 			}
 			defer nc.Close()
+			if mode == "plain" {
+				mode = ""
+			}
 			a, err := federation.NewAgent(federation.AgentConfig{Name: name, Conn: nc, ID: cid, Key: key,
-				Trainer: &federation.WasmTrainer{Mod: mod}, Data: ds, Logger: log})
+				Trainer: &federation.WasmTrainer{Mod: mod}, Data: ds, Logger: log, Mode: mode,
+				// The device side of the hub's privacy mode (or of
+				// --privacy-mode only), its steps served on this
+				// connection (fennec.NAME.mode.ID).
+				NewMode: func(m string) (federation.ClientTransform, error) {
+					mc, err := federation.NewModeClient(m, cid, mcfg)
+					if err != nil {
+						return nil, err
+					}
+					fmt.Fprintf(c.OutOrStdout(), "device %s takes part in privacy mode %s\n", cid, m)
+					return mc, nil
+				}})
 			if err != nil {
 				return &exitError{exitUsage, err}
 			}
@@ -185,6 +209,13 @@ accepts, keeps its bundles and audit.log under DIR, and reports its status (see
 	f.BoolVar(&i32Labels, "i32-labels", false, "send labels as i32 class indices (default f32, as modules/risk-train expects)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log agent events")
 	f.StringVar(&nkeyFile, "nkey", "", "NATS credential (nkey seed from 'fennec deploy nkey') for a hub started with --access")
+	f.StringVar(&mode, "privacy-mode", "", "take part only in rounds of this privacy mode ("+strings.Join(federation.ModeNames, ", ")+"); default: the hub's")
+	f.Float64Var(&mcfg.Clip, "clip", 1, "ldp: L2 bound of this device's update delta")
+	f.Float64Var(&mcfg.NoiseMultiplier, "noise-multiplier", 0, "ldp: noise std / clip this device adds")
+	f.Float64Var(&mcfg.TargetEpsilon, "target-epsilon", 0, "ldp: this device's epsilon cap (calibrates the noise with --privacy-rounds)")
+	f.Float64Var(&mcfg.Delta, "delta", 1e-5, "ldp: delta of this device's epsilon")
+	f.IntVar(&mcfg.Rounds, "privacy-rounds", 0, "ldp: rounds to calibrate the noise for")
+	f.IntVar(&mcfg.MinAggregate, "min-aggregate", 2, "secure modes: refuse to join a secure aggregate of fewer devices")
 	rf.add(cmd)
 	return cmd
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,6 +54,8 @@ func newHubCmd() *cobra.Command {
 		initMLP    []int
 		jsonOut    bool
 		verbose    bool
+		mode       string
+		mcfg       federation.ModeConfig
 	)
 	cmd := &cobra.Command{
 		Use:   "hub",
@@ -71,7 +74,13 @@ connects with its own nkey ('fennec agent --nkey') and may publish only its own 
 update, leave and rollout status and receive only its own tasks and its group's
 desired state; operators may deploy ('fennec deploy BUNDLE --group NAME') and read the
 devices' status ('fennec status'), and nothing else. The hub then serves rollouts, and
-keeps serving them after --rounds are complete, until interrupted.`,
+keeps serving them after --rounds are complete, until interrupted.
+
+--privacy-mode MODE runs every round in a privacy mode (dp, ldp, secagg, secagg+dp, he,
+he+dp; see docs): the DP modes take --target-epsilon with --rounds (or --noise-multiplier),
+--delta and --clip; he takes the population (--population, or the --access devices). Agents
+learn the mode when they join. In every mode but plain the devices send no training
+metrics; the hub reports the mode's epsilon so far.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			level := slog.LevelWarn
@@ -105,6 +114,25 @@ keeps serving them after --rounds are complete, until interrupted.`,
 				return &exitError{exitUsage, err}
 			}
 			cfg.Strategy = strat
+			var mh *federation.ModeHub
+			if mode != "" && mode != "plain" {
+				if !slices.Contains([]string{"fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad"}, sc.Name) {
+					return &exitError{exitUsage, fmt.Errorf("--privacy-mode %s hands the strategy one aggregate update: use fedavg, fedprox, fedadam, fedyogi or fedadagrad, not %s", mode, sc.Name)}
+				}
+				mcfg.Rounds = cfg.Rounds
+				if mcfg.SamplingRate == 0 {
+					mcfg.SamplingRate = cfg.Fraction
+				}
+				if len(mcfg.Population) == 0 && cfg.Access != nil {
+					for _, d := range cfg.Access.Devices {
+						mcfg.Population = append(mcfg.Population, d.ID)
+					}
+				}
+				if mh, err = federation.NewModes(mode, mcfg); err != nil {
+					return &exitError{exitUsage, fmt.Errorf("--privacy-mode %s: %w (a DP mode needs --noise-multiplier, or --target-epsilon with --rounds; he needs --population or --access)", mode, err)}
+				}
+				cfg.Mode, cfg.ModeHub = mode, mh
+			}
 			cfg.Settings.Mu = sc.Mu
 			switch {
 			case modelFile != "":
@@ -129,8 +157,16 @@ keeps serving them after --rounds are complete, until interrupted.`,
 				cfg.Initial = &m
 			}
 			cfg.OnRound = func(r federation.RoundReport) {
+				var ps *federation.ModeStatus
+				if mh != nil {
+					st := mh.Status()
+					ps = &st
+				}
 				if jsonOut {
-					b, _ := json.Marshal(r)
+					b, _ := json.Marshal(struct {
+						federation.RoundReport
+						Privacy *federation.ModeStatus `json:"privacy,omitempty"`
+					}{r, ps})
 					fmt.Fprintln(c.OutOrStdout(), string(b))
 					return
 				}
@@ -141,6 +177,12 @@ keeps serving them after --rounds are complete, until interrupted.`,
 				}
 				if r.HasEval {
 					line += fmt.Sprintf(", eval acc %.4f", r.EvalAccuracy)
+				}
+				if ps != nil {
+					line += ", " + ps.Mode
+					if ps.Epsilon > 0 {
+						line += fmt.Sprintf(" epsilon %.3f (delta %g)", ps.Epsilon, ps.Delta)
+					}
 				}
 				if r.Error != "" {
 					line += " (" + r.Error + ")"
@@ -157,6 +199,14 @@ keeps serving them after --rounds are complete, until interrupted.`,
 			defer h.Shutdown()
 			if !jsonOut {
 				fmt.Fprintf(c.OutOrStdout(), "hub %q ready at %s, global model version %d\n", cfg.Name, h.ClientURL(), h.Version())
+				if mh != nil {
+					st := mh.Status()
+					fmt.Fprintf(c.OutOrStdout(), "privacy mode %s", mode)
+					if st.NoiseMultiplier > 0 {
+						fmt.Fprintf(c.OutOrStdout(), ": noise multiplier %.4g, clip %g, sampling rate %g, delta %g", st.NoiseMultiplier, st.Clip, st.SamplingRate, st.Delta)
+					}
+					fmt.Fprintln(c.OutOrStdout())
+				}
 				if cfg.Access != nil {
 					fmt.Fprintf(c.OutOrStdout(), "access control on: %d devices, %d operators; serving rollouts\n", len(cfg.Access.Devices), len(cfg.Access.Operators))
 				}
@@ -207,6 +257,15 @@ keeps serving them after --rounds are complete, until interrupted.`,
 	f.StringVar(&accessFile, "access", "", "access file (devices and operators with their nkeys): authenticate every client, serve rollouts")
 	f.StringVar(&modelFile, "model", "", "initial global model (CBOR Model) when the store holds none")
 	f.IntSliceVar(&initMLP, "init-mlp", nil, "initial MLP in,hidden,out (sdk/nn layout) when the store holds none")
+	f.StringVar(&mode, "privacy-mode", "", "privacy round mode: "+strings.Join(federation.ModeNames, ", ")+" (default plain)")
+	f.Float64Var(&mcfg.TargetEpsilon, "target-epsilon", 0, "DP modes: epsilon after --rounds releases (calibrates the noise; no release beyond it)")
+	f.Float64Var(&mcfg.Delta, "delta", 1e-5, "DP modes: delta of the reported (epsilon, delta)")
+	f.Float64Var(&mcfg.Clip, "clip", 1, "DP modes: L2 bound of each device's update delta")
+	f.Float64Var(&mcfg.NoiseMultiplier, "noise-multiplier", 0, "DP modes: noise std / clip (0: calibrated from --target-epsilon and --rounds)")
+	f.Float64Var(&mcfg.SamplingRate, "sampling-rate", 0, "DP modes: sampled devices / population for the accountant (0: --fraction)")
+	f.BoolVar(&mcfg.AdaptiveClip, "adaptive-clip", false, "dp mode: track the median update norm as the clip")
+	f.BoolVar(&mcfg.DistributedNoise, "distributed-noise", false, "secagg+dp, he+dp: the devices add the noise, not the hub")
+	f.StringSliceVar(&mcfg.Population, "population", nil, "he modes: every device id (default: the --access file's devices)")
 	f.BoolVar(&jsonOut, "json", false, "one JSON round report per line")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log hub events")
 	cmd.AddCommand(newHubCredsCmd())
