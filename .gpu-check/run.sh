@@ -9,7 +9,7 @@
 # .gpu/ comes from ../shared/gpu/pack.sh (a Go toolchain and the vendored
 # modules). Results: $OUT/summary.md (start there), run.log, env.txt,
 # build.txt, info.txt/info.json, unit.txt, conformance.txt, bench.txt,
-# torch.json, cuda-bench.md (ready for docs/parts/cuda-bench.md).
+# torch.json, cuda-bench.md (ready to paste into BENCHMARKS.md).
 set -uo pipefail
 
 OUT=${OUT:-/tmp/fennec-gpu-check}

@@ -2,7 +2,7 @@
 
 package gpu
 
-// Compression measured on real data (docs/parts/gpu-bench.md):
+// Compression measured on real data (BENCHMARKS.md):
 //
 //	go test -tags datasets -run Compression -v ./gpu/
 //

@@ -9,8 +9,8 @@ import (
 	"github.com/tetratelabs/wazero/api"
 )
 
-// Model-compression functions of the fennec_tensor group (docs/parts/
-// compress-abi.md): int8 quantization and int8 matmul on top of the
+// Model-compression functions of the fennec_tensor group (docs/ABI.md,
+// "Model compression"): int8 quantization and int8 matmul on top of the
 // backend's gpu.Quantizer extension, and the knowledge-distillation loss on
 // top of gpu.Distiller. A backend without the extension answers EINVAL.
 

@@ -142,7 +142,7 @@ func (p *PrivacyServices) trustsSampling(module string) bool {
 }
 
 // failPrivacy maps an error of the privacy libraries to an ABI code
-// (docs/parts/privacyabi-abi.md, "Error mapping").
+// (docs/ABI.md, "Error mapping").
 func (in *Instance) failPrivacy(op string, err error) uint64 {
 	c := EINTERNAL
 	switch {

@@ -10,7 +10,7 @@ import (
 
 // TestPrivacyBenchCases runs the privacy benchmark cases in quick mode (so
 // they cannot rot); FENNEC_PRIVACY_BENCH=full runs the full sizes and logs
-// the figures recorded in docs/parts/privacy-bench.md.
+// the figures recorded in BENCHMARKS.md.
 func TestPrivacyBenchCases(t *testing.T) {
 	o := bench.Options{Quick: os.Getenv("FENNEC_PRIVACY_BENCH") != "full"}
 	only := os.Getenv("FENNEC_PRIVACY_BENCH_CASE")

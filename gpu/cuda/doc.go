@@ -9,7 +9,7 @@
 //	export CGO_LDFLAGS="-L/usr/local/cuda/lib64 -L/usr/local/cuda/lib64/stubs"
 //	go build -tags cuda ./cmd/fennec
 //
-// (docs/parts/cuda-readme.md has the details). Without the tag the package
+// (docs/GPU.md has the details). Without the tag the package
 // holds only the pure-Go parts (kernel source and signatures, launch
 // geometry, broadcast plans, the row-major GEMM mapping), which are tested
 // on any machine.

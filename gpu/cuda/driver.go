@@ -5,7 +5,7 @@ package cuda
 /*
 #cgo LDFLAGS: -lcuda -lcublas
 #ifndef FENNEC_CUDACOMPAT_APPLIED
-#error "gpu/cuda needs CGO_CFLAGS=\"-include $REPO/gpu/cuda/compat/cudacompat.h\" (and the CUDA include directory); see docs/parts/cuda-readme.md"
+#error "gpu/cuda needs CGO_CFLAGS=\"-include $REPO/gpu/cuda/compat/cudacompat.h\" (and the CUDA include directory); see docs/GPU.md"
 #endif
 #undef cuInit
 #include <stdint.h>

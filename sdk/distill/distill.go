@@ -5,7 +5,7 @@
 // gradient are the host's kl_distill, the hard-label loss its softmax
 // cross-entropy, and quantization and int8 inference the host's
 // quant_scales, quantize, dequantize and matmul_i8
-// (docs/parts/compress-abi.md).
+// (docs/ABI.md, "Model compression").
 //
 // A student step mixes the two losses (Hinton et al., 2015):
 //

@@ -5,7 +5,7 @@ package distill
 import "unsafe"
 
 // Raw imports of the compression functions of fennec_tensor
-// (docs/parts/compress-abi.md).
+// (docs/ABI.md, "Model compression").
 
 //go:wasmimport fennec_tensor quant_scales
 func tQuantScales(a, axis, perChannel, out int32) int32

@@ -9,7 +9,7 @@ import (
 )
 
 // Guest wrappers of the compression functions of fennec_tensor
-// (docs/parts/compress-abi.md). Like the sdk's ops they take an optional
+// (docs/ABI.md, "Model compression"). Like the sdk's ops they take an optional
 // out tensor: nil allocates a new one (created here with sdk.New, so that
 // it is an ordinary *sdk.Tensor the caller frees), otherwise out is
 // overwritten and returned.

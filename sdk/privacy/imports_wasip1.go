@@ -4,7 +4,7 @@ package privacy
 
 import "unsafe"
 
-// Raw imports of fennec_privacy (docs/parts/privacyabi-abi.md).
+// Raw imports of fennec_privacy (docs/ABI.md).
 
 //go:wasmimport fennec_privacy dp_clip
 func dpClip(h int32, clip float64, normPtr unsafe.Pointer) int32

@@ -7,7 +7,7 @@
  *
  *   CGO_CFLAGS="-O2 -g -I$CUDA/include -include $PWD/gpu/cuda/compat/cudacompat.h"
  *
- * (see docs/parts/cuda-readme.md). gpu/cuda refuses to compile without it.
+ * (see docs/GPU.md). gpu/cuda refuses to compile without it.
  * Everything here happens after <cuda.h>, by renaming call sites with
  * macros to static inline shims; no symbol of ours is exported, and no
  * type or function of cuda.h is redeclared.
@@ -191,7 +191,7 @@ static inline CUresult fennec_compat_cuSurfRefGetArray(CUarray *a, CUsurfref r) 
  * (CU_TARGET_COMPUTE_30..62, texture-era device attributes). Their values
  * are part of the driver ABI and never change, so each is defined here with
  * the value from the CUDA 11.8 header (generated; see
- * docs/parts/cuda-rationale.md); a header that dropped one still builds cu,
+ * docs/RATIONALE.md); a header that dropped one still builds cu,
  * and one that kept it is shadowed by the same number. */
 #undef CU_AD_FORMAT_FLOAT
 #define CU_AD_FORMAT_FLOAT 32
