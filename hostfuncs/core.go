@@ -102,7 +102,6 @@ func output(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	in.output = append(in.output[:0], buf...)
-	in.wrote = true
 	stack[0] = ok(0)
 }
 

@@ -162,7 +162,6 @@ type Instance struct {
 	failMsg  string
 	expired  atomic.Bool
 	closed   bool
-	wrote    bool // output was set during this call
 	scratch  [gpu.MaxRank]int
 }
 
@@ -205,7 +204,7 @@ func FromContext(ctx context.Context) *Instance {
 
 // Begin starts an entrypoint call with its input.
 func (in *Instance) Begin(input []byte, info CallInfo) {
-	in.inCall, in.callInfo, in.input, in.output, in.failMsg, in.wrote = true, info, input, nil, "", false
+	in.inCall, in.callInfo, in.input, in.output, in.failMsg = true, info, input, nil, ""
 }
 
 // Call returns the current call's information; ok is false outside a call.

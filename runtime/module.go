@@ -61,7 +61,6 @@ type instance struct {
 	host    *hostfuncs.Instance
 	ctx     context.Context // carries host
 	entries map[string]api.Function
-	calls   int
 }
 
 func newModule(e *Engine, r wazero.Runtime, c wazero.CompiledModule, man Manifest, lim effectiveLimits) *Module {
@@ -316,7 +315,6 @@ var errAbandoned = errors.New("abandoned")
 func (m *Module) run(ctx context.Context, in *instance, entry string, input []byte, info hostfuncs.CallInfo) ([]byte, bool, error) {
 	fn := in.entries[entry]
 	in.host.Begin(input, info)
-	in.calls++
 	var (
 		res []uint64
 		err error

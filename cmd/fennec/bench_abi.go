@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/fennec-edge/fennec/internal/bench"
@@ -264,6 +263,6 @@ func benchDeadlineTax(ctx context.Context, o bench.Options) ([]bench.Result, err
 	return []bench.Result{{
 		Group: "abi", Name: "tight loop, strict", Value: res[0], Unit: "ns/iter",
 		Ref: "ns/iter host-calls", RefValue: res[1], Ratio: res[1] / res[0],
-		Note: fmt.Sprintf("termination checks cost %.1fx; %s", res[0]/res[1], strings.TrimSpace("strict stops any loop; host-calls needs operator consent")),
+		Note: fmt.Sprintf("termination checks cost %.1fx; strict stops any loop; host-calls needs operator consent", res[0]/res[1]),
 	}}, nil
 }
