@@ -187,7 +187,12 @@ func TestDeployHub(t *testing.T) {
 	// The hub logged both violations, naming the device.
 	eventually("the hub's log of the violations", func() bool {
 		s := hubOut.String()
-		return strings.Contains(s, `Publish Violation - Subject \"fennec.default.join.cam-2\"`) && strings.Contains(s, `user="device cam-1"`)
+		// The impostor fails at its first use of cam-2's subjects: its
+		// subscriptions (tasks, mode steps) or its join.
+		impersonated := strings.Contains(s, `Publish Violation - Subject \"fennec.default.join.cam-2\"`) ||
+			strings.Contains(s, `Subscription Violation - Subject \"fennec.default.task.cam-2\"`) ||
+			strings.Contains(s, `Subscription Violation - Subject \"fennec.default.mode.cam-2\"`)
+		return impersonated && strings.Contains(s, `user="device cam-1"`)
 	})
 	for _, a := range agents {
 		if s := a.String(); !strings.Contains(s, "receives the rollouts of group cams") {
