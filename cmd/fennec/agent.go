@@ -99,7 +99,9 @@ another mode). In ldp the device adds its own noise: give it --noise-multiplier,
 			if err != nil {
 				return &exitError{exitBadInput, err}
 			}
-			eng, err := runtime.New(ctx, runtime.Config{Logger: log})
+			backend, reason := selectBackend(log)
+			log.Info("tensor backend", "backend", backend.Name(), "reason", reason)
+			eng, err := runtime.New(ctx, runtime.Config{Logger: log, Backend: backend})
 			if err != nil {
 				return &exitError{exitFailure, err}
 			}

@@ -495,7 +495,9 @@ func newDeployAgentCmd() *cobra.Command {
 			ctx, cancel := signalContext(cmd)
 			defer cancel()
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			eng, err := runtime.New(ctx, runtime.Config{Logger: log})
+			backend, reason := selectBackend(log)
+			log.Info("tensor backend", "backend", backend.Name(), "reason", reason)
+			eng, err := runtime.New(ctx, runtime.Config{Logger: log, Backend: backend})
 			if err != nil {
 				return err
 			}
