@@ -283,16 +283,16 @@ func (m *Module) CallWith(ctx context.Context, entry string, input []byte, opts 
 		m.stats.failures.Add(1)
 		return nil, err
 	}
-	out, keep, err := m.run(ctx, in, entry, input, hostfuncs.CallInfo{Dataset: opts.Dataset})
-	if keep {
+	out, after, err := m.run(ctx, in, entry, input, hostfuncs.CallInfo{Dataset: opts.Dataset})
+	switch after {
+	case keep:
 		m.put(in)
-		<-m.slots
-	} else if !errors.Is(err, errAbandoned) {
+	case discard:
 		in.close(context.Background())
-		<-m.slots
-	} else {
-		<-m.slots // the runaway's goroutine closes its instance when it ends
+	case abandon:
+		// The runaway's goroutine closes its instance when it ends.
 	}
+	<-m.slots
 	if err != nil {
 		m.stats.failures.Add(1)
 		return nil, err
@@ -311,8 +311,17 @@ func (m *Module) hasEntry(entry string) bool {
 
 var errAbandoned = errors.New("abandoned")
 
-// run calls the entrypoint and reports whether the instance can be reused.
-func (m *Module) run(ctx context.Context, in *instance, entry string, input []byte, info hostfuncs.CallInfo) ([]byte, bool, error) {
+// What becomes of an instance after a call.
+type disposition int
+
+const (
+	keep    disposition = iota // back to the pool
+	discard                    // closed now (it trapped or overran)
+	abandon                    // still running a runaway guest that closes it when done
+)
+
+// run calls the entrypoint and says what to do with the instance.
+func (m *Module) run(ctx context.Context, in *instance, entry string, input []byte, info hostfuncs.CallInfo) ([]byte, disposition, error) {
 	fn := in.entries[entry]
 	in.host.Begin(input, info)
 	var (
@@ -325,7 +334,7 @@ func (m *Module) run(ctx context.Context, in *instance, entry string, input []by
 			m.stats.deadlines.Add(1)
 			m.stats.abandoned.Add(1)
 			m.log.Error("guest ignored its deadline and was abandoned; it keeps a CPU busy until it reaches a host call", "entry", entry, "timeout", m.lim.timeout)
-			return nil, false, &CallError{Module: m.man.Name, Entry: entry, Kind: ErrDeadline,
+			return nil, abandon, &CallError{Module: m.man.Name, Entry: entry, Kind: ErrDeadline,
 				Msg: fmt.Sprintf("no host call within %v of the deadline; instance abandoned (limits.preemption = %q)", m.lim.timeout, PreemptHostCalls)}
 		}
 	} else {
@@ -337,15 +346,15 @@ func (m *Module) run(ctx context.Context, in *instance, entry string, input []by
 	}
 	out, failMsg := in.host.End()
 	if err != nil {
-		return nil, false, m.callErr(ctx, entry, err, in.stderr.tail())
+		return nil, discard, m.callErr(ctx, entry, err, in.stderr.tail())
 	}
 	if status := int32(res[0]); status != 0 {
 		if failMsg == "" {
 			failMsg = fmt.Sprintf("entrypoint returned %d", status)
 		}
-		return nil, true, &CallError{Module: m.man.Name, Entry: entry, Kind: ErrGuest, Status: status, Msg: failMsg}
+		return nil, keep, &CallError{Module: m.man.Name, Entry: entry, Kind: ErrGuest, Status: status, Msg: failMsg}
 	}
-	return out, true, nil
+	return out, keep, nil
 }
 
 // runCooperative runs a call of a module compiled without termination

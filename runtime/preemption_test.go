@@ -1,7 +1,7 @@
 package runtime_test
 
-// A guest that loops without host calls in a "host-calls" module is not
-// tested here on purpose: nothing can stop it, and since Go cannot preempt a
+// A guest that loops forever without host calls in a "host-calls" module
+// is not tested here on purpose: nothing can stop it, and since Go cannot preempt a
 // goroutine running compiled guest code, the test process's next garbage
 // collection would wait for it forever. That is why the mode needs the
 // operator's consent and suits trusted modules only (docs/RATIONALE.md).
@@ -40,4 +40,24 @@ func TestHostCallPreemption(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A guest that runs past the deadline without host calls but does
+	// finish is abandoned: the caller gets ErrDeadline after the grace
+	// period, the module keeps serving on other instances, and the
+	// abandoned instance is closed by its own goroutine when the guest
+	// reaches its next host call.
+	short := strings.Replace(man, `"500ms"`, `"50ms"`, 1)
+	mod2 := compileProbe(t, eng, short)
+	start = time.Now()
+	_, err = mod2.Call(ctx, "spinbrief", nil)
+	if !errors.Is(err, runtime.ErrDeadline) || !strings.Contains(err.Error(), "abandoned") {
+		t.Fatalf("spinbrief: %v after %v", err, time.Since(start))
+	}
+	if out, err := mod2.Call(ctx, "echo", []byte("z")); err != nil || string(out) != "z" {
+		t.Fatalf("after abandoning: %q %v", out, err)
+	}
+	if s := mod2.Stats(); s.Abandoned != 1 || s.Deadlines != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+	mod2.Close(ctx) // must not disturb the runaway, which closes its own instance
+	time.Sleep(1500 * time.Millisecond) // let the runaway reach its host call and clean up
 }

@@ -50,7 +50,7 @@ const probeManifest = `
 name = "probe"
 version = "1.0.0"
 entrypoints = ["echo", "spin", "spinhost", "grow", "recurse", "crash", "oob", "forge", "quota", "leak", "fail",
-  "noop_loop", "rank_loop", "count_loop", "matmul_go", "matmul_go_naive", "matmul_host", "readdata", "getenv"]
+  "noop_loop", "rank_loop", "count_loop", "matmul_go", "matmul_go_naive", "matmul_host", "readdata", "getenv", "spinbrief"]
 capabilities = ["tensor"]
 
 [limits]

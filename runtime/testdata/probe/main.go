@@ -56,6 +56,17 @@ func spin(n int32) int32 {
 	}
 }
 
+// spinbrief loops about a second without host calls, then calls the host.
+//
+//go:wasmexport spinbrief
+func spinbrief(n int32) int32 {
+	x := n
+	for i := 0; i < 1<<30; i++ {
+		x = x*31 + int32(i)
+	}
+	return tRank(x)
+}
+
 // spinhost loops forever but calls the host on every iteration.
 //
 //go:wasmexport spinhost
