@@ -58,6 +58,6 @@ func TestHostCallPreemption(t *testing.T) {
 	if s := mod2.Stats(); s.Abandoned != 1 || s.Deadlines != 1 {
 		t.Fatalf("stats %+v", s)
 	}
-	mod2.Close(ctx) // must not disturb the runaway, which closes its own instance
+	mod2.Close(ctx)                     // must not disturb the runaway, which closes its own instance
 	time.Sleep(1500 * time.Millisecond) // let the runaway reach its host call and clean up
 }
