@@ -56,6 +56,7 @@ func newHubCmd() *cobra.Command {
 		verbose    bool
 		mode       string
 		mcfg       federation.ModeConfig
+		wf         hubWasmFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "hub",
@@ -80,7 +81,15 @@ keeps serving them after --rounds are complete, until interrupted.
 he+dp; see docs): the DP modes take --target-epsilon with --rounds (or --noise-multiplier),
 --delta and --clip; he takes the population (--population, or the --access devices). Agents
 learn the mode when they join. In every mode but plain the devices send no training
-metrics; the hub reports the mode's epsilon so far.`,
+metrics; the hub reports the mode's epsilon so far.
+
+--eval-data FILE.csv with --eval-module MODULE.wasm (a training module such as
+risk-train) scores each new global model on held-out data through the module's
+"evaluate" entrypoint and reports the held-out loss and accuracy per round.
+--strategy-module MODULE.wasm aggregates the updates with the module's "aggregate"
+entrypoint instead of a built-in --strategy. Both modules run in the fennec runtime,
+with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
+--strategy-manifest.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			level := slog.LevelWarn
@@ -109,11 +118,16 @@ metrics; the hub reports the mode's epsilon so far.`,
 				}
 				cfg.Access = acc
 			}
-			strat, err := federation.NewStrategy(sc)
-			if err != nil {
-				return &exitError{exitUsage, err}
+			if err := wf.check(c, mode); err != nil {
+				return err
 			}
-			cfg.Strategy = strat
+			if wf.stratModule == "" {
+				strat, err := federation.NewStrategy(sc)
+				if err != nil {
+					return &exitError{exitUsage, err}
+				}
+				cfg.Strategy = strat
+			}
 			var mh *federation.ModeHub
 			if mode != "" && mode != "plain" {
 				if !slices.Contains([]string{"fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad"}, sc.Name) {
@@ -156,6 +170,13 @@ metrics; the hub reports the mode's epsilon so far.`,
 				m := n.Init(1)
 				cfg.Initial = &m
 			}
+			if wf.stratModule != "" || wf.evalModule != "" {
+				closeEngine, err := wf.load(c.Context(), &cfg, cfg.Logger)
+				if err != nil {
+					return err
+				}
+				defer closeEngine()
+			}
 			cfg.OnRound = func(r federation.RoundReport) {
 				var ps *federation.ModeStatus
 				if mh != nil {
@@ -176,7 +197,7 @@ metrics; the hub reports the mode's epsilon so far.`,
 					line += fmt.Sprintf(", device loss %.4f", l)
 				}
 				if r.HasEval {
-					line += fmt.Sprintf(", eval acc %.4f", r.EvalAccuracy)
+					line += fmt.Sprintf(", eval loss %.4f acc %.4f", r.EvalLoss, r.EvalAccuracy)
 				}
 				if ps != nil {
 					line += ", " + ps.Mode
@@ -206,6 +227,12 @@ metrics; the hub reports the mode's epsilon so far.`,
 						fmt.Fprintf(c.OutOrStdout(), ": noise multiplier %.4g, clip %g, sampling rate %g, delta %g", st.NoiseMultiplier, st.Clip, st.SamplingRate, st.Delta)
 					}
 					fmt.Fprintln(c.OutOrStdout())
+				}
+				if wf.stratModule != "" {
+					fmt.Fprintf(c.OutOrStdout(), "strategy %s from %s\n", cfg.Strategy.Name(), wf.stratModule)
+				}
+				if wf.evalModule != "" {
+					fmt.Fprintf(c.OutOrStdout(), "held-out evaluation on %s with %s\n", wf.evalData, wf.evalModule)
 				}
 				if cfg.Access != nil {
 					fmt.Fprintf(c.OutOrStdout(), "access control on: %d devices, %d operators; serving rollouts\n", len(cfg.Access.Devices), len(cfg.Access.Operators))
@@ -266,6 +293,11 @@ metrics; the hub reports the mode's epsilon so far.`,
 	f.BoolVar(&mcfg.AdaptiveClip, "adaptive-clip", false, "dp mode: track the median update norm as the clip")
 	f.BoolVar(&mcfg.DistributedNoise, "distributed-noise", false, "secagg+dp, he+dp: the devices add the noise, not the hub")
 	f.StringSliceVar(&mcfg.Population, "population", nil, "he modes: every device id (default: the --access file's devices)")
+	f.StringVar(&wf.evalData, "eval-data", "", "held-out CSV (numeric columns, last the label) the hub evaluates each new global model on, with --eval-module")
+	f.StringVar(&wf.evalModule, "eval-module", "", "module whose \"evaluate\" entrypoint scores the global model on --eval-data (e.g. risk-train.wasm)")
+	f.StringVar(&wf.evalManifest, "eval-manifest", "", "manifest of --eval-module (default: NAME.toml or fennec.toml beside it)")
+	f.StringVar(&wf.stratModule, "strategy-module", "", "Wasm strategy: a module exporting \"aggregate\", used instead of --strategy")
+	f.StringVar(&wf.stratManifest, "strategy-manifest", "", "manifest of --strategy-module (default: NAME.toml or fennec.toml beside it)")
 	f.BoolVar(&jsonOut, "json", false, "one JSON round report per line")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log hub events")
 	cmd.AddCommand(newHubCredsCmd())

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fennec-edge/fennec/federation"
+	"github.com/fennec-edge/fennec/runtime"
+)
+
+// hubWasmFlags are fennec hub's Wasm modules: a held-out evaluator
+// (--eval-data with --eval-module) and a strategy (--strategy-module).
+type hubWasmFlags struct {
+	evalData, evalModule, evalManifest string
+	stratModule, stratManifest         string
+}
+
+// check refuses inconsistent combinations (usage errors).
+func (w *hubWasmFlags) check(c *cobra.Command, mode string) error {
+	switch {
+	case w.evalData != "" && w.evalModule == "":
+		return &exitError{exitUsage, errors.New("--eval-data needs --eval-module (a module with an \"evaluate\" entrypoint, e.g. risk-train.wasm)")}
+	case w.evalModule != "" && w.evalData == "":
+		return &exitError{exitUsage, errors.New("--eval-module needs --eval-data (a held-out CSV: numeric columns, last the label)")}
+	case w.evalManifest != "" && w.evalModule == "":
+		return &exitError{exitUsage, errors.New("--eval-manifest needs --eval-module")}
+	case w.stratManifest != "" && w.stratModule == "":
+		return &exitError{exitUsage, errors.New("--strategy-manifest needs --strategy-module")}
+	case w.stratModule != "" && c.Flags().Changed("strategy"):
+		return &exitError{exitUsage, errors.New("--strategy and --strategy-module are exclusive: the module is the strategy")}
+	case w.stratModule != "" && mode != "" && mode != "plain":
+		return &exitError{exitUsage, fmt.Errorf("--privacy-mode %s hands the strategy one aggregate update: use a built-in mean-based --strategy, not --strategy-module", mode)}
+	}
+	return nil
+}
+
+// load compiles the modules in one runtime engine and sets cfg.Strategy
+// and cfg.Evaluator; the returned function closes the engine.
+func (w *hubWasmFlags) load(ctx context.Context, cfg *federation.HubConfig, log *slog.Logger) (func(), error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	// Read the inputs first, so that bad input fails before an engine starts.
+	var ds federation.Dataset
+	if w.evalData != "" {
+		data, err := federation.LoadCSV(w.evalData, 0, 1)
+		if err != nil {
+			return nil, &exitError{exitBadInput, fmt.Errorf("--eval-data: %w", err)}
+		}
+		ds = data.TrainDataset(true) // f32 labels, as the agent sends them by default
+	}
+	type modFile struct {
+		wasm []byte
+		man  runtime.Manifest
+	}
+	read := func(flag, path, manPath, entry string) (modFile, error) {
+		wasm, err := os.ReadFile(path)
+		if err != nil {
+			return modFile{}, &exitError{exitBadInput, fmt.Errorf("%s: %w", flag, err)}
+		}
+		if manPath == "" {
+			if manPath, err = runtime.FindManifest(path); err != nil {
+				return modFile{}, &exitError{exitBadInput, fmt.Errorf("%s: %w", flag, err)}
+			}
+		}
+		man, err := runtime.ReadManifest(manPath)
+		if err != nil {
+			return modFile{}, &exitError{exitBadInput, fmt.Errorf("%s %s: %w", flag, path, err)}
+		}
+		if !slices.Contains(man.Entrypoints, entry) {
+			return modFile{}, &exitError{exitBadInput, fmt.Errorf("%s %s: its manifest %s declares no %q entrypoint (it declares %v)", flag, path, manPath, entry, man.Entrypoints)}
+		}
+		return modFile{wasm, man}, nil
+	}
+	var evalMod, stratMod modFile
+	var err error
+	if w.evalModule != "" {
+		if evalMod, err = read("--eval-module", w.evalModule, w.evalManifest, "evaluate"); err != nil {
+			return nil, err
+		}
+	}
+	if w.stratModule != "" {
+		if stratMod, err = read("--strategy-module", w.stratModule, w.stratManifest, "aggregate"); err != nil {
+			return nil, err
+		}
+	}
+	backend, reason := selectBackend(log)
+	log.Info("tensor backend", "backend", backend.Name(), "reason", reason)
+	eng, err := runtime.New(ctx, runtime.Config{Logger: log, Backend: backend})
+	if err != nil {
+		return nil, &exitError{exitFailure, err}
+	}
+	closeEngine := func() { eng.Close(context.Background()) }
+	if w.stratModule != "" {
+		mod, err := eng.Compile(ctx, stratMod.wasm, stratMod.man)
+		if err != nil {
+			closeEngine()
+			return nil, &exitError{exitBadInput, fmt.Errorf("--strategy-module %s: %w", w.stratModule, err)}
+		}
+		cfg.Strategy = federation.WasmStrategy(stratMod.man.Name, mod)
+	}
+	if w.evalModule != "" {
+		mod, err := eng.Compile(ctx, evalMod.wasm, evalMod.man)
+		if err != nil {
+			closeEngine()
+			return nil, &exitError{exitBadInput, fmt.Errorf("--eval-module %s: %w", w.evalModule, err)}
+		}
+		ev := &wasmEvaluator{tr: &federation.WasmTrainer{Mod: mod}, data: ds, name: w.evalData}
+		// The initial model must be one the module evaluates on this data
+		// (features, layout): say so now rather than warn every round.
+		if cfg.Initial != nil {
+			if _, _, err := ev.Evaluate(ctx, *cfg.Initial); err != nil {
+				closeEngine()
+				return nil, &exitError{exitBadInput, fmt.Errorf("--eval-module %s cannot evaluate the initial model on --eval-data: %w", w.evalModule, err)}
+			}
+		}
+		cfg.Evaluator = ev
+	}
+	return closeEngine, nil
+}
+
+// wasmEvaluator scores a global model on the hub's held-out data with a
+// module's `evaluate` entrypoint (metrics "loss" and "accuracy").
+type wasmEvaluator struct {
+	tr   *federation.WasmTrainer
+	data federation.Dataset
+	name string
+}
+
+func (e *wasmEvaluator) Evaluate(ctx context.Context, m federation.Model) (loss, accuracy float64, err error) {
+	out, err := e.tr.Evaluate(ctx, federation.EvalInput{Model: m, Data: e.data})
+	if err != nil {
+		return 0, 0, fmt.Errorf("evaluate on %s: %w", e.name, err)
+	}
+	loss, ok := out.Metrics["loss"]
+	if !ok {
+		return 0, 0, fmt.Errorf("evaluate on %s: the module reported no \"loss\" metric", e.name)
+	}
+	return loss, out.Metrics["accuracy"], nil
+}
