@@ -2,7 +2,6 @@ package hostfuncs
 
 import (
 	"context"
-	"encoding/binary"
 	"math"
 
 	"github.com/fennec-edge/fennec/gpu"
@@ -244,33 +243,11 @@ func tensorKLDistill(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = in.fail(ESHAPE, "%s: teacher logits %v do not match student %v", op, teacher.Shape(), ss)
 		return
 	}
-	var lossBuf []byte
-	if lossPtr != 0 {
-		var okm bool
-		if lossBuf, okm = mem(mod, lossPtr, 4); !okm {
-			stack[0] = in.fail(EMEM, "%s: loss_ptr %d is outside guest memory", op, lossPtr)
-			return
-		}
-	}
-	var (
-		grad  gpu.Tensor
-		h     int32
-		fresh bool
-	)
-	if gradOut != -1 {
-		var okr bool
-		if grad, h, fresh, c, okr = in.result(op, gradOut, gpu.F32, ss, hs, ht); !okr {
-			stack[0] = c
-			return
-		}
-	}
-	loss, err := d.KLDistill(grad, student, teacher, temp)
-	if err != nil {
-		stack[0] = in.finish(op, h, fresh, err)
+	lo, c, okl := in.lossOutputs(op, mod, lossPtr, gradOut, ss, hs, ht)
+	if !okl {
+		stack[0] = c
 		return
 	}
-	if lossBuf != nil {
-		binary.LittleEndian.PutUint32(lossBuf, math.Float32bits(loss))
-	}
-	stack[0] = ok(h)
+	loss, err := d.KLDistill(lo.grad, student, teacher, temp)
+	stack[0] = in.finishLoss(op, lo, loss, err)
 }

@@ -714,33 +714,54 @@ func tensorLoss(ctx context.Context, mod api.Module, stack []uint64) {
 			return
 		}
 	}
-	var lossBuf []byte
-	if lossPtr != 0 {
-		var okm bool
-		if lossBuf, okm = mem(mod, lossPtr, 4); !okm {
-			stack[0] = in.fail(EMEM, "%s: loss_ptr %d is outside guest memory", op, lossPtr)
-			return
-		}
-	}
-	var (
-		grad  gpu.Tensor
-		h     int32
-		fresh bool
-	)
-	if gradOut != -1 {
-		var okr bool
-		if grad, h, fresh, c, okr = in.result(op, gradOut, gpu.F32, ps, hp, ht); !okr {
-			stack[0] = c
-			return
-		}
-	}
-	loss, err := in.cfg.Backend.Loss(gpu.LossOp(code), grad, pred, target)
-	if err != nil {
-		stack[0] = in.finish(op, h, fresh, err)
+	lo, c, okl := in.lossOutputs(op, mod, lossPtr, gradOut, ps, hp, ht)
+	if !okl {
+		stack[0] = c
 		return
 	}
-	if lossBuf != nil {
-		binary.LittleEndian.PutUint32(lossBuf, math.Float32bits(loss))
+	loss, err := in.cfg.Backend.Loss(gpu.LossOp(code), lo.grad, pred, target)
+	stack[0] = in.finishLoss(op, lo, loss, err)
+}
+
+// lossOut is where a loss function puts its results: the loss in guest
+// memory (buf, nil to skip) and the gradient in grad (nil to skip).
+type lossOut struct {
+	buf   []byte
+	grad  gpu.Tensor
+	h     int32
+	fresh bool
+}
+
+// lossOutputs resolves a loss function's loss_ptr (0 skips) and grad_out
+// (-1 skips, 0 allocates a gradient of shape, else reuses that handle).
+func (in *Instance) lossOutputs(op string, mod api.Module, lossPtr uint32, gradOut int32, shape []int, noAlias ...int32) (lossOut, uint64, bool) {
+	var lo lossOut
+	if lossPtr != 0 {
+		var okm bool
+		if lo.buf, okm = mem(mod, lossPtr, 4); !okm {
+			return lo, in.fail(EMEM, "%s: loss_ptr %d is outside guest memory", op, lossPtr), false
+		}
 	}
-	stack[0] = ok(h)
+	if gradOut != -1 {
+		var (
+			c   uint64
+			okr bool
+		)
+		if lo.grad, lo.h, lo.fresh, c, okr = in.result(op, gradOut, gpu.F32, shape, noAlias...); !okr {
+			return lo, c, false
+		}
+	}
+	return lo, 0, true
+}
+
+// finishLoss writes the loss and returns the gradient's handle (0 when
+// none was asked for); on error a fresh gradient is released again.
+func (in *Instance) finishLoss(op string, lo lossOut, loss float32, err error) uint64 {
+	if err != nil {
+		return in.finish(op, lo.h, lo.fresh, err)
+	}
+	if lo.buf != nil {
+		binary.LittleEndian.PutUint32(lo.buf, math.Float32bits(loss))
+	}
+	return ok(lo.h)
 }
