@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 
 	"github.com/fennec-edge/fennec/federation/internal/model"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
@@ -123,18 +122,11 @@ func (w *Wasm) Evaluate(ctx context.Context, in EvalInput) (EvalOutput, error) {
 	return o, nil
 }
 
-// call retries once when an instance failed to start or was found closed
-// while the caller's context is still live: the runtime can lose a fresh
-// instance to a race between instantiation and its context's cancellation
-// ("instantiate: ... module closed with context canceled"); a second
-// instance is started and the call made once more. A deterministic guest
-// failure fails twice and is returned.
+// call runs one entrypoint. (The runtime initialises a new instance without
+// the caller's cancellation, so a live call is never lost to a fresh
+// instance's start; no retry is needed here.)
 func (w *Wasm) call(ctx context.Context, entry string, in []byte) ([]byte, error) {
-	out, err := w.Mod.Call(ctx, entry, in)
-	if err != nil && ctx.Err() == nil && (strings.Contains(err.Error(), "instantiate") || strings.Contains(err.Error(), "module closed")) {
-		out, err = w.Mod.Call(ctx, entry, in)
-	}
-	return out, err
+	return w.Mod.Call(ctx, entry, in)
 }
 
 // DecodeOutput decodes a guest's train output (untrusted) and checks it
