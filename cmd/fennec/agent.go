@@ -99,9 +99,7 @@ another mode). In ldp the device adds its own noise: give it --noise-multiplier,
 			if err != nil {
 				return &exitError{exitBadInput, err}
 			}
-			backend, reason := selectBackend(log)
-			log.Info("tensor backend", "backend", backend.Name(), "reason", reason)
-			eng, err := runtime.New(ctx, runtime.Config{Logger: log, Backend: backend})
+			eng, err := newEngine(ctx, log, runtime.Config{Logger: log})
 			if err != nil {
 				return &exitError{exitFailure, err}
 			}

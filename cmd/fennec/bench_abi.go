@@ -33,8 +33,7 @@ func probeModule(ctx context.Context, cacheDir, preemption string) (*runtime.Eng
 	if preemption != "" {
 		man.Limits.Preemption = preemption
 	}
-	backend, _ := selectBackend(quietLog())
-	eng, err := runtime.New(ctx, runtime.Config{Logger: quietLog(), CacheDir: cacheDir, AllowHostCallPreemption: true, Backend: backend})
+	eng, err := newEngine(ctx, quietLog(), runtime.Config{Logger: quietLog(), CacheDir: cacheDir, AllowHostCallPreemption: true})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -201,8 +201,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	// One runtime per device (and one for the hub), sharing the on-disk
 	// compilation cache: a device compiles nothing the first has compiled.
 	newDevice := func() (*demoDevice, error) {
-		backend, _ := selectBackend(log)
-		eng, err := runtime.New(ctx, runtime.Config{Logger: log, Backend: backend})
+		eng, err := newEngine(ctx, log, runtime.Config{Logger: log})
 		if err != nil {
 			return nil, err
 		}

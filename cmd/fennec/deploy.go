@@ -495,9 +495,7 @@ func newDeployAgentCmd() *cobra.Command {
 			ctx, cancel := signalContext(cmd)
 			defer cancel()
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			backend, reason := selectBackend(log)
-			log.Info("tensor backend", "backend", backend.Name(), "reason", reason)
-			eng, err := runtime.New(ctx, runtime.Config{Logger: log, Backend: backend})
+			eng, err := newEngine(ctx, log, runtime.Config{Logger: log})
 			if err != nil {
 				return err
 			}

@@ -90,9 +90,7 @@ func (w *hubWasmFlags) load(ctx context.Context, cfg *federation.HubConfig, log 
 			return nil, err
 		}
 	}
-	backend, reason := selectBackend(log)
-	log.Info("tensor backend", "backend", backend.Name(), "reason", reason)
-	eng, err := runtime.New(ctx, runtime.Config{Logger: log, Backend: backend})
+	eng, err := newEngine(ctx, log, runtime.Config{Logger: log})
 	if err != nil {
 		return nil, &exitError{exitFailure, err}
 	}

@@ -54,10 +54,18 @@ func (f *engineFlags) logger(w io.Writer) (*slog.Logger, error) {
 	return nil, &exitError{exitUsage, fmt.Errorf("--log-format %q: want text or json", f.logFormat)}
 }
 
-// engine returns an engine and a function that releases what it opened.
-func (f *engineFlags) engine(ctx context.Context, log *slog.Logger) (*runtime.Engine, func(), error) {
+// newEngine returns an engine with cfg on the tensor backend this binary
+// selects (CUDA when built with it and a device is present, else the CPU),
+// logging the choice.
+func newEngine(ctx context.Context, log *slog.Logger, cfg runtime.Config) (*runtime.Engine, error) {
 	backend, reason := selectBackend(log)
 	log.Debug("tensor backend", "backend", backend.Name(), "reason", reason)
+	cfg.Backend = backend
+	return runtime.New(ctx, cfg)
+}
+
+// engine returns an engine and a function that releases what it opened.
+func (f *engineFlags) engine(ctx context.Context, log *slog.Logger) (*runtime.Engine, func(), error) {
 	var (
 		services *hostfuncs.Services
 		closeFn  = func() {}
@@ -70,12 +78,11 @@ func (f *engineFlags) engine(ctx context.Context, log *slog.Logger) (*runtime.En
 		services = &hostfuncs.Services{Privacy: &hostfuncs.PrivacyServices{Ledger: l}}
 		closeFn = func() { l.Close() }
 	}
-	eng, err := runtime.New(ctx, runtime.Config{
+	eng, err := newEngine(ctx, log, runtime.Config{
 		CacheDir:    f.cacheDir,
 		NoDiskCache: f.noCache,
 		DataDir:     f.dataDir,
 		Logger:      log,
-		Backend:     backend,
 		Services:    services,
 	})
 	if err != nil {
