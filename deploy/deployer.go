@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fennec-edge/fennec/internal/routines"
 	"github.com/fennec-edge/fennec/runtime"
 )
 
@@ -37,7 +38,9 @@ type DeployerConfig struct {
 	CrashLoopFailures int
 	CrashLoopWindow   time.Duration
 	// OnEvent, if set, is told of each install, refusal, failed health
-	// check and rollback (synchronously; it must not call the Deployer).
+	// check and rollback, in order, by the goroutine that caused it (or
+	// one delivering concurrently) and never under a Deployer lock: it may
+	// call the Deployer, except Close.
 	OnEvent func(Event)
 	Logger  *slog.Logger
 }
@@ -66,19 +69,41 @@ type Event struct {
 // flight finish on the old version, which is closed once they have, and new
 // calls go to the new one. A version that then crash-loops is replaced by
 // the previous good one.
+//
+// Goroutines: the Deployer starts two kinds, the retirement of a replaced
+// version (waits for its calls, then closes it) and the crash-loop
+// rollback; both go through routines (a routines.Group), and Close waits
+// for every one of them.
+//
+// Locks, in the order they may be taken (never the other way):
+//
+//	swapMu -> mu
+//	swapMu -> the Store's, AuditLog's and Trust's own locks
+//	active.fmu is taken alone (Call, no other lock held)
+//	routines' lock is taken alone
+//
+// No lock is held while OnEvent runs: events are queued under mu and
+// delivered by deliver after swapMu is released.
 type Deployer struct {
 	cfg DeployerConfig
 	log *slog.Logger
 
-	swapMu  sync.Mutex // serialises Install, rollback and Close
-	cur     atomic.Pointer[active]
-	retired sync.WaitGroup
-	closed  atomic.Bool
+	swapMu   sync.Mutex // serialises Start, Install, rollback and Close
+	cur      atomic.Pointer[active]
+	routines routines.Group
+	closed   atomic.Bool
 
 	rollingBack atomic.Bool
-	mu          sync.Mutex
-	lastErr     string
-	healthy     bool
+
+	mu         sync.Mutex // guards the fields below
+	lastErr    string
+	healthy    bool
+	pending    []Event // events not yet delivered to OnEvent
+	delivering bool    // a goroutine is delivering pending
+
+	// testHookCrashLoop, when set by a test, runs first in the crash-loop
+	// goroutine.
+	testHookCrashLoop func()
 }
 
 // active is one compiled version. refs counts the Deployer's own reference
@@ -172,6 +197,8 @@ func (d *Deployer) audit(r Record) {
 	}
 }
 
+// event records e (the Deployer's health) and queues it for OnEvent; the
+// caller calls deliver once it holds no lock.
 func (d *Deployer) event(e Event) {
 	e.Time = time.Now()
 	if e.Running == nil {
@@ -189,10 +216,40 @@ func (d *Deployer) event(e Event) {
 	default:
 		d.lastErr = e.Reason
 	}
-	d.mu.Unlock()
 	if d.cfg.OnEvent != nil {
-		d.cfg.OnEvent(e)
+		d.pending = append(d.pending, e)
 	}
+	d.mu.Unlock()
+}
+
+// deliver passes the queued events to OnEvent, in order, with no lock
+// held. One goroutine delivers at a time; one that finds another
+// delivering leaves its events to it (so an OnEvent that calls the
+// Deployer does not recurse).
+func (d *Deployer) deliver() {
+	d.mu.Lock()
+	if d.delivering {
+		d.mu.Unlock()
+		return
+	}
+	d.delivering = true
+	for len(d.pending) > 0 {
+		e := d.pending[0]
+		d.pending = d.pending[1:]
+		d.mu.Unlock()
+		d.cfg.OnEvent(e)
+		d.mu.Lock()
+	}
+	d.pending = nil
+	d.delivering = false
+	d.mu.Unlock()
+}
+
+// unlockSwap releases swapMu and then delivers the events queued under
+// it.
+func (d *Deployer) unlockSwap() {
+	d.swapMu.Unlock()
+	d.deliver()
 }
 
 func versionOf(b *Bundle) StoredVersion {
@@ -221,7 +278,10 @@ func (d *Deployer) Healthy() (bool, string) {
 // check. With an empty store it does nothing.
 func (d *Deployer) Start(ctx context.Context) error {
 	d.swapMu.Lock()
-	defer d.swapMu.Unlock()
+	defer d.unlockSwap()
+	if d.closed.Load() {
+		return errors.New("deploy: deployer is closed")
+	}
 	for attempt := 0; attempt < 2; attempt++ {
 		st := d.cfg.Store.State()
 		if st.Current == nil {
@@ -289,7 +349,7 @@ func (e *HealthError) Unwrap() error { return e.Err }
 // remembered as bad so that it is not tried again.
 func (d *Deployer) Install(ctx context.Context, raw []byte, who string) (*Verified, error) {
 	d.swapMu.Lock()
-	defer d.swapMu.Unlock()
+	defer d.unlockSwap()
 	if d.closed.Load() {
 		return nil, errors.New("deploy: deployer is closed")
 	}
@@ -354,14 +414,21 @@ func (d *Deployer) swap(a *active) {
 	}
 }
 
+// retire releases the Deployer's reference to old and closes it once its
+// calls in flight have finished, in the background. It runs even after
+// Close began (Close itself retires the last version), so it starts its
+// goroutine on the group that Close closes only after retiring.
 func (d *Deployer) retire(old *active) {
-	d.retired.Add(1)
-	go func() {
-		defer d.retired.Done()
+	work := func() {
 		old.release()
 		<-old.drained
 		old.mod.Close(context.Background())
-	}()
+	}
+	if !d.routines.Go(work) {
+		// Not reached: every retire happens under swapMu before Close
+		// closes the group. Do the work here rather than leak the version.
+		work()
+	}
 }
 
 // Call runs an entrypoint of the current version. A call that starts
@@ -392,12 +459,17 @@ func (d *Deployer) crashLoop(a *active) {
 	if !d.rollingBack.CompareAndSwap(false, true) {
 		return
 	}
-	go func() {
+	if !d.routines.Go(func() {
 		defer d.rollingBack.Store(false)
+		if d.testHookCrashLoop != nil {
+			d.testHookCrashLoop()
+		}
 		if err := d.rollback(context.Background(), a, fmt.Sprintf("crash loop: %d failed calls within %v", d.cfg.CrashLoopFailures, d.cfg.CrashLoopWindow)); err != nil {
 			d.log.Error("rollback failed", "module", a.ver.Name, "version", a.ver.Version, "err", err)
 		}
-	}()
+	}) {
+		d.rollingBack.Store(false) // closed: nothing to roll back
+	}
 }
 
 // Rollback replaces the current version by the previous good one now and
@@ -412,7 +484,7 @@ func (d *Deployer) Rollback(ctx context.Context, reason string) error {
 
 func (d *Deployer) rollback(ctx context.Context, from *active, reason string) error {
 	d.swapMu.Lock()
-	defer d.swapMu.Unlock()
+	defer d.unlockSwap()
 	if d.closed.Load() || d.cur.Load() != from {
 		return nil // already replaced
 	}
@@ -451,16 +523,19 @@ func (d *Deployer) rollback(ctx context.Context, from *active, reason string) er
 }
 
 // Close stops taking calls, waits for calls in flight and closes every
-// version.
+// version. When it returns, no goroutine the Deployer started is running
+// (a crash-loop rollback under way finds the Deployer closed and stops).
+// It must not be called from OnEvent.
 func (d *Deployer) Close(ctx context.Context) error {
 	d.swapMu.Lock()
-	defer d.swapMu.Unlock()
-	if d.closed.Swap(true) {
-		return nil
+	if !d.closed.Swap(true) {
+		if a := d.cur.Swap(nil); a != nil {
+			d.retire(a)
+		}
+		d.routines.Close()
 	}
-	if a := d.cur.Swap(nil); a != nil {
-		d.retire(a)
-	}
-	d.retired.Wait()
+	// Wait without swapMu: a rollback goroutine may be waiting for it.
+	d.swapMu.Unlock()
+	d.routines.Wait()
 	return nil
 }

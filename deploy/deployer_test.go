@@ -14,6 +14,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 
 	"github.com/fennec-edge/fennec/internal/guestbuild"
+	"github.com/fennec-edge/fennec/internal/testutil"
 	"github.com/fennec-edge/fennec/runtime"
 )
 
@@ -183,7 +184,14 @@ func TestDeployerHotSwapInFlight(t *testing.T) {
 			results[i], errs[i] = callRun(t, r.d)
 		}()
 	}
-	time.Sleep(50 * time.Millisecond) // let the calls start
+	// The four calls are in flight once they hold a reference each (the
+	// Deployer holds the fifth).
+	testutil.CheckFor(t, 30*time.Second, time.Millisecond, func() error {
+		if n := old.refs.Load(); n != 5 {
+			return fmt.Errorf("%d references to 1.0.0, want 5 (4 calls in flight)", n)
+		}
+		return nil
+	})
 	r.mustInstall(t, guestBundle(t, r.pub, "1.1.0"))
 	if got, err := callRun(t, r.d); err != nil || got != "1.1.0" {
 		t.Fatalf("new call after swap: %q, %v", got, err)
@@ -199,7 +207,7 @@ func TestDeployerHotSwapInFlight(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("old version never drained")
 	}
-	r.d.retired.Wait()
+	r.d.routines.Wait()
 	if _, err := old.mod.Call(context.Background(), "run", nil); !errors.Is(err, runtime.ErrClosed) {
 		t.Fatalf("old module not closed after draining: %v", err)
 	}

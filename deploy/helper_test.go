@@ -1,13 +1,14 @@
 package deploy
 
 import (
-	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fennec-edge/fennec/internal/testutil"
 )
 
 // TestMain lets a test re-execute its own binary as a helper process (for
@@ -33,43 +34,27 @@ func runKilled(t *testing.T, helper, arg string, d time.Duration) []byte {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "FENNEC_DEPLOY_HELPER="+helper, "FENNEC_DEPLOY_ARG="+arg)
-	var out syncBuffer
+	var out testutil.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for out.Len() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
+	err := testutil.Poll(20*time.Second, time.Millisecond, func() error {
+		if out.Len() == 0 {
+			return fmt.Errorf("helper %s printed nothing", helper)
+		}
+		return nil
+	})
+	if err != nil {
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		t.Fatal(err)
 	}
-	time.Sleep(d)
+	time.Sleep(d) // the moment of the kill: random by design, not a wait for a condition
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	return out.Bytes()
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Len()
-}
-
-func (b *syncBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]byte(nil), b.buf.Bytes()...)
 }
 
 func osMkdirAll(dir string) error { return os.MkdirAll(dir, 0o700) }

@@ -19,6 +19,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fennec-edge/fennec/internal/routines"
 )
 
 // Desired is a group's desired state, the value of key GROUP in
@@ -306,6 +308,9 @@ type Agent struct {
 	log *slog.Logger
 	js  jetstream.JetStream
 
+	// mu guards the fields below; it is never held while calling the
+	// Deployer or the hub, nor taken under a Deployer lock (Notify runs
+	// from OnEvent, which the Deployer calls with no lock held).
 	mu      sync.Mutex
 	state   string
 	reason  string
@@ -314,6 +319,9 @@ type Agent struct {
 	// badDigest lists content digests that crash-looped here.
 	badDigest map[string]bool
 	kick      chan struct{}
+
+	// testHookWatchDone, when set by a test, runs as watch returns.
+	testHookWatchDone func()
 }
 
 // NewAgent validates cfg.
@@ -364,9 +372,15 @@ func (a *Agent) Notify(e Event) {
 // version the device is selected for and reporting status on every change
 // and every Heartbeat. It keeps running the current version while the hub
 // is unreachable.
+//
+// Run starts one goroutine (watch) and returns only after it has exited.
 func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var g routines.Group
+	defer g.CloseAndWait() // runs after cancel: watch sees ctx end
+	defer cancel()
 	updates := make(chan Desired, 1)
-	go a.watch(ctx, updates)
+	g.Go(func() { a.watch(ctx, updates) })
 	tick := time.NewTicker(a.cfg.Heartbeat)
 	defer tick.Stop()
 	a.report(ctx)
@@ -388,6 +402,9 @@ func (a *Agent) Run(ctx context.Context) error {
 // watch follows the group's key, retrying while the bucket does not exist
 // or the connection is down, and passes on the latest desired state.
 func (a *Agent) watch(ctx context.Context, out chan Desired) {
+	if a.testHookWatchDone != nil {
+		defer a.testHookWatchDone()
+	}
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		kv, err := a.js.KeyValue(ctx, BucketDesired)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fennec-edge/fennec/internal/testutil"
 )
 
 type fleet struct {
@@ -189,23 +191,21 @@ func (f *fleet) deploy(raw []byte, group string, canary int) Desired {
 // waitGroup polls the group's state until ok holds.
 func (f *fleet) waitGroup(group string, what string, ok func(GroupState) bool) GroupState {
 	f.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
 	var last GroupState
-	for time.Now().Before(deadline) {
+	testutil.CheckFor(f.t, 60*time.Second, 50*time.Millisecond, func() error {
 		gs, err := Status(context.Background(), f.op, group)
 		if err != nil {
-			f.t.Fatal(err)
+			return err
 		}
 		if len(gs) == 1 {
 			last = gs[0]
 			if ok(last) {
-				return last
+				return nil
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	js, _ := json.MarshalIndent(last, "", "  ")
-	f.t.Fatalf("timed out waiting for %s; last state:\n%s", what, js)
+		js, _ := json.MarshalIndent(last, "", "  ")
+		return fmt.Errorf("waiting for %s; last state:\n%s", what, js)
+	})
 	return last
 }
 
