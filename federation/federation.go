@@ -139,6 +139,13 @@ func NewStrategy(c StrategyConfig) (Strategy, error) {
 // {"updates": [{"model", "num_examples"}], "global", "round"} -> {"model"}).
 func WasmStrategy(name string, c Caller) Strategy { return strategy.Wasm(name, c) }
 
+// DatasetEvaluator scores the hub's global model on held-out data with e
+// (a WasmTrainer runs a module's `evaluate`); name names the data in
+// errors. e must report a "loss" metric: a missing one is an error.
+func DatasetEvaluator(e Evaluator, data Dataset, name string) HubEvaluator {
+	return train.DataEvaluator{E: e, Data: data, Name: name}
+}
+
 // NewHub validates cfg and returns an unstarted hub.
 func NewHub(cfg HubConfig) (*Hub, error) { return hub.New(cfg) }
 

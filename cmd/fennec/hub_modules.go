@@ -109,7 +109,7 @@ func (w *hubWasmFlags) load(ctx context.Context, cfg *federation.HubConfig, log 
 			closeEngine()
 			return nil, &exitError{exitBadInput, fmt.Errorf("--eval-module %s: %w", w.evalModule, err)}
 		}
-		ev := &wasmEvaluator{tr: &federation.WasmTrainer{Mod: mod}, data: ds, name: w.evalData}
+		ev := federation.DatasetEvaluator(&federation.WasmTrainer{Mod: mod}, ds, w.evalData)
 		// The initial model must be one the module evaluates on this data
 		// (features, layout): say so now rather than warn every round.
 		if cfg.Initial != nil {
@@ -121,24 +121,4 @@ func (w *hubWasmFlags) load(ctx context.Context, cfg *federation.HubConfig, log 
 		cfg.Evaluator = ev
 	}
 	return closeEngine, nil
-}
-
-// wasmEvaluator scores a global model on the hub's held-out data with a
-// module's `evaluate` entrypoint (metrics "loss" and "accuracy").
-type wasmEvaluator struct {
-	tr   *federation.WasmTrainer
-	data federation.Dataset
-	name string
-}
-
-func (e *wasmEvaluator) Evaluate(ctx context.Context, m federation.Model) (loss, accuracy float64, err error) {
-	out, err := e.tr.Evaluate(ctx, federation.EvalInput{Model: m, Data: e.data})
-	if err != nil {
-		return 0, 0, fmt.Errorf("evaluate on %s: %w", e.name, err)
-	}
-	loss, ok := out.Metrics["loss"]
-	if !ok {
-		return 0, 0, fmt.Errorf("evaluate on %s: the module reported no \"loss\" metric", e.name)
-	}
-	return loss, out.Metrics["accuracy"], nil
 }

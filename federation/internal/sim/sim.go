@@ -21,6 +21,7 @@ import (
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
 	"github.com/fennec-edge/fennec/federation/internal/train"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
+	"github.com/fennec-edge/fennec/internal/routines"
 )
 
 // Attack makes a fraction of devices Byzantine.
@@ -129,18 +130,9 @@ type Summary struct {
 	Final             model.Model   `json:"-"`
 }
 
-type evalAdapter struct {
-	e    train.Evaluator
-	data train.Dataset
-}
-
-func (a evalAdapter) Evaluate(ctx context.Context, m model.Model) (float64, float64, error) {
-	o, err := a.e.Evaluate(ctx, train.EvalInput{Model: m, Data: a.data})
-	if err != nil {
-		return 0, 0, err
-	}
-	return o.Metrics["loss"], o.Metrics["accuracy"], nil
-}
+// testHookFaultPollerDone, when set by a test, runs as the fault poller
+// returns.
+var testHookFaultPollerDone func()
 
 type poisoned struct {
 	t     train.Trainer
@@ -318,7 +310,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		Name: "sim", DataDir: dir, Listen: "-", Strategy: strat, Rounds: cfg.Rounds,
 		Fraction: cfg.Fraction, MinDevices: min(cfg.Devices, max(1, int(float64(cfg.Devices)*cfg.Fraction))),
 		Quorum: cfg.Quorum, Deadline: cfg.Deadline, Settings: cfg.Settings, Initial: &init, Secret: secret,
-		DeviceTTL: time.Hour, Evaluator: evalAdapter{ev, testSet}, Seed: cfg.Seed + 4,
+		DeviceTTL: time.Hour, Evaluator: train.DataEvaluator{E: ev, Data: testSet, Name: "the test split"}, Seed: cfg.Seed + 4,
 		Mode: cfg.Mode, ModeHub: cfg.ModeHub, Logger: cfg.Logger,
 		OnRound: func(rep hub.Report) {
 			mu.Lock()
@@ -432,9 +424,19 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			a.Close()
 		}
 	}()
+	// Every goroutine Run starts goes through g and has exited before the
+	// devices, connections and hub it uses are closed (deferred above).
+	var g routines.Group
+	defer func() {
+		cancel()
+		g.CloseAndWait()
+	}()
 	if cfg.Fault.Devices > 0 {
 		// Kill devices once the fault round has started (mid-round).
-		go func() {
+		g.Go(func() {
+			if testHookFaultPollerDone != nil {
+				defer testHookFaultPollerDone()
+			}
 			for h.Version()+1 < uint64(cfg.Fault.Round) {
 				select {
 				case <-ctx.Done():
@@ -450,13 +452,13 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 					conns[i].Close()
 				}
 			})
-		}()
+		})
 	}
 
 	var refDone chan struct{}
 	if cfg.Reference {
 		refDone = make(chan struct{})
-		go func() {
+		g.Go(func() {
 			defer close(refDone)
 			s := cfg.Settings
 			s.Mode = "weights"
@@ -479,7 +481,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 				sum.ReferenceAccuracy, sum.ReferenceLoss = ev.Metrics["accuracy"], ev.Metrics["loss"]
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 	select {
 	case <-h.Done():

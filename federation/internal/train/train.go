@@ -154,3 +154,27 @@ func DecodeOutput(b []byte, global *model.Model) (Output, error) {
 	}
 	return o, nil
 }
+
+// DataEvaluator scores models on fixed held-out data with an Evaluator,
+// in the form the hub asks for (hub.Evaluator: loss and accuracy). The
+// evaluator must report a "loss" metric: a missing one is an error, not a
+// loss of 0. "accuracy" is optional (0 when absent, as for a regression).
+type DataEvaluator struct {
+	E    Evaluator
+	Data Dataset
+	// Name names the data in errors (a file, "test split").
+	Name string
+}
+
+// Evaluate runs E on Data.
+func (e DataEvaluator) Evaluate(ctx context.Context, m model.Model) (loss, accuracy float64, err error) {
+	out, err := e.E.Evaluate(ctx, EvalInput{Model: m, Data: e.Data})
+	if err != nil {
+		return 0, 0, fmt.Errorf("evaluate on %s: %w", e.Name, err)
+	}
+	loss, ok := out.Metrics["loss"]
+	if !ok {
+		return 0, 0, fmt.Errorf("evaluate on %s: the evaluator reported no \"loss\" metric", e.Name)
+	}
+	return loss, out.Metrics["accuracy"], nil
+}
