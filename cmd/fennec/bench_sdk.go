@@ -9,12 +9,12 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 
+	"github.com/fennec-edge/fennec/federation"
 	"github.com/fennec-edge/fennec/internal/bench"
 	"github.com/fennec-edge/fennec/internal/guestbuild"
 	"github.com/fennec-edge/fennec/internal/vitals"
@@ -292,19 +292,18 @@ func benchSDKPreprocess(ctx context.Context, o bench.Options) ([]bench.Result, e
 	})
 }
 
-// sdkModel is a random 7-16-1 MLP in the shared Model structure.
+// sdkModel is a random 7-16-1 MLP (federation.MLP's initialiser) in the
+// SDK's Model structure.
 func sdkModel(seed uint64) sdk.Model {
-	rng := rand.New(rand.NewPCG(seed, 1))
+	fm := federation.MLP{In: len(vitals.Fields), Hidden: 16, Out: 1}.Init(seed)
 	m := sdk.Model{Name: "risk-mlp", Version: 1}
-	sizes := []int{len(vitals.Fields), 16, 1}
-	for i := 0; i+1 < len(sizes); i++ {
-		w := make([]float32, sizes[i]*sizes[i+1])
-		for j := range w {
-			w[j] = float32(rng.NormFloat64() * 0.5)
+	for _, t := range fm.Tensors {
+		w, _ := t.Float32s()
+		shape := make([]int, len(t.Shape))
+		for i, d := range t.Shape {
+			shape[i] = int(d)
 		}
-		b := make([]float32, sizes[i+1])
-		m.Tensors = append(m.Tensors, sdk.F32Data(fmt.Sprintf("%d.weight", 2*i), []int{sizes[i], sizes[i+1]}, w),
-			sdk.F32Data(fmt.Sprintf("%d.bias", 2*i), []int{sizes[i+1]}, b))
+		m.Tensors = append(m.Tensors, sdk.F32Data(t.Name, shape, w))
 	}
 	return m
 }

@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
-	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -299,7 +296,8 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	// Federated training: every device trains the global model on its shard
 	// with the risk-train module; the hub evaluates each round's model on the
 	// held-out set with the same module.
-	init := initialMLP(data.Features, 16, o.seed)
+	init := federation.MLP{In: data.Features, Hidden: 16, Out: 1}.Init(o.seed)
+	init.Name = "risk-mlp"
 	say("\ntraining  %d-16-1 MLP (%d parameters), %d local epochs per round\n", data.Features, init.Params(), o.epochs)
 	var lastLine int
 	t0 = time.Now()
@@ -624,34 +622,6 @@ func percentile(xs []float64, q float64) float64 {
 	s := append([]float64(nil), xs...)
 	sort.Float64s(s)
 	return s[min(len(s)-1, int(q*float64(len(s))))]
-}
-
-// initialMLP returns a features-hidden-1 MLP with He-initialised weights in
-// the (weight [in, out], bias [out]) layout of sdk/nn.
-func initialMLP(features, hidden int, seed uint64) federation.Model {
-	r := rand.New(rand.NewPCG(seed, 17))
-	layer := func(in, out int, name string) []federation.Tensor {
-		w := make([]float32, in*out)
-		sd := math.Sqrt(2 / float64(in))
-		for i := range w {
-			w[i] = float32(r.NormFloat64() * sd)
-		}
-		return []federation.Tensor{
-			f32Tensor(name+".weight", []uint64{uint64(in), uint64(out)}, w),
-			f32Tensor(name+".bias", []uint64{uint64(out)}, make([]float32, out)),
-		}
-	}
-	m := federation.Model{Name: "risk-mlp"}
-	m.Tensors = append(layer(features, hidden, "0"), layer(hidden, 1, "2")...)
-	return m
-}
-
-func f32Tensor(name string, shape []uint64, v []float32) federation.Tensor {
-	b := make([]byte, 4*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
-	}
-	return federation.Tensor{Name: name, Dtype: 1, Shape: shape, Data: b}
 }
 
 func progressBar(done, total, width int) string {

@@ -20,10 +20,19 @@ import (
 // [out] (hidden), or 0.weight [in, out], 0.bias [out] (Hidden == 0).
 type MLP struct{ In, Hidden, Out int }
 
-// Init returns a model with He-initialised weights.
+// initStream is the PCG stream of Init's weights (its seed is the
+// caller's), so that a model is the same for a seed wherever it is made.
+const initStream = 7
+
+// Init returns the model the network starts from, the one MLP initialiser
+// of the project (the simulations, `fennec hub --init-mlp` and the demo
+// use it): with a hidden layer, He-initialised weights (normal, sd
+// sqrt(2/fan_in)) and zero biases; without one (softmax or logistic
+// regression), all zeros. Tensors are named as sdk/nn names them, so the
+// Wasm training modules take the model as it is.
 func (n MLP) Init(seed uint64) model.Model {
-	r := rand.New(rand.NewPCG(seed, 7))
-	mk := func(rows, cols int) []float32 {
+	r := rand.New(rand.NewPCG(seed, initStream))
+	he := func(rows, cols int) []float32 {
 		v := make([]float32, rows*cols)
 		s := math.Sqrt(2 / float64(rows))
 		for i := range v {
@@ -31,18 +40,19 @@ func (n MLP) Init(seed uint64) model.Model {
 		}
 		return v
 	}
-	if n.Hidden == 0 {
-		return model.Model{Name: "softmax", Tensors: []model.Tensor{
-			model.F32Tensor("0.weight", []uint64{uint64(n.In), uint64(n.Out)}, make([]float32, n.In*n.Out)),
-			model.F32Tensor("0.bias", []uint64{uint64(n.Out)}, make([]float32, n.Out)),
-		}}
+	layer := func(index, in, out int, w []float32) []model.Tensor {
+		name := fmt.Sprint(index)
+		return []model.Tensor{
+			model.F32Tensor(name+".weight", []uint64{uint64(in), uint64(out)}, w),
+			model.F32Tensor(name+".bias", []uint64{uint64(out)}, make([]float32, out)),
+		}
 	}
-	return model.Model{Name: "mlp", Tensors: []model.Tensor{
-		model.F32Tensor("0.weight", []uint64{uint64(n.In), uint64(n.Hidden)}, mk(n.In, n.Hidden)),
-		model.F32Tensor("0.bias", []uint64{uint64(n.Hidden)}, make([]float32, n.Hidden)),
-		model.F32Tensor("2.weight", []uint64{uint64(n.Hidden), uint64(n.Out)}, mk(n.Hidden, n.Out)),
-		model.F32Tensor("2.bias", []uint64{uint64(n.Out)}, make([]float32, n.Out)),
-	}}
+	if n.Hidden == 0 {
+		return model.Model{Name: "softmax", Tensors: layer(0, n.In, n.Out, make([]float32, n.In*n.Out))}
+	}
+	// sdk/nn numbers the layers of Sequential{Linear, ReLU, Linear}: 0, 2.
+	return model.Model{Name: "mlp", Tensors: append(layer(0, n.In, n.Hidden, he(n.In, n.Hidden)),
+		layer(2, n.Hidden, n.Out, he(n.Hidden, n.Out))...)}
 }
 
 // Params is the parameter count.
