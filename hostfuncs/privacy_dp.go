@@ -159,7 +159,7 @@ func dpLaplace(ctx context.Context, _ api.Module, stack []uint64) {
 		Note:    fmt.Sprintf("module %s: dp_laplace b=%g sensitivity=%g", in.cfg.Module, b, sens),
 	}
 	stack[0] = in.noisyRelease(op, ps, accts, h, out, charge,
-		func(x []float32) error { clipL1(x, sens); return nil },
+		func(x []float32) error { _, err := dp.ClipL1(x, sens); return err },
 		func(x []float32) error { return ps.noise().AddLaplace32(x, b) })
 }
 
@@ -239,29 +239,4 @@ func dpRemaining(ctx context.Context, mod api.Module, stack []uint64) {
 	binary.LittleEndian.PutUint64(buf, math.Float64bits(eps))
 	binary.LittleEndian.PutUint64(buf[8:], math.Float64bits(delta))
 	stack[0] = ok(0)
-}
-
-// clipL1 scales x in place to L1 norm at most c (c > 0) and returns the
-// norm before clipping. A vector with NaN or Inf is zeroed (norm +Inf).
-func clipL1(x []float32, c float64) float64 {
-	l1 := func() float64 {
-		var s float64
-		for _, v := range x {
-			s += math.Abs(float64(v))
-		}
-		return s
-	}
-	norm := l1()
-	if math.IsNaN(norm) || math.IsInf(norm, 0) {
-		clear(x)
-		return math.Inf(1)
-	}
-	f := c / norm
-	for n := norm; n > c; n = l1() {
-		for i := range x {
-			x[i] = float32(float64(x[i]) * f)
-		}
-		f = 1 - 1.0/(1<<20) // float32 rounding can leave it a hair above c
-	}
-	return norm
 }
