@@ -79,3 +79,47 @@ func TestDPSubnormalClip(t *testing.T) {
 		}
 	}
 }
+
+// TestDegenerateShapesAreCheap: a zero-element tensor of shape
+// [46340, 46340, 0] costs no quota, and loops over its outer dimensions
+// spun for seconds per call (quant_scales per channel, quantize and
+// dequantize with per-channel scales). Work must be bounded by the elements
+// of the operands and results, so 50 rounds of every such call are quick.
+func TestDegenerateShapesAreCheap(t *testing.T) {
+	e := newEnv(t, hostfuncs.InstanceConfig{Module: "t"})
+	a := e.newF32([]int32{46340, 46340, 0})
+	big := e.newF32([]int32{math.MaxInt32, 0})
+	sc := e.newF32([]int32{46340})
+	q := e.call("fennec_tensor_quantize", u(a), u(sc), 1, 0)
+	if q <= 0 {
+		t.Fatalf("quantize: %d %s", q, e.host.LastError())
+	}
+	calls := []struct {
+		name string
+		args []uint64
+	}{
+		{"fennec_tensor_quant_scales", []uint64{u(a), 1, 1, u(sc)}},
+		{"fennec_tensor_quant_scales", []uint64{u(big), 1, 1, 0}},
+		{"fennec_tensor_quantize", []uint64{u(a), u(sc), 1, u(q)}},
+		{"fennec_tensor_dequantize", []uint64{u(q), u(sc), 1, u(a)}},
+		{"fennec_tensor_reduce", []uint64{1, u(big), 0, 0, 0}},
+		{"fennec_tensor_softmax", []uint64{u(big), 1, 0, 0}},
+		{"fennec_tensor_unary", []uint64{1, u(a), fa(2), u(a)}},
+		{"fennec_tensor_binary", []uint64{1, u(a), u(a), 0}},
+	}
+	start := time.Now()
+	for round := 0; round < 50 && time.Since(start) < 10*time.Second; round++ {
+		for _, c := range calls {
+			got := e.callBounded(c.name, c.args...)
+			if got < 0 {
+				t.Fatalf("%s = %d (%s)", c.name, got, e.host.LastError())
+			}
+			if got > 0 && got != int32(c.args[len(c.args)-1]) {
+				e.call("fennec_tensor_free", u(got))
+			}
+		}
+	}
+	if d := time.Since(start); d >= 10*time.Second {
+		t.Fatalf("50 rounds of calls on zero-element tensors did not finish within %v", d)
+	}
+}
