@@ -163,6 +163,9 @@ func dpLaplace(ctx context.Context, _ api.Module, stack []uint64) {
 		func(x []float32) error { return ps.noise().AddLaplace32(x, b) })
 }
 
+// noiseBlock is the number of elements noised between two deadline checks.
+const noiseBlock = 1 << 16
+
 // noisyRelease is the common part of the DP mechanisms: it resolves the
 // output, copies h, clips the copy, charges the ledger (all or nothing, on
 // disk), adds noise and only then writes the output. Until the charge
@@ -196,10 +199,15 @@ func (in *Instance) noisyRelease(op string, ps *PrivacyServices, accts []string,
 		undo()
 		return in.failPrivacy(op, err)
 	}
-	// Charged: from here a failure wastes budget but releases nothing.
-	if err := noise(x); err != nil {
-		undo()
-		return in.fail(EINTERNAL, "%s: noise failed after the budget was charged (nothing released): %v", op, err)
+	// Charged: from here a failure (or the call's deadline, checked between
+	// blocks of the noise, which costs far more per element than the rest)
+	// wastes budget but releases nothing.
+	for i := 0; i < len(x); i += noiseBlock {
+		in.checkpoint()
+		if err := noise(x[i:min(len(x), i+noiseBlock)]); err != nil {
+			undo()
+			return in.fail(EINTERNAL, "%s: noise failed after the budget was charged (nothing released): %v", op, err)
+		}
 	}
 	if err := in.writeF32(o, x); err != nil {
 		undo()

@@ -1,6 +1,7 @@
 package hostfuncs_test
 
 import (
+	"errors"
 	"math"
 	"path/filepath"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/fennec-edge/fennec/hostfuncs"
 	"github.com/fennec-edge/fennec/privacy/budget"
 	"github.com/fennec-edge/fennec/privacy/dp"
+	"github.com/tetratelabs/wazero/sys"
 )
 
 // callBounded calls a host function like env.call, but from a goroutine,
@@ -122,4 +124,69 @@ func TestDegenerateShapesAreCheap(t *testing.T) {
 	if d := time.Since(start); d >= 10*time.Second {
 		t.Fatalf("50 rounds of calls on zero-element tensors did not finish within %v", d)
 	}
+}
+
+// isDeadline reports whether err is the deadline trap.
+func isDeadline(err error) bool {
+	var exit *sys.ExitError
+	return errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded
+}
+
+// TestLongMatMulIsInterrupted: one product of 2048^3 multiply-adds (seconds
+// on a CPU) is computed in row blocks with a deadline check between them,
+// so a deadline that passes during the call stops it within a block, not
+// at the end of the product.
+func TestLongMatMulIsInterrupted(t *testing.T) {
+	e := newEnv(t, hostfuncs.InstanceConfig{Module: "t"})
+	a := e.newF32([]int32{2048, 2048})
+	b := e.newF32([]int32{2048, 2048})
+	const deadline = 150 * time.Millisecond
+	fn := e.mod.ExportedFunction("call_fennec_tensor_matmul")
+	start := time.Now()
+	stop := time.AfterFunc(deadline, e.host.Expire)
+	defer stop.Stop()
+	_, err := fn.Call(e.ctx, u(a), u(b), 0, 0)
+	took := time.Since(start)
+	if !isDeadline(err) {
+		t.Fatalf("matmul past its deadline: err %v after %v, want the deadline trap", err, took)
+	}
+	if took > 2*deadline {
+		t.Fatalf("matmul stopped %v after a deadline of %v (more than 2x)", took, deadline)
+	}
+}
+
+// TestCallDeadlineTrapsHostCalls: a call's deadline (CallInfo.Deadline)
+// traps the guest at its next host call in every mode (the instance here
+// is not cooperative), a new call starts clear, and the timer of a call
+// that ended does not expire the next one.
+func TestCallDeadlineTrapsHostCalls(t *testing.T) {
+	e := newEnv(t, hostfuncs.InstanceConfig{Module: "t"})
+	h := e.newF32([]int32{2})
+	fn := e.mod.ExportedFunction("call_fennec_tensor_rank")
+	start := time.Now()
+	e.host.Begin(nil, hostfuncs.CallInfo{Deadline: start.Add(30 * time.Millisecond)})
+	var err error
+	for time.Since(start) < 5*time.Second {
+		if _, err = fn.Call(e.ctx, u(h)); err != nil {
+			break
+		}
+	}
+	if !isDeadline(err) {
+		t.Fatalf("host calls past the deadline: %v", err)
+	}
+	if d := time.Since(start); d < 30*time.Millisecond {
+		t.Fatalf("trapped after %v, before the deadline", d)
+	}
+	e.host.End()
+	e.host.Begin(nil, hostfuncs.CallInfo{Deadline: time.Now().Add(20 * time.Millisecond)})
+	e.host.End()
+	e.host.Begin(nil, hostfuncs.CallInfo{})
+	time.Sleep(40 * time.Millisecond) // past the ended call's deadline
+	if got := e.call("fennec_tensor_rank", u(h)); got != 1 {
+		t.Fatalf("rank in a new call = %d (%s)", got, e.host.LastError())
+	}
+	if e.host.Expired() {
+		t.Fatal("an ended call's timer expired the next call")
+	}
+	e.host.End()
 }
