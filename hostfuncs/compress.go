@@ -103,7 +103,7 @@ func tensorQuantize(ctx context.Context, _ api.Module, stack []uint64) {
 		stack[0] = c
 		return
 	}
-	o, h, fresh, c, okr := in.result(op, out, gpu.I8, a.Shape())
+	o, h, fresh, c, okr := in.result(op, out, gpu.I8, a.Shape(), ha, hs)
 	if !okr {
 		stack[0] = c
 		return

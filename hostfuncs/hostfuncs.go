@@ -282,6 +282,11 @@ func (in *Instance) Expired() bool { return in.stop.Load()&1 != 0 }
 // Stats reports live handles and tensor bytes.
 func (in *Instance) Stats() (handles int, bytes int64) { return in.tab.live, in.bytes }
 
+// Worn reports whether the instance has used up so much of its handle space
+// (over 2^30 tensor allocations: handle values are never reissued) that it
+// should be closed and replaced after the current call.
+func (in *Instance) Worn() bool { return in.tab.worn() }
+
 // LastError returns the message of the last failed host call.
 func (in *Instance) LastError() string { return in.lastErr }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fennec-edge/fennec/hostfuncs"
+	"github.com/fennec-edge/fennec/internal/wasmtest"
 	"github.com/fennec-edge/fennec/privacy/budget"
 	"github.com/fennec-edge/fennec/privacy/dp"
 	"github.com/tetratelabs/wazero/sys"
@@ -189,4 +190,76 @@ func TestCallDeadlineTrapsHostCalls(t *testing.T) {
 		t.Fatal("an ended call's timer expired the next call")
 	}
 	e.host.End()
+}
+
+// TestFreedHandleNeverComesBack: a slot's tag has 15 bits of generation,
+// so 2^15 new/free cycles on one slot used to reissue the very first
+// handle value, making a freed handle valid again (a use-after-free the
+// guest can aim). A freed handle must stay invalid.
+func TestFreedHandleNeverComesBack(t *testing.T) {
+	e := newEnv(t, hostfuncs.InstanceConfig{Module: "t"})
+	e.put(shapeAt, wasmtest.LE32(1))
+	newFn := e.mod.ExportedFunction("call_fennec_tensor_new")
+	freeFn := e.mod.ExportedFunction("call_fennec_tensor_free")
+	first := e.newF32([]int32{1})
+	if e.call("fennec_tensor_free", u(first)) != 0 {
+		t.Fatal(e.host.LastError())
+	}
+	for i := range 1<<15 + 8 {
+		res, err := newFn.Call(e.ctx, 1, shapeAt, 1, 0, 0)
+		if err != nil || int32(res[0]) <= 0 {
+			t.Fatalf("new %d: %v %v (%s)", i, res, err, e.host.LastError())
+		}
+		h := int32(res[0])
+		if h == first {
+			t.Fatalf("cycle %d reissued the freed handle %d", i, first)
+		}
+		if res, err = freeFn.Call(e.ctx, u(h)); err != nil || res[0] != 0 {
+			t.Fatalf("free %d: %v %v", i, res, err)
+		}
+	}
+	if got := e.call("fennec_tensor_dtype", u(first)); got != int32(hostfuncs.EHANDLE) {
+		t.Fatalf("dtype of the freed handle = %d, want EHANDLE", got)
+	}
+}
+
+// TestOutAliasing checks the aliasing rules of docs/ABI.md: softmax with
+// out equal to its input (accepted before) and quantize with out equal to
+// an f32 input (ESHAPE before) are EINVAL, like every other operation but
+// unary and the dp_* releases.
+func TestOutAliasing(t *testing.T) {
+	e := newEnv(t, hostfuncs.InstanceConfig{Module: "t"})
+	a := e.newF32([]int32{2, 2}, 1, 2, 3, 4)
+	one := e.newF32([]int32{1}, 0.5)
+	sq := e.newF32([]int32{1, 1}, 0.5)
+	q := e.call("fennec_tensor_quantize", u(one), u(one), 0, 0)
+	if q <= 0 {
+		t.Fatal(e.host.LastError())
+	}
+	for _, c := range []struct {
+		name string
+		args []uint64
+	}{
+		{"fennec_tensor_softmax", []uint64{u(a), 1, 0, u(a)}},
+		{"fennec_tensor_softmax", []uint64{u(a), 0, 1, u(a)}},
+		{"fennec_tensor_quantize", []uint64{u(one), u(one), 0, u(one)}},
+		{"fennec_tensor_quantize", []uint64{u(sq), u(one), 0, u(one)}},
+		{"fennec_tensor_dequantize", []uint64{u(q), u(one), 0, u(one)}},
+		{"fennec_tensor_quant_scales", []uint64{u(one), 0, 0, u(one)}},
+		{"fennec_tensor_matmul", []uint64{u(a), u(a), 0, u(a)}},
+		{"fennec_tensor_binary", []uint64{1, u(a), u(a), u(a)}},
+		{"fennec_tensor_unary_grad", []uint64{7, u(a), u(a), fa(1), u(a)}},
+		{"fennec_tensor_reduce", []uint64{1, u(one), 0, 1, u(one)}},
+	} {
+		if got := e.call(c.name, c.args...); got != int32(hostfuncs.EINVAL) {
+			t.Errorf("%s%v with out aliasing an input = %d (%s), want EINVAL", c.name, c.args, got, e.host.LastError())
+		}
+	}
+	if got := e.read(a); got[0] != 1 || got[3] != 4 {
+		t.Fatalf("a refused call changed its input: %v", got)
+	}
+	// unary may work in place.
+	if got := e.call("fennec_tensor_unary", 1, u(a), fa(2), u(a)); got != a {
+		t.Fatalf("unary in place = %d (%s)", got, e.host.LastError())
+	}
 }

@@ -100,7 +100,7 @@ func (in *Instance) alloc(op string, dt gpu.DType, shape []int) (gpu.Tensor, int
 	h := in.tab.put(t)
 	if h == 0 {
 		in.cfg.Backend.Free(t)
-		return nil, 0, in.fail(EQUOTA, "%s: handle table full", op), false
+		return nil, 0, in.fail(EQUOTA, "%s: handle space exhausted (over 2^31 tensors allocated; handle values are never reissued); the instance must be replaced", op), false
 	}
 	in.bytes += t.Bytes()
 	return t, h, 0, true
@@ -626,7 +626,7 @@ func tensorSoftmax(ctx context.Context, _ api.Module, stack []uint64) {
 		stack[0] = in.fail(EINVAL, "%s: axis %d: %v", op, axis, err)
 		return
 	}
-	o, h, fresh, c, okr := in.result(op, out, gpu.F32, a.Shape())
+	o, h, fresh, c, okr := in.result(op, out, gpu.F32, a.Shape(), ha)
 	if !okr {
 		stack[0] = c
 		return

@@ -286,6 +286,10 @@ func (m *Module) CallWith(ctx context.Context, entry string, input []byte, opts 
 	out, after, err := m.run(ctx, in, entry, input, hostfuncs.CallInfo{Dataset: opts.Dataset})
 	switch after {
 	case keep:
+		if in.host.Worn() { // its handle space is half used up: replace it
+			in.close(context.Background())
+			break
+		}
 		m.put(in)
 	case discard:
 		in.close(context.Background())
