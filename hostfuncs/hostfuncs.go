@@ -214,13 +214,25 @@ func FromContext(ctx context.Context) *Instance {
 // info.Deadline arms a timer that expires the call at that time.
 func (in *Instance) Begin(input []byte, info CallInfo) {
 	in.inCall, in.callInfo, in.input, in.output, in.failMsg = true, info, input, nil, ""
+	in.SetDeadline(info.Deadline)
+}
+
+// SetDeadline starts a new deadline period: it clears the flag set by
+// Expire or an earlier deadline and, unless d is zero, arms a timer that
+// sets it at d. Begin calls it with the call's deadline; the runtime calls
+// it directly around guest code that runs outside an entrypoint call (the
+// module's _initialize). End and Close disarm the timer.
+func (in *Instance) SetDeadline(d time.Time) {
 	in.disarm()
 	seq := in.stop.Load()>>1 + 1
 	in.stop.Store(seq << 1)
-	if !info.Deadline.IsZero() {
-		in.timer = time.AfterFunc(time.Until(info.Deadline), func() { in.stop.CompareAndSwap(seq<<1, seq<<1|1) })
+	if !d.IsZero() {
+		in.timer = time.AfterFunc(time.Until(d), func() { in.stop.CompareAndSwap(seq<<1, seq<<1|1) })
 	}
 }
+
+// ClearDeadline disarms the timer of SetDeadline and clears the flag.
+func (in *Instance) ClearDeadline() { in.SetDeadline(time.Time{}) }
 
 func (in *Instance) disarm() {
 	if in.timer != nil {

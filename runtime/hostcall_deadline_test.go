@@ -15,7 +15,7 @@ import (
 // matmuls in straight-line code: no loop and no call of a guest function,
 // so none of wazero's termination checks (at loop headers and function
 // entries) ever runs; only the host calls can stop it.
-func backToBack(n int) []byte {
+func backToBack(n int, inInit bool) []byte {
 	i32 := wasmtest.I32
 	store := func(addr, v int32) []byte { // i32.store align=2 offset=0
 		return wasmtest.Cat(wasmtest.I32Const(addr), wasmtest.I32Const(v), []byte{0x36, 0x02, 0x00})
@@ -29,30 +29,31 @@ func backToBack(n int) []byte {
 		body = wasmtest.Cat(body, wasmtest.LocalGet(1), wasmtest.LocalGet(2), wasmtest.I32Const(0),
 			wasmtest.LocalGet(3), wasmtest.Call(1), []byte{wasmtest.OpDrop})
 	}
-	body = wasmtest.Cat(body, wasmtest.I32Const(0))
+	entry := wasmtest.Func{
+		Sig:    wasmtest.Sig{Params: []byte{i32}, Results: []byte{i32}},
+		Locals: []byte{i32, i32, i32},
+		Body:   wasmtest.Cat(body, wasmtest.I32Const(0)),
+		Export: "run",
+	}
+	funcs := []wasmtest.Func{entry}
+	if inInit {
+		funcs = []wasmtest.Func{
+			{Sig: wasmtest.Sig{}, Locals: []byte{i32, i32, i32, i32}, Body: body, Export: "_initialize"},
+			{Sig: entry.Sig, Body: wasmtest.I32Const(0), Export: "run"},
+		}
+	}
 	return wasmtest.Module{
 		MemoryPages: 1,
 		Imports: []wasmtest.Import{
 			{Module: "fennec_tensor", Name: "new", Sig: wasmtest.Sig{Params: []byte{i32, i32, i32, i32, i32}, Results: []byte{i32}}},
 			{Module: "fennec_tensor", Name: "matmul", Sig: wasmtest.Sig{Params: []byte{i32, i32, i32, i32}, Results: []byte{i32}}},
 		},
-		Funcs: []wasmtest.Func{{
-			Sig:    wasmtest.Sig{Params: []byte{i32}, Results: []byte{i32}},
-			Locals: []byte{i32, i32, i32},
-			Body:   body,
-			Export: "run",
-		}},
+		Funcs: funcs,
 	}.Encode()
 }
 
-// TestBackToBackHostCallsStopAtDeadline: 300 large matmuls in a row under a
-// 300 ms deadline used to run to the end (seconds) and then be reported as
-// "stopped after 300ms". Every host call now checks the deadline, so the
-// call stops within 2x of it, and the error reports the time it really
-// took.
-func TestBackToBackHostCallsStopAtDeadline(t *testing.T) {
-	eng, _ := newEngine(t, runtime.Config{})
-	man := manifest(t, `
+// back-to-back and in-init variants share this manifest.
+const backToBackManifest = `
 name = "backtoback"
 version = "1.0.0"
 entrypoints = ["run"]
@@ -61,8 +62,17 @@ capabilities = ["tensor"]
 [limits]
 call_timeout = "300ms"
 tensor_bytes = 4194304
-`)
-	mod, err := eng.Compile(context.Background(), backToBack(300), man)
+`
+
+// TestBackToBackHostCallsStopAtDeadline: 300 large matmuls in a row under a
+// 300 ms deadline used to run to the end (seconds) and then be reported as
+// "stopped after 300ms". Every host call now checks the deadline, so the
+// call stops within 2x of it, and the error reports the time it really
+// took.
+func TestBackToBackHostCallsStopAtDeadline(t *testing.T) {
+	eng, _ := newEngine(t, runtime.Config{})
+	man := manifest(t, backToBackManifest)
+	mod, err := eng.Compile(context.Background(), backToBack(300, false), man)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,5 +99,25 @@ tensor_bytes = 4194304
 	}
 	if s := mod.Stats(); s.Deadlines != 1 {
 		t.Fatalf("stats %+v", s)
+	}
+}
+
+// TestBackToBackHostCallsInInitStop: the module's _initialize is guest code
+// bounded like a call; straight-line host calls there stop at the deadline
+// too, and the instantiation fails as a trap.
+func TestBackToBackHostCallsInInitStop(t *testing.T) {
+	eng, _ := newEngine(t, runtime.Config{})
+	mod, err := eng.Compile(context.Background(), backToBack(300, true), manifest(t, backToBackManifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = mod.Call(context.Background(), "run", nil)
+	took := time.Since(start)
+	if !errors.Is(err, runtime.ErrTrap) {
+		t.Fatalf("300 matmuls in _initialize: err %v after %v", err, took)
+	}
+	if took > 600*time.Millisecond {
+		t.Fatalf("_initialize stopped after %v, more than 2x the 300ms deadline (%v)", took, err)
 	}
 }

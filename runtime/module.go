@@ -188,6 +188,8 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 		var cancel context.CancelFunc
 		ictx, cancel = context.WithTimeout(ictx, m.lim.timeout)
 		defer cancel()
+		host.SetDeadline(time.Now().Add(m.lim.timeout)) // host calls of _initialize stop too
+		defer host.ClearDeadline()
 	}
 	start := time.Now()
 	mod, err := m.rt.InstantiateModule(ictx, m.compiled, cfg)
