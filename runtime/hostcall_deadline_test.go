@@ -11,7 +11,7 @@ import (
 	"github.com/fennec-edge/fennec/runtime"
 )
 
-// backToBack is a hostile guest whose entrypoint "run" makes n 512x512
+// backToBack is a hostile guest whose entrypoint "run" makes n 256x256
 // matmuls in straight-line code: no loop and no call of a guest function,
 // so none of wazero's termination checks (at loop headers and function
 // entries) ever runs; only the host calls can stop it.
@@ -24,7 +24,7 @@ func backToBack(n int, inInit bool) []byte {
 		return wasmtest.Cat(wasmtest.I32Const(1), wasmtest.I32Const(0), wasmtest.I32Const(2),
 			wasmtest.I32Const(0), wasmtest.I32Const(0), wasmtest.Call(0), []byte{0x21, local})
 	}
-	body := wasmtest.Cat(store(0, 512), store(4, 512), newT(1), newT(2), newT(3))
+	body := wasmtest.Cat(store(0, 256), store(4, 256), newT(1), newT(2), newT(3))
 	for range n {
 		body = wasmtest.Cat(body, wasmtest.LocalGet(1), wasmtest.LocalGet(2), wasmtest.I32Const(0),
 			wasmtest.LocalGet(3), wasmtest.Call(1), []byte{wasmtest.OpDrop})
@@ -64,15 +64,15 @@ call_timeout = "300ms"
 tensor_bytes = 4194304
 `
 
-// TestBackToBackHostCallsStopAtDeadline: 300 large matmuls in a row under a
-// 300 ms deadline used to run to the end (seconds) and then be reported as
+// TestBackToBackHostCallsStopAtDeadline: 1000 matmuls in a row under a
+// 300 ms deadline used to run for seconds and then be reported as
 // "stopped after 300ms". Every host call now checks the deadline, so the
 // call stops within 2x of it, and the error reports the time it really
 // took.
 func TestBackToBackHostCallsStopAtDeadline(t *testing.T) {
 	eng, _ := newEngine(t, runtime.Config{})
 	man := manifest(t, backToBackManifest)
-	mod, err := eng.Compile(context.Background(), backToBack(300, false), man)
+	mod, err := eng.Compile(context.Background(), backToBack(1000, false), man)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestBackToBackHostCallsStopAtDeadline(t *testing.T) {
 	_, err = mod.Call(context.Background(), "run", nil)
 	took := time.Since(start)
 	if !errors.Is(err, runtime.ErrDeadline) {
-		t.Fatalf("300 matmuls under a %v deadline: err %v after %v", deadline, err, took)
+		t.Fatalf("1000 matmuls under a %v deadline: err %v after %v", deadline, err, took)
 	}
 	if took > 2*deadline {
 		t.Fatalf("stopped %v after the call began, more than 2x its deadline of %v (%v)", took, deadline, err)
@@ -107,7 +107,7 @@ func TestBackToBackHostCallsStopAtDeadline(t *testing.T) {
 // too, and the instantiation fails as a trap.
 func TestBackToBackHostCallsInInitStop(t *testing.T) {
 	eng, _ := newEngine(t, runtime.Config{})
-	mod, err := eng.Compile(context.Background(), backToBack(300, true), manifest(t, backToBackManifest))
+	mod, err := eng.Compile(context.Background(), backToBack(1000, true), manifest(t, backToBackManifest))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestBackToBackHostCallsInInitStop(t *testing.T) {
 	_, err = mod.Call(context.Background(), "run", nil)
 	took := time.Since(start)
 	if !errors.Is(err, runtime.ErrTrap) {
-		t.Fatalf("300 matmuls in _initialize: err %v after %v", err, took)
+		t.Fatalf("1000 matmuls in _initialize: err %v after %v", err, took)
 	}
 	if took > 600*time.Millisecond {
 		t.Fatalf("_initialize stopped after %v, more than 2x the 300ms deadline (%v)", took, err)
