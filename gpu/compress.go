@@ -33,9 +33,24 @@ type Distiller interface {
 	KLDistill(grad, student, teacher Tensor, T float32) (float32, error)
 }
 
+// RowRanger is an optional Backend extension that computes a product one
+// block of output rows at a time: the host ABI splits products too large for
+// one bounded step into row blocks, so it can stop a call whose deadline
+// passes between two blocks. Rows outside [r0, r1) of out are left as they
+// are; 0 <= r0 <= r1 <= rows of out.
+type RowRanger interface {
+	// MatMulRows computes rows [r0, r1) of out = op(a) x op(b) (see
+	// Backend.MatMul).
+	MatMulRows(out, a, b Tensor, transA, transB bool, r0, r1 int) error
+	// MatMulInt8Rows computes rows [r0, r1) of out (see
+	// Quantizer.MatMulInt8).
+	MatMulInt8Rows(out, x, w, wScale Tensor, r0, r1 int) error
+}
+
 var (
 	_ Quantizer = (*CPU)(nil)
 	_ Distiller = (*CPU)(nil)
+	_ RowRanger = (*CPU)(nil)
 )
 
 // scaleArgs checks a scale tensor against a's shape and returns the axis to
@@ -126,6 +141,11 @@ func (cpu *CPU) Dequantize(a, q, scale Tensor, axis int) error {
 // MatMulInt8 implements Quantizer. The transposed, padded form of w that the
 // kernels read is built on first use and cached on w until w is written.
 func (cpu *CPU) MatMulInt8(out, x, w, wScale Tensor) error {
+	return cpu.MatMulInt8Rows(out, x, w, wScale, 0, -1)
+}
+
+// MatMulInt8Rows implements RowRanger; r1 < 0 means all rows.
+func (cpu *CPU) MatMulInt8Rows(out, x, w, wScale Tensor, r0, r1 int) error {
 	o, err := cpu.f32(out, "out")
 	if err != nil {
 		return err
@@ -155,11 +175,17 @@ func (cpu *CPU) MatMulInt8(out, x, w, wScale Tensor) error {
 	if st.n != 1 && !EqualShape(st.shape, []int{n}) {
 		return fmt.Errorf("%w: wScale has shape %v, want [%d] or one element", ErrShape, st.shape, n)
 	}
-	if m == 0 || n == 0 {
+	if r1 < 0 {
+		r1 = m
+	}
+	if r0 < 0 || r0 > r1 || r1 > m {
+		return fmt.Errorf("%w: rows [%d, %d) of a %d-row product", ErrShape, r0, r1, m)
+	}
+	if r0 == r1 || n == 0 {
 		return nil
 	}
 	if k == 0 {
-		clear(o.f)
+		clear(o.f[r0*n : r1*n])
 		return nil
 	}
 	if k > 1<<16 {
@@ -183,7 +209,7 @@ func (cpu *CPU) MatMulInt8(out, x, w, wScale Tensor) error {
 	if err != nil {
 		return err
 	}
-	q.forward(kern, o.f, xt.f, m, cpu.Threads())
+	q.forward(kern, o.f[r0*n:r1*n], xt.f[r0*k:r1*k], r1-r0, cpu.Threads())
 	return nil
 }
 

@@ -345,6 +345,11 @@ func packB(dst []float32, b matView, p0, kc, j0, nc, nr int) {
 
 // MatMul computes out = op(a) x op(b).
 func (cpu *CPU) MatMul(out, a, b Tensor, transA, transB bool) error {
+	return cpu.MatMulRows(out, a, b, transA, transB, 0, -1)
+}
+
+// MatMulRows implements RowRanger; r1 < 0 means all rows.
+func (cpu *CPU) MatMulRows(out, a, b Tensor, transA, transB bool, r0, r1 int) error {
 	o, err := cpu.f32(out, "out")
 	if err != nil {
 		return err
@@ -376,10 +381,23 @@ func (cpu *CPU) MatMul(out, a, b Tensor, transA, transB bool) error {
 	if o == x || o == y {
 		return fmt.Errorf("%w: matmul out aliases an input", ErrUnsupported)
 	}
-	cpu.sgemm(m, n, ka,
-		matView{d: x.f, ld: x.shape[1], t: transA},
-		matView{d: y.f, ld: y.shape[1], t: transB},
-		o.f, n)
+	if r1 < 0 {
+		r1 = m
+	}
+	if r0 < 0 || r0 > r1 || r1 > m {
+		return fmt.Errorf("%w: rows [%d, %d) of a %d-row product", ErrShape, r0, r1, m)
+	}
+	// Row i of op(a) starts at element i*ld, or at element i of a
+	// transposed a (whose rows are op(a)'s columns).
+	av := matView{d: x.f, ld: x.shape[1], t: transA}
+	if r0 > 0 && n > 0 && ka > 0 {
+		if transA {
+			av.d = av.d[r0:]
+		} else {
+			av.d = av.d[r0*av.ld:]
+		}
+	}
+	cpu.sgemm(r1-r0, n, ka, av, matView{d: y.f, ld: y.shape[1], t: transB}, o.f[r0*n:], n)
 	return nil
 }
 

@@ -90,6 +90,12 @@ func ChannelScales(src []float32, shape []int, axis int) ([]float32, error) {
 	}
 	outer, L, inner := axisLayout(shape, axis)
 	mx := make([]float32, L)
+	if n == 0 {
+		// Every channel is empty: no values to look at, whatever the other
+		// dimensions say (looping over them would cost their product, which
+		// a zero-element tensor does not bound).
+		outer = 0
+	}
 	for o := 0; o < outer; o++ {
 		for k := 0; k < L; k++ {
 			for _, v := range src[(o*L+k)*inner : (o*L+k+1)*inner] {
@@ -116,6 +122,9 @@ func Quantize(dst []int8, src []float32, shape []int, axis int, scales []float32
 	if len(src) != outer*L*inner || len(dst) != len(src) {
 		return fmt.Errorf("%w: quantize %d values into %d for shape %v", ErrShape, len(src), len(dst), shape)
 	}
+	if len(src) == 0 {
+		return nil // nothing to do; the outer loops would cost the product of the other dimensions
+	}
 	for o := 0; o < outer; o++ {
 		for k := 0; k < L; k++ {
 			s := scales[0]
@@ -140,6 +149,9 @@ func Dequantize(dst []float32, src []int8, shape []int, axis int, scales []float
 	}
 	if len(src) != outer*L*inner || len(dst) != len(src) {
 		return fmt.Errorf("%w: dequantize %d values into %d for shape %v", ErrShape, len(src), len(dst), shape)
+	}
+	if len(src) == 0 {
+		return nil // nothing to do; the outer loops would cost the product of the other dimensions
 	}
 	for o := 0; o < outer; o++ {
 		for k := 0; k < L; k++ {

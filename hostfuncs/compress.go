@@ -103,7 +103,7 @@ func tensorQuantize(ctx context.Context, _ api.Module, stack []uint64) {
 		stack[0] = c
 		return
 	}
-	o, h, fresh, c, okr := in.result(op, out, gpu.I8, a.Shape())
+	o, h, fresh, c, okr := in.result(op, out, gpu.I8, a.Shape(), ha, hs)
 	if !okr {
 		stack[0] = c
 		return
@@ -203,7 +203,7 @@ func tensorMatMulI8(ctx context.Context, _ api.Module, stack []uint64) {
 		stack[0] = c
 		return
 	}
-	stack[0] = in.finish(op, h, fresh, q.MatMulInt8(o, x, w, s))
+	stack[0] = in.finish(op, h, fresh, in.int8Product(q, o, x, w, s))
 }
 
 // kl_distill(student, teacher, T, loss_ptr, grad_out) -> grad handle or 0

@@ -6,10 +6,20 @@ import "github.com/fennec-edge/fennec/gpu"
 // by 15, or'ed with a 15-bit tag. The tag mixes the instance's salt and the
 // slot's generation, so a handle from another instance, a freed handle whose
 // slot was reused, and an arbitrary forged number are all rejected.
+//
+// A slot's tags repeat after 2^15 generations (the generation's factor in
+// the tag is odd, so its period is exactly 2^15). A slot is therefore
+// retired, never to be used again, when its generation would reach maxGen:
+// no handle value is ever issued twice by one instance, and a freed handle
+// stays invalid for the instance's whole life. The cost is that the handle
+// space (65535 slots x 2^15 generations = 2^31 handles, all an int32 can
+// name) runs out after about 2^31 allocations; Worn tells the runtime to
+// replace the instance long before that.
 const (
 	tagBits  = 15
 	tagMask  = 1<<tagBits - 1
 	maxSlots = 1<<16 - 1
+	maxGen   = 1 << tagBits
 )
 
 type slot struct {
@@ -22,6 +32,8 @@ type handleTable struct {
 	slots []slot // slots[0] is never used
 	free  []uint32
 	live  int
+	// retired counts slots whose generations are used up.
+	retired int
 }
 
 func (ht *handleTable) tag(idx uint32, gen uint16) uint32 {
@@ -77,10 +89,20 @@ func (ht *handleTable) remove(h int32) gpu.Tensor {
 	s := &ht.slots[idx]
 	s.t = nil
 	s.gen++
-	ht.free = append(ht.free, idx)
+	if s.gen < maxGen {
+		ht.free = append(ht.free, idx)
+	} else {
+		ht.retired++ // its next tag would repeat the first one
+	}
 	ht.live--
 	return t
 }
+
+// worn reports whether half of the slots are retired: the instance has
+// made over 2^30 allocations and should be replaced before the handle
+// space runs out (the other half still holds 2^30 handles, more than any
+// one call can allocate).
+func (ht *handleTable) worn() bool { return ht.retired >= maxSlots/2 }
 
 func (ht *handleTable) each(f func(gpu.Tensor)) {
 	for _, s := range ht.slots {

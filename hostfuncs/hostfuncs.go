@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/fennec-edge/fennec/gpu"
 	"github.com/tetratelabs/wazero"
@@ -132,9 +133,11 @@ type InstanceConfig struct {
 	MaxOutputBytes int          // largest output of one call
 	// Services are the optional groups' services; nil means none.
 	Services *Services
-	// Cooperative makes every host call check the deadline flag set by
-	// Expire and trap the guest once it is set. The runtime uses it for
-	// modules compiled without wazero's loop checks.
+	// Cooperative marks an instance of a module compiled without wazero's
+	// termination checks, whose only stopping points are host calls. Every
+	// instance, cooperative or not, traps at its next host call (or block
+	// of a long one) once its call's deadline has passed (CallInfo.Deadline,
+	// Expire); the flag is informational.
 	Cooperative bool
 }
 
@@ -160,9 +163,14 @@ type Instance struct {
 	input    []byte
 	output   []byte
 	failMsg  string
-	expired  atomic.Bool
-	closed   bool
-	scratch  [gpu.MaxRank]int
+	// stop holds the call's sequence number shifted left by one, with bit 0
+	// set once the call's deadline has passed. A timer armed by Begin sets
+	// the bit only for its own call (compare and swap on the sequence), so
+	// a timer that fires late cannot expire the next call.
+	stop    atomic.Uint64
+	timer   *time.Timer
+	closed  bool
+	scratch [gpu.MaxRank]int
 }
 
 var saltCounter atomic.Uint32
@@ -202,9 +210,35 @@ func FromContext(ctx context.Context) *Instance {
 	return in
 }
 
-// Begin starts an entrypoint call with its input.
+// Begin starts an entrypoint call with its input. A non-zero
+// info.Deadline arms a timer that expires the call at that time.
 func (in *Instance) Begin(input []byte, info CallInfo) {
 	in.inCall, in.callInfo, in.input, in.output, in.failMsg = true, info, input, nil, ""
+	in.SetDeadline(info.Deadline)
+}
+
+// SetDeadline starts a new deadline period: it clears the flag set by
+// Expire or an earlier deadline and, unless d is zero, arms a timer that
+// sets it at d. Begin calls it with the call's deadline; the runtime calls
+// it directly around guest code that runs outside an entrypoint call (the
+// module's _initialize). End and Close disarm the timer.
+func (in *Instance) SetDeadline(d time.Time) {
+	in.disarm()
+	seq := in.stop.Load()>>1 + 1
+	in.stop.Store(seq << 1)
+	if !d.IsZero() {
+		in.timer = time.AfterFunc(time.Until(d), func() { in.stop.CompareAndSwap(seq<<1, seq<<1|1) })
+	}
+}
+
+// ClearDeadline disarms the timer of SetDeadline and clears the flag.
+func (in *Instance) ClearDeadline() { in.SetDeadline(time.Time{}) }
+
+func (in *Instance) disarm() {
+	if in.timer != nil {
+		in.timer.Stop()
+		in.timer = nil
+	}
 }
 
 // Call returns the current call's information; ok is false outside a call.
@@ -225,19 +259,45 @@ func (in *Instance) Module() string { return in.cfg.Module }
 // message, if it set one.
 func (in *Instance) End() (output []byte, failMsg string) {
 	output, failMsg = in.output, in.failMsg
+	in.disarm()
 	in.inCall, in.callInfo, in.input, in.output, in.failMsg = false, CallInfo{}, nil, nil, ""
 	return output, failMsg
 }
 
-// Expire marks the current call's deadline as passed: in cooperative mode,
-// the guest's next host call traps.
-func (in *Instance) Expire() { in.expired.Store(true) }
+// Expire marks the current call's deadline as passed (the caller gave up,
+// or the runtime's own timer fired): the guest's next host call traps, and
+// so does a long host call at its next block of work. It is safe to call
+// from any goroutine.
+func (in *Instance) Expire() {
+	for {
+		s := in.stop.Load()
+		if s&1 != 0 || in.stop.CompareAndSwap(s, s|1) {
+			return
+		}
+	}
+}
 
-// ResetDeadline clears the flag set by Expire before the next call.
-func (in *Instance) ResetDeadline() { in.expired.Store(false) }
+// ResetDeadline clears the flag set by Expire or by the deadline's timer.
+// Begin already starts every call with the flag clear.
+func (in *Instance) ResetDeadline() {
+	for {
+		s := in.stop.Load()
+		if s&1 == 0 || in.stop.CompareAndSwap(s, s&^1) {
+			return
+		}
+	}
+}
+
+// Expired reports whether the current call's deadline has passed.
+func (in *Instance) Expired() bool { return in.stop.Load()&1 != 0 }
 
 // Stats reports live handles and tensor bytes.
 func (in *Instance) Stats() (handles int, bytes int64) { return in.tab.live, in.bytes }
+
+// Worn reports whether the instance has used up so much of its handle space
+// (over 2^30 tensor allocations: handle values are never reissued) that it
+// should be closed and replaced after the current call.
+func (in *Instance) Worn() bool { return in.tab.worn() }
 
 // LastError returns the message of the last failed host call.
 func (in *Instance) LastError() string { return in.lastErr }
@@ -248,24 +308,41 @@ func (in *Instance) Close() {
 		return
 	}
 	in.closed = true
+	in.disarm()
 	in.tab.each(func(t gpu.Tensor) { in.cfg.Backend.Free(t) })
 	in.tab = handleTable{salt: in.tab.salt}
 	in.bytes = 0
 }
 
-// ErrDeadline is the trap raised in a cooperative instance whose call ran
-// past its deadline. It reads like wazero's own deadline exit.
+// ErrDeadline is the trap raised in an instance whose call ran past its
+// deadline, at its next host call or between blocks of a long one. It is
+// wazero's own deadline exit, so the runtime treats both alike (the call
+// fails with its deadline error and the instance is discarded).
 var ErrDeadline = sys.NewExitError(sys.ExitCodeDeadlineExceeded)
 
 // enter returns the calling instance. A host function called without an
 // attached instance (a runtime bug, not a guest's doing) gets nil and answers
-// EINTERNAL. In cooperative mode an expired deadline traps here.
+// EINTERNAL. Once the call's deadline has passed, the guest traps here: one
+// atomic load, so back-to-back host calls in straight-line guest code (where
+// wazero's loop-header checks never run) stop at the deadline too.
 func enter(ctx context.Context) *Instance {
 	in, _ := ctx.Value(ctxKey{}).(*Instance)
-	if in != nil && in.expired.Load() {
+	if in != nil && in.stop.Load()&1 != 0 {
 		panic(ErrDeadline)
 	}
 	return in
+}
+
+// checkpoint traps the guest when its call's deadline has passed. Host
+// functions whose work is not bounded by a small constant call it between
+// bounded blocks of that work (see blockWork), after leaving every tensor
+// the guest can see in a consistent state: a fresh result is in the handle
+// table (freed with the instance, which the runtime discards after the
+// trap), and privacy releases write nothing until all their work is done.
+func (in *Instance) checkpoint() {
+	if in.stop.Load()&1 != 0 {
+		panic(ErrDeadline)
+	}
 }
 
 // fail records a message and returns the code as a stack value.

@@ -159,9 +159,12 @@ func dpLaplace(ctx context.Context, _ api.Module, stack []uint64) {
 		Note:    fmt.Sprintf("module %s: dp_laplace b=%g sensitivity=%g", in.cfg.Module, b, sens),
 	}
 	stack[0] = in.noisyRelease(op, ps, accts, h, out, charge,
-		func(x []float32) error { clipL1(x, sens); return nil },
+		func(x []float32) error { _, err := dp.ClipL1(x, sens); return err },
 		func(x []float32) error { return ps.noise().AddLaplace32(x, b) })
 }
+
+// noiseBlock is the number of elements noised between two deadline checks.
+const noiseBlock = 1 << 16
 
 // noisyRelease is the common part of the DP mechanisms: it resolves the
 // output, copies h, clips the copy, charges the ledger (all or nothing, on
@@ -196,10 +199,15 @@ func (in *Instance) noisyRelease(op string, ps *PrivacyServices, accts []string,
 		undo()
 		return in.failPrivacy(op, err)
 	}
-	// Charged: from here a failure wastes budget but releases nothing.
-	if err := noise(x); err != nil {
-		undo()
-		return in.fail(EINTERNAL, "%s: noise failed after the budget was charged (nothing released): %v", op, err)
+	// Charged: from here a failure (or the call's deadline, checked between
+	// blocks of the noise, which costs far more per element than the rest)
+	// wastes budget but releases nothing.
+	for i := 0; i < len(x); i += noiseBlock {
+		in.checkpoint()
+		if err := noise(x[i:min(len(x), i+noiseBlock)]); err != nil {
+			undo()
+			return in.fail(EINTERNAL, "%s: noise failed after the budget was charged (nothing released): %v", op, err)
+		}
 	}
 	if err := in.writeF32(o, x); err != nil {
 		undo()
@@ -239,29 +247,4 @@ func dpRemaining(ctx context.Context, mod api.Module, stack []uint64) {
 	binary.LittleEndian.PutUint64(buf, math.Float64bits(eps))
 	binary.LittleEndian.PutUint64(buf[8:], math.Float64bits(delta))
 	stack[0] = ok(0)
-}
-
-// clipL1 scales x in place to L1 norm at most c (c > 0) and returns the
-// norm before clipping. A vector with NaN or Inf is zeroed (norm +Inf).
-func clipL1(x []float32, c float64) float64 {
-	l1 := func() float64 {
-		var s float64
-		for _, v := range x {
-			s += math.Abs(float64(v))
-		}
-		return s
-	}
-	norm := l1()
-	if math.IsNaN(norm) || math.IsInf(norm, 0) {
-		clear(x)
-		return math.Inf(1)
-	}
-	f := c / norm
-	for n := norm; n > c; n = l1() {
-		for i := range x {
-			x[i] = float32(float64(x[i]) * f)
-		}
-		f = 1 - 1.0/(1<<20) // float32 rounding can leave it a hair above c
-	}
-	return norm
 }

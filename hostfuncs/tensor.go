@@ -100,7 +100,7 @@ func (in *Instance) alloc(op string, dt gpu.DType, shape []int) (gpu.Tensor, int
 	h := in.tab.put(t)
 	if h == 0 {
 		in.cfg.Backend.Free(t)
-		return nil, 0, in.fail(EQUOTA, "%s: handle table full", op), false
+		return nil, 0, in.fail(EQUOTA, "%s: handle space exhausted (over 2^31 tensors allocated; handle values are never reissued); the instance must be replaced", op), false
 	}
 	in.bytes += t.Bytes()
 	return t, h, 0, true
@@ -409,7 +409,54 @@ func tensorMatMul(ctx context.Context, _ api.Module, stack []uint64) {
 		stack[0] = c
 		return
 	}
-	stack[0] = in.finish(op, h, fresh, in.cfg.Backend.MatMul(o, a, b, ta, tb))
+	stack[0] = in.finish(op, h, fresh, in.product(o, a, b, ta, tb))
+}
+
+// blockMACs bounds the multiply-adds of one block of a long product: tens
+// of milliseconds on one CPU core. Between blocks the call's deadline is
+// checked (checkpoint).
+const blockMACs = 1 << 28
+
+// rowBlocks runs f over the rows [0, m) of a product whose rows cost
+// rowMACs multiply-adds each, in blocks of at most blockMACs (and at least
+// one row), with a checkpoint before each block.
+func (in *Instance) rowBlocks(m int, rowMACs int64, f func(r0, r1 int) error) error {
+	rows := int(max(1, blockMACs/max(rowMACs, 1)))
+	for r0 := 0; r0 < m; r0 += rows {
+		in.checkpoint()
+		if err := f(r0, min(m, r0+rows)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// product computes o = op(a) x op(b), in row blocks when it is long and
+// the backend can (gpu.RowRanger); a backend that cannot computes it in one
+// call, bounded only by the tensor quota.
+func (in *Instance) product(o, a, b gpu.Tensor, ta, tb bool) error {
+	m, n := o.Shape()[0], o.Shape()[1]
+	k := a.Shape()[1]
+	if ta {
+		k = a.Shape()[0]
+	}
+	rowMACs := int64(n) * int64(k)
+	rr, okr := in.cfg.Backend.(gpu.RowRanger)
+	if !okr || int64(m)*rowMACs <= blockMACs {
+		return in.cfg.Backend.MatMul(o, a, b, ta, tb)
+	}
+	return in.rowBlocks(m, rowMACs, func(r0, r1 int) error { return rr.MatMulRows(o, a, b, ta, tb, r0, r1) })
+}
+
+// int8Product is product for matmul_i8: o = x [m, k] times w [k, n].
+func (in *Instance) int8Product(q gpu.Quantizer, o, x, w, s gpu.Tensor) error {
+	m, k, n := x.Shape()[0], x.Shape()[1], w.Shape()[1]
+	rowMACs := int64(n) * int64(k)
+	rr, okr := q.(gpu.RowRanger)
+	if !okr || int64(m)*rowMACs <= blockMACs {
+		return q.MatMulInt8(o, x, w, s)
+	}
+	return in.rowBlocks(m, rowMACs, func(r0, r1 int) error { return rr.MatMulInt8Rows(o, x, w, s, r0, r1) })
 }
 
 // binary(op, a, b, out) -> handle
@@ -579,7 +626,7 @@ func tensorSoftmax(ctx context.Context, _ api.Module, stack []uint64) {
 		stack[0] = in.fail(EINVAL, "%s: axis %d: %v", op, axis, err)
 		return
 	}
-	o, h, fresh, c, okr := in.result(op, out, gpu.F32, a.Shape())
+	o, h, fresh, c, okr := in.result(op, out, gpu.F32, a.Shape(), ha)
 	if !okr {
 		stack[0] = c
 		return

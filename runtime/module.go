@@ -188,6 +188,8 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 		var cancel context.CancelFunc
 		ictx, cancel = context.WithTimeout(ictx, m.lim.timeout)
 		defer cancel()
+		host.SetDeadline(time.Now().Add(m.lim.timeout)) // host calls of _initialize stop too
+		defer host.ClearDeadline()
 	}
 	start := time.Now()
 	mod, err := m.rt.InstantiateModule(ictx, m.compiled, cfg)
@@ -286,6 +288,10 @@ func (m *Module) CallWith(ctx context.Context, entry string, input []byte, opts 
 	out, after, err := m.run(ctx, in, entry, input, hostfuncs.CallInfo{Dataset: opts.Dataset})
 	switch after {
 	case keep:
+		if in.host.Worn() { // its handle space is half used up: replace it
+			in.close(context.Background())
+			break
+		}
 		m.put(in)
 	case discard:
 		in.close(context.Background())
@@ -323,6 +329,8 @@ const (
 // run calls the entrypoint and says what to do with the instance.
 func (m *Module) run(ctx context.Context, in *instance, entry string, input []byte, info hostfuncs.CallInfo) ([]byte, disposition, error) {
 	fn := in.entries[entry]
+	start := time.Now()
+	info.Deadline = start.Add(m.lim.timeout) // host calls check it in every mode
 	in.host.Begin(input, info)
 	var (
 		res []uint64
@@ -339,14 +347,14 @@ func (m *Module) run(ctx context.Context, in *instance, entry string, input []by
 		}
 	} else {
 		cctx, cancel := context.WithTimeout(in.ctx, m.lim.timeout)
-		stop := context.AfterFunc(ctx, cancel) // the caller's cancellation stops the guest too
+		stop := context.AfterFunc(ctx, func() { cancel(); in.host.Expire() }) // the caller's cancellation stops the guest too
 		res, err = fn.Call(cctx, uint64(uint32(len(input))))
 		stop()
 		cancel()
 	}
 	out, failMsg := in.host.End()
 	if err != nil {
-		return nil, discard, m.callErr(ctx, entry, err, in.stderr.tail())
+		return nil, discard, m.callErr(ctx, entry, err, in.stderr.tail(), time.Since(start))
 	}
 	if status := int32(res[0]); status != 0 {
 		if failMsg == "" {
@@ -405,21 +413,23 @@ func (m *Module) runCooperative(ctx context.Context, in *instance, fn api.Functi
 	}
 }
 
-func (m *Module) callErr(ctx context.Context, entry string, err error, stderr string) error {
-	ce := m.classify(ctx, entry, err)
+func (m *Module) callErr(ctx context.Context, entry string, err error, stderr string, elapsed time.Duration) error {
+	ce := m.classify(ctx, entry, err, elapsed)
 	if ce.Kind == ErrTrap && stderr != "" {
 		ce.Msg += " (guest stderr: " + stderr + ")"
 	}
 	return ce
 }
 
-func (m *Module) classify(ctx context.Context, entry string, err error) *CallError {
+// classify turns a failed call's error into a CallError; elapsed is how
+// long the call really ran, which a deadline's message reports.
+func (m *Module) classify(ctx context.Context, entry string, err error, elapsed time.Duration) *CallError {
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {
 		switch exit.ExitCode() {
 		case sys.ExitCodeDeadlineExceeded:
 			m.stats.deadlines.Add(1)
-			msg := fmt.Sprintf("stopped after %v (limits.call_timeout)", m.lim.timeout)
+			msg := fmt.Sprintf("deadline %v, stopped after %v (limits.call_timeout)", m.lim.timeout, elapsed.Round(time.Millisecond))
 			if ctx.Err() != nil {
 				msg = "caller's context: " + ctx.Err().Error()
 			}

@@ -39,6 +39,9 @@ func checkEpsDelta(eps, delta, sens float64) error {
 	return nil
 }
 
+// maxBisect bounds every bisection in this package.
+const maxBisect = 4096
+
 // GaussianSigma returns the smallest noise standard deviation for which the
 // Gaussian mechanism with L2 sensitivity sens is (eps, delta)-DP: the
 // analytic Gaussian mechanism of Balle and Wang (2018), solved by bisection
@@ -63,7 +66,10 @@ func GaussianSigma(eps, delta, sens float64) (float64, error) {
 			return 0, fmt.Errorf("%w: no finite sigma for epsilon %v delta %v", ErrParam, eps, delta)
 		}
 	}
-	for hi-lo > 1e-13*hi {
+	// At most ~2100 halvings separate [1e-300, 1e300] from relative width
+	// 1e-13; the cap makes the bound explicit rather than a consequence of
+	// floating-point progress.
+	for it := 0; hi-lo > 1e-13*hi && it < maxBisect; it++ {
 		mid := lo + (hi-lo)/2
 		if GaussianDelta(eps, mid, sens) > delta {
 			lo = mid

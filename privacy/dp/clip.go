@@ -14,62 +14,101 @@ func L2Norm(x []float32) float64 {
 	return math.Sqrt(s)
 }
 
+// L1Norm returns the sum of the absolute values of x, accumulated in float64.
+func L1Norm(x []float32) float64 {
+	var s float64
+	for _, v := range x {
+		s += math.Abs(float64(v))
+	}
+	return s
+}
+
 // ClipL2 scales x in place so that its L2 norm is at most c and returns the
 // norm before clipping. Vectors containing NaN or Inf are zeroed (their norm
 // is reported as +Inf): they cannot be bounded, and a zero contribution keeps
 // the sensitivity bound. c must be positive.
 func ClipL2(x []float32, c float64) (norm float64, err error) {
-	if !(c > 0) || math.IsInf(c, 0) {
-		return 0, fmt.Errorf("%w: clip norm must be positive and finite, got %v", ErrParam, c)
-	}
-	norm = L2Norm(x)
-	if math.IsNaN(norm) || math.IsInf(norm, 0) {
-		clear(x)
-		return math.Inf(1), nil
-	}
-	if norm > c {
-		f := c / norm
-		for i := range x {
-			x[i] = float32(float64(x[i]) * f)
-		}
-		// float32 rounding can leave the norm a hair above c; shrink until not.
-		for L2Norm(x) > c {
-			f = 1 - 1.0/(1<<20)
-			for i := range x {
-				x[i] = float32(float64(x[i]) * f)
-			}
-		}
-	}
-	return norm, nil
+	return clipParts([][]float32{x}, c, l2Parts)
 }
 
 // ClipL2Parts clips the concatenation of several vectors (the tensors of one
 // model update, or one example's gradients) jointly to L2 norm c.
 func ClipL2Parts(parts [][]float32, c float64) (norm float64, err error) {
+	return clipParts(parts, c, l2Parts)
+}
+
+// ClipL1 scales x in place so that its L1 norm is at most c and returns the
+// norm before clipping; non-finite vectors are zeroed as by ClipL2.
+func ClipL1(x []float32, c float64) (norm float64, err error) {
+	return clipParts([][]float32{x}, c, func(p [][]float32) float64 { return L1Norm(p[0]) })
+}
+
+func l2Parts(parts [][]float32) float64 {
+	var s float64
+	for _, p := range parts {
+		for _, v := range p {
+			s += float64(v) * float64(v)
+		}
+	}
+	return math.Sqrt(s)
+}
+
+// clipMargins are the factors by which successive passes of clipParts
+// undercut c/norm. Each pass rounds every product toward zero, so in exact
+// arithmetic the first pass already lands at or below c; the later passes
+// only absorb the rounding of the float64 norm itself. The number of passes
+// is fixed: the loop never waits for float32 arithmetic to make progress
+// (a subnormal scaled by 1-2^-20 and rounded to nearest is the same
+// subnormal, which made the old shrink-until-below loop spin forever).
+var clipMargins = [...]float64{1, 1 - 0x1p-40, 1 - 0x1p-20, 1 - 0x1p-8}
+
+// clipParts scales parts jointly so that norm(parts) <= c, in at most
+// len(clipMargins) passes; if those do not suffice (it takes norms
+// computed wrongly by more than 2^-8, which float64 accumulation of at most
+// 2^31 float32 values cannot do) the parts are zeroed, which always
+// satisfies the bound.
+func clipParts(parts [][]float32, c float64, norm func([][]float32) float64) (float64, error) {
 	if !(c > 0) || math.IsInf(c, 0) {
 		return 0, fmt.Errorf("%w: clip norm must be positive and finite, got %v", ErrParam, c)
 	}
-	var s float64
-	for _, p := range parts {
-		n := L2Norm(p)
-		s += n * n
-	}
-	norm = math.Sqrt(s)
-	if math.IsNaN(norm) || math.IsInf(norm, 0) {
+	n0 := norm(parts)
+	if math.IsNaN(n0) || math.IsInf(n0, 0) {
 		for _, p := range parts {
 			clear(p)
 		}
 		return math.Inf(1), nil
 	}
-	if norm > c {
-		f := c / norm * (1 - 1.0/(1<<22)) // margin for float32 rounding
+	n := n0
+	for _, margin := range clipMargins {
+		if n <= c {
+			return n0, nil
+		}
+		f := c / n * margin
 		for _, p := range parts {
-			for i := range p {
-				p[i] = float32(float64(p[i]) * f)
-			}
+			scaleTowardZero(p, f)
+		}
+		n = norm(parts)
+	}
+	if n > c {
+		for _, p := range parts {
+			clear(p)
 		}
 	}
-	return norm, nil
+	return n0, nil
+}
+
+// scaleTowardZero sets x[i] = x[i]*f (0 <= f < 1) computed in float64 and
+// rounded to float32 toward zero, so that no element ends up larger in
+// magnitude than the exact product.
+func scaleTowardZero(x []float32, f float64) {
+	for i, v := range x {
+		p := float64(v) * f
+		r := float32(p)
+		if math.Abs(float64(r)) > math.Abs(p) {
+			r = math.Nextafter32(r, 0)
+		}
+		x[i] = r
+	}
 }
 
 // QuantileClipper tracks a clip norm that converges to the given quantile of

@@ -3,6 +3,7 @@ package dp
 import (
 	"math"
 	"testing"
+	"time"
 )
 
 func TestClipL2(t *testing.T) {
@@ -97,5 +98,69 @@ func TestAdaptiveNoiseMultiplier(t *testing.T) {
 	}
 	if _, err := AdaptiveNoiseMultiplier(1, 0.5); err == nil {
 		t.Error("too little count noise accepted")
+	}
+}
+
+// finishes fails the test when f does not return within a generous bound:
+// the clip loops it guards against never return at all.
+func finishes(t *testing.T, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); f() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not return (a clip loop that depends on float32 progress)", what)
+	}
+}
+
+// TestClipSubnormal attacks the clip loops with one subnormal element just
+// above the bound: scaling it by any factor close to 1 and rounding to
+// nearest gives the same subnormal back, so a loop that shrinks until the
+// norm is below the bound never ends, and one pass with a margin leaves
+// the norm above the bound.
+func TestClipSubnormal(t *testing.T) {
+	s := float32(1000 * math.Pow(2, -149)) // a subnormal: 1000 units of the smallest
+	c := float64(s) * (1 - 1e-9)
+	for _, tc := range []struct {
+		name string
+		clip func(x []float32) (float64, error)
+		norm func(x []float32) float64
+	}{
+		{"ClipL2", func(x []float32) (float64, error) { return ClipL2(x, c) }, L2Norm},
+		{"ClipL2Parts", func(x []float32) (float64, error) { return ClipL2Parts([][]float32{x[:1], x[1:]}, c) }, L2Norm},
+		{"ClipL1", func(x []float32) (float64, error) { return ClipL1(x, c) }, L1Norm},
+	} {
+		for _, x := range [][]float32{{s}, {s, 0}, {-s, s}, {s, s, s, s}} {
+			var err error
+			finishes(t, tc.name, func() { _, err = tc.clip(x) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := tc.norm(x); n > c {
+				t.Errorf("%s: norm after clipping %v > clip %v", tc.name, n, c)
+			}
+		}
+	}
+}
+
+func TestClipL1(t *testing.T) {
+	x := []float32{3, -4, 1}
+	n, err := ClipL1(x, 4)
+	if err != nil || n != 8 {
+		t.Fatalf("norm %v %v", n, err)
+	}
+	if got := L1Norm(x); got > 4 || got < 3.9999 {
+		t.Errorf("L1 norm after clipping %v, x %v", got, x)
+	}
+	if x[0] <= 0 || x[1] >= 0 {
+		t.Errorf("clipping changed signs: %v", x)
+	}
+	y := []float32{1, float32(math.Inf(-1))}
+	if n, _ := ClipL1(y, 1); !math.IsInf(n, 1) || y[0] != 0 || y[1] != 0 {
+		t.Errorf("Inf vector: norm %v, x %v", n, y)
+	}
+	if _, err := ClipL1(y, math.NaN()); err == nil {
+		t.Error("clip NaN accepted")
 	}
 }

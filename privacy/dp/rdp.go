@@ -408,7 +408,7 @@ func NoiseMultiplier(eps, delta, q float64, steps int, orders []float64) (float6
 			return 0, fmt.Errorf("%w: no noise multiplier up to 1e7 reaches epsilon %v at delta %v", ErrParam, eps, delta)
 		}
 	}
-	for hi-lo > 1e-9*hi {
+	for it := 0; hi-lo > 1e-9*hi && it < maxBisect; it++ {
 		mid := (lo + hi) / 2
 		e, err := epsAt(mid)
 		if err != nil {
