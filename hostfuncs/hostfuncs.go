@@ -136,6 +136,9 @@ type InstanceConfig struct {
 	// Expire and trap the guest once it is set. The runtime uses it for
 	// modules compiled without wazero's loop checks.
 	Cooperative bool
+	// Output rate-limits the instance's log output (fennec.log, and its
+	// stdout and stderr through GuestOutput); zero fields take defaults.
+	Output OutputLimits
 }
 
 // Defaults for InstanceConfig.
@@ -163,6 +166,14 @@ type Instance struct {
 	expired  atomic.Bool
 	closed   bool
 	scratch  [gpu.MaxRank]int
+	out      *outputLimiter
+	// packs is the quota charged for backend caches derived from a
+	// tensor (gpu.Quantizer.Int8PackBytes), by tensor; release and Close
+	// return it.
+	packs map[gpu.Tensor]int64
+	// held is host scratch of the current host call counted against the
+	// tensor quota (hold/unhold, quota.go).
+	held int64
 }
 
 var saltCounter atomic.Uint32
@@ -182,7 +193,7 @@ func NewInstance(cfg InstanceConfig) *Instance {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	in := &Instance{cfg: cfg, log: cfg.Logger.With("module", cfg.Module)}
+	in := &Instance{cfg: cfg, log: cfg.Logger.With("module", cfg.Module), out: newOutputLimiter(cfg.Output, nil)}
 	// Consecutive instances get distinct salts, so a handle of one instance
 	// never validates in another (for 32768 instances at a time).
 	in.tab.salt = uint16(saltCounter.Add(1)*0x5bd1) & tagMask
@@ -225,6 +236,7 @@ func (in *Instance) Module() string { return in.cfg.Module }
 // message, if it set one.
 func (in *Instance) End() (output []byte, failMsg string) {
 	output, failMsg = in.output, in.failMsg
+	in.out.flush(in.log)
 	in.inCall, in.callInfo, in.input, in.output, in.failMsg = false, CallInfo{}, nil, nil, ""
 	return output, failMsg
 }
@@ -248,9 +260,11 @@ func (in *Instance) Close() {
 		return
 	}
 	in.closed = true
+	in.out.flush(in.log)
 	in.tab.each(func(t gpu.Tensor) { in.cfg.Backend.Free(t) })
 	in.tab = handleTable{salt: in.tab.salt}
 	in.bytes = 0
+	in.packs = nil
 }
 
 // ErrDeadline is the trap raised in a cooperative instance whose call ran
@@ -288,6 +302,8 @@ func (in *Instance) failErr(op string, err error) uint64 {
 		c = EINVAL
 	case errors.Is(err, errInvalid):
 		c = EINVAL
+	case errors.Is(err, errQuota):
+		c = EQUOTA
 	}
 	return in.fail(c, "%s: %v", op, err)
 }
