@@ -1,6 +1,7 @@
 package gpu
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -161,5 +162,53 @@ func TestQLinearAccuracy(t *testing.T) {
 	}
 	if _, err := QuantizeLinear(w, in, out+1, nil); err == nil {
 		t.Error("wrong weight count accepted")
+	}
+}
+
+// TestInt8PackSizeAndAccounting: MatMulInt8's cached kernel layout of w is
+// k*n bytes (+4n when k >= 64), not padded to 64 values per row and 4 rows
+// (68 bytes per weight byte for k = 1); it counts in LiveBytes and
+// MaxBytes, and is dropped when w is written, reshaped or freed.
+func TestInt8PackSizeAndAccounting(t *testing.T) {
+	for _, kn := range [][2]int{{1, 1 << 16}, {3, 5}, {64, 7}, {65, 1000}, {300, 3}} {
+		k, n := kn[0], kn[1]
+		cpu, _ := NewCPUWithConfig(CPUConfig{})
+		w, _ := cpu.New(I8, []int{k, n})
+		x, _ := cpu.New(F32, []int{2, k})
+		s, _ := cpu.New(F32, []int{1})
+		out, _ := cpu.New(F32, []int{2, n})
+		_ = cpu.Write(s, F32ToBytes([]float32{1}))
+		want, _ := cpu.Int8PackBytes(w)
+		if lim := int64(k*n) + 4*int64(n); want > lim || want < int64(k*n) {
+			t.Fatalf("[%d,%d]: Int8PackBytes %d, want k*n (+4n) = %d..%d", k, n, want, k*n, lim)
+		}
+		before := cpu.LiveBytes()
+		if err := cpu.MatMulInt8(out, x, w, s); err != nil {
+			t.Fatal(err)
+		}
+		if got := cpu.LiveBytes() - before; got != want {
+			t.Fatalf("[%d,%d]: the cache added %d live bytes, Int8PackBytes says %d", k, n, got, want)
+		}
+		_ = cpu.Write(w, make([]byte, k*n))
+		if got := cpu.LiveBytes(); got != before {
+			t.Fatalf("[%d,%d]: after writing w %d live bytes, want %d", k, n, got, before)
+		}
+		_ = cpu.MatMulInt8(out, x, w, s)
+		cpu.Free(w)
+		if got := cpu.LiveBytes(); got != before-int64(k*n) {
+			t.Fatalf("[%d,%d]: after freeing w %d live bytes, want %d", k, n, got, before-int64(k*n))
+		}
+	}
+	// Under MaxBytes the cache is refused like a tensor.
+	capped, _ := NewCPUWithConfig(CPUConfig{MaxBytes: 1<<16 + 1<<18 + 16})
+	w, _ := capped.New(I8, []int{1, 1 << 16})
+	x, _ := capped.New(F32, []int{1, 1})
+	s, _ := capped.New(F32, []int{1})
+	out, err := capped.New(F32, []int{1, 1 << 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := capped.MatMulInt8(out, x, w, s); !errors.Is(err, ErrOutOfMemory) {
+		t.Fatalf("cache over MaxBytes: %v, want ErrOutOfMemory", err)
 	}
 }
