@@ -73,12 +73,10 @@ func (cpu *CPU) QuantScales(scale, a Tensor, axis int) error {
 	if err != nil {
 		return err
 	}
-	sc, err := ChannelScales(x.f, x.shape, ax)
-	if err != nil {
-		return err
+	if ax < 0 {
+		return channelScalesInto(s.f[:1], x.f, x.shape, ax)
 	}
-	copy(s.f, sc)
-	return nil
+	return channelScalesInto(s.f, x.f, x.shape, ax)
 }
 
 // Quantize implements Quantizer.

@@ -71,25 +71,47 @@ func scaleLayout(shape []int, axis, nscales int) (outer, length, inner int, perC
 // ChannelScales returns symmetric scales for src of the given shape: one per
 // index along axis, or a single per-tensor scale when axis is negative.
 func ChannelScales(src []float32, shape []int, axis int) ([]float32, error) {
-	n, err := NumElements(shape)
-	if err != nil {
+	n := 1
+	if axis >= 0 && axis < len(shape) {
+		n = shape[axis]
+	}
+	dst := make([]float32, n)
+	if err := channelScalesInto(dst, src, shape, axis); err != nil {
 		return nil, err
 	}
+	return dst, nil
+}
+
+// channelScalesInto is ChannelScales writing into dst (1 or shape[axis]
+// values), with no other allocation.
+func channelScalesInto(dst, src []float32, shape []int, axis int) error {
+	n, err := NumElements(shape)
+	if err != nil {
+		return err
+	}
 	if len(src) != n {
-		return nil, fmt.Errorf("%w: %d values for shape %v", ErrShape, len(src), shape)
+		return fmt.Errorf("%w: %d values for shape %v", ErrShape, len(src), shape)
 	}
 	if axis < 0 {
+		if len(dst) != 1 {
+			return fmt.Errorf("%w: %d scales for a per-tensor scale", ErrShape, len(dst))
+		}
 		var m float32
 		for _, v := range src {
 			m = max32(m, abs32(v))
 		}
-		return []float32{ScaleFor(m)}, nil
+		dst[0] = ScaleFor(m)
+		return nil
 	}
 	if axis >= len(shape) {
-		return nil, fmt.Errorf("%w: channel axis %d out of range for rank %d", ErrShape, axis, len(shape))
+		return fmt.Errorf("%w: channel axis %d out of range for rank %d", ErrShape, axis, len(shape))
 	}
 	outer, L, inner := axisLayout(shape, axis)
-	mx := make([]float32, L)
+	if len(dst) != L {
+		return fmt.Errorf("%w: %d scales for %d channels", ErrShape, len(dst), L)
+	}
+	mx := dst
+	clear(mx)
 	for o := 0; o < outer; o++ {
 		for k := 0; k < L; k++ {
 			for _, v := range src[(o*L+k)*inner : (o*L+k+1)*inner] {
@@ -100,7 +122,7 @@ func ChannelScales(src []float32, shape []int, axis int) ([]float32, error) {
 	for k := range mx {
 		mx[k] = ScaleFor(mx[k])
 	}
-	return mx, nil
+	return nil
 }
 
 func abs32(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }

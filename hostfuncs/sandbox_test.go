@@ -248,3 +248,20 @@ func TestLogFloodIsRateLimited(t *testing.T) {
 		t.Fatalf("the host log grew by %d bytes", logs.bytes)
 	}
 }
+
+// TestKernelScratchNotGuestSized: kl_distill kept two float64 rows of the
+// guest's class count (4x the logits) and quant_scales a copy of the
+// scales; both now compute in place.
+func TestKernelScratchNotGuestSized(t *testing.T) {
+	const n = 1 << 22 // 16 MiB of f32 logits [1, n]
+	e := newEnv(t, hostfuncs.InstanceConfig{Module: "t", MaxTensorBytes: 64 << 20})
+	st := e.newF32([]int32{1, n})
+	te := e.newF32([]int32{1, n})
+	var got int32
+	if grew := allocated(func() { got = e.call("fennec_tensor_kl_distill", u(st), u(te), fa(2), 0, u(-1)) }); got != 0 || grew > 1<<20 {
+		t.Errorf("kl_distill of [1, %d] = %d (%s), allocated %d bytes", n, got, e.host.LastError(), grew)
+	}
+	if grew := allocated(func() { got = e.call("fennec_tensor_quant_scales", u(st), 1, 1, 0) }); got <= 0 || grew > 4*n+1<<20 {
+		t.Errorf("per-channel quant_scales of [1, %d] = %d (%s), allocated %d bytes for a result of %d", n, got, e.host.LastError(), grew, 4*n)
+	}
+}
