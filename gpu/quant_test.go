@@ -212,3 +212,42 @@ func TestInt8PackSizeAndAccounting(t *testing.T) {
 		t.Fatalf("cache over MaxBytes: %v, want ErrOutOfMemory", err)
 	}
 }
+
+// TestUnsignedKernelPath runs the unsigned (VNNI-style) path of QLinear,
+// x+128 against w with the row-sum correction, through a Go kernel of the
+// same contract, so that it is checked on CPUs without AVX-512 VNNI too:
+// row tails (In not a multiple of 64) and column tails (Out not a multiple
+// of 4) must give exactly the signed kernel's results.
+func TestUnsignedKernelPath(t *testing.T) {
+	int8Kernels["go-unsigned"] = &int8Kernel{name: "go-unsigned", unsigned: true, dot4: func(xs []int8, xu []uint8, w []int8, ldw, kp int, out *[4]int32) {
+		for r := range 4 {
+			var s int32
+			for k, x := range xu[:kp] {
+				s += int32(x) * int32(w[r*ldw+k])
+			}
+			out[r] = s
+		}
+	}}
+	defer delete(int8Kernels, "go-unsigned")
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, sz := range [][3]int{{1, 1, 1}, {2, 63, 5}, {3, 64, 3}, {2, 65, 6}, {4, 130, 9}, {1, 200, 1}} {
+		batch, in, out := sz[0], sz[1], sz[2]
+		q, err := QuantizeLinear(randF32(r, in*out, 0.5), in, out, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := randF32(r, batch*in, 1)
+		want, got := make([]float32, batch*out), make([]float32, batch*out)
+		q.Kernel = "go"
+		_ = q.Forward(want, x, batch)
+		q.Kernel = "go-unsigned"
+		if err := q.Forward(got, x, batch); err != nil {
+			t.Fatal(err)
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("%v: unsigned path [%d] = %v, signed %v", sz, i, got[i], want[i])
+			}
+		}
+	}
+}
