@@ -186,10 +186,14 @@ func Dequantize(dst []float32, src []int8, shape []int, axis int, scales []float
 type int8Kernel struct {
 	name     string
 	unsigned bool
-	dot4     func(xs []int8, xu []uint8, w []int8, ldw, kp int, out *[4]int32)
+	// step is the multiple of values dot4 handles (a power of two); QLinear
+	// finishes the rest of each row in Go. Unsigned kernels must use 64,
+	// the prefix QLinear's correction sums cover.
+	step int
+	dot4 func(xs []int8, xu []uint8, w []int8, ldw, kp int, out *[4]int32)
 }
 
-var int8Kernels = map[string]*int8Kernel{"go": {name: "go", dot4: dot4Go}}
+var int8Kernels = map[string]*int8Kernel{"go": {name: "go", step: 1, dot4: dot4Go}}
 
 var int8Order = []string{"vnni", "avx2", "go"}
 
@@ -238,8 +242,9 @@ type QLinear struct {
 	In, Out int
 	// W holds the quantized weights transposed, one row of In values per
 	// output channel, so that dot products run over contiguous memory. Rows
-	// are not padded: the SIMD kernels run over the first In&^63 values of
-	// each row and Go finishes the rest, so W is exactly In*Out bytes.
+	// are not padded: the SIMD kernels run over a prefix of each row (a
+	// multiple of 16 values for AVX2, 64 for VNNI) and Go finishes the
+	// rest, so W is exactly In*Out bytes.
 	W []int8
 	// Scale is per output channel ([Out]) or, for MatMulInt8's per-tensor
 	// scale, one value for every channel.
@@ -256,7 +261,8 @@ type QLinear struct {
 	wsum []int32
 }
 
-// simdLen is the prefix of a row of n values that the SIMD kernels handle.
+// simdLen is the prefix of a row of n values that the unsigned (VNNI)
+// kernel handles, and that the correction sums cover.
 func simdLen(n int) int { return n &^ 63 }
 
 // int8PackBytes is the size of the kernel layout of int8 weights [k, n]:
@@ -386,7 +392,7 @@ func (q *QLinear) channelScale(o int) float32 {
 func (q *QLinear) forward(kern *int8Kernel, dst, x []float32, batch, threads int) {
 	rowsPer := max(1, (1<<18)/max(q.In*q.Out, 1)) // ~256K MACs per goroutine at least
 	parts := min(threads, batch/rowsPer)
-	kv, ld := simdLen(q.In), q.In
+	kv, ld := q.In&^(kern.step-1), q.In
 	run := func(lo, hi int) {
 		b := qrowBufs.Get().(*qrowBuf)
 		defer qrowBufs.Put(b)

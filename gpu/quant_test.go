@@ -219,7 +219,7 @@ func TestInt8PackSizeAndAccounting(t *testing.T) {
 // row tails (In not a multiple of 64) and column tails (Out not a multiple
 // of 4) must give exactly the signed kernel's results.
 func TestUnsignedKernelPath(t *testing.T) {
-	int8Kernels["go-unsigned"] = &int8Kernel{name: "go-unsigned", unsigned: true, dot4: func(xs []int8, xu []uint8, w []int8, ldw, kp int, out *[4]int32) {
+	int8Kernels["go-unsigned"] = &int8Kernel{name: "go-unsigned", unsigned: true, step: 64, dot4: func(xs []int8, xu []uint8, w []int8, ldw, kp int, out *[4]int32) {
 		for r := range 4 {
 			var s int32
 			for k, x := range xu[:kp] {

@@ -112,7 +112,8 @@ beside it), reads the input (CSV with a header line, CBOR, or JSON; '-' is stand
 input), calls the entrypoint once and prints the output as JSON (or raw CBOR).
 
 CSV rows become {"records": [{column: value}, ...]}: numbers as floats, empty cells
-left out.`,
+left out. JSON is rendered for outputs of at most --max-json bytes (1 MiB); a
+larger output is an error that names the limit, and --output cbor writes it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if input == "" {
