@@ -265,3 +265,39 @@ func TestKernelScratchNotGuestSized(t *testing.T) {
 		t.Errorf("per-channel quant_scales of [1, %d] = %d (%s), allocated %d bytes for a result of %d", n, got, e.host.LastError(), grew, 4*n)
 	}
 }
+
+// TestHEAddRefusesOversizeUndecoded: he_add copied the guest's message
+// (any length) and then decoded it; a message longer than the round's is
+// now refused before either.
+func TestHEAddRefusesOversizeUndecoded(t *testing.T) {
+	fx := newHEFixture(t, 2)
+	hub, err := hostfuncs.NewHEAggregation(fx.agg, fx.setup, &localDecryptors{parties: fx.parties})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hub.StartRound(8); err != nil {
+		t.Fatal(err)
+	}
+	e := privacyEnv(t, &hostfuncs.PrivacyServices{HEHub: hub}, "-")
+	const n = 2 << 20
+	e.mod.Memory().Grow(n / 65536)
+	msg := bytes.Repeat([]byte{0x5a}, n) // a CBOR byte string head, then junk
+	msg[0] = 0x5a
+	e.put(dataAt, msg)
+	var got int32
+	grew := allocated(func() { got = e.call("fennec_privacy_he_add", dataAt, u(n)) })
+	if got != int32(hostfuncs.EINVAL) || !strings.Contains(e.host.LastError(), "at most") {
+		t.Fatalf("he_add of %d bytes = %d (%s)", n, got, e.host.LastError())
+	}
+	if grew > 64<<10 {
+		t.Fatalf("he_add of a %d-byte message refused after allocating %d bytes", n, grew)
+	}
+	valid, err := fx.parties[0].Encrypt(make([]float32, 8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.put(dataAt, valid)
+	if got := e.call("fennec_privacy_he_add", dataAt, u(int32(len(valid)))); got != 1 {
+		t.Fatalf("he_add of a valid message = %d (%s)", got, e.host.LastError())
+	}
+}
