@@ -13,6 +13,7 @@ require (
 	github.com/tuneinsight/lattigo/v6 v6.1.1
 	github.com/x448/float16 v0.8.4
 	golang.org/x/sys v0.50.0
+	golang.org/x/time v0.16.0
 	gorgonia.org/cu v0.9.6
 )
 
@@ -34,6 +35,5 @@ require (
 	github.com/stretchr/testify v1.8.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/exp v0.0.0-20230321023759-10a507213a29 // indirect
-	golang.org/x/time v0.16.0 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )

@@ -88,3 +88,26 @@ func BytesToF32(b []byte) []float32 {
 	putF32(f, b[:4*len(f)])
 	return f
 }
+
+// ReadF32 copies the elements of b's f32 tensor t into dst (t.Len()
+// values). On little-endian hosts it needs no scratch memory beyond dst.
+func ReadF32(b Backend, t Tensor, dst []float32) error {
+	if nativeLittle {
+		return b.Read(t, f32Bytes(dst))
+	}
+	buf := make([]byte, 4*len(dst))
+	if err := b.Read(t, buf); err != nil {
+		return err
+	}
+	putF32(dst, buf)
+	return nil
+}
+
+// WriteF32 overwrites b's f32 tensor t with src (t.Len() values). On
+// little-endian hosts it allocates nothing.
+func WriteF32(b Backend, t Tensor, src []float32) error {
+	if nativeLittle {
+		return b.Write(t, f32Bytes(src))
+	}
+	return b.Write(t, F32ToBytes(src))
+}

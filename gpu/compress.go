@@ -22,6 +22,11 @@ type Quantizer interface {
 	// element). Each row of x is quantized with its own max|x|/127 scale and
 	// the products accumulate exactly in int32.
 	MatMulInt8(out, x, w, wScale Tensor) error
+	// Int8PackBytes is the host memory MatMulInt8 keeps cached on w, for
+	// its kernel layout at w's current shape, while w lives unchanged
+	// (0 for a backend that caches nothing). Hosts count it against the
+	// owner's quota before the first MatMulInt8 on w.
+	Int8PackBytes(w Tensor) (int64, error)
 }
 
 // Distiller is an optional Backend extension for knowledge distillation.
@@ -83,12 +88,10 @@ func (cpu *CPU) QuantScales(scale, a Tensor, axis int) error {
 	if err != nil {
 		return err
 	}
-	sc, err := ChannelScales(x.f, x.shape, ax)
-	if err != nil {
-		return err
+	if ax < 0 {
+		return channelScalesInto(s.f[:1], x.f, x.shape, ax)
 	}
-	copy(s.f, sc)
-	return nil
+	return channelScalesInto(s.f, x.f, x.shape, ax)
 }
 
 // Quantize implements Quantizer.
@@ -111,7 +114,7 @@ func (cpu *CPU) Quantize(q, a, scale Tensor, axis int) error {
 	if err != nil {
 		return err
 	}
-	qt.qpack.Store(nil)
+	qt.dropPack()
 	return Quantize(qt.b, x.f, x.shape, ax, s.f)
 }
 
@@ -138,8 +141,10 @@ func (cpu *CPU) Dequantize(a, q, scale Tensor, axis int) error {
 	return Dequantize(x.f, qt.b, qt.shape, ax, s.f)
 }
 
-// MatMulInt8 implements Quantizer. The transposed, padded form of w that the
-// kernels read is built on first use and cached on w until w is written.
+// MatMulInt8 implements Quantizer. The transposed form of w that the
+// kernels read (Int8PackBytes: k*n bytes, plus 4*n when k >= 64) is built on
+// first use and cached on w until w is written, reshaped or freed; it counts
+// towards the backend's live bytes and CPUConfig.MaxBytes.
 func (cpu *CPU) MatMulInt8(out, x, w, wScale Tensor) error {
 	return cpu.MatMulInt8Rows(out, x, w, wScale, 0, -1)
 }
@@ -191,20 +196,12 @@ func (cpu *CPU) MatMulInt8Rows(out, x, w, wScale Tensor, r0, r1 int) error {
 	if k > 1<<16 {
 		return fmt.Errorf("%w: inner dimension %d exceeds the int8 kernels' limit of 65536", ErrShape, k)
 	}
-	pack := wt.qpack.Load()
-	if pack == nil || pack.In != k || pack.Out != n {
-		pack = packInt8(wt.b, k, n)
-		wt.qpack.Store(pack)
+	pack, err := cpu.int8Pack(wt, k, n)
+	if err != nil {
+		return err
 	}
 	q := *pack
-	if st.n == 1 {
-		q.Scale = make([]float32, n)
-		for i := range q.Scale {
-			q.Scale[i] = st.f[0]
-		}
-	} else {
-		q.Scale = st.f
-	}
+	q.Scale = st.f // one element or [n]: QLinear.channelScale reads either
 	kern, err := lookupInt8Kernel("")
 	if err != nil {
 		return err
@@ -213,19 +210,44 @@ func (cpu *CPU) MatMulInt8Rows(out, x, w, wScale Tensor, r0, r1 int) error {
 	return nil
 }
 
+// Int8PackBytes implements Quantizer.
+func (cpu *CPU) Int8PackBytes(w Tensor) (int64, error) {
+	wt, err := cpu.tensor(w, "w")
+	if err != nil {
+		return 0, err
+	}
+	if wt.dt != I8 || len(wt.shape) != 2 {
+		return 0, nil // MatMulInt8 refuses it and caches nothing
+	}
+	return int8PackBytes(wt.shape[0], wt.shape[1]), nil
+}
+
+// int8Pack returns w's cached kernel layout for [k, n], building it (within
+// the backend's byte cap) when there is none.
+func (cpu *CPU) int8Pack(wt *cpuTensor, k, n int) (*QLinear, error) {
+	if p := wt.qpack.Load(); p != nil && p.In == k && p.Out == n {
+		return p, nil
+	}
+	size := int8PackBytes(k, n)
+	if err := cpu.reserve(size); err != nil {
+		return nil, fmt.Errorf("%w (caching the int8 layout of w %v)", err, wt.shape)
+	}
+	p := packInt8(wt.b, k, n)
+	if old := wt.qpack.Swap(p); old != nil {
+		cpu.live.Add(-int8PackBytes(old.In, old.Out))
+	}
+	return p, nil
+}
+
 // packInt8 builds the kernel layout of int8 weights w [k, n] (scales unset).
 func packInt8(w []int8, k, n int) *QLinear {
-	q := &QLinear{In: k, Out: n, kp: roundUp(k, 64), outp: roundUp(n, 4)}
-	q.W = make([]int8, q.outp*q.kp)
-	q.wsum = make([]int32, q.outp)
+	q := newQLinearLayout(k, n)
 	for o := 0; o < n; o++ {
-		row := q.W[o*q.kp : o*q.kp+k]
-		var s int32
+		row := q.W[o*k : (o+1)*k]
 		for i := range row {
 			row[i] = w[i*n+o]
-			s += int32(row[i])
 		}
-		q.wsum[o] = s
+		q.setRowSum(o)
 	}
 	return q
 }

@@ -94,7 +94,8 @@ type cpuTensor struct {
 	b     []int8
 	freed atomic.Bool
 	// qpack caches the int8 kernel layout of an i8 weight tensor for
-	// MatMulInt8; anything that changes the tensor clears it.
+	// MatMulInt8 (counted in the owner's live bytes); anything that
+	// changes the tensor drops it (dropPack).
 	qpack atomic.Pointer[QLinear]
 }
 
@@ -110,13 +111,8 @@ func (c *CPU) New(dt DType, shape []int) (Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.maxBytes > 0 {
-		if c.live.Add(size) > c.maxBytes {
-			c.live.Add(-size)
-			return nil, fmt.Errorf("%w: %d bytes requested, %d of %d in use", ErrOutOfMemory, size, c.live.Load(), c.maxBytes)
-		}
-	} else {
-		c.live.Add(size)
+	if err := c.reserve(size); err != nil {
+		return nil, err
 	}
 	n := int(size) / dt.Size()
 	t := &cpuTensor{owner: c, dt: dt, shape: append([]int(nil), shape...), n: n}
@@ -131,6 +127,26 @@ func (c *CPU) New(dt DType, shape []int) (Tensor, error) {
 	return t, nil
 }
 
+// reserve counts size more live bytes, within MaxBytes.
+func (c *CPU) reserve(size int64) error {
+	if c.maxBytes > 0 {
+		if c.live.Add(size) > c.maxBytes {
+			c.live.Add(-size)
+			return fmt.Errorf("%w: %d bytes requested, %d of %d in use", ErrOutOfMemory, size, c.live.Load(), c.maxBytes)
+		}
+		return nil
+	}
+	c.live.Add(size)
+	return nil
+}
+
+// dropPack discards the cached int8 kernel layout, if any, and its bytes.
+func (t *cpuTensor) dropPack() {
+	if p := t.qpack.Swap(nil); p != nil {
+		t.owner.live.Add(-int8PackBytes(p.In, p.Out))
+	}
+}
+
 // Free releases t; freeing twice, or freeing a tensor of another backend, is
 // a no-op.
 func (c *CPU) Free(t Tensor) {
@@ -141,7 +157,7 @@ func (c *CPU) Free(t Tensor) {
 	if ct.freed.CompareAndSwap(false, true) {
 		c.live.Add(-ct.Bytes())
 		ct.f, ct.i, ct.b = nil, nil, nil
-		ct.qpack.Store(nil)
+		ct.dropPack()
 	}
 }
 
@@ -187,7 +203,7 @@ func (c *CPU) Write(t Tensor, src []byte) error {
 	case I32:
 		putI32(ct.i, src)
 	case I8:
-		ct.qpack.Store(nil)
+		ct.dropPack()
 		for i, v := range src {
 			ct.b[i] = int8(v)
 		}
@@ -231,7 +247,7 @@ func (c *CPU) Reshape(t Tensor, shape []int) error {
 		return fmt.Errorf("%w: cannot reshape %v (%d elements) to %v (%d elements)", ErrShape, ct.shape, ct.n, shape, n)
 	}
 	ct.shape = append([]int(nil), shape...)
-	ct.qpack.Store(nil)
+	ct.dropPack()
 	return nil
 }
 

@@ -32,28 +32,29 @@ func KLDistill(grad, student, teacher []float32, batch, classes int, T float32) 
 	}
 	t := float64(T)
 	var total float64
-	lp := make([]float64, classes)
-	lq := make([]float64, classes)
+	// Each log-softmax value is x/T - lse(x/T), computed where it is used:
+	// no scratch of the guest's row length.
 	for b := 0; b < batch; b++ {
-		s := student[b*classes : (b+1)*classes]
+		st := student[b*classes : (b+1)*classes]
 		te := teacher[b*classes : (b+1)*classes]
-		logSoftmaxT(lp, te, t)
-		logSoftmaxT(lq, s, t)
-		for j := range lp {
-			p := math.Exp(lp[j])
+		lsp, lsq := logSumExpT(te, t), logSumExpT(st, t)
+		for j := range te {
+			lp := float64(te[j])/t - lsp
+			lq := float64(st[j])/t - lsq
+			p := math.Exp(lp)
 			if p > 0 {
-				total += p * (lp[j] - lq[j])
+				total += p * (lp - lq)
 			}
 			if grad != nil {
-				grad[b*classes+j] = float32(t / float64(batch) * (math.Exp(lq[j]) - p))
+				grad[b*classes+j] = float32(t / float64(batch) * (math.Exp(lq) - p))
 			}
 		}
 	}
 	return float32(t * t * total / float64(batch)), nil
 }
 
-// logSoftmaxT writes log softmax(x/T) into dst in float64.
-func logSoftmaxT(dst []float64, x []float32, T float64) {
+// logSumExpT is log sum exp(x/T) in float64.
+func logSumExpT(x []float32, T float64) float64 {
 	m := math.Inf(-1)
 	for _, v := range x {
 		m = math.Max(m, float64(v)/T)
@@ -62,8 +63,5 @@ func logSoftmaxT(dst []float64, x []float32, T float64) {
 	for _, v := range x {
 		s += math.Exp(float64(v)/T - m)
 	}
-	ls := m + math.Log(s)
-	for j, v := range x {
-		dst[j] = float64(v)/T - ls
-	}
+	return m + math.Log(s)
 }

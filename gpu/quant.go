@@ -71,25 +71,47 @@ func scaleLayout(shape []int, axis, nscales int) (outer, length, inner int, perC
 // ChannelScales returns symmetric scales for src of the given shape: one per
 // index along axis, or a single per-tensor scale when axis is negative.
 func ChannelScales(src []float32, shape []int, axis int) ([]float32, error) {
-	n, err := NumElements(shape)
-	if err != nil {
+	n := 1
+	if axis >= 0 && axis < len(shape) {
+		n = shape[axis]
+	}
+	dst := make([]float32, n)
+	if err := channelScalesInto(dst, src, shape, axis); err != nil {
 		return nil, err
 	}
+	return dst, nil
+}
+
+// channelScalesInto is ChannelScales writing into dst (1 or shape[axis]
+// values), with no other allocation.
+func channelScalesInto(dst, src []float32, shape []int, axis int) error {
+	n, err := NumElements(shape)
+	if err != nil {
+		return err
+	}
 	if len(src) != n {
-		return nil, fmt.Errorf("%w: %d values for shape %v", ErrShape, len(src), shape)
+		return fmt.Errorf("%w: %d values for shape %v", ErrShape, len(src), shape)
 	}
 	if axis < 0 {
+		if len(dst) != 1 {
+			return fmt.Errorf("%w: %d scales for a per-tensor scale", ErrShape, len(dst))
+		}
 		var m float32
 		for _, v := range src {
 			m = max32(m, abs32(v))
 		}
-		return []float32{ScaleFor(m)}, nil
+		dst[0] = ScaleFor(m)
+		return nil
 	}
 	if axis >= len(shape) {
-		return nil, fmt.Errorf("%w: channel axis %d out of range for rank %d", ErrShape, axis, len(shape))
+		return fmt.Errorf("%w: channel axis %d out of range for rank %d", ErrShape, axis, len(shape))
 	}
 	outer, L, inner := axisLayout(shape, axis)
-	mx := make([]float32, L)
+	if len(dst) != L {
+		return fmt.Errorf("%w: %d scales for %d channels", ErrShape, len(dst), L)
+	}
+	mx := dst
+	clear(mx)
 	if n == 0 {
 		// Every channel is empty: no values to look at, whatever the other
 		// dimensions say (looping over them would cost their product, which
@@ -106,7 +128,7 @@ func ChannelScales(src []float32, shape []int, axis int) ([]float32, error) {
 	for k := range mx {
 		mx[k] = ScaleFor(mx[k])
 	}
-	return mx, nil
+	return nil
 }
 
 func abs32(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
@@ -176,10 +198,14 @@ func Dequantize(dst []float32, src []int8, shape []int, axis int, scales []float
 type int8Kernel struct {
 	name     string
 	unsigned bool
-	dot4     func(xs []int8, xu []uint8, w []int8, ldw, kp int, out *[4]int32)
+	// step is the multiple of values dot4 handles (a power of two); QLinear
+	// finishes the rest of each row in Go. Unsigned kernels must use 64,
+	// the prefix QLinear's correction sums cover.
+	step int
+	dot4 func(xs []int8, xu []uint8, w []int8, ldw, kp int, out *[4]int32)
 }
 
-var int8Kernels = map[string]*int8Kernel{"go": {name: "go", dot4: dot4Go}}
+var int8Kernels = map[string]*int8Kernel{"go": {name: "go", step: 1, dot4: dot4Go}}
 
 var int8Order = []string{"vnni", "avx2", "go"}
 
@@ -226,11 +252,15 @@ func dot4Go(xs []int8, xu []uint8, w []int8, ldw, kp int, out *[4]int32) {
 // QuantizeLinear; Forward runs it. It is safe for concurrent Forward calls.
 type QLinear struct {
 	In, Out int
-	// W holds the quantized weights transposed, one row of kp values per
-	// output channel (rows padded to a multiple of 4, values to a multiple
-	// of 64 with zeros) so that dot products run over contiguous memory.
-	W     []int8
-	Scale []float32 // per output channel
+	// W holds the quantized weights transposed, one row of In values per
+	// output channel, so that dot products run over contiguous memory. Rows
+	// are not padded: the SIMD kernels run over a prefix of each row (a
+	// multiple of 16 values for AVX2, 64 for VNNI) and Go finishes the
+	// rest, so W is exactly In*Out bytes.
+	W []int8
+	// Scale is per output channel ([Out]) or, for MatMulInt8's per-tensor
+	// scale, one value for every channel.
+	Scale []float32
 	Bias  []float32 // nil or [Out]
 	// XScale is the activation scale set by Calibrate; zero means each row
 	// of x is scaled by its own max|x|/127 at run time.
@@ -238,8 +268,44 @@ type QLinear struct {
 	// Kernel forces an int8 kernel by name ("" picks the fastest).
 	Kernel string
 
-	kp, outp int
-	wsum     []int32
+	// wsum holds, per output channel, the sum of the first In&^63 weights
+	// (the unsigned VNNI kernel's correction); nil when In < 64.
+	wsum []int32
+}
+
+// simdLen is the prefix of a row of n values that the unsigned (VNNI)
+// kernel handles, and that the correction sums cover.
+func simdLen(n int) int { return n &^ 63 }
+
+// int8PackBytes is the size of the kernel layout of int8 weights [k, n]:
+// the transposed weights and the correction sums.
+func int8PackBytes(k, n int) int64 {
+	b := int64(k) * int64(n)
+	if simdLen(k) > 0 {
+		b += 4 * int64(n)
+	}
+	return b
+}
+
+// newQLinearLayout allocates the kernel layout of [in, out] weights.
+func newQLinearLayout(in, out int) *QLinear {
+	q := &QLinear{In: in, Out: out, W: make([]int8, in*out)}
+	if simdLen(in) > 0 {
+		q.wsum = make([]int32, out)
+	}
+	return q
+}
+
+// setRowSum records the correction sum of output channel o's row.
+func (q *QLinear) setRowSum(o int) {
+	if q.wsum == nil {
+		return
+	}
+	var s int32
+	for _, v := range q.W[o*q.In : o*q.In+simdLen(q.In)] {
+		s += int32(v)
+	}
+	q.wsum[o] = s
 }
 
 // QuantizeLinear quantizes the f32 weights w (row major [in, out]) per
@@ -258,19 +324,15 @@ func QuantizeLinear(w []float32, in, out int, bias []float32) (*QLinear, error) 
 	if err != nil {
 		return nil, err
 	}
-	q := &QLinear{In: in, Out: out, Scale: scales, Bias: slices.Clone(bias)}
-	q.kp, q.outp = roundUp(in, 64), roundUp(out, 4)
-	q.W = make([]int8, q.outp*q.kp)
-	q.wsum = make([]int32, q.outp)
+	q := newQLinearLayout(in, out)
+	q.Scale, q.Bias = scales, slices.Clone(bias)
 	for o := 0; o < out; o++ {
 		inv := 1 / scales[o]
-		row := q.W[o*q.kp : o*q.kp+in]
-		var s int32
+		row := q.W[o*in : (o+1)*in]
 		for k := range row {
 			row[k] = quant1(w[k*out+o], inv)
-			s += int32(row[k])
 		}
-		q.wsum[o] = s
+		q.setRowSum(o)
 	}
 	return q, nil
 }
@@ -284,7 +346,7 @@ func (q *QLinear) Dequantize() []float32 {
 	w := make([]float32, q.In*q.Out)
 	for o := 0; o < q.Out; o++ {
 		for k := 0; k < q.In; k++ {
-			w[k*q.Out+o] = float32(q.W[o*q.kp+k]) * q.Scale[o]
+			w[k*q.Out+o] = float32(q.W[o*q.In+k]) * q.channelScale(o)
 		}
 	}
 	return w
@@ -331,16 +393,25 @@ func (q *QLinear) Forward(dst, x []float32, batch int) error {
 	return nil
 }
 
+// channelScale is output channel o's weight scale.
+func (q *QLinear) channelScale(o int) float32 {
+	if len(q.Scale) == 1 {
+		return q.Scale[0]
+	}
+	return q.Scale[o]
+}
+
 func (q *QLinear) forward(kern *int8Kernel, dst, x []float32, batch, threads int) {
-	rowsPer := max(1, (1<<18)/max(q.kp*q.outp, 1)) // ~256K MACs per goroutine at least
+	rowsPer := max(1, (1<<18)/max(q.In*q.Out, 1)) // ~256K MACs per goroutine at least
 	parts := min(threads, batch/rowsPer)
+	kv, ld := q.In&^(kern.step-1), q.In
 	run := func(lo, hi int) {
 		b := qrowBufs.Get().(*qrowBuf)
 		defer qrowBufs.Put(b)
-		if cap(b.xs) < q.kp {
-			b.xs, b.xu = make([]int8, q.kp), make([]uint8, q.kp)
+		if cap(b.xs) < q.In {
+			b.xs, b.xu = make([]int8, q.In), make([]uint8, q.In)
 		}
-		xs, xu := b.xs[:q.kp], b.xu[:q.kp]
+		xs, xu := b.xs[:q.In], b.xu[:q.In]
 		var acc [4]int32
 		for r := lo; r < hi; r++ {
 			row := x[r*q.In : (r+1)*q.In]
@@ -356,21 +427,40 @@ func (q *QLinear) forward(kern *int8Kernel, dst, x []float32, batch, threads int
 			for k, v := range row {
 				xs[k] = quant1(v, inv)
 			}
-			clear(xs[q.In:])
 			if kern.unsigned {
-				for k, v := range xs {
+				for k, v := range xs[:kv] {
 					xu[k] = uint8(int(v) + 128)
 				}
 			}
 			out := dst[r*q.Out : (r+1)*q.Out]
 			for o := 0; o < q.Out; o += 4 {
-				kern.dot4(xs, xu, q.W[o*q.kp:], q.kp, q.kp, &acc)
-				for j := 0; j < 4 && o+j < q.Out; j++ {
-					v := acc[j]
-					if kern.unsigned {
-						v -= 128 * q.wsum[o+j]
+				nr := min(4, q.Out-o)
+				acc = [4]int32{}
+				if kv > 0 {
+					if nr == 4 {
+						kern.dot4(xs, xu, q.W[o*ld:], ld, kv, &acc)
+					} else {
+						// fewer than 4 rows left: one row at a time, read 4
+						// times with stride 0 (rows are not padded)
+						var one [4]int32
+						for j := 0; j < nr; j++ {
+							kern.dot4(xs, xu, q.W[(o+j)*ld:], 0, kv, &one)
+							acc[j] = one[0]
+						}
 					}
-					y := float32(v) * s * q.Scale[o+j]
+					if kern.unsigned {
+						for j := 0; j < nr; j++ {
+							acc[j] -= 128 * q.wsum[o+j]
+						}
+					}
+				}
+				for j := 0; j < nr; j++ {
+					w := q.W[(o+j)*ld+kv : (o+j+1)*ld]
+					v := acc[j]
+					for k, xv := range xs[kv:] {
+						v += int32(xv) * int32(w[k])
+					}
+					y := float32(v) * s * q.channelScale(o+j)
 					if q.Bias != nil {
 						y += q.Bias[o+j]
 					}

@@ -12,13 +12,13 @@ func dot4AVX2(x *int8, w *int8, ldw, kp int, out *int32)
 
 func init() {
 	if cpu.X86.HasAVX2 {
-		int8Kernels["avx2"] = &int8Kernel{name: "avx2", dot4: func(xs []int8, xu []uint8, w []int8, ldw, kp int, out *[4]int32) {
+		int8Kernels["avx2"] = &int8Kernel{name: "avx2", step: 16, dot4: func(xs []int8, xu []uint8, w []int8, ldw, kp int, out *[4]int32) {
 			_, _ = xs[kp-1], w[3*ldw+kp-1]
 			dot4AVX2(&xs[0], &w[0], ldw, kp, &out[0])
 		}}
 	}
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VNNI {
-		int8Kernels["vnni"] = &int8Kernel{name: "vnni", unsigned: true, dot4: func(xs []int8, xu []uint8, w []int8, ldw, kp int, out *[4]int32) {
+		int8Kernels["vnni"] = &int8Kernel{name: "vnni", unsigned: true, step: 64, dot4: func(xs []int8, xu []uint8, w []int8, ldw, kp int, out *[4]int32) {
 			_, _ = xu[kp-1], w[3*ldw+kp-1]
 			dot4VNNI(&xu[0], &w[0], ldw, kp, &out[0])
 		}}

@@ -1,6 +1,7 @@
 package gpu
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -161,5 +162,92 @@ func TestQLinearAccuracy(t *testing.T) {
 	}
 	if _, err := QuantizeLinear(w, in, out+1, nil); err == nil {
 		t.Error("wrong weight count accepted")
+	}
+}
+
+// TestInt8PackSizeAndAccounting: MatMulInt8's cached kernel layout of w is
+// k*n bytes (+4n when k >= 64), not padded to 64 values per row and 4 rows
+// (68 bytes per weight byte for k = 1); it counts in LiveBytes and
+// MaxBytes, and is dropped when w is written, reshaped or freed.
+func TestInt8PackSizeAndAccounting(t *testing.T) {
+	for _, kn := range [][2]int{{1, 1 << 16}, {3, 5}, {64, 7}, {65, 1000}, {300, 3}} {
+		k, n := kn[0], kn[1]
+		cpu, _ := NewCPUWithConfig(CPUConfig{})
+		w, _ := cpu.New(I8, []int{k, n})
+		x, _ := cpu.New(F32, []int{2, k})
+		s, _ := cpu.New(F32, []int{1})
+		out, _ := cpu.New(F32, []int{2, n})
+		_ = cpu.Write(s, F32ToBytes([]float32{1}))
+		want, _ := cpu.Int8PackBytes(w)
+		if lim := int64(k*n) + 4*int64(n); want > lim || want < int64(k*n) {
+			t.Fatalf("[%d,%d]: Int8PackBytes %d, want k*n (+4n) = %d..%d", k, n, want, k*n, lim)
+		}
+		before := cpu.LiveBytes()
+		if err := cpu.MatMulInt8(out, x, w, s); err != nil {
+			t.Fatal(err)
+		}
+		if got := cpu.LiveBytes() - before; got != want {
+			t.Fatalf("[%d,%d]: the cache added %d live bytes, Int8PackBytes says %d", k, n, got, want)
+		}
+		_ = cpu.Write(w, make([]byte, k*n))
+		if got := cpu.LiveBytes(); got != before {
+			t.Fatalf("[%d,%d]: after writing w %d live bytes, want %d", k, n, got, before)
+		}
+		_ = cpu.MatMulInt8(out, x, w, s)
+		cpu.Free(w)
+		if got := cpu.LiveBytes(); got != before-int64(k*n) {
+			t.Fatalf("[%d,%d]: after freeing w %d live bytes, want %d", k, n, got, before-int64(k*n))
+		}
+	}
+	// Under MaxBytes the cache is refused like a tensor.
+	capped, _ := NewCPUWithConfig(CPUConfig{MaxBytes: 1<<16 + 1<<18 + 16})
+	w, _ := capped.New(I8, []int{1, 1 << 16})
+	x, _ := capped.New(F32, []int{1, 1})
+	s, _ := capped.New(F32, []int{1})
+	out, err := capped.New(F32, []int{1, 1 << 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := capped.MatMulInt8(out, x, w, s); !errors.Is(err, ErrOutOfMemory) {
+		t.Fatalf("cache over MaxBytes: %v, want ErrOutOfMemory", err)
+	}
+}
+
+// TestUnsignedKernelPath runs the unsigned (VNNI-style) path of QLinear,
+// x+128 against w with the row-sum correction, through a Go kernel of the
+// same contract, so that it is checked on CPUs without AVX-512 VNNI too:
+// row tails (In not a multiple of 64) and column tails (Out not a multiple
+// of 4) must give exactly the signed kernel's results.
+func TestUnsignedKernelPath(t *testing.T) {
+	int8Kernels["go-unsigned"] = &int8Kernel{name: "go-unsigned", unsigned: true, step: 64, dot4: func(xs []int8, xu []uint8, w []int8, ldw, kp int, out *[4]int32) {
+		for r := range 4 {
+			var s int32
+			for k, x := range xu[:kp] {
+				s += int32(x) * int32(w[r*ldw+k])
+			}
+			out[r] = s
+		}
+	}}
+	defer delete(int8Kernels, "go-unsigned")
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, sz := range [][3]int{{1, 1, 1}, {2, 63, 5}, {3, 64, 3}, {2, 65, 6}, {4, 130, 9}, {1, 200, 1}} {
+		batch, in, out := sz[0], sz[1], sz[2]
+		q, err := QuantizeLinear(randF32(r, in*out, 0.5), in, out, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := randF32(r, batch*in, 1)
+		want, got := make([]float32, batch*out), make([]float32, batch*out)
+		q.Kernel = "go"
+		_ = q.Forward(want, x, batch)
+		q.Kernel = "go-unsigned"
+		if err := q.Forward(got, x, batch); err != nil {
+			t.Fatal(err)
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("%v: unsigned path [%d] = %v, signed %v", sz, i, got[i], want[i])
+			}
+		}
 	}
 }

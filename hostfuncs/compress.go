@@ -203,7 +203,49 @@ func tensorMatMulI8(ctx context.Context, _ api.Module, stack []uint64) {
 		stack[0] = c
 		return
 	}
+	if c, okp := in.chargePack(op, q, w); !okp {
+		if fresh {
+			in.release(h)
+		}
+		stack[0] = c
+		return
+	}
 	stack[0] = in.finish(op, h, fresh, in.int8Product(q, o, x, w, s))
+}
+
+// chargePack counts the kernel layout the backend caches on weights w
+// (gpu.Quantizer.Int8PackBytes) against the tensor quota, before
+// MatMulInt8 builds it. The charge is w's until w is freed (release) or a
+// later call finds a different size; the backend drops the cache when w
+// changes, so the charge may exceed what is held, never fall short of it.
+func (in *Instance) chargePack(op string, q gpu.Quantizer, w gpu.Tensor) (uint64, bool) {
+	need, err := q.Int8PackBytes(w)
+	if err != nil {
+		return in.failErr(op, err), false
+	}
+	prev := in.packs[w]
+	if delta := need - prev; delta > 0 && in.bytes+delta > in.cfg.MaxTensorBytes {
+		return in.fail(EQUOTA, "%s: caching the kernel layout of the weights (%d bytes) would exceed the tensor quota (%d of %d bytes in use)", op, need, in.bytes, in.cfg.MaxTensorBytes), false
+	}
+	in.bytes += need - prev
+	switch {
+	case need == 0:
+		delete(in.packs, w)
+	case in.packs == nil:
+		in.packs = map[gpu.Tensor]int64{w: need}
+	default:
+		in.packs[w] = need
+	}
+	return 0, true
+}
+
+// unchargePack returns the quota charged for t's cached layout, when t is
+// released.
+func (in *Instance) unchargePack(t gpu.Tensor) {
+	if b, okp := in.packs[t]; okp {
+		in.bytes -= b
+		delete(in.packs, t)
+	}
 }
 
 // kl_distill(student, teacher, T, loss_ptr, grad_out) -> grad handle or 0

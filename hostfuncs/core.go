@@ -2,6 +2,7 @@ package hostfuncs
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"github.com/tetratelabs/wazero/api"
@@ -41,9 +42,9 @@ func lastError(ctx context.Context, mod api.Module, stack []uint64) {
 	msg := in.lastErr
 	n := min(int32(len(msg)), capacity)
 	if n > 0 {
-		buf, okm := mem(mod, ptr, n)
+		buf, c, okm := in.span(mod, "last_error", "buffer", ptr, n)
 		if !okm {
-			stack[0] = in.fail(EMEM, "last_error: buffer [%d, +%d) is outside guest memory", ptr, n)
+			stack[0] = c
 			return
 		}
 		copy(buf, msg)
@@ -71,9 +72,9 @@ func input(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = in.fail(EINVAL, "input: buffer capacity %d is smaller than the input (%d bytes)", capacity, len(in.input))
 		return
 	}
-	buf, okm := mem(mod, ptr, int32(len(in.input)))
+	buf, c, okm := in.span(mod, "input", "buffer", ptr, int32(len(in.input)))
 	if !okm {
-		stack[0] = in.fail(EMEM, "input: buffer [%d, +%d) is outside guest memory", ptr, len(in.input))
+		stack[0] = c
 		return
 	}
 	copy(buf, in.input)
@@ -96,9 +97,9 @@ func output(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = in.fail(ETOOBIG, "output: %d bytes exceeds the limit of %d", n, in.cfg.MaxOutputBytes)
 		return
 	}
-	buf, okm := mem(mod, ptr, n)
+	buf, c, okm := in.span(mod, "output", "range", ptr, n)
 	if !okm {
-		stack[0] = in.fail(EMEM, "output: range [%d, +%d) is outside guest memory", ptr, n)
+		stack[0] = c
 		return
 	}
 	in.output = append(in.output[:0], buf...)
@@ -113,12 +114,12 @@ func failFn(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	ptr, n := uint32(stack[0]), int32(stack[1])
-	buf, okm := mem(mod, ptr, min(n, maxMessage))
+	buf, c, okm := in.span(mod, "fail", "range", ptr, n)
 	if !okm {
-		stack[0] = in.fail(EMEM, "fail: range [%d, +%d) is outside guest memory", ptr, n)
+		stack[0] = c
 		return
 	}
-	in.failMsg = string(buf)
+	in.failMsg = truncated(buf, maxMessage)
 	stack[0] = ok(0)
 }
 
@@ -130,11 +131,36 @@ func logFn(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	level, ptr, n := int32(stack[0]), uint32(stack[1]), int32(stack[2])
-	buf, okm := mem(mod, ptr, min(n, maxMessage))
+	buf, c, okm := in.span(mod, "log", "range", ptr, n)
 	if !okm {
-		stack[0] = in.fail(EMEM, "log: range [%d, +%d) is outside guest memory", ptr, n)
+		stack[0] = c
 		return
 	}
-	in.log.Log(ctx, slog.Level(level), string(buf), "source", "guest")
+	in.out.emit(in.log, slog.Level(level), buf, len(buf), "source", "guest")
 	stack[0] = ok(0)
+}
+
+// span returns the guest's bytes [ptr, ptr+n), the argument what of op.
+// Every (pointer, length) pair of the core group goes through it, so each
+// is checked whole before any part of it is used: a negative length or a
+// range that does not lie inside guest memory is EMEM, even where only a
+// prefix of it will be kept (fail, log).
+func (in *Instance) span(mod api.Module, op, what string, ptr uint32, n int32) ([]byte, uint64, bool) {
+	if n < 0 {
+		return nil, in.fail(EMEM, "%s: %s length %d is negative", op, what, n), false
+	}
+	buf, okm := mem(mod, ptr, n)
+	if !okm {
+		return nil, in.fail(EMEM, "%s: %s [%d, +%d) is outside guest memory", op, what, ptr, n), false
+	}
+	return buf, 0, true
+}
+
+// truncated returns b as a string of at most max bytes of its text, marked
+// when it was cut.
+func truncated(b []byte, max int) string {
+	if len(b) <= max {
+		return string(b)
+	}
+	return fmt.Sprintf("%s [truncated: %d of %d bytes kept]", b[:max], max, len(b))
 }

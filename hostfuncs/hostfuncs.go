@@ -139,6 +139,9 @@ type InstanceConfig struct {
 	// of a long one) once its call's deadline has passed (CallInfo.Deadline,
 	// Expire); the flag is informational.
 	Cooperative bool
+	// Output rate-limits the instance's log output (fennec.log, and its
+	// stdout and stderr through GuestOutput); zero fields take defaults.
+	Output OutputLimits
 }
 
 // Defaults for InstanceConfig.
@@ -171,6 +174,14 @@ type Instance struct {
 	timer   *time.Timer
 	closed  bool
 	scratch [gpu.MaxRank]int
+	out     *outputLimiter
+	// packs is the quota charged for backend caches derived from a
+	// tensor (gpu.Quantizer.Int8PackBytes), by tensor; release and Close
+	// return it.
+	packs map[gpu.Tensor]int64
+	// held is host scratch of the current host call counted against the
+	// tensor quota (hold/unhold, quota.go).
+	held int64
 }
 
 var saltCounter atomic.Uint32
@@ -190,7 +201,7 @@ func NewInstance(cfg InstanceConfig) *Instance {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	in := &Instance{cfg: cfg, log: cfg.Logger.With("module", cfg.Module)}
+	in := &Instance{cfg: cfg, log: cfg.Logger.With("module", cfg.Module), out: newOutputLimiter(cfg.Output, nil)}
 	// Consecutive instances get distinct salts, so a handle of one instance
 	// never validates in another (for 32768 instances at a time).
 	in.tab.salt = uint16(saltCounter.Add(1)*0x5bd1) & tagMask
@@ -260,6 +271,7 @@ func (in *Instance) Module() string { return in.cfg.Module }
 func (in *Instance) End() (output []byte, failMsg string) {
 	output, failMsg = in.output, in.failMsg
 	in.disarm()
+	in.out.flush(in.log)
 	in.inCall, in.callInfo, in.input, in.output, in.failMsg = false, CallInfo{}, nil, nil, ""
 	return output, failMsg
 }
@@ -309,9 +321,11 @@ func (in *Instance) Close() {
 	}
 	in.closed = true
 	in.disarm()
+	in.out.flush(in.log)
 	in.tab.each(func(t gpu.Tensor) { in.cfg.Backend.Free(t) })
 	in.tab = handleTable{salt: in.tab.salt}
 	in.bytes = 0
+	in.packs = nil
 }
 
 // ErrDeadline is the trap raised in an instance whose call ran past its
@@ -365,6 +379,8 @@ func (in *Instance) failErr(op string, err error) uint64 {
 		c = EINVAL
 	case errors.Is(err, errInvalid):
 		c = EINVAL
+	case errors.Is(err, errQuota):
+		c = EQUOTA
 	}
 	return in.fail(c, "%s: %v", op, err)
 }

@@ -1,7 +1,6 @@
 package hostfuncs
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -158,15 +157,16 @@ func (in *Instance) failPrivacy(op string, err error) uint64 {
 	return in.fail(c, "%s: %v", op, err)
 }
 
-// readF32 copies an f32 tensor's elements to host memory.
+// readF32 copies an f32 tensor's elements to host memory. The copy is
+// counted against the tensor quota (scratch) before it is made; on
+// little-endian hosts it is the only allocation.
 func (in *Instance) readF32(t gpu.Tensor) ([]float32, error) {
-	b := make([]byte, t.Bytes())
-	if err := in.cfg.Backend.Read(t, b); err != nil {
+	if err := in.fitScratch(4 * int64(t.Len())); err != nil {
 		return nil, err
 	}
 	x := make([]float32, t.Len())
-	for i := range x {
-		x[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	if err := gpu.ReadF32(in.cfg.Backend, t, x); err != nil {
+		return nil, err
 	}
 	return x, nil
 }
@@ -176,11 +176,7 @@ func (in *Instance) writeF32(t gpu.Tensor, x []float32) error {
 	if len(x) != t.Len() {
 		return fmt.Errorf("%w: %d values for a tensor of %d", errInvalid, len(x), t.Len())
 	}
-	b := make([]byte, 4*len(x))
-	for i, v := range x {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
-	}
-	return in.cfg.Backend.Write(t, b)
+	return gpu.WriteF32(in.cfg.Backend, t, x)
 }
 
 // positiveFinite reports whether v is a usable positive scale.

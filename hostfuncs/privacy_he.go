@@ -18,19 +18,26 @@ import (
 type HEParty interface {
 	// MaxAbs is the largest absolute value Encrypt accepts.
 	MaxAbs() float64
-	// EncryptedLen is the length of the message Encrypt returns for n values.
+	// EncryptedLen is the length of the message EncryptTo writes for n
+	// values. It must be computed, not measured: he_encrypt's size query
+	// calls it before anything is allocated.
 	EncryptedLen(n int) (int, error)
-	// Encrypt encrypts update under the collective public key and returns
-	// the CBOR he.CiphertextMsg. Errors wrap he.ErrPhase before the key
-	// setup is complete.
-	Encrypt(update []float32) ([]byte, error)
+	// EncryptScratch is the host memory EncryptTo uses besides dst and
+	// update, whatever the update's length.
+	EncryptScratch() int
+	// EncryptTo encrypts update under the collective public key into dst
+	// (at least EncryptedLen(len(update)) bytes) as the CBOR
+	// he.CiphertextMsg and returns its length. Errors wrap he.ErrPhase
+	// before the key setup is complete.
+	EncryptTo(dst []byte, update []float32) (int, error)
 }
 
 // HEHub is the hub's aggregation of the current round, as he_add and
 // he_decrypt_aggregate use it. NewHEAggregation adapts a *he.Aggregator.
 type HEHub interface {
 	// Add adds a device's he.CiphertextMsg to the round's aggregate and
-	// returns the number of contributions so far. Errors wrap
+	// returns the number of contributions so far. msg is the guest's
+	// memory: Add must not keep it past the call. Errors wrap
 	// he.ErrMessage (malformed or repeated) or he.ErrPhase (no round).
 	Add(msg []byte) (contributions int, err error)
 	// Round describes the round now collecting updates.
@@ -47,16 +54,16 @@ type HERound struct {
 	Len           int  // values per update
 	Contributions int  // updates added so far
 	MinAggregate  int  // the least number of updates that may be decrypted
+	MaxMessage    int  // the longest valid he.CiphertextMsg of the round (0: no bound known)
 }
 
 // HEDevice adapts a device's *he.Party for PrivacyServices.HE. It
 // serialises use of the party (lattigo's encoder is not safe for
-// concurrent use) and remembers message lengths per update length.
+// concurrent use).
 type HEDevice struct {
 	mu     sync.Mutex
 	p      *he.Party
 	maxAbs float64
-	lens   map[int]int
 }
 
 // NewHEDevice wraps party p of setup s.
@@ -67,38 +74,25 @@ func NewHEDevice(p *he.Party, s he.Setup) (*HEDevice, error) {
 	if err := s.Validate(); err != nil {
 		return nil, fmt.Errorf("hostfuncs: NewHEDevice: %w", err)
 	}
-	return &HEDevice{p: p, maxAbs: float64(he.MaxAbsSum) / float64(s.Parties), lens: map[int]int{}}, nil
+	return &HEDevice{p: p, maxAbs: float64(he.MaxAbsSum) / float64(s.Parties)}, nil
 }
 
 // MaxAbs implements HEParty: he.MaxAbsSum / Parties.
 func (d *HEDevice) MaxAbs() float64 { return d.maxAbs }
 
-// Encrypt implements HEParty.
-func (d *HEDevice) Encrypt(update []float32) ([]byte, error) {
+// EncryptTo implements HEParty.
+func (d *HEDevice) EncryptTo(dst []byte, update []float32) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	msg, err := d.p.Encrypt(update)
-	if err == nil {
-		d.lens[len(update)] = len(msg)
-	}
-	return msg, err
+	return d.p.EncryptTo(dst, update)
 }
 
-// EncryptedLen implements HEParty. The first call for a length encrypts
-// zeros once (the message length depends only on the number of values).
-func (d *HEDevice) EncryptedLen(n int) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if l, ok := d.lens[n]; ok {
-		return l, nil
-	}
-	msg, err := d.p.Encrypt(make([]float32, n))
-	if err != nil {
-		return 0, err
-	}
-	d.lens[n] = len(msg)
-	return len(msg), nil
-}
+// EncryptedLen implements HEParty with he.Party.EncryptedLen: arithmetic on
+// the parameters, nothing is encrypted.
+func (d *HEDevice) EncryptedLen(n int) (int, error) { return d.p.EncryptedLen(n) }
+
+// EncryptScratch implements HEParty.
+func (d *HEDevice) EncryptScratch() int { return d.p.EncryptScratch() }
 
 // HEDecryptors reaches the devices that take part in a collective
 // decryption. The federation layer implements it over its transport.
@@ -170,7 +164,7 @@ func (a *HEAggregation) Add(msg []byte) (int, error) {
 func (a *HEAggregation) Round() HERound {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return HERound{Open: a.open, Len: a.n, Contributions: a.count, MinAggregate: a.min}
+	return HERound{Open: a.open, Len: a.n, Contributions: a.count, MinAggregate: a.min, MaxMessage: a.agg.MaxCiphertextMsgLen()}
 }
 
 // Decrypt implements HEHub. Whatever the outcome the round is closed: a
@@ -233,14 +227,36 @@ func heEncrypt(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = in.fail(ESHAPE, "%s: the tensor is empty", op)
 		return
 	}
-	var buf []byte
 	if capacity > 0 {
-		var okm bool
-		if buf, okm = mem(mod, ptr, capacity); !okm {
+		if _, okm := mem(mod, ptr, capacity); !okm {
 			stack[0] = in.fail(EMEM, "%s: buffer [%d, +%d) is outside guest memory", op, ptr, capacity)
 			return
 		}
 	}
+	// The size query is arithmetic: nothing is read, allocated or
+	// encrypted before the guest has a buffer of the message's length.
+	need, err := ps.HE.EncryptedLen(t.Len())
+	if err != nil {
+		stack[0] = in.failPrivacy(op, err)
+		return
+	}
+	if need > int(capacity) {
+		stack[0] = in.ciphertextLen(op, need)
+		return
+	}
+	buf, okm := mem(mod, ptr, int32(need))
+	if !okm {
+		stack[0] = in.fail(EMEM, "%s: buffer [%d, +%d) is outside guest memory", op, ptr, need)
+		return
+	}
+	// The message is written into guest memory ciphertext by ciphertext;
+	// the host holds a copy of the tensor and one ciphertext's scratch.
+	scratch := int64(ps.HE.EncryptScratch()) // and readF32's copy, which it counts itself
+	if c, okq := in.hold(op, "encryption scratch", scratch); !okq {
+		stack[0] = c
+		return
+	}
+	defer in.unhold(scratch)
 	x, err := in.readF32(t)
 	if err != nil {
 		stack[0] = in.failErr(op, err)
@@ -253,26 +269,12 @@ func heEncrypt(ctx context.Context, mod api.Module, stack []uint64) {
 			return
 		}
 	}
-	need, err := ps.HE.EncryptedLen(len(x))
+	n, err := ps.HE.EncryptTo(buf, x)
 	if err != nil {
 		stack[0] = in.failPrivacy(op, err)
 		return
 	}
-	if need > int(capacity) {
-		stack[0] = in.ciphertextLen(op, need)
-		return
-	}
-	msg, err := ps.HE.Encrypt(x)
-	if err != nil {
-		stack[0] = in.failPrivacy(op, err)
-		return
-	}
-	if len(msg) > len(buf) {
-		stack[0] = in.ciphertextLen(op, len(msg))
-		return
-	}
-	copy(buf, msg)
-	stack[0] = ok(int32(len(msg)))
+	stack[0] = ok(int32(n))
 }
 
 func (in *Instance) ciphertextLen(op string, n int) uint64 {
@@ -305,7 +307,13 @@ func heAdd(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = in.fail(EINVAL, "%s: empty message", op)
 		return
 	}
-	count, err := ps.HEHub.Add(append([]byte(nil), raw...))
+	// A message longer than the round's is refused before it is decoded
+	// (decoding copies it); the hub decodes straight from guest memory.
+	if r := ps.HEHub.Round(); r.MaxMessage > 0 && int(n) > r.MaxMessage {
+		stack[0] = in.fail(EINVAL, "%s: message of %d bytes; this round's messages are at most %d", op, n, r.MaxMessage)
+		return
+	}
+	count, err := ps.HEHub.Add(raw)
 	if err != nil {
 		stack[0] = in.failPrivacy(op, err)
 		return
@@ -341,6 +349,16 @@ func heDecryptAggregate(ctx context.Context, _ api.Module, stack []uint64) {
 		stack[0] = c
 		return
 	}
+	// The decrypted sum (f64) and its f32 copy.
+	scratch := 12 * int64(r.Len)
+	if c, okq := in.hold(op, "decryption scratch", scratch); !okq {
+		if fresh {
+			in.release(oh)
+		}
+		stack[0] = c
+		return
+	}
+	defer in.unhold(scratch)
 	sum, err := ps.HEHub.Decrypt(ctx)
 	if err == nil && len(sum) != r.Len {
 		err = fmt.Errorf("decryption returned %d values, the round has %d", len(sum), r.Len)

@@ -110,6 +110,7 @@ func (in *Instance) alloc(op string, dt gpu.DType, shape []int) (gpu.Tensor, int
 func (in *Instance) release(h int32) {
 	if t := in.tab.remove(h); t != nil {
 		in.bytes -= t.Bytes()
+		in.unchargePack(t)
 		in.cfg.Backend.Free(t)
 	}
 }

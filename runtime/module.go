@@ -156,12 +156,12 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 		Services:       m.eng.cfg.Services,
 		Cooperative:    m.lim.preemption == PreemptHostCalls,
 	})
-	stderr := newLineLogger(m.log, slog.LevelWarn, "stderr")
+	stderr := newLineLogger(host, slog.LevelWarn, "stderr")
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		WithArgs(m.man.Name).
 		WithStartFunctions("_initialize").
-		WithStdout(newLineLogger(m.log, slog.LevelInfo, "stdout")).
+		WithStdout(newLineLogger(host, slog.LevelInfo, "stdout")).
 		WithStderr(stderr).
 		WithSysWalltime().
 		WithSysNanotime().
@@ -456,14 +456,19 @@ func describe(err error) string {
 	return strings.TrimPrefix(s, "wasm error: ")
 }
 
-// lineLogger turns guest output into one slog record per line, and keeps
-// the last lines so that a trap's error can quote what the guest said.
+// lineLogger turns guest output into one slog record per line, through
+// the instance's rate limit (hostfuncs.Instance.GuestOutput, shared with
+// fennec.log), and keeps the last lines so that a trap's error can quote
+// what the guest said. A line longer than maxLine keeps its first maxLine
+// bytes; the rest is counted, not buffered, and the record is marked as
+// truncated.
 type lineLogger struct {
 	mu     sync.Mutex
-	log    *slog.Logger
+	host   *hostfuncs.Instance
 	level  slog.Level
 	stream string
 	buf    bytes.Buffer
+	over   int    // bytes of the current line beyond maxLine
 	reason string // the last line that explains a failure
 	last   string // the last line
 }
@@ -485,11 +490,11 @@ func (w *lineLogger) tail() string {
 	return last
 }
 
-func newLineLogger(l *slog.Logger, level slog.Level, stream string) *lineLogger {
-	return &lineLogger{log: l, level: level, stream: stream}
+func newLineLogger(host *hostfuncs.Instance, level slog.Level, stream string) *lineLogger {
+	return &lineLogger{host: host, level: level, stream: stream}
 }
 
-const maxLine = 4 << 10
+const maxLine = hostfuncs.DefaultMaxLogLine
 
 func (w *lineLogger) Write(p []byte) (int, error) {
 	w.mu.Lock()
@@ -497,18 +502,16 @@ func (w *lineLogger) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
+		part := p
+		if i >= 0 {
+			part = p[:i]
+		}
+		room := max(0, maxLine-w.buf.Len())
+		w.buf.Write(part[:min(len(part), room)])
+		w.over += len(part) - min(len(part), room)
 		if i < 0 {
-			room := maxLine - w.buf.Len()
-			if len(p) > room {
-				w.buf.Write(p[:room])
-				w.flush()
-				p = p[room:]
-				continue
-			}
-			w.buf.Write(p)
 			break
 		}
-		w.buf.Write(p[:min(i, max(0, maxLine-w.buf.Len()))])
 		w.flush()
 		p = p[i+1:]
 	}
@@ -516,14 +519,16 @@ func (w *lineLogger) Write(p []byte) (int, error) {
 }
 
 func (w *lineLogger) flush() {
-	line := w.buf.String()
-	w.log.Log(context.Background(), w.level, line, "stream", w.stream)
+	line := w.buf.Bytes()
+	w.host.GuestOutput(w.level, w.stream, line, len(line)+w.over)
+	s := string(line)
 	w.buf.Reset()
-	if strings.TrimSpace(line) == "" {
+	w.over = 0
+	if strings.TrimSpace(s) == "" {
 		return
 	}
-	w.last = line
-	if strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ") {
-		w.reason = line
+	w.last = s
+	if strings.HasPrefix(s, "panic: ") || strings.HasPrefix(s, "fatal error: ") {
+		w.reason = s
 	}
 }

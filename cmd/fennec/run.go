@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -101,6 +102,7 @@ func newRunCmd() *cobra.Command {
 		entry    string
 		output   string
 		dataset  string
+		maxJSON  int64
 	)
 	c := &cobra.Command{
 		Use:   "run MODULE.wasm --input FILE|-",
@@ -110,7 +112,8 @@ beside it), reads the input (CSV with a header line, CBOR, or JSON; '-' is stand
 input), calls the entrypoint once and prints the output as JSON (or raw CBOR).
 
 CSV rows become {"records": [{column: value}, ...]}: numbers as floats, empty cells
-left out.`,
+left out. JSON is rendered for outputs of at most --max-json bytes (1 MiB); a
+larger output is an error that names the limit, and --output cbor writes it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if input == "" {
@@ -142,20 +145,7 @@ left out.`,
 			if err != nil {
 				return &exitError{exitFailure, err}
 			}
-			w := c.OutOrStdout()
-			switch output {
-			case "cbor":
-				_, err = w.Write(out)
-				return err
-			case "json":
-				j, err := records.ToJSON(out)
-				if err != nil {
-					return &exitError{exitFailure, fmt.Errorf("module %s: %w", mod.Name(), err)}
-				}
-				_, err = fmt.Fprintf(w, "%s\n", j)
-				return err
-			}
-			return &exitError{exitUsage, fmt.Errorf("--output %q: want json or cbor", output)}
+			return writeOutput(c.OutOrStdout(), mod.Name(), out, output, maxJSON)
 		},
 	}
 	ef.add(c)
@@ -165,7 +155,41 @@ left out.`,
 	c.Flags().StringVarP(&entry, "entry", "e", "", "entrypoint to call (default: the manifest's first)")
 	c.Flags().StringVarP(&output, "output", "o", "json", "output format: json or cbor")
 	c.Flags().StringVar(&dataset, "dataset", "", "dataset name whose privacy budget this call's releases are charged to")
+	c.Flags().Int64Var(&maxJSON, "max-json", defaultMaxJSON, "largest module output (bytes of CBOR) that --output json renders; larger outputs need --output cbor")
 	return c
+}
+
+// defaultMaxJSON is the largest output `fennec run` renders as JSON. A CBOR
+// item of one byte (a small integer) becomes a decoded value of about 40
+// bytes and up to 7 bytes of indented JSON, so rendering is bounded by about
+// 40 and 7 times this; --output cbor writes any output as it came.
+const defaultMaxJSON = 1 << 20
+
+// writeOutput writes a module's output as raw CBOR or as indented JSON. The
+// JSON is rendered only for outputs of at most maxJSON bytes, so that a
+// module cannot make the command use more than about 50 times maxJSON.
+func writeOutput(w io.Writer, module string, out []byte, format string, maxJSON int64) error {
+	switch format {
+	case "cbor":
+		_, err := w.Write(out)
+		return err
+	case "json":
+		if maxJSON < 0 {
+			return &exitError{exitUsage, fmt.Errorf("--max-json %d: must not be negative", maxJSON)}
+		}
+		if int64(len(out)) > maxJSON {
+			return &exitError{exitFailure, fmt.Errorf("module %s: output of %d bytes is larger than the %d bytes --output json renders (--max-json); use --output cbor", module, len(out), maxJSON)}
+		}
+		bw := bufio.NewWriter(w)
+		if err := records.WriteJSON(bw, out); err != nil {
+			if errors.Is(err, records.ErrRender) {
+				return &exitError{exitFailure, fmt.Errorf("module %s: %w", module, err)}
+			}
+			return err
+		}
+		return bw.Flush()
+	}
+	return &exitError{exitUsage, fmt.Errorf("--output %q: want json or cbor", format)}
 }
 
 // readInput reads and converts the input file to CBOR.

@@ -214,13 +214,31 @@ func jsonNumbers(v any, depth int) any {
 
 // ToJSON renders one CBOR item as indented JSON: maps with non-string keys
 // get their keys formatted, byte strings become base64, non-finite floats
-// become strings.
+// become strings. The decoded item is held in memory (about 40 bytes per
+// CBOR item): callers bound len(b).
 func ToJSON(b []byte) ([]byte, error) {
 	var v any
 	if err := decMode.Unmarshal(b, &v); err != nil {
-		return nil, fmt.Errorf("output is not valid CBOR: %w", err)
+		return nil, fmt.Errorf("%w: output is not valid CBOR: %v", ErrRender, err)
 	}
 	return json.MarshalIndent(jsonable(v), "", "  ")
+}
+
+// ErrRender is the error of ToJSON and WriteJSON for output that is not
+// one valid CBOR item.
+var ErrRender = errors.New("cannot render the output")
+
+// WriteJSON is ToJSON written to w, followed by a newline. Its memory is
+// ToJSON's: the decoded item and the JSON text (at most about 7 bytes per
+// CBOR byte, for arrays of small integers).
+func WriteJSON(w io.Writer, b []byte) error {
+	var v any
+	if err := decMode.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("%w: output is not valid CBOR: %v", ErrRender, err)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(jsonable(v))
 }
 
 func jsonable(v any) any {

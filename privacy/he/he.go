@@ -294,26 +294,125 @@ func (p *Party) ReceiveThresholdShares(msg []byte) error {
 	return nil
 }
 
+// MaxUpdate is the most values one update may carry.
+const MaxUpdate = 1 << 28
+
+// cborHead is the length of a CBOR item head carrying argument v.
+func cborHead(v uint64) int {
+	switch {
+	case v < 24:
+		return 1
+	case v <= math.MaxUint8:
+		return 2
+	case v <= math.MaxUint16:
+		return 3
+	case v <= math.MaxUint32:
+		return 5
+	}
+	return 9
+}
+
+// putCBORHead appends the head of major type major with argument v.
+func putCBORHead(dst []byte, major byte, v uint64) []byte {
+	m := major << 5
+	switch cborHead(v) {
+	case 1:
+		return append(dst, m|byte(v))
+	case 2:
+		return append(dst, m|24, byte(v))
+	case 3:
+		return binary.BigEndian.AppendUint16(append(dst, m|25), uint16(v))
+	case 5:
+		return binary.BigEndian.AppendUint32(append(dst, m|26), uint32(v))
+	}
+	return binary.BigEndian.AppendUint64(append(dst, m|27), v)
+}
+
+// ciphertextMsgLen is the length of the deterministic CBOR CiphertextMsg
+// from party from carrying n values: a map of three pairs (keys 1, 2, 3),
+// From and Len as unsigned integers, and an array of numCts(n) byte
+// strings of ctSize bytes each.
+func (c *context) ciphertextMsgLen(from uint32, n int) int {
+	cts := c.numCts(n)
+	return 1 + 1 + cborHead(uint64(from)) + 1 + cborHead(uint64(n)) + 1 + cborHead(uint64(cts)) +
+		cts*(cborHead(uint64(c.ctSize))+c.ctSize)
+}
+
+// checkUpdateLen checks the number of values of an update.
+func checkUpdateLen(n int) error {
+	if n < 1 || n > MaxUpdate {
+		return fmt.Errorf("he: update of %d values (want 1..%d)", n, MaxUpdate)
+	}
+	return nil
+}
+
+// EncryptedLen is the length of the message Encrypt returns for n values,
+// computed from the parameters (nothing is encrypted or allocated). Like
+// Encrypt it fails with ErrPhase before SetPublicKey.
+func (p *Party) EncryptedLen(n int) (int, error) {
+	if p.pk == nil {
+		return 0, fmt.Errorf("%w: Encrypt before SetPublicKey", ErrPhase)
+	}
+	if err := checkUpdateLen(n); err != nil {
+		return 0, err
+	}
+	return p.ctx.ciphertextMsgLen(p.id, n), nil
+}
+
+// EncryptScratch is the host memory EncryptTo uses besides dst and update,
+// whatever the update's length: one plaintext, one ciphertext and its
+// encoding at a time, and the encoder's slot vector.
+func (p *Party) EncryptScratch() int {
+	return 3*p.ctx.ctSize + 8*p.Slots()
+}
+
 // Encrypt encrypts update under the collective public key. NaN and Inf
 // values are encrypted as 0; a value above MaxAbsSum/Parties in absolute
 // value is an error (the aggregate could wrap around the modulus).
 func (p *Party) Encrypt(update []float32) ([]byte, error) {
-	if p.pk == nil {
-		return nil, fmt.Errorf("%w: Encrypt before SetPublicKey", ErrPhase)
+	n, err := p.EncryptedLen(len(update))
+	if err != nil {
+		return nil, err
 	}
-	if len(update) == 0 || len(update) > 1<<28 {
-		return nil, fmt.Errorf("he: update of %d values", len(update))
+	msg := make([]byte, n)
+	if _, err := p.EncryptTo(msg, update); err != nil {
+		return nil, err
 	}
-	enc := rlwe.NewEncryptor(p.ctx.params, p.pk)
+	return msg, nil
+}
+
+// EncryptTo is Encrypt writing the message into dst, which must hold at
+// least EncryptedLen(len(update)) bytes, one ciphertext at a time: besides
+// dst it uses EncryptScratch bytes, however long the update. It returns the
+// message's length.
+func (p *Party) EncryptTo(dst []byte, update []float32) (int, error) {
+	need, err := p.EncryptedLen(len(update))
+	if err != nil {
+		return 0, err
+	}
+	if len(dst) < need {
+		return 0, fmt.Errorf("he: message buffer of %d bytes, the update needs %d", len(dst), need)
+	}
 	lim := float64(MaxAbsSum) / float64(p.ctx.setup.Parties)
 	for i, v := range update {
 		if math.Abs(float64(v)) > lim {
-			return nil, fmt.Errorf("he: update value %d is %v; values must be within +-%v (MaxAbsSum/Parties)", i, v, lim)
+			return 0, fmt.Errorf("he: update value %d is %v; values must be within +-%v (MaxAbsSum/Parties)", i, v, lim)
 		}
 	}
+	enc := rlwe.NewEncryptor(p.ctx.params, p.pk)
 	slots := p.Slots()
-	msg := CiphertextMsg{From: p.id, Len: len(update)}
+	// The deterministic CBOR of CiphertextMsg{From, Len, Cts}, as marshal
+	// writes it (TestEncryptToMatchesMarshal).
+	out := putCBORHead(dst[:0], 5, 3)
+	out = putCBORHead(out, 0, 1)
+	out = putCBORHead(out, 0, uint64(p.id))
+	out = putCBORHead(out, 0, 2)
+	out = putCBORHead(out, 0, uint64(len(update)))
+	out = putCBORHead(out, 0, 3)
+	out = putCBORHead(out, 4, uint64(p.ctx.numCts(len(update))))
 	vals := make([]float64, slots)
+	pt := ckks.NewPlaintext(p.ctx.params, p.ctx.params.MaxLevel())
+	ct := ckks.NewCiphertext(p.ctx.params, 1, p.ctx.params.MaxLevel())
 	for off := 0; off < len(update); off += slots {
 		clear(vals)
 		for i, v := range update[off:min(off+slots, len(update))] {
@@ -321,21 +420,36 @@ func (p *Party) Encrypt(update []float32) ([]byte, error) {
 				vals[i] = f
 			}
 		}
-		pt := ckks.NewPlaintext(p.ctx.params, p.ctx.params.MaxLevel())
 		if err := p.ctx.enc.Encode(vals, pt); err != nil {
-			return nil, err
+			return 0, err
 		}
-		ct := ckks.NewCiphertext(p.ctx.params, 1, p.ctx.params.MaxLevel())
 		if err := enc.Encrypt(pt, ct); err != nil {
-			return nil, err
+			return 0, err
 		}
 		b, err := ct.MarshalBinary()
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
-		msg.Cts = append(msg.Cts, b)
+		if len(b) != p.ctx.ctSize {
+			return 0, fmt.Errorf("he: ciphertext encoded to %d bytes, want %d", len(b), p.ctx.ctSize)
+		}
+		out = putCBORHead(out, 2, uint64(len(b)))
+		out = append(out, b...)
 	}
-	return marshal(msg)
+	if len(out) != need || &out[0] != &dst[0] {
+		return 0, fmt.Errorf("he: internal error: message of %d bytes, computed %d", len(out), need)
+	}
+	return need, nil
+}
+
+// MaxCiphertextMsgLen is the longest valid CiphertextMsg of the current
+// round (0 when no round is open): an he_add of a longer message is refused
+// before it is decoded.
+func (a *Aggregator) MaxCiphertextMsgLen() int {
+	if a.contrib == nil || a.n == 0 {
+		return 0
+	}
+	return a.ctx.ciphertextMsgLen(uint32(a.ctx.setup.Parties), a.n)
 }
 
 // DecryptShare returns this device's decryption share for the aggregate in
