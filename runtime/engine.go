@@ -29,6 +29,7 @@ import (
 
 	"github.com/fennec-edge/fennec/gpu"
 	"github.com/fennec-edge/fennec/hostfuncs"
+	"github.com/fennec-edge/fennec/runtime/internal/instrument"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
@@ -134,6 +135,9 @@ type Engine struct {
 	cacheDir string
 	groups   []hostfuncs.Group
 	allow    []string
+
+	validateOnce sync.Once
+	validator    wazero.Runtime // an interpreter: validates binaries before instrumenting them
 
 	mu       sync.Mutex
 	runtimes map[rtKey]wazero.Runtime
@@ -325,7 +329,11 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, man Manifest) (*Modul
 		return nil, err
 	}
 	if shared == nil {
-		cm, err := r.CompileModule(ctx, wasm)
+		code, err := e.prepare(ctx, wasm, key.rt.strict)
+		if err != nil {
+			return nil, fmt.Errorf("module %s: %w: %v", man.Name, ErrInvalidModule, err)
+		}
+		cm, err := r.CompileModule(ctx, code)
 		if err != nil {
 			return nil, fmt.Errorf("module %s: %w: %v", man.Name, ErrInvalidModule, err)
 		}
@@ -355,6 +363,30 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, man Manifest) (*Modul
 	e.modules[m] = struct{}{}
 	e.mu.Unlock()
 	return m, nil
+}
+
+// prepare checks a binary's structure and, for strict preemption, adds the
+// call budget that makes wazero's termination checks reach guests that
+// recurse without looping (runtime/internal/instrument). The original is
+// validated first: the budget is a global one past the module's own, which
+// code invalid before the rewrite could name after it.
+func (e *Engine) prepare(ctx context.Context, wasm []byte, strict bool) ([]byte, error) {
+	if err := instrument.Check(wasm); err != nil {
+		return nil, err
+	}
+	if !strict {
+		return wasm, nil
+	}
+	e.validateOnce.Do(func() {
+		e.validator = wazero.NewRuntimeWithConfig(context.Background(),
+			wazero.NewRuntimeConfigInterpreter().WithCoreFeatures(api.CoreFeaturesV2))
+	})
+	cm, err := e.validator.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, err
+	}
+	cm.Close(ctx)
+	return instrument.Budget(wasm, 0)
 }
 
 // release drops a reference to a shared compiled module, closing it with
@@ -515,6 +547,10 @@ func (e *Engine) Close(ctx context.Context) error {
 	defer e.mu.Unlock()
 	for _, r := range e.runtimes {
 		r.Close(ctx)
+	}
+	e.validateOnce.Do(func() {})
+	if e.validator != nil {
+		e.validator.Close(ctx)
 	}
 	return e.cache.Close(ctx)
 }
