@@ -18,7 +18,7 @@ import (
 // termination checks at loop headers only.
 func treeGuest(depth int32) []byte {
 	i32 := []byte{wasmtest.I32}
-	half := wasmtest.Cat(wasmtest.LocalGet(0), wasmtest.I32Const(1), []byte{0x6b}, wasmtest.Call(0)) // f(d-1)
+	half := wasmtest.Cat(wasmtest.LocalGet(0), wasmtest.I32Const(1), []byte{0x6b}, wasmtest.Call(0))    // f(d-1)
 	f := wasmtest.Cat(wasmtest.LocalGet(0), []byte{0x45, 0x04, 0x40, 0x0f, wasmtest.OpEnd}, half, half) // if d == 0 return
 	return wasmtest.Module{MemoryPages: 1, Funcs: []wasmtest.Func{
 		{Sig: wasmtest.Sig{Params: i32}, Body: f},
