@@ -241,7 +241,7 @@ func (e *Engine) runtime(ctx context.Context, k rtKey) (wazero.Runtime, error) {
 		WithCloseOnContextDone(k.strict).
 		WithCoreFeatures(api.CoreFeaturesV2)
 	r := wazero.NewRuntimeWithConfig(ctx, rc)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r); err != nil {
+	if err := instantiateWASI(ctx, r); err != nil {
 		r.Close(ctx)
 		return nil, fmt.Errorf("runtime: WASI: %w", err)
 	}
