@@ -15,6 +15,7 @@ import (
 	"github.com/fennec-edge/fennec/hostfuncs"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 )
 
@@ -188,6 +189,9 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	base := context.WithValue(host.Attach(context.Background()), gateKey{}, gate)
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(context.WithValue(host.Attach(ctx), gateKey{}, gate)), m.lim.timeout)
 	defer cancel()
+	// Each instance's memory reserves its cap once and commits what the
+	// guest grows into (memory_linux.go).
+	ictx = experimental.WithMemoryAllocator(ictx, newMemoryAllocator(gate))
 	gate.enter(ictx)
 	start := time.Now()
 	mod, err := m.rt.InstantiateModule(ictx, m.compiled, cfg)
@@ -381,6 +385,7 @@ func (m *Module) runCooperative(ctx context.Context, in *instance, fn api.Functi
 	go func() {
 		res, err := fn.Call(cctx, uint64(uint32(n)))
 		if abandoned.Load() {
+			in.gate.leave()
 			in.host.End()
 			in.close(context.Background())
 			return

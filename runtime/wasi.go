@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,15 +38,49 @@ const (
 // call's context, so they reach it here: each instance's sleep and random
 // source are closures over its gate. When the call's context is done, they
 // stop the guest with the same exit wazero uses at a deadline.
+//
+// The gate also knows whether the instance is running guest code: freeing
+// its linear memory waits for the end of the call (see afterCall).
 type callGate struct {
 	ctx atomic.Pointer[context.Context]
+
+	mu      sync.Mutex
+	inCall  bool
+	pending []func()
 }
 
 // enter makes ctx the context of the instance's current call.
-func (g *callGate) enter(ctx context.Context) { g.ctx.Store(&ctx) }
+func (g *callGate) enter(ctx context.Context) {
+	g.mu.Lock()
+	g.inCall = true
+	g.mu.Unlock()
+	g.ctx.Store(&ctx)
+}
 
-// leave ends the current call.
-func (g *callGate) leave() { g.ctx.Store(nil) }
+// leave ends the current call and runs what waited for its end.
+func (g *callGate) leave() {
+	g.ctx.Store(nil)
+	g.mu.Lock()
+	g.inCall = false
+	p := g.pending
+	g.pending = nil
+	g.mu.Unlock()
+	for _, f := range p {
+		f()
+	}
+}
+
+// afterCall runs f now, or at the end of the current call if there is one.
+func (g *callGate) afterCall(f func()) {
+	g.mu.Lock()
+	if g.inCall {
+		g.pending = append(g.pending, f)
+		g.mu.Unlock()
+		return
+	}
+	g.mu.Unlock()
+	f()
+}
 
 func (g *callGate) current() context.Context {
 	if p := g.ctx.Load(); p != nil {
