@@ -29,6 +29,7 @@ import (
 
 	"github.com/fennec-edge/fennec/gpu"
 	"github.com/fennec-edge/fennec/hostfuncs"
+	"github.com/fennec-edge/fennec/runtime/internal/instrument"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
@@ -67,7 +68,9 @@ type Config struct {
 }
 
 // HostLimits are the engine's caps and defaults. Zero fields take the
-// defaults listed in DefaultHostLimits.
+// values of DefaultHostLimits (a default left zero never exceeds its cap).
+// A manifest that asks for more than a cap fails to compile. Operators set
+// them with a host configuration file (ReadHostConfig).
 type HostLimits struct {
 	MaxMemoryPages   uint32
 	MaxCallTimeout   time.Duration
@@ -83,15 +86,19 @@ type HostLimits struct {
 	DefaultInstances     int
 }
 
-// DefaultHostLimits returns the limits used for zero fields.
+// DefaultHostLimits returns the limits used for zero fields. The caps suit
+// a small edge device (2 cores, 1-2 GB of memory): what one module can hold
+// at once, its instances times their memory and tensors, stays within
+// about 2 GiB, and no call holds a core for more than a minute; see
+// docs/RATIONALE.md.
 func DefaultHostLimits() HostLimits {
 	procs := goruntime.GOMAXPROCS(0)
 	return HostLimits{
-		MaxMemoryPages:   16384, // 1 GiB
-		MaxCallTimeout:   5 * time.Minute,
-		MaxTensorBytes:   4 << 30,
-		MaxTensorHandles: 65535,
-		MaxInstances:     max(64, 4*procs),
+		MaxMemoryPages:   4096, // 256 MiB
+		MaxCallTimeout:   time.Minute,
+		MaxTensorBytes:   256 << 20,
+		MaxTensorHandles: 8192,
+		MaxInstances:     max(4, 2*procs),
 		MaxOutputBytes:   hostfuncs.DefaultMaxOutputBytes,
 
 		DefaultMemoryPages:   1024, // 64 MiB
@@ -116,11 +123,12 @@ func (l HostLimits) withDefaults() HostLimits {
 	l.MaxTensorHandles = int(pick(int64(l.MaxTensorHandles), int64(d.MaxTensorHandles)))
 	l.MaxInstances = int(pick(int64(l.MaxInstances), int64(d.MaxInstances)))
 	l.MaxOutputBytes = int(pick(int64(l.MaxOutputBytes), int64(d.MaxOutputBytes)))
-	l.DefaultMemoryPages = uint32(pick(int64(l.DefaultMemoryPages), int64(d.DefaultMemoryPages)))
-	l.DefaultCallTimeout = time.Duration(pick(int64(l.DefaultCallTimeout), int64(d.DefaultCallTimeout)))
-	l.DefaultTensorBytes = pick(l.DefaultTensorBytes, d.DefaultTensorBytes)
-	l.DefaultTensorHandles = int(pick(int64(l.DefaultTensorHandles), int64(d.DefaultTensorHandles)))
-	l.DefaultInstances = int(pick(int64(l.DefaultInstances), int64(d.DefaultInstances)))
+	// A default left unset never exceeds the cap the operator lowered.
+	l.DefaultMemoryPages = uint32(pick(int64(l.DefaultMemoryPages), min(int64(d.DefaultMemoryPages), int64(l.MaxMemoryPages))))
+	l.DefaultCallTimeout = time.Duration(pick(int64(l.DefaultCallTimeout), min(int64(d.DefaultCallTimeout), int64(l.MaxCallTimeout))))
+	l.DefaultTensorBytes = pick(l.DefaultTensorBytes, min(d.DefaultTensorBytes, l.MaxTensorBytes))
+	l.DefaultTensorHandles = int(pick(int64(l.DefaultTensorHandles), min(int64(d.DefaultTensorHandles), int64(l.MaxTensorHandles))))
+	l.DefaultInstances = int(pick(int64(l.DefaultInstances), min(int64(d.DefaultInstances), int64(l.MaxInstances))))
 	return l
 }
 
@@ -134,6 +142,9 @@ type Engine struct {
 	cacheDir string
 	groups   []hostfuncs.Group
 	allow    []string
+
+	validateOnce sync.Once
+	validator    wazero.Runtime // an interpreter: validates binaries before instrumenting them
 
 	mu       sync.Mutex
 	runtimes map[rtKey]wazero.Runtime
@@ -166,6 +177,9 @@ type rtKey struct {
 
 // New returns an Engine.
 func New(ctx context.Context, cfg Config) (*Engine, error) {
+	if field, msg := cfg.Limits.check(); field != "" {
+		return nil, fmt.Errorf("runtime: Config.Limits: %s: %s", field, msg)
+	}
 	e := &Engine{
 		cfg:      cfg,
 		limits:   cfg.Limits.withDefaults(),
@@ -237,7 +251,7 @@ func (e *Engine) runtime(ctx context.Context, k rtKey) (wazero.Runtime, error) {
 		WithCloseOnContextDone(k.strict).
 		WithCoreFeatures(api.CoreFeaturesV2)
 	r := wazero.NewRuntimeWithConfig(ctx, rc)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r); err != nil {
+	if err := instantiateWASI(ctx, r); err != nil {
 		r.Close(ctx)
 		return nil, fmt.Errorf("runtime: WASI: %w", err)
 	}
@@ -299,7 +313,10 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, man Manifest) (*Modul
 	if len(wasm) < 8 || !bytes.Equal(wasm[:4], wasmMagic) {
 		return nil, fmt.Errorf("module %s: %w: not a WebAssembly binary (%d bytes, no \\0asm header)", man.Name, ErrInvalidModule, len(wasm))
 	}
-	lim := e.moduleLimits(man)
+	lim, err := e.moduleLimits(man)
+	if err != nil {
+		return nil, fmt.Errorf("module %s: %w", man.Name, err)
+	}
 	if lim.preemption == PreemptHostCalls && !e.cfg.AllowHostCallPreemption {
 		return nil, fmt.Errorf("module %s: %w: limits.preemption = %q is not allowed by this host", man.Name, ErrCapability, PreemptHostCalls)
 	}
@@ -325,7 +342,11 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, man Manifest) (*Modul
 		return nil, err
 	}
 	if shared == nil {
-		cm, err := r.CompileModule(ctx, wasm)
+		code, err := e.prepare(ctx, wasm, key.rt.strict)
+		if err != nil {
+			return nil, fmt.Errorf("module %s: %w: %v", man.Name, ErrInvalidModule, err)
+		}
+		cm, err := r.CompileModule(ctx, code)
 		if err != nil {
 			return nil, fmt.Errorf("module %s: %w: %v", man.Name, ErrInvalidModule, err)
 		}
@@ -357,6 +378,30 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, man Manifest) (*Modul
 	return m, nil
 }
 
+// prepare checks a binary's structure and, for strict preemption, adds the
+// call budget that makes wazero's termination checks reach guests that
+// recurse without looping (runtime/internal/instrument). The original is
+// validated first: the budget is a global one past the module's own, which
+// code invalid before the rewrite could name after it.
+func (e *Engine) prepare(ctx context.Context, wasm []byte, strict bool) ([]byte, error) {
+	if err := instrument.Check(wasm); err != nil {
+		return nil, err
+	}
+	if !strict {
+		return wasm, nil
+	}
+	e.validateOnce.Do(func() {
+		e.validator = wazero.NewRuntimeWithConfig(context.Background(),
+			wazero.NewRuntimeConfigInterpreter().WithCoreFeatures(api.CoreFeaturesV2))
+	})
+	cm, err := e.validator.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, err
+	}
+	cm.Close(ctx)
+	return instrument.Budget(wasm, 0)
+}
+
 // release drops a reference to a shared compiled module, closing it with
 // the last one.
 func (e *Engine) release(ctx context.Context, key compiledKey) {
@@ -386,8 +431,30 @@ type effectiveLimits struct {
 	preemption  string
 }
 
-func (e *Engine) moduleLimits(man Manifest) effectiveLimits {
+// moduleLimits applies the host's defaults to the manifest's limits and
+// refuses any above the host's ceilings.
+func (e *Engine) moduleLimits(man Manifest) (effectiveLimits, error) {
 	l, h := man.Limits, e.limits
+	for _, c := range []struct {
+		field, ceiling string
+		v, max         int64
+		show           func(int64) string
+	}{
+		{"limits.memory_pages", "max_memory_pages", int64(l.MemoryPages), int64(h.MaxMemoryPages), func(v int64) string { return fmt.Sprintf("%d (%d MiB)", v, v/16) }},
+		{"limits.call_timeout", "max_call_timeout", int64(l.CallTimeout.Duration), int64(h.MaxCallTimeout), func(v int64) string { return time.Duration(v).String() }},
+		{"limits.tensor_bytes", "max_tensor_bytes", l.TensorBytes, h.MaxTensorBytes, nil},
+		{"limits.tensor_handles", "max_tensor_handles", int64(l.TensorHandles), int64(h.MaxTensorHandles), nil},
+		{"limits.instances", "max_instances", int64(l.Instances), int64(h.MaxInstances), nil},
+	} {
+		if c.v > c.max {
+			show := c.show
+			if show == nil {
+				show = func(v int64) string { return fmt.Sprint(v) }
+			}
+			return effectiveLimits{}, fmt.Errorf("%w: %s = %s is above this host's ceiling of %s (%s in the host configuration)",
+				ErrLimit, c.field, show(c.v), show(c.max), c.ceiling)
+		}
+	}
 	pick := func(v, def, cap int64) int64 {
 		if v <= 0 {
 			v = def
@@ -405,7 +472,7 @@ func (e *Engine) moduleLimits(man Manifest) effectiveLimits {
 		handles:     int(pick(int64(l.TensorHandles), int64(h.DefaultTensorHandles), int64(h.MaxTensorHandles))),
 		instances:   int(pick(int64(l.Instances), int64(h.DefaultInstances), int64(h.MaxInstances))),
 		preemption:  p,
-	}
+	}, nil
 }
 
 // checkModule enforces the shape of a fennec module and its capabilities.
@@ -515,6 +582,10 @@ func (e *Engine) Close(ctx context.Context) error {
 	defer e.mu.Unlock()
 	for _, r := range e.runtimes {
 		r.Close(ctx)
+	}
+	e.validateOnce.Do(func() {})
+	if e.validator != nil {
+		e.validator.Close(ctx)
 	}
 	return e.cache.Close(ctx)
 }

@@ -24,6 +24,9 @@ var (
 	ErrGuest = errors.New("entrypoint failed")
 	// ErrNoEntrypoint: the manifest does not list the entrypoint called.
 	ErrNoEntrypoint = errors.New("no such entrypoint")
+	// ErrLimit: the manifest asks for more than the host's ceiling
+	// (Config.Limits, or the operator's host configuration).
+	ErrLimit = errors.New("limit above the host's ceiling")
 	// ErrClosed: the module or engine is closed.
 	ErrClosed = errors.New("closed")
 )

@@ -139,29 +139,9 @@ func KnownCapabilities(extra ...hostfuncs.Group) []string {
 // line and field.
 func ParseManifest(data []byte, source string) (Manifest, error) {
 	var m Manifest
-	md, err := toml.Decode(string(data), &m)
+	md, err := decodeTOML(data, source, &m)
 	if err != nil {
-		var pe toml.ParseError
-		var ppe *toml.ParseError
-		if errors.As(err, &ppe) {
-			pe = *ppe
-		}
-		if ppe != nil || errors.As(err, &pe) {
-			msg := pe.Message
-			if msg == "" {
-				msg = pe.Error()
-				if _, after, ok := strings.Cut(msg, "): "); ok {
-					msg = after
-				}
-			}
-			return Manifest{}, &ManifestError{Source: source, Line: pe.Position.Line, Field: pe.LastKey, Msg: msg}
-		}
-		// Type mismatches come as plain errors: toml: line N (last key "k"): msg
-		if sm := tomlErrRE.FindStringSubmatch(err.Error()); sm != nil {
-			line, _ := strconv.Atoi(sm[1])
-			return Manifest{}, &ManifestError{Source: source, Line: line, Field: sm[2], Msg: sm[3]}
-		}
-		return Manifest{}, &ManifestError{Source: source, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
+		return Manifest{}, err
 	}
 	src := string(data)
 	if und := md.Undecoded(); len(und) > 0 {
@@ -226,6 +206,36 @@ func ParseManifest(data []byte, source string) (Manifest, error) {
 		m.ABI = hostfuncs.ABIVersion
 	}
 	return m, nil
+}
+
+// decodeTOML decodes data into v, turning TOML errors into a
+// *ManifestError at the line and key they name.
+func decodeTOML(data []byte, source string, v any) (toml.MetaData, error) {
+	md, err := toml.Decode(string(data), v)
+	if err == nil {
+		return md, nil
+	}
+	var pe toml.ParseError
+	var ppe *toml.ParseError
+	if errors.As(err, &ppe) {
+		pe = *ppe
+	}
+	if ppe != nil || errors.As(err, &pe) {
+		msg := pe.Message
+		if msg == "" {
+			msg = pe.Error()
+			if _, after, ok := strings.Cut(msg, "): "); ok {
+				msg = after
+			}
+		}
+		return md, &ManifestError{Source: source, Line: pe.Position.Line, Field: pe.LastKey, Msg: msg}
+	}
+	// Type mismatches come as plain errors: toml: line N (last key "k"): msg
+	if sm := tomlErrRE.FindStringSubmatch(err.Error()); sm != nil {
+		line, _ := strconv.Atoi(sm[1])
+		return md, &ManifestError{Source: source, Line: line, Field: sm[2], Msg: sm[3]}
+	}
+	return md, &ManifestError{Source: source, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
 }
 
 // extensionCaps are capabilities of groups registered by packages above

@@ -3,7 +3,6 @@ package runtime
 import (
 	"bytes"
 	"context"
-	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 	"github.com/fennec-edge/fennec/hostfuncs"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 )
 
@@ -56,6 +56,7 @@ type Stats struct {
 }
 
 type instance struct {
+	gate    *callGate // the call it runs, for WASI sleeps and randomness
 	stderr  *lineLogger
 	mod     api.Module
 	host    *hostfuncs.Instance
@@ -164,9 +165,9 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 		WithStdout(newLineLogger(host, slog.LevelInfo, "stdout")).
 		WithStderr(stderr).
 		WithSysWalltime().
-		WithSysNanotime().
-		WithSysNanosleep().
-		WithRandSource(crand.Reader)
+		WithSysNanotime()
+	gate := &callGate{}
+	cfg = withGate(cfg, gate)
 	if m.granted(CapWASIEnv) {
 		keys := make([]string, 0, len(m.man.Env))
 		for k := range m.man.Env {
@@ -183,23 +184,28 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	// The instance outlives this call (it goes to the pool), so the
 	// caller's cancellation does not abort its initialisation; the
 	// initialisation is guest code too, so it is bounded like a call.
-	ictx := host.Attach(context.WithoutCancel(ctx))
-	if m.lim.preemption != PreemptHostCalls {
-		var cancel context.CancelFunc
-		ictx, cancel = context.WithTimeout(ictx, m.lim.timeout)
-		defer cancel()
-		host.SetDeadline(time.Now().Add(m.lim.timeout)) // host calls of _initialize stop too
-		defer host.ClearDeadline()
-	}
+	// (In a host-calls module the deadline reaches the guest at its host
+	// calls, WASI sleeps and randomness: its runtime does not close modules
+	// on it.)
+	base := context.WithValue(host.Attach(context.Background()), gateKey{}, gate)
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(context.WithValue(host.Attach(ctx), gateKey{}, gate)), m.lim.timeout)
+	defer cancel()
+	host.SetDeadline(time.Now().Add(m.lim.timeout)) // host calls of _initialize stop too
+	defer host.ClearDeadline()
+	// Each instance's memory reserves its cap once and commits what the
+	// guest grows into (memory_linux.go).
+	ictx = experimental.WithMemoryAllocator(ictx, newMemoryAllocator(gate))
+	gate.enter(ictx)
 	start := time.Now()
 	mod, err := m.rt.InstantiateModule(ictx, m.compiled, cfg)
+	gate.leave()
 	if err != nil {
 		host.Close()
 		return nil, fmt.Errorf("module %s: instantiate: %w: %s", m.man.Name, ErrTrap, describe(err))
 	}
 	m.stats.instantiations.Add(1)
 	m.log.Debug("instantiated", "took", time.Since(start))
-	in := &instance{stderr: stderr, mod: mod, host: host, ctx: host.Attach(context.Background()), entries: map[string]api.Function{}}
+	in := &instance{gate: gate, stderr: stderr, mod: mod, host: host, ctx: base, entries: map[string]api.Function{}}
 	for _, name := range m.man.Entrypoints {
 		in.entries[name] = mod.ExportedFunction(name)
 	}
@@ -348,7 +354,9 @@ func (m *Module) run(ctx context.Context, in *instance, entry string, input []by
 	} else {
 		cctx, cancel := context.WithTimeout(in.ctx, m.lim.timeout)
 		stop := context.AfterFunc(ctx, func() { cancel(); in.host.Expire() }) // the caller's cancellation stops the guest too
+		in.gate.enter(cctx)
 		res, err = fn.Call(cctx, uint64(uint32(len(input))))
+		in.gate.leave()
 		stop()
 		cancel()
 	}
@@ -378,9 +386,15 @@ func (m *Module) runCooperative(ctx context.Context, in *instance, fn api.Functi
 	}
 	done := make(chan result, 1)
 	var abandoned atomic.Bool
+	// The call's context is done at the deadline: it stops WASI sleeps and
+	// randomness (the runtime does not close the module on it).
+	cctx, expire := context.WithCancelCause(in.ctx)
+	defer expire(context.Canceled)
+	in.gate.enter(cctx)
 	go func() {
-		res, err := fn.Call(in.ctx, uint64(uint32(n)))
+		res, err := fn.Call(cctx, uint64(uint32(n)))
 		if abandoned.Load() {
+			in.gate.leave()
 			in.host.End()
 			in.close(context.Background())
 			return
@@ -391,25 +405,30 @@ func (m *Module) runCooperative(ctx context.Context, in *instance, fn api.Functi
 	defer timer.Stop()
 	select {
 	case r := <-done:
+		in.gate.leave()
 		return r.res, r.err
 	case <-timer.C:
+		expire(context.DeadlineExceeded)
 	case <-ctx.Done():
+		expire(ctx.Err())
 	}
 	in.host.Expire()
 	grace := time.NewTimer(max(100*time.Millisecond, m.lim.timeout/10))
 	defer grace.Stop()
 	select {
 	case r := <-done:
+		in.gate.leave()
 		return r.res, r.err
 	case <-grace.C:
 		abandoned.Store(true)
 		// The goroutine may have finished between the timer and the store.
 		select {
 		case r := <-done:
+			in.gate.leave()
 			return r.res, r.err
 		default:
 		}
-		return nil, errAbandoned
+		return nil, errAbandoned // the gate stays shut for the runaway
 	}
 }
 

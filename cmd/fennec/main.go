@@ -43,6 +43,9 @@ func newRoot() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &exitError{exitUsage, fmt.Errorf("%w\nsee '%s --help'", err, c.CommandPath())}
 	})
+	hostConfig = ""
+	root.PersistentFlags().StringVar(&hostConfig, "host-config", "",
+		"host configuration file: a [limits] table of the ceilings and defaults of what module manifests may ask (see docs/ABI.md)")
 	for _, f := range subcommands {
 		root.AddCommand(f())
 	}

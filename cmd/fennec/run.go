@@ -55,10 +55,21 @@ func (f *engineFlags) logger(w io.Writer) (*slog.Logger, error) {
 	return nil, &exitError{exitUsage, fmt.Errorf("--log-format %q: want text or json", f.logFormat)}
 }
 
+// hostConfig is the --host-config file (a flag of the root command): the
+// operator's ceilings and defaults for what manifests ask (runtime.ReadHostConfig).
+var hostConfig string
+
 // newEngine returns an engine with cfg on the tensor backend this binary
 // selects (CUDA when built with it and a device is present, else the CPU),
-// logging the choice.
+// logging the choice, and with the limits of --host-config.
 func newEngine(ctx context.Context, log *slog.Logger, cfg runtime.Config) (*runtime.Engine, error) {
+	if hostConfig != "" {
+		lim, err := runtime.ReadHostConfig(hostConfig)
+		if err != nil {
+			return nil, &exitError{exitBadInput, fmt.Errorf("--host-config: %w", err)}
+		}
+		cfg.Limits = lim
+	}
 	backend, reason := selectBackend(log)
 	log.Debug("tensor backend", "backend", backend.Name(), "reason", reason)
 	cfg.Backend = backend

@@ -1,0 +1,101 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	goruntime "runtime"
+	"testing"
+	"time"
+
+	"github.com/fennec-edge/fennec/internal/wasmtest"
+	"github.com/fennec-edge/fennec/runtime"
+)
+
+// treeGuest is a module with no loop at all whose entrypoint "tree" makes a
+// call tree of 2^depth calls: f(d) calls f(d-1) twice. wazero compiles
+// termination checks at loop headers only.
+func treeGuest(depth int32) []byte {
+	i32 := []byte{wasmtest.I32}
+	half := wasmtest.Cat(wasmtest.LocalGet(0), wasmtest.I32Const(1), []byte{0x6b}, wasmtest.Call(0))    // f(d-1)
+	f := wasmtest.Cat(wasmtest.LocalGet(0), []byte{0x45, 0x04, 0x40, 0x0f, wasmtest.OpEnd}, half, half) // if d == 0 return
+	return wasmtest.Module{MemoryPages: 1, Funcs: []wasmtest.Func{
+		{Sig: wasmtest.Sig{Params: i32}, Body: f},
+		{Sig: wasmtest.Sig{Params: i32, Results: i32}, Body: wasmtest.Cat(wasmtest.I32Const(depth), wasmtest.Call(0), wasmtest.I32Const(0)), Export: "tree"},
+	}}.Encode()
+}
+
+const treeManifest = `
+name = "tree"
+version = "1.0.0"
+entrypoints = ["tree"]
+[limits]
+call_timeout = "300ms"
+`
+
+// TestLooplessRecursionIsStopped runs a 2^48-call tree without loops in a
+// child process (a frozen process cannot fail its own test): the call must
+// stop at its deadline, and a garbage collection forced while it runs must
+// finish, with the test's timers ticking throughout.
+func TestLooplessRecursionIsStopped(t *testing.T) {
+	if os.Getenv("FENNEC_TREE_CHILD") == "1" {
+		looplessRecursionChild(t)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestLooplessRecursionIsStopped$", "-test.v")
+	cmd.Env = append(os.Environ(), "FENNEC_TREE_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("the process froze (killed after 20s):\n%s", out)
+	}
+	if err != nil {
+		t.Fatalf("child failed: %v\n%s", err, out)
+	}
+}
+
+func looplessRecursionChild(t *testing.T) {
+	eng, _ := newEngine(t, runtime.Config{})
+	mod, err := eng.Compile(context.Background(), treeGuest(48), manifest(t, treeManifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := mod.Call(ctx, "tree", nil)
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let the guest get going
+	gcDone := make(chan struct{})
+	go func() { goruntime.GC(); close(gcDone) }()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	ticks := 0
+	for {
+		select {
+		case err := <-done:
+			took := time.Since(start)
+			if !errors.Is(err, runtime.ErrDeadline) {
+				t.Fatalf("tree: %v after %v", err, took)
+			}
+			if took > 600*time.Millisecond {
+				t.Fatalf("tree stopped after %v, more than twice its 300ms deadline", took)
+			}
+			select {
+			case <-gcDone:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the forced collection did not finish")
+			}
+			if ticks < 3 {
+				t.Fatalf("only %d timer ticks while the guest ran for %v", ticks, took)
+			}
+			return
+		case <-tick.C:
+			ticks++
+		}
+	}
+}
