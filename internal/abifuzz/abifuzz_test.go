@@ -292,18 +292,24 @@ func ignored() []string {
 // calls that drop their result are the hostile ones.
 func TestSeedsReachTheHost(t *testing.T) {
 	h := sharedHarness(t)
-	want := map[string]Outcome{"deadline": Deadline}
+	want := map[string][]Outcome{
+		"deadline": {Deadline},
+		// 66 matmuls take about 60 ms, but several times that on a
+		// loaded machine or under -race: either outcome shows the calls
+		// ran (a failed one would be a contract violation here).
+		"matmuls": {OK, Deadline},
+	}
 	for name, s := range seeds() {
 		res, err := h.RunProgram(generate(s, true))
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		w := want[name]
-		if w == "" {
-			w = OK
+		if w == nil {
+			w = []Outcome{OK}
 		}
-		if res.Outcome != w {
-			t.Errorf("%s: outcome %s, want %s", name, res.Outcome, w)
+		if !slices.Contains(w, res.Outcome) {
+			t.Errorf("%s: outcome %s, want %v", name, res.Outcome, w)
 		}
 	}
 }

@@ -16,6 +16,19 @@
 // FuzzABI (abifuzz_test.go) is the native Go fuzz target; scripts/abifuzz.sh
 // runs it for a given time. The generator is deterministic: the same bytes
 // always give the same module, so a failing input reproduces.
+//
+// Design choices. The fuzzer drives the host from a real guest rather than
+// calling the Go host functions directly, so that what is tested is what a
+// module reaches: the runtime's capability checks, wazero's host-call path,
+// instance pooling, deadlines and traps. Programs are fixed-size 8-byte
+// operations whose every choice is an index modulo a table of well-formed
+// and hostile values, so every input is a valid module and a one-byte
+// mutation changes one argument. Contracts the host must keep (result codes,
+// no aliased out, ranges inside memory) are checked by the generated guest
+// itself, which sees the results, and reported as a status the harness
+// decodes. The memory check allows the quotas plus a fixed margin for the Go
+// collector's headroom rather than a tight bound, which would flag garbage
+// the collector has not yet reclaimed.
 package abifuzz
 
 import (
