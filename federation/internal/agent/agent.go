@@ -429,14 +429,10 @@ func (a *Agent) submit(ctx context.Context, round uint64, payload []byte) error 
 	if mp := int(a.nc.MaxPayload()); mp > 0 {
 		size = min(size, mp-4096)
 	}
-	parts := wire.Split(payload, size)
-	dg := wire.Digest(payload)
-	for i, p := range parts {
-		c := wire.Chunk{Device: a.cfg.ID, Round: round, Seq: uint64(i), Total: uint64(len(parts)),
-			Size: uint64(len(payload)), Digest: dg, Data: p}
-		if i == len(parts)-1 {
-			c.MAC = wire.UpdateMAC(a.cfg.Key, a.cfg.ID, round, dg)
-		}
+	// Every chunk is signed and names this upload (wire.Frame), so that
+	// no one without the device's key can cancel or alter it.
+	parts := wire.Frame(a.cfg.Key, a.cfg.ID, round, payload, size)
+	for i, c := range parts {
 		b := wire.Encode(c)
 		msg, err := a.nc.RequestWithContext(ctx, a.subj.UpdatePrefix+a.cfg.ID, b)
 		if err != nil {

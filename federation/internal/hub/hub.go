@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -108,6 +109,16 @@ type Config struct {
 	Evaluator Evaluator
 	// OnRound is called after every round (completed or failed).
 	OnRound func(Report)
+	// WeightRatio bounds the example counts that weight updates: no update
+	// counts for more than WeightRatio times the round's median claimed
+	// count (strategy.BoundExamples; 4). A device's num_examples is its
+	// own, unverifiable claim.
+	WeightRatio float64
+	// MaxPendingBytes bounds the bytes of all uploads in progress in a
+	// round together (1 GiB); a chunk beyond it is refused as "busy". Each
+	// device has at most one upload in progress, of at most the global
+	// model's encoding plus wire.UpdateOverhead (wire.MaxUpdateSize).
+	MaxPendingBytes int64
 	// Keep is the number of model checkpoints kept in the object store (5).
 	Keep int
 	// Seed seeds device sampling (0: random).
@@ -173,6 +184,30 @@ func (c *Config) fill() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.WeightRatio == 0 {
+		c.WeightRatio = strategy.DefaultWeightRatio
+	}
+	if !(c.WeightRatio >= 1) {
+		return fmt.Errorf("hub config: WeightRatio %v must be >= 1", c.WeightRatio)
+	}
+	if c.MaxPendingBytes == 0 {
+		c.MaxPendingBytes = 1 << 30
+	}
+	if c.MaxPendingBytes < 0 {
+		return errors.New("hub config: MaxPendingBytes must be >= 0")
+	}
+	// A robust strategy is robust only with enough updates per round: say
+	// so now rather than aggregate a round in which one device decides.
+	if n, why := strategy.MinUpdates(c.Strategy); n > 1 {
+		if c.Mode != "" && !plainMode(c.Mode) {
+			return fmt.Errorf("hub config: strategy %s needs %d individual updates per round (%s), but mode %s hands it one aggregate: use fedavg, fedprox, fedadam, fedyogi or fedadagrad",
+				c.Strategy.Name(), n, why, c.Mode)
+		}
+		if c.MinDevices < n {
+			return fmt.Errorf("hub config: strategy %s is robust only with at least %d updates per round (%s), and MinDevices is %d: set MinDevices (--min-devices) to %d or more, or choose another strategy",
+				c.Strategy.Name(), n, why, c.MinDevices, n)
+		}
+	}
 	if c.Settings.Epochs == 0 {
 		c.Settings.Epochs = 1
 	}
@@ -191,15 +226,22 @@ func (c *Config) fill() error {
 
 // Report describes one round.
 type Report struct {
-	Round    uint64        `json:"round" cbor:"round"`
-	Version  uint64        `json:"version" cbor:"version"` // global version after the round
-	Status   string        `json:"status" cbor:"status"`   // "completed" | "failed"
-	Error    string        `json:"error,omitempty" cbor:"error,omitempty"`
-	Sampled  int           `json:"sampled" cbor:"sampled"`
-	Received int           `json:"received" cbor:"received"`
-	Dropped  []string      `json:"dropped,omitempty" cbor:"dropped,omitempty"` // stragglers
-	Refused  int           `json:"refused" cbor:"refused"`                     // late / invalid update messages
-	Duration time.Duration `json:"duration_ns" cbor:"duration"`
+	Round    uint64   `json:"round" cbor:"round"`
+	Version  uint64   `json:"version" cbor:"version"` // global version after the round
+	Status   string   `json:"status" cbor:"status"`   // "completed" | "failed"
+	Error    string   `json:"error,omitempty" cbor:"error,omitempty"`
+	Sampled  int      `json:"sampled" cbor:"sampled"`
+	Received int      `json:"received" cbor:"received"`
+	Dropped  []string `json:"dropped,omitempty" cbor:"dropped,omitempty"` // stragglers
+	Refused  int      `json:"refused" cbor:"refused"`                     // late / invalid update messages
+	// Rejected: sampled devices whose authenticated update was refused
+	// (not finite, wrong layout, malformed), with the reason; they do not
+	// count towards the round.
+	Rejected map[string]string `json:"rejected,omitempty" cbor:"rejected,omitempty"`
+	// Clamped: devices whose claimed num_examples was lowered to the
+	// round's bound (Config.WeightRatio), with their claims.
+	Clamped  map[string]uint64 `json:"clamped,omitempty" cbor:"clamped,omitempty"`
+	Duration time.Duration     `json:"duration_ns" cbor:"duration"`
 	// Example-weighted means of the devices' reported metrics (plain
 	// rounds only: in a privacy mode devices send none).
 	DeviceMetrics map[string]float64 `json:"device_metrics,omitempty" cbor:"device_metrics,omitempty"`
@@ -265,9 +307,13 @@ type round struct {
 	sampled     map[string]bool
 	asm         map[string]*wire.Assembler
 	updates     map[string]strategy.ModelUpdate
+	rejected    map[string]string // sampled device -> why its update was refused
 	refused     int
 	bytesIn     uint64
+	pending     int64  // bytes of the uploads in progress
+	maxUpload   uint64 // largest update payload (wire.MaxUpdateSize)
 	closed      bool
+	isFull      bool
 	full        chan struct{}
 	info        hook.RoundInfo
 }
@@ -773,6 +819,13 @@ func (h *Hub) onModel(m *nats.Msg) {
 	}
 }
 
+// onUpdate takes one update chunk. Every chunk is authenticated (its
+// ChunkMAC under the device's key) before it touches any state, so that
+// no one but the device can start, continue or cancel its upload; cheap
+// checks (round open, device sampled, declared size within the bound)
+// come first, so that a flood of chunks costs a MAC only for the devices
+// sampled. Memory follows the bytes received: one upload in progress per
+// device, of at most r.maxUpload bytes, and MaxPendingBytes over all.
 func (h *Hub) onUpdate(m *nats.Msg) {
 	c, err := wire.DecodeChunk(m.Data)
 	if err != nil {
@@ -785,35 +838,64 @@ func (h *Hub) onUpdate(m *nats.Msg) {
 		respond(m, wire.Ack{Code: "auth", Error: err.Error()})
 		return
 	}
-	h.mu.Lock()
-	r := h.cur
-	if r == nil || r.closed || c.Round != r.id {
-		if r != nil {
-			r.refused++
-		}
-		h.mu.Unlock()
-		respond(m, wire.Ack{Code: "late", Error: fmt.Sprintf("round %d is not open", c.Round)})
+	r, ack := h.openFor(c)
+	if r == nil {
+		respond(m, ack)
 		return
 	}
-	if !r.sampled[c.Device] {
+	if c.Size > r.maxUpload {
+		h.refuse()
+		respond(m, wire.Ack{Code: "bad", Error: fmt.Sprintf("update of %d bytes declared; an update for this %d-byte global model is at most %d bytes",
+			c.Size, len(h.enc), r.maxUpload)})
+		return
+	}
+	key, ok := h.key(c.Device)
+	if !ok || wire.VerifyChunk(key, &c) != nil {
+		h.refuse()
+		respond(m, wire.Ack{Code: "auth", Error: fmt.Sprintf("chunk %d of device %q: mac does not verify", c.Seq, c.Device)})
+		return
+	}
+
+	h.mu.Lock()
+	if r, ack = h.openForLocked(c); r == nil {
+		h.mu.Unlock()
+		respond(m, ack)
+		return
+	}
+	r.bytesIn += uint64(len(m.Data))
+	a := r.asm[c.Device]
+	switch {
+	case a != nil && bytes.Equal(a.Upload(), c.Upload) && c.Seq < a.Next():
+		// A replay of a chunk already taken (or a device's own retry):
+		// it changes nothing.
+		h.mu.Unlock()
+		respond(m, wire.Ack{Code: "dup", Error: fmt.Sprintf("chunk %d already received", c.Seq)})
+		return
+	case a != nil && !bytes.Equal(a.Upload(), c.Upload) && c.Seq != 0:
 		r.refused++
 		h.mu.Unlock()
-		respond(m, wire.Ack{Code: "denied", Error: "device not sampled in this round"})
+		respond(m, wire.Ack{Code: "bad", Error: fmt.Sprintf("chunk %d belongs to no upload in progress", c.Seq)})
 		return
-	}
-	if _, dup := r.updates[c.Device]; dup {
-		h.mu.Unlock()
-		respond(m, wire.Ack{Code: "dup", Error: "update already received"})
-		return
-	}
-	a := r.asm[c.Device]
-	if a == nil || c.Seq == 0 {
+	case a == nil || !bytes.Equal(a.Upload(), c.Upload):
+		// A new upload by the device itself (the chunk verified under its
+		// key) replaces its unfinished one: one upload per device.
+		if a != nil {
+			r.pending -= int64(a.Len())
+		}
 		a = &wire.Assembler{}
 		r.asm[c.Device] = a
 	}
-	r.bytesIn += uint64(len(m.Data))
+	if r.pending+int64(len(c.Data)) > h.cfg.MaxPendingBytes {
+		h.mu.Unlock()
+		h.log.Warn("update chunk refused: uploads in progress at their bound", "device", c.Device, "pending_bytes", r.pending, "max", h.cfg.MaxPendingBytes)
+		respond(m, wire.Ack{Code: "busy", Error: "the hub's uploads in progress are at their bound; retry later"})
+		return
+	}
+	before := a.Len()
 	done, err := a.Add(c)
+	r.pending += int64(a.Len() - before)
 	if err != nil {
+		r.pending -= int64(a.Len())
 		delete(r.asm, c.Device)
 		r.refused++
 		h.mu.Unlock()
@@ -825,27 +907,26 @@ func (h *Hub) onUpdate(m *nats.Msg) {
 		respond(m, wire.Ack{OK: true})
 		return
 	}
+	r.pending -= int64(a.Len())
 	delete(r.asm, c.Device)
 	global := h.global
 	h.mu.Unlock()
 
-	// Verify and decode outside the lock.
-	payload, mac := a.Payload()
-	key, ok := h.key(c.Device)
-	if !ok || !bytes.Equal(wire.UpdateMAC(key, c.Device, c.Round, c.Digest), mac) {
-		h.refuse()
-		respond(m, wire.Ack{Code: "auth", Error: "update mac does not verify"})
-		return
-	}
+	// Decode and check outside the lock. The update is the device's own
+	// (every chunk verified): a bad one excludes the device from the round.
+	payload, _ := a.Payload()
 	body, err := wire.DecodeBody(payload)
 	if err == nil {
 		err = global.SameLayout(&body.Model)
+	}
+	if err == nil && !h.opaqueUpdates() {
+		err = strategy.Finite(&body.Model)
 	}
 	if err == nil && body.NumExamples == 0 {
 		err = errors.New("num_examples is 0")
 	}
 	if err != nil {
-		h.refuse()
+		h.reject(r, c.Device, err.Error())
 		respond(m, wire.Ack{Code: "bad", Error: err.Error()})
 		return
 	}
@@ -857,11 +938,74 @@ func (h *Hub) onUpdate(m *nats.Msg) {
 		return
 	}
 	r.updates[c.Device] = strategy.ModelUpdate{Device: c.Device, Model: body.Model, NumExamples: body.NumExamples, Metrics: body.Metrics}
-	if len(r.updates) == len(r.sampled) {
-		close(r.full)
-	}
+	r.checkFull()
 	h.mu.Unlock()
 	respond(m, wire.Ack{OK: true})
+}
+
+// opaqueUpdates reports whether the round mode's updates carry something
+// other than f32 values in their model tensors (secagg's masked field
+// elements), so that finiteness means nothing at receipt; the mode checks
+// them, and the guard before commit checks the aggregate. A mode's hub
+// side says so with an OpaqueUpdates() bool method; without one, the
+// secagg modes are.
+func (h *Hub) opaqueUpdates() bool {
+	if o, ok := h.cfg.ModeHub.(interface{ OpaqueUpdates() bool }); ok {
+		return o.OpaqueUpdates()
+	}
+	return strings.HasPrefix(h.cfg.Mode, "secagg")
+}
+
+// openFor returns the open round chunk c may join, or nil and the reply.
+func (h *Hub) openFor(c wire.Chunk) (*round, wire.Ack) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.openForLocked(c)
+}
+
+func (h *Hub) openForLocked(c wire.Chunk) (*round, wire.Ack) {
+	r := h.cur
+	switch {
+	case r == nil || r.closed || c.Round != r.id:
+		if r != nil {
+			r.refused++
+		}
+		return nil, wire.Ack{Code: "late", Error: fmt.Sprintf("round %d is not open", c.Round)}
+	case !r.sampled[c.Device]:
+		r.refused++
+		return nil, wire.Ack{Code: "denied", Error: "device not sampled in this round"}
+	}
+	if _, dup := r.updates[c.Device]; dup {
+		return nil, wire.Ack{Code: "dup", Error: "update already received"}
+	}
+	if why, ok := r.rejected[c.Device]; ok {
+		r.refused++
+		return nil, wire.Ack{Code: "bad", Error: "this round already refused the device's update: " + why}
+	}
+	return r, wire.Ack{}
+}
+
+// reject refuses device's authenticated update in round r for reason: it
+// is counted and logged, and the device no longer holds the round open.
+func (h *Hub) reject(r *round, device, reason string) {
+	h.log.Warn("update refused", "round", r.id, "device", device, "reason", reason)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r.refused++
+	if h.cur != r || r.closed {
+		return
+	}
+	r.rejected[device] = reason
+	r.checkFull()
+}
+
+// checkFull closes r.full once every sampled device has delivered an
+// update or had it refused. The caller holds h.mu.
+func (r *round) checkFull() {
+	if !r.isFull && len(r.updates)+len(r.rejected) >= len(r.sampled) {
+		r.isFull = true
+		close(r.full)
+	}
 }
 
 func (h *Hub) refuse() {
@@ -972,7 +1116,8 @@ func (h *Hub) runRound(ctx context.Context) (Report, error) {
 		task.Inline = chunks[0]
 	}
 	r := &round{id: id, version: global.Version, sampled: map[string]bool{}, asm: map[string]*wire.Assembler{},
-		updates: map[string]strategy.ModelUpdate{}, full: make(chan struct{}), info: info}
+		updates: map[string]strategy.ModelUpdate{}, rejected: map[string]string{}, full: make(chan struct{}), info: info,
+		maxUpload: wire.MaxUpdateSize(len(h.enc), !plainMode(h.cfg.Mode))}
 	for _, d := range sample {
 		r.sampled[d] = true
 	}
@@ -1007,9 +1152,17 @@ func (h *Hub) runRound(ctx context.Context) (Report, error) {
 		}
 	}
 	rep.Received, rep.Refused, rep.BytesIn = len(ups), r.refused, r.bytesIn
+	if len(r.rejected) > 0 {
+		rep.Rejected = maps.Clone(r.rejected)
+	}
 	h.mu.Unlock()
 	if ctx.Err() != nil {
 		return rep, ctx.Err()
+	}
+	// One place bounds the weights of every weighted strategy (and the
+	// metrics' weights): a device's num_examples is its own claim.
+	if rep.Clamped = strategy.BoundExamples(ups, h.cfg.WeightRatio); rep.Clamped != nil {
+		h.log.Warn("num_examples above the round's bound lowered", "round", id, "claims", rep.Clamped, "ratio", h.cfg.WeightRatio)
 	}
 	if plainMode(h.cfg.Mode) {
 		// In a privacy mode the devices send no metrics (they are not
@@ -1021,6 +1174,12 @@ func (h *Hub) runRound(ctx context.Context) (Report, error) {
 	if len(ups) < need {
 		rep.Status = "failed"
 		rep.Error = fmt.Sprintf("quorum not reached: %d of %d sampled devices answered, %d needed", len(ups), k, need)
+		rep.Duration = time.Since(start)
+		return rep, nil
+	}
+	if n, why := strategy.MinUpdates(h.cfg.Strategy); len(ups) < n {
+		rep.Status = "failed"
+		rep.Error = fmt.Sprintf("strategy %s needs at least %d updates to be robust (%s); %d arrived", h.cfg.Strategy.Name(), n, why, len(ups))
 		rep.Duration = time.Since(start)
 		return rep, nil
 	}
@@ -1038,6 +1197,11 @@ func (h *Hub) runRound(ctx context.Context) (Report, error) {
 		if next, err = h.cfg.ModeHub.PostAggregate(ctx, info, next); err != nil {
 			return rep, fmt.Errorf("mode %s: %w", h.cfg.Mode, err)
 		}
+	}
+	// The one guard before commit, whatever the strategy (built-in, Wasm)
+	// or mode: a non-finite global model would never recover.
+	if err := strategy.Finite(&next); err != nil {
+		return rep, fmt.Errorf("aggregate: strategy %s produced a non-finite model (%v); the global model stays at version %d", h.cfg.Strategy.Name(), err, global.Version)
 	}
 	next.Version = global.Version + 1
 	if err := h.commit(ctx, next); err != nil {

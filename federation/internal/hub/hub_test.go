@@ -139,9 +139,7 @@ func TestDeviceDiesAndStraggler(t *testing.T) {
 	}
 	defer nc.Close()
 	payload := wire.Encode(wire.Body{Model: net8.Init(1), NumExamples: 1})
-	dg := wire.Digest(payload)
-	c := wire.Chunk{Device: "dev-2", Round: reps[0].Round, Total: 1, Size: uint64(len(payload)), Digest: dg,
-		MAC: wire.UpdateMAC(wire.DeviceKey(secret, "dev-2"), "dev-2", reps[0].Round, dg), Data: payload}
+	c := wire.Frame(wire.DeviceKey(secret, "dev-2"), "dev-2", reps[0].Round, payload, len(payload))[0]
 	msg, err := nc.Request(wire.For("default").UpdatePrefix+c.Device, wire.Encode(c), 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -169,8 +167,7 @@ func TestBadCredentials(t *testing.T) {
 	}
 	// A forged update for a device that is not sampled is refused too.
 	payload := wire.Encode(wire.Body{Model: net8.Init(1), NumExamples: 1})
-	c := wire.Chunk{Device: "dev-0", Round: 1, Total: 1, Size: uint64(len(payload)), Digest: wire.Digest(payload),
-		MAC: make([]byte, 32), Data: payload}
+	c := wire.Frame([]byte("not dev-0's key"), "dev-0", 1, payload, len(payload))[0]
 	msg, err := nc.Request(wire.For("default").UpdatePrefix+c.Device, wire.Encode(c), 2*time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -2,8 +2,11 @@ package strategy
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 
 	"github.com/fennec-edge/fennec/federation/internal/model"
 )
@@ -74,6 +77,89 @@ func (s *vecStrategy) Restore(b []byte) error {
 		return errors.New("strategy: state given to a stateless strategy")
 	}
 	return nil
+}
+
+// MinUpdates and Requirement forward to the aggregator when it is Robust.
+func (s *vecStrategy) MinUpdates() int {
+	if r, ok := s.a.(Robust); ok {
+		return r.MinUpdates()
+	}
+	return 1
+}
+
+func (s *vecStrategy) Requirement() string {
+	if r, ok := s.a.(Robust); ok {
+		return r.Requirement()
+	}
+	return ""
+}
+
+// MinUpdates returns the smallest number of updates a round must hand s
+// for s to be robust, and why (1 and "" for a strategy that is not Robust).
+func MinUpdates(s Strategy) (int, string) {
+	if r, ok := s.(Robust); ok {
+		if n := r.MinUpdates(); n > 1 {
+			return n, r.Requirement()
+		}
+	}
+	return 1, ""
+}
+
+// Finite checks that every f32 element of m is finite, naming the first
+// tensor and element that is not.
+func Finite(m *model.Model) error {
+	for i := range m.Tensors {
+		t := &m.Tensors[i]
+		if t.Dtype != model.F32 {
+			continue
+		}
+		for j := 0; j+4 <= len(t.Data); j += 4 {
+			// An f32 is NaN or Inf when its exponent bits are all ones.
+			if b := binary.LittleEndian.Uint32(t.Data[j:]); b&0x7f800000 == 0x7f800000 {
+				return fmt.Errorf("tensor %q element %d is %v", t.Name, j/4, math.Float32frombits(b))
+			}
+		}
+	}
+	return nil
+}
+
+// DefaultWeightRatio is BoundExamples' default ratio.
+const DefaultWeightRatio = 4
+
+// BoundExamples bounds the example counts that weight the updates of one
+// round: no update counts for more than ratio times the round's lower
+// median count (the middle count, the smaller of the two middle ones for
+// an even number of updates). A device's count is its own claim; the
+// median of the round's claims is an honest device's as long as fewer than
+// half of them lie, so a liar's weight is at most ratio times an honest
+// device's. It returns the devices whose count it lowered (with their
+// claims), in update order; ups is changed in place. ratio < 1 means
+// DefaultWeightRatio.
+func BoundExamples(ups []ModelUpdate, ratio float64) map[string]uint64 {
+	if len(ups) < 2 {
+		return nil
+	}
+	if !(ratio >= 1) {
+		ratio = DefaultWeightRatio
+	}
+	ns := make([]uint64, len(ups))
+	for i := range ups {
+		ns[i] = ups[i].NumExamples
+	}
+	slices.Sort(ns)
+	med := float64(max(1, ns[(len(ns)-1)/2]))
+	capN := uint64(math.Min(med*ratio, math.MaxUint64/2))
+	var out map[string]uint64
+	for i := range ups {
+		if ups[i].NumExamples > capN {
+			if out == nil {
+				out = map[string]uint64{}
+			}
+			out[ups[i].Device] = ups[i].NumExamples
+			ups[i].NumExamples = capN
+		}
+	}
+	return out
 }
 
 // Gradient reports whether devices must send gradients.

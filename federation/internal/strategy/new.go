@@ -73,6 +73,9 @@ func New(c Config) (Aggregator, error) {
 type multiKrum struct{ F, M int }
 
 func (multiKrum) Name() string { return "multikrum" }
+
+func (k multiKrum) MinUpdates() int     { return Krum{F: k.F}.MinUpdates() }
+func (k multiKrum) Requirement() string { return Krum{F: k.F}.Requirement() }
 func (k multiKrum) Aggregate(r uint64, g []float32, u []Update) ([]float32, error) {
 	m := k.M
 	if m == 0 {

@@ -22,6 +22,11 @@ func (Median) Aggregate(_ uint64, global []float32, updates []Update) ([]float32
 	return out, finite("median", out)
 }
 
+// MinUpdates: the median of fewer than 3 values is not robust to one of
+// them (of 2 it is their mean).
+func (Median) MinUpdates() int     { return 3 }
+func (Median) Requirement() string { return "n >= 3 (the median of 2 is their mean)" }
+
 func vecs(updates []Update) [][]float32 {
 	v := make([][]float32, len(updates))
 	for i := range updates {
@@ -51,15 +56,33 @@ func median(col []float32) float32 {
 	if k == 1 {
 		return col[0]
 	}
-	if k <= 32 {
-		insertion(col)
-	} else {
-		slices.Sort(col)
-	}
+	sortCol(col)
 	if k%2 == 1 {
 		return col[k/2]
 	}
 	return float32((float64(col[k/2-1]) + float64(col[k/2])) / 2)
+}
+
+// sortCol sorts col ascending in a total order in which NaN is above
+// +Inf, so that a NaN is one more outlier at the top for the rules that
+// trim or take middle values, instead of landing anywhere (a < or >
+// comparison with NaN is always false, and slices.Sort puts NaN first).
+func sortCol(col []float32) {
+	// NaNs to the end, then the rest in the ordinary order.
+	n := len(col)
+	for i := 0; i < n; {
+		if x := col[i]; x != x {
+			n--
+			col[i], col[n] = col[n], x
+			continue
+		}
+		i++
+	}
+	if n <= 32 {
+		insertion(col[:n])
+	} else {
+		slices.Sort(col[:n])
+	}
 }
 
 func insertion(a []float32) {
@@ -71,6 +94,15 @@ func insertion(a []float32) {
 		}
 		a[j+1] = x
 	}
+}
+
+// orderable maps NaN (a distance or score involving a non-finite value) to
+// +Inf, so that it sorts last and is never chosen as the best.
+func orderable(x float64) float64 {
+	if x != x {
+		return math.Inf(1)
+	}
+	return x
 }
 
 // TrimmedMean is the coordinate-wise trimmed mean (Yin et al. 2018) as
@@ -105,11 +137,7 @@ func (t TrimmedMean) Aggregate(_ uint64, global []float32, updates []Update) ([]
 			for j, v := range vs {
 				col[j] = v[i]
 			}
-			if k <= 32 {
-				insertion(col)
-			} else {
-				slices.Sort(col)
-			}
+			sortCol(col)
 			var s float64
 			for _, x := range col[cut : k-cut] {
 				s += float64(x)
@@ -118,6 +146,31 @@ func (t TrimmedMean) Aggregate(_ uint64, global []float32, updates []Update) ([]
 		}
 	})
 	return out, finite("trimmedmean", out)
+}
+
+func (t TrimmedMean) beta() float64 {
+	if t.Beta == 0 {
+		return 0.2
+	}
+	return t.Beta
+}
+
+// MinUpdates is the smallest n with int(Beta*n) >= 1: below it nothing is
+// trimmed and the rule is the plain mean.
+func (t TrimmedMean) MinUpdates() int {
+	b := t.beta()
+	if !(b > 0 && b < 0.5) {
+		return math.MaxInt32 // refused by Aggregate anyway
+	}
+	n := math.Ceil(1 / b)
+	for n < math.MaxInt32 && int(b*n) < 1 {
+		n++
+	}
+	return int(min(n, math.MaxInt32))
+}
+
+func (t TrimmedMean) Requirement() string {
+	return fmt.Sprintf("trims int(%g*n) >= 1 value at each end", t.beta())
 }
 
 // distances returns the matrix of squared Euclidean distances between the
@@ -145,20 +198,22 @@ func distances(vs [][]float32) [][]float64 {
 		var s0, s1, s2, s3 float64
 		x := 0
 		for ; x+4 <= len(a); x += 4 {
-			e0 := float64(a[x] - b[x])
-			e1 := float64(a[x+1] - b[x+1])
-			e2 := float64(a[x+2] - b[x+2])
-			e3 := float64(a[x+3] - b[x+3])
+			// Differences in float64: two finite f32 values of opposite
+			// sign near the f32 limit differ by more than f32 holds.
+			e0 := float64(a[x]) - float64(b[x])
+			e1 := float64(a[x+1]) - float64(b[x+1])
+			e2 := float64(a[x+2]) - float64(b[x+2])
+			e3 := float64(a[x+3]) - float64(b[x+3])
 			s0 += e0 * e0
 			s1 += e1 * e1
 			s2 += e2 * e2
 			s3 += e3 * e3
 		}
 		for ; x < len(a); x++ {
-			e := float64(a[x] - b[x])
+			e := float64(a[x]) - float64(b[x])
 			s0 += e * e
 		}
-		s := s0 + s1 + s2 + s3
+		s := orderable(s0 + s1 + s2 + s3)
 		d[pairs[p].i][pairs[p].j] = s
 		d[pairs[p].j][pairs[p].i] = s
 	})
@@ -183,7 +238,7 @@ func krumScores(d [][]float64, idx []int, f int) []float64 {
 		for _, x := range row[:min(nc, len(row))] {
 			s += x
 		}
-		scores[a] = s
+		scores[a] = orderable(s)
 	}
 	return scores
 }
@@ -201,6 +256,12 @@ func (k Krum) Name() string {
 	return "krum"
 }
 
+// MinUpdates is Blanchard et al.'s n >= 2f+3.
+func (k Krum) MinUpdates() int { return 2*k.F + 3 }
+func (k Krum) Requirement() string {
+	return fmt.Sprintf("n >= 2f+3 with f=%d", k.F)
+}
+
 func (k Krum) Aggregate(_ uint64, global []float32, updates []Update) ([]float32, error) {
 	if err := check(global, updates); err != nil {
 		return nil, err
@@ -216,7 +277,8 @@ func (k Krum) Aggregate(_ uint64, global []float32, updates []Update) ([]float32
 	scores := krumScores(d, idx, k.F)
 	order := argsort(scores)
 	if k.M == 0 {
-		return slices.Clone(updates[order[0]].Vec), nil
+		out := slices.Clone(updates[order[0]].Vec)
+		return out, finite("krum", out)
 	}
 	m := min(k.M, len(updates))
 	sel := make([]Update, m)
@@ -235,7 +297,7 @@ func argsort(s []float64) []int {
 	for i := range o {
 		o[i] = i
 	}
-	sort.SliceStable(o, func(a, b int) bool { return s[o[a]] < s[o[b]] })
+	sort.SliceStable(o, func(a, b int) bool { return orderable(s[o[a]]) < orderable(s[o[b]]) })
 	return o
 }
 
@@ -247,6 +309,12 @@ func argsort(s []float64) []int {
 type Bulyan struct{ F int }
 
 func (Bulyan) Name() string { return "bulyan" }
+
+// MinUpdates is El Mhamdi et al.'s n >= 4f+3.
+func (b Bulyan) MinUpdates() int { return 4*b.F + 3 }
+func (b Bulyan) Requirement() string {
+	return fmt.Sprintf("n >= 4f+3 with f=%d", b.F)
+}
 func (b Bulyan) Aggregate(_ uint64, global []float32, updates []Update) ([]float32, error) {
 	if err := check(global, updates); err != nil {
 		return nil, err
@@ -280,7 +348,7 @@ func (b Bulyan) Aggregate(_ uint64, global []float32, updates []Update) ([]float
 		col := make([]dv, theta)
 		for i := lo; i < hi; i++ {
 			for j, v := range selected {
-				col[j] = dv{math.Abs(float64(v[i]) - float64(med[i])), v[i]}
+				col[j] = dv{orderable(math.Abs(float64(v[i]) - float64(med[i]))), v[i]}
 			}
 			if beta < theta {
 				sort.Slice(col, func(a, c int) bool { return col[a].dist < col[c].dist })

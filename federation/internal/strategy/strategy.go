@@ -42,6 +42,20 @@ type Stateful interface {
 	Restore(b []byte) error
 }
 
+// Robust is implemented by aggregators that tolerate some malicious
+// updates only when a round has enough of them: MinUpdates is the smallest
+// number of updates at which the rule does what it promises (trims at
+// least one value per end, has n >= 2f+3 for Krum, n >= 4f+3 for Bulyan).
+// Below it the rule still computes a result, as Flower's does, but one
+// device can move it arbitrarily; the hub refuses such a configuration at
+// start and such a round at aggregation.
+type Robust interface {
+	MinUpdates() int
+	// Requirement explains MinUpdates in words ("trims int(0.2*n) >= 1
+	// per end").
+	Requirement() string
+}
+
 // GradientMode is implemented by aggregators whose devices must send a
 // gradient ("gradient" train mode) instead of trained weights.
 type GradientMode interface{ Gradient() bool }
@@ -132,6 +146,19 @@ func WeightedMean(updates []Update, weights []float64) ([]float32, error) {
 			}
 			for i := range acc {
 				acc[i] /= inv
+				if x := acc[i]; x-x != 0 {
+					// Inf or NaN: the f32 scale-and-sum overflowed (finite
+					// values near the f32 limit, or large weights), or an
+					// input is not finite. The mean of finite values is
+					// finite and no larger than the largest of them:
+					// recompute this element in float64 with normalised
+					// weights; a non-finite input stays non-finite.
+					var s float64
+					for k := range updates {
+						s += weights[k] / total * float64(updates[k].Vec[b+i])
+					}
+					acc[i] = float32(s)
+				}
 			}
 		}
 	})

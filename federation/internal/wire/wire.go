@@ -11,6 +11,12 @@
 //	fennec.N.model         device -> hub request: ModelReq, reply raw chunk bytes
 //	fennec.N.update.<id>   device -> hub request: Chunk, reply Ack
 //
+// Update chunks are versioned (Chunk.V, ChunkVersion): every chunk of
+// version 2 names the upload it belongs to (an id the device draws at
+// random per upload) and carries its own MAC under the device's key over
+// the round, the upload id, its position and its data (ChunkMAC), so that
+// no one but the device can start, continue or cancel its upload.
+//
 // A device's messages travel on subjects that end with its id, and the hub
 // refuses a message whose device differs from its subject's, so that NATS
 // permissions can bind a device's credential to its id (a device allowed to
@@ -19,6 +25,7 @@ package wire
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -40,7 +47,30 @@ const (
 	MaxExtraBytes  = 16 << 20
 	ClockSkew      = 5 * time.Minute
 	DefaultChunk   = 256 << 10
+	// UploadIDBytes is the length of Chunk.Upload.
+	UploadIDBytes = 16
+	// UpdateOverhead is what an update may add to the global model's
+	// encoding: the Body framing, num_examples, up to MaxMetrics metrics and
+	// a model name (MaxUpdateSize).
+	UpdateOverhead = 64 << 10
 )
+
+// ChunkVersion is the update chunk format this package writes and the hub
+// accepts. Version 1 (no V field, one MAC on the last chunk) let anyone
+// who could publish on a device's update subject restart its upload.
+const ChunkVersion = 2
+
+// MaxUpdateSize is the largest update payload the hub accepts for a global
+// model whose encoding is modelBytes long: the model plus UpdateOverhead,
+// plus MaxExtraBytes when the round mode carries extras (withExtras), and
+// never more than MaxUpdateBytes.
+func MaxUpdateSize(modelBytes int, withExtras bool) uint64 {
+	n := uint64(modelBytes) + UpdateOverhead
+	if withExtras {
+		n += MaxExtraBytes
+	}
+	return min(n, MaxUpdateBytes)
+}
 
 // Settings is the ABI's training Settings.
 type Settings struct {
@@ -82,13 +112,15 @@ type ModelReq struct {
 
 // Chunk is one piece of a device's update payload (an encoded Body).
 type Chunk struct {
+	V      uint64 `cbor:"v"` // ChunkVersion
 	Device string `cbor:"device"`
 	Round  uint64 `cbor:"round"`
+	Upload []byte `cbor:"upload"` // UploadIDBytes, drawn by the device per upload
 	Seq    uint64 `cbor:"seq"`
 	Total  uint64 `cbor:"total"`
 	Size   uint64 `cbor:"size"`
 	Digest []byte `cbor:"digest"` // sha256 of the whole payload
-	MAC    []byte `cbor:"mac"`    // HMAC(key, "update", device, round, digest), on the last chunk
+	MAC    []byte `cbor:"mac"`    // ChunkMAC, on every chunk
 	Data   []byte `cbor:"data"`
 }
 
@@ -170,9 +202,46 @@ func VerifyJoin(key []byte, j *Join, now time.Time) error {
 	return nil
 }
 
-// UpdateMAC is the MAC a device puts on its update's last chunk.
+// UpdateMAC is the MAC a version-1 device put on its update's last chunk.
+// The hub no longer accepts version-1 chunks; ChunkMAC replaces it.
 func UpdateMAC(key []byte, device string, round uint64, digest []byte) []byte {
 	return mac(key, []byte("update"), []byte(device), u64(round), digest)
+}
+
+// ChunkMAC is the MAC of a version-2 chunk: HMAC-SHA256 under the device's
+// key over the domain "chunk-v2", the device, round, upload id, sequence
+// number, chunk count, payload size and digest, and the chunk's data. A
+// chunk of one upload therefore cannot be moved to another round, upload
+// or position, and its data cannot be changed.
+func ChunkMAC(key []byte, c *Chunk) []byte {
+	return mac(key, []byte("chunk-v2"), []byte(c.Device), u64(c.Round), c.Upload,
+		u64(c.Seq), u64(c.Total), u64(c.Size), c.Digest, c.Data)
+}
+
+// VerifyChunk checks c's MAC under key.
+func VerifyChunk(key []byte, c *Chunk) error {
+	if !hmac.Equal(ChunkMAC(key, c), c.MAC) {
+		return fmt.Errorf("chunk %d of device %q: mac does not verify", c.Seq, c.Device)
+	}
+	return nil
+}
+
+// Frame cuts payload into the signed chunks of one upload by device in
+// round, each at most size data bytes, under a fresh random upload id.
+func Frame(key []byte, device string, round uint64, payload []byte, size int) []Chunk {
+	id := make([]byte, UploadIDBytes)
+	if _, err := rand.Read(id); err != nil {
+		panic(fmt.Sprintf("wire: upload id: %v", err)) // crypto/rand does not fail on supported systems
+	}
+	parts := Split(payload, size)
+	dg := Digest(payload)
+	out := make([]Chunk, len(parts))
+	for i, p := range parts {
+		out[i] = Chunk{V: ChunkVersion, Device: device, Round: round, Upload: id, Seq: uint64(i),
+			Total: uint64(len(parts)), Size: uint64(len(payload)), Digest: dg, Data: p}
+		out[i].MAC = ChunkMAC(key, &out[i])
+	}
+	return out
 }
 
 // ParseCreds reads a credentials file: "id:hexkey" on one line (whitespace
@@ -236,10 +305,15 @@ func DecodeChunk(b []byte) (Chunk, error) {
 	if err := model.Unmarshal(b, &c); err != nil {
 		return c, fmt.Errorf("chunk: %w", err)
 	}
+	if c.V != ChunkVersion {
+		return c, fmt.Errorf("chunk: wire version %d, the hub accepts version %d (upgrade the device's agent)", c.V, ChunkVersion)
+	}
 	if err := ValidName(c.Device); err != nil {
 		return c, fmt.Errorf("chunk: device: %w", err)
 	}
 	switch {
+	case len(c.Upload) != UploadIDBytes:
+		return c, fmt.Errorf("chunk: upload id must be %d bytes", UploadIDBytes)
 	case c.Size == 0 || c.Size > MaxUpdateBytes:
 		return c, fmt.Errorf("chunk: size %d outside 1..%d", c.Size, MaxUpdateBytes)
 	case c.Total == 0 || c.Total > c.Size || c.Seq >= c.Total:
@@ -248,8 +322,8 @@ func DecodeChunk(b []byte) (Chunk, error) {
 		return c, fmt.Errorf("chunk: %d data bytes", len(c.Data))
 	case len(c.Digest) != sha256.Size:
 		return c, errors.New("chunk: digest must be 32 bytes")
-	case c.Seq == c.Total-1 && len(c.MAC) != sha256.Size:
-		return c, errors.New("chunk: last chunk needs a 32-byte mac")
+	case len(c.MAC) != sha256.Size:
+		return c, errors.New("chunk: mac must be 32 bytes")
 	}
 	return c, nil
 }
@@ -327,27 +401,38 @@ func Split(payload []byte, size int) [][]byte {
 // Digest is sha256.
 func Digest(b []byte) []byte { d := sha256.Sum256(b); return d[:] }
 
-// Assembler reassembles one device's chunked payload, in order.
+// Assembler reassembles one upload's chunks, in order. It reserves no
+// memory for a declared size: its buffer grows with the bytes received.
 type Assembler struct {
 	c    Chunk
 	buf  []byte
 	next uint64
 }
 
-// Add appends c (which must continue the same payload) and reports whether
-// the payload is complete.
+// Upload is the id of the upload being assembled (nil before its first
+// chunk).
+func (a *Assembler) Upload() []byte { return a.c.Upload }
+
+// Next is the sequence number the assembler expects next.
+func (a *Assembler) Next() uint64 { return a.next }
+
+// Len is the number of payload bytes received so far.
+func (a *Assembler) Len() int { return len(a.buf) }
+
+// Add appends c (which must continue the same upload) and reports whether
+// the payload is complete. Authenticating c (VerifyChunk) is the caller's.
 func (a *Assembler) Add(c Chunk) (done bool, err error) {
 	if a.next == 0 {
 		if c.Seq != 0 {
 			return false, fmt.Errorf("chunk: seq %d, expected 0", c.Seq)
 		}
 		a.c = c
-		a.buf = make([]byte, 0, min(c.Size, 64<<20))
+		a.c.Data = nil
 	} else if c.Seq != a.next || c.Total != a.c.Total || c.Size != a.c.Size || c.Round != a.c.Round ||
-		string(c.Digest) != string(a.c.Digest) {
-		return false, fmt.Errorf("chunk: seq %d/%d does not continue seq %d/%d", c.Seq, c.Total, a.next, a.c.Total)
+		string(c.Digest) != string(a.c.Digest) || string(c.Upload) != string(a.c.Upload) {
+		return false, fmt.Errorf("chunk: seq %d/%d does not continue seq %d/%d of this upload", c.Seq, c.Total, a.next, a.c.Total)
 	}
-	if uint64(len(a.buf)+len(c.Data)) > c.Size {
+	if uint64(len(a.buf))+uint64(len(c.Data)) > c.Size {
 		return false, errors.New("chunk: payload exceeds its declared size")
 	}
 	a.buf = append(a.buf, c.Data...)

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,16 +12,14 @@ import (
 func TestChunkRoundTrip(t *testing.T) {
 	payload := bytes.Repeat([]byte("fennec"), 1000)
 	key := DeviceKey([]byte("secret-secret-secret"), "d1")
-	dg := Digest(payload)
-	parts := Split(payload, 1000)
+	parts := Frame(key, "d1", 7, payload, 1000)
 	var a Assembler
-	for i, p := range parts {
-		c := Chunk{Device: "d1", Round: 7, Seq: uint64(i), Total: uint64(len(parts)), Size: uint64(len(payload)), Digest: dg, Data: p}
-		if i == len(parts)-1 {
-			c.MAC = UpdateMAC(key, "d1", 7, dg)
-		}
+	for i, c := range parts {
 		c2, err := DecodeChunk(Encode(c))
 		if err != nil {
+			t.Fatal(err)
+		}
+		if err := VerifyChunk(key, &c2); err != nil {
 			t.Fatal(err)
 		}
 		done, err := a.Add(c2)
@@ -31,12 +30,66 @@ func TestChunkRoundTrip(t *testing.T) {
 			t.Fatalf("done=%v at %d", done, i)
 		}
 	}
-	got, mac := a.Payload()
-	if !bytes.Equal(got, payload) || !bytes.Equal(mac, UpdateMAC(key, "d1", 7, dg)) {
-		t.Fatal("payload or mac differs")
+	got, _ := a.Payload()
+	if !bytes.Equal(got, payload) {
+		t.Fatal("payload differs")
 	}
-	if bytes.Equal(UpdateMAC(key, "d1", 8, dg), mac) {
-		t.Fatal("mac does not bind the round")
+}
+
+// A chunk's MAC binds it to its device, round, upload, position and data:
+// no field can be changed, and a chunk of another upload does not
+// continue this one.
+func TestChunkMACBindsEverything(t *testing.T) {
+	key := DeviceKey([]byte("secret-secret-secret"), "d1")
+	payload := bytes.Repeat([]byte("x"), 300)
+	c := Frame(key, "d1", 7, payload, 100)
+	for name, change := range map[string]func(*Chunk){
+		"device": func(c *Chunk) { c.Device = "d2" },
+		"round":  func(c *Chunk) { c.Round++ },
+		"upload": func(c *Chunk) { c.Upload = bytes.Repeat([]byte{1}, UploadIDBytes) },
+		"seq":    func(c *Chunk) { c.Seq++ },
+		"total":  func(c *Chunk) { c.Total++ },
+		"size":   func(c *Chunk) { c.Size++ },
+		"digest": func(c *Chunk) { c.Digest = Digest(nil) },
+		"data":   func(c *Chunk) { c.Data = []byte("y") },
+	} {
+		x := c[1]
+		x.Upload = bytes.Clone(x.Upload)
+		change(&x)
+		if VerifyChunk(key, &x) == nil {
+			t.Errorf("chunk with a changed %s verifies", name)
+		}
+	}
+	if VerifyChunk(DeviceKey([]byte("secret-secret-secret"), "d2"), &c[0]) == nil {
+		t.Error("chunk verifies under another device's key")
+	}
+	other := Frame(key, "d1", 7, payload, 100)
+	var a Assembler
+	if _, err := a.Add(c[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Add(other[1]); err == nil {
+		t.Fatal("a chunk of another upload continued this one")
+	}
+	// Version 1 chunks (no version, no upload id) are refused by name.
+	old := c[0]
+	old.V = 0
+	if _, err := DecodeChunk(Encode(old)); err == nil || !strings.Contains(err.Error(), "version") {
+		t.Fatalf("version-0 chunk: %v", err)
+	}
+}
+
+// Declaring a large payload reserves nothing: the buffer follows the bytes.
+func TestAssemblerReservesNothing(t *testing.T) {
+	key := DeviceKey([]byte("s"), "d")
+	c := Frame(key, "d", 1, make([]byte, 10), 10)[0]
+	c.Size, c.Total = MaxUpdateBytes, 1<<20
+	var a Assembler
+	if _, err := a.Add(c); err != nil {
+		t.Fatal(err)
+	}
+	if cap(a.buf) > 1<<10 {
+		t.Fatalf("assembler reserved %d bytes for 10 received", cap(a.buf))
 	}
 }
 
@@ -68,7 +121,7 @@ func seeds(f interface{ Add(...any) }) {
 	m := model.Model{Name: "m", Tensors: []model.Tensor{model.F32Tensor("w", []uint64{2}, []float32{1, 2})}}
 	p := Encode(Body{Model: m, NumExamples: 3, Metrics: map[string]float64{"loss": 1}})
 	f.Add(p)
-	f.Add(Encode(Chunk{Device: "d", Round: 1, Total: 1, Size: uint64(len(p)), Digest: Digest(p), MAC: make([]byte, 32), Data: p}))
+	f.Add(Encode(Frame([]byte("k"), "d", 1, p, 16)[0]))
 	f.Add(Encode(Task{Round: 1, Size: 10, Chunks: 1, Digest: make([]byte, 32), Settings: Settings{Mode: "weights"}}))
 	j := Join{Device: "d", TimeMS: 1}
 	SignJoin([]byte("k"), &j)
