@@ -149,6 +149,13 @@ func NewAgent(cfg AgentConfig) (*Agent, error) { return agent.New(cfg) }
 // process until cfg.Rounds rounds complete, calling cfg.OnRound after each.
 func Simulate(ctx context.Context, cfg SimConfig) (Summary, error) { return sim.Run(ctx, cfg) }
 
+// DeviceConnectOptions are device id's NATS options for a hub without an
+// access file (agent.FleetOptions): the user and password its key derives,
+// which the hub's embedded server requires, and the device's own inbox.
+// An Agent with a URL uses them itself; pass them when you connect the
+// Conn you give it.
+func DeviceConnectOptions(id string, key []byte) []nats.Option { return agent.FleetOptions(id, key) }
+
 // DeviceKey derives a device's credential key from the fleet secret.
 func DeviceKey(secret []byte, id string) []byte { return wire.DeviceKey(secret, id) }
 
