@@ -9,11 +9,11 @@ package hub
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
-	"crypto/subtle"
 	"math/rand/v2"
 	"regexp"
 	"slices"
