@@ -75,7 +75,10 @@ agent does this itself) and may publish only its own join, update and leave mess
 and receive only its own tasks; nothing but the hub itself may write the hub's state.
 Every task carries the hub's MAC under the device's key, so a device acts on no task
 the hub did not send. --insecure turns authentication off (any client that reaches
---listen may then do anything); it is for a closed test network only.
+--listen may then do anything); it is for a closed test network only. With --nats, the
+server's own configuration decides who connects ('fennec hub creds --nats-user' prints a
+device's entry for it); the hub refuses a server that authenticates no one, reached at
+an address that is not loopback, unless --insecure.
 
 --access FILE (an access file of devices and operators with their nkeys, see
 'fennec deploy nkey') turns on authentication on the embedded server: each device
@@ -314,7 +317,8 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 }
 
 func newHubCredsCmd() *cobra.Command {
-	var secretFile, id string
+	var secretFile, id, name string
+	var natsUser bool
 	cmd := &cobra.Command{
 		Use:   "creds",
 		Short: "Print a device's credentials file (id:key derived from the fleet secret)",
@@ -331,12 +335,17 @@ func newHubCredsCmd() *cobra.Command {
 			if _, _, err := federation.ParseCreds([]byte(out)); err != nil {
 				return &exitError{exitUsage, err}
 			}
+			if natsUser {
+				out = federation.DeviceNATSUser(name, id, federation.DeviceKey(s, id))
+			}
 			fmt.Fprint(c.OutOrStdout(), out)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&secretFile, "secret", "", "fleet secret file")
 	cmd.Flags().StringVar(&id, "id", "", "device id (letters, digits, '-', '_')")
+	cmd.Flags().BoolVar(&natsUser, "nats-user", false, "print the device's user entry (password, permissions) for an external NATS server's authorization block (fennec hub --nats)")
+	cmd.Flags().StringVar(&name, "name", "default", "federation name (with --nats-user)")
 	_ = cmd.MarkFlagRequired("secret")
 	return cmd
 }

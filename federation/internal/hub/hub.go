@@ -15,6 +15,8 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net"
+	"net/url"
 	"regexp"
 	"slices"
 	"sort"
@@ -73,6 +75,8 @@ type Config struct {
 	// device of the fleet (user = device id, password =
 	// wire.DevicePassword of its key) with DevicePermissions, and only the
 	// hub's own process (in-process connections) has further rights.
+	// With NATSURL, a server that requires no authentication, reached at
+	// an address that is not loopback, is refused unless Insecure is set.
 	Insecure bool
 	// Replicas of the KV bucket and object store (1; use 3 on a cluster).
 	Replicas int
@@ -131,8 +135,8 @@ func (c *Config) fill() error {
 	if c.NATSURL != "" && c.Access != nil {
 		return errors.New("hub config: Access applies to the embedded server; configure an external server's (NATSURL) users there")
 	}
-	if c.Insecure && (c.Access != nil || c.NATSURL != "") {
-		return errors.New("hub config: Insecure applies to the embedded server without Access")
+	if c.Insecure && c.Access != nil {
+		return errors.New("hub config: Insecure and Access exclude each other")
 	}
 	if c.NATSURL == "" && c.DataDir == "" {
 		return errors.New("hub config: DataDir is required for the embedded NATS server")
@@ -355,7 +359,11 @@ func (h *Hub) start(ctx context.Context) error {
 			configure = func(o *server.Options) { o.CustomClientAuthentication = auth }
 			connOpts = append(connOpts, nats.CustomInboxPrefix(HubInboxPrefix))
 		default:
-			h.log.Warn("INSECURE: the embedded NATS server authenticates no one: any client that reaches " + h.cfg.Listen + " may forge tasks, drop devices and write the hub's state")
+			where := "any local process"
+			if !natsembed.Loopback(h.cfg.Listen) {
+				where = "anyone on the network who reaches " + h.cfg.Listen
+			}
+			h.log.Warn("INSECURE: the embedded NATS server authenticates no one: " + where + " may drop devices, read and answer their traffic and write the hub's state")
 		}
 		ns, err := natsembed.Start(ctx, natsembed.Config{
 			Name: "fennec-hub-" + h.cfg.Name, Dir: h.cfg.DataDir, Listen: h.cfg.Listen,
@@ -379,6 +387,15 @@ func (h *Hub) start(ctx context.Context) error {
 			return fmt.Errorf("hub: connect %s: %w", h.cfg.NATSURL, err)
 		}
 		h.nc = nc
+		// An external server's users and permissions are configured there;
+		// one that authenticates no one, reached over the network, lets
+		// anyone forge tasks and rewrite the hub's state.
+		if u := nc.ConnectedUrl(); !nc.AuthRequired() && !loopbackURL(u) {
+			if !h.cfg.Insecure {
+				return fmt.Errorf("hub: the NATS server at %s authenticates no one, so anyone who reaches it may write the hub's state and act as any device; configure users and permissions on it (docs/FEDERATION.md), or pass --insecure (HubConfig.Insecure) to run anyway", u)
+			}
+			h.log.Warn("INSECURE: the NATS server at " + u + " authenticates no one: anyone who reaches it may drop devices and write the hub's state")
+		}
 	}
 	js, err := jetstream.New(h.nc)
 	if err != nil {
@@ -1376,6 +1393,20 @@ func (a *fleetAuth) Check(c server.ClientAuthentication) bool {
 	}
 	c.RegisterUser(&server.User{Username: id, Permissions: DevicePermissions(a.name, id)})
 	return true
+}
+
+// loopbackURL reports whether a NATS URL names this machine.
+func loopbackURL(u string) bool {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	host := pu.Hostname()
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // StateHistory is how many revisions of the round state the KV bucket

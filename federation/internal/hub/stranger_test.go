@@ -2,15 +2,21 @@ package hub_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/fennec-edge/fennec/deploy"
+	"github.com/fennec-edge/fennec/federation"
 	"github.com/fennec-edge/fennec/federation/internal/agent"
 	"github.com/fennec-edge/fennec/federation/internal/hub"
 	"github.com/fennec-edge/fennec/federation/internal/model"
@@ -136,8 +142,48 @@ func TestInsecureAdmitsStranger(t *testing.T) {
 	if !strings.Contains(logs.String(), "INSECURE") {
 		t.Errorf("an insecure hub does not say so:\n%s", logs.String())
 	}
-	if _, err := hub.New(hub.Config{DataDir: t.TempDir(), Secret: secret, Insecure: true, Access: nil, NATSURL: "nats://127.0.0.1:1"}); err == nil {
-		t.Error("Insecure with NATSURL accepted")
+	if _, err := hub.New(hub.Config{DataDir: t.TempDir(), Secret: secret, Insecure: true, Access: &deploy.Access{}}); err == nil {
+		t.Error("Insecure with Access accepted")
+	}
+}
+
+// A hub given an external NATS server that authenticates no one, reached
+// over the network, refuses to start unless Insecure says so.
+func TestExternalServerWithoutAuthRefused(t *testing.T) {
+	var ip net.IP
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			ip = n.IP
+			break
+		}
+	}
+	if ip == nil {
+		t.Skip("no non-loopback IPv4 address on this machine")
+	}
+	ns, err := natsembed.Start(context.Background(), natsembed.Config{Name: "open", Dir: t.TempDir(), Listen: "0.0.0.0:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	_, port, _ := net.SplitHostPort(ns.Addr().String())
+	url := "nats://" + net.JoinHostPort(ip.String(), port)
+	init := net8.Init(1)
+	h, err := hub.New(hub.Config{NATSURL: url, Secret: secret, Initial: &init})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Start(); err == nil {
+		h.Shutdown()
+		t.Fatalf("a hub started on %s, a server that authenticates no one", url)
+	} else if !strings.Contains(err.Error(), "authenticates no one") || !strings.Contains(err.Error(), "--insecure") {
+		t.Errorf("unclear refusal: %v", err)
+	}
+	var logs lockedBuffer
+	h = newHub(t, hub.Config{NATSURL: url, Insecure: true, Logger: logTo(&logs)})
+	h.Shutdown()
+	if !strings.Contains(logs.String(), "INSECURE") {
+		t.Errorf("no warning:\n%s", logs.String())
 	}
 }
 
@@ -408,4 +454,59 @@ func TestHubBusyPort(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("a hub on a port in use did not fail within 5s")
 	}
+}
+
+// The documented external-server setup: a NATS server configured with a
+// hub user and the devices' entries from `fennec hub creds --nats-user`
+// (federation.DeviceNATSUser): the devices train, a stranger cannot
+// connect, and a device cannot touch the hub's state.
+func TestExternalServerWithDeviceUsers(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	conf := fmt.Sprintf("listen: 127.0.0.1:%d\njetstream { store_dir: %q }\nauthorization { users = [\n  { user: hub, password: hub-password }\n", port, filepath.Join(dir, "js"))
+	for i := range 2 {
+		id := fmt.Sprintf("dev-%d", i)
+		conf += "  " + federation.DeviceNATSUser("default", id, wire.DeviceKey(secret, id))
+	}
+	conf += "] }\n"
+	path := filepath.Join(dir, "n.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatalf("the device entries do not parse as NATS configuration: %v\n%s", err, conf)
+	}
+	opts.NoLog, opts.NoSigs = true, true
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	defer ns.Shutdown()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	h := newHub(t, hub.Config{NATSURL: fmt.Sprintf("nats://hub:hub-password@127.0.0.1:%d", port), Rounds: 2, MinDevices: 2, Deadline: 5 * time.Second})
+	defer h.Shutdown()
+	for i := range 2 {
+		startAgent(t, h, url, i, nil)
+	}
+	wait(t, h, 20*time.Second)
+	if nc, err := nats.Connect(url, nats.Timeout(5*time.Second)); err == nil {
+		nc.Close()
+		t.Fatal("a stranger connected")
+	}
+	v := make(violations, 16)
+	nc, err := nats.Connect(url, append(agent.FleetOptions("dev-1", wire.DeviceKey(secret, "dev-1")), nats.ErrorHandler(v.handler))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	v.mustDeny(t, "write the hub's round state", func(ctx context.Context) error {
+		_, err := js.Publish(ctx, "$KV.fennec_default_state.state", []byte("garbage"))
+		return err
+	})
 }
