@@ -483,7 +483,8 @@ func (h *Hub) load(ctx context.Context) error {
 		h.log.Warn("strategy changed since the last run", "was", st.Strategy, "now", h.cfg.Strategy.Name())
 	}
 	if err := h.restoreOpt(ctx, st); err != nil {
-		return fmt.Errorf("hub: %w", err)
+		// The model is good; only the server optimizer's moments are lost.
+		h.log.Error("optimizer state unusable; the strategy's optimizer starts afresh from the last good model", "err", err)
 	}
 	h.setGlobal(m, b)
 	h.log.Info("resumed", "version", st.Version, "next_round", st.NextRound)

@@ -64,6 +64,7 @@ func TestStrangerRefusedByDefault(t *testing.T) {
 		nc.Close()
 		t.Fatal("another fleet's credentials connected")
 	}
+	t.Logf("hub log:\n%s", logs.String())
 	if !strings.Contains(logs.String(), "refused a connection") {
 		t.Errorf("the hub logged no refused connection:\n%s", logs.String())
 	}
