@@ -4,16 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os"
-	"path/filepath"
-	"strconv"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+
+	"github.com/fennec-edge/fennec/internal/natsembed"
 )
 
 // ServerConfig configures an embedded NATS server with JetStream for
@@ -52,56 +49,12 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	}
 	adminPub, _ := admin.PublicKey()
 	users := append(cfg.Access.NkeyUsers(), &server.NkeyUser{Nkey: adminPub})
-	opts := &server.Options{
-		ServerName: "fennec-deploy",
-		JetStream:  true,
-		StoreDir:   filepath.Join(cfg.Dir, "jetstream"),
-		SyncAlways: true,
-		MaxPayload: 8 << 20,
-		NoSigs:     true,
-		NoLog:      true,
-		Nkeys:      users,
-	}
-	if cfg.Listen == "-" {
-		opts.DontListen = true
-	} else {
-		host, port, err := net.SplitHostPort(cfg.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("deploy: Listen %q: %w", cfg.Listen, err)
-		}
-		p, err := strconv.Atoi(port)
-		if err != nil || p < 0 || p > 65535 {
-			return nil, fmt.Errorf("deploy: Listen %q: bad port", cfg.Listen)
-		}
-		if p == 0 {
-			p = server.RANDOM_PORT
-		}
-		opts.Host, opts.Port = host, p
-	}
-	if err := os.MkdirAll(opts.StoreDir, 0o700); err != nil {
-		return nil, err
-	}
-	ns, err := server.NewServer(opts)
+	ns, err := natsembed.Start(ctx, natsembed.Config{
+		Name: "fennec-deploy", Dir: cfg.Dir, Listen: cfg.Listen,
+		Configure: func(o *server.Options) { o.Nkeys = users },
+	})
 	if err != nil {
-		return nil, fmt.Errorf("deploy: nats server: %w", err)
-	}
-	fatal := make(chan string, 1)
-	ns.SetLogger(fatalLogger(fatal), false, false)
-	ns.Start()
-	ready := make(chan bool, 1)
-	go func() { ready <- ns.ReadyForConnections(30 * time.Second) }()
-	select {
-	case ok := <-ready:
-		if !ok {
-			ns.Shutdown()
-			return nil, errors.New("deploy: nats server did not become ready in 30s")
-		}
-	case msg := <-fatal:
-		ns.Shutdown()
-		return nil, fmt.Errorf("deploy: nats server: %s", msg)
-	case <-ctx.Done():
-		ns.Shutdown()
-		return nil, ctx.Err()
+		return nil, fmt.Errorf("deploy: %w", err)
 	}
 	s := &Server{ns: ns}
 	nc, err := s.Connect(nats.Nkey(adminPub, admin.Sign))
@@ -139,19 +92,3 @@ func (s *Server) Shutdown() {
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
 }
-
-// fatalLogger discards the server's log but reports its fatal errors (such
-// as a listen address in use), which would otherwise go unnoticed.
-type fatalLogger chan string
-
-func (l fatalLogger) Fatalf(format string, v ...any) {
-	select {
-	case l <- fmt.Sprintf(format, v...):
-	default:
-	}
-}
-func (fatalLogger) Noticef(string, ...any) {}
-func (fatalLogger) Warnf(string, ...any)   {}
-func (fatalLogger) Errorf(string, ...any)  {}
-func (fatalLogger) Debugf(string, ...any)  {}
-func (fatalLogger) Tracef(string, ...any)  {}

@@ -2,6 +2,8 @@ package federation
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 
@@ -155,6 +157,30 @@ func NewAgent(cfg AgentConfig) (*Agent, error) { return agent.New(cfg) }
 // Simulate runs an embedded hub and cfg.Devices simulated devices in one
 // process until cfg.Rounds rounds complete, calling cfg.OnRound after each.
 func Simulate(ctx context.Context, cfg SimConfig) (Summary, error) { return sim.Run(ctx, cfg) }
+
+// DeviceConnectOptions are device id's NATS options for a hub without an
+// access file (agent.FleetOptions): the user and password its key derives,
+// which the hub's embedded server requires, and the device's own inbox.
+// An Agent with a URL uses them itself; pass them when you connect the
+// Conn you give it.
+func DeviceConnectOptions(id string, key []byte) []nats.Option { return agent.FleetOptions(id, key) }
+
+// DeviceNATSUser is device id's entry for the authorization block of an
+// external NATS server's configuration (`fennec hub --nats`): its user,
+// the password its key derives and the permissions the embedded server
+// gives it (its own federation subjects only, no JetStream API).
+func DeviceNATSUser(name, id string, key []byte) string {
+	p := hub.DevicePermissions(name, id)
+	q := func(ss []string) string {
+		out := make([]string, len(ss))
+		for i, s := range ss {
+			out[i] = fmt.Sprintf("%q", s)
+		}
+		return "[" + strings.Join(out, ", ") + "]"
+	}
+	return fmt.Sprintf("{ user: %q, password: %q, permissions: { publish: { allow: %s }, subscribe: { allow: %s }, allow_responses: { max: %d, expires: %q } } }\n",
+		id, wire.DevicePassword(key), q(p.Publish.Allow), q(p.Subscribe.Allow), p.Response.MaxMsgs, p.Response.Expires.String())
+}
 
 // DeviceKey derives a device's credential key from the fleet secret.
 func DeviceKey(secret []byte, id string) []byte { return wire.DeviceKey(secret, id) }

@@ -135,6 +135,10 @@ another mode). In ldp the device adds its own noise: give it --noise-multiplier,
 					return &exitError{exitBadInput, err}
 				}
 				opts = append(opts, co...)
+			} else {
+				// A hub without --access authenticates its devices with
+				// the password their key derives.
+				opts = append(opts, federation.DeviceConnectOptions(cid, key)...)
 			}
 			nc, err := nats.Connect(hubURL, opts...)
 			if err != nil {

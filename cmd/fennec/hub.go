@@ -69,6 +69,17 @@ storage under --data; --nats URL uses an existing NATS server or cluster instead
 --replicas 3 on a 3-node cluster). Devices join with 'fennec agent --hub URL --creds FILE';
 make a device's credentials with 'fennec hub creds --secret FILE --id ID'.
 
+The embedded server authenticates every client that connects over the network:
+without --access, a device connects with the password its credentials derive (the
+agent does this itself) and may publish only its own join, update and leave messages
+and receive only its own tasks; nothing but the hub itself may write the hub's state.
+Every task carries the hub's MAC under the device's key, so a device acts on no task
+the hub did not send. --insecure turns authentication off (any client that reaches
+--listen may then do anything); it is for a closed test network only. With --nats, the
+server's own configuration decides who connects ('fennec hub creds --nats-user' prints a
+device's entry for it); the hub refuses a server that authenticates no one, reached at
+an address that is not loopback, unless --insecure.
+
 --access FILE (an access file of devices and operators with their nkeys, see
 'fennec deploy nkey') turns on authentication on the embedded server: each device
 connects with its own nkey ('fennec agent --nkey') and may publish only its own join,
@@ -281,6 +292,7 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 	f.IntVar(&sc.F, "byzantine", 0, "Krum/MultiKrum/Bulyan: assumed malicious devices")
 	f.IntVar(&sc.M, "keep", 0, "MultiKrum: updates kept (n-f)")
 	f.StringVar(&secretFile, "secret", "", "fleet secret file (hex; created when absent; default DATA/fleet.secret)")
+	f.BoolVar(&cfg.Insecure, "insecure", false, "authenticate no one on the embedded server: any client that reaches --listen may forge tasks and write the hub's state (never on a shared network)")
 	f.StringVar(&accessFile, "access", "", "access file (devices and operators with their nkeys): authenticate every client, serve rollouts")
 	f.StringVar(&modelFile, "model", "", "initial global model (CBOR Model) when the store holds none")
 	f.IntSliceVar(&initMLP, "init-mlp", nil, "initial MLP in,hidden,out (sdk/nn layout) when the store holds none")
@@ -305,7 +317,8 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 }
 
 func newHubCredsCmd() *cobra.Command {
-	var secretFile, id string
+	var secretFile, id, name string
+	var natsUser bool
 	cmd := &cobra.Command{
 		Use:   "creds",
 		Short: "Print a device's credentials file (id:key derived from the fleet secret)",
@@ -322,12 +335,17 @@ func newHubCredsCmd() *cobra.Command {
 			if _, _, err := federation.ParseCreds([]byte(out)); err != nil {
 				return &exitError{exitUsage, err}
 			}
+			if natsUser {
+				out = federation.DeviceNATSUser(name, id, federation.DeviceKey(s, id))
+			}
 			fmt.Fprint(c.OutOrStdout(), out)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&secretFile, "secret", "", "fleet secret file")
 	cmd.Flags().StringVar(&id, "id", "", "device id (letters, digits, '-', '_')")
+	cmd.Flags().BoolVar(&natsUser, "nats-user", false, "print the device's user entry (password, permissions) for an external NATS server's authorization block (fennec hub --nats)")
+	cmd.Flags().StringVar(&name, "name", "default", "federation name (with --nats-user)")
 	_ = cmd.MarkFlagRequired("secret")
 	return cmd
 }

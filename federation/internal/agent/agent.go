@@ -19,6 +19,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/fennec-edge/fennec/deploy"
 	"github.com/fennec-edge/fennec/federation/internal/hook"
 	"github.com/fennec-edge/fennec/federation/internal/model"
 	"github.com/fennec-edge/fennec/federation/internal/train"
@@ -67,7 +68,10 @@ type stepClient interface {
 // Stats counts an agent's work.
 type Stats struct {
 	Rounds, Accepted, Refused, Failed uint64
-	BytesIn, BytesOut                 uint64
+	// Forged counts task messages refused unread: a MAC that does not
+	// verify (not from the hub) or a round already taken (a replay).
+	Forged            uint64
+	BytesIn, BytesOut uint64
 }
 
 // Agent is a running device.
@@ -95,7 +99,10 @@ type Agent struct {
 	cacheDigest  []byte
 	cache        model.Model
 
-	rounds, accepted, refused, failed, bytesIn, bytesOut atomic.Uint64
+	lastStamp atomic.Int64  // newest join/leave timestamp sent (stamp)
+	lastRound atomic.Uint64 // newest round whose task this device took
+
+	rounds, accepted, refused, failed, forged, bytesIn, bytesOut atomic.Uint64
 }
 
 // New validates cfg.
@@ -149,7 +156,8 @@ func (a *Agent) Start(ctx context.Context) error {
 	if a.cfg.Conn != nil {
 		a.nc = a.cfg.Conn
 	} else {
-		nc, err := nats.Connect(a.cfg.URL, append([]nats.Option{nats.Name("fennec-agent-" + a.cfg.ID), nats.MaxReconnects(-1)}, a.cfg.NATSOptions...)...)
+		opts := append([]nats.Option{nats.Name("fennec-agent-" + a.cfg.ID), nats.MaxReconnects(-1)}, FleetOptions(a.cfg.ID, a.cfg.Key)...)
+		nc, err := nats.Connect(a.cfg.URL, append(opts, a.cfg.NATSOptions...)...)
 		if err != nil {
 			return fmt.Errorf("agent %s: connect %s: %w", a.cfg.ID, a.cfg.URL, err)
 		}
@@ -188,8 +196,29 @@ func (a *Agent) Start(ctx context.Context) error {
 	return nil
 }
 
+// FleetOptions are the NATS options of device id on a hub without an
+// access file: the device's user and password (wire.DevicePassword of its
+// key), which the hub's server requires of every network client, and the
+// device's own inbox, which its permissions require. A server that
+// authenticates no one ignores them.
+func FleetOptions(id string, key []byte) []nats.Option {
+	return []nats.Option{nats.UserInfo(id, wire.DevicePassword(key)), nats.CustomInboxPrefix(deploy.InboxPrefix(id))}
+}
+
+// stamp returns a timestamp after every one this agent sent: the hub
+// refuses a join, heartbeat or leave not newer than the device's last.
+func (a *Agent) stamp() int64 {
+	for {
+		last := a.lastStamp.Load()
+		ts := max(time.Now().UnixMilli(), last+1)
+		if a.lastStamp.CompareAndSwap(last, ts) {
+			return ts
+		}
+	}
+}
+
 func (a *Agent) join(ctx context.Context) error {
-	j := wire.Join{Device: a.cfg.ID, TimeMS: time.Now().UnixMilli(), Nonce: rand.Uint64()}
+	j := wire.Join{Device: a.cfg.ID, TimeMS: a.stamp(), Nonce: rand.Uint64()}
 	wire.SignJoin(a.cfg.Key, &j)
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -308,8 +337,28 @@ func (a *Agent) heartbeat() {
 func (a *Agent) onTask(m *nats.Msg) {
 	t, err := wire.DecodeTask(m.Data)
 	if err != nil {
-		a.log.Warn("bad task", "err", err)
+		a.forged.Add(1)
+		a.log.Warn("task refused", "err", err)
 		return
+	}
+	// Only the hub, which holds this device's key, can MAC a task for it;
+	// a task for a round this device already took is a replay (the hub
+	// never reuses round ids).
+	if err := wire.VerifyTask(a.cfg.Key, a.cfg.ID, t); err != nil {
+		a.forged.Add(1)
+		a.log.Warn("task refused", "round", t.Round, "err", err)
+		return
+	}
+	for {
+		last := a.lastRound.Load()
+		if t.Round <= last {
+			a.forged.Add(1)
+			a.log.Warn("task refused", "round", t.Round, "err", fmt.Sprintf("round %d is not after round %d, which this device already took: a replay (or a hub whose store was reset: restart the agent)", t.Round, last))
+			return
+		}
+		if a.lastRound.CompareAndSwap(last, t.Round) {
+			break
+		}
 	}
 	a.bytesIn.Add(uint64(len(m.Data)))
 	for {
@@ -455,15 +504,15 @@ func (a *Agent) submit(ctx context.Context, round uint64, payload []byte) error 
 // Stats returns the agent's counters.
 func (a *Agent) Stats() Stats {
 	return Stats{Rounds: a.rounds.Load(), Accepted: a.accepted.Load(), Refused: a.refused.Load(),
-		Failed: a.failed.Load(), BytesIn: a.bytesIn.Load(), BytesOut: a.bytesOut.Load()}
+		Failed: a.failed.Load(), Forged: a.forged.Load(), BytesIn: a.bytesIn.Load(), BytesOut: a.bytesOut.Load()}
 }
 
 // Close leaves the federation gracefully and stops the agent.
 func (a *Agent) Close() {
 	a.once.Do(func() {
 		if a.nc != nil && a.nc.IsConnected() {
-			j := wire.Join{Device: a.cfg.ID, TimeMS: time.Now().UnixMilli(), Nonce: rand.Uint64()}
-			wire.SignJoin(a.cfg.Key, &j)
+			j := wire.Join{Device: a.cfg.ID, TimeMS: a.stamp(), Nonce: rand.Uint64()}
+			wire.SignLeave(a.cfg.Key, &j)
 			_ = a.nc.Publish(a.subj.LeavePrefix+a.cfg.ID, wire.Encode(j))
 			_ = a.nc.FlushTimeout(time.Second)
 		}

@@ -9,6 +9,7 @@ package hub
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,12 +17,10 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
-	"os"
-	"path/filepath"
+	"net/url"
 	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +35,7 @@ import (
 	"github.com/fennec-edge/fennec/federation/internal/model"
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
+	"github.com/fennec-edge/fennec/internal/natsembed"
 )
 
 // Evaluator scores a global model on held-out data the hub holds.
@@ -69,6 +69,16 @@ type Config struct {
 	// any client connect (in-process and demo use). Not with NATSURL: an
 	// external server's permissions are configured there.
 	Access *deploy.Access
+	// Insecure turns authentication off on the embedded server: any client
+	// that reaches Listen may connect with every right (publish tasks,
+	// speak for any device, write the hub's state). Without it (and
+	// without Access) the server authenticates every network client as a
+	// device of the fleet (user = device id, password =
+	// wire.DevicePassword of its key) with DevicePermissions, and only the
+	// hub's own process (in-process connections) has further rights.
+	// With NATSURL, a server that requires no authentication, reached at
+	// an address that is not loopback, is refused unless Insecure is set.
+	Insecure bool
 	// Replicas of the KV bucket and object store (1; use 3 on a cluster).
 	Replicas int
 
@@ -135,6 +145,9 @@ func (c *Config) fill() error {
 	}
 	if c.NATSURL != "" && c.Access != nil {
 		return errors.New("hub config: Access applies to the embedded server; configure an external server's (NATSURL) users there")
+	}
+	if c.Insecure && c.Access != nil {
+		return errors.New("hub config: Insecure and Access exclude each other")
 	}
 	if c.NATSURL == "" && c.DataDir == "" {
 		return errors.New("hub config: DataDir is required for the embedded NATS server")
@@ -280,6 +293,7 @@ type Hub struct {
 
 	mu      sync.Mutex
 	devices map[string]time.Time
+	seen    map[string]int64 // newest accepted join/leave timestamp per device (freshLocked)
 	joined  chan struct{}
 	cur     *round
 	global  model.Model
@@ -330,7 +344,7 @@ func New(cfg Config) (*Hub, error) {
 	return &Hub{
 		cfg: cfg, log: cfg.Logger.With("component", "hub", "federation", cfg.Name),
 		subj: wire.For(cfg.Name), rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		devices: map[string]time.Time{}, joined: make(chan struct{}, 1),
+		devices: map[string]time.Time{}, seen: map[string]int64{}, joined: make(chan struct{}, 1),
 		ready: make(chan struct{}), done: make(chan struct{}), stopped: make(chan struct{}),
 	}, nil
 }
@@ -355,36 +369,11 @@ func (h *Hub) Start() error {
 
 func (h *Hub) start(ctx context.Context) error {
 	if h.cfg.NATSURL == "" {
-		opts := &server.Options{
-			ServerName: "fennec-hub-" + h.cfg.Name,
-			JetStream:  true,
-			StoreDir:   filepath.Join(h.cfg.DataDir, "jetstream"),
-			SyncAlways: true, // a kill -9 or power loss after a round never loses it
-			MaxPayload: 8 << 20,
-			NoSigs:     true,
-			NoLog:      true,
-		}
-		if h.cfg.Listen == "-" {
-			opts.DontListen = true
-		} else {
-			host, port, err := net.SplitHostPort(h.cfg.Listen)
-			if err != nil {
-				return fmt.Errorf("hub config: Listen %q: %w", h.cfg.Listen, err)
-			}
-			p, err := strconv.Atoi(port)
-			if err != nil || p < 0 || p > 65535 {
-				return fmt.Errorf("hub config: Listen %q: bad port", h.cfg.Listen)
-			}
-			if p == 0 {
-				p = server.RANDOM_PORT
-			}
-			opts.Host, opts.Port = host, p
-		}
-		if err := os.MkdirAll(opts.StoreDir, 0o755); err != nil {
-			return fmt.Errorf("hub: data dir: %w", err)
-		}
 		connOpts := []nats.Option{nats.Name("fennec-hub")}
-		if h.cfg.Access != nil {
+		names := map[string]string{}
+		var configure func(*server.Options)
+		switch {
+		case h.cfg.Access != nil:
 			// The hub's own user: an nkey that exists only in this process,
 			// with every permission, and an inbox no one else may read.
 			kp, err := nkeys.CreateUser()
@@ -395,32 +384,44 @@ func (h *Hub) start(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			opts.Nkeys = append(h.cfg.Access.NkeyUsers(func(d deploy.DeviceAccess) *server.Permissions {
+			users := append(h.cfg.Access.NkeyUsers(func(d deploy.DeviceAccess) *server.Permissions {
 				return DevicePermissions(h.cfg.Name, d.ID)
 			}), &server.NkeyUser{Nkey: pub})
+			configure = func(o *server.Options) { o.Nkeys = users }
 			connOpts = append(connOpts, nats.Nkey(pub, kp.Sign), nats.CustomInboxPrefix(HubInboxPrefix))
-		}
-		ns, err := server.NewServer(opts)
-		if err != nil {
-			return fmt.Errorf("hub: nats server: %w", err)
-		}
-		h.ns = ns
-		if h.cfg.Access != nil {
-			// Refused connections and permission violations are worth an
-			// operator's attention; the rest of the server's log is not.
-			names := map[string]string{}
 			for _, d := range h.cfg.Access.Devices {
 				names[d.Nkey] = "device " + d.ID
 			}
 			for _, o := range h.cfg.Access.Operators {
 				names[o.Nkey] = "operator " + o.Name
 			}
-			ns.SetLogger(natsLogger{h.log, names}, false, false)
+		case !h.cfg.Insecure:
+			// Fleet authentication: a device connects as its id with the
+			// password its key derives (wire.DevicePassword) and gets
+			// DevicePermissions; the hub's process connects in-process
+			// with every right, and its replies come to an inbox devices
+			// may not read. No one else connects.
+			auth := &fleetAuth{name: h.cfg.Name, key: h.key, log: h.log}
+			configure = func(o *server.Options) { o.CustomClientAuthentication = auth }
+			connOpts = append(connOpts, nats.CustomInboxPrefix(HubInboxPrefix))
+		default:
+			where := "any local process"
+			if !natsembed.Loopback(h.cfg.Listen) {
+				where = "anyone on the network who reaches " + h.cfg.Listen
+			}
+			h.log.Warn("INSECURE: the embedded NATS server authenticates no one: " + where + " may drop devices, read and answer their traffic and write the hub's state")
 		}
-		ns.Start()
-		if !ns.ReadyForConnections(30 * time.Second) {
-			return errors.New("hub: embedded nats server did not become ready in 30s")
+		ns, err := natsembed.Start(ctx, natsembed.Config{
+			Name: "fennec-hub-" + h.cfg.Name, Dir: h.cfg.DataDir, Listen: h.cfg.Listen,
+			Configure: configure,
+			// Refused connections and permission violations are worth an
+			// operator's attention; the rest of the server's log is not.
+			Logger: natsLogger{h.log, names},
+		})
+		if err != nil {
+			return fmt.Errorf("hub: %w", err)
 		}
+		h.ns = ns
 		nc, err := nats.Connect("", append(append([]nats.Option{nats.InProcessServer(ns)}, connOpts...), h.cfg.NATSOptions...)...)
 		if err != nil {
 			return fmt.Errorf("hub: connect in-process: %w", err)
@@ -432,6 +433,15 @@ func (h *Hub) start(ctx context.Context) error {
 			return fmt.Errorf("hub: connect %s: %w", h.cfg.NATSURL, err)
 		}
 		h.nc = nc
+		// An external server's users and permissions are configured there;
+		// one that authenticates no one, reached over the network, lets
+		// anyone forge tasks and rewrite the hub's state.
+		if u := nc.ConnectedUrl(); !nc.AuthRequired() && !loopbackURL(u) {
+			if !h.cfg.Insecure {
+				return fmt.Errorf("hub: the NATS server at %s authenticates no one, so anyone who reaches it may write the hub's state and act as any device; configure users and permissions on it (docs/FEDERATION.md), or pass --insecure (HubConfig.Insecure) to run anyway", u)
+			}
+			h.log.Warn("INSECURE: the NATS server at " + u + " authenticates no one: anyone who reaches it may drop devices and write the hub's state")
+		}
 	}
 	js, err := jetstream.New(h.nc)
 	if err != nil {
@@ -441,7 +451,9 @@ func (h *Hub) start(ctx context.Context) error {
 	sctx, scancel := context.WithTimeout(ctx, 60*time.Second)
 	defer scancel()
 	h.kv, err = js.CreateOrUpdateKeyValue(sctx, jetstream.KeyValueConfig{
-		Bucket: h.bucket("state"), Storage: jetstream.FileStorage, Replicas: h.cfg.Replicas, History: 1,
+		// History keeps the last StateHistory round states, so that a
+		// hub that finds the newest corrupt resumes from an older one.
+		Bucket: h.bucket("state"), Storage: jetstream.FileStorage, Replicas: h.cfg.Replicas, History: StateHistory,
 	})
 	if err != nil {
 		return fmt.Errorf("hub: kv bucket: %w", err)
@@ -483,62 +495,240 @@ func (h *Hub) start(ctx context.Context) error {
 	return h.nc.Flush()
 }
 
-// load restores the last completed round or stores the initial model.
+// load restores the last completed round or stores the initial model. A
+// state it cannot use (undecodable, deleted, or naming a checkpoint that
+// is missing or fails its digest) does not stop the hub: it resumes from
+// the last good model (recover) and says so in its log.
 func (h *Hub) load(ctx context.Context) error {
 	e, err := h.kv.Get(ctx, "state")
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		if h.cfg.Initial == nil {
-			return errors.New("hub: the store holds no model and Config.Initial is nil")
+		fresh, ferr := h.emptyStore(ctx)
+		if ferr != nil {
+			return ferr
 		}
-		m := *h.cfg.Initial
-		if err := m.Validate(); err != nil {
-			return fmt.Errorf("hub: initial model: %w", err)
+		if fresh {
+			return h.initialise(ctx)
 		}
-		m.Version = 0
-		h.mu.Lock()
-		h.state = State{NextRound: 1, Strategy: h.cfg.Strategy.Name()}
-		h.mu.Unlock()
-		if err := h.commit(ctx, m); err != nil {
-			return err
-		}
-		h.log.Info("initialised", "params", m.Params())
-		return nil
+		return h.recover(ctx, fmt.Errorf("the state key of %s is missing (deleted) but the store holds earlier rounds", h.bucket("state")))
 	}
 	if err != nil {
 		return fmt.Errorf("hub: read state: %w", err)
 	}
 	var st State
 	if err := model.Unmarshal(e.Value(), &st); err != nil {
-		return fmt.Errorf("hub: state in %s is corrupt: %w", h.bucket("state"), err)
+		return h.recover(ctx, fmt.Errorf("state in %s is corrupt: %w", h.bucket("state"), err))
+	}
+	m, b, err := h.checkpoint(ctx, st)
+	if err != nil {
+		return h.recover(ctx, err)
 	}
 	h.mu.Lock()
 	h.state, h.stateRev = st, e.Revision()
 	h.mu.Unlock()
-	if h.state.Strategy != h.cfg.Strategy.Name() {
-		h.log.Warn("strategy changed since the last run", "was", h.state.Strategy, "now", h.cfg.Strategy.Name())
+	if st.Strategy != h.cfg.Strategy.Name() {
+		h.log.Warn("strategy changed since the last run", "was", st.Strategy, "now", h.cfg.Strategy.Name())
 	}
-	b, err := h.obj.GetBytes(ctx, h.state.Model)
-	if err != nil {
-		return fmt.Errorf("hub: read checkpoint %s: %w", h.state.Model, err)
-	}
-	if !bytes.Equal(wire.Digest(b), h.state.Digest) {
-		return fmt.Errorf("hub: checkpoint %s digest mismatch", h.state.Model)
-	}
-	m, err := model.Decode(b)
-	if err != nil {
-		return fmt.Errorf("hub: checkpoint %s: %w", h.state.Model, err)
-	}
-	if st, ok := h.cfg.Strategy.(strategy.Stateful); ok && h.state.Opt != "" && h.state.Strategy == h.cfg.Strategy.Name() {
-		ob, err := h.obj.GetBytes(ctx, h.state.Opt)
-		if err != nil {
-			return fmt.Errorf("hub: read optimizer state %s: %w", h.state.Opt, err)
-		}
-		if err := st.Restore(ob); err != nil {
-			return fmt.Errorf("hub: optimizer state %s: %w", h.state.Opt, err)
-		}
+	if err := h.restoreOpt(ctx, st); err != nil {
+		// The model is good; only the server optimizer's moments are lost.
+		h.log.Error("optimizer state unusable; the strategy's optimizer starts afresh from the last good model", "err", err)
 	}
 	h.setGlobal(m, b)
-	h.log.Info("resumed", "version", h.state.Version, "next_round", h.state.NextRound)
+	h.log.Info("resumed", "version", st.Version, "next_round", st.NextRound)
+	return nil
+}
+
+// initialise stores the initial model as version 0 of a new store.
+func (h *Hub) initialise(ctx context.Context) error {
+	if h.cfg.Initial == nil {
+		return errors.New("hub: the store holds no model and Config.Initial is nil")
+	}
+	m := *h.cfg.Initial
+	if err := m.Validate(); err != nil {
+		return fmt.Errorf("hub: initial model: %w", err)
+	}
+	m.Version = 0
+	h.mu.Lock()
+	h.state = State{NextRound: 1, Strategy: h.cfg.Strategy.Name()}
+	h.mu.Unlock()
+	if err := h.commit(ctx, m); err != nil {
+		return err
+	}
+	h.log.Info("initialised", "params", m.Params())
+	return nil
+}
+
+// emptyStore reports whether the buckets hold nothing of an earlier run.
+func (h *Hub) emptyStore(ctx context.Context) (bool, error) {
+	if _, err := h.kv.History(ctx, "state"); err == nil {
+		return false, nil
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, fmt.Errorf("hub: read state history: %w", err)
+	}
+	objs, err := h.obj.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("hub: list checkpoints: %w", err)
+	}
+	return len(objs) == 0, nil
+}
+
+// checkpoint reads and verifies the model st names.
+func (h *Hub) checkpoint(ctx context.Context, st State) (model.Model, []byte, error) {
+	if st.NextRound == 0 || st.Model == "" {
+		return model.Model{}, nil, fmt.Errorf("state (version %d) names no checkpoint or round", st.Version)
+	}
+	b, err := h.obj.GetBytes(ctx, st.Model)
+	if err != nil {
+		return model.Model{}, nil, fmt.Errorf("read checkpoint %s: %w", st.Model, err)
+	}
+	if !bytes.Equal(wire.Digest(b), st.Digest) {
+		return model.Model{}, nil, fmt.Errorf("checkpoint %s digest mismatch", st.Model)
+	}
+	m, err := model.Decode(b)
+	if err == nil {
+		err = m.Validate()
+	}
+	if err != nil {
+		return model.Model{}, nil, fmt.Errorf("checkpoint %s: %w", st.Model, err)
+	}
+	if m.Version != st.Version {
+		return model.Model{}, nil, fmt.Errorf("checkpoint %s holds version %d, the state says %d", st.Model, m.Version, st.Version)
+	}
+	return m, b, nil
+}
+
+// restoreOpt restores the strategy's optimizer state st names.
+func (h *Hub) restoreOpt(ctx context.Context, st State) error {
+	s, ok := h.cfg.Strategy.(strategy.Stateful)
+	if !ok || st.Opt == "" || st.Strategy != h.cfg.Strategy.Name() {
+		return nil
+	}
+	ob, err := h.obj.GetBytes(ctx, st.Opt)
+	if err != nil {
+		return fmt.Errorf("read optimizer state %s: %w", st.Opt, err)
+	}
+	if err := s.Restore(ob); err != nil {
+		return fmt.Errorf("optimizer state %s: %w", st.Opt, err)
+	}
+	return nil
+}
+
+// recover resumes from the last good model after cause made the current
+// state unusable: the newest older state revision whose checkpoint
+// verifies, else the newest checkpoint in the object store that decodes,
+// else the initial model. Round ids are never reused: the next round is
+// after every round any readable revision or round report names. The
+// recovered state is written as the new revision.
+func (h *Hub) recover(ctx context.Context, cause error) error {
+	h.log.Error("hub state unusable; resuming from the last good model", "err", cause)
+	var nextRound uint64 = 1
+	var (
+		good  *State
+		gm    model.Model
+		genc  []byte
+		found string
+	)
+	if hist, err := h.kv.History(ctx, "state"); err == nil {
+		for i := len(hist) - 1; i >= 0; i-- {
+			e := hist[i]
+			if e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			var st State
+			if model.Unmarshal(e.Value(), &st) != nil {
+				continue
+			}
+			nextRound = max(nextRound, st.NextRound)
+			if good != nil {
+				continue
+			}
+			m, b, err := h.checkpoint(ctx, st)
+			if err != nil {
+				h.log.Warn("older round state unusable", "revision", e.Revision(), "err", err)
+				continue
+			}
+			good, gm, genc, found = &st, m, b, fmt.Sprintf("round state revision %d", e.Revision())
+		}
+	}
+	if good == nil {
+		// No usable state: the newest checkpoint in the object store.
+		var best uint64
+		if objs, err := h.obj.List(ctx); err == nil {
+			for _, o := range objs {
+				var v uint64
+				if n, err := fmt.Sscanf(o.Name, "model-%d", &v); err != nil || n != 1 || o.Name != fmt.Sprintf("model-%d", v) {
+					continue
+				}
+				if good != nil && v <= best {
+					continue
+				}
+				b, err := h.obj.GetBytes(ctx, o.Name)
+				if err != nil {
+					continue
+				}
+				m, err := model.Decode(b)
+				if err != nil || m.Validate() != nil || m.Version != v {
+					continue
+				}
+				best = v
+				good = &State{Version: v, Model: o.Name, Digest: wire.Digest(b)}
+				gm, genc, found = m, b, "checkpoint "+o.Name
+			}
+		}
+	}
+	if good == nil {
+		if h.cfg.Initial == nil {
+			return fmt.Errorf("hub: %v, and no earlier state, checkpoint or Config.Initial to resume from", cause)
+		}
+		m := *h.cfg.Initial
+		if err := m.Validate(); err != nil {
+			return fmt.Errorf("hub: initial model: %w", err)
+		}
+		m.Version = 0
+		enc, err := model.Marshal(m)
+		if err != nil {
+			return err
+		}
+		if _, err := h.obj.PutBytes(ctx, "model-0", enc); err != nil {
+			return fmt.Errorf("hub: store checkpoint model-0: %w", err)
+		}
+		good = &State{Model: "model-0", Digest: wire.Digest(enc)}
+		gm, genc, found = m, enc, "the initial model"
+	}
+	// Rounds claimed after the good state (their reports are keys
+	// round.N) must not be announced again.
+	if keys, err := h.kv.ListKeys(ctx); err == nil {
+		for k := range keys.Keys() {
+			var r uint64
+			if n, err := fmt.Sscanf(k, "round.%d", &r); err == nil && n == 1 {
+				nextRound = max(nextRound, r+1)
+			}
+		}
+	}
+	st := *good
+	st.NextRound = max(nextRound, st.NextRound, st.Version+1)
+	if st.Strategy == "" {
+		st.Strategy = h.cfg.Strategy.Name()
+	}
+	if err := h.restoreOpt(ctx, st); err != nil {
+		h.log.Warn("optimizer state not restored; the strategy starts afresh", "err", err)
+		st.Opt = ""
+	}
+	b, err := model.Marshal(st)
+	if err != nil {
+		return err
+	}
+	rev, err := h.kv.Put(ctx, "state", b)
+	if err != nil {
+		return fmt.Errorf("hub: write recovered round state: %w", err)
+	}
+	h.mu.Lock()
+	h.state, h.stateRev = st, rev
+	h.mu.Unlock()
+	h.setGlobal(gm, genc)
+	h.log.Warn("recovered from unusable state", "from", found, "version", st.Version, "next_round", st.NextRound)
 	return nil
 }
 
@@ -711,6 +901,12 @@ func (h *Hub) availableLocked(now time.Time) []string {
 			delete(h.devices, id)
 		}
 	}
+	old := now.Add(-2 * wire.ClockSkew).UnixMilli()
+	for id, ts := range h.seen {
+		if ts < old {
+			delete(h.seen, id)
+		}
+	}
 	sort.Strings(ids)
 	return ids
 }
@@ -759,6 +955,11 @@ func (h *Hub) onJoin(m *nats.Msg) {
 		return
 	}
 	h.mu.Lock()
+	if err := h.freshLocked(&j); err != nil {
+		h.mu.Unlock()
+		respond(m, wire.Ack{Code: "auth", Error: "join: " + err.Error()})
+		return
+	}
 	_, known := h.devices[j.Device]
 	h.devices[j.Device] = time.Now()
 	h.mu.Unlock()
@@ -790,12 +991,34 @@ func (h *Hub) onLeave(m *nats.Msg) {
 		return
 	}
 	key, ok := h.key(j.Device)
-	if !ok || wire.VerifyJoin(key, &j, time.Now()) != nil {
+	if !ok {
+		return
+	}
+	if err := wire.VerifyLeave(key, &j, time.Now()); err != nil {
+		h.log.Warn("leave refused", "device", j.Device, "err", err)
 		return
 	}
 	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := h.freshLocked(&j); err != nil {
+		h.log.Warn("leave refused", "device", j.Device, "err", "leave: "+err.Error())
+		return
+	}
 	delete(h.devices, j.Device)
-	h.mu.Unlock()
+}
+
+// freshLocked is the replay bound of a device's join, heartbeat and leave
+// messages: each must be newer than the last one the hub accepted from
+// that device (the agent's timestamps strictly increase), so a captured
+// one is refused however soon it is replayed. Timestamps older than
+// wire.ClockSkew are refused by the MAC check's window, so entries older
+// than that are dropped (availableLocked).
+func (h *Hub) freshLocked(j *wire.Join) error {
+	if last, ok := h.seen[j.Device]; ok && j.TimeMS <= last {
+		return fmt.Errorf("timestamp %d is not after the device's last accepted one (%d): a replayed message", j.TimeMS, last)
+	}
+	h.seen[j.Device] = j.TimeMS
+	return nil
 }
 
 func (h *Hub) onModel(m *nats.Msg) {
@@ -1124,8 +1347,18 @@ func (h *Hub) runRound(ctx context.Context) (Report, error) {
 	h.mu.Lock()
 	h.cur = r
 	h.mu.Unlock()
-	enc := wire.Encode(task)
+	// Each device's copy carries the hub's MAC under that device's key
+	// (wire.TaskMAC), bound to the round, the model digest and every
+	// setting: a device acts on no task the hub did not send it.
+	tdg := wire.TaskDigest(task)
 	for _, d := range sample {
+		key, ok := h.key(d)
+		if !ok {
+			continue
+		}
+		t := task
+		t.MAC = wire.TaskMAC(key, d, tdg)
+		enc := wire.Encode(t)
 		if err := h.nc.Publish(h.subj.TaskPrefix+d, enc); err != nil {
 			return rep, fmt.Errorf("publish task: %w", err)
 		}
@@ -1281,6 +1514,69 @@ func DevicePermissions(name, id string) *server.Permissions {
 		Response: &server.ResponsePermission{MaxMsgs: 1, Expires: StepReplyWindow},
 	}
 }
+
+// fleetAuth authenticates the embedded server's clients without an access
+// file: in-process connections are the hub's own process; every network
+// client must be a device of the fleet, user = its id and password =
+// wire.DevicePassword of its key (derived from the fleet secret, or
+// Config.Keys), and gets DevicePermissions. Anyone else is refused.
+type fleetAuth struct {
+	name string
+	key  func(string) ([]byte, bool)
+	log  *slog.Logger
+}
+
+func (a *fleetAuth) Check(c server.ClientAuthentication) bool {
+	if c.Kind() != server.CLIENT {
+		return false
+	}
+	addr := c.RemoteAddress()
+	if addr != nil && addr.Network() == "pipe" {
+		// nats.InProcessServer: only code holding the *server.Server,
+		// i.e. the hub's process, can open one.
+		c.RegisterUser(&server.User{Username: "fennec-hub-process"})
+		return true
+	}
+	o := c.GetOpts()
+	where := "unknown address"
+	if addr != nil {
+		where = addr.String()
+	}
+	if o == nil || o.Username == "" {
+		a.log.Warn("nats: refused a connection without device credentials", "remote", where)
+		return false
+	}
+	id := o.Username
+	if err := wire.ValidName(id); err != nil {
+		a.log.Warn("nats: refused a connection", "remote", where, "err", err)
+		return false
+	}
+	key, ok := a.key(id)
+	if !ok || subtle.ConstantTimeCompare([]byte(o.Password), []byte(wire.DevicePassword(key))) != 1 {
+		a.log.Warn("nats: refused a connection: bad device credentials", "remote", where, "device", id)
+		return false
+	}
+	c.RegisterUser(&server.User{Username: id, Permissions: DevicePermissions(a.name, id)})
+	return true
+}
+
+// loopbackURL reports whether a NATS URL names this machine.
+func loopbackURL(u string) bool {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	host := pu.Hostname()
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// StateHistory is how many revisions of the round state the KV bucket
+// keeps (the newest and older ones to recover from).
+const StateHistory = 16
 
 // StepReplyWindow is how long after a mode step request a device may still
 // reply to it (its handler's own limit, hook.ServeDevice's default).

@@ -102,6 +102,9 @@ type Task struct {
 	DeadlineMS int64             `cbor:"deadline"`
 	Mode       string            `cbor:"mode"` // privacy round mode; "" = plain
 	Extra      map[string][]byte `cbor:"extra,omitempty"`
+	// MAC is TaskMAC: the hub's proof, under the device's key, that it
+	// sent this task to this device.
+	MAC []byte `cbor:"mac"`
 }
 
 // ModelReq asks the hub for one chunk of a global model.
@@ -184,20 +187,76 @@ func mac(key []byte, parts ...[]byte) []byte {
 
 func u64(x uint64) []byte { return binary.LittleEndian.AppendUint64(nil, x) }
 
-// SignJoin fills j.MAC.
-func SignJoin(key []byte, j *Join) {
-	j.MAC = mac(key, []byte("join"), []byte(j.Device), u64(uint64(j.TimeMS)), u64(j.Nonce))
+// Domain labels of the MAC'd message kinds. Every MAC in the protocol
+// starts with its kind's label, so a MAC made for one kind never verifies
+// as another (a captured join is not a valid leave). The privacy modes'
+// step messages use "mode-step" and "mode-reply" (package hook).
+const (
+	KindJoin   = "join"   // join and heartbeat (a re-join): the device is available
+	KindLeave  = "leave"  // graceful leave: the device is not
+	KindTask   = "task"   // hub -> device: train in this round
+	KindUpdate = "update" // device -> hub: the update of a round
+)
+
+func presenceMAC(key []byte, kind string, j *Join) []byte {
+	return mac(key, []byte(kind), []byte(j.Device), u64(uint64(j.TimeMS)), u64(j.Nonce))
 }
 
-// VerifyJoin checks j's MAC and timestamp.
+// SignJoin fills j.MAC for a join or heartbeat.
+func SignJoin(key []byte, j *Join) { j.MAC = presenceMAC(key, KindJoin, j) }
+
+// SignLeave fills j.MAC for a leave.
+func SignLeave(key []byte, j *Join) { j.MAC = presenceMAC(key, KindLeave, j) }
+
+// VerifyJoin checks a join's (or heartbeat's) MAC and timestamp window.
 func VerifyJoin(key []byte, j *Join, now time.Time) error {
-	want := mac(key, []byte("join"), []byte(j.Device), u64(uint64(j.TimeMS)), u64(j.Nonce))
-	if !hmac.Equal(want, j.MAC) {
-		return errors.New("join: bad credentials")
+	return verifyPresence(key, KindJoin, j, now)
+}
+
+// VerifyLeave checks a leave's MAC and timestamp window.
+func VerifyLeave(key []byte, j *Join, now time.Time) error {
+	return verifyPresence(key, KindLeave, j, now)
+}
+
+func verifyPresence(key []byte, kind string, j *Join, now time.Time) error {
+	if !hmac.Equal(presenceMAC(key, kind, j), j.MAC) {
+		return fmt.Errorf("%s: bad credentials", kind)
 	}
 	d := now.Sub(time.UnixMilli(j.TimeMS))
 	if d > ClockSkew || d < -ClockSkew {
-		return fmt.Errorf("join: timestamp off by %v", d.Round(time.Second))
+		return fmt.Errorf("%s: timestamp off by %v", kind, d.Round(time.Second))
+	}
+	return nil
+}
+
+// DevicePassword is the NATS password of a device on a hub without an
+// access file: derived from its key (so the hub, which derives the same
+// key from the fleet secret, checks it without a device list), and not
+// the key itself, so that a captured password forges no MAC.
+func DevicePassword(key []byte) string {
+	return hex.EncodeToString(mac(key, []byte("nats-password")))
+}
+
+// TaskDigest is what a task's MAC covers besides the device: the SHA-256
+// of its encoding without MAC and Inline (the inline model is bound by
+// Digest, which the device checks), so every other field (round, version,
+// model digest, settings, deadline, mode, extras) is authenticated.
+func TaskDigest(t Task) []byte {
+	t.MAC, t.Inline = nil, nil
+	return Digest(Encode(t))
+}
+
+// TaskMAC is the MAC the hub puts on the task (of TaskDigest digest) it
+// sends device, under that device's key: a task cannot be forged, altered
+// or replayed to another device.
+func TaskMAC(key []byte, device string, digest []byte) []byte {
+	return mac(key, []byte(KindTask), []byte(device), digest)
+}
+
+// VerifyTask checks t's MAC for device.
+func VerifyTask(key []byte, device string, t Task) error {
+	if !hmac.Equal(TaskMAC(key, device, TaskDigest(t)), t.MAC) {
+		return fmt.Errorf("task for round %d: mac does not verify (not sent by the hub)", t.Round)
 	}
 	return nil
 }
@@ -205,7 +264,7 @@ func VerifyJoin(key []byte, j *Join, now time.Time) error {
 // UpdateMAC is the MAC a version-1 device put on its update's last chunk.
 // The hub no longer accepts version-1 chunks; ChunkMAC replaces it.
 func UpdateMAC(key []byte, device string, round uint64, digest []byte) []byte {
-	return mac(key, []byte("update"), []byte(device), u64(round), digest)
+	return mac(key, []byte(KindUpdate), []byte(device), u64(round), digest)
 }
 
 // ChunkMAC is the MAC of a version-2 chunk: HMAC-SHA256 under the device's
@@ -367,6 +426,8 @@ func DecodeTask(b []byte) (Task, error) {
 		return t, fmt.Errorf("task: mode %q", t.Settings.Mode)
 	case len(t.Extra) > MaxExtra:
 		return t, errors.New("task: too many extras")
+	case len(t.MAC) != sha256.Size:
+		return t, errors.New("task: mac must be 32 bytes")
 	}
 	return t, nil
 }

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -122,7 +123,7 @@ func seeds(f interface{ Add(...any) }) {
 	p := Encode(Body{Model: m, NumExamples: 3, Metrics: map[string]float64{"loss": 1}})
 	f.Add(p)
 	f.Add(Encode(Frame([]byte("k"), "d", 1, p, 16)[0]))
-	f.Add(Encode(Task{Round: 1, Size: 10, Chunks: 1, Digest: make([]byte, 32), Settings: Settings{Mode: "weights"}}))
+	f.Add(Encode(Task{Round: 1, Size: 10, Chunks: 1, Digest: make([]byte, 32), Settings: Settings{Mode: "weights"}, MAC: make([]byte, 32)}))
 	j := Join{Device: "d", TimeMS: 1}
 	SignJoin([]byte("k"), &j)
 	f.Add(Encode(j))
@@ -151,4 +152,51 @@ func FuzzDecoders(f *testing.F) {
 func FuzzCreds(f *testing.F) {
 	f.Add([]byte(FormatCreds("dev", make([]byte, 32))))
 	f.Fuzz(func(t *testing.T, b []byte) { _, _, _ = ParseCreds(b) })
+}
+
+// Each MAC'd kind is its own domain: a join is not a leave; a task's MAC
+// binds the device and every field but the inline model.
+func TestMACDomains(t *testing.T) {
+	key := DeviceKey([]byte("secret"), "d1")
+	j := Join{Device: "d1", TimeMS: time.Now().UnixMilli(), Nonce: 7}
+	SignJoin(key, &j)
+	if err := VerifyLeave(key, &j, time.Now()); err == nil {
+		t.Fatal("a join verifies as a leave")
+	}
+	SignLeave(key, &j)
+	if err := VerifyLeave(key, &j, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifyJoin(key, &j, time.Now()); err == nil {
+		t.Fatal("a leave verifies as a join")
+	}
+	task := Task{Round: 3, Version: 2, Size: 4, Chunks: 1, Digest: Digest([]byte("mdl!")), Inline: []byte("mdl!"),
+		Settings: Settings{LR: 0.05, Epochs: 1, BatchSize: 32, Mode: "weights"}, DeadlineMS: 1000}
+	task.MAC = TaskMAC(key, "d1", TaskDigest(task))
+	dec, err := DecodeTask(Encode(task))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifyTask(key, "d1", dec); err != nil {
+		t.Fatal(err)
+	}
+	if VerifyTask(DeviceKey([]byte("secret"), "d2"), "d2", dec) == nil || VerifyTask(key, "d2", dec) == nil {
+		t.Fatal("a task for d1 verifies for d2")
+	}
+	for name, f := range map[string]func(*Task){
+		"round":    func(t *Task) { t.Round++ },
+		"digest":   func(t *Task) { t.Digest = Digest([]byte("evil")) },
+		"lr":       func(t *Task) { t.Settings.LR = 1e6 },
+		"deadline": func(t *Task) { t.DeadlineMS++ },
+		"extra":    func(t *Task) { t.Extra = map[string][]byte{"x": {1}} },
+	} {
+		c := dec
+		f(&c)
+		if VerifyTask(key, "d1", c) == nil {
+			t.Errorf("a task with a changed %s verifies", name)
+		}
+	}
+	if DevicePassword(key) == DevicePassword(DeviceKey([]byte("secret"), "d2")) || strings.Contains(DevicePassword(key), fmt.Sprintf("%x", key)) {
+		t.Fatal("device passwords are not per device, or reveal the key")
+	}
 }
