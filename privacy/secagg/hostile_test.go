@@ -14,6 +14,7 @@ type hostile struct {
 	masked       func(m *MaskedMsg)    // round 2
 	unmask       func(m *UnmaskMsg)    // round 3
 	complain     func(m *ComplaintMsg) // after the delivery
+	deal         func(c *Client)       // before round 1
 	noComplaints bool                  // drive the round without the complaint step
 }
 
@@ -50,6 +51,9 @@ func play(t *testing.T, cfg Config, inputs [][]float32, bad map[uint32]hostile) 
 		return p, err
 	}
 	for id, c := range cs {
+		if h := bad[id].deal; h != nil {
+			h(c)
+		}
 		m, err := c.ShareKeys(dir)
 		if err != nil {
 			t.Fatal(err)
@@ -318,5 +322,23 @@ func TestOutOfRangeSumIsClampedAndCounted(t *testing.T) {
 	p, err = play(t, cfg, in, nil)
 	if err != nil || p.srv.OutOfRange() != 0 {
 		t.Fatalf("honest round: %v, %d out of range", err, p.srv.OutOfRange())
+	}
+}
+
+// A malicious client deals shares of a seed other than the one it committed
+// to, in boxes that open: no one can tell before unmasking, and no subset
+// of shares reconstructs its commitment. The round is lost, but the dealer,
+// not its holders, is named.
+func TestInconsistentDealerIsNamed(t *testing.T) {
+	cfg := Config{RoundID: []byte("dealer"), NumClients: 6, Threshold: 4, VectorLen: 8, Clip: 2}
+	in := randomInputs(6, 8, 8)
+	bad := map[uint32]hostile{5: {deal: func(c *Client) { c.selfSeed = make([]byte, 32) }}}
+	p, err := play(t, cfg, in, bad)
+	if !errors.Is(err, ErrAbort) {
+		t.Fatalf("round with an inconsistent dealer: %v", err)
+	}
+	cs := p.srv.Culprits()
+	if len(cs) != 1 || cs[0].ID != 5 {
+		t.Fatalf("culprits %+v, want the dealer 5 alone", cs)
 	}
 }

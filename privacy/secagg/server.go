@@ -439,6 +439,10 @@ func (s *Server) reconstruct(shares map[uint32][]byte, of uint32, what string, c
 		sec = combine(base)
 	}
 	if sec == nil {
+		// Honest holders forward what the dealer sealed for them; with at
+		// most len(xs)-t bad holders some subset would verify (and would
+		// likely be found), so the likely culprit is the dealer.
+		s.culprits = append(s.culprits, Culprit{ID: of, Reason: fmt.Sprintf("its shares of its %s reconstruct to no value it committed to (or more than %d of holders %v sent bad shares)", what, len(xs)-t, xs)})
 		return nil, fmt.Errorf("%w: client %d's %s: no %d of the shares from holders %v reconstruct the value it committed to (a holder sent bad shares)", ErrAbort, of, what, t, xs)
 	}
 	// base verified: it lies on the dealer's polynomial. Any other share
