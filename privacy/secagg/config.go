@@ -29,8 +29,21 @@
 // at any point. A client answers the unmasking request once, and never
 // reveals for the same peer both the self-mask seed and the mask key, so a
 // hub that lies about who dropped out learns no individual input either.
-// Malicious clients can corrupt the sum (not learn inputs); detecting that
-// needs zero-knowledge proofs, which are out of scope.
+// Malicious clients cannot learn inputs, nor abort a round with bad share
+// boxes (recipients complain, Server.Exclude removes the sender before
+// masking) or bad unmask shares (Result reconstructs from verified subsets
+// and names the holders, Culprits). They can still shift the sum within
+// the range honest inputs reach (Result clamps it there and counts values
+// beyond, OutOfRange) and, by dealing shares of a secret other than the one
+// they committed to, lose the round at unmasking (the dealer is named).
+// Holding each input to its clip range needs zero-knowledge proofs, which
+// are out of scope.
+//
+// The full round with the complaint step:
+//
+//	ReceiveShares(del)     ----->   AddComplaint       (after round 1)
+//	                       <-----   Exclude()
+//	MaskInput(x, excluded) ----->   AddMasked          (round 2)
 package secagg
 
 import (

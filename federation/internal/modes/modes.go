@@ -27,7 +27,9 @@
 // The protocol steps beyond task -> update travel over hook's
 // authenticated step link (hook.HubLink / hook.ServeDevice):
 //
-//	secagg: Prepare: sa.keys, sa.share, sa.deliver; the update's f32 tensor
+//	secagg: Prepare: sa.keys, sa.share, sa.deliver (answered with the
+//	        senders of share boxes that did not open; the hub's exclusions
+//	        travel in the task's parameters); the update's f32 tensor
 //	        bytes carry the masked ring vector (4 bytes per value, the
 //	        size of the plain update); PreAggregate: sa.unmask
 //	he:     first Prepare (and after a failed setup): he.keygen, he.pk
