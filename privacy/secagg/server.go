@@ -416,16 +416,22 @@ func (s *Server) reconstruct(shares map[uint32][]byte, of uint32, what string, c
 	}
 	xs := sortedKeys(shares)
 	slices.SortStableFunc(xs, func(a, b uint32) int { return boolInt(caught[a]) - boolInt(caught[b]) })
-	combine := func(sub []uint32) []byte {
+	interp := func(sub []uint32) []byte {
 		ys := make([][]byte, len(sub))
 		for i, x := range sub {
 			ys[i] = shares[x]
 		}
 		sec, err := shamir.Combine(sub, ys)
-		if err != nil || !check(sec) {
+		if err != nil {
 			return nil
 		}
 		return sec
+	}
+	combine := func(sub []uint32) []byte {
+		if sec := interp(sub); sec != nil && check(sec) {
+			return sec
+		}
+		return nil
 	}
 	seed := sha256.Sum256(u32(append([]byte("fennec/secagg/subsets\x00"), s.cfg.RoundID...), of))
 	r := rand.New(rand.NewChaCha8(seed))
@@ -452,7 +458,7 @@ func (s *Server) reconstruct(shares map[uint32][]byte, of uint32, what string, c
 			continue
 		}
 		sub := append(slices.Clone(base[1:]), x)
-		if combine(sub) == nil && !caught[x] {
+		if !bytes.Equal(interp(sub), sec) && !caught[x] {
 			caught[x] = true
 			s.culprits = append(s.culprits, Culprit{ID: x, Reason: fmt.Sprintf("sent a bad share of client %d's %s", of, what)})
 		}
