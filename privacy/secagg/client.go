@@ -16,6 +16,7 @@ const (
 	cNew clientPhase = iota
 	cAdvertised
 	cShared
+	cReceived
 	cMasked
 	cDone
 )
@@ -32,9 +33,11 @@ type Client struct {
 	maskSK   *ecdh.PrivateKey
 	selfSeed []byte
 	phase    clientPhase
-	dir      map[uint32]KeysMsg // neighbours' keys
-	held     map[uint32]shareBox
-	own      shareBox // this client's own shares of its secrets
+	dir      map[uint32]KeysMsg  // neighbours' keys
+	peers    []uint32            // neighbours whose share boxes the hub delivered
+	held     map[uint32]shareBox // the boxes among them that opened
+	bad      []uint32            // senders of boxes that did not open
+	own      shareBox            // this client's own shares of its secrets
 }
 
 // NewClient prepares client id (1..NumClients) for the round.
@@ -168,16 +171,17 @@ func checkKeys(cfg Config, k KeysMsg) error {
 	return nil
 }
 
-// MaskedInput consumes the hub's Delivery of shares addressed to this
-// client and returns the round-2 message (MaskedMsg): update, clipped and
-// quantised, plus the self mask, plus or minus the pairwise mask with every
-// neighbour whose shares arrived.
-func (c *Client) MaskedInput(delivery []byte, update []float32) ([]byte, error) {
+// ReceiveShares consumes the hub's Delivery of the share boxes addressed to
+// this client and returns its ComplaintMsg: the senders whose boxes did not
+// open (AEAD failure, undecodable or inconsistent contents). A bad box does
+// not abort the round: it only costs this client its share of the sender's
+// secrets. Every box is bound to (round, sender, recipient) by its key and
+// associated data, so as long as the hub relays boxes unchanged, a box that
+// fails is the sender's doing (a hub that alters a box in transit can make a
+// recipient complain about an honest sender; see Server.Exclude).
+func (c *Client) ReceiveShares(delivery []byte) ([]byte, error) {
 	if c.phase != cShared {
-		return nil, fmt.Errorf("%w: MaskedInput before ShareKeys or twice", ErrPhase)
-	}
-	if len(update) != c.cfg.VectorLen {
-		return nil, fmt.Errorf("secagg: update has %d values, round expects %d", len(update), c.cfg.VectorLen)
+		return nil, fmt.Errorf("%w: ReceiveShares before ShareKeys or twice", ErrPhase)
 	}
 	var d Delivery
 	if err := unmarshal(delivery, &d, "delivery"); err != nil {
@@ -186,42 +190,103 @@ func (c *Client) MaskedInput(delivery []byte, update []float32) ([]byte, error) 
 	if d.To != c.id {
 		return nil, fmt.Errorf("%w: delivery addressed to %d, not %d", ErrMessage, d.To, c.id)
 	}
-	c.held = map[uint32]shareBox{}
+	held := map[uint32]shareBox{}
+	var peers, bad []uint32
 	for _, s := range d.Shares {
 		k, ok := c.dir[s.Peer]
 		if !ok {
-			return nil, fmt.Errorf("%w: share from %d, not a neighbour with keys", ErrMessage, s.Peer)
+			return nil, fmt.Errorf("%w: delivery carries a share from %d, not a neighbour with keys", ErrMessage, s.Peer)
 		}
-		if _, dup := c.held[s.Peer]; dup {
-			return nil, fmt.Errorf("%w: two shares from %d", ErrMessage, s.Peer)
+		if slices.Contains(peers, s.Peer) {
+			return nil, fmt.Errorf("%w: delivery carries two shares from %d", ErrMessage, s.Peer)
 		}
-		key, err := pairKey(c.encSK, k.EncPub, c.cfg.RoundID, "fennec/secagg/box", s.Peer, c.id)
-		if err != nil {
-			return nil, err
+		peers = append(peers, s.Peer)
+		if b, ok := c.openBox(k, s); ok {
+			held[s.Peer] = b
+		} else {
+			bad = append(bad, s.Peer)
 		}
-		pt, err := open(key, c.shareAAD(s.Peer, c.id), s.Box)
-		if err != nil {
-			return nil, fmt.Errorf("share from %d: %w", s.Peer, err)
-		}
-		var b shareBox
-		if err := unmarshal(pt, &b, "share box"); err != nil {
-			return nil, err
-		}
-		if b.From != s.Peer || b.To != c.id || len(b.Self) != shamir.ShareSize || len(b.Mask) != shamir.ShareSize {
-			return nil, fmt.Errorf("%w: share box from %d is inconsistent", ErrMessage, s.Peer)
-		}
-		c.held[s.Peer] = b
 	}
+	slices.Sort(peers)
+	slices.Sort(bad)
+	c.peers, c.held, c.bad = peers, held, bad
+	c.phase = cReceived
+	return marshal(ComplaintMsg{From: c.id, Bad: bad})
+}
+
+// openBox opens one share box from s.Peer; false when it does not
+// authenticate or its contents are not the shares it must hold.
+func (c *Client) openBox(k KeysMsg, s SealedShare) (shareBox, bool) {
+	key, err := pairKey(c.encSK, k.EncPub, c.cfg.RoundID, "fennec/secagg/box", s.Peer, c.id)
+	if err != nil {
+		return shareBox{}, false
+	}
+	pt, err := open(key, c.shareAAD(s.Peer, c.id), s.Box)
+	if err != nil {
+		return shareBox{}, false
+	}
+	var b shareBox
+	if unmarshal(pt, &b, "share box") != nil || b.From != s.Peer || b.To != c.id ||
+		len(b.Self) != shamir.ShareSize || len(b.Mask) != shamir.ShareSize {
+		return shareBox{}, false
+	}
+	return b, true
+}
+
+// Bad returns the senders whose share boxes did not open (after
+// ReceiveShares).
+func (c *Client) Bad() []uint32 { return slices.Clone(c.bad) }
+
+// MaskedInput is ReceiveShares followed by MaskInput with no exclusions,
+// for a federation that runs no complaint step: a bad box then only costs
+// this client the sender's share.
+func (c *Client) MaskedInput(delivery []byte, update []float32) ([]byte, error) {
+	if c.phase != cShared {
+		return nil, fmt.Errorf("%w: MaskedInput before ShareKeys or twice", ErrPhase)
+	}
+	if len(update) != c.cfg.VectorLen {
+		return nil, fmt.Errorf("secagg: update has %d values, round expects %d", len(update), c.cfg.VectorLen)
+	}
+	if _, err := c.ReceiveShares(delivery); err != nil {
+		return nil, err
+	}
+	return c.MaskInput(update, nil)
+}
+
+// MaskInput returns the round-2 message (MaskedMsg): update, clipped and
+// quantised, plus the self mask, plus or minus the pairwise mask with every
+// neighbour whose shares the hub delivered, except the clients the hub
+// excluded (Server.Exclude), which count as having never sent shares.
+func (c *Client) MaskInput(update []float32, excluded []uint32) ([]byte, error) {
+	if c.phase != cReceived {
+		return nil, fmt.Errorf("%w: MaskInput before ReceiveShares or twice", ErrPhase)
+	}
+	if len(update) != c.cfg.VectorLen {
+		return nil, fmt.Errorf("secagg: update has %d values, round expects %d", len(update), c.cfg.VectorLen)
+	}
+	if len(excluded) > c.cfg.NumClients {
+		return nil, fmt.Errorf("%w: %d exclusions for %d clients", ErrMessage, len(excluded), c.cfg.NumClients)
+	}
+	if slices.Contains(excluded, c.id) {
+		return nil, fmt.Errorf("%w: the hub excluded this client (%d) from the round", ErrAbort, c.id)
+	}
+	var peers []uint32
+	for _, v := range c.peers {
+		if !slices.Contains(excluded, v) {
+			peers = append(peers, v)
+		}
+	}
+	// A kept client whose box to us failed is masked with all the same
+	// (the hub's sum expects it); we just hold no share of its secrets.
+	for _, v := range excluded {
+		delete(c.held, v)
+	}
+	c.peers = peers
 	if len(c.held)+1 < c.cfg.Threshold {
 		return nil, fmt.Errorf("%w: shares from only %d neighbours, threshold %d", ErrAbort, len(c.held), c.cfg.Threshold)
 	}
 	y := c.cfg.Quantize(update)
 	applyMask(y, c.selfSeed, +1)
-	peers := make([]uint32, 0, len(c.held))
-	for v := range c.held {
-		peers = append(peers, v)
-	}
-	slices.Sort(peers)
 	for _, v := range peers {
 		seed, err := maskSeed(c.maskSK, c.dir[v].MaskPub, c.cfg.RoundID, c.id, v)
 		if err != nil {

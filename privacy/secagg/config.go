@@ -29,8 +29,21 @@
 // at any point. A client answers the unmasking request once, and never
 // reveals for the same peer both the self-mask seed and the mask key, so a
 // hub that lies about who dropped out learns no individual input either.
-// Malicious clients can corrupt the sum (not learn inputs); detecting that
-// needs zero-knowledge proofs, which are out of scope.
+// Malicious clients cannot learn inputs, nor abort a round with bad share
+// boxes (recipients complain, Server.Exclude removes the sender before
+// masking) or bad unmask shares (Result reconstructs from verified subsets
+// and names the holders, Culprits). They can still shift the sum within
+// the range honest inputs reach (Result clamps it there and counts values
+// beyond, OutOfRange) and, by dealing shares of a secret other than the one
+// they committed to, lose the round at unmasking (the dealer is named).
+// Holding each input to its clip range needs zero-knowledge proofs, which
+// are out of scope.
+//
+// The full round with the complaint step:
+//
+//	ReceiveShares(del)     ----->   AddComplaint       (after round 1)
+//	                       <-----   Exclude()
+//	MaskInput(x, excluded) ----->   AddMasked          (round 2)
 package secagg
 
 import (
@@ -112,11 +125,35 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// scale is the fixed-point factor: NumClients values of magnitude at most
-// Clip*scale+1/2 sum to less than 2^31 in absolute value, so the sum in the
-// ring Z_{2^32}, read as a signed integer, is the exact integer sum.
+// Headroom is the factor of unused range in the ring: NumClients values of
+// magnitude at most Clip*scale+1/2 sum to less than 2^31/Headroom in
+// absolute value, so the sum in the ring Z_{2^32}, read as a signed
+// integer, is the exact integer sum, and a sum beyond the honest range
+// (survivors*Clip) is visible after unmasking: a client that encodes values
+// outside its clip range (or garbage) lands there with probability at least
+// 1-1/Headroom per value. Server.Result clamps such values and counts them
+// (Server.OutOfRange). It costs log2(Headroom) bits of resolution.
+const Headroom = 4
+
+// scale is the fixed-point factor (see Headroom).
 func (c Config) scale() float64 {
-	return (math.MaxInt32 - float64(c.NumClients)) / (float64(c.NumClients) * c.Clip)
+	return (math.MaxInt32 - float64(c.NumClients)) / (Headroom * float64(c.NumClients) * c.Clip)
+}
+
+// clampSum clamps a ring sum of n inputs to the range n honest inputs can
+// reach, returning how many values lay outside it.
+func (c Config) clampSum(sum []uint32, n int) int {
+	lim := int64(n) * (int64(c.Clip*c.scale()) + 1)
+	out := 0
+	for i, v := range sum {
+		switch x := int64(int32(v)); {
+		case x > lim:
+			sum[i], out = uint32(int32(lim)), out+1
+		case x < -lim:
+			sum[i], out = uint32(int32(-lim)), out+1
+		}
+	}
+	return out
 }
 
 // Resolution is the quantisation step of one value: the sum is exact over

@@ -48,6 +48,13 @@ type MaskedMsg struct {
 	Data []byte `cbor:"2,keyasint"`
 }
 
+// ComplaintMsg (client -> hub, after the delivery): the neighbours whose
+// share boxes to this client did not open.
+type ComplaintMsg struct {
+	From uint32   `cbor:"1,keyasint"`
+	Bad  []uint32 `cbor:"2,keyasint"`
+}
+
 // UnmaskRequest (hub -> clients, after round 2): who sent a masked input
 // (survivors) and who shared keys but did not (dropped).
 type UnmaskRequest struct {

@@ -274,7 +274,7 @@ func TestHubViewRevealsNoInput(t *testing.T) {
 			}
 		}
 		srv := &Server{cfg: srvCfg}
-		seed, err := srv.reconstruct(shares, id, "self")
+		seed, err := srv.reconstruct(shares, id, "self", func([]byte) bool { return true })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -412,6 +412,9 @@ func FuzzServerMessages(f *testing.F) {
 		srv.phase = sMasked
 		srv.u1[1] = true
 		srv.sum = make([]uint32, 3)
+		srv.delivered[1] = []uint32{2, 3}
+		_ = srv.AddComplaint(data)
+		_, _ = srv.Exclude()
 		_ = srv.AddMasked(data)
 		srv.phase = sUnmask
 		srv.u2[1] = true

@@ -3,8 +3,10 @@ package secagg
 import (
 	"bytes"
 	"crypto/ecdh"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 
 	"github.com/fennec-edge/fennec/privacy/internal/shamir"
@@ -40,6 +42,21 @@ type Server struct {
 	selfSh map[uint32]map[uint32][]byte // of -> from -> share
 	maskSh map[uint32]map[uint32][]byte
 	u3     map[uint32]bool // answered unmask
+
+	delivered  map[uint32][]uint32 // recipient -> senders whose boxes it was given
+	complaints map[uint32][]uint32 // complainer -> senders of its bad boxes
+	closed     bool                // the complaint step is over
+	culprits   []Culprit
+	outOfRange int
+}
+
+// Culprit is a client the server holds responsible for a failure.
+type Culprit struct {
+	ID     uint32
+	Reason string
+	// Disputed: one complaint between two clients that nothing else
+	// corroborates; either may be at fault, and both were excluded.
+	Disputed bool
 }
 
 // NewServer prepares the hub for a round.
@@ -52,6 +69,7 @@ func NewServer(cfg Config) (*Server, error) {
 		keys: map[uint32]KeysMsg{}, boxes: map[uint32][]SealedShare{},
 		u1: map[uint32]bool{}, u2: map[uint32]bool{}, u3: map[uint32]bool{},
 		selfSh: map[uint32]map[uint32][]byte{}, maskSh: map[uint32]map[uint32][]byte{},
+		delivered: map[uint32][]uint32{}, complaints: map[uint32][]uint32{},
 	}, nil
 }
 
@@ -156,9 +174,11 @@ func (s *Server) Deliveries() (map[uint32][]byte, error) {
 		for _, b := range s.boxes[id] {
 			if s.u1[b.Peer] {
 				d.Shares = append(d.Shares, b)
+				s.delivered[id] = append(s.delivered[id], b.Peer)
 			}
 		}
 		slices.SortFunc(d.Shares, func(a, b SealedShare) int { return int(a.Peer) - int(b.Peer) })
+		slices.Sort(s.delivered[id])
 		raw, err := marshal(d)
 		if err != nil {
 			return nil, err
@@ -171,6 +191,119 @@ func (s *Server) Deliveries() (map[uint32][]byte, error) {
 	return out, nil
 }
 
+// AddComplaint accepts a client's ComplaintMsg (after the delivery, before
+// the first masked input): the neighbours whose boxes to it did not open.
+func (s *Server) AddComplaint(msg []byte) error {
+	if err := s.want(sMasked, "complaint"); err != nil {
+		return err
+	}
+	if s.closed {
+		return fmt.Errorf("%w: complaint after the exclusions were fixed", ErrPhase)
+	}
+	var m ComplaintMsg
+	if err := unmarshal(msg, &m, "complaint"); err != nil {
+		return err
+	}
+	if !s.u1[m.From] {
+		return fmt.Errorf("%w: complaint from %d, which sent no shares", ErrMessage, m.From)
+	}
+	if _, dup := s.complaints[m.From]; dup {
+		return fmt.Errorf("%w: complaint from %d twice", ErrMessage, m.From)
+	}
+	for i, v := range m.Bad {
+		if _, ok := slices.BinarySearch(s.delivered[m.From], v); !ok || slices.Contains(m.Bad[:i], v) {
+			return fmt.Errorf("%w: client %d complains about %d, whose box it was not given (or twice)", ErrMessage, m.From, v)
+		}
+	}
+	s.complaints[m.From] = slices.Clone(m.Bad)
+	return nil
+}
+
+// Exclude closes the complaint step and returns the clients excluded from
+// the round, which every remaining client must be told (Client.MaskInput):
+// they count as having never sent shares, so no one masks with them, their
+// masked inputs are refused and their secrets are never needed.
+//
+// Each complaint is an edge between complainer and accused. With a hub that
+// relays boxes unchanged, every edge has a faulty end: either the sender
+// sealed a bad box, or the recipient lies about it. The server cannot tell
+// which (it cannot open boxes), so it excludes a small vertex cover of the
+// complaint graph: repeatedly the client on the most remaining edges while
+// that is at least two (a faulty client that sends several bad boxes, or
+// complains about several neighbours, is the common end), then both ends of
+// each remaining isolated edge (Disputed). One faulty client so costs at
+// most one honest client its round, and none when it is on two edges or more.
+// Without a call to Exclude before the first AddMasked, no one is excluded.
+func (s *Server) Exclude() ([]uint32, error) {
+	if err := s.want(sMasked, "Exclude"); err != nil {
+		return nil, err
+	}
+	if s.closed {
+		return nil, fmt.Errorf("%w: Exclude twice or after masked inputs", ErrPhase)
+	}
+	s.closed = true
+	type edge struct{ a, b uint32 }
+	edges := map[edge]bool{}
+	for from, l := range s.complaints {
+		for _, v := range l {
+			edges[edge{min(from, v), max(from, v)}] = true
+		}
+	}
+	var out []uint32
+	exclude := func(id uint32, why string, disputed bool) {
+		out = append(out, id)
+		s.culprits = append(s.culprits, Culprit{ID: id, Reason: why, Disputed: disputed})
+		delete(s.u1, id)
+	}
+	for len(edges) > 0 { // each pass removes at least one edge
+		deg := map[uint32]int{}
+		for e := range edges {
+			deg[e.a]++
+			deg[e.b]++
+		}
+		best, bd := uint32(0), 0
+		for _, id := range sortedKeys(deg) {
+			if deg[id] > bd {
+				best, bd = id, deg[id]
+			}
+		}
+		if bd < 2 {
+			break
+		}
+		exclude(best, fmt.Sprintf("on %d share-box complaints (bad boxes sent or claimed)", bd), false)
+		for e := range edges {
+			if e.a == best || e.b == best {
+				delete(edges, e)
+			}
+		}
+	}
+	rest := make([]edge, 0, len(edges))
+	for e := range edges {
+		rest = append(rest, e)
+	}
+	slices.SortFunc(rest, func(x, y edge) int { return int(x.a) - int(y.a) })
+	for _, e := range rest {
+		exclude(e.a, fmt.Sprintf("disputed share box with client %d", e.b), true)
+		exclude(e.b, fmt.Sprintf("disputed share box with client %d", e.a), true)
+	}
+	slices.Sort(out)
+	if len(s.u1) < s.cfg.Threshold+1 {
+		return out, fmt.Errorf("%w: %d clients remain after excluding %v, need %d", ErrAbort, len(s.u1), out, s.cfg.Threshold+1)
+	}
+	return out, nil
+}
+
+// Culprits returns the clients held responsible so far: excluded for share
+// boxes (Exclude), or caught sending unmask shares inconsistent with a
+// verified reconstruction (Result).
+func (s *Server) Culprits() []Culprit { return slices.Clone(s.culprits) }
+
+// OutOfRange is the number of values of the last Result that lay outside
+// the range honest inputs can reach (survivors * Clip) and were clamped to
+// it: some client encoded values beyond its clip range (not attributable,
+// the inputs being masked).
+func (s *Server) OutOfRange() int { return s.outOfRange }
+
 // AddMasked accepts a client's MaskedMsg (round 2) and adds it to the
 // running sum; individual masked inputs are not kept.
 func (s *Server) AddMasked(msg []byte) error {
@@ -181,8 +314,9 @@ func (s *Server) AddMasked(msg []byte) error {
 	if err := unmarshal(msg, &m, "masked input"); err != nil {
 		return err
 	}
+	s.closed = true
 	if !s.u1[m.From] || s.u2[m.From] {
-		return fmt.Errorf("%w: masked input from %d unexpected or repeated", ErrMessage, m.From)
+		return fmt.Errorf("%w: masked input from %d unexpected, excluded or repeated", ErrMessage, m.From)
 	}
 	if len(m.Data) != 4*s.cfg.VectorLen {
 		return fmt.Errorf("%w: masked input from %d has %d bytes, want %d", ErrMessage, m.From, len(m.Data), 4*s.cfg.VectorLen)
@@ -261,21 +395,82 @@ func put(m map[uint32]map[uint32][]byte, of, from uint32, y []byte) {
 	m[of][from] = y
 }
 
-// reconstruct combines the first Threshold shares of one secret.
-func (s *Server) reconstruct(shares map[uint32][]byte, of uint32, what string) ([]byte, error) {
-	if len(shares) < s.cfg.Threshold {
-		return nil, fmt.Errorf("%w: only %d shares of client %d's %s, threshold %d", ErrAbort, len(shares), of, what, s.cfg.Threshold)
+// maxSubsets bounds the Shamir subsets tried per secret when the first t
+// shares do not reconstruct the committed value.
+const maxSubsets = 256
+
+// reconstruct combines t of the shares of one secret (holder -> share) into
+// a value that check accepts (the commitment or public key published in
+// round 0): first the lowest t holders not yet caught, then up to
+// maxSubsets pseudo-random t-subsets, so that a few bad shares cannot
+// poison it. Once a subset verifies, every other share is checked against
+// it and its holder, when inconsistent, recorded as a culprit.
+func (s *Server) reconstruct(shares map[uint32][]byte, of uint32, what string, check func([]byte) bool) ([]byte, error) {
+	t := s.cfg.Threshold
+	if len(shares) < t {
+		return nil, fmt.Errorf("%w: only %d shares of client %d's %s, threshold %d", ErrAbort, len(shares), of, what, t)
 	}
-	xs := sortedKeys(shares)[:s.cfg.Threshold]
-	ys := make([][]byte, len(xs))
-	for i, x := range xs {
-		ys[i] = shares[x]
+	caught := map[uint32]bool{}
+	for _, c := range s.culprits {
+		caught[c.ID] = true
 	}
-	sec, err := shamir.Combine(xs, ys)
-	if err != nil {
-		return nil, fmt.Errorf("%w: client %d's %s: %v", ErrAbort, of, what, err)
+	xs := sortedKeys(shares)
+	slices.SortStableFunc(xs, func(a, b uint32) int { return boolInt(caught[a]) - boolInt(caught[b]) })
+	interp := func(sub []uint32) []byte {
+		ys := make([][]byte, len(sub))
+		for i, x := range sub {
+			ys[i] = shares[x]
+		}
+		sec, err := shamir.Combine(sub, ys)
+		if err != nil {
+			return nil
+		}
+		return sec
+	}
+	combine := func(sub []uint32) []byte {
+		if sec := interp(sub); sec != nil && check(sec) {
+			return sec
+		}
+		return nil
+	}
+	seed := sha256.Sum256(u32(append([]byte("fennec/secagg/subsets\x00"), s.cfg.RoundID...), of))
+	r := rand.New(rand.NewChaCha8(seed))
+	base := slices.Clone(xs[:t])
+	sec := combine(base)
+	for try := 1; sec == nil && try < maxSubsets && len(xs) > t; try++ {
+		perm := r.Perm(len(xs))
+		for i := range base {
+			base[i] = xs[perm[i]]
+		}
+		sec = combine(base)
+	}
+	if sec == nil {
+		// Honest holders forward what the dealer sealed for them; with at
+		// most len(xs)-t bad holders some subset would verify (and would
+		// likely be found), so the likely culprit is the dealer.
+		s.culprits = append(s.culprits, Culprit{ID: of, Reason: fmt.Sprintf("its shares of its %s reconstruct to no value it committed to (or more than %d of holders %v sent bad shares)", what, len(xs)-t, xs)})
+		return nil, fmt.Errorf("%w: client %d's %s: no %d of the shares from holders %v reconstruct the value it committed to (a holder sent bad shares)", ErrAbort, of, what, t, xs)
+	}
+	// base verified: it lies on the dealer's polynomial. Any other share
+	// that, swapped in, changes the secret is not.
+	for _, x := range xs {
+		if slices.Contains(base, x) {
+			continue
+		}
+		sub := append(slices.Clone(base[1:]), x)
+		if !bytes.Equal(interp(sub), sec) && !caught[x] {
+			caught[x] = true
+			s.culprits = append(s.culprits, Culprit{ID: x, Reason: fmt.Sprintf("sent a bad share of client %d's %s", of, what)})
+		}
 	}
 	return sec, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Result closes round 3, removes the masks and returns the sum of the
@@ -299,12 +494,11 @@ func (s *Server) resultRaw() ([]uint32, []uint32, error) {
 	s.sum = nil
 	survivors := sortedKeys(s.u2)
 	for _, u := range survivors {
-		seed, err := s.reconstruct(s.selfSh[u], u, "self-mask seed")
+		seed, err := s.reconstruct(s.selfSh[u], u, "self-mask seed", func(b []byte) bool {
+			return bytes.Equal(selfCommit(s.cfg.RoundID, u, b), s.keys[u].SelfCommit)
+		})
 		if err != nil {
 			return nil, nil, err
-		}
-		if !bytes.Equal(selfCommit(s.cfg.RoundID, u, seed), s.keys[u].SelfCommit) {
-			return nil, nil, fmt.Errorf("%w: client %d's self-mask seed does not match its commitment (bad shares)", ErrAbort, u)
 		}
 		applyMask(sum, seed, -1)
 	}
@@ -312,13 +506,16 @@ func (s *Server) resultRaw() ([]uint32, []uint32, error) {
 		if s.u2[u] {
 			continue
 		}
-		skb, err := s.reconstruct(s.maskSh[u], u, "mask key")
+		skb, err := s.reconstruct(s.maskSh[u], u, "mask key", func(b []byte) bool {
+			k, err := ecdh.X25519().NewPrivateKey(b)
+			return err == nil && bytes.Equal(k.PublicKey().Bytes(), s.keys[u].MaskPub)
+		})
 		if err != nil {
 			return nil, nil, err
 		}
 		sk, err := ecdh.X25519().NewPrivateKey(skb)
-		if err != nil || !bytes.Equal(sk.PublicKey().Bytes(), s.keys[u].MaskPub) {
-			return nil, nil, fmt.Errorf("%w: client %d's mask key does not match its public key (bad shares)", ErrAbort, u)
+		if err != nil {
+			return nil, nil, err
 		}
 		for _, v := range s.nbrs[u] {
 			if !s.u2[v] {
@@ -336,6 +533,7 @@ func (s *Server) resultRaw() ([]uint32, []uint32, error) {
 			}
 		}
 	}
+	s.outOfRange = s.cfg.clampSum(sum, len(survivors))
 	return sum, survivors, nil
 }
 

@@ -35,7 +35,7 @@ type Client struct {
 type saRound struct {
 	c        *secagg.Client
 	cfg      secagg.Config
-	delivery []byte
+	received bool // the delivery arrived (and was answered)
 }
 
 // NewClient validates cfg for mode and returns device id's side. A device
@@ -140,11 +140,13 @@ func (c *Client) handleSA(round uint64, step string, data []byte) ([]byte, error
 	case stepSAShare:
 		return s.c.ShareKeys(data)
 	case stepSADeliver:
-		if s.delivery != nil {
+		if s.received {
 			return nil, errors.New("modes: secagg delivery twice")
 		}
-		s.delivery = append([]byte{}, data...)
-		return nil, nil
+		// Open the boxes now and answer with the senders of those that
+		// failed, so the hub can exclude them before anyone masks.
+		s.received = true
+		return s.c.ReceiveShares(data)
 	default: // unmask
 		out, err := s.c.Unmask(data)
 		delete(c.sa, round)
@@ -219,26 +221,18 @@ func (c *Client) Transform(ctx context.Context, info hook.RoundInfo, extra map[s
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch c.k.noise {
-	case "central":
-		if !(p.Clip > 0) {
-			return nil, errors.New("modes: round has no clip norm")
-		}
-		if _, err := dp.ClipL2(d, p.Clip); err != nil {
-			return nil, err
-		}
-		if p.DevSigma > 0 {
-			if err := c.cfg.Source.AddGaussian32(d, p.DevSigma); err != nil {
-				return nil, err
-			}
-		}
-	case "local":
+	if c.k.noise == "local" {
 		if err := c.localNoise(info.Round, d); err != nil {
 			return nil, err
 		}
 	}
 	switch c.k.sum {
 	case "":
+		if c.k.noise == "central" {
+			if err := c.bound(p, d, 0); err != nil {
+				return nil, err
+			}
+		}
 		m, err := applyMean(&global, f64(d), 1)
 		if err != nil {
 			return nil, err
@@ -246,13 +240,19 @@ func (c *Client) Transform(ctx context.Context, info hook.RoundInfo, extra map[s
 		*update = m
 	case "secagg":
 		s := c.sa[info.Round]
-		if s == nil || s.delivery == nil {
+		if s == nil || !s.received {
 			return nil, fmt.Errorf("modes: device missed round %d's secagg setup", info.Round)
 		}
 		if s.cfg.VectorLen != len(d) {
 			return nil, fmt.Errorf("modes: secagg round has %d values, the model %d", s.cfg.VectorLen, len(d))
 		}
-		b, err := s.c.MaskedInput(s.delivery, d)
+		if p.Bound != s.cfg.Clip {
+			return nil, fmt.Errorf("modes: task bound %v differs from the secagg round's clip %v", p.Bound, s.cfg.Clip)
+		}
+		if err := c.bound(p, d, s.cfg.Clip); err != nil {
+			return nil, err
+		}
+		b, err := s.c.MaskInput(d, p.Excluded)
 		if err != nil {
 			return nil, err
 		}
@@ -269,7 +269,9 @@ func (c *Client) Transform(ctx context.Context, info hook.RoundInfo, extra map[s
 		if c.party == nil {
 			return nil, errors.New("modes: no he key setup")
 		}
-		clamp(d, p.Bound)
+		if err := c.bound(p, d, p.Bound); err != nil {
+			return nil, err
+		}
 		ct, err := c.party.Encrypt(d)
 		if err != nil {
 			return nil, err
@@ -282,6 +284,35 @@ func (c *Client) Transform(ctx context.Context, info hook.RoundInfo, extra map[s
 		*update = m
 	}
 	return nil, nil
+}
+
+// bound is the one place an honest device bounds its delta before it
+// leaves (the local DP mode aside, which clips to the device's own C): to
+// the round's L2 norm p.Clip (the DP modes' C, or NormBound; required in
+// the central DP modes), then the distributed noise, then each value to
+// the secure sum's per-value range limit (secagg's clip, he's bound; 0 =
+// none), which secagg's quantiser would otherwise apply on its own.
+func (c *Client) bound(p roundParams, d []float32, limit float64) error {
+	if c.k.noise == "central" && !(p.Clip > 0) {
+		return errors.New("modes: round has no clip norm")
+	}
+	if p.Clip > 0 {
+		if _, err := dp.ClipL2(d, p.Clip); err != nil {
+			return err
+		}
+	}
+	if p.DevSigma > 0 {
+		if c.k.noise != "central" || c.k.sum == "" {
+			return fmt.Errorf("modes: distributed noise in mode %s", c.mode)
+		}
+		if err := c.cfg.Source.AddGaussian32(d, p.DevSigma); err != nil {
+			return err
+		}
+	}
+	if limit > 0 {
+		clamp(d, limit)
+	}
+	return nil
 }
 
 // localNoise clips d to this device's own C and adds N(0, (zC)^2), after

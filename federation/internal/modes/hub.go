@@ -5,9 +5,11 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/fennec-edge/fennec/federation/internal/hook"
@@ -38,6 +40,8 @@ type Hub struct {
 
 	heAgg *he.Aggregator
 	heIDs map[string]uint32
+
+	quarantine map[string]uint64 // device -> last round it sits out
 }
 
 type hubRound struct {
@@ -48,6 +52,9 @@ type hubRound struct {
 	sa         *secagg.Server
 	saIDs      map[string]uint32
 	minContrib int
+	blamed     int     // secagg culprits already reported
+	outOfRange bool    // reported this round
+	res        float64 // secagg quantisation step
 }
 
 // NewHub validates cfg for mode and returns its hub side.
@@ -59,7 +66,7 @@ func NewHub(mode string, cfg Config) (*Hub, error) {
 	if err := cfg.fill(k); err != nil {
 		return nil, err
 	}
-	h := &Hub{mode: mode, k: k, cfg: cfg, zDelta: cfg.NoiseMultiplier}
+	h := &Hub{mode: mode, k: k, cfg: cfg, zDelta: cfg.NoiseMultiplier, quarantine: map[string]uint64{}}
 	h.st = Status{Mode: mode, Clip: cfg.Clip}
 	if k.dp() {
 		if h.acc, err = dp.NewAccountant(nil); err != nil {
@@ -110,6 +117,7 @@ func (h *Hub) Status() Status {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	st := h.st
+	st.Culprits = maps.Clone(h.st.Culprits)
 	if l, ok := h.x.(interface{ Bytes() (uint64, uint64) }); ok {
 		o, i := l.Bytes()
 		st.StepBytes = o + i
@@ -149,6 +157,9 @@ func (h *Hub) Prepare(ctx context.Context, info hook.RoundInfo) (map[string][]by
 	if h.k.dp() {
 		r.p.Clip = h.clip()
 		r.p.Bound = r.p.Clip // |x_i| <= ||x||_2 <= C
+	} else if h.cfg.NormBound > 0 {
+		r.p.Clip = h.cfg.NormBound
+		r.p.Bound = math.Min(r.p.Bound, r.p.Clip)
 	}
 	r.minContrib = 1
 	switch h.k.sum {
@@ -218,6 +229,11 @@ func (h *Hub) prepareSecAgg(ctx context.Context, r *hubRound) error {
 	reqs := map[string][]byte{}
 	for i, d := range r.devices {
 		r.saIDs[d] = uint32(i + 1)
+		if r.id <= h.quarantine[d] {
+			// A recent culprit sits out: it counts as a round-0 dropout.
+			h.cfg.Logger.Warn("secagg: quarantined device sits out the round", "device", d, "round", r.id, "until", h.quarantine[d])
+			continue
+		}
 		b, err := model.Marshal(saSetup{RoundID: rid, NumClients: n, Neighbors: sc.Neighbors, Threshold: sc.Threshold,
 			VectorLen: sc.VectorLen, Clip: sc.Clip, ID: uint32(i + 1)})
 		if err != nil {
@@ -256,11 +272,55 @@ func (h *Hub) prepareSecAgg(ctx context.Context, r *hubRound) error {
 			reqs[d] = b
 		}
 	}
-	// A device that misses its delivery cannot mask: it drops out.
-	_, _ = h.x.Exchange(ctx, r.id, stepSADeliver, reqs, h.cfg.StepTimeout)
+	// A device that misses its delivery cannot mask: it drops out. The
+	// others answer with the senders whose boxes did not open; the hub
+	// excludes the culprits (secagg.Server.Exclude) before anyone masks.
+	replies, _ = h.x.Exchange(ctx, r.id, stepSADeliver, reqs, h.cfg.StepTimeout)
+	for d, b := range replies {
+		if from, err := fromOf(b); err != nil || from != r.saIDs[d] {
+			h.cfg.Logger.Warn("secagg: complaint not from its device", "device", d, "round", r.id)
+		} else if err := srv.AddComplaint(b); err != nil {
+			h.cfg.Logger.Warn("secagg: complaint refused", "device", d, "round", r.id, "err", err)
+		}
+	}
+	excl, err := srv.Exclude()
+	h.blame(r, srv.Culprits())
+	h.st.Excluded += len(excl)
+	if err != nil {
+		return fmt.Errorf("modes: secagg share boxes: %w", err)
+	}
+	r.p.Excluded = excl
 	r.minContrib = sc.Threshold
 	r.p.Bound = sc.Clip
+	r.res = sc.Resolution()
 	return nil
+}
+
+// blame logs the culprits the secagg server named that were not yet
+// reported this round, counts them by device and quarantines them.
+func (h *Hub) blame(r *hubRound, cs []secagg.Culprit) {
+	byID := map[uint32]string{}
+	for d, id := range r.saIDs {
+		byID[id] = d
+	}
+	for _, c := range cs[min(r.blamed, len(cs)):] {
+		d := byID[c.ID]
+		if c.Disputed {
+			h.cfg.Logger.Warn("secagg: device excluded from the round (disputed share box, either side may be at fault)",
+				"device", d, "round", r.id, "reason", c.Reason)
+			continue
+		}
+		if h.st.Culprits == nil {
+			h.st.Culprits = map[string]int{}
+		}
+		h.st.Culprits[d]++
+		if h.cfg.Quarantine > 0 {
+			h.quarantine[d] = r.id + uint64(h.cfg.Quarantine)
+		}
+		h.cfg.Logger.Warn("secagg: culprit", "device", d, "round", r.id, "reason", c.Reason, "times", h.st.Culprits[d],
+			"quarantined_until", h.quarantine[d])
+	}
+	r.blamed = len(cs)
 }
 
 // setupHE runs the one-time collective key generation (again after a
@@ -377,6 +437,9 @@ func (h *Hub) PreAggregate(ctx context.Context, info hook.RoundInfo, ups []strat
 	if len(contrib) < r.minContrib {
 		return nil, fmt.Errorf("modes: %d contributions, the round needs %d", len(contrib), r.minContrib)
 	}
+	if h.k.sum != "" {
+		h.checkAggregate(r, sum[:r.p.Len], len(contrib))
+	}
 	den := float64(len(contrib))
 	if h.k.dp() {
 		if h.k.noise == "central" {
@@ -406,6 +469,69 @@ func (h *Hub) PreAggregate(ctx context.Context, info hook.RoundInfo, ups []strat
 	h.st.Contributors = len(contrib)
 	h.st.Clip = h.clip()
 	return []strategy.ModelUpdate{{Device: "aggregate:" + h.mode, Model: m, NumExamples: max(n, 1)}}, nil
+}
+
+// checkAggregate bounds a secure aggregate of k contributions by what k
+// honest ones can reach, before any central noise: each value within
+// k*Bound (secagg has clamped in the ring already), and, when devices clip
+// to an L2 norm C (DP modes, NormBound), the vector within the ball of
+// radius k*C (plus their distributed noise and the encoding's error). A
+// malicious device's values are masked or encrypted, so this is the only
+// check there is: it bounds its pull on the mean to (2k-1)/k*C in L2. Both
+// are projections onto convex sets, so the sensitivity to any one honest
+// device (and the DP guarantee) is unchanged.
+func (h *Hub) checkAggregate(r *hubRound, sum []float64, k int) {
+	kf := float64(k)
+	var enc float64 // per-value error of the secure sum's encoding
+	switch h.k.sum {
+	case "secagg":
+		enc = kf * r.res
+	case "he":
+		enc = 1e-2 * kf // CKKS precision, generous
+	}
+	lim := kf*r.p.Bound + enc
+	clamped := 0
+	for i, v := range sum {
+		if v > lim || v < -lim {
+			sum[i] = math.Max(-lim, math.Min(lim, v))
+			clamped++
+		}
+	}
+	var why []string
+	if clamped > 0 {
+		why = append(why, fmt.Sprintf("%d values beyond %d*%g", clamped, k, r.p.Bound))
+	}
+	if r.p.Clip > 0 {
+		rad := kf*r.p.Clip*(1+1e-6) + enc*math.Sqrt(float64(len(sum)))
+		if r.p.DevSigma > 0 {
+			// chi concentration: ||N(0, k s^2 I_L)|| <= s sqrt(k) (sqrt(L) + 8) but with probability e^-32
+			rad += r.p.DevSigma * math.Sqrt(kf) * (math.Sqrt(float64(len(sum))) + 8)
+		}
+		var n2 float64
+		for _, v := range sum {
+			n2 += v * v
+		}
+		if n := math.Sqrt(n2); n > rad {
+			for i := range sum {
+				sum[i] *= rad / n
+			}
+			why = append(why, fmt.Sprintf("L2 norm %.4g beyond %.4g", n, rad))
+		}
+	}
+	if len(why) > 0 {
+		h.outOfRange(r, strings.Join(why, "; "))
+	}
+}
+
+// outOfRange counts (once per round) and logs an aggregate out of range.
+func (h *Hub) outOfRange(r *hubRound, why string) {
+	if r.outOfRange {
+		return
+	}
+	r.outOfRange = true
+	h.st.OutOfRange++
+	h.cfg.Logger.Warn("secure aggregate out of the honest range, clamped (a device encoded values beyond its bound; not attributable)",
+		"mode", h.mode, "round", r.id, "detail", why)
 }
 
 // account composes one release and charges the ledger, refusing a release
@@ -503,8 +629,12 @@ func (h *Hub) sumSecAgg(ctx context.Context, r *hubRound, ups []strategy.ModelUp
 		}
 	}
 	sum, surv, err := r.sa.Result()
+	h.blame(r, r.sa.Culprits())
 	if err != nil {
 		return nil, nil, fmt.Errorf("modes: secagg: %w", err)
+	}
+	if n := r.sa.OutOfRange(); n > 0 {
+		h.outOfRange(r, fmt.Sprintf("%d values beyond %d contributions' range", n, len(surv)))
 	}
 	byID := map[uint32]string{}
 	for d, id := range r.saIDs {

@@ -27,7 +27,9 @@
 // The protocol steps beyond task -> update travel over hook's
 // authenticated step link (hook.HubLink / hook.ServeDevice):
 //
-//	secagg: Prepare: sa.keys, sa.share, sa.deliver; the update's f32 tensor
+//	secagg: Prepare: sa.keys, sa.share, sa.deliver (answered with the
+//	        senders of share boxes that did not open; the hub's exclusions
+//	        travel in the task's parameters); the update's f32 tensor
 //	        bytes carry the masked ring vector (4 bytes per value, the
 //	        size of the plain update); PreAggregate: sa.unmask
 //	he:     first Prepare (and after a failed setup): he.keygen, he.pk
@@ -42,6 +44,7 @@ package modes
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 	"time"
@@ -145,6 +148,21 @@ type Config struct {
 	// Bound] to 32-bit fixed point: the sum of k devices is exact to
 	// k*Bound/2^31 per value (secagg.Config.Resolution).
 	Bound float64
+	// NormBound (secagg, he without DP; 0 = off) bounds the L2 norm of a
+	// device's update delta: honest devices clip to it, and the hub
+	// projects the unmasked aggregate of k contributions onto the ball of
+	// radius k*NormBound, so one malicious device moves the mean by less
+	// than 2*NormBound in L2 instead of 2*Bound per value (see
+	// docs/PRIVACY.md). In the DP modes the clip C plays this role.
+	NormBound float64
+	// Quarantine is the number of rounds a device the secagg hub named as
+	// a culprit (bad share boxes, bad unmask shares) sits out of secure
+	// aggregation (5; negative: never).
+	Quarantine int
+	// Logger receives the culprit and out-of-range reports (discarded when
+	// nil).
+	Logger *slog.Logger
+
 	// Neighbors (SecAgg+ graph degree; 0 = complete graph up to 32 devices,
 	// else 2*ceil(log2 k)+2) and Threshold (0 = degree/2+1, the most
 	// dropout-tolerant) of secure aggregation.
@@ -198,6 +216,12 @@ func (c *Config) fill(k kind) error {
 	if c.Source == nil {
 		c.Source = dp.NewSource()
 	}
+	if c.Quarantine == 0 {
+		c.Quarantine = 5
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
 	switch {
 	case !(c.Clip > 0) || math.IsInf(c.Clip, 0):
 		return fmt.Errorf("modes config: Clip %v must be positive and finite", c.Clip)
@@ -211,6 +235,8 @@ func (c *Config) fill(k kind) error {
 		return fmt.Errorf("modes config: TargetEpsilon %v", c.TargetEpsilon)
 	case !(c.Bound > 0) || math.IsInf(c.Bound, 0):
 		return fmt.Errorf("modes config: Bound %v must be positive and finite", c.Bound)
+	case c.NormBound < 0 || math.IsInf(c.NormBound, 0) || math.IsNaN(c.NormBound):
+		return fmt.Errorf("modes config: NormBound %v must be finite and >= 0", c.NormBound)
 	case c.Neighbors < 0 || c.Threshold < 0 || c.HEThreshold < 0 || c.MinAggregate < 2 || c.Rounds < 0:
 		return errors.New("modes config: Neighbors, Threshold, HEThreshold, Rounds must be >= 0 and MinAggregate >= 2")
 	case c.StepTimeout < 0:
@@ -240,6 +266,9 @@ func (c *Config) fill(k kind) error {
 		if !(c.Quantile > 0 && c.Quantile < 1) || !(c.ClipLR > 0) || c.CountNoise < 0 {
 			return errors.New("modes config: Quantile must be in (0, 1), ClipLR > 0, CountNoise >= 0")
 		}
+	}
+	if c.NormBound > 0 && (k.dp() || k.sum == "") {
+		return errors.New("modes config: NormBound is for secagg and he; the DP modes bound the norm with Clip")
 	}
 	if c.DistributedNoise && (k.noise != "central" || k.sum == "") {
 		return errors.New("modes config: DistributedNoise needs secagg+dp or he+dp")
@@ -276,4 +305,16 @@ type Status struct {
 	// directions) so far, when the hub's Exchanger counts them (as
 	// *hook.HubLink does: Bytes() (out, in uint64)).
 	StepBytes uint64 `json:"step_bytes"`
+	// Culprits counts, by device, the times the secagg hub held a device
+	// responsible for a failure (a bad share box, a bad unmask share, a
+	// secret dealt so that it reconstructs to no committed value).
+	Culprits map[string]int `json:"culprits,omitempty"`
+	// Excluded counts devices excluded from rounds after share-box
+	// complaints (culprits and disputed pairs).
+	Excluded int `json:"excluded,omitempty"`
+	// OutOfRange counts rounds whose unmasked aggregate lay outside what
+	// honest contributions can reach (per value: contributors*bound; in
+	// L2: contributors*clip) and was clamped or projected back: some device
+	// encoded values beyond its range (not attributable under masking).
+	OutOfRange int `json:"out_of_range,omitempty"`
 }

@@ -86,12 +86,19 @@ type fed struct {
 	conns   map[string]*nats.Conn
 	global  model.Model
 	rec     *recorder
+
+	// Hostile devices: tamperStep rewrites a device's step replies,
+	// tamperUpdate its update after its honest Transform.
+	mu           sync.Mutex
+	tamperStep   map[string]func(step string, out []byte) []byte
+	tamperUpdate map[string]func(m *model.Model)
 }
 
 func newFed(t testing.TB, mode string, cfg modes.Config, n int, params int) *fed {
 	t.Helper()
 	ns := startNATS(t)
-	f := &fed{mode: mode, clients: map[string]*modes.Client{}, conns: map[string]*nats.Conn{}}
+	f := &fed{mode: mode, clients: map[string]*modes.Client{}, conns: map[string]*nats.Conn{},
+		tamperStep: map[string]func(string, []byte) []byte{}, tamperUpdate: map[string]func(*model.Model){}}
 	for i := 0; i < n; i++ {
 		f.ids = append(f.ids, fmt.Sprintf("dev-%02d", i))
 	}
@@ -127,7 +134,17 @@ func newFed(t testing.TB, mode string, cfg modes.Config, n int, params int) *fed
 			t.Fatal(err)
 		}
 		nc := connect(t, ns)
-		if _, err := hook.ServeDevice(nc, "t", id, wire.DeviceKey(secret, id), c.Handle, 0); err != nil {
+		handle := func(ctx context.Context, round uint64, step string, data []byte) ([]byte, error) {
+			out, err := c.Handle(ctx, round, step, data)
+			f.mu.Lock()
+			tm := f.tamperStep[id]
+			f.mu.Unlock()
+			if tm != nil && err == nil {
+				out = tm(step, out)
+			}
+			return out, err
+		}
+		if _, err := hook.ServeDevice(nc, "t", id, wire.DeviceKey(secret, id), handle, 0); err != nil {
 			t.Fatal(err)
 		}
 		f.clients[id], f.conns[id] = c, nc
@@ -163,6 +180,9 @@ func (f *fed) round(t testing.TB, r uint64, deltas map[string][]float32, skip, k
 		if _, err := f.clients[id].Transform(ctx, di, extra, f.global, &upd, 10); err != nil {
 			t.Logf("%s: transform: %v", id, err)
 			continue
+		}
+		if tu := f.tamperUpdate[id]; tu != nil {
+			tu(&upd)
 		}
 		ups = append(ups, strategy.ModelUpdate{Device: id, Model: upd, NumExamples: 10})
 	}

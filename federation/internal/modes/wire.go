@@ -34,11 +34,14 @@ type roundParams struct {
 	DevSigma float64 `cbor:"dev_sigma,omitempty"` // distributed noise std per device
 	Adaptive bool    `cbor:"adaptive,omitempty"`  // append the unclipped bit
 	Len      int     `cbor:"len"`                 // vector length (model f32 params [+1])
+	// Excluded: secagg client ids the hub excluded after the share-box
+	// complaints (secagg.Server.Exclude); no one masks with them.
+	Excluded []uint32 `cbor:"excluded,omitempty"`
 }
 
 func (p *roundParams) check() error {
 	ok := func(x float64) bool { return x >= 0 && !math.IsInf(x, 0) && !math.IsNaN(x) }
-	if !ok(p.Clip) || !ok(p.Bound) || !ok(p.DevSigma) || p.Len < 1 || p.Len > secagg.MaxVectorLen {
+	if !ok(p.Clip) || !ok(p.Bound) || !ok(p.DevSigma) || p.Len < 1 || p.Len > secagg.MaxVectorLen || len(p.Excluded) > secagg.MaxClients {
 		return fmt.Errorf("modes: task parameters out of range (clip %v, bound %v, sigma %v, len %d)", p.Clip, p.Bound, p.DevSigma, p.Len)
 	}
 	return nil
