@@ -15,7 +15,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
@@ -52,9 +55,10 @@ type childLine struct {
 	Global []float32  `json:"global"`
 }
 
-// memSubject is the child's diagnostic subject: it replies with the
-// child's cumulative heap allocation (runtime.MemStats.TotalAlloc).
-const memSubject = "fennectest.mem"
+// memPrefix starts the line where the child prints the URL of its
+// diagnostic HTTP listener, which answers with the child's cumulative heap
+// allocation (runtime.MemStats.TotalAlloc).
+const memPrefix = "mem "
 
 func init() {
 	// Runs before TestMain: a hostile-test child never reaches the tests.
@@ -89,16 +93,21 @@ func hostileChild(js string) int {
 		fmt.Println("error", err)
 		return 1
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(h.Server()))
+	// The diagnostic listener is the test's, outside the fleet's
+	// authorization: a device may not publish on a subject of its own.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Println("error", err)
 		return 1
 	}
-	_, _ = nc.Subscribe(memSubject, func(m *nats.Msg) {
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		_ = m.Respond(fmt.Appendf(nil, "%d", ms.TotalAlloc))
-	})
+	go func() {
+		_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			fmt.Fprintf(w, "%d", ms.TotalAlloc)
+		}))
+	}()
+	fmt.Printf("%shttp://%s\n", memPrefix, ln.Addr())
 	for i := 0; i < c.Honest; i++ {
 		anc, err := nats.Connect("", nats.InProcessServer(h.Server()))
 		if err != nil {
@@ -250,14 +259,23 @@ func (p *hubProc) global() []float32 {
 }
 
 // totalAlloc asks the child for its cumulative heap allocation.
-func (p *hubProc) totalAlloc(nc *nats.Conn) uint64 {
+func (p *hubProc) totalAlloc() uint64 {
 	p.t.Helper()
-	m, err := nc.Request(memSubject, nil, 5*time.Second)
+	l, ok := p.waitLine(memPrefix, 30*time.Second)
+	if !ok {
+		p.t.Fatalf("hub child printed no diagnostic URL:\n%s", p.output())
+	}
+	resp, err := http.Get(strings.TrimPrefix(l, memPrefix))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		p.t.Fatal(err)
 	}
 	var n uint64
-	fmt.Sscan(string(m.Data), &n)
+	fmt.Sscan(string(b), &n)
 	return n
 }
 
@@ -279,7 +297,7 @@ func newHostile(t *testing.T, url, id string) *hostile {
 	var nc *nats.Conn
 	var err error
 	for i := 0; i < 100; i++ {
-		if nc, err = nats.Connect(url); err == nil {
+		if nc, err = nats.Connect(url, agent.FleetOptions(id, wire.DeviceKey(secret, id))...); err == nil {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -512,7 +530,7 @@ func TestHostileUploadMemory(t *testing.T) {
 	p.ready()
 	d := newHostile(t, p.url, "mallory")
 	tk := d.task()
-	before := p.totalAlloc(d.nc)
+	before := p.totalAlloc()
 	var sent, accepted int
 	for i := 0; i < 8; i++ {
 		// 1 GiB declared, 1 KiB sent; every first chunk starts a new upload.
@@ -525,7 +543,7 @@ func TestHostileUploadMemory(t *testing.T) {
 			accepted++
 		}
 	}
-	grown := p.totalAlloc(d.nc) - before
+	grown := p.totalAlloc() - before
 	t.Logf("8 first chunks declaring 1 GiB (%d bytes sent, %d accepted): hub allocated %d MiB", sent, accepted, grown>>20)
 	if grown > 16<<20 {
 		t.Fatalf("hub allocated %d MiB for %d bytes of first chunks", grown>>20, sent)
@@ -536,7 +554,7 @@ func TestHostileUploadMemory(t *testing.T) {
 	// First chunks declaring the largest update allowed, each a new upload
 	// of mallory's (replacing the last: one upload per device), cost what
 	// they carry.
-	before = p.totalAlloc(d.nc)
+	before = p.totalAlloc()
 	max := wire.MaxUpdateSize(int(tk.Size), false)
 	for i := 0; i < 64; i++ {
 		c := d.chunks(tk.Round, make([]byte, 1024), 1024)[0]
@@ -546,7 +564,7 @@ func TestHostileUploadMemory(t *testing.T) {
 			t.Fatalf("a first chunk within the bound (%d bytes declared): %+v", max, a)
 		}
 	}
-	if grown := p.totalAlloc(d.nc) - before; grown > 16<<20 {
+	if grown := p.totalAlloc() - before; grown > 16<<20 {
 		t.Fatalf("hub allocated %d MiB for 64 first chunks of 1 KiB declaring %d bytes", grown>>20, max)
 	}
 	// The honest device's round still completes, with mallory's update
@@ -575,9 +593,10 @@ func TestHostileForgedChunk(t *testing.T) {
 	if a := alice.send(cs[0]); !a.OK {
 		t.Fatalf("alice's first chunk: %+v", a)
 	}
-	// Mallory, with no key of alice's, injects a first chunk of her own
-	// for alice's upload.
-	mnc, err := nats.Connect(p.url)
+	// Mallory, with no key of alice's (only her connection password, as
+	// read off a plaintext link), injects a first chunk of her own for
+	// alice's upload.
+	mnc, err := nats.Connect(p.url, agent.FleetOptions("alice", wire.DeviceKey(secret, "alice"))...)
 	if err != nil {
 		t.Fatal(err)
 	}
