@@ -108,3 +108,33 @@ func TestRunErrors(t *testing.T) {
 		t.Errorf("unknown entry: %d %q", code, out)
 	}
 }
+
+// TestRunHostConfig: the operator's ceilings (--host-config) refuse a
+// manifest that asks for more, naming the field; a bad host configuration
+// is named with its file, line and field.
+func TestRunHostConfig(t *testing.T) {
+	dir := t.TempDir()
+	mod := preprocessModule(t, dir)
+	os.WriteFile(filepath.Join(dir, "ok.json"), []byte(`{"records": []}`), 0o644)
+	os.WriteFile(filepath.Join(dir, "small.toml"), []byte("[limits]\nmax_memory_pages = 64\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "roomy.toml"), []byte("[limits]\nmax_memory_pages = 4096\nmax_call_timeout = \"10s\"\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "typo.toml"), []byte("[limits]\nmax_call_timeout = \"10s\"\nmax_memroy_pages = 64\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "inverted.toml"), []byte("[limits]\nmax_call_timeout = \"1s\"\ndefault_call_timeout = \"5s\"\n"), 0o644)
+	out, code := runFennec(t, dir, "--host-config", "roomy.toml", "run", mod, "--input", "ok.json", "--no-cache")
+	if code != exitOK {
+		t.Fatalf("within the ceilings: exit %d\n%s", code, out)
+	}
+	for _, c := range []struct {
+		cfg, want string
+	}{
+		{"small.toml", "limits.memory_pages = 1024 (64 MiB) is above this host's ceiling of 64 (4 MiB)"},
+		{"typo.toml", `typo.toml:3: field "limits.max_memroy_pages": unknown field`},
+		{"inverted.toml", `inverted.toml:3: field "limits.default_call_timeout"`},
+		{"missing.toml", "no such file"},
+	} {
+		out, code := runFennec(t, dir, "--host-config", c.cfg, "run", mod, "--input", "ok.json", "--no-cache")
+		if code == exitOK || !strings.Contains(out, c.want) {
+			t.Errorf("--host-config %s: exit %d, %q; want a failure saying %q", c.cfg, code, out, c.want)
+		}
+	}
+}
