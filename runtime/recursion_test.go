@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	goruntime "runtime"
 	"testing"
 	"time"
@@ -97,5 +98,34 @@ func looplessRecursionChild(t *testing.T) {
 		case <-tick.C:
 			ticks++
 		}
+	}
+}
+
+// TestBudgetGlobalIsNotReachable: a binary whose code names the global one
+// past its own (invalid as it stands, valid once the call budget is
+// appended there) is refused, so no guest can refill its own budget, also
+// when a later engine finds the validation of other binaries cached.
+func TestBudgetGlobalIsNotReachable(t *testing.T) {
+	i32 := []byte{wasmtest.I32}
+	refill := wasmtest.Cat(wasmtest.I32Const(1<<30), []byte{0x24, 0x00}, wasmtest.I32Const(0)) // global.set 0
+	evil := wasmtest.Module{MemoryPages: 1, Funcs: []wasmtest.Func{
+		{Sig: wasmtest.Sig{Params: i32, Results: i32}, Body: refill, Export: "tree"},
+	}}.Encode()
+	dir := t.TempDir()
+	for run := range 2 {
+		eng, _ := newEngine(t, runtime.Config{CacheDir: dir})
+		if _, err := eng.Compile(context.Background(), treeGuest(4), manifest(t, treeManifest)); err != nil {
+			t.Fatalf("run %d: a valid module: %v", run, err)
+		}
+		_, err := eng.Compile(context.Background(), evil, manifest(t, treeManifest))
+		if !errors.Is(err, runtime.ErrInvalidModule) {
+			t.Fatalf("run %d: a module naming the budget's global compiled: %v", run, err)
+		}
+	}
+	// The valid binary's validation is remembered on disk; the invalid
+	// one's is not.
+	entries, err := os.ReadDir(filepath.Join(dir, "validated"))
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("validation markers: %v %v", entries, err)
 	}
 }
