@@ -145,6 +145,7 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 					return &exitError{exitUsage, fmt.Errorf("--privacy-mode %s hands the strategy one aggregate update: use fedavg, fedprox, fedadam, fedyogi or fedadagrad, not %s", mode, sc.Name)}
 				}
 				mcfg.Rounds = cfg.Rounds
+				mcfg.Logger = cfg.Logger.With("mode", mode) // culprits and clamped aggregates
 				if mcfg.SamplingRate == 0 {
 					mcfg.SamplingRate = cfg.Fraction
 				}
