@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 )
 
@@ -35,6 +36,77 @@ type CPU struct {
 	narrow   *gemmKernel // a 16-column kernel for narrow outputs, or nil
 	maxBytes int64
 	live     atomic.Int64
+	spare    spares
+}
+
+// Freed buffers of at least spareMin bytes are kept, up to spareMax bytes
+// in all, for New to reuse (zeroed): a guest that allocates and frees large
+// tensors in a loop then reuses the same memory instead of leaving garbage
+// for the collector, which lets the Go heap run ahead of the live bytes by
+// up to its pacing target (GOGC) before it collects. The kept bytes are a
+// fixed overhead of the backend, outside MaxBytes and the instances' quotas.
+const (
+	spareMin = 64 << 10
+	spareMax = 32 << 20
+)
+
+type spareKey struct {
+	dt DType
+	n  int
+}
+
+// spares holds freed storage by dtype and length.
+type spares struct {
+	mu    sync.Mutex
+	bytes int64
+	bufs  map[spareKey][]any // []float32, []int32 or []int8
+}
+
+// take returns a kept buffer of dt and n elements, or nil.
+func (s *spares) take(k spareKey, size int64) any {
+	if size < spareMin {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.bufs[k]
+	if len(l) == 0 {
+		return nil
+	}
+	b := l[len(l)-1]
+	l[len(l)-1] = nil
+	if len(l) == 1 {
+		delete(s.bufs, k)
+	} else {
+		s.bufs[k] = l[:len(l)-1]
+	}
+	s.bytes -= size
+	return b
+}
+
+// keep keeps buf for reuse if there is room.
+func (s *spares) keep(k spareKey, size int64, buf any) {
+	if size < spareMin {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.bytes+size > spareMax {
+		return
+	}
+	if s.bufs == nil {
+		s.bufs = map[spareKey][]any{}
+	}
+	s.bufs[k] = append(s.bufs[k], buf)
+	s.bytes += size
+}
+
+// SpareBytes returns the bytes of freed storage kept for reuse (at most
+// 32 MiB).
+func (c *CPU) SpareBytes() int64 {
+	c.spare.mu.Lock()
+	defer c.spare.mu.Unlock()
+	return c.spare.bytes
 }
 
 // NewCPU returns a CPU backend with default settings.
@@ -116,13 +188,29 @@ func (c *CPU) New(dt DType, shape []int) (Tensor, error) {
 	}
 	n := int(size) / dt.Size()
 	t := &cpuTensor{owner: c, dt: dt, shape: append([]int(nil), shape...), n: n}
+	spare := c.spare.take(spareKey{dt, n}, size)
 	switch dt {
 	case F32:
-		t.f = make([]float32, n)
+		if b, ok := spare.([]float32); ok {
+			clear(b)
+			t.f = b
+		} else {
+			t.f = make([]float32, n)
+		}
 	case I32:
-		t.i = make([]int32, n)
+		if b, ok := spare.([]int32); ok {
+			clear(b)
+			t.i = b
+		} else {
+			t.i = make([]int32, n)
+		}
 	case I8:
-		t.b = make([]int8, n)
+		if b, ok := spare.([]int8); ok {
+			clear(b)
+			t.b = b
+		} else {
+			t.b = make([]int8, n)
+		}
 	}
 	return t, nil
 }
@@ -156,6 +244,15 @@ func (c *CPU) Free(t Tensor) {
 	}
 	if ct.freed.CompareAndSwap(false, true) {
 		c.live.Add(-ct.Bytes())
+		k := spareKey{ct.dt, ct.n}
+		switch {
+		case ct.f != nil:
+			c.spare.keep(k, ct.Bytes(), ct.f)
+		case ct.i != nil:
+			c.spare.keep(k, ct.Bytes(), ct.i)
+		case ct.b != nil:
+			c.spare.keep(k, ct.Bytes(), ct.b)
+		}
 		ct.f, ct.i, ct.b = nil, nil, nil
 		ct.dropPack()
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fennec-edge/fennec/internal/guestbuild"
+	"github.com/fennec-edge/fennec/internal/testutil"
 	"github.com/fennec-edge/fennec/internal/wasmtest"
 	"github.com/fennec-edge/fennec/runtime"
 )
@@ -60,27 +61,10 @@ tensor_bytes = 65536
 instances = 4
 `
 
-// logBuffer collects slog output for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func newEngine(t testing.TB, cfg runtime.Config) (*runtime.Engine, *logBuffer) {
+// testutil.Buffer collects slog output for assertions.
+func newEngine(t testing.TB, cfg runtime.Config) (*runtime.Engine, *testutil.Buffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &testutil.Buffer{}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

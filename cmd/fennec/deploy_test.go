@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,35 +9,18 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fennec-edge/fennec/internal/guestbuild"
 	"github.com/fennec-edge/fennec/internal/guests"
+	"github.com/fennec-edge/fennec/internal/testutil"
 )
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // background runs a long-lived fennec command (all paths absolute) until
 // ctx ends; its output and exit error are returned by the function wait.
-func background(ctx context.Context, args ...string) (out *lockedBuffer, wait func() error) {
-	out = &lockedBuffer{}
+func background(ctx context.Context, args ...string) (out *testutil.Buffer, wait func() error) {
+	out = &testutil.Buffer{}
 	root := newRoot()
 	root.SetOut(out)
 	root.SetErr(out)
@@ -144,14 +126,15 @@ func TestDeployHub(t *testing.T) {
 	}()
 	eventually := func(what string, ok func() bool) {
 		t.Helper()
-		for deadline := time.Now().Add(60 * time.Second); !ok(); time.Sleep(50 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s; hub output:\n%s", what, hubOut.String())
+		testutil.CheckFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+			if !ok() {
+				return fmt.Errorf("waiting for %s; hub output:\n%s", what, hubOut.String())
 			}
-		}
+			return nil
+		})
 	}
 	eventually("the hub", func() bool { return strings.Contains(hubOut.String(), "serving rollouts") })
-	var agents []*lockedBuffer
+	var agents []*testutil.Buffer
 	for _, d := range []string{"cam-1", "cam-2"} {
 		creds := must("device credentials", "hub", "creds", "--secret", p("hub/fleet.secret"), "--id", d)
 		write(d+".creds", creds)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fennec-edge/fennec/internal/guestbuild"
 	"github.com/fennec-edge/fennec/internal/guests"
+	"github.com/fennec-edge/fennec/internal/testutil"
 )
 
 // hubFixture writes risk-train (with its manifest), two devices' CSVs and
@@ -74,11 +75,12 @@ func runHubRounds(t *testing.T, dir string, p func(string) string, extra ...stri
 	}()
 	eventually := func(what string, ok func() bool) {
 		t.Helper()
-		for deadline := time.Now().Add(90 * time.Second); !ok(); time.Sleep(50 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s; hub output:\n%s", what, hubOut.String())
+		testutil.CheckFor(t, 90*time.Second, 50*time.Millisecond, func() error {
+			if !ok() {
+				return fmt.Errorf("waiting for %s; hub output:\n%s", what, hubOut.String())
 			}
-		}
+			return nil
+		})
 	}
 	eventually("the hub", func() bool { return strings.Contains(hubOut.String(), "ready at") })
 	for _, d := range []string{"cam-1", "cam-2"} {

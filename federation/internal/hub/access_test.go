@@ -1,14 +1,12 @@
 package hub_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	"github.com/fennec-edge/fennec/federation/internal/hub"
 	"github.com/fennec-edge/fennec/federation/internal/sim"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
+	"github.com/fennec-edge/fennec/internal/testutil"
 )
 
 // accessFleet writes an nkey per device (all in group "g") and one operator
@@ -92,7 +91,7 @@ func (v violations) mustDeny(t *testing.T, name string, do func(context.Context)
 // cannot connect.
 func TestAccessTrainingAndImpersonation(t *testing.T) {
 	acc, seeds := accessFleet(t, "dev-0", "dev-1", "dev-2")
-	var logs lockedBuffer
+	var logs testutil.Buffer
 	h := newHub(t, hub.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", Access: acc, Rounds: 2, MinDevices: 3, Deadline: 5 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	defer h.Shutdown()
@@ -249,21 +248,4 @@ func TestAccessNeedsEmbeddedServer(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "Access") {
 		t.Fatalf("got %v", err)
 	}
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -60,9 +60,18 @@ func newHub(t testing.TB, cfg hub.Config) *hub.Hub {
 type slowTrainer struct {
 	train.Trainer
 	delay time.Duration
+	// started, if set, receives the round of each training that begins
+	// (without blocking).
+	started chan uint64
 }
 
 func (s slowTrainer) Train(ctx context.Context, in train.Input) (train.Output, error) {
+	if s.started != nil {
+		select {
+		case s.started <- in.Round:
+		default:
+		}
+	}
 	select {
 	case <-time.After(s.delay):
 	case <-ctx.Done():
@@ -121,9 +130,16 @@ func TestDeviceDiesAndStraggler(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		startAgent(t, h, "", i, nil)
 	}
-	slow := startAgent(t, h, "", 2, slowTrainer{net8, 900 * time.Millisecond})
-	dying := startAgent(t, h, "", 3, slowTrainer{net8, 300 * time.Millisecond})
-	go func() { time.Sleep(100 * time.Millisecond); dying.Kill() }()
+	slow := startAgent(t, h, "", 2, slowTrainer{Trainer: net8, delay: 900 * time.Millisecond})
+	started := make(chan uint64, 1)
+	dying := startAgent(t, h, "", 3, slowTrainer{Trainer: net8, delay: 300 * time.Millisecond, started: started})
+	// The dying device dies in the middle of its first round's training.
+	select {
+	case <-started:
+		dying.Kill()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the dying device was never asked to train")
+	}
 	wait(t, h, 10*time.Second)
 	reps := h.Reports()
 	if len(reps) < 2 || reps[0].Status != "completed" || reps[0].Received != 2 || len(reps[0].Dropped) != 2 {
@@ -235,7 +251,7 @@ func child(dir, listen, rounds string) int {
 		}
 		id := fmt.Sprintf("dev-%d", i)
 		a, _ := agent.New(agent.Config{Conn: nc, ID: id, Key: wire.DeviceKey(secret, id),
-			Trainer: slowTrainer{net8, 50 * time.Millisecond}, Data: sim.Dataset(data.TrainX, data.TrainY, data.Features, []int{i, i + 2, i + 4})})
+			Trainer: slowTrainer{Trainer: net8, delay: 50 * time.Millisecond}, Data: sim.Dataset(data.TrainX, data.TrainY, data.Features, []int{i, i + 2, i + 4})})
 		if err := a.Start(context.Background()); err != nil {
 			fmt.Println("error", err)
 			return 1

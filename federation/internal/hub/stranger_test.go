@@ -23,6 +23,7 @@ import (
 	"github.com/fennec-edge/fennec/federation/internal/sim"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
 	"github.com/fennec-edge/fennec/internal/natsembed"
+	"github.com/fennec-edge/fennec/internal/testutil"
 )
 
 // tcpURL is the loopback URL of a hub listening on every interface.
@@ -35,7 +36,7 @@ func tcpURL(t *testing.T, h *hub.Hub) string {
 	return "nats://127.0.0.1:" + port
 }
 
-func logTo(b *lockedBuffer) *slog.Logger {
+func logTo(b *testutil.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
@@ -44,7 +45,7 @@ func logTo(b *lockedBuffer) *slog.Logger {
 // device's own credentials connect, but can neither read nor write the
 // hub's state, nor publish tasks, nor speak for another device.
 func TestStrangerRefusedByDefault(t *testing.T) {
-	var logs lockedBuffer
+	var logs testutil.Buffer
 	h := newHub(t, hub.Config{DataDir: t.TempDir(), Listen: "0.0.0.0:0", Logger: logTo(&logs)})
 	defer h.Shutdown()
 	url := tcpURL(t, h)
@@ -71,13 +72,12 @@ func TestStrangerRefusedByDefault(t *testing.T) {
 
 	// An honest device trains over the network.
 	a := startAgent(t, h, url, 0, nil)
-	deadline := time.Now().Add(10 * time.Second)
-	for a.Stats().Accepted == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the device trained no round: %+v", a.Stats())
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if a.Stats().Accepted == 0 {
+			return fmt.Errorf("the device trained no round: %+v", a.Stats())
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 
 	// A device's own credentials give no more than its own subjects.
 	v := make(violations, 16)
@@ -132,7 +132,7 @@ func TestStrangerRefusedByDefault(t *testing.T) {
 // The same hub with Insecure admits the stranger: only the explicit
 // setting opens the server.
 func TestInsecureAdmitsStranger(t *testing.T) {
-	var logs lockedBuffer
+	var logs testutil.Buffer
 	h := newHub(t, hub.Config{DataDir: t.TempDir(), Listen: "0.0.0.0:0", Insecure: true, Logger: logTo(&logs)})
 	defer h.Shutdown()
 	nc, err := nats.Connect(tcpURL(t, h))
@@ -180,7 +180,7 @@ func TestExternalServerWithoutAuthRefused(t *testing.T) {
 	} else if !strings.Contains(err.Error(), "authenticates no one") || !strings.Contains(err.Error(), "--insecure") {
 		t.Errorf("unclear refusal: %v", err)
 	}
-	var logs lockedBuffer
+	var logs testutil.Buffer
 	h = newHub(t, hub.Config{NATSURL: url, Insecure: true, Logger: logTo(&logs)})
 	h.Shutdown()
 	if !strings.Contains(logs.String(), "INSECURE") {
@@ -210,7 +210,7 @@ func TestForgedTaskIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var logs lockedBuffer
+	var logs testutil.Buffer
 	id := "dev-0"
 	a, err := agent.New(agent.Config{URL: h.ClientURL(), ID: id, Key: wire.DeviceKey(secret, id), Trainer: net8,
 		Data: sim.Dataset(data.TrainX, data.TrainY, data.Features, []int{0, 1, 2, 3}), Heartbeat: 200 * time.Millisecond, Logger: logTo(&logs)})
@@ -267,11 +267,12 @@ func TestForgedTaskIgnored(t *testing.T) {
 
 func waitStats(t *testing.T, a *agent.Agent, what string, ok func(agent.Stats) bool) {
 	t.Helper()
-	for deadline := time.Now().Add(15 * time.Second); !ok(a.Stats()); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s: %+v", what, a.Stats())
+	testutil.CheckFor(t, 15*time.Second, 10*time.Millisecond, func() error {
+		if !ok(a.Stats()) {
+			return fmt.Errorf("waiting for %s: %+v", what, a.Stats())
 		}
-	}
+		return nil
+	})
 }
 
 // A captured heartbeat (a join) replayed on the device's leave subject is
@@ -279,7 +280,7 @@ func waitStats(t *testing.T, a *agent.Agent, what string, ok func(agent.Stats) b
 // join it is refused too (each device's timestamps must increase): the
 // device stays available.
 func TestJoinReplayedAsLeave(t *testing.T) {
-	var logs lockedBuffer
+	var logs testutil.Buffer
 	h := newHub(t, hub.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", Insecure: true, MinDevices: 2, Logger: logTo(&logs)})
 	defer h.Shutdown()
 	stranger, err := nats.Connect(h.ClientURL())
@@ -395,7 +396,7 @@ func TestCorruptStateRecovers(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			var logs lockedBuffer
+			var logs testutil.Buffer
 			init := net8.Init(1)
 			h2, err := hub.New(hub.Config{DataDir: dir, Listen: "-", Secret: secret, Initial: &init, Rounds: 3, Deadline: 5 * time.Second, Logger: logTo(&logs)})
 			if err != nil {
