@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -27,40 +29,71 @@ type ServerConfig struct {
 	Access *Access
 }
 
-// Server is a running embedded NATS server.
+// Server is an embedded NATS server for rollouts, with the lifecycle of
+// every fennec server: NewServer validates, Start starts, Ready reports
+// readiness, Shutdown stops and waits.
 type Server struct {
-	ns *server.Server
+	cfg ServerConfig
+
+	mu    sync.Mutex
+	ns    *server.Server
+	ready chan struct{}
+	done  bool
 }
 
-// StartServer starts the server with per-device permissions and creates
-// the deploy buckets.
-func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
-	if cfg.Dir == "" || cfg.Access == nil {
-		return nil, errors.New("deploy: ServerConfig needs Dir and Access")
+// NewServer validates cfg and returns a server that is not started yet.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	switch {
+	case cfg.Dir == "":
+		return nil, errors.New("deploy: ServerConfig.Dir is required")
+	case cfg.Access == nil:
+		return nil, errors.New("deploy: ServerConfig.Access is required")
 	}
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:4222"
+	}
+	return &Server{cfg: cfg, ready: make(chan struct{})}, nil
+}
+
+// StartServer is NewServer followed by Start.
+func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
+	s, err := NewServer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Start(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Start starts the server with per-device permissions and creates the
+// deploy buckets; ctx bounds the start. A server starts once.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ns != nil || s.done {
+		return errors.New("deploy: server already started")
 	}
 	// An ephemeral administrator, known only to this process, creates the
 	// buckets; devices and operators cannot change their configuration.
 	admin, err := nkeys.CreateUser()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	adminPub, _ := admin.PublicKey()
-	users := append(cfg.Access.NkeyUsers(), &server.NkeyUser{Nkey: adminPub})
+	users := append(s.cfg.Access.NkeyUsers(), &server.NkeyUser{Nkey: adminPub})
 	ns, err := natsembed.Start(ctx, natsembed.Config{
-		Name: "fennec-deploy", Dir: cfg.Dir, Listen: cfg.Listen,
+		Name: "fennec-deploy", Dir: s.cfg.Dir, Listen: s.cfg.Listen,
 		Configure: func(o *server.Options) { o.Nkeys = users },
 	})
 	if err != nil {
-		return nil, fmt.Errorf("deploy: %w", err)
+		return fmt.Errorf("deploy: %w", err)
 	}
-	s := &Server{ns: ns}
-	nc, err := s.Connect(nats.Nkey(adminPub, admin.Sign))
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Nkey(adminPub, admin.Sign))
 	if err != nil {
 		ns.Shutdown()
-		return nil, err
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -69,26 +102,58 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	}
 	if err != nil {
 		ns.Shutdown()
-		return nil, err
+		return err
 	}
-	return s, nil
+	s.ns = ns
+	close(s.ready)
+	return nil
 }
 
-// ClientURL is the address clients connect to ("" without a listener).
+// Ready reports whether the server has started and made its buckets,
+// waiting up to timeout.
+func (s *Server) Ready(timeout time.Duration) bool {
+	select {
+	case <-s.ready:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+func (s *Server) server() *server.Server {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ns
+}
+
+// ClientURL is the address clients connect to ("" without a listener or
+// before Start).
 func (s *Server) ClientURL() string {
-	if s.ns.Addr() == nil {
+	ns := s.server()
+	if ns == nil || ns.Addr() == nil {
 		return ""
 	}
-	return s.ns.ClientURL()
+	return ns.ClientURL()
 }
 
 // Connect opens an in-process client connection with opts (credentials).
 func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
-	return nats.Connect("", append([]nats.Option{nats.InProcessServer(s.ns)}, opts...)...)
+	ns := s.server()
+	if ns == nil {
+		return nil, errors.New("deploy: server not started")
+	}
+	return nats.Connect("", append([]nats.Option{nats.InProcessServer(ns)}, opts...)...)
 }
 
-// Shutdown stops the server.
+// Shutdown stops the server and waits for it; it may be called more than
+// once, and before Start.
 func (s *Server) Shutdown() {
-	s.ns.Shutdown()
-	s.ns.WaitForShutdown()
+	s.mu.Lock()
+	ns := s.ns
+	s.ns, s.done = nil, true
+	s.mu.Unlock()
+	if ns != nil {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	}
 }

@@ -89,9 +89,9 @@ type (
 var ModeNames = modes.Names
 
 // NewModes returns the hub side of a built-in privacy mode. Pass it as
-// HubConfig{Mode: name, ModeHub: h}; after NewHub, call
-// h.Bind(NewHubLink(conn, federationName, keyOf), hub.Global) before Start.
-// In Simulate, set SimConfig.PrivacyMode and SimConfig.Privacy instead.
+// HubConfig{Mode: name, ModeHub: h}: Start binds it to the hub's own
+// connection and global model. In Simulate, set SimConfig.PrivacyMode and
+// SimConfig.Privacy instead.
 func NewModes(name string, cfg ModeConfig) (*ModeHub, error) { return modes.NewHub(name, cfg) }
 
 // NewModeClient returns device id's side of a built-in privacy mode: pass
