@@ -44,107 +44,79 @@ func (in *Instance) scaleAxis(op string, hs int32, shape []int, axis int32) (gpu
 }
 
 // quant_scales(a, axis, per_channel, out) -> handle
-func tensorQuantScales(ctx context.Context, _ api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func tensorQuantScales(ctx context.Context, in *Instance, _ api.Module, stack []uint64) uint64 {
 	const op = "tensor.quant_scales"
 	ha, axis, perChannel, out := int32(stack[0]), int32(stack[1]), int32(stack[2]), int32(stack[3])
 	q, c, okq := in.quantizer(op)
 	if !okq {
-		stack[0] = c
-		return
+		return c
 	}
 	a, c, oka := in.f32Tensor(op, ha)
 	if !oka {
-		stack[0] = c
-		return
+		return c
 	}
 	shape, ax := []int{1}, -1
 	if perChannel != 0 {
 		var err error
 		if ax, err = gpu.NormAxis(int(axis), len(a.Shape())); err != nil {
-			stack[0] = in.fail(EINVAL, "%s: axis %d: %v", op, axis, err)
-			return
+			return in.fail(EINVAL, "%s: axis %d: %v", op, axis, err)
 		}
 		shape = []int{a.Shape()[ax]}
 	}
 	o, h, fresh, c, okr := in.result(op, out, gpu.F32, shape, ha)
 	if !okr {
-		stack[0] = c
-		return
+		return c
 	}
-	stack[0] = in.finish(op, h, fresh, q.QuantScales(o, a, ax))
+	return in.finish(op, h, fresh, q.QuantScales(o, a, ax))
 }
 
 // quantize(a, scale, axis, out) -> handle of the i8 tensor
-func tensorQuantize(ctx context.Context, _ api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func tensorQuantize(ctx context.Context, in *Instance, _ api.Module, stack []uint64) uint64 {
 	const op = "tensor.quantize"
 	ha, hs, axis, out := int32(stack[0]), int32(stack[1]), int32(stack[2]), int32(stack[3])
 	q, c, okq := in.quantizer(op)
 	if !okq {
-		stack[0] = c
-		return
+		return c
 	}
 	a, c, oka := in.f32Tensor(op, ha)
 	if !oka {
-		stack[0] = c
-		return
+		return c
 	}
 	s, ax, c, oks := in.scaleAxis(op, hs, a.Shape(), axis)
 	if !oks {
-		stack[0] = c
-		return
+		return c
 	}
 	o, h, fresh, c, okr := in.result(op, out, gpu.I8, a.Shape(), ha, hs)
 	if !okr {
-		stack[0] = c
-		return
+		return c
 	}
-	stack[0] = in.finish(op, h, fresh, q.Quantize(o, a, s, ax))
+	return in.finish(op, h, fresh, q.Quantize(o, a, s, ax))
 }
 
 // dequantize(q, scale, axis, out) -> handle of the f32 tensor
-func tensorDequantize(ctx context.Context, _ api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func tensorDequantize(ctx context.Context, in *Instance, _ api.Module, stack []uint64) uint64 {
 	const op = "tensor.dequantize"
 	hq, hs, axis, out := int32(stack[0]), int32(stack[1]), int32(stack[2]), int32(stack[3])
 	qz, c, okq := in.quantizer(op)
 	if !okq {
-		stack[0] = c
-		return
+		return c
 	}
 	qt, c, okt := in.tensor(op, hq)
 	if !okt {
-		stack[0] = c
-		return
+		return c
 	}
 	if qt.DType() != gpu.I8 {
-		stack[0] = in.fail(EDTYPE, "%s: handle %d is %s, want i8", op, hq, qt.DType())
-		return
+		return in.fail(EDTYPE, "%s: handle %d is %s, want i8", op, hq, qt.DType())
 	}
 	s, ax, c, oks := in.scaleAxis(op, hs, qt.Shape(), axis)
 	if !oks {
-		stack[0] = c
-		return
+		return c
 	}
 	o, h, fresh, c, okr := in.result(op, out, gpu.F32, qt.Shape(), hs)
 	if !okr {
-		stack[0] = c
-		return
+		return c
 	}
-	stack[0] = in.finish(op, h, fresh, qz.Dequantize(o, qt, s, ax))
+	return in.finish(op, h, fresh, qz.Dequantize(o, qt, s, ax))
 }
 
 // maxInt8Inner is the longest inner dimension of matmul_i8: the int32
@@ -152,65 +124,50 @@ func tensorDequantize(ctx context.Context, _ api.Module, stack []uint64) {
 const maxInt8Inner = 1 << 16
 
 // matmul_i8(x, w, scale, out) -> handle
-func tensorMatMulI8(ctx context.Context, _ api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func tensorMatMulI8(ctx context.Context, in *Instance, _ api.Module, stack []uint64) uint64 {
 	const op = "tensor.matmul_i8"
 	hx, hw, hs, out := int32(stack[0]), int32(stack[1]), int32(stack[2]), int32(stack[3])
 	q, c, okq := in.quantizer(op)
 	if !okq {
-		stack[0] = c
-		return
+		return c
 	}
 	x, c, okx := in.f32Tensor(op, hx)
 	if !okx {
-		stack[0] = c
-		return
+		return c
 	}
 	w, c, okw := in.tensor(op, hw)
 	if !okw {
-		stack[0] = c
-		return
+		return c
 	}
 	if w.DType() != gpu.I8 {
-		stack[0] = in.fail(EDTYPE, "%s: weights handle %d is %s, want i8", op, hw, w.DType())
-		return
+		return in.fail(EDTYPE, "%s: weights handle %d is %s, want i8", op, hw, w.DType())
 	}
 	s, c, oks := in.f32Tensor(op, hs)
 	if !oks {
-		stack[0] = c
-		return
+		return c
 	}
 	xs, ws := x.Shape(), w.Shape()
 	if len(xs) != 2 || len(ws) != 2 || xs[1] != ws[0] {
-		stack[0] = in.fail(ESHAPE, "%s: x %v and w %v are not [m, k] and [k, n]", op, xs, ws)
-		return
+		return in.fail(ESHAPE, "%s: x %v and w %v are not [m, k] and [k, n]", op, xs, ws)
 	}
 	if xs[1] > maxInt8Inner {
-		stack[0] = in.fail(ESHAPE, "%s: inner dimension %d exceeds %d", op, xs[1], maxInt8Inner)
-		return
+		return in.fail(ESHAPE, "%s: inner dimension %d exceeds %d", op, xs[1], maxInt8Inner)
 	}
 	n := ws[1]
 	if s.Len() != 1 && !gpu.EqualShape(s.Shape(), []int{n}) {
-		stack[0] = in.fail(ESHAPE, "%s: scale %v: want one element or [%d]", op, s.Shape(), n)
-		return
+		return in.fail(ESHAPE, "%s: scale %v: want one element or [%d]", op, s.Shape(), n)
 	}
 	o, h, fresh, c, okr := in.result(op, out, gpu.F32, []int{xs[0], n}, hx, hs)
 	if !okr {
-		stack[0] = c
-		return
+		return c
 	}
 	if c, okp := in.chargePack(op, q, w); !okp {
 		if fresh {
 			in.release(h)
 		}
-		stack[0] = c
-		return
+		return c
 	}
-	stack[0] = in.finish(op, h, fresh, in.int8Product(q, o, x, w, s))
+	return in.finish(op, h, fresh, in.int8Product(q, o, x, w, s))
 }
 
 // chargePack counts the kernel layout the backend caches on weights w
@@ -249,47 +206,35 @@ func (in *Instance) unchargePack(t gpu.Tensor) {
 }
 
 // kl_distill(student, teacher, T, loss_ptr, grad_out) -> grad handle or 0
-func tensorKLDistill(ctx context.Context, mod api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func tensorKLDistill(ctx context.Context, in *Instance, mod api.Module, stack []uint64) uint64 {
 	const op = "tensor.kl_distill"
 	hs, ht, temp, lossPtr, gradOut := int32(stack[0]), int32(stack[1]), api.DecodeF32(stack[2]), uint32(stack[3]), int32(stack[4])
 	d, okd := in.cfg.Backend.(gpu.Distiller)
 	if !okd {
-		stack[0] = in.fail(EINVAL, "%s: not supported by backend %s", op, in.cfg.Backend.Name())
-		return
+		return in.fail(EINVAL, "%s: not supported by backend %s", op, in.cfg.Backend.Name())
 	}
 	if !(temp > 0) || math.IsInf(float64(temp), 0) {
-		stack[0] = in.fail(EINVAL, "%s: temperature %v must be positive and finite", op, temp)
-		return
+		return in.fail(EINVAL, "%s: temperature %v must be positive and finite", op, temp)
 	}
 	student, c, oks := in.f32Tensor(op, hs)
 	if !oks {
-		stack[0] = c
-		return
+		return c
 	}
 	teacher, c, okt := in.f32Tensor(op, ht)
 	if !okt {
-		stack[0] = c
-		return
+		return c
 	}
 	ss := student.Shape()
 	if len(ss) != 2 || ss[0] == 0 || ss[1] == 0 {
-		stack[0] = in.fail(ESHAPE, "%s: student logits must be a non-empty [batch, classes], got %v", op, ss)
-		return
+		return in.fail(ESHAPE, "%s: student logits must be a non-empty [batch, classes], got %v", op, ss)
 	}
 	if !gpu.EqualShape(ss, teacher.Shape()) {
-		stack[0] = in.fail(ESHAPE, "%s: teacher logits %v do not match student %v", op, teacher.Shape(), ss)
-		return
+		return in.fail(ESHAPE, "%s: teacher logits %v do not match student %v", op, teacher.Shape(), ss)
 	}
 	lo, c, okl := in.lossOutputs(op, mod, lossPtr, gradOut, ss, hs, ht)
 	if !okl {
-		stack[0] = c
-		return
+		return c
 	}
 	loss, err := d.KLDistill(lo.grad, student, teacher, temp)
-	stack[0] = in.finishLoss(op, lo, loss, err)
+	return in.finishLoss(op, lo, loss, err)
 }

@@ -14,11 +14,11 @@ func coreGroup() Group {
 		Doc:    "core: ABI version, errors, call input and output, logging",
 		Funcs: []Func{
 			{"abi_version", nil, i32s(1), abiVersion},
-			{"last_error", i32s(2), i32s(1), lastError},
-			{"input", i32s(2), i32s(1), input},
-			{"output", i32s(2), i32s(1), output},
-			{"fail", i32s(2), i32s(1), failFn},
-			{"log", i32s(3), i32s(1), logFn},
+			{"last_error", i32s(2), i32s(1), host(lastError)},
+			{"input", i32s(2), i32s(1), host(input)},
+			{"output", i32s(2), i32s(1), host(output)},
+			{"fail", i32s(2), i32s(1), host(failFn)},
+			{"log", i32s(3), i32s(1), host(logFn)},
 		},
 	}
 }
@@ -28,116 +28,80 @@ func abiVersion(_ context.Context, _ api.Module, stack []uint64) {
 }
 
 // last_error(buf_ptr, buf_cap) -> full length
-func lastError(ctx context.Context, mod api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func lastError(ctx context.Context, in *Instance, mod api.Module, stack []uint64) uint64 {
 	ptr, capacity := uint32(stack[0]), int32(stack[1])
 	if capacity < 0 {
-		stack[0] = in.fail(EMEM, "last_error: negative buffer capacity %d", capacity)
-		return
+		return in.fail(EMEM, "last_error: negative buffer capacity %d", capacity)
 	}
 	msg := in.lastErr
 	n := min(int32(len(msg)), capacity)
 	if n > 0 {
 		buf, c, okm := in.span(mod, "last_error", "buffer", ptr, n)
 		if !okm {
-			stack[0] = c
-			return
+			return c
 		}
 		copy(buf, msg)
 	}
-	stack[0] = ok(int32(len(msg)))
+	return ok(int32(len(msg)))
 }
 
 // input(buf_ptr, buf_cap) -> length
-func input(ctx context.Context, mod api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func input(ctx context.Context, in *Instance, mod api.Module, stack []uint64) uint64 {
 	ptr, capacity := uint32(stack[0]), int32(stack[1])
 	if !in.inCall {
-		stack[0] = in.fail(ESTATE, "input: no entrypoint call in progress")
-		return
+		return in.fail(ESTATE, "input: no entrypoint call in progress")
 	}
 	if capacity == 0 {
-		stack[0] = ok(int32(len(in.input))) // a size query
-		return
+		return ok(int32(len(in.input))) // a size query
 	}
 	if capacity < int32(len(in.input)) {
-		stack[0] = in.fail(EINVAL, "input: buffer capacity %d is smaller than the input (%d bytes)", capacity, len(in.input))
-		return
+		return in.fail(EINVAL, "input: buffer capacity %d is smaller than the input (%d bytes)", capacity, len(in.input))
 	}
 	buf, c, okm := in.span(mod, "input", "buffer", ptr, int32(len(in.input)))
 	if !okm {
-		stack[0] = c
-		return
+		return c
 	}
 	copy(buf, in.input)
-	stack[0] = ok(int32(len(in.input)))
+	return ok(int32(len(in.input)))
 }
 
 // output(ptr, len) -> 0
-func output(ctx context.Context, mod api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func output(ctx context.Context, in *Instance, mod api.Module, stack []uint64) uint64 {
 	ptr, n := uint32(stack[0]), int32(stack[1])
 	if !in.inCall {
-		stack[0] = in.fail(ESTATE, "output: no entrypoint call in progress")
-		return
+		return in.fail(ESTATE, "output: no entrypoint call in progress")
 	}
 	if int64(n) > int64(in.cfg.MaxOutputBytes) {
-		stack[0] = in.fail(ETOOBIG, "output: %d bytes exceeds the limit of %d", n, in.cfg.MaxOutputBytes)
-		return
+		return in.fail(ETOOBIG, "output: %d bytes exceeds the limit of %d", n, in.cfg.MaxOutputBytes)
 	}
 	buf, c, okm := in.span(mod, "output", "range", ptr, n)
 	if !okm {
-		stack[0] = c
-		return
+		return c
 	}
 	in.output = append(in.output[:0], buf...)
-	stack[0] = ok(0)
+	return ok(0)
 }
 
 // fail(ptr, len) -> 0
-func failFn(ctx context.Context, mod api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func failFn(ctx context.Context, in *Instance, mod api.Module, stack []uint64) uint64 {
 	ptr, n := uint32(stack[0]), int32(stack[1])
 	buf, c, okm := in.span(mod, "fail", "range", ptr, n)
 	if !okm {
-		stack[0] = c
-		return
+		return c
 	}
 	in.failMsg = truncated(buf, maxMessage)
-	stack[0] = ok(0)
+	return ok(0)
 }
 
 // log(level, ptr, len) -> 0
-func logFn(ctx context.Context, mod api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func logFn(ctx context.Context, in *Instance, mod api.Module, stack []uint64) uint64 {
 	level, ptr, n := int32(stack[0]), uint32(stack[1]), int32(stack[2])
 	buf, c, okm := in.span(mod, "log", "range", ptr, n)
 	if !okm {
-		stack[0] = c
-		return
+		return c
 	}
 	in.out.emit(in.log, slog.Level(level), buf, len(buf), "source", "guest")
-	stack[0] = ok(0)
+	return ok(0)
 }
 
 // span returns the guest's bytes [ptr, ptr+n), the argument what of op.

@@ -334,6 +334,25 @@ func (in *Instance) Close() {
 // fails with its deadline error and the instance is discarded).
 var ErrDeadline = sys.NewExitError(sys.ExitCodeDeadlineExceeded)
 
+// hostFn is the body of a host function that needs its calling instance:
+// it runs with the instance found and its call's deadline checked, and
+// returns the value of the function's result (stack[0]).
+type hostFn func(ctx context.Context, in *Instance, mod api.Module, stack []uint64) uint64
+
+// host adapts a body to wazero's GoModuleFunc: the one prologue (find the
+// instance, trap once its deadline has passed) and the one place a result
+// is written. See docs/RATIONALE.md on the cost of the indirect call.
+func host(f hostFn) api.GoModuleFunc {
+	return func(ctx context.Context, mod api.Module, stack []uint64) {
+		in := enter(ctx)
+		if in == nil {
+			stack[0] = noInstance
+			return
+		}
+		stack[0] = f(ctx, in, mod, stack)
+	}
+}
+
 // enter returns the calling instance. A host function called without an
 // attached instance (a runtime bug, not a guest's doing) gets nil and answers
 // EINTERNAL. Once the call's deadline has passed, the guest traps here: one

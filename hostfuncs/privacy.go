@@ -82,14 +82,14 @@ func privacyGroup() Group {
 		Capability: CapPrivacy,
 		Doc:        "privacy: clipping, DP noise charged to the host's budget ledger, threshold-HE encryption and aggregation",
 		Funcs: []Func{
-			{"dp_clip", []api.ValueType{i32, f64, i32}, i32s(1), dpClip},
-			{"dp_gaussian", []api.ValueType{i32, f64, f64, f64, i32}, i32s(1), dpGaussian},
-			{"dp_gaussian_eps", []api.ValueType{i32, f64, f64, f64, i32}, i32s(1), dpGaussianEps},
-			{"dp_laplace", []api.ValueType{i32, f64, f64, i32}, i32s(1), dpLaplace},
-			{"dp_remaining", i32s(1), i32s(1), dpRemaining},
-			{"he_encrypt", i32s(3), i32s(1), heEncrypt},
-			{"he_add", i32s(2), i32s(1), heAdd},
-			{"he_decrypt_aggregate", i32s(1), i32s(1), heDecryptAggregate},
+			{"dp_clip", []api.ValueType{i32, f64, i32}, i32s(1), host(dpClip)},
+			{"dp_gaussian", []api.ValueType{i32, f64, f64, f64, i32}, i32s(1), host(dpGaussian)},
+			{"dp_gaussian_eps", []api.ValueType{i32, f64, f64, f64, i32}, i32s(1), host(dpGaussianEps)},
+			{"dp_laplace", []api.ValueType{i32, f64, f64, i32}, i32s(1), host(dpLaplace)},
+			{"dp_remaining", i32s(1), i32s(1), host(dpRemaining)},
+			{"he_encrypt", i32s(3), i32s(1), host(heEncrypt)},
+			{"he_add", i32s(2), i32s(1), host(heAdd)},
+			{"he_decrypt_aggregate", i32s(1), i32s(1), host(heDecryptAggregate)},
 		},
 	}
 }

@@ -12,153 +12,115 @@ import (
 )
 
 // dp_clip(h, clip f64, norm_ptr) -> 0
-func dpClip(ctx context.Context, mod api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func dpClip(ctx context.Context, in *Instance, mod api.Module, stack []uint64) uint64 {
 	const op = "privacy.dp_clip"
 	h, clip, normPtr := int32(stack[0]), api.DecodeF64(stack[1]), uint32(stack[2])
 	if !positiveFinite(clip) {
-		stack[0] = in.fail(EINVAL, "%s: clip must be positive and finite, got %v", op, clip)
-		return
+		return in.fail(EINVAL, "%s: clip must be positive and finite, got %v", op, clip)
 	}
 	t, c, okh := in.f32Tensor(op, h)
 	if !okh {
-		stack[0] = c
-		return
+		return c
 	}
 	var normBuf []byte
 	if normPtr != 0 {
 		var okm bool
 		if normBuf, okm = mem(mod, normPtr, 8); !okm {
-			stack[0] = in.fail(EMEM, "%s: norm_ptr %d is outside guest memory", op, normPtr)
-			return
+			return in.fail(EMEM, "%s: norm_ptr %d is outside guest memory", op, normPtr)
 		}
 	}
 	x, err := in.readF32(t)
 	if err != nil {
-		stack[0] = in.failErr(op, err)
-		return
+		return in.failErr(op, err)
 	}
 	norm, err := dp.ClipL2(x, clip)
 	if err != nil {
-		stack[0] = in.failPrivacy(op, err)
-		return
+		return in.failPrivacy(op, err)
 	}
 	if err := in.writeF32(t, x); err != nil {
-		stack[0] = in.failErr(op, err)
-		return
+		return in.failErr(op, err)
 	}
 	if normBuf != nil {
 		binary.LittleEndian.PutUint64(normBuf, math.Float64bits(norm))
 	}
-	stack[0] = ok(0)
+	return ok(0)
 }
 
 // dp_gaussian(h, l2_sensitivity f64, noise_multiplier f64, sampling_rate f64, out) -> handle
-func dpGaussian(ctx context.Context, _ api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func dpGaussian(ctx context.Context, in *Instance, _ api.Module, stack []uint64) uint64 {
 	const op = "privacy.dp_gaussian"
 	h, sens, z, q, out := int32(stack[0]), api.DecodeF64(stack[1]), api.DecodeF64(stack[2]), api.DecodeF64(stack[3]), int32(stack[4])
 	switch {
 	case !positiveFinite(sens):
-		stack[0] = in.fail(EINVAL, "%s: l2_sensitivity must be positive and finite, got %v", op, sens)
-		return
+		return in.fail(EINVAL, "%s: l2_sensitivity must be positive and finite, got %v", op, sens)
 	case !positiveFinite(z):
-		stack[0] = in.fail(EINVAL, "%s: noise_multiplier must be positive and finite, got %v", op, z)
-		return
+		return in.fail(EINVAL, "%s: noise_multiplier must be positive and finite, got %v", op, z)
 	case !(q > 0 && q <= 1):
-		stack[0] = in.fail(EINVAL, "%s: sampling_rate must be in (0, 1], got %v", op, q)
-		return
+		return in.fail(EINVAL, "%s: sampling_rate must be in (0, 1], got %v", op, q)
 	case !(z*sens <= maxScale):
-		stack[0] = in.fail(EINVAL, "%s: noise standard deviation %v * %v is too large", op, z, sens)
-		return
+		return in.fail(EINVAL, "%s: noise standard deviation %v * %v is too large", op, z, sens)
 	}
 	sigma := z * sens
 	ps, accts, c, oka := in.releaseAccounts(op)
 	if !oka {
-		stack[0] = c
-		return
+		return c
 	}
 	if q < 1 && !ps.trustsSampling(in.cfg.Module) {
-		stack[0] = in.fail(EDENIED, "%s: sampling_rate %v < 1 claims privacy amplification the host cannot verify; module %q is not trusted to report its sampling (PrivacyServices.SamplingModules); pass 1", op, q, in.cfg.Module)
-		return
+		return in.fail(EDENIED, "%s: sampling_rate %v < 1 claims privacy amplification the host cannot verify; module %q is not trusted to report its sampling (PrivacyServices.SamplingModules); pass 1", op, q, in.cfg.Module)
 	}
 	charge := budget.Charge{
 		Gaussian: &budget.Gaussian{NoiseMultiplier: z, SamplingRate: q, Steps: 1},
 		Note:     fmt.Sprintf("module %s: dp_gaussian z=%g q=%g sensitivity=%g", in.cfg.Module, z, q, sens),
 	}
-	stack[0] = in.noisyRelease(op, ps, accts, h, out, charge,
+	return in.noisyRelease(op, ps, accts, h, out, charge,
 		func(x []float32) error { _, err := dp.ClipL2(x, sens); return err },
 		func(x []float32) error { return ps.noise().AddGaussian32(x, sigma) })
 }
 
 // dp_gaussian_eps(h, l2_sensitivity f64, epsilon f64, delta f64, out) -> handle
-func dpGaussianEps(ctx context.Context, _ api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func dpGaussianEps(ctx context.Context, in *Instance, _ api.Module, stack []uint64) uint64 {
 	const op = "privacy.dp_gaussian_eps"
 	h, sens, eps, delta, out := int32(stack[0]), api.DecodeF64(stack[1]), api.DecodeF64(stack[2]), api.DecodeF64(stack[3]), int32(stack[4])
 	sigma, err := dp.GaussianSigma(eps, delta, sens)
 	if err != nil {
-		stack[0] = in.failPrivacy(op, err)
-		return
+		return in.failPrivacy(op, err)
 	}
 	if !(sigma <= maxScale) {
-		stack[0] = in.fail(EINVAL, "%s: epsilon %v, delta %v need noise of standard deviation %v, too large", op, eps, delta, sigma)
-		return
+		return in.fail(EINVAL, "%s: epsilon %v, delta %v need noise of standard deviation %v, too large", op, eps, delta, sigma)
 	}
 	ps, accts, c, oka := in.releaseAccounts(op)
 	if !oka {
-		stack[0] = c
-		return
+		return c
 	}
 	charge := budget.Charge{
 		Epsilon: eps, Delta: delta,
 		Note: fmt.Sprintf("module %s: dp_gaussian_eps sigma=%g sensitivity=%g", in.cfg.Module, sigma, sens),
 	}
-	stack[0] = in.noisyRelease(op, ps, accts, h, out, charge,
+	return in.noisyRelease(op, ps, accts, h, out, charge,
 		func(x []float32) error { _, err := dp.ClipL2(x, sens); return err },
 		func(x []float32) error { return ps.noise().AddGaussian32(x, sigma) })
 }
 
 // dp_laplace(h, l1_sensitivity f64, epsilon f64, out) -> handle
-func dpLaplace(ctx context.Context, _ api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func dpLaplace(ctx context.Context, in *Instance, _ api.Module, stack []uint64) uint64 {
 	const op = "privacy.dp_laplace"
 	h, sens, eps, out := int32(stack[0]), api.DecodeF64(stack[1]), api.DecodeF64(stack[2]), int32(stack[3])
 	b, err := dp.LaplaceScale(eps, sens)
 	if err != nil {
-		stack[0] = in.failPrivacy(op, err)
-		return
+		return in.failPrivacy(op, err)
 	}
 	if !(b <= maxScale) {
-		stack[0] = in.fail(EINVAL, "%s: Laplace scale %v / %v is too large", op, sens, eps)
-		return
+		return in.fail(EINVAL, "%s: Laplace scale %v / %v is too large", op, sens, eps)
 	}
 	ps, accts, c, oka := in.releaseAccounts(op)
 	if !oka {
-		stack[0] = c
-		return
+		return c
 	}
 	charge := budget.Charge{
 		Epsilon: eps,
 		Note:    fmt.Sprintf("module %s: dp_laplace b=%g sensitivity=%g", in.cfg.Module, b, sens),
 	}
-	stack[0] = in.noisyRelease(op, ps, accts, h, out, charge,
+	return in.noisyRelease(op, ps, accts, h, out, charge,
 		func(x []float32) error { _, err := dp.ClipL1(x, sens); return err },
 		func(x []float32) error { return ps.noise().AddLaplace32(x, b) })
 }
@@ -217,34 +179,26 @@ func (in *Instance) noisyRelease(op string, ps *PrivacyServices, accts []string,
 }
 
 // dp_remaining(buf_ptr) -> 0
-func dpRemaining(ctx context.Context, mod api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func dpRemaining(ctx context.Context, in *Instance, mod api.Module, stack []uint64) uint64 {
 	const op = "privacy.dp_remaining"
 	ptr := uint32(stack[0])
 	buf, okm := mem(mod, ptr, 16)
 	if !okm {
-		stack[0] = in.fail(EMEM, "%s: buffer [%d, +16) is outside guest memory", op, ptr)
-		return
+		return in.fail(EMEM, "%s: buffer [%d, +16) is outside guest memory", op, ptr)
 	}
 	ps, accts, c, oka := in.releaseAccounts(op)
 	if !oka {
-		stack[0] = c
-		return
+		return c
 	}
 	eps, delta := math.Inf(1), math.Inf(1)
 	for _, a := range accts {
 		st, err := ps.Ledger.Remaining(a)
 		if err != nil {
-			stack[0] = in.failPrivacy(op, err)
-			return
+			return in.failPrivacy(op, err)
 		}
 		eps, delta = math.Min(eps, st.RemainingEpsilon), math.Min(delta, st.RemainingDelta)
 	}
 	binary.LittleEndian.PutUint64(buf, math.Float64bits(eps))
 	binary.LittleEndian.PutUint64(buf[8:], math.Float64bits(delta))
-	stack[0] = ok(0)
+	return ok(0)
 }

@@ -201,80 +201,63 @@ func (a *HEAggregation) Decrypt(ctx context.Context) ([]float64, error) {
 }
 
 // he_encrypt(h, buf_ptr, buf_cap) -> length
-func heEncrypt(ctx context.Context, mod api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func heEncrypt(ctx context.Context, in *Instance, mod api.Module, stack []uint64) uint64 {
 	const op = "privacy.he_encrypt"
 	h, ptr, capacity := int32(stack[0]), uint32(stack[1]), int32(stack[2])
 	ps := in.privacyServices()
 	if ps == nil || ps.HE == nil {
-		stack[0] = in.fail(ESTATE, "%s: no homomorphic-encryption setup is active on this host", op)
-		return
+		return in.fail(ESTATE, "%s: no homomorphic-encryption setup is active on this host", op)
 	}
 	if capacity < 0 {
-		stack[0] = in.fail(EMEM, "%s: negative buffer capacity %d", op, capacity)
-		return
+		return in.fail(EMEM, "%s: negative buffer capacity %d", op, capacity)
 	}
 	t, c, okh := in.f32Tensor(op, h)
 	if !okh {
-		stack[0] = c
-		return
+		return c
 	}
 	if t.Len() == 0 {
-		stack[0] = in.fail(ESHAPE, "%s: the tensor is empty", op)
-		return
+		return in.fail(ESHAPE, "%s: the tensor is empty", op)
 	}
 	if capacity > 0 {
 		if _, okm := mem(mod, ptr, capacity); !okm {
-			stack[0] = in.fail(EMEM, "%s: buffer [%d, +%d) is outside guest memory", op, ptr, capacity)
-			return
+			return in.fail(EMEM, "%s: buffer [%d, +%d) is outside guest memory", op, ptr, capacity)
 		}
 	}
 	// The size query is arithmetic: nothing is read, allocated or
 	// encrypted before the guest has a buffer of the message's length.
 	need, err := ps.HE.EncryptedLen(t.Len())
 	if err != nil {
-		stack[0] = in.failPrivacy(op, err)
-		return
+		return in.failPrivacy(op, err)
 	}
 	if need > int(capacity) {
-		stack[0] = in.ciphertextLen(op, need)
-		return
+		return in.ciphertextLen(op, need)
 	}
 	buf, okm := mem(mod, ptr, int32(need))
 	if !okm {
-		stack[0] = in.fail(EMEM, "%s: buffer [%d, +%d) is outside guest memory", op, ptr, need)
-		return
+		return in.fail(EMEM, "%s: buffer [%d, +%d) is outside guest memory", op, ptr, need)
 	}
 	// The message is written into guest memory ciphertext by ciphertext;
 	// the host holds a copy of the tensor and one ciphertext's scratch.
 	scratch := int64(ps.HE.EncryptScratch()) // and readF32's copy, which it counts itself
 	if c, okq := in.hold(op, "encryption scratch", scratch); !okq {
-		stack[0] = c
-		return
+		return c
 	}
 	defer in.unhold(scratch)
 	x, err := in.readF32(t)
 	if err != nil {
-		stack[0] = in.failErr(op, err)
-		return
+		return in.failErr(op, err)
 	}
 	lim := ps.HE.MaxAbs()
 	for i, v := range x {
 		if math.Abs(float64(v)) > lim { // NaN passes and is encrypted as 0
-			stack[0] = in.fail(EINVAL, "%s: element %d is %v; values must lie within +-%v (he.MaxAbsSum/parties) so the aggregate cannot wrap", op, i, v, lim)
-			return
+			return in.fail(EINVAL, "%s: element %d is %v; values must lie within +-%v (he.MaxAbsSum/parties) so the aggregate cannot wrap", op, i, v, lim)
 		}
 	}
 	n, err := ps.HE.EncryptTo(buf, x)
 	if err != nil {
-		stack[0] = in.failPrivacy(op, err)
-		return
+		return in.failPrivacy(op, err)
 	}
-	stack[0] = ok(int32(n))
+	return ok(int32(n))
 }
 
 func (in *Instance) ciphertextLen(op string, n int) uint64 {
@@ -285,69 +268,50 @@ func (in *Instance) ciphertextLen(op string, n int) uint64 {
 }
 
 // he_add(ptr, len) -> contributions
-func heAdd(ctx context.Context, mod api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func heAdd(ctx context.Context, in *Instance, mod api.Module, stack []uint64) uint64 {
 	const op = "privacy.he_add"
 	ptr, n := uint32(stack[0]), int32(stack[1])
 	ps := in.privacyServices()
 	if ps == nil || ps.HEHub == nil {
-		stack[0] = in.fail(ESTATE, "%s: this host aggregates no homomorphically encrypted round", op)
-		return
+		return in.fail(ESTATE, "%s: this host aggregates no homomorphically encrypted round", op)
 	}
 	raw, okm := mem(mod, ptr, n)
 	if !okm {
-		stack[0] = in.fail(EMEM, "%s: message [%d, +%d) is outside guest memory", op, ptr, n)
-		return
+		return in.fail(EMEM, "%s: message [%d, +%d) is outside guest memory", op, ptr, n)
 	}
 	if n == 0 {
-		stack[0] = in.fail(EINVAL, "%s: empty message", op)
-		return
+		return in.fail(EINVAL, "%s: empty message", op)
 	}
 	// A message longer than the round's is refused before it is decoded
 	// (decoding copies it); the hub decodes straight from guest memory.
 	if r := ps.HEHub.Round(); r.MaxMessage > 0 && int(n) > r.MaxMessage {
-		stack[0] = in.fail(EINVAL, "%s: message of %d bytes; this round's messages are at most %d", op, n, r.MaxMessage)
-		return
+		return in.fail(EINVAL, "%s: message of %d bytes; this round's messages are at most %d", op, n, r.MaxMessage)
 	}
 	count, err := ps.HEHub.Add(raw)
 	if err != nil {
-		stack[0] = in.failPrivacy(op, err)
-		return
+		return in.failPrivacy(op, err)
 	}
-	stack[0] = ok(int32(count))
+	return ok(int32(count))
 }
 
 // he_decrypt_aggregate(out) -> handle
-func heDecryptAggregate(ctx context.Context, _ api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func heDecryptAggregate(ctx context.Context, in *Instance, _ api.Module, stack []uint64) uint64 {
 	const op = "privacy.he_decrypt_aggregate"
 	out := int32(stack[0])
 	ps := in.privacyServices()
 	if ps == nil || ps.HEHub == nil {
-		stack[0] = in.fail(ESTATE, "%s: this host aggregates no homomorphically encrypted round", op)
-		return
+		return in.fail(ESTATE, "%s: this host aggregates no homomorphically encrypted round", op)
 	}
 	r := ps.HEHub.Round()
 	if !r.Open {
-		stack[0] = in.fail(ESTATE, "%s: no round is collecting updates", op)
-		return
+		return in.fail(ESTATE, "%s: no round is collecting updates", op)
 	}
 	if r.Contributions < r.MinAggregate {
-		stack[0] = in.fail(EDENIED, "%s: the aggregate holds %d updates; only aggregates of %d or more are decrypted", op, r.Contributions, r.MinAggregate)
-		return
+		return in.fail(EDENIED, "%s: the aggregate holds %d updates; only aggregates of %d or more are decrypted", op, r.Contributions, r.MinAggregate)
 	}
 	o, oh, fresh, c, okr := in.result(op, out, gpu.F32, []int{r.Len})
 	if !okr {
-		stack[0] = c
-		return
+		return c
 	}
 	// The decrypted sum (f64) and its f32 copy.
 	scratch := 12 * int64(r.Len)
@@ -355,8 +319,7 @@ func heDecryptAggregate(ctx context.Context, _ api.Module, stack []uint64) {
 		if fresh {
 			in.release(oh)
 		}
-		stack[0] = c
-		return
+		return c
 	}
 	defer in.unhold(scratch)
 	sum, err := ps.HEHub.Decrypt(ctx)
@@ -371,8 +334,7 @@ func heDecryptAggregate(ctx context.Context, _ api.Module, stack []uint64) {
 		if errors.Is(err, he.ErrPhase) {
 			c = ESTATE
 		}
-		stack[0] = in.fail(c, "%s: %v", op, err)
-		return
+		return in.fail(c, "%s: %v", op, err)
 	}
 	x := make([]float32, len(sum))
 	for i, v := range sum {
@@ -382,8 +344,7 @@ func heDecryptAggregate(ctx context.Context, _ api.Module, stack []uint64) {
 		if fresh {
 			in.release(oh)
 		}
-		stack[0] = in.failErr(op, err)
-		return
+		return in.failErr(op, err)
 	}
-	stack[0] = ok(oh)
+	return ok(oh)
 }

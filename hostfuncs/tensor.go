@@ -15,28 +15,28 @@ func tensorGroup() Group {
 		Capability: CapTensor,
 		Doc:        "tensors on the host backend (CPU or GPU), referenced by handles",
 		Funcs: []Func{
-			{"new", i32s(5), i32s(1), tensorNew},
-			{"free", i32s(1), i32s(1), tensorFree},
-			{"dtype", i32s(1), i32s(1), tensorDType},
-			{"rank", i32s(1), i32s(1), tensorRank},
-			{"shape", i32s(3), i32s(1), tensorShape},
-			{"read", i32s(3), i32s(1), tensorRead},
-			{"write", i32s(3), i32s(1), tensorWrite},
-			{"reshape", i32s(3), i32s(1), tensorReshape},
-			{"matmul", i32s(4), i32s(1), tensorMatMul},
-			{"binary", i32s(4), i32s(1), tensorBinary},
-			{"unary", []api.ValueType{i32, i32, f32, i32}, i32s(1), tensorUnary},
-			{"unary_grad", []api.ValueType{i32, i32, i32, f32, i32}, i32s(1), tensorUnaryGrad},
-			{"axpy", []api.ValueType{i32, i32, f32}, i32s(1), tensorAxpy},
-			{"softmax", i32s(4), i32s(1), tensorSoftmax},
-			{"reduce", i32s(5), i32s(1), tensorReduce},
-			{"argmax", i32s(3), i32s(1), tensorArgMax},
-			{"loss", i32s(5), i32s(1), tensorLoss},
-			{"quant_scales", i32s(4), i32s(1), tensorQuantScales},
-			{"quantize", i32s(4), i32s(1), tensorQuantize},
-			{"dequantize", i32s(4), i32s(1), tensorDequantize},
-			{"matmul_i8", i32s(4), i32s(1), tensorMatMulI8},
-			{"kl_distill", []api.ValueType{i32, i32, f32, i32, i32}, i32s(1), tensorKLDistill},
+			{"new", i32s(5), i32s(1), host(tensorNew)},
+			{"free", i32s(1), i32s(1), host(tensorFree)},
+			{"dtype", i32s(1), i32s(1), host(tensorDType)},
+			{"rank", i32s(1), i32s(1), host(tensorRank)},
+			{"shape", i32s(3), i32s(1), host(tensorShape)},
+			{"read", i32s(3), i32s(1), host(tensorRead)},
+			{"write", i32s(3), i32s(1), host(tensorWrite)},
+			{"reshape", i32s(3), i32s(1), host(tensorReshape)},
+			{"matmul", i32s(4), i32s(1), host(tensorMatMul)},
+			{"binary", i32s(4), i32s(1), host(tensorBinary)},
+			{"unary", []api.ValueType{i32, i32, f32, i32}, i32s(1), host(tensorUnary)},
+			{"unary_grad", []api.ValueType{i32, i32, i32, f32, i32}, i32s(1), host(tensorUnaryGrad)},
+			{"axpy", []api.ValueType{i32, i32, f32}, i32s(1), host(tensorAxpy)},
+			{"softmax", i32s(4), i32s(1), host(tensorSoftmax)},
+			{"reduce", i32s(5), i32s(1), host(tensorReduce)},
+			{"argmax", i32s(3), i32s(1), host(tensorArgMax)},
+			{"loss", i32s(5), i32s(1), host(tensorLoss)},
+			{"quant_scales", i32s(4), i32s(1), host(tensorQuantScales)},
+			{"quantize", i32s(4), i32s(1), host(tensorQuantize)},
+			{"dequantize", i32s(4), i32s(1), host(tensorDequantize)},
+			{"matmul_i8", i32s(4), i32s(1), host(tensorMatMulI8)},
+			{"kl_distill", []api.ValueType{i32, i32, f32, i32, i32}, i32s(1), host(tensorKLDistill)},
 		},
 	}
 }
@@ -151,266 +151,190 @@ func (in *Instance) finish(op string, h int32, fresh bool, err error) uint64 {
 }
 
 // new(dtype, shape_ptr, rank, data_ptr, data_len) -> handle
-func tensorNew(ctx context.Context, mod api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func tensorNew(ctx context.Context, in *Instance, mod api.Module, stack []uint64) uint64 {
 	const op = "tensor.new"
 	dt := gpu.DType(0)
 	if d := int32(stack[0]); d > 0 && d < 256 {
 		dt = gpu.DType(d)
 	}
 	if !dt.Valid() {
-		stack[0] = in.fail(EDTYPE, "%s: unknown dtype %d", op, int32(stack[0]))
-		return
+		return in.fail(EDTYPE, "%s: unknown dtype %d", op, int32(stack[0]))
 	}
 	shape, c, oks := in.readShape(op, mod, uint32(stack[1]), int32(stack[2]), &in.scratch)
 	if !oks {
-		stack[0] = c
-		return
+		return c
 	}
 	dataPtr, dataLen := uint32(stack[3]), int32(stack[4])
 	size, err := gpu.ByteSize(dt, shape)
 	if err != nil {
-		stack[0] = in.failErr(op, err)
-		return
+		return in.failErr(op, err)
 	}
 	var data []byte
 	if dataLen != 0 {
 		if int64(dataLen) != size {
-			stack[0] = in.fail(EINVAL, "%s: data is %d bytes, a %s%v tensor needs %d", op, dataLen, dt, shape, size)
-			return
+			return in.fail(EINVAL, "%s: data is %d bytes, a %s%v tensor needs %d", op, dataLen, dt, shape, size)
 		}
 		var okm bool
 		if data, okm = mem(mod, dataPtr, dataLen); !okm {
-			stack[0] = in.fail(EMEM, "%s: data [%d, +%d) is outside guest memory", op, dataPtr, dataLen)
-			return
+			return in.fail(EMEM, "%s: data [%d, +%d) is outside guest memory", op, dataPtr, dataLen)
 		}
 	}
 	t, h, c, oka := in.alloc(op, dt, shape)
 	if !oka {
-		stack[0] = c
-		return
+		return c
 	}
 	if data != nil {
 		if err := in.cfg.Backend.Write(t, data); err != nil {
 			in.release(h)
-			stack[0] = in.failErr(op, err)
-			return
+			return in.failErr(op, err)
 		}
 	}
-	stack[0] = ok(h)
+	return ok(h)
 }
 
 // free(h) -> 0
-func tensorFree(ctx context.Context, _ api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func tensorFree(ctx context.Context, in *Instance, _ api.Module, stack []uint64) uint64 {
 	h := int32(stack[0])
 	if in.tab.get(h) == nil {
-		stack[0] = in.fail(EHANDLE, "tensor.free: handle %d is not a live tensor of this instance", h)
-		return
+		return in.fail(EHANDLE, "tensor.free: handle %d is not a live tensor of this instance", h)
 	}
 	in.release(h)
-	stack[0] = ok(0)
+	return ok(0)
 }
 
 // dtype(h) -> dtype
-func tensorDType(ctx context.Context, _ api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func tensorDType(ctx context.Context, in *Instance, _ api.Module, stack []uint64) uint64 {
 	t, c, okh := in.tensor("tensor.dtype", int32(stack[0]))
 	if !okh {
-		stack[0] = c
-		return
+		return c
 	}
-	stack[0] = ok(int32(t.DType()))
+	return ok(int32(t.DType()))
 }
 
 // rank(h) -> rank
-func tensorRank(ctx context.Context, _ api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func tensorRank(ctx context.Context, in *Instance, _ api.Module, stack []uint64) uint64 {
 	t, c, okh := in.tensor("tensor.rank", int32(stack[0]))
 	if !okh {
-		stack[0] = c
-		return
+		return c
 	}
-	stack[0] = ok(int32(len(t.Shape())))
+	return ok(int32(len(t.Shape())))
 }
 
 // shape(h, buf_ptr, buf_cap) -> rank
-func tensorShape(ctx context.Context, mod api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func tensorShape(ctx context.Context, in *Instance, mod api.Module, stack []uint64) uint64 {
 	const op = "tensor.shape"
 	t, c, okh := in.tensor(op, int32(stack[0]))
 	if !okh {
-		stack[0] = c
-		return
+		return c
 	}
 	ptr, capacity := uint32(stack[1]), int32(stack[2])
 	if capacity < 0 {
-		stack[0] = in.fail(EMEM, "%s: negative buffer capacity %d", op, capacity)
-		return
+		return in.fail(EMEM, "%s: negative buffer capacity %d", op, capacity)
 	}
 	shape := t.Shape()
 	n := min(int32(len(shape)), capacity)
 	buf, okm := mem(mod, ptr, n*4)
 	if !okm {
-		stack[0] = in.fail(EMEM, "%s: buffer [%d, +%d) is outside guest memory", op, ptr, n*4)
-		return
+		return in.fail(EMEM, "%s: buffer [%d, +%d) is outside guest memory", op, ptr, n*4)
 	}
 	for i := int32(0); i < n; i++ {
 		binary.LittleEndian.PutUint32(buf[4*i:], uint32(shape[i]))
 	}
-	stack[0] = ok(int32(len(shape)))
+	return ok(int32(len(shape)))
 }
 
 // read(h, buf_ptr, buf_len) -> bytes
-func tensorRead(ctx context.Context, mod api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func tensorRead(ctx context.Context, in *Instance, mod api.Module, stack []uint64) uint64 {
 	const op = "tensor.read"
 	t, c, okh := in.tensor(op, int32(stack[0]))
 	if !okh {
-		stack[0] = c
-		return
+		return c
 	}
 	ptr, n := uint32(stack[1]), int32(stack[2])
 	size := t.Bytes()
 	if int64(n) < size {
-		stack[0] = in.fail(EINVAL, "%s: buffer of %d bytes is smaller than the tensor (%d bytes)", op, n, size)
-		return
+		return in.fail(EINVAL, "%s: buffer of %d bytes is smaller than the tensor (%d bytes)", op, n, size)
 	}
 	buf, okm := mem(mod, ptr, int32(size))
 	if !okm {
-		stack[0] = in.fail(EMEM, "%s: buffer [%d, +%d) is outside guest memory", op, ptr, size)
-		return
+		return in.fail(EMEM, "%s: buffer [%d, +%d) is outside guest memory", op, ptr, size)
 	}
 	if err := in.cfg.Backend.Read(t, buf); err != nil {
-		stack[0] = in.failErr(op, err)
-		return
+		return in.failErr(op, err)
 	}
-	stack[0] = ok(int32(size))
+	return ok(int32(size))
 }
 
 // write(h, ptr, len) -> 0
-func tensorWrite(ctx context.Context, mod api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func tensorWrite(ctx context.Context, in *Instance, mod api.Module, stack []uint64) uint64 {
 	const op = "tensor.write"
 	t, c, okh := in.tensor(op, int32(stack[0]))
 	if !okh {
-		stack[0] = c
-		return
+		return c
 	}
 	ptr, n := uint32(stack[1]), int32(stack[2])
 	if int64(n) != t.Bytes() {
-		stack[0] = in.fail(EINVAL, "%s: %d bytes given, the tensor holds %d", op, n, t.Bytes())
-		return
+		return in.fail(EINVAL, "%s: %d bytes given, the tensor holds %d", op, n, t.Bytes())
 	}
 	buf, okm := mem(mod, ptr, n)
 	if !okm {
-		stack[0] = in.fail(EMEM, "%s: range [%d, +%d) is outside guest memory", op, ptr, n)
-		return
+		return in.fail(EMEM, "%s: range [%d, +%d) is outside guest memory", op, ptr, n)
 	}
 	if err := in.cfg.Backend.Write(t, buf); err != nil {
-		stack[0] = in.failErr(op, err)
-		return
+		return in.failErr(op, err)
 	}
-	stack[0] = ok(0)
+	return ok(0)
 }
 
 // reshape(h, shape_ptr, rank) -> 0
-func tensorReshape(ctx context.Context, mod api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func tensorReshape(ctx context.Context, in *Instance, mod api.Module, stack []uint64) uint64 {
 	const op = "tensor.reshape"
 	t, c, okh := in.tensor(op, int32(stack[0]))
 	if !okh {
-		stack[0] = c
-		return
+		return c
 	}
 	shape, c, oks := in.readShape(op, mod, uint32(stack[1]), int32(stack[2]), &in.scratch)
 	if !oks {
-		stack[0] = c
-		return
+		return c
 	}
 	n, err := gpu.NumElements(shape)
 	if err != nil {
-		stack[0] = in.failErr(op, err)
-		return
+		return in.failErr(op, err)
 	}
 	if n != t.Len() {
-		stack[0] = in.fail(ESHAPE, "%s: %v has %d elements, the tensor %v has %d", op, shape, n, t.Shape(), t.Len())
-		return
+		return in.fail(ESHAPE, "%s: %v has %d elements, the tensor %v has %d", op, shape, n, t.Shape(), t.Len())
 	}
 	if err := in.cfg.Backend.Reshape(t, append([]int(nil), shape...)); err != nil {
-		stack[0] = in.failErr(op, err)
-		return
+		return in.failErr(op, err)
 	}
-	stack[0] = ok(0)
+	return ok(0)
 }
 
 // matmul(a, b, flags, out) -> handle
-func tensorMatMul(ctx context.Context, _ api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func tensorMatMul(ctx context.Context, in *Instance, _ api.Module, stack []uint64) uint64 {
 	const op = "tensor.matmul"
 	ha, hb, flags, out := int32(stack[0]), int32(stack[1]), int32(stack[2]), int32(stack[3])
 	if flags&^3 != 0 {
-		stack[0] = in.fail(EINVAL, "%s: unknown flags %#x", op, flags)
-		return
+		return in.fail(EINVAL, "%s: unknown flags %#x", op, flags)
 	}
 	a, c, oka := in.f32Tensor(op, ha)
 	if !oka {
-		stack[0] = c
-		return
+		return c
 	}
 	b, c, okb := in.f32Tensor(op, hb)
 	if !okb {
-		stack[0] = c
-		return
+		return c
 	}
 	ta, tb := flags&1 != 0, flags&2 != 0
 	shape, err := gpu.MatMulShape(a.Shape(), b.Shape(), ta, tb)
 	if err != nil {
-		stack[0] = in.failErr(op, err)
-		return
+		return in.failErr(op, err)
 	}
 	o, h, fresh, c, okr := in.result(op, out, gpu.F32, shape, ha, hb)
 	if !okr {
-		stack[0] = c
-		return
+		return c
 	}
-	stack[0] = in.finish(op, h, fresh, in.product(o, a, b, ta, tb))
+	return in.finish(op, h, fresh, in.product(o, a, b, ta, tb))
 }
 
 // blockMACs bounds the multiply-adds of one block of a long product: tens
@@ -461,39 +385,29 @@ func (in *Instance) int8Product(q gpu.Quantizer, o, x, w, s gpu.Tensor) error {
 }
 
 // binary(op, a, b, out) -> handle
-func tensorBinary(ctx context.Context, _ api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func tensorBinary(ctx context.Context, in *Instance, _ api.Module, stack []uint64) uint64 {
 	const op = "tensor.binary"
 	code, ha, hb, out := int32(stack[0]), int32(stack[1]), int32(stack[2]), int32(stack[3])
 	if code < int32(gpu.Add) || code > int32(gpu.Min) {
-		stack[0] = in.fail(EINVAL, "%s: unknown op %d", op, code)
-		return
+		return in.fail(EINVAL, "%s: unknown op %d", op, code)
 	}
 	a, c, oka := in.f32Tensor(op, ha)
 	if !oka {
-		stack[0] = c
-		return
+		return c
 	}
 	b, c, okb := in.f32Tensor(op, hb)
 	if !okb {
-		stack[0] = c
-		return
+		return c
 	}
 	shape, err := gpu.BroadcastShape(a.Shape(), b.Shape())
 	if err != nil {
-		stack[0] = in.failErr(op, err)
-		return
+		return in.failErr(op, err)
 	}
 	o, h, fresh, c, okr := in.result(op, out, gpu.F32, shape, ha, hb)
 	if !okr {
-		stack[0] = c
-		return
+		return c
 	}
-	stack[0] = in.finish(op, h, fresh, in.cfg.Backend.Binary(gpu.BinaryOp(code), o, a, b))
+	return in.finish(op, h, fresh, in.cfg.Backend.Binary(gpu.BinaryOp(code), o, a, b))
 }
 
 func validAlpha(in *Instance, op string, alpha float32) (uint64, bool) {
@@ -504,271 +418,198 @@ func validAlpha(in *Instance, op string, alpha float32) (uint64, bool) {
 }
 
 // unary(op, a, alpha, out) -> handle
-func tensorUnary(ctx context.Context, _ api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func tensorUnary(ctx context.Context, in *Instance, _ api.Module, stack []uint64) uint64 {
 	const op = "tensor.unary"
 	code, ha, alpha, out := int32(stack[0]), int32(stack[1]), api.DecodeF32(stack[2]), int32(stack[3])
 	if code < int32(gpu.Scale) || code > int32(gpu.Copy) {
-		stack[0] = in.fail(EINVAL, "%s: unknown op %d", op, code)
-		return
+		return in.fail(EINVAL, "%s: unknown op %d", op, code)
 	}
 	if c, okv := validAlpha(in, op, alpha); !okv {
-		stack[0] = c
-		return
+		return c
 	}
 	a, c, oka := in.f32Tensor(op, ha)
 	if !oka {
-		stack[0] = c
-		return
+		return c
 	}
 	o, h, fresh, c, okr := in.result(op, out, gpu.F32, a.Shape())
 	if !okr {
-		stack[0] = c
-		return
+		return c
 	}
-	stack[0] = in.finish(op, h, fresh, in.cfg.Backend.Unary(gpu.UnaryOp(code), o, a, alpha))
+	return in.finish(op, h, fresh, in.cfg.Backend.Unary(gpu.UnaryOp(code), o, a, alpha))
 }
 
 // unary_grad(op, x, g, alpha, out) -> handle
-func tensorUnaryGrad(ctx context.Context, _ api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func tensorUnaryGrad(ctx context.Context, in *Instance, _ api.Module, stack []uint64) uint64 {
 	const op = "tensor.unary_grad"
 	code, hx, hg, alpha, out := int32(stack[0]), int32(stack[1]), int32(stack[2]), api.DecodeF32(stack[3]), int32(stack[4])
 	switch gpu.UnaryOp(code) {
 	case gpu.Scale, gpu.Exp, gpu.Log, gpu.Sqrt, gpu.Square, gpu.Abs, gpu.ReLU, gpu.Sigmoid, gpu.Tanh:
 	default:
-		stack[0] = in.fail(EINVAL, "%s: op %d has no gradient", op, code)
-		return
+		return in.fail(EINVAL, "%s: op %d has no gradient", op, code)
 	}
 	if c, okv := validAlpha(in, op, alpha); !okv {
-		stack[0] = c
-		return
+		return c
 	}
 	x, c, okx := in.f32Tensor(op, hx)
 	if !okx {
-		stack[0] = c
-		return
+		return c
 	}
 	g, c, okg := in.f32Tensor(op, hg)
 	if !okg {
-		stack[0] = c
-		return
+		return c
 	}
 	if !gpu.EqualShape(x.Shape(), g.Shape()) {
-		stack[0] = in.fail(ESHAPE, "%s: x %v and g %v differ in shape", op, x.Shape(), g.Shape())
-		return
+		return in.fail(ESHAPE, "%s: x %v and g %v differ in shape", op, x.Shape(), g.Shape())
 	}
 	o, h, fresh, c, okr := in.result(op, out, gpu.F32, x.Shape(), hx, hg)
 	if !okr {
-		stack[0] = c
-		return
+		return c
 	}
-	stack[0] = in.finish(op, h, fresh, in.cfg.Backend.UnaryGrad(gpu.UnaryOp(code), o, x, g, alpha))
+	return in.finish(op, h, fresh, in.cfg.Backend.UnaryGrad(gpu.UnaryOp(code), o, x, g, alpha))
 }
 
 // axpy(y, x, alpha) -> 0
-func tensorAxpy(ctx context.Context, _ api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func tensorAxpy(ctx context.Context, in *Instance, _ api.Module, stack []uint64) uint64 {
 	const op = "tensor.axpy"
 	hy, hx, alpha := int32(stack[0]), int32(stack[1]), api.DecodeF32(stack[2])
 	if c, okv := validAlpha(in, op, alpha); !okv {
-		stack[0] = c
-		return
+		return c
 	}
 	y, c, oky := in.f32Tensor(op, hy)
 	if !oky {
-		stack[0] = c
-		return
+		return c
 	}
 	x, c, okx := in.f32Tensor(op, hx)
 	if !okx {
-		stack[0] = c
-		return
+		return c
 	}
 	if !gpu.EqualShape(x.Shape(), y.Shape()) {
-		stack[0] = in.fail(ESHAPE, "%s: y %v and x %v differ in shape", op, y.Shape(), x.Shape())
-		return
+		return in.fail(ESHAPE, "%s: y %v and x %v differ in shape", op, y.Shape(), x.Shape())
 	}
 	if err := in.cfg.Backend.Axpy(y, x, alpha); err != nil {
-		stack[0] = in.failErr(op, err)
-		return
+		return in.failErr(op, err)
 	}
-	stack[0] = ok(0)
+	return ok(0)
 }
 
 // softmax(a, axis, log, out) -> handle
-func tensorSoftmax(ctx context.Context, _ api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func tensorSoftmax(ctx context.Context, in *Instance, _ api.Module, stack []uint64) uint64 {
 	const op = "tensor.softmax"
 	ha, axis, logf, out := int32(stack[0]), int32(stack[1]), int32(stack[2]), int32(stack[3])
 	a, c, oka := in.f32Tensor(op, ha)
 	if !oka {
-		stack[0] = c
-		return
+		return c
 	}
 	ax, err := gpu.NormAxis(int(axis), len(a.Shape()))
 	if err != nil {
-		stack[0] = in.fail(EINVAL, "%s: axis %d: %v", op, axis, err)
-		return
+		return in.fail(EINVAL, "%s: axis %d: %v", op, axis, err)
 	}
 	o, h, fresh, c, okr := in.result(op, out, gpu.F32, a.Shape(), ha)
 	if !okr {
-		stack[0] = c
-		return
+		return c
 	}
-	stack[0] = in.finish(op, h, fresh, in.cfg.Backend.Softmax(o, a, ax, logf != 0))
+	return in.finish(op, h, fresh, in.cfg.Backend.Softmax(o, a, ax, logf != 0))
 }
 
 // reduce(op, a, axis, keepdims, out) -> handle
-func tensorReduce(ctx context.Context, _ api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func tensorReduce(ctx context.Context, in *Instance, _ api.Module, stack []uint64) uint64 {
 	const op = "tensor.reduce"
 	code, ha, axis, keep, out := int32(stack[0]), int32(stack[1]), int32(stack[2]), int32(stack[3]), int32(stack[4])
 	if code < int32(gpu.Sum) || code > int32(gpu.RMin) {
-		stack[0] = in.fail(EINVAL, "%s: unknown op %d", op, code)
-		return
+		return in.fail(EINVAL, "%s: unknown op %d", op, code)
 	}
 	a, c, oka := in.f32Tensor(op, ha)
 	if !oka {
-		stack[0] = c
-		return
+		return c
 	}
 	ax, err := gpu.NormAxis(int(axis), len(a.Shape()))
 	if err != nil {
-		stack[0] = in.fail(EINVAL, "%s: axis %d: %v", op, axis, err)
-		return
+		return in.fail(EINVAL, "%s: axis %d: %v", op, axis, err)
 	}
 	if (code == int32(gpu.RMax) || code == int32(gpu.RMin)) && a.Shape()[ax] == 0 {
-		stack[0] = in.fail(ESHAPE, "%s: max/min over an empty axis", op)
-		return
+		return in.fail(ESHAPE, "%s: max/min over an empty axis", op)
 	}
 	shape := gpu.ReduceShape(a.Shape(), ax, keep != 0)
 	o, h, fresh, c, okr := in.result(op, out, gpu.F32, shape, ha)
 	if !okr {
-		stack[0] = c
-		return
+		return c
 	}
-	stack[0] = in.finish(op, h, fresh, in.cfg.Backend.Reduce(gpu.ReduceOp(code), o, a, ax))
+	return in.finish(op, h, fresh, in.cfg.Backend.Reduce(gpu.ReduceOp(code), o, a, ax))
 }
 
 // argmax(a, axis, out) -> handle
-func tensorArgMax(ctx context.Context, _ api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func tensorArgMax(ctx context.Context, in *Instance, _ api.Module, stack []uint64) uint64 {
 	const op = "tensor.argmax"
 	ha, axis, out := int32(stack[0]), int32(stack[1]), int32(stack[2])
 	a, c, oka := in.f32Tensor(op, ha)
 	if !oka {
-		stack[0] = c
-		return
+		return c
 	}
 	ax, err := gpu.NormAxis(int(axis), len(a.Shape()))
 	if err != nil {
-		stack[0] = in.fail(EINVAL, "%s: axis %d: %v", op, axis, err)
-		return
+		return in.fail(EINVAL, "%s: axis %d: %v", op, axis, err)
 	}
 	if a.Shape()[ax] == 0 {
-		stack[0] = in.fail(ESHAPE, "%s: argmax over an empty axis", op)
-		return
+		return in.fail(ESHAPE, "%s: argmax over an empty axis", op)
 	}
 	shape := gpu.ReduceShape(a.Shape(), ax, false)
 	o, h, fresh, c, okr := in.result(op, out, gpu.I32, shape, ha)
 	if !okr {
-		stack[0] = c
-		return
+		return c
 	}
-	stack[0] = in.finish(op, h, fresh, in.cfg.Backend.ArgMax(o, a, ax))
+	return in.finish(op, h, fresh, in.cfg.Backend.ArgMax(o, a, ax))
 }
 
 // loss(op, pred, target, loss_ptr, grad_out) -> grad handle or 0
-func tensorLoss(ctx context.Context, mod api.Module, stack []uint64) {
-	in := enter(ctx)
-	if in == nil {
-		stack[0] = noInstance
-		return
-	}
+func tensorLoss(ctx context.Context, in *Instance, mod api.Module, stack []uint64) uint64 {
 	const op = "tensor.loss"
 	code, hp, ht, lossPtr, gradOut := int32(stack[0]), int32(stack[1]), int32(stack[2]), uint32(stack[3]), int32(stack[4])
 	if code < int32(gpu.SoftmaxCrossEntropy) || code > int32(gpu.MSE) {
-		stack[0] = in.fail(EINVAL, "%s: unknown op %d", op, code)
-		return
+		return in.fail(EINVAL, "%s: unknown op %d", op, code)
 	}
 	pred, c, okp := in.f32Tensor(op, hp)
 	if !okp {
-		stack[0] = c
-		return
+		return c
 	}
 	target, c, okt := in.tensor(op, ht)
 	if !okt {
-		stack[0] = c
-		return
+		return c
 	}
 	ps, ts := pred.Shape(), target.Shape()
 	switch gpu.LossOp(code) {
 	case gpu.SoftmaxCrossEntropy:
 		if len(ps) != 2 || ps[0] == 0 || ps[1] == 0 {
-			stack[0] = in.fail(ESHAPE, "%s: cross-entropy logits must be a non-empty [batch, classes], got %v", op, ps)
-			return
+			return in.fail(ESHAPE, "%s: cross-entropy logits must be a non-empty [batch, classes], got %v", op, ps)
 		}
 		switch target.DType() {
 		case gpu.F32:
 			if !gpu.EqualShape(ps, ts) {
-				stack[0] = in.fail(ESHAPE, "%s: targets %v do not match logits %v", op, ts, ps)
-				return
+				return in.fail(ESHAPE, "%s: targets %v do not match logits %v", op, ts, ps)
 			}
 		case gpu.I32:
 			if len(ts) != 1 || ts[0] != ps[0] {
-				stack[0] = in.fail(ESHAPE, "%s: class-index targets %v do not match batch %d", op, ts, ps[0])
-				return
+				return in.fail(ESHAPE, "%s: class-index targets %v do not match batch %d", op, ts, ps[0])
 			}
 		default:
-			stack[0] = in.fail(EDTYPE, "%s: targets are %s, want f32 or i32", op, target.DType())
-			return
+			return in.fail(EDTYPE, "%s: targets are %s, want f32 or i32", op, target.DType())
 		}
 	default:
 		if target.DType() != gpu.F32 {
-			stack[0] = in.fail(EDTYPE, "%s: targets are %s, want f32", op, target.DType())
-			return
+			return in.fail(EDTYPE, "%s: targets are %s, want f32", op, target.DType())
 		}
 		if !gpu.EqualShape(ps, ts) {
-			stack[0] = in.fail(ESHAPE, "%s: targets %v do not match predictions %v", op, ts, ps)
-			return
+			return in.fail(ESHAPE, "%s: targets %v do not match predictions %v", op, ts, ps)
 		}
 		if pred.Len() == 0 {
-			stack[0] = in.fail(ESHAPE, "%s: empty predictions", op)
-			return
+			return in.fail(ESHAPE, "%s: empty predictions", op)
 		}
 	}
 	lo, c, okl := in.lossOutputs(op, mod, lossPtr, gradOut, ps, hp, ht)
 	if !okl {
-		stack[0] = c
-		return
+		return c
 	}
 	loss, err := in.cfg.Backend.Loss(gpu.LossOp(code), lo.grad, pred, target)
-	stack[0] = in.finishLoss(op, lo, loss, err)
+	return in.finishLoss(op, lo, loss, err)
 }
 
 // lossOut is where a loss function puts its results: the loss in guest
