@@ -24,6 +24,7 @@ import (
 	"github.com/fennec-edge/fennec/federation/internal/model"
 	"github.com/fennec-edge/fennec/federation/internal/train"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
+	"github.com/fennec-edge/fennec/internal/routines"
 )
 
 // Config configures an Agent.
@@ -83,10 +84,9 @@ type Agent struct {
 	own   bool
 	sub   *nats.Subscription
 	tasks chan wire.Task
-	stop  chan struct{}
-	ctx   context.Context // cancelled when the agent stops
+	ctx   context.Context // cancelled when the agent stops: the one stop signal
 	quit  context.CancelFunc
-	wg    sync.WaitGroup
+	g     routines.Group // the heartbeat and the worker, waited for by halt
 	once  sync.Once
 
 	link      *hook.DeviceLink
@@ -146,7 +146,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	ctx, quit := context.WithCancel(context.Background())
 	return &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent", "device", cfg.ID),
-		subj: wire.For(cfg.Name), tasks: make(chan wire.Task, 1), stop: make(chan struct{}), ctx: ctx, quit: quit,
+		subj: wire.For(cfg.Name), tasks: make(chan wire.Task, 1), ctx: ctx, quit: quit,
 		clients: map[string]hook.Client{}, modeKnown: make(chan struct{})}, nil
 }
 
@@ -190,9 +190,8 @@ func (a *Agent) Start(ctx context.Context) error {
 		a.closeConn()
 		return err
 	}
-	a.wg.Add(2)
-	go a.heartbeat()
-	go a.work()
+	a.g.Go(a.heartbeat)
+	a.g.Go(a.work)
 	return nil
 }
 
@@ -319,12 +318,11 @@ func (a *Agent) step(ctx context.Context, round uint64, step string, data []byte
 }
 
 func (a *Agent) heartbeat() {
-	defer a.wg.Done()
 	t := time.NewTicker(a.cfg.Heartbeat)
 	defer t.Stop()
 	for {
 		select {
-		case <-a.stop:
+		case <-a.ctx.Done():
 			return
 		case <-t.C:
 			if err := a.join(a.ctx); err != nil && a.ctx.Err() == nil {
@@ -375,10 +373,9 @@ func (a *Agent) onTask(m *nats.Msg) {
 }
 
 func (a *Agent) work() {
-	defer a.wg.Done()
 	for {
 		select {
-		case <-a.stop:
+		case <-a.ctx.Done():
 			return
 		case t := <-a.tasks:
 			a.rounds.Add(1)
@@ -526,13 +523,12 @@ func (a *Agent) Kill() { a.once.Do(a.halt) }
 
 func (a *Agent) halt() {
 	a.quit()
-	close(a.stop)
 	if a.sub != nil {
 		_ = a.sub.Unsubscribe()
 	}
 	a.closeLink()
 	a.closeConn()
-	a.wg.Wait()
+	a.g.CloseAndWait()
 }
 
 func (a *Agent) closeLink() {
