@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fennec-edge/fennec/federation"
@@ -82,7 +83,7 @@ live stream of new readings with the risk-infer module.
 	f.StringVar(&o.strategy, "strategy", "fedavg", "aggregation strategy: "+strings.Join(federation.StrategyNames, ", "))
 	f.Float64Var(&o.skew, "skew", 0.5, "non-IID label skew for --data (0 = IID); generated vitals are non-IID by case-mix")
 	f.Float64Var(&o.fraction, "fraction", 1, "fraction of devices sampled per round")
-	f.Float64Var(&o.lr, "lr", 0.01, "local learning rate (Adam)")
+	f.Float64Var(&o.lr, "lr", 0.002, "local learning rate (Adam)")
 	f.IntVar(&o.epochs, "epochs", 2, "local epochs per round")
 	f.StringVar(&o.data, "data", "", "train on this CSV (numeric features, label last) instead of generated vitals")
 	f.BoolVar(&o.asJSON, "json", false, "print machine-readable results instead of the progress display")
@@ -97,18 +98,25 @@ live stream of new readings with the risk-infer module.
 
 // demoResult is what --json prints.
 type demoResult struct {
-	Dataset           string         `json:"dataset"`
-	Devices           int            `json:"devices"`
-	Rounds            int            `json:"rounds"`
-	Strategy          string         `json:"strategy"`
-	Mode              string         `json:"mode"`
-	Epsilon           float64        `json:"epsilon,omitempty"`
-	Delta             float64        `json:"delta,omitempty"`
-	TrainRows         int            `json:"train_rows"`
-	TestRows          int            `json:"test_rows"`
-	Accuracy          float64        `json:"accuracy"`
-	AUROC             float64        `json:"auroc,omitempty"`
-	PositiveRate      float64        `json:"positive_rate,omitempty"`
+	Dataset        string  `json:"dataset"`
+	Devices        int     `json:"devices"`
+	Rounds         int     `json:"rounds"`
+	Strategy       string  `json:"strategy"`
+	Mode           string  `json:"mode"`
+	Epsilon        float64 `json:"epsilon,omitempty"`
+	Delta          float64 `json:"delta,omitempty"`
+	TrainRows      int     `json:"train_rows"`
+	TestRows       int     `json:"test_rows"`
+	Accuracy       float64 `json:"accuracy"`
+	AUROC          float64 `json:"auroc,omitempty"`
+	AUPRC          float64 `json:"auprc,omitempty"`
+	PositiveRate   float64 `json:"positive_rate,omitempty"`
+	ReferenceAUROC float64 `json:"reference_auroc,omitempty"`
+	// NEWS2 is the clinical baseline on the same held-out readings, and
+	// Model the federated model at the threshold that matches NEWS2's
+	// sensitivity at its trigger (generated vitals only).
+	NEWS2             *demoBaseline  `json:"news2,omitempty"`
+	Model             *demoBaseline  `json:"model_at_news2_sensitivity,omitempty"`
 	Loss              float64        `json:"loss"`
 	ReferenceAccuracy float64        `json:"reference_accuracy"`
 	ReferenceLoss     float64        `json:"reference_loss"`
@@ -124,7 +132,19 @@ type demoRound struct {
 	Updates  int     `json:"updates"`
 	Loss     float64 `json:"loss"`
 	Accuracy float64 `json:"accuracy"`
+	AUROC    float64 `json:"auroc,omitempty"`
+	AUPRC    float64 `json:"auprc,omitempty"`
 	Bytes    uint64  `json:"bytes_moved"`
+}
+
+// demoBaseline is a score's discrimination on the held-out readings and
+// its operating point: an alert when the score reaches Threshold.
+type demoBaseline struct {
+	AUROC       float64 `json:"auroc"`
+	AUPRC       float64 `json:"auprc"`
+	Threshold   float64 `json:"threshold"`
+	Sensitivity float64 `json:"sensitivity"`
+	Specificity float64 `json:"specificity"`
 }
 
 type demoPreStats struct {
@@ -230,7 +250,8 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	var (
 		data     *federation.Data
 		shards   [][]int
-		testRows []any // the held-out set as vitals-preprocess output
+		testRows []any           // the held-out set as vitals-preprocess output
+		testRecs []vitals.Record // and as generated (NEWS2 scores these)
 	)
 	if o.data == "" {
 		// Each device generates its own shard (its ward's case-mix) and
@@ -257,10 +278,12 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		// The hub's held-out set: patients of every case-mix that no device trains on.
 		test := vitals.Config{Seed: o.seed + 7919, Patients: max(20, o.patients)}
 		for i := 0; i < 4; i++ {
-			x, y, rows, err := preprocess(ctx, hubDev.pre, vitals.Generate(vitals.Shard(test, i)), nil)
+			recs := vitals.Generate(vitals.Shard(test, i))
+			x, y, rows, err := preprocess(ctx, hubDev.pre, recs, nil)
 			if err != nil {
 				return fmt.Errorf("held-out set: %w", err)
 			}
+			testRecs = append(testRecs, recs...)
 			data.TestX = append(data.TestX, x...)
 			data.TestY = append(data.TestY, y...)
 			testRows = append(testRows, rows...)
@@ -300,6 +323,14 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	init.Name = "risk-mlp"
 	say("\ntraining  %d-16-1 MLP (%d parameters), %d local epochs per round\n", data.Features, init.Params(), o.epochs)
 	var lastLine int
+	// On generated vitals the hub also scores each round's model on the
+	// held-out readings with risk-infer, for AUROC and AUPRC.
+	var evaluator federation.Evaluator = &federation.WasmTrainer{Mod: hubDev.train, KeepWarm: true}
+	var ranks *rankEvaluator
+	if testRows != nil {
+		ranks = &rankEvaluator{Evaluator: evaluator, infer: hubDev.infer, rows: testRows, y: data.TestY, byVersion: map[uint64][2]float64{}}
+		evaluator = ranks
+	}
 	t0 = time.Now()
 	sum, err := federation.Simulate(ctx, federation.SimConfig{
 		Devices:  o.devices,
@@ -315,7 +346,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		NewTrainer: func(i int) (federation.Trainer, error) {
 			return &federation.WasmTrainer{Mod: devices[i].train}, nil
 		},
-		Evaluator:        &federation.WasmTrainer{Mod: hubDev.train, KeepWarm: true},
+		Evaluator:        evaluator,
 		ReferenceTrainer: &federation.WasmTrainer{Mod: refDev.train, KeepWarm: true},
 		Reference:        true,
 		F32Labels:        true,
@@ -323,12 +354,20 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		PrivacyMode:      o.mode,
 		Privacy:          federation.ModeConfig{TargetEpsilon: o.epsilon, Delta: o.delta, Clip: o.clip},
 		OnRound: func(p federation.Progress) {
-			res.PerRound = append(res.PerRound, demoRound{Round: p.Index, Updates: p.Received, Loss: p.Loss, Accuracy: p.Accuracy, Bytes: p.BytesMoved})
+			r := demoRound{Round: p.Index, Updates: p.Received, Loss: p.Loss, Accuracy: p.Accuracy, Bytes: p.BytesMoved}
+			if ranks != nil {
+				m := ranks.get(p.Version)
+				r.AUROC, r.AUPRC = m[0], m[1]
+			}
+			res.PerRound = append(res.PerRound, r)
 			if o.asJSON {
 				return
 			}
-			line := fmt.Sprintf("round %3d/%d %s loss %.4f  accuracy %.3f  %d/%d updates  %s moved",
-				p.Index, p.Total, progressBar(p.Index, p.Total, 24), p.Loss, p.Accuracy, p.Received, p.Sampled, size(int(p.BytesMoved)))
+			line := fmt.Sprintf("round %3d/%d %s loss %.4f  accuracy %.3f", p.Index, p.Total, progressBar(p.Index, p.Total, 24), p.Loss, p.Accuracy)
+			if ranks != nil {
+				line += fmt.Sprintf("  AUROC %.3f  AUPRC %.3f", r.AUROC, r.AUPRC)
+			}
+			line += fmt.Sprintf("  %d/%d updates  %s moved", p.Received, p.Sampled, size(int(p.BytesMoved)))
 			if p.Privacy != nil && p.Privacy.Epsilon > 0 {
 				line += fmt.Sprintf("  epsilon %.2f", p.Privacy.Epsilon)
 			}
@@ -356,13 +395,33 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	if testRows != nil {
 		// Accuracy flatters a rare outcome; the area under the ROC curve of
 		// the risk scores does not.
-		auc, base, err := rocAUC(ctx, hubDev.infer, sum.Final, testRows, data.TestY)
+		scores, err := riskScores(ctx, hubDev.infer, sum.Final, testRows)
 		if err != nil {
 			return &exitError{exitFailure, fmt.Errorf("scoring the held-out set: %w", err)}
 		}
-		res.AUROC, res.PositiveRate = auc, base
-		say("          held-out AUROC %.3f (%.1f%% of readings precede a deterioration; always answering \"stable\" would score %.3f accuracy)\n",
-			auc, 100*base, 1-base)
+		if len(scores) != len(data.TestY) {
+			return &exitError{exitFailure, fmt.Errorf("risk-infer returned %d scores for %d records", len(scores), len(data.TestY))}
+		}
+		base := positiveRate(data.TestY)
+		res.AUROC, res.AUPRC, res.PositiveRate = auroc(scores, data.TestY), auprc(scores, data.TestY), base
+		res.ReferenceAUROC = ranks.get(0)[0]
+		say("          held-out AUROC %.3f, AUPRC %.3f (central reference AUROC %.3f; %.1f%% of readings precede a deterioration, so AUPRC's chance level is %.3f and always answering \"stable\" would score %.3f accuracy)\n",
+			res.AUROC, res.AUPRC, res.ReferenceAUROC, 100*base, base, 1-base)
+		// The clinical baseline on the same readings: NEWS2 as a ward chart
+		// scores them, alerting at the usual trigger; the model's threshold
+		// is chosen for the same sensitivity.
+		news := make([]float64, len(testRecs))
+		for i, sc := range vitals.ChartNEWS2(testRecs) {
+			news[i] = float64(sc.Total)
+		}
+		nb := &demoBaseline{AUROC: auroc(news, data.TestY), AUPRC: auprc(news, data.TestY), Threshold: vitals.NEWS2Trigger}
+		nb.Sensitivity, nb.Specificity = atThreshold(news, data.TestY, nb.Threshold)
+		mb := &demoBaseline{AUROC: res.AUROC, AUPRC: res.AUPRC, Threshold: thresholdFor(scores, data.TestY, nb.Sensitivity)}
+		mb.Sensitivity, mb.Specificity = atThreshold(scores, data.TestY, mb.Threshold)
+		res.NEWS2, res.Model = nb, mb
+		say("baseline  NEWS2 (RCP 2017) on the same readings: AUROC %.3f, AUPRC %.3f; at aggregate >= %d sensitivity %.3f, specificity %.3f\n",
+			nb.AUROC, nb.AUPRC, vitals.NEWS2Trigger, nb.Sensitivity, nb.Specificity)
+		say("          the model at risk >= %.3f (the same sensitivity %.3f): specificity %.3f\n", mb.Threshold, mb.Sensitivity, mb.Specificity)
 	}
 
 	// Live predictions: each device scores a stream of new readings with the
@@ -390,20 +449,50 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	if o.data != "" {
 		unit = "rows"
 	}
+	if res.NEWS2 != nil {
+		verdict := "beats"
+		if res.AUROC < res.NEWS2.AUROC {
+			verdict = "does not beat"
+		}
+		learn := "fell"
+		if n := len(res.PerRound); n > 1 && res.PerRound[n-1].Loss >= res.PerRound[0].Loss {
+			learn = "did not fall"
+		}
+		say("\nsummary   held-out loss %s from %.4f to %.4f over %d rounds (central %.4f); the federated model %s NEWS2: AUROC %.3f vs %.3f, specificity %.3f vs %.3f at sensitivity %.3f; no device's data left it\n",
+			learn, res.PerRound[0].Loss, res.Loss, len(res.PerRound), res.ReferenceLoss, verdict, res.AUROC, res.NEWS2.AUROC, res.Model.Specificity, res.NEWS2.Specificity, res.NEWS2.Sensitivity)
+		return nil
+	}
 	say("\nsummary   %d rounds, %d devices, federated %.1f%% vs central %.1f%% accuracy on %d held-out %s; no device's data left it\n",
 		len(res.PerRound), o.devices, 100*res.Accuracy, 100*res.ReferenceAccuracy, res.TestRows, unit)
 	return nil
 }
 
+// referenceState is the vitals-preprocess state every device starts from:
+// its running statistics seeded with the population reference
+// (vitals.Reference) at a weight of a million readings, so that every
+// device z-normalises on one shared, effectively fixed scale. Left to its
+// own running statistics each device normalises its ward's case-mix away
+// (a cardiology ward's 83 bpm becomes its 0) and its first readings on a
+// handful of samples, and the federated model is averaged over devices
+// whose inputs mean different things.
+func referenceState() map[string]any {
+	const n = 1_000_000
+	stats := map[string]any{}
+	for i, s := range vitals.Reference() {
+		stats[vitals.Fields[i]] = map[string]any{"n": uint64(n), "mean": s.Mean, "m2": s.SD * s.SD * (n - 1)}
+	}
+	return map[string]any{"stats": stats}
+}
+
 // preprocess runs records through a device's vitals-preprocess module in
-// chunks (carrying its running statistics) and returns the z-scored
+// chunks (carrying its running statistics, seeded by referenceState) and returns the z-scored
 // features (missing ones 0, the running mean) and labels.
 func preprocess(ctx context.Context, mod *runtime.Module, recs []vitals.Record, st *demoPreStats) ([]float32, []int32, []any, error) {
 	var (
 		xs    []float32
 		ys    []int32
 		all   []any
-		state any
+		state any = referenceState()
 	)
 	const chunk = 1000
 	for i := 0; i < len(recs); i += chunk {
@@ -515,7 +604,7 @@ func liveStream(ctx context.Context, devs []*demoDevice, m federation.Model, o d
 	for i, d := range devs {
 		recs := vitals.Generate(vitals.Shard(vitals.Config{Seed: o.seed + 104729, Patients: 6, Hours: 24}, i))
 		sort.SliceStable(recs, func(a, b int) bool { return recs[a].T < recs[b].T })
-		var state any
+		var state any = referenceState()
 		for j := 0; j < len(recs); {
 			k := j // one tick: every patient's reading at this time
 			for k < len(recs) && recs[k].T == recs[j].T {
@@ -568,15 +657,13 @@ func liveStream(ctx context.Context, devs []*demoDevice, m federation.Model, o d
 	return st, alerts, nil
 }
 
-// rocAUC scores the held-out records with risk-infer and returns the area
-// under the ROC curve (the probability that a reading before a
-// deterioration scores above a stable one) and the positive rate.
-func rocAUC(ctx context.Context, infer *runtime.Module, m federation.Model, rows []any, y []int32) (float64, float64, error) {
+// riskScores scores processed records with risk-infer, 1000 per call.
+func riskScores(ctx context.Context, infer *runtime.Module, m federation.Model, rows []any) ([]float64, error) {
 	scores := make([]float64, 0, len(rows))
 	for i := 0; i < len(rows); i += 1000 {
 		out, err := callCBOR(ctx, infer, "predict", map[string]any{"model": m, "records": rows[i:min(i+1000, len(rows))]})
 		if err != nil {
-			return 0, 0, err
+			return nil, err
 		}
 		ss, _ := out["scores"].([]any)
 		for _, s := range ss {
@@ -584,35 +671,54 @@ func rocAUC(ctx context.Context, infer *runtime.Module, m federation.Model, rows
 			scores = append(scores, v)
 		}
 	}
-	if len(scores) != len(y) {
-		return 0, 0, fmt.Errorf("risk-infer returned %d scores for %d records", len(scores), len(y))
+	return scores, nil
+}
+
+func positiveRate(y []int32) float64 {
+	var n float64
+	for _, v := range y {
+		n += float64(v)
 	}
-	idx := make([]int, len(y))
-	for i := range idx {
-		idx[i] = i
+	return n / float64(max(1, len(y)))
+}
+
+// rankEvaluator evaluates like its Evaluator (loss, accuracy) and also
+// scores the held-out readings with risk-infer, keeping each model
+// version's AUROC and AUPRC: the hub's global model of round r has version
+// r, the central reference keeps the initial model's version 0.
+type rankEvaluator struct {
+	federation.Evaluator
+	infer *runtime.Module
+	rows  []any
+	y     []int32
+
+	mu        sync.Mutex
+	byVersion map[uint64][2]float64
+}
+
+func (e *rankEvaluator) Evaluate(ctx context.Context, in federation.EvalInput) (federation.EvalOutput, error) {
+	out, err := e.Evaluator.Evaluate(ctx, in)
+	if err != nil {
+		return out, err
 	}
-	sort.Slice(idx, func(a, b int) bool { return scores[idx[a]] < scores[idx[b]] })
-	// Mann-Whitney U with average ranks for ties.
-	var pos, rankSum float64
-	for i := 0; i < len(idx); {
-		j := i
-		for j < len(idx) && scores[idx[j]] == scores[idx[i]] {
-			j++
-		}
-		avg := float64(i+j+1) / 2
-		for k := i; k < j; k++ {
-			if y[idx[k]] == 1 {
-				pos++
-				rankSum += avg
-			}
-		}
-		i = j
+	scores, err := riskScores(ctx, e.infer, in.Model, e.rows)
+	if err != nil {
+		return out, err
 	}
-	neg := float64(len(y)) - pos
-	if pos == 0 || neg == 0 {
-		return 0, pos / float64(len(y)), nil
+	if len(scores) != len(e.y) {
+		return out, fmt.Errorf("risk-infer returned %d scores for %d records", len(scores), len(e.y))
 	}
-	return (rankSum - pos*(pos+1)/2) / (pos * neg), pos / float64(len(y)), nil
+	e.mu.Lock()
+	e.byVersion[in.Model.Version] = [2]float64{auroc(scores, e.y), auprc(scores, e.y)}
+	e.mu.Unlock()
+	return out, nil
+}
+
+// get returns version v's AUROC and AUPRC (zero when not evaluated).
+func (e *rankEvaluator) get(v uint64) [2]float64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.byVersion[v]
 }
 
 func percentile(xs []float64, q float64) float64 {

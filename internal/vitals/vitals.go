@@ -47,6 +47,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 )
 
 // Fields are the vital-sign keys in feature order.
@@ -406,4 +407,42 @@ func WriteCSV(w io.Writer, recs []Record) error {
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// Stat is a signal's mean and standard deviation.
+type Stat struct{ Mean, SD float64 }
+
+var (
+	refOnce sync.Once
+	ref     [7]Stat
+)
+
+// Reference returns the population statistics of each Fields signal over
+// a large generated cohort of every case-mix profile (without dropouts and
+// artefacts): the shared scale on which every device can z-normalise, so a
+// federated model sees one feature space rather than each ward's own
+// (a device's running statistics make a cardiology ward's 83 bpm its 0).
+func Reference() [7]Stat {
+	refOnce.Do(func() {
+		var sum, sq [7]float64
+		var n [7]float64
+		for d := range Profiles {
+			cfg := Shard(Config{Seed: 0x7e7e, Patients: 200}, d)
+			cfg.Dropout, cfg.Artefacts = -1, -1
+			for _, r := range Generate(cfg) {
+				for i, v := range r.Values() {
+					if !math.IsNaN(v) {
+						sum[i] += v
+						sq[i] += v * v
+						n[i]++
+					}
+				}
+			}
+		}
+		for i := range ref {
+			m := sum[i] / n[i]
+			ref[i] = Stat{Mean: m, SD: math.Sqrt(sq[i]/n[i] - m*m)}
+		}
+	})
+	return ref
 }

@@ -232,3 +232,15 @@ func TestNEWS2Discriminates(t *testing.T) {
 		t.Fatalf("NEWS2 AUROC %.3f outside the published range", auc)
 	}
 }
+
+// TestReference: the shared normalisation scale is close to the documented
+// population (the deteriorating minority and the profiles' shifts widen it
+// a little; the diabetes clinic raises glucose) and positive.
+func TestReference(t *testing.T) {
+	want := [7]float64{75, 122, 77, 97.5, 15, 36.8, 110}
+	for i, s := range Reference() {
+		if math.Abs(s.Mean-want[i]) > 0.08*want[i] || !(s.SD > 0) || s.SD > 0.35*want[i] {
+			t.Errorf("%s: mean %.2f sd %.2f, want about %.1f", Fields[i], s.Mean, s.SD, want[i])
+		}
+	}
+}
