@@ -258,7 +258,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		// preprocesses it with its own vitals-preprocess module.
 		t0 = time.Now()
 		pre := &demoPreStats{Dropped: map[string]int{}, Clamped: map[string]int{}, Missing: map[string]int{}}
-		data = &federation.Data{Name: "vitals", Features: len(vitals.Fields), Classes: 2, FeatureNames: vitals.Fields}
+		data = &federation.Data{Name: "vitals", Features: len(vitals.ModelFeatures), Classes: 2, FeatureNames: vitals.ModelFeatures}
 		base := vitals.Config{Seed: o.seed, Patients: o.patients}
 		for i := 0; i < o.devices; i++ {
 			recs := vitals.Generate(vitals.Shard(base, i))
@@ -521,7 +521,7 @@ func preprocess(ctx context.Context, mod *runtime.Module, recs []vitals.Record, 
 		all = append(all, rows...)
 		for j, r := range rows {
 			m, _ := r.(map[any]any)
-			for _, f := range vitals.Fields {
+			for _, f := range vitals.ModelFeatures {
 				z, _ := toFloat(m[f])
 				xs = append(xs, float32(z))
 			}

@@ -74,6 +74,13 @@ func (c Consciousness) String() string {
 	return "?"
 }
 
+// ModelFeatures are the keys of the features the vitals-preprocess module
+// outputs for the risk models, in the models' input order (its
+// vitalsproc.FeatureKeys; modules' tests check the two agree): the
+// z-scored Fields, oxygen and not-alert, and the changes of hr, sbp, spo2,
+// rr and temp from the patient's own baseline.
+var ModelFeatures = []string{"hr", "sbp", "dbp", "spo2", "rr", "temp", "glucose", "o2", "not_alert", "d_hr", "d_sbp", "d_spo2", "d_rr", "d_temp"}
+
 // Record is one set of readings. A missing reading is NaN.
 type Record struct {
 	Patient                               string
