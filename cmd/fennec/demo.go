@@ -449,22 +449,30 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	if o.data != "" {
 		unit = "rows"
 	}
-	if res.NEWS2 != nil {
-		verdict := "beats"
-		if res.AUROC < res.NEWS2.AUROC {
-			verdict = "does not beat"
-		}
-		learn := "fell"
-		if n := len(res.PerRound); n > 1 && res.PerRound[n-1].Loss >= res.PerRound[0].Loss {
-			learn = "did not fall"
-		}
-		say("\nsummary   held-out loss %s from %.4f to %.4f over %d rounds (central %.4f); the federated model %s NEWS2: AUROC %.3f vs %.3f, specificity %.3f vs %.3f at sensitivity %.3f; no device's data left it\n",
-			learn, res.PerRound[0].Loss, res.Loss, len(res.PerRound), res.ReferenceLoss, verdict, res.AUROC, res.NEWS2.AUROC, res.Model.Specificity, res.NEWS2.Specificity, res.NEWS2.Sensitivity)
+	if res.NEWS2 != nil && len(res.PerRound) > 0 {
+		say("\n%s\n", demoSummary(&res))
 		return nil
 	}
 	say("\nsummary   %d rounds, %d devices, federated %.1f%% vs central %.1f%% accuracy on %d held-out %s; no device's data left it\n",
 		len(res.PerRound), o.devices, 100*res.Accuracy, 100*res.ReferenceAccuracy, res.TestRows, unit)
 	return nil
+}
+
+// demoSummary is the summary line on generated vitals: whether the
+// held-out loss fell, and whether the model beats NEWS2 on the same
+// readings (AUROC, and specificity at NEWS2's sensitivity at its trigger).
+func demoSummary(res *demoResult) string {
+	first := res.PerRound[0].Loss
+	learn := "fell"
+	if res.Loss >= first {
+		learn = "did not fall"
+	}
+	verdict := "beats"
+	if res.AUROC <= res.NEWS2.AUROC {
+		verdict = "does not beat"
+	}
+	return fmt.Sprintf("summary   held-out loss %s from %.4f to %.4f over %d rounds (central %.4f); the federated model %s NEWS2: AUROC %.3f vs %.3f, specificity %.3f vs %.3f at sensitivity %.3f; no device's data left it",
+		learn, first, res.Loss, len(res.PerRound), res.ReferenceLoss, verdict, res.AUROC, res.NEWS2.AUROC, res.Model.Specificity, res.NEWS2.Specificity, res.NEWS2.Sensitivity)
 }
 
 // referenceState is the vitals-preprocess state every device starts from:
