@@ -419,9 +419,9 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		mb := &demoBaseline{AUROC: res.AUROC, AUPRC: res.AUPRC, Threshold: thresholdFor(scores, data.TestY, nb.Sensitivity)}
 		mb.Sensitivity, mb.Specificity = atThreshold(scores, data.TestY, mb.Threshold)
 		res.NEWS2, res.Model = nb, mb
-		say("baseline  NEWS2 (RCP 2017) on the same readings: AUROC %.3f, AUPRC %.3f; at aggregate >= %d sensitivity %.3f, specificity %.3f\n",
+		say("baseline  NEWS2 (RCP 2017) on the same readings: AUROC %.3f, AUPRC %.3f; at aggregate >= %d sensitivity %.3f, specificity %.4f\n",
 			nb.AUROC, nb.AUPRC, vitals.NEWS2Trigger, nb.Sensitivity, nb.Specificity)
-		say("          the model at risk >= %.3f (the same sensitivity %.3f): specificity %.3f\n", mb.Threshold, mb.Sensitivity, mb.Specificity)
+		say("          the model at risk >= %.4f (the same sensitivity %.3f): specificity %.4f\n", mb.Threshold, mb.Sensitivity, mb.Specificity)
 	}
 
 	// Live predictions: each device scores a stream of new readings with the
@@ -471,7 +471,7 @@ func demoSummary(res *demoResult) string {
 	if res.AUROC <= res.NEWS2.AUROC {
 		verdict = "does not beat"
 	}
-	return fmt.Sprintf("summary   held-out loss %s from %.4f to %.4f over %d rounds (central %.4f); the federated model %s NEWS2: AUROC %.3f vs %.3f, specificity %.3f vs %.3f at sensitivity %.3f; no device's data left it",
+	return fmt.Sprintf("summary   held-out loss %s from %.4f to %.4f over %d rounds (central %.4f); the federated model %s NEWS2: AUROC %.3f vs %.3f, specificity %.4f vs %.4f at sensitivity %.3f; no device's data left it",
 		learn, first, res.Loss, len(res.PerRound), res.ReferenceLoss, verdict, res.AUROC, res.NEWS2.AUROC, res.Model.Specificity, res.NEWS2.Specificity, res.NEWS2.Sensitivity)
 }
 
