@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -115,8 +116,11 @@ type demoResult struct {
 	// NEWS2 is the clinical baseline on the same held-out readings, and
 	// Model the federated model at the threshold that matches NEWS2's
 	// sensitivity at its trigger (generated vitals only).
-	NEWS2             *demoBaseline  `json:"news2,omitempty"`
-	Model             *demoBaseline  `json:"model_at_news2_sensitivity,omitempty"`
+	NEWS2 *demoBaseline `json:"news2,omitempty"`
+	Model *demoBaseline `json:"model_at_news2_sensitivity,omitempty"`
+	// StoppedAt is the round whose model the devices' validation readings
+	// chose (early stopping); Accuracy, AUROC and Loss are that model's.
+	StoppedAt         int            `json:"stopped_at,omitempty"`
 	Loss              float64        `json:"loss"`
 	ReferenceAccuracy float64        `json:"reference_accuracy"`
 	ReferenceLoss     float64        `json:"reference_loss"`
@@ -134,7 +138,10 @@ type demoRound struct {
 	Accuracy float64 `json:"accuracy"`
 	AUROC    float64 `json:"auroc,omitempty"`
 	AUPRC    float64 `json:"auprc,omitempty"`
-	Bytes    uint64  `json:"bytes_moved"`
+	// ValidationLoss: the devices' mean loss of the round's model on the
+	// readings each keeps out of training.
+	ValidationLoss float64 `json:"validation_loss,omitempty"`
+	Bytes          uint64  `json:"bytes_moved"`
 }
 
 // demoBaseline is a score's discrimination on the held-out readings and
@@ -250,8 +257,10 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	var (
 		data     *federation.Data
 		shards   [][]int
-		testRows []any           // the held-out set as vitals-preprocess output
-		testRecs []vitals.Record // and as generated (NEWS2 scores these)
+		testRows []any                // the held-out set as vitals-preprocess output
+		testRecs []vitals.Record      // and as generated (NEWS2 scores these)
+		vals     []federation.Dataset // each device's validation readings
+		pooled   = &federation.Data{} // all of them, for the central reference
 	)
 	if o.data == "" {
 		// Each device generates its own shard (its ward's case-mix) and
@@ -266,14 +275,31 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 			if err != nil {
 				return fmt.Errorf("device %d: %w", i, err)
 			}
-			start := len(data.TrainY)
-			data.TrainX = append(data.TrainX, x...)
-			data.TrainY = append(data.TrainY, y...)
-			shard := make([]int, len(y))
-			for j := range shard {
-				shard[j] = start + j
+			// Every fifth patient's readings stay on the device as its
+			// validation split: the devices' losses on them choose the round
+			// to stop at; they train on the rest.
+			f := data.Features
+			val := &federation.Data{Features: f}
+			var shard []int
+			patient, prev := -1, ""
+			for j := range y {
+				if recs[j].Patient != prev {
+					patient, prev = patient+1, recs[j].Patient
+				}
+				if patient%5 == 4 {
+					val.TrainX = append(val.TrainX, x[j*f:(j+1)*f]...)
+					val.TrainY = append(val.TrainY, y[j])
+					continue
+				}
+				shard = append(shard, len(data.TrainY))
+				data.TrainX = append(data.TrainX, x[j*f:(j+1)*f]...)
+				data.TrainY = append(data.TrainY, y[j])
 			}
 			shards = append(shards, shard)
+			vals = append(vals, val.TrainDataset(true))
+			pooled.Features = f
+			pooled.TrainX = append(pooled.TrainX, val.TrainX...)
+			pooled.TrainY = append(pooled.TrainY, val.TrainY...)
 		}
 		// The hub's held-out set: patients of every case-mix that no device trains on.
 		test := vitals.Config{Seed: o.seed + 7919, Patients: max(20, o.patients)}
@@ -328,8 +354,24 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	var evaluator federation.Evaluator = &federation.WasmTrainer{Mod: hubDev.train, KeepWarm: true}
 	var ranks *rankEvaluator
 	if testRows != nil {
-		ranks = &rankEvaluator{Evaluator: evaluator, infer: hubDev.infer, rows: testRows, y: data.TestY, byVersion: map[uint64][2]float64{}}
+		ranks = &rankEvaluator{Evaluator: evaluator, infer: hubDev.infer, rows: testRows, y: data.TestY, byVersion: map[uint64][2]float64{}, models: map[uint64]federation.Model{}}
 		evaluator = ranks
+	}
+	// Early stopping: after each round every device scores the new global
+	// model on its validation readings with its own risk-train module and
+	// reports only the loss and the count; the round with the lowest mean
+	// is the one kept. The central reference is stopped the same way on
+	// the pooled validation readings.
+	var reference federation.Trainer = &federation.WasmTrainer{Mod: refDev.train, KeepWarm: true}
+	earlyStop := ranks != nil && len(pooled.TrainY) > 0
+	best := struct {
+		loss    float64
+		version uint64
+		round   int
+	}{loss: math.Inf(1)}
+	if earlyStop {
+		reference = &earlyStopTrainer{T: reference, E: &federation.WasmTrainer{Mod: refDev.train, KeepWarm: true},
+			Val: pooled.TrainDataset(true), Step: uint64(max(1, o.epochs))}
 	}
 	t0 = time.Now()
 	sum, err := federation.Simulate(ctx, federation.SimConfig{
@@ -347,7 +389,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 			return &federation.WasmTrainer{Mod: devices[i].train}, nil
 		},
 		Evaluator:        evaluator,
-		ReferenceTrainer: &federation.WasmTrainer{Mod: refDev.train, KeepWarm: true},
+		ReferenceTrainer: reference,
 		Reference:        true,
 		F32Labels:        true,
 		Logger:           log,
@@ -358,6 +400,14 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 			if ranks != nil {
 				m := ranks.get(p.Version)
 				r.AUROC, r.AUPRC = m[0], m[1]
+			}
+			if g, ok := ranks.model(p.Version); earlyStop && ok && p.Status == "completed" {
+				vl, err := validationLoss(ctx, devices[:o.devices], vals, g)
+				if err != nil {
+					log.Warn("validation", "round", p.Index, "err", err)
+				} else if r.ValidationLoss = vl; vl < best.loss {
+					best.loss, best.version, best.round = vl, p.Version, p.Index
+				}
 			}
 			res.PerRound = append(res.PerRound, r)
 			if o.asJSON {
@@ -380,6 +430,12 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		return &exitError{exitFailure, fmt.Errorf("federated training: %w", err)}
 	}
 	res.Accuracy, res.Loss = sum.Accuracy, sum.Loss
+	final := sum.Final
+	if m, ok := ranks.model(best.version); earlyStop && ok && best.round > 0 {
+		final, res.StoppedAt = m, best.round
+		r := res.PerRound[best.round-1]
+		res.Accuracy, res.Loss = r.Accuracy, r.Loss
+	}
 	if sum.Privacy != nil && sum.Privacy.Epsilon > 0 {
 		res.Epsilon, res.Delta = sum.Privacy.Epsilon, sum.Privacy.Delta
 		say("privacy   %s: epsilon %.3f at delta %g after %d releases (noise multiplier %.3f, clip %.2f)\n",
@@ -390,12 +446,16 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	}
 	res.ReferenceAccuracy, res.ReferenceLoss = sum.ReferenceAccuracy, sum.ReferenceLoss
 	res.BytesMoved, res.TrainSeconds = sum.BytesMoved, time.Since(t0).Seconds()
-	say("trained   in %.1fs: federated accuracy %.3f (loss %.4f), central reference %.3f (loss %.4f), %s moved\n",
-		res.TrainSeconds, sum.Accuracy, sum.Loss, sum.ReferenceAccuracy, sum.ReferenceLoss, size(int(sum.BytesMoved)))
+	stopped := ""
+	if res.StoppedAt > 0 {
+		stopped = fmt.Sprintf(" (round %d's model, chosen by the devices' validation loss)", res.StoppedAt)
+	}
+	say("trained   in %.1fs: federated accuracy %.3f (loss %.4f)%s, central reference %.3f (loss %.4f), %s moved\n",
+		res.TrainSeconds, res.Accuracy, res.Loss, stopped, sum.ReferenceAccuracy, sum.ReferenceLoss, size(int(sum.BytesMoved)))
 	if testRows != nil {
 		// Accuracy flatters a rare outcome; the area under the ROC curve of
 		// the risk scores does not.
-		scores, err := riskScores(ctx, hubDev.infer, sum.Final, testRows)
+		scores, err := riskScores(ctx, hubDev.infer, final, testRows)
 		if err != nil {
 			return &exitError{exitFailure, fmt.Errorf("scoring the held-out set: %w", err)}
 		}
@@ -427,7 +487,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	// Live predictions: each device scores a stream of new readings with the
 	// final model, preprocess then risk-infer, one batch of readings per tick.
 	if o.data == "" {
-		live, alerts, err := liveStream(ctx, devices[:o.devices], sum.Final, o)
+		live, alerts, err := liveStream(ctx, devices[:o.devices], final, o)
 		if err != nil {
 			return &exitError{exitFailure, fmt.Errorf("live predictions: %w", err)}
 		}
@@ -702,6 +762,78 @@ type rankEvaluator struct {
 
 	mu        sync.Mutex
 	byVersion map[uint64][2]float64
+	models    map[uint64]federation.Model
+}
+
+// model returns the model evaluated at version v (a nil evaluator has
+// none).
+func (e *rankEvaluator) model(v uint64) (federation.Model, bool) {
+	if e == nil {
+		return federation.Model{}, false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	m, ok := e.models[v]
+	return m, ok
+}
+
+// validationLoss is the devices' example-weighted mean loss of m on their
+// validation readings, each computed by the device's own risk-train
+// module (what a device would report in federated evaluation: a loss and
+// a count, no readings).
+func validationLoss(ctx context.Context, devs []*demoDevice, vals []federation.Dataset, m federation.Model) (float64, error) {
+	var sum, n float64
+	for i, d := range devs {
+		rows := float64(vals[i].Y.Shape[0])
+		if rows == 0 {
+			continue
+		}
+		out, err := (&federation.WasmTrainer{Mod: d.train}).Evaluate(ctx, federation.EvalInput{Model: m, Data: vals[i]})
+		if err != nil {
+			return 0, fmt.Errorf("device %d: %w", i, err)
+		}
+		sum += rows * out.Metrics["loss"]
+		n += rows
+	}
+	if n == 0 {
+		return 0, errors.New("no validation readings")
+	}
+	return sum / n, nil
+}
+
+// earlyStopTrainer trains the central reference as the federation is
+// trained and stopped: Step epochs at a time (one "round", the optimiser
+// restarted as on a device), keeping the model with the lowest loss on the
+// validation readings Val.
+type earlyStopTrainer struct {
+	T    federation.Trainer
+	E    federation.Evaluator
+	Val  federation.Dataset
+	Step uint64
+}
+
+func (t *earlyStopTrainer) Train(ctx context.Context, in federation.TrainInput) (federation.TrainOutput, error) {
+	total := max(1, in.Settings.Epochs)
+	var best federation.TrainOutput
+	bestLoss := math.Inf(1)
+	for done := uint64(0); done < total; done += t.Step {
+		step := in
+		step.Settings.Epochs = min(t.Step, total-done)
+		step.Settings.Seed = in.Settings.Seed + done // a new shuffle each step
+		out, err := t.T.Train(ctx, step)
+		if err != nil {
+			return out, err
+		}
+		ev, err := t.E.Evaluate(ctx, federation.EvalInput{Model: out.Model, Data: t.Val})
+		if err != nil {
+			return out, err
+		}
+		if l := ev.Metrics["loss"]; l < bestLoss || done == 0 {
+			best, bestLoss = out, l
+		}
+		in.Model = out.Model
+	}
+	return best, nil
 }
 
 func (e *rankEvaluator) Evaluate(ctx context.Context, in federation.EvalInput) (federation.EvalOutput, error) {
@@ -718,6 +850,7 @@ func (e *rankEvaluator) Evaluate(ctx context.Context, in federation.EvalInput) (
 	}
 	e.mu.Lock()
 	e.byVersion[in.Model.Version] = [2]float64{auroc(scores, e.y), auprc(scores, e.y)}
+	e.models[in.Model.Version] = in.Model
 	e.mu.Unlock()
 	return out, nil
 }
