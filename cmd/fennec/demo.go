@@ -324,7 +324,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 				pos += int(data.TrainY[r])
 			}
 			if i < 4 || i == len(shards)-1 {
-				say("  device %d  %-10s %5d readings, %4.1f%% before deterioration\n", i, vitals.Profiles[i%len(vitals.Profiles)].Name, len(s), 100*float64(pos)/float64(max(1, len(s))))
+				say("  device %d  %-10s %5d readings, %4.1f%% before deterioration; %d more kept for validation\n", i, vitals.Profiles[i%len(vitals.Profiles)].Name, len(s), 100*float64(pos)/float64(max(1, len(s))), vals[i].Y.Shape[0])
 			} else if i == 4 {
 				say("  ...\n")
 			}
@@ -531,8 +531,12 @@ func demoSummary(res *demoResult) string {
 	if res.AUROC <= res.NEWS2.AUROC {
 		verdict = "does not beat"
 	}
-	return fmt.Sprintf("summary   held-out loss %s from %.4f to %.4f over %d rounds (central %.4f); the federated model %s NEWS2: AUROC %.3f vs %.3f, specificity %.4f vs %.4f at sensitivity %.3f; no device's data left it",
-		learn, first, res.Loss, len(res.PerRound), res.ReferenceLoss, verdict, res.AUROC, res.NEWS2.AUROC, res.Model.Specificity, res.NEWS2.Specificity, res.NEWS2.Sensitivity)
+	at := fmt.Sprintf("over %d rounds", len(res.PerRound))
+	if res.StoppedAt > 0 {
+		at = fmt.Sprintf("by round %d of %d (early stopping)", res.StoppedAt, len(res.PerRound))
+	}
+	return fmt.Sprintf("summary   held-out loss %s from %.4f to %.4f %s (central %.4f); the federated model %s NEWS2: AUROC %.3f vs %.3f, specificity %.4f vs %.4f at sensitivity %.3f; no device's data left it",
+		learn, first, res.Loss, at, res.ReferenceLoss, verdict, res.AUROC, res.NEWS2.AUROC, res.Model.Specificity, res.NEWS2.Specificity, res.NEWS2.Sensitivity)
 }
 
 // referenceState is the vitals-preprocess state every device starts from:
