@@ -10,7 +10,7 @@
 // scale. Generation is seeded and deterministic, and Shard produces non-IID
 // per-device datasets (different case-mix) for federated learning.
 // docs/VITALS.md documents the distributions, the trajectories and their
-// sources; NEWS2 computes the Royal College of Physicians' early-warning
+// sources; Record.NEWS2 computes the Royal College of Physicians' early-warning
 // score of a reading.
 //
 // Population distributions (adult, at rest), chosen to match commonly cited
@@ -31,13 +31,13 @@
 // A deteriorating patient starts drifting at an onset time and reaches the
 // event 6-18 h later; the drift at the event depends on the course (Courses,
 // each component scaled per patient by 0.6-1.4); recording stops at the
-// event (transfer to intensive care). A patient whose underlying SpO2 falls
+// event (transfer to intensive care). A patient whose measured SpO2 falls
 // below 92 % is started on oxygen (and stays on it), which lifts the
-// measured SpO2 back towards the 94-98 % target; 8 % of stable patients are
-// on oxygen from admission. Deteriorating patients may become newly
+// measured SpO2 back towards the 94-98 % target; 8 % of patients are on
+// oxygen from admission. Deteriorating patients may become newly
 // confused late in their course (course-dependent probability), rarely
-// responding to voice or pain only just before the event; stable patients
-// show a transient new confusion in 0.3 % of readings.
+// responding to voice or pain only just before the event; otherwise a
+// patient shows a transient new confusion in 0.3 % of readings.
 package vitals
 
 import (
