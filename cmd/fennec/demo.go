@@ -63,6 +63,12 @@ live stream of new readings with the risk-infer module.
 ../shared/data/wdbc.csv.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if o.lr < 0 {
+				return &exitError{exitUsage, errors.New("--lr must not be negative")}
+			}
+			if o.lr == 0 {
+				o.lr = demoLR(o.data != "")
+			}
 			if o.devices < 1 || o.rounds < 1 || o.patients < 1 {
 				return &exitError{exitUsage, errors.New("--devices, --rounds and --patients must be at least 1")}
 			}
@@ -84,7 +90,7 @@ live stream of new readings with the risk-infer module.
 	f.StringVar(&o.strategy, "strategy", "fedavg", "aggregation strategy: "+strings.Join(federation.StrategyNames, ", "))
 	f.Float64Var(&o.skew, "skew", 0.5, "non-IID label skew for --data (0 = IID); generated vitals are non-IID by case-mix")
 	f.Float64Var(&o.fraction, "fraction", 1, "fraction of devices sampled per round")
-	f.Float64Var(&o.lr, "lr", 0.002, "local learning rate (Adam)")
+	f.Float64Var(&o.lr, "lr", 0, "local learning rate (Adam); 0 picks 0.002 on generated vitals (~2,700 correlated readings per device) and 0.01 on --data")
 	f.IntVar(&o.epochs, "epochs", 2, "local epochs per round")
 	f.StringVar(&o.data, "data", "", "train on this CSV (numeric features, label last) instead of generated vitals")
 	f.BoolVar(&o.asJSON, "json", false, "print machine-readable results instead of the progress display")
@@ -516,6 +522,19 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	say("\nsummary   %d rounds, %d devices, federated %.1f%% vs central %.1f%% accuracy on %d held-out %s; no device's data left it\n",
 		len(res.PerRound), o.devices, 100*res.Accuracy, 100*res.ReferenceAccuracy, res.TestRows, unit)
 	return nil
+}
+
+// demoLR is the default local learning rate. On the generated vitals a
+// device holds ~2,700 readings of 30 patients, ~170 Adam steps a round:
+// at 0.01 the held-out loss rose from round 1 (the steps fit the patients'
+// noise); at 0.002 it falls. A CSV such as WDBC gives a device a few dozen
+// rows, a handful of steps a round, where 0.002 has not converged in 15
+// rounds (accuracy 0.956 vs 0.965).
+func demoLR(csv bool) float64 {
+	if csv {
+		return 0.01
+	}
+	return 0.002
 }
 
 // demoSummary is the summary line on generated vitals: whether the

@@ -134,6 +134,10 @@ func TestDemoOnCSV(t *testing.T) {
 	if code != exitUsage || !strings.Contains(out, "fedavg") {
 		t.Fatalf("bad strategy: exit %d\n%s", code, out)
 	}
+	out, code = runFennec(t, ".", "demo", "--lr", "-0.1")
+	if code != exitUsage || !strings.Contains(out, "--lr") {
+		t.Fatalf("negative --lr: exit %d\n%s", code, out)
+	}
 }
 
 // TestDemoPrivacyModes runs the demo in each kind of privacy round mode.
@@ -160,5 +164,17 @@ func TestDemoPrivacyModes(t *testing.T) {
 	out, code := runFennec(t, ".", "demo", "--mode", "telepathy")
 	if code != exitUsage || !strings.Contains(out, "secagg") {
 		t.Fatalf("bad mode: %d %s", code, out)
+	}
+}
+
+// TestDemoLR: the default learning rate follows the data's size per device.
+func TestDemoLR(t *testing.T) {
+	for _, c := range []struct {
+		csv  bool
+		want float64
+	}{{false, 0.002}, {true, 0.01}} {
+		if got := demoLR(c.csv); got != c.want {
+			t.Errorf("demoLR(csv=%v) = %v, want %v", c.csv, got, c.want)
+		}
 	}
 }
