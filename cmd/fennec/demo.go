@@ -268,6 +268,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		vals     []federation.Dataset // each device's validation readings
 		pooled   = &federation.Data{} // all of them, for the central reference
 	)
+	plain := o.mode == "" || o.mode == "plain"
 	if o.data == "" {
 		// Each device generates its own shard (its ward's case-mix) and
 		// preprocesses it with its own vitals-preprocess module.
@@ -281,9 +282,11 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 			if err != nil {
 				return fmt.Errorf("device %d: %w", i, err)
 			}
-			// Every fifth patient's readings stay on the device as its
-			// validation split: the devices' losses on them choose the round
-			// to stop at; they train on the rest.
+			// In plain rounds every fifth patient's readings stay on the
+			// device as its validation split: the devices' losses on them
+			// choose the round to stop at; they train on the rest. The
+			// privacy modes keep no split: a validation loss per device and
+			// round would be a release their guarantees do not cover.
 			f := data.Features
 			val := &federation.Data{Features: f}
 			var shard []int
@@ -292,7 +295,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 				if recs[j].Patient != prev {
 					patient, prev = patient+1, recs[j].Patient
 				}
-				if patient%5 == 4 {
+				if plain && patient%5 == 4 {
 					val.TrainX = append(val.TrainX, x[j*f:(j+1)*f]...)
 					val.TrainY = append(val.TrainY, y[j])
 					continue
@@ -330,7 +333,11 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 				pos += int(data.TrainY[r])
 			}
 			if i < 4 || i == len(shards)-1 {
-				say("  device %d  %-10s %5d readings, %4.1f%% before deterioration; %d more kept for validation\n", i, vitals.Profiles[i%len(vitals.Profiles)].Name, len(s), 100*float64(pos)/float64(max(1, len(s))), vals[i].Y.Shape[0])
+				kept := ""
+				if n := vals[i].Y.Shape[0]; n > 0 {
+					kept = fmt.Sprintf("; %d more kept for validation", n)
+				}
+				say("  device %d  %-10s %5d readings, %4.1f%% before deterioration%s\n", i, vitals.Profiles[i%len(vitals.Profiles)].Name, len(s), 100*float64(pos)/float64(max(1, len(s))), kept)
 			} else if i == 4 {
 				say("  ...\n")
 			}
