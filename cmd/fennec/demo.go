@@ -583,8 +583,10 @@ func referenceState() map[string]any {
 }
 
 // preprocess runs records through a device's vitals-preprocess module in
-// chunks (carrying its running statistics, seeded by referenceState) and returns the z-scored
-// features (missing ones 0, the running mean) and labels.
+// chunks (carrying its running statistics, seeded by referenceState, and
+// each patient's baseline) and returns the model features
+// (vitals.ModelFeatures; a missing one 0: the running mean, no change),
+// the processed records and the labels.
 func preprocess(ctx context.Context, mod *runtime.Module, recs []vitals.Record, st *demoPreStats) ([]float32, []int32, []any, error) {
 	var (
 		xs    []float32
