@@ -190,6 +190,10 @@ func FormatCreds(id string, key []byte) string    { return wire.FormatCreds(id, 
 func ParseCreds(b []byte) (string, []byte, error) { return wire.ParseCreds(b) }
 
 // Data sets.
+
+// Vitals returns about n readings of the generated patient vitals (fennec's
+// one generator, internal/vitals, which the demo and `fennec vitals` use)
+// as a Data held out by patient; see docs/VITALS.md.
 func Vitals(n int, seed uint64) *Data { return sim.Vitals(n, seed) }
 func LoadCSV(path string, testFrac float64, seed uint64) (*Data, error) {
 	return sim.LoadCSV(path, testFrac, seed)

@@ -89,16 +89,16 @@ func BenchmarkPreprocessNativeMaps(b *testing.B) {
 	}
 }
 
-// BenchmarkRiskInferCached scores 100 records with a cached 7-16-1 model.
+// BenchmarkRiskInferCached scores 100 records with a cached 14-16-1 model.
 func BenchmarkRiskInferCached(b *testing.B) {
 	mod := load(b, "risk-infer", "risk-infer/fennec.toml")
 	_, _, recs := riskData(b, vitals.Config{Seed: 2, Patients: 3, Hours: 24})
-	in, _ := sdk.Marshal(map[string]any{"model": randomModel(rand.New(rand.NewPCG(1, 1)), 7, 16, 1), "records": recs[:100]})
+	in, _ := sdk.Marshal(map[string]any{"model": randomModel(rand.New(rand.NewPCG(1, 1)), vitalsproc.NumFeatures, 16, 1), "records": recs[:100]})
 	benchCall(b, mod, "predict", in)
 }
 
 // BenchmarkRiskTrainEpoch is one train call: 1 epoch, batch 32, over about
-// 2000 examples (7-16-1 MLP, Adam).
+// 2000 examples (14-16-1 MLP, Adam).
 func BenchmarkRiskTrainEpoch(b *testing.B) {
 	mod := load(b, "risk-train", "risk-train/fennec.toml")
 	x, y, _ := riskData(b, vitals.Config{Seed: 3, Patients: 25})

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/fennec-edge/fennec/internal/vitals"
+	"github.com/fennec-edge/fennec/modules/internal/vitalsproc"
 	"github.com/fennec-edge/fennec/runtime"
 	"github.com/fennec-edge/fennec/sdk"
 )
@@ -70,7 +72,7 @@ func TestPreprocessCleansAndNormalises(t *testing.T) {
 // the state through CBOR, and checks the result equals one big call.
 func TestPreprocessChunkedStream(t *testing.T) {
 	mod := load(t, "vitals-preprocess", "vitals-preprocess/fennec.toml")
-	gen := vitals.Generate(vitals.Config{Seed: 4, Patients: 6, Hours: 12, Artefacts: 0.03})
+	gen := vitals.Generate(vitals.Config{Seed: 4, Patients: 20, Hours: 12, Artefacts: 0.03})
 	recs := make([]any, len(gen))
 	for i := range gen {
 		recs[i] = gen[i].Map()
@@ -147,4 +149,13 @@ func FuzzPreprocess(f *testing.F) {
 			t.Fatalf("input %x: %v", in, err)
 		}
 	})
+}
+
+// TestFeatureKeysAgree: the host side (the demo, the benchmarks) reads the
+// model's features by the keys internal/vitals names; they must be the
+// module's, in its order.
+func TestFeatureKeysAgree(t *testing.T) {
+	if !slices.Equal(vitals.ModelFeatures, vitalsproc.FeatureKeys) {
+		t.Fatalf("internal/vitals.ModelFeatures %v, vitalsproc.FeatureKeys %v", vitals.ModelFeatures, vitalsproc.FeatureKeys)
+	}
 }

@@ -13,7 +13,7 @@ import (
 )
 
 // riskData generates patients, preprocesses them on the host with the same
-// logic the guest uses, and returns z-feature rows with labels.
+// logic the guest uses, and returns feature rows with labels.
 func riskData(t testing.TB, cfg vitals.Config) (x []float32, y []float32, recs []map[string]any) {
 	t.Helper()
 	gen := vitals.Generate(cfg)
@@ -40,7 +40,7 @@ func riskData(t testing.TB, cfg vitals.Config) (x []float32, y []float32, recs [
 
 func dataset(x, y []float32) sdk.Dataset {
 	n := len(y)
-	return sdk.Dataset{X: sdk.F32Data("x", []int{n, 7}, x), Y: sdk.F32Data("y", []int{n}, y)}
+	return sdk.Dataset{X: sdk.F32Data("x", []int{n, vitalsproc.NumFeatures}, x), Y: sdk.F32Data("y", []int{n}, y)}
 }
 
 func call[Out any](t testing.TB, mod *runtime.Module, entry string, in any) Out {
@@ -131,7 +131,7 @@ func TestRiskTrainLearns(t *testing.T) {
 	// Evaluate agrees with a plain-Go forward pass.
 	var loss float64
 	for i := range vy {
-		z := forward(t, &out.Model, vx[7*i:7*i+7])
+		z := forward(t, &out.Model, vx[vitalsproc.NumFeatures*i:vitalsproc.NumFeatures*(i+1)])
 		loss += math.Max(z, 0) - z*float64(vy[i]) + math.Log1p(math.Exp(-math.Abs(z)))
 	}
 	loss /= float64(len(vy))
@@ -146,7 +146,7 @@ func TestRiskTrainGradient(t *testing.T) {
 	mod := load(t, "risk-train", "risk-train/fennec.toml")
 	x, y, _ := riskData(t, vitals.Config{Seed: 5, Patients: 8, Hours: 24})
 	rng := rand.New(rand.NewPCG(9, 9))
-	model := randomModel(rng, 7, 5, 1)
+	model := randomModel(rng, vitalsproc.NumFeatures, 5, 1)
 	g := call[sdk.TrainOutput](t, mod, "train", sdk.TrainInput{Model: model, Settings: sdk.Settings{Mode: "gradient"}, Data: dataset(x, y)})
 	if len(g.Model.Tensors) != 4 {
 		t.Fatalf("gradient model has %d tensors", len(g.Model.Tensors))
@@ -158,7 +158,7 @@ func TestRiskTrainGradient(t *testing.T) {
 		gw, _ := g.Model.Tensors[ti].F32()
 		for _, j := range []int{0, len(w) / 2, len(w) - 1} {
 			lossAt := func(d float32) float64 {
-				m := randomModel(rand.New(rand.NewPCG(9, 9)), 7, 5, 1)
+				m := randomModel(rand.New(rand.NewPCG(9, 9)), vitalsproc.NumFeatures, 5, 1)
 				v, _ := m.Tensors[ti].F32()
 				v[j] += d
 				m.Tensors[ti] = sdk.F32Data(td.Name, dims(td), v)
@@ -189,7 +189,7 @@ func dims(td sdk.TensorData) []int {
 func TestRiskTrainFedProx(t *testing.T) {
 	mod := load(t, "risk-train", "risk-train/fennec.toml")
 	x, y, _ := riskData(t, vitals.Config{Seed: 31, Patients: 20})
-	global := randomModel(rand.New(rand.NewPCG(1, 1)), 7, 8, 1)
+	global := randomModel(rand.New(rand.NewPCG(1, 1)), vitalsproc.NumFeatures, 8, 1)
 	dist := func(mu float64) float64 {
 		out := call[sdk.TrainOutput](t, mod, "train", sdk.TrainInput{Model: global,
 			Settings: sdk.Settings{LR: 0.05, Epochs: 3, BatchSize: 16, Mu: mu, Seed: 2}, Data: dataset(x, y)})
@@ -213,7 +213,7 @@ func TestRiskTrainFedProx(t *testing.T) {
 func TestRiskInferMatchesReferenceAndCaches(t *testing.T) {
 	mod := load(t, "risk-infer", "risk-infer/fennec.toml")
 	_, _, recs := riskData(t, vitals.Config{Seed: 41, Patients: 5, Hours: 10})
-	model := randomModel(rand.New(rand.NewPCG(3, 3)), 7, 6, 1)
+	model := randomModel(rand.New(rand.NewPCG(3, 3)), vitalsproc.NumFeatures, 6, 1)
 	type resp struct {
 		Scores    []float64 `cbor:"scores"`
 		Patients  []string  `cbor:"patients"`
@@ -235,7 +235,7 @@ func TestRiskInferMatchesReferenceAndCaches(t *testing.T) {
 	if r2.ModelHash != r1.ModelHash || !r2.Cached {
 		t.Fatalf("second call with the same model: hash %s vs %s, cached=%v", r2.ModelHash, r1.ModelHash, r2.Cached)
 	}
-	other := randomModel(rand.New(rand.NewPCG(4, 4)), 7, 1)
+	other := randomModel(rand.New(rand.NewPCG(4, 4)), vitalsproc.NumFeatures, 1)
 	r3 := call[resp](t, mod, "predict", map[string]any{"model": other, "records": recs[:3]})
 	if r3.Cached || r3.ModelHash == r1.ModelHash || len(r3.Scores) != 3 {
 		t.Fatalf("new model: cached=%v hash equal=%v", r3.Cached, r3.ModelHash == r1.ModelHash)

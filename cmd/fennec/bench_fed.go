@@ -86,12 +86,13 @@ func benchFedRound1000(ctx context.Context, o bench.Options) ([]bench.Result, er
 		devices = 50
 	}
 	data := federation.Vitals(devices*4+200, 1)
-	// widen the 8 vitals to 100 inputs (repeated) to reach 100k parameters
+	// widen the vitals to 100 inputs (repeated) to reach 100k parameters
+	f := data.Features
 	widen := func(x []float32) []float32 {
-		out := make([]float32, 0, len(x)/8*in)
-		for i := 0; i+8 <= len(x); i += 8 {
+		out := make([]float32, 0, len(x)/f*in)
+		for i := 0; i+f <= len(x); i += f {
 			for j := 0; j < in; j++ {
-				out = append(out, x[i+j%8])
+				out = append(out, x[i+j%f])
 			}
 		}
 		return out

@@ -40,7 +40,7 @@ import (
 
 func init() {
 	bench.Register(bench.Case{Group: "sdk", Name: "vitals-preprocess", Doc: "Go guest: process 1000 vital-sign records (clean, moving median, z-scores), ns per call", Run: benchSDKPreprocess})
-	bench.Register(bench.Case{Group: "sdk", Name: "risk-infer", Doc: "Go guest: score 100 preprocessed records with a cached 7-16-1 MLP, ns per call", Run: benchSDKRiskInfer})
+	bench.Register(bench.Case{Group: "sdk", Name: "risk-infer", Doc: "Go guest: score 100 preprocessed records with a cached 14-16-1 MLP, ns per call", Run: benchSDKRiskInfer})
 	bench.Register(bench.Case{Group: "sdk", Name: "risk-train", Doc: "Go guest: one local training epoch (batch 32, Adam, about 2000 examples), ns per call", Run: benchSDKRiskTrain})
 	bench.Register(bench.Case{Group: "sdk", Name: "c-zscore", Doc: "C guest: z-scores of 1000 values with host tensor ops, ns per call", Run: benchSDKCZScore})
 }
@@ -245,7 +245,7 @@ func sdkRecords(seed uint64, patients int, hours float64, n int) ([]map[string]a
 
 // sdkPreprocessed runs records through the preprocess guest (so that the
 // risk modules get the inputs they see in a pipeline) and returns the
-// output records and their z-score features in vitals.Fields order.
+// output records and their model features in vitals.ModelFeatures order.
 func sdkPreprocessed(ctx context.Context, recs []map[string]any) ([]any, []float32, error) {
 	m, err := sdkLoad(ctx, guestPreprocess)
 	if err != nil {
@@ -266,10 +266,10 @@ func sdkPreprocessed(ctx context.Context, recs []map[string]any) ([]any, []float
 	if err := cbor.Unmarshal(ob, &out); err != nil {
 		return nil, nil, err
 	}
-	feats := make([]float32, 0, len(out.Records)*len(vitals.Fields))
+	feats := make([]float32, 0, len(out.Records)*len(vitals.ModelFeatures))
 	for _, r := range out.Records {
 		rm, _ := r.(map[string]any)
-		for _, f := range vitals.Fields {
+		for _, f := range vitals.ModelFeatures {
 			z, _ := rm[f].(float64)
 			if math.IsNaN(z) || math.IsInf(z, 0) {
 				z = 0
@@ -292,10 +292,10 @@ func benchSDKPreprocess(ctx context.Context, o bench.Options) ([]bench.Result, e
 	})
 }
 
-// sdkModel is a random 7-16-1 MLP (federation.MLP's initialiser) in the
+// sdkModel is a random 14-16-1 MLP (federation.MLP's initialiser) in the
 // SDK's Model structure.
 func sdkModel(seed uint64) sdk.Model {
-	fm := federation.MLP{In: len(vitals.Fields), Hidden: 16, Out: 1}.Init(seed)
+	fm := federation.MLP{In: len(vitals.ModelFeatures), Hidden: 16, Out: 1}.Init(seed)
 	m := sdk.Model{Name: "risk-mlp", Version: 1}
 	for _, t := range fm.Tensors {
 		w, _ := t.Float32s()
@@ -309,7 +309,7 @@ func sdkModel(seed uint64) sdk.Model {
 }
 
 func benchSDKRiskInfer(ctx context.Context, o bench.Options) ([]bench.Result, error) {
-	return sdkResult(ctx, guestRiskInfer, "100 records, cached 7-16-1 model", func(m *sdkModule) (float64, string, error) {
+	return sdkResult(ctx, guestRiskInfer, "100 records, cached 14-16-1 model", func(m *sdkModule) (float64, string, error) {
 		recs, _ := sdkRecords(2, 3, 24, 0)
 		pre, _, err := sdkPreprocessed(ctx, recs)
 		if err != nil {
@@ -334,7 +334,7 @@ func benchSDKRiskTrain(ctx context.Context, o bench.Options) ([]bench.Result, er
 		}
 		n := len(labels)
 		in, err := sdk.Marshal(&sdk.TrainInput{Settings: sdk.Settings{LR: 0.01, Epochs: 1, BatchSize: 32},
-			Data: sdk.Dataset{X: sdk.F32Data("x", []int{n, len(vitals.Fields)}, x), Y: sdk.F32Data("y", []int{n}, labels)}})
+			Data: sdk.Dataset{X: sdk.F32Data("x", []int{n, len(vitals.ModelFeatures)}, x), Y: sdk.F32Data("y", []int{n}, labels)}})
 		if err != nil {
 			return 0, "", err
 		}

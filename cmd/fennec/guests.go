@@ -88,10 +88,12 @@ func newVitalsCmd() *cobra.Command {
 		Use:   "vitals",
 		Short: "Write synthetic patient vitals as CSV (for fennec run and the demo)",
 		Long: `Vitals writes realistic synthetic adult vital signs (heart rate, blood pressure,
-SpO2, respiratory rate, temperature, glucose) with noise, missing readings,
-artefacts and deteriorating patients, one row per reading, with a label that says
-whether the patient deteriorates within the horizon. Distributions are documented
-in internal/vitals.`,
+SpO2, respiratory rate, temperature, glucose) and the nurse's observations NEWS2
+needs (supplemental oxygen, consciousness on the ACVPU scale) with noise, missing
+readings, artefacts and deteriorating patients (sepsis-like, respiratory failure,
+hypovolaemia), one row per reading, with a label that says whether the patient
+deteriorates within the horizon. Distributions, courses and their sources are
+documented in docs/VITALS.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if device >= 0 {

@@ -42,7 +42,8 @@ func TestRunAndInspect(t *testing.T) {
 		t.Fatalf("vitals: %d %s", code, out)
 	}
 	out, code = runFennec(t, dir, "run", mod, "--input", "v.csv", "--no-cache")
-	if code != exitOK || !strings.Contains(out, `"records"`) || !strings.Contains(out, `"dropped"`) {
+	if code != exitOK || !strings.Contains(out, `"records"`) || !strings.Contains(out, `"dropped"`) ||
+		!strings.Contains(out, `"not_alert"`) || !strings.Contains(out, `"d_hr"`) {
 		t.Fatalf("run: %d\n%s", code, out)
 	}
 	// JSON input works too, and CBOR output is raw bytes.

@@ -1,10 +1,17 @@
-// Package vitals generates realistic synthetic adult patient vital signs for
-// demos and tests: per-patient baselines, circadian rhythm, measurement
-// noise, artefacts (dropouts and out-of-range spikes) and deteriorating
-// patients whose vitals drift towards a clinical event, with a label that
-// says whether the event happens within a horizon. Generation is seeded and
-// deterministic, and Shard produces non-IID per-device datasets (different
-// case-mix) for federated learning.
+// Package vitals is fennec's one generator of synthetic adult patient vital
+// signs, serving the demo, `fennec vitals`, the federation simulator and
+// benchmarks: per-patient baselines, circadian rhythm, measurement noise,
+// artefacts (dropouts and out-of-range spikes) and deteriorating patients
+// whose vitals drift towards a clinical event along one of three courses
+// (sepsis-like, respiratory failure, hypovolaemia), with a label that says
+// whether the event happens within a horizon. Besides the monitor channels
+// each reading carries the two nursing observations NEWS2 needs: whether
+// the patient breathes supplemental oxygen, and consciousness on the ACVPU
+// scale. Generation is seeded and deterministic, and Shard produces non-IID
+// per-device datasets (different case-mix) for federated learning.
+// docs/VITALS.md documents the distributions, the trajectories and their
+// sources; Record.NEWS2 computes the Royal College of Physicians' early-warning
+// score of a reading.
 //
 // Population distributions (adult, at rest), chosen to match commonly cited
 // reference ranges:
@@ -21,10 +28,16 @@
 // Within a patient each reading adds a circadian term (peak mid-afternoon,
 // trough near 04:00: HR ±5 bpm, SBP ±6 mmHg, temp ±0.3 °C) and Gaussian
 // measurement noise (HR 3, SBP 5, DBP 4, SpO2 0.7, RR 1, temp 0.1, glucose 8).
-// A deteriorating patient (sepsis-like course) starts drifting at an onset
-// time and reaches the event 6-18 h later with HR +35, RR +10, SpO2 -8,
-// SBP -30, DBP -15, temp +1.6 and glucose +35 (each scaled per patient by
-// 0.6-1.4); recording stops at the event (transfer to intensive care).
+// A deteriorating patient starts drifting at an onset time and reaches the
+// event 6-18 h later; the drift at the event depends on the course (Courses,
+// each component scaled per patient by 0.6-1.4); recording stops at the
+// event (transfer to intensive care). A patient whose measured SpO2 falls
+// below 92 % is started on oxygen (and stays on it), which lifts the
+// measured SpO2 back towards the 94-98 % target; 8 % of patients are on
+// oxygen from admission. Deteriorating patients may become newly
+// confused late in their course (course-dependent probability), rarely
+// responding to voice or pain only just before the event; otherwise a
+// patient shows a transient new confusion in 0.3 % of readings.
 package vitals
 
 import (
@@ -34,16 +47,54 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 )
 
 // Fields are the vital-sign keys in feature order.
 var Fields = []string{"hr", "sbp", "dbp", "spo2", "rr", "temp", "glucose"}
+
+// Consciousness is the ACVPU scale: Alert, new Confusion, responds to
+// Voice, responds to Pain, Unresponsive.
+type Consciousness uint8
+
+// The ACVPU levels.
+const (
+	Alert Consciousness = iota
+	Confused
+	Voice
+	Pain
+	Unresponsive
+)
+
+// String is the level's letter (A, C, V, P, U).
+func (c Consciousness) String() string {
+	if int(c) < len("ACVPU") {
+		return "ACVPU"[c : c+1]
+	}
+	return "?"
+}
+
+// ModelFeatures are the keys of the features the vitals-preprocess module
+// outputs for the risk models, in the models' input order (its
+// vitalsproc.FeatureKeys; modules' tests check the two agree): the
+// z-scored Fields, oxygen and not-alert, and the changes of hr, sbp, spo2,
+// rr and temp from the patient's own baseline.
+var ModelFeatures = []string{"hr", "sbp", "dbp", "spo2", "rr", "temp", "glucose", "o2", "not_alert", "d_hr", "d_sbp", "d_spo2", "d_rr", "d_temp"}
 
 // Record is one set of readings. A missing reading is NaN.
 type Record struct {
 	Patient                               string
 	T                                     float64 // hours since admission
 	HR, SBP, DBP, SpO2, RR, Temp, Glucose float64
+	// Oxygen is true when the patient breathes supplemental oxygen (NEWS2's
+	// "air or oxygen"); the nurse records it with every set of
+	// observations, so it is never missing.
+	Oxygen bool
+	// ACVPU is the recorded level of consciousness (never missing).
+	ACVPU Consciousness
+	// Course names a deteriorating patient's trajectory (Courses), "" for a
+	// stable patient.
+	Course string
 	// Label is 1 when the patient's clinical event happens within the
 	// configured horizon after T, else 0.
 	Label int
@@ -57,9 +108,10 @@ func (r *Record) Values() [7]float64 {
 }
 
 // Map returns the record as `fennec run` presents a CSV row: patient, t and
-// the present readings as float64 (missing ones absent), plus the label.
+// the present readings as float64 (missing ones absent), o2 (1 on oxygen,
+// 0 on air), acvpu (its letter), plus the label.
 func (r *Record) Map() map[string]any {
-	m := map[string]any{"patient": r.Patient, "t": r.T, "label": float64(r.Label)}
+	m := map[string]any{"patient": r.Patient, "t": r.T, "label": float64(r.Label), "o2": float64(b2i(r.Oxygen)), "acvpu": r.ACVPU.String()}
 	for i, v := range r.Values() {
 		if !math.IsNaN(v) {
 			m[Fields[i]] = v
@@ -122,16 +174,42 @@ type patient struct {
 	base      [7]float64
 	noise     [7]float64
 	det       bool
+	course    int
 	onset, te float64
 	drift     [7]float64
 	phase     float64 // admission clock time (hours)
+	oxygen    bool    // on supplemental oxygen (sticky once started)
+	o2lift    float64 // SpO2 points oxygen adds (titrated towards 94-98 %)
+	confuseAt float64 // severity at which new confusion appears (>1: never)
+}
+
+// Courses are the deterioration trajectories: the drift of each Fields
+// signal at the event (before the per-patient 0.6-1.4 scaling), how often
+// a deteriorating patient follows the course, and the probability that the
+// patient becomes newly confused before the event. docs/VITALS.md gives the
+// clinical picture and sources of each.
+var Courses = []struct {
+	Name    string
+	Weight  float64
+	Drift   [7]float64 // hr, sbp, dbp, spo2, rr, temp, glucose
+	Confuse float64
+}{
+	{"sepsis", 0.5, [7]float64{30, -30, -15, -5, 9, 1.6, 35}, 0.5},
+	{"respiratory", 0.3, [7]float64{20, -5, -3, -10, 12, 0.5, 10}, 0.35},
+	{"hypovolaemia", 0.2, [7]float64{35, -40, -20, -2, 6, -0.3, 20}, 0.3},
 }
 
 var (
 	noiseSD = [7]float64{3, 5, 4, 0.7, 1, 0.1, 8}
-	driftAt = [7]float64{35, -30, -15, -8, 10, 1.6, 35}
 	circAmp = [7]float64{5, 6, 3, 0, 0.5, 0.3, 0}
 )
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 // Generate returns every patient's records, patient by patient in time
 // order.
@@ -176,14 +254,25 @@ func newPatient(rng *rand.Rand, cfg Config) *patient {
 	for i := range p.noise {
 		p.noise[i] = noiseSD[i] * (0.7 + 0.6*rng.Float64())
 	}
+	p.confuseAt = 2
 	if rng.Float64() < cfg.Deteriorating {
 		p.det = true
 		p.onset = cfg.Hours * (0.15 + 0.5*rng.Float64())
 		p.te = p.onset + 6 + 12*rng.Float64()
+		u := rng.Float64()
+		for p.course = 0; p.course < len(Courses)-1 && u >= Courses[p.course].Weight; p.course++ {
+			u -= Courses[p.course].Weight
+		}
+		c := Courses[p.course]
 		for i := range p.drift {
-			p.drift[i] = driftAt[i] * (0.6 + 0.8*rng.Float64())
+			p.drift[i] = c.Drift[i] * (0.6 + 0.8*rng.Float64())
+		}
+		if rng.Float64() < c.Confuse {
+			p.confuseAt = 0.5 + 0.4*rng.Float64()
 		}
 	}
+	p.oxygen = rng.Float64() < 0.08
+	p.o2lift = 3 + 3*rng.Float64()
 	return p
 }
 
@@ -199,7 +288,25 @@ func (p *patient) reading(rng *rand.Rand, cfg Config, id string, t float64) Reco
 	for i := range v {
 		v[i] = p.base[i] + circAmp[i]*circ + sev*p.drift[i] + p.noise[i]*rng.NormFloat64()
 	}
+	// Hypoxaemia below 92 % gets oxygen (BTS 2017: start below 94 %, most
+	// wards act at 92 %); it stays on and lifts the saturation, hiding the
+	// fall from SpO2 alone.
+	if !p.oxygen && v[3] < 92 {
+		p.oxygen = true
+	}
+	if p.oxygen {
+		v[3] += p.o2lift * (1 - 0.5*sev) // oxygen helps less as the patient worsens
+	}
 	v[3] = math.Min(100, v[3])
+	acvpu := Alert
+	switch {
+	case sev >= p.confuseAt && sev > 0.97 && rng.Float64() < 0.3:
+		acvpu = Voice + Consciousness(rng.IntN(2))
+	case sev >= p.confuseAt:
+		acvpu = Confused
+	case rng.Float64() < 0.003:
+		acvpu = Confused // transient delirium, common at night on wards
+	}
 	if v[2] > v[1]-10 {
 		v[2] = v[1] - 10
 	}
@@ -215,7 +322,11 @@ func (p *patient) reading(rng *rand.Rand, cfg Config, id string, t float64) Reco
 	if math.Mod(t+1e-9, 4) > cfg.Interval/60-1e-9 && t != 0 {
 		v[6] = math.NaN()
 	}
-	r := Record{Patient: id, T: round(t, 3), HR: v[0], SBP: v[1], DBP: v[2], SpO2: v[3], RR: v[4], Temp: v[5], Glucose: v[6], Deteriorating: p.det}
+	r := Record{Patient: id, T: round(t, 3), HR: v[0], SBP: v[1], DBP: v[2], SpO2: v[3], RR: v[4], Temp: v[5], Glucose: v[6],
+		Oxygen: p.oxygen, ACVPU: acvpu, Deteriorating: p.det}
+	if p.det {
+		r.Course = Courses[p.course].Name
+	}
 	if p.det && p.te-t <= cfg.Horizon {
 		r.Label = 1
 	}
@@ -274,9 +385,10 @@ func Shard(base Config, d int) Config {
 }
 
 // CSVHeader is the header WriteCSV writes.
-var CSVHeader = append(append([]string{"patient", "t"}, Fields...), "label")
+var CSVHeader = append(append([]string{"patient", "t"}, Fields...), "o2", "acvpu", "label")
 
-// WriteCSV writes records with CSVHeader; missing readings are empty cells.
+// WriteCSV writes records with CSVHeader; missing readings are empty cells,
+// o2 is 1 (oxygen) or 0 (air), acvpu the level's letter.
 func WriteCSV(w io.Writer, recs []Record) error {
 	cw := csv.NewWriter(w)
 	if err := cw.Write(CSVHeader); err != nil {
@@ -293,6 +405,8 @@ func WriteCSV(w io.Writer, recs []Record) error {
 				row[2+i] = strconv.FormatFloat(v, 'f', -1, 64)
 			}
 		}
+		row[len(row)-3] = strconv.Itoa(b2i(r.Oxygen))
+		row[len(row)-2] = r.ACVPU.String()
 		row[len(row)-1] = strconv.Itoa(r.Label)
 		if err := cw.Write(row); err != nil {
 			return err
@@ -300,4 +414,42 @@ func WriteCSV(w io.Writer, recs []Record) error {
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// Stat is a signal's mean and standard deviation.
+type Stat struct{ Mean, SD float64 }
+
+var (
+	refOnce sync.Once
+	ref     [7]Stat
+)
+
+// Reference returns the population statistics of each Fields signal over
+// a large generated cohort of every case-mix profile (without dropouts and
+// artefacts): the shared scale on which every device can z-normalise, so a
+// federated model sees one feature space rather than each ward's own
+// (a device's running statistics make a cardiology ward's 83 bpm its 0).
+func Reference() [7]Stat {
+	refOnce.Do(func() {
+		var sum, sq [7]float64
+		var n [7]float64
+		for d := range Profiles {
+			cfg := Shard(Config{Seed: 0x7e7e, Patients: 200}, d)
+			cfg.Dropout, cfg.Artefacts = -1, -1
+			for _, r := range Generate(cfg) {
+				for i, v := range r.Values() {
+					if !math.IsNaN(v) {
+						sum[i] += v
+						sq[i] += v * v
+						n[i]++
+					}
+				}
+			}
+		}
+		for i := range ref {
+			m := sum[i] / n[i]
+			ref[i] = Stat{Mean: m, SD: math.Sqrt(sq[i]/n[i] - m*m)}
+		}
+	})
+	return ref
 }

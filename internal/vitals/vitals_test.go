@@ -141,7 +141,7 @@ func TestShardsAreNonIID(t *testing.T) {
 
 func TestCSVAndMap(t *testing.T) {
 	recs := Generate(Config{Seed: 2, Patients: 2, Hours: 2})
-	recs[0].SpO2 = math.NaN()
+	recs[0].SpO2, recs[0].HR = math.NaN(), 72
 	var buf bytes.Buffer
 	if err := WriteCSV(&buf, recs); err != nil {
 		t.Fatal(err)
@@ -150,7 +150,7 @@ func TestCSVAndMap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != len(recs)+1 || strings.Join(rows[0], ",") != "patient,t,hr,sbp,dbp,spo2,rr,temp,glucose,label" {
+	if len(rows) != len(recs)+1 || strings.Join(rows[0], ",") != "patient,t,hr,sbp,dbp,spo2,rr,temp,glucose,o2,acvpu,label" {
 		t.Fatalf("csv header/rows: %v (%d rows)", rows[0], len(rows))
 	}
 	if rows[1][5] != "" {
@@ -162,5 +162,85 @@ func TestCSVAndMap(t *testing.T) {
 	}
 	if m["patient"] != "p-000" || m["hr"] != recs[0].HR {
 		t.Fatalf("map: %v", m)
+	}
+}
+
+// TestObservations: oxygen and new confusion are rare in stable patients
+// and common before an event; every course occurs; the CSV and the map
+// carry both observations.
+func TestObservations(t *testing.T) {
+	recs := Generate(Config{Seed: 9, Patients: 400})
+	var n, o2, conf [2]int
+	courses := map[string]int{}
+	for _, r := range recs {
+		n[r.Label]++
+		o2[r.Label] += b2i(r.Oxygen)
+		conf[r.Label] += b2i(r.ACVPU != Alert)
+		if r.Deteriorating != (r.Course != "") {
+			t.Fatalf("deteriorating %v with course %q", r.Deteriorating, r.Course)
+		}
+		courses[r.Course]++
+	}
+	rate := func(k [2]int, l int) float64 { return float64(k[l]) / float64(n[l]) }
+	if s := rate(o2, 0); s < 0.03 || s > 0.2 {
+		t.Errorf("%.3f of stable readings on oxygen, want a few percent", s)
+	}
+	if rate(o2, 1) < 2*rate(o2, 0) || rate(conf, 1) < 5*rate(conf, 0) {
+		t.Errorf("oxygen %.3f vs %.3f, confusion %.3f vs %.3f (before an event vs not): want clearly more before an event",
+			rate(o2, 1), rate(o2, 0), rate(conf, 1), rate(conf, 0))
+	}
+	for _, c := range Courses {
+		if courses[c.Name] == 0 {
+			t.Errorf("no patient followed the %s course", c.Name)
+		}
+	}
+	r := Record{Oxygen: true, ACVPU: Confused, HR: 80}
+	if m := r.Map(); m["o2"] != 1.0 || m["acvpu"] != "C" {
+		t.Fatalf("map: %v", m)
+	}
+}
+
+// TestNEWS2Discriminates: on generated wards NEWS2 separates readings
+// before an event from the rest about as well as it does in published
+// validations (AUROC 0.7-0.9 for deterioration within hours; Smith 2013,
+// Pimentel 2019) - a generator it read perfectly would make the baseline
+// meaningless, one it could not read would make it a straw man.
+func TestNEWS2Discriminates(t *testing.T) {
+	recs := Generate(Config{Seed: 11, Patients: 400, Dropout: -1, Artefacts: -1})
+	var pos, neg []int
+	for _, r := range recs {
+		if r.Label == 1 {
+			pos = append(pos, r.NEWS2().Total)
+		} else {
+			neg = append(neg, r.NEWS2().Total)
+		}
+	}
+	var wins float64
+	var hist [30]float64
+	for _, s := range neg {
+		hist[s]++
+	}
+	for _, p := range pos {
+		for s := 0; s < p; s++ {
+			wins += hist[s]
+		}
+		wins += hist[p] / 2
+	}
+	auc := wins / float64(len(pos)*len(neg))
+	t.Logf("NEWS2 AUROC %.3f on %d positive and %d negative readings", auc, len(pos), len(neg))
+	if auc < 0.65 || auc > 0.92 {
+		t.Fatalf("NEWS2 AUROC %.3f outside the published range", auc)
+	}
+}
+
+// TestReference: the shared normalisation scale is close to the documented
+// population (the deteriorating minority and the profiles' shifts widen it
+// a little; the diabetes clinic raises glucose) and positive.
+func TestReference(t *testing.T) {
+	want := [7]float64{75, 122, 77, 97.5, 15, 36.8, 110}
+	for i, s := range Reference() {
+		if math.Abs(s.Mean-want[i]) > 0.08*want[i] || !(s.SD > 0) || s.SD > 0.35*want[i] {
+			t.Errorf("%s: mean %.2f sd %.2f, want about %.1f", Fields[i], s.Mean, s.SD, want[i])
+		}
 	}
 }

@@ -1,8 +1,9 @@
 // Command risk-infer scores patients' deterioration risk (entrypoint
 // "predict") with a model it receives: input {"model": Model, "records":
-// [record, ...]} where records are vitals-preprocess output (z-scores under
-// hr, sbp, dbp, spo2, rr, temp, glucose; a missing field counts as the
-// running mean, 0). The model is an MLP of (weight [in, out], bias [out])
+// [record, ...]} where records are vitals-preprocess output (its 14
+// features: z-scores under hr, sbp, dbp, spo2, rr, temp, glucose; o2 and
+// not_alert; the changes from the patient's baseline d_hr, d_sbp, d_spo2,
+// d_rr, d_temp; a missing one counts as 0: the running mean, no change). The model is an MLP of (weight [in, out], bias [out])
 // pairs with ReLU between layers and one output logit (logistic regression
 // is the one-layer case); the risk is sigmoid(logit), computed on the host.
 //
@@ -27,7 +28,7 @@ import (
 type request struct {
 	Model    sdk.Model
 	Patients []string
-	Features []float32 // NumFields per record
+	Features []float32 // NumFeatures per record
 }
 
 // DecodeCBOR implements cbor.Unmarshaler: records are read straight into
@@ -63,7 +64,7 @@ func (r *request) decodeRecords(d *cbor.Decoder) error {
 		return err
 	}
 	r.Patients = make([]string, 0, cbor.Cap(n))
-	r.Features = make([]float32, 0, cbor.Cap(n)*vitalsproc.NumFields)
+	r.Features = make([]float32, 0, cbor.Cap(n)*vitalsproc.NumFeatures)
 	for i := 0; d.More(&n); i++ {
 		var p string
 		if p, r.Features, err = vitalsproc.ReadFeatures(d, r.Features); err != nil {
@@ -143,9 +144,9 @@ func lookup(m *sdk.Model) (*entry, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	if net.InputSize() != vitalsproc.NumFields || net.OutputSize() != 1 {
+	if net.InputSize() != vitalsproc.NumFeatures || net.OutputSize() != 1 {
 		net.Free()
-		return nil, false, fmt.Errorf("model %q maps %d inputs to %d outputs, want %d to 1", m.Name, net.InputSize(), net.OutputSize(), vitalsproc.NumFields)
+		return nil, false, fmt.Errorf("model %q maps %d inputs to %d outputs, want %d to 1", m.Name, net.InputSize(), net.OutputSize(), vitalsproc.NumFeatures)
 	}
 	if len(cache) == maxCached {
 		cache[0].free()
@@ -180,7 +181,7 @@ func handle(req request) (response, error) {
 		e.x.Free()
 		e.p.Free()
 		e.x, e.p, e.n = nil, nil, 0
-		if e.x, err = sdk.Zeros(n, vitalsproc.NumFields); err != nil {
+		if e.x, err = sdk.Zeros(n, vitalsproc.NumFeatures); err != nil {
 			return resp, err
 		}
 		if e.p, err = sdk.Zeros(n, 1); err != nil {
@@ -191,7 +192,7 @@ func handle(req request) (response, error) {
 	if err := e.x.Write(feats); err != nil {
 		return resp, err
 	}
-	logits, _, err := e.net.Forward(e.x, []int{n, vitalsproc.NumFields})
+	logits, _, err := e.net.Forward(e.x, []int{n, vitalsproc.NumFeatures})
 	if err != nil {
 		return resp, err
 	}

@@ -1,14 +1,16 @@
 // Command risk-train is the local training module of federated rounds
 // (entrypoints "train" and "evaluate", docs/ABI.md "Shared CBOR
-// structures"). It trains a deterioration-risk classifier over the seven
-// z-normalised vitals (hr, sbp, dbp, spo2, rr, temp, glucose, in that
-// order) with binary cross-entropy on logits, using sdk/nn and Adam.
+// structures"). It trains a deterioration-risk classifier over the 14
+// vitals-preprocess features (the seven z-normalised vitals hr, sbp, dbp,
+// spo2, rr, temp, glucose; oxygen and not-alert; five changes from the
+// patient's baseline) with binary cross-entropy on logits, using sdk/nn
+// and Adam.
 //
 // The model is an MLP whose tensors are (weight [in, out], bias [out])
 // pairs with ReLU between layers and one output logit; logistic regression
 // is the one-layer case. A train call with an empty model starts from an
 // MLP F-16-1 initialised from settings.seed, where F is the width of the
-// data's x (7 for the vitals; any width works, e.g. WDBC's 30 features).
+// data's x (14 for the vitals; any width works, e.g. WDBC's 30 features).
 package main
 
 import (
@@ -20,7 +22,7 @@ import (
 
 // Features is the model's input width; Hidden the default hidden width.
 const (
-	Features = 7
+	Features = 14
 	Hidden   = 16
 )
 

@@ -4,12 +4,15 @@
 // Input (CBOR):
 //
 //	{"records": [{"patient": tstr, "t": float, "hr": float, "sbp": ..., "dbp": ...,
-//	              "spo2": ..., "rr": ..., "temp": ..., "glucose": ...}, ...],
+//	              "spo2": ..., "rr": ..., "temp": ..., "glucose": ...,
+//	              "o2": 0|1, "acvpu": "A"|"C"|"V"|"P"|"U"}, ...],
 //	 "state": State (optional, from the previous chunk's output),
 //	 "window": uint (optional, moving-median window, odd, default 5),
 //	 "tolerance": float (optional, clamp band as a fraction of the range, default 0.05)}
 //
-// Output: {"records": [{"patient", "t", <field>: z-score, "clean": {<field>: value}}],
+// Output: {"records": [{"patient", "t", <field>: z-score, "o2": 0|1, "not_alert": 0|1,
+// "d_<field>": change from the patient's baseline (hr, sbp, spo2, rr, temp),
+// "clean": {<field>: value}}],
 // "counts": {"records", "missing", "dropped", "clamped"}, "state": State}.
 //
 // The logic lives in modules/internal/vitalsproc; this file is the thin

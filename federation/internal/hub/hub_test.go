@@ -29,7 +29,7 @@ var secret = []byte("0123456789abcdef0123456789abcdef")
 
 var (
 	data = sim.Vitals(800, 1)
-	net8 = sim.MLP{In: 8, Hidden: 0, Out: 2}
+	net8 = sim.MLP{In: data.Features, Hidden: 0, Out: 2} // softmax regression over the generated vitals
 )
 
 func newHub(t testing.TB, cfg hub.Config) *hub.Hub {

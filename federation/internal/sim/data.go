@@ -212,49 +212,6 @@ func split(name string, f, classes int, x []float32, y []int32, testFrac float64
 	return d
 }
 
-// VitalsFeatures names the generated patient vitals.
-var VitalsFeatures = []string{"heart_rate", "resp_rate", "spo2", "temp_c", "sys_bp", "dia_bp", "age", "lactate"}
-
-// Vitals generates n synthetic patients' vital signs with a deterioration
-// label (1 = deteriorating), from a logistic model of early-warning-score
-// style risk factors, plus label noise. Deterministic for a seed.
-func Vitals(n int, seed uint64) *Data {
-	r := rand.New(rand.NewPCG(seed, 5))
-	f := len(VitalsFeatures)
-	x := make([]float32, 0, n*f)
-	y := make([]int32, n)
-	for i := 0; i < n; i++ {
-		age := 20 + 70*r.Float64()
-		sick := r.Float64() < 0.3+0.3*(age-20)/70
-		sev := 0.0
-		if sick {
-			sev = math.Abs(r.NormFloat64())*1.2 + 0.3
-		}
-		hr := 72 + 18*sev + 10*r.NormFloat64()
-		rr := 15 + 5*sev + 2.5*r.NormFloat64()
-		spo2 := math.Min(100, 97.5-3*sev+1.5*r.NormFloat64())
-		temp := 36.8 + 0.7*sev*boolf(r.Float64() < 0.6) + 0.4*r.NormFloat64()
-		sys := 122 - 14*sev + 14*r.NormFloat64()
-		dia := 78 - 7*sev + 9*r.NormFloat64()
-		lac := math.Max(0.3, 1.1+1.1*sev+0.5*r.NormFloat64())
-		x = append(x, float32(hr), float32(rr), float32(spo2), float32(temp), float32(sys), float32(dia), float32(age), float32(lac))
-		score := -3.2 + 1.9*sev + 0.012*(age-50)
-		if r.Float64() < 1/(1+math.Exp(-2*score)) {
-			y[i] = 1
-		}
-	}
-	d := split("vitals", f, 2, x, y, 0.2, seed)
-	d.FeatureNames = VitalsFeatures
-	return d
-}
-
-func boolf(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // DataDir returns ../shared/data relative to the repository root found
 // from the working directory upwards, or "" when absent.
 func DataDir() string {

@@ -71,3 +71,45 @@ func TestStrategiesConverge(t *testing.T) {
 		})
 	}
 }
+
+// TestVitalsData: the simulator's vitals come from internal/vitals, hold
+// whole patients out, carry both labels in both splits and are
+// standardised.
+func TestVitalsData(t *testing.T) {
+	for _, n := range []int{40, 800, 4000} {
+		d := Vitals(n, 1)
+		rows := len(d.TrainY) + len(d.TestY)
+		if d.Features != 7 || d.FeatureNames[0] != "hr" || rows != n {
+			t.Fatalf("n=%d: %d features %v, %d rows", n, d.Features, d.FeatureNames, rows)
+		}
+		for _, x := range append(d.TrainX, d.TestX...) {
+			if x != x {
+				t.Fatalf("n=%d: NaN feature", n)
+			}
+		}
+		if n < 4000 {
+			continue
+		}
+		pos := func(y []int32) float64 {
+			s := 0
+			for _, v := range y {
+				s += int(v)
+			}
+			return float64(s) / float64(len(y))
+		}
+		if p, q := pos(d.TrainY), pos(d.TestY); p < 0.02 || p > 0.3 || q < 0.02 || q > 0.3 {
+			t.Fatalf("positive rate train %.3f test %.3f", p, q)
+		}
+		var mean float64
+		for i := 0; i < len(d.TrainY); i++ {
+			mean += float64(d.TrainX[i*7])
+		}
+		if mean /= float64(len(d.TrainY)); mean > 1e-3 || mean < -1e-3 {
+			t.Fatalf("hr not standardised: mean %v", mean)
+		}
+	}
+	a, b := Vitals(500, 3), Vitals(500, 3)
+	if a.TrainX[0] != b.TrainX[0] || len(a.TestY) != len(b.TestY) {
+		t.Fatal("not deterministic")
+	}
+}

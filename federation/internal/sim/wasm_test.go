@@ -51,21 +51,6 @@ func riskModule(t testing.TB) (*runtime.Module, func()) {
 	return mod, func() { mod.Close(ctx); eng.Close(ctx) }
 }
 
-// vitals7 is the generated vitals without lactate: the 7 inputs the
-// risk-train module's model takes.
-func vitals7(n int, seed uint64) *Data {
-	d := Vitals(n, seed)
-	drop := func(x []float32) []float32 {
-		out := make([]float32, 0, len(x)/8*7)
-		for i := 0; i+8 <= len(x); i += 8 {
-			out = append(out, x[i:i+7]...)
-		}
-		return out
-	}
-	d.TrainX, d.TestX, d.Features = drop(d.TrainX), drop(d.TestX), 7
-	return d
-}
-
 // The production path: every device trains with the Wasm module's `train`
 // entrypoint through the runtime; the hub evaluates with its `evaluate`.
 func TestWasmRiskTrain(t *testing.T) {
@@ -75,7 +60,7 @@ func TestWasmRiskTrain(t *testing.T) {
 	w := &train.Wasm{Mod: mod}
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	s, err := Run(ctx, Config{Devices: 4, Rounds: 4, Skew: 1, Data: vitals7(2000, 4), F32Labels: true,
+	s, err := Run(ctx, Config{Devices: 4, Rounds: 4, Skew: 1, Data: Vitals(2000, 4), F32Labels: true,
 		Initial: &init, NewTrainer: func(int) (train.Trainer, error) { return w, nil }, Evaluator: w,
 		Reference: true, ReferenceTrainer: w, Settings: settings(0.01, 2, 32), Seed: 4})
 	if err != nil {
@@ -111,7 +96,7 @@ func TestIdleDeviceMemory(t *testing.T) {
 	defer done()
 	const n = 64
 	init := MLP{In: 7, Hidden: 16, Out: 1}.Init(1)
-	d := vitals7(n*40, 5)
+	d := Vitals(n*40, 5)
 	measure := func() (uint64, uint64) {
 		goruntime.GC()
 		debug.FreeOSMemory()

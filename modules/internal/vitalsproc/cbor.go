@@ -96,6 +96,15 @@ func (r *Record) DecodeCBOR(d *cbor.Decoder) error {
 			r.Patient, err = decodePatient(d)
 		case key == "t":
 			r.T, r.HasT, err = decodeReading(d)
+		case key == "o2" || key == "acvpu":
+			var v any
+			if v, err = d.Any(); err == nil {
+				if key == "o2" {
+					r.Oxygen, err = oxygen(v)
+				} else {
+					r.NotAlert, err = notAlert(v)
+				}
+			}
 		default:
 			i := FieldIndex(key)
 			if i < 0 {
@@ -160,10 +169,7 @@ func decodeReading(d *cbor.Decoder) (float64, bool, error) {
 // outKeys are the keys of an output record in deterministic order, as
 // field indices (0..NumFields-1) or the special keys below.
 var outKeys = func() []int {
-	names := []string{"t", "clean", "patient"}
-	for _, f := range Fields {
-		names = append(names, f.Key)
-	}
+	names := append([]string{"t", "clean", "patient"}, FeatureKeys...)
 	cbor.SortKeys(names)
 	idx := make([]int, len(names))
 	for i, n := range names {
@@ -174,17 +180,32 @@ var outKeys = func() []int {
 			idx[i] = keyClean
 		case "patient":
 			idx[i] = keyPatient
+		case "o2":
+			idx[i] = keyO2
+		case "not_alert":
+			idx[i] = keyNotAlert
 		default:
-			idx[i] = FieldIndex(n)
+			if f := FieldIndex(n); f >= 0 {
+				idx[i] = f
+				break
+			}
+			for j, f := range Trends {
+				if n == "d_"+Fields[f].Key {
+					idx[i] = keyTrend - j
+				}
+			}
 		}
 	}
 	return idx
 }()
 
 const (
-	keyT       = -1
-	keyClean   = -2
-	keyPatient = -3
+	keyT        = -1
+	keyClean    = -2
+	keyPatient  = -3
+	keyO2       = -4
+	keyNotAlert = -5
+	keyTrend    = -10 // keyTrend - j for Trends[j]
 )
 
 // fieldOrder is Fields' indices in deterministic key order.
@@ -200,13 +221,18 @@ var fieldOrder = func() []int {
 
 // EncodeCBOR implements cbor.Marshaler: the record ToMap describes.
 func (o *Output) EncodeCBOR(e *cbor.Encoder) {
-	n, present := 2, 0
+	n, present := 4, 0
 	for _, p := range o.Present {
 		if p {
 			present++
 		}
 	}
 	n += present
+	for _, i := range Trends {
+		if o.Present[i] {
+			n++
+		}
+	}
 	if o.HasT {
 		n++
 	}
@@ -230,7 +256,21 @@ func (o *Output) EncodeCBOR(e *cbor.Encoder) {
 		case keyPatient:
 			e.Text("patient")
 			e.Text(o.Patient)
+		case keyO2:
+			e.Text("o2")
+			e.Float64(b2f(o.Oxygen))
+		case keyNotAlert:
+			e.Text("not_alert")
+			e.Float64(b2f(o.NotAlert))
 		default:
+			if k <= keyTrend {
+				j := keyTrend - k
+				if i := Trends[j]; o.Present[i] {
+					e.Text("d_" + Fields[i].Key)
+					e.Float64(o.Trend[j])
+				}
+				break
+			}
 			if o.Present[k] {
 				e.Text(Fields[k].Key)
 				e.Float64(o.Z[k])
@@ -305,6 +345,12 @@ func decodeWelford(d *cbor.Decoder) (Welford, error) {
 	return w, err
 }
 
+func encodeBaselines(e *cbor.Encoder, m map[string]Welford) { cbor.EncodeMap(e, m, encodeWelford) }
+
+func decodeBaselines(d *cbor.Decoder) (map[string]Welford, error) {
+	return cbor.DecodeMap(d, decodeWelford)
+}
+
 func encodeHistory(e *cbor.Encoder, m map[string][]float64) {
 	cbor.EncodeMap(e, m, cbor.EncodeFloat64s)
 }
@@ -315,11 +361,13 @@ func decodeHistory(d *cbor.Decoder) (map[string][]float64, error) {
 
 // EncodeCBOR implements cbor.Marshaler.
 func (s *State) EncodeCBOR(e *cbor.Encoder) {
-	e.Map(2)
+	e.Map(3)
 	e.Text("stats")
 	cbor.EncodeMap(e, s.Stats, encodeWelford)
 	e.Text("recent")
 	cbor.EncodeMap(e, s.Recent, encodeHistory)
+	e.Text("baseline")
+	cbor.EncodeMap(e, s.Baseline, encodeBaselines)
 }
 
 // DecodeCBOR implements cbor.Unmarshaler (Validate checks the content).
@@ -339,6 +387,8 @@ func (s *State) DecodeCBOR(d *cbor.Decoder) error {
 			s.Stats, err = cbor.DecodeMap(d, decodeWelford)
 		case "recent":
 			s.Recent, err = cbor.DecodeMap(d, decodeHistory)
+		case "baseline":
+			s.Baseline, err = cbor.DecodeMap(d, decodeBaselines)
 		default:
 			err = d.Skip()
 		}
@@ -372,13 +422,13 @@ func (r *Response) EncodeCBOR(e *cbor.Encoder) {
 }
 
 // ReadFeatures reads one preprocessed record (as the process entrypoint
-// outputs it) for scoring: its patient and its z-scores appended to dst in
-// Fields order, as Features does for a decoded map (0 for a missing,
+// outputs it) for scoring: its patient and its features appended to dst in
+// FeatureKeys order, as Features does for a decoded map (0 for a missing,
 // non-numeric or non-finite value; other keys are skipped). A non-text
 // patient is formatted with fmt.Sprint as the map-based path did.
 func ReadFeatures(d *cbor.Decoder, dst []float32) (patient string, feats []float32, err error) {
 	base := len(dst)
-	dst = append(dst, make([]float32, NumFields)...)
+	dst = append(dst, make([]float32, NumFeatures)...)
 	n, err := d.Map()
 	if err != nil {
 		return "", dst, err
@@ -398,7 +448,7 @@ func ReadFeatures(d *cbor.Decoder, dst []float32) (patient string, feats []float
 					patient = fmt.Sprint(v)
 				}
 			}
-		} else if i := FieldIndex(key); i >= 0 {
+		} else if i := FeatureIndex(key); i >= 0 {
 			var x float64
 			switch d.Peek() {
 			case cbor.KindUint, cbor.KindNegInt, cbor.KindFloat:

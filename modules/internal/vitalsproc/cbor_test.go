@@ -61,6 +61,12 @@ func randRecordMap(rng *rand.Rand) map[string]any {
 		}
 	}
 	if rng.IntN(3) == 0 {
+		m["o2"] = []any{nil, "", 1.0, 0.0, uint64(1), "1", true}[rng.IntN(7)]
+	}
+	if rng.IntN(3) == 0 {
+		m["acvpu"] = []any{nil, "", "A", "C", "v", uint64(3), 2.0}[rng.IntN(7)]
+	}
+	if rng.IntN(3) == 0 {
 		m["label"] = 1.0
 		m["note"] = []any{"x", map[string]any{"y": 1}}
 	}

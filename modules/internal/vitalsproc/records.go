@@ -41,7 +41,55 @@ func FromMap(m map[string]any) (Record, error) {
 		}
 		r.Values[i], r.Present[i] = x, true
 	}
+	var err error
+	if r.Oxygen, err = oxygen(m["o2"]); err != nil {
+		return r, err
+	}
+	if r.NotAlert, err = notAlert(m["acvpu"]); err != nil {
+		return r, err
+	}
 	return r, nil
+}
+
+// oxygen reads the "o2" observation: a number (nonzero: on oxygen), a
+// bool, a numeric string, or absent/empty (air).
+func oxygen(v any) (bool, error) {
+	switch x := v.(type) {
+	case nil:
+		return false, nil
+	case bool:
+		return x, nil
+	case string:
+		if x == "" {
+			return false, nil
+		}
+	}
+	f, ok := number(v)
+	if !ok {
+		return false, fmt.Errorf("o2: %v is not a number", v)
+	}
+	return f != 0, nil
+}
+
+// notAlert reads the "acvpu" observation: a letter A, C, V, P or U (any
+// case), its index 0-4, or absent/empty (alert).
+func notAlert(v any) (bool, error) {
+	if s, ok := v.(string); ok {
+		switch s {
+		case "", "A", "a":
+			return false, nil
+		case "C", "c", "V", "v", "P", "p", "U", "u":
+			return true, nil
+		}
+	}
+	if v == nil {
+		return false, nil
+	}
+	f, ok := number(v)
+	if !ok || f < 0 || f > 4 || f != math.Trunc(f) {
+		return false, fmt.Errorf("acvpu: %v is not one of A, C, V, P, U (or 0-4)", v)
+	}
+	return f != 0, nil
 }
 
 func number(v any) (float64, bool) {
@@ -78,7 +126,20 @@ func (o *Output) ToMap() map[string]any {
 		}
 	}
 	m["clean"] = clean
+	m["o2"], m["not_alert"] = b2f(o.Oxygen), b2f(o.NotAlert)
+	for j, i := range Trends {
+		if o.Present[i] {
+			m["d_"+Fields[i].Key] = o.Trend[j]
+		}
+	}
 	return m
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // ToMap reports the counts as {"records": n, "missing": {...}, "dropped":
@@ -95,11 +156,11 @@ func (c *Counts) ToMap() map[string]any {
 }
 
 // Features returns the model feature vector of a processed record map (as
-// ToMap makes): z-scores in Fields order, 0 (the running mean) for a
-// missing or non-finite value.
+// ToMap makes): its FeatureKeys values in order, 0 (the running mean, no
+// change, air, alert) for a missing or non-finite value.
 func Features(m map[string]any, dst []float32) []float32 {
-	for _, f := range Fields {
-		x, ok := number(m[f.Key])
+	for _, k := range FeatureKeys {
+		x, ok := number(m[k])
 		if !ok || math.IsNaN(x) || math.IsInf(x, 0) {
 			x = 0
 		}

@@ -48,6 +48,49 @@ var Fields = []Field{
 // NumFields is len(Fields).
 const NumFields = 7
 
+// Trends are the Fields (by index) whose change from the patient's own
+// baseline is a feature: hr, sbp, spo2, rr, temp. A rise from 60 to 88 bpm
+// scores nothing on NEWS2 (51-90 is one band) and is the commonest early
+// sign of deterioration (Churpek et al. 2016).
+var Trends = [NumTrends]int{0, 1, 3, 4, 5}
+
+// NumTrends is len(Trends).
+const NumTrends = 5
+
+// BaselineReadings is how many of a patient's first accepted readings of a
+// field form the patient's baseline (4 h at the demo's 30-minute
+// observations).
+const BaselineReadings = 8
+
+// FeatureKeys are the keys of the model's features in order: the z-scores
+// of Fields, the two observations (oxygen 1/0, not alert 1/0), then each
+// Trends field's change from the patient's baseline in units of the
+// field's spread ("d_" + key).
+var FeatureKeys = func() []string {
+	k := make([]string, 0, NumFeatures)
+	for _, f := range Fields {
+		k = append(k, f.Key)
+	}
+	k = append(k, "o2", "not_alert")
+	for _, i := range Trends {
+		k = append(k, "d_"+Fields[i].Key)
+	}
+	return k
+}()
+
+// NumFeatures is len(FeatureKeys): the risk models' input width.
+const NumFeatures = NumFields + 2 + NumTrends
+
+// FeatureIndex returns the index of key in FeatureKeys, or -1.
+func FeatureIndex(key string) int {
+	for i, k := range FeatureKeys {
+		if k == key {
+			return i
+		}
+	}
+	return -1
+}
+
 // FieldIndex returns the index of key in Fields, or -1.
 func FieldIndex(key string) int {
 	for i, f := range Fields {
@@ -66,6 +109,10 @@ type Record struct {
 	HasT    bool
 	Values  [NumFields]float64
 	Present [NumFields]bool
+	// Oxygen: the patient breathes supplemental oxygen ("o2" 1); NotAlert:
+	// consciousness other than Alert on the ACVPU scale ("acvpu" C, V, P
+	// or U, or 1-4). Absent observations count as air and alert.
+	Oxygen, NotAlert bool
 }
 
 // Config tunes processing. The zero value means defaults.
@@ -135,6 +182,9 @@ func (w Welford) Z(x float64) float64 {
 type State struct {
 	Stats  map[string]Welford              `cbor:"stats"`
 	Recent map[string]map[string][]float64 `cbor:"recent"`
+	// Baseline: per patient and Trends field, the mean of the first
+	// BaselineReadings de-noised readings.
+	Baseline map[string]map[string]Welford `cbor:"baseline"`
 }
 
 // Validate checks a State that arrived from outside.
@@ -145,6 +195,16 @@ func (s *State) Validate() error {
 		}
 		if math.IsNaN(w.Mean) || math.IsInf(w.Mean, 0) || math.IsNaN(w.M2) || math.IsInf(w.M2, 0) || w.M2 < 0 {
 			return fmt.Errorf("vitalsproc: state: field %q statistics not finite", k)
+		}
+	}
+	for p, m := range s.Baseline {
+		for k, w := range m {
+			if FieldIndex(k) < 0 {
+				return fmt.Errorf("vitalsproc: state: patient %q: unknown baseline field %q", p, k)
+			}
+			if math.IsNaN(w.Mean) || math.IsInf(w.Mean, 0) || w.N > BaselineReadings {
+				return fmt.Errorf("vitalsproc: state: patient %q baseline %q not finite or over %d readings", p, k, BaselineReadings)
+			}
 		}
 	}
 	for p, m := range s.Recent {
@@ -175,6 +235,12 @@ type Output struct {
 	Clean   [NumFields]float64
 	Z       [NumFields]float64
 	Present [NumFields]bool
+	// Oxygen and NotAlert pass the observations through.
+	Oxygen, NotAlert bool
+	// Trend[j] is the change of Fields[Trends[j]] from the patient's
+	// baseline in units of the field's running spread (present with the
+	// field).
+	Trend [NumTrends]float64
 }
 
 // Counts are per-field tallies of one call.
@@ -200,6 +266,9 @@ func Process(cfg Config, recs []Record, st *State) ([]Output, Counts, error) {
 	if st.Recent == nil {
 		st.Recent = map[string]map[string][]float64{}
 	}
+	if st.Baseline == nil {
+		st.Baseline = map[string]map[string]Welford{}
+	}
 	out := make([]Output, len(recs))
 	// The running statistics live in an array during the call (one map
 	// write per field at the end instead of a lookup and a write per
@@ -214,6 +283,7 @@ func Process(cfg Config, recs []Record, st *State) ([]Output, Counts, error) {
 		r := &recs[ri]
 		o := &out[ri]
 		o.Patient, o.T, o.HasT = r.Patient, r.T, r.HasT
+		o.Oxygen, o.NotAlert = r.Oxygen, r.NotAlert
 		cnt.Records++
 		vals, present := r.Values, r.Present
 		// Range cleaning.
@@ -267,6 +337,24 @@ func Process(cfg Config, recs []Record, st *State) ([]Output, Counts, error) {
 			o.Clean[i] = m
 			o.Z[i] = stats[i].Z(m)
 			o.Present[i] = true
+		}
+		for j, i := range Trends {
+			if !o.Present[i] {
+				continue
+			}
+			bl := st.Baseline[r.Patient]
+			if bl == nil {
+				bl = map[string]Welford{}
+				st.Baseline[r.Patient] = bl
+			}
+			b := bl[Fields[i].Key]
+			if b.N < BaselineReadings {
+				b.Add(o.Clean[i])
+				bl[Fields[i].Key] = b
+			}
+			if sd := stats[i].Std(); sd > 1e-9 {
+				o.Trend[j] = (o.Clean[i] - b.Mean) / sd
+			}
 		}
 	}
 	for i, f := range Fields {

@@ -183,13 +183,94 @@ func TestFromMap(t *testing.T) {
 	if m["hr"] != 1.5 || m["clean"].(map[string]any)["hr"] != 90.0 {
 		t.Fatalf("ToMap: %v", m)
 	}
-	if f := Features(m, nil); len(f) != NumFields || f[0] != 1.5 || f[1] != 0 {
+	if f := Features(m, nil); len(f) != NumFeatures || f[0] != 1.5 || f[1] != 0 {
 		t.Fatalf("Features: %v", f)
 	}
 }
 
 func TestNumFields(t *testing.T) {
-	if len(Fields) != NumFields {
-		t.Fatalf("len(Fields) = %d, NumFields = %d", len(Fields), NumFields)
+	if len(Fields) != NumFields || len(FeatureKeys) != NumFeatures || len(Trends) != NumTrends {
+		t.Fatalf("len(Fields) = %d, NumFields = %d; %d feature keys, NumFeatures %d", len(Fields), NumFields, len(FeatureKeys), NumFeatures)
+	}
+}
+
+// TestObservationsPassThrough: o2 and acvpu in their accepted spellings.
+func TestObservationsPassThrough(t *testing.T) {
+	cases := []struct {
+		o2, acvpu        any
+		oxygen, notAlert bool
+		wantErr          bool
+	}{
+		{nil, nil, false, false, false},
+		{1.0, "A", true, false, false},
+		{0.0, "C", false, true, false},
+		{"1", "u", true, true, false},
+		{true, uint64(2), true, true, false},
+		{"", "", false, false, false},
+		{"yes", nil, false, false, true},
+		{nil, "X", false, false, true},
+		{nil, 7.0, false, false, true},
+	}
+	for i, c := range cases {
+		r, err := FromMap(map[string]any{"patient": "p", "o2": c.o2, "acvpu": c.acvpu})
+		if (err != nil) != c.wantErr {
+			t.Fatalf("case %d: error %v, want error %v", i, err, c.wantErr)
+		}
+		if err != nil {
+			continue
+		}
+		if r.Oxygen != c.oxygen || r.NotAlert != c.notAlert {
+			t.Fatalf("case %d: oxygen %v not alert %v", i, r.Oxygen, r.NotAlert)
+		}
+		out, _, err := Process(Config{}, []Record{r}, &State{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := out[0].ToMap()
+		if m["o2"] != b2f(c.oxygen) || m["not_alert"] != b2f(c.notAlert) {
+			t.Fatalf("case %d: output %v", i, m)
+		}
+	}
+}
+
+// TestTrendFromBaseline: a patient's change from the first
+// BaselineReadings readings, in units of the field's spread; another
+// patient's baseline is their own.
+func TestTrendFromBaseline(t *testing.T) {
+	st := &State{Stats: map[string]Welford{"hr": {N: 1_000_000, Mean: 75, M2: 100 * 999_999}}} // sd 10
+	var recs []Record
+	for k := 0; k < BaselineReadings+6; k++ {
+		hr := 60.0
+		if k >= BaselineReadings {
+			hr = 90 // a rise NEWS2 does not score (51-90)
+		}
+		r := Record{Patient: "a"}
+		r.Values[0], r.Present[0] = hr, true
+		recs = append(recs, r)
+	}
+	b := Record{Patient: "b"}
+	b.Values[0], b.Present[0] = 90, true
+	recs = append(recs, b)
+	out, _, err := Process(Config{Window: 1}, recs, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, o := range out[:BaselineReadings] {
+		if math.Abs(o.Trend[0]) > 1e-9 {
+			t.Fatalf("reading %d inside the baseline: trend %v", k, o.Trend[0])
+		}
+	}
+	if got := out[len(out)-2].Trend[0]; math.Abs(got-3) > 1e-3 {
+		t.Fatalf("60 -> 90 bpm at sd 10: trend %v, want 3", got)
+	}
+	if got := out[len(out)-1].Trend[0]; got != 0 {
+		t.Fatalf("patient b's first reading: trend %v, want 0", got)
+	}
+	if st.Baseline["a"]["hr"].N != BaselineReadings {
+		t.Fatalf("baseline kept %d readings", st.Baseline["a"]["hr"].N)
+	}
+	st.Baseline["a"]["hr"] = Welford{N: BaselineReadings + 1}
+	if err := st.Validate(); err == nil {
+		t.Fatal("a baseline over BaselineReadings validated")
 	}
 }
