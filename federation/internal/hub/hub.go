@@ -87,7 +87,9 @@ type Config struct {
 	// Rounds to complete before Done closes; 0 runs until Shutdown.
 	Rounds int
 	// Fraction of available devices sampled per round (1.0), at least
-	// MinDevices (1). A round waits until MinDevices are available.
+	// MinDevices (1). A round waits until MinDevices are available. The
+	// round's sampling rate, sampled / available (SamplingRate), reaches
+	// the mode in hook.RoundInfo and the report.
 	Fraction   float64
 	MinDevices int
 	// Quorum is the fraction of sampled devices whose updates close the
@@ -239,14 +241,17 @@ func (c *Config) fill() error {
 
 // Report describes one round.
 type Report struct {
-	Round    uint64   `json:"round" cbor:"round"`
-	Version  uint64   `json:"version" cbor:"version"` // global version after the round
-	Status   string   `json:"status" cbor:"status"`   // "completed" | "failed"
-	Error    string   `json:"error,omitempty" cbor:"error,omitempty"`
-	Sampled  int      `json:"sampled" cbor:"sampled"`
-	Received int      `json:"received" cbor:"received"`
-	Dropped  []string `json:"dropped,omitempty" cbor:"dropped,omitempty"` // stragglers
-	Refused  int      `json:"refused" cbor:"refused"`                     // late / invalid update messages
+	Round   uint64 `json:"round" cbor:"round"`
+	Version uint64 `json:"version" cbor:"version"` // global version after the round
+	Status  string `json:"status" cbor:"status"`   // "completed" | "failed"
+	Error   string `json:"error,omitempty" cbor:"error,omitempty"`
+	Sampled int    `json:"sampled" cbor:"sampled"`
+	// Available is the number of devices the sample was drawn from:
+	// Sampled/Available is the round's sampling rate.
+	Available int      `json:"available" cbor:"available"`
+	Received  int      `json:"received" cbor:"received"`
+	Dropped   []string `json:"dropped,omitempty" cbor:"dropped,omitempty"` // stragglers
+	Refused   int      `json:"refused" cbor:"refused"`                     // late / invalid update messages
 	// Rejected: sampled devices whose authenticated update was refused
 	// (not finite, wrong layout, malformed), with the reason; they do not
 	// count towards the round.
@@ -1294,13 +1299,30 @@ func (h *Hub) waitDevices(ctx context.Context) ([]string, error) {
 	}
 }
 
+// SampleSize is the number of devices a hub with fraction and minDevices
+// (their defaults filled) samples, uniformly without replacement, from
+// available devices: max(minDevices, ceil(fraction*available)), at most
+// available. It is the one place the sampling rule lives.
+func SampleSize(fraction float64, minDevices, available int) int {
+	return min(available, max(minDevices, int(math.Ceil(fraction*float64(available)))))
+}
+
+// SamplingRate is the probability that a given available device is in a
+// round's sample: SampleSize(fraction, minDevices, available)/available
+// (0 when none is available).
+func SamplingRate(fraction float64, minDevices, available int) float64 {
+	if available <= 0 {
+		return 0
+	}
+	return float64(SampleSize(fraction, minDevices, available)) / float64(available)
+}
+
 func (h *Hub) runRound(ctx context.Context) (Report, error) {
 	avail, err := h.waitDevices(ctx)
 	if err != nil {
 		return Report{}, err
 	}
-	k := max(h.cfg.MinDevices, int(math.Ceil(h.cfg.Fraction*float64(len(avail)))))
-	k = min(k, len(avail))
+	k := SampleSize(h.cfg.Fraction, h.cfg.MinDevices, len(avail))
 	perm := h.rng.Perm(len(avail))
 	sample := make([]string, k)
 	for i := range sample {
@@ -1320,8 +1342,8 @@ func (h *Hub) runRound(ctx context.Context) (Report, error) {
 	h.mu.Lock()
 	global, digest, chunks := h.global, h.digest, h.chunks
 	h.mu.Unlock()
-	info := hook.RoundInfo{Round: id, Version: global.Version, Mode: h.cfg.Mode, Devices: sample}
-	rep := Report{Round: id, Version: global.Version, Sampled: k}
+	info := hook.RoundInfo{Round: id, Version: global.Version, Mode: h.cfg.Mode, Devices: sample, Available: len(avail)}
+	rep := Report{Round: id, Version: global.Version, Sampled: k, Available: len(avail)}
 	task := wire.Task{
 		Round: id, Version: global.Version, Size: uint64(len(h.enc)), Chunks: uint64(len(chunks)), Digest: digest,
 		Settings: h.cfg.Settings, Mode: h.cfg.Mode,

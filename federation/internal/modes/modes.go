@@ -114,11 +114,14 @@ type Config struct {
 	Delta float64
 	// Rounds planned, for calibrating z from TargetEpsilon.
 	Rounds int
-	// SamplingRate q = devices sampled per round / population (1), the
-	// accountant's Poisson-subsampling rate. The hub samples a fixed-size
-	// subset, for which the Poisson analysis is the usual approximation
-	// (as in TF Federated). The local (ldp) accountant always uses q = 1:
-	// the hub sees who took part.
+	// SamplingRate is the planned q = devices sampled per round /
+	// population (1): it calibrates z from TargetEpsilon and sizes the
+	// adaptive clip's count noise. The accountant does not charge it: each
+	// release is charged at the rate the hub sampled that round at,
+	// len(RoundInfo.Devices)/RoundInfo.Available, and SamplingRate only
+	// when a round does not carry Available (docs/RATIONALE.md, "Sampling
+	// rate"). The local (ldp) accountant always uses q = 1: the hub sees
+	// who took part.
 	SamplingRate float64
 	// AdaptiveClip tracks the Quantile (0.5) of the update norms with
 	// learning rate ClipLR (0.2) (Andrew et al. 2021); each device's
@@ -296,7 +299,9 @@ type Status struct {
 	Epsilon         float64 `json:"epsilon,omitempty"`
 	Delta           float64 `json:"delta,omitempty"`
 	NoiseMultiplier float64 `json:"noise_multiplier,omitempty"`
-	SamplingRate    float64 `json:"sampling_rate,omitempty"`
+	// SamplingRate is the rate the last release was charged at (before
+	// any, the planned Config.SamplingRate).
+	SamplingRate float64 `json:"sampling_rate,omitempty"`
 	// Clip is the current clip norm (adaptive clipping moves it).
 	Clip float64 `json:"clip,omitempty"`
 	// Contributors to the last aggregate.

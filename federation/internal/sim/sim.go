@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"os"
 	"sync"
@@ -82,7 +81,8 @@ type Config struct {
 	// protocol steps over the embedded NATS (hook.HubLink /
 	// hook.ServeDevice). It replaces Mode/ModeHub/ModeClient; "" and "plain"
 	// run no transform. Privacy's zero fields default from the simulation:
-	// Population = the device ids, SamplingRate = Fraction, Rounds = Rounds.
+	// Population = the device ids, SamplingRate = the hub's planned rate
+	// (hub.SamplingRate over all devices), Rounds = Rounds.
 	PrivacyMode string
 	Privacy     modes.Config
 	// DataDir for the embedded hub's JetStream files (a temp dir, removed
@@ -226,7 +226,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			pcfg.Population = ids
 		}
 		if pcfg.SamplingRate == 0 {
-			pcfg.SamplingRate = math.Ceil(cfg.Fraction*float64(cfg.Devices)) / float64(cfg.Devices)
+			pcfg.SamplingRate = hub.SamplingRate(cfg.Fraction, simMinDevices(cfg), cfg.Devices)
 		}
 		if pcfg.Rounds == 0 {
 			pcfg.Rounds = cfg.Rounds
@@ -308,7 +308,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	start := time.Now()
 	h, err := hub.New(hub.Config{
 		Name: "sim", DataDir: dir, Listen: "-", Strategy: strat, Rounds: cfg.Rounds,
-		Fraction: cfg.Fraction, MinDevices: min(cfg.Devices, max(1, int(float64(cfg.Devices)*cfg.Fraction))),
+		Fraction: cfg.Fraction, MinDevices: simMinDevices(cfg),
 		Quorum: cfg.Quorum, Deadline: cfg.Deadline, Settings: cfg.Settings, Initial: &init, Secret: secret,
 		DeviceTTL: time.Hour, Evaluator: train.DataEvaluator{E: ev, Data: testSet, Name: "the test split"}, Seed: cfg.Seed + 4,
 		Mode: cfg.Mode, ModeHub: cfg.ModeHub, Logger: cfg.Logger,
@@ -528,6 +528,12 @@ func (s *Summary) RoundsTo(target float64) int {
 		}
 	}
 	return 0
+}
+
+// simMinDevices is the simulated hub's MinDevices: the devices a round of
+// Fraction samples, so that a round waits for a full sample.
+func simMinDevices(cfg Config) int {
+	return min(cfg.Devices, max(1, int(float64(cfg.Devices)*cfg.Fraction)))
 }
 
 func settings(lr float64, epochs, batch uint64) wire.Settings {
