@@ -85,7 +85,9 @@ type Func struct {
 
 // Group is one import module: its functions and the capability that a
 // module's manifest must hold (and the operator must allow) to import it.
-// Packages above hostfuncs add groups through Config.Extra, wired by cmd.
+// Every group is defined here (Builtin): a host function reaches the
+// calling instance's handles, quotas, deadline and last_error only through
+// this package, so services above it plug in through Services instead.
 type Group struct {
 	Module     string
 	Capability string // "" means always granted
