@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fennec-edge/fennec/internal/config"
 	"github.com/fennec-edge/fennec/internal/routines"
 	"github.com/fennec-edge/fennec/runtime"
 )
@@ -42,7 +43,8 @@ type DeployerConfig struct {
 	// one delivering concurrently) and never under a Deployer lock: it may
 	// call the Deployer, except Close.
 	OnEvent func(Event)
-	Logger  *slog.Logger
+	// Logger receives the Deployer's events (slog.Default() when nil).
+	Logger *slog.Logger
 }
 
 // Event kinds.
@@ -166,23 +168,18 @@ func NewDeployer(cfg DeployerConfig) (*Deployer, error) {
 	if cfg.Engine == nil || cfg.Store == nil || cfg.Trust == nil {
 		return nil, errors.New("deploy: DeployerConfig needs Engine, Store and Trust")
 	}
-	if cfg.HealthTimeout <= 0 {
-		cfg.HealthTimeout = 10 * time.Second
-	}
-	if cfg.CrashLoopFailures <= 0 {
-		cfg.CrashLoopFailures = 5
-	}
-	if cfg.CrashLoopWindow <= 0 {
-		cfg.CrashLoopWindow = time.Minute
+	if err := errors.Join(
+		config.Default("deploy: DeployerConfig.HealthTimeout", &cfg.HealthTimeout, 10*time.Second),
+		config.Default("deploy: DeployerConfig.CrashLoopFailures", &cfg.CrashLoopFailures, 5),
+		config.Default("deploy: DeployerConfig.CrashLoopWindow", &cfg.CrashLoopWindow, time.Minute),
+		config.NonNegative("deploy: DeployerConfig.Limits.MaxBundle", cfg.Limits.MaxBundle),
+	); err != nil {
+		return nil, err
 	}
 	if cfg.Device == "" {
 		cfg.Device = "device"
 	}
-	d := &Deployer{cfg: cfg, log: cfg.Logger}
-	if d.log == nil {
-		d.log = slog.Default()
-	}
-	return d, nil
+	return &Deployer{cfg: cfg, log: config.Logger(cfg.Logger)}, nil
 }
 
 func (d *Deployer) audit(r Record) {

@@ -104,6 +104,7 @@ another mode). In ldp the device adds its own noise: give it --noise-multiplier,
 			// federation's collective key: the mode client of an he or
 			// he+dp round holds this device's party once the hub's key
 			// setup has run (until then, and in other modes, ESTATE).
+			mcfg.Logger = log
 			heParty := &hostfuncs.HESlot{}
 			eng, err := newEngine(ctx, log, runtime.Config{Logger: log,
 				Services: &hostfuncs.Services{Privacy: &hostfuncs.PrivacyServices{HE: heParty}}})

@@ -144,7 +144,7 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 				if !slices.Contains([]string{"fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad"}, sc.Name) {
 					return &exitError{exitUsage, fmt.Errorf("--privacy-mode %s hands the strategy one aggregate update: use fedavg, fedprox, fedadam, fedyogi or fedadagrad, not %s", mode, sc.Name)}
 				}
-				mcfg.Rounds = cfg.Rounds
+				mcfg.Rounds, mcfg.Logger = cfg.Rounds, cfg.Logger
 				if len(mcfg.Population) == 0 && cfg.Access != nil {
 					for _, d := range cfg.Access.Devices {
 						mcfg.Population = append(mcfg.Population, d.ID)

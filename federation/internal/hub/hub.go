@@ -35,6 +35,7 @@ import (
 	"github.com/fennec-edge/fennec/federation/internal/model"
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
+	"github.com/fennec-edge/fennec/internal/config"
 	"github.com/fennec-edge/fennec/internal/natsembed"
 )
 
@@ -134,7 +135,8 @@ type Config struct {
 	// Keep is the number of model checkpoints kept in the object store (5).
 	Keep int
 	// Seed seeds device sampling (0: random).
-	Seed   uint64
+	Seed uint64
+	// Logger receives the hub's events (slog.Default() when nil).
 	Logger *slog.Logger
 }
 
@@ -157,38 +159,34 @@ func (c *Config) fill() error {
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:4222"
 	}
-	if c.Replicas == 0 {
-		c.Replicas = 1
+	if err := errors.Join(
+		config.Default("hub config: Replicas", &c.Replicas, 1),
+		config.NonNegative("hub config: Rounds", c.Rounds),
+		config.Default("hub config: Fraction", &c.Fraction, 1),
+		config.Default("hub config: MinDevices", &c.MinDevices, 1),
+		config.Default("hub config: Quorum", &c.Quorum, 0.5),
+		config.Default("hub config: Deadline", &c.Deadline, 30*time.Second),
+		config.Default("hub config: DeviceTTL", &c.DeviceTTL, 10*time.Second),
+		config.Default("hub config: Keep", &c.Keep, 5),
+		config.Default("hub config: WeightRatio", &c.WeightRatio, strategy.DefaultWeightRatio),
+		config.Default("hub config: MaxPendingBytes", &c.MaxPendingBytes, 1<<30),
+	); err != nil {
+		return err
 	}
-	if c.Replicas < 1 || c.Replicas > 5 {
+	if c.Replicas > 5 {
 		return fmt.Errorf("hub config: Replicas %d outside 1..5", c.Replicas)
 	}
 	if c.Strategy == nil {
 		c.Strategy = strategy.FromAggregator(strategy.FedAvg{})
 	}
-	if c.Fraction == 0 {
-		c.Fraction = 1
-	}
-	if c.Fraction < 0 || c.Fraction > 1 {
+	if c.Fraction > 1 {
 		return fmt.Errorf("hub config: Fraction %v outside (0, 1]", c.Fraction)
 	}
-	if c.MinDevices == 0 {
-		c.MinDevices = 1
+	if c.Quorum > 1 {
+		return fmt.Errorf("hub config: Quorum %v outside (0, 1]", c.Quorum)
 	}
-	if c.Quorum == 0 {
-		c.Quorum = 0.5
-	}
-	if c.Quorum < 0 || c.Quorum > 1 || c.MinDevices < 0 || c.Rounds < 0 || c.Keep < 0 {
-		return errors.New("hub config: Quorum must be in (0, 1], MinDevices, Rounds and Keep >= 0")
-	}
-	if c.Deadline == 0 {
-		c.Deadline = 30 * time.Second
-	}
-	if c.DeviceTTL == 0 {
-		c.DeviceTTL = 10 * time.Second
-	}
-	if c.Keep == 0 {
-		c.Keep = 5
+	if !(c.WeightRatio >= 1) {
+		return fmt.Errorf("hub config: WeightRatio %v must be >= 1", c.WeightRatio)
 	}
 	if c.Secret == nil && c.Keys == nil {
 		return errors.New("hub config: Secret or Keys is required (device credentials)")
@@ -196,21 +194,7 @@ func (c *Config) fill() error {
 	if c.Mode != "" && c.ModeHub == nil {
 		return fmt.Errorf("hub config: Mode %q needs ModeHub transforms", c.Mode)
 	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	if c.WeightRatio == 0 {
-		c.WeightRatio = strategy.DefaultWeightRatio
-	}
-	if !(c.WeightRatio >= 1) {
-		return fmt.Errorf("hub config: WeightRatio %v must be >= 1", c.WeightRatio)
-	}
-	if c.MaxPendingBytes == 0 {
-		c.MaxPendingBytes = 1 << 30
-	}
-	if c.MaxPendingBytes < 0 {
-		return errors.New("hub config: MaxPendingBytes must be >= 0")
-	}
+	c.Logger = config.Logger(c.Logger)
 	// A robust strategy is robust only with enough updates per round: say
 	// so now rather than aggregate a round in which one device decides.
 	if n, why := strategy.MinUpdates(c.Strategy); n > 1 {

@@ -315,7 +315,7 @@ func (h *Hub) blame(r *hubRound, cs []secagg.Culprit) {
 			h.st.Culprits = map[string]int{}
 		}
 		h.st.Culprits[d]++
-		if h.cfg.Quarantine > 0 {
+		if !h.cfg.NoQuarantine {
 			h.quarantine[d] = r.id + uint64(h.cfg.Quarantine)
 		}
 		h.cfg.Logger.Warn("secagg: culprit", "device", d, "round", r.id, "reason", c.Reason, "times", h.st.Culprits[d],

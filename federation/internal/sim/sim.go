@@ -20,6 +20,7 @@ import (
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
 	"github.com/fennec-edge/fennec/federation/internal/train"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
+	"github.com/fennec-edge/fennec/internal/config"
 	"github.com/fennec-edge/fennec/internal/routines"
 )
 
@@ -93,7 +94,7 @@ type Config struct {
 	// consecutive failed rounds (default 3), e.g. when every device's
 	// training module rejects the model.
 	MaxFailedRounds int
-	Logger          *slog.Logger
+	Logger          *slog.Logger // slog.Default() when nil
 	ChunkSize       int
 }
 
@@ -175,9 +176,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if cfg.Fraction == 0 {
 		cfg.Fraction = 1
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	cfg.Logger = config.Logger(cfg.Logger)
 	if cfg.Settings.LR == 0 {
 		cfg.Settings.LR = 0.05
 	}
