@@ -1,10 +1,14 @@
 package deploy
 
 import (
+	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fennec-edge/fennec/runtime"
 )
 
 // A negative duration or count in a deploy config is an error that names
@@ -47,5 +51,29 @@ func TestDeployConfigNegative(t *testing.T) {
 		if _, err := DecodeBundle(guestBundle(t, pub, "1.0.0"), lim); err == nil || !strings.Contains(err.Error(), "Limits.Max") {
 			t.Errorf("DecodeBundle with %+v: %v, want an error naming the field", lim, err)
 		}
+	}
+}
+
+// A closed Deployer or AuditLog refuses with ErrClosed, which callers can
+// match as runtime.ErrClosed too.
+func TestDeployErrClosed(t *testing.T) {
+	dir := t.TempDir()
+	r := newRig(t, dir, nil)
+	if err := r.d.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.d.Start(context.Background()); !errors.Is(err, ErrClosed) || !errors.Is(err, runtime.ErrClosed) {
+		t.Errorf("Start after Close: %v, want ErrClosed", err)
+	}
+	if _, err := r.d.Install(context.Background(), guestBundle(t, r.pub, "1.0.0"), "ops"); !errors.Is(err, ErrClosed) {
+		t.Errorf("Install after Close: %v, want ErrClosed", err)
+	}
+	al, err := OpenAudit(filepath.Join(dir, "a.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	al.Close()
+	if err := al.Append(Record{What: "x"}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Append after Close: %v, want ErrClosed", err)
 	}
 }

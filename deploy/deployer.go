@@ -162,6 +162,11 @@ func (a *active) failure(now time.Time, n int, window time.Duration) bool {
 // ErrNoModule is returned by Call before any version is installed.
 var ErrNoModule = errors.New("deploy: no module installed")
 
+// ErrClosed is returned by a Deployer or AuditLog used after Close. It
+// wraps runtime.ErrClosed, so one errors.Is check covers a closed engine,
+// module or deployer.
+var ErrClosed = fmt.Errorf("deploy: %w", runtime.ErrClosed)
+
 // NewDeployer returns a Deployer with nothing running; call Start to run
 // what the store holds.
 func NewDeployer(cfg DeployerConfig) (*Deployer, error) {
@@ -277,7 +282,7 @@ func (d *Deployer) Start(ctx context.Context) error {
 	d.swapMu.Lock()
 	defer d.unlockSwap()
 	if d.closed.Load() {
-		return errors.New("deploy: deployer is closed")
+		return ErrClosed
 	}
 	for attempt := 0; attempt < 2; attempt++ {
 		st := d.cfg.Store.State()
@@ -348,7 +353,7 @@ func (d *Deployer) Install(ctx context.Context, raw []byte, who string) (*Verifi
 	d.swapMu.Lock()
 	defer d.unlockSwap()
 	if d.closed.Load() {
-		return nil, errors.New("deploy: deployer is closed")
+		return nil, ErrClosed
 	}
 	var run Running
 	if a := d.cur.Load(); a != nil {

@@ -179,7 +179,7 @@ func (c *Client) handleHE(round uint64, step string, data []byte) ([]byte, error
 		return out, nil
 	}
 	if c.party == nil {
-		return nil, errors.New("modes: no he key setup")
+		return nil, errNoHEParty
 	}
 	switch step {
 	case stepHEPK:
@@ -269,7 +269,7 @@ func (c *Client) Transform(ctx context.Context, info hook.RoundInfo, extra map[s
 		*update = m
 	case "he":
 		if c.party == nil {
-			return nil, errors.New("modes: no he key setup")
+			return nil, errNoHEParty
 		}
 		if err := c.bound(p, d, p.Bound); err != nil {
 			return nil, err
