@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -129,7 +128,7 @@ func (l *AuditLog) Append(r Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.f == nil {
-		return errors.New("audit log is closed")
+		return fmt.Errorf("audit log %s: %w", l.path, ErrClosed)
 	}
 	if _, err := l.f.Write(line); err != nil {
 		return fmt.Errorf("audit log %s: %w", l.path, err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fennec-edge/fennec/deploy/internal/envelope"
 	"github.com/fennec-edge/fennec/deploy/internal/semver"
+	"github.com/fennec-edge/fennec/internal/config"
 	"github.com/fennec-edge/fennec/runtime"
 )
 
@@ -68,8 +69,8 @@ func ReadBundle(path string, lim Limits) (*Bundle, error) {
 	}
 	defer f.Close()
 	max := lim.MaxBundle
-	if max <= 0 {
-		max = 64 << 20
+	if err := config.Default("deploy: Limits.MaxBundle", &max, 64<<20); err != nil {
+		return nil, err
 	}
 	raw, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
 	if err != nil {

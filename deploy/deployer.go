@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fennec-edge/fennec/internal/config"
 	"github.com/fennec-edge/fennec/internal/routines"
 	"github.com/fennec-edge/fennec/runtime"
 )
@@ -42,7 +43,8 @@ type DeployerConfig struct {
 	// one delivering concurrently) and never under a Deployer lock: it may
 	// call the Deployer, except Close.
 	OnEvent func(Event)
-	Logger  *slog.Logger
+	// Logger receives the Deployer's events (slog.Default() when nil).
+	Logger *slog.Logger
 }
 
 // Event kinds.
@@ -160,29 +162,29 @@ func (a *active) failure(now time.Time, n int, window time.Duration) bool {
 // ErrNoModule is returned by Call before any version is installed.
 var ErrNoModule = errors.New("deploy: no module installed")
 
+// ErrClosed is returned by a Deployer or AuditLog used after Close. It
+// wraps runtime.ErrClosed, so one errors.Is check covers a closed engine,
+// module or deployer.
+var ErrClosed = fmt.Errorf("deploy: %w", runtime.ErrClosed)
+
 // NewDeployer returns a Deployer with nothing running; call Start to run
 // what the store holds.
 func NewDeployer(cfg DeployerConfig) (*Deployer, error) {
 	if cfg.Engine == nil || cfg.Store == nil || cfg.Trust == nil {
 		return nil, errors.New("deploy: DeployerConfig needs Engine, Store and Trust")
 	}
-	if cfg.HealthTimeout <= 0 {
-		cfg.HealthTimeout = 10 * time.Second
-	}
-	if cfg.CrashLoopFailures <= 0 {
-		cfg.CrashLoopFailures = 5
-	}
-	if cfg.CrashLoopWindow <= 0 {
-		cfg.CrashLoopWindow = time.Minute
+	if err := errors.Join(
+		config.Default("deploy: DeployerConfig.HealthTimeout", &cfg.HealthTimeout, 10*time.Second),
+		config.Default("deploy: DeployerConfig.CrashLoopFailures", &cfg.CrashLoopFailures, 5),
+		config.Default("deploy: DeployerConfig.CrashLoopWindow", &cfg.CrashLoopWindow, time.Minute),
+		config.NonNegative("deploy: DeployerConfig.Limits.MaxBundle", cfg.Limits.MaxBundle),
+	); err != nil {
+		return nil, err
 	}
 	if cfg.Device == "" {
 		cfg.Device = "device"
 	}
-	d := &Deployer{cfg: cfg, log: cfg.Logger}
-	if d.log == nil {
-		d.log = slog.Default()
-	}
-	return d, nil
+	return &Deployer{cfg: cfg, log: config.Logger(cfg.Logger)}, nil
 }
 
 func (d *Deployer) audit(r Record) {
@@ -280,7 +282,7 @@ func (d *Deployer) Start(ctx context.Context) error {
 	d.swapMu.Lock()
 	defer d.unlockSwap()
 	if d.closed.Load() {
-		return errors.New("deploy: deployer is closed")
+		return ErrClosed
 	}
 	for attempt := 0; attempt < 2; attempt++ {
 		st := d.cfg.Store.State()
@@ -351,7 +353,7 @@ func (d *Deployer) Install(ctx context.Context, raw []byte, who string) (*Verifi
 	d.swapMu.Lock()
 	defer d.unlockSwap()
 	if d.closed.Load() {
-		return nil, errors.New("deploy: deployer is closed")
+		return nil, ErrClosed
 	}
 	var run Running
 	if a := d.cur.Load(); a != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/fennec-edge/fennec/internal/config"
 	"github.com/fennec-edge/fennec/internal/routines"
 )
 
@@ -299,7 +300,8 @@ type AgentConfig struct {
 	Heartbeat time.Duration
 	// MaxBundle bounds a fetched bundle (default 64 MiB).
 	MaxBundle int
-	Logger    *slog.Logger
+	// Logger receives the agent's events (slog.Default() when nil).
+	Logger *slog.Logger
 }
 
 // Agent applies its group's desired state to a device and reports status.
@@ -332,15 +334,13 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 	if !validName(cfg.Device) || !validName(cfg.Group) {
 		return nil, fmt.Errorf("deploy: device %q / group %q: want 1-64 characters of A-Z a-z 0-9 _ -", cfg.Device, cfg.Group)
 	}
-	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = 5 * time.Second
+	if err := errors.Join(
+		config.Default("deploy: AgentConfig.Heartbeat", &cfg.Heartbeat, 5*time.Second),
+		config.Default("deploy: AgentConfig.MaxBundle", &cfg.MaxBundle, 64<<20),
+	); err != nil {
+		return nil, err
 	}
-	if cfg.MaxBundle <= 0 {
-		cfg.MaxBundle = 64 << 20
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	cfg.Logger = config.Logger(cfg.Logger)
 	js, err := jetstream.New(cfg.Conn)
 	if err != nil {
 		return nil, err

@@ -84,6 +84,14 @@ type (
 	StepHandler = hook.Handler
 )
 
+// SamplingRate is the rate at which a hub of fraction and minDevices
+// samples devices from available ones (sampled/available): the rate a
+// mode's accountant charges for such a round, and the planned rate for
+// calibrating a noise multiplier over a known population.
+func SamplingRate(fraction float64, minDevices, available int) float64 {
+	return hub.SamplingRate(fraction, minDevices, available)
+}
+
 // ModeNames lists the built-in privacy modes: plain, dp, ldp, secagg,
 // secagg+dp, he, he+dp.
 var ModeNames = modes.Names

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/fennec-edge/fennec/gpu"
+	"github.com/fennec-edge/fennec/internal/config"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
@@ -85,7 +86,9 @@ type Func struct {
 
 // Group is one import module: its functions and the capability that a
 // module's manifest must hold (and the operator must allow) to import it.
-// Packages above hostfuncs add groups through Config.Extra, wired by cmd.
+// Every group is defined here (Builtin): a host function reaches the
+// calling instance's handles, quotas, deadline and last_error only through
+// this package, so services above it plug in through Services instead.
 type Group struct {
 	Module     string
 	Capability string // "" means always granted
@@ -123,10 +126,10 @@ func Register(ctx context.Context, r wazero.Runtime, groups []Group) error {
 }
 
 // InstanceConfig sets one guest instance's limits. Zero values are replaced
-// by the defaults below.
+// by the defaults below; negative ones are an error.
 type InstanceConfig struct {
 	Module         string       // the module's name, for logs and messages
-	Logger         *slog.Logger // guest logs go here with the module's name
+	Logger         *slog.Logger // guest logs go here with the module's name (slog.Default() when nil)
 	Backend        gpu.Backend  // tensor backend
 	MaxTensorBytes int64        // quota of live tensor bytes
 	MaxHandles     int          // quota of live handles (at most 65535)
@@ -186,26 +189,27 @@ type Instance struct {
 
 var saltCounter atomic.Uint32
 
-// NewInstance returns the state for a new guest instance.
-func NewInstance(cfg InstanceConfig) *Instance {
-	if cfg.MaxTensorBytes <= 0 {
-		cfg.MaxTensorBytes = DefaultMaxTensorBytes
-	}
-	if cfg.MaxHandles <= 0 {
-		cfg.MaxHandles = DefaultMaxHandles
+// NewInstance returns the state for a new guest instance. A negative
+// quota or output limit is an error naming the field.
+func NewInstance(cfg InstanceConfig) (*Instance, error) {
+	var err error
+	if err = errors.Join(
+		config.Default("hostfuncs: InstanceConfig.MaxTensorBytes", &cfg.MaxTensorBytes, DefaultMaxTensorBytes),
+		config.Default("hostfuncs: InstanceConfig.MaxHandles", &cfg.MaxHandles, DefaultMaxHandles),
+		config.Default("hostfuncs: InstanceConfig.MaxOutputBytes", &cfg.MaxOutputBytes, DefaultMaxOutputBytes),
+	); err != nil {
+		return nil, err
 	}
 	cfg.MaxHandles = min(cfg.MaxHandles, maxSlots)
-	if cfg.MaxOutputBytes <= 0 {
-		cfg.MaxOutputBytes = DefaultMaxOutputBytes
+	if cfg.Output, err = cfg.Output.withDefaults(); err != nil {
+		return nil, err
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg.Logger = config.Logger(cfg.Logger)
 	in := &Instance{cfg: cfg, log: cfg.Logger.With("module", cfg.Module), out: newOutputLimiter(cfg.Output, nil)}
 	// Consecutive instances get distinct salts, so a handle of one instance
 	// never validates in another (for 32768 instances at a time).
 	in.tab.salt = uint16(saltCounter.Add(1)*0x5bd1) & tagMask
-	return in
+	return in, nil
 }
 
 type ctxKey struct{}

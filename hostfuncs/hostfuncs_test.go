@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"math"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/fennec-edge/fennec/gpu"
 	"github.com/fennec-edge/fennec/hostfuncs"
@@ -62,7 +64,10 @@ func newEnv(t testing.TB, cfg hostfuncs.InstanceConfig) *env {
 	if cfg.Backend == nil {
 		cfg.Backend = backend
 	}
-	host := hostfuncs.NewInstance(cfg)
+	host, err := hostfuncs.NewInstance(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := host.Attach(context.Background())
 	mod, err := sharedRT.InstantiateModule(ctx, forwarder, wazero.NewModuleConfig().WithName(""))
 	if err != nil {
@@ -506,4 +511,29 @@ func FuzzTensorNew(f *testing.F) {
 			t.Fatalf("error %d without a message", h)
 		}
 	})
+}
+
+// A negative quota or output limit is an error naming the field; zero
+// takes the default (before, a negative value silently meant the default).
+func TestInstanceConfigNegative(t *testing.T) {
+	for _, tc := range []struct {
+		field string
+		cfg   hostfuncs.InstanceConfig
+	}{
+		{"MaxTensorBytes", hostfuncs.InstanceConfig{MaxTensorBytes: -1}},
+		{"MaxHandles", hostfuncs.InstanceConfig{MaxHandles: -1}},
+		{"MaxOutputBytes", hostfuncs.InstanceConfig{MaxOutputBytes: -1}},
+		{"LinesPerSecond", hostfuncs.InstanceConfig{Output: hostfuncs.OutputLimits{LinesPerSecond: -1}}},
+		{"BurstBytes", hostfuncs.InstanceConfig{Output: hostfuncs.OutputLimits{BurstBytes: -1}}},
+		{"Window", hostfuncs.InstanceConfig{Output: hostfuncs.OutputLimits{Window: -time.Second}}},
+	} {
+		if _, err := hostfuncs.NewInstance(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%s negative: %v, want an error naming it", tc.field, err)
+		}
+	}
+	in, err := hostfuncs.NewInstance(hostfuncs.InstanceConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Close()
 }

@@ -2,12 +2,15 @@ package hostfuncs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/fennec-edge/fennec/internal/config"
 )
 
 // OutputLimits bound what one guest instance may put into the host's log.
@@ -37,27 +40,18 @@ const (
 	DefaultLogWindow         = time.Second
 )
 
-func (l OutputLimits) withDefaults() OutputLimits {
-	if l.LinesPerSecond <= 0 {
-		l.LinesPerSecond = DefaultLogLinesPerSecond
-	}
-	if l.BytesPerSecond <= 0 {
-		l.BytesPerSecond = DefaultLogBytesPerSecond
-	}
-	if l.BurstLines <= 0 {
-		l.BurstLines = DefaultLogBurstLines
-	}
-	if l.MaxLine <= 0 {
-		l.MaxLine = DefaultMaxLogLine
-	}
-	if l.BurstBytes <= 0 {
-		l.BurstBytes = DefaultLogBurstBytes
-	}
+// withDefaults fills the zero fields; a negative one is an error naming it.
+func (l OutputLimits) withDefaults() (OutputLimits, error) {
+	err := errors.Join(
+		config.Default("hostfuncs: OutputLimits.LinesPerSecond", &l.LinesPerSecond, DefaultLogLinesPerSecond),
+		config.Default("hostfuncs: OutputLimits.BytesPerSecond", &l.BytesPerSecond, DefaultLogBytesPerSecond),
+		config.Default("hostfuncs: OutputLimits.BurstLines", &l.BurstLines, DefaultLogBurstLines),
+		config.Default("hostfuncs: OutputLimits.MaxLine", &l.MaxLine, DefaultMaxLogLine),
+		config.Default("hostfuncs: OutputLimits.BurstBytes", &l.BurstBytes, DefaultLogBurstBytes),
+		config.Default("hostfuncs: OutputLimits.Window", &l.Window, DefaultLogWindow),
+	)
 	l.BurstBytes = max(l.BurstBytes, l.MaxLine)
-	if l.Window <= 0 {
-		l.Window = DefaultLogWindow
-	}
-	return l
+	return l, err
 }
 
 // OutputStats counts an instance's log output since it was created.
@@ -84,8 +78,8 @@ type outputLimiter struct {
 	windowStart time.Time // first drop not yet reported
 }
 
+// newOutputLimiter applies l, whose defaults NewInstance filled.
 func newOutputLimiter(l OutputLimits, now func() time.Time) *outputLimiter {
-	l = l.withDefaults()
 	if now == nil {
 		now = time.Now
 	}

@@ -94,6 +94,64 @@ func (d *HEDevice) EncryptedLen(n int) (int, error) { return d.p.EncryptedLen(n)
 // EncryptScratch implements HEParty.
 func (d *HEDevice) EncryptScratch() int { return d.p.EncryptScratch() }
 
+// ErrNoHEParty is the error an HESlot answers with while it holds no
+// party; it wraps he.ErrPhase, so he_encrypt answers ESTATE.
+var ErrNoHEParty = fmt.Errorf("%w: no homomorphic-encryption party on this host yet (a federation device has one after its he or he+dp key setup)", he.ErrPhase)
+
+// HESlot is an HEParty whose party is set after the engine is built: a
+// federation device learns its HE party only when the hub's key setup runs,
+// and a new setup replaces it. Until Set (and after Set(nil)) it answers
+// with ErrNoHEParty. It is safe for concurrent use.
+type HESlot struct {
+	mu sync.RWMutex
+	p  HEParty
+}
+
+// Set makes p (nil: none) the party the slot forwards to.
+func (s *HESlot) Set(p HEParty) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.p = p
+}
+
+func (s *HESlot) get() HEParty {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.p
+}
+
+// MaxAbs implements HEParty (0 without a party).
+func (s *HESlot) MaxAbs() float64 {
+	if p := s.get(); p != nil {
+		return p.MaxAbs()
+	}
+	return 0
+}
+
+// EncryptedLen implements HEParty.
+func (s *HESlot) EncryptedLen(n int) (int, error) {
+	if p := s.get(); p != nil {
+		return p.EncryptedLen(n)
+	}
+	return 0, ErrNoHEParty
+}
+
+// EncryptScratch implements HEParty (0 without a party).
+func (s *HESlot) EncryptScratch() int {
+	if p := s.get(); p != nil {
+		return p.EncryptScratch()
+	}
+	return 0
+}
+
+// EncryptTo implements HEParty.
+func (s *HESlot) EncryptTo(dst []byte, update []float32) (int, error) {
+	if p := s.get(); p != nil {
+		return p.EncryptTo(dst, update)
+	}
+	return 0, ErrNoHEParty
+}
+
 // HEDecryptors reaches the devices that take part in a collective
 // decryption. The federation layer implements it over its transport.
 type HEDecryptors interface {
@@ -206,7 +264,7 @@ func heEncrypt(ctx context.Context, in *Instance, mod api.Module, stack []uint64
 	h, ptr, capacity := int32(stack[0]), uint32(stack[1]), int32(stack[2])
 	ps := in.privacyServices()
 	if ps == nil || ps.HE == nil {
-		return in.fail(ESTATE, "%s: no homomorphic-encryption setup is active on this host", op)
+		return in.fail(ESTATE, "%s: no homomorphic-encryption party on this host: HE keys exist only on a federation device after its he or he+dp key setup (fennec agent), never in a standalone run", op)
 	}
 	if capacity < 0 {
 		return in.fail(EMEM, "%s: negative buffer capacity %d", op, capacity)

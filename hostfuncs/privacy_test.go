@@ -853,3 +853,34 @@ func FuzzHEAdd(f *testing.F) {
 		}
 	})
 }
+
+// An HESlot answers ESTATE, naming the missing party, until a party is
+// set, forwards to it while set, and refuses again after Set(nil).
+func TestHESlot(t *testing.T) {
+	f := newHEFixture(t, 2)
+	dev, err := hostfuncs.NewHEDevice(f.parties[0], f.setup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot := &hostfuncs.HESlot{}
+	e := privacyEnv(t, &hostfuncs.PrivacyServices{HE: slot}, "-")
+	h := e.newF32([]int32{2}, 1, 2)
+	refused := func(when string) {
+		t.Helper()
+		if got := e.call("fennec_privacy_he_encrypt", u(h), outAt, 1024); got != int32(hostfuncs.ESTATE) ||
+			!strings.Contains(e.host.LastError(), "no homomorphic-encryption party") {
+			t.Fatalf("he_encrypt %s = %d (%s), want ESTATE naming the missing party", when, got, e.host.LastError())
+		}
+	}
+	refused("before Set")
+	slot.Set(dev)
+	size := e.call("fennec_privacy_he_encrypt", u(h), 0, 0)
+	if size <= 0 || uint32(outAt+size) > e.mod.Memory().Size() {
+		t.Fatalf("he_encrypt size query = %d (%s)", size, e.host.LastError())
+	}
+	if got := e.call("fennec_privacy_he_encrypt", u(h), outAt, u(size)); got != size {
+		t.Fatalf("he_encrypt = %d (%s), want %d", got, e.host.LastError(), size)
+	}
+	slot.Set(nil)
+	refused("after Set(nil)")
+}

@@ -52,7 +52,7 @@ type Config struct {
 	// Limits caps what any manifest may ask for, and sets the defaults.
 	Limits HostLimits
 	// Allow lists the capabilities the operator lets modules have. Nil
-	// allows the host-function groups (tensor and registered extensions) and
+	// allows the host-function groups (hostfuncs.Builtin) and
 	// "wasi:env"; "wasi:data" is allowed when DataDir is set. A module that
 	// requests a capability outside this list fails to compile.
 	Allow []string
@@ -61,9 +61,6 @@ type Config struct {
 	AllowHostCallPreemption bool
 	// DataDir is mounted read-only at /data for modules granted "wasi:data".
 	DataDir string
-	// Extra are host-function groups of packages above the runtime
-	// (federation), wired in by the command.
-	Extra []hostfuncs.Group
 	// Services are what the optional host-function groups use (a privacy
 	// budget ledger, HE keys); nil means none is configured.
 	Services *hostfuncs.Services
@@ -198,7 +195,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if e.backend == nil {
 		e.backend = gpu.NewCPU()
 	}
-	e.groups = append(hostfuncs.Builtin(), cfg.Extra...)
+	e.groups = hostfuncs.Builtin()
 	if cfg.Allow != nil {
 		e.allow = slices.Clone(cfg.Allow)
 	} else {

@@ -124,6 +124,20 @@ func ParseHostConfig(data []byte, source string) (HostLimits, error) {
 // check reports a default above its ceiling (after defaults are applied)
 // by its host configuration field name.
 func (l HostLimits) check() (field, msg string) {
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"MaxCallTimeout", int64(l.MaxCallTimeout)}, {"MaxTensorBytes", l.MaxTensorBytes},
+		{"MaxTensorHandles", int64(l.MaxTensorHandles)}, {"MaxInstances", int64(l.MaxInstances)},
+		{"MaxOutputBytes", int64(l.MaxOutputBytes)}, {"DefaultCallTimeout", int64(l.DefaultCallTimeout)},
+		{"DefaultTensorBytes", l.DefaultTensorBytes}, {"DefaultTensorHandles", int64(l.DefaultTensorHandles)},
+		{"DefaultInstances", int64(l.DefaultInstances)},
+	} {
+		if f.v < 0 {
+			return f.name, fmt.Sprintf("must not be negative (0 means the default), got %d", f.v)
+		}
+	}
 	w := l.withDefaults()
 	pairs := []struct {
 		def, max   string

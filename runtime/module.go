@@ -147,7 +147,7 @@ func (m *Module) Close(ctx context.Context) error {
 }
 
 func (m *Module) instantiate(ctx context.Context) (*instance, error) {
-	host := hostfuncs.NewInstance(hostfuncs.InstanceConfig{
+	host, err := hostfuncs.NewInstance(hostfuncs.InstanceConfig{
 		Module:         m.man.Name,
 		Logger:         m.log,
 		Backend:        m.eng.backend,
@@ -157,6 +157,9 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 		Services:       m.eng.cfg.Services,
 		Cooperative:    m.lim.preemption == PreemptHostCalls,
 	})
+	if err != nil {
+		return nil, err
+	}
 	stderr := newLineLogger(host, slog.LevelWarn, "stderr")
 	cfg := wazero.NewModuleConfig().
 		WithName("").

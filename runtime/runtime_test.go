@@ -453,3 +453,27 @@ func TestSharedCompiledModule(t *testing.T) {
 		t.Fatalf("%q, %v", out, err)
 	}
 }
+
+// A negative field of Config.Limits is an error naming it (before, it
+// silently meant the default); zero takes the default.
+func TestConfigLimitsNegative(t *testing.T) {
+	for _, tc := range []struct {
+		field string
+		lim   runtime.HostLimits
+	}{
+		{"MaxCallTimeout", runtime.HostLimits{MaxCallTimeout: -time.Second}},
+		{"MaxTensorBytes", runtime.HostLimits{MaxTensorBytes: -1}},
+		{"MaxInstances", runtime.HostLimits{MaxInstances: -1}},
+		{"MaxOutputBytes", runtime.HostLimits{MaxOutputBytes: -1}},
+		{"DefaultCallTimeout", runtime.HostLimits{DefaultCallTimeout: -1}},
+		{"DefaultTensorHandles", runtime.HostLimits{DefaultTensorHandles: -1}},
+	} {
+		e, err := runtime.New(context.Background(), runtime.Config{NoDiskCache: true, Limits: tc.lim})
+		if err == nil {
+			e.Close(context.Background())
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%s negative: %v, want an error naming it", tc.field, err)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/fennec-edge/fennec/deploy"
 	"github.com/fennec-edge/fennec/federation"
+	"github.com/fennec-edge/fennec/hostfuncs"
 	"github.com/fennec-edge/fennec/runtime"
 )
 
@@ -99,7 +100,14 @@ another mode). In ldp the device adds its own noise: give it --noise-multiplier,
 			if err != nil {
 				return &exitError{exitBadInput, err}
 			}
-			eng, err := newEngine(ctx, log, runtime.Config{Logger: log})
+			// The training module's he_encrypt encrypts under the
+			// federation's collective key: the mode client of an he or
+			// he+dp round holds this device's party once the hub's key
+			// setup has run (until then, and in other modes, ESTATE).
+			mcfg.Logger = log
+			heParty := &hostfuncs.HESlot{}
+			eng, err := newEngine(ctx, log, runtime.Config{Logger: log,
+				Services: &hostfuncs.Services{Privacy: &hostfuncs.PrivacyServices{HE: heParty}}})
 			if err != nil {
 				return &exitError{exitFailure, err}
 			}
@@ -157,6 +165,11 @@ another mode). In ldp the device adds its own noise: give it --noise-multiplier,
 					mc, err := federation.NewModeClient(m, cid, mcfg)
 					if err != nil {
 						return nil, err
+					}
+					if m == "he" || m == "he+dp" {
+						heParty.Set(mc)
+					} else {
+						heParty.Set(nil)
 					}
 					fmt.Fprintf(c.OutOrStdout(), "device %s takes part in privacy mode %s\n", cid, m)
 					return mc, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"time"
@@ -100,7 +101,7 @@ func benchFedRound1000(ctx context.Context, o bench.Options) ([]bench.Result, er
 	data.TrainX, data.TestX, data.Features = widen(data.TrainX), widen(data.TestX), in
 	var first federation.Progress
 	start := time.Now()
-	sum, err := federation.Simulate(ctx, federation.SimConfig{Devices: devices, Rounds: 1, Data: data, Hidden: hidden,
+	sum, err := federation.Simulate(ctx, federation.SimConfig{Logger: benchLog, Devices: devices, Rounds: 1, Data: data, Hidden: hidden,
 		Deadline: 60 * time.Second, Quorum: 1, Seed: 1,
 		OnRound: func(p federation.Progress) { first = p }})
 	if err != nil {
@@ -139,7 +140,7 @@ func benchFedWDBC(ctx context.Context, o bench.Options) ([]bench.Result, error) 
 		if err != nil {
 			return nil, err
 		}
-		s, err := federation.Simulate(ctx, federation.SimConfig{Devices: 10, Rounds: 20, Skew: 1, Data: d, Hidden: -1,
+		s, err := federation.Simulate(ctx, federation.SimConfig{Logger: benchLog, Devices: 10, Rounds: 20, Skew: 1, Data: d, Hidden: -1,
 			Reference: true, Seed: seed, Settings: federation.Settings{LR: 0.05, Epochs: 2, BatchSize: 16}})
 		if err != nil {
 			return nil, err
@@ -170,7 +171,7 @@ func benchFedFashion(ctx context.Context, o bench.Options) ([]bench.Result, erro
 	}
 	var res []bench.Result
 	for _, skew := range []float64{0, 1} {
-		s, err := federation.Simulate(ctx, federation.SimConfig{Devices: 100, Fraction: 0.1, Rounds: rounds, Skew: skew, Data: d, Hidden: 128,
+		s, err := federation.Simulate(ctx, federation.SimConfig{Logger: benchLog, Devices: 100, Fraction: 0.1, Rounds: rounds, Skew: skew, Data: d, Hidden: 128,
 			Seed: 1, Reference: true, Settings: federation.Settings{LR: 0.1, Epochs: 3, BatchSize: 32}, Deadline: 5 * time.Minute})
 		if err != nil {
 			return nil, err
@@ -200,7 +201,7 @@ func benchFedPoison(ctx context.Context, o bench.Options) ([]bench.Result, error
 		rounds = 5
 	}
 	run := func(strat federation.StrategyConfig, att federation.Attack) (float64, error) {
-		s, err := federation.Simulate(ctx, federation.SimConfig{Devices: 10, Rounds: rounds, Data: d, Hidden: -1, Seed: 1, Strategy: strat,
+		s, err := federation.Simulate(ctx, federation.SimConfig{Logger: benchLog, Devices: 10, Rounds: rounds, Data: d, Hidden: -1, Seed: 1, Strategy: strat,
 			Attack: att, Settings: federation.Settings{LR: 0.05, Epochs: 2, BatchSize: 16}})
 		return s.Accuracy, err
 	}
@@ -226,7 +227,7 @@ func benchFedPoison(ctx context.Context, o bench.Options) ([]bench.Result, error
 func benchFedFault(ctx context.Context, o bench.Options) ([]bench.Result, error) {
 	deadline := 2 * time.Second
 	var reps []federation.Progress
-	s, err := federation.Simulate(ctx, federation.SimConfig{Devices: 10, Rounds: 4, Seed: 1, Deadline: deadline, Quorum: 0.5,
+	s, err := federation.Simulate(ctx, federation.SimConfig{Logger: benchLog, Devices: 10, Rounds: 4, Seed: 1, Deadline: deadline, Quorum: 0.5,
 		Fault:   federation.Fault{Round: 2, Devices: 3},
 		OnRound: func(p federation.Progress) { reps = append(reps, p) }})
 	if err != nil {
@@ -247,7 +248,7 @@ func benchFedFault(ctx context.Context, o bench.Options) ([]bench.Result, error)
 // epochs, every device sampled (q = 1), clip 0.5, z calibrated so that the
 // 3 releases reach epsilon 3 at delta 1e-5.
 func dpWDBC(d *federation.Data, seed uint64, mode string) federation.SimConfig {
-	c := federation.SimConfig{Devices: 10, Rounds: 3, Data: d, Hidden: -1, Seed: seed,
+	c := federation.SimConfig{Logger: benchLog, Devices: 10, Rounds: 3, Data: d, Hidden: -1, Seed: seed,
 		Settings: federation.Settings{LR: 0.5, Epochs: 5, BatchSize: 16}, Deadline: 60 * time.Second}
 	if mode != "" {
 		c.PrivacyMode = mode
@@ -306,7 +307,7 @@ func benchFedModes(ctx context.Context, o bench.Options) ([]bench.Result, error)
 	}
 	type fig struct{ sec, bytes, acc float64 }
 	run := func(mode string) (fig, float64, error) {
-		c := federation.SimConfig{Devices: 10, Rounds: rounds, Data: data, Hidden: 16, Seed: 1,
+		c := federation.SimConfig{Logger: benchLog, Devices: 10, Rounds: rounds, Data: data, Hidden: 16, Seed: 1,
 			Settings: federation.Settings{LR: 0.1, Epochs: 2, BatchSize: 16}, Deadline: 60 * time.Second}
 		if mode != "plain" {
 			c.PrivacyMode = mode
@@ -341,3 +342,7 @@ func benchFedModes(ctx context.Context, o bench.Options) ([]bench.Result, error)
 	}
 	return res, nil
 }
+
+// benchLog discards the simulated federations' logs (a nil SimConfig.Logger
+// would log to slog.Default(), into the benchmark's output).
+var benchLog = slog.New(slog.DiscardHandler)

@@ -146,12 +146,17 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 				}
 				mcfg.Rounds = cfg.Rounds
 				mcfg.Logger = cfg.Logger.With("mode", mode) // culprits and clamped aggregates
-				if mcfg.SamplingRate == 0 {
-					mcfg.SamplingRate = cfg.Fraction
-				}
 				if len(mcfg.Population) == 0 && cfg.Access != nil {
 					for _, d := range cfg.Access.Devices {
 						mcfg.Population = append(mcfg.Population, d.ID)
+					}
+				}
+				if mcfg.SamplingRate == 0 {
+					// The planned rate for calibration; each release is
+					// charged at the rate its round was sampled at.
+					mcfg.SamplingRate = cfg.Fraction
+					if n := len(mcfg.Population); n > 0 {
+						mcfg.SamplingRate = federation.SamplingRate(cfg.Fraction, max(1, cfg.MinDevices), n)
 					}
 				}
 				if mh, err = federation.NewModes(mode, mcfg); err != nil {
@@ -214,7 +219,7 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 				if ps != nil {
 					line += ", " + ps.Mode
 					if ps.Epsilon > 0 {
-						line += fmt.Sprintf(" epsilon %.3f (delta %g)", ps.Epsilon, ps.Delta)
+						line += fmt.Sprintf(" epsilon %.3f (delta %g, sampling rate %g)", ps.Epsilon, ps.Delta, ps.SamplingRate)
 					}
 				}
 				if r.Error != "" {
@@ -236,7 +241,7 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 					st := mh.Status()
 					fmt.Fprintf(c.OutOrStdout(), "privacy mode %s", mode)
 					if st.NoiseMultiplier > 0 {
-						fmt.Fprintf(c.OutOrStdout(), ": noise multiplier %.4g, clip %g, sampling rate %g, delta %g", st.NoiseMultiplier, st.Clip, st.SamplingRate, st.Delta)
+						fmt.Fprintf(c.OutOrStdout(), ": noise multiplier %.4g, clip %g, planned sampling rate %g, delta %g", st.NoiseMultiplier, st.Clip, st.SamplingRate, st.Delta)
 					}
 					fmt.Fprintln(c.OutOrStdout())
 				}
@@ -302,7 +307,7 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 	f.Float64Var(&mcfg.Delta, "delta", 1e-5, "DP modes: delta of the reported (epsilon, delta)")
 	f.Float64Var(&mcfg.Clip, "clip", 1, "DP modes: L2 bound of each device's update delta")
 	f.Float64Var(&mcfg.NoiseMultiplier, "noise-multiplier", 0, "DP modes: noise std / clip (0: calibrated from --target-epsilon and --rounds)")
-	f.Float64Var(&mcfg.SamplingRate, "sampling-rate", 0, "DP modes: sampled devices / population for the accountant (0: --fraction)")
+	f.Float64Var(&mcfg.SamplingRate, "sampling-rate", 0, "DP modes: planned sampled devices / population, for calibrating --noise-multiplier (0: from --fraction, --min-devices and --population or --access); each release is charged at its round's real rate")
 	f.BoolVar(&mcfg.AdaptiveClip, "adaptive-clip", false, "dp mode: track the median update norm as the clip")
 	f.BoolVar(&mcfg.DistributedNoise, "distributed-noise", false, "secagg+dp, he+dp: the devices add the noise, not the hub")
 	f.StringSliceVar(&mcfg.Population, "population", nil, "he modes: every device id (default: the --access file's devices)")

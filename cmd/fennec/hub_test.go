@@ -14,6 +14,7 @@ import (
 	"github.com/fennec-edge/fennec/internal/guestbuild"
 	"github.com/fennec-edge/fennec/internal/guests"
 	"github.com/fennec-edge/fennec/internal/testutil"
+	"github.com/fennec-edge/fennec/privacy/dp"
 )
 
 // hubFixture writes risk-train (with its manifest), two devices' CSVs and
@@ -187,4 +188,36 @@ func TestHubStrategyModule(t *testing.T) {
 			t.Errorf("fennec %s: exit %d, want %d and %q in:\n%s", strings.Join(c.args, " "), code, c.code, c.want, out)
 		}
 	}
+}
+
+// TestHubDPSampledRate: `fennec hub --privacy-mode dp` charges each release
+// at the rate the hub sampled at. Two devices with --fraction 0.1 and
+// --min-devices 2 are both sampled every round (rate 1, not 0.1), and the
+// reported epsilon is the accountant's for two releases at q = 1.
+func TestHubDPSampledRate(t *testing.T) {
+	dir, p := hubFixture(t)
+	out := runHubRounds(t, dir, p, "--fraction", "0.1", "--privacy-mode", "dp", "--noise-multiplier", "1")
+	t.Logf("hub output:\n%s", out)
+	acc, err := dp.NewAccountant(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := acc.ComposeSubsampledGaussian(1, 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	eps, _, err := acc.Epsilon(1e-5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "round 2 completed: version 2, 2/2 updates, 0 dropped"
+	wantDP := fmt.Sprintf("dp epsilon %.3f (delta 1e-05, sampling rate 1)", eps)
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, want) {
+			if !strings.Contains(line, wantDP) {
+				t.Fatalf("round 2: %q, want %q", line, wantDP)
+			}
+			return
+		}
+	}
+	t.Fatalf("no %q line", want)
 }

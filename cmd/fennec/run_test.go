@@ -139,3 +139,34 @@ func TestRunHostConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestRunHEEncryptHasNoParty: a module calling he_encrypt in `fennec run`
+// gets ESTATE with a message that says why: HE keys exist only on a
+// federation device after its key setup, never in a standalone run.
+func TestRunHEEncryptHasNoParty(t *testing.T) {
+	wasm, err := guestbuild.Go(context.Background(), "testdata/heencrypt", guests.CacheDir())
+	if errors.Is(err, guestbuild.ErrNoGo) {
+		t.Skipf("cannot build guest modules here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	man, err := os.ReadFile("testdata/heencrypt/fennec.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "heencrypt.wasm"), b, 0o644)
+	os.WriteFile(filepath.Join(dir, "heencrypt.toml"), man, 0o644)
+	os.WriteFile(filepath.Join(dir, "in.json"), []byte(`{"values": [0.5, -0.25]}`), 0o644)
+	out, code := runFennec(t, dir, "run", "heencrypt.wasm", "--input", "in.json", "--entry", "encrypt")
+	t.Logf("exit %d:\n%s", code, out)
+	if code == exitOK || !strings.Contains(out, "ESTATE") || !strings.Contains(out, "no homomorphic-encryption party on this host") ||
+		!strings.Contains(out, "never in a standalone run") {
+		t.Fatalf("fennec run of he_encrypt: exit %d, want ESTATE naming the missing HE party:\n%s", code, out)
+	}
+}

@@ -21,6 +21,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/fxamacker/cbor/v2"
+
+	"github.com/fennec-edge/fennec/internal/config"
 )
 
 // Format is the only envelope format version understood.
@@ -32,24 +34,22 @@ const (
 	KindRollback = "rollback" // an operator allows installing it over a newer version
 )
 
-// Limits bound what Decode accepts. The zero value means the defaults.
+// Limits bound what Decode accepts. A zero field takes its default; a
+// negative one is an error.
 type Limits struct {
 	MaxBundle   int // whole envelope, bytes (default 64 MiB)
 	MaxManifest int // manifest text, bytes (default 64 KiB)
 	MaxSigs     int // signatures (default 16)
 }
 
-func (l Limits) withDefaults() Limits {
-	if l.MaxBundle <= 0 {
-		l.MaxBundle = 64 << 20
-	}
-	if l.MaxManifest <= 0 {
-		l.MaxManifest = 64 << 10
-	}
-	if l.MaxSigs <= 0 {
-		l.MaxSigs = 16
-	}
-	return l
+// withDefaults fills the zero fields; a negative one is an error naming it.
+func (l Limits) withDefaults() (Limits, error) {
+	err := errors.Join(
+		config.Default("deploy: Limits.MaxBundle", &l.MaxBundle, 64<<20),
+		config.Default("deploy: Limits.MaxManifest", &l.MaxManifest, 64<<10),
+		config.Default("deploy: Limits.MaxSigs", &l.MaxSigs, 16),
+	)
+	return l, err
 }
 
 // Envelope is a decoded bundle.
@@ -135,7 +135,10 @@ func Encode(e *Envelope) ([]byte, error) {
 // field shapes and the Wasm header but not the digest or any signature: that
 // is the caller's policy (so that "tampered" and "malformed" stay distinct).
 func Decode(b []byte, lim Limits) (*Envelope, error) {
-	lim = lim.withDefaults()
+	lim, err := lim.withDefaults()
+	if err != nil {
+		return nil, err
+	}
 	if len(b) > lim.MaxBundle {
 		return nil, fmt.Errorf("%w: %d bytes exceeds the %d byte limit", ErrMalformed, len(b), lim.MaxBundle)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/fennec-edge/fennec/federation/internal/model"
 	"github.com/fennec-edge/fennec/federation/internal/train"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
+	"github.com/fennec-edge/fennec/internal/config"
 	"github.com/fennec-edge/fennec/internal/routines"
 )
 
@@ -57,7 +58,8 @@ type Config struct {
 	// Mode, when set, is the only round mode this device takes part in: it
 	// refuses to start against a hub that announces another mode, and
 	// refuses tasks of any other mode, plain included.
-	Mode   string
+	Mode string
+	// Logger receives the agent's events (slog.Default() when nil).
 	Logger *slog.Logger
 }
 
@@ -128,15 +130,13 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Conn == nil && cfg.URL == "" {
 		return nil, errors.New("agent config: URL or Conn is required")
 	}
-	if cfg.Heartbeat == 0 {
-		cfg.Heartbeat = 2 * time.Second
+	if err := errors.Join(
+		config.Default("agent config: Heartbeat", &cfg.Heartbeat, 2*time.Second),
+		config.Default("agent config: ChunkSize", &cfg.ChunkSize, wire.DefaultChunk),
+	); err != nil {
+		return nil, err
 	}
-	if cfg.ChunkSize == 0 {
-		cfg.ChunkSize = wire.DefaultChunk
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	cfg.Logger = config.Logger(cfg.Logger)
 	if PlainMode(cfg.Mode) {
 		cfg.Mode = ""
 	} else if err := wire.ValidName(strings.ReplaceAll(cfg.Mode, "+", "_")); err != nil {

@@ -17,7 +17,12 @@ type RoundInfo struct {
 	Version uint64   // global model version the round starts from
 	Mode    string   // the round's privacy mode
 	Devices []string // the sampled devices, sorted
-	Device  string   // on a device: its own id
+	// Available is the number of devices the hub sampled Devices from,
+	// uniformly without replacement: len(Devices)/Available is the
+	// round's sampling rate (0: not known, e.g. a transform driven
+	// outside a hub).
+	Available int
+	Device    string // on a device: its own id
 }
 
 // Hub is the hub side of a mode.

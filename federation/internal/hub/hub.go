@@ -35,6 +35,7 @@ import (
 	"github.com/fennec-edge/fennec/federation/internal/model"
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
+	"github.com/fennec-edge/fennec/internal/config"
 	"github.com/fennec-edge/fennec/internal/natsembed"
 )
 
@@ -87,7 +88,9 @@ type Config struct {
 	// Rounds to complete before Done closes; 0 runs until Shutdown.
 	Rounds int
 	// Fraction of available devices sampled per round (1.0), at least
-	// MinDevices (1). A round waits until MinDevices are available.
+	// MinDevices (1). A round waits until MinDevices are available. The
+	// round's sampling rate, sampled / available (SamplingRate), reaches
+	// the mode in hook.RoundInfo and the report.
 	Fraction   float64
 	MinDevices int
 	// Quorum is the fraction of sampled devices whose updates close the
@@ -132,7 +135,8 @@ type Config struct {
 	// Keep is the number of model checkpoints kept in the object store (5).
 	Keep int
 	// Seed seeds device sampling (0: random).
-	Seed   uint64
+	Seed uint64
+	// Logger receives the hub's events (slog.Default() when nil).
 	Logger *slog.Logger
 }
 
@@ -155,38 +159,34 @@ func (c *Config) fill() error {
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:4222"
 	}
-	if c.Replicas == 0 {
-		c.Replicas = 1
+	if err := errors.Join(
+		config.Default("hub config: Replicas", &c.Replicas, 1),
+		config.NonNegative("hub config: Rounds", c.Rounds),
+		config.Default("hub config: Fraction", &c.Fraction, 1),
+		config.Default("hub config: MinDevices", &c.MinDevices, 1),
+		config.Default("hub config: Quorum", &c.Quorum, 0.5),
+		config.Default("hub config: Deadline", &c.Deadline, 30*time.Second),
+		config.Default("hub config: DeviceTTL", &c.DeviceTTL, 10*time.Second),
+		config.Default("hub config: Keep", &c.Keep, 5),
+		config.Default("hub config: WeightRatio", &c.WeightRatio, strategy.DefaultWeightRatio),
+		config.Default("hub config: MaxPendingBytes", &c.MaxPendingBytes, 1<<30),
+	); err != nil {
+		return err
 	}
-	if c.Replicas < 1 || c.Replicas > 5 {
+	if c.Replicas > 5 {
 		return fmt.Errorf("hub config: Replicas %d outside 1..5", c.Replicas)
 	}
 	if c.Strategy == nil {
 		c.Strategy = strategy.FromAggregator(strategy.FedAvg{})
 	}
-	if c.Fraction == 0 {
-		c.Fraction = 1
-	}
-	if c.Fraction < 0 || c.Fraction > 1 {
+	if c.Fraction > 1 {
 		return fmt.Errorf("hub config: Fraction %v outside (0, 1]", c.Fraction)
 	}
-	if c.MinDevices == 0 {
-		c.MinDevices = 1
+	if c.Quorum > 1 {
+		return fmt.Errorf("hub config: Quorum %v outside (0, 1]", c.Quorum)
 	}
-	if c.Quorum == 0 {
-		c.Quorum = 0.5
-	}
-	if c.Quorum < 0 || c.Quorum > 1 || c.MinDevices < 0 || c.Rounds < 0 || c.Keep < 0 {
-		return errors.New("hub config: Quorum must be in (0, 1], MinDevices, Rounds and Keep >= 0")
-	}
-	if c.Deadline == 0 {
-		c.Deadline = 30 * time.Second
-	}
-	if c.DeviceTTL == 0 {
-		c.DeviceTTL = 10 * time.Second
-	}
-	if c.Keep == 0 {
-		c.Keep = 5
+	if !(c.WeightRatio >= 1) {
+		return fmt.Errorf("hub config: WeightRatio %v must be >= 1", c.WeightRatio)
 	}
 	if c.Secret == nil && c.Keys == nil {
 		return errors.New("hub config: Secret or Keys is required (device credentials)")
@@ -194,21 +194,7 @@ func (c *Config) fill() error {
 	if c.Mode != "" && c.ModeHub == nil {
 		return fmt.Errorf("hub config: Mode %q needs ModeHub transforms", c.Mode)
 	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	if c.WeightRatio == 0 {
-		c.WeightRatio = strategy.DefaultWeightRatio
-	}
-	if !(c.WeightRatio >= 1) {
-		return fmt.Errorf("hub config: WeightRatio %v must be >= 1", c.WeightRatio)
-	}
-	if c.MaxPendingBytes == 0 {
-		c.MaxPendingBytes = 1 << 30
-	}
-	if c.MaxPendingBytes < 0 {
-		return errors.New("hub config: MaxPendingBytes must be >= 0")
-	}
+	c.Logger = config.Logger(c.Logger)
 	// A robust strategy is robust only with enough updates per round: say
 	// so now rather than aggregate a round in which one device decides.
 	if n, why := strategy.MinUpdates(c.Strategy); n > 1 {
@@ -239,14 +225,17 @@ func (c *Config) fill() error {
 
 // Report describes one round.
 type Report struct {
-	Round    uint64   `json:"round" cbor:"round"`
-	Version  uint64   `json:"version" cbor:"version"` // global version after the round
-	Status   string   `json:"status" cbor:"status"`   // "completed" | "failed"
-	Error    string   `json:"error,omitempty" cbor:"error,omitempty"`
-	Sampled  int      `json:"sampled" cbor:"sampled"`
-	Received int      `json:"received" cbor:"received"`
-	Dropped  []string `json:"dropped,omitempty" cbor:"dropped,omitempty"` // stragglers
-	Refused  int      `json:"refused" cbor:"refused"`                     // late / invalid update messages
+	Round   uint64 `json:"round" cbor:"round"`
+	Version uint64 `json:"version" cbor:"version"` // global version after the round
+	Status  string `json:"status" cbor:"status"`   // "completed" | "failed"
+	Error   string `json:"error,omitempty" cbor:"error,omitempty"`
+	Sampled int    `json:"sampled" cbor:"sampled"`
+	// Available is the number of devices the sample was drawn from:
+	// Sampled/Available is the round's sampling rate.
+	Available int      `json:"available" cbor:"available"`
+	Received  int      `json:"received" cbor:"received"`
+	Dropped   []string `json:"dropped,omitempty" cbor:"dropped,omitempty"` // stragglers
+	Refused   int      `json:"refused" cbor:"refused"`                     // late / invalid update messages
 	// Rejected: sampled devices whose authenticated update was refused
 	// (not finite, wrong layout, malformed), with the reason; they do not
 	// count towards the round.
@@ -1294,13 +1283,30 @@ func (h *Hub) waitDevices(ctx context.Context) ([]string, error) {
 	}
 }
 
+// SampleSize is the number of devices a hub with fraction and minDevices
+// (their defaults filled) samples, uniformly without replacement, from
+// available devices: max(minDevices, ceil(fraction*available)), at most
+// available. It is the one place the sampling rule lives.
+func SampleSize(fraction float64, minDevices, available int) int {
+	return min(available, max(minDevices, int(math.Ceil(fraction*float64(available)))))
+}
+
+// SamplingRate is the probability that a given available device is in a
+// round's sample: SampleSize(fraction, minDevices, available)/available
+// (0 when none is available).
+func SamplingRate(fraction float64, minDevices, available int) float64 {
+	if available <= 0 {
+		return 0
+	}
+	return float64(SampleSize(fraction, minDevices, available)) / float64(available)
+}
+
 func (h *Hub) runRound(ctx context.Context) (Report, error) {
 	avail, err := h.waitDevices(ctx)
 	if err != nil {
 		return Report{}, err
 	}
-	k := max(h.cfg.MinDevices, int(math.Ceil(h.cfg.Fraction*float64(len(avail)))))
-	k = min(k, len(avail))
+	k := SampleSize(h.cfg.Fraction, h.cfg.MinDevices, len(avail))
 	perm := h.rng.Perm(len(avail))
 	sample := make([]string, k)
 	for i := range sample {
@@ -1320,8 +1326,8 @@ func (h *Hub) runRound(ctx context.Context) (Report, error) {
 	h.mu.Lock()
 	global, digest, chunks := h.global, h.digest, h.chunks
 	h.mu.Unlock()
-	info := hook.RoundInfo{Round: id, Version: global.Version, Mode: h.cfg.Mode, Devices: sample}
-	rep := Report{Round: id, Version: global.Version, Sampled: k}
+	info := hook.RoundInfo{Round: id, Version: global.Version, Mode: h.cfg.Mode, Devices: sample, Available: len(avail)}
+	rep := Report{Round: id, Version: global.Version, Sampled: k, Available: len(avail)}
 	task := wire.Task{
 		Round: id, Version: global.Version, Size: uint64(len(h.enc)), Chunks: uint64(len(chunks)), Digest: digest,
 		Settings: h.cfg.Settings, Mode: h.cfg.Mode,

@@ -3,6 +3,7 @@ package hub_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
 	"github.com/fennec-edge/fennec/federation/internal/train"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
+	"github.com/fennec-edge/fennec/privacy/dp"
 )
 
 // seen is a mode's hub side that records what each update carried on the
@@ -212,4 +214,98 @@ func TestAccessModeSteps(t *testing.T) {
 		<-ctx.Done()
 		return ctx.Err()
 	})
+}
+
+// The DP accountant charges each release at the rate the hub sampled its
+// round at (sampled/available), not at the configured fraction: with 10
+// devices, Fraction 0.1 and MinDevices 2 the hub samples 2 of 10, and the
+// accountant must charge q = 0.2.
+func TestAccountedRateIsSampledRate(t *testing.T) {
+	const n, rounds = 10, 2
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("dev-%d", i)
+	}
+	// SamplingRate 0.1 is what a planner reading only the fraction would
+	// configure (and what `fennec hub --fraction 0.1` did).
+	mh, err := modes.NewHub("dp", modes.Config{NoiseMultiplier: 1, SamplingRate: 0.1, Population: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		rates []float64 // accountant's rate after each round
+	)
+	cfg := hub.Config{DataDir: t.TempDir(), Rounds: rounds, Fraction: 0.1, MinDevices: 2, Deadline: 10 * time.Second,
+		Mode: "dp", ModeHub: mh, OnRound: func(hub.Report) {
+			mu.Lock()
+			rates = append(rates, mh.Status().SamplingRate)
+			mu.Unlock()
+		}}
+	h := newHub(t, cfg)
+	t.Cleanup(h.Shutdown)
+	for i, id := range ids {
+		nc, err := nats.Connect("", nats.InProcessServer(h.Server()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		a, err := agent.New(agent.Config{Conn: nc, ID: id, Key: wire.DeviceKey(secret, id), Trainer: net8,
+			Data:      sim.Dataset(data.TrainX, data.TrainY, data.Features, []int{i, i + 10, i + 20}),
+			Heartbeat: 200 * time.Millisecond,
+			NewMode:   func(m string) (hook.Client, error) { return modes.NewClient(m, id, modes.Config{}) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(a.Close)
+	}
+	wait(t, h, 60*time.Second)
+	reps := h.Reports()
+	if len(reps) != rounds {
+		t.Fatalf("reports %+v", reps)
+	}
+	acc, err := dp.NewAccountant(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, r := range reps {
+		if r.Status != "completed" || r.Available < 2 || r.Sampled != hub.SampleSize(0.1, 2, r.Available) {
+			t.Fatalf("report %+v", r)
+		}
+		observed := float64(r.Sampled) / float64(r.Available)
+		if rates[i] != observed {
+			t.Errorf("round %d: accountant charged q=%v, the hub sampled %d of %d (rate %v)", r.Round, rates[i], r.Sampled, r.Available, observed)
+		}
+		if err := acc.ComposeSubsampledGaussian(observed, 1, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, _, err := acc.Epsilon(1e-5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mh.Status().Epsilon; math.Abs(got-want) > 1e-12*want {
+		t.Errorf("epsilon %v, want %v at the sampled rates", got, want)
+	}
+}
+
+func TestSampleSize(t *testing.T) {
+	for _, tc := range []struct {
+		f         float64
+		min, n, k int
+	}{
+		{0.1, 2, 10, 2}, {0.1, 1, 10, 1}, {0.25, 1, 10, 3}, {1, 1, 7, 7}, {0.5, 5, 4, 4}, {0.01, 1, 1000, 10},
+	} {
+		if k := hub.SampleSize(tc.f, tc.min, tc.n); k != tc.k {
+			t.Errorf("SampleSize(%v, %d, %d) = %d, want %d", tc.f, tc.min, tc.n, k, tc.k)
+		}
+		if q, want := hub.SamplingRate(tc.f, tc.min, tc.n), float64(tc.k)/float64(tc.n); q != want {
+			t.Errorf("SamplingRate(%v, %d, %d) = %v, want %v", tc.f, tc.min, tc.n, q, want)
+		}
+	}
 }

@@ -27,9 +27,11 @@ type Client struct {
 	mu    sync.Mutex
 	sa    map[uint64]*saRound
 	party *he.Party
-	cts   map[uint64][]byte
-	acc   *dp.Accountant // ldp: this device's own releases
-	eps   float64
+	// heParties is the party count of party's setup.
+	heParties int
+	cts       map[uint64][]byte
+	acc       *dp.Accountant // ldp: this device's own releases
+	eps       float64
 }
 
 type saRound struct {
@@ -173,11 +175,11 @@ func (c *Client) handleHE(round uint64, step string, data []byte) ([]byte, error
 		if err != nil {
 			return nil, err
 		}
-		c.party = p // a new setup replaces the old keys
+		c.party, c.heParties = p, k.Setup.Parties // a new setup replaces the old keys
 		return out, nil
 	}
 	if c.party == nil {
-		return nil, errors.New("modes: no he key setup")
+		return nil, errNoHEParty
 	}
 	switch step {
 	case stepHEPK:
@@ -267,7 +269,7 @@ func (c *Client) Transform(ctx context.Context, info hook.RoundInfo, extra map[s
 		*update = m
 	case "he":
 		if c.party == nil {
-			return nil, errors.New("modes: no he key setup")
+			return nil, errNoHEParty
 		}
 		if err := c.bound(p, d, p.Bound); err != nil {
 			return nil, err
@@ -352,4 +354,57 @@ func f64(x []float32) []float64 {
 		out[i] = float64(v)
 	}
 	return out
+}
+
+// errNoHEParty is the error of the HE methods below while the device has
+// no key setup of an he mode; callers match he.ErrPhase, which the
+// fennec_privacy host functions answer with ESTATE.
+var errNoHEParty = fmt.Errorf("%w: this device has no homomorphic-encryption party yet (the he key setup of an he or he+dp federation has not run)", he.ErrPhase)
+
+// The methods below make the Client this device's HE party for the
+// fennec_privacy host functions (hostfuncs.HEParty): a guest's he_encrypt
+// encrypts under the federation's collective key, which only the device's
+// mode client holds. They share the client's lock with the protocol steps
+// (a new key setup replaces the party between calls, never during one).
+
+// MaxAbs is the largest absolute value EncryptTo accepts: he.MaxAbsSum /
+// parties (0 before a key setup).
+func (c *Client) MaxAbs() float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.party == nil {
+		return 0
+	}
+	return float64(he.MaxAbsSum) / float64(c.heParties)
+}
+
+// EncryptedLen is he.Party.EncryptedLen of the current party.
+func (c *Client) EncryptedLen(n int) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.party == nil {
+		return 0, errNoHEParty
+	}
+	return c.party.EncryptedLen(n)
+}
+
+// EncryptScratch is he.Party.EncryptScratch of the current party (0 before
+// a key setup).
+func (c *Client) EncryptScratch() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.party == nil {
+		return 0
+	}
+	return c.party.EncryptScratch()
+}
+
+// EncryptTo is he.Party.EncryptTo of the current party.
+func (c *Client) EncryptTo(dst []byte, update []float32) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.party == nil {
+		return 0, errNoHEParty
+	}
+	return c.party.EncryptTo(dst, update)
 }

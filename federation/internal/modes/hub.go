@@ -55,6 +55,7 @@ type hubRound struct {
 	blamed     int     // secagg culprits already reported
 	outOfRange bool    // reported this round
 	res        float64 // secagg quantisation step
+	q          float64 // sampling rate the accountant charges (rate)
 }
 
 // NewHub validates cfg for mode and returns its hub side.
@@ -148,7 +149,7 @@ func (h *Hub) Prepare(ctx context.Context, info hook.RoundInfo) (map[string][]by
 	if len(info.Devices) == 0 {
 		return nil, errors.New("modes: round has no devices")
 	}
-	r := &hubRound{id: info.Round, devices: slices.Clone(info.Devices), global: g}
+	r := &hubRound{id: info.Round, devices: slices.Clone(info.Devices), global: g, q: h.rate(info)}
 	sort.Strings(r.devices)
 	r.p = roundParams{Mode: h.mode, Len: g.Params(), Bound: h.cfg.Bound}
 	if r.p.Len == 0 {
@@ -314,7 +315,7 @@ func (h *Hub) blame(r *hubRound, cs []secagg.Culprit) {
 			h.st.Culprits = map[string]int{}
 		}
 		h.st.Culprits[d]++
-		if h.cfg.Quarantine > 0 {
+		if !h.cfg.NoQuarantine {
 			h.quarantine[d] = r.id + uint64(h.cfg.Quarantine)
 		}
 		h.cfg.Logger.Warn("secagg: culprit", "device", d, "round", r.id, "reason", c.Reason, "times", h.st.Culprits[d],
@@ -453,7 +454,7 @@ func (h *Hub) PreAggregate(ctx context.Context, info hook.RoundInfo, ups []strat
 				}
 			}
 		}
-		if err := h.account(info.Round); err != nil {
+		if err := h.account(info.Round, r.q); err != nil {
 			return nil, err
 		}
 	}
@@ -534,10 +535,26 @@ func (h *Hub) outOfRange(r *hubRound, why string) {
 		"mode", h.mode, "round", r.id, "detail", why)
 }
 
-// account composes one release and charges the ledger, refusing a release
-// beyond TargetEpsilon or the ledger's budget.
-func (h *Hub) account(round uint64) error {
-	q := h.st.SamplingRate
+// rate is the sampling rate the accountant charges for a round: the rate the
+// hub sampled at, len(info.Devices)/info.Available, since a device among the
+// available ones is in the sample with exactly that probability (an
+// unavailable device with probability 0, so the available ones are the
+// worst case). Config.SamplingRate stands in only when the round does not
+// say how many devices were available. Local DP releases every device's
+// update to the hub, so it is charged at 1.
+func (h *Hub) rate(info hook.RoundInfo) float64 {
+	switch {
+	case h.k.noise == "local":
+		return 1
+	case info.Available > 0:
+		return min(1, float64(len(info.Devices))/float64(info.Available))
+	}
+	return h.cfg.SamplingRate
+}
+
+// account composes one release at sampling rate q and charges the ledger,
+// refusing a release beyond TargetEpsilon or the ledger's budget.
+func (h *Hub) account(round uint64, q float64) error {
 	z := h.cfg.NoiseMultiplier
 	next := h.acc.Clone()
 	if err := next.ComposeSubsampledGaussian(q, z, 1); err != nil {
@@ -558,7 +575,7 @@ func (h *Hub) account(round uint64) error {
 		}
 	}
 	h.acc = next
-	h.st.Epsilon = eps
+	h.st.Epsilon, h.st.SamplingRate = eps, q
 	return nil
 }
 

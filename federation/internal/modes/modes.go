@@ -49,6 +49,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/fennec-edge/fennec/internal/config"
 	"github.com/fennec-edge/fennec/privacy/budget"
 	"github.com/fennec-edge/fennec/privacy/dp"
 	"github.com/fennec-edge/fennec/privacy/he"
@@ -114,11 +115,14 @@ type Config struct {
 	Delta float64
 	// Rounds planned, for calibrating z from TargetEpsilon.
 	Rounds int
-	// SamplingRate q = devices sampled per round / population (1), the
-	// accountant's Poisson-subsampling rate. The hub samples a fixed-size
-	// subset, for which the Poisson analysis is the usual approximation
-	// (as in TF Federated). The local (ldp) accountant always uses q = 1:
-	// the hub sees who took part.
+	// SamplingRate is the planned q = devices sampled per round /
+	// population (1): it calibrates z from TargetEpsilon and sizes the
+	// adaptive clip's count noise. The accountant does not charge it: each
+	// release is charged at the rate the hub sampled that round at,
+	// len(RoundInfo.Devices)/RoundInfo.Available, and SamplingRate only
+	// when a round does not carry Available (docs/RATIONALE.md, "Sampling
+	// rate"). The local (ldp) accountant always uses q = 1: the hub sees
+	// who took part.
 	SamplingRate float64
 	// AdaptiveClip tracks the Quantile (0.5) of the update norms with
 	// learning rate ClipLR (0.2) (Andrew et al. 2021); each device's
@@ -157,10 +161,12 @@ type Config struct {
 	NormBound float64
 	// Quarantine is the number of rounds a device the secagg hub named as
 	// a culprit (bad share boxes, bad unmask shares) sits out of secure
-	// aggregation (5; negative: never).
-	Quarantine int
-	// Logger receives the culprit and out-of-range reports (discarded when
-	// nil).
+	// aggregation (5); NoQuarantine turns it off (culprits are still
+	// named and excluded from the round that caught them).
+	Quarantine   int
+	NoQuarantine bool
+	// Logger receives the culprit and out-of-range reports (slog.Default()
+	// when nil).
 	Logger *slog.Logger
 
 	// Neighbors (SecAgg+ graph degree; 0 = complete graph up to 32 devices,
@@ -189,58 +195,48 @@ type Config struct {
 }
 
 func (c *Config) fill(k kind) error {
-	if c.Clip == 0 {
-		c.Clip = 1
-	}
-	if c.Delta == 0 {
-		c.Delta = 1e-5
-	}
-	if c.SamplingRate == 0 {
-		c.SamplingRate = 1
-	}
-	if c.Quantile == 0 {
-		c.Quantile = 0.5
-	}
-	if c.ClipLR == 0 {
-		c.ClipLR = 0.2
-	}
-	if c.Bound == 0 {
-		c.Bound = 16
-	}
-	if c.MinAggregate == 0 {
-		c.MinAggregate = 2
-	}
-	if c.StepTimeout == 0 {
-		c.StepTimeout = 10 * time.Second
+	if err := errors.Join(
+		config.Default("modes config: Clip", &c.Clip, 1),
+		config.NonNegative("modes config: NoiseMultiplier", c.NoiseMultiplier),
+		config.NonNegative("modes config: TargetEpsilon", c.TargetEpsilon),
+		config.Default("modes config: Delta", &c.Delta, 1e-5),
+		config.NonNegative("modes config: Rounds", c.Rounds),
+		config.Default("modes config: SamplingRate", &c.SamplingRate, 1),
+		config.Default("modes config: Quantile", &c.Quantile, 0.5),
+		config.Default("modes config: ClipLR", &c.ClipLR, 0.2),
+		config.NonNegative("modes config: CountNoise", c.CountNoise),
+		config.Default("modes config: Bound", &c.Bound, 16),
+		config.NonNegative("modes config: NormBound", c.NormBound),
+		config.Default("modes config: Quarantine", &c.Quarantine, 5),
+		config.NonNegative("modes config: Neighbors", c.Neighbors),
+		config.NonNegative("modes config: Threshold", c.Threshold),
+		config.NonNegative("modes config: HEThreshold", c.HEThreshold),
+		config.Default("modes config: MinAggregate", &c.MinAggregate, 2),
+		config.Default("modes config: StepTimeout", &c.StepTimeout, 10*time.Second),
+	); err != nil {
+		return err
 	}
 	if c.Source == nil {
 		c.Source = dp.NewSource()
 	}
-	if c.Quarantine == 0 {
-		c.Quarantine = 5
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	c.Logger = config.Logger(c.Logger)
 	switch {
-	case !(c.Clip > 0) || math.IsInf(c.Clip, 0):
-		return fmt.Errorf("modes config: Clip %v must be positive and finite", c.Clip)
-	case !(c.Delta > 0 && c.Delta < 1):
+	case math.IsInf(c.Clip, 0):
+		return fmt.Errorf("modes config: Clip %v must be finite", c.Clip)
+	case c.Delta >= 1:
 		return fmt.Errorf("modes config: Delta %v outside (0, 1)", c.Delta)
-	case !(c.SamplingRate > 0 && c.SamplingRate <= 1):
+	case c.SamplingRate > 1:
 		return fmt.Errorf("modes config: SamplingRate %v outside (0, 1]", c.SamplingRate)
-	case c.NoiseMultiplier < 0 || math.IsInf(c.NoiseMultiplier, 0) || math.IsNaN(c.NoiseMultiplier):
-		return fmt.Errorf("modes config: NoiseMultiplier %v", c.NoiseMultiplier)
-	case c.TargetEpsilon < 0 || math.IsInf(c.TargetEpsilon, 0) || math.IsNaN(c.TargetEpsilon):
-		return fmt.Errorf("modes config: TargetEpsilon %v", c.TargetEpsilon)
-	case !(c.Bound > 0) || math.IsInf(c.Bound, 0):
-		return fmt.Errorf("modes config: Bound %v must be positive and finite", c.Bound)
-	case c.NormBound < 0 || math.IsInf(c.NormBound, 0) || math.IsNaN(c.NormBound):
-		return fmt.Errorf("modes config: NormBound %v must be finite and >= 0", c.NormBound)
-	case c.Neighbors < 0 || c.Threshold < 0 || c.HEThreshold < 0 || c.MinAggregate < 2 || c.Rounds < 0:
-		return errors.New("modes config: Neighbors, Threshold, HEThreshold, Rounds must be >= 0 and MinAggregate >= 2")
-	case c.StepTimeout < 0:
-		return errors.New("modes config: StepTimeout must be >= 0")
+	case math.IsInf(c.NoiseMultiplier, 0):
+		return fmt.Errorf("modes config: NoiseMultiplier %v must be finite", c.NoiseMultiplier)
+	case math.IsInf(c.TargetEpsilon, 0):
+		return fmt.Errorf("modes config: TargetEpsilon %v must be finite", c.TargetEpsilon)
+	case math.IsInf(c.Bound, 0):
+		return fmt.Errorf("modes config: Bound %v must be finite", c.Bound)
+	case math.IsInf(c.NormBound, 0):
+		return fmt.Errorf("modes config: NormBound %v must be finite", c.NormBound)
+	case c.MinAggregate < 2:
+		return fmt.Errorf("modes config: MinAggregate %d must be at least 2", c.MinAggregate)
 	}
 	if k.dp() && c.NoiseMultiplier == 0 {
 		if c.TargetEpsilon == 0 || c.Rounds == 0 {
@@ -263,8 +259,8 @@ func (c *Config) fill(k kind) error {
 		if c.DistributedNoise {
 			return errors.New("modes config: AdaptiveClip with DistributedNoise is not supported")
 		}
-		if !(c.Quantile > 0 && c.Quantile < 1) || !(c.ClipLR > 0) || c.CountNoise < 0 {
-			return errors.New("modes config: Quantile must be in (0, 1), ClipLR > 0, CountNoise >= 0")
+		if c.Quantile >= 1 {
+			return fmt.Errorf("modes config: Quantile %v outside (0, 1)", c.Quantile)
 		}
 	}
 	if c.NormBound > 0 && (k.dp() || k.sum == "") {
@@ -296,7 +292,9 @@ type Status struct {
 	Epsilon         float64 `json:"epsilon,omitempty"`
 	Delta           float64 `json:"delta,omitempty"`
 	NoiseMultiplier float64 `json:"noise_multiplier,omitempty"`
-	SamplingRate    float64 `json:"sampling_rate,omitempty"`
+	// SamplingRate is the rate the last release was charged at (before
+	// any, the planned Config.SamplingRate).
+	SamplingRate float64 `json:"sampling_rate,omitempty"`
 	// Clip is the current clip norm (adaptive clipping moves it).
 	Clip float64 `json:"clip,omitempty"`
 	// Contributors to the last aggregate.

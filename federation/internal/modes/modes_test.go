@@ -23,6 +23,7 @@ import (
 	"github.com/fennec-edge/fennec/federation/internal/sim"
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
+	"github.com/fennec-edge/fennec/hostfuncs"
 	"github.com/fennec-edge/fennec/privacy/budget"
 	"github.com/fennec-edge/fennec/privacy/dp"
 	"github.com/fennec-edge/fennec/privacy/he"
@@ -596,4 +597,46 @@ func TestModesSimulate(t *testing.T) {
 			t.Fatalf("accuracy %.3f, plain %.3f", s.Accuracy, plain.Accuracy)
 		}
 	})
+}
+
+// A device's mode client is its HE party for the fennec_privacy host
+// functions (hostfuncs.HEParty): before the he key setup it refuses with
+// he.ErrPhase (ESTATE to a guest), after it encrypts under the collective
+// key; a client of a mode without HE never has a party.
+func TestClientHEParty(t *testing.T) {
+	var _ hostfuncs.HEParty = (*modes.Client)(nil)
+	const n, params = 3, 12
+	f := newFed(t, modes.HE, modes.Config{}, n, params)
+	update := make([]float32, params)
+	for _, c := range f.clients {
+		if _, err := c.EncryptedLen(params); !errors.Is(err, he.ErrPhase) {
+			t.Fatalf("EncryptedLen before the key setup: %v, want he.ErrPhase", err)
+		}
+		if _, err := c.EncryptTo(make([]byte, 1<<20), update); !errors.Is(err, he.ErrPhase) {
+			t.Fatalf("EncryptTo before the key setup: %v, want he.ErrPhase", err)
+		}
+	}
+	if _, _, err := f.round(t, 1, randomDeltas(f.ids, params, 0.2, 5), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	for id, c := range f.clients {
+		need, err := c.EncryptedLen(params)
+		if err != nil || need <= 0 {
+			t.Fatalf("%s: EncryptedLen after the key setup = %d, %v", id, need, err)
+		}
+		if want := float64(he.MaxAbsSum) / n; c.MaxAbs() != want || c.EncryptScratch() <= 0 {
+			t.Fatalf("%s: MaxAbs %v (want %v), scratch %d", id, c.MaxAbs(), want, c.EncryptScratch())
+		}
+		got, err := c.EncryptTo(make([]byte, need), update)
+		if err != nil || got != need {
+			t.Fatalf("%s: EncryptTo = %d, %v; want %d bytes", id, got, err, need)
+		}
+	}
+	dp, err := modes.NewClient(modes.DP, "dev-00", modes.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dp.EncryptedLen(params); !errors.Is(err, he.ErrPhase) {
+		t.Fatalf("dp client EncryptedLen: %v, want he.ErrPhase", err)
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"os"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
 	"github.com/fennec-edge/fennec/federation/internal/train"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
+	"github.com/fennec-edge/fennec/internal/config"
 	"github.com/fennec-edge/fennec/internal/routines"
 )
 
@@ -82,7 +82,8 @@ type Config struct {
 	// protocol steps over the embedded NATS (hook.HubLink /
 	// hook.ServeDevice). It replaces Mode/ModeHub/ModeClient; "" and "plain"
 	// run no transform. Privacy's zero fields default from the simulation:
-	// Population = the device ids, SamplingRate = Fraction, Rounds = Rounds.
+	// Population = the device ids, SamplingRate = the hub's planned rate
+	// (hub.SamplingRate over all devices), Rounds = Rounds.
 	PrivacyMode string
 	Privacy     modes.Config
 	// DataDir for the embedded hub's JetStream files (a temp dir, removed
@@ -93,7 +94,7 @@ type Config struct {
 	// consecutive failed rounds (default 3), e.g. when every device's
 	// training module rejects the model.
 	MaxFailedRounds int
-	Logger          *slog.Logger
+	Logger          *slog.Logger // slog.Default() when nil
 	ChunkSize       int
 }
 
@@ -175,9 +176,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if cfg.Fraction == 0 {
 		cfg.Fraction = 1
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	cfg.Logger = config.Logger(cfg.Logger)
 	if cfg.Settings.LR == 0 {
 		cfg.Settings.LR = 0.05
 	}
@@ -226,7 +225,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			pcfg.Population = ids
 		}
 		if pcfg.SamplingRate == 0 {
-			pcfg.SamplingRate = math.Ceil(cfg.Fraction*float64(cfg.Devices)) / float64(cfg.Devices)
+			pcfg.SamplingRate = hub.SamplingRate(cfg.Fraction, simMinDevices(cfg), cfg.Devices)
 		}
 		if pcfg.Rounds == 0 {
 			pcfg.Rounds = cfg.Rounds
@@ -308,7 +307,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	start := time.Now()
 	h, err := hub.New(hub.Config{
 		Name: "sim", DataDir: dir, Listen: "-", Strategy: strat, Rounds: cfg.Rounds,
-		Fraction: cfg.Fraction, MinDevices: min(cfg.Devices, max(1, int(float64(cfg.Devices)*cfg.Fraction))),
+		Fraction: cfg.Fraction, MinDevices: simMinDevices(cfg),
 		Quorum: cfg.Quorum, Deadline: cfg.Deadline, Settings: cfg.Settings, Initial: &init, Secret: secret,
 		DeviceTTL: time.Hour, Evaluator: train.DataEvaluator{E: ev, Data: testSet, Name: "the test split"}, Seed: cfg.Seed + 4,
 		Mode: cfg.Mode, ModeHub: cfg.ModeHub, Logger: cfg.Logger,
@@ -528,6 +527,12 @@ func (s *Summary) RoundsTo(target float64) int {
 		}
 	}
 	return 0
+}
+
+// simMinDevices is the simulated hub's MinDevices: the devices a round of
+// Fraction samples, so that a round waits for a full sample.
+func simMinDevices(cfg Config) int {
+	return min(cfg.Devices, max(1, int(float64(cfg.Devices)*cfg.Fraction)))
 }
 
 func settings(lr float64, epochs, batch uint64) wire.Settings {

@@ -1,8 +1,11 @@
 package strategy
 
 import (
+	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/fennec-edge/fennec/internal/config"
 )
 
 // Config selects and tunes an aggregator. The zero value of every field
@@ -35,8 +38,18 @@ var Names = []string{"fedavg", "fedprox", "fedsgd", "fedadam", "fedyogi", "fedad
 
 // New returns the aggregator c names.
 func New(c Config) (Aggregator, error) {
-	if c.F < 0 || c.M < 0 || c.LR < 0 || c.Momentum < 0 || c.Momentum >= 1 || c.Mu < 0 {
-		return nil, fmt.Errorf("strategy %q: negative or out-of-range parameter in %+v", c.Name, c)
+	f := func(field string) string { return fmt.Sprintf("strategy %q: %s", c.Name, field) }
+	if err := errors.Join(
+		config.NonNegative(f("LR"), c.LR), config.NonNegative(f("Momentum"), c.Momentum),
+		config.NonNegative(f("Mu"), c.Mu), config.NonNegative(f("Eta"), c.Eta),
+		config.NonNegative(f("Beta1"), c.Beta1), config.NonNegative(f("Beta2"), c.Beta2),
+		config.NonNegative(f("Tau"), c.Tau), config.NonNegative(f("TrimBeta"), c.TrimBeta),
+		config.NonNegative(f("F"), c.F), config.NonNegative(f("M"), c.M),
+	); err != nil {
+		return nil, err
+	}
+	if c.Momentum >= 1 {
+		return nil, fmt.Errorf("strategy %q: Momentum %v must be below 1", c.Name, c.Momentum)
 	}
 	switch strings.ToLower(c.Name) {
 	case "", "fedavg":
