@@ -77,3 +77,31 @@ func TestDeployErrClosed(t *testing.T) {
 		t.Errorf("Append after Close: %v, want ErrClosed", err)
 	}
 }
+
+// The rollout agent follows the same rule: zero takes the default, a
+// negative Heartbeat or MaxBundle is an error naming it (before, it
+// silently meant the default).
+func TestRolloutAgentConfigNegative(t *testing.T) {
+	f := newFleet(t, map[string]string{"cam-1": "g"})
+	nc := f.connect("cam-1", "cam-1")
+	r := newRig(t, t.TempDir(), nil)
+	base := AgentConfig{Conn: nc, Device: "cam-1", Group: "g", Deployer: r.d}
+	for _, tc := range []struct {
+		field string
+		set   func(*AgentConfig)
+	}{
+		{"", func(*AgentConfig) {}},
+		{"Heartbeat", func(c *AgentConfig) { c.Heartbeat = -time.Second }},
+		{"MaxBundle", func(c *AgentConfig) { c.MaxBundle = -1 }},
+	} {
+		cfg := base
+		tc.set(&cfg)
+		_, err := NewAgent(cfg)
+		switch {
+		case tc.field == "" && err != nil:
+			t.Fatalf("defaults: %v", err)
+		case tc.field != "" && (err == nil || !strings.Contains(err.Error(), "AgentConfig."+tc.field)):
+			t.Errorf("%s negative: %v, want an error naming it", tc.field, err)
+		}
+	}
+}

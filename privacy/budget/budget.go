@@ -68,11 +68,14 @@ func (b Budget) validate() error {
 
 // Gaussian describes Steps releases of the Gaussian mechanism with noise
 // standard deviation NoiseMultiplier times the L2 sensitivity, each on a
-// Poisson sample of rate SamplingRate (1 = the whole dataset).
+// Poisson sample of rate SamplingRate (1 = the whole dataset), or, with
+// WithoutReplacement, on a sample of fixed size SamplingRate*n drawn
+// uniformly without replacement (dp.RDPSampledWithoutReplacementGaussian).
 type Gaussian struct {
-	NoiseMultiplier float64 `json:"noise_multiplier"`
-	SamplingRate    float64 `json:"sampling_rate"`
-	Steps           int     `json:"steps"`
+	NoiseMultiplier    float64 `json:"noise_multiplier"`
+	SamplingRate       float64 `json:"sampling_rate"`
+	Steps              int     `json:"steps"`
+	WithoutReplacement bool    `json:"without_replacement,omitempty"`
 }
 
 // Charge is the privacy cost of one release: an approximate-DP part
@@ -353,7 +356,11 @@ func (l *Ledger) Charge(c Charge, accounts ...string) ([]Status, error) {
 	defer l.mu.Unlock()
 	var add []float64
 	if g := c.Gaussian; g != nil {
-		r, err := dp.SubsampledGaussianRDP(l.st.Orders, g.SamplingRate, g.NoiseMultiplier)
+		curve := dp.SubsampledGaussianRDP
+		if g.WithoutReplacement {
+			curve = dp.SampledWithoutReplacementGaussianRDP
+		}
+		r, err := curve(l.st.Orders, g.SamplingRate, g.NoiseMultiplier)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}

@@ -197,3 +197,32 @@ func FuzzParseState(f *testing.F) {
 		}
 	})
 }
+
+// A Gaussian charge on a sample drawn without replacement spends the RDP
+// of that bound, more than a Poisson sample at the same rate, and survives
+// a restart as such.
+func TestGaussianWithoutReplacementCharge(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.json")
+	l := open(t, path)
+	_ = l.SetBudget("wor", Budget{Epsilon: 100, Delta: 1e-5})
+	_ = l.SetBudget("poisson", Budget{Epsilon: 100, Delta: 1e-5})
+	for _, acct := range []string{"wor", "poisson"} {
+		if _, err := l.Charge(Charge{Gaussian: &Gaussian{NoiseMultiplier: 1, SamplingRate: 0.2, Steps: 3, WithoutReplacement: acct == "wor"}}, acct); err != nil {
+			t.Fatal(err)
+		}
+	}
+	acc, _ := dp.NewAccountant(nil)
+	_ = acc.ComposeSampledWithoutReplacementGaussian(0.2, 1, 3)
+	want, _, _ := acc.Epsilon(1e-5)
+	wor, _ := l.Remaining("wor")
+	poi, _ := l.Remaining("poisson")
+	if math.Abs(wor.SpentEpsilon-want) > 1e-12 || !(wor.SpentEpsilon > poi.SpentEpsilon) {
+		t.Fatalf("without replacement spent %v (accountant %v), Poisson %v", wor.SpentEpsilon, want, poi.SpentEpsilon)
+	}
+	l.Close()
+	l = open(t, path)
+	defer l.Close()
+	if again, _ := l.Remaining("wor"); again.SpentEpsilon != wor.SpentEpsilon {
+		t.Fatalf("after reopening: spent %v, was %v", again.SpentEpsilon, wor.SpentEpsilon)
+	}
+}

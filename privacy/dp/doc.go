@@ -2,8 +2,9 @@
 // (Gaussian and Laplace) whose output cannot leak through floating-point
 // artefacts, L2 clipping with adaptive clip-norm tracking, noise calibration
 // (the analytic Gaussian mechanism and the classic bound) and a Renyi-DP
-// accountant for the (Poisson-)subsampled Gaussian mechanism that reproduces
-// TF Privacy / dp_accounting and Opacus.
+// accountant for the Gaussian mechanism on Poisson samples or on fixed-size
+// samples drawn without replacement, which reproduces TF Privacy /
+// dp_accounting and Opacus.
 //
 // # Secure noise
 //

@@ -371,6 +371,18 @@ func (a *Accountant) Delta(eps float64) (float64, error) {
 // over orders (DefaultOrders when empty). The returned multiplier always
 // meets the target (it is the upper end of the final bisection bracket).
 func NoiseMultiplier(eps, delta, q float64, steps int, orders []float64) (float64, error) {
+	return noiseMultiplier(eps, delta, q, steps, orders, SubsampledGaussianRDP)
+}
+
+// NoiseMultiplierWithoutReplacement is NoiseMultiplier for releases on
+// fixed-size samples drawn without replacement at rate q
+// (RDPSampledWithoutReplacementGaussian).
+func NoiseMultiplierWithoutReplacement(eps, delta, q float64, steps int, orders []float64) (float64, error) {
+	return noiseMultiplier(eps, delta, q, steps, orders, SampledWithoutReplacementGaussianRDP)
+}
+
+func noiseMultiplier(eps, delta, q float64, steps int, orders []float64,
+	curve func(orders []float64, q, sigma float64) ([]float64, error)) (float64, error) {
 	if !(eps > 0) || math.IsInf(eps, 0) {
 		return 0, fmt.Errorf("%w: epsilon must be positive and finite, got %v", ErrParam, eps)
 	}
@@ -384,7 +396,7 @@ func NoiseMultiplier(eps, delta, q float64, steps int, orders []float64) (float6
 		orders = DefaultOrders
 	}
 	epsAt := func(sigma float64) (float64, error) {
-		r, err := SubsampledGaussianRDP(orders, q, sigma)
+		r, err := curve(orders, q, sigma)
 		if err != nil {
 			return 0, err
 		}

@@ -217,9 +217,10 @@ func TestAccessModeSteps(t *testing.T) {
 }
 
 // The DP accountant charges each release at the rate the hub sampled its
-// round at (sampled/available), not at the configured fraction: with 10
-// devices, Fraction 0.1 and MinDevices 2 the hub samples 2 of 10, and the
-// accountant must charge q = 0.2.
+// round at (sampled/available), not at the configured fraction, with the
+// bound for sampling without replacement: with 10 devices, Fraction 0.1
+// and MinDevices 2 the hub samples 2 of 10, and the accountant must charge
+// q = 0.2.
 func TestAccountedRateIsSampledRate(t *testing.T) {
 	const n, rounds = 10, 2
 	ids := make([]string, n)
@@ -281,7 +282,7 @@ func TestAccountedRateIsSampledRate(t *testing.T) {
 		if rates[i] != observed {
 			t.Errorf("round %d: accountant charged q=%v, the hub sampled %d of %d (rate %v)", r.Round, rates[i], r.Sampled, r.Available, observed)
 		}
-		if err := acc.ComposeSubsampledGaussian(observed, 1, 1); err != nil {
+		if err := acc.ComposeSampledWithoutReplacementGaussian(observed, 1, 1); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -56,6 +56,7 @@ type hubRound struct {
 	outOfRange bool    // reported this round
 	res        float64 // secagg quantisation step
 	q          float64 // sampling rate the accountant charges (rate)
+	wor        bool    // the hub drew the sample without replacement (rate)
 }
 
 // NewHub validates cfg for mode and returns its hub side.
@@ -149,7 +150,8 @@ func (h *Hub) Prepare(ctx context.Context, info hook.RoundInfo) (map[string][]by
 	if len(info.Devices) == 0 {
 		return nil, errors.New("modes: round has no devices")
 	}
-	r := &hubRound{id: info.Round, devices: slices.Clone(info.Devices), global: g, q: h.rate(info)}
+	r := &hubRound{id: info.Round, devices: slices.Clone(info.Devices), global: g}
+	r.q, r.wor = h.rate(info)
 	sort.Strings(r.devices)
 	r.p = roundParams{Mode: h.mode, Len: g.Params(), Bound: h.cfg.Bound}
 	if r.p.Len == 0 {
@@ -454,7 +456,7 @@ func (h *Hub) PreAggregate(ctx context.Context, info hook.RoundInfo, ups []strat
 				}
 			}
 		}
-		if err := h.account(info.Round, r.q); err != nil {
+		if err := h.account(info.Round, r.q, r.wor); err != nil {
 			return nil, err
 		}
 	}
@@ -535,29 +537,38 @@ func (h *Hub) outOfRange(r *hubRound, why string) {
 		"mode", h.mode, "round", r.id, "detail", why)
 }
 
-// rate is the sampling rate the accountant charges for a round: the rate the
-// hub sampled at, len(info.Devices)/info.Available, since a device among the
-// available ones is in the sample with exactly that probability (an
-// unavailable device with probability 0, so the available ones are the
-// worst case). Config.SamplingRate stands in only when the round does not
-// say how many devices were available. Local DP releases every device's
-// update to the hub, so it is charged at 1.
-func (h *Hub) rate(info hook.RoundInfo) float64 {
+// rate is the sampling rate the accountant charges for a round, and
+// whether the sample was drawn without replacement. A hub draws
+// len(info.Devices) of info.Available devices uniformly without
+// replacement: a device among the available ones is in the sample with
+// exactly that probability (an unavailable one with probability 0, so the
+// available ones are the worst case), and the release is charged with the
+// bound for sampling without replacement
+// (dp.RDPSampledWithoutReplacementGaussian). A round that does not say how
+// many devices were available (a transform driven outside a hub) is
+// charged as a Poisson sample at Config.SamplingRate. Local DP releases
+// every device's update to the hub, so it is charged at 1.
+func (h *Hub) rate(info hook.RoundInfo) (q float64, withoutReplacement bool) {
 	switch {
 	case h.k.noise == "local":
-		return 1
+		return 1, false
 	case info.Available > 0:
-		return min(1, float64(len(info.Devices))/float64(info.Available))
+		return min(1, float64(len(info.Devices))/float64(info.Available)), true
 	}
-	return h.cfg.SamplingRate
+	return h.cfg.SamplingRate, false
 }
 
-// account composes one release at sampling rate q and charges the ledger,
-// refusing a release beyond TargetEpsilon or the ledger's budget.
-func (h *Hub) account(round uint64, q float64) error {
+// account composes one release at sampling rate q (without replacement:
+// wor) and charges the ledger, refusing a release beyond TargetEpsilon or
+// the ledger's budget.
+func (h *Hub) account(round uint64, q float64, wor bool) error {
 	z := h.cfg.NoiseMultiplier
 	next := h.acc.Clone()
-	if err := next.ComposeSubsampledGaussian(q, z, 1); err != nil {
+	compose := next.ComposeSubsampledGaussian
+	if wor {
+		compose = next.ComposeSampledWithoutReplacementGaussian
+	}
+	if err := compose(q, z, 1); err != nil {
 		return err
 	}
 	eps, _, err := next.Epsilon(h.cfg.Delta)
@@ -568,7 +579,7 @@ func (h *Hub) account(round uint64, q float64) error {
 		return fmt.Errorf("modes: privacy budget: round %d would bring epsilon to %.4g, above the target %g at delta %g; release refused", round, eps, t, h.cfg.Delta)
 	}
 	if h.cfg.Ledger != nil && h.k.noise == "central" {
-		_, err := h.cfg.Ledger.Charge(budget.Charge{Gaussian: &budget.Gaussian{NoiseMultiplier: z, SamplingRate: q, Steps: 1},
+		_, err := h.cfg.Ledger.Charge(budget.Charge{Gaussian: &budget.Gaussian{NoiseMultiplier: z, SamplingRate: q, Steps: 1, WithoutReplacement: wor},
 			Note: fmt.Sprintf("federation %s round %d", h.mode, round)}, h.cfg.Accounts...)
 		if err != nil {
 			return fmt.Errorf("modes: %w", err)

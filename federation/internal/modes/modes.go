@@ -116,13 +116,14 @@ type Config struct {
 	// Rounds planned, for calibrating z from TargetEpsilon.
 	Rounds int
 	// SamplingRate is the planned q = devices sampled per round /
-	// population (1): it calibrates z from TargetEpsilon and sizes the
+	// population (1): it calibrates z from TargetEpsilon (with the bound
+	// for sampling without replacement, as the hub samples) and sizes the
 	// adaptive clip's count noise. The accountant does not charge it: each
 	// release is charged at the rate the hub sampled that round at,
-	// len(RoundInfo.Devices)/RoundInfo.Available, and SamplingRate only
-	// when a round does not carry Available (docs/RATIONALE.md, "Sampling
-	// rate"). The local (ldp) accountant always uses q = 1: the hub sees
-	// who took part.
+	// len(RoundInfo.Devices)/RoundInfo.Available, without replacement, and
+	// at SamplingRate as a Poisson sample only when a round does not carry
+	// Available (docs/RATIONALE.md, "Sampling rate"). The local (ldp)
+	// accountant always uses q = 1: the hub sees who took part.
 	SamplingRate float64
 	// AdaptiveClip tracks the Quantile (0.5) of the update norms with
 	// learning rate ClipLR (0.2) (Andrew et al. 2021); each device's
@@ -242,11 +243,13 @@ func (c *Config) fill(k kind) error {
 		if c.TargetEpsilon == 0 || c.Rounds == 0 {
 			return errors.New("modes config: a DP mode needs NoiseMultiplier, or TargetEpsilon and Rounds to calibrate it")
 		}
-		q := c.SamplingRate
+		// A hub samples without replacement: plan with that bound (for
+		// ldp, q = 1, where the two bounds agree).
+		q, calibrate := c.SamplingRate, dp.NoiseMultiplierWithoutReplacement
 		if k.noise == "local" {
 			q = 1
 		}
-		z, err := dp.NoiseMultiplier(c.TargetEpsilon, c.Delta, q, c.Rounds, nil)
+		z, err := calibrate(c.TargetEpsilon, c.Delta, q, c.Rounds, nil)
 		if err != nil {
 			return fmt.Errorf("modes config: calibrating the noise multiplier: %w", err)
 		}
