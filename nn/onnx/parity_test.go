@@ -1,0 +1,108 @@
+package onnx
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fennec-edge/fennec/gpu"
+	"github.com/fennec-edge/fennec/nn"
+)
+
+const sharedModels = "../../../shared/models"
+
+// sharedModel returns the path of a model in the shared folder, skipping the
+// test when the folder is absent.
+func sharedModel(tb testing.TB, name string) string {
+	tb.Helper()
+	p := filepath.Join(sharedModels, name)
+	if _, err := os.Stat(p); err != nil {
+		tb.Skipf("skipping: %s is absent (the shared models folder, ../shared/models from the repository root, is not on this machine)", p)
+	}
+	return p
+}
+
+func readNPY(tb testing.TB, path string) *nn.Tensor {
+	tb.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	t, err := nn.ReadNPY(f)
+	if err != nil {
+		tb.Fatalf("%s: %v", path, err)
+	}
+	return t
+}
+
+// compare checks got against want elementwise within atol + rtol*|want| and
+// returns the largest absolute difference.
+func compare(got, want *nn.Tensor, atol, rtol float64) (float64, error) {
+	if !equalInts(got.Shape, want.Shape) {
+		return 0, fmt.Errorf("shape %v, want %v", got.Shape, want.Shape)
+	}
+	if got.DType != nn.Float32 || want.DType != nn.Float32 {
+		return 0, fmt.Errorf("dtypes %v and %v", got.DType, want.DType)
+	}
+	worst := 0.0
+	for i := range want.F32 {
+		g, w := float64(got.F32[i]), float64(want.F32[i])
+		d := math.Abs(g - w)
+		if d > atol+rtol*math.Abs(w) || math.IsNaN(g) != math.IsNaN(w) {
+			return d, fmt.Errorf("element %d: got %g, want %g (|diff| %g > %g + %g*|want|)", i, g, w, d, atol, rtol)
+		}
+		worst = max(worst, d)
+	}
+	return worst, nil
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestParity runs the shared models on fixed inputs and compares every
+// output with onnxruntime's (testdata/gen_reference.py).
+func TestParity(t *testing.T) {
+	for _, model := range []string{"ch_ppocr_mobile_v2.0_cls_infer.onnx", "embedding_model.onnx", "melspectrogram.onnx"} {
+		t.Run(model, func(t *testing.T) {
+			m, err := Load(sharedModel(t, model), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := NewSession(m, gpu.NewCPU())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			ref := filepath.Join("testdata", "ref", strings.TrimSuffix(model, ".onnx"))
+			in := map[string]*nn.Tensor{}
+			for i, vi := range m.Inputs() {
+				in[vi.Name] = readNPY(t, filepath.Join(ref, fmt.Sprintf("input_%d.npy", i)))
+			}
+			out, err := s.Run(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, vi := range m.Outputs() {
+				want := readNPY(t, filepath.Join(ref, fmt.Sprintf("output_%d.npy", i)))
+				worst, err := compare(out[vi.Name], want, 1e-4, 1e-3)
+				if err != nil {
+					t.Fatalf("output %q: %v", vi.Name, err)
+				}
+				t.Logf("output %q %v: max |diff| %.3g; stats %+v", vi.Name, want.Shape, worst, s.Stats())
+			}
+		})
+	}
+}

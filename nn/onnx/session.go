@@ -1,0 +1,560 @@
+package onnx
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fennec-edge/fennec/gpu"
+	"github.com/fennec-edge/fennec/nn"
+)
+
+// Session runs one model on one gpu.Backend.
+//
+// Placement: the matrix products of MatMul, Gemm and Conv (im2col + SGEMM)
+// run on the backend through its MatMul; every other node runs on the host
+// CPU in this package's kernels. Operands cross to and from the backend only
+// through Backend.Write and Backend.Read, so the executor assumes nothing
+// about where backend memory lives; constant operands (weights) are uploaded
+// once, when first used, and kept on the backend until Close. NewSession
+// logs the placement, and Stats counts the bytes copied each way.
+//
+// A Session is safe for concurrent Run calls.
+type Session struct {
+	m    *Model
+	be   gpu.Backend
+	opts Options
+	main *plan
+
+	mu      sync.Mutex
+	weights map[*float32]gpu.Tensor // backend copies of constant operands
+	consts  map[*nn.Tensor]bool     // every constant of every plan (set by NewSession)
+	closed  bool
+
+	toDevice, fromDevice, deviceCalls atomic.Int64
+}
+
+// Stats counts the explicit copies between host and backend memory.
+type Stats struct {
+	BytesToBackend   int64
+	BytesFromBackend int64
+	BackendCalls     int64 // MatMul calls
+	Weights          int   // constant operands resident on the backend
+}
+
+// plan is one graph prepared for execution.
+type plan struct {
+	g       *graph
+	consts  map[string]*nn.Tensor
+	steps   []*node
+	lastUse map[string]int // value name -> last step that reads it
+	outputs map[string]bool
+}
+
+// UnsupportedNode names a node this engine cannot run and why.
+type UnsupportedNode struct {
+	Node, OpType, Domain string
+	Opset                int
+	Reason               string
+}
+
+func (u UnsupportedNode) Error() string {
+	d := u.Domain
+	if d == "" {
+		d = "ai.onnx"
+	}
+	return fmt.Sprintf("node %q: %s (%s opset %d): %s", u.Node, u.OpType, d, u.Opset, u.Reason)
+}
+
+// Unsupported lists every node (subgraphs included) that NewSession would
+// refuse.
+func (m *Model) Unsupported() []UnsupportedNode {
+	var out []UnsupportedNode
+	var walk func(g *graph)
+	walk = func(g *graph) {
+		for _, n := range g.nodes {
+			if reason := checkSupported(n); reason != "" {
+				name := n.name
+				if name == "" {
+					name = fmt.Sprintf("#%d", n.index)
+				}
+				out = append(out, UnsupportedNode{Node: name, OpType: n.op, Domain: n.domain, Opset: n.opset, Reason: reason})
+			}
+			for _, a := range n.attrs {
+				if a.g != nil {
+					walk(a.g)
+				}
+			}
+		}
+	}
+	walk(m.graph)
+	return out
+}
+
+func checkSupported(n *node) string {
+	if n.domain != "" {
+		return "domain not supported"
+	}
+	d, ok := registry[n.op]
+	if !ok {
+		return "operator not implemented"
+	}
+	if n.opset < d.since {
+		return fmt.Sprintf("implemented from opset %d", d.since)
+	}
+	for name := range n.attrs {
+		if !d.hasAttr(name) {
+			return fmt.Sprintf("attribute %q not supported", name)
+		}
+	}
+	return ""
+}
+
+// NewSession prepares m for execution on be: it checks every node is
+// supported, folds constants, drops nodes no output needs and computes
+// value lifetimes.
+func NewSession(m *Model, be gpu.Backend) (*Session, error) {
+	if us := m.Unsupported(); len(us) > 0 {
+		errs := make([]error, 0, len(us))
+		for _, u := range us {
+			errs = append(errs, u)
+		}
+		return nil, fmt.Errorf("%s: %w: %d node(s): %w", m.Name, ErrUnsupported, len(us), errors.Join(errs...))
+	}
+	s := &Session{m: m, be: be, opts: m.opts, weights: map[*float32]gpu.Tensor{}, consts: map[*nn.Tensor]bool{}}
+	p, err := s.prepare(m.graph, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", m.Name, err)
+	}
+	s.main = p
+	onBackend, onHost := map[string]int{}, map[string]int{}
+	for _, n := range p.steps {
+		if registry[n.op].backend {
+			onBackend[n.op]++
+		} else {
+			onHost[n.op]++
+		}
+	}
+	s.opts.Logger.Info("onnx: placement", "model", m.Name, "backend", be.Name(),
+		"backend_ops", onBackend, "host_ops", onHost, "folded_or_dead", len(m.graph.nodes)-len(p.steps))
+	return s, nil
+}
+
+// prepare folds constants (Constant nodes and nodes whose inputs are all
+// constant) and removes dead nodes. outer holds the constants visible from
+// enclosing graphs.
+func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor) (*plan, error) {
+	p := &plan{g: g, consts: map[string]*nn.Tensor{}, outputs: map[string]bool{}}
+	for k, v := range g.inits {
+		p.consts[k] = v
+	}
+	isConst := func(name string) bool {
+		if name == "" {
+			return true
+		}
+		if _, ok := p.consts[name]; ok {
+			return true
+		}
+		_, ok := outer[name]
+		return ok
+	}
+	live := []*node{}
+	for _, n := range g.nodes {
+		foldable := registry[n.op].foldable
+		for _, in := range n.inputs {
+			if !isConst(in) {
+				foldable = false
+			}
+		}
+		for _, a := range n.attrs {
+			if a.g != nil {
+				foldable = false
+			}
+		}
+		if !foldable {
+			live = append(live, n)
+			continue
+		}
+		in := make([]*nn.Tensor, len(n.inputs))
+		for i, name := range n.inputs {
+			if name == "" {
+				continue
+			}
+			if t, ok := p.consts[name]; ok {
+				in[i] = t
+			} else {
+				in[i] = outer[name]
+			}
+		}
+		out, err := s.runNode(n, in, nil)
+		if err != nil {
+			return nil, err
+		}
+		for i, name := range n.outputs {
+			if name != "" && i < len(out) {
+				p.consts[name] = out[i]
+			}
+		}
+	}
+	// Dead-node elimination: keep what the outputs need.
+	need := map[string]bool{}
+	for _, o := range g.outputs {
+		need[o.Name] = true
+		p.outputs[o.Name] = true
+	}
+	var keep []*node
+	for i := len(live) - 1; i >= 0; i-- {
+		n := live[i]
+		used := false
+		for _, o := range n.outputs {
+			if need[o] {
+				used = true
+			}
+		}
+		if !used {
+			continue
+		}
+		keep = append(keep, n)
+		for _, in := range nodeReads(n) {
+			need[in] = true
+		}
+	}
+	for i, j := 0, len(keep)-1; i < j; i, j = i+1, j-1 {
+		keep[i], keep[j] = keep[j], keep[i]
+	}
+	p.steps = keep
+	for k := range p.consts {
+		if !need[k] {
+			delete(p.consts, k)
+		}
+	}
+	for _, t := range p.consts {
+		s.consts[t] = true
+	}
+	p.lastUse = map[string]int{}
+	for i, n := range keep {
+		for _, in := range nodeReads(n) {
+			p.lastUse[in] = i
+		}
+	}
+	return p, nil
+}
+
+// nodeReads lists the values a node reads, including the outer-scope names
+// its subgraphs use.
+func nodeReads(n *node) []string {
+	out := append([]string(nil), n.inputs...)
+	for _, a := range n.attrs {
+		if a.g != nil {
+			out = append(out, freeVars(a.g)...)
+		}
+	}
+	return out
+}
+
+// freeVars lists the names g reads from enclosing scopes.
+func freeVars(g *graph) []string {
+	def := map[string]bool{}
+	for k := range g.inits {
+		def[k] = true
+	}
+	for _, i := range g.inputs {
+		def[i.Name] = true
+	}
+	seen := map[string]bool{}
+	var out []string
+	use := func(name string) {
+		if name != "" && !def[name] && !seen[name] {
+			seen[name] = true
+			out = append(out, name)
+		}
+	}
+	for _, n := range g.nodes {
+		for _, in := range nodeReads(n) {
+			use(in)
+		}
+		for _, o := range n.outputs {
+			def[o] = true
+		}
+	}
+	for _, o := range g.outputs {
+		use(o.Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Inputs and Outputs describe the model's graph inputs and outputs.
+func (m *Model) Inputs() []ValueInfo  { return m.graph.inputs }
+func (m *Model) Outputs() []ValueInfo { return m.graph.outputs }
+
+// Run executes the model. inputs maps each graph input name to a tensor of
+// its declared dtype and a shape that agrees with its declared dims (a
+// symbolic dim must take one value across all inputs). It returns every graph
+// output.
+func (s *Session) Run(inputs map[string]*nn.Tensor) (map[string]*nn.Tensor, error) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("%s: session is closed", s.m.Name)
+	}
+	bind := map[string]int{}
+	for _, vi := range s.m.graph.inputs {
+		t, ok := inputs[vi.Name]
+		if !ok || t == nil {
+			return nil, fmt.Errorf("%s: input %q is missing", s.m.Name, vi.Name)
+		}
+		if err := checkInput(vi, t, bind, s.opts.MaxTensorElements); err != nil {
+			return nil, fmt.Errorf("%s: input %q: %w", s.m.Name, vi.Name, err)
+		}
+	}
+	for name := range inputs {
+		found := false
+		for _, vi := range s.m.graph.inputs {
+			found = found || vi.Name == name
+		}
+		if !found {
+			return nil, fmt.Errorf("%s: the model has no input %q", s.m.Name, name)
+		}
+	}
+	out, err := s.exec(s.main, inputs, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.m.Name, err)
+	}
+	return out, nil
+}
+
+func checkInput(vi ValueInfo, t *nn.Tensor, bind map[string]int, limit int) error {
+	if err := t.Check(); err != nil {
+		return err
+	}
+	if _, err := nn.Elements(t.Shape, limit); err != nil {
+		return err
+	}
+	if vi.DType != 0 && t.DType != vi.DType {
+		return fmt.Errorf("dtype %v, the model declares %v", t.DType, vi.DType)
+	}
+	if !vi.HasShape {
+		return nil
+	}
+	if len(t.Shape) != len(vi.Shape) {
+		return fmt.Errorf("shape %v has rank %d, the model declares %v", t.Shape, len(t.Shape), vi.Shape)
+	}
+	for i, d := range vi.Shape {
+		switch {
+		case d.Param != "":
+			if v, ok := bind[d.Param]; ok && v != t.Shape[i] {
+				return fmt.Errorf("dimension %d (%s) is %d but %s is %d in another input", i, d.Param, t.Shape[i], d.Param, v)
+			}
+			bind[d.Param] = t.Shape[i]
+		case d.Value >= 0 && int64(t.Shape[i]) != d.Value:
+			return fmt.Errorf("shape %v, the model declares %v", t.Shape, vi.Shape)
+		}
+	}
+	return nil
+}
+
+// exec runs a prepared plan. env holds the graph inputs; outer the values
+// of enclosing scopes (for subgraphs).
+func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*nn.Tensor) (map[string]*nn.Tensor, error) {
+	env := make(map[string]*nn.Tensor, len(p.consts)+len(inputs)+len(p.steps))
+	for k, v := range p.consts {
+		env[k] = v
+	}
+	for k, v := range inputs {
+		env[k] = v
+	}
+	lookup := func(name string) (*nn.Tensor, bool) {
+		if t, ok := env[name]; ok {
+			return t, true
+		}
+		t, ok := outer[name]
+		return t, ok
+	}
+	for i, n := range p.steps {
+		in := make([]*nn.Tensor, len(n.inputs))
+		for j, name := range n.inputs {
+			if name == "" {
+				continue
+			}
+			t, ok := lookup(name)
+			if !ok {
+				return nil, fmt.Errorf("node %s: input %q has no value", n, name)
+			}
+			in[j] = t
+		}
+		var scope map[string]*nn.Tensor
+		if registry[n.op].subgraphs {
+			scope = make(map[string]*nn.Tensor, len(outer)+len(env))
+			for k, v := range outer {
+				scope[k] = v
+			}
+			for k, v := range env {
+				scope[k] = v
+			}
+		}
+		out, err := s.runNode(n, in, scope)
+		if err != nil {
+			return nil, err
+		}
+		for j, name := range n.outputs {
+			if name == "" {
+				continue
+			}
+			if j >= len(out) || out[j] == nil {
+				return nil, fmt.Errorf("node %s: output %d (%q) was not produced", n, j, name)
+			}
+			env[name] = out[j]
+		}
+		// Liveness: drop values no later step reads.
+		for _, name := range nodeReads(n) {
+			if p.lastUse[name] == i && !p.outputs[name] {
+				if _, isConst := p.consts[name]; !isConst {
+					delete(env, name)
+				}
+			}
+		}
+	}
+	res := make(map[string]*nn.Tensor, len(p.g.outputs))
+	for _, o := range p.g.outputs {
+		t, ok := lookup(o.Name)
+		if !ok {
+			return nil, fmt.Errorf("output %q has no value", o.Name)
+		}
+		res[o.Name] = t
+	}
+	return res, nil
+}
+
+func (s *Session) runNode(n *node, in []*nn.Tensor, scope map[string]*nn.Tensor) ([]*nn.Tensor, error) {
+	d := registry[n.op]
+	if len(in) < d.minIn || (d.maxIn >= 0 && len(in) > d.maxIn) {
+		return nil, fmt.Errorf("%w: node %s: %d inputs (want %d..%d)", ErrInvalid, n, len(in), d.minIn, d.maxIn)
+	}
+	for i := 0; i < d.minIn; i++ {
+		if in[i] == nil {
+			return nil, fmt.Errorf("%w: node %s: required input %d is empty", ErrInvalid, n, i)
+		}
+	}
+	c := &kctx{s: s, n: n, limit: s.opts.MaxTensorElements, scope: scope}
+	out, err := d.run(c, in)
+	if err != nil {
+		return nil, fmt.Errorf("node %s (opset %d): %w", n, n.opset, err)
+	}
+	return out, nil
+}
+
+// Stats reports the copies made so far.
+func (s *Session) Stats() Stats {
+	s.mu.Lock()
+	w := len(s.weights)
+	s.mu.Unlock()
+	return Stats{BytesToBackend: s.toDevice.Load(), BytesFromBackend: s.fromDevice.Load(), BackendCalls: s.deviceCalls.Load(), Weights: w}
+}
+
+// Close frees the backend copies of the weights.
+func (s *Session) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, t := range s.weights {
+		s.be.Free(t)
+		delete(s.weights, k)
+	}
+	s.closed = true
+}
+
+// kctx is what a kernel sees.
+type kctx struct {
+	s     *Session
+	n     *node
+	limit int
+	scope map[string]*nn.Tensor
+}
+
+func (c *kctx) alloc(dt nn.DType, shape []int) (*nn.Tensor, error) {
+	t, err := nn.New(dt, shape, c.limit)
+	if err != nil {
+		return nil, fmt.Errorf("%w: output %v: %v", ErrInvalid, dt, err)
+	}
+	return t, nil
+}
+
+// gemm computes out[m,n] = op(a)[m,k] x op(b)[k,n] on the backend. A
+// constant operand (aConst/bConst) is uploaded once and kept.
+func (c *kctx) gemm(out, a, b []float32, m, k, n int, transA, transB, aConst, bConst bool) error {
+	be := c.s.be
+	operand := func(data []float32, rows, cols int, isConst bool) (gpu.Tensor, bool, error) {
+		if isConst && len(data) > 0 {
+			c.s.mu.Lock()
+			t, ok := c.s.weights[&data[0]]
+			c.s.mu.Unlock()
+			if ok && t.Len() == len(data) {
+				if sh := t.Shape(); len(sh) != 2 || sh[0] != rows || sh[1] != cols {
+					return nil, false, fmt.Errorf("weight shared with another shape")
+				}
+				return t, false, nil
+			}
+		}
+		t, err := be.New(gpu.F32, []int{rows, cols})
+		if err != nil {
+			return nil, false, err
+		}
+		if err := gpu.WriteF32(be, t, data); err != nil {
+			be.Free(t)
+			return nil, false, err
+		}
+		c.s.toDevice.Add(int64(4 * len(data)))
+		if isConst && len(data) > 0 {
+			c.s.mu.Lock()
+			if old, ok := c.s.weights[&data[0]]; ok {
+				be.Free(old)
+			}
+			c.s.weights[&data[0]] = t
+			c.s.mu.Unlock()
+			return t, false, nil
+		}
+		return t, true, nil
+	}
+	ar, ac := m, k
+	if transA {
+		ar, ac = k, m
+	}
+	br, bc := k, n
+	if transB {
+		br, bc = n, k
+	}
+	ta, freeA, err := operand(a[:ar*ac], ar, ac, aConst)
+	if err != nil {
+		return err
+	}
+	if freeA {
+		defer be.Free(ta)
+	}
+	tb, freeB, err := operand(b[:br*bc], br, bc, bConst)
+	if err != nil {
+		return err
+	}
+	if freeB {
+		defer be.Free(tb)
+	}
+	to, err := be.New(gpu.F32, []int{m, n})
+	if err != nil {
+		return err
+	}
+	defer be.Free(to)
+	if err := be.MatMul(to, ta, tb, transA, transB); err != nil {
+		return err
+	}
+	c.s.deviceCalls.Add(1)
+	if err := gpu.ReadF32(be, to, out[:m*n]); err != nil {
+		return err
+	}
+	c.s.fromDevice.Add(int64(4 * m * n))
+	return nil
+}
+
+// isConst reports whether t is one of the session's constants (a weight).
+func (c *kctx) isConst(t *nn.Tensor) bool { return c.s.consts[t] }

@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Make reference outputs for fennec's ONNX parity tests with onnxruntime.
+
+    pip install onnxruntime numpy
+    python3 nn/onnx/testdata/gen_reference.py [../shared/models]
+
+For each model in CASES it feeds fixed, seeded inputs (written beside the
+outputs, so the Go test feeds exactly the same bytes) and writes
+testdata/ref/<model>/<input|output>_<i>.npy. onnxruntime runs on the CPU
+provider with one thread and all graph optimisations off, so the reference is
+the plain operator semantics.
+"""
+import os
+import sys
+
+import numpy as np
+import onnxruntime as ort
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODELS = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "..", "..", "shared", "models")
+
+# model file -> list of (input name, shape, dtype, kind)
+CASES = {
+    "ch_ppocr_mobile_v2.0_cls_infer.onnx": [("x", (1, 3, 48, 192), np.float32, "normal")],
+    "embedding_model.onnx": [("input_1", (1, 76, 32, 1), np.float32, "normal")],
+    "melspectrogram.onnx": [("input", (1, 1280), np.float32, "audio")],
+}
+
+
+def make(shape, dtype, kind, rng):
+    if kind == "audio":
+        return (rng.standard_normal(shape) * 3000).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def main():
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    for model, inputs in CASES.items():
+        path = os.path.join(MODELS, model)
+        if not os.path.exists(path):
+            print("skip (absent):", path)
+            continue
+        rng = np.random.default_rng(20261203)
+        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        feed = {name: make(shape, dt, kind, rng) for name, shape, dt, kind in inputs}
+        outs = sess.run(None, feed)
+        d = os.path.join(HERE, "ref", os.path.splitext(model)[0])
+        os.makedirs(d, exist_ok=True)
+        for i, (name, *_rest) in enumerate(inputs):
+            np.save(os.path.join(d, f"input_{i}.npy"), feed[name])
+        for i, o in enumerate(outs):
+            np.save(os.path.join(d, f"output_{i}.npy"), o)
+        print(model, "->", [o.shape for o in outs], "ort", ort.__version__)
+
+
+if __name__ == "__main__":
+    main()
