@@ -72,6 +72,12 @@ func equalInts(a, b []int) bool {
 	return true
 }
 
+// parityExtra lists intermediate values compared too (gen_reference.py's
+// EXTRA, in the same order).
+var parityExtra = map[string][]string{
+	"ch_ppocr_mobile_v2.0_cls_infer.onnx": {"depthwise_conv2d_1.tmp_0", "reshape2_0.tmp_0", "p2o.Add.87"},
+}
+
 // TestParity runs the shared models on fixed inputs and compares every
 // output with onnxruntime's (testdata/gen_reference.py).
 func TestParity(t *testing.T) {
@@ -81,7 +87,8 @@ func TestParity(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := NewSession(m, gpu.NewCPU())
+			extra := parityExtra[model]
+			s, err := NewSession(m, gpu.NewCPU(), extra...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -102,6 +109,14 @@ func TestParity(t *testing.T) {
 					t.Fatalf("output %q: %v", vi.Name, err)
 				}
 				t.Logf("output %q %v: max |diff| %.3g; stats %+v", vi.Name, want.Shape, worst, s.Stats())
+			}
+			for i, name := range extra {
+				want := readNPY(t, filepath.Join(ref, fmt.Sprintf("extra_%d.npy", i)))
+				worst, err := compare(out[name], want, 1e-4, 1e-3)
+				if err != nil {
+					t.Fatalf("intermediate %q: %v", name, err)
+				}
+				t.Logf("intermediate %q %v: max |diff| %.3g", name, want.Shape, worst)
 			}
 		})
 	}

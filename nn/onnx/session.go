@@ -51,6 +51,7 @@ type plan struct {
 	steps   []*node
 	lastUse map[string]int // value name -> last step that reads it
 	outputs map[string]bool
+	extra   []string // values returned besides the graph outputs
 }
 
 // UnsupportedNode names a node this engine cannot run and why.
@@ -114,8 +115,10 @@ func checkSupported(n *node) string {
 
 // NewSession prepares m for execution on be: it checks every node is
 // supported, folds constants, drops nodes no output needs and computes
-// value lifetimes.
-func NewSession(m *Model, be gpu.Backend) (*Session, error) {
+// value lifetimes. Run returns the graph outputs and, when extra names
+// intermediate values of the main graph, those too (for debugging and
+// parity tests).
+func NewSession(m *Model, be gpu.Backend, extra ...string) (*Session, error) {
 	if us := m.Unsupported(); len(us) > 0 {
 		errs := make([]error, 0, len(us))
 		for _, u := range us {
@@ -124,7 +127,7 @@ func NewSession(m *Model, be gpu.Backend) (*Session, error) {
 		return nil, fmt.Errorf("%s: %w: %d node(s): %w", m.Name, ErrUnsupported, len(us), errors.Join(errs...))
 	}
 	s := &Session{m: m, be: be, opts: m.opts, weights: map[*float32]gpu.Tensor{}, consts: map[*nn.Tensor]bool{}}
-	p, err := s.prepare(m.graph, nil)
+	p, err := s.prepare(m.graph, nil, extra...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", m.Name, err)
 	}
@@ -145,8 +148,8 @@ func NewSession(m *Model, be gpu.Backend) (*Session, error) {
 // prepare folds constants (Constant nodes and nodes whose inputs are all
 // constant) and removes dead nodes. outer holds the constants visible from
 // enclosing graphs.
-func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor) (*plan, error) {
-	p := &plan{g: g, consts: map[string]*nn.Tensor{}, outputs: map[string]bool{}}
+func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor, extra ...string) (*plan, error) {
+	p := &plan{g: g, consts: map[string]*nn.Tensor{}, outputs: map[string]bool{}, extra: extra}
 	for k, v := range g.inits {
 		p.consts[k] = v
 	}
@@ -203,6 +206,19 @@ func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor) (*plan, error) 
 	for _, o := range g.outputs {
 		need[o.Name] = true
 		p.outputs[o.Name] = true
+	}
+	for _, name := range extra {
+		found := p.consts[name] != nil
+		for _, n := range live {
+			for _, o := range n.outputs {
+				found = found || o == name
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("no value %q in graph %s", name, quote(g.name))
+		}
+		need[name] = true
+		p.outputs[name] = true
 	}
 	var keep []*node
 	for i := len(live) - 1; i >= 0; i-- {
@@ -418,13 +434,18 @@ func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*
 			}
 		}
 	}
-	res := make(map[string]*nn.Tensor, len(p.g.outputs))
+	res := make(map[string]*nn.Tensor, len(p.g.outputs)+len(p.extra))
 	for _, o := range p.g.outputs {
 		t, ok := lookup(o.Name)
 		if !ok {
 			return nil, fmt.Errorf("output %q has no value", o.Name)
 		}
 		res[o.Name] = t
+	}
+	for _, name := range p.extra {
+		if t, ok := lookup(name); ok {
+			res[name] = t
+		}
 	}
 	return res, nil
 }

@@ -14,10 +14,17 @@ import os
 import sys
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "..", "..", "shared", "models")
+
+# Intermediate values also compared (a softmax over two classes alone says
+# little): model file -> value names, written as extra_<i>.npy.
+EXTRA = {
+    "ch_ppocr_mobile_v2.0_cls_infer.onnx": ["depthwise_conv2d_1.tmp_0", "reshape2_0.tmp_0", "p2o.Add.87"],
+}
 
 # model file -> list of (input name, shape, dtype, kind)
 CASES = {
@@ -44,15 +51,22 @@ def main():
             print("skip (absent):", path)
             continue
         rng = np.random.default_rng(20261203)
-        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        m = onnx.load(path)
+        extra = EXTRA.get(model, [])
+        for name in extra:
+            m.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
         feed = {name: make(shape, dt, kind, rng) for name, shape, dt, kind in inputs}
         outs = sess.run(None, feed)
         d = os.path.join(HERE, "ref", os.path.splitext(model)[0])
         os.makedirs(d, exist_ok=True)
         for i, (name, *_rest) in enumerate(inputs):
             np.save(os.path.join(d, f"input_{i}.npy"), feed[name])
-        for i, o in enumerate(outs):
+        n = len(outs) - len(extra)
+        for i, o in enumerate(outs[:n]):
             np.save(os.path.join(d, f"output_{i}.npy"), o)
+        for i, o in enumerate(outs[n:]):
+            np.save(os.path.join(d, f"extra_{i}.npy"), o)
         print(model, "->", [o.shape for o in outs], "ort", ort.__version__)
 
 
