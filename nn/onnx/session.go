@@ -31,6 +31,7 @@ type Session struct {
 	mu      sync.Mutex
 	weights map[*float32]gpu.Tensor // backend copies of constant operands
 	consts  map[*nn.Tensor]bool     // every constant of every plan (set by NewSession)
+	subs    map[*graph]*plan        // prepared subgraphs (If branches)
 	closed  bool
 
 	toDevice, fromDevice, deviceCalls atomic.Int64
@@ -126,7 +127,7 @@ func NewSession(m *Model, be gpu.Backend, extra ...string) (*Session, error) {
 		}
 		return nil, fmt.Errorf("%s: %w: %d node(s): %w", m.Name, ErrUnsupported, len(us), errors.Join(errs...))
 	}
-	s := &Session{m: m, be: be, opts: m.opts, weights: map[*float32]gpu.Tensor{}, consts: map[*nn.Tensor]bool{}}
+	s := &Session{m: m, be: be, opts: m.opts, weights: map[*float32]gpu.Tensor{}, consts: map[*nn.Tensor]bool{}, subs: map[*graph]*plan{}}
 	p, err := s.prepare(m.graph, nil, extra...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", m.Name, err)
@@ -198,6 +199,25 @@ func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor, extra ...string
 		for i, name := range n.outputs {
 			if name != "" && i < len(out) {
 				p.consts[name] = out[i]
+			}
+		}
+	}
+	// Subgraphs see this graph's constants and the enclosing ones.
+	scope := make(map[string]*nn.Tensor, len(outer)+len(p.consts))
+	for k, v := range outer {
+		scope[k] = v
+	}
+	for k, v := range p.consts {
+		scope[k] = v
+	}
+	for _, n := range live {
+		for _, a := range n.attrs {
+			if a.g != nil {
+				sp, err := s.prepare(a.g, scope)
+				if err != nil {
+					return nil, fmt.Errorf("node %s: subgraph %s: %w", n, quote(a.g.name), err)
+				}
+				s.subs[a.g] = sp
 			}
 		}
 	}
