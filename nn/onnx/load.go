@@ -10,6 +10,7 @@ package onnx
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -340,10 +341,46 @@ func (ld *loader) attr(ap *onnxpb.AttributeProto, visible map[string]bool, depth
 // ValueInfo describes a graph input or output: its name, element type and
 // shape, whose dimensions may be symbolic.
 type ValueInfo struct {
-	Name     string
-	DType    nn.DType
-	Shape    []Dim
-	HasShape bool // false when the model gives no shape (any rank)
+	Name     string   `json:"name"`
+	DType    nn.DType `json:"-"`
+	Shape    []Dim    `json:"shape"`
+	HasShape bool     `json:"has_shape"` // false when the model gives no shape (any rank)
+	// NonTensor names a type this engine cannot hold ("sequence",
+	// "optional", "map", ...); "" for tensors and untyped values.
+	NonTensor string `json:"-"`
+}
+
+// MarshalJSON writes the dtype by name and dims as numbers or names.
+func (v ValueInfo) MarshalJSON() ([]byte, error) {
+	dims := make([]any, len(v.Shape))
+	for i, d := range v.Shape {
+		switch {
+		case d.Param != "":
+			dims[i] = d.Param
+		case d.Value < 0:
+			dims[i] = nil
+		default:
+			dims[i] = d.Value
+		}
+	}
+	return json.Marshal(struct {
+		Name     string `json:"name"`
+		DType    string `json:"dtype"`
+		Shape    []any  `json:"shape"`
+		HasShape bool   `json:"has_shape"`
+	}{v.Name, v.DType.String(), dims, v.HasShape})
+}
+
+// ShapeString writes the shape as [batch,3,48,192], or "?" without one.
+func (v ValueInfo) ShapeString() string {
+	if !v.HasShape {
+		return "?"
+	}
+	parts := make([]string, len(v.Shape))
+	for i, d := range v.Shape {
+		parts[i] = d.String()
+	}
+	return "[" + strings.Join(parts, ",") + "]"
 }
 
 // Dim is one dimension: a fixed size (Value >= 0), a named symbolic size
@@ -370,10 +407,19 @@ func valueInfo(vi *onnxpb.ValueInfoProto) (ValueInfo, error) {
 	}
 	tt := vi.GetType().GetTensorType()
 	if tt == nil {
-		if vi.GetType() == nil {
+		switch vi.GetType().GetValue().(type) {
+		case nil:
 			return info, nil // untyped (allowed for subgraph values)
+		case *onnxpb.TypeProto_SequenceType:
+			info.NonTensor = "sequence"
+		case *onnxpb.TypeProto_OptionalType:
+			info.NonTensor = "optional"
+		case *onnxpb.TypeProto_MapType:
+			info.NonTensor = "map"
+		default:
+			info.NonTensor = "non-tensor"
 		}
-		return info, fmt.Errorf("%w: non-tensor type (sequence, map, optional)", ErrUnsupported)
+		return info, nil // refused by NewSession (Model.Unsupported)
 	}
 	info.DType = nn.DType(tt.GetElemType())
 	if tt.Shape != nil {

@@ -57,9 +57,11 @@ type plan struct {
 
 // UnsupportedNode names a node this engine cannot run and why.
 type UnsupportedNode struct {
-	Node, OpType, Domain string
-	Opset                int
-	Reason               string
+	Node   string `json:"node"`
+	OpType string `json:"op_type"`
+	Domain string `json:"domain"`
+	Opset  int    `json:"opset"`
+	Reason string `json:"reason"`
 }
 
 func (u UnsupportedNode) Error() string {
@@ -76,6 +78,14 @@ func (m *Model) Unsupported() []UnsupportedNode {
 	var out []UnsupportedNode
 	var walk func(g *graph)
 	walk = func(g *graph) {
+		for _, list := range [][]ValueInfo{g.inputs, g.outputs} {
+			for _, vi := range list {
+				if vi.NonTensor != "" {
+					out = append(out, UnsupportedNode{Node: "graph " + quote(g.name), OpType: "(value)", Opset: m.Opset,
+						Reason: fmt.Sprintf("value %q has a %s type; only tensors are supported", vi.Name, vi.NonTensor)})
+				}
+			}
+		}
 		for _, n := range g.nodes {
 			if reason := checkSupported(n); reason != "" {
 				name := n.name

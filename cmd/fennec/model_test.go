@@ -1,0 +1,119 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fennec-edge/fennec/nn"
+)
+
+// clsModel is the PaddleOCR orientation classifier in the shared models
+// folder; tests that need it skip when the folder is absent.
+func clsModel(t *testing.T) string {
+	t.Helper()
+	p, err := filepath.Abs("../../../shared/models/ch_ppocr_mobile_v2.0_cls_infer.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("skipping: %s is absent (the shared models folder is not on this machine)", p)
+	}
+	return p
+}
+
+func TestModelInspect(t *testing.T) {
+	model := clsModel(t)
+	out, code := runFennec(t, t.TempDir(), "model", "inspect", model)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	for _, want := range []string{"opset       9 (ai.onnx)", "x  f32  [p2o.DynamicDimension.0,3,p2o.DynamicDimension.1,p2o.DynamicDimension.2]", "Conv                53", "unsupported: none"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inspect output lacks %q:\n%s", want, out)
+		}
+	}
+	out, code = runFennec(t, t.TempDir(), "model", "inspect", "--json", model)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	var info struct {
+		Opset     int            `json:"opset"`
+		Operators map[string]int `json:"operators"`
+		Inputs    []struct {
+			Name  string `json:"name"`
+			DType string `json:"dtype"`
+			Shape []any  `json:"shape"`
+		} `json:"inputs"`
+		Parameters  int64 `json:"parameters"`
+		Unsupported []any `json:"unsupported"`
+	}
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if info.Opset != 9 || info.Operators["BatchNormalization"] != 35 || len(info.Inputs) != 1 || info.Inputs[0].Shape[1] != 3.0 ||
+		info.Inputs[0].Shape[0] != "p2o.DynamicDimension.0" || info.Parameters == 0 || info.Unsupported == nil || len(info.Unsupported) != 0 {
+		t.Errorf("unexpected JSON: %+v", info)
+	}
+}
+
+func TestModelInspectUnsupported(t *testing.T) {
+	p, _ := filepath.Abs("../../../shared/models/silero_vad_v4.onnx")
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("skipping: %s is absent", p)
+	}
+	out, code := runFennec(t, t.TempDir(), "model", "inspect", p)
+	if code != exitOK || !strings.Contains(out, "LSTM_881  LSTM  opset 16  operator not implemented") {
+		t.Fatalf("exit %d; want LSTM_881 listed as unsupported:\n%s", code, out)
+	}
+}
+
+func TestModelRun(t *testing.T) {
+	model := clsModel(t)
+	ref, _ := filepath.Abs("../../nn/onnx/testdata/ref/ch_ppocr_mobile_v2.0_cls_infer")
+	dir := t.TempDir()
+	out, code := runFennec(t, dir, "model", "run", model, "--input", "x="+filepath.Join(ref, "input_0.npy"), "--out", "res")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	got, err := readNPYFile(filepath.Join(dir, "res", "softmax_0.tmp_0.npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := readNPYFile(filepath.Join(ref, "output_0.npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.DType != nn.Float32 || len(got.F32) != 2 || len(want.F32) != 2 {
+		t.Fatalf("output %v, want %v", got, want)
+	}
+	for i := range want.F32 {
+		if math.Abs(float64(got.F32[i]-want.F32[i])) > 1e-4 {
+			t.Errorf("output[%d] = %g, onnxruntime %g", i, got.F32[i], want.F32[i])
+		}
+	}
+}
+
+func TestModelErrors(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "junk.onnx"), []byte("not a model"), 0o644)
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"model", "inspect", "junk.onnx"}, exitBadInput, "not an ONNX ModelProto"},
+		{[]string{"model", "inspect", "missing.onnx"}, exitUsage, "no such file"},
+		{[]string{"model", "run", "junk.onnx", "--input", "x=a.npy"}, exitUsage, "--out is required"},
+		{[]string{"model", "run", "junk.onnx", "--input", "x", "--out", "o"}, exitUsage, "want NAME=FILE.npy"},
+		{[]string{"model", "run", "junk.onnx", "--input", "x=missing.npy", "--out", "o"}, exitBadInput, "missing.npy"},
+	} {
+		out, code := runFennec(t, dir, tc.args...)
+		if code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("fennec %s: exit %d, %q; want exit %d and %q", strings.Join(tc.args, " "), code, out, tc.code, tc.want)
+		}
+	}
+}
