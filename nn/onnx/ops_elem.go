@@ -138,21 +138,10 @@ func binaryOp(c *kctx, k binKind, a, b *nn.Tensor) (*nn.Tensor, error) {
 		}
 		o := out.F32
 		bloop(shape, sa, sb, func(oo, ia, ib, n, da, db int) {
-			if da == 1 && db == 1 && k == bAdd {
-				for i, v := range x[ia : ia+n] {
-					o[oo+i] = v + y[ib+i]
+			if !rowF32(k, o[oo:oo+n], x[ia:], y[ib:], da, db) {
+				for i := 0; i < n; i++ {
+					o[oo+i] = f(x[ia+i*da], y[ib+i*db])
 				}
-				return
-			}
-			if da == 1 && db == 0 && k == bMul {
-				s := y[ib]
-				for i, v := range x[ia : ia+n] {
-					o[oo+i] = v * s
-				}
-				return
-			}
-			for i := 0; i < n; i++ {
-				o[oo+i] = f(x[ia+i*da], y[ib+i*db])
 			}
 		})
 	case a.DType == nn.Float32: // Pow with an integer exponent
@@ -553,4 +542,82 @@ func init() {
 	reg("Identity", opDef{since: 1, minIn: 1, maxIn: 1, run: identity, foldable: true})
 	reg("Not", opDef{since: 1, minIn: 1, maxIn: 1, run: not, foldable: true})
 	reg("Where", opDef{since: 9, minIn: 3, maxIn: 3, run: where, foldable: true})
+}
+
+// rowF32 computes one broadcast row of the common arithmetic operators with
+// the loop inside the switch (contiguous or scalar operands); it reports
+// false when the general path must do it.
+func rowF32(k binKind, o, x, y []float32, da, db int) bool {
+	n := len(o)
+	switch {
+	case da == 1 && db == 1:
+		x, y = x[:n], y[:n]
+		switch k {
+		case bAdd:
+			for i := range o {
+				o[i] = x[i] + y[i]
+			}
+		case bSub:
+			for i := range o {
+				o[i] = x[i] - y[i]
+			}
+		case bMul:
+			for i := range o {
+				o[i] = x[i] * y[i]
+			}
+		case bDiv:
+			for i := range o {
+				o[i] = x[i] / y[i]
+			}
+		default:
+			return false
+		}
+	case da == 1 && db == 0:
+		x, s := x[:n], y[0]
+		switch k {
+		case bAdd:
+			for i := range o {
+				o[i] = x[i] + s
+			}
+		case bSub:
+			for i := range o {
+				o[i] = x[i] - s
+			}
+		case bMul:
+			for i := range o {
+				o[i] = x[i] * s
+			}
+		case bDiv:
+			for i := range o {
+				o[i] = x[i] / s
+			}
+		default:
+			return false
+		}
+	case da == 0 && db == 1:
+		s, y := x[0], y[:n]
+		switch k {
+		case bAdd:
+			for i := range o {
+				o[i] = s + y[i]
+			}
+		case bSub:
+			for i := range o {
+				o[i] = s - y[i]
+			}
+		case bMul:
+			for i := range o {
+				o[i] = s * y[i]
+			}
+		case bDiv:
+			for i := range o {
+				o[i] = s / y[i]
+			}
+		default:
+			return false
+		}
+	default:
+		return false
+	}
+	return true
 }

@@ -248,23 +248,46 @@ func depthwise(w *window, x, wt, out []float32) {
 			img := x[(b*w.ch+ch)*w.h*w.w:][:w.h*w.w]
 			k := wt[ch*w.kh*w.kw:][:w.kh*w.kw]
 			dst := out[(b*w.ch+ch)*plane:][:plane]
-			for oy := 0; oy < w.oh; oy++ {
-				for ox := 0; ox < w.ow; ox++ {
-					var s float32
-					for ki := 0; ki < w.kh; ki++ {
+			clear(dst)
+			for kj := 0; kj < w.kw; kj++ {
+				// Output columns whose input column lies inside the image:
+				// ix = ox*sw + off with 0 <= ix < w.
+				off := kj*w.dw - w.pl
+				lo := 0
+				if off < 0 {
+					lo = (-off + w.sw - 1) / w.sw
+				}
+				hi := w.ow
+				if last := (w.w - 1 - off); last < 0 {
+					hi = 0
+				} else {
+					hi = min(hi, last/w.sw+1)
+				}
+				if lo >= hi {
+					continue
+				}
+				for ki := 0; ki < w.kh; ki++ {
+					kv := k[ki*w.kw+kj]
+					for oy := 0; oy < w.oh; oy++ {
 						iy := oy*w.sh - w.pt + ki*w.dh
 						if iy < 0 || iy >= w.h {
 							continue
 						}
 						row := img[iy*w.w : (iy+1)*w.w]
-						for kj := 0; kj < w.kw; kj++ {
-							ix := ox*w.sw - w.pl + kj*w.dw
-							if ix >= 0 && ix < w.w {
-								s += row[ix] * k[ki*w.kw+kj]
+						d := dst[oy*w.ow+lo : oy*w.ow+hi]
+						if w.sw == 1 {
+							src := row[lo+off : hi+off]
+							for i := range d {
+								d[i] += src[i] * kv
 							}
+							continue
+						}
+						ix := lo*w.sw + off
+						for i := range d {
+							d[i] += row[ix] * kv
+							ix += w.sw
 						}
 					}
-					dst[oy*w.ow+ox] = s
 				}
 			}
 		}
