@@ -71,8 +71,8 @@ func newModelInspectCmd() *cobra.Command {
 			}
 			w.Flush()
 			fmt.Fprintln(out, "\noutputs:")
-			for _, v := range info.Outputs {
-				fmt.Fprintf(w, "  %s\t%s\t%s\n", v.Name, v.DType, v.ShapeString())
+			for i, v := range info.Outputs {
+				fmt.Fprintf(w, "  %s\t%s\t%s\tinferred %s\n", v.Name, v.DType, v.ShapeString(), info.Inferred[i].ShapeString())
 			}
 			w.Flush()
 			fmt.Fprintln(out, "\noperators:")

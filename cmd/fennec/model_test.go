@@ -31,7 +31,7 @@ func TestModelInspect(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, out)
 	}
-	for _, want := range []string{"opset       9 (ai.onnx)", "x  f32  [p2o.DynamicDimension.0,3,p2o.DynamicDimension.1,p2o.DynamicDimension.2]", "Conv                53", "unsupported: none"} {
+	for _, want := range []string{"opset       9 (ai.onnx)", "x  f32  [p2o.DynamicDimension.0,3,p2o.DynamicDimension.1,p2o.DynamicDimension.2]", "Conv                53", "unsupported: none", "inferred [p2o.DynamicDimension.0,2]"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("inspect output lacks %q:\n%s", want, out)
 		}

@@ -93,7 +93,7 @@ func FuzzGraph(f *testing.F) {
 			return b
 		}
 		g := &pb.GraphProto{Name: strp("fuzz"),
-			Input:       []*pb.ValueInfoProto{vinfo("x", nn.Float32, 1, 2, 3, 4)},
+			Input:       []*pb.ValueInfoProto{valueProto("x", nn.Float32, 1, 2, 3, 4)},
 			Initializer: []*pb.TensorProto{i64Tensor("s", []int64{4}, 1, 2, 3, 4), i64Tensor("k", []int64{1}, int64(int8(next())))},
 		}
 		values := []string{"x", "s", "k"}

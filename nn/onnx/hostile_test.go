@@ -22,7 +22,7 @@ func attrTypep(t pb.AttributeProto_AttributeType) *pb.AttributeProto_AttributeTy
 	return &t
 }
 
-func vinfo(name string, dt nn.DType, dims ...any) *pb.ValueInfoProto {
+func valueProto(name string, dt nn.DType, dims ...any) *pb.ValueInfoProto {
 	sh := &pb.TensorShapeProto{}
 	for _, d := range dims {
 		switch v := d.(type) {
@@ -69,23 +69,23 @@ func marshal(tb testing.TB, m *pb.ModelProto) []byte {
 func reluGraph() *pb.GraphProto {
 	return &pb.GraphProto{Name: strp("g"),
 		Node:   []*pb.NodeProto{nodep("Relu", "r", []string{"x"}, []string{"y"})},
-		Input:  []*pb.ValueInfoProto{vinfo("x", nn.Float32, "batch", 4)},
-		Output: []*pb.ValueInfoProto{vinfo("y", nn.Float32, "batch", 4)}}
+		Input:  []*pb.ValueInfoProto{valueProto("x", nn.Float32, "batch", 4)},
+		Output: []*pb.ValueInfoProto{valueProto("y", nn.Float32, "batch", 4)}}
 }
 
 // nestedIf wraps a Relu graph in depth levels of If.
 func nestedIf(depth int) *pb.GraphProto {
 	inner := &pb.GraphProto{Name: strp("leaf"),
 		Node:   []*pb.NodeProto{nodep("Relu", "r", []string{"x"}, []string{"y0"})},
-		Output: []*pb.ValueInfoProto{vinfo("y0", nn.Float32)}}
+		Output: []*pb.ValueInfoProto{valueProto("y0", nn.Float32)}}
 	for i := 1; i <= depth; i++ {
 		out := "y" + strings.Repeat("'", i)
 		inner = &pb.GraphProto{Name: strp("level"),
 			Node: []*pb.NodeProto{nodep("If", "if", []string{"c"}, []string{out},
 				graphAttr("then_branch", inner), graphAttr("else_branch", inner))},
-			Output: []*pb.ValueInfoProto{vinfo(out, nn.Float32)}}
+			Output: []*pb.ValueInfoProto{valueProto(out, nn.Float32)}}
 	}
-	inner.Input = []*pb.ValueInfoProto{vinfo("x", nn.Float32, 4), vinfo("c", nn.Bool)}
+	inner.Input = []*pb.ValueInfoProto{valueProto("x", nn.Float32, 4), valueProto("c", nn.Bool)}
 	return inner
 }
 
@@ -118,7 +118,7 @@ func TestHostileModels(t *testing.T) {
 		}, "produced twice", "load"},
 		{"undefined graph output", func(t *testing.T) []byte {
 			g := reluGraph()
-			g.Output = append(g.Output, vinfo("ghost", nn.Float32))
+			g.Output = append(g.Output, valueProto("ghost", nn.Float32))
 			return marshal(t, model(13, g))
 		}, `output "ghost" is not produced`, "load"},
 		{"initializer claims 2^40 elements", func(t *testing.T) []byte {
@@ -337,7 +337,7 @@ func TestExternalData(t *testing.T) {
 // and symbolic dims bound inconsistently.
 func TestInputChecks(t *testing.T) {
 	g := reluGraph()
-	g.Input = append(g.Input, vinfo("x2", nn.Float32, "batch", 4))
+	g.Input = append(g.Input, valueProto("x2", nn.Float32, "batch", 4))
 	g.Node = []*pb.NodeProto{nodep("Add", "add", []string{"x", "x2"}, []string{"y"})}
 	m, err := Decode(marshal(t, model(13, g)), "in.onnx", "", Options{})
 	if err != nil {

@@ -8,12 +8,15 @@ import (
 
 // Info summarises a model for `fennec model inspect`.
 type Info struct {
-	Name        string            `json:"name"`
-	IRVersion   int64             `json:"ir_version"`
-	Opset       int               `json:"opset"`
-	Producer    string            `json:"producer,omitempty"`
-	Inputs      []ValueInfo       `json:"inputs"`
-	Outputs     []ValueInfo       `json:"outputs"`
+	Name      string      `json:"name"`
+	IRVersion int64       `json:"ir_version"`
+	Opset     int         `json:"opset"`
+	Producer  string      `json:"producer,omitempty"`
+	Inputs    []ValueInfo `json:"inputs"`
+	Outputs   []ValueInfo `json:"outputs"`
+	// Inferred holds the outputs' shapes as InferShapes derives them from
+	// the inputs (symbolic dims tied to the inputs' names).
+	Inferred    []ValueInfo       `json:"inferred_outputs"`
 	Nodes       int               `json:"nodes"`     // all graphs, subgraphs included
 	Operators   map[string]int    `json:"operators"` // op type -> count, subgraphs included
 	Parameters  int64             `json:"parameters"`
@@ -25,6 +28,12 @@ type Info struct {
 func (m *Model) Info() Info {
 	info := Info{Name: m.Name, IRVersion: m.IRVersion, Opset: m.Opset, Producer: m.Producer,
 		Inputs: m.Inputs(), Outputs: m.Outputs(), Operators: map[string]int{}, Unsupported: m.Unsupported()}
+	shapes := m.InferShapes()
+	for _, o := range info.Outputs {
+		vi := shapes[o.Name]
+		vi.Name = o.Name
+		info.Inferred = append(info.Inferred, vi)
+	}
 	if info.Unsupported == nil {
 		info.Unsupported = []UnsupportedNode{}
 	}

@@ -17,6 +17,7 @@ func TestOps(t *testing.T) {
 	if err != nil || len(dirs) == 0 {
 		t.Fatalf("no cases in testdata/ops (run testdata/gen_ops.py): %v", err)
 	}
+	inferred := 0
 	for _, dir := range dirs {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			m, err := Load(filepath.Join(dir, "model.onnx"), Options{})
@@ -43,6 +44,19 @@ func TestOps(t *testing.T) {
 				}
 				want := readNPY(t, p)
 				got := out[vi.Name]
+				// Static inference must agree with the real shape wherever
+				// it claims to know every dim.
+				if inf := m.InferShapes()[vi.Name]; inf.HasShape && allKnown(inf.Shape) {
+					inferred++
+					if inf.DType != want.DType || len(inf.Shape) != len(want.Shape) {
+						t.Fatalf("inferred %v, real %v", inf, want)
+					}
+					for i, d := range inf.Shape {
+						if d.Value != int64(want.Shape[i]) {
+							t.Fatalf("inferred %v, real %v", inf, want)
+						}
+					}
+				}
 				if want.DType != nn.Float32 {
 					if err := equalTensor(got, want); err != nil {
 						t.Fatalf("output %q: %v", vi.Name, err)
@@ -55,6 +69,18 @@ func TestOps(t *testing.T) {
 			}
 		})
 	}
+	if inferred < 40 {
+		t.Errorf("shape inference knew only %d of %d case outputs", inferred, len(dirs))
+	}
+}
+
+func allKnown(ds []Dim) bool {
+	for _, d := range ds {
+		if !known(d) {
+			return false
+		}
+	}
+	return true
 }
 
 func equalTensor(got, want *nn.Tensor) error {
