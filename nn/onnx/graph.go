@@ -49,12 +49,19 @@ type attr struct {
 }
 
 // sortAndCheck orders g.nodes topologically (Kahn's algorithm, stable in file
-// order), refusing inputs that nothing defines and cycles.
+// order), refusing inputs that nothing defines and cycles. A node's inputs
+// include the names its subgraphs read from this graph (an If branch reading
+// a value computed beside the If), which are converted, and so sorted, first.
 func (g *graph) sortAndCheck(defined, outer map[string]bool, producers map[string]int) error {
 	indeg := make([]int, len(g.nodes))
 	users := make([][]int, len(g.nodes))
 	for i, n := range g.nodes {
-		for _, in := range n.inputs {
+		seen := map[string]bool{}
+		for _, in := range nodeReads(n) {
+			if seen[in] {
+				continue
+			}
+			seen[in] = true
 			if in == "" || defined[in] {
 				continue
 			}

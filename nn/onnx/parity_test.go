@@ -81,7 +81,7 @@ var parityExtra = map[string][]string{
 // TestParity runs the shared models on fixed inputs and compares every
 // output with onnxruntime's (testdata/gen_reference.py).
 func TestParity(t *testing.T) {
-	for _, model := range []string{"ch_ppocr_mobile_v2.0_cls_infer.onnx", "embedding_model.onnx", "melspectrogram.onnx"} {
+	for _, model := range []string{"ch_ppocr_mobile_v2.0_cls_infer.onnx", "embedding_model.onnx", "melspectrogram.onnx", "silero_vad_v5.onnx", "silero_vad_v4.onnx"} {
 		t.Run(model, func(t *testing.T) {
 			m, err := Load(sharedModel(t, model), Options{})
 			if err != nil {

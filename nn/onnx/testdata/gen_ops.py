@@ -102,6 +102,14 @@ def main():
     case("flatten_axis2", "Flatten", [("x", r(2, 3, 4, 5))], {"axis": 2})
     case("cast_f32_i64", "Cast", [("x", r(3, 4) * 10)], {"to": I64})
     case("constantofshape", "ConstantOfShape", [("s", np.array([2, 3], np.int64))], {"value": helper.make_tensor("v", F, [1], [1.5])})
+    case("lstm_bidirectional_peep", "LSTM", [("x", r(5, 2, 3))], {"hidden_size": 4, "direction": "bidirectional"}, n_out=3,
+         consts=[("w", r(2, 16, 3)), ("r", r(2, 16, 4)), ("b", r(2, 32)), ("sl", np.array([5, 5], np.int32)), ("h0", r(2, 2, 4)), ("c0", r(2, 2, 4)), ("p", r(2, 12))])
+    case("lstm_reverse", "LSTM", [("x", r(4, 1, 3))], {"hidden_size": 3, "direction": "reverse"}, n_out=3,
+         consts=[("w", r(1, 12, 3)), ("r", r(1, 12, 3))])
+    case("pad_reflect", "Pad", [("x", r(2, 3, 5))], {"mode": "reflect"}, consts=[("p", np.array([0, 1, 2, 0, 2, 3], np.int64))])
+    case("pad_edge", "Pad", [("x", r(2, 3, 5))], {"mode": "edge"}, consts=[("p", np.array([1, 0, 2, 0, 2, 1], np.int64))])
+    case("pad_constant_neg", "Pad", [("x", r(3, 5))], consts=[("p", np.array([1, -2, 0, 3], np.int64)), ("v", np.array(0.25, np.float32))])
+    case("pad_opset2_attrs", "Pad", [("x", r(3, 5))], {"pads": [1, 1, 0, 2], "value": -1.0}, opset=9)
     print("wrote", len(os.listdir(OUT)), "cases to", OUT)
 
 

@@ -31,10 +31,23 @@ CASES = {
     "ch_ppocr_mobile_v2.0_cls_infer.onnx": [("x", (1, 3, 48, 192), np.float32, "normal")],
     "embedding_model.onnx": [("input_1", (1, 76, 32, 1), np.float32, "normal")],
     "melspectrogram.onnx": [("input", (1, 1280), np.float32, "audio")],
+    # Silero: a 512-sample 16 kHz chunk of a seeded 440 Hz tone in noise and a
+    # non-zero recurrent state, so the LSTM and the 16 kHz If branch matter.
+    "silero_vad_v5.onnx": [("input", (1, 512), np.float32, "tone"), ("state", (2, 1, 128), np.float32, "small"),
+                           ("sr", (), np.int64, "16000")],
+    "silero_vad_v4.onnx": [("input", (1, 512), np.float32, "tone"), ("sr", (), np.int64, "16000"),
+                           ("h", (2, 1, 64), np.float32, "small"), ("c", (2, 1, 64), np.float32, "small")],
 }
 
 
 def make(shape, dtype, kind, rng):
+    if kind == "16000":
+        return np.array(16000, dtype=dtype)
+    if kind == "tone":
+        t = np.arange(shape[-1]) / 16000.0
+        return (0.5 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(shape)).astype(dtype)
+    if kind == "small":
+        return (0.3 * rng.standard_normal(shape)).astype(dtype)
     if kind == "audio":
         return (rng.standard_normal(shape) * 3000).astype(dtype)
     return rng.standard_normal(shape).astype(dtype)
