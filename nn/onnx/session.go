@@ -212,6 +212,15 @@ func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor, extra ...string
 			}
 		}
 	}
+	// Graph rewrites, in order (each in its own pass_*.go file).
+	wanted := map[string]bool{}
+	for _, o := range g.outputs {
+		wanted[o.Name] = true
+	}
+	for _, name := range extra {
+		wanted[name] = true
+	}
+	live = fuseConvBN(live, p.consts, wanted)
 	// Subgraphs see this graph's constants and the enclosing ones.
 	scope := make(map[string]*nn.Tensor, len(outer)+len(p.consts))
 	for k, v := range outer {
