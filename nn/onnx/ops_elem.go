@@ -569,6 +569,24 @@ func rowF32(k binKind, o, x, y []float32, da, db int) bool {
 			for i := range o {
 				o[i] = x[i] / y[i]
 			}
+		case bMax:
+			for i := range o {
+				a, b := x[i], y[i]
+				if a != a || b != b {
+					o[i] = a + b // NaN propagates
+				} else {
+					o[i] = max(a, b)
+				}
+			}
+		case bMin:
+			for i := range o {
+				a, b := x[i], y[i]
+				if a != a || b != b {
+					o[i] = a + b
+				} else {
+					o[i] = min(a, b)
+				}
+			}
 		default:
 			return false
 		}
