@@ -13,7 +13,7 @@ import (
 // backend with one and two threads (compare with testdata/bench_ort.py at
 // the same thread count, in the same sitting).
 func BenchmarkModels(b *testing.B) {
-	for _, model := range []string{"ch_ppocr_mobile_v2.0_cls_infer.onnx", "embedding_model.onnx", "melspectrogram.onnx", "silero_vad_v5.onnx", "silero_vad_v4.onnx"} {
+	for _, model := range []string{"ch_ppocr_mobile_v2.0_cls_infer.onnx", "embedding_model.onnx", "melspectrogram.onnx", "silero_vad_v5.onnx", "silero_vad_v4.onnx", "ch_PP-OCRv4_det_infer.onnx"} {
 		for _, threads := range []int{1, 2} {
 			b.Run(fmt.Sprintf("%s/threads=%d", model, threads), func(b *testing.B) {
 				m, err := Load(sharedModel(b, model), Options{})

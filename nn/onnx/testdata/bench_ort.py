@@ -17,7 +17,7 @@ import onnxruntime as ort
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "..", "..", "shared", "models")
 
-for model in ["ch_ppocr_mobile_v2.0_cls_infer", "embedding_model", "melspectrogram", "silero_vad_v5", "silero_vad_v4"]:
+for model in ["ch_ppocr_mobile_v2.0_cls_infer", "embedding_model", "melspectrogram", "silero_vad_v5", "silero_vad_v4", "ch_PP-OCRv4_det_infer"]:
     for threads in (1, 2):
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads

@@ -110,6 +110,15 @@ def main():
     case("pad_edge", "Pad", [("x", r(2, 3, 5))], {"mode": "edge"}, consts=[("p", np.array([1, 0, 2, 0, 2, 1], np.int64))])
     case("pad_constant_neg", "Pad", [("x", r(3, 5))], consts=[("p", np.array([1, -2, 0, 3], np.int64)), ("v", np.array(0.25, np.float32))])
     case("pad_opset2_attrs", "Pad", [("x", r(3, 5))], {"pads": [1, 1, 0, 2], "value": -1.0}, opset=9)
+    case("convtranspose_stride2", "ConvTranspose", [("x", r(1, 4, 5, 6))], {"strides": [2, 2], "kernel_shape": [2, 2]}, opset=11, consts=[("w", r(4, 3, 2, 2)), ("b", r(3))])
+    case("convtranspose_group_pads_dil", "ConvTranspose", [("x", r(2, 4, 5, 4))], {"strides": [2, 1], "group": 2, "pads": [1, 0, 0, 1], "dilations": [1, 2], "output_padding": [1, 0]}, opset=13, consts=[("w", r(4, 2, 3, 3))])
+    case("convtranspose_1d", "ConvTranspose", [("x", r(1, 2, 7))], {"strides": [3]}, opset=13, consts=[("w", r(2, 3, 4))])
+    e = np.array([], np.float32)
+    case("resize_nearest_asym_floor", "Resize", [("x", r(1, 2, 3, 4))], {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}, opset=11, consts=[("roi", e), ("s", np.array([1, 1, 2, 2], np.float32))])
+    case("resize_nearest_half_pixel", "Resize", [("x", r(1, 2, 3, 4))], {"mode": "nearest"}, opset=13, consts=[("roi", e), ("s", np.array([1, 1, 1.5, 0.6], np.float32))])
+    case("resize_linear_half_pixel", "Resize", [("x", r(1, 2, 3, 4))], {"mode": "linear"}, opset=13, consts=[("roi", e), ("s", np.array([1, 1, 2.5, 1.7], np.float32))])
+    case("resize_linear_align_sizes", "Resize", [("x", r(2, 1, 4, 5))], {"mode": "linear", "coordinate_transformation_mode": "align_corners"}, opset=13,
+         consts=[("roi", e), ("sc", e), ("sz", np.array([2, 1, 7, 3], np.int64))])
     print("wrote", len(os.listdir(OUT)), "cases to", OUT)
 
 
