@@ -28,6 +28,7 @@ type Session struct {
 	opts Options
 	main *plan
 
+	runs    sync.RWMutex // Run holds it shared, Close exclusively
 	mu      sync.Mutex
 	weights map[*float32]gpu.Tensor // backend copies of constant operands
 	consts  map[*nn.Tensor]bool     // every constant of every plan (set by NewSession)
@@ -350,6 +351,8 @@ func (m *Model) Outputs() []ValueInfo { return m.graph.outputs }
 // symbolic dim must take one value across all inputs). It returns every graph
 // output.
 func (s *Session) Run(inputs map[string]*nn.Tensor) (map[string]*nn.Tensor, error) {
+	s.runs.RLock()
+	defer s.runs.RUnlock()
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
@@ -515,8 +518,11 @@ func (s *Session) Stats() Stats {
 	return Stats{BytesToBackend: s.toDevice.Load(), BytesFromBackend: s.fromDevice.Load(), BackendCalls: s.deviceCalls.Load(), Weights: w}
 }
 
-// Close frees the backend copies of the weights.
+// Close waits for running calls to finish and frees the backend copies of
+// the weights; Run fails afterwards.
 func (s *Session) Close() {
+	s.runs.Lock()
+	defer s.runs.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k, t := range s.weights {
@@ -568,12 +574,15 @@ func (c *kctx) gemm(out, a, b []float32, m, k, n int, transA, transB, aConst, bC
 		}
 		c.s.toDevice.Add(int64(4 * len(data)))
 		if isConst && len(data) > 0 {
+			// Another Run may have uploaded the same weight meanwhile: keep
+			// the first copy (it may be in use) and free this one.
 			c.s.mu.Lock()
-			if old, ok := c.s.weights[&data[0]]; ok {
-				be.Free(old)
+			defer c.s.mu.Unlock()
+			if first, ok := c.s.weights[&data[0]]; ok {
+				be.Free(t)
+				return first, false, nil
 			}
 			c.s.weights[&data[0]] = t
-			c.s.mu.Unlock()
 			return t, false, nil
 		}
 		return t, true, nil
