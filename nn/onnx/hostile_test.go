@@ -154,6 +154,20 @@ func TestHostileModels(t *testing.T) {
 			g.Node[0].OpType = strp("FancyAttention")
 			return marshal(t, model(13, g))
 		}, `node "r": FancyAttention (ai.onnx opset 13): operator not implemented`, "session"},
+		{"float16 graph input", func(t *testing.T) []byte {
+			g := reluGraph()
+			g.Input[0] = valueProto("x", nn.DType(10), "batch", 4)
+			return marshal(t, model(13, g))
+		}, `value "x" has dtype FLOAT16`, "session"},
+		{"cycle through an If branch", func(t *testing.T) []byte {
+			g := reluGraph()
+			branch := &pb.GraphProto{Name: strp("b"), Node: []*pb.NodeProto{nodep("Relu", "in_branch", []string{"late"}, []string{"o"})},
+				Output: []*pb.ValueInfoProto{{Name: strp("o")}}}
+			g.Input = append(g.Input, valueProto("c", nn.Bool))
+			g.Node = []*pb.NodeProto{nodep("If", "if", []string{"c"}, []string{"early"}, graphAttr("then_branch", branch), graphAttr("else_branch", branch)),
+				nodep("Relu", "late", []string{"early"}, []string{"late"}), nodep("Relu", "y", []string{"late"}, []string{"y"})}
+			return marshal(t, model(13, g))
+		}, "cycle", "load"},
 		{"unsupported attribute", func(t *testing.T) []byte {
 			g := reluGraph()
 			g.Node[0].Attribute = []*pb.AttributeProto{{Name: strp("bogus"), Type: attrTypep(pb.AttributeProto_INT), I: i64p(1)}}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fennec-edge/fennec/gpu"
 	"github.com/fennec-edge/fennec/nn"
+	"github.com/fennec-edge/fennec/nn/onnx/internal/onnxpb"
 )
 
 // Session runs one model on one gpu.Backend.
@@ -84,6 +85,10 @@ func (m *Model) Unsupported() []UnsupportedNode {
 				if vi.NonTensor != "" {
 					out = append(out, UnsupportedNode{Node: "graph " + quote(g.name), OpType: "(value)", Opset: m.Opset,
 						Reason: fmt.Sprintf("value %q has a %s type; only tensors are supported", vi.Name, vi.NonTensor)})
+				}
+				if vi.DType != 0 && vi.DType.Size() == 0 {
+					out = append(out, UnsupportedNode{Node: "graph " + quote(g.name), OpType: "(value)", Opset: m.Opset,
+						Reason: fmt.Sprintf("value %q has dtype %v; supported: f32, i64, i32, bool, u8, i8", vi.Name, onnxpb.TensorProto_DataType(vi.DType))})
 				}
 			}
 		}
