@@ -122,3 +122,30 @@ func TestParity(t *testing.T) {
 		})
 	}
 }
+
+// TestClsOnText: the orientation classifier on a rendered text line, upright
+// and turned 180 degrees (one batch of two, so the symbolic batch dim is 2):
+// fennec must agree with onnxruntime and pick class 0 then class 1.
+func TestClsOnText(t *testing.T) {
+	m, err := Load(sharedModel(t, "ch_ppocr_mobile_v2.0_cls_infer.onnx"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSession(m, gpu.NewCPU())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ref := filepath.Join("testdata", "ref", "cls_text")
+	out, err := s.Run(map[string]*nn.Tensor{"x": readNPY(t, filepath.Join(ref, "input_0.npy"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out["softmax_0.tmp_0"]
+	if _, err := compare(got, readNPY(t, filepath.Join(ref, "output_0.npy")), 1e-4, 1e-3); err != nil {
+		t.Fatal(err)
+	}
+	if got.F32[0] < 0.9 || got.F32[3] < 0.9 {
+		t.Fatalf("probabilities %v: want upright then turned (class 0, class 1)", got.F32)
+	}
+}

@@ -91,5 +91,47 @@ def main():
         print(model, "->", [o.shape for o in outs], "ort", ort.__version__)
 
 
+def text_line(text, rotate=0, font_path="/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"):
+    """A rendered text line, preprocessed as PaddleOCR's classifier expects:
+    height 48, width scaled by the aspect ratio up to 192, (x/255-0.5)/0.5,
+    zero padded on the right. Returns CHW float32."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype(font_path, 40)
+    l, t, r, b = font.getbbox(text)
+    img = Image.new("RGB", (r - l + 16, b - t + 16), "white")
+    ImageDraw.Draw(img).text((8 - l, 8 - t), text, font=font, fill="black")
+    img = img.rotate(rotate)
+    w = min(192, int(np.ceil(48 * img.width / img.height)))
+    a = np.asarray(img.resize((w, 48), Image.BILINEAR), np.float32).transpose(2, 0, 1) / 255.0
+    out = np.zeros((3, 48, 192), np.float32)
+    out[:, :, :w] = (a - 0.5) / 0.5
+    return out
+
+
+def cls_text():
+    """The orientation classifier on real rendered text, upright and turned
+    180 degrees, as one batch of two: testdata/ref/cls_text."""
+    try:
+        import PIL  # noqa: F401
+    except ImportError:
+        print("skip cls_text: pip install pillow")
+        return
+    path = os.path.join(MODELS, "ch_ppocr_mobile_v2.0_cls_infer.onnx")
+    if not os.path.exists(path):
+        return
+    up = text_line("Hello fennec 2026")
+    down = text_line("Hello fennec 2026", rotate=180)
+    x = np.stack([up, down])
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    (y,) = sess.run(None, {"x": x})
+    d = os.path.join(HERE, "ref", "cls_text")
+    os.makedirs(d, exist_ok=True)
+    np.save(os.path.join(d, "input_0.npy"), x)
+    np.save(os.path.join(d, "output_0.npy"), y)
+    print("cls_text ->", y.tolist(), "argmax", y.argmax(1).tolist())
+
+
 if __name__ == "__main__":
     main()
+    cls_text()
