@@ -97,6 +97,45 @@ func TestModelRun(t *testing.T) {
 	}
 }
 
+// TestModelRunSilero feeds three inputs (f32 audio, f32 state, an i64
+// scalar) and checks both outputs come back as .npy files.
+func TestModelRunSilero(t *testing.T) {
+	p, _ := filepath.Abs("../../../shared/models/silero_vad_v5.onnx")
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("skipping: %s is absent", p)
+	}
+	ref, _ := filepath.Abs("../../nn/onnx/testdata/ref/silero_vad_v5")
+	dir := t.TempDir()
+	out, code := runFennec(t, dir, "model", "run", p, "--input", "input="+filepath.Join(ref, "input_0.npy"),
+		"--input", "state="+filepath.Join(ref, "input_1.npy"), "--input", "sr="+filepath.Join(ref, "input_2.npy"), "--out", "o")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	for i, name := range []string{"output", "stateN"} {
+		got, err := readNPYFile(filepath.Join(dir, "o", name+".npy"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := readNPYFile(filepath.Join(ref, "output_"+string(rune('0'+i))+".npy"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != want.String() {
+			t.Fatalf("%s: %v, want %v", name, got, want)
+		}
+		for j := range want.F32 {
+			if math.Abs(float64(got.F32[j]-want.F32[j])) > 1e-4+1e-3*math.Abs(float64(want.F32[j])) {
+				t.Fatalf("%s[%d] = %g, onnxruntime %g", name, j, got.F32[j], want.F32[j])
+			}
+		}
+	}
+	// A missing input is the caller's error, named.
+	out, code = runFennec(t, dir, "model", "run", p, "--input", "input="+filepath.Join(ref, "input_0.npy"), "--out", "o")
+	if code != exitBadInput || !strings.Contains(out, `input "state" is missing`) {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+}
+
 func TestModelErrors(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "junk.onnx"), []byte("not a model"), 0o644)

@@ -21,6 +21,11 @@ func FuzzDecode(f *testing.F) {
 	f.Add(marshal(f, model(13, reluGraph())))
 	f.Add(marshal(f, model(13, nestedIf(2))))
 	f.Add([]byte{0x0a, 0x00})
+	for _, c := range []string{"conv_group2_stride2_pads", "lstm_bidirectional_peep", "resize_linear_half_pixel", "slice_inputs_neg_step"} {
+		if data, err := os.ReadFile("testdata/ops/" + c + "/model.onnx"); err == nil {
+			f.Add(data)
+		}
+	}
 	if data, err := os.ReadFile("../../../shared/models/melspectrogram.onnx"); err == nil && len(data) < 1<<21 {
 		f.Add(data[:4096])
 	}
