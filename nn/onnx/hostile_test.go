@@ -168,6 +168,13 @@ func TestHostileModels(t *testing.T) {
 				nodep("Relu", "late", []string{"early"}, []string{"late"}), nodep("Relu", "y", []string{"late"}, []string{"y"})}
 			return marshal(t, model(13, g))
 		}, "cycle", "load"},
+		{"Resize of an empty axis", func(t *testing.T) []byte {
+			g := reluGraph()
+			g.Initializer = []*pb.TensorProto{i64Tensor("sz", []int64{2}, 3, 8), {Name: strp("e"), DataType: i32p(1), Dims: []int64{0}}}
+			g.Node = []*pb.NodeProto{nodep("Slice", "empty", []string{"x", "z0", "z0"}, []string{"x0"}), nodep("Resize", "rs", []string{"x0", "", "", "sz"}, []string{"y"})}
+			g.Initializer = append(g.Initializer, i64Tensor("z0", []int64{1}, 0))
+			return marshal(t, model(13, g))
+		}, "cannot resize an empty axis 0 to 3", "run"},
 		{"unsupported attribute", func(t *testing.T) []byte {
 			g := reluGraph()
 			g.Node[0].Attribute = []*pb.AttributeProto{{Name: strp("bogus"), Type: attrTypep(pb.AttributeProto_INT), I: i64p(1)}}
@@ -390,5 +397,32 @@ func TestInputChecks(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestEmptyProducts: a product over an empty inner dimension is zeros (the
+// SGEMM kernels need k >= 1, so the executor must not hand them k = 0).
+func TestEmptyProducts(t *testing.T) {
+	g := &pb.GraphProto{Name: strp("mm"),
+		Node:   []*pb.NodeProto{nodep("MatMul", "mm", []string{"a", "b"}, []string{"y"})},
+		Input:  []*pb.ValueInfoProto{valueProto("a", nn.Float32, 2, 0), valueProto("b", nn.Float32, 0, 3)},
+		Output: []*pb.ValueInfoProto{valueProto("y", nn.Float32)}}
+	m, err := Decode(marshal(t, model(13, g)), "mm.onnx", "", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSession(m, gpu.NewCPU())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.Run(map[string]*nn.Tensor{
+		"a": {DType: nn.Float32, Shape: []int{2, 0}, F32: []float32{}},
+		"b": {DType: nn.Float32, Shape: []int{0, 3}, F32: []float32{}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if y := out["y"]; y.String() != "f32[2 3]" || !equalF32(y.F32, make([]float32, 6)) {
+		t.Fatalf("got %v %v", y, y.F32)
 	}
 }

@@ -200,6 +200,11 @@ func resize(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			shape[i] = int(math.Floor(d))
 		}
 	}
+	for i := range shape {
+		if x.Shape[i] == 0 && shape[i] > 0 {
+			return nil, fmt.Errorf("%w: cannot resize an empty axis %d to %d", ErrInvalid, i, shape[i])
+		}
+	}
 	out, err := c.alloc(nn.Float32, shape)
 	if err != nil {
 		return nil, err

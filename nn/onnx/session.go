@@ -556,6 +556,13 @@ func (c *kctx) alloc(dt nn.DType, shape []int) (*nn.Tensor, error) {
 // gemm computes out[m,n] = op(a)[m,k] x op(b)[k,n] on the backend. A
 // constant operand (aConst/bConst) is uploaded once and kept.
 func (c *kctx) gemm(out, a, b []float32, m, k, n int, transA, transB, aConst, bConst bool) error {
+	if m == 0 || n == 0 {
+		return nil
+	}
+	if k == 0 { // an empty sum; the SGEMM kernels need k >= 1
+		clear(out[:m*n])
+		return nil
+	}
 	be := c.s.be
 	operand := func(data []float32, rows, cols int, isConst bool) (gpu.Tensor, bool, error) {
 		if isConst && len(data) > 0 {
