@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/fennec-edge/fennec/nn"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // clsModel is the PaddleOCR orientation classifier in the shared models
@@ -60,14 +61,43 @@ func TestModelInspect(t *testing.T) {
 	}
 }
 
-func TestModelInspectUnsupported(t *testing.T) {
-	p, _ := filepath.Abs("../../../shared/models/silero_vad_v4.onnx")
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("skipping: %s is absent", p)
+// tinyModel encodes, field by field, an opset-13 ModelProto whose one node
+// is an operator this engine does not have.
+func tinyModel() []byte {
+	msg := func(field protowire.Number, parts ...[]byte) []byte {
+		var body []byte
+		for _, p := range parts {
+			body = append(body, p...)
+		}
+		return protowire.AppendBytes(protowire.AppendTag(nil, field, protowire.BytesType), body)
 	}
-	out, code := runFennec(t, t.TempDir(), "model", "inspect", p)
-	if code != exitOK || !strings.Contains(out, "LSTM_881  LSTM  opset 16  operator not implemented") {
-		t.Fatalf("exit %d; want LSTM_881 listed as unsupported:\n%s", code, out)
+	str := func(field protowire.Number, v string) []byte {
+		return protowire.AppendString(protowire.AppendTag(nil, field, protowire.BytesType), v)
+	}
+	varint := func(field protowire.Number, v uint64) []byte {
+		return protowire.AppendVarint(protowire.AppendTag(nil, field, protowire.VarintType), v)
+	}
+	node := msg(1, str(1, "x"), str(2, "y"), str(3, "attn"), str(4, "FancyAttention"))
+	graph := msg(7, node, str(2, "g"), msg(11, str(1, "x")), msg(12, str(1, "y")))
+	return append(append(varint(1, 8), msg(8, varint(2, 13))...), graph...)
+}
+
+func TestModelInspectUnsupported(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "fancy.onnx"), tinyModel(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := runFennec(t, dir, "model", "inspect", "fancy.onnx")
+	if code != exitOK || !strings.Contains(out, "unsupported: 1 node(s)") || !strings.Contains(out, "attn  FancyAttention  opset 13  operator not implemented") {
+		t.Fatalf("exit %d; want node attn listed as unsupported:\n%s", code, out)
+	}
+	// Running it is refused with the same names.
+	if err := writeNPYFile(filepath.Join(dir, "x.npy"), &nn.Tensor{DType: nn.Float32, Shape: []int{1}, F32: []float32{1}}); err != nil {
+		t.Fatal(err)
+	}
+	out, code = runFennec(t, dir, "model", "run", "fancy.onnx", "--input", "x=x.npy", "--out", "o")
+	if code != exitBadInput || !strings.Contains(out, `node "attn": FancyAttention (ai.onnx opset 13): operator not implemented`) {
+		t.Fatalf("exit %d: %s", code, out)
 	}
 }
 
