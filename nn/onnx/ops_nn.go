@@ -173,7 +173,8 @@ func conv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			if _, err := nn.Elements([]int{kk, plane}, c.limit); err != nil {
 				return nil, fmt.Errorf("%w: im2col buffer: %v", ErrInvalid, err)
 			}
-			col = make([]float32, kk*plane)
+			col = c.s.hostGet(kk * plane)
+			defer c.s.hostPut(col)
 		}
 		wConst := c.isConst(wt)
 		for b := 0; b < win.n; b++ {

@@ -105,7 +105,8 @@ func convTranspose(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if _, err := nn.Elements([]int{kk, plane}, c.limit); err != nil {
 		return nil, fmt.Errorf("%w: column buffer: %v", ErrInvalid, err)
 	}
-	col := make([]float32, kk*plane)
+	col := c.s.hostGet(kk * plane)
+	defer c.s.hostPut(col)
 	for b := 0; b < n; b++ {
 		for gi := 0; gi < g; gi++ {
 			xg := x.F32[(b*ch+gi*cg)*plane : (b*ch+gi*cg+cg)*plane]

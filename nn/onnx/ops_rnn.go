@@ -90,8 +90,9 @@ func lstm(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, err
 	}
 	g4 := 4 * hid
-	xw := make([]float32, seq*batch*g4)
-	hr := make([]float32, batch*g4)
+	xw, hr := c.s.hostGet(seq*batch*g4), c.s.hostGet(batch*g4)
+	defer c.s.hostPut(xw)
+	defer c.s.hostPut(hr)
 	for d := 0; d < dirs; d++ {
 		wd := w.F32[d*g4*inSize : (d+1)*g4*inSize]
 		rd := r.F32[d*g4*hid : (d+1)*g4*hid]

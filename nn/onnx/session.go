@@ -32,6 +32,8 @@ type Session struct {
 	runs    sync.RWMutex // Run holds it shared, Close exclusively
 	mu      sync.Mutex
 	weights map[*float32]gpu.Tensor // backend copies of constant operands
+	scratch map[[2]int][]gpu.Tensor // free backend operands and results, by shape
+	host    map[int][][]float32     // free host work buffers (im2col columns), by length
 	consts  map[*nn.Tensor]bool     // every constant of every plan (set by NewSession)
 	subs    map[*graph]*plan        // prepared subgraphs (If branches)
 	closed  bool
@@ -143,7 +145,7 @@ func NewSession(m *Model, be gpu.Backend, extra ...string) (*Session, error) {
 		}
 		return nil, fmt.Errorf("%s: %w: %d node(s): %w", m.Name, ErrUnsupported, len(us), errors.Join(errs...))
 	}
-	s := &Session{m: m, be: be, opts: m.opts, weights: map[*float32]gpu.Tensor{}, consts: map[*nn.Tensor]bool{}, subs: map[*graph]*plan{}}
+	s := &Session{m: m, be: be, opts: m.opts, weights: map[*float32]gpu.Tensor{}, scratch: map[[2]int][]gpu.Tensor{}, host: map[int][][]float32{}, consts: map[*nn.Tensor]bool{}, subs: map[*graph]*plan{}}
 	p, err := s.prepare(m.graph, nil, extra...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", m.Name, err)
@@ -534,6 +536,12 @@ func (s *Session) Close() {
 		s.be.Free(t)
 		delete(s.weights, k)
 	}
+	for k, ts := range s.scratch {
+		for _, t := range ts {
+			s.be.Free(t)
+		}
+		delete(s.scratch, k)
+	}
 	s.closed = true
 }
 
@@ -576,7 +584,13 @@ func (c *kctx) gemm(out, a, b []float32, m, k, n int, transA, transB, aConst, bC
 				return t, false, nil
 			}
 		}
-		t, err := be.New(gpu.F32, []int{rows, cols})
+		var t gpu.Tensor
+		var err error
+		if isConst && len(data) > 0 {
+			t, err = be.New(gpu.F32, []int{rows, cols})
+		} else {
+			t, err = c.s.scratchGet(rows, cols)
+		}
 		if err != nil {
 			return nil, false, err
 		}
@@ -612,20 +626,20 @@ func (c *kctx) gemm(out, a, b []float32, m, k, n int, transA, transB, aConst, bC
 		return err
 	}
 	if freeA {
-		defer be.Free(ta)
+		defer c.s.scratchPut(ta)
 	}
 	tb, freeB, err := operand(b[:br*bc], br, bc, bConst)
 	if err != nil {
 		return err
 	}
 	if freeB {
-		defer be.Free(tb)
+		defer c.s.scratchPut(tb)
 	}
-	to, err := be.New(gpu.F32, []int{m, n})
+	to, err := c.s.scratchGet(m, n)
 	if err != nil {
 		return err
 	}
-	defer be.Free(to)
+	defer c.s.scratchPut(to)
 	if err := be.MatMul(to, ta, tb, transA, transB); err != nil {
 		return err
 	}
@@ -639,3 +653,56 @@ func (c *kctx) gemm(out, a, b []float32, m, k, n int, transA, transB, aConst, bC
 
 // isConst reports whether t is one of the session's constants (a weight).
 func (c *kctx) isConst(t *nn.Tensor) bool { return c.s.consts[t] }
+
+// maxScratch bounds the free backend tensors kept per shape.
+const maxScratch = 4
+
+// scratchGet returns a backend f32 tensor of shape [rows, cols] for one
+// product's operand or result, reusing a freed one: its contents are
+// overwritten by Write or MatMul before they are read.
+func (s *Session) scratchGet(rows, cols int) (gpu.Tensor, error) {
+	key := [2]int{rows, cols}
+	s.mu.Lock()
+	if free := s.scratch[key]; len(free) > 0 {
+		t := free[len(free)-1]
+		s.scratch[key] = free[:len(free)-1]
+		s.mu.Unlock()
+		return t, nil
+	}
+	s.mu.Unlock()
+	return s.be.New(gpu.F32, []int{rows, cols})
+}
+
+func (s *Session) scratchPut(t gpu.Tensor) {
+	sh := t.Shape()
+	key := [2]int{sh[0], sh[1]}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || len(s.scratch[key]) >= maxScratch {
+		s.be.Free(t)
+		return
+	}
+	s.scratch[key] = append(s.scratch[key], t)
+}
+
+// hostGet returns a work buffer of n floats with unspecified contents (the
+// caller overwrites every element), reusing a freed one of that length.
+func (s *Session) hostGet(n int) []float32 {
+	s.mu.Lock()
+	if free := s.host[n]; len(free) > 0 {
+		b := free[len(free)-1]
+		s.host[n] = free[:len(free)-1]
+		s.mu.Unlock()
+		return b
+	}
+	s.mu.Unlock()
+	return make([]float32, n)
+}
+
+func (s *Session) hostPut(b []float32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.host[len(b)]) < maxScratch {
+		s.host[len(b)] = append(s.host[len(b)], b)
+	}
+}
