@@ -56,3 +56,49 @@ func TestConcurrentRuns(t *testing.T) {
 		t.Fatal("Run after Close succeeded")
 	}
 }
+
+// TestRepeatedRuns: runs reuse the f32 buffers of dead values; outputs of
+// earlier runs must not change when later runs reuse memory, and every run
+// must give onnxruntime's result.
+func TestRepeatedRuns(t *testing.T) {
+	for _, model := range []string{"ch_ppocr_mobile_v2.0_cls_infer.onnx", "ch_PP-OCRv4_det_infer.onnx", "silero_vad_v5.onnx", "embedding_model.onnx"} {
+		t.Run(model, func(t *testing.T) {
+			m, err := Load(sharedModel(t, model), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := NewSession(m, gpu.NewCPU(), parityExtra[model]...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			ref := filepath.Join("testdata", "ref", model[:len(model)-len(".onnx")])
+			in := map[string]*nn.Tensor{}
+			for i, vi := range m.Inputs() {
+				in[vi.Name] = readNPY(t, filepath.Join(ref, "input_"+string(rune('0'+i))+".npy"))
+			}
+			var runs []map[string]*nn.Tensor
+			for i := 0; i < 3; i++ {
+				out, err := s.Run(in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				runs = append(runs, out)
+			}
+			for r, out := range runs {
+				for i, vi := range m.Outputs() {
+					want := readNPY(t, filepath.Join(ref, "output_"+string(rune('0'+i))+".npy"))
+					if _, err := compare(out[vi.Name], want, 1e-4, 1e-3); err != nil {
+						t.Fatalf("run %d, output %q: %v", r, vi.Name, err)
+					}
+				}
+				for i, name := range parityExtra[model] {
+					want := readNPY(t, filepath.Join(ref, "extra_"+string(rune('0'+i))+".npy"))
+					if _, err := compare(out[name], want, 1e-4, 1e-3); err != nil {
+						t.Fatalf("run %d, intermediate %q: %v", r, name, err)
+					}
+				}
+			}
+		})
+	}
+}

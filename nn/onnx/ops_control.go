@@ -28,7 +28,7 @@ func ifOp(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if len(a.g.outputs) != len(c.n.outputs) {
 		return nil, fmt.Errorf("%w: %s has %d outputs, the node %d", ErrInvalid, name, len(a.g.outputs), len(c.n.outputs))
 	}
-	res, err := c.s.exec(p, nil, c.scope)
+	res, err := c.s.exec(p, nil, c.scope, c.rs)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}

@@ -29,14 +29,16 @@ type Session struct {
 	opts Options
 	main *plan
 
-	runs    sync.RWMutex // Run holds it shared, Close exclusively
-	mu      sync.Mutex
-	weights map[*float32]gpu.Tensor // backend copies of constant operands
-	scratch map[[2]int][]gpu.Tensor // free backend operands and results, by shape
-	host    map[int][][]float32     // free host work buffers (im2col columns), by length
-	consts  map[*nn.Tensor]bool     // every constant of every plan (set by NewSession)
-	subs    map[*graph]*plan        // prepared subgraphs (If branches)
-	closed  bool
+	runs      sync.RWMutex // Run holds it shared, Close exclusively
+	mu        sync.Mutex
+	weights   map[*float32]gpu.Tensor // backend copies of constant operands
+	scratch   map[[2]int][]gpu.Tensor // free backend operands and results, by shape
+	host      map[int][][]float32     // free host work buffers (im2col columns), by length
+	pool      map[int][][]float32     // free f32 value buffers, by length (runState)
+	poolBytes int64
+	consts    map[*nn.Tensor]bool // every constant of every plan (set by NewSession)
+	subs      map[*graph]*plan    // prepared subgraphs (If branches)
+	closed    bool
 
 	toDevice, fromDevice, deviceCalls atomic.Int64
 }
@@ -145,7 +147,7 @@ func NewSession(m *Model, be gpu.Backend, extra ...string) (*Session, error) {
 		}
 		return nil, fmt.Errorf("%s: %w: %d node(s): %w", m.Name, ErrUnsupported, len(us), errors.Join(errs...))
 	}
-	s := &Session{m: m, be: be, opts: m.opts, weights: map[*float32]gpu.Tensor{}, scratch: map[[2]int][]gpu.Tensor{}, host: map[int][][]float32{}, consts: map[*nn.Tensor]bool{}, subs: map[*graph]*plan{}}
+	s := &Session{m: m, be: be, opts: m.opts, weights: map[*float32]gpu.Tensor{}, scratch: map[[2]int][]gpu.Tensor{}, host: map[int][][]float32{}, pool: map[int][][]float32{}, consts: map[*nn.Tensor]bool{}, subs: map[*graph]*plan{}}
 	p, err := s.prepare(m.graph, nil, extra...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", m.Name, err)
@@ -210,7 +212,7 @@ func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor, extra ...string
 				in[i] = outer[name]
 			}
 		}
-		out, err := s.runNode(n, in, nil)
+		out, err := s.runNode(n, in, nil, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -385,7 +387,7 @@ func (s *Session) Run(inputs map[string]*nn.Tensor) (map[string]*nn.Tensor, erro
 			return nil, fmt.Errorf("%s: the model has no input %q", s.m.Name, name)
 		}
 	}
-	out, err := s.exec(s.main, inputs, nil)
+	out, err := s.exec(s.main, inputs, nil, &runState{refs: map[*float32]int{}})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.m.Name, err)
 	}
@@ -424,7 +426,7 @@ func checkInput(vi ValueInfo, t *nn.Tensor, bind map[string]int, limit int) erro
 
 // exec runs a prepared plan. env holds the graph inputs; outer the values
 // of enclosing scopes (for subgraphs).
-func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*nn.Tensor) (map[string]*nn.Tensor, error) {
+func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*nn.Tensor, rs *runState) (map[string]*nn.Tensor, error) {
 	env := make(map[string]*nn.Tensor, len(p.consts)+len(inputs)+len(p.steps))
 	for k, v := range p.consts {
 		env[k] = v
@@ -461,7 +463,7 @@ func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*
 				scope[k] = v
 			}
 		}
-		out, err := s.runNode(n, in, scope)
+		out, err := s.runNode(n, in, scope, rs)
 		if err != nil {
 			return nil, err
 		}
@@ -473,11 +475,13 @@ func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*
 				return nil, fmt.Errorf("node %s: output %d (%q) was not produced", n, j, name)
 			}
 			env[name] = out[j]
+			rs.bind(out[j])
 		}
 		// Liveness: drop values no later step reads.
 		for _, name := range nodeReads(n) {
 			if p.lastUse[name] == i && !p.outputs[name] {
 				if _, isConst := p.consts[name]; !isConst {
+					s.release(rs, env[name])
 					delete(env, name)
 				}
 			}
@@ -499,7 +503,7 @@ func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*
 	return res, nil
 }
 
-func (s *Session) runNode(n *node, in []*nn.Tensor, scope map[string]*nn.Tensor) ([]*nn.Tensor, error) {
+func (s *Session) runNode(n *node, in []*nn.Tensor, scope map[string]*nn.Tensor, rs *runState) ([]*nn.Tensor, error) {
 	d := registry[n.op]
 	if len(in) < d.minIn || (d.maxIn >= 0 && len(in) > d.maxIn) {
 		return nil, fmt.Errorf("%w: node %s: %d inputs (want %d..%d)", ErrInvalid, n, len(in), d.minIn, d.maxIn)
@@ -509,7 +513,7 @@ func (s *Session) runNode(n *node, in []*nn.Tensor, scope map[string]*nn.Tensor)
 			return nil, fmt.Errorf("%w: node %s: required input %d is empty", ErrInvalid, n, i)
 		}
 	}
-	c := &kctx{s: s, n: n, limit: s.opts.MaxTensorElements, scope: scope}
+	c := &kctx{s: s, n: n, limit: s.opts.MaxTensorElements, scope: scope, rs: rs}
 	out, err := d.run(c, in)
 	if err != nil {
 		return nil, fmt.Errorf("node %s (opset %d): %w", n, n.opset, err)
@@ -551,14 +555,88 @@ type kctx struct {
 	n     *node
 	limit int
 	scope map[string]*nn.Tensor
+	rs    *runState // nil while folding constants
 }
 
+// runState tracks, for one Run, the f32 buffers its kernels allocated and
+// how many values (names in the environments of the graph and its
+// subgraphs) refer to each: a view (Reshape, Identity) shares its input's
+// buffer, so a buffer returns to the session's pool only when the last value
+// using it is dead. Buffers never leave a Run while a value can reach them:
+// graph outputs and values nobody reads are never released.
+type runState struct {
+	refs map[*float32]int
+}
+
+// maxPoolBytes bounds the f32 buffers a Session keeps for reuse.
+const maxPoolBytes = 64 << 20
+
 func (c *kctx) alloc(dt nn.DType, shape []int) (*nn.Tensor, error) {
+	if c.rs != nil && dt == nn.Float32 {
+		n, err := nn.Elements(shape, c.limit)
+		if err != nil {
+			return nil, fmt.Errorf("%w: output %v: %v", ErrInvalid, dt, err)
+		}
+		if n > 0 {
+			buf := c.s.poolGet(n)
+			c.rs.refs[&buf[0]] = 0
+			return &nn.Tensor{DType: dt, Shape: append([]int(nil), shape...), F32: buf}, nil
+		}
+	}
 	t, err := nn.New(dt, shape, c.limit)
 	if err != nil {
 		return nil, fmt.Errorf("%w: output %v: %v", ErrInvalid, dt, err)
 	}
 	return t, nil
+}
+
+// bind counts a new value referring to t's buffer.
+func (rs *runState) bind(t *nn.Tensor) {
+	if rs == nil || t == nil || len(t.F32) == 0 {
+		return
+	}
+	if _, owned := rs.refs[&t.F32[0]]; owned {
+		rs.refs[&t.F32[0]]++
+	}
+}
+
+// release drops a dead value; the buffer goes back to the pool when no
+// value refers to it.
+func (s *Session) release(rs *runState, t *nn.Tensor) {
+	if rs == nil || t == nil || len(t.F32) == 0 {
+		return
+	}
+	p := &t.F32[0]
+	cnt, owned := rs.refs[p]
+	if !owned {
+		return
+	}
+	if cnt > 1 {
+		rs.refs[p] = cnt - 1
+		return
+	}
+	delete(rs.refs, p)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.poolBytes+4*int64(len(t.F32)) <= maxPoolBytes {
+		s.pool[len(t.F32)] = append(s.pool[len(t.F32)], t.F32)
+		s.poolBytes += 4 * int64(len(t.F32))
+	}
+}
+
+// poolGet returns a zeroed f32 buffer of n elements, reused when one is free.
+func (s *Session) poolGet(n int) []float32 {
+	s.mu.Lock()
+	if free := s.pool[n]; len(free) > 0 {
+		b := free[len(free)-1]
+		s.pool[n] = free[:len(free)-1]
+		s.poolBytes -= 4 * int64(n)
+		s.mu.Unlock()
+		clear(b)
+		return b
+	}
+	s.mu.Unlock()
+	return make([]float32, n)
 }
 
 // gemm computes out[m,n] = op(a)[m,k] x op(b)[k,n] on the backend. A
