@@ -22,6 +22,10 @@ import (
 // once, when first used, and kept on the backend until Close. NewSession
 // logs the placement, and Stats counts the bytes copied each way.
 //
+// Memory: a value's f32 buffer returns to a per-session pool (at most
+// 64 MiB) when the last value using it dies, so steady-state runs allocate
+// little; the tensors Run returns are never reused and belong to the caller.
+//
 // A Session is safe for concurrent Run calls.
 type Session struct {
 	m    *Model
@@ -351,8 +355,10 @@ func freeVars(g *graph) []string {
 	return out
 }
 
-// Inputs and Outputs describe the model's graph inputs and outputs.
-func (m *Model) Inputs() []ValueInfo  { return m.graph.inputs }
+// Inputs describes the model's graph inputs (initializers excluded).
+func (m *Model) Inputs() []ValueInfo { return m.graph.inputs }
+
+// Outputs describes the model's graph outputs as the file declares them.
 func (m *Model) Outputs() []ValueInfo { return m.graph.outputs }
 
 // Run executes the model. inputs maps each graph input name to a tensor of
