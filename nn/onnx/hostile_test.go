@@ -233,6 +233,49 @@ func TestHostileModels(t *testing.T) {
 	}
 }
 
+// TestLiveBytesBudget: tensors each under the element limit cannot add up
+// past Options.MaxLiveBytes, at run time or when folding constants.
+func TestLiveBytesBudget(t *testing.T) {
+	cos := func(name, in, out string) *pb.NodeProto {
+		return nodep("ConstantOfShape", name, []string{in}, []string{out})
+	}
+	g := &pb.GraphProto{Name: strp("budget"),
+		Node:   []*pb.NodeProto{cos("a", "s", "a"), cos("b", "s", "b"), nodep("Add", "c", []string{"a", "b"}, []string{"c"}), nodep("Add", "y", []string{"c", "a"}, []string{"y"})},
+		Input:  []*pb.ValueInfoProto{valueProto("s", nn.Int64, 2)},
+		Output: []*pb.ValueInfoProto{valueProto("y", nn.Float32)}}
+	m, err := Decode(marshal(t, model(13, g)), "budget.onnx", "", Options{MaxLiveBytes: 2 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSession(m, gpu.NewCPU())
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(rows int64) error {
+		_, err := s.Run(map[string]*nn.Tensor{"s": {DType: nn.Int64, Shape: []int{2}, I64: []int64{rows, 1000}}})
+		return err
+	}
+	if err := run(100); err != nil { // 400 KB each: fits
+		t.Fatal(err)
+	}
+	if err := run(300); err == nil || !strings.Contains(err.Error(), `node "b" (ConstantOfShape)`) || !strings.Contains(err.Error(), "Options.MaxLiveBytes") {
+		t.Fatalf("two 1.2 MB tensors under a 2 MB budget: %v", err)
+	}
+	if err := run(100); err != nil { // each Run has its own budget
+		t.Fatal(err)
+	}
+	// The same shapes as constants are folded at NewSession, under the same budget.
+	g.Input = nil
+	g.Initializer = []*pb.TensorProto{i64Tensor("s", []int64{2}, 300, 1000)}
+	m, err = Decode(marshal(t, model(13, g)), "budget.onnx", "", Options{MaxLiveBytes: 2 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewSession(m, gpu.NewCPU()); err == nil || !strings.Contains(err.Error(), "Options.MaxLiveBytes") {
+		t.Fatalf("folding past the budget: %v", err)
+	}
+}
+
 // TestTruncatedModel cuts a real model at many lengths: each prefix is an
 // error or (if the cut falls between fields) a model that still validates;
 // never a panic.

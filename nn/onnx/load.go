@@ -52,6 +52,10 @@ type Options struct {
 	MaxSubgraphDepth int
 	// MaxNodes bounds the node count over all graphs (default 1<<20).
 	MaxNodes int
+	// MaxLiveBytes bounds the bytes of tensors one Run holds at once, and
+	// the bytes constant folding may create at NewSession (default 4 GiB):
+	// many tensors each under MaxTensorElements cannot add up to more.
+	MaxLiveBytes int64
 	// Logger receives placement and copy notes; nil discards them.
 	Logger *slog.Logger
 }
@@ -68,6 +72,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxNodes <= 0 {
 		o.MaxNodes = 1 << 20
+	}
+	if o.MaxLiveBytes <= 0 {
+		o.MaxLiveBytes = 4 << 30
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

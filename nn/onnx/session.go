@@ -39,6 +39,7 @@ type Session struct {
 	scratch   map[[2]int][]gpu.Tensor // free backend operands and results, by shape
 	host      map[int][][]float32     // free host work buffers (im2col columns), by length
 	pool      map[int][][]float32     // free f32 value buffers, by length (runState)
+	folded    int64                   // bytes created by constant folding (NewSession only)
 	poolBytes int64
 	consts    map[*nn.Tensor]bool // every constant of every plan (set by NewSession)
 	subs      map[*graph]*plan    // prepared subgraphs (If branches)
@@ -572,17 +573,30 @@ type kctx struct {
 // graph outputs and values nobody reads are never released.
 type runState struct {
 	refs map[*float32]int
+	live int64 // bytes of the tensors this Run allocated and holds
 }
 
 // maxPoolBytes bounds the f32 buffers a Session keeps for reuse.
 const maxPoolBytes = 64 << 20
 
 func (c *kctx) alloc(dt nn.DType, shape []int) (*nn.Tensor, error) {
+	n, err := nn.Elements(shape, c.limit)
+	if err != nil {
+		return nil, fmt.Errorf("%w: output %v: %v", ErrInvalid, dt, err)
+	}
+	// The live-bytes budget: a Run's tensors, or at NewSession the
+	// constants that folding creates.
+	live := &c.s.folded
+	if c.rs != nil {
+		live = &c.rs.live
+	}
+	size := int64(n) * int64(max(dt.Size(), 1))
+	if *live+size > c.s.opts.MaxLiveBytes {
+		return nil, fmt.Errorf("%w: output %v%v would bring the live tensors to %d bytes, over the limit of %d (Options.MaxLiveBytes)",
+			ErrInvalid, dt, shape, *live+size, c.s.opts.MaxLiveBytes)
+	}
+	*live += size
 	if c.rs != nil && dt == nn.Float32 {
-		n, err := nn.Elements(shape, c.limit)
-		if err != nil {
-			return nil, fmt.Errorf("%w: output %v: %v", ErrInvalid, dt, err)
-		}
 		if n > 0 {
 			buf := c.s.poolGet(n)
 			c.rs.refs[&buf[0]] = 0
@@ -622,6 +636,7 @@ func (s *Session) release(rs *runState, t *nn.Tensor) {
 		return
 	}
 	delete(rs.refs, p)
+	rs.live -= 4 * int64(len(t.F32))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.poolBytes+4*int64(len(t.F32)) <= maxPoolBytes {
