@@ -1,0 +1,50 @@
+package onnx
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/fennec-edge/fennec/gpu"
+	"github.com/fennec-edge/fennec/nn"
+)
+
+// BenchmarkModels runs the shared models on their parity inputs, on a CPU
+// backend with one and two threads (compare with testdata/bench_ort.py at
+// the same thread count, in the same sitting).
+func BenchmarkModels(b *testing.B) {
+	for _, model := range []string{"ch_ppocr_mobile_v2.0_cls_infer.onnx", "embedding_model.onnx", "melspectrogram.onnx", "silero_vad_v5.onnx", "silero_vad_v4.onnx", "ch_PP-OCRv4_det_infer.onnx"} {
+		for _, threads := range []int{1, 2} {
+			b.Run(fmt.Sprintf("%s/threads=%d", model, threads), func(b *testing.B) {
+				m, err := Load(sharedModel(b, model), Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				be, err := gpu.NewCPUWithConfig(gpu.CPUConfig{Threads: threads})
+				if err != nil {
+					b.Fatal(err)
+				}
+				s, err := NewSession(m, be)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				ref := filepath.Join("testdata", "ref", model[:len(model)-len(".onnx")])
+				in := map[string]*nn.Tensor{}
+				for i, vi := range m.Inputs() {
+					in[vi.Name] = readNPY(b, filepath.Join(ref, fmt.Sprintf("input_%d.npy", i)))
+				}
+				if _, err := s.Run(in); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					if _, err := s.Run(in); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -1,0 +1,641 @@
+package onnx
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/fennec-edge/fennec/nn"
+)
+
+// broadcast returns the NumPy broadcast of two shapes.
+func broadcast(a, b []int) ([]int, error) {
+	n := max(len(a), len(b))
+	out := make([]int, n)
+	for i := 1; i <= n; i++ {
+		da, db := 1, 1
+		if i <= len(a) {
+			da = a[len(a)-i]
+		}
+		if i <= len(b) {
+			db = b[len(b)-i]
+		}
+		switch {
+		case da == db, db == 1:
+			out[n-i] = da
+		case da == 1:
+			out[n-i] = db
+		default:
+			return nil, fmt.Errorf("%w: cannot broadcast %v with %v", ErrInvalid, a, b)
+		}
+	}
+	return out, nil
+}
+
+// bstrides returns the element strides of shape aligned to out, with 0 for
+// broadcast dimensions.
+func bstrides(shape, out []int) []int {
+	st := make([]int, len(out))
+	s := 1
+	for i := len(shape) - 1; i >= 0; i-- {
+		j := len(out) - len(shape) + i
+		if shape[i] != 1 {
+			st[j] = s
+		}
+		s *= shape[i]
+	}
+	return st
+}
+
+// bloop calls f for every innermost row of a broadcast: output offset o,
+// input offsets ia and ib, row length n and the inputs' inner strides.
+func bloop(out []int, sa, sb []int, f func(o, ia, ib, n, da, db int)) {
+	r := len(out)
+	if r == 0 {
+		f(0, 0, 0, 1, 0, 0)
+		return
+	}
+	for _, d := range out {
+		if d == 0 {
+			return
+		}
+	}
+	inner := out[r-1]
+	idx := make([]int, r)
+	ia, ib, o := 0, 0, 0
+	for {
+		f(o, ia, ib, inner, sa[r-1], sb[r-1])
+		o += inner
+		k := r - 2
+		for ; k >= 0; k-- {
+			idx[k]++
+			ia += sa[k]
+			ib += sb[k]
+			if idx[k] < out[k] {
+				break
+			}
+			ia -= sa[k] * out[k]
+			ib -= sb[k] * out[k]
+			idx[k] = 0
+		}
+		if k < 0 {
+			return
+		}
+	}
+}
+
+type binKind int
+
+const (
+	bAdd binKind = iota
+	bSub
+	bMul
+	bDiv
+	bPow
+	bMax
+	bMin
+	bEqual
+	bLess
+	bGreater
+	bAnd
+	bOr
+	bMod
+)
+
+func isCompare(k binKind) bool { return k >= bEqual && k <= bGreater }
+
+func binaryOp(c *kctx, k binKind, a, b *nn.Tensor) (*nn.Tensor, error) {
+	if a.DType != b.DType && !(k == bPow && a.DType == nn.Float32) {
+		return nil, fmt.Errorf("%w: operand dtypes differ: %v and %v", ErrInvalid, a.DType, b.DType)
+	}
+	shape, err := broadcast(a.Shape, b.Shape)
+	if err != nil {
+		return nil, err
+	}
+	odt := a.DType
+	if isCompare(k) {
+		odt = nn.Bool
+	}
+	out, err := c.alloc(odt, shape)
+	if err != nil {
+		return nil, err
+	}
+	sa, sb := bstrides(a.Shape, shape), bstrides(b.Shape, shape)
+	switch {
+	case a.DType == nn.Float32 && b.DType == nn.Float32:
+		f, err := binF32(k)
+		if err != nil {
+			return nil, err
+		}
+		x, y := a.F32, b.F32
+		if isCompare(k) {
+			o := out.U8
+			bloop(shape, sa, sb, func(oo, ia, ib, n, da, db int) {
+				for i := 0; i < n; i++ {
+					o[oo+i] = b2u(f(x[ia+i*da], y[ib+i*db]) != 0)
+				}
+			})
+			return out, nil
+		}
+		o := out.F32
+		bloop(shape, sa, sb, func(oo, ia, ib, n, da, db int) {
+			if !rowF32(k, o[oo:oo+n], x[ia:], y[ib:], da, db) {
+				for i := 0; i < n; i++ {
+					o[oo+i] = f(x[ia+i*da], y[ib+i*db])
+				}
+			}
+		})
+	case a.DType == nn.Float32: // Pow with an integer exponent
+		var y func(i int) float32
+		switch b.DType {
+		case nn.Int64:
+			y = func(i int) float32 { return float32(b.I64[i]) }
+		case nn.Int32:
+			y = func(i int) float32 { return float32(b.I32[i]) }
+		default:
+			return nil, fmt.Errorf("%w: Pow exponent of dtype %v", ErrUnsupported, b.DType)
+		}
+		o, x := out.F32, a.F32
+		bloop(shape, sa, sb, func(oo, ia, ib, n, da, db int) {
+			for i := 0; i < n; i++ {
+				o[oo+i] = powf(x[ia+i*da], y(ib+i*db))
+			}
+		})
+	case a.DType == nn.Int64 || a.DType == nn.Int32:
+		get := func(t *nn.Tensor, i int) int64 {
+			if t.DType == nn.Int64 {
+				return t.I64[i]
+			}
+			return int64(t.I32[i])
+		}
+		var werr error
+		bloop(shape, sa, sb, func(oo, ia, ib, n, da, db int) {
+			for i := 0; i < n; i++ {
+				x, y := get(a, ia+i*da), get(b, ib+i*db)
+				var v int64
+				switch k {
+				case bAdd:
+					v = x + y
+				case bSub:
+					v = x - y
+				case bMul:
+					v = x * y
+				case bDiv, bMod:
+					if y == 0 {
+						werr = fmt.Errorf("%w: integer division by zero", ErrInvalid)
+						return
+					}
+					if k == bDiv {
+						v = x / y
+					} else {
+						v = x % y
+					}
+				case bMax:
+					v = max(x, y)
+				case bMin:
+					v = min(x, y)
+				case bEqual:
+					v = int64(b2u(x == y))
+				case bLess:
+					v = int64(b2u(x < y))
+				case bGreater:
+					v = int64(b2u(x > y))
+				default:
+					werr = fmt.Errorf("%w: this operator on %v", ErrUnsupported, a.DType)
+					return
+				}
+				switch {
+				case isCompare(k):
+					out.U8[oo+i] = uint8(v)
+				case out.DType == nn.Int64:
+					out.I64[oo+i] = v
+				default:
+					out.I32[oo+i] = int32(v)
+				}
+			}
+		})
+		if werr != nil {
+			return nil, werr
+		}
+	case a.DType == nn.Bool:
+		bloop(shape, sa, sb, func(oo, ia, ib, n, da, db int) {
+			for i := 0; i < n; i++ {
+				x, y := a.U8[ia+i*da] != 0, b.U8[ib+i*db] != 0
+				var v bool
+				switch k {
+				case bAnd:
+					v = x && y
+				case bOr:
+					v = x || y
+				case bEqual:
+					v = x == y
+				}
+				out.U8[oo+i] = b2u(v)
+			}
+		})
+		if k != bAnd && k != bOr && k != bEqual {
+			return nil, fmt.Errorf("%w: this operator on bool", ErrUnsupported)
+		}
+	default:
+		return nil, fmt.Errorf("%w: dtype %v", ErrUnsupported, a.DType)
+	}
+	return out, nil
+}
+
+func b2u(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func powf(x, y float32) float32 {
+	switch y {
+	case 2:
+		return x * x
+	case 1:
+		return x
+	case 0.5:
+		return float32(math.Sqrt(float64(x)))
+	}
+	return float32(math.Pow(float64(x), float64(y)))
+}
+
+func binF32(k binKind) (func(x, y float32) float32, error) {
+	switch k {
+	case bAdd:
+		return func(x, y float32) float32 { return x + y }, nil
+	case bSub:
+		return func(x, y float32) float32 { return x - y }, nil
+	case bMul:
+		return func(x, y float32) float32 { return x * y }, nil
+	case bDiv:
+		return func(x, y float32) float32 { return x / y }, nil
+	case bPow:
+		return powf, nil
+	case bMax:
+		return func(x, y float32) float32 {
+			if x != x || y != y {
+				return float32(math.NaN())
+			}
+			return max(x, y)
+		}, nil
+	case bMin:
+		return func(x, y float32) float32 {
+			if x != x || y != y {
+				return float32(math.NaN())
+			}
+			return min(x, y)
+		}, nil
+	case bEqual:
+		return func(x, y float32) float32 { return float32(b2u(x == y)) }, nil
+	case bLess:
+		return func(x, y float32) float32 { return float32(b2u(x < y)) }, nil
+	case bGreater:
+		return func(x, y float32) float32 { return float32(b2u(x > y)) }, nil
+	case bMod:
+		return func(x, y float32) float32 { return float32(math.Mod(float64(x), float64(y))) }, nil
+	}
+	return nil, fmt.Errorf("%w: this operator on f32", ErrUnsupported)
+}
+
+func binOp(k binKind) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	return func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+		out, err := binaryOp(c, k, in[0], in[1])
+		if err != nil {
+			return nil, err
+		}
+		return []*nn.Tensor{out}, nil
+	}
+}
+
+// variadic folds Max/Min/Sum over any number of inputs.
+func variadic(k binKind) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	return func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+		acc := in[0]
+		for _, t := range in[1:] {
+			if t == nil {
+				continue
+			}
+			var err error
+			if acc, err = binaryOp(c, k, acc, t); err != nil {
+				return nil, err
+			}
+		}
+		if acc == in[0] { // one input: copy, never alias
+			var err error
+			if acc, err = binaryOp(c, bMax, in[0], in[0]); err != nil {
+				return nil, err
+			}
+		}
+		return []*nn.Tensor{acc}, nil
+	}
+}
+
+// unaryF32 applies f elementwise to an f32 tensor.
+func unaryF32(c *kctx, a *nn.Tensor, f func(float32) float32) (*nn.Tensor, error) {
+	if a.DType != nn.Float32 {
+		return nil, fmt.Errorf("%w: input dtype %v (want f32)", ErrUnsupported, a.DType)
+	}
+	out, err := c.alloc(nn.Float32, a.Shape)
+	if err != nil {
+		return nil, err
+	}
+	for i, v := range a.F32 {
+		out.F32[i] = f(v)
+	}
+	return out, nil
+}
+
+func unaryOp(mk func(c *kctx) func(float32) float32) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	return func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+		out, err := unaryF32(c, in[0], mk(c))
+		if err != nil {
+			return nil, err
+		}
+		return []*nn.Tensor{out}, nil
+	}
+}
+
+func fn(f func(float32) float32) func(c *kctx) func(float32) float32 {
+	return func(*kctx) func(float32) float32 { return f }
+}
+
+func f64(f func(float64) float64) func(c *kctx) func(float32) float32 {
+	return fn(func(x float32) float32 { return float32(f(float64(x))) })
+}
+
+func sigmoid(x float32) float32 {
+	if x >= 0 {
+		return float32(1 / (1 + math.Exp(-float64(x))))
+	}
+	e := math.Exp(float64(x))
+	return float32(e / (1 + e))
+}
+
+// scalarF32 reads an optional scalar input (Clip's min and max).
+func scalarF32(t *nn.Tensor, def float32) (float32, error) {
+	if t == nil {
+		return def, nil
+	}
+	if t.DType != nn.Float32 || len(t.F32) != 1 {
+		return 0, fmt.Errorf("%w: want an f32 scalar, got %v", ErrInvalid, t)
+	}
+	return t.F32[0], nil
+}
+
+func clip(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	lo, hi := float32(math.Inf(-1)), float32(math.Inf(1))
+	if c.n.opset < 11 {
+		lo, hi = c.n.attrFloat("min", lo), c.n.attrFloat("max", hi)
+	} else {
+		var err error
+		if len(in) > 1 {
+			if lo, err = scalarF32(in[1], lo); err != nil {
+				return nil, fmt.Errorf("min: %w", err)
+			}
+		}
+		if len(in) > 2 {
+			if hi, err = scalarF32(in[2], hi); err != nil {
+				return nil, fmt.Errorf("max: %w", err)
+			}
+		}
+	}
+	out, err := unaryF32(c, in[0], func(x float32) float32 { return min(max(x, lo), hi) })
+	if err != nil {
+		return nil, err
+	}
+	return []*nn.Tensor{out}, nil
+}
+
+func identity(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	return []*nn.Tensor{in[0]}, nil // values are immutable: sharing is safe
+}
+
+func not(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	if in[0].DType != nn.Bool {
+		return nil, fmt.Errorf("%w: Not of %v", ErrInvalid, in[0].DType)
+	}
+	out, err := c.alloc(nn.Bool, in[0].Shape)
+	if err != nil {
+		return nil, err
+	}
+	for i, v := range in[0].U8 {
+		out.U8[i] = b2u(v == 0)
+	}
+	return []*nn.Tensor{out}, nil
+}
+
+func where(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	cond, x, y := in[0], in[1], in[2]
+	if cond.DType != nn.Bool || x.DType != y.DType {
+		return nil, fmt.Errorf("%w: Where(%v, %v, %v)", ErrInvalid, cond.DType, x.DType, y.DType)
+	}
+	s1, err := broadcast(cond.Shape, x.Shape)
+	if err != nil {
+		return nil, err
+	}
+	shape, err := broadcast(s1, y.Shape)
+	if err != nil {
+		return nil, err
+	}
+	out, err := c.alloc(x.DType, shape)
+	if err != nil {
+		return nil, err
+	}
+	n := out.Len()
+	ic, ix, iy := indexer(cond.Shape, shape), indexer(x.Shape, shape), indexer(y.Shape, shape)
+	for i := 0; i < n; i++ {
+		src, j := y, iy(i)
+		if cond.U8[ic(i)] != 0 {
+			src, j = x, ix(i)
+		}
+		copyElem(out, i, src, j)
+	}
+	return []*nn.Tensor{out}, nil
+}
+
+// indexer maps an output linear index to the broadcast input's index.
+func indexer(in, out []int) func(int) int {
+	st := bstrides(in, out)
+	return func(i int) int {
+		j := 0
+		for k := len(out) - 1; k >= 0; k-- {
+			j += (i % out[k]) * st[k]
+			i /= out[k]
+		}
+		return j
+	}
+}
+
+func copyElem(dst *nn.Tensor, i int, src *nn.Tensor, j int) {
+	switch dst.DType {
+	case nn.Float32:
+		dst.F32[i] = src.F32[j]
+	case nn.Int64:
+		dst.I64[i] = src.I64[j]
+	case nn.Int32:
+		dst.I32[i] = src.I32[j]
+	default:
+		dst.U8[i] = src.U8[j]
+	}
+}
+
+func init() {
+	bin := func(op string, k binKind) {
+		reg(op, opDef{since: 7, minIn: 2, maxIn: 2, run: binOp(k), foldable: true})
+	}
+	bin("Add", bAdd)
+	bin("Sub", bSub)
+	bin("Mul", bMul)
+	bin("Div", bDiv)
+	bin("Pow", bPow)
+	bin("Equal", bEqual)
+	bin("Less", bLess)
+	bin("Greater", bGreater)
+	bin("And", bAnd)
+	bin("Or", bOr)
+	reg("Max", opDef{since: 8, minIn: 1, maxIn: -1, run: variadic(bMax), foldable: true})
+	reg("Min", opDef{since: 8, minIn: 1, maxIn: -1, run: variadic(bMin), foldable: true})
+	reg("Sum", opDef{since: 8, minIn: 1, maxIn: -1, run: variadic(bAdd), foldable: true})
+	un := func(op string, mk func(c *kctx) func(float32) float32, attrs ...string) {
+		reg(op, opDef{since: 6, attrs: attrs, minIn: 1, maxIn: 1, run: unaryOp(mk), foldable: true})
+	}
+	un("Relu", fn(func(x float32) float32 { return max(x, 0) }))
+	un("Sigmoid", fn(sigmoid))
+	un("Tanh", f64(math.Tanh))
+	un("Exp", f64(math.Exp))
+	un("Log", f64(math.Log))
+	un("Sqrt", f64(math.Sqrt))
+	un("Erf", f64(math.Erf))
+	un("Floor", f64(math.Floor))
+	un("Ceil", f64(math.Ceil))
+	un("Sin", f64(math.Sin))
+	un("Cos", f64(math.Cos))
+	un("Neg", fn(func(x float32) float32 { return -x }))
+	un("Abs", fn(func(x float32) float32 { return float32(math.Abs(float64(x))) }))
+	un("Reciprocal", fn(func(x float32) float32 { return 1 / x }))
+	un("Softplus", f64(func(x float64) float64 { return math.Log1p(math.Exp(x)) }))
+	un("HardSigmoid", func(c *kctx) func(float32) float32 {
+		a, b := c.n.attrFloat("alpha", 0.2), c.n.attrFloat("beta", 0.5)
+		return func(x float32) float32 { return max(0, min(1, a*x+b)) }
+	}, "alpha", "beta")
+	un("HardSwish", fn(func(x float32) float32 { return x * max(0, min(1, x/6+0.5)) }))
+	un("LeakyRelu", func(c *kctx) func(float32) float32 {
+		a := c.n.attrFloat("alpha", 0.01)
+		return func(x float32) float32 {
+			if x < 0 {
+				return a * x
+			}
+			return x
+		}
+	}, "alpha")
+	un("Elu", func(c *kctx) func(float32) float32 {
+		a := c.n.attrFloat("alpha", 1)
+		return func(x float32) float32 {
+			if x < 0 {
+				return a * float32(math.Expm1(float64(x)))
+			}
+			return x
+		}
+	}, "alpha")
+	reg("Clip", opDef{since: 6, attrs: []string{"min", "max"}, minIn: 1, maxIn: 3, run: clip, foldable: true})
+	reg("Identity", opDef{since: 1, minIn: 1, maxIn: 1, run: identity, foldable: true})
+	reg("Not", opDef{since: 1, minIn: 1, maxIn: 1, run: not, foldable: true})
+	reg("Where", opDef{since: 9, minIn: 3, maxIn: 3, run: where, foldable: true})
+}
+
+// rowF32 computes one broadcast row of the common arithmetic operators with
+// the loop inside the switch (contiguous or scalar operands); it reports
+// false when the general path must do it.
+func rowF32(k binKind, o, x, y []float32, da, db int) bool {
+	n := len(o)
+	switch {
+	case da == 1 && db == 1:
+		x, y = x[:n], y[:n]
+		switch k {
+		case bAdd:
+			for i := range o {
+				o[i] = x[i] + y[i]
+			}
+		case bSub:
+			for i := range o {
+				o[i] = x[i] - y[i]
+			}
+		case bMul:
+			for i := range o {
+				o[i] = x[i] * y[i]
+			}
+		case bDiv:
+			for i := range o {
+				o[i] = x[i] / y[i]
+			}
+		case bMax:
+			for i := range o {
+				a, b := x[i], y[i]
+				if a != a || b != b {
+					o[i] = a + b // NaN propagates
+				} else {
+					o[i] = max(a, b)
+				}
+			}
+		case bMin:
+			for i := range o {
+				a, b := x[i], y[i]
+				if a != a || b != b {
+					o[i] = a + b
+				} else {
+					o[i] = min(a, b)
+				}
+			}
+		default:
+			return false
+		}
+	case da == 1 && db == 0:
+		x, s := x[:n], y[0]
+		switch k {
+		case bAdd:
+			for i := range o {
+				o[i] = x[i] + s
+			}
+		case bSub:
+			for i := range o {
+				o[i] = x[i] - s
+			}
+		case bMul:
+			for i := range o {
+				o[i] = x[i] * s
+			}
+		case bDiv:
+			for i := range o {
+				o[i] = x[i] / s
+			}
+		default:
+			return false
+		}
+	case da == 0 && db == 1:
+		s, y := x[0], y[:n]
+		switch k {
+		case bAdd:
+			for i := range o {
+				o[i] = s + y[i]
+			}
+		case bSub:
+			for i := range o {
+				o[i] = s - y[i]
+			}
+		case bMul:
+			for i := range o {
+				o[i] = s * y[i]
+			}
+		case bDiv:
+			for i := range o {
+				o[i] = s / y[i]
+			}
+		default:
+			return false
+		}
+	default:
+		return false
+	}
+	return true
+}

@@ -1,0 +1,611 @@
+package onnx
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/fennec-edge/fennec/nn"
+)
+
+// window describes a 2-D sliding window (Conv, pooling); 1-D operators are
+// run as 2-D with a height of 1.
+type window struct {
+	n, ch, h, w      int // input batch, channels, height, width
+	kh, kw           int
+	sh, sw, dh, dw   int
+	pt, pl, pb, pr   int // pads top, left, bottom, right
+	oh, ow           int
+	oneD             bool
+	countIncludePads bool
+}
+
+// makeWindow reads kernel_shape, strides, dilations, pads, auto_pad and
+// ceil_mode for input x (NCW or NCHW) and a kernel of spatial size k.
+func makeWindow(c *kctx, x *nn.Tensor, k []int, ceil bool) (*window, error) {
+	r := len(x.Shape)
+	if r != 3 && r != 4 {
+		return nil, fmt.Errorf("%w: input %v: only 1-D and 2-D windows (rank 3 or 4) are implemented", ErrUnsupported, x.Shape)
+	}
+	sp := r - 2
+	if len(k) != sp {
+		return nil, fmt.Errorf("%w: kernel_shape %v for input %v", ErrInvalid, k, x.Shape)
+	}
+	get := func(name string, n int, def int) ([]int, error) {
+		v, ok := c.n.attrInts(name)
+		out := make([]int, n)
+		for i := range out {
+			out[i] = def
+		}
+		if !ok {
+			return out, nil
+		}
+		if len(v) != n {
+			return nil, fmt.Errorf("%w: %s %v (want %d values)", ErrInvalid, name, v, n)
+		}
+		for i, e := range v {
+			if e < 0 || e > math.MaxInt32 || (def == 1 && e == 0) {
+				return nil, fmt.Errorf("%w: %s %v", ErrInvalid, name, v)
+			}
+			out[i] = int(e)
+		}
+		return out, nil
+	}
+	st, err := get("strides", sp, 1)
+	if err != nil {
+		return nil, err
+	}
+	dl, err := get("dilations", sp, 1)
+	if err != nil {
+		return nil, err
+	}
+	pads, err := get("pads", 2*sp, 0)
+	if err != nil {
+		return nil, err
+	}
+	w := &window{n: x.Shape[0], ch: x.Shape[1], h: 1, kh: 1, sh: 1, dh: 1}
+	in := x.Shape[2:]
+	for _, v := range k {
+		if v <= 0 {
+			return nil, fmt.Errorf("%w: kernel_shape %v", ErrInvalid, k)
+		}
+	}
+	auto := c.n.attrString("auto_pad", "NOTSET")
+	out := make([]int, sp)
+	for i := 0; i < sp; i++ {
+		ek := dl[i]*(k[i]-1) + 1
+		switch auto {
+		case "NOTSET", "":
+			num := in[i] + pads[i] + pads[i+sp] - ek
+			if num < 0 {
+				return nil, fmt.Errorf("%w: window %d larger than padded input %v", ErrInvalid, ek, x.Shape)
+			}
+			if ceil {
+				out[i] = (num+st[i]-1)/st[i] + 1
+				// The last window must start inside the input or left pad.
+				if (out[i]-1)*st[i] >= in[i]+pads[i] {
+					out[i]--
+				}
+			} else {
+				out[i] = num/st[i] + 1
+			}
+		case "VALID":
+			pads[i], pads[i+sp] = 0, 0
+			if in[i] < ek {
+				return nil, fmt.Errorf("%w: window %d larger than input %v", ErrInvalid, ek, x.Shape)
+			}
+			out[i] = (in[i]-ek)/st[i] + 1
+		case "SAME_UPPER", "SAME_LOWER":
+			out[i] = (in[i] + st[i] - 1) / st[i]
+			total := max(0, (out[i]-1)*st[i]+ek-in[i])
+			if auto == "SAME_UPPER" {
+				pads[i], pads[i+sp] = total/2, total-total/2
+			} else {
+				pads[i], pads[i+sp] = total-total/2, total/2
+			}
+		default:
+			return nil, fmt.Errorf("%w: auto_pad %q", ErrInvalid, auto)
+		}
+	}
+	if sp == 1 {
+		w.oneD = true
+		w.w, w.kw, w.sw, w.dw, w.pl, w.pr, w.ow, w.oh = in[0], k[0], st[0], dl[0], pads[0], pads[1], out[0], 1
+	} else {
+		w.h, w.w, w.kh, w.kw = in[0], in[1], k[0], k[1]
+		w.sh, w.sw, w.dh, w.dw = st[0], st[1], dl[0], dl[1]
+		w.pt, w.pl, w.pb, w.pr = pads[0], pads[1], pads[2], pads[3]
+		w.oh, w.ow = out[0], out[1]
+	}
+	return w, nil
+}
+
+func (w *window) outShape(ch int) []int {
+	if w.oneD {
+		return []int{w.n, ch, w.ow}
+	}
+	return []int{w.n, ch, w.oh, w.ow}
+}
+
+func conv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	x, wt := in[0], in[1]
+	var bias *nn.Tensor
+	if len(in) > 2 {
+		bias = in[2]
+	}
+	if x.DType != nn.Float32 || wt.DType != nn.Float32 {
+		return nil, fmt.Errorf("%w: Conv of %v and %v", ErrUnsupported, x.DType, wt.DType)
+	}
+	if len(wt.Shape) != len(x.Shape) {
+		return nil, fmt.Errorf("%w: weight %v for input %v", ErrInvalid, wt.Shape, x.Shape)
+	}
+	k := wt.Shape[2:]
+	if ks, ok := c.n.attrInts("kernel_shape"); ok {
+		for i := range ks {
+			if i >= len(k) || ks[i] != int64(k[i]) {
+				return nil, fmt.Errorf("%w: kernel_shape %v differs from weight %v", ErrInvalid, ks, wt.Shape)
+			}
+		}
+	}
+	win, err := makeWindow(c, x, k, false)
+	if err != nil {
+		return nil, err
+	}
+	g := int(c.n.attrInt("group", 1))
+	m := wt.Shape[0]
+	if g <= 0 || win.ch%g != 0 || m%g != 0 || wt.Shape[1] != win.ch/g {
+		return nil, fmt.Errorf("%w: group %d with input %v and weight %v", ErrInvalid, g, x.Shape, wt.Shape)
+	}
+	if bias != nil && (bias.DType != nn.Float32 || bias.Len() != m) {
+		return nil, fmt.Errorf("%w: bias %v for %d output channels", ErrInvalid, bias, m)
+	}
+	out, err := c.alloc(nn.Float32, win.outShape(m))
+	if err != nil {
+		return nil, err
+	}
+	cg, mg := win.ch/g, m/g
+	kk := cg * win.kh * win.kw
+	plane := win.oh * win.ow
+	if cg == 1 && mg == 1 {
+		depthwise(win, x.F32, wt.F32, out.F32)
+	} else {
+		direct1x1 := win.kh == 1 && win.kw == 1 && win.sh == 1 && win.sw == 1 && win.pt+win.pl+win.pb+win.pr == 0
+		var col []float32
+		if !direct1x1 {
+			if _, err := nn.Elements([]int{kk, plane}, c.limit); err != nil {
+				return nil, fmt.Errorf("%w: im2col buffer: %v", ErrInvalid, err)
+			}
+			col = c.s.hostGet(kk * plane)
+			defer c.s.hostPut(col)
+		}
+		wConst := c.isConst(wt)
+		for b := 0; b < win.n; b++ {
+			for gi := 0; gi < g; gi++ {
+				src := x.F32[(b*win.ch+gi*cg)*win.h*win.w:]
+				if direct1x1 {
+					col = src[:kk*plane]
+				} else {
+					im2col(win, src, cg, col)
+				}
+				dst := out.F32[(b*m+gi*mg)*plane : (b*m+gi*mg+mg)*plane]
+				if err := c.gemm(dst, wt.F32[gi*mg*kk:(gi+1)*mg*kk], col, mg, kk, plane, false, false, wConst, false); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	if bias != nil {
+		for b := 0; b < win.n; b++ {
+			for o := 0; o < m; o++ {
+				v := bias.F32[o]
+				row := out.F32[(b*m+o)*plane : (b*m+o+1)*plane]
+				for i := range row {
+					row[i] += v
+				}
+			}
+		}
+	}
+	return []*nn.Tensor{out}, nil
+}
+
+// im2col unrolls cg channels of one image into col[cg*kh*kw, oh*ow].
+func im2col(w *window, x []float32, cg int, col []float32) {
+	plane := w.oh * w.ow
+	r := 0
+	for ch := 0; ch < cg; ch++ {
+		img := x[ch*w.h*w.w : (ch+1)*w.h*w.w]
+		for ki := 0; ki < w.kh; ki++ {
+			for kj := 0; kj < w.kw; kj++ {
+				dst := col[r*plane : (r+1)*plane]
+				r++
+				for oy := 0; oy < w.oh; oy++ {
+					iy := oy*w.sh - w.pt + ki*w.dh
+					row := dst[oy*w.ow : (oy+1)*w.ow]
+					if iy < 0 || iy >= w.h {
+						clear(row)
+						continue
+					}
+					src := img[iy*w.w : (iy+1)*w.w]
+					ix := kj*w.dw - w.pl
+					for ox := range row {
+						if ix >= 0 && ix < w.w {
+							row[ox] = src[ix]
+						} else {
+							row[ox] = 0
+						}
+						ix += w.sw
+					}
+				}
+			}
+		}
+	}
+}
+
+// depthwise is the direct kernel for one input and one output channel per
+// group: it runs on the host, since a 1 x k x plane product per channel
+// would spend its time in backend calls.
+func depthwise(w *window, x, wt, out []float32) {
+	plane := w.oh * w.ow
+	for b := 0; b < w.n; b++ {
+		for ch := 0; ch < w.ch; ch++ {
+			img := x[(b*w.ch+ch)*w.h*w.w:][:w.h*w.w]
+			k := wt[ch*w.kh*w.kw:][:w.kh*w.kw]
+			dst := out[(b*w.ch+ch)*plane:][:plane]
+			clear(dst)
+			for kj := 0; kj < w.kw; kj++ {
+				// Output columns whose input column lies inside the image:
+				// ix = ox*sw + off with 0 <= ix < w.
+				off := kj*w.dw - w.pl
+				lo := 0
+				if off < 0 {
+					lo = (-off + w.sw - 1) / w.sw
+				}
+				hi := w.ow
+				if last := (w.w - 1 - off); last < 0 {
+					hi = 0
+				} else {
+					hi = min(hi, last/w.sw+1)
+				}
+				if lo >= hi {
+					continue
+				}
+				for ki := 0; ki < w.kh; ki++ {
+					kv := k[ki*w.kw+kj]
+					for oy := 0; oy < w.oh; oy++ {
+						iy := oy*w.sh - w.pt + ki*w.dh
+						if iy < 0 || iy >= w.h {
+							continue
+						}
+						row := img[iy*w.w : (iy+1)*w.w]
+						d := dst[oy*w.ow+lo : oy*w.ow+hi]
+						if w.sw == 1 {
+							src := row[lo+off : hi+off]
+							for i := range d {
+								d[i] += src[i] * kv
+							}
+							continue
+						}
+						ix := lo*w.sw + off
+						for i := range d {
+							d[i] += row[ix] * kv
+							ix += w.sw
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+func pool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	return func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+		x := in[0]
+		if x.DType != nn.Float32 {
+			return nil, fmt.Errorf("%w: pooling of %v", ErrUnsupported, x.DType)
+		}
+		ks, ok := c.n.attrInts("kernel_shape")
+		if !ok {
+			return nil, fmt.Errorf("%w: kernel_shape is required", ErrInvalid)
+		}
+		k := make([]int, len(ks))
+		for i, v := range ks {
+			if v <= 0 || v > math.MaxInt32 {
+				return nil, fmt.Errorf("%w: kernel_shape %v", ErrInvalid, ks)
+			}
+			k[i] = int(v)
+		}
+		if c.n.attrInt("storage_order", 0) != 0 || len(c.n.outputs) > 1 && c.n.outputs[1] != "" {
+			return nil, fmt.Errorf("%w: MaxPool indices output", ErrUnsupported)
+		}
+		win, err := makeWindow(c, x, k, c.n.attrInt("ceil_mode", 0) != 0)
+		if err != nil {
+			return nil, err
+		}
+		win.countIncludePads = c.n.attrInt("count_include_pad", 0) != 0
+		out, err := c.alloc(nn.Float32, win.outShape(win.ch))
+		if err != nil {
+			return nil, err
+		}
+		plane := win.oh * win.ow
+		for p := 0; p < win.n*win.ch; p++ {
+			img := x.F32[p*win.h*win.w:][:win.h*win.w]
+			dst := out.F32[p*plane:][:plane]
+			for oy := 0; oy < win.oh; oy++ {
+				for ox := 0; ox < win.ow; ox++ {
+					acc := float32(math.Inf(-1))
+					if !isMax {
+						acc = 0
+					}
+					cnt := 0
+					for ki := 0; ki < win.kh; ki++ {
+						iy := oy*win.sh - win.pt + ki*win.dh
+						for kj := 0; kj < win.kw; kj++ {
+							ix := ox*win.sw - win.pl + kj*win.dw
+							if iy < 0 || iy >= win.h || ix < 0 || ix >= win.w {
+								if win.countIncludePads && iy < win.h+win.pb && ix < win.w+win.pr {
+									cnt++
+								}
+								continue
+							}
+							v := img[iy*win.w+ix]
+							cnt++
+							if isMax {
+								if v > acc || v != v {
+									acc = v
+								}
+							} else {
+								acc += v
+							}
+						}
+					}
+					if !isMax && cnt > 0 {
+						acc /= float32(cnt)
+					}
+					dst[oy*win.ow+ox] = acc
+				}
+			}
+		}
+		return []*nn.Tensor{out}, nil
+	}
+}
+
+func globalPool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	return func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+		x := in[0]
+		if x.DType != nn.Float32 || len(x.Shape) < 3 {
+			return nil, fmt.Errorf("%w: global pooling of %v", ErrUnsupported, x)
+		}
+		shape := append([]int(nil), x.Shape...)
+		plane := 1
+		for i := 2; i < len(shape); i++ {
+			plane *= shape[i]
+			shape[i] = 1
+		}
+		out, err := c.alloc(nn.Float32, shape)
+		if err != nil {
+			return nil, err
+		}
+		for p := range out.F32 {
+			row := x.F32[p*plane : (p+1)*plane]
+			if isMax {
+				m := float32(math.Inf(-1))
+				for _, v := range row {
+					m = max(m, v)
+				}
+				out.F32[p] = m
+				continue
+			}
+			var s float64
+			for _, v := range row {
+				s += float64(v)
+			}
+			out.F32[p] = float32(s / float64(plane))
+		}
+		return []*nn.Tensor{out}, nil
+	}
+}
+
+func batchNorm(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	x := in[0]
+	if c.n.attrInt("training_mode", 0) != 0 || len(c.n.outputs) > 1 {
+		return nil, fmt.Errorf("%w: BatchNormalization in training mode", ErrUnsupported)
+	}
+	if x.DType != nn.Float32 || len(x.Shape) < 2 {
+		return nil, fmt.Errorf("%w: input %v", ErrUnsupported, x)
+	}
+	ch := x.Shape[1]
+	for i, t := range in[1:5] {
+		if t.DType != nn.Float32 || t.Len() != ch {
+			return nil, fmt.Errorf("%w: input %d is %v, want f32[%d]", ErrInvalid, i+1, t, ch)
+		}
+	}
+	eps := float64(c.n.attrFloat("epsilon", 1e-5))
+	scale, bias, mean, vr := in[1].F32, in[2].F32, in[3].F32, in[4].F32
+	out, err := c.alloc(nn.Float32, x.Shape)
+	if err != nil {
+		return nil, err
+	}
+	plane := x.Len() / max(1, x.Shape[0]*ch)
+	for b := 0; b < x.Shape[0]; b++ {
+		for k := 0; k < ch; k++ {
+			a := float32(float64(scale[k]) / math.Sqrt(float64(vr[k])+eps))
+			s := bias[k] - mean[k]*a
+			o := (b*ch + k) * plane
+			for i, v := range x.F32[o : o+plane] {
+				out.F32[o+i] = v*a + s
+			}
+		}
+	}
+	return []*nn.Tensor{out}, nil
+}
+
+func gemmOp(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	a, b := in[0], in[1]
+	if a.DType != nn.Float32 || b.DType != nn.Float32 || len(a.Shape) != 2 || len(b.Shape) != 2 {
+		return nil, fmt.Errorf("%w: Gemm of %v and %v (want f32 matrices)", ErrUnsupported, a, b)
+	}
+	ta, tb := c.n.attrInt("transA", 0) != 0, c.n.attrInt("transB", 0) != 0
+	alpha, beta := c.n.attrFloat("alpha", 1), c.n.attrFloat("beta", 1)
+	m, k := a.Shape[0], a.Shape[1]
+	if ta {
+		m, k = k, m
+	}
+	kb, n := b.Shape[0], b.Shape[1]
+	if tb {
+		kb, n = n, kb
+	}
+	if k != kb {
+		return nil, fmt.Errorf("%w: Gemm inner dimensions differ: %v x %v", ErrInvalid, a.Shape, b.Shape)
+	}
+	out, err := c.alloc(nn.Float32, []int{m, n})
+	if err != nil {
+		return nil, err
+	}
+	if err := c.gemm(out.F32, a.F32, b.F32, m, k, n, ta, tb, c.isConst(a), c.isConst(b)); err != nil {
+		return nil, err
+	}
+	if alpha != 1 {
+		for i := range out.F32 {
+			out.F32[i] *= alpha
+		}
+	}
+	if len(in) > 2 && in[2] != nil && beta != 0 {
+		cc := in[2]
+		if cc.DType != nn.Float32 {
+			return nil, fmt.Errorf("%w: C is %v", ErrInvalid, cc)
+		}
+		if _, err := broadcast(cc.Shape, out.Shape); err != nil || len(cc.Shape) > 2 {
+			return nil, fmt.Errorf("%w: C %v does not broadcast to %v", ErrInvalid, cc.Shape, out.Shape)
+		}
+		ix := indexer(cc.Shape, out.Shape)
+		for i := range out.F32 {
+			out.F32[i] += beta * cc.F32[ix(i)]
+		}
+	}
+	return []*nn.Tensor{out}, nil
+}
+
+func matmul(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	a, b := in[0], in[1]
+	if a.DType != nn.Float32 || b.DType != nn.Float32 || len(a.Shape) == 0 || len(b.Shape) == 0 {
+		return nil, fmt.Errorf("%w: MatMul of %v and %v (want f32)", ErrUnsupported, a, b)
+	}
+	as, bs := a.Shape, b.Shape
+	if len(as) == 1 {
+		as = []int{1, as[0]}
+	}
+	if len(bs) == 1 {
+		bs = []int{bs[0], 1}
+	}
+	m, k := as[len(as)-2], as[len(as)-1]
+	kb, n := bs[len(bs)-2], bs[len(bs)-1]
+	if k != kb {
+		return nil, fmt.Errorf("%w: MatMul inner dimensions differ: %v x %v", ErrInvalid, a.Shape, b.Shape)
+	}
+	batch, err := broadcast(as[:len(as)-2], bs[:len(bs)-2])
+	if err != nil {
+		return nil, err
+	}
+	shape := append(append([]int{}, batch...), m, n)
+	out, err := c.alloc(nn.Float32, shape)
+	if err != nil {
+		return nil, err
+	}
+	nb := 1
+	for _, d := range batch {
+		nb *= d
+	}
+	if len(bs) == 2 { // fold a's batch into its rows: one product
+		if err := c.gemm(out.F32, a.F32, b.F32, nb*m, k, n, false, false, c.isConst(a), c.isConst(b)); err != nil {
+			return nil, err
+		}
+	} else {
+		ia, ib := indexer(as[:len(as)-2], batch), indexer(bs[:len(bs)-2], batch)
+		for i := 0; i < nb; i++ {
+			pa, pb := ia(i)*m*k, ib(i)*k*n
+			if err := c.gemm(out.F32[i*m*n:], a.F32[pa:pa+m*k], b.F32[pb:pb+k*n], m, k, n, false, false, false, false); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// Drop the dimensions a 1-D operand added.
+	final := shape
+	if len(a.Shape) == 1 {
+		final = append(append([]int{}, batch...), n)
+	}
+	if len(b.Shape) == 1 {
+		final = final[:len(final)-1]
+	}
+	return []*nn.Tensor{view(out, final)}, nil
+}
+
+func softmax(log bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	return func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+		x := in[0]
+		if x.DType != nn.Float32 {
+			return nil, fmt.Errorf("%w: softmax of %v", ErrUnsupported, x.DType)
+		}
+		r := len(x.Shape)
+		def := int64(-1)
+		if c.n.opset < 13 {
+			def = 1
+		}
+		ax, err := normAxis(c.n.attrInt("axis", def), r)
+		if err != nil {
+			return nil, err
+		}
+		// Before opset 13 the input is flattened to 2-D at axis; from 13 the
+		// reduction is along axis alone.
+		outer, length, inner := 1, 1, 1
+		for i, d := range x.Shape {
+			switch {
+			case i < ax:
+				outer *= d
+			case i == ax || c.n.opset < 13:
+				length *= d
+			default:
+				inner *= d
+			}
+		}
+		out, err := c.alloc(nn.Float32, x.Shape)
+		if err != nil {
+			return nil, err
+		}
+		for o := 0; o < outer; o++ {
+			for in := 0; in < inner; in++ {
+				base := o*length*inner + in
+				mx := float32(math.Inf(-1))
+				for j := 0; j < length; j++ {
+					mx = max(mx, x.F32[base+j*inner])
+				}
+				var sum float64
+				for j := 0; j < length; j++ {
+					e := math.Exp(float64(x.F32[base+j*inner] - mx))
+					sum += e
+					out.F32[base+j*inner] = float32(e)
+				}
+				for j := 0; j < length; j++ {
+					i := base + j*inner
+					if log {
+						out.F32[i] = x.F32[i] - mx - float32(math.Log(sum))
+					} else {
+						out.F32[i] = float32(float64(out.F32[i]) / sum)
+					}
+				}
+			}
+		}
+		return []*nn.Tensor{out}, nil
+	}
+}
+
+func init() {
+	win := []string{"kernel_shape", "strides", "dilations", "pads", "auto_pad"}
+	reg("Conv", opDef{since: 1, attrs: append(win, "group"), minIn: 2, maxIn: 3, run: conv, backend: true, foldable: true})
+	reg("MaxPool", opDef{since: 8, attrs: append(win, "ceil_mode", "storage_order"), minIn: 1, maxIn: 1, run: pool(true), foldable: true})
+	reg("AveragePool", opDef{since: 7, attrs: append(win, "ceil_mode", "count_include_pad"), minIn: 1, maxIn: 1, run: pool(false), foldable: true})
+	reg("GlobalAveragePool", opDef{since: 1, minIn: 1, maxIn: 1, run: globalPool(false), foldable: true})
+	reg("GlobalMaxPool", opDef{since: 1, minIn: 1, maxIn: 1, run: globalPool(true), foldable: true})
+	reg("BatchNormalization", opDef{since: 9, attrs: []string{"epsilon", "momentum", "training_mode"}, minIn: 5, maxIn: 5, run: batchNorm, foldable: true})
+	reg("Gemm", opDef{since: 7, attrs: []string{"alpha", "beta", "transA", "transB"}, minIn: 2, maxIn: 3, run: gemmOp, backend: true, foldable: true})
+	reg("MatMul", opDef{since: 1, minIn: 2, maxIn: 2, run: matmul, backend: true, foldable: true})
+	reg("Softmax", opDef{since: 1, attrs: []string{"axis"}, minIn: 1, maxIn: 1, run: softmax(false), foldable: true})
+	reg("LogSoftmax", opDef{since: 1, attrs: []string{"axis"}, minIn: 1, maxIn: 1, run: softmax(true), foldable: true})
+}

@@ -1,0 +1,320 @@
+package onnx
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/fennec-edge/fennec/nn"
+)
+
+// convTranspose implements ConvTranspose for 1-D and 2-D inputs: per group,
+// col = W_g^T x X_g on the backend, then col2im adds each column into the
+// output. output_padding is honoured; output_shape and auto_pad other than
+// NOTSET are not implemented.
+func convTranspose(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	x, wt := in[0], in[1]
+	var bias *nn.Tensor
+	if len(in) > 2 {
+		bias = in[2]
+	}
+	if x.DType != nn.Float32 || wt.DType != nn.Float32 {
+		return nil, fmt.Errorf("%w: ConvTranspose of %v and %v", ErrUnsupported, x.DType, wt.DType)
+	}
+	if _, ok := c.n.attrs["output_shape"]; ok {
+		return nil, fmt.Errorf("%w: output_shape", ErrUnsupported)
+	}
+	if ap := c.n.attrString("auto_pad", "NOTSET"); ap != "NOTSET" && ap != "" {
+		return nil, fmt.Errorf("%w: auto_pad %q", ErrUnsupported, ap)
+	}
+	r := len(x.Shape)
+	if (r != 3 && r != 4) || len(wt.Shape) != r {
+		return nil, fmt.Errorf("%w: input %v, weight %v (1-D and 2-D only)", ErrUnsupported, x.Shape, wt.Shape)
+	}
+	sp := r - 2
+	ints := func(name string, n int, def int64) ([]int, error) {
+		v, ok := c.n.attrInts(name)
+		out := make([]int, n)
+		for i := range out {
+			out[i] = int(def)
+		}
+		if !ok {
+			return out, nil
+		}
+		if len(v) != n {
+			return nil, fmt.Errorf("%w: %s %v (want %d values)", ErrInvalid, name, v, n)
+		}
+		for i, e := range v {
+			if e < 0 || e > math.MaxInt32 || (def == 1 && e == 0) {
+				return nil, fmt.Errorf("%w: %s %v", ErrInvalid, name, v)
+			}
+			out[i] = int(e)
+		}
+		return out, nil
+	}
+	st, err := ints("strides", sp, 1)
+	if err != nil {
+		return nil, err
+	}
+	dl, err := ints("dilations", sp, 1)
+	if err != nil {
+		return nil, err
+	}
+	pads, err := ints("pads", 2*sp, 0)
+	if err != nil {
+		return nil, err
+	}
+	op, err := ints("output_padding", sp, 0)
+	if err != nil {
+		return nil, err
+	}
+	g := int(c.n.attrInt("group", 1))
+	n, ch := x.Shape[0], x.Shape[1]
+	if g <= 0 || ch%g != 0 || wt.Shape[0] != ch {
+		return nil, fmt.Errorf("%w: group %d with input %v and weight %v", ErrInvalid, g, x.Shape, wt.Shape)
+	}
+	mg := wt.Shape[1]
+	m := mg * g
+	// Treat 1-D as 2-D of height 1.
+	h, w, kh, kw := 1, x.Shape[2], 1, wt.Shape[2]
+	sh, sw, dh, dw := 1, st[0], 1, dl[0]
+	pt, pl, pb, pr, oph, opw := 0, pads[0], 0, pads[1], 0, op[0]
+	if sp == 2 {
+		h, w, kh, kw = x.Shape[2], x.Shape[3], wt.Shape[2], wt.Shape[3]
+		sh, sw, dh, dw = st[0], st[1], dl[0], dl[1]
+		pt, pl, pb, pr, oph, opw = pads[0], pads[1], pads[2], pads[3], op[0], op[1]
+	}
+	oh := sh*(h-1) + oph + (kh-1)*dh + 1 - pt - pb
+	ow := sw*(w-1) + opw + (kw-1)*dw + 1 - pl - pr
+	if oh <= 0 || ow <= 0 {
+		return nil, fmt.Errorf("%w: output would be %dx%d", ErrInvalid, oh, ow)
+	}
+	shape := []int{n, m, oh, ow}
+	if sp == 1 {
+		shape = []int{n, m, ow}
+	}
+	if bias != nil && (bias.DType != nn.Float32 || bias.Len() != m) {
+		return nil, fmt.Errorf("%w: bias %v for %d output channels", ErrInvalid, bias, m)
+	}
+	out, err := c.alloc(nn.Float32, shape)
+	if err != nil {
+		return nil, err
+	}
+	cg := ch / g
+	kk := mg * kh * kw
+	plane := h * w
+	if _, err := nn.Elements([]int{kk, plane}, c.limit); err != nil {
+		return nil, fmt.Errorf("%w: column buffer: %v", ErrInvalid, err)
+	}
+	col := c.s.hostGet(kk * plane)
+	defer c.s.hostPut(col)
+	for b := 0; b < n; b++ {
+		for gi := 0; gi < g; gi++ {
+			xg := x.F32[(b*ch+gi*cg)*plane : (b*ch+gi*cg+cg)*plane]
+			wg := wt.F32[gi*cg*kk : (gi+1)*cg*kk] // [cg, kk]
+			if err := c.gemm(col, wg, xg, kk, cg, plane, true, false, c.isConst(wt), false); err != nil {
+				return nil, err
+			}
+			for oc := 0; oc < mg; oc++ {
+				dst := out.F32[(b*m+gi*mg+oc)*oh*ow : (b*m+gi*mg+oc+1)*oh*ow]
+				for ki := 0; ki < kh; ki++ {
+					for kj := 0; kj < kw; kj++ {
+						row := col[((oc*kh+ki)*kw+kj)*plane:][:plane]
+						for iy := 0; iy < h; iy++ {
+							oy := iy*sh - pt + ki*dh
+							if oy < 0 || oy >= oh {
+								continue
+							}
+							for ix := 0; ix < w; ix++ {
+								ox := ix*sw - pl + kj*dw
+								if ox >= 0 && ox < ow {
+									dst[oy*ow+ox] += row[iy*w+ix]
+								}
+							}
+						}
+					}
+				}
+				if bias != nil {
+					v := bias.F32[gi*mg+oc]
+					for i := range dst {
+						dst[i] += v
+					}
+				}
+			}
+		}
+	}
+	return []*nn.Tensor{out}, nil
+}
+
+// resize implements Resize (opset 11+) with scales or sizes: mode nearest
+// (any rank, every nearest_mode) and linear (the last two axes), with the
+// half_pixel, pytorch_half_pixel, asymmetric and align_corners coordinate
+// transformations.
+func resize(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	x := in[0]
+	if x.DType != nn.Float32 {
+		return nil, fmt.Errorf("%w: Resize of %v", ErrUnsupported, x.DType)
+	}
+	r := len(x.Shape)
+	mode := c.n.attrString("mode", "nearest")
+	ctm := c.n.attrString("coordinate_transformation_mode", "half_pixel")
+	nmode := c.n.attrString("nearest_mode", "round_prefer_floor")
+	if c.n.opset < 11 {
+		return nil, fmt.Errorf("%w: Resize before opset 11", ErrUnsupported)
+	}
+	scales := make([]float64, r)
+	shape := make([]int, r)
+	var sizesT, scalesT *nn.Tensor
+	if len(in) > 3 && in[3] != nil && in[3].Len() > 0 {
+		sizesT = in[3]
+	} else if len(in) > 2 && in[2] != nil && in[2].Len() > 0 {
+		scalesT = in[2]
+	} else {
+		return nil, fmt.Errorf("%w: Resize needs scales or sizes", ErrInvalid)
+	}
+	if sizesT != nil {
+		sz, err := ints(sizesT)
+		if err != nil {
+			return nil, err
+		}
+		if len(sz) != r {
+			return nil, fmt.Errorf("%w: sizes %v for rank %d", ErrInvalid, sz, r)
+		}
+		for i, s := range sz {
+			if s < 0 || s > math.MaxInt32 {
+				return nil, fmt.Errorf("%w: sizes %v", ErrInvalid, sz)
+			}
+			shape[i] = int(s)
+			if x.Shape[i] > 0 {
+				scales[i] = float64(s) / float64(x.Shape[i])
+			}
+		}
+	} else {
+		if scalesT.DType != nn.Float32 || scalesT.Len() != r {
+			return nil, fmt.Errorf("%w: scales %v for rank %d", ErrInvalid, scalesT, r)
+		}
+		for i, s := range scalesT.F32 {
+			d := float64(x.Shape[i]) * float64(s)
+			if !(s > 0) || d > math.MaxInt32 {
+				return nil, fmt.Errorf("%w: scales %v", ErrInvalid, scalesT.F32)
+			}
+			scales[i] = float64(s)
+			shape[i] = int(math.Floor(d))
+		}
+	}
+	for i := range shape {
+		if x.Shape[i] == 0 && shape[i] > 0 {
+			return nil, fmt.Errorf("%w: cannot resize an empty axis %d to %d", ErrInvalid, i, shape[i])
+		}
+	}
+	out, err := c.alloc(nn.Float32, shape)
+	if err != nil {
+		return nil, err
+	}
+	src := func(axis, o int) float64 {
+		in, outLen, s := float64(x.Shape[axis]), float64(shape[axis]), scales[axis]
+		switch ctm {
+		case "asymmetric":
+			return float64(o) / s
+		case "align_corners":
+			if outLen <= 1 {
+				return 0
+			}
+			return float64(o) * (in - 1) / (outLen - 1)
+		case "pytorch_half_pixel":
+			if outLen <= 1 {
+				return 0
+			}
+			return (float64(o)+0.5)/s - 0.5
+		default: // half_pixel
+			return (float64(o)+0.5)/s - 0.5
+		}
+	}
+	if ctm != "asymmetric" && ctm != "align_corners" && ctm != "pytorch_half_pixel" && ctm != "half_pixel" {
+		return nil, fmt.Errorf("%w: coordinate_transformation_mode %q", ErrUnsupported, ctm)
+	}
+	st := strides(x.Shape)
+	switch mode {
+	case "nearest":
+		near := func(v float64, n int) int {
+			var i float64
+			switch nmode {
+			case "floor":
+				i = math.Floor(v)
+			case "ceil":
+				i = math.Ceil(v)
+			case "round_prefer_ceil":
+				i = math.Floor(v + 0.5)
+			default: // round_prefer_floor
+				i = math.Ceil(v - 0.5)
+			}
+			return min(max(int(i), 0), n-1)
+		}
+		maps := make([][]int, r)
+		for k := 0; k < r; k++ {
+			maps[k] = make([]int, shape[k])
+			for o := range maps[k] {
+				maps[k][o] = near(src(k, o), x.Shape[k]) * st[k]
+			}
+		}
+		res, err := gatherCopy(c, x, shape, func(idx []int) int {
+			j := 0
+			for k, v := range idx {
+				j += maps[k][v]
+			}
+			return j
+		})
+		if err != nil {
+			return nil, err
+		}
+		return []*nn.Tensor{res}, nil
+	case "linear":
+		if r < 2 {
+			return nil, fmt.Errorf("%w: linear Resize of rank %d", ErrUnsupported, r)
+		}
+		for k := 0; k < r-2; k++ {
+			if shape[k] != x.Shape[k] {
+				return nil, fmt.Errorf("%w: linear Resize of axis %d (only the last two)", ErrUnsupported, k)
+			}
+		}
+		type tap struct {
+			i0, i1 int
+			w1     float32
+		}
+		taps := func(axis int) []tap {
+			t := make([]tap, shape[axis])
+			n := x.Shape[axis]
+			for o := range t {
+				v := min(max(src(axis, o), 0), float64(n-1))
+				i0 := int(math.Floor(v))
+				i1 := min(i0+1, n-1)
+				t[o] = tap{i0, i1, float32(v - float64(i0))}
+			}
+			return t
+		}
+		ty, tx := taps(r-2), taps(r-1)
+		ih, iw := x.Shape[r-2], x.Shape[r-1]
+		outer := x.Len() / max(1, ih*iw)
+		oh, ow := shape[r-2], shape[r-1]
+		for p := 0; p < outer; p++ {
+			img := x.F32[p*ih*iw : (p+1)*ih*iw]
+			dst := out.F32[p*oh*ow : (p+1)*oh*ow]
+			for oy, a := range ty {
+				r0, r1 := img[a.i0*iw:], img[a.i1*iw:]
+				for ox, b := range tx {
+					top := r0[b.i0] + (r0[b.i1]-r0[b.i0])*b.w1
+					bot := r1[b.i0] + (r1[b.i1]-r1[b.i0])*b.w1
+					dst[oy*ow+ox] = top + (bot-top)*a.w1
+				}
+			}
+		}
+		return []*nn.Tensor{out}, nil
+	}
+	return nil, fmt.Errorf("%w: mode %q", ErrUnsupported, mode)
+}
+
+func init() {
+	reg("ConvTranspose", opDef{since: 1, attrs: []string{"kernel_shape", "strides", "dilations", "pads", "auto_pad", "group", "output_padding", "output_shape"},
+		minIn: 2, maxIn: 3, run: convTranspose, backend: true, foldable: true})
+	reg("Resize", opDef{since: 11, attrs: []string{"mode", "coordinate_transformation_mode", "nearest_mode", "cubic_coeff_a", "exclude_outside", "extrapolation_value"},
+		minIn: 1, maxIn: 4, run: resize, foldable: true})
+}

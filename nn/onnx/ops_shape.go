@@ -1,0 +1,748 @@
+package onnx
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/fennec-edge/fennec/nn"
+)
+
+// ints reads an i64 or i32 tensor (a shape, axes, indices) as ints.
+func ints(t *nn.Tensor) ([]int64, error) {
+	switch t.DType {
+	case nn.Int64:
+		return t.I64, nil
+	case nn.Int32:
+		out := make([]int64, len(t.I32))
+		for i, v := range t.I32 {
+			out[i] = int64(v)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("%w: want an integer tensor, got %v", ErrInvalid, t)
+}
+
+func normAxis(axis int64, rank int) (int, error) {
+	if axis < 0 {
+		axis += int64(rank)
+	}
+	if axis < 0 || axis >= int64(rank) {
+		return 0, fmt.Errorf("%w: axis %d out of range for rank %d", ErrInvalid, axis, rank)
+	}
+	return int(axis), nil
+}
+
+func constant(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	n := c.n
+	if len(n.attrs) != 1 {
+		return nil, fmt.Errorf("%w: Constant needs exactly one value attribute, has %d", ErrInvalid, len(n.attrs))
+	}
+	for name, a := range n.attrs {
+		switch name {
+		case "value":
+			return []*nn.Tensor{a.t}, nil
+		case "value_float":
+			return []*nn.Tensor{{DType: nn.Float32, Shape: []int{}, F32: []float32{a.f}}}, nil
+		case "value_floats":
+			return []*nn.Tensor{{DType: nn.Float32, Shape: []int{len(a.floats)}, F32: a.floats}}, nil
+		case "value_int":
+			return []*nn.Tensor{{DType: nn.Int64, Shape: []int{}, I64: []int64{a.i}}}, nil
+		case "value_ints":
+			return []*nn.Tensor{{DType: nn.Int64, Shape: []int{len(a.ints)}, I64: a.ints}}, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: Constant attribute", ErrUnsupported)
+}
+
+func shapeOp(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	r := len(in[0].Shape)
+	start, end := int(c.n.attrInt("start", 0)), int(c.n.attrInt("end", int64(r)))
+	if start < 0 {
+		start += r
+	}
+	if end < 0 {
+		end += r
+	}
+	start, end = min(max(start, 0), r), min(max(end, 0), r)
+	end = max(end, start)
+	out := &nn.Tensor{DType: nn.Int64, Shape: []int{end - start}, I64: make([]int64, end-start)}
+	for i := start; i < end; i++ {
+		out.I64[i-start] = int64(in[0].Shape[i])
+	}
+	return []*nn.Tensor{out}, nil
+}
+
+func cast(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	to := nn.DType(c.n.attrInt("to", 0))
+	a := in[0]
+	out, err := c.alloc(to, a.Shape)
+	if err != nil {
+		return nil, fmt.Errorf("%w: Cast to %v", ErrUnsupported, to)
+	}
+	n := a.Len()
+	get := func(i int) float64 {
+		switch a.DType {
+		case nn.Float32:
+			return float64(a.F32[i])
+		case nn.Int64:
+			return float64(a.I64[i])
+		case nn.Int32:
+			return float64(a.I32[i])
+		case nn.Int8:
+			return float64(int8(a.U8[i]))
+		}
+		return float64(a.U8[i])
+	}
+	for i := 0; i < n; i++ {
+		switch to {
+		case nn.Float32:
+			out.F32[i] = float32(get(i))
+		case nn.Int64:
+			if a.DType == nn.Int64 {
+				out.I64[i] = a.I64[i]
+			} else {
+				out.I64[i] = int64(get(i))
+			}
+		case nn.Int32:
+			out.I32[i] = int32(get(i))
+		case nn.Bool:
+			out.U8[i] = b2u(get(i) != 0)
+		case nn.Int8:
+			out.U8[i] = uint8(int8(get(i)))
+		default:
+			out.U8[i] = uint8(get(i))
+		}
+	}
+	return []*nn.Tensor{out}, nil
+}
+
+func reshape(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	spec, err := ints(in[1])
+	if err != nil {
+		return nil, err
+	}
+	allowZero := c.n.attrInt("allowzero", 0) != 0
+	if len(spec) > nn.MaxRank {
+		return nil, fmt.Errorf("%w: target rank %d", ErrInvalid, len(spec))
+	}
+	shape := make([]int, len(spec))
+	infer := -1
+	known := 1
+	for i, d := range spec {
+		switch {
+		case d == 0 && !allowZero:
+			if i >= len(in[0].Shape) {
+				return nil, fmt.Errorf("%w: shape %v copies dimension %d of %v", ErrInvalid, spec, i, in[0].Shape)
+			}
+			shape[i] = in[0].Shape[i]
+		case d == -1:
+			if infer >= 0 {
+				return nil, fmt.Errorf("%w: shape %v has two -1", ErrInvalid, spec)
+			}
+			infer = i
+			continue
+		case d < 0 || d > math.MaxInt32:
+			return nil, fmt.Errorf("%w: shape %v", ErrInvalid, spec)
+		default:
+			shape[i] = int(d)
+		}
+		if shape[i] != 0 && known > math.MaxInt64/shape[i] {
+			return nil, fmt.Errorf("%w: shape %v overflows", ErrInvalid, spec)
+		}
+		known *= shape[i]
+	}
+	total := in[0].Len()
+	if infer >= 0 {
+		if known == 0 || total%known != 0 {
+			return nil, fmt.Errorf("%w: cannot reshape %v to %v", ErrInvalid, in[0].Shape, spec)
+		}
+		shape[infer] = total / known
+	} else if known != total {
+		return nil, fmt.Errorf("%w: cannot reshape %v (%d elements) to %v", ErrInvalid, in[0].Shape, total, spec)
+	}
+	return []*nn.Tensor{view(in[0], shape)}, nil
+}
+
+// view shares t's data under another shape of the same element count.
+func view(t *nn.Tensor, shape []int) *nn.Tensor {
+	v := *t
+	v.Shape = shape
+	return &v
+}
+
+// axesArg reads axes from an attribute (before opset since) or the input.
+func axesArg(c *kctx, in []*nn.Tensor, idx, since int) ([]int64, bool, error) {
+	if c.n.opset < since {
+		a, ok := c.n.attrInts("axes")
+		return a, ok, nil
+	}
+	if len(in) <= idx || in[idx] == nil {
+		return nil, false, nil
+	}
+	a, err := ints(in[idx])
+	return a, true, err
+}
+
+func unsqueeze(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	axes, ok, err := axesArg(c, in, 1, 13)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: Unsqueeze without axes", ErrInvalid)
+	}
+	r := len(in[0].Shape) + len(axes)
+	if r > nn.MaxRank {
+		return nil, fmt.Errorf("%w: rank %d", ErrInvalid, r)
+	}
+	mark := make([]bool, r)
+	for _, a := range axes {
+		ax, err := normAxis(a, r)
+		if err != nil {
+			return nil, err
+		}
+		if mark[ax] {
+			return nil, fmt.Errorf("%w: axis %d repeated", ErrInvalid, a)
+		}
+		mark[ax] = true
+	}
+	shape := make([]int, 0, r)
+	j := 0
+	for i := 0; i < r; i++ {
+		if mark[i] {
+			shape = append(shape, 1)
+		} else {
+			shape = append(shape, in[0].Shape[j])
+			j++
+		}
+	}
+	return []*nn.Tensor{view(in[0], shape)}, nil
+}
+
+func squeeze(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	axes, ok, err := axesArg(c, in, 1, 13)
+	if err != nil {
+		return nil, err
+	}
+	r := len(in[0].Shape)
+	drop := make([]bool, r)
+	if !ok {
+		for i, d := range in[0].Shape {
+			drop[i] = d == 1
+		}
+	}
+	for _, a := range axes {
+		ax, err := normAxis(a, r)
+		if err != nil {
+			return nil, err
+		}
+		if in[0].Shape[ax] != 1 {
+			return nil, fmt.Errorf("%w: cannot squeeze axis %d of %v", ErrInvalid, a, in[0].Shape)
+		}
+		drop[ax] = true
+	}
+	shape := []int{}
+	for i, d := range in[0].Shape {
+		if !drop[i] {
+			shape = append(shape, d)
+		}
+	}
+	return []*nn.Tensor{view(in[0], shape)}, nil
+}
+
+func flatten(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	r := len(in[0].Shape)
+	ax := c.n.attrInt("axis", 1)
+	if ax < 0 {
+		ax += int64(r)
+	}
+	if ax < 0 || ax > int64(r) {
+		return nil, fmt.Errorf("%w: axis %d for rank %d", ErrInvalid, ax, r)
+	}
+	a, b := 1, 1
+	for i, d := range in[0].Shape {
+		if i < int(ax) {
+			a *= d
+		} else {
+			b *= d
+		}
+	}
+	return []*nn.Tensor{view(in[0], []int{a, b})}, nil
+}
+
+// strides returns row-major element strides.
+func strides(shape []int) []int {
+	st := make([]int, len(shape))
+	s := 1
+	for i := len(shape) - 1; i >= 0; i-- {
+		st[i] = s
+		s *= shape[i]
+	}
+	return st
+}
+
+// gatherCopy builds out by reading, for each output index, the input index
+// that src computes from the output's multi-index.
+func gatherCopy(c *kctx, a *nn.Tensor, shape []int, src func(idx []int) int) (*nn.Tensor, error) {
+	out, err := c.alloc(a.DType, shape)
+	if err != nil {
+		return nil, err
+	}
+	n := out.Len()
+	idx := make([]int, len(shape))
+	for i := 0; i < n; i++ {
+		copyElem(out, i, a, src(idx))
+		for k := len(shape) - 1; k >= 0; k-- {
+			idx[k]++
+			if idx[k] < shape[k] {
+				break
+			}
+			idx[k] = 0
+		}
+	}
+	return out, nil
+}
+
+func transpose(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	a := in[0]
+	r := len(a.Shape)
+	perm, ok := c.n.attrInts("perm")
+	if !ok {
+		perm = make([]int64, r)
+		for i := range perm {
+			perm[i] = int64(r - 1 - i)
+		}
+	}
+	if len(perm) != r {
+		return nil, fmt.Errorf("%w: perm %v for rank %d", ErrInvalid, perm, r)
+	}
+	seen := make([]bool, r)
+	shape := make([]int, r)
+	for i, p := range perm {
+		if p < 0 || p >= int64(r) || seen[p] {
+			return nil, fmt.Errorf("%w: perm %v", ErrInvalid, perm)
+		}
+		seen[p] = true
+		shape[i] = a.Shape[p]
+	}
+	st := strides(a.Shape)
+	out, err := gatherCopy(c, a, shape, func(idx []int) int {
+		j := 0
+		for i, p := range perm {
+			j += idx[i] * st[p]
+		}
+		return j
+	})
+	if err != nil {
+		return nil, err
+	}
+	return []*nn.Tensor{out}, nil
+}
+
+func concat(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	var parts []*nn.Tensor
+	for _, t := range in {
+		if t != nil {
+			parts = append(parts, t)
+		}
+	}
+	r := len(parts[0].Shape)
+	ax, err := normAxis(c.n.attrInt("axis", 0), r)
+	if err != nil {
+		return nil, err
+	}
+	shape := append([]int(nil), parts[0].Shape...)
+	shape[ax] = 0
+	for _, t := range parts {
+		if t.DType != parts[0].DType || len(t.Shape) != r {
+			return nil, fmt.Errorf("%w: cannot concatenate %v with %v", ErrInvalid, parts[0], t)
+		}
+		for i := range shape {
+			if i != ax && t.Shape[i] != parts[0].Shape[i] {
+				return nil, fmt.Errorf("%w: cannot concatenate %v with %v on axis %d", ErrInvalid, parts[0], t, ax)
+			}
+		}
+		shape[ax] += t.Shape[ax]
+	}
+	out, err := c.alloc(parts[0].DType, shape)
+	if err != nil {
+		return nil, err
+	}
+	outer := 1
+	for _, d := range shape[:ax] {
+		outer *= d
+	}
+	inner := 1
+	for _, d := range shape[ax+1:] {
+		inner *= d
+	}
+	o := 0
+	for i := 0; i < outer; i++ {
+		for _, t := range parts {
+			n := t.Shape[ax] * inner
+			copyRange(out, o, t, i*n, n)
+			o += n
+		}
+	}
+	return []*nn.Tensor{out}, nil
+}
+
+func copyRange(dst *nn.Tensor, o int, src *nn.Tensor, s, n int) {
+	switch dst.DType {
+	case nn.Float32:
+		copy(dst.F32[o:o+n], src.F32[s:s+n])
+	case nn.Int64:
+		copy(dst.I64[o:o+n], src.I64[s:s+n])
+	case nn.Int32:
+		copy(dst.I32[o:o+n], src.I32[s:s+n])
+	default:
+		copy(dst.U8[o:o+n], src.U8[s:s+n])
+	}
+}
+
+func slice(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	a := in[0]
+	r := len(a.Shape)
+	var starts, ends, axes, steps []int64
+	if c.n.opset < 10 {
+		starts, _ = c.n.attrInts("starts")
+		ends, _ = c.n.attrInts("ends")
+		axes, _ = c.n.attrInts("axes")
+	} else {
+		var err error
+		if len(in) < 3 || in[1] == nil || in[2] == nil {
+			return nil, fmt.Errorf("%w: Slice needs starts and ends", ErrInvalid)
+		}
+		if starts, err = ints(in[1]); err != nil {
+			return nil, err
+		}
+		if ends, err = ints(in[2]); err != nil {
+			return nil, err
+		}
+		if len(in) > 3 && in[3] != nil {
+			if axes, err = ints(in[3]); err != nil {
+				return nil, err
+			}
+		}
+		if len(in) > 4 && in[4] != nil {
+			if steps, err = ints(in[4]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(ends) != len(starts) || (axes != nil && len(axes) != len(starts)) || (steps != nil && len(steps) != len(starts)) {
+		return nil, fmt.Errorf("%w: starts, ends, axes and steps differ in length", ErrInvalid)
+	}
+	begin := make([]int, r)
+	step := make([]int, r)
+	shape := append([]int(nil), a.Shape...)
+	for i := range step {
+		step[i] = 1
+	}
+	for i := range starts {
+		ax := int64(i)
+		if axes != nil {
+			ax = axes[i]
+		}
+		k, err := normAxis(ax, r)
+		if err != nil {
+			return nil, err
+		}
+		st := int64(1)
+		if steps != nil {
+			st = steps[i]
+		}
+		if st == 0 {
+			return nil, fmt.Errorf("%w: Slice step 0", ErrInvalid)
+		}
+		d := int64(a.Shape[k])
+		s, e := starts[i], ends[i]
+		if s < 0 {
+			s += d
+		}
+		if e < 0 {
+			e += d
+		}
+		var n int64
+		if st > 0 {
+			s, e = min(max(s, 0), d), min(max(e, 0), d)
+			if e > s {
+				n = (e - s + st - 1) / st
+			}
+		} else {
+			s, e = min(max(s, -1), d-1), min(max(e, -1), d-1)
+			if s > e {
+				n = (s - e - st - 1) / -st
+			}
+		}
+		begin[k], step[k], shape[k] = int(s), int(st), int(n)
+	}
+	st := strides(a.Shape)
+	out, err := gatherCopy(c, a, shape, func(idx []int) int {
+		j := 0
+		for i, v := range idx {
+			j += (begin[i] + v*step[i]) * st[i]
+		}
+		return j
+	})
+	if err != nil {
+		return nil, err
+	}
+	return []*nn.Tensor{out}, nil
+}
+
+func gather(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	a := in[0]
+	idx, err := ints(in[1])
+	if err != nil {
+		return nil, err
+	}
+	ax, err := normAxis(c.n.attrInt("axis", 0), len(a.Shape))
+	if err != nil {
+		return nil, err
+	}
+	d := a.Shape[ax]
+	for _, v := range idx {
+		if v < -int64(d) || v >= int64(d) {
+			return nil, fmt.Errorf("%w: index %d out of range [%d, %d)", ErrInvalid, v, -d, d)
+		}
+	}
+	shape := append(append(append([]int{}, a.Shape[:ax]...), in[1].Shape...), a.Shape[ax+1:]...)
+	st := strides(a.Shape)
+	ist := strides(in[1].Shape)
+	q := len(in[1].Shape)
+	out, err := gatherCopy(c, a, shape, func(o []int) int {
+		j := 0
+		for i := 0; i < ax; i++ {
+			j += o[i] * st[i]
+		}
+		li := 0
+		for i := 0; i < q; i++ {
+			li += o[ax+i] * ist[i]
+		}
+		v := idx[li]
+		if v < 0 {
+			v += int64(d)
+		}
+		j += int(v) * st[ax]
+		for i := ax + 1; i < len(a.Shape); i++ {
+			j += o[i+q-1] * st[i]
+		}
+		return j
+	})
+	if err != nil {
+		return nil, err
+	}
+	return []*nn.Tensor{out}, nil
+}
+
+// shapeArg reads a requested output shape, checking it against the element
+// limit before anything is allocated (a shape bomb is refused here).
+func shapeArg(c *kctx, t *nn.Tensor) ([]int, error) {
+	v, err := ints(t)
+	if err != nil {
+		return nil, err
+	}
+	if len(v) > nn.MaxRank {
+		return nil, fmt.Errorf("%w: rank %d exceeds %d", ErrInvalid, len(v), nn.MaxRank)
+	}
+	shape := make([]int, len(v))
+	for i, d := range v {
+		if d < 0 || d > math.MaxInt32 {
+			return nil, fmt.Errorf("%w: dimension %d is %d", ErrInvalid, i, d)
+		}
+		shape[i] = int(d)
+	}
+	if _, err := nn.Elements(shape, c.limit); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return shape, nil
+}
+
+func constantOfShape(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	shape, err := shapeArg(c, in[0])
+	if err != nil {
+		return nil, err
+	}
+	val := &nn.Tensor{DType: nn.Float32, Shape: []int{1}, F32: []float32{0}}
+	if a, ok := c.n.attrs["value"]; ok {
+		if a.t == nil || a.t.Len() != 1 {
+			return nil, fmt.Errorf("%w: value must be a one-element tensor", ErrInvalid)
+		}
+		val = a.t
+	}
+	out, err := c.alloc(val.DType, shape)
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i < out.Len(); i++ {
+		copyElem(out, i, val, 0)
+	}
+	return []*nn.Tensor{out}, nil
+}
+
+func expand(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	want, err := shapeArg(c, in[1])
+	if err != nil {
+		return nil, err
+	}
+	shape, err := broadcast(in[0].Shape, want)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := nn.Elements(shape, c.limit); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	ix := indexer(in[0].Shape, shape)
+	out, err := c.alloc(in[0].DType, shape)
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i < out.Len(); i++ {
+		copyElem(out, i, in[0], ix(i))
+	}
+	return []*nn.Tensor{out}, nil
+}
+
+func rangeOp(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	dt := in[0].DType
+	for _, t := range in {
+		if t.DType != dt || t.Len() != 1 {
+			return nil, fmt.Errorf("%w: Range needs three scalars of one dtype", ErrInvalid)
+		}
+	}
+	get := func(t *nn.Tensor) float64 {
+		switch dt {
+		case nn.Float32:
+			return float64(t.F32[0])
+		case nn.Int64:
+			return float64(t.I64[0])
+		case nn.Int32:
+			return float64(t.I32[0])
+		}
+		return math.NaN()
+	}
+	start, limit, delta := get(in[0]), get(in[1]), get(in[2])
+	if delta == 0 || math.IsNaN(start+limit+delta) {
+		return nil, fmt.Errorf("%w: Range(%v, %v, %v)", ErrInvalid, start, limit, delta)
+	}
+	n := math.Max(math.Ceil((limit-start)/delta), 0)
+	if n > float64(c.limit) {
+		return nil, fmt.Errorf("%w: Range of %.0f elements exceeds the limit of %d", ErrInvalid, n, c.limit)
+	}
+	out, err := c.alloc(dt, []int{int(n)})
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i < int(n); i++ {
+		v := start + float64(i)*delta
+		switch dt {
+		case nn.Float32:
+			out.F32[i] = float32(v)
+		case nn.Int64:
+			out.I64[i] = in[0].I64[0] + int64(i)*in[2].I64[0]
+		case nn.Int32:
+			out.I32[i] = in[0].I32[0] + int32(i)*in[2].I32[0]
+		}
+	}
+	return []*nn.Tensor{out}, nil
+}
+
+// reduce implements ReduceMax/Min/Sum/Mean on f32 over any set of axes.
+func reduce(kind string, axesInputSince int) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	return func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+		a := in[0]
+		if a.DType != nn.Float32 {
+			return nil, fmt.Errorf("%w: %s of %v", ErrUnsupported, kind, a.DType)
+		}
+		axes, ok, err := axesArg(c, in, 1, axesInputSince)
+		if err != nil {
+			return nil, err
+		}
+		keep := c.n.attrInt("keepdims", 1) != 0
+		r := len(a.Shape)
+		red := make([]bool, r)
+		if !ok || len(axes) == 0 {
+			if c.n.attrInt("noop_with_empty_axes", 0) != 0 {
+				return []*nn.Tensor{a}, nil
+			}
+			for i := range red {
+				red[i] = true
+			}
+		}
+		for _, ax := range axes {
+			k, err := normAxis(ax, r)
+			if err != nil {
+				return nil, err
+			}
+			red[k] = true
+		}
+		var shape, full []int
+		for i, d := range a.Shape {
+			if red[i] {
+				full = append(full, 1)
+				if keep {
+					shape = append(shape, 1)
+				}
+			} else {
+				full = append(full, d)
+				shape = append(shape, d)
+			}
+		}
+		out, err := c.alloc(nn.Float32, shape)
+		if err != nil {
+			return nil, err
+		}
+		init := float32(0)
+		switch kind {
+		case "max":
+			init = float32(math.Inf(-1))
+		case "min":
+			init = float32(math.Inf(1))
+		}
+		for i := range out.F32 {
+			out.F32[i] = init
+		}
+		oi := indexer(full, a.Shape) // maps an input index to its output cell
+		for i, v := range a.F32 {
+			j := oi(i)
+			switch kind {
+			case "max":
+				out.F32[j] = max(out.F32[j], v)
+			case "min":
+				out.F32[j] = min(out.F32[j], v)
+			default:
+				out.F32[j] += v
+			}
+		}
+		if kind == "mean" && len(out.F32) > 0 {
+			cnt := float32(a.Len() / len(out.F32))
+			for i := range out.F32 {
+				out.F32[i] /= cnt
+			}
+		}
+		return []*nn.Tensor{out}, nil
+	}
+}
+
+func init() {
+	reg("Constant", opDef{since: 9, attrs: []string{"value", "value_float", "value_floats", "value_int", "value_ints"}, run: constant, foldable: true})
+	reg("Shape", opDef{since: 1, attrs: []string{"start", "end"}, minIn: 1, maxIn: 1, run: shapeOp, foldable: true})
+	reg("Cast", opDef{since: 6, attrs: []string{"to", "saturate"}, minIn: 1, maxIn: 1, run: cast, foldable: true})
+	reg("Reshape", opDef{since: 5, attrs: []string{"allowzero"}, minIn: 2, maxIn: 2, run: reshape, foldable: true})
+	reg("Unsqueeze", opDef{since: 1, attrs: []string{"axes"}, minIn: 1, maxIn: 2, run: unsqueeze, foldable: true})
+	reg("Squeeze", opDef{since: 1, attrs: []string{"axes"}, minIn: 1, maxIn: 2, run: squeeze, foldable: true})
+	reg("Flatten", opDef{since: 1, attrs: []string{"axis"}, minIn: 1, maxIn: 1, run: flatten, foldable: true})
+	reg("Transpose", opDef{since: 1, attrs: []string{"perm"}, minIn: 1, maxIn: 1, run: transpose, foldable: true})
+	reg("Concat", opDef{since: 4, attrs: []string{"axis"}, minIn: 1, maxIn: -1, run: concat, foldable: true})
+	reg("Slice", opDef{since: 1, attrs: []string{"starts", "ends", "axes"}, minIn: 1, maxIn: 5, run: slice, foldable: true})
+	reg("Gather", opDef{since: 1, attrs: []string{"axis"}, minIn: 2, maxIn: 2, run: gather, foldable: true})
+	reg("ConstantOfShape", opDef{since: 9, attrs: []string{"value"}, minIn: 1, maxIn: 1, run: constantOfShape, foldable: true})
+	reg("Expand", opDef{since: 8, minIn: 2, maxIn: 2, run: expand, foldable: true})
+	reg("Range", opDef{since: 11, minIn: 3, maxIn: 3, run: rangeOp, foldable: true})
+	red := []string{"axes", "keepdims", "noop_with_empty_axes"}
+	reg("ReduceMax", opDef{since: 1, attrs: red, minIn: 1, maxIn: 2, run: reduce("max", 18), foldable: true})
+	reg("ReduceMin", opDef{since: 1, attrs: red, minIn: 1, maxIn: 2, run: reduce("min", 18), foldable: true})
+	reg("ReduceMean", opDef{since: 1, attrs: red, minIn: 1, maxIn: 2, run: reduce("mean", 18), foldable: true})
+	reg("ReduceSum", opDef{since: 1, attrs: red, minIn: 1, maxIn: 2, run: reduce("sum", 13), foldable: true})
+}

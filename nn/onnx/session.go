@@ -1,0 +1,807 @@
+package onnx
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fennec-edge/fennec/gpu"
+	"github.com/fennec-edge/fennec/nn"
+	"github.com/fennec-edge/fennec/nn/onnx/internal/onnxpb"
+)
+
+// Session runs one model on one gpu.Backend.
+//
+// Placement: the matrix products of MatMul, Gemm and Conv (im2col + SGEMM)
+// run on the backend through its MatMul; every other node runs on the host
+// CPU in this package's kernels. Operands cross to and from the backend only
+// through Backend.Write and Backend.Read, so the executor assumes nothing
+// about where backend memory lives; constant operands (weights) are uploaded
+// once, when first used, and kept on the backend until Close. NewSession
+// logs the placement, and Stats counts the bytes copied each way.
+//
+// Memory: a value's f32 buffer returns to a per-session pool (at most
+// 64 MiB) when the last value using it dies, so steady-state runs allocate
+// little; the tensors Run returns are never reused and belong to the caller.
+//
+// A Session is safe for concurrent Run calls.
+type Session struct {
+	m    *Model
+	be   gpu.Backend
+	opts Options
+	main *plan
+
+	runs      sync.RWMutex // Run holds it shared, Close exclusively
+	mu        sync.Mutex
+	weights   map[*float32]gpu.Tensor // backend copies of constant operands
+	scratch   map[[2]int][]gpu.Tensor // free backend operands and results, by shape
+	host      map[int][][]float32     // free host work buffers (im2col columns), by length
+	pool      map[int][][]float32     // free f32 value buffers, by length (runState)
+	folded    int64                   // bytes created by constant folding (NewSession only)
+	poolBytes int64
+	consts    map[*nn.Tensor]bool // every constant of every plan (set by NewSession)
+	subs      map[*graph]*plan    // prepared subgraphs (If branches)
+	closed    bool
+
+	toDevice, fromDevice, deviceCalls atomic.Int64
+}
+
+// Stats counts the explicit copies between host and backend memory.
+type Stats struct {
+	BytesToBackend   int64
+	BytesFromBackend int64
+	BackendCalls     int64 // MatMul calls
+	Weights          int   // constant operands resident on the backend
+}
+
+// plan is one graph prepared for execution.
+type plan struct {
+	g       *graph
+	consts  map[string]*nn.Tensor
+	steps   []*node
+	lastUse map[string]int // value name -> last step that reads it
+	outputs map[string]bool
+	extra   []string // values returned besides the graph outputs
+}
+
+// UnsupportedNode names a node this engine cannot run and why.
+type UnsupportedNode struct {
+	Node   string `json:"node"`
+	OpType string `json:"op_type"`
+	Domain string `json:"domain"`
+	Opset  int    `json:"opset"`
+	Reason string `json:"reason"`
+}
+
+func (u UnsupportedNode) Error() string {
+	d := u.Domain
+	if d == "" {
+		d = "ai.onnx"
+	}
+	return fmt.Sprintf("node %q: %s (%s opset %d): %s", u.Node, u.OpType, d, u.Opset, u.Reason)
+}
+
+// Unsupported lists every node (subgraphs included) that NewSession would
+// refuse.
+func (m *Model) Unsupported() []UnsupportedNode {
+	var out []UnsupportedNode
+	var walk func(g *graph)
+	walk = func(g *graph) {
+		for _, list := range [][]ValueInfo{g.inputs, g.outputs} {
+			for _, vi := range list {
+				if vi.NonTensor != "" {
+					out = append(out, UnsupportedNode{Node: "graph " + quote(g.name), OpType: "(value)", Opset: m.Opset,
+						Reason: fmt.Sprintf("value %q has a %s type; only tensors are supported", vi.Name, vi.NonTensor)})
+				}
+				if vi.DType != 0 && vi.DType.Size() == 0 {
+					out = append(out, UnsupportedNode{Node: "graph " + quote(g.name), OpType: "(value)", Opset: m.Opset,
+						Reason: fmt.Sprintf("value %q has dtype %v; supported: f32, i64, i32, bool, u8, i8", vi.Name, onnxpb.TensorProto_DataType(vi.DType))})
+				}
+			}
+		}
+		for _, n := range g.nodes {
+			if reason := checkSupported(n); reason != "" {
+				name := n.name
+				if name == "" {
+					name = fmt.Sprintf("#%d", n.index)
+				}
+				out = append(out, UnsupportedNode{Node: name, OpType: n.op, Domain: n.domain, Opset: n.opset, Reason: reason})
+			}
+			for _, a := range n.attrs {
+				if a.g != nil {
+					walk(a.g)
+				}
+			}
+		}
+	}
+	walk(m.graph)
+	return out
+}
+
+func checkSupported(n *node) string {
+	if n.domain != "" {
+		return "domain not supported"
+	}
+	d, ok := registry[n.op]
+	if !ok {
+		return "operator not implemented"
+	}
+	if n.opset < d.since {
+		return fmt.Sprintf("implemented from opset %d", d.since)
+	}
+	for name := range n.attrs {
+		if !d.hasAttr(name) {
+			return fmt.Sprintf("attribute %q not supported", name)
+		}
+	}
+	return ""
+}
+
+// NewSession prepares m for execution on be: it checks every node is
+// supported, folds constants, drops nodes no output needs and computes
+// value lifetimes. Run returns the graph outputs and, when extra names
+// intermediate values of the main graph, those too (for debugging and
+// parity tests).
+func NewSession(m *Model, be gpu.Backend, extra ...string) (*Session, error) {
+	if us := m.Unsupported(); len(us) > 0 {
+		errs := make([]error, 0, len(us))
+		for _, u := range us {
+			errs = append(errs, u)
+		}
+		return nil, fmt.Errorf("%s: %w: %d node(s): %w", m.Name, ErrUnsupported, len(us), errors.Join(errs...))
+	}
+	s := &Session{m: m, be: be, opts: m.opts, weights: map[*float32]gpu.Tensor{}, scratch: map[[2]int][]gpu.Tensor{}, host: map[int][][]float32{}, pool: map[int][][]float32{}, consts: map[*nn.Tensor]bool{}, subs: map[*graph]*plan{}}
+	p, err := s.prepare(m.graph, nil, extra...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", m.Name, err)
+	}
+	s.main = p
+	onBackend, onHost := map[string]int{}, map[string]int{}
+	for _, n := range p.steps {
+		if registry[n.op].backend {
+			onBackend[n.op]++
+		} else {
+			onHost[n.op]++
+		}
+	}
+	s.opts.Logger.Info("onnx: placement", "model", m.Name, "backend", be.Name(),
+		"backend_ops", onBackend, "host_ops", onHost, "folded_or_dead", len(m.graph.nodes)-len(p.steps))
+	return s, nil
+}
+
+// prepare folds constants (Constant nodes and nodes whose inputs are all
+// constant) and removes dead nodes. outer holds the constants visible from
+// enclosing graphs.
+func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor, extra ...string) (*plan, error) {
+	p := &plan{g: g, consts: map[string]*nn.Tensor{}, outputs: map[string]bool{}, extra: extra}
+	for k, v := range g.inits {
+		p.consts[k] = v
+	}
+	isConst := func(name string) bool {
+		if name == "" {
+			return true
+		}
+		if _, ok := p.consts[name]; ok {
+			return true
+		}
+		_, ok := outer[name]
+		return ok
+	}
+	live := []*node{}
+	for _, n := range g.nodes {
+		foldable := registry[n.op].foldable
+		for _, in := range n.inputs {
+			if !isConst(in) {
+				foldable = false
+			}
+		}
+		for _, a := range n.attrs {
+			if a.g != nil {
+				foldable = false
+			}
+		}
+		if !foldable {
+			live = append(live, n)
+			continue
+		}
+		in := make([]*nn.Tensor, len(n.inputs))
+		for i, name := range n.inputs {
+			if name == "" {
+				continue
+			}
+			if t, ok := p.consts[name]; ok {
+				in[i] = t
+			} else {
+				in[i] = outer[name]
+			}
+		}
+		out, err := s.runNode(n, in, nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		for i, name := range n.outputs {
+			if name != "" && i < len(out) {
+				p.consts[name] = out[i]
+			}
+		}
+	}
+	// Graph rewrites, in order (each in its own pass_*.go file).
+	wanted := map[string]bool{}
+	for _, o := range g.outputs {
+		wanted[o.Name] = true
+	}
+	for _, name := range extra {
+		wanted[name] = true
+	}
+	live = fuseConvBN(live, p.consts, wanted)
+	// Subgraphs see this graph's constants and the enclosing ones.
+	scope := make(map[string]*nn.Tensor, len(outer)+len(p.consts))
+	for k, v := range outer {
+		scope[k] = v
+	}
+	for k, v := range p.consts {
+		scope[k] = v
+	}
+	for _, n := range live {
+		for _, a := range n.attrs {
+			if a.g != nil {
+				sp, err := s.prepare(a.g, scope)
+				if err != nil {
+					return nil, fmt.Errorf("node %s: subgraph %s: %w", n, quote(a.g.name), err)
+				}
+				s.subs[a.g] = sp
+			}
+		}
+	}
+	// Dead-node elimination: keep what the outputs need.
+	need := map[string]bool{}
+	for _, o := range g.outputs {
+		need[o.Name] = true
+		p.outputs[o.Name] = true
+	}
+	for _, name := range extra {
+		found := p.consts[name] != nil
+		for _, n := range live {
+			for _, o := range n.outputs {
+				found = found || o == name
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("no value %q in graph %s", name, quote(g.name))
+		}
+		need[name] = true
+		p.outputs[name] = true
+	}
+	var keep []*node
+	for i := len(live) - 1; i >= 0; i-- {
+		n := live[i]
+		used := false
+		for _, o := range n.outputs {
+			if need[o] {
+				used = true
+			}
+		}
+		if !used {
+			continue
+		}
+		keep = append(keep, n)
+		for _, in := range nodeReads(n) {
+			need[in] = true
+		}
+	}
+	for i, j := 0, len(keep)-1; i < j; i, j = i+1, j-1 {
+		keep[i], keep[j] = keep[j], keep[i]
+	}
+	p.steps = keep
+	for k := range p.consts {
+		if !need[k] {
+			delete(p.consts, k)
+		}
+	}
+	for _, t := range p.consts {
+		s.consts[t] = true
+	}
+	p.lastUse = map[string]int{}
+	for i, n := range keep {
+		for _, in := range nodeReads(n) {
+			p.lastUse[in] = i
+		}
+	}
+	return p, nil
+}
+
+// nodeReads lists the values a node reads, including the outer-scope names
+// its subgraphs use.
+func nodeReads(n *node) []string {
+	out := append([]string(nil), n.inputs...)
+	for _, a := range n.attrs {
+		if a.g != nil {
+			out = append(out, freeVars(a.g)...)
+		}
+	}
+	return out
+}
+
+// freeVars lists the names g reads from enclosing scopes.
+func freeVars(g *graph) []string {
+	def := map[string]bool{}
+	for k := range g.inits {
+		def[k] = true
+	}
+	for _, i := range g.inputs {
+		def[i.Name] = true
+	}
+	seen := map[string]bool{}
+	var out []string
+	use := func(name string) {
+		if name != "" && !def[name] && !seen[name] {
+			seen[name] = true
+			out = append(out, name)
+		}
+	}
+	for _, n := range g.nodes {
+		for _, in := range nodeReads(n) {
+			use(in)
+		}
+		for _, o := range n.outputs {
+			def[o] = true
+		}
+	}
+	for _, o := range g.outputs {
+		use(o.Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Inputs describes the model's graph inputs (initializers excluded).
+func (m *Model) Inputs() []ValueInfo { return m.graph.inputs }
+
+// Outputs describes the model's graph outputs as the file declares them.
+func (m *Model) Outputs() []ValueInfo { return m.graph.outputs }
+
+// Run executes the model. inputs maps each graph input name to a tensor of
+// its declared dtype and a shape that agrees with its declared dims (a
+// symbolic dim must take one value across all inputs). It returns every graph
+// output.
+func (s *Session) Run(inputs map[string]*nn.Tensor) (map[string]*nn.Tensor, error) {
+	s.runs.RLock()
+	defer s.runs.RUnlock()
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("%s: session is closed", s.m.Name)
+	}
+	bind := map[string]int{}
+	for _, vi := range s.m.graph.inputs {
+		t, ok := inputs[vi.Name]
+		if !ok || t == nil {
+			return nil, fmt.Errorf("%s: input %q is missing", s.m.Name, vi.Name)
+		}
+		if err := checkInput(vi, t, bind, s.opts.MaxTensorElements); err != nil {
+			return nil, fmt.Errorf("%s: input %q: %w", s.m.Name, vi.Name, err)
+		}
+	}
+	for name := range inputs {
+		found := false
+		for _, vi := range s.m.graph.inputs {
+			found = found || vi.Name == name
+		}
+		if !found {
+			return nil, fmt.Errorf("%s: the model has no input %q", s.m.Name, name)
+		}
+	}
+	out, err := s.exec(s.main, inputs, nil, &runState{refs: map[*float32]int{}})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.m.Name, err)
+	}
+	return out, nil
+}
+
+func checkInput(vi ValueInfo, t *nn.Tensor, bind map[string]int, limit int) error {
+	if err := t.Check(); err != nil {
+		return err
+	}
+	if _, err := nn.Elements(t.Shape, limit); err != nil {
+		return err
+	}
+	if vi.DType != 0 && t.DType != vi.DType {
+		return fmt.Errorf("dtype %v, the model declares %v", t.DType, vi.DType)
+	}
+	if !vi.HasShape {
+		return nil
+	}
+	if len(t.Shape) != len(vi.Shape) {
+		return fmt.Errorf("shape %v has rank %d, the model declares %v", t.Shape, len(t.Shape), vi.Shape)
+	}
+	for i, d := range vi.Shape {
+		switch {
+		case d.Param != "":
+			if v, ok := bind[d.Param]; ok && v != t.Shape[i] {
+				return fmt.Errorf("dimension %d (%s) is %d but %s is %d in another input", i, d.Param, t.Shape[i], d.Param, v)
+			}
+			bind[d.Param] = t.Shape[i]
+		case d.Value >= 0 && int64(t.Shape[i]) != d.Value:
+			return fmt.Errorf("shape %v, the model declares %v", t.Shape, vi.Shape)
+		}
+	}
+	return nil
+}
+
+// exec runs a prepared plan. env holds the graph inputs; outer the values
+// of enclosing scopes (for subgraphs).
+func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*nn.Tensor, rs *runState) (map[string]*nn.Tensor, error) {
+	env := make(map[string]*nn.Tensor, len(p.consts)+len(inputs)+len(p.steps))
+	for k, v := range p.consts {
+		env[k] = v
+	}
+	for k, v := range inputs {
+		env[k] = v
+	}
+	lookup := func(name string) (*nn.Tensor, bool) {
+		if t, ok := env[name]; ok {
+			return t, true
+		}
+		t, ok := outer[name]
+		return t, ok
+	}
+	for i, n := range p.steps {
+		in := make([]*nn.Tensor, len(n.inputs))
+		for j, name := range n.inputs {
+			if name == "" {
+				continue
+			}
+			t, ok := lookup(name)
+			if !ok {
+				return nil, fmt.Errorf("node %s: input %q has no value", n, name)
+			}
+			in[j] = t
+		}
+		var scope map[string]*nn.Tensor
+		if registry[n.op].subgraphs {
+			scope = make(map[string]*nn.Tensor, len(outer)+len(env))
+			for k, v := range outer {
+				scope[k] = v
+			}
+			for k, v := range env {
+				scope[k] = v
+			}
+		}
+		out, err := s.runNode(n, in, scope, rs)
+		if err != nil {
+			return nil, err
+		}
+		for j, name := range n.outputs {
+			if name == "" {
+				continue
+			}
+			if j >= len(out) || out[j] == nil {
+				return nil, fmt.Errorf("node %s: output %d (%q) was not produced", n, j, name)
+			}
+			env[name] = out[j]
+			rs.bind(out[j])
+		}
+		// Liveness: drop values no later step reads.
+		for _, name := range nodeReads(n) {
+			if p.lastUse[name] == i && !p.outputs[name] {
+				if _, isConst := p.consts[name]; !isConst {
+					s.release(rs, env[name])
+					delete(env, name)
+				}
+			}
+		}
+	}
+	res := make(map[string]*nn.Tensor, len(p.g.outputs)+len(p.extra))
+	for _, o := range p.g.outputs {
+		t, ok := lookup(o.Name)
+		if !ok {
+			return nil, fmt.Errorf("output %q has no value", o.Name)
+		}
+		res[o.Name] = t
+	}
+	for _, name := range p.extra {
+		if t, ok := lookup(name); ok {
+			res[name] = t
+		}
+	}
+	return res, nil
+}
+
+func (s *Session) runNode(n *node, in []*nn.Tensor, scope map[string]*nn.Tensor, rs *runState) ([]*nn.Tensor, error) {
+	d := registry[n.op]
+	if len(in) < d.minIn || (d.maxIn >= 0 && len(in) > d.maxIn) {
+		return nil, fmt.Errorf("%w: node %s: %d inputs (want %d..%d)", ErrInvalid, n, len(in), d.minIn, d.maxIn)
+	}
+	for i := 0; i < d.minIn; i++ {
+		if in[i] == nil {
+			return nil, fmt.Errorf("%w: node %s: required input %d is empty", ErrInvalid, n, i)
+		}
+	}
+	c := &kctx{s: s, n: n, limit: s.opts.MaxTensorElements, scope: scope, rs: rs}
+	out, err := d.run(c, in)
+	if err != nil {
+		return nil, fmt.Errorf("node %s (opset %d): %w", n, n.opset, err)
+	}
+	return out, nil
+}
+
+// Stats reports the copies made so far.
+func (s *Session) Stats() Stats {
+	s.mu.Lock()
+	w := len(s.weights)
+	s.mu.Unlock()
+	return Stats{BytesToBackend: s.toDevice.Load(), BytesFromBackend: s.fromDevice.Load(), BackendCalls: s.deviceCalls.Load(), Weights: w}
+}
+
+// Close waits for running calls to finish and frees the backend copies of
+// the weights; Run fails afterwards.
+func (s *Session) Close() {
+	s.runs.Lock()
+	defer s.runs.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, t := range s.weights {
+		s.be.Free(t)
+		delete(s.weights, k)
+	}
+	for k, ts := range s.scratch {
+		for _, t := range ts {
+			s.be.Free(t)
+		}
+		delete(s.scratch, k)
+	}
+	s.closed = true
+}
+
+// kctx is what a kernel sees.
+type kctx struct {
+	s     *Session
+	n     *node
+	limit int
+	scope map[string]*nn.Tensor
+	rs    *runState // nil while folding constants
+}
+
+// runState tracks, for one Run, the f32 buffers its kernels allocated and
+// how many values (names in the environments of the graph and its
+// subgraphs) refer to each: a view (Reshape, Identity) shares its input's
+// buffer, so a buffer returns to the session's pool only when the last value
+// using it is dead. Buffers never leave a Run while a value can reach them:
+// graph outputs and values nobody reads are never released.
+type runState struct {
+	refs map[*float32]int
+	live int64 // bytes of the tensors this Run allocated and holds
+}
+
+// maxPoolBytes bounds the f32 buffers a Session keeps for reuse.
+const maxPoolBytes = 64 << 20
+
+func (c *kctx) alloc(dt nn.DType, shape []int) (*nn.Tensor, error) {
+	n, err := nn.Elements(shape, c.limit)
+	if err != nil {
+		return nil, fmt.Errorf("%w: output %v: %v", ErrInvalid, dt, err)
+	}
+	// The live-bytes budget: a Run's tensors, or at NewSession the
+	// constants that folding creates.
+	live := &c.s.folded
+	if c.rs != nil {
+		live = &c.rs.live
+	}
+	size := int64(n) * int64(max(dt.Size(), 1))
+	if *live+size > c.s.opts.MaxLiveBytes {
+		return nil, fmt.Errorf("%w: output %v%v would bring the live tensors to %d bytes, over the limit of %d (Options.MaxLiveBytes)",
+			ErrInvalid, dt, shape, *live+size, c.s.opts.MaxLiveBytes)
+	}
+	*live += size
+	if c.rs != nil && dt == nn.Float32 {
+		if n > 0 {
+			buf := c.s.poolGet(n)
+			c.rs.refs[&buf[0]] = 0
+			return &nn.Tensor{DType: dt, Shape: append([]int(nil), shape...), F32: buf}, nil
+		}
+	}
+	t, err := nn.New(dt, shape, c.limit)
+	if err != nil {
+		return nil, fmt.Errorf("%w: output %v: %v", ErrInvalid, dt, err)
+	}
+	return t, nil
+}
+
+// bind counts a new value referring to t's buffer.
+func (rs *runState) bind(t *nn.Tensor) {
+	if rs == nil || t == nil || len(t.F32) == 0 {
+		return
+	}
+	if _, owned := rs.refs[&t.F32[0]]; owned {
+		rs.refs[&t.F32[0]]++
+	}
+}
+
+// release drops a dead value; the buffer goes back to the pool when no
+// value refers to it.
+func (s *Session) release(rs *runState, t *nn.Tensor) {
+	if rs == nil || t == nil || len(t.F32) == 0 {
+		return
+	}
+	p := &t.F32[0]
+	cnt, owned := rs.refs[p]
+	if !owned {
+		return
+	}
+	if cnt > 1 {
+		rs.refs[p] = cnt - 1
+		return
+	}
+	delete(rs.refs, p)
+	rs.live -= 4 * int64(len(t.F32))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.poolBytes+4*int64(len(t.F32)) <= maxPoolBytes {
+		s.pool[len(t.F32)] = append(s.pool[len(t.F32)], t.F32)
+		s.poolBytes += 4 * int64(len(t.F32))
+	}
+}
+
+// poolGet returns a zeroed f32 buffer of n elements, reused when one is free.
+func (s *Session) poolGet(n int) []float32 {
+	s.mu.Lock()
+	if free := s.pool[n]; len(free) > 0 {
+		b := free[len(free)-1]
+		s.pool[n] = free[:len(free)-1]
+		s.poolBytes -= 4 * int64(n)
+		s.mu.Unlock()
+		clear(b)
+		return b
+	}
+	s.mu.Unlock()
+	return make([]float32, n)
+}
+
+// gemm computes out[m,n] = op(a)[m,k] x op(b)[k,n] on the backend. A
+// constant operand (aConst/bConst) is uploaded once and kept.
+func (c *kctx) gemm(out, a, b []float32, m, k, n int, transA, transB, aConst, bConst bool) error {
+	if m == 0 || n == 0 {
+		return nil
+	}
+	if k == 0 { // an empty sum; the SGEMM kernels need k >= 1
+		clear(out[:m*n])
+		return nil
+	}
+	be := c.s.be
+	operand := func(data []float32, rows, cols int, isConst bool) (gpu.Tensor, bool, error) {
+		if isConst && len(data) > 0 {
+			c.s.mu.Lock()
+			t, ok := c.s.weights[&data[0]]
+			c.s.mu.Unlock()
+			if ok && t.Len() == len(data) {
+				if sh := t.Shape(); len(sh) != 2 || sh[0] != rows || sh[1] != cols {
+					return nil, false, fmt.Errorf("weight shared with another shape")
+				}
+				return t, false, nil
+			}
+		}
+		var t gpu.Tensor
+		var err error
+		if isConst && len(data) > 0 {
+			t, err = be.New(gpu.F32, []int{rows, cols})
+		} else {
+			t, err = c.s.scratchGet(rows, cols)
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		if err := gpu.WriteF32(be, t, data); err != nil {
+			be.Free(t)
+			return nil, false, err
+		}
+		c.s.toDevice.Add(int64(4 * len(data)))
+		if isConst && len(data) > 0 {
+			// Another Run may have uploaded the same weight meanwhile: keep
+			// the first copy (it may be in use) and free this one.
+			c.s.mu.Lock()
+			defer c.s.mu.Unlock()
+			if first, ok := c.s.weights[&data[0]]; ok {
+				be.Free(t)
+				return first, false, nil
+			}
+			c.s.weights[&data[0]] = t
+			return t, false, nil
+		}
+		return t, true, nil
+	}
+	ar, ac := m, k
+	if transA {
+		ar, ac = k, m
+	}
+	br, bc := k, n
+	if transB {
+		br, bc = n, k
+	}
+	ta, freeA, err := operand(a[:ar*ac], ar, ac, aConst)
+	if err != nil {
+		return err
+	}
+	if freeA {
+		defer c.s.scratchPut(ta)
+	}
+	tb, freeB, err := operand(b[:br*bc], br, bc, bConst)
+	if err != nil {
+		return err
+	}
+	if freeB {
+		defer c.s.scratchPut(tb)
+	}
+	to, err := c.s.scratchGet(m, n)
+	if err != nil {
+		return err
+	}
+	defer c.s.scratchPut(to)
+	if err := be.MatMul(to, ta, tb, transA, transB); err != nil {
+		return err
+	}
+	c.s.deviceCalls.Add(1)
+	if err := gpu.ReadF32(be, to, out[:m*n]); err != nil {
+		return err
+	}
+	c.s.fromDevice.Add(int64(4 * m * n))
+	return nil
+}
+
+// isConst reports whether t is one of the session's constants (a weight).
+func (c *kctx) isConst(t *nn.Tensor) bool { return c.s.consts[t] }
+
+// maxScratch bounds the free backend tensors kept per shape.
+const maxScratch = 4
+
+// scratchGet returns a backend f32 tensor of shape [rows, cols] for one
+// product's operand or result, reusing a freed one: its contents are
+// overwritten by Write or MatMul before they are read.
+func (s *Session) scratchGet(rows, cols int) (gpu.Tensor, error) {
+	key := [2]int{rows, cols}
+	s.mu.Lock()
+	if free := s.scratch[key]; len(free) > 0 {
+		t := free[len(free)-1]
+		s.scratch[key] = free[:len(free)-1]
+		s.mu.Unlock()
+		return t, nil
+	}
+	s.mu.Unlock()
+	return s.be.New(gpu.F32, []int{rows, cols})
+}
+
+func (s *Session) scratchPut(t gpu.Tensor) {
+	sh := t.Shape()
+	key := [2]int{sh[0], sh[1]}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || len(s.scratch[key]) >= maxScratch {
+		s.be.Free(t)
+		return
+	}
+	s.scratch[key] = append(s.scratch[key], t)
+}
+
+// hostGet returns a work buffer of n floats with unspecified contents (the
+// caller overwrites every element), reusing a freed one of that length.
+func (s *Session) hostGet(n int) []float32 {
+	s.mu.Lock()
+	if free := s.host[n]; len(free) > 0 {
+		b := free[len(free)-1]
+		s.host[n] = free[:len(free)-1]
+		s.mu.Unlock()
+		return b
+	}
+	s.mu.Unlock()
+	return make([]float32, n)
+}
+
+func (s *Session) hostPut(b []float32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.host[len(b)]) < maxScratch {
+		s.host[len(b)] = append(s.host[len(b)], b)
+	}
+}
