@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -141,9 +140,8 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 			}
 			var mh *federation.ModeHub
 			if mode != "" && mode != "plain" {
-				if !slices.Contains([]string{"fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad"}, sc.Name) {
-					return &exitError{exitUsage, fmt.Errorf("--privacy-mode %s hands the strategy one aggregate update: use fedavg, fedprox, fedadam, fedyogi or fedadagrad, not %s", mode, sc.Name)}
-				}
+				// Which strategies a mode may feed is the hub's rule
+				// (hub.Config validation), checked by NewHub below.
 				mcfg.Rounds = cfg.Rounds
 				mcfg.Logger = cfg.Logger.With("mode", mode) // culprits and clamped aggregates
 				if len(mcfg.Population) == 0 && cfg.Access != nil {

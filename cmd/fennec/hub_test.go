@@ -221,3 +221,15 @@ func TestHubDPSampledRate(t *testing.T) {
 	}
 	t.Fatalf("no %q line", want)
 }
+
+// TestHubModeStrategyRule: which strategies a privacy mode may feed is the
+// hub's rule (one aggregate cannot feed a robust strategy); the command
+// reports it as a usage error, in the hub's words.
+func TestHubModeStrategyRule(t *testing.T) {
+	dir := t.TempDir()
+	out, code := runFennec(t, dir, "hub", "--data", filepath.Join(dir, "hub"), "--listen", "-", "--init-mlp", "7,1",
+		"--privacy-mode", "secagg", "--strategy", "krum", "--min-devices", "5", "--population", "a,b,c,d,e")
+	if code != exitUsage || !strings.Contains(out, "strategy krum needs 3 individual updates per round") || !strings.Contains(out, "mode secagg hands it one aggregate") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
