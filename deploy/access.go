@@ -7,12 +7,12 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/BurntSushi/toml"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
 	"github.com/fennec-edge/fennec/internal/atomicfile"
+	"github.com/fennec-edge/fennec/internal/config"
 )
 
 // JetStream buckets used by rollout. Bucket names follow the federation
@@ -168,9 +168,9 @@ func LoadAccess(path string) (*Access, error) {
 // ParseAccess parses an access file's text; source names it in errors.
 func ParseAccess(data []byte, source string) (*Access, error) {
 	var a Access
-	md, err := toml.Decode(string(data), &a)
+	md, err := config.DecodeTOML(data, source, &a)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", source, err)
+		return nil, err
 	}
 	if u := md.Undecoded(); len(u) > 0 {
 		k := u[0]

@@ -15,6 +15,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/fennec-edge/fennec/internal/atomicfile"
+	"github.com/fennec-edge/fennec/internal/config"
 )
 
 // Role says what a key is for. A publisher key vouches for a bundle's
@@ -182,9 +183,9 @@ func readSmall(path string) ([]byte, os.FileInfo, error) {
 
 func decodeKeyFile(data []byte, path string) (keyFile, error) {
 	var kf keyFile
-	md, err := toml.Decode(string(data), &kf)
+	md, err := config.DecodeTOML(data, path, &kf)
 	if err != nil {
-		return kf, fmt.Errorf("%s: %w", path, err)
+		return kf, err
 	}
 	if u := md.Undecoded(); len(u) > 0 {
 		return kf, fmt.Errorf("%s:%d: unknown field %q", path, locate(data, "", -1, u[0].String()), u[0].String())

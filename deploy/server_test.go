@@ -2,9 +2,14 @@ package deploy
 
 import (
 	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fennec-edge/fennec/runtime"
 )
 
 // TestServerLifecycle: NewServer validates without starting anything;
@@ -51,4 +56,41 @@ func TestServerLifecycle(t *testing.T) {
 	}
 	unstarted, _ := NewServer(ServerConfig{Dir: t.TempDir(), Access: &Access{}})
 	unstarted.Shutdown()
+}
+
+// TestOpenDeviceConfig: a device's rollout side names what is missing and
+// tells a bad trust file apart (the command reports it as bad input).
+func TestOpenDeviceConfig(t *testing.T) {
+	eng, err := runtime.New(context.Background(), runtime.Config{NoDiskCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close(context.Background())
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "trust.toml")
+	os.WriteFile(bad, []byte("[[publisher]]\nname = 3\n"), 0o600)
+	ok := DeviceConfig{Engine: eng, ID: "cam-1", Group: "cams", Dir: filepath.Join(dir, "state"), TrustFile: bad}
+	for _, c := range []struct {
+		name string
+		edit func(*DeviceConfig)
+		want string
+	}{
+		{"no engine", func(c *DeviceConfig) { c.Engine = nil }, "DeviceConfig.Engine"},
+		{"no id", func(c *DeviceConfig) { c.ID = "" }, "DeviceConfig.ID"},
+		{"no group", func(c *DeviceConfig) { c.Group = "" }, "DeviceConfig.Group"},
+		{"no dir", func(c *DeviceConfig) { c.Dir = "" }, "DeviceConfig.Dir"},
+		{"no trust", func(c *DeviceConfig) { c.TrustFile = "" }, "DeviceConfig.TrustFile"},
+		{"negative heartbeat", func(c *DeviceConfig) { c.Heartbeat = -time.Second }, "DeviceConfig.Heartbeat"},
+		{"bad trust file", func(*DeviceConfig) {}, "trust.toml:2"},
+	} {
+		cfg := ok
+		c.edit(&cfg)
+		_, err := OpenDevice(context.Background(), cfg)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error naming %s", c.name, err, c.want)
+		}
+		if c.name == "bad trust file" && !errors.Is(err, ErrBadTrustFile) {
+			t.Errorf("bad trust file: %v does not match ErrBadTrustFile", err)
+		}
+	}
 }

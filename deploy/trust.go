@@ -8,10 +8,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/BurntSushi/toml"
-
 	"github.com/fennec-edge/fennec/deploy/internal/envelope"
 	"github.com/fennec-edge/fennec/deploy/internal/semver"
+	"github.com/fennec-edge/fennec/internal/config"
 )
 
 // Trust is the set of keys a device accepts: publishers, whose signatures
@@ -65,9 +64,9 @@ func LoadTrust(path string) (*Trust, error) {
 //	key = "ed25519:BASE64"
 func ParseTrust(data []byte, source string) (*Trust, error) {
 	var tf trustFile
-	md, err := toml.Decode(string(data), &tf)
+	md, err := config.DecodeTOML(data, source, &tf)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", source, err)
+		return nil, err
 	}
 	if u := md.Undecoded(); len(u) > 0 {
 		k := u[0]

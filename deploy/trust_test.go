@@ -206,7 +206,7 @@ func TestKeyFiles(t *testing.T) {
 func TestParseTrustErrors(t *testing.T) {
 	k := FormatKey(mustKey(t, "a", RolePublisher).Public().Key)
 	cases := []struct{ name, src, want string }{
-		{"syntax", "[[publisher]\n", "trust.toml: toml: line 2"},
+		{"syntax", "[[publisher]\n", "trust.toml:2: expected end of table array"},
 		{"no publishers", "", "no [[publisher]] keys"},
 		{"unknown field", "[[publisher]]\nname = \"a\"\nkey = \"" + k + "\"\ncolour = 1\n", "trust.toml:4: unknown field \"publisher.colour\""},
 		{"bad name", "[[publisher]]\nname = \"a b\"\nkey = \"" + k + "\"\n", "trust.toml:2: publisher[0].name"},

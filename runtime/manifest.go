@@ -13,6 +13,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/fennec-edge/fennec/hostfuncs"
+	"github.com/fennec-edge/fennec/internal/config"
 )
 
 // Manifest describes a module: who it is, what it exports, what it needs. It
@@ -116,10 +117,9 @@ func ReadManifest(path string) (Manifest, error) {
 }
 
 var (
-	semverRE  = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$`)
-	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-	tomlErrRE = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
-	identRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+	semverRE = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$`)
+	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+	identRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
 )
 
 // KnownCapabilities lists every capability a manifest may request.
@@ -209,33 +209,14 @@ func ParseManifest(data []byte, source string) (Manifest, error) {
 }
 
 // decodeTOML decodes data into v, turning TOML errors into a
-// *ManifestError at the line and key they name.
+// *ManifestError at the line and key they name (config.DecodeTOML).
 func decodeTOML(data []byte, source string, v any) (toml.MetaData, error) {
-	md, err := toml.Decode(string(data), v)
-	if err == nil {
-		return md, nil
+	md, err := config.DecodeTOML(data, source, v)
+	var fe *config.FileError
+	if errors.As(err, &fe) {
+		return md, &ManifestError{Source: fe.Source, Line: fe.Line, Field: fe.Field, Msg: fe.Msg}
 	}
-	var pe toml.ParseError
-	var ppe *toml.ParseError
-	if errors.As(err, &ppe) {
-		pe = *ppe
-	}
-	if ppe != nil || errors.As(err, &pe) {
-		msg := pe.Message
-		if msg == "" {
-			msg = pe.Error()
-			if _, after, ok := strings.Cut(msg, "): "); ok {
-				msg = after
-			}
-		}
-		return md, &ManifestError{Source: source, Line: pe.Position.Line, Field: pe.LastKey, Msg: msg}
-	}
-	// Type mismatches come as plain errors: toml: line N (last key "k"): msg
-	if sm := tomlErrRE.FindStringSubmatch(err.Error()); sm != nil {
-		line, _ := strconv.Atoi(sm[1])
-		return md, &ManifestError{Source: source, Line: line, Field: sm[2], Msg: sm[3]}
-	}
-	return md, &ManifestError{Source: source, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
+	return md, err
 }
 
 // extensionCaps are capabilities of groups registered by packages above

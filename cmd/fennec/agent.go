@@ -116,12 +116,12 @@ another mode). In ldp the device adds its own noise: give it --noise-multiplier,
 			if err != nil {
 				return &exitError{exitBadInput, err}
 			}
-			var rd *rolloutDevice
+			var rd *deploy.Device
 			if rollouts {
 				if rd, err = openRollout(ctx, eng, cid, rf, log); err != nil {
 					return err
 				}
-				defer rd.close()
+				defer rd.Close()
 			}
 			// One connection for training and rollouts; with an nkey, the
 			// device's own inbox, which its permissions require.
@@ -189,7 +189,7 @@ another mode). In ldp the device adds its own noise: give it --noise-multiplier,
 			rolloutDone := make(chan error, 1)
 			if rd != nil {
 				rctx, rcancel := context.WithCancel(ctx)
-				go func() { rolloutDone <- rd.run(rctx, nc) }()
+				go func() { rolloutDone <- rd.Run(rctx, nc) }()
 				defer func() { rcancel(); <-rolloutDone }()
 				fmt.Fprintf(c.OutOrStdout(), "device %s receives the rollouts of group %s\n", cid, rf.group)
 			}

@@ -399,83 +399,17 @@ func (r *rolloutFlags) check() error {
 	return nil
 }
 
-// rolloutDevice is a device's Deployer (the module it runs, its store and
-// audit log) and, once run, its rollout agent.
-type rolloutDevice struct {
-	id     string
-	flags  rolloutFlags
-	log    *slog.Logger
-	audit  *deploy.AuditLog
-	d      *deploy.Deployer
-	notify chan deploy.Event
-}
-
-// openRollout starts device id's Deployer on eng from its state directory;
-// without a runnable stored version it waits for a deployment.
-func openRollout(ctx context.Context, eng *runtime.Engine, id string, r rolloutFlags, log *slog.Logger) (*rolloutDevice, error) {
+// openRollout opens device id's rollout side (deploy.OpenDevice) on eng.
+func openRollout(ctx context.Context, eng *runtime.Engine, id string, r rolloutFlags, log *slog.Logger) (*deploy.Device, error) {
 	if err := r.check(); err != nil {
 		return nil, err
 	}
-	tr, err := deploy.LoadTrust(r.trustPath)
-	if err != nil {
+	dev, err := deploy.OpenDevice(ctx, deploy.DeviceConfig{Engine: eng, ID: id, Group: r.group, Dir: r.dir,
+		TrustFile: r.trustPath, Heartbeat: r.heartbeat, Logger: log})
+	if errors.Is(err, deploy.ErrBadTrustFile) {
 		return nil, badInput(err)
 	}
-	if err := os.MkdirAll(r.dir, 0o700); err != nil {
-		return nil, err
-	}
-	store, err := deploy.OpenStore(filepath.Join(r.dir, "store"))
-	if err != nil {
-		return nil, err
-	}
-	audit, err := deploy.OpenAudit(filepath.Join(r.dir, "audit.log"))
-	if err != nil {
-		return nil, err
-	}
-	rd := &rolloutDevice{id: id, flags: r, log: log, audit: audit, notify: make(chan deploy.Event, 16)}
-	rd.d, err = deploy.NewDeployer(deploy.DeployerConfig{Engine: eng, Store: store, Trust: tr, Audit: audit, Device: id, Logger: log,
-		OnEvent: func(e deploy.Event) {
-			log.Info("deploy "+e.Kind, "module", e.Version.Name, "version", e.Version.Version, "reason", e.Reason)
-			select {
-			case rd.notify <- e:
-			default:
-			}
-		}})
-	if err != nil {
-		audit.Close()
-		return nil, err
-	}
-	if err := rd.d.Start(ctx); err != nil {
-		log.Error("no stored version can run; waiting for a deployment", "err", err)
-	}
-	return rd, nil
-}
-
-// run applies the group's desired state and reports status over nc (the
-// device's connection) until ctx ends.
-func (rd *rolloutDevice) run(ctx context.Context, nc *nats.Conn) error {
-	agent, err := deploy.NewAgent(deploy.AgentConfig{Conn: nc, Device: rd.id, Group: rd.flags.group, Deployer: rd.d, Heartbeat: rd.flags.heartbeat, Logger: rd.log})
-	if err != nil {
-		return err
-	}
-	go func() {
-		for {
-			select {
-			case e := <-rd.notify:
-				agent.Notify(e)
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	if err := agent.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return nil
-}
-
-func (rd *rolloutDevice) close() {
-	rd.d.Close(context.Background())
-	rd.audit.Close()
+	return dev, err
 }
 
 func newDeployAgentCmd() *cobra.Command {
@@ -504,14 +438,14 @@ func newDeployAgentCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer rd.close()
+			defer rd.Close()
 			nc, err := nf.connect("fennec-agent-"+id, id)
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
 			fmt.Fprintf(cmd.OutOrStdout(), "agent %s (group %s) running\n", id, rf.group)
-			return rd.run(ctx, nc)
+			return rd.Run(ctx, nc)
 		},
 	}
 	nf.add(c)
