@@ -2,6 +2,7 @@ package federation_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/fennec-edge/fennec/federation"
@@ -24,4 +25,15 @@ func ExampleSimulate() {
 	// round 2/3 completed
 	// round 3/3 completed
 	// 3 true
+}
+
+// A strategy's errors can be matched from outside the package.
+func ExampleErrNoUpdates() {
+	_, err := federation.AggregateVectors("fedavg", []float32{0, 0}, nil, nil)
+	fmt.Println(errors.Is(err, federation.ErrNoUpdates))
+	_, err = federation.AggregateVectors("fedavg", []float32{0, 0}, [][]float32{{1}}, []uint64{1})
+	fmt.Println(errors.Is(err, federation.ErrUpdateLength))
+	// Output:
+	// true
+	// true
 }

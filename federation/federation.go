@@ -51,6 +51,17 @@ type (
 	AggregateOutput = strategy.AggregateOutput
 )
 
+// Errors callers may match with errors.Is.
+var (
+	// ErrNoUpdates: a strategy was asked to aggregate no updates.
+	ErrNoUpdates = strategy.ErrNoUpdates
+	// ErrUpdateLength: an update's length differs from the global model's.
+	ErrUpdateLength = strategy.ErrLength
+	// ErrLayout: a model's tensors (names, dtypes, shapes) differ from the
+	// layout expected (an update against the global model, a checkpoint).
+	ErrLayout = model.ErrLayout
+)
+
 // Hub and agent.
 type (
 	Hub          = hub.Hub
@@ -209,9 +220,6 @@ func LoadCSV(path string, testFrac float64, seed uint64) (*Data, error) {
 func LoadFashion(dir string, ntrain, ntest int) (*Data, error) {
 	return sim.LoadFashion(dir, ntrain, ntest)
 }
-
-// SharedDataDir is ../shared/data beside the repository ("" when absent).
-func SharedDataDir() string { return sim.DataDir() }
 
 // DecodeModel decodes and validates a CBOR Model.
 func DecodeModel(b []byte, m *Model) error {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fennec-edge/fennec/federation"
 	"github.com/fennec-edge/fennec/internal/bench"
+	"github.com/fennec-edge/fennec/internal/shared"
 )
 
 func init() {
@@ -117,7 +118,7 @@ func benchFedRound1000(ctx context.Context, o bench.Options) ([]bench.Result, er
 }
 
 func sharedData(name string) (string, error) {
-	dir := federation.SharedDataDir()
+	dir := shared.Dir("data")
 	if dir == "" {
 		return "", errors.New("../shared/data is absent (run from a checkout beside shared/data, or set FENNEC_DATA)")
 	}

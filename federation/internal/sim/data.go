@@ -21,6 +21,7 @@ import (
 
 	"github.com/fennec-edge/fennec/federation/internal/model"
 	"github.com/fennec-edge/fennec/federation/internal/train"
+	"github.com/fennec-edge/fennec/internal/shared"
 )
 
 // Data is a classification data set split into train and test.
@@ -212,26 +213,9 @@ func split(name string, f, classes int, x []float32, y []int32, testFrac float64
 	return d
 }
 
-// DataDir returns ../shared/data relative to the repository root found
-// from the working directory upwards, or "" when absent.
-func DataDir() string {
-	if d := os.Getenv("FENNEC_DATA"); d != "" {
-		return d
-	}
-	wd, _ := os.Getwd()
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			p := filepath.Join(dir, "..", "shared", "data")
-			if _, err := os.Stat(p); err == nil {
-				return p
-			}
-			return ""
-		}
-		if filepath.Dir(dir) == dir {
-			return ""
-		}
-	}
-}
+// DataDir returns ../shared/data beside the repository, or "" when absent
+// (internal/shared).
+func DataDir() string { return shared.Dir("data") }
 
 // LoadCSV reads a numeric CSV whose last column is an integer class label,
 // holds out testFrac of the rows as the test split and standardises the
