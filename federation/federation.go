@@ -20,33 +20,46 @@ import (
 
 // Models and training contract (docs/ABI.md "Shared CBOR structures").
 type (
-	Model       = model.Model
-	Tensor      = model.Tensor
-	Settings    = wire.Settings
-	Dataset     = train.Dataset
-	TrainInput  = train.Input
+	// Model is a named, versioned list of tensors: the global model and every update (docs/ABI.md "Model").
+	Model = model.Model
+	// Tensor is one named tensor of a Model (dtype, shape, little-endian data).
+	Tensor = model.Tensor
+	// Settings are the round's training settings the hub sends with each task (learning rate, epochs, batch size, FedProx mu).
+	Settings = wire.Settings
+	// Dataset is a device's local training data (features, labels).
+	Dataset = train.Dataset
+	// TrainInput is what a Trainer receives: the global model, the round, the settings and the data.
+	TrainInput = train.Input
+	// TrainOutput is a Trainer's result: the updated model, its example count and metrics.
 	TrainOutput = train.Output
-	EvalInput   = train.EvalInput
-	EvalOutput  = train.EvalOutput
+	// EvalInput is what an Evaluator receives: a model and held-out data.
+	EvalInput = train.EvalInput
+	// EvalOutput is an Evaluator's result: metrics (loss, accuracy, ...) and the example count.
+	EvalOutput = train.EvalOutput
 	// Trainer trains on a device's data; WasmTrainer runs a module's
 	// `train`/`evaluate` entrypoints (a *runtime.Module is a TrainModule)
 	// and drains its instances after each call.
-	Trainer     = train.Trainer
-	Evaluator   = train.Evaluator
+	Trainer = train.Trainer
+	// Evaluator scores a model on held-out data (a hub's evaluation, a device's validation).
+	Evaluator = train.Evaluator
+	// TrainModule runs a Wasm entrypoint (a *runtime.Module is one).
 	TrainModule = train.Module
 	WasmTrainer = train.Wasm
 )
 
 // Strategies.
 type (
-	Strategy       = strategy.Strategy
+	Strategy = strategy.Strategy
+	// StrategyConfig selects and tunes a built-in strategy (Name in StrategyNames).
 	StrategyConfig = strategy.Config
-	ModelUpdate    = strategy.ModelUpdate
+	// ModelUpdate is one device's update as a strategy sees it.
+	ModelUpdate = strategy.ModelUpdate
 	// Caller runs a Wasm entrypoint (a *runtime.Module is one).
 	Caller = strategy.Caller
 	// AggregateInput / AggregateOutput are a Wasm strategy's `aggregate`
 	// entrypoint contract.
-	AggregateInput  = strategy.AggregateInput
+	AggregateInput = strategy.AggregateInput
+	// AggregateItem is one update in an AggregateInput.
 	AggregateItem   = strategy.AggregateItem
 	AggregateOutput = strategy.AggregateOutput
 )
@@ -64,34 +77,49 @@ var (
 
 // Hub and agent.
 type (
-	Hub          = hub.Hub
-	HubConfig    = hub.Config
-	RoundReport  = hub.Report
+	// Hub runs rounds: it samples available devices, sends signed tasks, receives and checks updates, aggregates them and stores the new global model. Create it with NewHub.
+	Hub = hub.Hub
+	// HubConfig configures a Hub; the zero value of each field is its documented default (hub.go: Config).
+	HubConfig = hub.Config
+	// RoundReport is the outcome of one round (status, devices received, dropped, refused and clamped, bytes, metrics).
+	RoundReport = hub.Report
+	// HubEvaluator scores each new global model on the hub's held-out data.
 	HubEvaluator = hub.Evaluator
-	Agent        = agent.Agent
-	AgentConfig  = agent.Config
-	AgentStats   = agent.Stats
+	// Agent is a device's side of the federation: it joins, heartbeats, takes tasks, trains and sends its update. Create it with NewAgent.
+	Agent = agent.Agent
+	// AgentConfig configures an Agent (its id and key, trainer, data, privacy modes).
+	AgentConfig = agent.Config
+	// AgentStats counts an Agent's rounds (taken, accepted, refused, failed), forged tasks and bytes.
+	AgentStats = agent.Stats
 )
 
 // Privacy round modes: a round's mode names hub-side and device-side
 // transforms (privacy/... implements dp, secagg, he).
 type (
-	RoundInfo       = hook.RoundInfo
-	HubTransform    = hook.Hub
+	// RoundInfo is what a privacy mode learns about a round (id, version, mode, sampled devices, how many were available).
+	RoundInfo = hook.RoundInfo
+	// HubTransform is a privacy mode's hub side: it transforms the round's updates before the strategy.
+	HubTransform = hook.Hub
+	// ClientTransform is a privacy mode's device side: it transforms the device's update before it is sent.
 	ClientTransform = hook.Client
 	// ModeConfig configures a built-in privacy mode (ModeNames); ModeStatus
 	// is its privacy state (epsilon so far, releases, clip, step bytes).
 	ModeConfig = modes.Config
+	// ModeStatus is a privacy mode's running state (releases so far, epsilon at delta, noise).
 	ModeStatus = modes.Status
 	// ModeHub / ModeClient are a built-in mode's hub and device sides.
-	ModeHub    = modes.Hub
+	ModeHub = modes.Hub
+	// ModeClient is a built-in privacy mode's device side (NewModeClient).
 	ModeClient = modes.Client
 	// Exchanger runs a mode's extra protocol steps with the round's
 	// devices; HubLink (hub) and DeviceLink (device) carry them over NATS,
 	// authenticated with the device keys.
-	Exchanger   = hook.Exchanger
-	HubLink     = hook.HubLink
-	DeviceLink  = hook.DeviceLink
+	Exchanger = hook.Exchanger
+	// HubLink is the hub's Exchanger over NATS (authenticated per device and step).
+	HubLink = hook.HubLink
+	// DeviceLink serves a device's side of the protocol steps (ServeModeSteps).
+	DeviceLink = hook.DeviceLink
+	// StepHandler answers one protocol step on a device.
 	StepHandler = hook.Handler
 )
 
@@ -134,12 +162,18 @@ func ServeModeSteps(nc *nats.Conn, name, id string, key []byte, h StepHandler) (
 
 // Simulation.
 type (
+	// SimConfig configures Simulate: devices, rounds, data and its skew, strategy, privacy mode, faults and attacks.
 	SimConfig = sim.Config
-	Progress  = sim.Progress
-	Summary   = sim.Summary
-	Data      = sim.Data
-	Attack    = sim.Attack
-	Fault     = sim.Fault
+	// Progress is Simulate's per-round report.
+	Progress = sim.Progress
+	// Summary is Simulate's result: rounds, final and best accuracy, loss, and the central reference's.
+	Summary = sim.Summary
+	// Data is a train/test split of a tabular data set (features, labels).
+	Data = sim.Data
+	// Attack makes some simulated devices Byzantine (scaled or sign-flipped updates).
+	Attack = sim.Attack
+	// Fault kills some simulated devices in the middle of a round.
+	Fault = sim.Fault
 	// MLP is the pure-Go reference classifier (also a Trainer/Evaluator).
 	MLP = sim.MLP
 )
