@@ -13,10 +13,14 @@ import (
 	"time"
 
 	"github.com/fennec-edge/fennec/internal/bench"
+	"github.com/fennec-edge/fennec/internal/benchsuite" // registers the cases
 	"github.com/spf13/cobra"
 )
 
-func init() { register(newBenchCmd) }
+func init() {
+	register(newBenchCmd)
+	benchsuite.NewEngine = newEngine // benchmarks run on the backend this binary selects
+}
 
 // benchReport is what `fennec bench --json` prints.
 type benchReport struct {

@@ -1,4 +1,4 @@
-package main
+package benchsuite
 
 import (
 	"context"
@@ -38,7 +38,7 @@ func TestBenchFedQuick(t *testing.T) {
 
 // TestBenchFedFull runs the named fed cases at full size when
 // FENNEC_FED_BENCH lists them ("all" for every case): the figures of
-// BENCHMARKS.md, until `fennec bench fed` is wired.
+// BENCHMARKS.md (`fennec bench fed` runs the same cases).
 func TestBenchFedFull(t *testing.T) {
 	want := os.Getenv("FENNEC_FED_BENCH")
 	if want == "" {

@@ -1,4 +1,4 @@
-package main
+package benchsuite
 
 import (
 	"context"
@@ -33,7 +33,7 @@ func probeModule(ctx context.Context, cacheDir, preemption string) (*runtime.Eng
 	if preemption != "" {
 		man.Limits.Preemption = preemption
 	}
-	eng, err := newEngine(ctx, quietLog(), runtime.Config{Logger: quietLog(), CacheDir: cacheDir, AllowHostCallPreemption: true})
+	eng, err := NewEngine(ctx, quietLog(), runtime.Config{Logger: quietLog(), CacheDir: cacheDir, AllowHostCallPreemption: true})
 	if err != nil {
 		return nil, nil, err
 	}
