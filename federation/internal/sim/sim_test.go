@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
+	"github.com/fennec-edge/fennec/internal/vitals"
 )
 
 func TestVitalsFedAvg(t *testing.T) {
@@ -79,7 +80,7 @@ func TestVitalsData(t *testing.T) {
 	for _, n := range []int{40, 800, 4000} {
 		d := Vitals(n, 1)
 		rows := len(d.TrainY) + len(d.TestY)
-		if d.Features != 7 || d.FeatureNames[0] != "hr" || rows != n {
+		if d.Features != len(vitals.Fields) || d.FeatureNames[0] != "hr" || rows != n {
 			t.Fatalf("n=%d: %d features %v, %d rows", n, d.Features, d.FeatureNames, rows)
 		}
 		for _, x := range append(d.TrainX, d.TestX...) {

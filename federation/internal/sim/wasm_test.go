@@ -14,6 +14,7 @@ import (
 
 	"github.com/fennec-edge/fennec/federation/internal/train"
 	"github.com/fennec-edge/fennec/internal/guestbuild"
+	"github.com/fennec-edge/fennec/internal/vitals"
 	"github.com/fennec-edge/fennec/runtime"
 )
 
@@ -56,7 +57,7 @@ func riskModule(t testing.TB) (*runtime.Module, func()) {
 func TestWasmRiskTrain(t *testing.T) {
 	mod, done := riskModule(t)
 	defer done()
-	init := MLP{In: 7, Hidden: 16, Out: 1}.Init(1)
+	init := MLP{In: len(vitals.Fields), Hidden: 16, Out: 1}.Init(1)
 	w := &train.Wasm{Mod: mod}
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -95,7 +96,7 @@ func TestIdleDeviceMemory(t *testing.T) {
 	mod, done := riskModule(t)
 	defer done()
 	const n = 64
-	init := MLP{In: 7, Hidden: 16, Out: 1}.Init(1)
+	init := MLP{In: len(vitals.Fields), Hidden: 16, Out: 1}.Init(1)
 	d := Vitals(n*40, 5)
 	measure := func() (uint64, uint64) {
 		goruntime.GC()
