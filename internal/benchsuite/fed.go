@@ -141,7 +141,7 @@ func benchFedWDBC(ctx context.Context, o bench.Options) ([]bench.Result, error) 
 		if err != nil {
 			return nil, err
 		}
-		s, err := federation.Simulate(ctx, federation.SimConfig{Logger: benchLog, Devices: 10, Rounds: 20, Skew: 1, Data: d, Hidden: -1,
+		s, err := federation.Simulate(ctx, federation.SimConfig{Logger: benchLog, Devices: 10, Rounds: 20, Skew: 1, Data: d, Linear: true,
 			Reference: true, Seed: seed, Settings: federation.Settings{LR: 0.05, Epochs: 2, BatchSize: 16}})
 		if err != nil {
 			return nil, err
@@ -202,7 +202,7 @@ func benchFedPoison(ctx context.Context, o bench.Options) ([]bench.Result, error
 		rounds = 5
 	}
 	run := func(strat federation.StrategyConfig, att federation.Attack) (float64, error) {
-		s, err := federation.Simulate(ctx, federation.SimConfig{Logger: benchLog, Devices: 10, Rounds: rounds, Data: d, Hidden: -1, Seed: 1, Strategy: strat,
+		s, err := federation.Simulate(ctx, federation.SimConfig{Logger: benchLog, Devices: 10, Rounds: rounds, Data: d, Linear: true, Seed: 1, Strategy: strat,
 			Attack: att, Settings: federation.Settings{LR: 0.05, Epochs: 2, BatchSize: 16}})
 		return s.Accuracy, err
 	}
@@ -249,7 +249,7 @@ func benchFedFault(ctx context.Context, o bench.Options) ([]bench.Result, error)
 // epochs, every device sampled (q = 1), clip 0.5, z calibrated so that the
 // 3 releases reach epsilon 3 at delta 1e-5.
 func dpWDBC(d *federation.Data, seed uint64, mode string) federation.SimConfig {
-	c := federation.SimConfig{Logger: benchLog, Devices: 10, Rounds: 3, Data: d, Hidden: -1, Seed: seed,
+	c := federation.SimConfig{Logger: benchLog, Devices: 10, Rounds: 3, Data: d, Linear: true, Seed: seed,
 		Settings: federation.Settings{LR: 0.5, Epochs: 5, BatchSize: 16}, Deadline: 60 * time.Second}
 	if mode != "" {
 		c.PrivacyMode = mode

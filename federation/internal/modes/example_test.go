@@ -12,7 +12,7 @@ import (
 // A simulated federation of 5 devices whose hub learns only the sum of the
 // updates (SecAgg+) plus Gaussian noise for epsilon 3 over 3 rounds.
 func Example() {
-	s, err := sim.Run(context.Background(), sim.Config{Devices: 5, Rounds: 3, Seed: 1, Hidden: -1,
+	s, err := sim.Run(context.Background(), sim.Config{Devices: 5, Rounds: 3, Seed: 1, Linear: true,
 		PrivacyMode: modes.SecAggDP,
 		Privacy:     modes.Config{TargetEpsilon: 3, Delta: 1e-5, Clip: 0.5},
 		Deadline:    10 * time.Second})

@@ -549,7 +549,7 @@ func TestModesSimulate(t *testing.T) {
 		if pc.StepTimeout == 0 {
 			pc.StepTimeout = 3 * time.Second
 		}
-		s, err := sim.Run(ctx, sim.Config{Devices: 6, Rounds: 4, Seed: 3, Hidden: -1, PrivacyMode: mode, Privacy: pc,
+		s, err := sim.Run(ctx, sim.Config{Devices: 6, Rounds: 4, Seed: 3, Linear: true, PrivacyMode: mode, Privacy: pc,
 			Deadline: deadline, Fault: fault, Settings: wire.Settings{LR: 0.1, Epochs: 2, BatchSize: 32}})
 		if err != nil {
 			t.Fatal(err)

@@ -20,7 +20,7 @@ func TestRunWaitsForFaultPoller(t *testing.T) {
 	ran := make(chan struct{})
 	var err error
 	go func() {
-		_, err = Run(ctx, Config{Devices: 2, Rounds: 1, Seed: 1, Hidden: -1, Fault: Fault{Round: 99, Devices: 1}})
+		_, err = Run(ctx, Config{Devices: 2, Rounds: 1, Seed: 1, Linear: true, Fault: Fault{Round: 99, Devices: 1}})
 		close(ran)
 	}()
 	select {
@@ -64,7 +64,7 @@ func TestEvaluatorWithoutLoss(t *testing.T) {
 	d := Vitals(400, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	s, err := Run(ctx, Config{Devices: 2, Rounds: 2, Seed: 1, Hidden: -1, Data: d,
+	s, err := Run(ctx, Config{Devices: 2, Rounds: 2, Seed: 1, Linear: true, Data: d,
 		Evaluator: lossless{MLP{In: d.Features, Out: 2}}})
 	if err != nil {
 		t.Fatal(err)

@@ -51,7 +51,11 @@ type Config struct {
 	// Shards, when set, gives each device's training rows explicitly
 	// (len == Devices, indices into Data.TrainY) instead of Skew.
 	Shards   [][]int
-	Hidden   int           // hidden units of the default MLP (16; 0 keeps 16, -1 = softmax regression)
+	// Hidden is the hidden width of the default MLP (16). Linear drops
+	// the hidden layer: the default model is a softmax regression (Hidden
+	// must then be 0).
+	Hidden   int
+	Linear   bool
 	Deadline time.Duration // 30s
 	Quorum   float64
 	Seed     uint64
@@ -187,10 +191,14 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		cfg.Settings.BatchSize = 32
 	}
 	hidden := cfg.Hidden
-	if hidden == 0 {
+	switch {
+	case hidden < 0:
+		return Summary{}, config.NonNegative("sim config: Hidden", hidden)
+	case cfg.Linear && hidden != 0:
+		return Summary{}, fmt.Errorf("sim config: Linear has no hidden layer, but Hidden is %d", hidden)
+	case cfg.Linear:
+	case hidden == 0:
 		hidden = 16
-	} else if hidden < 0 {
-		hidden = 0
 	}
 	net := MLP{In: cfg.Data.Features, Hidden: hidden, Out: max(cfg.Data.Classes, 2)}
 	init := net.Init(cfg.Seed + 2)

@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,7 +43,7 @@ func TestWDBC(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	s, err := Run(ctx, Config{Devices: 10, Rounds: 20, Skew: 1, Data: d, Hidden: -1, Reference: true, Seed: 2,
+	s, err := Run(ctx, Config{Devices: 10, Rounds: 20, Skew: 1, Data: d, Linear: true, Reference: true, Seed: 2,
 		Settings: settings(0.05, 2, 16)})
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +63,7 @@ func TestStrategiesConverge(t *testing.T) {
 			if name == "fedyogi" {
 				sc.Eta = 0.03
 			}
-			s, err := Run(ctx, Config{Devices: 8, Rounds: 8, Strategy: sc, Seed: 3, Hidden: -1})
+			s, err := Run(ctx, Config{Devices: 8, Rounds: 8, Strategy: sc, Seed: 3, Linear: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -112,5 +113,45 @@ func TestVitalsData(t *testing.T) {
 	a, b := Vitals(500, 3), Vitals(500, 3)
 	if a.TrainX[0] != b.TrainX[0] || len(a.TestY) != len(b.TestY) {
 		t.Fatal("not deterministic")
+	}
+}
+
+// TestModelShapeConfig: the default model's shape comes from Hidden and
+// Linear; a negative width or a hidden width with Linear is an error
+// naming the field, before anything starts.
+func TestModelShapeConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string // "" = runs
+	}{
+		{"default", Config{}, ""},
+		{"linear", Config{Linear: true}, ""},
+		{"negative hidden", Config{Hidden: -1}, "sim config: Hidden must not be negative"},
+		{"linear with hidden", Config{Linear: true, Hidden: 8}, "sim config: Linear has no hidden layer, but Hidden is 8"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			tc.cfg.Devices, tc.cfg.Rounds, tc.cfg.Seed = 2, 1, 1
+			tc.cfg.Data = Vitals(200, 1)
+			s, err := Run(ctx, tc.cfg)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				params := (len(vitals.Fields)+1)*16 + 17*2
+				if tc.cfg.Linear {
+					params = (len(vitals.Fields) + 1) * 2
+				}
+				if s.Params != params {
+					t.Fatalf("%d parameters, want %d", s.Params, params)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want %q", err, tc.want)
+			}
+		})
 	}
 }
