@@ -50,7 +50,7 @@ type Config struct {
 	Skew         float64       // non-IID label skew (0 = IID)
 	// Shards, when set, gives each device's training rows explicitly
 	// (len == Devices, indices into Data.TrainY) instead of Skew.
-	Shards   [][]int
+	Shards [][]int
 	// Hidden is the hidden width of the default MLP (16). Linear drops
 	// the hidden layer: the default model is a softmax regression (Hidden
 	// must then be 0).
