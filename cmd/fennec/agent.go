@@ -20,10 +20,6 @@ import (
 
 func init() { register(newAgentCmd) }
 
-func federationDecodeModel(b []byte, m *federation.Model) error {
-	return federation.DecodeModel(b, m)
-}
-
 func newAgentCmd() *cobra.Command {
 	var (
 		hubURL, credsFile, id, modulePath, dataPath, name, nkeyFile string
@@ -161,13 +157,13 @@ another mode). In ldp the device adds its own noise: give it --noise-multiplier,
 				// The device side of the hub's privacy mode (or of
 				// --privacy-mode only), its steps served on this
 				// connection (fennec.NAME.mode.ID).
-				NewMode: func(m string) (federation.ClientTransform, error) {
-					mc, err := federation.NewModeClient(m, cid, mcfg)
+				NewMode: func(m string) (*federation.DevicePrivacy, error) {
+					mc, err := federation.NewDevicePrivacy(m, cid, mcfg)
 					if err != nil {
 						return nil, err
 					}
 					if m == "he" || m == "he+dp" {
-						heParty.Set(mc)
+						heParty.Set(mc.HEParty())
 					} else {
 						heParty.Set(nil)
 					}
@@ -226,7 +222,7 @@ another mode). In ldp the device adds its own noise: give it --noise-multiplier,
 	f.BoolVar(&i32Labels, "i32-labels", false, "send labels as i32 class indices (default f32, as modules/risk-train expects)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log agent events")
 	f.StringVar(&nkeyFile, "nkey", "", "NATS credential (nkey seed from 'fennec deploy nkey') for a hub started with --access")
-	f.StringVar(&mode, "privacy-mode", "", "take part only in rounds of this privacy mode ("+strings.Join(federation.ModeNames, ", ")+"); default: the hub's")
+	f.StringVar(&mode, "privacy-mode", "", "take part only in rounds of this privacy mode ("+strings.Join(federation.ModeNames(), ", ")+"); default: the hub's")
 	f.Float64Var(&mcfg.Clip, "clip", 1, "ldp: L2 bound of this device's update delta")
 	f.Float64Var(&mcfg.NoiseMultiplier, "noise-multiplier", 0, "ldp: noise std / clip this device adds")
 	f.Float64Var(&mcfg.TargetEpsilon, "target-epsilon", 0, "ldp: this device's epsilon cap (calibrates the noise with --privacy-rounds)")

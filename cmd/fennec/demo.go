@@ -72,11 +72,11 @@ live stream of new readings with the risk-infer module.
 			if o.devices < 1 || o.rounds < 1 || o.patients < 1 {
 				return &exitError{exitUsage, errors.New("--devices, --rounds and --patients must be at least 1")}
 			}
-			if o.mode != "" && !contains(federation.ModeNames, o.mode) {
-				return &exitError{exitUsage, fmt.Errorf("--mode %q: want one of %s", o.mode, strings.Join(federation.ModeNames, ", "))}
+			if o.mode != "" && !contains(federation.ModeNames(), o.mode) {
+				return &exitError{exitUsage, fmt.Errorf("--mode %q: want one of %s", o.mode, strings.Join(federation.ModeNames(), ", "))}
 			}
-			if !contains(federation.StrategyNames, o.strategy) {
-				return &exitError{exitUsage, fmt.Errorf("--strategy %q: want one of %s", o.strategy, strings.Join(federation.StrategyNames, ", "))}
+			if !contains(federation.StrategyNames(), o.strategy) {
+				return &exitError{exitUsage, fmt.Errorf("--strategy %q: want one of %s", o.strategy, strings.Join(federation.StrategyNames(), ", "))}
 			}
 			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt)
 			defer stop()
@@ -87,7 +87,7 @@ live stream of new readings with the risk-infer module.
 	f.IntVar(&o.devices, "devices", 8, "simulated bedside devices")
 	f.IntVar(&o.rounds, "rounds", 15, "federated rounds")
 	f.IntVar(&o.patients, "patients", 30, "patients per device (generated vitals)")
-	f.StringVar(&o.strategy, "strategy", "fedavg", "aggregation strategy: "+strings.Join(federation.StrategyNames, ", "))
+	f.StringVar(&o.strategy, "strategy", "fedavg", "aggregation strategy: "+strings.Join(federation.StrategyNames(), ", "))
 	f.Float64Var(&o.skew, "skew", 0.5, "non-IID label skew for --data (0 = IID); generated vitals are non-IID by case-mix")
 	f.Float64Var(&o.fraction, "fraction", 1, "fraction of devices sampled per round")
 	f.Float64Var(&o.lr, "lr", 0, "local learning rate (Adam); 0 picks 0.002 on generated vitals (~2,700 correlated readings per device) and 0.01 on --data")
@@ -96,7 +96,7 @@ live stream of new readings with the risk-infer module.
 	f.BoolVar(&o.asJSON, "json", false, "print machine-readable results instead of the progress display")
 	f.Uint64Var(&o.seed, "seed", 1, "random seed")
 	f.BoolVar(&o.verbose, "verbose", false, "log runtime and hub events to stderr")
-	f.StringVar(&o.mode, "mode", "plain", "privacy round mode: "+strings.Join(federation.ModeNames, ", "))
+	f.StringVar(&o.mode, "mode", "plain", "privacy round mode: "+strings.Join(federation.ModeNames(), ", "))
 	f.Float64Var(&o.epsilon, "epsilon", 3, "DP modes: total epsilon of the training (the noise is calibrated to reach it after --rounds)")
 	f.Float64Var(&o.delta, "delta", 1e-5, "DP modes: delta")
 	f.Float64Var(&o.clip, "clip", 0.5, "DP modes: L2 bound of each device's update")

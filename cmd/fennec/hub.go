@@ -138,7 +138,7 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 				}
 				cfg.Strategy = strat
 			}
-			var mh *federation.ModeHub
+			var mh *federation.HubPrivacy
 			if mode != "" && mode != "plain" {
 				// Which strategies a mode may feed is the hub's rule
 				// (hub.Config validation), checked by NewHub below.
@@ -157,10 +157,10 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 						mcfg.SamplingRate = federation.SamplingRate(cfg.Fraction, max(1, cfg.MinDevices), n)
 					}
 				}
-				if mh, err = federation.NewModes(mode, mcfg); err != nil {
+				if mh, err = federation.NewHubPrivacy(mode, mcfg); err != nil {
 					return &exitError{exitUsage, fmt.Errorf("--privacy-mode %s: %w (a DP mode needs --noise-multiplier, or --target-epsilon with --rounds; he needs --population or --access)", mode, err)}
 				}
-				cfg.Mode, cfg.ModeHub = mode, mh
+				cfg.Privacy = mh
 			}
 			cfg.Settings.Mu = sc.Mu
 			switch {
@@ -169,8 +169,8 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 				if err != nil {
 					return &exitError{exitBadInput, err}
 				}
-				var m federation.Model
-				if err := federationDecodeModel(b, &m); err != nil {
+				m, err := federation.DecodeModel(b)
+				if err != nil {
 					return &exitError{exitBadInput, fmt.Errorf("%s: %w", modelFile, err)}
 				}
 				cfg.Initial = &m
@@ -287,7 +287,7 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 	f.Float64Var(&cfg.Settings.LR, "lr", 0.05, "device learning rate")
 	f.Uint64Var(&cfg.Settings.Epochs, "epochs", 1, "local epochs per round")
 	f.Uint64Var(&cfg.Settings.BatchSize, "batch", 32, "local batch size")
-	f.StringVar(&sc.Name, "strategy", "fedavg", "strategy: "+strings.Join(federation.StrategyNames, ", "))
+	f.StringVar(&sc.Name, "strategy", "fedavg", "strategy: "+strings.Join(federation.StrategyNames(), ", "))
 	f.Float64Var(&sc.Mu, "mu", 0, "FedProx proximal weight")
 	f.Float64Var(&sc.LR, "server-lr", 0, "FedSGD server learning rate")
 	f.Float64Var(&sc.Momentum, "momentum", 0, "FedSGD server momentum")
@@ -300,7 +300,7 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 	f.StringVar(&accessFile, "access", "", "access file (devices and operators with their nkeys): authenticate every client, serve rollouts")
 	f.StringVar(&modelFile, "model", "", "initial global model (CBOR Model) when the store holds none")
 	f.IntSliceVar(&initMLP, "init-mlp", nil, "initial MLP in,hidden,out (sdk/nn layout) when the store holds none")
-	f.StringVar(&mode, "privacy-mode", "", "privacy round mode: "+strings.Join(federation.ModeNames, ", ")+" (default plain)")
+	f.StringVar(&mode, "privacy-mode", "", "privacy round mode: "+strings.Join(federation.ModeNames(), ", ")+" (default plain)")
 	f.Float64Var(&mcfg.TargetEpsilon, "target-epsilon", 0, "DP modes: epsilon after --rounds releases (calibrates the noise; no release beyond it)")
 	f.Float64Var(&mcfg.Delta, "delta", 1e-5, "DP modes: delta of the reported (epsilon, delta)")
 	f.Float64Var(&mcfg.Clip, "clip", 1, "DP modes: L2 bound of each device's update delta")

@@ -332,7 +332,7 @@ func benchFedModes(ctx context.Context, o bench.Options) ([]bench.Result, error)
 	}
 	res := []bench.Result{{Group: "fed", Name: "plain round, 10 devices, " + data.Name, Value: plain.sec * 1e3, Unit: "ms",
 		Note: fmt.Sprintf("%.0f bytes/round; accuracy %.3f after %d rounds", plain.bytes, plain.acc, rounds)}}
-	for _, mode := range federation.ModeNames[1:] {
+	for _, mode := range federation.ModeNames()[1:] {
 		f, first, err := run(mode)
 		if err != nil {
 			return nil, err

@@ -1,0 +1,134 @@
+package federation
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fennec-edge/fennec/federation/internal/model"
+	"github.com/fennec-edge/fennec/federation/internal/modes"
+	"github.com/fennec-edge/fennec/federation/internal/strategy"
+)
+
+func TestDtypes(t *testing.T) {
+	if DtypeF32 != model.F32 || DtypeI8 != model.I8 || DtypeI32 != model.I32 {
+		t.Fatal("the public dtype codes differ from the ABI's")
+	}
+}
+
+// The name lists are copies: a caller cannot change what the package
+// accepts.
+func TestNamesAreCopies(t *testing.T) {
+	m, s := ModeNames(), StrategyNames()
+	m[0], s[0] = "mine", "mine"
+	if !slices.Equal(ModeNames(), modes.Names) || modes.Names[0] == "mine" {
+		t.Fatal("ModeNames shares the package's list")
+	}
+	if !slices.Equal(StrategyNames(), strategy.Names) || strategy.Names[0] == "mine" {
+		t.Fatal("StrategyNames shares the package's list")
+	}
+}
+
+func TestModelConversion(t *testing.T) {
+	m := MLP{In: 3, Hidden: 2, Out: 2}.Init(1)
+	m.Version = 7
+	if got := fromModel(m.internal()); !slices.EqualFunc(got.Tensors, m.Tensors, func(a, b Tensor) bool {
+		return a.Name == b.Name && a.Dtype == b.Dtype && slices.Equal(a.Shape, b.Shape) && string(a.Data) == string(b.Data)
+	}) || got.Name != m.Name || got.Version != 7 {
+		t.Fatalf("round trip changed the model: %+v", got)
+	}
+	if fromModel(model.Model{}).Tensors != nil || (Model{}).internal().Tensors != nil {
+		t.Fatal("an empty model gained tensors")
+	}
+	if modelPtr(nil) != nil {
+		t.Fatal("a nil model became one")
+	}
+}
+
+// countingStrategy and countingTrainer are a caller's own Go types: they
+// reach the hub and the devices through the adapters.
+type countingStrategy struct {
+	Strategy
+	calls atomic.Int32
+}
+
+func (s *countingStrategy) Name() string { return "counting" }
+
+func (s *countingStrategy) Aggregate(ctx context.Context, round uint64, global Model, ups []ModelUpdate) (Model, error) {
+	s.calls.Add(1)
+	return s.Strategy.Aggregate(ctx, round, global, ups)
+}
+
+type countingTrainer struct {
+	MLP
+	calls *atomic.Int32
+}
+
+func (t countingTrainer) Train(ctx context.Context, in TrainInput) (TrainOutput, error) {
+	t.calls.Add(1)
+	return t.MLP.Train(ctx, in)
+}
+
+type countingEvaluator struct {
+	MLP
+	calls *atomic.Int32
+}
+
+func (e countingEvaluator) Evaluate(ctx context.Context, in EvalInput) (EvalOutput, error) {
+	e.calls.Add(1)
+	return e.MLP.Evaluate(ctx, in)
+}
+
+func TestCallersOwnTypes(t *testing.T) {
+	fedavg, err := NewStrategy(StrategyConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &countingStrategy{Strategy: fedavg}
+	var trained, evaluated atomic.Int32
+	data := Vitals(200, 1)
+	net := MLP{In: data.Features, Out: 2}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sum, err := Simulate(ctx, SimConfig{Devices: 2, Rounds: 2, Seed: 1, Data: data, Linear: true, StrategyImpl: s,
+		NewTrainer: func(int) (Trainer, error) { return countingTrainer{net, &trained}, nil },
+		Evaluator:  countingEvaluator{net, &evaluated}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Rounds != 2 || sum.Strategy != "counting" || s.calls.Load() != 2 || trained.Load() != 4 || evaluated.Load() < 2 {
+		t.Fatalf("rounds %d strategy %q: %d aggregations, %d trainings, %d evaluations", sum.Rounds, sum.Strategy, s.calls.Load(), trained.Load(), evaluated.Load())
+	}
+	if len(sum.Reports) != 2 || sum.Final.Version != 2 || sum.Final.Params() != net.Params() {
+		t.Fatalf("summary %+v", sum)
+	}
+}
+
+// A nil trainer of the package's own type is no trainer; a NewMode that
+// returns no device side is an error, not a nil dereference later.
+func TestAgentConfigHostile(t *testing.T) {
+	data := Vitals(200, 1)
+	for _, tc := range []struct {
+		name string
+		cfg  AgentConfig
+		want string
+	}{
+		{"nil wasm trainer", AgentConfig{URL: "nats://127.0.0.1:1", ID: "d", Key: make([]byte, 16), Trainer: (*WasmTrainer)(nil), Data: data.TrainDataset(false)}, "agent config: Trainer is required"},
+		{"negative heartbeat", AgentConfig{URL: "nats://127.0.0.1:1", ID: "d", Key: make([]byte, 16), Trainer: MLP{}, Data: data.TrainDataset(false), Heartbeat: -time.Second}, "agent config: Heartbeat must not be negative"},
+		{"bad data", AgentConfig{URL: "nats://127.0.0.1:1", ID: "d", Key: make([]byte, 16), Trainer: MLP{}}, "agent config: Data"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewAgent(tc.cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want %q", err, tc.want)
+			}
+		})
+	}
+	nm := newMode(func(string) (*DevicePrivacy, error) { return nil, nil })
+	if _, err := nm("dp"); err == nil || !strings.Contains(err.Error(), "returned no device side") {
+		t.Fatalf("NewMode returning nil: %v", err)
+	}
+}

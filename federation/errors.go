@@ -1,0 +1,17 @@
+package federation
+
+import (
+	"github.com/fennec-edge/fennec/federation/internal/model"
+	"github.com/fennec-edge/fennec/federation/internal/strategy"
+)
+
+// Errors callers may match with errors.Is.
+var (
+	// ErrNoUpdates: a strategy was asked to aggregate no updates.
+	ErrNoUpdates = strategy.ErrNoUpdates
+	// ErrUpdateLength: an update's length differs from the global model's.
+	ErrUpdateLength = strategy.ErrLength
+	// ErrLayout: a model's tensors (names, dtypes, shapes) differ from the
+	// layout expected (an update against the global model, a checkpoint).
+	ErrLayout = model.ErrLayout
+)
