@@ -16,7 +16,7 @@ import (
 //
 //	plain      no transform: the hub sees each trained model
 //	dp         client-level DP-FedAvg: devices clip their update delta, the
-//	           hub adds Gaussian noise to the sum; an RDP accountant
+//	           hub adds Gaussian noise to the sum (an RDP accountant)
 //	ldp        local DP: each device clips and noises its own delta
 //	secagg     SecAgg+: the hub learns only the sum of the updates
 //	secagg+dp  secagg of clipped updates plus noise
