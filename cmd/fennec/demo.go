@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fennec-edge/fennec/federation"
+	"github.com/fennec-edge/fennec/internal/bench"
 	"github.com/fennec-edge/fennec/internal/guests"
 	"github.com/fennec-edge/fennec/internal/vitals"
 	"github.com/fennec-edge/fennec/runtime"
@@ -290,12 +291,9 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 			f := data.Features
 			val := &federation.Data{Features: f}
 			var shard []int
-			patient, prev := -1, ""
+			held := vitals.ValidationRows(recs)
 			for j := range y {
-				if recs[j].Patient != prev {
-					patient, prev = patient+1, recs[j].Patient
-				}
-				if plain && patient%5 == 4 {
+				if plain && held[j] {
 					val.TrainX = append(val.TrainX, x[j*f:(j+1)*f]...)
 					val.TrainY = append(val.TrainY, y[j])
 					continue
@@ -475,8 +473,8 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		if len(scores) != len(data.TestY) {
 			return &exitError{exitFailure, fmt.Errorf("risk-infer returned %d scores for %d records", len(scores), len(data.TestY))}
 		}
-		base := positiveRate(data.TestY)
-		res.AUROC, res.AUPRC, res.PositiveRate = auroc(scores, data.TestY), auprc(scores, data.TestY), base
+		base := vitals.PositiveRate(data.TestY)
+		res.AUROC, res.AUPRC, res.PositiveRate = vitals.AUROC(scores, data.TestY), vitals.AUPRC(scores, data.TestY), base
 		res.ReferenceAUROC = ranks.get(0)[0]
 		say("          held-out AUROC %.3f, AUPRC %.3f (central reference AUROC %.3f; %.1f%% of readings precede a deterioration, so AUPRC's chance level is %.3f and always answering \"stable\" would score %.3f accuracy)\n",
 			res.AUROC, res.AUPRC, res.ReferenceAUROC, 100*base, base, 1-base)
@@ -487,10 +485,10 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		for i, sc := range vitals.ChartNEWS2(testRecs) {
 			news[i] = float64(sc.Total)
 		}
-		nb := &demoBaseline{AUROC: auroc(news, data.TestY), AUPRC: auprc(news, data.TestY), Threshold: vitals.NEWS2Trigger}
-		nb.Sensitivity, nb.Specificity = atThreshold(news, data.TestY, nb.Threshold)
-		mb := &demoBaseline{AUROC: res.AUROC, AUPRC: res.AUPRC, Threshold: thresholdFor(scores, data.TestY, nb.Sensitivity)}
-		mb.Sensitivity, mb.Specificity = atThreshold(scores, data.TestY, mb.Threshold)
+		nb := &demoBaseline{AUROC: vitals.AUROC(news, data.TestY), AUPRC: vitals.AUPRC(news, data.TestY), Threshold: vitals.NEWS2Trigger}
+		nb.Sensitivity, nb.Specificity = vitals.AtThreshold(news, data.TestY, nb.Threshold)
+		mb := &demoBaseline{AUROC: res.AUROC, AUPRC: res.AUPRC, Threshold: vitals.ThresholdFor(scores, data.TestY, nb.Sensitivity)}
+		mb.Sensitivity, mb.Specificity = vitals.AtThreshold(scores, data.TestY, mb.Threshold)
 		res.NEWS2, res.Model = nb, mb
 		say("baseline  NEWS2 (RCP 2017) on the same readings: AUROC %.3f, AUPRC %.3f; at aggregate >= %d sensitivity %.3f, specificity %.4f\n",
 			nb.AUROC, nb.AUPRC, vitals.NEWS2Trigger, nb.Sensitivity, nb.Specificity)
@@ -565,25 +563,8 @@ func demoSummary(res *demoResult) string {
 		learn, first, res.Loss, at, res.ReferenceLoss, verdict, res.AUROC, res.NEWS2.AUROC, res.Model.Specificity, res.NEWS2.Specificity, res.NEWS2.Sensitivity)
 }
 
-// referenceState is the vitals-preprocess state every device starts from:
-// its running statistics seeded with the population reference
-// (vitals.Reference) at a weight of a million readings, so that every
-// device z-normalises on one shared, effectively fixed scale. Left to its
-// own running statistics each device normalises its ward's case-mix away
-// (a cardiology ward's 83 bpm becomes its 0) and its first readings on a
-// handful of samples, and the federated model is averaged over devices
-// whose inputs mean different things.
-func referenceState() map[string]any {
-	const n = 1_000_000
-	stats := map[string]any{}
-	for i, s := range vitals.Reference() {
-		stats[vitals.Fields[i]] = map[string]any{"n": uint64(n), "mean": s.Mean, "m2": s.SD * s.SD * (n - 1)}
-	}
-	return map[string]any{"stats": stats}
-}
-
 // preprocess runs records through a device's vitals-preprocess module in
-// chunks (carrying its running statistics, seeded by referenceState, and
+// chunks (carrying its running statistics, seeded by vitals.PreprocessState, and
 // each patient's baseline) and returns the model features
 // (vitals.ModelFeatures; a missing one 0: the running mean, no change),
 // the processed records and the labels.
@@ -592,7 +573,7 @@ func preprocess(ctx context.Context, mod *runtime.Module, recs []vitals.Record, 
 		xs    []float32
 		ys    []int32
 		all   []any
-		state any = referenceState()
+		state any = vitals.PreprocessState()
 	)
 	const chunk = 1000
 	for i := 0; i < len(recs); i += chunk {
@@ -704,7 +685,7 @@ func liveStream(ctx context.Context, devs []*demoDevice, m federation.Model, o d
 	for i, d := range devs {
 		recs := vitals.Generate(vitals.Shard(vitals.Config{Seed: o.seed + 104729, Patients: 6, Hours: 24}, i))
 		sort.SliceStable(recs, func(a, b int) bool { return recs[a].T < recs[b].T })
-		var state any = referenceState()
+		var state any = vitals.PreprocessState()
 		for j := 0; j < len(recs); {
 			k := j // one tick: every patient's reading at this time
 			for k < len(recs) && recs[k].T == recs[j].T {
@@ -752,8 +733,8 @@ func liveStream(ctx context.Context, devs []*demoDevice, m federation.Model, o d
 			j = k
 		}
 	}
-	st.P50Millis = percentile(lat, 0.5)
-	st.P99Millis = percentile(lat, 0.99)
+	st.P50Millis = bench.Percentile(lat, 0.5)
+	st.P99Millis = bench.Percentile(lat, 0.99)
 	return st, alerts, nil
 }
 
@@ -772,14 +753,6 @@ func riskScores(ctx context.Context, infer *runtime.Module, m federation.Model, 
 		}
 	}
 	return scores, nil
-}
-
-func positiveRate(y []int32) float64 {
-	var n float64
-	for _, v := range y {
-		n += float64(v)
-	}
-	return n / float64(max(1, len(y)))
 }
 
 // rankEvaluator evaluates like its Evaluator (loss, accuracy) and also
@@ -881,7 +854,7 @@ func (e *rankEvaluator) Evaluate(ctx context.Context, in federation.EvalInput) (
 		return out, fmt.Errorf("risk-infer returned %d scores for %d records", len(scores), len(e.y))
 	}
 	e.mu.Lock()
-	e.byVersion[in.Model.Version] = [2]float64{auroc(scores, e.y), auprc(scores, e.y)}
+	e.byVersion[in.Model.Version] = [2]float64{vitals.AUROC(scores, e.y), vitals.AUPRC(scores, e.y)}
 	e.models[in.Model.Version] = in.Model
 	e.mu.Unlock()
 	return out, nil
@@ -892,15 +865,6 @@ func (e *rankEvaluator) get(v uint64) [2]float64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.byVersion[v]
-}
-
-func percentile(xs []float64, q float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	return s[min(len(s)-1, int(q*float64(len(s))))]
 }
 
 func progressBar(done, total, width int) string {

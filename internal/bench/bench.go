@@ -1,7 +1,7 @@
 // Package bench is the registry behind `fennec bench`: benchmarks that an
 // operator runs on their own device. Each area registers its cases from a
-// file in cmd/fennec (bench_*.go) so that the library packages stay free of
-// benchmark code. A case reports Results; a result with a reference carries
+// file of internal/benchsuite, so that the library packages stay free of
+// benchmark code and the command only lists, selects and prints them. A case reports Results; a result with a reference carries
 // the ratio to that reference, measured side by side in the same run.
 package bench
 
@@ -148,4 +148,15 @@ func Median(xs []float64) float64 {
 		return xs[m]
 	}
 	return (xs[m-1] + xs[m]) / 2
+}
+
+// Percentile returns the q-quantile (0 <= q <= 1) of xs, the element at
+// rank floor(q*n) of a sorted copy (the largest for q = 1); 0 for none.
+func Percentile(xs []float64, q float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	sort.Float64s(s)
+	return s[max(0, min(len(s)-1, int(q*float64(len(s)))))]
 }

@@ -11,7 +11,10 @@
 // per-device datasets (different case-mix) for federated learning.
 // docs/VITALS.md documents the distributions, the trajectories and their
 // sources; Record.NEWS2 computes the Royal College of Physicians' early-warning
-// score of a reading.
+// score of a reading. AUROC, AUPRC, AtThreshold and ThresholdFor score a risk
+// model's (or NEWS2's) scores against the labels; ValidationRows and
+// PreprocessState are the demo devices' validation split and preprocessing
+// start.
 //
 // Population distributions (adult, at rest), chosen to match commonly cited
 // reference ranges:

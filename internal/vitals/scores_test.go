@@ -1,18 +1,19 @@
-package main
+package vitals
 
 import (
+	"fmt"
 	"math"
 	"testing"
 )
 
-func TestDemoMetrics(t *testing.T) {
+func TestScores(t *testing.T) {
 	cases := []struct {
 		name         string
 		scores       []float64
 		y            []int32
 		auroc, auprc float64
-		thr, target  float64 // thresholdFor(target) == thr
-		sens, spec   float64 // atThreshold(thr)
+		thr, target  float64 // ThresholdFor(target) == thr
+		sens, spec   float64 // AtThreshold(thr)
 	}{
 		{name: "perfect", scores: []float64{0.9, 0.8, 0.2, 0.1}, y: []int32{1, 1, 0, 0},
 			auroc: 1, auprc: 1, target: 1, thr: 0.8, sens: 1, spec: 1},
@@ -31,19 +32,59 @@ func TestDemoMetrics(t *testing.T) {
 	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-12 }
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := auroc(c.scores, c.y); !near(got, c.auroc) {
+			if got := AUROC(c.scores, c.y); !near(got, c.auroc) {
 				t.Errorf("auroc %v, want %v", got, c.auroc)
 			}
-			if got := auprc(c.scores, c.y); !near(got, c.auprc) {
+			if got := AUPRC(c.scores, c.y); !near(got, c.auprc) {
 				t.Errorf("auprc %v, want %v", got, c.auprc)
 			}
-			thr := thresholdFor(c.scores, c.y, c.target)
+			thr := ThresholdFor(c.scores, c.y, c.target)
 			if !near(thr, c.thr) {
-				t.Errorf("thresholdFor(%v) = %v, want %v", c.target, thr, c.thr)
+				t.Errorf("ThresholdFor(%v) = %v, want %v", c.target, thr, c.thr)
 			}
-			if s, p := atThreshold(c.scores, c.y, thr); !near(s, c.sens) || !near(p, c.spec) {
+			if s, p := AtThreshold(c.scores, c.y, thr); !near(s, c.sens) || !near(p, c.spec) {
 				t.Errorf("at %v: sensitivity %v specificity %v, want %v %v", thr, s, p, c.sens, c.spec)
 			}
 		})
+	}
+}
+
+// Scores and labels of different lengths pair up to the shorter: no
+// index beyond either.
+func TestScoresUnequalLengths(t *testing.T) {
+	scores, y := []float64{0.9, 0.1, 0.5}, []int32{1, 0}
+	if got := AUROC(scores, y); got != 1 {
+		t.Errorf("AUROC %v", got)
+	}
+	if got := AUPRC(scores[:1], y); got != 1 {
+		t.Errorf("AUPRC %v", got)
+	}
+	if s, p := AtThreshold(scores, y[:1], 0.5); s != 1 || p != 0 {
+		t.Errorf("AtThreshold %v %v", s, p)
+	}
+	if got := ThresholdFor(nil, y, 1); got != 0 {
+		t.Errorf("ThresholdFor %v", got)
+	}
+	if got := PositiveRate(nil); got != 0 {
+		t.Errorf("PositiveRate %v", got)
+	}
+}
+
+func TestValidationRows(t *testing.T) {
+	var recs []Record
+	for p := range 11 {
+		for range 2 {
+			recs = append(recs, Record{Patient: fmt.Sprint("p", p)})
+		}
+	}
+	held := ValidationRows(recs)
+	for j, h := range held {
+		if want := (j/2)%5 == 4; h != want {
+			t.Fatalf("reading %d (patient %d): held %v, want %v", j, j/2, h, want)
+		}
+	}
+	// A patient's readings are counted once however the ids are named.
+	if h := ValidationRows([]Record{{Patient: ""}, {Patient: ""}}); h[0] || h[1] {
+		t.Fatalf("%v", h)
 	}
 }
