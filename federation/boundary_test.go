@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fennec-edge/fennec/deploy"
 	"github.com/fennec-edge/fennec/federation/internal/model"
 	"github.com/fennec-edge/fennec/federation/internal/modes"
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
@@ -130,5 +131,35 @@ func TestAgentConfigHostile(t *testing.T) {
 	nm := newMode(func(string) (*DevicePrivacy, error) { return nil, nil })
 	if _, err := nm("dp"); err == nil || !strings.Contains(err.Error(), "returned no device side") {
 		t.Fatalf("NewMode returning nil: %v", err)
+	}
+}
+
+// The hub's configuration decides a mode's rounds, population and planned
+// sampling rate; what the caller set stays.
+func TestPlanPrivacy(t *testing.T) {
+	acc := &deploy.Access{Devices: []deploy.DeviceAccess{{ID: "a"}, {ID: "b"}, {ID: "c"}, {ID: "d"}, {ID: "e"}, {ID: "f"}, {ID: "g"}, {ID: "h"}, {ID: "i"}, {ID: "j"}}}
+	keys := map[string][]byte{"y": nil, "x": nil}
+	for _, tc := range []struct {
+		name string
+		hub  HubConfig
+		in   ModeConfig
+		want ModeConfig
+	}{
+		// 10 devices, fraction 0.1 but at least 2: the hub samples 2 of 10.
+		{"access", HubConfig{Rounds: 5, Fraction: 0.1, MinDevices: 2, Access: acc}, ModeConfig{},
+			ModeConfig{Rounds: 5, Population: []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}, SamplingRate: 0.2}},
+		{"keys", HubConfig{Rounds: 3, Keys: keys}, ModeConfig{}, ModeConfig{Rounds: 3, Population: []string{"x", "y"}, SamplingRate: 1}},
+		{"unknown population", HubConfig{Fraction: 0.3, MinDevices: 5}, ModeConfig{}, ModeConfig{SamplingRate: 0.3}},
+		{"defaults", HubConfig{}, ModeConfig{}, ModeConfig{SamplingRate: 1}},
+		{"set by the caller", HubConfig{Rounds: 5, Fraction: 0.1, Access: acc}, ModeConfig{Rounds: 9, Population: []string{"z"}, SamplingRate: 0.5},
+			ModeConfig{Rounds: 9, Population: []string{"z"}, SamplingRate: 0.5}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tc.hub.PlanPrivacy(tc.in)
+			if got.Rounds != tc.want.Rounds || !slices.Equal(got.Population, tc.want.Population) || got.SamplingRate != tc.want.SamplingRate {
+				t.Fatalf("rounds %d population %v rate %v, want %d %v %v", got.Rounds, got.Population, got.SamplingRate,
+					tc.want.Rounds, tc.want.Population, tc.want.SamplingRate)
+			}
+		})
 	}
 }

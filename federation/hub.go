@@ -3,6 +3,8 @@ package federation
 import (
 	"context"
 	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -166,6 +168,31 @@ func (a hubEvaluatorAdapter) Evaluate(ctx context.Context, m model.Model) (float
 // calibrating the noise over a known population.
 func SamplingRate(fraction float64, minDevices, available int) float64 {
 	return hub.SamplingRate(fraction, minDevices, available)
+}
+
+// PlanPrivacy returns m with the fields a hub's configuration decides
+// filled where they are zero: Rounds from c.Rounds, Population from the
+// devices of c.Access (or c.Keys), and SamplingRate, the rate the noise is
+// calibrated for, from c.Fraction and c.MinDevices over that population
+// (c.Fraction when it is unknown). Pass the result to NewHubPrivacy.
+func (c HubConfig) PlanPrivacy(m ModeConfig) ModeConfig {
+	if m.Rounds == 0 {
+		m.Rounds = c.Rounds
+	}
+	if len(m.Population) == 0 {
+		switch {
+		case c.Access != nil:
+			for _, d := range c.Access.Devices {
+				m.Population = append(m.Population, d.ID)
+			}
+		case len(c.Keys) > 0:
+			m.Population = slices.Sorted(maps.Keys(c.Keys))
+		}
+	}
+	if m.SamplingRate == 0 {
+		m.SamplingRate = hub.PlannedSamplingRate(c.Fraction, c.MinDevices, len(m.Population))
+	}
+	return m
 }
 
 // Hub coordinates a federation's rounds: each round it samples available

@@ -142,22 +142,10 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 			if mode != "" && mode != "plain" {
 				// Which strategies a mode may feed is the hub's rule
 				// (hub.Config validation), checked by NewHub below.
-				mcfg.Rounds = cfg.Rounds
+				// Rounds, the population and the planned sampling rate
+				// come from the hub's configuration (HubConfig.PlanPrivacy).
 				mcfg.Logger = cfg.Logger.With("mode", mode) // culprits and clamped aggregates
-				if len(mcfg.Population) == 0 && cfg.Access != nil {
-					for _, d := range cfg.Access.Devices {
-						mcfg.Population = append(mcfg.Population, d.ID)
-					}
-				}
-				if mcfg.SamplingRate == 0 {
-					// The planned rate for calibration; each release is
-					// charged at the rate its round was sampled at.
-					mcfg.SamplingRate = cfg.Fraction
-					if n := len(mcfg.Population); n > 0 {
-						mcfg.SamplingRate = federation.SamplingRate(cfg.Fraction, max(1, cfg.MinDevices), n)
-					}
-				}
-				if mh, err = federation.NewHubPrivacy(mode, mcfg); err != nil {
+				if mh, err = federation.NewHubPrivacy(mode, cfg.PlanPrivacy(mcfg)); err != nil {
 					return &exitError{exitUsage, fmt.Errorf("--privacy-mode %s: %w (a DP mode needs --noise-multiplier, or --target-epsilon with --rounds; he needs --population or --access)", mode, err)}
 				}
 				cfg.Privacy = mh

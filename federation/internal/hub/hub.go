@@ -1301,6 +1301,21 @@ func SamplingRate(fraction float64, minDevices, available int) float64 {
 	return float64(SampleSize(fraction, minDevices, available)) / float64(available)
 }
 
+// PlannedSamplingRate is the rate a privacy mode plans with (calibrates
+// its noise for) on a hub of fraction and minDevices over a population of
+// devices: SamplingRate over the population when it is known (population
+// > 0), else fraction (1 when 0), the share of whatever is available.
+// Each release is still charged at the rate its round was sampled at.
+func PlannedSamplingRate(fraction float64, minDevices, population int) float64 {
+	if fraction == 0 {
+		fraction = 1
+	}
+	if population <= 0 {
+		return fraction
+	}
+	return SamplingRate(fraction, max(1, minDevices), population)
+}
+
 func (h *Hub) runRound(ctx context.Context) (Report, error) {
 	avail, err := h.waitDevices(ctx)
 	if err != nil {

@@ -233,7 +233,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			pcfg.Population = ids
 		}
 		if pcfg.SamplingRate == 0 {
-			pcfg.SamplingRate = hub.SamplingRate(cfg.Fraction, simMinDevices(cfg), cfg.Devices)
+			pcfg.SamplingRate = hub.PlannedSamplingRate(cfg.Fraction, simMinDevices(cfg), cfg.Devices)
 		}
 		if pcfg.Rounds == 0 {
 			pcfg.Rounds = cfg.Rounds
