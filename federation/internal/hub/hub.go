@@ -37,6 +37,7 @@ import (
 	"github.com/fennec-edge/fennec/federation/internal/wire"
 	"github.com/fennec-edge/fennec/internal/config"
 	"github.com/fennec-edge/fennec/internal/natsembed"
+	"github.com/fennec-edge/fennec/internal/routines"
 )
 
 // Evaluator scores a global model on held-out data the hub holds.
@@ -296,9 +297,11 @@ type Hub struct {
 	stateRev uint64
 	reports  []Report
 
+	// g runs the round loop; Shutdown waits for it before it closes the
+	// connection and the server.
+	g        routines.Group
 	ready    chan struct{}
 	done     chan struct{}
-	stopped  chan struct{}
 	cancel   context.CancelFunc
 	err      error
 	startErr error
@@ -334,7 +337,7 @@ func New(cfg Config) (*Hub, error) {
 		cfg: cfg, log: cfg.Logger.With("component", "hub", "federation", cfg.Name),
 		subj: wire.For(cfg.Name), rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		devices: map[string]time.Time{}, seen: map[string]int64{}, joined: make(chan struct{}, 1),
-		ready: make(chan struct{}), done: make(chan struct{}), stopped: make(chan struct{}),
+		ready: make(chan struct{}), done: make(chan struct{}),
 	}, nil
 }
 
@@ -348,11 +351,14 @@ func (h *Hub) Start() error {
 	if err := h.start(ctx); err != nil {
 		cancel()
 		h.closeConns()
-		close(h.stopped)
 		return err
 	}
 	close(h.ready)
-	go h.loop(ctx)
+	if !h.g.Go(func() { h.loop(ctx) }) {
+		cancel()
+		h.closeConns()
+		return errors.New("hub: shut down while starting")
+	}
 	return nil
 }
 
@@ -855,11 +861,7 @@ func (h *Hub) Shutdown() {
 		if h.cancel != nil {
 			h.cancel()
 		}
-		select {
-		case <-h.ready:
-			<-h.stopped
-		default:
-		}
+		h.g.CloseAndWait()
 		h.closeConns()
 	})
 }
@@ -1234,7 +1236,6 @@ func (h *Hub) finish(err error) {
 }
 
 func (h *Hub) loop(ctx context.Context) {
-	defer close(h.stopped)
 	for {
 		if h.cfg.Rounds > 0 && h.Version() >= uint64(h.cfg.Rounds) {
 			h.finish(nil)
