@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/fennec-edge/fennec/internal/testutil"
 )
 
 // TestHubAuthByDefault: `fennec hub` listening on every interface admits no
@@ -24,12 +27,15 @@ func TestHubAuthByDefault(t *testing.T) {
 			args = append(args, "--insecure")
 		}
 		out, wait := background(ctx, args...)
-		for deadline := time.Now().Add(30 * time.Second); !strings.Contains(out.String(), "ready at"); time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				cancel()
-				wait()
-				t.Fatalf("hub not ready:\n%s", out.String())
+		if err := testutil.Poll(30*time.Second, 20*time.Millisecond, func() error {
+			if !strings.Contains(out.String(), "ready at") {
+				return fmt.Errorf("hub not ready:\n%s", out.String())
 			}
+			return nil
+		}); err != nil {
+			cancel()
+			wait()
+			t.Fatal(err)
 		}
 		nc, err := nats.Connect("nats://127.0.0.1:"+port, nats.Timeout(5*time.Second))
 		switch {

@@ -35,6 +35,7 @@ import (
 	"github.com/fennec-edge/fennec/federation/internal/sim"
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
+	"github.com/fennec-edge/fennec/internal/testutil"
 )
 
 // childConfig configures a hostile-test hub child.
@@ -295,16 +296,10 @@ type hostile struct {
 func newHostile(t *testing.T, url, id string) *hostile {
 	t.Helper()
 	var nc *nats.Conn
-	var err error
-	for i := 0; i < 100; i++ {
-		if nc, err = nats.Connect(url, agent.FleetOptions(id, wire.DeviceKey(secret, id))...); err == nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	testutil.CheckFor(t, 5*time.Second, 50*time.Millisecond, func() (err error) {
+		nc, err = nats.Connect(url, agent.FleetOptions(id, wire.DeviceKey(secret, id))...)
+		return err
+	})
 	d := &hostile{t: t, id: id, key: wire.DeviceKey(secret, id), nc: nc, subj: wire.For("default"),
 		tasks: make(chan wire.Task, 16), stop: make(chan struct{})}
 	if _, err := nc.Subscribe(d.subj.TaskPrefix+id, func(m *nats.Msg) {

@@ -23,6 +23,7 @@ import (
 	"github.com/fennec-edge/fennec/federation/internal/sim"
 	"github.com/fennec-edge/fennec/federation/internal/train"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
+	"github.com/fennec-edge/fennec/internal/testutil"
 )
 
 var secret = []byte("0123456789abcdef0123456789abcdef")
@@ -388,30 +389,21 @@ func TestCluster3(t *testing.T) {
 		t.Fatal(err)
 	}
 	pjs, _ := jetstream.New(probe)
-	for i := 0; i < 200; i++ {
+	testutil.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
 		c, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		_, err = pjs.AccountInfo(c)
-		cancel()
-		if err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		defer cancel()
+		_, err := pjs.AccountInfo(c)
+		return err
+	})
 	probe.Close()
 	var h *hub.Hub
-	for i := 0; i < 100; i++ {
+	testutil.CheckFor(t, 20*time.Second, 200*time.Millisecond, func() (err error) {
 		init := net8.Init(1)
-		h, err = hub.New(hub.Config{NATSURL: url(0), Replicas: 3, Rounds: 3, Initial: &init, Secret: secret, MinDevices: 3, Deadline: 5 * time.Second})
-		if err == nil {
-			if err = h.Start(); err == nil {
-				break
-			}
+		if h, err = hub.New(hub.Config{NATSURL: url(0), Replicas: 3, Rounds: 3, Initial: &init, Secret: secret, MinDevices: 3, Deadline: 5 * time.Second}); err != nil {
+			return err
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+		return h.Start()
+	})
 	defer h.Shutdown()
 	for i := 0; i < 3; i++ {
 		startAgent(t, h, url(i), i, nil)
