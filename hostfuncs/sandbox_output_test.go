@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"math"
-	"runtime"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -17,11 +17,11 @@ import (
 // allocated returns the bytes the process allocated while f ran (all
 // goroutines; the tests here run nothing else meanwhile).
 func allocated(f func()) uint64 {
-	var a, b runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&a)
+	var a, b goruntime.MemStats
+	goruntime.GC()
+	goruntime.ReadMemStats(&a)
 	f()
-	runtime.ReadMemStats(&b)
+	goruntime.ReadMemStats(&b)
 	return b.TotalAlloc - a.TotalAlloc
 }
 

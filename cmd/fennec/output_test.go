@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"runtime"
+	goruntime "runtime"
 	"strings"
 	"testing"
 )
@@ -51,10 +51,10 @@ func TestRunOutputBounded(t *testing.T) {
 }
 
 func allocated(f func()) uint64 {
-	var a, b runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&a)
+	var a, b goruntime.MemStats
+	goruntime.GC()
+	goruntime.ReadMemStats(&a)
 	f()
-	runtime.ReadMemStats(&b)
+	goruntime.ReadMemStats(&b)
 	return b.TotalAlloc - a.TotalAlloc
 }
