@@ -28,7 +28,11 @@ func benchCall(b *testing.B, mod interface {
 }
 
 func preprocessInput(n int) ([]byte, []map[string]any) {
-	gen := vitals.Generate(vitals.Config{Seed: 1, Patients: 10, Hours: 100})[:n]
+	gen, err := vitals.Generate(vitals.Config{Seed: 1, Patients: 10, Hours: 100})
+	if err != nil {
+		panic(err)
+	}
+	gen = gen[:n]
 	recs := make([]map[string]any, n)
 	for i := range gen {
 		recs[i] = gen[i].Map()

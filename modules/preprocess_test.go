@@ -72,7 +72,10 @@ func TestPreprocessCleansAndNormalises(t *testing.T) {
 // the state through CBOR, and checks the result equals one big call.
 func TestPreprocessChunkedStream(t *testing.T) {
 	mod := load(t, "vitals-preprocess", "vitals-preprocess/fennec.toml")
-	gen := vitals.Generate(vitals.Config{Seed: 4, Patients: 20, Hours: 12, Artefacts: 0.03})
+	gen, err := vitals.Generate(vitals.Config{Seed: 4, Patients: 20, Hours: 12, Artefacts: 0.03})
+	if err != nil {
+		t.Fatal(err)
+	}
 	recs := make([]any, len(gen))
 	for i := range gen {
 		recs[i] = gen[i].Map()

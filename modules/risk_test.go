@@ -16,7 +16,10 @@ import (
 // logic the guest uses, and returns feature rows with labels.
 func riskData(t testing.TB, cfg vitals.Config) (x []float32, y []float32, recs []map[string]any) {
 	t.Helper()
-	gen := vitals.Generate(cfg)
+	gen, err := vitals.Generate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	in := make([]vitalsproc.Record, len(gen))
 	for i := range gen {
 		r, err := vitalsproc.FromMap(gen[i].Map())

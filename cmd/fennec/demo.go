@@ -278,7 +278,10 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		data = &federation.Data{Name: "vitals", Features: len(vitals.ModelFeatures), Classes: 2, FeatureNames: vitals.ModelFeatures}
 		base := vitals.Config{Seed: o.seed, Patients: o.patients}
 		for i := 0; i < o.devices; i++ {
-			recs := vitals.Generate(vitals.Shard(base, i))
+			recs, err := vitals.Generate(vitals.Shard(base, i))
+			if err != nil {
+				return &exitError{exitUsage, err}
+			}
 			x, y, _, err := preprocess(ctx, devices[i].pre, recs, pre)
 			if err != nil {
 				return fmt.Errorf("device %d: %w", i, err)
@@ -311,7 +314,10 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		// The hub's held-out set: patients of every case-mix that no device trains on.
 		test := vitals.Config{Seed: o.seed + 7919, Patients: max(20, o.patients)}
 		for i := 0; i < 4; i++ {
-			recs := vitals.Generate(vitals.Shard(test, i))
+			recs, err := vitals.Generate(vitals.Shard(test, i))
+			if err != nil {
+				return &exitError{exitUsage, err}
+			}
 			x, y, rows, err := preprocess(ctx, hubDev.pre, recs, nil)
 			if err != nil {
 				return fmt.Errorf("held-out set: %w", err)
@@ -683,7 +689,10 @@ func liveStream(ctx context.Context, devs []*demoDevice, m federation.Model, o d
 	var lat []float64
 	var alerts []demoAlert
 	for i, d := range devs {
-		recs := vitals.Generate(vitals.Shard(vitals.Config{Seed: o.seed + 104729, Patients: 6, Hours: 24}, i))
+		recs, err := vitals.Generate(vitals.Shard(vitals.Config{Seed: o.seed + 104729, Patients: 6, Hours: 24}, i))
+		if err != nil {
+			return nil, nil, err
+		}
 		sort.SliceStable(recs, func(a, b int) bool { return recs[a].T < recs[b].T })
 		var state any = vitals.PreprocessState()
 		for j := 0; j < len(recs); {

@@ -99,7 +99,10 @@ documented in docs/VITALS.md.`,
 			if device >= 0 {
 				cfg = vitals.Shard(cfg, device)
 			}
-			recs := vitals.Generate(cfg)
+			recs, err := vitals.Generate(cfg)
+			if err != nil {
+				return &exitError{exitUsage, err}
+			}
 			w := c.OutOrStdout()
 			if out != "" && out != "-" {
 				f, err := os.Create(out)

@@ -87,6 +87,8 @@ func TestRunErrors(t *testing.T) {
 		{[]string{"run", mod, "--input", "x.csv", "--entry", "nope"}, exitBadInput, "x.csv"},
 		{[]string{"bench", "nosuchgroup"}, exitUsage, "unknown benchmark group"},
 		{[]string{"run", mod, "--bogus"}, exitUsage, "unknown flag"},
+		{[]string{"vitals", "--patients", "-3"}, exitUsage, "vitals config: Patients must not be negative"},
+		{[]string{"vitals", "--hours", "-1"}, exitUsage, "vitals config: Hours must not be negative"},
 	}
 	for _, c := range cases {
 		out, code := runFennec(t, dir, c.args...)

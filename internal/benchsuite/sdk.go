@@ -230,7 +230,10 @@ func sdkResult(ctx context.Context, g sdkGuest, what string, fn func(m *sdkModul
 // sdkRecords are n generated vital-sign records as `fennec run` presents
 // CSV rows, with their labels.
 func sdkRecords(seed uint64, patients int, hours float64, n int) ([]map[string]any, []float32) {
-	gen := vitals.Generate(vitals.Config{Seed: seed, Patients: patients, Hours: hours})
+	gen, err := vitals.Generate(vitals.Config{Seed: seed, Patients: patients, Hours: hours})
+	if err != nil {
+		panic(err) // the harness's own constants
+	}
 	if n > 0 && n < len(gen) {
 		gen = gen[:n]
 	}

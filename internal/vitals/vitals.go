@@ -45,12 +45,15 @@ package vitals
 
 import (
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
 	"strconv"
 	"sync"
+
+	"github.com/fennec-edge/fennec/internal/config"
 )
 
 // Fields are the vital-sign keys in feature order.
@@ -123,50 +126,92 @@ func (r *Record) Map() map[string]any {
 	return m
 }
 
-// Config sets up a generation run. The zero value gives defaults.
+// Config sets up a generation run. The zero value of each field is its
+// default; a negative one is an error naming the field (Validate), and the
+// No... fields turn a probability off.
 type Config struct {
 	Seed     uint64
 	Patients int     // default 40
 	Hours    float64 // stay length for stable patients, default 48
 	Interval float64 // minutes between readings, default 30
 	// Deteriorating is the fraction of patients who deteriorate (default
-	// 0.25; a negative value means none).
-	Deteriorating float64
+	// 0.25); NoDeterioration: none does.
+	Deteriorating   float64
+	NoDeterioration bool
 	// Horizon in hours for the label (default 12).
 	Horizon float64
-	// Dropout is the probability that a reading is missing (default 0.05;
-	// negative means none). Glucose is only measured every 4 hours.
-	Dropout float64
+	// Dropout is the probability that a reading is missing (default 0.05);
+	// NoDropout: none is. Glucose is only measured every 4 hours.
+	Dropout   float64
+	NoDropout bool
 	// Artefacts is the probability that a reading is an out-of-range spike
-	// (default 0.01; negative means none).
-	Artefacts float64
+	// (default 0.01); NoArtefacts: none is.
+	Artefacts   float64
+	NoArtefacts bool
 	// Diabetic is the fraction of patients with diabetic glucose baselines
-	// (default 0.1).
-	Diabetic float64
+	// (default 0.1); NoDiabetic: none has.
+	Diabetic   float64
+	NoDiabetic bool
 	// HRShift and SBPShift move every baseline (case-mix, e.g. cardiology).
 	HRShift, SBPShift float64
 	// Prefix names patients Prefix+"-"+index (default "p").
 	Prefix string
 }
 
-func (c Config) withDefaults() Config {
-	def := func(v *float64, d float64) {
-		if *v == 0 {
-			*v = d
-		} else if *v < 0 {
-			*v = 0
+// Validate reports, naming the field, a negative count, length or
+// probability, a probability above 1 and a horizon, stay or interval that
+// is not finite.
+func (c Config) Validate() error {
+	if err := errors.Join(
+		config.NonNegative("vitals config: Patients", c.Patients),
+		config.NonNegative("vitals config: Hours", c.Hours),
+		config.NonNegative("vitals config: Interval", c.Interval),
+		config.NonNegative("vitals config: Deteriorating", c.Deteriorating),
+		config.NonNegative("vitals config: Horizon", c.Horizon),
+		config.NonNegative("vitals config: Dropout", c.Dropout),
+		config.NonNegative("vitals config: Artefacts", c.Artefacts),
+		config.NonNegative("vitals config: Diabetic", c.Diabetic),
+	); err != nil {
+		return err
+	}
+	for _, p := range []struct {
+		name string
+		v    float64
+	}{{"Deteriorating", c.Deteriorating}, {"Dropout", c.Dropout}, {"Artefacts", c.Artefacts}, {"Diabetic", c.Diabetic}} {
+		if p.v > 1 {
+			return fmt.Errorf("vitals config: %s %v is a probability, above 1", p.name, p.v)
 		}
 	}
-	if c.Patients <= 0 {
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"Hours", c.Hours}, {"Interval", c.Interval}, {"Horizon", c.Horizon}, {"HRShift", c.HRShift}, {"SBPShift", c.SBPShift}} {
+		if math.IsInf(f.v, 0) {
+			return fmt.Errorf("vitals config: %s %v must be finite", f.name, f.v)
+		}
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	def := func(v *float64, d float64, none bool) {
+		switch {
+		case none:
+			*v = 0
+		case *v == 0:
+			*v = d
+		}
+	}
+	if c.Patients == 0 {
 		c.Patients = 40
 	}
-	def(&c.Hours, 48)
-	def(&c.Interval, 30)
-	def(&c.Deteriorating, 0.25)
-	def(&c.Horizon, 12)
-	def(&c.Dropout, 0.05)
-	def(&c.Artefacts, 0.01)
-	def(&c.Diabetic, 0.1)
+	def(&c.Hours, 48, false)
+	def(&c.Interval, 30, false)
+	def(&c.Deteriorating, 0.25, c.NoDeterioration)
+	def(&c.Horizon, 12, false)
+	def(&c.Dropout, 0.05, c.NoDropout)
+	def(&c.Artefacts, 0.01, c.NoArtefacts)
+	def(&c.Diabetic, 0.1, c.NoDiabetic)
 	if c.Prefix == "" {
 		c.Prefix = "p"
 	}
@@ -215,8 +260,11 @@ func b2i(b bool) int {
 }
 
 // Generate returns every patient's records, patient by patient in time
-// order.
-func Generate(cfg Config) []Record {
+// order, or cfg's validation error.
+func Generate(cfg Config) ([]Record, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
 	var out []Record
@@ -236,7 +284,7 @@ func Generate(cfg Config) []Record {
 			out = append(out, p.reading(rng, cfg, id, t))
 		}
 	}
-	return out
+	return out, nil
 }
 
 func newPatient(rng *rand.Rand, cfg Config) *patient {
@@ -438,8 +486,12 @@ func Reference() [7]Stat {
 		var n [7]float64
 		for d := range Profiles {
 			cfg := Shard(Config{Seed: 0x7e7e, Patients: 200}, d)
-			cfg.Dropout, cfg.Artefacts = -1, -1
-			for _, r := range Generate(cfg) {
+			cfg.NoDropout, cfg.NoArtefacts = true, true
+			recs, err := Generate(cfg)
+			if err != nil {
+				panic(err) // a fixed configuration, valid
+			}
+			for _, r := range recs {
 				for i, v := range r.Values() {
 					if !math.IsNaN(v) {
 						sum[i] += v

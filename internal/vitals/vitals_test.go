@@ -10,22 +10,22 @@ import (
 )
 
 func TestDeterministic(t *testing.T) {
-	a := Generate(Config{Seed: 7, Patients: 10})
-	b := Generate(Config{Seed: 7, Patients: 10})
+	a := gen(t, Config{Seed: 7, Patients: 10})
+	b := gen(t, Config{Seed: 7, Patients: 10})
 	var ba, bb bytes.Buffer
 	WriteCSV(&ba, a)
 	WriteCSV(&bb, b)
 	if ba.String() != bb.String() {
 		t.Fatal("same seed gave different records")
 	}
-	c := Generate(Config{Seed: 8, Patients: 10})
+	c := gen(t, Config{Seed: 8, Patients: 10})
 	if reflect.DeepEqual(a[:5], c[:5]) {
 		t.Fatal("different seeds gave the same records")
 	}
 }
 
 func TestPopulationMatchesReferenceRanges(t *testing.T) {
-	recs := Generate(Config{Seed: 1, Patients: 300, Deteriorating: -1, Dropout: -1, Artefacts: -1, Diabetic: -1})
+	recs := gen(t, Config{Seed: 1, Patients: 300, NoDeterioration: true, NoDropout: true, NoArtefacts: true, NoDiabetic: true})
 	lo := [7]float64{60, 90, 60, 95, 12, 36.1, 70}
 	hi := [7]float64{100, 140, 90, 100, 20, 37.2, 140}
 	want := [7]float64{75, 122, 77, 97.5, 15, 36.8, 100}
@@ -59,7 +59,7 @@ func TestPopulationMatchesReferenceRanges(t *testing.T) {
 }
 
 func TestDeteriorationDriftsAndLabels(t *testing.T) {
-	recs := Generate(Config{Seed: 3, Patients: 60, Deteriorating: 1, Dropout: -1, Artefacts: -1})
+	recs := gen(t, Config{Seed: 3, Patients: 60, Deteriorating: 1, NoDropout: true, NoArtefacts: true})
 	byP := map[string][]Record{}
 	for _, r := range recs {
 		byP[r.Patient] = append(byP[r.Patient], r)
@@ -96,7 +96,7 @@ func TestDeteriorationDriftsAndLabels(t *testing.T) {
 }
 
 func TestArtefactsAndDropouts(t *testing.T) {
-	recs := Generate(Config{Seed: 5, Patients: 50, Artefacts: 0.05, Dropout: 0.1})
+	recs := gen(t, Config{Seed: 5, Patients: 50, Artefacts: 0.05, Dropout: 0.1})
 	var missing, spikes int
 	for _, r := range recs {
 		for i, v := range r.Values() {
@@ -111,7 +111,7 @@ func TestArtefactsAndDropouts(t *testing.T) {
 	if missing == 0 || spikes == 0 {
 		t.Fatalf("missing=%d spikes=%d, want both > 0", missing, spikes)
 	}
-	clean := Generate(Config{Seed: 5, Patients: 50, Artefacts: -1, Dropout: -1})
+	clean := gen(t, Config{Seed: 5, Patients: 50, NoArtefacts: true, NoDropout: true})
 	for _, r := range clean {
 		if r.HR < 20 || r.HR > 250 || r.SpO2 < 50 {
 			t.Fatalf("artefact with artefacts off: %+v", r)
@@ -121,7 +121,7 @@ func TestArtefactsAndDropouts(t *testing.T) {
 
 func TestShardsAreNonIID(t *testing.T) {
 	rate := func(c Config) float64 {
-		recs := Generate(c)
+		recs := gen(t, c)
 		pos := 0
 		for _, r := range recs {
 			pos += r.Label
@@ -133,14 +133,14 @@ func TestShardsAreNonIID(t *testing.T) {
 	if stepdown < 2*screening {
 		t.Fatalf("positive rate stepdown %.3f vs screening %.3f: shards not distinct", stepdown, screening)
 	}
-	a, b := Generate(Shard(base, 0)), Generate(Shard(base, 5)) // same profile, other device
+	a, b := gen(t, Shard(base, 0)), gen(t, Shard(base, 5)) // same profile, other device
 	if a[0].Patient == b[0].Patient || a[0].HR == b[0].HR {
 		t.Fatal("two devices with the same profile got the same data")
 	}
 }
 
 func TestCSVAndMap(t *testing.T) {
-	recs := Generate(Config{Seed: 2, Patients: 2, Hours: 2})
+	recs := gen(t, Config{Seed: 2, Patients: 2, Hours: 2})
 	recs[0].SpO2, recs[0].HR = math.NaN(), 72
 	var buf bytes.Buffer
 	if err := WriteCSV(&buf, recs); err != nil {
@@ -169,7 +169,7 @@ func TestCSVAndMap(t *testing.T) {
 // and common before an event; every course occurs; the CSV and the map
 // carry both observations.
 func TestObservations(t *testing.T) {
-	recs := Generate(Config{Seed: 9, Patients: 400})
+	recs := gen(t, Config{Seed: 9, Patients: 400})
 	var n, o2, conf [2]int
 	courses := map[string]int{}
 	for _, r := range recs {
@@ -206,7 +206,7 @@ func TestObservations(t *testing.T) {
 // Pimentel 2019) - a generator it read perfectly would make the baseline
 // meaningless, one it could not read would make it a straw man.
 func TestNEWS2Discriminates(t *testing.T) {
-	recs := Generate(Config{Seed: 11, Patients: 400, Dropout: -1, Artefacts: -1})
+	recs := gen(t, Config{Seed: 11, Patients: 400, NoDropout: true, NoArtefacts: true})
 	var pos, neg []int
 	for _, r := range recs {
 		if r.Label == 1 {
@@ -241,6 +241,45 @@ func TestReference(t *testing.T) {
 	for i, s := range Reference() {
 		if math.Abs(s.Mean-want[i]) > 0.08*want[i] || !(s.SD > 0) || s.SD > 0.35*want[i] {
 			t.Errorf("%s: mean %.2f sd %.2f, want about %.1f", Fields[i], s.Mean, s.SD, want[i])
+		}
+	}
+}
+
+func gen(t testing.TB, c Config) []Record {
+	t.Helper()
+	recs, err := Generate(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+// A negative field is an error naming it, not "none" (the No... fields
+// say that), and so is a probability above 1.
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Patients: -1}, "vitals config: Patients must not be negative"},
+		{Config{Hours: -2}, "vitals config: Hours must not be negative"},
+		{Config{Dropout: -1}, "vitals config: Dropout must not be negative"},
+		{Config{Deteriorating: 1.5}, "vitals config: Deteriorating 1.5 is a probability, above 1"},
+		{Config{Interval: math.Inf(1)}, "vitals config: Interval +Inf must be finite"},
+		{Config{Artefacts: math.NaN()}, "vitals config: Artefacts must not be negative"},
+	} {
+		if _, err := Generate(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: err %v, want %q", tc.cfg, err, tc.want)
+		}
+	}
+	// The No... fields override a profile's probability.
+	c := Shard(Config{Seed: 1, Patients: 20}, 4) // screening: Dropout 0.1
+	c.NoDropout = true
+	for _, r := range gen(t, c) {
+		for i, v := range r.Values() {
+			if math.IsNaN(v) && Fields[i] != "glucose" {
+				t.Fatalf("a %s reading is missing with NoDropout", Fields[i])
+			}
 		}
 	}
 }

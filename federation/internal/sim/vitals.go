@@ -25,8 +25,12 @@ func Vitals(n int, seed uint64) *Data {
 	var recs []vitals.Record
 	for i := range np {
 		cfg := vitals.Shard(vitals.Config{Seed: seed, Patients: per}, i)
-		cfg.Dropout, cfg.Artefacts = -1, -1 // after the profile, which may set them
-		recs = append(recs, vitals.Generate(cfg)...)
+		cfg.NoDropout, cfg.NoArtefacts = true, true // over the profile's
+		rs, err := vitals.Generate(cfg)
+		if err != nil {
+			panic(err) // counts of at least 2 and no other field: valid
+		}
+		recs = append(recs, rs...)
 	}
 	// Keep n readings, spread over every patient.
 	r := rand.New(rand.NewPCG(seed, 5))
