@@ -88,8 +88,8 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 }
 
 // newMode converts a NewMode function at the package boundary.
-func newMode(f func(string) (*DevicePrivacy, error)) func(string) (hook.Client, error) {
-	return func(mode string) (hook.Client, error) {
+func newMode(f func(string) (*DevicePrivacy, error)) func(string) (hook.ClientTransform, error) {
+	return func(mode string) (hook.ClientTransform, error) {
 		p, err := f(mode)
 		if err != nil {
 			return nil, err

@@ -46,7 +46,7 @@ type Config struct {
 	ChunkSize int
 	// Modes maps privacy mode names to their device-side transforms. The
 	// caller serves their protocol steps (hook.ServeDevice), if any.
-	Modes map[string]hook.Client
+	Modes map[string]hook.ClientTransform
 	// NewMode, when set, makes the agent follow the hub's privacy mode: the
 	// first time a join reply (hub.ModeHeader) or a task names a mode that
 	// Modes lacks, the agent creates its device side with NewMode. When
@@ -54,7 +54,7 @@ type Config struct {
 	// hook.Handler signature, as modes.Client has), the agent serves them
 	// on the device's step subject (hook.StepSubject, subscribed before the
 	// device joins) with the mode the hub announced.
-	NewMode func(mode string) (hook.Client, error)
+	NewMode func(mode string) (hook.ClientTransform, error)
 	// Mode, when set, is the only round mode this device takes part in: it
 	// refuses to start against a hub that announces another mode, and
 	// refuses tasks of any other mode, plain included.
@@ -93,9 +93,9 @@ type Agent struct {
 
 	link      *hook.DeviceLink
 	modeMu    sync.Mutex
-	clients   map[string]hook.Client // created by NewMode
-	hubMode   string                 // announced in the last join reply ("" plain)
-	modeKnown chan struct{}          // closed after the first join reply
+	clients   map[string]hook.ClientTransform // created by NewMode
+	hubMode   string                          // announced in the last join reply ("" plain)
+	modeKnown chan struct{}                   // closed after the first join reply
 
 	cacheVersion uint64
 	cacheDigest  []byte
@@ -147,7 +147,7 @@ func New(cfg Config) (*Agent, error) {
 	ctx, quit := context.WithCancel(context.Background())
 	return &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent", "device", cfg.ID),
 		subj: wire.For(cfg.Name), tasks: make(chan wire.Task, 1), ctx: ctx, quit: quit,
-		clients: map[string]hook.Client{}, modeKnown: make(chan struct{})}, nil
+		clients: map[string]hook.ClientTransform{}, modeKnown: make(chan struct{})}, nil
 }
 
 // Start connects, subscribes to the device's task subject, announces the
@@ -268,7 +268,7 @@ func modeName(m string) string {
 
 // client returns mode's device side: from Modes, or created once by
 // NewMode.
-func (a *Agent) client(mode string) (hook.Client, error) {
+func (a *Agent) client(mode string) (hook.ClientTransform, error) {
 	if c := a.cfg.Modes[mode]; c != nil {
 		return c, nil
 	}

@@ -25,8 +25,8 @@ type RoundInfo struct {
 	Device    string // on a device: its own id
 }
 
-// Hub is the hub side of a mode.
-type Hub interface {
+// HubTransform is the hub side of a mode.
+type HubTransform interface {
 	// Prepare returns per-round parameters sent to every sampled device in
 	// its task (Task.extra), e.g. secure-aggregation public keys.
 	Prepare(ctx context.Context, info RoundInfo) (map[string][]byte, error)
@@ -37,11 +37,11 @@ type Hub interface {
 	PostAggregate(ctx context.Context, info RoundInfo, global model.Model) (model.Model, error)
 }
 
-// Client is the device side of a mode.
-type Client interface {
+// ClientTransform is the device side of a mode.
+type ClientTransform interface {
 	// Transform rewrites the device's trained update before it is sent
 	// (e.g. clip and noise, mask) and may add extras to it. extra holds the
-	// task's parameters from Hub.Prepare.
+	// task's parameters from HubTransform.Prepare.
 	Transform(ctx context.Context, info RoundInfo, extra map[string][]byte, global model.Model,
 		update *model.Model, numExamples uint64) (map[string][]byte, error)
 }

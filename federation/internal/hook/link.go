@@ -32,8 +32,8 @@ import (
 // round, step or device, and neither side accepts a forged one. The mode's
 // state machine (privacy/secagg, privacy/he) refuses a repeated step.
 //
-// Steps run inside Hub.Prepare (before the task is published) and
-// Hub.PreAggregate (after the updates are in), so the hub's round loop is
+// Steps run inside HubTransform.Prepare (before the task is published) and
+// HubTransform.PreAggregate (after the updates are in), so the hub's round loop is
 // unchanged: a round is Prepare [steps...] -> task -> updates ->
 // PreAggregate [steps...] -> strategy -> PostAggregate.
 

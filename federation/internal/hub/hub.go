@@ -118,7 +118,7 @@ type Config struct {
 	// every mode but plain the devices' metrics are neither sent nor
 	// reported.
 	Mode    string
-	ModeHub hook.Hub
+	ModeHub hook.HubTransform
 	// Evaluator reports global loss/accuracy per round when set.
 	Evaluator Evaluator
 	// OnRound is called after every round (completed or failed).

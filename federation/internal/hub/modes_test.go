@@ -88,7 +88,7 @@ func modeFleet(t *testing.T, mode string, access bool, rounds int) (*hub.Hub, *s
 		a, err := agent.New(agent.Config{Conn: nc, ID: id, Key: wire.DeviceKey(secret, id), Trainer: net8,
 			Data:      sim.Dataset(data.TrainX, data.TrainY, data.Features, []int{i, i + 10, i + 20, i + 30}),
 			Heartbeat: 200 * time.Millisecond,
-			NewMode: func(m string) (hook.Client, error) {
+			NewMode: func(m string) (hook.ClientTransform, error) {
 				return modes.NewClient(m, id, modes.Config{})
 			}})
 		if err != nil {
@@ -254,7 +254,7 @@ func TestAccountedRateIsSampledRate(t *testing.T) {
 		a, err := agent.New(agent.Config{Conn: nc, ID: id, Key: wire.DeviceKey(secret, id), Trainer: net8,
 			Data:      sim.Dataset(data.TrainX, data.TrainY, data.Features, []int{i, i + 10, i + 20}),
 			Heartbeat: 200 * time.Millisecond,
-			NewMode:   func(m string) (hook.Client, error) { return modes.NewClient(m, id, modes.Config{}) }})
+			NewMode:   func(m string) (hook.ClientTransform, error) { return modes.NewClient(m, id, modes.Config{}) }})
 		if err != nil {
 			t.Fatal(err)
 		}

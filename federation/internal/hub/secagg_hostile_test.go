@@ -62,7 +62,7 @@ func TestSecAggHostileDeviceCannotAbortRounds(t *testing.T) {
 		a, err := agent.New(agent.Config{Conn: nc, ID: id, Key: wire.DeviceKey(secret, id), Trainer: net8,
 			Data:      sim.Dataset(data.TrainX, data.TrainY, data.Features, []int{i, i + 10, i + 20, i + 30}),
 			Heartbeat: 200 * time.Millisecond,
-			NewMode: func(m string) (hook.Client, error) {
+			NewMode: func(m string) (hook.ClientTransform, error) {
 				c, err := modes.NewClient(m, id, modes.Config{})
 				if err != nil || id != evil {
 					return c, err

@@ -14,7 +14,7 @@ import (
 	"github.com/fennec-edge/fennec/privacy/secagg"
 )
 
-// Client is a mode's device side: a hook.Client for the agent, and the
+// Client is a mode's device side: a hook.ClientTransform for the agent, and the
 // hook.Handler of the device's step link (Handle). Its secrets (secagg keys
 // and seeds, the HE secret key and threshold share) never leave it except
 // as the protocols' encrypted shares.
@@ -200,7 +200,7 @@ func (c *Client) handleHE(round uint64, step string, data []byte) ([]byte, error
 	}
 }
 
-// Transform implements hook.Client: it clips, noises, masks or encrypts the
+// Transform implements hook.ClientTransform: it clips, noises, masks or encrypts the
 // device's update delta. What leaves in *update: dp: global + clipped
 // delta; ldp: global + clipped, noised delta; secagg: the masked quantised
 // vector in the f32 tensors' bytes; he: the global model unchanged (the

@@ -21,7 +21,7 @@ import (
 	"github.com/fennec-edge/fennec/privacy/secagg"
 )
 
-// Hub is a mode's hub side (a hook.Hub). Bind it to the federation's step
+// Hub is a mode's hub side (a hook.HubTransform). Bind it to the federation's step
 // link and global model before the hub's first round.
 type Hub struct {
 	mode string
@@ -134,7 +134,7 @@ func (h *Hub) clip() float64 {
 	return h.cfg.Clip
 }
 
-// Prepare implements hook.Hub: it fixes the round's parameters and runs the
+// Prepare implements hook.HubTransform: it fixes the round's parameters and runs the
 // secure protocols' setup steps.
 func (h *Hub) Prepare(ctx context.Context, info hook.RoundInfo) (map[string][]byte, error) {
 	h.mu.Lock()
@@ -407,7 +407,7 @@ func (h *Hub) setupHE(ctx context.Context, round uint64) error {
 	return nil
 }
 
-// PreAggregate implements hook.Hub: it turns the round's updates into one
+// PreAggregate implements hook.HubTransform: it turns the round's updates into one
 // aggregate update (global + mean delta, noised in the DP modes).
 func (h *Hub) PreAggregate(ctx context.Context, info hook.RoundInfo, ups []strategy.ModelUpdate) ([]strategy.ModelUpdate, error) {
 	h.mu.Lock()
@@ -751,7 +751,7 @@ func firstErr(m map[string]error) error {
 	return fmt.Errorf("%s: %w", ks[0], m[ks[0]])
 }
 
-// PostAggregate implements hook.Hub; the modes finish in PreAggregate.
+// PostAggregate implements hook.HubTransform; the modes finish in PreAggregate.
 func (h *Hub) PostAggregate(_ context.Context, _ hook.RoundInfo, global model.Model) (model.Model, error) {
 	return global, nil
 }

@@ -79,8 +79,8 @@ type Config struct {
 	Fault     Fault
 	// Mode and its transforms (privacy hook).
 	Mode       string
-	ModeHub    hook.Hub
-	ModeClient hook.Client
+	ModeHub    hook.HubTransform
+	ModeClient hook.ClientTransform
 	// PrivacyMode runs a built-in privacy round mode (modes.Names: plain,
 	// dp, ldp, secagg, secagg+dp, he, he+dp) configured by Privacy, with its
 	// protocol steps over the embedded NATS (hook.HubLink /
@@ -393,7 +393,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			return Summary{}, err
 		}
 		id := ids[i]
-		var clients map[string]hook.Client
+		var clients map[string]hook.ClientTransform
 		switch {
 		case mh != nil:
 			mc, err := modes.NewClient(cfg.PrivacyMode, id, pcfg)
@@ -407,9 +407,9 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 				return Summary{}, err
 			}
 			defer link.Close()
-			clients = map[string]hook.Client{cfg.PrivacyMode: mc}
+			clients = map[string]hook.ClientTransform{cfg.PrivacyMode: mc}
 		case cfg.Mode != "":
-			clients = map[string]hook.Client{cfg.Mode: cfg.ModeClient}
+			clients = map[string]hook.ClientTransform{cfg.Mode: cfg.ModeClient}
 		}
 		a, err := agent.New(agent.Config{Name: "sim", Conn: nc, ID: id, Key: wire.DeviceKey(secret, id),
 			Trainer: tr, Data: ds(cfg.Data.TrainX, cfg.Data.TrainY, shards[i]),
