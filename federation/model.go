@@ -57,12 +57,6 @@ func DecodeModel(b []byte) (Model, error) {
 // Encode returns m as deterministic CBOR (the encoding DecodeModel reads).
 func (m Model) Encode() ([]byte, error) { return model.Marshal(m.internal()) }
 
-// Validate checks every tensor's name, dtype, shape and data length.
-func (m Model) Validate() error {
-	im := m.internal()
-	return im.Validate()
-}
-
 // Params is the number of f32 elements in m: the length of Flatten's
 // vector.
 func (m Model) Params() int {

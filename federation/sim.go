@@ -130,8 +130,6 @@ type Summary struct {
 	Accuracy     float64 `json:"accuracy"`
 	Loss         float64 `json:"loss"`
 	BestAccuracy float64 `json:"best_accuracy"`
-	// RoundsToTarget is set by callers that have a target (RoundsTo).
-	RoundsToTarget int `json:"rounds_to_target,omitempty"`
 	// ReferenceAccuracy and ReferenceLoss of the central reference
 	// (SimConfig.Reference).
 	ReferenceAccuracy float64       `json:"reference_accuracy,omitempty"`
@@ -183,7 +181,7 @@ func Simulate(ctx context.Context, cfg SimConfig) (Summary, error) {
 	s, err := sim.Run(ctx, ic)
 	out := Summary{
 		Rounds: s.Rounds, Devices: s.Devices, Params: s.Params, Strategy: s.Strategy, Accuracy: s.Accuracy,
-		Loss: s.Loss, BestAccuracy: s.BestAccuracy, RoundsToTarget: s.RoundsToTarget,
+		Loss: s.Loss, BestAccuracy: s.BestAccuracy,
 		ReferenceAccuracy: s.ReferenceAccuracy, ReferenceLoss: s.ReferenceLoss, BytesMoved: s.BytesMoved,
 		Duration: s.Duration, Privacy: fromStatus(s.Privacy), Final: fromModel(s.Final),
 	}
@@ -229,9 +227,6 @@ type Data struct {
 func (d *Data) TrainDataset(f32Labels bool) Dataset {
 	return fromDataset((*sim.Data)(d).TrainDataset(f32Labels))
 }
-
-// TestDataset is the test split as a Dataset (i32 labels).
-func (d *Data) TestDataset() Dataset { return fromDataset((*sim.Data)(d).Test()) }
 
 // Vitals returns about n readings of generated patient vitals (fennec's
 // one generator, which the demo and `fennec vitals` use) as a Data held

@@ -35,12 +35,6 @@ type Dataset struct {
 	Y Tensor `cbor:"y"`
 }
 
-// Rows is the example count, after checking that X and Y agree.
-func (d Dataset) Rows() (int, error) {
-	id := d.internal()
-	return id.Rows()
-}
-
 func (d Dataset) internal() train.Dataset {
 	return train.Dataset{X: model.Tensor(d.X), Y: model.Tensor(d.Y)}
 }
