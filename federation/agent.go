@@ -2,8 +2,10 @@ package federation
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/fennec-edge/fennec/federation/internal/hook"
 	"github.com/fennec-edge/fennec/federation/internal/hub"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
+	"github.com/fennec-edge/fennec/internal/atomicfile"
 )
 
 // AgentConfig configures an Agent. The zero value of each field is its
@@ -117,6 +120,31 @@ func (a *Agent) Kill() { a.a.Kill() }
 
 // DeviceKey derives device id's credential key from the fleet secret.
 func DeviceKey(secret []byte, id string) []byte { return wire.DeviceKey(secret, id) }
+
+// ReadFleetSecret reads the fleet secret file at path (hex, at least 16
+// bytes; errors name the file). With create, a missing file is created with
+// a random 32-byte secret, written atomically with mode 0600.
+func ReadFleetSecret(path string, create bool) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && create {
+		s, file, err := wire.NewSecret()
+		if err != nil {
+			return nil, err
+		}
+		if err := atomicfile.WriteFile(path, file, 0o600); err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	s, err := wire.ParseSecret(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
 
 // FormatCreds writes device id's credentials file.
 func FormatCreds(id string, key []byte) string { return wire.FormatCreds(id, key) }

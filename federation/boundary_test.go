@@ -2,6 +2,9 @@ package federation
 
 import (
 	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -161,5 +164,30 @@ func TestPlanPrivacy(t *testing.T) {
 					tc.want.Rounds, tc.want.Population, tc.want.SamplingRate)
 			}
 		})
+	}
+}
+
+func TestReadFleetSecret(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "fleet.secret")
+	if _, err := ReadFleetSecret(p, false); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("missing file without create: %v", err)
+	}
+	s, err := ReadFleetSecret(p, true)
+	if err != nil || len(s) != 32 {
+		t.Fatalf("create: %d bytes, %v", len(s), err)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the created file: %v %v", fi.Mode(), err)
+	}
+	again, err := ReadFleetSecret(p, true)
+	if err != nil || string(again) != string(s) {
+		t.Fatalf("read back %x, %v; want %x", again, err, s)
+	}
+	for _, bad := range []string{"", "not hex\n", "00112233445566778899aabbccddee\n"} {
+		os.WriteFile(p, []byte(bad), 0o600)
+		if _, err := ReadFleetSecret(p, true); err == nil || !strings.Contains(err.Error(), p+": the fleet secret must be at least 16 bytes of hex") {
+			t.Errorf("%q: %v", bad, err)
+		}
 	}
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,33 +13,9 @@ import (
 
 	"github.com/fennec-edge/fennec/deploy"
 	"github.com/fennec-edge/fennec/federation"
-	"github.com/fennec-edge/fennec/internal/atomicfile"
 )
 
 func init() { register(newHubCmd) }
-
-// readSecret loads the fleet secret (hex) from path, creating it when absent.
-func readSecret(path string, create bool) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) && create {
-		s := make([]byte, 32)
-		if _, err := rand.Read(s); err != nil {
-			return nil, err
-		}
-		if err := atomicfile.WriteFile(path, []byte(hex.EncodeToString(s)+"\n"), 0o600); err != nil {
-			return nil, err
-		}
-		return s, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	s, err := hex.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil || len(s) < 16 {
-		return nil, fmt.Errorf("%s: the fleet secret must be at least 16 bytes of hex", path)
-	}
-	return s, nil
-}
 
 func newHubCmd() *cobra.Command {
 	var (
@@ -116,7 +90,7 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 				}
 				secretFile = cfg.DataDir + "/fleet.secret"
 			}
-			s, err := readSecret(secretFile, true)
+			s, err := federation.ReadFleetSecret(secretFile, true)
 			if err != nil {
 				return &exitError{exitBadInput, err}
 			}
@@ -316,7 +290,7 @@ func newHubCredsCmd() *cobra.Command {
 		Short: "Print a device's credentials file (id:key derived from the fleet secret)",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			s, err := readSecret(secretFile, false)
+			s, err := federation.ReadFleetSecret(secretFile, false)
 			if err != nil {
 				return &exitError{exitBadInput, err}
 			}

@@ -328,6 +328,29 @@ func ParseCreds(b []byte) (id string, key []byte, err error) {
 	return "", nil, errors.New("creds: empty file")
 }
 
+// MinSecretBytes is the shortest fleet secret accepted.
+const MinSecretBytes = 16
+
+// ParseSecret reads a fleet secret file: the secret in hex on one line
+// (surrounding whitespace ignored), at least MinSecretBytes bytes.
+func ParseSecret(b []byte) ([]byte, error) {
+	s, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(s) < MinSecretBytes {
+		return nil, fmt.Errorf("the fleet secret must be at least %d bytes of hex", MinSecretBytes)
+	}
+	return s, nil
+}
+
+// NewSecret returns a random 32-byte fleet secret and its file contents
+// (ParseSecret's format).
+func NewSecret() ([]byte, []byte, error) {
+	s := make([]byte, 32)
+	if _, err := rand.Read(s); err != nil {
+		return nil, nil, err
+	}
+	return s, []byte(hex.EncodeToString(s) + "\n"), nil
+}
+
 // FormatCreds is ParseCreds' inverse.
 func FormatCreds(id string, key []byte) string {
 	return "# fennec device credentials\n" + id + ":" + hex.EncodeToString(key) + "\n"

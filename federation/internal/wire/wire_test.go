@@ -154,6 +154,22 @@ func FuzzCreds(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) { _, _, _ = ParseCreds(b) })
 }
 
+func FuzzParseSecret(f *testing.F) {
+	_, file, err := NewSecret()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(file)
+	f.Add([]byte("00112233445566778899aabbccddeeff"))
+	f.Add([]byte("zz\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := ParseSecret(b)
+		if err == nil && len(s) < MinSecretBytes {
+			t.Fatalf("accepted a %d-byte secret", len(s))
+		}
+	})
+}
+
 // Each MAC'd kind is its own domain: a join is not a leave; a task's MAC
 // binds the device and every field but the inline model.
 func TestMACDomains(t *testing.T) {
