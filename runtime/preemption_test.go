@@ -9,11 +9,13 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fennec-edge/fennec/internal/testutil"
 	"github.com/fennec-edge/fennec/runtime"
 )
 
@@ -63,6 +65,13 @@ func TestHostCallPreemption(t *testing.T) {
 	if s := mod2.Stats(); s.Abandoned != 1 || s.Deadlines != 1 {
 		t.Fatalf("stats %+v", s)
 	}
-	mod2.Close(ctx)                     // must not disturb the runaway, which closes its own instance
-	time.Sleep(1500 * time.Millisecond) // let the runaway reach its host call and clean up
+	mod2.Close(ctx) // must not disturb the runaway, which closes its own instance
+	// The runaway reaches its host call, closes its instance and returns:
+	// poll for its goroutine to be gone (the collector stays off till then).
+	testutil.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		if gs := testutil.Goroutines("runtime.(*Module).runCooperative.func"); len(gs) > 0 {
+			return fmt.Errorf("the abandoned call still runs:\n%s", gs[0])
+		}
+		return nil
+	})
 }
