@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/fennec-edge/fennec/deploy"
 	"github.com/fennec-edge/fennec/federation"
 )
 
@@ -148,4 +149,27 @@ func ExampleErrNoUpdates() {
 	// Output:
 	// true
 	// true
+}
+
+// A hub's privacy mode is planned from the hub's configuration: 10 devices
+// in the access file, a tenth sampled but at least 2, so the noise is
+// calibrated for a sampling rate of 0.2 over 20 rounds.
+func ExampleHubConfig_PlanPrivacy() {
+	acc := &deploy.Access{}
+	for i := range 10 {
+		acc.Devices = append(acc.Devices, deploy.DeviceAccess{ID: fmt.Sprintf("ward-%d", i)})
+	}
+	cfg := federation.HubConfig{Rounds: 20, Fraction: 0.1, MinDevices: 2, Access: acc}
+	m := cfg.PlanPrivacy(federation.ModeConfig{TargetEpsilon: 3})
+	fmt.Println(m.Rounds, len(m.Population), m.SamplingRate)
+	p, err := federation.NewHubPrivacy("dp", m)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	st := p.Status()
+	fmt.Println(p.Mode(), st.SamplingRate, st.NoiseMultiplier > 0)
+	// Output:
+	// 20 10 0.2
+	// dp 0.2 true
 }
