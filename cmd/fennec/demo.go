@@ -716,9 +716,11 @@ func liveStream(ctx context.Context, devs []*demoDevice, m federation.Model, o d
 				return nil, nil, err
 			}
 			per := float64(time.Since(t0).Nanoseconds()) / 1e6 / float64(len(tick))
-			scores, _ := pred["scores"].([]any)
-			for n, s := range scores {
-				risk, _ := toFloat(s)
+			scores, err := tickScores(pred, len(tick))
+			if err != nil {
+				return nil, nil, fmt.Errorf("device %d: %w", i, err)
+			}
+			for n, risk := range scores {
 				r := tick[n]
 				lat = append(lat, per)
 				st.Predictions++
@@ -747,19 +749,38 @@ func liveStream(ctx context.Context, devs []*demoDevice, m federation.Model, o d
 	return st, alerts, nil
 }
 
+// tickScores are the risk scores risk-infer returned for n records: one
+// number each, or an error (the module's output is not trusted).
+func tickScores(pred map[any]any, n int) ([]float64, error) {
+	ss, ok := pred["scores"].([]any)
+	if !ok || len(ss) != n {
+		return nil, fmt.Errorf("risk-infer returned %d scores for %d records", len(ss), n)
+	}
+	out := make([]float64, n)
+	for i, s := range ss {
+		v, ok := toFloat(s)
+		if !ok {
+			return nil, fmt.Errorf("risk-infer score %d is %T, not a number", i, s)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
 // riskScores scores processed records with risk-infer, 1000 per call.
 func riskScores(ctx context.Context, infer *runtime.Module, m federation.Model, rows []any) ([]float64, error) {
 	scores := make([]float64, 0, len(rows))
 	for i := 0; i < len(rows); i += 1000 {
-		out, err := callCBOR(ctx, infer, "predict", map[string]any{"model": m, "records": rows[i:min(i+1000, len(rows))]})
+		batch := rows[i:min(i+1000, len(rows))]
+		out, err := callCBOR(ctx, infer, "predict", map[string]any{"model": m, "records": batch})
 		if err != nil {
 			return nil, err
 		}
-		ss, _ := out["scores"].([]any)
-		for _, s := range ss {
-			v, _ := toFloat(s)
-			scores = append(scores, v)
+		ss, err := tickScores(out, len(batch))
+		if err != nil {
+			return nil, err
 		}
+		scores = append(scores, ss...)
 	}
 	return scores, nil
 }

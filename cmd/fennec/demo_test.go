@@ -178,3 +178,28 @@ func TestDemoLR(t *testing.T) {
 		}
 	}
 }
+
+// risk-infer's output is not trusted: more, fewer or non-numeric scores
+// than records are an error, not an index past the tick.
+func TestTickScores(t *testing.T) {
+	for _, tc := range []struct {
+		pred map[any]any
+		n    int
+		want string
+	}{
+		{map[any]any{"scores": []any{0.1, 0.9}}, 2, ""},
+		{map[any]any{"scores": []any{0.1, 0.9, 0.5}}, 2, "3 scores for 2 records"},
+		{map[any]any{"scores": []any{0.1}}, 2, "1 scores for 2 records"},
+		{map[any]any{}, 1, "0 scores for 1 records"},
+		{map[any]any{"scores": "x"}, 1, "0 scores for 1 records"},
+		{map[any]any{"scores": []any{"high"}}, 1, "score 0 is string"},
+	} {
+		got, err := tickScores(tc.pred, tc.n)
+		switch {
+		case tc.want == "" && (err != nil || len(got) != tc.n):
+			t.Errorf("%v: %v %v", tc.pred, got, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: err %v, want %q", tc.pred, err, tc.want)
+		}
+	}
+}
