@@ -157,8 +157,9 @@ func newModelRunCmd() *cobra.Command {
 				names = append(names, k)
 			}
 			sort.Strings(names)
-			for _, name := range names {
-				p := filepath.Join(outDir, safeFileName(name)+".npy")
+			files := outputFiles(names)
+			for i, name := range names {
+				p := filepath.Join(outDir, files[i])
 				if err := writeNPYFile(p, res[name]); err != nil {
 					return err
 				}
@@ -174,6 +175,24 @@ func newModelRunCmd() *cobra.Command {
 	c.Flags().StringVar(&ef.logLevel, "log-level", "warn", "log level: debug, info (placement and copies), warn, error")
 	c.Flags().StringVar(&ef.logFormat, "log-format", "text", "log format: text or json")
 	return c
+}
+
+// outputFiles are the .npy file names of the outputs names (sorted): each
+// safeFileName, with a -2, -3, ... suffix where two names map to one file
+// ("a/b" and "a_b"), so that no output overwrites another.
+func outputFiles(names []string) []string {
+	used := map[string]bool{}
+	out := make([]string, len(names))
+	for i, name := range names {
+		base := safeFileName(name)
+		f := base + ".npy"
+		for n := 2; used[strings.ToLower(f)]; n++ {
+			f = fmt.Sprintf("%s-%d.npy", base, n)
+		}
+		used[strings.ToLower(f)] = true
+		out[i] = f
+	}
+	return out
 }
 
 // safeFileName maps an ONNX value name (which may hold '/' or ':') to a

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -183,6 +184,22 @@ func TestModelErrors(t *testing.T) {
 		out, code := runFennec(t, dir, tc.args...)
 		if code != tc.code || !strings.Contains(out, tc.want) {
 			t.Errorf("fennec %s: exit %d, %q; want exit %d and %q", strings.Join(tc.args, " "), code, out, tc.code, tc.want)
+		}
+	}
+}
+
+// Two outputs whose names map to one file each get their own.
+func TestOutputFiles(t *testing.T) {
+	for _, tc := range []struct {
+		names, want []string
+	}{
+		{[]string{"logits", "probs"}, []string{"logits.npy", "probs.npy"}},
+		{[]string{"a/b", "a_b", "a:b"}, []string{"a_b.npy", "a_b-2.npy", "a_b-3.npy"}},
+		{[]string{"Y", "y"}, []string{"Y.npy", "y-2.npy"}},
+		{[]string{"..", "_.."}, []string{"_...npy", "_..-2.npy"}},
+	} {
+		if got := outputFiles(tc.names); !slices.Equal(got, tc.want) {
+			t.Errorf("outputFiles(%q) = %q, want %q", tc.names, got, tc.want)
 		}
 	}
 }
