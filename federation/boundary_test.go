@@ -191,3 +191,19 @@ func TestReadFleetSecret(t *testing.T) {
 		}
 	}
 }
+
+// Only the he modes give the training module an HE party.
+func TestDevicePrivacyHEParty(t *testing.T) {
+	for _, mode := range ModeNames() {
+		if mode == "plain" {
+			continue
+		}
+		p, err := NewDevicePrivacy(mode, "d1", ModeConfig{NoiseMultiplier: 1})
+		if err != nil {
+			t.Fatalf("%s: %v", mode, err)
+		}
+		if he := mode == "he" || mode == "he+dp"; (p.HEParty() != nil) != he {
+			t.Errorf("%s: HEParty() = %v", mode, p.HEParty())
+		}
+	}
+}

@@ -156,7 +156,10 @@ func (p *HubPrivacy) Status() ModeStatus { return ModeStatus(p.h.Status()) }
 // device's update (clip, noise, mask, encrypt) and answers the mode's
 // protocol steps. Its secrets never leave it but as the protocols'
 // encrypted shares. AgentConfig.NewMode returns one.
-type DevicePrivacy struct{ c *modes.Client }
+type DevicePrivacy struct {
+	c    *modes.Client
+	mode string
+}
 
 // NewDevicePrivacy validates cfg for mode and returns device id's side. A
 // device enforces its own policy from cfg: MinAggregate, AllowInsecure,
@@ -166,13 +169,19 @@ func NewDevicePrivacy(mode, id string, cfg ModeConfig) (*DevicePrivacy, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &DevicePrivacy{c}, nil
+	return &DevicePrivacy{c, mode}, nil
 }
 
-// HEParty is the device's party of the he and he+dp modes, for the
-// training module's he_encrypt (hostfuncs.HESlot): it encrypts under the
-// federation's collective key once the hub's key setup has run.
-func (p *DevicePrivacy) HEParty() hostfuncs.HEParty { return p.c }
+// HEParty is the device's party in the he and he+dp modes, nil in the
+// others: what the training module's he_encrypt encrypts with
+// (hostfuncs.HESlot.Set), under the federation's collective key once the
+// hub's key setup has run.
+func (p *DevicePrivacy) HEParty() hostfuncs.HEParty {
+	if p.mode != modes.HE && p.mode != modes.HEDP {
+		return nil
+	}
+	return p.c
+}
 
 // Epsilon is the device's own epsilon so far (ldp; 0 in other modes).
 func (p *DevicePrivacy) Epsilon() float64 { return p.c.Epsilon() }

@@ -162,11 +162,7 @@ another mode). In ldp the device adds its own noise: give it --noise-multiplier,
 					if err != nil {
 						return nil, err
 					}
-					if m == "he" || m == "he+dp" {
-						heParty.Set(mc.HEParty())
-					} else {
-						heParty.Set(nil)
-					}
+					heParty.Set(mc.HEParty()) // nil outside he and he+dp
 					fmt.Fprintf(c.OutOrStdout(), "device %s takes part in privacy mode %s\n", cid, m)
 					return mc, nil
 				}})
