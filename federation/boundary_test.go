@@ -123,6 +123,8 @@ func TestAgentConfigHostile(t *testing.T) {
 		{"nil wasm trainer", AgentConfig{URL: "nats://127.0.0.1:1", ID: "d", Key: make([]byte, 16), Trainer: (*WasmTrainer)(nil), Data: data.TrainDataset(false)}, "agent config: Trainer is required"},
 		{"negative heartbeat", AgentConfig{URL: "nats://127.0.0.1:1", ID: "d", Key: make([]byte, 16), Trainer: MLP{}, Data: data.TrainDataset(false), Heartbeat: -time.Second}, "agent config: Heartbeat must not be negative"},
 		{"bad data", AgentConfig{URL: "nats://127.0.0.1:1", ID: "d", Key: make([]byte, 16), Trainer: MLP{}}, "agent config: Data"},
+		{"mode without NewMode", AgentConfig{URL: "nats://127.0.0.1:1", ID: "d", Key: make([]byte, 16), Trainer: MLP{}, Data: data.TrainDataset(false), Mode: "dp"}, `agent config: Mode "dp" needs NewMode`},
+		{"bad mode name", AgentConfig{URL: "nats://127.0.0.1:1", ID: "d", Key: make([]byte, 16), Trainer: MLP{}, Data: data.TrainDataset(false), Mode: "a.b"}, "agent config: Mode"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewAgent(tc.cfg)

@@ -142,7 +142,7 @@ func New(cfg Config) (*Agent, error) {
 	} else if err := wire.ValidName(strings.ReplaceAll(cfg.Mode, "+", "_")); err != nil {
 		return nil, fmt.Errorf("agent config: Mode: %w", err)
 	} else if cfg.Modes[cfg.Mode] == nil && cfg.NewMode == nil {
-		return nil, fmt.Errorf("agent config: Mode %q needs its transform in Modes or NewMode", cfg.Mode)
+		return nil, fmt.Errorf("agent config: Mode %q needs NewMode (or its transform in Modes)", cfg.Mode)
 	}
 	ctx, quit := context.WithCancel(context.Background())
 	return &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent", "device", cfg.ID),
