@@ -30,7 +30,7 @@ func quantSession(t *testing.T, op string, inputs []string, dts []nn.DType, nOut
 		vi.Type.GetTensorType().Shape = nil // any rank
 		g.Input = append(g.Input, vi)
 	}
-	m, err := Decode(marshal(t, model(13, g)), "q.onnx", "", Options{})
+	m, err := Decode(marshal(t, model(14, g)), "q.onnx", "", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,5 +145,57 @@ func TestMatMulIntegerExact(t *testing.T) {
 	}
 	if got, want := out["y0"].I32[0], int32(255*255*k); got != want {
 		t.Fatalf("got %d, want %d", got, want)
+	}
+}
+
+func i64T(shape []int, v ...int64) *nn.Tensor {
+	return &nn.Tensor{DType: nn.Int64, Shape: shape, I64: v}
+}
+
+// Shape bombs and bad operands of Tile, Split, Trilu, GRU and RNN.
+func TestMoreHostile(t *testing.T) {
+	F, L := nn.Float32, nn.Int64
+	one := f32T([]int{1, 1}, 1)
+	for _, tc := range []struct {
+		name   string
+		op     string
+		inputs []string
+		dts    []nn.DType
+		feed   []*nn.Tensor
+		nOut   int
+		attrs  []*pb.AttributeProto
+		want   string
+	}{
+		{"tile bomb", "Tile", []string{"x", "r"}, []nn.DType{F, L}, []*nn.Tensor{one, i64T([]int{2}, 1<<20, 1<<20)}, 1, nil, "limit"},
+		{"tile dim overflow", "Tile", []string{"x", "r"}, []nn.DType{F, L}, []*nn.Tensor{f32T([]int{2, 1}, 1, 2), i64T([]int{2}, 1<<31-1, 1)}, 1, nil, "over 2^31"},
+		{"tile negative", "Tile", []string{"x", "r"}, []nn.DType{F, L}, []*nn.Tensor{one, i64T([]int{2}, -1, 1)}, 1, nil, "repeats"},
+		{"tile rank", "Tile", []string{"x", "r"}, []nn.DType{F, L}, []*nn.Tensor{one, i64T([]int{1}, 2)}, 1, nil, "1 repeats for input [1 1]"},
+		{"split sum", "Split", []string{"x", "s"}, []nn.DType{F, L}, []*nn.Tensor{f32T([]int{3}, 1, 2, 3), i64T([]int{2}, 1, 1)}, 2, nil, "add up to 2, the axis has 3"},
+		{"split negative", "Split", []string{"x", "s"}, []nn.DType{F, L}, []*nn.Tensor{f32T([]int{3}, 1, 2, 3), i64T([]int{2}, 4, -1)}, 2, nil, "split size -1"},
+		{"split count", "Split", []string{"x", "s"}, []nn.DType{F, L}, []*nn.Tensor{f32T([]int{3}, 1, 2, 3), i64T([]int{3}, 1, 1, 1)}, 2, nil, "3 split sizes for 2 outputs"},
+		{"trilu rank", "Trilu", []string{"x"}, []nn.DType{F}, []*nn.Tensor{f32T([]int{3}, 1, 2, 3)}, 1, nil, "want rank >= 2"},
+		{"rnn weights", "RNN", []string{"x", "w", "r"}, []nn.DType{F, F, F}, []*nn.Tensor{f32T([]int{1, 1, 2}, 1, 2), f32T([]int{1, 3, 2}, 1, 2, 3, 4, 5, 6), f32T([]int{1, 2, 2}, 1, 2, 3, 4)}, 2, nil, "for hidden_size 2"},
+		{"gru lens", "GRU", []string{"x", "w", "r", "", "sl"}, []nn.DType{F, F, F, 0, nn.Int32},
+			[]*nn.Tensor{f32T([]int{1, 1, 1}, 1), f32T([]int{1, 3, 1}, 1, 2, 3), f32T([]int{1, 3, 1}, 1, 2, 3), nil, i32T([]int{1}, 9)}, 2, nil, "sequence_lens[0] = 9 outside 0..1"},
+		{"gru direction", "GRU", []string{"x", "w", "r"}, []nn.DType{F, F, F},
+			[]*nn.Tensor{f32T([]int{1, 1, 1}, 1), f32T([]int{1, 3, 1}, 1, 2, 3), f32T([]int{1, 3, 1}, 1, 2, 3)}, 2,
+			[]*pb.AttributeProto{{Name: strp("direction"), Type: attrTypep(pb.AttributeProto_STRING), S: []byte("sideways")}}, "direction \"sideways\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := quantSession(t, tc.op, tc.inputs, tc.dts, tc.nOut, tc.attrs...)
+			feed := map[string]*nn.Tensor{}
+			for i, n := range tc.inputs {
+				if n != "" {
+					feed[n] = tc.feed[i]
+				}
+			}
+			_, err := s.Run(feed)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.op) {
+				t.Fatalf("error %q: want it to name %s and say %q", err, tc.op, tc.want)
+			}
+		})
 	}
 }
