@@ -114,6 +114,16 @@ func inferNode(n *node, in []*vinfo) []*vinfo {
 		return same()
 	case "Identity":
 		return []*vinfo{x}
+	case "QuantizeLinear":
+		dt := nn.Uint8
+		if len(in) > 2 && in[2].dt != 0 {
+			dt = in[2].dt
+		}
+		return []*vinfo{{dt: dt, shape: x.shape}}
+	case "DequantizeLinear":
+		return []*vinfo{{dt: nn.Float32, shape: x.shape}}
+	case "DynamicQuantizeLinear":
+		return []*vinfo{{dt: nn.Uint8, shape: x.shape}, {dt: nn.Float32, shape: []Dim{}}, {dt: nn.Uint8, shape: []Dim{}}}
 	case "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Equal", "Less", "Greater", "And", "Or", "Where":
 		shape := x.shape
 		for _, t := range in[1:] {

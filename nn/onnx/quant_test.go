@@ -1,0 +1,201 @@
+package onnx
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/fennec-edge/fennec/gpu"
+	"github.com/fennec-edge/fennec/nn"
+	pb "github.com/fennec-edge/fennec/nn/onnx/internal/onnxpb"
+)
+
+// quantSession is a one-node model whose every input is a graph input, so
+// a test can feed it hostile scales, zero points and shapes at Run.
+func quantSession(t *testing.T, op string, inputs []string, dts []nn.DType, nOut int, attrs ...*pb.AttributeProto) *Session {
+	t.Helper()
+	g := &pb.GraphProto{Name: strp("q")}
+	var outs []string
+	for i := range nOut {
+		o := "y" + string(rune('0'+i))
+		outs = append(outs, o)
+		g.Output = append(g.Output, &pb.ValueInfoProto{Name: strp(o)})
+	}
+	g.Node = []*pb.NodeProto{nodep(op, "node_"+op, inputs, outs, attrs...)}
+	for i, n := range inputs {
+		if n == "" {
+			continue
+		}
+		vi := valueProto(n, dts[i])
+		vi.Type.GetTensorType().Shape = nil // any rank
+		g.Input = append(g.Input, vi)
+	}
+	m, err := Decode(marshal(t, model(14, g)), "q.onnx", "", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSession(m, gpu.NewCPU())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func f32T(shape []int, v ...float32) *nn.Tensor {
+	return &nn.Tensor{DType: nn.Float32, Shape: shape, F32: v}
+}
+
+func qT(dt nn.DType, shape []int, v ...uint8) *nn.Tensor {
+	return &nn.Tensor{DType: dt, Shape: shape, U8: v}
+}
+
+func i32T(shape []int, v ...int32) *nn.Tensor {
+	return &nn.Tensor{DType: nn.Int32, Shape: shape, I32: v}
+}
+
+func intAttr(name string, v int64) *pb.AttributeProto {
+	return &pb.AttributeProto{Name: strp(name), Type: attrTypep(pb.AttributeProto_INT), I: i64p(v)}
+}
+
+// Hostile quantization parameters: each is refused with an error that
+// names the node and the input, and nothing panics.
+func TestQuantHostile(t *testing.T) {
+	U, I, F := nn.Uint8, nn.Int8, nn.Float32
+	scalar := []int{}
+	x := f32T([]int{2, 3}, 1, 2, 3, 4, 5, 6)
+	qx := qT(U, []int{2, 3}, 1, 2, 3, 4, 5, 6)
+	for _, tc := range []struct {
+		name   string
+		op     string
+		inputs []string
+		dts    []nn.DType
+		feed   []*nn.Tensor
+		attrs  []*pb.AttributeProto
+		want   string
+	}{
+		{"zero scale", "QuantizeLinear", []string{"x", "s"}, []nn.DType{F, F}, []*nn.Tensor{x, f32T(scalar, 0)}, nil, "y_scale 0 is not a positive finite scale"},
+		{"NaN scale", "DequantizeLinear", []string{"x", "s"}, []nn.DType{U, F}, []*nn.Tensor{qx, f32T(scalar, float32NaN())}, nil, "x_scale NaN"},
+		{"scale of the wrong length", "QuantizeLinear", []string{"x", "s"}, []nn.DType{F, F}, []*nn.Tensor{x, f32T([]int{2}, 1, 1)}, nil, "want a scalar or [3]"},
+		{"axis out of range", "QuantizeLinear", []string{"x", "s"}, []nn.DType{F, F}, []*nn.Tensor{x, f32T([]int{3}, 1, 1, 1)}, []*pb.AttributeProto{intAttr("axis", 5)}, "axis 5"},
+		{"zero point of another length", "QuantizeLinear", []string{"x", "s", "z"}, []nn.DType{F, F, U}, []*nn.Tensor{x, f32T([]int{3}, 1, 1, 1), qT(U, []int{2}, 0, 0)}, nil, "y_zero_point of shape [2]"},
+		{"zero point dtype", "DequantizeLinear", []string{"x", "s", "z"}, []nn.DType{U, F, I}, []*nn.Tensor{qx, f32T(scalar, 1), qT(I, scalar, 0)}, nil, "x_zero_point is i8, the data is u8"},
+		{"blocked", "QuantizeLinear", []string{"x", "s"}, []nn.DType{F, F}, []*nn.Tensor{x, f32T(scalar, 1)}, []*pb.AttributeProto{intAttr("block_size", 2)}, "block_size 2"},
+		{"float data", "DequantizeLinear", []string{"x", "s"}, []nn.DType{F, F}, []*nn.Tensor{x, f32T(scalar, 1)}, nil, "want u8, i8 or i32"},
+		{"dynamic NaN", "DynamicQuantizeLinear", []string{"x"}, []nn.DType{F}, []*nn.Tensor{f32T([]int{2}, 1, float32NaN())}, nil, "NaN"},
+		{"matmul inner", "MatMulInteger", []string{"a", "b"}, []nn.DType{U, U}, []*nn.Tensor{qx, qT(U, []int{2, 3}, 1, 2, 3, 4, 5, 6)}, nil, "inner dimensions differ"},
+		{"matmul f32", "MatMulInteger", []string{"a", "b"}, []nn.DType{F, U}, []*nn.Tensor{x, qT(U, []int{3, 1}, 1, 2, 3)}, nil, "want u8 or i8"},
+		{"matmul zero point", "MatMulInteger", []string{"a", "b", "az"}, []nn.DType{U, U, U}, []*nn.Tensor{qx, qT(U, []int{3, 1}, 1, 2, 3), qT(U, []int{3}, 1, 2, 3)}, nil, "a_zero_point of shape [3] (want a scalar or [2])"},
+		{"conv group", "ConvInteger", []string{"x", "w"}, []nn.DType{U, U}, []*nn.Tensor{qT(U, []int{1, 3, 2, 2}, make([]uint8, 12)...), qT(U, []int{2, 3, 1, 1}, make([]uint8, 6)...)}, []*pb.AttributeProto{intAttr("group", 2)}, "group 2"},
+		{"qconv bias", "QLinearConv", []string{"x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"}, []nn.DType{U, F, U, U, F, U, F, U, nn.Int32},
+			[]*nn.Tensor{qT(U, []int{1, 1, 2, 2}, 1, 2, 3, 4), f32T(scalar, 1), qT(U, scalar, 0), qT(U, []int{2, 1, 1, 1}, 1, 1), f32T(scalar, 1), qT(U, scalar, 0), f32T(scalar, 1), qT(U, scalar, 0), i32T([]int{3}, 1, 2, 3)}, nil,
+			"bias i32[3] (want i32 [2])"},
+		{"qmatmul y zero point", "QLinearMatMul", []string{"a", "as", "az", "b", "bs", "bz", "ys", "yz"}, []nn.DType{U, F, U, U, F, U, F, F},
+			[]*nn.Tensor{qx, f32T(scalar, 1), qT(U, scalar, 0), qT(U, []int{3, 1}, 1, 2, 3), f32T(scalar, 1), qT(U, scalar, 0), f32T(scalar, 1), f32T(scalar, 0)}, nil,
+			"want u8 or i8"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := quantSession(t, tc.op, tc.inputs, tc.dts, map[string]int{"DynamicQuantizeLinear": 3}[tc.op]+boolInt(tc.op != "DynamicQuantizeLinear"), tc.attrs...)
+			feed := map[string]*nn.Tensor{}
+			for i, n := range tc.inputs {
+				feed[n] = tc.feed[i]
+			}
+			_, err := s.Run(feed)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.op) {
+				t.Fatalf("error %q: want it to name %s and say %q", err, tc.op, tc.want)
+			}
+			if testing.Verbose() {
+				t.Log(err)
+			}
+			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrUnsupported) {
+				t.Fatalf("%v is neither ErrInvalid nor ErrUnsupported", err)
+			}
+		})
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func float32NaN() float32 {
+	var z float32
+	return z / z
+}
+
+// The int32 accumulation is exact where an f32 one would not be: a long
+// dot product of 255s.
+func TestMatMulIntegerExact(t *testing.T) {
+	const k = 4096
+	a := make([]uint8, k)
+	b := make([]uint8, k)
+	for i := range a {
+		a[i], b[i] = 255, 255
+	}
+	s := quantSession(t, "MatMulInteger", []string{"a", "b"}, []nn.DType{nn.Uint8, nn.Uint8}, 1)
+	out, err := s.Run(map[string]*nn.Tensor{"a": qT(nn.Uint8, []int{1, k}, a...), "b": qT(nn.Uint8, []int{k, 1}, b...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := out["y0"].I32[0], int32(255*255*k); got != want {
+		t.Fatalf("got %d, want %d", got, want)
+	}
+}
+
+func i64T(shape []int, v ...int64) *nn.Tensor {
+	return &nn.Tensor{DType: nn.Int64, Shape: shape, I64: v}
+}
+
+// Shape bombs and bad operands of Tile, Split, Trilu, GRU and RNN.
+func TestMoreHostile(t *testing.T) {
+	F, L := nn.Float32, nn.Int64
+	one := f32T([]int{1, 1}, 1)
+	for _, tc := range []struct {
+		name   string
+		op     string
+		inputs []string
+		dts    []nn.DType
+		feed   []*nn.Tensor
+		nOut   int
+		attrs  []*pb.AttributeProto
+		want   string
+	}{
+		{"tile bomb", "Tile", []string{"x", "r"}, []nn.DType{F, L}, []*nn.Tensor{one, i64T([]int{2}, 1<<20, 1<<20)}, 1, nil, "limit"},
+		{"tile dim overflow", "Tile", []string{"x", "r"}, []nn.DType{F, L}, []*nn.Tensor{f32T([]int{2, 1}, 1, 2), i64T([]int{2}, 1<<31-1, 1)}, 1, nil, "over 2^31"},
+		{"tile negative", "Tile", []string{"x", "r"}, []nn.DType{F, L}, []*nn.Tensor{one, i64T([]int{2}, -1, 1)}, 1, nil, "repeats"},
+		{"tile rank", "Tile", []string{"x", "r"}, []nn.DType{F, L}, []*nn.Tensor{one, i64T([]int{1}, 2)}, 1, nil, "1 repeats for input [1 1]"},
+		{"split sum", "Split", []string{"x", "s"}, []nn.DType{F, L}, []*nn.Tensor{f32T([]int{3}, 1, 2, 3), i64T([]int{2}, 1, 1)}, 2, nil, "add up to 2, the axis has 3"},
+		{"split negative", "Split", []string{"x", "s"}, []nn.DType{F, L}, []*nn.Tensor{f32T([]int{3}, 1, 2, 3), i64T([]int{2}, 4, -1)}, 2, nil, "split size -1"},
+		{"split count", "Split", []string{"x", "s"}, []nn.DType{F, L}, []*nn.Tensor{f32T([]int{3}, 1, 2, 3), i64T([]int{3}, 1, 1, 1)}, 2, nil, "3 split sizes for 2 outputs"},
+		{"trilu rank", "Trilu", []string{"x"}, []nn.DType{F}, []*nn.Tensor{f32T([]int{3}, 1, 2, 3)}, 1, nil, "want rank >= 2"},
+		{"rnn weights", "RNN", []string{"x", "w", "r"}, []nn.DType{F, F, F}, []*nn.Tensor{f32T([]int{1, 1, 2}, 1, 2), f32T([]int{1, 3, 2}, 1, 2, 3, 4, 5, 6), f32T([]int{1, 2, 2}, 1, 2, 3, 4)}, 2, nil, "for hidden_size 2"},
+		{"gru lens", "GRU", []string{"x", "w", "r", "", "sl"}, []nn.DType{F, F, F, 0, nn.Int32},
+			[]*nn.Tensor{f32T([]int{1, 1, 1}, 1), f32T([]int{1, 3, 1}, 1, 2, 3), f32T([]int{1, 3, 1}, 1, 2, 3), nil, i32T([]int{1}, 9)}, 2, nil, "sequence_lens[0] = 9 outside 0..1"},
+		{"gru direction", "GRU", []string{"x", "w", "r"}, []nn.DType{F, F, F},
+			[]*nn.Tensor{f32T([]int{1, 1, 1}, 1), f32T([]int{1, 3, 1}, 1, 2, 3), f32T([]int{1, 3, 1}, 1, 2, 3)}, 2,
+			[]*pb.AttributeProto{{Name: strp("direction"), Type: attrTypep(pb.AttributeProto_STRING), S: []byte("sideways")}}, "direction \"sideways\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := quantSession(t, tc.op, tc.inputs, tc.dts, tc.nOut, tc.attrs...)
+			feed := map[string]*nn.Tensor{}
+			for i, n := range tc.inputs {
+				if n != "" {
+					feed[n] = tc.feed[i]
+				}
+			}
+			_, err := s.Run(feed)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.op) {
+				t.Fatalf("error %q: want it to name %s and say %q", err, tc.op, tc.want)
+			}
+		})
+	}
+}
