@@ -170,7 +170,7 @@ func gru(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 					t := a.timeOf(d, s, a.lens[bi])
 					gx, gh := xw[(t*batch+bi)*g3:], hr[bi*g3:]
 					for j := 0; j < hid; j++ {
-						r := sigmoid(gx[hid+j] + gh[hid+j] + wb[hid+j] + rb[hid+j])
+						r := logistic(gx[hid+j] + gh[hid+j] + wb[hid+j] + rb[hid+j])
 						rh[bi*hid+j] = r * h[bi*hid+j]
 					}
 				}
@@ -186,10 +186,10 @@ func gru(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 				gx, gh := xw[(t*batch+bi)*g3:], hr[bi*g3:]
 				hb := h[bi*hid : (bi+1)*hid]
 				for j := 0; j < hid; j++ {
-					z := sigmoid(gx[j] + gh[j] + wb[j] + rb[j])
+					z := logistic(gx[j] + gh[j] + wb[j] + rb[j])
 					var cand float32
 					if lbr {
-						r := sigmoid(gx[hid+j] + gh[hid+j] + wb[hid+j] + rb[hid+j])
+						r := logistic(gx[hid+j] + gh[hid+j] + wb[hid+j] + rb[hid+j])
 						cand = gx[2*hid+j] + wb[2*hid+j] + r*(gh[2*hid+j]+rb[2*hid+j])
 					} else {
 						cand = gx[2*hid+j] + wb[2*hid+j] + hh[bi*hid+j] + rb[2*hid+j]
@@ -436,4 +436,9 @@ func init() {
 	reg("Split", opDef{since: 2, attrs: []string{"axis", "split", "num_outputs"}, minIn: 1, maxIn: 2, run: split, foldable: true})
 	reg("Tile", opDef{since: 6, minIn: 2, maxIn: 2, run: tile, foldable: true})
 	reg("Trilu", opDef{since: 14, attrs: []string{"upper"}, minIn: 1, maxIn: 2, run: trilu, foldable: true})
+}
+
+// logistic is the scalar sigmoid of the GRU gates.
+func logistic(x float32) float32 {
+	return float32(1 / (1 + math.Exp(-float64(x))))
 }
