@@ -232,13 +232,13 @@ type Report struct {
 	Sampled int    `json:"sampled" cbor:"sampled"`
 	// Available is the number of devices the sample was drawn from:
 	// Sampled/Available is the round's sampling rate.
-	Available int      `json:"available" cbor:"available"`
-	Received  int      `json:"received" cbor:"received"`
+	Available int `json:"available" cbor:"available"`
+	Received  int `json:"received" cbor:"received"`
 	// Participants: the sampled devices whose updates arrived in time
 	// (the Received ones), sorted.
 	Participants []string `json:"participants,omitempty" cbor:"participants,omitempty"`
-	Dropped   []string `json:"dropped,omitempty" cbor:"dropped,omitempty"` // stragglers
-	Refused   int      `json:"refused" cbor:"refused"`                     // late / invalid update messages
+	Dropped      []string `json:"dropped,omitempty" cbor:"dropped,omitempty"` // stragglers
+	Refused      int      `json:"refused" cbor:"refused"`                     // late / invalid update messages
 	// Rejected: sampled devices whose authenticated update was refused
 	// (not finite, wrong layout, malformed), with the reason; they do not
 	// count towards the round.
