@@ -43,7 +43,7 @@ func forged(t *testing.T, r *rig) map[string]string {
 	_, bobSig, _ := strings.Cut(strings.TrimPrefix(bob, tokenPrefix), ".")
 	alicePayload := base64.RawURLEncoding.EncodeToString(must(json.Marshal(claims("alice", Audience("default"), now, now.Add(time.Hour)))))
 	return map[string]string{
-		"a stranger's key claiming alice": sign(stranger, claims("alice", Audience("default"), now, now.Add(time.Hour))),
+		"a stranger's key claiming alice":   sign(stranger, claims("alice", Audience("default"), now, now.Add(time.Hour))),
 		"bob's signature on alice's claims": tokenPrefix + alicePayload + "." + bobSig,
 		"another dashboard's audience":      sign(aliceKP, claims("alice", Audience("other"), now, now.Add(time.Hour))),
 		"expired":                           sign(aliceKP, claims("alice", Audience("default"), now.Add(-2*time.Hour), now.Add(-time.Hour))),

@@ -2,7 +2,7 @@ package dashboard
 
 import (
 	"context"
-		"errors"
+	"errors"
 	"sort"
 	"strconv"
 	"strings"
