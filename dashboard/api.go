@@ -231,8 +231,8 @@ func (d *Dashboard) getTraining(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, d.st.training(since, v != ""))
 }
 
-// getEvents is the live stream (text/event-stream): events round,
-// devices (a round's participants), device, rollout, each with JSON data.
+// getEvents is the live stream (text/event-stream): events hello (on
+// connect), round, device and rollout, each with its JSON view.
 func (d *Dashboard) getEvents(w http.ResponseWriter, r *http.Request) {
 	fl, ok := w.(http.Flusher)
 	if !ok {

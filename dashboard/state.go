@@ -372,7 +372,6 @@ func (s *state) round(r federation.RoundReport, privacy *federation.ModeStatus, 
 	if privacy != nil && privacy.Epsilon > 0 {
 		v.Epsilon = f(privacy.Epsilon)
 	}
-	var changed []DeviceView
 	s.mu.Lock()
 	s.rounds = appendRing(s.rounds, v, s.cfg.MaxRounds)
 	if privacy != nil {
@@ -385,7 +384,6 @@ func (s *state) round(r federation.RoundReport, privacy *federation.ModeStatus, 
 			if r.Status == "completed" {
 				d.ModelVersion = r.Version
 			}
-			changed = append(changed, d.DeviceView)
 		}
 	}
 	for _, id := range r.Dropped {
@@ -399,11 +397,10 @@ func (s *state) round(r federation.RoundReport, privacy *federation.ModeStatus, 
 		}
 	}
 	s.mu.Unlock()
+	// The participants' new model versions do not go out one event per
+	// device: the page reloads the fleet after rounds, at most every few
+	// seconds (1,000 participants would be 1,000 events a round).
 	s.bc.publish("round", v)
-	// Per-device changes of a round go out as one batch, not one event each.
-	if len(changed) > 0 {
-		s.bc.publish("devices", changed)
-	}
 }
 
 // groupLocked builds group name's view from its desired state and devices.

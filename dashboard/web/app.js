@@ -120,6 +120,13 @@
     $("fleet-rows").replaceChildren(frag);
     fleetCount();
   }
+  // A round changes its participants' model versions: reload the fleet
+  // after rounds, at most every 5 seconds.
+  let fleetTimer = null;
+  function staleFleet() {
+    if (fleetTimer) return;
+    fleetTimer = setTimeout(() => { fleetTimer = null; loadFleet().catch(() => {}); }, 5000);
+  }
   function updateDevice(d) {
     const t0 = performance.now();
     const known = state.devices.has(d.id);
@@ -296,8 +303,7 @@
   }
   function dispatch(ev, d) {
     if (ev === "device") updateDevice(d);
-    else if (ev === "devices") d.forEach(updateDevice);
-    else if (ev === "round") addRound(d);
+    else if (ev === "round") { addRound(d); staleFleet(); }
     else if (ev === "rollout") renderGroup(d);
   }
   function live(on) { const l = $("live"); l.textContent = on ? "live" : "reconnecting…"; l.classList.toggle("on", on); }
