@@ -332,6 +332,7 @@ func (s *state) onStatus(e jetstream.KeyValueEntry) {
 		return // the access file says which group a device is in
 	}
 	prevState, prevVersion := d.State, d.Version
+	before := d.DeviceView
 	d.Group, d.Module, d.Version, d.Digest, d.Previous = st.Group, st.Module, st.Version, st.Digest, st.Previous
 	d.State, d.Reason, d.Rollout = st.State, st.Reason, st.Rollout
 	h := st.Healthy
@@ -345,6 +346,10 @@ func (s *state) onStatus(e jetstream.KeyValueEntry) {
 		s.eventLocked(d, Event{Time: s.cfg.Now().UTC(), Device: d.ID, Group: d.Group, Kind: "state", Who: d.ID, What: what, Reason: st.Reason})
 	}
 	dv := d.DeviceView
+	if sameView(before, dv) {
+		s.mu.Unlock()
+		return // a heartbeat: nothing to redraw
+	}
 	gv := s.groupLocked(st.Group)
 	s.mu.Unlock()
 	s.bc.publish("device", dv)
@@ -401,6 +406,14 @@ func (s *state) round(r federation.RoundReport, privacy *federation.ModeStatus, 
 	// device: the page reloads the fleet after rounds, at most every few
 	// seconds (1,000 participants would be 1,000 events a round).
 	s.bc.publish("round", v)
+}
+
+// sameView reports whether a report changed nothing the page shows
+// (LastSeen moves with every heartbeat; the page ages it itself).
+func sameView(a, b DeviceView) bool {
+	ha, hb := a.Healthy != nil && *a.Healthy, b.Healthy != nil && *b.Healthy
+	a.Healthy, b.Healthy, a.LastSeen, b.LastSeen = nil, nil, time.Time{}, time.Time{}
+	return a == b && ha == hb
 }
 
 // groupLocked builds group name's view from its desired state and devices.
