@@ -22,7 +22,7 @@ import (
 	"github.com/fennec-edge/fennec/deploy"
 )
 
-//go:embed web
+//go:embed web/index.html web/app.js web/app.css web/vendor
 var webFS embed.FS
 
 // csp is the Content-Security-Policy of every response: scripts, styles
