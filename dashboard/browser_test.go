@@ -304,6 +304,8 @@ func TestBrowserScale(t *testing.T) {
 		return {fcp: p ? p.startTime : -1, loaded: performance.getEntriesByName("fennec-loaded")[0].startTime,
 		        rows: document.querySelectorAll("#fleet-rows tr").length};
 	})()`)
+	res := eval[string](t, ctx, `performance.getEntriesByType("resource").filter(e => e.name.includes("/api/")).map(e => e.name.split("/api/v1/")[1] + " " + Math.round(e.startTime) + "+" + Math.round(e.duration) + "ms").join(", ")`)
+	t.Logf("API requests (start+duration): %s", res)
 	if timing["rows"] != 1000 {
 		t.Fatalf("%v rows", timing["rows"])
 	}
