@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -16,7 +17,9 @@ import (
 
 	"github.com/fennec-edge/fennec/deploy"
 	"github.com/fennec-edge/fennec/federation"
+	"github.com/fennec-edge/fennec/internal/guestbuild"
 	"github.com/fennec-edge/fennec/internal/testutil"
+	fruntime "github.com/fennec-edge/fennec/runtime"
 )
 
 // chromium finds a headless browser (Debian's chromium; FENNEC_CHROMIUM
@@ -218,26 +221,20 @@ func TestBrowserFleet(t *testing.T) {
 		t.Errorf("chart caption %q", caption)
 	}
 
-	// A deploy: the group's card goes from rolling to complete as the
-	// devices report the new version (as their rollout agents would).
+	// A deploy, as `fennec deploy` does it: the devices' rollout agents
+	// fetch, verify, compile and health-check the bundle and report, and
+	// the group's card goes from rolling to complete.
 	run(t, ctx, "rollouts tab", chromedp.Click(chromedp.ID("#tab-rollouts")))
-	b, err := deploy.Pack([]byte("name = \"guest\"\nversion = \"1.0.0\"\nentrypoints = [\"run\"]\n"), []byte("\x00asm\x01\x00\x00\x00"))
-	if err != nil {
+	raw := rolloutDevices(t, dir, ids, conns)
+	if _, err := deploy.Publish(context.Background(), connect("alice", ""), raw, "cams", 100, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	raw, _ := b.Encode()
-	desired, err := deploy.Publish(context.Background(), connect("alice", ""), raw, "cams", 100, "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitJS(t, ctx, "the cams rollout rolling", `(document.querySelector('[data-group="cams"]')||{innerText:""}).innerText.includes("rolling") &&
-		document.querySelector('[data-group="cams"]').innerText.includes("guest 1.0.0 at 100%")`)
-	for _, id := range ids {
-		reportStatus(t, conns[id], deploy.DeviceStatus{Device: id, Group: "cams", Module: "guest", Version: "1.0.0", Digest: desired.Digest,
-			Healthy: true, State: deploy.StateRunning, Rollout: desired.ID})
-	}
+	waitJS(t, ctx, "the cams rollout at guest 1.0.0", `(document.querySelector('[data-group="cams"]')||{innerText:""}).innerText.includes("guest 1.0.0 at 100%")`)
 	waitJS(t, ctx, "the cams rollout complete", `document.querySelector('[data-group="cams"]').innerText.includes("complete") &&
 		document.querySelector('[data-group="cams"]').innerText.includes("3 of 3 selected")`)
+	if got := eval[string](t, ctx, `fennecDash.groups.get("cams").desired.operator`); got != "alice" {
+		t.Errorf("the rollout's operator: %q", got)
+	}
 
 	// A device leaves: its row turns red within the TTL.
 	run(t, ctx, "fleet tab", chromedp.Click(chromedp.ID("#tab-fleet")))
@@ -261,10 +258,59 @@ func TestBrowserFleet(t *testing.T) {
 	t.Logf("screenshot: %s", out)
 }
 
-func reportStatus(t *testing.T, nc *nats.Conn, st deploy.DeviceStatus) {
+// rolloutDevices starts a rollout agent (deploy.Device: store, audit
+// log, Deployer, agent) for each device on its connection, trusting a
+// publisher key, and returns a bundle of deploy's test guest signed by it.
+func rolloutDevices(t *testing.T, dir string, ids []string, conns map[string]*nats.Conn) []byte {
 	t.Helper()
-	r := &rig{t: t}
-	r.report(nc, st)
+	ctx := context.Background()
+	wasmPath, err := guestbuild.Go(ctx, "../deploy/testdata/guest", filepath.Join(os.TempDir(), "fennec-deploy-test-cache", "guests"))
+	if errors.Is(err, guestbuild.ErrNoGo) {
+		t.Skip("no Go toolchain to build deploy's test guest: ", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	wasm, err := os.ReadFile(wasmPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := deploy.GenerateKey("acme", deploy.RolePublisher)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust := filepath.Join(dir, "trust.toml")
+	if err := os.WriteFile(trust, []byte(fmt.Sprintf("[[publisher]]\nname = \"acme\"\nkey = %q\n", deploy.FormatKey(pub.Public().Key))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := fruntime.New(ctx, fruntime.Config{CacheDir: filepath.Join(os.TempDir(), "fennec-deploy-test-cache", "wazero"), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close(context.Background()) })
+	for _, id := range ids {
+		dev, err := deploy.OpenDevice(ctx, deploy.DeviceConfig{Engine: eng, ID: id, Group: "cams", Dir: filepath.Join(dir, "devices", id),
+			TrustFile: trust, Heartbeat: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- dev.Run(rctx, conns[id]) }()
+		t.Cleanup(func() { cancel(); <-done; dev.Close() })
+	}
+	b, err := deploy.Pack([]byte("name = \"guest\"\nversion = \"1.0.0\"\nentrypoints = [\"health\", \"run\"]\ncapabilities = [\"wasi:env\"]\n\n[env]\nVERSION = \"1.0.0\"\n"), wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Sign(pub, false); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := b.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
 }
 
 // TestBrowserScale loads the page with 1,000 devices and 500 rounds, and
