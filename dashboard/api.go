@@ -107,7 +107,7 @@ func (d *Dashboard) guard(next http.Handler) http.Handler {
 // when the dashboard has an access file.
 func (d *Dashboard) authed(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s := session{Role: "viewer"}
+		s := session{Role: deploy.RoleRead}
 		if d.cfg.Access != nil {
 			s.SignIn = true
 			auth := r.Header.Get("Authorization")
@@ -247,6 +247,7 @@ func (d *Dashboard) getEvents(w http.ResponseWriter, r *http.Request) {
 	defer d.bc.unsubscribe(c)
 	// A stream outlives the server's read and write timeouts.
 	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
 	_ = rc.SetWriteDeadline(time.Time{})
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")

@@ -485,3 +485,27 @@ func FuzzVerifyToken(f *testing.F) {
 		}
 	})
 }
+
+// A live stream outlives the server's read timeout (were it cut, the page
+// would reconnect, and reload every view, every 30 seconds).
+func TestStreamOutlivesReadTimeout(t *testing.T) {
+	h := &fakeHub{}
+	d, err := New(Config{Addr: "127.0.0.1:0", Hub: h, Interval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.readTimeout = 100 * time.Millisecond
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Shutdown()
+	r := &rig{t: t, url: strings.TrimSuffix(d.URL(), "/"), d: d}
+	c, stop := r.stream("")
+	defer stop()
+	next(t, c, "hello", nil)
+	for i := uint64(1); i <= 6; i++ { // 600 ms: six read timeouts
+		time.Sleep(100 * time.Millisecond)
+		d.Round(federation.RoundReport{Round: i, Status: "completed"}, nil, nil)
+		next(t, c, "round", func(s string) bool { return strings.Contains(s, fmt.Sprintf(`"round":%d,`, i)) })
+	}
+}

@@ -129,14 +129,15 @@ type Dashboard struct {
 	st  *state
 	bc  *broadcaster
 
-	srv      *http.Server
-	ln       net.Listener
-	loopback bool
-	g        routines.Group
-	ctx      context.Context
-	cancel   context.CancelFunc
-	ready    chan struct{}
-	once     sync.Once
+	srv         *http.Server
+	readTimeout time.Duration // of a request (30s; tests shorten it)
+	ln          net.Listener
+	loopback    bool
+	g           routines.Group
+	ctx         context.Context
+	cancel      context.CancelFunc
+	ready       chan struct{}
+	once        sync.Once
 }
 
 // New validates cfg and returns a dashboard that is not started.
@@ -144,7 +145,7 @@ func New(cfg Config) (*Dashboard, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	d := &Dashboard{cfg: cfg, log: cfg.Logger.With("component", "dashboard"), ready: make(chan struct{})}
+	d := &Dashboard{cfg: cfg, log: cfg.Logger.With("component", "dashboard"), ready: make(chan struct{}), readTimeout: 30 * time.Second}
 	d.bc = newBroadcaster(cfg.MaxStreams)
 	d.st = newState(&d.cfg, d.bc)
 	d.ctx, d.cancel = context.WithCancel(context.Background())
@@ -163,7 +164,7 @@ func (d *Dashboard) Start() error {
 	d.srv = &http.Server{
 		Handler:           d.handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
+		ReadTimeout:       d.readTimeout,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		BaseContext:       func(net.Listener) context.Context { return d.ctx },
