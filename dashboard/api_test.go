@@ -509,3 +509,38 @@ func TestStreamOutlivesReadTimeout(t *testing.T) {
 		next(t, c, "round", func(s string) bool { return strings.Contains(s, fmt.Sprintf(`"round":%d,`, i)) })
 	}
 }
+
+// A flood of device ids (a hub without an access file hears any id its
+// fleet secret derives a key for) is bounded by MaxDevices.
+func TestMaxDevices(t *testing.T) {
+	h := &fakeHub{}
+	now := time.Now()
+	for i := 0; i < 50; i++ {
+		h.set(fmt.Sprintf("d-%02d", i), now, true)
+	}
+	d, err := New(Config{Addr: "127.0.0.1:0", Hub: h, Interval: 10 * time.Millisecond, MaxDevices: 20, MaxRounds: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Shutdown()
+	for i := uint64(1); i <= 5; i++ {
+		d.Round(federation.RoundReport{Round: i, Status: "completed", Participants: []string{fmt.Sprintf("new-%d", i)}}, nil, nil)
+	}
+	r := &rig{t: t, url: strings.TrimSuffix(d.URL(), "/"), d: d}
+	var fv FleetView
+	testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		r.get("/api/v1/fleet", "", &fv)
+		if fv.Total != 20 || fv.Ignored < 30 {
+			return fmt.Errorf("fleet total %d, ignored %d", fv.Total, fv.Ignored)
+		}
+		return nil
+	})
+	var tv TrainingView
+	r.get("/api/v1/training", "", &tv)
+	if f := tv.Federations[0]; len(f.Rounds) != 3 || f.Rounds[0].Round != 3 {
+		t.Errorf("rounds kept: %+v", f.Rounds)
+	}
+}

@@ -132,7 +132,7 @@ type state struct {
 
 	mu      sync.Mutex
 	devices map[string]*device
-	ignored int // devices beyond MaxDevices
+	ignored int // heartbeats, reports and rounds of devices beyond MaxDevices, dropped
 	groups  map[string]*group
 	rounds  []RoundView
 	privacy *federation.ModeStatus
@@ -500,10 +500,10 @@ func (q fleetQuery) match(d *device) bool {
 
 // FleetView is the fleet's answer.
 type FleetView struct {
-	Total   int          `json:"total"`   // devices tracked
-	Online  int          `json:"online"`  // of them, online
-	Matched int          `json:"matched"` // matching the query
-	Ignored int          `json:"ignored,omitempty"`
+	Total   int          `json:"total"`             // devices tracked
+	Online  int          `json:"online"`            // of them, online
+	Matched int          `json:"matched"`           // matching the query
+	Ignored int          `json:"ignored,omitempty"` // sightings of devices beyond MaxDevices, dropped
 	Groups  []GroupCount `json:"groups"`
 	Devices []DeviceView `json:"devices"` // the page of matches, by id
 }
