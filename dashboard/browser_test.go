@@ -235,6 +235,9 @@ func TestBrowserFleet(t *testing.T) {
 	if got := eval[string](t, ctx, `fennecDash.groups.get("cams").desired.operator`); got != "alice" {
 		t.Errorf("the rollout's operator: %q", got)
 	}
+	if shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
+		_ = os.WriteFile(filepath.Join(testOut(t), "dashboard-rollouts.png"), shot, 0o644)
+	}
 
 	// A device leaves: its row turns red within the TTL.
 	run(t, ctx, "fleet tab", chromedp.Click(chromedp.ID("#tab-fleet")))
@@ -245,13 +248,13 @@ func TestBrowserFleet(t *testing.T) {
 		document.querySelector('tr[data-device="cam-2"]').className === "offline"`)
 	t.Logf("cam-2 shown offline %v after it left", time.Since(left))
 
-	run(t, ctx, "rollouts tab for the screenshot", chromedp.Click(chromedp.ID("#tab-training")),
+	run(t, ctx, "training tab for the screenshot", chromedp.Click(chromedp.ID("#tab-training")),
 		chromedp.WaitVisible(chromedp.ID("#c-quality")))
-	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(testOut(t), "dashboard-browser.png")
+	out := filepath.Join(testOut(t), "dashboard-training.png")
 	if err := os.WriteFile(out, shot, 0o644); err != nil {
 		t.Fatal(err)
 	}
