@@ -235,6 +235,7 @@ func TestBrowserFleet(t *testing.T) {
 	if got := eval[string](t, ctx, `fennecDash.groups.get("cams").desired.operator`); got != "alice" {
 		t.Errorf("the rollout's operator: %q", got)
 	}
+	waitJS(t, ctx, "the deploy in the event list", `document.getElementById("rollout-events").innerText.includes("alice set guest 1.0.0 at 100%")`)
 	if shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
 		_ = os.WriteFile(filepath.Join(testOut(t), "dashboard-rollouts.png"), shot, 0o644)
 	}

@@ -195,6 +195,15 @@
     const old = document.querySelector(`#groups [data-group="${CSS.escape(g.group)}"]`);
     if (old) old.replaceWith(card); else $("groups").append(card);
   }
+  // The fleet's rollout event list follows the stream, reloaded at most every 2 s.
+  let eventsTimer = null;
+  function staleRolloutEvents() {
+    if (eventsTimer) return;
+    eventsTimer = setTimeout(async () => {
+      eventsTimer = null;
+      try { $("rollout-events").replaceChildren(...(await api("rollouts")).events.map(evItem)); } catch (e) { /* the next event retries */ }
+    }, 2000);
+  }
   async function loadRollouts() {
     const r = await api("rollouts");
     $("rollouts-off").hidden = r.enabled;
@@ -304,7 +313,7 @@
   function dispatch(ev, d) {
     if (ev === "device") updateDevice(d);
     else if (ev === "round") { addRound(d); staleFleet(); }
-    else if (ev === "rollout") renderGroup(d);
+    else if (ev === "rollout") { renderGroup(d); staleRolloutEvents(); }
   }
   function live(on) { const l = $("live"); l.textContent = on ? "live" : "reconnecting…"; l.classList.toggle("on", on); }
 
