@@ -544,3 +544,19 @@ func TestMaxDevices(t *testing.T) {
 		t.Errorf("rounds kept: %+v", f.Rounds)
 	}
 }
+
+// Shutdown ends the live streams and waits for every goroutine the
+// dashboard started: the poll loop, the bucket watchers, the server.
+func TestShutdownWaits(t *testing.T) {
+	r := newRig(t, map[string]string{"cam-1": "cams"}, nil)
+	c, stop := r.stream(r.token("bob"))
+	defer stop()
+	next(t, c, "hello", nil)
+	mustPublish(t, r, "1.0.0", 100)
+	next(t, c, "rollout", nil)
+	r.d.Shutdown()
+	for _, fn := range []string{"dashboard.(*state).run", "dashboard.(*state).watch", "dashboard.(*Dashboard).getEvents", "net/http.(*Server).Serve"} {
+		testutil.NoGoroutine(t, fn)
+	}
+	r.d.Shutdown() // twice is fine
+}

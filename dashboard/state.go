@@ -643,12 +643,6 @@ func (s *state) desiredOf(name string) (deploy.Desired, bool) {
 	return deploy.Desired{}, false
 }
 
-func (s *state) operatorEvent(e Event) {
-	s.mu.Lock()
-	s.eventLocked(nil, e)
-	s.mu.Unlock()
-}
-
 var errNoRollouts = errors.New("this hub serves no rollouts (start it with --access)")
 
 func orDash(s string) string {
