@@ -62,7 +62,10 @@ the pooled data in the same run serves as the reference; finally each device sco
 live stream of new readings with the risk-infer module.
 
 --data PATH trains on a real CSV instead (numeric features, the label last), such as
-../shared/data/wdbc.csv.`,
+../shared/data/wdbc.csv.
+
+--http ADDR (e.g. 127.0.0.1:8080) serves the web dashboard of the demo's hub while the
+devices train, and keeps serving it after the demo until Ctrl-C (docs/DASHBOARD.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if o.lr < 0 {
