@@ -71,3 +71,30 @@ func TestHubDashboard(t *testing.T) {
 		t.Error("a 48h token was signed")
 	}
 }
+
+// `fennec demo --http` serves the demo hub's rounds, and keeps serving
+// them after the demo until interrupted.
+func TestDemoDashboard(t *testing.T) {
+	needGuests(t)
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	out, wait := background(ctx, "demo", "--devices", "3", "--rounds", "2", "--patients", "4", "--http", addr)
+	defer func() { cancel(); wait() }()
+	testutil.CheckFor(t, 5*time.Minute, 50*time.Millisecond, func() error {
+		if !strings.Contains(out.String(), "dashboard still at http://"+addr+"/") {
+			return fmt.Errorf("demo output so far: %.2000s", out.String())
+		}
+		return nil
+	})
+	res, err := http.Get("http://" + addr + "/api/v1/training")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	for _, want := range []string{`"name":"demo"`, `"total_rounds":2`, `"round":2,`, `"auroc":`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("training view lacks %s: %.1000s", want, b)
+		}
+	}
+}
