@@ -395,6 +395,9 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	t0 = time.Now()
 	var dash hubDash
 	var dhub *stoppable
+	var dashErr error // --http could not serve: the demo stops
+	simCtx, simCancel := context.WithCancel(ctx)
+	defer simCancel()
 	defer dash.shutdown()
 	if o.http != "" {
 		defer func() {
@@ -404,7 +407,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 			}
 		}()
 	}
-	sum, err := federation.Simulate(ctx, federation.SimConfig{
+	sum, err := federation.Simulate(simCtx, federation.SimConfig{
 		Devices:  o.devices,
 		Rounds:   o.rounds,
 		Fraction: o.fraction,
@@ -436,8 +439,8 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 			dhub = &stoppable{h: h}
 			url, err := dash.start(o.http, dhub, nil, t, log)
 			if err != nil {
-				dhub = nil
-				fmt.Fprintf(stderr, "--http: %v\n", err)
+				dhub, dashErr = nil, err
+				simCancel()
 				return
 			}
 			fmt.Fprintf(stdout, "dashboard %s\n", url)
@@ -480,6 +483,9 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	say("\n")
 	if dhub != nil {
 		dhub.stopped.Store(true) // the hub has stopped with the training
+	}
+	if dashErr != nil {
+		return &exitError{exitUsage, fmt.Errorf("--http: %w", dashErr)}
 	}
 	if err != nil {
 		return &exitError{exitFailure, fmt.Errorf("federated training: %w", err)}
