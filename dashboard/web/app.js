@@ -272,6 +272,7 @@
   function addRound(r) {
     const t0 = performance.now();
     state.rounds.push(r);
+    if (state.rounds.length > 10000) state.rounds.shift(); // as many as the hub keeps
     state.fed.total_rounds++;
     if (r.epsilon !== undefined) state.fed.privacy = Object.assign({}, state.fed.privacy, { epsilon: r.epsilon });
     renderFed(); renderRounds(); redrawCharts();
