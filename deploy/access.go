@@ -87,6 +87,23 @@ func OperatorPermissions() *server.Permissions {
 	}
 }
 
+// OperatorReadPermissions are OperatorPermissions without the writes:
+// an operator of role "read" may read the desired states, the devices'
+// status and the bundles, and may publish no bundle and no desired state.
+func OperatorReadPermissions() *server.Permissions {
+	p := OperatorPermissions()
+	allow := p.Publish.Allow[:0:0]
+	for _, s := range p.Publish.Allow {
+		switch s {
+		case "$KV." + BucketDesired + ".>", "$O." + BucketBundles + ".>", "$JS.API.STREAM.PURGE.OBJ_" + BucketBundles:
+			continue
+		}
+		allow = append(allow, s)
+	}
+	p.Publish.Allow = allow
+	return p
+}
+
 // MergePermissions returns the union of the allowed subjects of ps (nil
 // entries are skipped); deny lists are kept too, and response permissions
 // (replies to received requests) with the largest count and expiry. A device served by a hub
@@ -138,6 +155,7 @@ func MergePermissions(ps ...*server.Permissions) *server.Permissions {
 //	[[operator]]
 //	name = "alice"
 //	nkey = "UDEF..."
+//	role = "deploy"   # or "read"; "deploy" when absent
 type Access struct {
 	Devices   []DeviceAccess   `toml:"device"`
 	Operators []OperatorAccess `toml:"operator"`
@@ -150,10 +168,33 @@ type DeviceAccess struct {
 	Nkey  string `toml:"nkey"`
 }
 
-// OperatorAccess is one operator's entry.
+// OperatorAccess is one operator's entry. Role is RoleDeploy (the
+// default when empty: the operator may deploy) or RoleRead (the operator
+// may only read the fleet's state, on the NATS server and on the
+// dashboard).
 type OperatorAccess struct {
 	Name string `toml:"name"`
 	Nkey string `toml:"nkey"`
+	Role string `toml:"role"`
+}
+
+// Operator roles of an access file.
+const (
+	RoleDeploy = "deploy"
+	RoleRead   = "read"
+)
+
+// CanDeploy reports whether the operator's role allows deploys.
+func (o OperatorAccess) CanDeploy() bool { return o.Role == "" || o.Role == RoleDeploy }
+
+// Operator returns the entry of operator name.
+func (a *Access) Operator(name string) (OperatorAccess, bool) {
+	for _, o := range a.Operators {
+		if o.Name == name {
+			return o, true
+		}
+	}
+	return OperatorAccess{}, false
 }
 
 // LoadAccess reads an access file; errors name the file, line and field.
@@ -213,10 +254,16 @@ func ParseAccess(data []byte, source string) (*Access, error) {
 		if err := check("operator", i, "nkey", o.Nkey, nkeys.IsValidPublicUserKey(o.Nkey), "want a user nkey (U...); create one with `fennec deploy nkey`"); err != nil {
 			return nil, err
 		}
+		if err := check("operator", i, "role", o.Role, o.Role == "" || o.Role == RoleDeploy || o.Role == RoleRead, `want "deploy" or "read"`); err != nil {
+			return nil, err
+		}
 		if prev, dup := seen[o.Nkey]; dup {
 			return nil, fmt.Errorf("%s:%d: operator[%d].nkey: already used by %s", source, locate(data, "operator", i, "nkey"), i, prev)
 		}
-		seen[o.Nkey] = "operator " + o.Name
+		if prev, dup := seen["operator "+o.Name]; dup {
+			return nil, fmt.Errorf("%s:%d: operator[%d].name: %q is listed twice (%s)", source, locate(data, "operator", i, "name"), i, o.Name, prev)
+		}
+		seen[o.Nkey], seen["operator "+o.Name] = "operator "+o.Name, "again"
 	}
 	return &a, nil
 }
@@ -239,7 +286,11 @@ func (a *Access) NkeyUsers(extra ...func(DeviceAccess) *server.Permissions) []*s
 		out = append(out, &server.NkeyUser{Nkey: d.Nkey, Permissions: p})
 	}
 	for _, o := range a.Operators {
-		out = append(out, &server.NkeyUser{Nkey: o.Nkey, Permissions: OperatorPermissions()})
+		p := OperatorPermissions()
+		if !o.CanDeploy() {
+			p = OperatorReadPermissions()
+		}
+		out = append(out, &server.NkeyUser{Nkey: o.Nkey, Permissions: p})
 	}
 	return out
 }

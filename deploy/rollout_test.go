@@ -94,6 +94,14 @@ func newFleetOn(t *testing.T, on string, devices map[string]string) *fleet {
 	}
 	f.seeds["alice"] = opSeed
 	f.access.Operators = append(f.access.Operators, OperatorAccess{Name: "alice", Nkey: nk})
+	// viewer may only read (role "read").
+	viewSeed := filepath.Join(f.dir, "creds", "viewer.nk")
+	vk, err := GenerateNkey(viewSeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.seeds["viewer"] = viewSeed
+	f.access.Operators = append(f.access.Operators, OperatorAccess{Name: "viewer", Nkey: vk, Role: RoleRead})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	switch on {
@@ -545,9 +553,51 @@ func testAccessControl(t *testing.T, on string) {
 	}
 }
 
+// An operator of role "read" reads the fleet's state and deploys nothing.
+func TestOperatorReadRole(t *testing.T) { servers(t, testOperatorReadRole) }
+
+func testOperatorReadRole(t *testing.T, on string) {
+	f := newFleetOn(t, on, map[string]string{"cam-1": "cams"})
+	f.deploy(guestBundle(t, f.pub, "1.0.0"), "cams", 100)
+	violated := make(chan error, 1)
+	nc := f.connect("viewer", "", nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			select {
+			case violated <- err:
+			default:
+			}
+		}
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	gs, err := Status(ctx, nc, "")
+	if err != nil || len(gs) != 1 || gs[0].Desired == nil || gs[0].Desired.Version != "1.0.0" {
+		t.Fatalf("a read operator's status: %+v %v", gs, err)
+	}
+	c, cancel2 := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel2()
+	res := make(chan error, 1)
+	go func() { _, err := Publish(c, nc, guestBundle(t, f.pub, "2.0.0"), "cams", 100, "viewer"); res <- err }()
+	select {
+	case v := <-violated:
+		t.Logf("refused: %v", v)
+		cancel2()
+		<-res
+	case err := <-res:
+		if err == nil {
+			t.Fatal("an operator of role read deployed")
+		}
+		t.Logf("refused: %v", err)
+	}
+	if gs, err := Status(ctx, f.op, "cams"); err != nil || gs[0].Desired.Version != "1.0.0" {
+		t.Fatalf("the desired state changed: %+v %v", gs, err)
+	}
+}
+
 func TestParseAccess(t *testing.T) {
 	dir := t.TempDir()
 	nk, _ := GenerateNkey(filepath.Join(dir, "a.nk"))
+	nk2, _ := GenerateNkey(filepath.Join(dir, "b.nk"))
 	good := fmt.Sprintf("[[device]]\nid = \"cam-1\"\ngroup = \"cams\"\nnkey = %q\n\n[[operator]]\nname = \"alice\"\nnkey = \"%s\"\n", nk, "UBAD")
 	_, err := ParseAccess([]byte(good), "access.toml")
 	if err == nil || !strings.Contains(err.Error(), "access.toml:8: operator[0].nkey") {
@@ -557,6 +607,8 @@ func TestParseAccess(t *testing.T) {
 		{fmt.Sprintf("[[device]]\nid = \"a b\"\ngroup = \"g\"\nnkey = %q\n", nk), "access.toml:2: device[0].id"},
 		{fmt.Sprintf("[[device]]\nid = \"a\"\ngroup = \"g\"\nnkey = %q\n[[device]]\nid = \"b\"\ngroup = \"g\"\nnkey = %q\n", nk, nk), "access.toml:8: device[1].nkey: already used"},
 		{"[[device]]\nid = \"a\"\nrole = 1\n", "access.toml:3: unknown field \"device.role\""},
+		{fmt.Sprintf("[[operator]]\nname = \"bob\"\nnkey = %q\nrole = \"admin\"\n", nk), `access.toml:4: operator[0].role: "admin": want "deploy" or "read"`},
+		{fmt.Sprintf("[[operator]]\nname = \"bob\"\nnkey = %q\n[[operator]]\nname = \"bob\"\nnkey = %q\n", nk, nk2), `access.toml:5: operator[1].name: "bob" is listed twice`},
 	} {
 		if _, err := ParseAccess([]byte(c.src), "access.toml"); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("got %v, want %q", err, c.want)

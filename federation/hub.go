@@ -116,9 +116,12 @@ type RoundReport struct {
 	Available int `json:"available" cbor:"available"`
 	// Received updates; Dropped stragglers; Refused late or invalid update
 	// messages.
-	Received int      `json:"received" cbor:"received"`
-	Dropped  []string `json:"dropped,omitempty" cbor:"dropped,omitempty"`
-	Refused  int      `json:"refused" cbor:"refused"`
+	Received int `json:"received" cbor:"received"`
+	// Participants: the sampled devices whose updates arrived in time
+	// (the Received ones), sorted.
+	Participants []string `json:"participants,omitempty" cbor:"participants,omitempty"`
+	Dropped      []string `json:"dropped,omitempty" cbor:"dropped,omitempty"`
+	Refused      int      `json:"refused" cbor:"refused"`
 	// Rejected: sampled devices whose authenticated update was refused
 	// (not finite, wrong layout, malformed), with the reason.
 	Rejected map[string]string `json:"rejected,omitempty" cbor:"rejected,omitempty"`
@@ -204,6 +207,15 @@ func (c HubConfig) PlanPrivacy(m ModeConfig) ModeConfig {
 // Ready, then Shutdown; Done closes when the configured rounds are
 // complete.
 type Hub struct{ h *hub.Hub }
+
+// Seen maps each device heard from within the hub's DeviceTTL to the time
+// it was last heard from.
+func (h *Hub) Seen() map[string]time.Time { return h.h.Seen() }
+
+// Conn is the hub's own NATS connection (nil before Start), for parts of
+// the hub's process that read its JetStream state, such as the dashboard.
+// It has every right the hub has: do not hand it to anything else.
+func (h *Hub) Conn() *nats.Conn { return h.h.Conn() }
 
 // NewHub validates cfg and returns an unstarted hub; errors name the
 // field at fault.

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/fennec-edge/fennec/federation/internal/hub"
 	"github.com/fennec-edge/fennec/federation/internal/modes"
 	"github.com/fennec-edge/fennec/federation/internal/sim"
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
@@ -73,6 +74,9 @@ type SimConfig struct {
 	DataDir string
 	// OnRound is called after every round.
 	OnRound func(Progress)
+	// OnHub, when set, is called with the simulation's hub once it has
+	// started, before the first round (a dashboard on the demo's hub).
+	OnHub func(*Hub)
 	// MaxFailedRounds stops the simulation with an error after this many
 	// consecutive failed rounds (3).
 	MaxFailedRounds int
@@ -178,6 +182,9 @@ func Simulate(ctx context.Context, cfg SimConfig) (Summary, error) {
 	if f := cfg.OnRound; f != nil {
 		ic.OnRound = func(p sim.Progress) { f(fromProgress(p)) }
 	}
+	if f := cfg.OnHub; f != nil {
+		ic.OnHub = func(h *hub.Hub) { f(&Hub{h: h}) }
+	}
 	s, err := sim.Run(ctx, ic)
 	out := Summary{
 		Rounds: s.Rounds, Devices: s.Devices, Params: s.Params, Strategy: s.Strategy, Accuracy: s.Accuracy,
@@ -227,6 +234,10 @@ type Data struct {
 func (d *Data) TrainDataset(f32Labels bool) Dataset {
 	return fromDataset((*sim.Data)(d).TrainDataset(f32Labels))
 }
+
+// Test is the held-out split as a Dataset with i32 class labels, as a
+// HubEvaluator reads it (DatasetEvaluator).
+func (d *Data) Test() Dataset { return fromDataset((*sim.Data)(d).Test()) }
 
 // Vitals returns about n readings of generated patient vitals (fennec's
 // one generator, which the demo and `fennec vitals` use) as a Data held

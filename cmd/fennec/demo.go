@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fennec-edge/fennec/dashboard"
 	"github.com/fennec-edge/fennec/federation"
 	"github.com/fennec-edge/fennec/internal/bench"
 	"github.com/fennec-edge/fennec/internal/guests"
@@ -44,6 +45,7 @@ type demoOptions struct {
 	epsilon  float64
 	delta    float64
 	clip     float64
+	http     string
 }
 
 func newDemoCmd() *cobra.Command {
@@ -61,7 +63,10 @@ the pooled data in the same run serves as the reference; finally each device sco
 live stream of new readings with the risk-infer module.
 
 --data PATH trains on a real CSV instead (numeric features, the label last), such as
-../shared/data/wdbc.csv.`,
+../shared/data/wdbc.csv.
+
+--http ADDR (e.g. 127.0.0.1:8080) serves the web dashboard of the demo's hub while the
+devices train, and keeps serving it after the demo until Ctrl-C (docs/DASHBOARD.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if o.lr < 0 {
@@ -101,6 +106,7 @@ live stream of new readings with the risk-infer module.
 	f.Float64Var(&o.epsilon, "epsilon", 3, "DP modes: total epsilon of the training (the noise is calibrated to reach it after --rounds)")
 	f.Float64Var(&o.delta, "delta", 1e-5, "DP modes: delta")
 	f.Float64Var(&o.clip, "clip", 0.5, "DP modes: L2 bound of each device's update")
+	f.StringVar(&o.http, "http", "", "serve the web dashboard of the demo's hub at ADDR (loopback, e.g. 127.0.0.1:8080) until interrupted")
 	return c
 }
 
@@ -391,7 +397,21 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 			Val: pooled.TrainDataset(true), Step: uint64(max(1, o.epochs))}
 	}
 	t0 = time.Now()
-	sum, err := federation.Simulate(ctx, federation.SimConfig{
+	var dash hubDash
+	var dhub *stoppable
+	var dashErr error // --http could not serve: the demo stops
+	simCtx, simCancel := context.WithCancel(ctx)
+	defer simCancel()
+	defer dash.shutdown()
+	if o.http != "" {
+		defer func() {
+			if dhub != nil {
+				fmt.Fprintf(stdout, "\ndashboard still at %s (Ctrl-C to stop)\n", dash.d.Load().URL())
+				<-ctx.Done()
+			}
+		}()
+	}
+	sum, err := federation.Simulate(simCtx, federation.SimConfig{
 		Devices:  o.devices,
 		Rounds:   o.rounds,
 		Fraction: o.fraction,
@@ -412,6 +432,23 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		Logger:           log,
 		PrivacyMode:      o.mode,
 		Privacy:          federation.ModeConfig{TargetEpsilon: o.epsilon, Delta: o.delta, Clip: o.clip},
+		OnHub: func(h *federation.Hub) {
+			if o.http == "" {
+				return
+			}
+			t := dashboard.Training{Name: "demo", Strategy: o.strategy, Mode: o.mode, Rounds: o.rounds}
+			if !plain && o.mode != "secagg" && o.mode != "he" {
+				t.TargetEpsilon, t.Delta = o.epsilon, o.delta
+			}
+			dhub = &stoppable{h: h}
+			url, err := dash.start(o.http, dhub, nil, t, log)
+			if err != nil {
+				dhub, dashErr = nil, err
+				simCancel()
+				return
+			}
+			fmt.Fprintf(stdout, "dashboard %s\n", url)
+		},
 		OnRound: func(p federation.Progress) {
 			r := demoRound{Round: p.Index, Updates: p.Received, Loss: p.Loss, Accuracy: p.Accuracy, Bytes: p.BytesMoved}
 			if ranks != nil {
@@ -427,6 +464,11 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 				}
 			}
 			res.PerRound = append(res.PerRound, r)
+			var extra map[string]float64
+			if ranks != nil {
+				extra = map[string]float64{"auroc": r.AUROC}
+			}
+			dash.round(p.RoundReport, p.Privacy, extra)
 			if o.asJSON {
 				return
 			}
@@ -443,6 +485,12 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		},
 	})
 	say("\n")
+	if dhub != nil {
+		dhub.stopped.Store(true) // the hub has stopped with the training
+	}
+	if dashErr != nil {
+		return &exitError{exitUsage, fmt.Errorf("--http: %w", dashErr)}
+	}
 	if err != nil {
 		return &exitError{exitFailure, fmt.Errorf("federated training: %w", err)}
 	}

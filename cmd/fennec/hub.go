@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fennec-edge/fennec/dashboard"
 	"github.com/fennec-edge/fennec/deploy"
 	"github.com/fennec-edge/fennec/federation"
 )
@@ -30,6 +31,8 @@ func newHubCmd() *cobra.Command {
 		mode       string
 		mcfg       federation.ModeConfig
 		wf         hubWasmFlags
+		httpAddr   string
+		dash       hubDash
 	)
 	cmd := &cobra.Command{
 		Use:   "hub",
@@ -73,7 +76,13 @@ risk-train) scores each new global model on held-out data through the module's
 --strategy-module MODULE.wasm aggregates the updates with the module's "aggregate"
 entrypoint instead of a built-in --strategy. Both modules run in the fennec runtime,
 with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
---strategy-manifest.`,
+--strategy-manifest.
+
+--http ADDR serves a web dashboard of the fleet, its rollouts and its training, and
+the JSON API behind it (docs/DASHBOARD.md), and keeps serving it after --rounds are
+complete, until interrupted. It binds to loopback unless --access is given; with
+--access, operators sign in with a token of their nkey ('fennec hub token'), and only
+those whose role allows deploys may change a rollout from it.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			level := slog.LevelWarn
@@ -187,6 +196,18 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 				}
 				fmt.Fprintln(c.OutOrStdout(), line)
 			}
+			onRound := cfg.OnRound
+			cfg.OnRound = func(r federation.RoundReport) {
+				onRound(r)
+				if httpAddr != "" {
+					var ps *federation.ModeStatus
+					if mh != nil {
+						st := mh.Status()
+						ps = &st
+					}
+					dash.round(r, ps, nil)
+				}
+			}
 			h, err := federation.NewHub(cfg)
 			if err != nil {
 				return &exitError{exitUsage, err}
@@ -195,6 +216,19 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 				return &exitError{exitFailure, err}
 			}
 			defer h.Shutdown()
+			if httpAddr != "" {
+				url, err := dash.start(httpAddr, h, cfg.Access, dashboard.Training{
+					Name: cfg.Name, Strategy: cfg.Strategy.Name(), Params: strategyParams(sc), Mode: mode,
+					TargetEpsilon: mcfg.TargetEpsilon, Delta: mcfg.Delta, Rounds: cfg.Rounds,
+				}, cfg.Logger)
+				if err != nil {
+					return &exitError{exitUsage, fmt.Errorf("--http: %w", err)}
+				}
+				defer dash.shutdown()
+				if !jsonOut {
+					fmt.Fprintf(c.OutOrStdout(), "dashboard at %s\n", url)
+				}
+			}
 			if !jsonOut {
 				fmt.Fprintf(c.OutOrStdout(), "hub %q ready at %s, global model version %d\n", cfg.Name, h.ClientURL(), h.Version())
 				if mh != nil {
@@ -224,12 +258,12 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 				if err := h.Err(); err != nil {
 					return &exitError{exitFailure, err}
 				}
-				if cfg.Access == nil {
+				if cfg.Access == nil && httpAddr == "" {
 					return nil
 				}
 			}
 			if !jsonOut {
-				fmt.Fprintln(c.OutOrStdout(), "training rounds complete; still serving rollouts until interrupted")
+				fmt.Fprintln(c.OutOrStdout(), "training rounds complete; still serving rollouts and the dashboard until interrupted")
 			}
 			<-ctx.Done()
 			return nil
@@ -278,7 +312,8 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 	f.StringVar(&wf.stratManifest, "strategy-manifest", "", "manifest of --strategy-module (default: NAME.toml or fennec.toml beside it)")
 	f.BoolVar(&jsonOut, "json", false, "one JSON round report per line")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log hub events")
-	cmd.AddCommand(newHubCredsCmd())
+	f.StringVar(&httpAddr, "http", "", "serve the web dashboard and its JSON API at ADDR (loopback, e.g. 127.0.0.1:8080, unless --access signs operators in; see docs/DASHBOARD.md)")
+	cmd.AddCommand(newHubCredsCmd(), newHubTokenCmd())
 	return cmd
 }
 

@@ -233,10 +233,13 @@ type Report struct {
 	Sampled int    `json:"sampled" cbor:"sampled"`
 	// Available is the number of devices the sample was drawn from:
 	// Sampled/Available is the round's sampling rate.
-	Available int      `json:"available" cbor:"available"`
-	Received  int      `json:"received" cbor:"received"`
-	Dropped   []string `json:"dropped,omitempty" cbor:"dropped,omitempty"` // stragglers
-	Refused   int      `json:"refused" cbor:"refused"`                     // late / invalid update messages
+	Available int `json:"available" cbor:"available"`
+	Received  int `json:"received" cbor:"received"`
+	// Participants: the sampled devices whose updates arrived in time
+	// (the Received ones), sorted.
+	Participants []string `json:"participants,omitempty" cbor:"participants,omitempty"`
+	Dropped      []string `json:"dropped,omitempty" cbor:"dropped,omitempty"` // stragglers
+	Refused      int      `json:"refused" cbor:"refused"`                     // late / invalid update messages
 	// Rejected: sampled devices whose authenticated update was refused
 	// (not finite, wrong layout, malformed), with the reason; they do not
 	// count towards the round.
@@ -876,6 +879,24 @@ func (h *Hub) closeConns() {
 	}
 }
 
+// Seen returns when each device available now (heard from within
+// DeviceTTL) was last heard from: its join or heartbeat.
+func (h *Hub) Seen() map[string]time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string]time.Time, len(h.devices))
+	for _, id := range h.availableLocked(time.Now()) {
+		out[id] = h.devices[id]
+	}
+	return out
+}
+
+// Conn is the hub's own NATS connection (nil before Start), for
+// components of the hub's process that read its JetStream state, such as
+// the dashboard. It has every right the hub has: do not hand it to a
+// guest or a peer.
+func (h *Hub) Conn() *nats.Conn { return h.nc }
+
 // Available lists devices heard from within DeviceTTL, sorted.
 func (h *Hub) Available() []string {
 	h.mu.Lock()
@@ -1402,6 +1423,7 @@ func (h *Hub) runRound(ctx context.Context) (Report, error) {
 	for _, d := range sample {
 		if u, ok := r.updates[d]; ok {
 			ups = append(ups, u)
+			rep.Participants = append(rep.Participants, d)
 		} else {
 			rep.Dropped = append(rep.Dropped, d)
 		}

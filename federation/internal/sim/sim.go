@@ -94,6 +94,9 @@ type Config struct {
 	// after, when empty).
 	DataDir string
 	OnRound func(Progress)
+	// OnHub, when set, is called with the simulation's hub once it has
+	// started, before the devices join (a dashboard reads it).
+	OnHub func(*hub.Hub)
 	// MaxFailedRounds stops the simulation with an error after this many
 	// consecutive failed rounds (default 3), e.g. when every device's
 	// training module rejects the model.
@@ -359,6 +362,9 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		return Summary{}, err
 	}
 	defer h.Shutdown()
+	if cfg.OnHub != nil {
+		cfg.OnHub(h)
+	}
 	if mh != nil {
 		hnc, err := nats.Connect("", nats.InProcessServer(h.Server()), nats.Name("sim-hub-modes"))
 		if err != nil {
