@@ -389,10 +389,14 @@ func TestRollouts(t *testing.T) {
 		t.Errorf("events %+v", rv.Events)
 	}
 	var dd DeviceDetail
-	r.get("/api/v1/devices/cam-2", tok, &dd)
-	if dd.State != deploy.StateRefused || dd.Reason != strings.Repeat("x", 100) {
-		t.Errorf("cam-2 after a malformed report: %+v", dd.DeviceView)
-	}
+	// The reports arrive through a KV watcher: poll for the last good one.
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		r.get("/api/v1/devices/cam-2", tok, &dd)
+		if dd.State != deploy.StateRefused || dd.Reason != strings.Repeat("x", 100) {
+			return fmt.Errorf("cam-2 after a malformed report: %+v", dd.DeviceView)
+		}
+		return nil
+	})
 }
 
 func putRaw(t *testing.T, nc interface{ Publish(string, []byte) error }, key string, b []byte) {
