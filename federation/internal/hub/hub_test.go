@@ -3,6 +3,7 @@ package hub_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -405,6 +406,23 @@ func TestCluster3(t *testing.T) {
 		return h.Start()
 	})
 	defer h.Shutdown()
+	// The hub's subscriptions reach the other nodes over the cluster
+	// routes a moment after Start: wait until each node has a responder
+	// for the join subject, so an agent's first join does not race them.
+	for i := 0; i < 3; i++ {
+		pc, err := nats.Connect(url(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		testutil.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+			_, err := pc.Request("fennec.default.join.probe", []byte("{}"), time.Second)
+			if errors.Is(err, nats.ErrNoResponders) {
+				return fmt.Errorf("node %d: %w", i, err)
+			}
+			return nil
+		})
+		pc.Close()
+	}
 	for i := 0; i < 3; i++ {
 		startAgent(t, h, url(i), i, nil)
 	}
