@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/fennec-edge/fennec/nn"
 )
@@ -36,7 +37,7 @@ func rnnOperands(c *kctx, in []*nn.Tensor, gates int, defaultActs []string) (*rn
 	if at, ok := c.n.attrs["activations"]; ok && at != nil {
 		acts := at.strs
 		for i, s := range acts {
-			if want := defaultActs[i%len(defaultActs)]; !equalFold(s, want) {
+			if want := defaultActs[i%len(defaultActs)]; !strings.EqualFold(s, want) {
 				return nil, fmt.Errorf("%w: activations %v (only the defaults %v)", ErrUnsupported, acts, defaultActs)
 			}
 		}
@@ -91,19 +92,6 @@ func rnnOperands(c *kctx, in []*nn.Tensor, gates int, defaultActs []string) (*rn
 		}
 	}
 	return a, nil
-}
-
-func equalFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i]|0x20, b[i]|0x20
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // timeOf is the time index that step s of direction d reads for a batch
