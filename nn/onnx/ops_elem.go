@@ -48,33 +48,51 @@ func bstrides(shape, out []int) []int {
 
 // bloop calls f for every innermost row of a broadcast: output offset o,
 // input offsets ia and ib, row length n and the inputs' inner strides.
+// Adjacent dimensions that both inputs walk the same way (both contiguous
+// across them, or both broadcast) are merged first, so that a per-channel
+// operand [1,C,1,1] against [N,C,H,W] gives rows of H*W, not of W.
 func bloop(out []int, sa, sb []int, f func(o, ia, ib, n, da, db int)) {
-	r := len(out)
+	var shp, xa, xb [nn.MaxRank]int
+	r := 0
+	for i, d := range out {
+		if d == 0 {
+			return
+		}
+		if d == 1 {
+			continue
+		}
+		if r > 0 {
+			// merge dim i into the previous kept dim when both inputs step
+			// through them as one: stride(prev) == stride(i) * d
+			if xa[r-1] == sa[i]*d && xb[r-1] == sb[i]*d {
+				shp[r-1] *= d
+				xa[r-1], xb[r-1] = sa[i], sb[i]
+				continue
+			}
+		}
+		shp[r], xa[r], xb[r] = d, sa[i], sb[i]
+		r++
+	}
 	if r == 0 {
 		f(0, 0, 0, 1, 0, 0)
 		return
 	}
-	for _, d := range out {
-		if d == 0 {
-			return
-		}
-	}
-	inner := out[r-1]
-	idx := make([]int, r)
+	inner := shp[r-1]
+	var idx [nn.MaxRank]int
 	ia, ib, o := 0, 0, 0
 	for {
-		f(o, ia, ib, inner, sa[r-1], sb[r-1])
+		f(o, ia, ib, inner, xa[r-1], xb[r-1])
 		o += inner
 		k := r - 2
 		for ; k >= 0; k-- {
 			idx[k]++
-			ia += sa[k]
-			ib += sb[k]
-			if idx[k] < out[k] {
+			ia += xa[k]
+			ib += xb[k]
+			if idx[k] < shp[k] {
 				break
 			}
-			ia -= sa[k] * out[k]
-			ib -= sb[k] * out[k]
+			ia -= xa[k] * shp[k]
+			ib -= xb[k] * shp[k]
 			idx[k] = 0
 		}
 		if k < 0 {

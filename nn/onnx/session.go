@@ -670,6 +670,16 @@ func (c *kctx) gemm(out, a, b []float32, m, k, n int, transA, transB, aConst, bC
 		clear(out[:m*n])
 		return nil
 	}
+	if cpu, ok := c.s.be.(*gpu.CPU); ok {
+		// The CPU backend's memory is host memory: run its SGEMM on the
+		// operands in place, with no copy in or out.
+		ar, br := m*k, k*n
+		if err := cpu.Sgemm(transA, transB, m, n, k, a[:ar], b[:br], out[:m*n]); err != nil {
+			return err
+		}
+		c.s.deviceCalls.Add(1)
+		return nil
+	}
 	be := c.s.be
 	operand := func(data []float32, rows, cols int, isConst bool) (gpu.Tensor, bool, error) {
 		if isConst && len(data) > 0 {
