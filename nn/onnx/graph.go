@@ -26,6 +26,7 @@ type node struct {
 	opset            int // of the node's domain
 	inputs, outputs  []string
 	attrs            map[string]*attr
+	epi              *epilogue // FusedConv's elementwise tail (pass_epilogue.go)
 }
 
 func (n *node) String() string {

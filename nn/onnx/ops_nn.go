@@ -125,7 +125,11 @@ func (w *window) outShape(ch int) []int {
 	return []int{w.n, ch, w.oh, w.ow}
 }
 
-func conv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+func conv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) { return convCore(c, in, true) }
+
+// convCore runs a Conv; the bias (validated either way) is added only when
+// addBias is set (a FusedConv adds it in its epilogue).
+func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 	x, wt := in[0], in[1]
 	var bias *nn.Tensor
 	if len(in) > 2 {
@@ -192,7 +196,7 @@ func conv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			}
 		}
 	}
-	if bias != nil {
+	if bias != nil && addBias {
 		for b := 0; b < win.n; b++ {
 			for o := 0; o < m; o++ {
 				v := bias.F32[o]
@@ -599,6 +603,8 @@ func softmax(log bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 func init() {
 	win := []string{"kernel_shape", "strides", "dilations", "pads", "auto_pad"}
 	reg("Conv", opDef{since: 1, attrs: append(win, "group"), minIn: 2, maxIn: 3, run: conv, backend: true, foldable: true})
+	// FusedConv is never in a model file: fuseEpilogues makes it.
+	reg("FusedConv", opDef{since: 1, attrs: append(win, "group"), minIn: 2, maxIn: -1, run: fusedConv, backend: true})
 	reg("MaxPool", opDef{since: 8, attrs: append(win, "ceil_mode", "storage_order"), minIn: 1, maxIn: 1, run: pool(true), foldable: true})
 	reg("AveragePool", opDef{since: 7, attrs: append(win, "ceil_mode", "count_include_pad"), minIn: 1, maxIn: 1, run: pool(false), foldable: true})
 	reg("GlobalAveragePool", opDef{since: 1, minIn: 1, maxIn: 1, run: globalPool(false), foldable: true})

@@ -77,3 +77,104 @@ func TestFuseConvBN(t *testing.T) {
 		}
 	}
 }
+
+func scalarInit(name string, v float32, dims ...int64) *pb.TensorProto {
+	n := int64(1)
+	for _, d := range dims {
+		n *= d
+	}
+	vals := make([]float32, n)
+	for i := range vals {
+		vals[i] = v + float32(i)*0.1
+	}
+	return &pb.TensorProto{Name: strp(name), DataType: i32p(int32(nn.Float32)), Dims: dims, FloatData: vals}
+}
+
+// TestFuseEpilogue: each chain an exporter writes after a Conv runs as one
+// FusedConv node and gives what the unfused nodes give (kept apart by asking
+// for the Conv output, which stops the fusion).
+func TestFuseEpilogue(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	clipAttrs := []string{"c", "zero", "six"}
+	cases := []struct {
+		name  string
+		nodes []*pb.NodeProto
+		steps int // nodes in the fused plan
+	}{
+		{"relu", []*pb.NodeProto{nodep("Relu", "r", []string{"c"}, []string{"y"})}, 1},
+		{"hardswish as Add-Clip-Mul-Div, affine around it", []*pb.NodeProto{
+			nodep("Mul", "m1", []string{"chan", "c"}, []string{"a"}),
+			nodep("Add", "a1", []string{"a", "one"}, []string{"b"}),
+			nodep("Add", "a3", []string{"b", "three"}, []string{"d"}),
+			nodep("Clip", "cl", []string{"d", "zero", "six"}, []string{"e"}),
+			nodep("Mul", "mx", []string{"b", "e"}, []string{"f"}),
+			nodep("Div", "dv", []string{"f", "six"}, []string{"g"}),
+			nodep("Sub", "sb", []string{"one", "g"}, []string{"y"})}, 1},
+		{"residual Add, LeakyRelu, Max", []*pb.NodeProto{
+			nodep("Add", "res", []string{"c", "r"}, []string{"a"}),
+			nodep("LeakyRelu", "lr", []string{"a"}, []string{"b"},
+				&pb.AttributeProto{Name: strp("alpha"), Type: attrTypep(pb.AttributeProto_FLOAT), F: func() *float32 { f := float32(0.2); return &f }()}),
+			nodep("Max", "mx", []string{"b", "one"}, []string{"y"})}, 1},
+		{"HardSigmoid, HardSwish, Sigmoid, Tanh, Div by channel", []*pb.NodeProto{
+			nodep("HardSigmoid", "hs", []string{"c"}, []string{"a"}),
+			nodep("HardSwish", "hw", []string{"a"}, []string{"b"}),
+			nodep("Sigmoid", "sg", []string{"b"}, []string{"d"}),
+			nodep("Tanh", "th", []string{"d"}, []string{"e"}),
+			nodep("Div", "dv", []string{"e", "chan"}, []string{"y"})}, 1},
+		{"an intermediate read outside the chain stops it", []*pb.NodeProto{
+			nodep("Relu", "r1", []string{"c"}, []string{"a"}),
+			nodep("Clip", "cl", append([]string{"a"}, clipAttrs[1:]...), []string{"b"}),
+			nodep("Add", "out", []string{"b", "a"}, []string{"d"}),
+			nodep("Concat", "cat", []string{"d", "a"}, []string{"y"},
+				&pb.AttributeProto{Name: strp("axis"), Type: attrTypep(pb.AttributeProto_INT), I: i64p(1)})}, 4}, // FusedConv(Relu), Clip, Add, Concat
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			nodes := append([]*pb.NodeProto{nodep("Conv", "conv", []string{"x", "w", "bias"}, []string{"c"},
+				&pb.AttributeProto{Name: strp("group"), Type: attrTypep(pb.AttributeProto_INT), I: i64p(2)},
+				&pb.AttributeProto{Name: strp("pads"), Type: attrTypep(pb.AttributeProto_INTS), Ints: []int64{1, 1, 1, 1}})}, tc.nodes...)
+			g := &pb.GraphProto{Name: strp("epi"), Node: nodes,
+				Initializer: []*pb.TensorProto{randTensor(rng, "w", false, 6, 2, 3, 3), randTensor(rng, "bias", false, 6),
+					randTensor(rng, "chan", true, 1, 6, 1, 1), scalarInit("one", 1), scalarInit("three", 3), scalarInit("zero", 0), scalarInit("six", 6)},
+				Input:  []*pb.ValueInfoProto{valueProto("x", nn.Float32, 1, 4, 5, 7), valueProto("r", nn.Float32, 1, 6, 5, 7)},
+				Output: []*pb.ValueInfoProto{valueProto("y", nn.Float32)}}
+			m, err := Decode(marshal(t, model(13, g)), "epi.onnx", "", Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fused, err := NewSession(m, gpu.NewCPU())
+			if err != nil {
+				t.Fatal(err)
+			}
+			apart, err := NewSession(m, gpu.NewCPU(), "c")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(fused.main.steps) != tc.steps || len(apart.main.steps) != len(nodes) {
+				t.Fatalf("fused plan has %d steps (want %d), unfused %d (want %d)", len(fused.main.steps), tc.steps, len(apart.main.steps), len(nodes))
+			}
+			if tc.steps == 1 && fused.main.steps[0].op != "FusedConv" {
+				t.Fatalf("the plan runs %s", fused.main.steps[0].op)
+			}
+			in := map[string]*nn.Tensor{}
+			for name, shape := range map[string][]int{"x": {1, 4, 5, 7}, "r": {1, 6, 5, 7}} {
+				x, _ := nn.New(nn.Float32, shape, 1000)
+				for i := range x.F32 {
+					x.F32[i] = float32(rng.NormFloat64() * 3)
+				}
+				in[name] = x
+			}
+			a, err := fused.Run(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := apart.Run(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := compare(a["y"], b["y"], 1e-5, 1e-5); err != nil {
+				t.Fatalf("fused differs: %v", err)
+			}
+		})
+	}
+}

@@ -236,6 +236,15 @@ func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor, extra ...string
 		wanted[name] = true
 	}
 	live = fuseConvBN(live, p.consts, wanted)
+	var shapes map[string]ValueInfo
+	if g == s.m.graph {
+		shapes = s.shapes()
+	}
+	graphOut := map[string]bool{}
+	for _, o := range g.outputs {
+		graphOut[o.Name] = true
+	}
+	live = fuseEpilogues(live, p.consts, wanted, shapes, graphOut)
 	// Subgraphs see this graph's constants and the enclosing ones.
 	scope := make(map[string]*nn.Tensor, len(outer)+len(p.consts))
 	for k, v := range outer {
@@ -311,6 +320,9 @@ func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor, extra ...string
 	}
 	return p, nil
 }
+
+// shapes returns the inferred shapes of the main graph's values.
+func (s *Session) shapes() map[string]ValueInfo { return s.m.InferShapes() }
 
 // nodeReads lists the values a node reads, including the outer-scope names
 // its subgraphs use.

@@ -1,0 +1,103 @@
+//go:build amd64 && !purego
+
+package vec
+
+import "golang.org/x/sys/cpu"
+
+var haveAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+
+//go:noescape
+func axpyAVX2(dst, x *float32, n int, a float32)
+
+//go:noescape
+func affineAVX2(dst, x *float32, n int, a, b float32)
+
+//go:noescape
+func clampAVX2(dst, x *float32, n int, lo, hi float32)
+
+//go:noescape
+func mulAVX2(dst, x, y *float32, n int)
+
+//go:noescape
+func addAVX2(dst, x, y *float32, n int)
+
+//go:noescape
+func hardSwishAVX2(dst, x *float32, n int)
+
+//go:noescape
+func leakyAVX2(dst, x *float32, n int, a float32)
+
+// body returns how many leading elements of an n-element operation the
+// AVX2 kernels take (a multiple of 8), 0 when they do not run.
+func body(n int) int {
+	if !haveAVX2 {
+		return 0
+	}
+	return n &^ 7
+}
+
+func Axpy(dst, x []float32, a float32) {
+	x = x[:len(dst)]
+	k := body(len(dst))
+	if k > 0 {
+		axpyAVX2(&dst[0], &x[0], k, a)
+	}
+	axpyGo(dst[k:], x[k:], a)
+}
+
+func Affine(dst, x []float32, a, b float32) {
+	x = x[:len(dst)]
+	k := body(len(dst))
+	if k > 0 {
+		affineAVX2(&dst[0], &x[0], k, a, b)
+	}
+	affineGo(dst[k:], x[k:], a, b)
+}
+
+func Clamp(dst, x []float32, lo, hi float32) {
+	x = x[:len(dst)]
+	k := body(len(dst))
+	if k > 0 {
+		clampAVX2(&dst[0], &x[0], k, lo, hi)
+	}
+	clampGo(dst[k:], x[k:], lo, hi)
+}
+
+func Mul(dst, x, y []float32) {
+	x, y = x[:len(dst)], y[:len(dst)]
+	k := body(len(dst))
+	if k > 0 {
+		mulAVX2(&dst[0], &x[0], &y[0], k)
+	}
+	mulGo(dst[k:], x[k:], y[k:])
+}
+
+func Add(dst, x, y []float32) {
+	x, y = x[:len(dst)], y[:len(dst)]
+	k := body(len(dst))
+	if k > 0 {
+		addAVX2(&dst[0], &x[0], &y[0], k)
+	}
+	addGo(dst[k:], x[k:], y[k:])
+}
+
+func HardSwish(dst, x []float32) {
+	x = x[:len(dst)]
+	k := body(len(dst))
+	if k > 0 {
+		hardSwishAVX2(&dst[0], &x[0], k)
+	}
+	hardSwishGo(dst[k:], x[k:])
+}
+
+func LeakyRelu(dst, x []float32, a float32) {
+	x = x[:len(dst)]
+	k := 0
+	if a >= 0 && a <= 1 {
+		k = body(len(dst))
+	}
+	if k > 0 {
+		leakyAVX2(&dst[0], &x[0], k, a)
+	}
+	leakyGo(dst[k:], x[k:], a)
+}

@@ -1,0 +1,159 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// All kernels: n is a positive multiple of 8; pointers may alias when dst
+// and a source are the same slice (each element is read before it is
+// written).
+
+// func axpyAVX2(dst, x *float32, n int, a float32)
+// dst[i] += a * x[i]
+TEXT ·axpyAVX2(SB), NOSPLIT, $0-28
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS a+24(FP), Y0
+	SHRQ $3, CX
+axpyloop:
+	VMOVUPS (DI), Y1
+	VFMADD231PS (SI), Y0, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ axpyloop
+	VZEROUPPER
+	RET
+
+// func affineAVX2(dst, x *float32, n int, a, b float32)
+// dst[i] = x[i]*a + b
+TEXT ·affineAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS a+24(FP), Y0
+	VBROADCASTSS b+28(FP), Y2
+	SHRQ $3, CX
+affloop:
+	VMOVUPS (SI), Y1
+	VFMADD213PS Y2, Y0, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ affloop
+	VZEROUPPER
+	RET
+
+// func clampAVX2(dst, x *float32, n int, lo, hi float32)
+// dst[i] = min(max(x[i], lo), hi), a NaN in x stays NaN
+TEXT ·clampAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS lo+24(FP), Y0
+	VBROADCASTSS hi+28(FP), Y2
+	SHRQ $3, CX
+clamploop:
+	VMOVUPS (SI), Y1
+	VMAXPS Y1, Y0, Y3
+	VMINPS Y3, Y2, Y3
+	VMOVUPS Y3, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ clamploop
+	VZEROUPPER
+	RET
+
+// func mulAVX2(dst, x, y *float32, n int)
+// dst[i] = x[i] * y[i]
+TEXT ·mulAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ y+16(FP), DX
+	MOVQ n+24(FP), CX
+	SHRQ $3, CX
+mulloop:
+	VMOVUPS (SI), Y1
+	VMULPS (DX), Y1, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, DI
+	DECQ CX
+	JNZ mulloop
+	VZEROUPPER
+	RET
+
+// func addAVX2(dst, x, y *float32, n int)
+// dst[i] = x[i] + y[i]
+TEXT ·addAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ y+16(FP), DX
+	MOVQ n+24(FP), CX
+	SHRQ $3, CX
+addloop:
+	VMOVUPS (SI), Y1
+	VADDPS (DX), Y1, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, DI
+	DECQ CX
+	JNZ addloop
+	VZEROUPPER
+	RET
+
+// func hardSwishAVX2(dst, x *float32, n int)
+// dst[i] = x[i] * min(max(x[i]/6 + 0.5, 0), 1)
+TEXT ·hardSwishAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), CX
+	MOVL $0x40c00000, AX // 6.0
+	MOVL AX, X0
+	VBROADCASTSS X0, Y0
+	MOVL $0x3f000000, AX // 0.5
+	MOVL AX, X4
+	VBROADCASTSS X4, Y4
+	MOVL $0x3f800000, AX // 1.0
+	MOVL AX, X5
+	VBROADCASTSS X5, Y5
+	VXORPS Y6, Y6, Y6
+	SHRQ $3, CX
+hswloop:
+	VMOVUPS (SI), Y1
+	VDIVPS Y0, Y1, Y2
+	VADDPS Y4, Y2, Y2
+	VMAXPS Y2, Y6, Y2
+	VMINPS Y2, Y5, Y2
+	VMULPS Y2, Y1, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ hswloop
+	VZEROUPPER
+	RET
+
+// func leakyAVX2(dst, x *float32, n int, a float32)
+// dst[i] = max(x[i], a*x[i]), which is LeakyRelu for 0 <= a <= 1
+TEXT ·leakyAVX2(SB), NOSPLIT, $0-28
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS a+24(FP), Y0
+	SHRQ $3, CX
+leakyloop:
+	VMOVUPS (SI), Y1
+	VMULPS Y1, Y0, Y2
+	VMAXPS Y1, Y2, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ leakyloop
+	VZEROUPPER
+	RET
