@@ -2,10 +2,10 @@
 
 package vec
 
-func Axpy(dst, x []float32, a float32)      { axpyGo(dst, x, a) }
-func Affine(dst, x []float32, a, b float32) { affineGo(dst, x, a, b) }
+func Axpy(dst, x []float32, a float32)       { axpyGo(dst, x, a) }
+func Affine(dst, x []float32, a, b float32)  { affineGo(dst, x, a, b) }
 func Clamp(dst, x []float32, lo, hi float32) { clampGo(dst, x, lo, hi) }
-func Mul(dst, x, y []float32)               { mulGo(dst, x, y) }
-func Add(dst, x, y []float32)               { addGo(dst, x, y) }
-func HardSwish(dst, x []float32)            { hardSwishGo(dst, x) }
-func LeakyRelu(dst, x []float32, a float32) { leakyGo(dst, x, a) }
+func Mul(dst, x, y []float32)                { mulGo(dst, x, y) }
+func Add(dst, x, y []float32)                { addGo(dst, x, y) }
+func HardSwish(dst, x []float32)             { hardSwishGo(dst, x) }
+func LeakyRelu(dst, x []float32, a float32)  { leakyGo(dst, x, a) }
