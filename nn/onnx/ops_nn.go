@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/fennec-edge/fennec/nn"
+	"github.com/fennec-edge/fennec/nn/onnx/internal/vec"
 )
 
 // window describes a 2-D sliding window (Conv, pooling); 1-D operators are
@@ -169,7 +170,13 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 	kk := cg * win.kh * win.kw
 	plane := win.oh * win.ow
 	if cg == 1 && mg == 1 {
-		depthwise(win, x.F32, wt.F32, out.F32)
+		nw := depthwiseWork(win)
+		if _, err := nn.Elements([]int{nw}, c.limit); err != nil {
+			return nil, fmt.Errorf("%w: depthwise buffer: %v", ErrInvalid, err)
+		}
+		work := c.s.hostGet(nw)
+		depthwise(win, x.F32, wt.F32, out.F32, work)
+		c.s.hostPut(work)
 	} else {
 		direct1x1 := win.kh == 1 && win.kw == 1 && win.sh == 1 && win.sw == 1 && win.pt+win.pl+win.pb+win.pr == 0
 		var col []float32
@@ -246,53 +253,85 @@ func im2col(w *window, x []float32, cg int, col []float32) {
 // depthwise is the direct kernel for one input and one output channel per
 // group: it runs on the host, since a 1 x k x plane product per channel
 // would spend its time in backend calls.
-func depthwise(w *window, x, wt, out []float32) {
+//
+// Each channel is first split into stride phases of its zero-padded image:
+// phase (py, px) holds the padded pixels (y*sh+py, x*sw+px). Tap (ki, kj)
+// then reads phase ((ki*dh)%sh, (kj*dw)%sw) at a fixed offset, and since the
+// phase planes and the work plane share one row stride (W2), the tap is a
+// single vector axpy over the whole plane, columns past ow included (they
+// are computed and dropped). kh*kw long AVX2 axpys per channel instead of
+// kh*kw*oh short ones, and no bounds tests in the inner loop.
+func depthwise(w *window, x, wt, out, work []float32) {
+	ph, pw := w.h+w.pt+w.pb, w.w+w.pl+w.pr
+	h2, w2 := (ph+w.sh-1)/w.sh, (pw+w.sw-1)/w.sw
+	phases := w.sh * w.sw
+	planeSz := (h2 + 1) * w2 // one spare row: the last taps read past oh rows
+	dec, tmp := work[:phases*planeSz], work[phases*planeSz:phases*planeSz+w.oh*w2]
 	plane := w.oh * w.ow
 	for b := 0; b < w.n; b++ {
 		for ch := 0; ch < w.ch; ch++ {
 			img := x[(b*w.ch+ch)*w.h*w.w:][:w.h*w.w]
 			k := wt[ch*w.kh*w.kw:][:w.kh*w.kw]
 			dst := out[(b*w.ch+ch)*plane:][:plane]
-			clear(dst)
-			for kj := 0; kj < w.kw; kj++ {
-				// Output columns whose input column lies inside the image:
-				// ix = ox*sw + off with 0 <= ix < w.
-				off := kj*w.dw - w.pl
-				lo := 0
-				if off < 0 {
-					lo = (-off + w.sw - 1) / w.sw
+			splitPhases(w, img, dec, h2, w2, planeSz)
+			first := true
+			for ki := 0; ki < w.kh; ki++ {
+				ry, oy := (ki*w.dh)%w.sh, (ki*w.dh)/w.sh
+				for kj := 0; kj < w.kw; kj++ {
+					rx, ox := (kj*w.dw)%w.sw, (kj*w.dw)/w.sw
+					src := dec[(ry*w.sw+rx)*planeSz+oy*w2+ox:][:len(tmp)]
+					if first {
+						vec.Affine(tmp, src, k[ki*w.kw+kj], 0)
+						first = false
+					} else {
+						vec.Axpy(tmp, src, k[ki*w.kw+kj])
+					}
 				}
-				hi := w.ow
-				if last := (w.w - 1 - off); last < 0 {
-					hi = 0
-				} else {
-					hi = min(hi, last/w.sw+1)
-				}
-				if lo >= hi {
+			}
+			for oy := 0; oy < w.oh; oy++ {
+				copy(dst[oy*w.ow:(oy+1)*w.ow], tmp[oy*w2:oy*w2+w.ow])
+			}
+		}
+	}
+}
+
+// depthwiseWork is the scratch depthwise needs, in floats.
+func depthwiseWork(w *window) int {
+	ph, pw := w.h+w.pt+w.pb, w.w+w.pl+w.pr
+	h2, w2 := (ph+w.sh-1)/w.sh, (pw+w.sw-1)/w.sw
+	return w.sh*w.sw*(h2+1)*w2 + w.oh*w2
+}
+
+// splitPhases writes the stride phases of the zero-padded image img into
+// dec (see depthwise).
+func splitPhases(w *window, img, dec []float32, h2, w2, planeSz int) {
+	for py := 0; py < w.sh; py++ {
+		for px := 0; px < w.sw; px++ {
+			p := dec[(py*w.sw+px)*planeSz:][:planeSz]
+			for y2 := 0; y2 <= h2; y2++ {
+				row := p[y2*w2 : (y2+1)*w2]
+				iy := y2*w.sh + py - w.pt
+				if iy < 0 || iy >= w.h || y2 == h2 {
+					clear(row)
 					continue
 				}
-				for ki := 0; ki < w.kh; ki++ {
-					kv := k[ki*w.kw+kj]
-					for oy := 0; oy < w.oh; oy++ {
-						iy := oy*w.sh - w.pt + ki*w.dh
-						if iy < 0 || iy >= w.h {
-							continue
-						}
-						row := img[iy*w.w : (iy+1)*w.w]
-						d := dst[oy*w.ow+lo : oy*w.ow+hi]
-						if w.sw == 1 {
-							src := row[lo+off : hi+off]
-							for i := range d {
-								d[i] += src[i] * kv
-							}
-							continue
-						}
-						ix := lo*w.sw + off
-						for i := range d {
-							d[i] += row[ix] * kv
-							ix += w.sw
-						}
+				src := img[iy*w.w : (iy+1)*w.w]
+				if w.sw == 1 {
+					// row = [pl zeros][src][zeros]
+					lo := min(w.pl, w2)
+					clear(row[:lo])
+					n := copy(row[lo:], src)
+					clear(row[lo+n:])
+					continue
+				}
+				ix := px - w.pl
+				for j := range row {
+					if ix >= 0 && ix < w.w {
+						row[j] = src[ix]
+					} else {
+						row[j] = 0
 					}
+					ix += w.sw
 				}
 			}
 		}
