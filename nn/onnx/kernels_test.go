@@ -30,7 +30,7 @@ func naiveDepthwise(w *window, x, wt, out []float32) {
 	}
 }
 
-// TestDepthwiseKernel: the phase-split kernel against the definition over
+// TestDepthwiseKernel: the phase-split and the small-plane kernels against the definition over
 // strides, dilations, asymmetric pads and odd sizes.
 func TestDepthwiseKernel(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
@@ -63,13 +63,54 @@ func TestDepthwiseKernel(t *testing.T) {
 			for i := range work {
 				work[i] = float32(math.NaN()) // the kernel must not read stale scratch
 			}
-			depthwise(w, x, wt, got, work)
 			naiveDepthwise(w, x, wt, want)
-			for i := range got {
-				if d := math.Abs(float64(got[i] - want[i])); !(d <= 1e-5+1e-5*math.Abs(float64(want[i]))) {
-					t.Fatalf("[%d] = %v, want %v", i, got[i], want[i])
+			small := make([]float32, len(got))
+			depthwise(w, x, wt, got, work)
+			depthwiseSmall(w, x, wt, small, make([]float32, depthwiseSmallWork(w)))
+			for name, res := range map[string][]float32{"depthwise": got, "depthwiseSmall": small} {
+				for i := range res {
+					if d := math.Abs(float64(res[i] - want[i])); !(d <= 1e-5+1e-5*math.Abs(float64(want[i]))) {
+						t.Fatalf("%s: [%d] = %v, want %v", name, i, res[i], want[i])
+					}
 				}
 			}
 		})
+	}
+}
+
+// TestIm2colPhased: the phased unrolling holds the plain one's columns, at
+// row stride w2 instead of ow.
+func TestIm2colPhased(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, tc := range []struct{ h, w, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr int }{
+		{8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+		{9, 7, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
+		{10, 10, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2},
+		{7, 9, 3, 2, 3, 2, 1, 2, 0, 1, 2, 0},
+		{1, 17, 1, 5, 1, 2, 1, 1, 0, 2, 0, 2},
+		{76, 32, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1},
+	} {
+		w := &window{n: 1, ch: 3, h: tc.h, w: tc.w, kh: tc.kh, kw: tc.kw, sh: tc.sh, sw: tc.sw, dh: tc.dh, dw: tc.dw,
+			pt: tc.pt, pl: tc.pl, pb: tc.pb, pr: tc.pr}
+		w.oh = (tc.h+tc.pt+tc.pb-(tc.dh*(tc.kh-1)+1))/tc.sh + 1
+		w.ow = (tc.w+tc.pl+tc.pr-(tc.dw*(tc.kw-1)+1))/tc.sw + 1
+		x := make([]float32, w.ch*w.h*w.w)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+		}
+		kk := w.ch * w.kh * w.kw
+		_, w2, planeSz := phaseDims(w)
+		plain, phased := make([]float32, kk*w.oh*w.ow), make([]float32, kk*w.oh*w2)
+		im2col(w, x, w.ch, plain)
+		im2colPhased(w, x, w.ch, phased, make([]float32, w.sh*w.sw*planeSz))
+		for r := 0; r < kk; r++ {
+			for oy := 0; oy < w.oh; oy++ {
+				for ox := 0; ox < w.ow; ox++ {
+					if a, b := phased[r*w.oh*w2+oy*w2+ox], plain[r*w.oh*w.ow+oy*w.ow+ox]; a != b {
+						t.Fatalf("%+v: row %d (%d,%d): %v, want %v", tc, r, oy, ox, a, b)
+					}
+				}
+			}
+		}
 	}
 }

@@ -170,35 +170,77 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 	kk := cg * win.kh * win.kw
 	plane := win.oh * win.ow
 	if cg == 1 && mg == 1 {
+		small := win.ow < 8
 		nw := depthwiseWork(win)
+		if small {
+			nw = depthwiseSmallWork(win)
+		}
 		if _, err := nn.Elements([]int{nw}, c.limit); err != nil {
 			return nil, fmt.Errorf("%w: depthwise buffer: %v", ErrInvalid, err)
 		}
 		work := c.s.hostGet(nw)
-		depthwise(win, x.F32, wt.F32, out.F32, work)
+		if small {
+			depthwiseSmall(win, x.F32, wt.F32, out.F32, work)
+		} else {
+			depthwise(win, x.F32, wt.F32, out.F32, work)
+		}
 		c.s.hostPut(work)
 	} else {
 		direct1x1 := win.kh == 1 && win.kw == 1 && win.sh == 1 && win.sw == 1 && win.pt+win.pl+win.pb+win.pr == 0
-		var col []float32
+		// Phased im2col (see im2colPhased) when its extra columns cost
+		// at most a quarter more work.
+		_, w2, planeSz := phaseDims(win)
+		phased := !direct1x1 && 4*w2 <= 5*win.ow
+		cols := plane // columns of the product
+		if phased {
+			cols = win.oh * w2
+		}
+		var col, dec, tmp []float32
 		if !direct1x1 {
-			if _, err := nn.Elements([]int{kk, plane}, c.limit); err != nil {
+			if _, err := nn.Elements([]int{kk, cols}, c.limit); err != nil {
 				return nil, fmt.Errorf("%w: im2col buffer: %v", ErrInvalid, err)
 			}
-			col = c.s.hostGet(kk * plane)
+			col = c.s.hostGet(kk * cols)
 			defer c.s.hostPut(col)
+		}
+		if phased {
+			if _, err := nn.Elements([]int{win.sh * win.sw * planeSz}, c.limit); err != nil {
+				return nil, fmt.Errorf("%w: im2col buffer: %v", ErrInvalid, err)
+			}
+			dec = c.s.hostGet(win.sh * win.sw * planeSz)
+			defer c.s.hostPut(dec)
+			if cols != plane {
+				if _, err := nn.Elements([]int{mg, cols}, c.limit); err != nil {
+					return nil, fmt.Errorf("%w: im2col buffer: %v", ErrInvalid, err)
+				}
+				tmp = c.s.hostGet(mg * cols)
+				defer c.s.hostPut(tmp)
+			}
 		}
 		wConst := c.isConst(wt)
 		for b := 0; b < win.n; b++ {
 			for gi := 0; gi < g; gi++ {
 				src := x.F32[(b*win.ch+gi*cg)*win.h*win.w:]
-				if direct1x1 {
+				switch {
+				case direct1x1:
 					col = src[:kk*plane]
-				} else {
+				case phased:
+					im2colPhased(win, src, cg, col, dec)
+				default:
 					im2col(win, src, cg, col)
 				}
 				dst := out.F32[(b*m+gi*mg)*plane : (b*m+gi*mg+mg)*plane]
-				if err := c.gemm(dst, wt.F32[gi*mg*kk:(gi+1)*mg*kk], col, mg, kk, plane, false, false, wConst, false); err != nil {
+				res := dst
+				if tmp != nil {
+					res = tmp
+				}
+				if err := c.gemm(res, wt.F32[gi*mg*kk:(gi+1)*mg*kk], col, mg, kk, cols, false, false, wConst, false); err != nil {
 					return nil, err
+				}
+				if tmp != nil { // drop the extra columns
+					for r := 0; r < mg*win.oh; r++ {
+						copy(dst[r*win.ow:(r+1)*win.ow], tmp[r*w2:r*w2+win.ow])
+					}
 				}
 			}
 		}
@@ -215,6 +257,36 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 		}
 	}
 	return []*nn.Tensor{out}, nil
+}
+
+// phaseDims returns the height and width of one stride phase of the padded
+// image and the floats of one phase plane (a spare row included).
+func phaseDims(w *window) (h2, w2, planeSz int) {
+	ph, pw := w.h+w.pt+w.pb, w.w+w.pl+w.pr
+	h2, w2 = (ph+w.sh-1)/w.sh, (pw+w.sw-1)/w.sw
+	return h2, w2, (h2 + 1) * w2
+}
+
+// im2colPhased unrolls cg channels of one image into col[cg*kh*kw, oh*w2]
+// from the stride phases of each padded channel (see depthwise): every row of
+// col is one contiguous copy out of a phase plane, at the price of w2-ow
+// extra columns per output row, which the caller drops after the product.
+// dec holds sh*sw phase planes.
+func im2colPhased(w *window, x []float32, cg int, col, dec []float32) {
+	h2, w2, planeSz := phaseDims(w)
+	n := w.oh * w2
+	r := 0
+	for ch := 0; ch < cg; ch++ {
+		splitPhases(w, x[ch*w.h*w.w:(ch+1)*w.h*w.w], dec, h2, w2, planeSz)
+		for ki := 0; ki < w.kh; ki++ {
+			ry, oy := (ki*w.dh)%w.sh, (ki*w.dh)/w.sh
+			for kj := 0; kj < w.kw; kj++ {
+				rx, ox := (kj*w.dw)%w.sw, (kj*w.dw)/w.sw
+				copy(col[r*n:(r+1)*n], dec[(ry*w.sw+rx)*planeSz+oy*w2+ox:])
+				r++
+			}
+		}
+	}
 }
 
 // im2col unrolls cg channels of one image into col[cg*kh*kw, oh*ow].
@@ -236,6 +308,15 @@ func im2col(w *window, x []float32, cg int, col []float32) {
 					}
 					src := img[iy*w.w : (iy+1)*w.w]
 					ix := kj*w.dw - w.pl
+					if w.sw == 1 {
+						// row[ox] = src[ox+ix] where 0 <= ox+ix < w
+						lo := min(max(0, -ix), len(row))
+						hi := max(lo, min(len(row), w.w-ix))
+						clear(row[:lo])
+						copy(row[lo:hi], src[lo+ix:hi+ix])
+						clear(row[hi:])
+						continue
+					}
 					for ox := range row {
 						if ix >= 0 && ix < w.w {
 							row[ox] = src[ix]
@@ -262,10 +343,8 @@ func im2col(w *window, x []float32, cg int, col []float32) {
 // are computed and dropped). kh*kw long AVX2 axpys per channel instead of
 // kh*kw*oh short ones, and no bounds tests in the inner loop.
 func depthwise(w *window, x, wt, out, work []float32) {
-	ph, pw := w.h+w.pt+w.pb, w.w+w.pl+w.pr
-	h2, w2 := (ph+w.sh-1)/w.sh, (pw+w.sw-1)/w.sw
+	h2, w2, planeSz := phaseDims(w) // one spare row: the last taps read past oh rows
 	phases := w.sh * w.sw
-	planeSz := (h2 + 1) * w2 // one spare row: the last taps read past oh rows
 	dec, tmp := work[:phases*planeSz], work[phases*planeSz:phases*planeSz+w.oh*w2]
 	plane := w.oh * w.ow
 	for b := 0; b < w.n; b++ {
@@ -295,11 +374,79 @@ func depthwise(w *window, x, wt, out, work []float32) {
 	}
 }
 
+// depthwiseSmall is the kernel for narrow outputs (a few columns, where
+// plane-long vectors would be mostly tails, as in the 4x4 and 2x2 stages of
+// a mobile backbone). It runs channel-last: the image and the taps are
+// transposed to [pixel][channel] and [tap][channel], so that each output
+// pixel is a sum of channel-long vector multiply-adds over the taps that land
+// inside the image; the result is transposed back. work holds
+// depthwiseSmallWork floats.
+func depthwiseSmall(w *window, x, wt, out, work []float32) {
+	plane, hw, taps, C := w.oh*w.ow, w.h*w.w, w.kh*w.kw, w.ch
+	xt, kt, ot := work[:hw*C], work[hw*C:(hw+taps)*C], work[(hw+taps)*C:(hw+taps+plane)*C]
+	for ch := 0; ch < C; ch++ {
+		for t := 0; t < taps; t++ {
+			kt[t*C+ch] = wt[ch*taps+t]
+		}
+	}
+	for b := 0; b < w.n; b++ {
+		img := x[b*C*hw : (b+1)*C*hw]
+		for ch := 0; ch < C; ch++ {
+			for p, v := range img[ch*hw : (ch+1)*hw] {
+				xt[p*C+ch] = v
+			}
+		}
+		clear(ot)
+		for oy := 0; oy < w.oh; oy++ {
+			y0 := oy*w.sh - w.pt
+			k0, k1 := tapRange(y0, w.dh, w.kh, w.h)
+			for ox := 0; ox < w.ow; ox++ {
+				x0 := ox*w.sw - w.pl
+				j0, j1 := tapRange(x0, w.dw, w.kw, w.w)
+				acc := ot[(oy*w.ow+ox)*C : (oy*w.ow+ox+1)*C]
+				for ki := k0; ki < k1; ki++ {
+					iy := y0 + ki*w.dh
+					for kj := j0; kj < j1; kj++ {
+						ix := x0 + kj*w.dw
+						vec.MulAdd(acc, xt[(iy*w.w+ix)*C:], kt[(ki*w.kw+kj)*C:])
+					}
+				}
+			}
+		}
+		dst := out[b*C*plane : (b+1)*C*plane]
+		for p := 0; p < plane; p++ {
+			for ch, v := range ot[p*C : (p+1)*C] {
+				dst[ch*plane+p] = v
+			}
+		}
+	}
+}
+
+// depthwiseSmallWork is the scratch depthwiseSmall needs, in floats.
+func depthwiseSmallWork(w *window) int {
+	return (w.h*w.w + w.kh*w.kw + w.oh*w.ow) * w.ch
+}
+
+// tapRange returns the taps [t0, t1) of a k-tap window starting at input
+// coordinate p0 (step d) that fall inside [0, n).
+func tapRange(p0, d, k, n int) (int, int) {
+	t0 := 0
+	if p0 < 0 {
+		t0 = (-p0 + d - 1) / d
+	}
+	t1 := k
+	if last := n - 1 - p0; last < 0 {
+		t1 = 0
+	} else {
+		t1 = min(k, last/d+1)
+	}
+	return t0, max(t0, t1)
+}
+
 // depthwiseWork is the scratch depthwise needs, in floats.
 func depthwiseWork(w *window) int {
-	ph, pw := w.h+w.pt+w.pb, w.w+w.pl+w.pr
-	h2, w2 := (ph+w.sh-1)/w.sh, (pw+w.sw-1)/w.sw
-	return w.sh*w.sw*(h2+1)*w2 + w.oh*w2
+	_, w2, planeSz := phaseDims(w)
+	return w.sh*w.sw*planeSz + w.oh*w2
 }
 
 // splitPhases writes the stride phases of the zero-padded image img into

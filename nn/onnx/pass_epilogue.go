@@ -353,52 +353,94 @@ func perChannel(t *nn.Tensor, ch, rank int) ([]float32, bool) {
 
 // run applies the program to one conv output: nb images of ch planes of
 // plane elements each, bias (nil or ch values) added first; ext holds the
-// extra inputs, each as long as out.
+// extra inputs, each as long as out. A chunk lies inside one plane when
+// planes are large; when they are small (the 4x4 and 1x1 planes of a
+// backbone's last stages) it covers several whole planes, so that the
+// vector kernels still get long rows, and per-channel constants are spread
+// over the chunk first.
 func (e *epilogue) run(out, bias []float32, nb, ch, plane int, ext [][]float32) {
 	var regs [maxEpilogue + 1][epiChunk]float32
+	var spread [3][epiChunk]float32
 	var view [maxEpilogue + 1][]float32
 	last := len(e.steps) - 1
-	for b := 0; b < nb; b++ {
-		for o := 0; o < ch; o++ {
-			base := (b*ch + o) * plane
-			for off := 0; off < plane; off += epiChunk {
-				n := min(epiChunk, plane-off)
-				r0 := out[base+off : base+off+n]
-				if bias != nil {
-					addScalar(r0, r0, bias[o])
-				}
-				view[0] = r0
-				for si := range e.steps {
-					st := &e.steps[si]
-					dst := regs[si+1][:n]
-					if si == last {
-						dst = r0
-					}
-					e.step(st, dst, view[:si+1], o, base+off, ext)
-					view[si+1] = dst
-				}
+	if plane == 0 {
+		return
+	}
+	per := max(1, epiChunk/plane) // planes per chunk when plane < epiChunk
+	total := nb * ch * plane
+	for at := 0; at < total; {
+		gp := at / plane // global plane index: channel gp % ch
+		var n int
+		if plane >= epiChunk {
+			n = min(epiChunk, (gp+1)*plane-at)
+		} else {
+			n = min(per*plane, total-at)
+		}
+		k := &chunk{at: at, n: n, gp: gp, plane: plane, ch: ch, one: at+n <= (gp+1)*plane}
+		r0 := out[at : at+n]
+		if bias != nil {
+			if k.one {
+				vec.Affine(r0, r0, 1, bias[gp%ch])
+			} else {
+				vec.Add(r0, r0, k.spread(spread[2][:n], bias))
 			}
 		}
+		view[0] = r0
+		for si := range e.steps {
+			st := &e.steps[si]
+			dst := regs[si+1][:n]
+			if si == last {
+				dst = r0
+			}
+			e.step(st, dst, view[:si+1], k, ext, &spread)
+			view[si+1] = dst
+		}
+		at += n
 	}
 }
 
-func (e *epilogue) step(st *epiStep, dst []float32, regs [][]float32, o, at int, ext [][]float32) {
+// chunk is the part of the output one pass of the program covers.
+type chunk struct {
+	at, n     int // offset and length in the output
+	gp        int // plane of the first element
+	plane, ch int
+	one       bool // inside one plane
+}
+
+// spread fills dst with the per-channel values of the chunk's elements.
+func (k *chunk) spread(dst, vals []float32) []float32 {
+	for i := 0; i < k.n; {
+		p := (k.at + i) / k.plane
+		end := min(k.n, (p+1)*k.plane-k.at)
+		v := vals[p%k.ch]
+		for j := i; j < end; j++ {
+			dst[j] = v
+		}
+		i = end
+	}
+	return dst
+}
+
+func (e *epilogue) step(st *epiStep, dst []float32, regs [][]float32, k *chunk, ext [][]float32, spread *[3][epiChunk]float32) {
 	n := len(dst)
-	arg := func(a epiArg) ([]float32, float32) {
+	arg := func(a epiArg, i int) ([]float32, float32) {
 		switch a.kind {
 		case argReg:
 			return regs[a.reg][:n], 0
 		case argExt:
-			return ext[a.ext][at : at+n], 0
+			return ext[a.ext][k.at : k.at+n], 0
 		}
 		if len(a.vals) == 1 {
 			return nil, a.vals[0]
 		}
-		return nil, a.vals[o]
+		if k.one {
+			return nil, a.vals[k.gp%k.ch]
+		}
+		return k.spread(spread[i][:n], a.vals), 0
 	}
 	inf := float32(math.Inf(1))
 	if !st.op.binary() {
-		x, _ := arg(st.in[0])
+		x, _ := arg(st.in[0], 0)
 		switch st.op {
 		case eRelu:
 			vec.Clamp(dst, x, 0, inf)
@@ -416,8 +458,8 @@ func (e *epilogue) step(st *epiStep, dst []float32, regs [][]float32, o, at int,
 		}
 		return
 	}
-	x, xs := arg(st.in[0])
-	y, ys := arg(st.in[1])
+	x, xs := arg(st.in[0], 0)
+	y, ys := arg(st.in[1], 1)
 	switch {
 	case x != nil && y != nil:
 		switch st.op {

@@ -10,6 +10,7 @@ import (
 	"github.com/fennec-edge/fennec/gpu"
 	"github.com/fennec-edge/fennec/nn"
 	"github.com/fennec-edge/fennec/nn/onnx/internal/onnxpb"
+	"github.com/fennec-edge/fennec/nn/onnx/internal/vec"
 )
 
 // Session runs one model on one gpu.Backend.
@@ -685,6 +686,11 @@ func (c *kctx) gemm(out, a, b []float32, m, k, n int, transA, transB, aConst, bC
 	if cpu, ok := c.s.be.(*gpu.CPU); ok {
 		// The CPU backend's memory is host memory: run its SGEMM on the
 		// operands in place, with no copy in or out.
+		if n < smallN && !transA && !transB && k >= 8 {
+			c.dots(out, a, b, m, k, n)
+			c.s.deviceCalls.Add(1)
+			return nil
+		}
 		ar, br := m*k, k*n
 		if err := cpu.Sgemm(transA, transB, m, n, k, a[:ar], b[:br], out[:m*n]); err != nil {
 			return err
@@ -770,6 +776,33 @@ func (c *kctx) gemm(out, a, b []float32, m, k, n int, transA, transB, aConst, bC
 	}
 	c.s.fromDevice.Add(int64(4 * m * n))
 	return nil
+}
+
+// smallN is the product width below which the CPU path takes dot products
+// instead of SGEMM: its register tile is 16 columns wide, so a pointwise
+// Conv on a 2x2 plane (n = 4) or the 1x1 planes of a squeeze-excite block
+// (n = 1) would waste most of each tile and pack B for nothing.
+const smallN = 8
+
+// dots computes out[m,n] = a[m,k] x b[k,n] as m*n dot products of a's rows
+// with b's columns (transposed once into a work buffer).
+func (c *kctx) dots(out, a, b []float32, m, k, n int) {
+	bt := b[:k*n]
+	if n > 1 {
+		bt = c.s.hostGet(k * n)
+		defer c.s.hostPut(bt)
+		for p := 0; p < k; p++ {
+			for j := 0; j < n; j++ {
+				bt[j*k+p] = b[p*n+j]
+			}
+		}
+	}
+	for i := 0; i < m; i++ {
+		row := a[i*k : (i+1)*k]
+		for j := 0; j < n; j++ {
+			out[i*n+j] = vec.Dot(row, bt[j*k:(j+1)*k])
+		}
+	}
 }
 
 // isConst reports whether t is one of the session's constants (a weight).

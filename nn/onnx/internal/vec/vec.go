@@ -7,8 +7,10 @@
 // Affine:    dst[i] = x[i]*a + b (fused multiply-add on AVX2)
 // Clamp:     dst[i] = min(max(x[i], lo), hi); NaN stays NaN
 // Mul, Add:  dst[i] = x[i] op y[i]
+// MulAdd:    dst[i] += x[i] * y[i]
 // HardSwish: dst[i] = x[i] * min(max(x[i]/6 + 0.5, 0), 1)
 // LeakyRelu: dst[i] = x[i] < 0 ? a*x[i] : x[i]
+// Dot:       sum of x[i]*y[i], in another order than a Go loop
 package vec
 
 func axpyGo(dst, x []float32, a float32) {
@@ -62,5 +64,21 @@ func leakyGo(dst, x []float32, a float32) {
 			v *= a
 		}
 		dst[i] = v
+	}
+}
+
+func dotGo(x, y []float32) float32 {
+	y = y[:len(x)]
+	var s float32
+	for i := range x {
+		s += x[i] * y[i]
+	}
+	return s
+}
+
+func mulAddGo(dst, x, y []float32) {
+	x, y = x[:len(dst)], y[:len(dst)]
+	for i := range dst {
+		dst[i] += x[i] * y[i]
 	}
 }

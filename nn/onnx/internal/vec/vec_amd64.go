@@ -101,3 +101,28 @@ func LeakyRelu(dst, x []float32, a float32) {
 	}
 	leakyGo(dst[k:], x[k:], a)
 }
+
+//go:noescape
+func dotAVX2(x, y *float32, n int) float32
+
+func Dot(x, y []float32) float32 {
+	y = y[:len(x)]
+	k := body(len(x))
+	var s float32
+	if k > 0 {
+		s = dotAVX2(&x[0], &y[0], k)
+	}
+	return s + dotGo(x[k:], y[k:])
+}
+
+//go:noescape
+func mulAddAVX2(dst, x, y *float32, n int)
+
+func MulAdd(dst, x, y []float32) {
+	x, y = x[:len(dst)], y[:len(dst)]
+	k := body(len(dst))
+	if k > 0 {
+		mulAddAVX2(&dst[0], &x[0], &y[0], k)
+	}
+	mulAddGo(dst[k:], x[k:], y[k:])
+}

@@ -9,3 +9,7 @@ func Mul(dst, x, y []float32)                { mulGo(dst, x, y) }
 func Add(dst, x, y []float32)                { addGo(dst, x, y) }
 func HardSwish(dst, x []float32)             { hardSwishGo(dst, x) }
 func LeakyRelu(dst, x []float32, a float32)  { leakyGo(dst, x, a) }
+
+func Dot(x, y []float32) float32 { return dotGo(x, y) }
+
+func MulAdd(dst, x, y []float32) { mulAddGo(dst, x, y) }

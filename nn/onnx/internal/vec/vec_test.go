@@ -21,6 +21,7 @@ func TestKernels(t *testing.T) {
 		{"Clamp", func(d, x, _ []float32) { Clamp(d, x, -0.5, 0.5) }, func(d, x, _ []float32) { clampGo(d, x, -0.5, 0.5) }},
 		{"Mul", Mul, mulGo},
 		{"Add", Add, addGo},
+		{"MulAdd", MulAdd, mulAddGo},
 		{"HardSwish", func(d, x, _ []float32) { HardSwish(d, x) }, func(d, x, _ []float32) { hardSwishGo(d, x) }},
 		{"LeakyRelu", func(d, x, _ []float32) { LeakyRelu(d, x, 0.2) }, func(d, x, _ []float32) { leakyGo(d, x, 0.2) }},
 		{"LeakyRelu/a>1", func(d, x, _ []float32) { LeakyRelu(d, x, 3) }, func(d, x, _ []float32) { leakyGo(d, x, 3) }},
@@ -50,10 +51,27 @@ func TestKernels(t *testing.T) {
 			c := append([]float32(nil), x...)
 			k.fast(c, c, y)
 			for i := range c {
-				if !(c[i] == a[i] || (c[i] != c[i] && a[i] != a[i])) && k.name != "Axpy" {
+				if !(c[i] == a[i] || (c[i] != c[i] && a[i] != a[i])) && k.name != "Axpy" && k.name != "MulAdd" { // those accumulate into dst
 					t.Fatalf("%s in place n=%d: [%d] = %v, want %v", k.name, n, i, c[i], a[i])
 				}
 			}
+		}
+	}
+}
+
+func TestDot(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, n := range []int{0, 1, 7, 8, 9, 31, 32, 33, 100, 384} {
+		x, y := make([]float32, n), make([]float32, n)
+		for i := range x {
+			x[i], y[i] = float32(rng.NormFloat64()), float32(rng.NormFloat64())
+		}
+		var want float64
+		for i := range x {
+			want += float64(x[i]) * float64(y[i])
+		}
+		if got := Dot(x, y); math.Abs(float64(got)-want) > 1e-4*(1+math.Abs(want)) {
+			t.Fatalf("n=%d: %v, want %v", n, got, want)
 		}
 	}
 }
