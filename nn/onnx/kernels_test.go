@@ -114,3 +114,62 @@ func TestIm2colPhased(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxPoolPhased: the phased MaxPool against the definition, ceil_mode's
+// partial last windows and a NaN input included.
+func TestMaxPoolPhased(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, tc := range []struct {
+		h, w, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr int
+		ceil                                         bool
+	}{
+		{16, 16, 2, 2, 2, 2, 1, 1, 0, 0, 0, 0, false},
+		{15, 17, 2, 2, 2, 2, 1, 1, 0, 0, 0, 0, true},
+		{9, 20, 1, 2, 1, 2, 1, 1, 0, 0, 0, 0, false},
+		{12, 19, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, true},
+		{10, 18, 3, 3, 1, 1, 2, 2, 2, 2, 0, 1, false},
+	} {
+		w := &window{n: 1, ch: 2, h: tc.h, w: tc.w, kh: tc.kh, kw: tc.kw, sh: tc.sh, sw: tc.sw, dh: tc.dh, dw: tc.dw,
+			pt: tc.pt, pl: tc.pl, pb: tc.pb, pr: tc.pr}
+		outDim := func(in, p0, p1, k, d, s int) int {
+			num := in + p0 + p1 - (d*(k-1) + 1)
+			if !tc.ceil {
+				return num/s + 1
+			}
+			o := (num+s-1)/s + 1
+			if (o-1)*s >= in+p0 {
+				o--
+			}
+			return o
+		}
+		w.oh, w.ow = outDim(tc.h, tc.pt, tc.pb, tc.kh, tc.dh, tc.sh), outDim(tc.w, tc.pl, tc.pr, tc.kw, tc.dw, tc.sw)
+		x := make([]float32, w.ch*w.h*w.w)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+		}
+		x[5] = float32(math.NaN())
+		got, want := make([]float32, w.ch*w.oh*w.ow), make([]float32, w.ch*w.oh*w.ow)
+		maxPoolPhased(w, x, got, make([]float32, maxPoolWork(w)))
+		for p := 0; p < w.ch; p++ {
+			for oy := 0; oy < w.oh; oy++ {
+				for ox := 0; ox < w.ow; ox++ {
+					m := float32(math.Inf(-1))
+					for ki := 0; ki < w.kh; ki++ {
+						for kj := 0; kj < w.kw; kj++ {
+							iy, ix := oy*w.sh-w.pt+ki*w.dh, ox*w.sw-w.pl+kj*w.dw
+							if iy >= 0 && iy < w.h && ix >= 0 && ix < w.w {
+								m = max(m, x[(p*w.h+iy)*w.w+ix])
+							}
+						}
+					}
+					want[(p*w.oh+oy)*w.ow+ox] = m
+				}
+			}
+		}
+		for i := range got {
+			if got[i] != want[i] && !(got[i] != got[i] && want[i] != want[i]) {
+				t.Fatalf("%+v: [%d] = %v, want %v", tc, i, got[i], want[i])
+			}
+		}
+	}
+}

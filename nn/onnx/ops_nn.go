@@ -259,6 +259,65 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 	return []*nn.Tensor{out}, nil
 }
 
+func fill(s []float32, v float32) {
+	if v == 0 {
+		clear(s)
+		return
+	}
+	for i := range s {
+		s[i] = v
+	}
+}
+
+// maxPoolPhased is MaxPool as elementwise maxima of the stride phases of
+// the image padded with -Inf (see depthwise): kh*kw vector passes over the
+// plane. The pads are widened to cover ceil_mode's last windows. work holds
+// maxPoolWork floats.
+func maxPoolPhased(w *window, x, out, work []float32) {
+	e := maxPoolWindow(w)
+	h2, w2, planeSz := phaseDims(e)
+	phases := e.sh * e.sw
+	dec, tmp := work[:phases*planeSz], work[phases*planeSz:phases*planeSz+e.oh*w2]
+	plane := e.oh * e.ow
+	negInf := float32(math.Inf(-1))
+	for p := 0; p < e.n*e.ch; p++ {
+		splitPhasesPad(e, x[p*e.h*e.w:(p+1)*e.h*e.w], dec, h2, w2, planeSz, negInf)
+		first := true
+		for ki := 0; ki < e.kh; ki++ {
+			ry, oy := (ki*e.dh)%e.sh, (ki*e.dh)/e.sh
+			for kj := 0; kj < e.kw; kj++ {
+				rx, ox := (kj*e.dw)%e.sw, (kj*e.dw)/e.sw
+				src := dec[(ry*e.sw+rx)*planeSz+oy*w2+ox:][:len(tmp)]
+				if first {
+					copy(tmp, src)
+					first = false
+				} else {
+					vec.Max(tmp, tmp, src)
+				}
+			}
+		}
+		dst := out[p*plane : (p+1)*plane]
+		for oy := 0; oy < e.oh; oy++ {
+			copy(dst[oy*e.ow:(oy+1)*e.ow], tmp[oy*w2:oy*w2+e.ow])
+		}
+	}
+}
+
+// maxPoolWindow is w with the bottom and right pads widened so that every
+// window (ceil_mode's last ones included) lies inside the padded image.
+func maxPoolWindow(w *window) *window {
+	e := *w
+	e.pb = max(e.pb, (e.oh-1)*e.sh+(e.kh-1)*e.dh+1-e.h-e.pt)
+	e.pr = max(e.pr, (e.ow-1)*e.sw+(e.kw-1)*e.dw+1-e.w-e.pl)
+	return &e
+}
+
+func maxPoolWork(w *window) int {
+	e := maxPoolWindow(w)
+	_, w2, planeSz := phaseDims(e)
+	return e.sh*e.sw*planeSz + e.oh*w2
+}
+
 // phaseDims returns the height and width of one stride phase of the padded
 // image and the floats of one phase plane (a spare row included).
 func phaseDims(w *window) (h2, w2, planeSz int) {
@@ -452,6 +511,11 @@ func depthwiseWork(w *window) int {
 // splitPhases writes the stride phases of the zero-padded image img into
 // dec (see depthwise).
 func splitPhases(w *window, img, dec []float32, h2, w2, planeSz int) {
+	splitPhasesPad(w, img, dec, h2, w2, planeSz, 0)
+}
+
+// splitPhasesPad is splitPhases with pad as the value outside the image.
+func splitPhasesPad(w *window, img, dec []float32, h2, w2, planeSz int, pad float32) {
 	for py := 0; py < w.sh; py++ {
 		for px := 0; px < w.sw; px++ {
 			p := dec[(py*w.sw+px)*planeSz:][:planeSz]
@@ -459,16 +523,16 @@ func splitPhases(w *window, img, dec []float32, h2, w2, planeSz int) {
 				row := p[y2*w2 : (y2+1)*w2]
 				iy := y2*w.sh + py - w.pt
 				if iy < 0 || iy >= w.h || y2 == h2 {
-					clear(row)
+					fill(row, pad)
 					continue
 				}
 				src := img[iy*w.w : (iy+1)*w.w]
 				if w.sw == 1 {
 					// row = [pl zeros][src][zeros]
 					lo := min(w.pl, w2)
-					clear(row[:lo])
+					fill(row[:lo], pad)
 					n := copy(row[lo:], src)
-					clear(row[lo+n:])
+					fill(row[lo+n:], pad)
 					continue
 				}
 				ix := px - w.pl
@@ -476,7 +540,7 @@ func splitPhases(w *window, img, dec []float32, h2, w2, planeSz int) {
 					if ix >= 0 && ix < w.w {
 						row[j] = src[ix]
 					} else {
-						row[j] = 0
+						row[j] = pad
 					}
 					ix += w.sw
 				}
@@ -515,6 +579,16 @@ func pool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			return nil, err
 		}
 		plane := win.oh * win.ow
+		if isMax && win.ow >= 8 {
+			nw := maxPoolWork(win)
+			if _, err := nn.Elements([]int{nw}, c.limit); err != nil {
+				return nil, fmt.Errorf("%w: pooling buffer: %v", ErrInvalid, err)
+			}
+			work := c.s.hostGet(nw)
+			maxPoolPhased(win, x.F32, out.F32, work)
+			c.s.hostPut(work)
+			return []*nn.Tensor{out}, nil
+		}
 		for p := 0; p < win.n*win.ch; p++ {
 			img := x.F32[p*win.h*win.w:][:win.h*win.w]
 			dst := out.F32[p*plane:][:plane]

@@ -63,6 +63,7 @@ type plan struct {
 	consts  map[string]*nn.Tensor
 	steps   []*node
 	lastUse map[string]int // value name -> last step that reads it
+	release [][]string     // per step: the values it is the last to read
 	outputs map[string]bool
 	extra   []string // values returned besides the graph outputs
 }
@@ -319,6 +320,20 @@ func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor, extra ...string
 			p.lastUse[in] = i
 		}
 	}
+	// The values each step is the last to read (freed after it).
+	p.release = make([][]string, len(keep))
+	for i, n := range keep {
+		seen := map[string]bool{}
+		for _, name := range nodeReads(n) {
+			if name == "" || seen[name] || p.lastUse[name] != i || p.outputs[name] {
+				continue
+			}
+			seen[name] = true
+			if _, isConst := p.consts[name]; !isConst {
+				p.release[i] = append(p.release[i], name)
+			}
+		}
+	}
 	return p, nil
 }
 
@@ -498,12 +513,10 @@ func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*
 			rs.bind(out[j])
 		}
 		// Liveness: drop values no later step reads.
-		for _, name := range nodeReads(n) {
-			if p.lastUse[name] == i && !p.outputs[name] {
-				if _, isConst := p.consts[name]; !isConst {
-					s.release(rs, env[name])
-					delete(env, name)
-				}
+		for _, name := range p.release[i] {
+			if t, ok := env[name]; ok {
+				s.release(rs, t)
+				delete(env, name)
 			}
 		}
 	}

@@ -8,6 +8,7 @@
 // Clamp:     dst[i] = min(max(x[i], lo), hi); NaN stays NaN
 // Mul, Add:  dst[i] = x[i] op y[i]
 // MulAdd:    dst[i] += x[i] * y[i]
+// Max:       dst[i] = max(x[i], y[i]), NaN when either is NaN
 // HardSwish: dst[i] = x[i] * min(max(x[i]/6 + 0.5, 0), 1)
 // LeakyRelu: dst[i] = x[i] < 0 ? a*x[i] : x[i]
 // Dot:       sum of x[i]*y[i], in another order than a Go loop
@@ -80,5 +81,12 @@ func mulAddGo(dst, x, y []float32) {
 	x, y = x[:len(dst)], y[:len(dst)]
 	for i := range dst {
 		dst[i] += x[i] * y[i]
+	}
+}
+
+func maxGo(dst, x, y []float32) {
+	x, y = x[:len(dst)], y[:len(dst)]
+	for i := range dst {
+		dst[i] = max(x[i], y[i])
 	}
 }

@@ -126,3 +126,15 @@ func MulAdd(dst, x, y []float32) {
 	}
 	mulAddGo(dst[k:], x[k:], y[k:])
 }
+
+//go:noescape
+func maxAVX2(dst, x, y *float32, n int)
+
+func Max(dst, x, y []float32) {
+	x, y = x[:len(dst)], y[:len(dst)]
+	k := body(len(dst))
+	if k > 0 {
+		maxAVX2(&dst[0], &x[0], &y[0], k)
+	}
+	maxGo(dst[k:], x[k:], y[k:])
+}

@@ -225,3 +225,26 @@ maddloop:
 	JNZ maddloop
 	VZEROUPPER
 	RET
+
+// func maxAVX2(dst, x, y *float32, n int)
+// dst[i] = max(x[i], y[i]), NaN if either is NaN
+TEXT ·maxAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ y+16(FP), DX
+	MOVQ n+24(FP), CX
+	SHRQ $3, CX
+maxloop:
+	VMOVUPS (SI), Y1
+	VMOVUPS (DX), Y2
+	VMAXPS Y1, Y2, Y3       // NaN in x (src2) gives x
+	VCMPPS $3, Y2, Y2, Y4   // y unordered (NaN)
+	VBLENDVPS Y4, Y2, Y3, Y3
+	VMOVUPS Y3, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, DI
+	DECQ CX
+	JNZ maxloop
+	VZEROUPPER
+	RET

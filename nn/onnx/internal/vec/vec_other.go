@@ -13,3 +13,5 @@ func LeakyRelu(dst, x []float32, a float32)  { leakyGo(dst, x, a) }
 func Dot(x, y []float32) float32 { return dotGo(x, y) }
 
 func MulAdd(dst, x, y []float32) { mulAddGo(dst, x, y) }
+
+func Max(dst, x, y []float32) { maxGo(dst, x, y) }

@@ -22,6 +22,8 @@ func TestKernels(t *testing.T) {
 		{"Mul", Mul, mulGo},
 		{"Add", Add, addGo},
 		{"MulAdd", MulAdd, mulAddGo},
+		{"Max", Max, maxGo},
+		{"Max/swapped", func(d, x, y []float32) { Max(d, y, x) }, func(d, x, y []float32) { maxGo(d, y, x) }},
 		{"HardSwish", func(d, x, _ []float32) { HardSwish(d, x) }, func(d, x, _ []float32) { hardSwishGo(d, x) }},
 		{"LeakyRelu", func(d, x, _ []float32) { LeakyRelu(d, x, 0.2) }, func(d, x, _ []float32) { leakyGo(d, x, 0.2) }},
 		{"LeakyRelu/a>1", func(d, x, _ []float32) { LeakyRelu(d, x, 3) }, func(d, x, _ []float32) { leakyGo(d, x, 3) }},
