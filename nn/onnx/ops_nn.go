@@ -170,21 +170,9 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 	kk := cg * win.kh * win.kw
 	plane := win.oh * win.ow
 	if cg == 1 && mg == 1 {
-		small := win.ow < 8
-		nw := depthwiseWork(win)
-		if small {
-			nw = depthwiseSmallWork(win)
+		if err := c.depthwise(win, x.F32, wt.F32, out.F32); err != nil {
+			return nil, err
 		}
-		if _, err := nn.Elements([]int{nw}, c.limit); err != nil {
-			return nil, fmt.Errorf("%w: depthwise buffer: %v", ErrInvalid, err)
-		}
-		work := c.s.hostGet(nw)
-		if small {
-			depthwiseSmall(win, x.F32, wt.F32, out.F32, work)
-		} else {
-			depthwise(win, x.F32, wt.F32, out.F32, work)
-		}
-		c.s.hostPut(work)
 	} else {
 		direct1x1 := win.kh == 1 && win.kw == 1 && win.sh == 1 && win.sw == 1 && win.pt+win.pl+win.pb+win.pr == 0
 		// Phased im2col (see im2colPhased) when its extra columns cost
@@ -481,6 +469,41 @@ func depthwiseSmall(w *window, x, wt, out, work []float32) {
 	}
 }
 
+// depthwise runs the depthwise kernel that suits the plane, its channels
+// split over the backend's threads (each part an independent depthwise
+// over fewer channels of one image, with its own scratch).
+func (c *kctx) depthwise(win *window, x, wt, out []float32) error {
+	small := win.ow < 8
+	hw, taps, plane := win.h*win.w, win.kh*win.kw, win.oh*win.ow
+	one := *win
+	one.n = 1
+	nw := depthwiseWork(&one)
+	if small {
+		nw = depthwiseSmallWork(&one)
+	}
+	if _, err := nn.Elements([]int{nw}, c.limit); err != nil {
+		return fmt.Errorf("%w: depthwise buffer: %v", ErrInvalid, err)
+	}
+	// about 16K multiply-adds per part at least
+	grain := max(1, (1<<14)/max(1, plane*taps))
+	for b := 0; b < win.n; b++ {
+		c.parallel(win.ch, grain, func(lo, hi int) {
+			sub := one
+			sub.ch = hi - lo
+			base := b*win.ch + lo
+			xs, ws, os := x[base*hw:(base+sub.ch)*hw], wt[lo*taps:hi*taps], out[base*plane:(base+sub.ch)*plane]
+			work := c.s.hostGet(nw)
+			if small {
+				depthwiseSmall(&sub, xs, ws, os, work)
+			} else {
+				depthwise(&sub, xs, ws, os, work)
+			}
+			c.s.hostPut(work)
+		})
+	}
+	return nil
+}
+
 // depthwiseSmallWork is the scratch depthwiseSmall needs, in floats.
 func depthwiseSmallWork(w *window) int {
 	return (w.h*w.w + w.kh*w.kw + w.oh*w.ow) * w.ch
@@ -584,9 +607,16 @@ func pool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			if _, err := nn.Elements([]int{nw}, c.limit); err != nil {
 				return nil, fmt.Errorf("%w: pooling buffer: %v", ErrInvalid, err)
 			}
-			work := c.s.hostGet(nw)
-			maxPoolPhased(win, x.F32, out.F32, work)
-			c.s.hostPut(work)
+			one := *win
+			one.n, one.ch = 1, 1
+			hw := win.h * win.w
+			c.parallel(win.n*win.ch, max(1, (1<<14)/max(1, plane*win.kh*win.kw)), func(lo, hi int) {
+				sub := one
+				sub.ch = hi - lo
+				work := c.s.hostGet(nw)
+				maxPoolPhased(&sub, x.F32[lo*hw:hi*hw], out.F32[lo*plane:hi*plane], work)
+				c.s.hostPut(work)
+			})
 			return []*nn.Tensor{out}, nil
 		}
 		for p := 0; p < win.n*win.ch; p++ {

@@ -351,14 +351,14 @@ func perChannel(t *nn.Tensor, ch, rank int) ([]float32, bool) {
 	return t.F32, true
 }
 
-// run applies the program to one conv output: nb images of ch planes of
-// plane elements each, bias (nil or ch values) added first; ext holds the
-// extra inputs, each as long as out. A chunk lies inside one plane when
+// run applies the program to planes planes of plane elements of a conv
+// output with ch channels, starting at plane p0 (out and the extra inputs
+// ext start there too); bias (nil or ch values) is added first. A chunk lies inside one plane when
 // planes are large; when they are small (the 4x4 and 1x1 planes of a
 // backbone's last stages) it covers several whole planes, so that the
 // vector kernels still get long rows, and per-channel constants are spread
 // over the chunk first.
-func (e *epilogue) run(out, bias []float32, nb, ch, plane int, ext [][]float32) {
+func (e *epilogue) run(out, bias []float32, p0, planes, ch, plane int, ext [][]float32) {
 	var regs [maxEpilogue + 1][epiChunk]float32
 	var spread [3][epiChunk]float32
 	var view [maxEpilogue + 1][]float32
@@ -367,16 +367,17 @@ func (e *epilogue) run(out, bias []float32, nb, ch, plane int, ext [][]float32) 
 		return
 	}
 	per := max(1, epiChunk/plane) // planes per chunk when plane < epiChunk
-	total := nb * ch * plane
+	total := planes * plane
 	for at := 0; at < total; {
-		gp := at / plane // global plane index: channel gp % ch
+		lp := at / plane // local plane; its channel is (p0+lp) % ch
+		gp := p0 + lp
 		var n int
 		if plane >= epiChunk {
-			n = min(epiChunk, (gp+1)*plane-at)
+			n = min(epiChunk, (lp+1)*plane-at)
 		} else {
 			n = min(per*plane, total-at)
 		}
-		k := &chunk{at: at, n: n, gp: gp, plane: plane, ch: ch, one: at+n <= (gp+1)*plane}
+		k := &chunk{at: at, n: n, gp: gp, p0: p0, plane: plane, ch: ch, one: at+n <= (lp+1)*plane}
 		r0 := out[at : at+n]
 		if bias != nil {
 			if k.one {
@@ -402,7 +403,8 @@ func (e *epilogue) run(out, bias []float32, nb, ch, plane int, ext [][]float32) 
 // chunk is the part of the output one pass of the program covers.
 type chunk struct {
 	at, n     int // offset and length in the output
-	gp        int // plane of the first element
+	gp        int // plane of the first element (global)
+	p0        int // global index of local plane 0
 	plane, ch int
 	one       bool // inside one plane
 }
@@ -412,7 +414,7 @@ func (k *chunk) spread(dst, vals []float32) []float32 {
 	for i := 0; i < k.n; {
 		p := (k.at + i) / k.plane
 		end := min(k.n, (p+1)*k.plane-k.at)
-		v := vals[p%k.ch]
+		v := vals[(k.p0+p)%k.ch]
 		for j := i; j < end; j++ {
 			dst[j] = v
 		}
@@ -598,7 +600,15 @@ func fusedConv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	}
 	m := t.Shape[1]
 	plane := t.Len() / max(1, t.Shape[0]*m)
-	e.run(t.F32, bias, t.Shape[0], m, plane, ext)
+	// split by whole planes over the threads
+	planes := t.Shape[0] * m
+	c.parallel(planes, max(1, (1<<15)/max(1, plane*len(e.steps))), func(lo, hi int) {
+		sub := make([][]float32, len(ext))
+		for i, x := range ext {
+			sub[i] = x[lo*plane : hi*plane]
+		}
+		e.run(t.F32[lo*plane:hi*plane], bias, lo, hi-lo, m, plane, sub)
+	})
 	return out, nil
 }
 

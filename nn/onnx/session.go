@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/fennec-edge/fennec/gpu"
+	"github.com/fennec-edge/fennec/internal/routines"
 	"github.com/fennec-edge/fennec/nn"
 	"github.com/fennec-edge/fennec/nn/onnx/internal/onnxpb"
 	"github.com/fennec-edge/fennec/nn/onnx/internal/vec"
@@ -810,12 +811,42 @@ func (c *kctx) dots(out, a, b []float32, m, k, n int) {
 			}
 		}
 	}
-	for i := 0; i < m; i++ {
-		row := a[i*k : (i+1)*k]
-		for j := 0; j < n; j++ {
-			out[i*n+j] = vec.Dot(row, bt[j*k:(j+1)*k])
+	c.parallel(m, max(1, (1<<14)/max(1, k*n)), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			row := a[i*k : (i+1)*k]
+			for j := 0; j < n; j++ {
+				out[i*n+j] = vec.Dot(row, bt[j*k:(j+1)*k])
+			}
 		}
+	})
+}
+
+// threads is how many goroutines a kernel may use: the CPU backend's
+// thread count, 1 for other backends (whose host-side kernels are not the
+// hot path).
+func (c *kctx) threads() int {
+	if cpu, ok := c.s.be.(*gpu.CPU); ok {
+		return cpu.Threads()
 	}
+	return 1
+}
+
+// parallel calls f over [0, n) split into at most threads() contiguous
+// parts of at least grain items each, the first on this goroutine, and
+// returns when all are done.
+func (c *kctx) parallel(n, grain int, f func(lo, hi int)) {
+	parts := min(c.threads(), n/max(1, grain))
+	if parts <= 1 {
+		f(0, n)
+		return
+	}
+	var g routines.Group
+	for p := 1; p < parts; p++ {
+		lo, hi := n*p/parts, n*(p+1)/parts
+		g.Go(func() { f(lo, hi) })
+	}
+	f(0, n/parts)
+	g.Wait()
 }
 
 // isConst reports whether t is one of the session's constants (a weight).
