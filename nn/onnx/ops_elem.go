@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/fennec-edge/fennec/gpu"
 	"github.com/fennec-edge/fennec/nn"
 )
 
@@ -364,6 +365,23 @@ func unaryF32(c *kctx, a *nn.Tensor, f func(float32) float32) (*nn.Tensor, error
 	return out, nil
 }
 
+// vecUnary runs a slice kernel (gpu's vectorised activations) over an f32
+// tensor.
+func vecUnary(f func(dst, src []float32)) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	return func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+		a := in[0]
+		if a.DType != nn.Float32 {
+			return nil, fmt.Errorf("%w: input dtype %v (want f32)", ErrUnsupported, a.DType)
+		}
+		out, err := c.alloc(nn.Float32, a.Shape)
+		if err != nil {
+			return nil, err
+		}
+		f(out.F32, a.F32)
+		return []*nn.Tensor{out}, nil
+	}
+}
+
 func unaryOp(mk func(c *kctx) func(float32) float32) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	return func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		out, err := unaryF32(c, in[0], mk(c))
@@ -380,14 +398,6 @@ func fn(f func(float32) float32) func(c *kctx) func(float32) float32 {
 
 func f64(f func(float64) float64) func(c *kctx) func(float32) float32 {
 	return fn(func(x float32) float32 { return float32(f(float64(x))) })
-}
-
-func sigmoid(x float32) float32 {
-	if x >= 0 {
-		return float32(1 / (1 + math.Exp(-float64(x))))
-	}
-	e := math.Exp(float64(x))
-	return float32(e / (1 + e))
 }
 
 // scalarF32 reads an optional scalar input (Clip's min and max).
@@ -519,8 +529,8 @@ func init() {
 		reg(op, opDef{since: 6, attrs: attrs, minIn: 1, maxIn: 1, run: unaryOp(mk), foldable: true})
 	}
 	un("Relu", fn(func(x float32) float32 { return max(x, 0) }))
-	un("Sigmoid", fn(sigmoid))
-	un("Tanh", f64(math.Tanh))
+	reg("Sigmoid", opDef{since: 6, minIn: 1, maxIn: 1, run: vecUnary(gpu.SigmoidF32), foldable: true})
+	reg("Tanh", opDef{since: 6, minIn: 1, maxIn: 1, run: vecUnary(gpu.TanhF32), foldable: true})
 	un("Exp", f64(math.Exp))
 	un("Log", f64(math.Log))
 	un("Sqrt", f64(math.Sqrt))

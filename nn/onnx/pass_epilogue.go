@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/fennec-edge/fennec/gpu"
 	"github.com/fennec-edge/fennec/nn"
 	"github.com/fennec-edge/fennec/nn/onnx/internal/vec"
 )
@@ -527,19 +528,15 @@ func (e *epilogue) step(st *epiStep, dst []float32, regs [][]float32, k *chunk, 
 // addScalar sets dst = x + s.
 func addScalar(dst, x []float32, s float32) { vec.Affine(dst, x, 1, s) }
 
-// unaryRow computes dst = f(x) with the same arithmetic as the unfused
-// kernels in ops_elem.go (the operators vec has no kernel for).
+// unaryRow computes dst = f(x) with the same kernels as the unfused
+// operators in ops_elem.go (the activations vec has no kernel for).
 func unaryRow(st *epiStep, dst, x []float32) {
 	x = x[:len(dst)]
 	switch st.op {
 	case eSigmoid:
-		for i := range dst {
-			dst[i] = sigmoid(x[i])
-		}
+		gpu.SigmoidF32(dst, x)
 	case eTanh:
-		for i := range dst {
-			dst[i] = float32(math.Tanh(float64(x[i])))
-		}
+		gpu.TanhF32(dst, x)
 	}
 }
 

@@ -700,8 +700,8 @@ func (c *kctx) gemm(out, a, b []float32, m, k, n int, transA, transB, aConst, bC
 	if cpu, ok := c.s.be.(*gpu.CPU); ok {
 		// The CPU backend's memory is host memory: run its SGEMM on the
 		// operands in place, with no copy in or out.
-		if n < smallN && !transA && !transB && k >= 8 {
-			c.dots(out, a, b, m, k, n)
+		if !transA && k >= 8 && ((n < smallN && !transB) || (m <= smallM && transB)) {
+			c.dots(out, a, b, m, k, n, transB)
 			c.s.deviceCalls.Add(1)
 			return nil
 		}
@@ -798,11 +798,17 @@ func (c *kctx) gemm(out, a, b []float32, m, k, n int, transA, transB, aConst, bC
 // (n = 1) would waste most of each tile and pack B for nothing.
 const smallN = 8
 
-// dots computes out[m,n] = a[m,k] x b[k,n] as m*n dot products of a's rows
-// with b's columns (transposed once into a work buffer).
-func (c *kctx) dots(out, a, b []float32, m, k, n int) {
+// smallM is the product height up to which a product with a transposed B
+// (the recurrent H x R^T of an LSTM step, batch rows) takes dot products of
+// a's rows with b's rows, instead of SGEMM packing all of B for a row or two.
+const smallM = 4
+
+// dots computes out[m,n] = a[m,k] x op(b) as m*n dot products of a's rows
+// with op(b)'s columns: b's rows when transB is set (b is [n,k]), b's
+// columns transposed once into a work buffer otherwise.
+func (c *kctx) dots(out, a, b []float32, m, k, n int, transB bool) {
 	bt := b[:k*n]
-	if n > 1 {
+	if n > 1 && !transB {
 		bt = c.s.hostGet(k * n)
 		defer c.s.hostPut(bt)
 		for p := 0; p < k; p++ {
