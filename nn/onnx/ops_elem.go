@@ -6,6 +6,7 @@ import (
 
 	"github.com/fennec-edge/fennec/gpu"
 	"github.com/fennec-edge/fennec/nn"
+	"github.com/fennec-edge/fennec/nn/onnx/internal/vec"
 )
 
 // broadcast returns the NumPy broadcast of two shapes.
@@ -582,17 +583,13 @@ func rowF32(k binKind, o, x, y []float32, da, db int) bool {
 		x, y = x[:n], y[:n]
 		switch k {
 		case bAdd:
-			for i := range o {
-				o[i] = x[i] + y[i]
-			}
+			vec.Add(o, x, y)
 		case bSub:
 			for i := range o {
 				o[i] = x[i] - y[i]
 			}
 		case bMul:
-			for i := range o {
-				o[i] = x[i] * y[i]
-			}
+			vec.Mul(o, x, y)
 		case bDiv:
 			for i := range o {
 				o[i] = x[i] / y[i]
@@ -622,17 +619,11 @@ func rowF32(k binKind, o, x, y []float32, da, db int) bool {
 		x, s := x[:n], y[0]
 		switch k {
 		case bAdd:
-			for i := range o {
-				o[i] = x[i] + s
-			}
+			vec.Affine(o, x, 1, s)
 		case bSub:
-			for i := range o {
-				o[i] = x[i] - s
-			}
+			vec.Affine(o, x, 1, -s)
 		case bMul:
-			for i := range o {
-				o[i] = x[i] * s
-			}
+			vec.Affine(o, x, s, 0)
 		case bDiv:
 			for i := range o {
 				o[i] = x[i] / s
@@ -644,17 +635,11 @@ func rowF32(k binKind, o, x, y []float32, da, db int) bool {
 		s, y := x[0], y[:n]
 		switch k {
 		case bAdd:
-			for i := range o {
-				o[i] = s + y[i]
-			}
+			vec.Affine(o, y, 1, s)
 		case bSub:
-			for i := range o {
-				o[i] = s - y[i]
-			}
+			vec.Affine(o, y, -1, s)
 		case bMul:
-			for i := range o {
-				o[i] = s * y[i]
-			}
+			vec.Affine(o, y, s, 0)
 		case bDiv:
 			for i := range o {
 				o[i] = s / y[i]

@@ -400,18 +400,21 @@ func depthwise(w *window, x, wt, out, work []float32) {
 			k := wt[ch*w.kh*w.kw:][:w.kh*w.kw]
 			dst := out[(b*w.ch+ch)*plane:][:plane]
 			splitPhases(w, img, dec, h2, w2, planeSz)
-			first := true
+			clear(tmp)
 			for ki := 0; ki < w.kh; ki++ {
 				ry, oy := (ki*w.dh)%w.sh, (ki*w.dh)/w.sh
+				// Only output rows whose input row lies inside the image
+				// (not in the pads) get anything from this tap row: on a
+				// short image (a text line's last stages are 2 or 3 rows
+				// high) most of a 5x5 kernel's rows are padding.
+				r0, r1 := tapRange(ki*w.dh-w.pt, w.sh, w.oh, w.h)
+				if r0 >= r1 {
+					continue
+				}
 				for kj := 0; kj < w.kw; kj++ {
 					rx, ox := (kj*w.dw)%w.sw, (kj*w.dw)/w.sw
 					src := dec[(ry*w.sw+rx)*planeSz+oy*w2+ox:][:len(tmp)]
-					if first {
-						vec.Affine(tmp, src, k[ki*w.kw+kj], 0)
-						first = false
-					} else {
-						vec.Axpy(tmp, src, k[ki*w.kw+kj])
-					}
+					vec.Axpy(tmp[r0*w2:r1*w2], src[r0*w2:r1*w2], k[ki*w.kw+kj])
 				}
 			}
 			for oy := 0; oy < w.oh; oy++ {
@@ -687,11 +690,7 @@ func globalPool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error)
 				out.F32[p] = m
 				continue
 			}
-			var s float64
-			for _, v := range row {
-				s += float64(v)
-			}
-			out.F32[p] = float32(s / float64(plane))
+			out.F32[p] = vec.Sum(row) / float32(plane)
 		}
 		return []*nn.Tensor{out}, nil
 	}

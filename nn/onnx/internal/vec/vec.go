@@ -12,6 +12,7 @@
 // HardSwish: dst[i] = x[i] * min(max(x[i]/6 + 0.5, 0), 1)
 // LeakyRelu: dst[i] = x[i] < 0 ? a*x[i] : x[i]
 // Dot:       sum of x[i]*y[i], in another order than a Go loop
+// Sum:       sum of x[i], likewise
 package vec
 
 func axpyGo(dst, x []float32, a float32) {
@@ -89,4 +90,12 @@ func maxGo(dst, x, y []float32) {
 	for i := range dst {
 		dst[i] = max(x[i], y[i])
 	}
+}
+
+func sumGo(x []float32) float32 {
+	var s float32
+	for _, v := range x {
+		s += v
+	}
+	return s
 }

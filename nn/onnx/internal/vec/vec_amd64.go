@@ -138,3 +138,15 @@ func Max(dst, x, y []float32) {
 	}
 	maxGo(dst[k:], x[k:], y[k:])
 }
+
+//go:noescape
+func sumAVX2(x *float32, n int) float32
+
+func Sum(x []float32) float32 {
+	k := body(len(x))
+	var s float32
+	if k > 0 {
+		s = sumAVX2(&x[0], k)
+	}
+	return s + sumGo(x[k:])
+}

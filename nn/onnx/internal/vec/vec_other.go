@@ -15,3 +15,5 @@ func Dot(x, y []float32) float32 { return dotGo(x, y) }
 func MulAdd(dst, x, y []float32) { mulAddGo(dst, x, y) }
 
 func Max(dst, x, y []float32) { maxGo(dst, x, y) }
+
+func Sum(x []float32) float32 { return sumGo(x) }

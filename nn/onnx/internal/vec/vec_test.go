@@ -77,3 +77,18 @@ func TestDot(t *testing.T) {
 		}
 	}
 }
+
+func TestSum(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	for _, n := range []int{0, 1, 7, 8, 9, 31, 32, 33, 100, 1000} {
+		x := make([]float32, n)
+		var want float64
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+			want += float64(x[i])
+		}
+		if got := Sum(x); math.Abs(float64(got)-want) > 1e-4*(1+math.Abs(want)) {
+			t.Fatalf("n=%d: %v, want %v", n, got, want)
+		}
+	}
+}
