@@ -65,6 +65,7 @@ type plan struct {
 	steps   []*node
 	lastUse map[string]int // value name -> last step that reads it
 	release [][]string     // per step: the values it is the last to read
+	sl      *slots         // the same, as slot indexes (assignSlots)
 	outputs map[string]bool
 	extra   []string // values returned besides the graph outputs
 }
@@ -335,6 +336,7 @@ func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor, extra ...string
 			}
 		}
 	}
+	p.assignSlots()
 	return p, nil
 }
 
@@ -460,81 +462,223 @@ func checkInput(vi ValueInfo, t *nn.Tensor, bind map[string]int, limit int) erro
 	return nil
 }
 
-// exec runs a prepared plan. env holds the graph inputs; outer the values
-// of enclosing scopes (for subgraphs).
-func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*nn.Tensor, rs *runState) (map[string]*nn.Tensor, error) {
-	env := make(map[string]*nn.Tensor, len(p.consts)+len(inputs)+len(p.steps))
-	for k, v := range p.consts {
-		env[k] = v
-	}
-	for k, v := range inputs {
-		env[k] = v
-	}
-	lookup := func(name string) (*nn.Tensor, bool) {
-		if t, ok := env[name]; ok {
-			return t, true
+// slots gives every value a plan reads or writes an index into one slice
+// of tensors per run, so that executing a step touches no map: slot >= 0 is
+// a value of this graph, -1 an absent optional input, and -2-k the k-th name
+// read from enclosing scopes (outer).
+type slots struct {
+	n       int
+	index   map[string]int
+	names   []string // slot -> value name
+	outer   []string
+	consts  []slotConst
+	in, out [][]int  // per step
+	release [][]int  // per step: the slots it is the last to read
+	free    [][]int  // per step running subgraphs: the names they read, as codes
+	defs    []*opDef // per step
+	results []int    // graph outputs, then extra values
+	maxIn   int
+}
+
+type slotConst struct {
+	slot int
+	t    *nn.Tensor
+}
+
+// assignSlots fills p.sl from the prepared steps.
+func (p *plan) assignSlots() {
+	sl := &slots{index: map[string]int{}}
+	outerIdx := map[string]int{}
+	def := func(name string) int {
+		if i, ok := sl.index[name]; ok {
+			return i
 		}
-		t, ok := outer[name]
-		return t, ok
+		sl.index[name] = sl.n
+		sl.names = append(sl.names, name)
+		sl.n++
+		return sl.n - 1
+	}
+	code := func(name string) int {
+		if name == "" {
+			return -1
+		}
+		if i, ok := sl.index[name]; ok {
+			return i
+		}
+		k, ok := outerIdx[name]
+		if !ok {
+			k = len(sl.outer)
+			outerIdx[name] = k
+			sl.outer = append(sl.outer, name)
+		}
+		return -2 - k
+	}
+	names := make([]string, 0, len(p.consts))
+	for name := range p.consts {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		sl.consts = append(sl.consts, slotConst{def(name), p.consts[name]})
+	}
+	for _, vi := range p.g.inputs {
+		def(vi.Name)
+	}
+	for _, n := range p.steps {
+		for _, o := range n.outputs {
+			if o != "" {
+				def(o)
+			}
+		}
 	}
 	for i, n := range p.steps {
-		in := make([]*nn.Tensor, len(n.inputs))
+		in := make([]int, len(n.inputs))
 		for j, name := range n.inputs {
-			if name == "" {
-				continue
+			in[j] = code(name)
+		}
+		out := make([]int, len(n.outputs))
+		for j, name := range n.outputs {
+			out[j] = code(name)
+		}
+		var rel []int
+		for _, name := range p.release[i] {
+			if c := code(name); c >= 0 {
+				rel = append(rel, c)
 			}
-			t, ok := lookup(name)
+		}
+		var free []int
+		d := registry[n.op]
+		if d.subgraphs {
+			seen := map[string]bool{}
+			for _, a := range n.attrs {
+				if a.g == nil {
+					continue
+				}
+				for _, name := range freeVars(a.g) {
+					if !seen[name] {
+						seen[name] = true
+						free = append(free, code(name))
+					}
+				}
+			}
+		}
+		sl.in, sl.out, sl.release, sl.free = append(sl.in, in), append(sl.out, out), append(sl.release, rel), append(sl.free, free)
+		sl.defs = append(sl.defs, &d)
+		sl.maxIn = max(sl.maxIn, len(in))
+	}
+	for _, o := range p.g.outputs {
+		sl.results = append(sl.results, code(o.Name))
+	}
+	for _, name := range p.extra {
+		sl.results = append(sl.results, code(name))
+	}
+	p.sl = sl
+}
+
+// exec runs a prepared plan. inputs holds the graph inputs; outer the
+// values of enclosing scopes (for subgraphs).
+func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*nn.Tensor, rs *runState) (map[string]*nn.Tensor, error) {
+	sl := p.sl
+	vals := make([]*nn.Tensor, sl.n+sl.maxIn)
+	vals, inBuf := vals[:sl.n], vals[sl.n:]
+	for _, c := range sl.consts {
+		vals[c.slot] = c.t
+	}
+	for name, t := range inputs {
+		if i, ok := sl.index[name]; ok {
+			vals[i] = t
+		}
+	}
+	get := func(code int) (*nn.Tensor, bool) {
+		switch {
+		case code >= 0:
+			return vals[code], vals[code] != nil
+		case code == -1:
+			return nil, true
+		}
+		t, ok := outer[sl.outer[-2-code]]
+		return t, ok
+	}
+	c := &kctx{s: s, limit: s.opts.MaxTensorElements, rs: rs}
+	for i, n := range p.steps {
+		in := inBuf[:len(sl.in[i])]
+		for j, code := range sl.in[i] {
+			t, ok := get(code)
 			if !ok {
-				return nil, fmt.Errorf("node %s: input %q has no value", n, name)
+				return nil, fmt.Errorf("node %s: input %q has no value", n, n.inputs[j])
 			}
 			in[j] = t
 		}
-		var scope map[string]*nn.Tensor
-		if registry[n.op].subgraphs {
-			scope = make(map[string]*nn.Tensor, len(outer)+len(env))
-			for k, v := range outer {
-				scope[k] = v
-			}
-			for k, v := range env {
-				scope[k] = v
+		c.scope = nil
+		if sl.defs[i].subgraphs {
+			c.scope = make(map[string]*nn.Tensor, len(sl.free[i]))
+			for _, code := range sl.free[i] {
+				if t, ok := get(code); ok && t != nil {
+					if code >= 0 {
+						c.scope[sl.names[code]] = t
+					} else {
+						c.scope[sl.outer[-2-code]] = t
+					}
+				}
 			}
 		}
-		out, err := s.runNode(n, in, scope, rs)
+		c.n = n
+		out, err := s.runDef(c, sl.defs[i], in)
+		clear(in)
 		if err != nil {
 			return nil, err
 		}
-		for j, name := range n.outputs {
-			if name == "" {
+		for j, slot := range sl.out[i] {
+			if slot == -1 {
 				continue
 			}
 			if j >= len(out) || out[j] == nil {
-				return nil, fmt.Errorf("node %s: output %d (%q) was not produced", n, j, name)
+				return nil, fmt.Errorf("node %s: output %d (%q) was not produced", n, j, n.outputs[j])
 			}
-			env[name] = out[j]
+			vals[slot] = out[j]
 			rs.bind(out[j])
 		}
 		// Liveness: drop values no later step reads.
-		for _, name := range p.release[i] {
-			if t, ok := env[name]; ok {
+		for _, slot := range sl.release[i] {
+			if t := vals[slot]; t != nil {
 				s.release(rs, t)
-				delete(env, name)
+				vals[slot] = nil
 			}
 		}
 	}
-	res := make(map[string]*nn.Tensor, len(p.g.outputs)+len(p.extra))
-	for _, o := range p.g.outputs {
-		t, ok := lookup(o.Name)
-		if !ok {
-			return nil, fmt.Errorf("output %q has no value", o.Name)
+	res := make(map[string]*nn.Tensor, len(sl.results))
+	for k, code := range sl.results {
+		t, ok := get(code)
+		if k < len(p.g.outputs) {
+			if !ok || t == nil {
+				return nil, fmt.Errorf("output %q has no value", p.g.outputs[k].Name)
+			}
+			res[p.g.outputs[k].Name] = t
+			continue
 		}
-		res[o.Name] = t
-	}
-	for _, name := range p.extra {
-		if t, ok := lookup(name); ok {
-			res[name] = t
+		if ok && t != nil {
+			res[p.extra[k-len(p.g.outputs)]] = t
 		}
 	}
 	return res, nil
+}
+
+// runDef runs one node whose operator is d with the context c (c.n set).
+func (s *Session) runDef(c *kctx, d *opDef, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	n := c.n
+	if len(in) < d.minIn || (d.maxIn >= 0 && len(in) > d.maxIn) {
+		return nil, fmt.Errorf("%w: node %s: %d inputs (want %d..%d)", ErrInvalid, n, len(in), d.minIn, d.maxIn)
+	}
+	for i := 0; i < d.minIn; i++ {
+		if in[i] == nil {
+			return nil, fmt.Errorf("%w: node %s: required input %d is empty", ErrInvalid, n, i)
+		}
+	}
+	out, err := d.run(c, in)
+	if err != nil {
+		return nil, fmt.Errorf("node %s (opset %d): %w", n, n.opset, err)
+	}
+	return out, nil
 }
 
 func (s *Session) runNode(n *node, in []*nn.Tensor, scope map[string]*nn.Tensor, rs *runState) ([]*nn.Tensor, error) {
