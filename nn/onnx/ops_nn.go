@@ -3,6 +3,8 @@ package onnx
 import (
 	"fmt"
 	"math"
+	"slices"
+	"sync/atomic"
 
 	"github.com/fennec-edge/fennec/nn"
 	"github.com/fennec-edge/fennec/nn/onnx/internal/vec"
@@ -20,9 +22,37 @@ type window struct {
 	countIncludePads bool
 }
 
-// makeWindow reads kernel_shape, strides, dilations, pads, auto_pad and
-// ceil_mode for input x (NCW or NCHW) and a kernel of spatial size k.
+// winCache keeps a node's last window: a steady-state run sees the same
+// input shapes every time, and reading the attributes again allocates.
+type winCache struct{ p atomic.Pointer[winEntry] }
+
+type winEntry struct {
+	shape, k []int
+	ceil     bool
+	w        window
+}
+
+// makeWindow returns the window of node c.n for input x and a kernel of
+// spatial size k; the result is shared and must not be changed.
 func makeWindow(c *kctx, x *nn.Tensor, k []int, ceil bool) (*window, error) {
+	if c.n.wc != nil {
+		if e := c.n.wc.p.Load(); e != nil && e.ceil == ceil && slices.Equal(e.shape, x.Shape) && slices.Equal(e.k, k) {
+			return &e.w, nil
+		}
+	}
+	w, err := readWindow(c, x, k, ceil)
+	if err != nil {
+		return nil, err
+	}
+	if c.n.wc != nil {
+		c.n.wc.p.Store(&winEntry{shape: slices.Clone(x.Shape), k: slices.Clone(k), ceil: ceil, w: *w})
+	}
+	return w, nil
+}
+
+// readWindow reads kernel_shape, strides, dilations, pads, auto_pad and
+// ceil_mode for input x (NCW or NCHW) and a kernel of spatial size k.
+func readWindow(c *kctx, x *nn.Tensor, k []int, ceil bool) (*window, error) {
 	r := len(x.Shape)
 	if r != 3 && r != 4 {
 		return nil, fmt.Errorf("%w: input %v: only 1-D and 2-D windows (rank 3 or 4) are implemented", ErrUnsupported, x.Shape)
@@ -595,10 +625,12 @@ func pool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		if c.n.attrInt("storage_order", 0) != 0 || len(c.n.outputs) > 1 && c.n.outputs[1] != "" {
 			return nil, fmt.Errorf("%w: MaxPool indices output", ErrUnsupported)
 		}
-		win, err := makeWindow(c, x, k, c.n.attrInt("ceil_mode", 0) != 0)
+		shared, err := makeWindow(c, x, k, c.n.attrInt("ceil_mode", 0) != 0)
 		if err != nil {
 			return nil, err
 		}
+		win := new(window)
+		*win = *shared
 		win.countIncludePads = c.n.attrInt("count_include_pad", 0) != 0
 		out, err := c.alloc(nn.Float32, win.outShape(win.ch))
 		if err != nil {

@@ -48,6 +48,7 @@ type Session struct {
 	closed    bool
 
 	toDevice, fromDevice, deviceCalls atomic.Int64
+	states                            sync.Pool // *runState, reused by Run
 }
 
 // Stats counts the explicit copies between host and backend memory.
@@ -425,7 +426,16 @@ func (s *Session) Run(inputs map[string]*nn.Tensor) (map[string]*nn.Tensor, erro
 			return nil, fmt.Errorf("%s: the model has no input %q", s.m.Name, name)
 		}
 	}
-	out, err := s.exec(s.main, inputs, nil, &runState{refs: map[*float32]int{}})
+	rs, _ := s.states.Get().(*runState)
+	if rs == nil {
+		rs = &runState{refs: map[*float32]int{}}
+	}
+	out, err := s.exec(s.main, inputs, nil, rs)
+	// The map keeps its buckets for the next Run; what it counted now
+	// belongs to the caller (outputs) or is back in the pool.
+	clear(rs.refs)
+	rs.live = 0
+	s.states.Put(rs)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.m.Name, err)
 	}
@@ -771,7 +781,7 @@ func (c *kctx) alloc(dt nn.DType, shape []int) (*nn.Tensor, error) {
 		if n > 0 {
 			buf := c.s.poolGet(n)
 			c.rs.refs[&buf[0]] = 0
-			return &nn.Tensor{DType: dt, Shape: append([]int(nil), shape...), F32: buf}, nil
+			return newTensor(dt, shape, buf), nil
 		}
 	}
 	t, err := nn.New(dt, shape, c.limit)
@@ -779,6 +789,23 @@ func (c *kctx) alloc(dt nn.DType, shape []int) (*nn.Tensor, error) {
 		return nil, fmt.Errorf("%w: output %v: %v", ErrInvalid, dt, err)
 	}
 	return t, nil
+}
+
+// tensorBox holds a tensor and its shape in one allocation.
+type tensorBox struct {
+	t     nn.Tensor
+	shape [4]int
+}
+
+// newTensor returns an f32 tensor header for buf with a copy of shape.
+func newTensor(dt nn.DType, shape []int, buf []float32) *nn.Tensor {
+	if len(shape) > len(tensorBox{}.shape) {
+		return &nn.Tensor{DType: dt, Shape: append([]int(nil), shape...), F32: buf}
+	}
+	b := new(tensorBox)
+	r := copy(b.shape[:], shape)
+	b.t = nn.Tensor{DType: dt, Shape: b.shape[:r:r], F32: buf}
+	return &b.t
 }
 
 // bind counts a new value referring to t's buffer.
