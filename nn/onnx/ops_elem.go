@@ -324,7 +324,7 @@ func binOp(k binKind) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		if err != nil {
 			return nil, err
 		}
-		return []*nn.Tensor{out}, nil
+		return c.one(out), nil
 	}
 }
 
@@ -347,7 +347,7 @@ func variadic(k binKind) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 				return nil, err
 			}
 		}
-		return []*nn.Tensor{acc}, nil
+		return c.one(acc), nil
 	}
 }
 
@@ -379,7 +379,7 @@ func vecUnary(f func(dst, src []float32)) func(c *kctx, in []*nn.Tensor) ([]*nn.
 			return nil, err
 		}
 		f(out.F32, a.F32)
-		return []*nn.Tensor{out}, nil
+		return c.one(out), nil
 	}
 }
 
@@ -389,7 +389,7 @@ func unaryOp(mk func(c *kctx) func(float32) float32) func(c *kctx, in []*nn.Tens
 		if err != nil {
 			return nil, err
 		}
-		return []*nn.Tensor{out}, nil
+		return c.one(out), nil
 	}
 }
 
@@ -433,11 +433,11 @@ func clip(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 func identity(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
-	return []*nn.Tensor{in[0]}, nil // values are immutable: sharing is safe
+	return c.one(in[0]), nil // values are immutable: sharing is safe
 }
 
 func not(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -451,7 +451,7 @@ func not(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	for i, v := range in[0].U8 {
 		out.U8[i] = b2u(v == 0)
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 func where(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -480,7 +480,7 @@ func where(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		}
 		copyElem(out, i, src, j)
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 // indexer maps an output linear index to the broadcast input's index.

@@ -274,7 +274,7 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 			}
 		}
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 func fill(s []float32, v float32) {
@@ -319,6 +319,16 @@ func maxPoolPhased(w *window, x, out, work []float32) {
 			copy(dst[oy*e.ow:(oy+1)*e.ow], tmp[oy*w2:oy*w2+e.ow])
 		}
 	}
+}
+
+// maxPoolPart pools planes [lo, hi) (over images and channels).
+func (c *kctx) maxPoolPart(win *window, x, out []float32, nw, lo, hi int) {
+	hw, plane := win.h*win.w, win.oh*win.ow
+	sub := *win
+	sub.n, sub.ch = 1, hi-lo
+	work := c.s.hostGet(nw)
+	maxPoolPhased(&sub, x[lo*hw:hi*hw], out[lo*plane:hi*plane], work)
+	c.s.hostPut(work)
 }
 
 // maxPoolWindow is w with the bottom and right pads widened so that every
@@ -507,7 +517,7 @@ func depthwiseSmall(w *window, x, wt, out, work []float32) {
 // over fewer channels of one image, with its own scratch).
 func (c *kctx) depthwise(win *window, x, wt, out []float32) error {
 	small := win.ow < 8
-	hw, taps, plane := win.h*win.w, win.kh*win.kw, win.oh*win.ow
+	taps, plane := win.kh*win.kw, win.oh*win.ow
 	one := *win
 	one.n = 1
 	nw := depthwiseWork(&one)
@@ -520,21 +530,29 @@ func (c *kctx) depthwise(win *window, x, wt, out []float32) error {
 	// about 16K multiply-adds per part at least
 	grain := max(1, (1<<14)/max(1, plane*taps))
 	for b := 0; b < win.n; b++ {
-		c.parallel(win.ch, grain, func(lo, hi int) {
-			sub := one
-			sub.ch = hi - lo
-			base := b*win.ch + lo
-			xs, ws, os := x[base*hw:(base+sub.ch)*hw], wt[lo*taps:hi*taps], out[base*plane:(base+sub.ch)*plane]
-			work := c.s.hostGet(nw)
-			if small {
-				depthwiseSmall(&sub, xs, ws, os, work)
-			} else {
-				depthwise(&sub, xs, ws, os, work)
-			}
-			c.s.hostPut(work)
-		})
+		if c.serial(win.ch, grain) {
+			c.depthwisePart(win, x, wt, out, small, nw, b, 0, win.ch)
+			continue
+		}
+		c.parallel(win.ch, grain, func(lo, hi int) { c.depthwisePart(win, x, wt, out, small, nw, b, lo, hi) })
 	}
 	return nil
+}
+
+// depthwisePart runs channels [lo, hi) of image b.
+func (c *kctx) depthwisePart(win *window, x, wt, out []float32, small bool, nw, b, lo, hi int) {
+	hw, taps, plane := win.h*win.w, win.kh*win.kw, win.oh*win.ow
+	sub := *win
+	sub.n, sub.ch = 1, hi-lo
+	base := b*win.ch + lo
+	xs, ws, os := x[base*hw:(base+sub.ch)*hw], wt[lo*taps:hi*taps], out[base*plane:(base+sub.ch)*plane]
+	work := c.s.hostGet(nw)
+	if small {
+		depthwiseSmall(&sub, xs, ws, os, work)
+	} else {
+		depthwise(&sub, xs, ws, os, work)
+	}
+	c.s.hostPut(work)
 }
 
 // depthwiseSmallWork is the scratch depthwiseSmall needs, in floats.
@@ -642,17 +660,13 @@ func pool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			if _, err := nn.Elements([]int{nw}, c.limit); err != nil {
 				return nil, fmt.Errorf("%w: pooling buffer: %v", ErrInvalid, err)
 			}
-			one := *win
-			one.n, one.ch = 1, 1
-			hw := win.h * win.w
-			c.parallel(win.n*win.ch, max(1, (1<<14)/max(1, plane*win.kh*win.kw)), func(lo, hi int) {
-				sub := one
-				sub.ch = hi - lo
-				work := c.s.hostGet(nw)
-				maxPoolPhased(&sub, x.F32[lo*hw:hi*hw], out.F32[lo*plane:hi*plane], work)
-				c.s.hostPut(work)
-			})
-			return []*nn.Tensor{out}, nil
+			n, grain := win.n*win.ch, max(1, (1<<14)/max(1, plane*win.kh*win.kw))
+			if c.serial(n, grain) {
+				c.maxPoolPart(win, x.F32, out.F32, nw, 0, n)
+			} else {
+				c.parallel(n, grain, func(lo, hi int) { c.maxPoolPart(win, x.F32, out.F32, nw, lo, hi) })
+			}
+			return c.one(out), nil
 		}
 		for p := 0; p < win.n*win.ch; p++ {
 			img := x.F32[p*win.h*win.w:][:win.h*win.w]
@@ -692,7 +706,7 @@ func pool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 				}
 			}
 		}
-		return []*nn.Tensor{out}, nil
+		return c.one(out), nil
 	}
 }
 
@@ -724,7 +738,7 @@ func globalPool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error)
 			}
 			out.F32[p] = vec.Sum(row) / float32(plane)
 		}
-		return []*nn.Tensor{out}, nil
+		return c.one(out), nil
 	}
 }
 
@@ -759,7 +773,7 @@ func batchNorm(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			}
 		}
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 func gemmOp(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -805,7 +819,7 @@ func gemmOp(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			out.F32[i] += beta * cc.F32[ix(i)]
 		}
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 func matmul(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -917,7 +931,7 @@ func softmax(log bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 				}
 			}
 		}
-		return []*nn.Tensor{out}, nil
+		return c.one(out), nil
 	}
 }
 

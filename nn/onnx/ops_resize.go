@@ -142,7 +142,7 @@ func convTranspose(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			}
 		}
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 // resize implements Resize (opset 11+) with scales or sizes: mode nearest
@@ -282,7 +282,7 @@ func resize(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 					}
 				}
 			}
-			return []*nn.Tensor{res}, nil
+			return c.one(res), nil
 		}
 		res, err := gatherCopy(c, x, shape, func(idx []int) int {
 			j := 0
@@ -294,7 +294,7 @@ func resize(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		if err != nil {
 			return nil, err
 		}
-		return []*nn.Tensor{res}, nil
+		return c.one(res), nil
 	case "linear":
 		if r < 2 {
 			return nil, fmt.Errorf("%w: linear Resize of rank %d", ErrUnsupported, r)
@@ -335,7 +335,7 @@ func resize(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 				}
 			}
 		}
-		return []*nn.Tensor{out}, nil
+		return c.one(out), nil
 	}
 	return nil, fmt.Errorf("%w: mode %q", ErrUnsupported, mode)
 }

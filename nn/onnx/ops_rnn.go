@@ -274,7 +274,7 @@ func pad(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			idx[k] = 0
 		}
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 func size(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {

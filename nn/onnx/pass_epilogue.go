@@ -584,7 +584,8 @@ func fusedConv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, err
 	}
 	t := out[0]
-	ext := make([][]float32, 0, len(in)-3)
+	var extBuf [4][]float32
+	ext := extBuf[:0]
 	for i, x := range in[3:] {
 		if x == nil || x.DType != nn.Float32 || !sameInts(x.Shape, t.Shape) {
 			return nil, fmt.Errorf("%w: fused input %d is %v, want f32%v", ErrInvalid, i, x, t.Shape)
@@ -599,7 +600,12 @@ func fusedConv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	plane := t.Len() / max(1, t.Shape[0]*m)
 	// split by whole planes over the threads
 	planes := t.Shape[0] * m
-	c.parallel(planes, max(1, (1<<15)/max(1, plane*len(e.steps))), func(lo, hi int) {
+	grain := max(1, (1<<15)/max(1, plane*len(e.steps)))
+	if c.serial(planes, grain) {
+		e.run(t.F32, bias, 0, planes, m, plane, ext)
+		return out, nil
+	}
+	c.parallel(planes, grain, func(lo, hi int) {
 		sub := make([][]float32, len(ext))
 		for i, x := range ext {
 			sub[i] = x[lo*plane : hi*plane]

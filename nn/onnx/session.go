@@ -737,8 +737,20 @@ func (s *Session) Close() {
 	s.closed = true
 }
 
+// one returns t as a kernel's only result. During a Run the slice is the
+// context's own, reused by the next node (exec copies the result out
+// first); while folding constants it is a new one.
+func (c *kctx) one(t *nn.Tensor) []*nn.Tensor {
+	if c.rs == nil {
+		return []*nn.Tensor{t}
+	}
+	c.res[0] = t
+	return c.res[:1]
+}
+
 // kctx is what a kernel sees.
 type kctx struct {
+	res   [1]*nn.Tensor // see one
 	s     *Session
 	n     *node
 	limit int
@@ -988,15 +1000,28 @@ func (c *kctx) dots(out, a, b []float32, m, k, n int, transB bool) {
 			}
 		}
 	}
-	c.parallel(m, max(1, (1<<14)/max(1, k*n)), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			row := a[i*k : (i+1)*k]
-			for j := 0; j < n; j++ {
-				out[i*n+j] = vec.Dot(row, bt[j*k:(j+1)*k])
-			}
-		}
-	})
+	grain := max(1, (1<<14)/max(1, k*n))
+	if c.serial(m, grain) {
+		dotRows(out, a, bt, k, n, 0, m)
+		return
+	}
+	c.parallel(m, grain, func(lo, hi int) { dotRows(out, a, bt, k, n, lo, hi) })
 }
+
+// dotRows computes rows [lo, hi) of dots.
+func dotRows(out, a, bt []float32, k, n, lo, hi int) {
+	for i := lo; i < hi; i++ {
+		row := a[i*k : (i+1)*k]
+		for j := 0; j < n; j++ {
+			out[i*n+j] = vec.Dot(row, bt[j*k:(j+1)*k])
+		}
+	}
+}
+
+// serial reports whether parallel(n, grain, ...) would run on the calling
+// goroutine alone; callers then call the work directly, so that no closure
+// is allocated on the common path.
+func (c *kctx) serial(n, grain int) bool { return min(c.threads(), n/max(1, grain)) <= 1 }
 
 // threads is how many goroutines a kernel may use: the CPU backend's
 // thread count, 1 for other backends (whose host-side kernels are not the
