@@ -157,11 +157,7 @@ func (cpu *CPU) sgemm(m, n, k int, a, b matView, c []float32, ldc int) {
 		}
 		return
 	}
-	kern := cpu.kern
-	if n <= 16 && kern.nr > 16 && cpu.narrow != nil {
-		// a 16-wide kernel wastes less of each register tile on narrow outputs
-		kern = cpu.narrow
-	}
+	kern := cpu.kernelFor(n) // assigned once: the closures below copy it, not allocate it
 	threads := cpu.Threads()
 	work := m * n * k
 	if threads <= 1 || work < gemmParallelFlops {
@@ -203,6 +199,15 @@ func (cpu *CPU) sgemm(m, n, k int, a, b matView, c []float32, ldc int) {
 		go func() { defer wg.Done(); run() }()
 	}
 	wg.Wait()
+}
+
+// kernelFor picks the micro-kernel for an n-column product: a 16-wide
+// kernel wastes less of each register tile on narrow outputs.
+func (cpu *CPU) kernelFor(n int) *gemmKernel {
+	if n <= 16 && cpu.kern.nr > 16 && cpu.narrow != nil {
+		return cpu.narrow
+	}
+	return cpu.kern
 }
 
 // gemmSerial computes rows [m0,m1) and columns [n0,n1) of C on this goroutine.

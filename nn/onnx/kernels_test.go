@@ -5,6 +5,10 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/fennec-edge/fennec/gpu"
+	"github.com/fennec-edge/fennec/nn"
+	pb "github.com/fennec-edge/fennec/nn/onnx/internal/onnxpb"
 )
 
 // naiveDepthwise is the textbook definition the fast kernel must match.
@@ -171,5 +175,50 @@ func TestMaxPoolPhased(t *testing.T) {
 				t.Fatalf("%+v: [%d] = %v, want %v", tc, i, got[i], want[i])
 			}
 		}
+	}
+}
+
+// TestHostileWindows: strides, pads and dilations at the attribute limits
+// reach the phase-split and channel-last kernels without a panic: each run
+// either succeeds or fails with an error.
+func TestHostileWindows(t *testing.T) {
+	big := int64(math.MaxInt32)
+	ints := func(name string, v ...int64) *pb.AttributeProto {
+		return &pb.AttributeProto{Name: strp(name), Type: attrTypep(pb.AttributeProto_INTS), Ints: v}
+	}
+	cases := []struct {
+		name  string
+		node  *pb.NodeProto
+		inits []*pb.TensorProto
+	}{
+		{"depthwise, huge strides and pads", nodep("Conv", "c", []string{"x", "w"}, []string{"y"}, ints("strides", big, big), ints("pads", big, big, big, big),
+			&pb.AttributeProto{Name: strp("group"), Type: attrTypep(pb.AttributeProto_INT), I: i64p(2)}), []*pb.TensorProto{scalarInit("w", 1, 2, 1, 3, 3)}},
+		{"depthwise, huge dilation", nodep("Conv", "c", []string{"x", "w"}, []string{"y"}, ints("dilations", big, 1), ints("pads", big, 1, big, 1),
+			&pb.AttributeProto{Name: strp("group"), Type: attrTypep(pb.AttributeProto_INT), I: i64p(2)}), []*pb.TensorProto{scalarInit("w", 1, 2, 1, 3, 3)}},
+		{"conv, huge strides and pads", nodep("Conv", "c", []string{"x", "w"}, []string{"y"}, ints("strides", big, 3), ints("pads", big, 2, big, 2)),
+			[]*pb.TensorProto{scalarInit("w", 1, 3, 2, 3, 3)}},
+		{"maxpool, huge strides and pads", nodep("MaxPool", "p", []string{"x"}, []string{"y"}, ints("kernel_shape", 2, 2), ints("strides", big, big), ints("pads", 1, 1, 1, 1)), nil},
+		{"maxpool, ceil mode, stride 3", nodep("MaxPool", "p", []string{"x"}, []string{"y"}, ints("kernel_shape", 3, 3), ints("strides", 3, 3),
+			&pb.AttributeProto{Name: strp("ceil_mode"), Type: attrTypep(pb.AttributeProto_INT), I: i64p(1)}), nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := &pb.GraphProto{Name: strp("h"), Node: []*pb.NodeProto{tc.node}, Initializer: tc.inits,
+				Input:  []*pb.ValueInfoProto{valueProto("x", nn.Float32, 1, 2, 9, 11)},
+				Output: []*pb.ValueInfoProto{valueProto("y", nn.Float32)}}
+			m, err := Decode(marshal(t, model(13, g)), "h.onnx", "", Options{})
+			if err != nil {
+				t.Logf("refused at load: %v", err)
+				return
+			}
+			s, err := NewSession(m, gpu.NewCPU())
+			if err != nil {
+				t.Logf("refused at plan: %v", err)
+				return
+			}
+			x, _ := nn.New(nn.Float32, []int{1, 2, 9, 11}, 1000)
+			_, err = s.Run(map[string]*nn.Tensor{"x": x})
+			t.Logf("run: %v", err)
+		})
 	}
 }

@@ -3,6 +3,7 @@ package onnx
 import (
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"sync/atomic"
 
@@ -150,10 +151,19 @@ func readWindow(c *kctx, x *nn.Tensor, k []int, ceil bool) (*window, error) {
 }
 
 func (w *window) outShape(ch int) []int {
+	var sh [4]int
+	return w.outShapeIn(&sh, ch)
+}
+
+// outShapeIn writes the output shape into sh (the caller's array, so that
+// a kernel's shape need not be allocated).
+func (w *window) outShapeIn(sh *[4]int, ch int) []int {
 	if w.oneD {
-		return []int{w.n, ch, w.ow}
+		*sh = [4]int{w.n, ch, w.ow}
+		return sh[:3]
 	}
-	return []int{w.n, ch, w.oh, w.ow}
+	*sh = [4]int{w.n, ch, w.oh, w.ow}
+	return sh[:4]
 }
 
 func conv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) { return convCore(c, in, true) }
@@ -192,7 +202,8 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 	if bias != nil && (bias.DType != nn.Float32 || bias.Len() != m) {
 		return nil, fmt.Errorf("%w: bias %v for %d output channels", ErrInvalid, bias, m)
 	}
-	out, err := c.alloc(nn.Float32, win.outShape(m))
+	var osh [4]int
+	out, err := c.alloc(nn.Float32, win.outShapeIn(&osh, m))
 	if err != nil {
 		return nil, err
 	}
@@ -208,28 +219,28 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 		// Phased im2col (see im2colPhased) when its extra columns cost
 		// at most a quarter more work.
 		_, w2, planeSz := phaseDims(win)
-		phased := !direct1x1 && 4*w2 <= 5*win.ow
+		phased := !direct1x1 && win.phaseable() && 4*w2 <= 5*win.ow
 		cols := plane // columns of the product
 		if phased {
 			cols = win.oh * w2
 		}
 		var col, dec, tmp []float32
 		if !direct1x1 {
-			if _, err := nn.Elements([]int{kk, cols}, c.limit); err != nil {
-				return nil, fmt.Errorf("%w: im2col buffer: %v", ErrInvalid, err)
+			if err := c.checkWork("im2col buffer", kk, cols); err != nil {
+				return nil, err
 			}
 			col = c.s.hostGet(kk * cols)
 			defer c.s.hostPut(col)
 		}
 		if phased {
-			if _, err := nn.Elements([]int{win.sh * win.sw * planeSz}, c.limit); err != nil {
-				return nil, fmt.Errorf("%w: im2col buffer: %v", ErrInvalid, err)
+			if err := c.checkWork("im2col phases", win.sh*win.sw, planeSz); err != nil {
+				return nil, err
 			}
 			dec = c.s.hostGet(win.sh * win.sw * planeSz)
 			defer c.s.hostPut(dec)
 			if cols != plane {
-				if _, err := nn.Elements([]int{mg, cols}, c.limit); err != nil {
-					return nil, fmt.Errorf("%w: im2col buffer: %v", ErrInvalid, err)
+				if err := c.checkWork("product buffer", mg, cols); err != nil {
+					return nil, err
 				}
 				tmp = c.s.hostGet(mg * cols)
 				defer c.s.hostPut(tmp)
@@ -344,6 +355,34 @@ func maxPoolWork(w *window) int {
 	e := maxPoolWindow(w)
 	_, w2, planeSz := phaseDims(e)
 	return e.sh*e.sw*planeSz + e.oh*w2
+}
+
+// maxPhaseStride bounds the strides the phase-split kernels take: a model
+// may declare any stride, and sh*sw phase planes of a huge stride would be
+// mostly padding (or overflow); the plain kernels run those.
+const maxPhaseStride = 4
+
+// phaseable reports whether the phase-split kernels suit w: small strides,
+// and a padded image not much larger than the input and output planes (huge
+// pads or dilations, which a model may declare, go to the plain kernels,
+// whose scratch the input and output bound). float64 keeps the products of
+// hostile sizes from overflowing.
+func (w *window) phaseable() bool {
+	if w.sh > maxPhaseStride || w.sw > maxPhaseStride {
+		return false
+	}
+	padded := float64(w.h+w.pt+w.pb+w.sh) * float64(w.w+w.pl+w.pr+w.sw)
+	return padded <= 4*(float64(w.h)*float64(w.w)+float64(w.oh)*float64(w.ow))+1024
+}
+
+// checkWork refuses a scratch buffer of a*b floats above the element limit
+// (the product checked without overflow).
+func (c *kctx) checkWork(what string, a, b int) error {
+	hi, lo := bits.Mul64(uint64(max(a, 0)), uint64(max(b, 0)))
+	if a < 0 || b < 0 || hi != 0 || lo > uint64(c.limit) {
+		return fmt.Errorf("%w: %s of %d x %d floats exceeds the limit of %d elements", ErrInvalid, what, a, b, c.limit)
+	}
+	return nil
 }
 
 // phaseDims returns the height and width of one stride phase of the padded
@@ -516,7 +555,7 @@ func depthwiseSmall(w *window, x, wt, out, work []float32) {
 // split over the backend's threads (each part an independent depthwise
 // over fewer channels of one image, with its own scratch).
 func (c *kctx) depthwise(win *window, x, wt, out []float32) error {
-	small := win.ow < 8
+	small := win.ow < 8 || !win.phaseable()
 	taps, plane := win.kh*win.kw, win.oh*win.ow
 	one := *win
 	one.n = 1
@@ -524,8 +563,8 @@ func (c *kctx) depthwise(win *window, x, wt, out []float32) error {
 	if small {
 		nw = depthwiseSmallWork(&one)
 	}
-	if _, err := nn.Elements([]int{nw}, c.limit); err != nil {
-		return fmt.Errorf("%w: depthwise buffer: %v", ErrInvalid, err)
+	if err := c.checkWork("depthwise buffer", nw, 1); err != nil {
+		return err
 	}
 	// about 16K multiply-adds per part at least
 	grain := max(1, (1<<14)/max(1, plane*taps))
@@ -655,10 +694,10 @@ func pool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			return nil, err
 		}
 		plane := win.oh * win.ow
-		if isMax && win.ow >= 8 {
+		if isMax && win.ow >= 8 && win.phaseable() {
 			nw := maxPoolWork(win)
-			if _, err := nn.Elements([]int{nw}, c.limit); err != nil {
-				return nil, fmt.Errorf("%w: pooling buffer: %v", ErrInvalid, err)
+			if err := c.checkWork("pooling buffer", nw, 1); err != nil {
+				return nil, err
 			}
 			n, grain := win.n*win.ch, max(1, (1<<14)/max(1, plane*win.kh*win.kw))
 			if c.serial(n, grain) {

@@ -3,6 +3,7 @@ package onnx
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -786,7 +787,7 @@ func (c *kctx) alloc(dt nn.DType, shape []int) (*nn.Tensor, error) {
 	size := int64(n) * int64(max(dt.Size(), 1))
 	if *live+size > c.s.opts.MaxLiveBytes {
 		return nil, fmt.Errorf("%w: output %v%v would bring the live tensors to %d bytes, over the limit of %d (Options.MaxLiveBytes)",
-			ErrInvalid, dt, shape, *live+size, c.s.opts.MaxLiveBytes)
+			ErrInvalid, dt, slices.Clone(shape), *live+size, c.s.opts.MaxLiveBytes)
 	}
 	*live += size
 	if c.rs != nil && dt == nn.Float32 {
