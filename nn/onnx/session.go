@@ -432,10 +432,13 @@ func (s *Session) Run(inputs map[string]*nn.Tensor) (map[string]*nn.Tensor, erro
 		rs = &runState{refs: map[*float32]int{}}
 	}
 	out, err := s.exec(s.main, inputs, nil, rs)
+	for k, t := range out {
+		out[k] = detach(t) // the arena's headers stay with rs
+	}
 	// The map keeps its buckets for the next Run; what it counted now
 	// belongs to the caller (outputs) or is back in the pool.
 	clear(rs.refs)
-	rs.live = 0
+	rs.live, rs.next = 0, 0
 	s.states.Put(rs)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.m.Name, err)
@@ -766,8 +769,10 @@ type kctx struct {
 // using it is dead. Buffers never leave a Run while a value can reach them:
 // graph outputs and values nobody reads are never released.
 type runState struct {
-	refs map[*float32]int
-	live int64 // bytes of the tensors this Run allocated and holds
+	refs  map[*float32]int
+	live  int64        // bytes of the tensors this Run allocated and holds
+	boxes []*tensorBox // tensor headers, reused Run after Run
+	next  int          // boxes used by this Run
 }
 
 // maxPoolBytes bounds the f32 buffers a Session keeps for reuse.
@@ -794,7 +799,7 @@ func (c *kctx) alloc(dt nn.DType, shape []int) (*nn.Tensor, error) {
 		if n > 0 {
 			buf := c.s.poolGet(n)
 			c.rs.refs[&buf[0]] = 0
-			return newTensor(dt, shape, buf), nil
+			return c.rs.tensor(dt, shape, buf), nil
 		}
 	}
 	t, err := nn.New(dt, shape, c.limit)
@@ -819,6 +824,33 @@ func newTensor(dt nn.DType, shape []int, buf []float32) *nn.Tensor {
 	r := copy(b.shape[:], shape)
 	b.t = nn.Tensor{DType: dt, Shape: b.shape[:r:r], F32: buf}
 	return &b.t
+}
+
+// tensor returns a tensor header for buf from the run's arena: the boxes
+// are reused by the next Run with this state, so Run hands the caller
+// copies of the headers it returns (detach).
+func (rs *runState) tensor(dt nn.DType, shape []int, buf []float32) *nn.Tensor {
+	if len(shape) > len(tensorBox{}.shape) {
+		return newTensor(dt, shape, buf)
+	}
+	if rs.next == len(rs.boxes) {
+		rs.boxes = append(rs.boxes, new(tensorBox))
+	}
+	b := rs.boxes[rs.next]
+	rs.next++
+	r := copy(b.shape[:], shape)
+	b.t = nn.Tensor{DType: dt, Shape: b.shape[:r:r], F32: buf}
+	return &b.t
+}
+
+// detach returns t with a header of its own (buffers are shared).
+func detach(t *nn.Tensor) *nn.Tensor {
+	if t == nil {
+		return nil
+	}
+	d := *t
+	d.Shape = append([]int(nil), t.Shape...)
+	return &d
 }
 
 // bind counts a new value referring to t's buffer.
