@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync/atomic"
 
+	"github.com/fennec-edge/fennec/gpu"
 	"github.com/fennec-edge/fennec/nn"
 	"github.com/fennec-edge/fennec/nn/onnx/internal/vec"
 )
@@ -25,7 +26,16 @@ type window struct {
 
 // winCache keeps a node's last window: a steady-state run sees the same
 // input shapes every time, and reading the attributes again allocates.
-type winCache struct{ p atomic.Pointer[winEntry] }
+type winCache struct {
+	p    atomic.Pointer[winEntry]
+	rows atomic.Pointer[rowsEntry] // gatherRows, for the window in p
+}
+
+type rowsEntry struct {
+	w    *window
+	cg   int
+	rows []int
+}
 
 type winEntry struct {
 	shape, k []int
@@ -224,8 +234,14 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 		if phased {
 			cols = win.oh * w2
 		}
+		// On the CPU backend a phased product reads its B rows straight
+		// out of the phase planes of all cg channels (gpu.CPU.SgemmRows):
+		// im2col without the copy.
+		cpu, isCPU := c.s.be.(*gpu.CPU)
+		gather := phased && isCPU && cols >= smallN
 		var col, dec, tmp []float32
-		if !direct1x1 {
+		var rows []int
+		if !direct1x1 && !gather {
 			if err := c.checkWork("im2col buffer", kk, cols); err != nil {
 				return nil, err
 			}
@@ -233,10 +249,18 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 			defer c.s.hostPut(col)
 		}
 		if phased {
-			if err := c.checkWork("im2col phases", win.sh*win.sw, planeSz); err != nil {
+			nd := win.sh * win.sw * planeSz
+			if gather {
+				if err := c.checkWork("im2col phases", cg, nd); err != nil {
+					return nil, err
+				}
+				nd *= cg
+				rows = c.gatherRows(win, cg)
+			}
+			if err := c.checkWork("im2col phases", nd, 1); err != nil {
 				return nil, err
 			}
-			dec = c.s.hostGet(win.sh * win.sw * planeSz)
+			dec = c.s.hostGet(nd)
 			defer c.s.hostPut(dec)
 			if cols != plane {
 				if err := c.checkWork("product buffer", mg, cols); err != nil {
@@ -250,21 +274,35 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 		for b := 0; b < win.n; b++ {
 			for gi := 0; gi < g; gi++ {
 				src := x.F32[(b*win.ch+gi*cg)*win.h*win.w:]
-				switch {
-				case direct1x1:
-					col = src[:kk*plane]
-				case phased:
-					im2colPhased(win, src, cg, col, dec)
-				default:
-					im2col(win, src, cg, col)
-				}
 				dst := out.F32[(b*m+gi*mg)*plane : (b*m+gi*mg+mg)*plane]
 				res := dst
 				if tmp != nil {
 					res = tmp
 				}
-				if err := c.gemm(res, wt.F32[gi*mg*kk:(gi+1)*mg*kk], col, mg, kk, cols, false, false, wConst, false); err != nil {
-					return nil, err
+				wg := wt.F32[gi*mg*kk : (gi+1)*mg*kk]
+				switch {
+				case gather:
+					h2, w2, planeSz := phaseDims(win)
+					per := win.sh * win.sw * planeSz
+					for ch := 0; ch < cg; ch++ {
+						splitPhases(win, src[ch*win.h*win.w:(ch+1)*win.h*win.w], dec[ch*per:(ch+1)*per], h2, w2, planeSz)
+					}
+					if err := cpu.SgemmRows(mg, cols, kk, wg, dec, rows, res); err != nil {
+						return nil, err
+					}
+					c.s.deviceCalls.Add(1)
+				default:
+					switch {
+					case direct1x1:
+						col = src[:kk*plane]
+					case phased:
+						im2colPhased(win, src, cg, col, dec)
+					default:
+						im2col(win, src, cg, col)
+					}
+					if err := c.gemm(res, wg, col, mg, kk, cols, false, false, wConst, false); err != nil {
+						return nil, err
+					}
 				}
 				if tmp != nil { // drop the extra columns
 					for r := 0; r < mg*win.oh; r++ {
@@ -391,6 +429,33 @@ func phaseDims(w *window) (h2, w2, planeSz int) {
 	ph, pw := w.h+w.pt+w.pb, w.w+w.pl+w.pr
 	h2, w2 = (ph+w.sh-1)/w.sh, (pw+w.sw-1)/w.sw
 	return h2, w2, (h2 + 1) * w2
+}
+
+// gatherRows returns the row offsets of the unrolled input in the phase
+// planes of cg channels (the rows im2colPhased would copy), cached per node
+// and window.
+func (c *kctx) gatherRows(w *window, cg int) []int {
+	if c.n.wc != nil {
+		if e := c.n.wc.rows.Load(); e != nil && e.w == w && e.cg == cg {
+			return e.rows
+		}
+	}
+	_, w2, planeSz := phaseDims(w)
+	per := w.sh * w.sw * planeSz
+	rows := make([]int, 0, cg*w.kh*w.kw)
+	for ch := 0; ch < cg; ch++ {
+		for ki := 0; ki < w.kh; ki++ {
+			ry, oy := (ki*w.dh)%w.sh, (ki*w.dh)/w.sh
+			for kj := 0; kj < w.kw; kj++ {
+				rx, ox := (kj*w.dw)%w.sw, (kj*w.dw)/w.sw
+				rows = append(rows, ch*per+(ry*w.sw+rx)*planeSz+oy*w2+ox)
+			}
+		}
+	}
+	if c.n.wc != nil {
+		c.n.wc.rows.Store(&rowsEntry{w: w, cg: cg, rows: rows})
+	}
+	return rows
 }
 
 // im2colPhased unrolls cg channels of one image into col[cg*kh*kw, oh*w2]
