@@ -1043,9 +1043,15 @@ func (c *kctx) dots(out, a, b []float32, m, k, n int, transB bool) {
 
 // dotRows computes rows [lo, hi) of dots.
 func dotRows(out, a, bt []float32, k, n, lo, hi int) {
+	var acc [4]float32
 	for i := lo; i < hi; i++ {
 		row := a[i*k : (i+1)*k]
-		for j := 0; j < n; j++ {
+		j := 0
+		for ; j+4 <= n; j += 4 { // four columns share the loads of the row
+			vec.Dot4(&acc, row, bt[j*k:(j+4)*k], k)
+			copy(out[i*n+j:i*n+j+4], acc[:])
+		}
+		for ; j < n; j++ {
 			out[i*n+j] = vec.Dot(row, bt[j*k:(j+1)*k])
 		}
 	}

@@ -13,6 +13,7 @@
 // LeakyRelu: dst[i] = x[i] < 0 ? a*x[i] : x[i]
 // Dot:       sum of x[i]*y[i], in another order than a Go loop
 // Sum:       sum of x[i], likewise
+// Dot4:      out[j] = Dot(x, y[j*ldy:]) for j < 4, sharing the loads of x
 package vec
 
 func axpyGo(dst, x []float32, a float32) {
@@ -98,4 +99,10 @@ func sumGo(x []float32) float32 {
 		s += v
 	}
 	return s
+}
+
+func dot4Go(out *[4]float32, x, y []float32, ldy int) {
+	for j := range out {
+		out[j] = dotGo(x, y[j*ldy:j*ldy+len(x)])
+	}
 }

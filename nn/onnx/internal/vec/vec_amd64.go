@@ -150,3 +150,20 @@ func Sum(x []float32) float32 {
 	}
 	return s + sumGo(x[k:])
 }
+
+//go:noescape
+func dot4AVX2(x, y *float32, ldy, n int, out *float32)
+
+func Dot4(out *[4]float32, x, y []float32, ldy int) {
+	n := len(x)
+	_ = y[3*ldy+n-1]
+	k := body(n)
+	if k > 0 {
+		dot4AVX2(&x[0], &y[0], ldy, k, &out[0])
+	} else {
+		*out = [4]float32{}
+	}
+	for j := range out {
+		out[j] += dotGo(x[k:], y[j*ldy+k:j*ldy+n])
+	}
+}

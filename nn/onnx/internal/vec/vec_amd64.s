@@ -287,3 +287,44 @@ sumdone:
 	MOVSS X0, ret+16(FP)
 	VZEROUPPER
 	RET
+
+// func dot4AVX2(x, y *float32, ldy, n int, out *float32)
+// out[j] = sum of x[i]*y[j*ldy+i] for j < 4, i < n: four dot products
+// sharing the loads of x
+TEXT ·dot4AVX2(SB), NOSPLIT, $0-40
+	MOVQ x+0(FP), SI
+	MOVQ y+8(FP), DX
+	MOVQ ldy+16(FP), R11
+	SHLQ $2, R11
+	MOVQ n+24(FP), CX
+	MOVQ out+32(FP), DI
+	LEAQ (DX)(R11*1), R8
+	LEAQ (R8)(R11*1), R9
+	LEAQ (R9)(R11*1), R10
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	SHRQ $3, CX
+dot4loop:
+	VMOVUPS (SI), Y4
+	VFMADD231PS (DX), Y4, Y0
+	VFMADD231PS (R8), Y4, Y1
+	VFMADD231PS (R9), Y4, Y2
+	VFMADD231PS (R10), Y4, Y3
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, R8
+	ADDQ $32, R9
+	ADDQ $32, R10
+	DECQ CX
+	JNZ dot4loop
+	// reduce: hadd pairs then lanes
+	VHADDPS Y1, Y0, Y0      // [a01 a23 b01 b23 | a45 a67 b45 b67]
+	VHADDPS Y3, Y2, Y2      // same for c, d
+	VHADDPS Y2, Y0, Y0      // [a b c d | a' b' c' d']
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VMOVUPS X0, (DI)
+	VZEROUPPER
+	RET

@@ -17,3 +17,5 @@ func MulAdd(dst, x, y []float32) { mulAddGo(dst, x, y) }
 func Max(dst, x, y []float32) { maxGo(dst, x, y) }
 
 func Sum(x []float32) float32 { return sumGo(x) }
+
+func Dot4(out *[4]float32, x, y []float32, ldy int) { dot4Go(out, x, y, ldy) }

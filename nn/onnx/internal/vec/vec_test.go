@@ -92,3 +92,26 @@ func TestSum(t *testing.T) {
 		}
 	}
 }
+
+func TestDot4(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 18))
+	for _, n := range []int{1, 7, 8, 9, 33, 512} {
+		for _, ld := range []int{n, n + 3} {
+			x, y := make([]float32, n), make([]float32, 3*ld+n)
+			for i := range x {
+				x[i] = float32(rng.NormFloat64())
+			}
+			for i := range y {
+				y[i] = float32(rng.NormFloat64())
+			}
+			var got [4]float32
+			Dot4(&got, x, y, ld)
+			for j := range got {
+				want := Dot(x, y[j*ld:j*ld+n])
+				if math.Abs(float64(got[j]-want)) > 1e-4*(1+math.Abs(float64(want))) {
+					t.Fatalf("n=%d ld=%d: [%d] = %v, want %v", n, ld, j, got[j], want)
+				}
+			}
+		}
+	}
+}
