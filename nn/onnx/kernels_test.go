@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/fennec-edge/fennec/gpu"
@@ -220,5 +221,21 @@ func TestHostileWindows(t *testing.T) {
 			_, err = s.Run(map[string]*nn.Tensor{"x": x})
 			t.Logf("run: %v", err)
 		})
+	}
+}
+
+// TestInternalOpRefused: FusedConv is the fusion pass's own node; a model
+// file naming it gets the unsupported-operator error, not the kernel.
+func TestInternalOpRefused(t *testing.T) {
+	g := &pb.GraphProto{Name: strp("g"), Node: []*pb.NodeProto{nodep("FusedConv", "f", []string{"x", "w", ""}, []string{"y"})},
+		Initializer: []*pb.TensorProto{scalarInit("w", 1, 1, 1, 1, 1)},
+		Input:       []*pb.ValueInfoProto{valueProto("x", nn.Float32, 1, 1, 2, 2)},
+		Output:      []*pb.ValueInfoProto{valueProto("y", nn.Float32)}}
+	m, err := Decode(marshal(t, model(13, g)), "f.onnx", "", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewSession(m, gpu.NewCPU()); err == nil || !strings.Contains(err.Error(), "operator not implemented") {
+		t.Fatalf("NewSession: %v", err)
 	}
 }

@@ -1043,7 +1043,7 @@ func init() {
 	win := []string{"kernel_shape", "strides", "dilations", "pads", "auto_pad"}
 	reg("Conv", opDef{since: 1, attrs: append(win, "group"), minIn: 2, maxIn: 3, run: conv, backend: true, foldable: true})
 	// FusedConv is never in a model file: fuseEpilogues makes it.
-	reg("FusedConv", opDef{since: 1, attrs: append(win, "group"), minIn: 2, maxIn: -1, run: fusedConv, backend: true})
+	reg("FusedConv", opDef{since: 1, attrs: append(win, "group"), minIn: 2, maxIn: -1, run: fusedConv, backend: true, internal: true})
 	reg("MaxPool", opDef{since: 8, attrs: append(win, "ceil_mode", "storage_order"), minIn: 1, maxIn: 1, run: pool(true), foldable: true})
 	reg("AveragePool", opDef{since: 7, attrs: append(win, "ceil_mode", "count_include_pad"), minIn: 1, maxIn: 1, run: pool(false), foldable: true})
 	reg("GlobalAveragePool", opDef{since: 1, minIn: 1, maxIn: 1, run: globalPool(false), foldable: true})

@@ -121,7 +121,7 @@ func fuseEpilogues(nodes []*node, consts map[string]*nn.Tensor, keep map[string]
 	used := map[int]bool{} // nodes already part of a fused chain
 	replace := map[int]*node{}
 	for pi, p := range nodes {
-		if p.op != "Conv" || len(p.outputs) != 1 || used[pi] || p.epi != nil {
+		if p.op != "Conv" || len(p.outputs) != 1 || !arityOK(p) || used[pi] || p.epi != nil {
 			continue
 		}
 		w := consts[p.inputs[1]]
@@ -259,7 +259,7 @@ func sameKnownShape(shapes map[string]ValueInfo, a, b string) bool {
 // extra input. It returns the name of a new extra input ("" if none).
 func epiStepFor(n *node, regs map[string]int, consts map[string]*nn.Tensor, ch, rank int, extOK func(string) bool, nExt int) (epiStep, string, bool) {
 	var st epiStep
-	if len(n.outputs) != 1 || n.domain != "" {
+	if len(n.outputs) != 1 || n.domain != "" || !arityOK(n) {
 		return st, "", false
 	}
 	if k, ok := epiUnary[n.op]; ok {

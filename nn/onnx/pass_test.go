@@ -1,6 +1,8 @@
 package onnx
 
 import (
+	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -176,5 +178,84 @@ func TestFuseEpilogue(t *testing.T) {
 				t.Fatalf("fused differs: %v", err)
 			}
 		})
+	}
+}
+
+// TestFuseLayerNormGelu: torch's exported LayerNorm (ReduceMean, Sub, Pow,
+// ReduceMean, Add, Sqrt, Div, Mul, Add) and exact GELU (Div, Erf, Add, Mul,
+// Mul) each become one node and give what the unfused nodes give; asking for
+// an intermediate value keeps the pattern apart.
+func TestFuseLayerNormGelu(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	axes := &pb.AttributeProto{Name: strp("axes"), Type: attrTypep(pb.AttributeProto_INTS), Ints: []int64{-1}}
+	ln := []*pb.NodeProto{
+		nodep("ReduceMean", "m", []string{"x"}, []string{"mean"}, axes),
+		nodep("Sub", "s", []string{"x", "mean"}, []string{"d"}),
+		nodep("Pow", "p", []string{"d", "two"}, []string{"sq"}),
+		nodep("ReduceMean", "v", []string{"sq"}, []string{"var"}, axes),
+		nodep("Add", "e", []string{"var", "eps"}, []string{"ve"}),
+		nodep("Sqrt", "r", []string{"ve"}, []string{"std"}),
+		nodep("Div", "n", []string{"d", "std"}, []string{"norm"}),
+		nodep("Mul", "g", []string{"norm", "gamma"}, []string{"scaled"}),
+		nodep("Add", "b", []string{"scaled", "beta"}, []string{"h"}),
+	}
+	gelu := []*pb.NodeProto{
+		nodep("Div", "gd", []string{"h", "sqrt2"}, []string{"u"}),
+		nodep("Erf", "ge", []string{"u"}, []string{"erf"}),
+		nodep("Add", "ga", []string{"erf", "one"}, []string{"erf1"}),
+		nodep("Mul", "gm", []string{"h", "erf1"}, []string{"xe"}),
+		nodep("Mul", "gh", []string{"xe", "half"}, []string{"y"}),
+	}
+	g := &pb.GraphProto{Name: strp("lngelu"), Node: append(ln, gelu...),
+		Initializer: []*pb.TensorProto{randTensor(rng, "gamma", false, 16), randTensor(rng, "beta", false, 16),
+			scalarInit("two", 2), scalarInit("eps", 1e-5), scalarInit("sqrt2", float32(math.Sqrt2)), scalarInit("one", 1), scalarInit("half", 0.5)},
+		Input:  []*pb.ValueInfoProto{valueProto("x", nn.Float32, 2, 3, 16)},
+		Output: []*pb.ValueInfoProto{valueProto("y", nn.Float32)}}
+	m, err := Decode(marshal(t, model(13, g)), "lngelu.onnx", "", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		extra []string
+		ops   []string
+		steps int
+	}{
+		{nil, []string{"LayerNormalization", "Gelu"}, 2},
+		{[]string{"d"}, []string{"Gelu"}, len(ln) + 1},                   // LayerNorm kept apart
+		{[]string{"erf"}, []string{"LayerNormalization"}, 1 + len(gelu)}, // GELU kept apart
+	} {
+		fused, err := NewSession(m, gpu.NewCPU(), tc.extra...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ops []string
+		for _, n := range fused.main.steps {
+			if n.op == "LayerNormalization" || n.op == "Gelu" {
+				ops = append(ops, n.op)
+			}
+		}
+		want := tc.steps
+		if fmt.Sprint(ops) != fmt.Sprint(tc.ops) || len(fused.main.steps) != want {
+			t.Fatalf("extra %v: plan %d steps with %v, want %d with %v", tc.extra, len(fused.main.steps), ops, want, tc.ops)
+		}
+		apart, err := NewSession(m, gpu.NewCPU(), "d", "erf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, _ := nn.New(nn.Float32, []int{2, 3, 16}, 1000)
+		for i := range x.F32 {
+			x.F32[i] = float32(rng.NormFloat64()*2 + 1)
+		}
+		a, err := fused.Run(map[string]*nn.Tensor{"x": x})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := apart.Run(map[string]*nn.Tensor{"x": x})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := compare(a["y"], b["y"], 1e-5, 1e-5); err != nil {
+			t.Fatalf("extra %v: fused differs: %v", tc.extra, err)
+		}
 	}
 }

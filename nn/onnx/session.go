@@ -131,7 +131,7 @@ func checkSupported(n *node) string {
 		return "domain not supported"
 	}
 	d, ok := registry[n.op]
-	if !ok {
+	if !ok || d.internal {
 		return "operator not implemented"
 	}
 	if n.opset < d.since {
@@ -242,6 +242,8 @@ func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor, extra ...string
 		wanted[name] = true
 	}
 	live = fuseConvBN(live, p.consts, wanted)
+	live = fuseLayerNorm(live, p.consts, wanted)
+	live = fuseGelu(live, p.consts, wanted)
 	var shapes map[string]ValueInfo
 	if g == s.m.graph {
 		shapes = s.shapes()
@@ -342,8 +344,22 @@ func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor, extra ...string
 	return p, nil
 }
 
-// shapes returns the inferred shapes of the main graph's values.
-func (s *Session) shapes() map[string]ValueInfo { return s.m.InferShapes() }
+// shapes returns the inferred shapes of the main graph's values, which the
+// epilogue fusion uses to admit extra inputs. Inference is advisory (the
+// kernels check every shape), so a rule that trips over a malformed node
+// must not take NewSession down: a panic there means no shapes (and so no
+// extra inputs fused), and the node's own kernel reports the error when it
+// runs. The fuzz targets keep finding and fixing such rules; this is the
+// backstop.
+func (s *Session) shapes() (shapes map[string]ValueInfo) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.opts.Logger.Debug("onnx: shape inference failed; fusing without it", "model", s.m.Name, "panic", fmt.Sprint(r))
+			shapes = nil
+		}
+	}()
+	return s.m.InferShapes()
+}
 
 // nodeReads lists the values a node reads, including the outer-scope names
 // its subgraphs use.
