@@ -181,7 +181,7 @@ func fuseLayerNorm(nodes []*node, consts map[string]*nn.Tensor, keep map[string]
 			ln := &node{name: mean.name + "/layernorm", op: "LayerNormalization", index: mean.index, opset: 17,
 				inputs:  []string{x, other(nodes[mi], nodes[di].outputs[0]), other(nodes[bi], nodes[mi].outputs[0])},
 				outputs: nodes[bi].outputs,
-				attrs: map[string]*attr{"axis": {i: -1}, "epsilon": {f: eps}}}
+				attrs:   map[string]*attr{"axis": {i: -1}, "epsilon": {f: eps}}}
 			nodes = rewrite(nodes, []int{i, si, pi, vi, ai, qi, di, mi, bi}, ln)
 			changed = true
 			break
