@@ -206,10 +206,6 @@ func resize(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			return nil, fmt.Errorf("%w: cannot resize an empty axis %d to %d", ErrInvalid, i, shape[i])
 		}
 	}
-	out, err := c.alloc(nn.Float32, shape)
-	if err != nil {
-		return nil, err
-	}
 	src := func(axis, o int) float64 {
 		in, outLen, s := float64(x.Shape[axis]), float64(shape[axis]), scales[axis]
 		switch ctm {
@@ -266,6 +262,8 @@ func resize(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			if err != nil {
 				return nil, err
 			}
+			// (each mode allocates only the tensor it returns: a buffer
+			// allocated and not returned would never go back to the pool)
 			outer := x.Len() / max(1, ih*iw)
 			for p := 0; p < outer; p++ {
 				img := x.F32[p*ih*iw : (p+1)*ih*iw]
@@ -318,6 +316,10 @@ func resize(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 				t[o] = tap{i0, i1, float32(v - float64(i0))}
 			}
 			return t
+		}
+		out, err := c.alloc(nn.Float32, shape)
+		if err != nil {
+			return nil, err
 		}
 		ty, tx := taps(r-2), taps(r-1)
 		ih, iw := x.Shape[r-2], x.Shape[r-1]

@@ -630,6 +630,7 @@ func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*
 		return t, ok
 	}
 	c := &kctx{s: s, limit: s.opts.MaxTensorElements, rs: rs}
+	c.fresh = c.freshBuf[:0]
 	for i, n := range p.steps {
 		in := inBuf[:len(sl.in[i])]
 		for j, code := range sl.in[i] {
@@ -653,6 +654,7 @@ func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*
 			}
 		}
 		c.n = n
+		c.fresh = c.fresh[:0]
 		out, err := s.runDef(c, sl.defs[i], in)
 		clear(in)
 		if err != nil {
@@ -668,6 +670,14 @@ func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*
 			vals[slot] = out[j]
 			rs.bind(out[j])
 		}
+		// A buffer the kernel allocated but returned in no output (a
+		// temporary, like a variadic Sum's partial sums) goes back now.
+		for _, b := range c.fresh {
+			if cnt, owned := rs.refs[&b[0]]; owned && cnt == 0 {
+				s.releaseBuf(rs, b)
+			}
+		}
+		clear(c.fresh)
 		// Liveness: drop values no later step reads.
 		for _, slot := range sl.release[i] {
 			if t := vals[slot]; t != nil {
@@ -770,12 +780,14 @@ func (c *kctx) one(t *nn.Tensor) []*nn.Tensor {
 
 // kctx is what a kernel sees.
 type kctx struct {
-	res   [1]*nn.Tensor // see one
-	s     *Session
-	n     *node
-	limit int
-	scope map[string]*nn.Tensor
-	rs    *runState // nil while folding constants
+	res      [1]*nn.Tensor // see one
+	fresh    [][]float32   // pooled buffers the current node allocated (see exec)
+	freshBuf [4][]float32  // fresh's first backing array
+	s        *Session
+	n        *node
+	limit    int
+	scope    map[string]*nn.Tensor
+	rs       *runState // nil while folding constants
 }
 
 // runState tracks, for one Run, the f32 buffers its kernels allocated and
@@ -815,6 +827,7 @@ func (c *kctx) alloc(dt nn.DType, shape []int) (*nn.Tensor, error) {
 		if n > 0 {
 			buf := c.s.poolGet(n)
 			c.rs.refs[&buf[0]] = 0
+			c.fresh = append(c.fresh, buf)
 			return c.rs.tensor(dt, shape, buf), nil
 		}
 	}
@@ -894,13 +907,18 @@ func (s *Session) release(rs *runState, t *nn.Tensor) {
 		rs.refs[p] = cnt - 1
 		return
 	}
-	delete(rs.refs, p)
-	rs.live -= 4 * int64(len(t.F32))
+	s.releaseBuf(rs, t.F32)
+}
+
+// releaseBuf returns buf, which no value refers to any more, to the pool.
+func (s *Session) releaseBuf(rs *runState, buf []float32) {
+	delete(rs.refs, &buf[0])
+	rs.live -= 4 * int64(len(buf))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.poolBytes+4*int64(len(t.F32)) <= maxPoolBytes {
-		s.pool[len(t.F32)] = append(s.pool[len(t.F32)], t.F32)
-		s.poolBytes += 4 * int64(len(t.F32))
+	if s.poolBytes+4*int64(len(buf)) <= maxPoolBytes {
+		s.pool[len(buf)] = append(s.pool[len(buf)], buf)
+		s.poolBytes += 4 * int64(len(buf))
 	}
 }
 
