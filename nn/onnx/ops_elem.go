@@ -135,7 +135,7 @@ func binaryOp(c *kctx, k binKind, a, b *nn.Tensor) (*nn.Tensor, error) {
 	if isCompare(k) {
 		odt = nn.Bool
 	}
-	out, err := c.alloc(odt, shape)
+	out, err := c.allocFull(odt, shape) // the broadcast loop writes every element
 	if err != nil {
 		return nil, err
 	}
@@ -356,7 +356,7 @@ func unaryF32(c *kctx, a *nn.Tensor, f func(float32) float32) (*nn.Tensor, error
 	if a.DType != nn.Float32 {
 		return nil, fmt.Errorf("%w: input dtype %v (want f32)", ErrUnsupported, a.DType)
 	}
-	out, err := c.alloc(nn.Float32, a.Shape)
+	out, err := c.allocFull(nn.Float32, a.Shape)
 	if err != nil {
 		return nil, err
 	}
@@ -374,7 +374,7 @@ func vecUnary(f func(dst, src []float32)) func(c *kctx, in []*nn.Tensor) ([]*nn.
 		if a.DType != nn.Float32 {
 			return nil, fmt.Errorf("%w: input dtype %v (want f32)", ErrUnsupported, a.DType)
 		}
-		out, err := c.alloc(nn.Float32, a.Shape)
+		out, err := c.allocFull(nn.Float32, a.Shape)
 		if err != nil {
 			return nil, err
 		}

@@ -213,7 +213,7 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 		return nil, fmt.Errorf("%w: bias %v for %d output channels", ErrInvalid, bias, m)
 	}
 	var osh [4]int
-	out, err := c.alloc(nn.Float32, win.outShapeIn(&osh, m))
+	out, err := c.allocFull(nn.Float32, win.outShapeIn(&osh, m)) // every kernel below writes all of it
 	if err != nil {
 		return nil, err
 	}

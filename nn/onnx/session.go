@@ -806,7 +806,15 @@ type runState struct {
 // maxPoolBytes bounds the f32 buffers a Session keeps for reuse.
 const maxPoolBytes = 64 << 20
 
-func (c *kctx) alloc(dt nn.DType, shape []int) (*nn.Tensor, error) {
+func (c *kctx) alloc(dt nn.DType, shape []int) (*nn.Tensor, error) { return c.allocZ(dt, shape, true) }
+
+// allocFull is alloc for a kernel that writes every element of the result:
+// a reused f32 buffer is not cleared first.
+func (c *kctx) allocFull(dt nn.DType, shape []int) (*nn.Tensor, error) {
+	return c.allocZ(dt, shape, false)
+}
+
+func (c *kctx) allocZ(dt nn.DType, shape []int, zero bool) (*nn.Tensor, error) {
 	n, err := nn.Elements(shape, c.limit)
 	if err != nil {
 		return nil, fmt.Errorf("%w: output %v: %v", ErrInvalid, dt, err)
@@ -825,7 +833,7 @@ func (c *kctx) alloc(dt nn.DType, shape []int) (*nn.Tensor, error) {
 	*live += size
 	if c.rs != nil && dt == nn.Float32 {
 		if n > 0 {
-			buf := c.s.poolGet(n)
+			buf := c.s.poolGetRaw(n, zero)
 			c.rs.refs[&buf[0]] = 0
 			c.fresh = append(c.fresh, buf)
 			return c.rs.tensor(dt, shape, buf), nil
@@ -923,14 +931,19 @@ func (s *Session) releaseBuf(rs *runState, buf []float32) {
 }
 
 // poolGet returns a zeroed f32 buffer of n elements, reused when one is free.
-func (s *Session) poolGet(n int) []float32 {
+func (s *Session) poolGet(n int) []float32 { return s.poolGetRaw(n, true) }
+
+// poolGetRaw is poolGet; a reused buffer is cleared only when zero is set.
+func (s *Session) poolGetRaw(n int, zero bool) []float32 {
 	s.mu.Lock()
 	if free := s.pool[n]; len(free) > 0 {
 		b := free[len(free)-1]
 		s.pool[n] = free[:len(free)-1]
 		s.poolBytes -= 4 * int64(n)
 		s.mu.Unlock()
-		clear(b)
+		if zero {
+			clear(b)
+		}
 		return b
 	}
 	s.mu.Unlock()
