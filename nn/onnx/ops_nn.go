@@ -714,6 +714,18 @@ func splitPhasesPad(w *window, img, dec []float32, h2, w2, planeSz int, pad floa
 					continue
 				}
 				ix := px - w.pl
+				if w.sw == 2 {
+					// row[j] = src[ix+2j] where that is inside the image
+					j0, j1 := tapRange(ix, 2, len(row), w.w)
+					j0 = min(j0, len(row))
+					j1 = min(max(j1, j0), len(row))
+					fill(row[:j0], pad)
+					if j1 > j0 {
+						vec.Gather2(row[j0:j1], src[ix+2*j0:])
+					}
+					fill(row[j1:], pad)
+					continue
+				}
 				for j := range row {
 					if ix >= 0 && ix < w.w {
 						row[j] = src[ix]

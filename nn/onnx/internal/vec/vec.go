@@ -14,6 +14,7 @@
 // Dot:       sum of x[i]*y[i], in another order than a Go loop
 // Sum:       sum of x[i], likewise
 // Dot4:      out[j] = Dot(x, y[j*ldy:]) for j < 4, sharing the loads of x
+// Gather2:   dst[i] = src[2*i] (src at least 2*len(dst)-1 long)
 package vec
 
 func axpyGo(dst, x []float32, a float32) {
@@ -104,5 +105,11 @@ func sumGo(x []float32) float32 {
 func dot4Go(out *[4]float32, x, y []float32, ldy int) {
 	for j := range out {
 		out[j] = dotGo(x, y[j*ldy:j*ldy+len(x)])
+	}
+}
+
+func gather2Go(dst, src []float32) {
+	for i := range dst {
+		dst[i] = src[2*i]
 	}
 }

@@ -167,3 +167,22 @@ func Dot4(out *[4]float32, x, y []float32, ldy int) {
 		out[j] += dotGo(x[k:], y[j*ldy+k:j*ldy+n])
 	}
 }
+
+//go:noescape
+func gather2AVX2(dst, src *float32, n int)
+
+func Gather2(dst, src []float32) {
+	n := len(dst)
+	if n == 0 {
+		return
+	}
+	_ = src[2*n-2]
+	k := body(n)
+	if 2*k > len(src) { // the kernel reads src[2k-1]
+		k -= 8
+	}
+	if k > 0 {
+		gather2AVX2(&dst[0], &src[0], k)
+	}
+	gather2Go(dst[k:], src[2*k:])
+}

@@ -328,3 +328,23 @@ dot4loop:
 	VMOVUPS X0, (DI)
 	VZEROUPPER
 	RET
+
+// func gather2AVX2(dst, src *float32, n int)
+// dst[i] = src[2*i] for i < n (reads src[0 : 2n])
+TEXT ·gather2AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $3, CX
+g2loop:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VSHUFPS $0x88, Y1, Y0, Y2 // [s0 s2 s8 s10 | s4 s6 s12 s14]
+	VPERMPD $0xD8, Y2, Y2     // [s0 s2 s4 s6 s8 s10 s12 s14]
+	VMOVUPS Y2, (DI)
+	ADDQ $64, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ g2loop
+	VZEROUPPER
+	RET

@@ -19,3 +19,5 @@ func Max(dst, x, y []float32) { maxGo(dst, x, y) }
 func Sum(x []float32) float32 { return sumGo(x) }
 
 func Dot4(out *[4]float32, x, y []float32, ldy int) { dot4Go(out, x, y, ldy) }
+
+func Gather2(dst, src []float32) { gather2Go(dst, src) }

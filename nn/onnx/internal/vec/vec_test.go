@@ -115,3 +115,24 @@ func TestDot4(t *testing.T) {
 		}
 	}
 }
+
+func TestGather2(t *testing.T) {
+	for _, n := range []int{0, 1, 7, 8, 9, 16, 17, 40} {
+		for _, extra := range []int{-1, 0, 1} {
+			if 2*n+extra < 0 || (n > 0 && 2*n+extra < 2*n-1) {
+				continue
+			}
+			src := make([]float32, max(0, 2*n+extra))
+			for i := range src {
+				src[i] = float32(i)
+			}
+			dst := make([]float32, n)
+			Gather2(dst, src)
+			for i, v := range dst {
+				if v != float32(2*i) {
+					t.Fatalf("n=%d extra=%d: [%d] = %v", n, extra, i, v)
+				}
+			}
+		}
+	}
+}
