@@ -18,16 +18,19 @@ import (
 // Session runs one model on one gpu.Backend.
 //
 // Placement: the matrix products of MatMul, Gemm and Conv (im2col + SGEMM)
-// run on the backend through its MatMul; every other node runs on the host
-// CPU in this package's kernels. Operands cross to and from the backend only
-// through Backend.Write and Backend.Read, so the executor assumes nothing
-// about where backend memory lives; constant operands (weights) are uploaded
-// once, when first used, and kept on the backend until Close. NewSession
-// logs the placement, and Stats counts the bytes copied each way.
+// run on the backend; every other node runs on the host CPU in this
+// package's kernels. On the CPU backend (*gpu.CPU), whose memory is host
+// memory, products run in place through its Sgemm and SgemmRows. On any other
+// backend operands cross only through Backend.Write and Backend.Read, so the
+// executor assumes nothing about where backend memory lives; constant
+// operands (weights) are uploaded once, when first used, and kept on the
+// backend until Close. NewSession logs the placement, and Stats counts the
+// bytes copied each way (none on the CPU backend) and the products run.
 //
 // Memory: a value's f32 buffer returns to a per-session pool (at most
-// 64 MiB) when the last value using it dies, so steady-state runs allocate
-// little; the tensors Run returns are never reused and belong to the caller.
+// 64 MiB) when the last value using it dies, and the per-Run bookkeeping is
+// reused, so steady-state runs allocate little; the tensors Run returns are
+// never reused and belong to the caller.
 //
 // A Session is safe for concurrent Run calls.
 type Session struct {
@@ -56,7 +59,7 @@ type Session struct {
 type Stats struct {
 	BytesToBackend   int64
 	BytesFromBackend int64
-	BackendCalls     int64 // MatMul calls
+	BackendCalls     int64 // products run (MatMul calls, or SGEMM in place on the CPU backend)
 	Weights          int   // constant operands resident on the backend
 }
 
