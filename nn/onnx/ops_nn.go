@@ -632,7 +632,7 @@ func (c *kctx) depthwise(win *window, x, wt, out []float32) error {
 		return err
 	}
 	// about 16K multiply-adds per part at least
-	grain := max(1, (1<<14)/max(1, plane*taps))
+	grain := max(1, partWork/max(1, plane*taps))
 	for b := 0; b < win.n; b++ {
 		if c.serial(win.ch, grain) {
 			c.depthwisePart(win, x, wt, out, small, nw, b, 0, win.ch)
@@ -776,7 +776,7 @@ func pool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			if err := c.checkWork("pooling buffer", nw, 1); err != nil {
 				return nil, err
 			}
-			n, grain := win.n*win.ch, max(1, (1<<14)/max(1, plane*win.kh*win.kw))
+			n, grain := win.n*win.ch, max(1, partWork/max(1, plane*win.kh*win.kw))
 			if c.serial(n, grain) {
 				c.maxPoolPart(win, x.F32, out.F32, nw, 0, n)
 			} else {

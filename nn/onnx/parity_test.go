@@ -85,7 +85,8 @@ type otherBackend struct{ gpu.Backend }
 
 // TestParity runs the shared models on fixed inputs and compares every
 // output with onnxruntime's (testdata/gen_reference.py): on the CPU backend
-// with the default threads, with 3 threads (kernels split in parts), and
+// with the default threads, with 3 threads and small parts (kernels split
+// even on these small models), and
 // through the backend-neutral path.
 func TestParity(t *testing.T) {
 	three, err := gpu.NewCPUWithConfig(gpu.CPUConfig{Threads: 3})
@@ -98,7 +99,14 @@ func TestParity(t *testing.T) {
 	}{{"cpu", gpu.NewCPU()}, {"cpu-3-threads", three}, {"neutral", otherBackend{gpu.NewCPU()}}}
 	for _, model := range []string{"ch_ppocr_mobile_v2.0_cls_infer.onnx", "embedding_model.onnx", "melspectrogram.onnx", "silero_vad_v5.onnx", "silero_vad_v4.onnx", "ch_PP-OCRv4_det_infer.onnx"} {
 		for _, be := range backends {
-			t.Run(model+"/"+be.name, func(t *testing.T) { parity(t, model, be.be) })
+			t.Run(model+"/"+be.name, func(t *testing.T) {
+				if be.name == "cpu-3-threads" {
+					// small parts, so that these small models split too
+					defer func(w int) { partWork = w }(partWork)
+					partWork = 1 << 10
+				}
+				parity(t, model, be.be)
+			})
 		}
 	}
 }

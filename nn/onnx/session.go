@@ -1083,7 +1083,7 @@ func (c *kctx) dots(out, a, b []float32, m, k, n int, transB bool) {
 			}
 		}
 	}
-	grain := max(1, (1<<14)/max(1, k*n))
+	grain := max(1, partWork/max(1, k*n))
 	if c.serial(m, grain) {
 		dotRows(out, a, bt, k, n, 0, m)
 		return
@@ -1106,6 +1106,13 @@ func dotRows(out, a, bt []float32, k, n, lo, hi int) {
 		}
 	}
 }
+
+// partWork is the least work (multiply-adds, or element steps) a part of a
+// split kernel gets. Waking a parked thread for a part costs tens of
+// microseconds on this class of VM, so a part must be worth about as much:
+// measured on the 2-vCPU VM, smaller grains (16K) made 2 threads slower than
+// 1 on every shared model.
+var partWork = 1 << 20
 
 // serial reports whether parallel(n, grain, ...) would run on the calling
 // goroutine alone; callers then call the work directly, so that no closure
