@@ -114,6 +114,17 @@ type matView struct {
 	d  []float32
 	ld int
 	t  bool
+	// rows, when set (B only, not transposed), gives where each row of B
+	// starts in d instead of i*ld: SgemmRows.
+	rows []int
+}
+
+// row returns the offset of row i of a non-transposed operand.
+func (v *matView) row(i int) int {
+	if v.rows != nil {
+		return v.rows[i]
+	}
+	return i * v.ld
 }
 
 // gemmBuf holds one goroutine's packing buffers.
@@ -145,7 +156,7 @@ func (cpu *CPU) sgemm(m, n, k int, a, b matView, c []float32, ldc int) {
 		}
 		return
 	}
-	if m <= 2 && !b.t && !a.t && m*n*k < 1<<22 {
+	if m <= 2 && !b.t && !a.t && b.rows == nil && m*n*k < 1<<22 {
 		// a few rows: y_i = sum_p a[i,p] * B[p,:] as vector axpys over
 		// B's rows, with no packing (which would cost more than the product)
 		for i := 0; i < m; i++ {
@@ -157,11 +168,7 @@ func (cpu *CPU) sgemm(m, n, k int, a, b matView, c []float32, ldc int) {
 		}
 		return
 	}
-	kern := cpu.kern
-	if n <= 16 && kern.nr > 16 && cpu.narrow != nil {
-		// a 16-wide kernel wastes less of each register tile on narrow outputs
-		kern = cpu.narrow
-	}
+	kern := cpu.kernelFor(n) // assigned once: the closures below copy it, not allocate it
 	threads := cpu.Threads()
 	work := m * n * k
 	if threads <= 1 || work < gemmParallelFlops {
@@ -203,6 +210,15 @@ func (cpu *CPU) sgemm(m, n, k int, a, b matView, c []float32, ldc int) {
 		go func() { defer wg.Done(); run() }()
 	}
 	wg.Wait()
+}
+
+// kernelFor picks the micro-kernel for an n-column product: a 16-wide
+// kernel wastes less of each register tile on narrow outputs.
+func (cpu *CPU) kernelFor(n int) *gemmKernel {
+	if n <= 16 && cpu.kern.nr > 16 && cpu.narrow != nil {
+		return cpu.narrow
+	}
+	return cpu.kern
 }
 
 // gemmSerial computes rows [m0,m1) and columns [n0,n1) of C on this goroutine.
@@ -321,7 +337,8 @@ func packB(dst []float32, b matView, p0, kc, j0, nc, nr int) {
 		base := j0 + s*nr
 		if !b.t {
 			for p := 0; p < kc; p++ {
-				src := b.d[(p0+p)*b.ld+base : (p0+p)*b.ld+base+cols]
+				r := b.row(p0 + p)
+				src := b.d[r+base : r+base+cols]
 				d := strip[p*nr : p*nr+nr]
 				copy(d, src)
 				clear(d[cols:])
@@ -420,5 +437,26 @@ func (cpu *CPU) Sgemm(transA, transB bool, m, n, k int, a, b, c []float32) error
 		ldb = k
 	}
 	cpu.sgemm(m, n, k, matView{d: a, ld: lda, t: transA}, matView{d: b, ld: ldb, t: transB}, c, n)
+	return nil
+}
+
+// SgemmRows computes c = a x B like Sgemm (a is m x k row-major, c is m x n
+// contiguous), where row p of B is b[rows[p] : rows[p]+n]: B's rows may lie
+// anywhere in b, overlap or repeat. This is im2col without the copy: a
+// convolution's unrolled input is, row by row, a run of its padded input
+// planes. len(rows) must be k and every row must lie inside b.
+func (cpu *CPU) SgemmRows(m, n, k int, a, b []float32, rows []int, c []float32) error {
+	if m < 0 || n < 0 || k < 0 {
+		return fmt.Errorf("%w: negative sgemm size %dx%dx%d", ErrShape, m, n, k)
+	}
+	if len(a) < m*k || len(c) < m*n || len(rows) != k {
+		return fmt.Errorf("%w: sgemm %dx%dx%d with slices of %d and %d and %d row offsets", ErrShape, m, n, k, len(a), len(c), len(rows))
+	}
+	for p, r := range rows {
+		if r < 0 || r > len(b)-n {
+			return fmt.Errorf("%w: row %d of B at %d (+%d) outside its %d elements", ErrShape, p, r, n, len(b))
+		}
+	}
+	cpu.sgemm(m, n, k, matView{d: a, ld: k}, matView{d: b, ld: n, rows: rows}, c, n)
 	return nil
 }

@@ -7,6 +7,7 @@ package nn
 import (
 	"fmt"
 	"math/bits"
+	"slices"
 )
 
 // DType is an element type. The values are ONNX's TensorProto.DataType codes.
@@ -89,7 +90,7 @@ func Elements(shape []int, limit int) (int, error) {
 		}
 		hi, lo := bits.Mul64(n, uint64(d))
 		if hi != 0 || lo > uint64(limit) {
-			return 0, fmt.Errorf("shape %v exceeds the limit of %d elements", shape, limit)
+			return 0, fmt.Errorf("shape %v exceeds the limit of %d elements", slices.Clone(shape), limit) // a copy: shape stays the caller's
 		}
 		n = lo
 	}

@@ -2,11 +2,13 @@ package onnx
 
 import (
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 
 	"github.com/fennec-edge/fennec/gpu"
 	"github.com/fennec-edge/fennec/nn"
+	pb "github.com/fennec-edge/fennec/nn/onnx/internal/onnxpb"
 )
 
 // TestConcurrentRuns: one Session serves several goroutines at once and
@@ -100,5 +102,42 @@ func TestRepeatedRuns(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTemporariesReturnToPool: a kernel's temporary (a three-input Sum's
+// partial sum) goes back to the pool, so a steady-state Run allocates only
+// its output's buffer: well under two 1 MiB tensors per Run.
+func TestTemporariesReturnToPool(t *testing.T) {
+	g := &pb.GraphProto{Name: strp("sum"),
+		Node:   []*pb.NodeProto{nodep("Sum", "s", []string{"x", "x", "x"}, []string{"a"}), nodep("Relu", "r", []string{"a"}, []string{"y"})},
+		Input:  []*pb.ValueInfoProto{valueProto("x", nn.Float32, 256, 1024)},
+		Output: []*pb.ValueInfoProto{valueProto("y", nn.Float32)}}
+	m, err := Decode(marshal(t, model(13, g)), "sum.onnx", "", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSession(m, gpu.NewCPU())
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, _ := nn.New(nn.Float32, []int{256, 1024}, 1<<20)
+	in := map[string]*nn.Tensor{"x": x}
+	for range 2 {
+		if _, err := s.Run(in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const runs = 8
+	for range runs {
+		if _, err := s.Run(in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > 3<<19 {
+		t.Fatalf("%d bytes allocated per Run; the output is 1 MiB", per)
 	}
 }

@@ -26,6 +26,8 @@ type node struct {
 	opset            int // of the node's domain
 	inputs, outputs  []string
 	attrs            map[string]*attr
+	epi              *epilogue // FusedConv's elementwise tail (pass_epilogue.go)
+	wc               *winCache // the window of the last input shape (Conv, pooling); shared by copies of the node, whose attributes are the same
 }
 
 func (n *node) String() string {

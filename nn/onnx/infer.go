@@ -90,6 +90,12 @@ func (m *Model) InferShapes() map[string]ValueInfo {
 }
 
 func inferNode(n *node, in []*vinfo) []*vinfo {
+	// The rules below index the inputs an operator requires; a node with
+	// fewer (a malformed model, which NewSession refuses when it runs the
+	// node) gets unknown outputs instead of a panic.
+	if d, ok := registry[n.op]; ok && len(in) < d.minIn {
+		return nil
+	}
 	for i := 0; i < len(in); i++ {
 		if in[i] == nil {
 			in[i] = &vinfo{}
@@ -110,7 +116,7 @@ func inferNode(n *node, in []*vinfo) []*vinfo {
 	switch n.op {
 	case "Relu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Erf", "Floor", "Ceil", "Sin", "Cos", "Neg", "Abs",
 		"Reciprocal", "Softplus", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Clip", "Softmax", "LogSoftmax",
-		"BatchNormalization", "Not":
+		"BatchNormalization", "Not", "LayerNormalization", "Gelu":
 		return same()
 	case "Identity":
 		return []*vinfo{x}
@@ -250,7 +256,10 @@ func inferNode(n *node, in []*vinfo) []*vinfo {
 		if ax < 0 {
 			ax += len(x.shape)
 		}
-		return []*vinfo{{dt: x.dt, shape: []Dim{product(x.shape[:min(ax, len(x.shape))]), product(x.shape[min(ax, len(x.shape)):])}}}
+		if ax < 0 || ax > len(x.shape) { // the kernel refuses it
+			return []*vinfo{{dt: x.dt}}
+		}
+		return []*vinfo{{dt: x.dt, shape: []Dim{product(x.shape[:ax]), product(x.shape[ax:])}}}
 	case "Transpose":
 		if x.shape == nil {
 			return []*vinfo{{dt: x.dt}}

@@ -275,7 +275,7 @@ func quote(s string) string {
 }
 
 func (ld *loader) node(np *onnxpb.NodeProto, idx int, visible map[string]bool, depth int) (*node, error) {
-	n := &node{name: np.GetName(), op: np.GetOpType(), domain: np.GetDomain(), index: idx,
+	n := &node{wc: &winCache{}, name: np.GetName(), op: np.GetOpType(), domain: np.GetDomain(), index: idx,
 		inputs: np.Input, outputs: np.Output, attrs: map[string]*attr{}}
 	if n.domain == "ai.onnx" {
 		n.domain = ""

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/fennec-edge/fennec/gpu"
 	"github.com/fennec-edge/fennec/nn"
+	"github.com/fennec-edge/fennec/nn/onnx/internal/vec"
 )
 
 // broadcast returns the NumPy broadcast of two shapes.
@@ -48,33 +50,51 @@ func bstrides(shape, out []int) []int {
 
 // bloop calls f for every innermost row of a broadcast: output offset o,
 // input offsets ia and ib, row length n and the inputs' inner strides.
+// Adjacent dimensions that both inputs walk the same way (both contiguous
+// across them, or both broadcast) are merged first, so that a per-channel
+// operand [1,C,1,1] against [N,C,H,W] gives rows of H*W, not of W.
 func bloop(out []int, sa, sb []int, f func(o, ia, ib, n, da, db int)) {
-	r := len(out)
+	var shp, xa, xb [nn.MaxRank]int
+	r := 0
+	for i, d := range out {
+		if d == 0 {
+			return
+		}
+		if d == 1 {
+			continue
+		}
+		if r > 0 {
+			// merge dim i into the previous kept dim when both inputs step
+			// through them as one: stride(prev) == stride(i) * d
+			if xa[r-1] == sa[i]*d && xb[r-1] == sb[i]*d {
+				shp[r-1] *= d
+				xa[r-1], xb[r-1] = sa[i], sb[i]
+				continue
+			}
+		}
+		shp[r], xa[r], xb[r] = d, sa[i], sb[i]
+		r++
+	}
 	if r == 0 {
 		f(0, 0, 0, 1, 0, 0)
 		return
 	}
-	for _, d := range out {
-		if d == 0 {
-			return
-		}
-	}
-	inner := out[r-1]
-	idx := make([]int, r)
+	inner := shp[r-1]
+	var idx [nn.MaxRank]int
 	ia, ib, o := 0, 0, 0
 	for {
-		f(o, ia, ib, inner, sa[r-1], sb[r-1])
+		f(o, ia, ib, inner, xa[r-1], xb[r-1])
 		o += inner
 		k := r - 2
 		for ; k >= 0; k-- {
 			idx[k]++
-			ia += sa[k]
-			ib += sb[k]
-			if idx[k] < out[k] {
+			ia += xa[k]
+			ib += xb[k]
+			if idx[k] < shp[k] {
 				break
 			}
-			ia -= sa[k] * out[k]
-			ib -= sb[k] * out[k]
+			ia -= xa[k] * shp[k]
+			ib -= xb[k] * shp[k]
 			idx[k] = 0
 		}
 		if k < 0 {
@@ -115,7 +135,7 @@ func binaryOp(c *kctx, k binKind, a, b *nn.Tensor) (*nn.Tensor, error) {
 	if isCompare(k) {
 		odt = nn.Bool
 	}
-	out, err := c.alloc(odt, shape)
+	out, err := c.allocFull(odt, shape) // the broadcast loop writes every element
 	if err != nil {
 		return nil, err
 	}
@@ -304,7 +324,7 @@ func binOp(k binKind) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		if err != nil {
 			return nil, err
 		}
-		return []*nn.Tensor{out}, nil
+		return c.one(out), nil
 	}
 }
 
@@ -327,7 +347,7 @@ func variadic(k binKind) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 				return nil, err
 			}
 		}
-		return []*nn.Tensor{acc}, nil
+		return c.one(acc), nil
 	}
 }
 
@@ -336,7 +356,7 @@ func unaryF32(c *kctx, a *nn.Tensor, f func(float32) float32) (*nn.Tensor, error
 	if a.DType != nn.Float32 {
 		return nil, fmt.Errorf("%w: input dtype %v (want f32)", ErrUnsupported, a.DType)
 	}
-	out, err := c.alloc(nn.Float32, a.Shape)
+	out, err := c.allocFull(nn.Float32, a.Shape)
 	if err != nil {
 		return nil, err
 	}
@@ -346,13 +366,30 @@ func unaryF32(c *kctx, a *nn.Tensor, f func(float32) float32) (*nn.Tensor, error
 	return out, nil
 }
 
+// vecUnary runs a slice kernel (gpu's vectorised activations) over an f32
+// tensor.
+func vecUnary(f func(dst, src []float32)) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	return func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+		a := in[0]
+		if a.DType != nn.Float32 {
+			return nil, fmt.Errorf("%w: input dtype %v (want f32)", ErrUnsupported, a.DType)
+		}
+		out, err := c.allocFull(nn.Float32, a.Shape)
+		if err != nil {
+			return nil, err
+		}
+		f(out.F32, a.F32)
+		return c.one(out), nil
+	}
+}
+
 func unaryOp(mk func(c *kctx) func(float32) float32) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	return func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		out, err := unaryF32(c, in[0], mk(c))
 		if err != nil {
 			return nil, err
 		}
-		return []*nn.Tensor{out}, nil
+		return c.one(out), nil
 	}
 }
 
@@ -362,14 +399,6 @@ func fn(f func(float32) float32) func(c *kctx) func(float32) float32 {
 
 func f64(f func(float64) float64) func(c *kctx) func(float32) float32 {
 	return fn(func(x float32) float32 { return float32(f(float64(x))) })
-}
-
-func sigmoid(x float32) float32 {
-	if x >= 0 {
-		return float32(1 / (1 + math.Exp(-float64(x))))
-	}
-	e := math.Exp(float64(x))
-	return float32(e / (1 + e))
 }
 
 // scalarF32 reads an optional scalar input (Clip's min and max).
@@ -404,11 +433,11 @@ func clip(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 func identity(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
-	return []*nn.Tensor{in[0]}, nil // values are immutable: sharing is safe
+	return c.one(in[0]), nil // values are immutable: sharing is safe
 }
 
 func not(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -422,7 +451,7 @@ func not(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	for i, v := range in[0].U8 {
 		out.U8[i] = b2u(v == 0)
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 func where(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -451,7 +480,7 @@ func where(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		}
 		copyElem(out, i, src, j)
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 // indexer maps an output linear index to the broadcast input's index.
@@ -501,8 +530,8 @@ func init() {
 		reg(op, opDef{since: 6, attrs: attrs, minIn: 1, maxIn: 1, run: unaryOp(mk), foldable: true})
 	}
 	un("Relu", fn(func(x float32) float32 { return max(x, 0) }))
-	un("Sigmoid", fn(sigmoid))
-	un("Tanh", f64(math.Tanh))
+	reg("Sigmoid", opDef{since: 6, minIn: 1, maxIn: 1, run: vecUnary(gpu.SigmoidF32), foldable: true})
+	reg("Tanh", opDef{since: 6, minIn: 1, maxIn: 1, run: vecUnary(gpu.TanhF32), foldable: true})
 	un("Exp", f64(math.Exp))
 	un("Log", f64(math.Log))
 	un("Sqrt", f64(math.Sqrt))
@@ -554,17 +583,13 @@ func rowF32(k binKind, o, x, y []float32, da, db int) bool {
 		x, y = x[:n], y[:n]
 		switch k {
 		case bAdd:
-			for i := range o {
-				o[i] = x[i] + y[i]
-			}
+			vec.Add(o, x, y)
 		case bSub:
 			for i := range o {
 				o[i] = x[i] - y[i]
 			}
 		case bMul:
-			for i := range o {
-				o[i] = x[i] * y[i]
-			}
+			vec.Mul(o, x, y)
 		case bDiv:
 			for i := range o {
 				o[i] = x[i] / y[i]
@@ -594,17 +619,11 @@ func rowF32(k binKind, o, x, y []float32, da, db int) bool {
 		x, s := x[:n], y[0]
 		switch k {
 		case bAdd:
-			for i := range o {
-				o[i] = x[i] + s
-			}
+			vec.Affine(o, x, 1, s)
 		case bSub:
-			for i := range o {
-				o[i] = x[i] - s
-			}
+			vec.Affine(o, x, 1, -s)
 		case bMul:
-			for i := range o {
-				o[i] = x[i] * s
-			}
+			vec.Affine(o, x, s, 0)
 		case bDiv:
 			for i := range o {
 				o[i] = x[i] / s
@@ -616,17 +635,11 @@ func rowF32(k binKind, o, x, y []float32, da, db int) bool {
 		s, y := x[0], y[:n]
 		switch k {
 		case bAdd:
-			for i := range o {
-				o[i] = s + y[i]
-			}
+			vec.Affine(o, y, 1, s)
 		case bSub:
-			for i := range o {
-				o[i] = s - y[i]
-			}
+			vec.Affine(o, y, -1, s)
 		case bMul:
-			for i := range o {
-				o[i] = s * y[i]
-			}
+			vec.Affine(o, y, s, 0)
 		case bDiv:
 			for i := range o {
 				o[i] = s / y[i]

@@ -3,8 +3,13 @@ package onnx
 import (
 	"fmt"
 	"math"
+	"math/bits"
+	"slices"
+	"sync/atomic"
 
+	"github.com/fennec-edge/fennec/gpu"
 	"github.com/fennec-edge/fennec/nn"
+	"github.com/fennec-edge/fennec/nn/onnx/internal/vec"
 )
 
 // window describes a 2-D sliding window (Conv, pooling); 1-D operators are
@@ -19,9 +24,46 @@ type window struct {
 	countIncludePads bool
 }
 
-// makeWindow reads kernel_shape, strides, dilations, pads, auto_pad and
-// ceil_mode for input x (NCW or NCHW) and a kernel of spatial size k.
+// winCache keeps a node's last window: a steady-state run sees the same
+// input shapes every time, and reading the attributes again allocates.
+type winCache struct {
+	p    atomic.Pointer[winEntry]
+	rows atomic.Pointer[rowsEntry] // gatherRows, for the window in p
+}
+
+type rowsEntry struct {
+	w    *window
+	cg   int
+	rows []int
+}
+
+type winEntry struct {
+	shape, k []int
+	ceil     bool
+	w        window
+}
+
+// makeWindow returns the window of node c.n for input x and a kernel of
+// spatial size k; the result is shared and must not be changed.
 func makeWindow(c *kctx, x *nn.Tensor, k []int, ceil bool) (*window, error) {
+	if c.n.wc != nil {
+		if e := c.n.wc.p.Load(); e != nil && e.ceil == ceil && slices.Equal(e.shape, x.Shape) && slices.Equal(e.k, k) {
+			return &e.w, nil
+		}
+	}
+	w, err := readWindow(c, x, k, ceil)
+	if err != nil {
+		return nil, err
+	}
+	if c.n.wc != nil {
+		c.n.wc.p.Store(&winEntry{shape: slices.Clone(x.Shape), k: slices.Clone(k), ceil: ceil, w: *w})
+	}
+	return w, nil
+}
+
+// readWindow reads kernel_shape, strides, dilations, pads, auto_pad and
+// ceil_mode for input x (NCW or NCHW) and a kernel of spatial size k.
+func readWindow(c *kctx, x *nn.Tensor, k []int, ceil bool) (*window, error) {
 	r := len(x.Shape)
 	if r != 3 && r != 4 {
 		return nil, fmt.Errorf("%w: input %v: only 1-D and 2-D windows (rank 3 or 4) are implemented", ErrUnsupported, x.Shape)
@@ -119,13 +161,26 @@ func makeWindow(c *kctx, x *nn.Tensor, k []int, ceil bool) (*window, error) {
 }
 
 func (w *window) outShape(ch int) []int {
-	if w.oneD {
-		return []int{w.n, ch, w.ow}
-	}
-	return []int{w.n, ch, w.oh, w.ow}
+	var sh [4]int
+	return w.outShapeIn(&sh, ch)
 }
 
-func conv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+// outShapeIn writes the output shape into sh (the caller's array, so that
+// a kernel's shape need not be allocated).
+func (w *window) outShapeIn(sh *[4]int, ch int) []int {
+	if w.oneD {
+		*sh = [4]int{w.n, ch, w.ow}
+		return sh[:3]
+	}
+	*sh = [4]int{w.n, ch, w.oh, w.ow}
+	return sh[:4]
+}
+
+func conv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) { return convCore(c, in, true) }
+
+// convCore runs a Conv; the bias (validated either way) is added only when
+// addBias is set (a FusedConv adds it in its epilogue).
+func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 	x, wt := in[0], in[1]
 	var bias *nn.Tensor
 	if len(in) > 2 {
@@ -157,7 +212,8 @@ func conv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if bias != nil && (bias.DType != nn.Float32 || bias.Len() != m) {
 		return nil, fmt.Errorf("%w: bias %v for %d output channels", ErrInvalid, bias, m)
 	}
-	out, err := c.alloc(nn.Float32, win.outShape(m))
+	var osh [4]int
+	out, err := c.allocFull(nn.Float32, win.outShapeIn(&osh, m)) // every kernel below writes all of it
 	if err != nil {
 		return nil, err
 	}
@@ -165,34 +221,98 @@ func conv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	kk := cg * win.kh * win.kw
 	plane := win.oh * win.ow
 	if cg == 1 && mg == 1 {
-		depthwise(win, x.F32, wt.F32, out.F32)
+		if err := c.depthwise(win, x.F32, wt.F32, out.F32); err != nil {
+			return nil, err
+		}
 	} else {
 		direct1x1 := win.kh == 1 && win.kw == 1 && win.sh == 1 && win.sw == 1 && win.pt+win.pl+win.pb+win.pr == 0
-		var col []float32
-		if !direct1x1 {
-			if _, err := nn.Elements([]int{kk, plane}, c.limit); err != nil {
-				return nil, fmt.Errorf("%w: im2col buffer: %v", ErrInvalid, err)
+		// Phased im2col (see im2colPhased) when its extra columns cost
+		// at most a quarter more work.
+		_, w2, planeSz := phaseDims(win)
+		phased := !direct1x1 && win.phaseable() && 4*w2 <= 5*win.ow
+		cols := plane // columns of the product
+		if phased {
+			cols = win.oh * w2
+		}
+		// On the CPU backend a phased product reads its B rows straight
+		// out of the phase planes of all cg channels (gpu.CPU.SgemmRows):
+		// im2col without the copy.
+		cpu, isCPU := c.s.be.(*gpu.CPU)
+		gather := phased && isCPU && cols >= smallN
+		var col, dec, tmp []float32
+		var rows []int
+		if !direct1x1 && !gather {
+			if err := c.checkWork("im2col buffer", kk, cols); err != nil {
+				return nil, err
 			}
-			col = c.s.hostGet(kk * plane)
+			col = c.s.hostGet(kk * cols)
 			defer c.s.hostPut(col)
+		}
+		if phased {
+			nd := win.sh * win.sw * planeSz
+			if gather {
+				if err := c.checkWork("im2col phases", cg, nd); err != nil {
+					return nil, err
+				}
+				nd *= cg
+				rows = c.gatherRows(win, cg)
+			}
+			if err := c.checkWork("im2col phases", nd, 1); err != nil {
+				return nil, err
+			}
+			dec = c.s.hostGet(nd)
+			defer c.s.hostPut(dec)
+			if cols != plane {
+				if err := c.checkWork("product buffer", mg, cols); err != nil {
+					return nil, err
+				}
+				tmp = c.s.hostGet(mg * cols)
+				defer c.s.hostPut(tmp)
+			}
 		}
 		wConst := c.isConst(wt)
 		for b := 0; b < win.n; b++ {
 			for gi := 0; gi < g; gi++ {
 				src := x.F32[(b*win.ch+gi*cg)*win.h*win.w:]
-				if direct1x1 {
-					col = src[:kk*plane]
-				} else {
-					im2col(win, src, cg, col)
-				}
 				dst := out.F32[(b*m+gi*mg)*plane : (b*m+gi*mg+mg)*plane]
-				if err := c.gemm(dst, wt.F32[gi*mg*kk:(gi+1)*mg*kk], col, mg, kk, plane, false, false, wConst, false); err != nil {
-					return nil, err
+				res := dst
+				if tmp != nil {
+					res = tmp
+				}
+				wg := wt.F32[gi*mg*kk : (gi+1)*mg*kk]
+				switch {
+				case gather:
+					h2, w2, planeSz := phaseDims(win)
+					per := win.sh * win.sw * planeSz
+					for ch := 0; ch < cg; ch++ {
+						splitPhases(win, src[ch*win.h*win.w:(ch+1)*win.h*win.w], dec[ch*per:(ch+1)*per], h2, w2, planeSz)
+					}
+					if err := cpu.SgemmRows(mg, cols, kk, wg, dec, rows, res); err != nil {
+						return nil, err
+					}
+					c.s.deviceCalls.Add(1)
+				default:
+					switch {
+					case direct1x1:
+						col = src[:kk*plane]
+					case phased:
+						im2colPhased(win, src, cg, col, dec)
+					default:
+						im2col(win, src, cg, col)
+					}
+					if err := c.gemm(res, wg, col, mg, kk, cols, false, false, wConst, false); err != nil {
+						return nil, err
+					}
+				}
+				if tmp != nil { // drop the extra columns
+					for r := 0; r < mg*win.oh; r++ {
+						copy(dst[r*win.ow:(r+1)*win.ow], tmp[r*w2:r*w2+win.ow])
+					}
 				}
 			}
 		}
 	}
-	if bias != nil {
+	if bias != nil && addBias {
 		for b := 0; b < win.n; b++ {
 			for o := 0; o < m; o++ {
 				v := bias.F32[o]
@@ -203,7 +323,161 @@ func conv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			}
 		}
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
+}
+
+func fill(s []float32, v float32) {
+	if v == 0 {
+		clear(s)
+		return
+	}
+	for i := range s {
+		s[i] = v
+	}
+}
+
+// maxPoolPhased is MaxPool as elementwise maxima of the stride phases of
+// the image padded with -Inf (see depthwise): kh*kw vector passes over the
+// plane. The pads are widened to cover ceil_mode's last windows. work holds
+// maxPoolWork floats.
+func maxPoolPhased(w *window, x, out, work []float32) {
+	e := maxPoolWindow(w)
+	h2, w2, planeSz := phaseDims(e)
+	phases := e.sh * e.sw
+	dec, tmp := work[:phases*planeSz], work[phases*planeSz:phases*planeSz+e.oh*w2]
+	plane := e.oh * e.ow
+	negInf := float32(math.Inf(-1))
+	for p := 0; p < e.n*e.ch; p++ {
+		splitPhasesPad(e, x[p*e.h*e.w:(p+1)*e.h*e.w], dec, h2, w2, planeSz, negInf)
+		first := true
+		for ki := 0; ki < e.kh; ki++ {
+			ry, oy := (ki*e.dh)%e.sh, (ki*e.dh)/e.sh
+			for kj := 0; kj < e.kw; kj++ {
+				rx, ox := (kj*e.dw)%e.sw, (kj*e.dw)/e.sw
+				src := dec[(ry*e.sw+rx)*planeSz+oy*w2+ox:][:len(tmp)]
+				if first {
+					copy(tmp, src)
+					first = false
+				} else {
+					vec.Max(tmp, tmp, src)
+				}
+			}
+		}
+		dst := out[p*plane : (p+1)*plane]
+		for oy := 0; oy < e.oh; oy++ {
+			copy(dst[oy*e.ow:(oy+1)*e.ow], tmp[oy*w2:oy*w2+e.ow])
+		}
+	}
+}
+
+// maxPoolPart pools planes [lo, hi) (over images and channels).
+func (c *kctx) maxPoolPart(win *window, x, out []float32, nw, lo, hi int) {
+	hw, plane := win.h*win.w, win.oh*win.ow
+	sub := *win
+	sub.n, sub.ch = 1, hi-lo
+	work := c.s.hostGet(nw)
+	maxPoolPhased(&sub, x[lo*hw:hi*hw], out[lo*plane:hi*plane], work)
+	c.s.hostPut(work)
+}
+
+// maxPoolWindow is w with the bottom and right pads widened so that every
+// window (ceil_mode's last ones included) lies inside the padded image.
+func maxPoolWindow(w *window) *window {
+	e := *w
+	e.pb = max(e.pb, (e.oh-1)*e.sh+(e.kh-1)*e.dh+1-e.h-e.pt)
+	e.pr = max(e.pr, (e.ow-1)*e.sw+(e.kw-1)*e.dw+1-e.w-e.pl)
+	return &e
+}
+
+func maxPoolWork(w *window) int {
+	e := maxPoolWindow(w)
+	_, w2, planeSz := phaseDims(e)
+	return e.sh*e.sw*planeSz + e.oh*w2
+}
+
+// maxPhaseStride bounds the strides the phase-split kernels take: a model
+// may declare any stride, and sh*sw phase planes of a huge stride would be
+// mostly padding (or overflow); the plain kernels run those.
+const maxPhaseStride = 4
+
+// phaseable reports whether the phase-split kernels suit w: small strides,
+// and a padded image not much larger than the input and output planes (huge
+// pads or dilations, which a model may declare, go to the plain kernels,
+// whose scratch the input and output bound). float64 keeps the products of
+// hostile sizes from overflowing.
+func (w *window) phaseable() bool {
+	if w.sh > maxPhaseStride || w.sw > maxPhaseStride {
+		return false
+	}
+	padded := float64(w.h+w.pt+w.pb+w.sh) * float64(w.w+w.pl+w.pr+w.sw)
+	return padded <= 4*(float64(w.h)*float64(w.w)+float64(w.oh)*float64(w.ow))+1024
+}
+
+// checkWork refuses a scratch buffer of a*b floats above the element limit
+// (the product checked without overflow).
+func (c *kctx) checkWork(what string, a, b int) error {
+	hi, lo := bits.Mul64(uint64(max(a, 0)), uint64(max(b, 0)))
+	if a < 0 || b < 0 || hi != 0 || lo > uint64(c.limit) {
+		return fmt.Errorf("%w: %s of %d x %d floats exceeds the limit of %d elements", ErrInvalid, what, a, b, c.limit)
+	}
+	return nil
+}
+
+// phaseDims returns the height and width of one stride phase of the padded
+// image and the floats of one phase plane (a spare row included).
+func phaseDims(w *window) (h2, w2, planeSz int) {
+	ph, pw := w.h+w.pt+w.pb, w.w+w.pl+w.pr
+	h2, w2 = (ph+w.sh-1)/w.sh, (pw+w.sw-1)/w.sw
+	return h2, w2, (h2 + 1) * w2
+}
+
+// gatherRows returns the row offsets of the unrolled input in the phase
+// planes of cg channels (the rows im2colPhased would copy), cached per node
+// and window.
+func (c *kctx) gatherRows(w *window, cg int) []int {
+	if c.n.wc != nil {
+		if e := c.n.wc.rows.Load(); e != nil && e.w == w && e.cg == cg {
+			return e.rows
+		}
+	}
+	_, w2, planeSz := phaseDims(w)
+	per := w.sh * w.sw * planeSz
+	rows := make([]int, 0, cg*w.kh*w.kw)
+	for ch := 0; ch < cg; ch++ {
+		for ki := 0; ki < w.kh; ki++ {
+			ry, oy := (ki*w.dh)%w.sh, (ki*w.dh)/w.sh
+			for kj := 0; kj < w.kw; kj++ {
+				rx, ox := (kj*w.dw)%w.sw, (kj*w.dw)/w.sw
+				rows = append(rows, ch*per+(ry*w.sw+rx)*planeSz+oy*w2+ox)
+			}
+		}
+	}
+	if c.n.wc != nil {
+		c.n.wc.rows.Store(&rowsEntry{w: w, cg: cg, rows: rows})
+	}
+	return rows
+}
+
+// im2colPhased unrolls cg channels of one image into col[cg*kh*kw, oh*w2]
+// from the stride phases of each padded channel (see depthwise): every row of
+// col is one contiguous copy out of a phase plane, at the price of w2-ow
+// extra columns per output row, which the caller drops after the product.
+// dec holds sh*sw phase planes.
+func im2colPhased(w *window, x []float32, cg int, col, dec []float32) {
+	h2, w2, planeSz := phaseDims(w)
+	n := w.oh * w2
+	r := 0
+	for ch := 0; ch < cg; ch++ {
+		splitPhases(w, x[ch*w.h*w.w:(ch+1)*w.h*w.w], dec, h2, w2, planeSz)
+		for ki := 0; ki < w.kh; ki++ {
+			ry, oy := (ki*w.dh)%w.sh, (ki*w.dh)/w.sh
+			for kj := 0; kj < w.kw; kj++ {
+				rx, ox := (kj*w.dw)%w.sw, (kj*w.dw)/w.sw
+				copy(col[r*n:(r+1)*n], dec[(ry*w.sw+rx)*planeSz+oy*w2+ox:])
+				r++
+			}
+		}
+	}
 }
 
 // im2col unrolls cg channels of one image into col[cg*kh*kw, oh*ow].
@@ -225,6 +499,15 @@ func im2col(w *window, x []float32, cg int, col []float32) {
 					}
 					src := img[iy*w.w : (iy+1)*w.w]
 					ix := kj*w.dw - w.pl
+					if w.sw == 1 {
+						// row[ox] = src[ox+ix] where 0 <= ox+ix < w
+						lo := min(max(0, -ix), len(row))
+						hi := max(lo, min(len(row), w.w-ix))
+						clear(row[:lo])
+						copy(row[lo:hi], src[lo+ix:hi+ix])
+						clear(row[hi:])
+						continue
+					}
 					for ox := range row {
 						if ix >= 0 && ix < w.w {
 							row[ox] = src[ix]
@@ -242,53 +525,214 @@ func im2col(w *window, x []float32, cg int, col []float32) {
 // depthwise is the direct kernel for one input and one output channel per
 // group: it runs on the host, since a 1 x k x plane product per channel
 // would spend its time in backend calls.
-func depthwise(w *window, x, wt, out []float32) {
+//
+// Each channel is first split into stride phases of its zero-padded image:
+// phase (py, px) holds the padded pixels (y*sh+py, x*sw+px). Tap (ki, kj)
+// then reads phase ((ki*dh)%sh, (kj*dw)%sw) at a fixed offset, and since the
+// phase planes and the work plane share one row stride (W2), the tap is a
+// single vector axpy over the whole plane, columns past ow included (they
+// are computed and dropped). kh*kw long AVX2 axpys per channel instead of
+// kh*kw*oh short ones, and no bounds tests in the inner loop.
+func depthwise(w *window, x, wt, out, work []float32) {
+	h2, w2, planeSz := phaseDims(w) // one spare row: the last taps read past oh rows
+	phases := w.sh * w.sw
+	dec, tmp := work[:phases*planeSz], work[phases*planeSz:phases*planeSz+w.oh*w2]
 	plane := w.oh * w.ow
 	for b := 0; b < w.n; b++ {
 		for ch := 0; ch < w.ch; ch++ {
 			img := x[(b*w.ch+ch)*w.h*w.w:][:w.h*w.w]
 			k := wt[ch*w.kh*w.kw:][:w.kh*w.kw]
 			dst := out[(b*w.ch+ch)*plane:][:plane]
-			clear(dst)
-			for kj := 0; kj < w.kw; kj++ {
-				// Output columns whose input column lies inside the image:
-				// ix = ox*sw + off with 0 <= ix < w.
-				off := kj*w.dw - w.pl
-				lo := 0
-				if off < 0 {
-					lo = (-off + w.sw - 1) / w.sw
-				}
-				hi := w.ow
-				if last := (w.w - 1 - off); last < 0 {
-					hi = 0
-				} else {
-					hi = min(hi, last/w.sw+1)
-				}
-				if lo >= hi {
+			splitPhases(w, img, dec, h2, w2, planeSz)
+			clear(tmp)
+			for ki := 0; ki < w.kh; ki++ {
+				ry, oy := (ki*w.dh)%w.sh, (ki*w.dh)/w.sh
+				// Only output rows whose input row lies inside the image
+				// (not in the pads) get anything from this tap row: on a
+				// short image (a text line's last stages are 2 or 3 rows
+				// high) most of a 5x5 kernel's rows are padding.
+				r0, r1 := tapRange(ki*w.dh-w.pt, w.sh, w.oh, w.h)
+				if r0 >= r1 {
 					continue
 				}
-				for ki := 0; ki < w.kh; ki++ {
-					kv := k[ki*w.kw+kj]
-					for oy := 0; oy < w.oh; oy++ {
-						iy := oy*w.sh - w.pt + ki*w.dh
-						if iy < 0 || iy >= w.h {
-							continue
-						}
-						row := img[iy*w.w : (iy+1)*w.w]
-						d := dst[oy*w.ow+lo : oy*w.ow+hi]
-						if w.sw == 1 {
-							src := row[lo+off : hi+off]
-							for i := range d {
-								d[i] += src[i] * kv
-							}
-							continue
-						}
-						ix := lo*w.sw + off
-						for i := range d {
-							d[i] += row[ix] * kv
-							ix += w.sw
-						}
+				for kj := 0; kj < w.kw; kj++ {
+					rx, ox := (kj*w.dw)%w.sw, (kj*w.dw)/w.sw
+					src := dec[(ry*w.sw+rx)*planeSz+oy*w2+ox:][:len(tmp)]
+					vec.Axpy(tmp[r0*w2:r1*w2], src[r0*w2:r1*w2], k[ki*w.kw+kj])
+				}
+			}
+			for oy := 0; oy < w.oh; oy++ {
+				copy(dst[oy*w.ow:(oy+1)*w.ow], tmp[oy*w2:oy*w2+w.ow])
+			}
+		}
+	}
+}
+
+// depthwiseSmall is the kernel for narrow outputs (a few columns, where
+// plane-long vectors would be mostly tails, as in the 4x4 and 2x2 stages of
+// a mobile backbone). It runs channel-last: the image and the taps are
+// transposed to [pixel][channel] and [tap][channel], so that each output
+// pixel is a sum of channel-long vector multiply-adds over the taps that land
+// inside the image; the result is transposed back. work holds
+// depthwiseSmallWork floats.
+func depthwiseSmall(w *window, x, wt, out, work []float32) {
+	plane, hw, taps, C := w.oh*w.ow, w.h*w.w, w.kh*w.kw, w.ch
+	xt, kt, ot := work[:hw*C], work[hw*C:(hw+taps)*C], work[(hw+taps)*C:(hw+taps+plane)*C]
+	for ch := 0; ch < C; ch++ {
+		for t := 0; t < taps; t++ {
+			kt[t*C+ch] = wt[ch*taps+t]
+		}
+	}
+	for b := 0; b < w.n; b++ {
+		img := x[b*C*hw : (b+1)*C*hw]
+		for ch := 0; ch < C; ch++ {
+			for p, v := range img[ch*hw : (ch+1)*hw] {
+				xt[p*C+ch] = v
+			}
+		}
+		clear(ot)
+		for oy := 0; oy < w.oh; oy++ {
+			y0 := oy*w.sh - w.pt
+			k0, k1 := tapRange(y0, w.dh, w.kh, w.h)
+			for ox := 0; ox < w.ow; ox++ {
+				x0 := ox*w.sw - w.pl
+				j0, j1 := tapRange(x0, w.dw, w.kw, w.w)
+				acc := ot[(oy*w.ow+ox)*C : (oy*w.ow+ox+1)*C]
+				for ki := k0; ki < k1; ki++ {
+					iy := y0 + ki*w.dh
+					for kj := j0; kj < j1; kj++ {
+						ix := x0 + kj*w.dw
+						vec.MulAdd(acc, xt[(iy*w.w+ix)*C:], kt[(ki*w.kw+kj)*C:])
 					}
+				}
+			}
+		}
+		dst := out[b*C*plane : (b+1)*C*plane]
+		for p := 0; p < plane; p++ {
+			for ch, v := range ot[p*C : (p+1)*C] {
+				dst[ch*plane+p] = v
+			}
+		}
+	}
+}
+
+// depthwise runs the depthwise kernel that suits the plane, its channels
+// split over the backend's threads (each part an independent depthwise
+// over fewer channels of one image, with its own scratch).
+func (c *kctx) depthwise(win *window, x, wt, out []float32) error {
+	small := win.ow < 8 || !win.phaseable()
+	taps, plane := win.kh*win.kw, win.oh*win.ow
+	one := *win
+	one.n = 1
+	nw := depthwiseWork(&one)
+	if small {
+		nw = depthwiseSmallWork(&one)
+	}
+	if err := c.checkWork("depthwise buffer", nw, 1); err != nil {
+		return err
+	}
+	// about 16K multiply-adds per part at least
+	grain := max(1, partWork/max(1, plane*taps))
+	for b := 0; b < win.n; b++ {
+		if c.serial(win.ch, grain) {
+			c.depthwisePart(win, x, wt, out, small, nw, b, 0, win.ch)
+			continue
+		}
+		c.parallel(win.ch, grain, func(lo, hi int) { c.depthwisePart(win, x, wt, out, small, nw, b, lo, hi) })
+	}
+	return nil
+}
+
+// depthwisePart runs channels [lo, hi) of image b.
+func (c *kctx) depthwisePart(win *window, x, wt, out []float32, small bool, nw, b, lo, hi int) {
+	hw, taps, plane := win.h*win.w, win.kh*win.kw, win.oh*win.ow
+	sub := *win
+	sub.n, sub.ch = 1, hi-lo
+	base := b*win.ch + lo
+	xs, ws, os := x[base*hw:(base+sub.ch)*hw], wt[lo*taps:hi*taps], out[base*plane:(base+sub.ch)*plane]
+	work := c.s.hostGet(nw)
+	if small {
+		depthwiseSmall(&sub, xs, ws, os, work)
+	} else {
+		depthwise(&sub, xs, ws, os, work)
+	}
+	c.s.hostPut(work)
+}
+
+// depthwiseSmallWork is the scratch depthwiseSmall needs, in floats.
+func depthwiseSmallWork(w *window) int {
+	return (w.h*w.w + w.kh*w.kw + w.oh*w.ow) * w.ch
+}
+
+// tapRange returns the taps [t0, t1) of a k-tap window starting at input
+// coordinate p0 (step d) that fall inside [0, n).
+func tapRange(p0, d, k, n int) (int, int) {
+	t0 := 0
+	if p0 < 0 {
+		t0 = (-p0 + d - 1) / d
+	}
+	t1 := k
+	if last := n - 1 - p0; last < 0 {
+		t1 = 0
+	} else {
+		t1 = min(k, last/d+1)
+	}
+	return t0, max(t0, t1)
+}
+
+// depthwiseWork is the scratch depthwise needs, in floats.
+func depthwiseWork(w *window) int {
+	_, w2, planeSz := phaseDims(w)
+	return w.sh*w.sw*planeSz + w.oh*w2
+}
+
+// splitPhases writes the stride phases of the zero-padded image img into
+// dec (see depthwise).
+func splitPhases(w *window, img, dec []float32, h2, w2, planeSz int) {
+	splitPhasesPad(w, img, dec, h2, w2, planeSz, 0)
+}
+
+// splitPhasesPad is splitPhases with pad as the value outside the image.
+func splitPhasesPad(w *window, img, dec []float32, h2, w2, planeSz int, pad float32) {
+	for py := 0; py < w.sh; py++ {
+		for px := 0; px < w.sw; px++ {
+			p := dec[(py*w.sw+px)*planeSz:][:planeSz]
+			for y2 := 0; y2 <= h2; y2++ {
+				row := p[y2*w2 : (y2+1)*w2]
+				iy := y2*w.sh + py - w.pt
+				if iy < 0 || iy >= w.h || y2 == h2 {
+					fill(row, pad)
+					continue
+				}
+				src := img[iy*w.w : (iy+1)*w.w]
+				if w.sw == 1 {
+					// row = [pl zeros][src][zeros]
+					lo := min(w.pl, w2)
+					fill(row[:lo], pad)
+					n := copy(row[lo:], src)
+					fill(row[lo+n:], pad)
+					continue
+				}
+				ix := px - w.pl
+				if w.sw == 2 {
+					// row[j] = src[ix+2j] where that is inside the image
+					j0, j1 := tapRange(ix, 2, len(row), w.w)
+					j0 = min(j0, len(row))
+					j1 = min(max(j1, j0), len(row))
+					fill(row[:j0], pad)
+					if j1 > j0 {
+						vec.Gather2(row[j0:j1], src[ix+2*j0:])
+					}
+					fill(row[j1:], pad)
+					continue
+				}
+				for j := range row {
+					if ix >= 0 && ix < w.w {
+						row[j] = src[ix]
+					} else {
+						row[j] = pad
+					}
+					ix += w.sw
 				}
 			}
 		}
@@ -315,16 +759,31 @@ func pool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		if c.n.attrInt("storage_order", 0) != 0 || len(c.n.outputs) > 1 && c.n.outputs[1] != "" {
 			return nil, fmt.Errorf("%w: MaxPool indices output", ErrUnsupported)
 		}
-		win, err := makeWindow(c, x, k, c.n.attrInt("ceil_mode", 0) != 0)
+		shared, err := makeWindow(c, x, k, c.n.attrInt("ceil_mode", 0) != 0)
 		if err != nil {
 			return nil, err
 		}
+		win := new(window)
+		*win = *shared
 		win.countIncludePads = c.n.attrInt("count_include_pad", 0) != 0
 		out, err := c.alloc(nn.Float32, win.outShape(win.ch))
 		if err != nil {
 			return nil, err
 		}
 		plane := win.oh * win.ow
+		if isMax && win.ow >= 8 && win.phaseable() {
+			nw := maxPoolWork(win)
+			if err := c.checkWork("pooling buffer", nw, 1); err != nil {
+				return nil, err
+			}
+			n, grain := win.n*win.ch, max(1, partWork/max(1, plane*win.kh*win.kw))
+			if c.serial(n, grain) {
+				c.maxPoolPart(win, x.F32, out.F32, nw, 0, n)
+			} else {
+				c.parallel(n, grain, func(lo, hi int) { c.maxPoolPart(win, x.F32, out.F32, nw, lo, hi) })
+			}
+			return c.one(out), nil
+		}
 		for p := 0; p < win.n*win.ch; p++ {
 			img := x.F32[p*win.h*win.w:][:win.h*win.w]
 			dst := out.F32[p*plane:][:plane]
@@ -363,7 +822,7 @@ func pool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 				}
 			}
 		}
-		return []*nn.Tensor{out}, nil
+		return c.one(out), nil
 	}
 }
 
@@ -393,13 +852,9 @@ func globalPool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error)
 				out.F32[p] = m
 				continue
 			}
-			var s float64
-			for _, v := range row {
-				s += float64(v)
-			}
-			out.F32[p] = float32(s / float64(plane))
+			out.F32[p] = vec.Sum(row) / float32(plane)
 		}
-		return []*nn.Tensor{out}, nil
+		return c.one(out), nil
 	}
 }
 
@@ -434,7 +889,7 @@ func batchNorm(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			}
 		}
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 func gemmOp(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -480,7 +935,7 @@ func gemmOp(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			out.F32[i] += beta * cc.F32[ix(i)]
 		}
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 func matmul(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -592,13 +1047,15 @@ func softmax(log bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 				}
 			}
 		}
-		return []*nn.Tensor{out}, nil
+		return c.one(out), nil
 	}
 }
 
 func init() {
 	win := []string{"kernel_shape", "strides", "dilations", "pads", "auto_pad"}
 	reg("Conv", opDef{since: 1, attrs: append(win, "group"), minIn: 2, maxIn: 3, run: conv, backend: true, foldable: true})
+	// FusedConv is never in a model file: fuseEpilogues makes it.
+	reg("FusedConv", opDef{since: 1, attrs: append(win, "group"), minIn: 2, maxIn: -1, run: fusedConv, backend: true, internal: true})
 	reg("MaxPool", opDef{since: 8, attrs: append(win, "ceil_mode", "storage_order"), minIn: 1, maxIn: 1, run: pool(true), foldable: true})
 	reg("AveragePool", opDef{since: 7, attrs: append(win, "ceil_mode", "count_include_pad"), minIn: 1, maxIn: 1, run: pool(false), foldable: true})
 	reg("GlobalAveragePool", opDef{since: 1, minIn: 1, maxIn: 1, run: globalPool(false), foldable: true})

@@ -142,7 +142,7 @@ func convTranspose(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			}
 		}
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 // resize implements Resize (opset 11+) with scales or sizes: mode nearest
@@ -206,10 +206,6 @@ func resize(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			return nil, fmt.Errorf("%w: cannot resize an empty axis %d to %d", ErrInvalid, i, shape[i])
 		}
 	}
-	out, err := c.alloc(nn.Float32, shape)
-	if err != nil {
-		return nil, err
-	}
 	src := func(axis, o int) float64 {
 		in, outLen, s := float64(x.Shape[axis]), float64(shape[axis]), scales[axis]
 		switch ctm {
@@ -256,6 +252,36 @@ func resize(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 				maps[k][o] = near(src(k, o), x.Shape[k]) * st[k]
 			}
 		}
+		if x.DType == nn.Float32 && r >= 2 && sameInts(shape[:r-2], x.Shape[:r-2]) {
+			// The usual case (spatial axes only): row by row, and an
+			// output row that repeats the previous source row is a copy.
+			ih, iw := x.Shape[r-2], x.Shape[r-1]
+			oh, ow := shape[r-2], shape[r-1]
+			my, mx := maps[r-2], maps[r-1]
+			res, err := c.alloc(nn.Float32, shape)
+			if err != nil {
+				return nil, err
+			}
+			// (each mode allocates only the tensor it returns: a buffer
+			// allocated and not returned would never go back to the pool)
+			outer := x.Len() / max(1, ih*iw)
+			for p := 0; p < outer; p++ {
+				img := x.F32[p*ih*iw : (p+1)*ih*iw]
+				dst := res.F32[p*oh*ow : (p+1)*oh*ow]
+				for oy := 0; oy < oh; oy++ {
+					row := dst[oy*ow : (oy+1)*ow]
+					if oy > 0 && my[oy] == my[oy-1] {
+						copy(row, dst[(oy-1)*ow:oy*ow])
+						continue
+					}
+					src := img[my[oy] : my[oy]+iw]
+					for ox := range row {
+						row[ox] = src[mx[ox]]
+					}
+				}
+			}
+			return c.one(res), nil
+		}
 		res, err := gatherCopy(c, x, shape, func(idx []int) int {
 			j := 0
 			for k, v := range idx {
@@ -266,7 +292,7 @@ func resize(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		if err != nil {
 			return nil, err
 		}
-		return []*nn.Tensor{res}, nil
+		return c.one(res), nil
 	case "linear":
 		if r < 2 {
 			return nil, fmt.Errorf("%w: linear Resize of rank %d", ErrUnsupported, r)
@@ -291,6 +317,10 @@ func resize(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			}
 			return t
 		}
+		out, err := c.alloc(nn.Float32, shape)
+		if err != nil {
+			return nil, err
+		}
 		ty, tx := taps(r-2), taps(r-1)
 		ih, iw := x.Shape[r-2], x.Shape[r-1]
 		outer := x.Len() / max(1, ih*iw)
@@ -307,7 +337,7 @@ func resize(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 				}
 			}
 		}
-		return []*nn.Tensor{out}, nil
+		return c.one(out), nil
 	}
 	return nil, fmt.Errorf("%w: mode %q", ErrUnsupported, mode)
 }

@@ -5,7 +5,9 @@ import (
 	"math"
 	"slices"
 
+	"github.com/fennec-edge/fennec/gpu"
 	"github.com/fennec-edge/fennec/nn"
+	"github.com/fennec-edge/fennec/nn/onnx/internal/vec"
 )
 
 // lstm implements ONNX LSTM with the default activations (sigmoid, tanh,
@@ -90,9 +92,10 @@ func lstm(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, err
 	}
 	g4 := 4 * hid
-	xw, hr := c.s.hostGet(seq*batch*g4), c.s.hostGet(batch*g4)
+	xw, hr, gates := c.s.hostGet(seq*batch*g4), c.s.hostGet(batch*g4), c.s.hostGet(g4+hid)
 	defer c.s.hostPut(xw)
 	defer c.s.hostPut(hr)
+	defer c.s.hostPut(gates)
 	for d := 0; d < dirs; d++ {
 		wd := w.F32[d*g4*inSize : (d+1)*g4*inSize]
 		rd := r.F32[d*g4*hid : (d+1)*g4*hid]
@@ -129,27 +132,7 @@ func lstm(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 				gx := xw[(t*batch+bi)*g4 : (t*batch+bi+1)*g4]
 				gh := hr[bi*g4 : (bi+1)*g4]
 				hb, cb := h[bi*hid:(bi+1)*hid], cc[bi*hid:(bi+1)*hid]
-				for j := 0; j < hid; j++ {
-					gate := func(k int) float32 {
-						v := gx[k*hid+j] + gh[k*hid+j]
-						if bias != nil {
-							v += bias[k*hid+j]
-						}
-						return v
-					}
-					ig, og, fg, cg := gate(0), gate(1), gate(2), gate(3)
-					if peep != nil {
-						ig += peep[j] * cb[j]
-						fg += peep[2*hid+j] * cb[j]
-					}
-					ig, fg = sigmoid(ig), sigmoid(fg)
-					ct := fg*cb[j] + ig*float32(math.Tanh(float64(cg)))
-					if peep != nil {
-						og += peep[hid+j] * ct
-					}
-					cb[j] = ct
-					hb[j] = sigmoid(og) * float32(math.Tanh(float64(ct)))
-				}
+				lstmCell(gates, gx, gh, bias, peep, hb, cb, hid)
 			}
 			copy(y.F32[((t*dirs+d)*batch)*hid:], h)
 		}
@@ -157,6 +140,35 @@ func lstm(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		copy(yc.F32[d*batch*hid:], cc)
 	}
 	return []*nn.Tensor{y, yh, yc}, nil
+}
+
+// lstmCell advances one batch row of an LSTM by one step: gates (4*hid +
+// hid floats of scratch) = gx + gh + bias in the order i, o, f, c, then
+// c' = f*c + i*tanh(c~), h' = o*tanh(c'), with peepholes when peep is set;
+// vector kernels throughout (gpu's AVX2 sigmoid and tanh).
+func lstmCell(gates, gx, gh, bias, peep, h, c []float32, hid int) {
+	g4 := 4 * hid
+	g, tmp := gates[:g4], gates[g4:g4+hid]
+	vec.Add(g, gx[:g4], gh[:g4])
+	if bias != nil {
+		vec.Add(g, g, bias)
+	}
+	ig, og, fg, cg := g[:hid], g[hid:2*hid], g[2*hid:3*hid], g[3*hid:]
+	if peep != nil {
+		vec.MulAdd(ig, peep[:hid], c)
+		vec.MulAdd(fg, peep[2*hid:3*hid], c)
+	}
+	gpu.SigmoidF32(ig, ig)
+	gpu.SigmoidF32(fg, fg)
+	gpu.TanhF32(cg, cg)
+	vec.Mul(c, c, fg)
+	vec.MulAdd(c, ig, cg)
+	if peep != nil {
+		vec.MulAdd(og, peep[hid:2*hid], c)
+	}
+	gpu.SigmoidF32(og, og)
+	gpu.TanhF32(tmp, c)
+	vec.Mul(h, og, tmp)
 }
 
 // pad implements Pad in constant, reflect and edge modes.
@@ -262,7 +274,7 @@ func pad(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			idx[k] = 0
 		}
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 func size(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {

@@ -40,7 +40,7 @@ func constant(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	for name, a := range n.attrs {
 		switch name {
 		case "value":
-			return []*nn.Tensor{a.t}, nil
+			return c.one(a.t), nil
 		case "value_float":
 			return []*nn.Tensor{{DType: nn.Float32, Shape: []int{}, F32: []float32{a.f}}}, nil
 		case "value_floats":
@@ -69,7 +69,7 @@ func shapeOp(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	for i := start; i < end; i++ {
 		out.I64[i-start] = int64(in[0].Shape[i])
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 func cast(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -113,7 +113,7 @@ func cast(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			out.U8[i] = uint8(get(i))
 		}
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 func reshape(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -336,7 +336,7 @@ func transpose(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 func concat(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -384,7 +384,7 @@ func concat(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			o += n
 		}
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 func copyRange(dst *nn.Tensor, o int, src *nn.Tensor, s, n int) {
@@ -488,7 +488,7 @@ func slice(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 func gather(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -533,7 +533,7 @@ func gather(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 // shapeArg reads a requested output shape, checking it against the element
@@ -578,7 +578,7 @@ func constantOfShape(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	for i := 0; i < out.Len(); i++ {
 		copyElem(out, i, val, 0)
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 func expand(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -601,7 +601,7 @@ func expand(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	for i := 0; i < out.Len(); i++ {
 		copyElem(out, i, in[0], ix(i))
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 func rangeOp(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -645,7 +645,7 @@ func rangeOp(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			out.I32[i] = in[0].I32[0] + int32(i)*in[2].I32[0]
 		}
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 // reduce implements ReduceMax/Min/Sum/Mean on f32 over any set of axes.
@@ -664,7 +664,7 @@ func reduce(kind string, axesInputSince int) func(c *kctx, in []*nn.Tensor) ([]*
 		red := make([]bool, r)
 		if !ok || len(axes) == 0 {
 			if c.n.attrInt("noop_with_empty_axes", 0) != 0 {
-				return []*nn.Tensor{a}, nil
+				return c.one(a), nil
 			}
 			for i := range red {
 				red[i] = true
@@ -721,7 +721,7 @@ func reduce(kind string, axesInputSince int) func(c *kctx, in []*nn.Tensor) ([]*
 				out.F32[i] /= cnt
 			}
 		}
-		return []*nn.Tensor{out}, nil
+		return c.one(out), nil
 	}
 }
 

@@ -79,47 +79,73 @@ var parityExtra = map[string][]string{
 	"ch_PP-OCRv4_det_infer.onnx":          {"p2o.ConvTranspose.1", "p2o.ConvTranspose.3", "p2o.Add.281"},
 }
 
+// otherBackend hides the CPU backend's type, so that the executor takes
+// its backend-neutral path (products through Write, MatMul and Read).
+type otherBackend struct{ gpu.Backend }
+
 // TestParity runs the shared models on fixed inputs and compares every
-// output with onnxruntime's (testdata/gen_reference.py).
+// output with onnxruntime's (testdata/gen_reference.py): on the CPU backend
+// with the default threads, with 3 threads and small parts (kernels split
+// even on these small models), and
+// through the backend-neutral path.
 func TestParity(t *testing.T) {
+	three, err := gpu.NewCPUWithConfig(gpu.CPUConfig{Threads: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	backends := []struct {
+		name string
+		be   gpu.Backend
+	}{{"cpu", gpu.NewCPU()}, {"cpu-3-threads", three}, {"neutral", otherBackend{gpu.NewCPU()}}}
 	for _, model := range []string{"ch_ppocr_mobile_v2.0_cls_infer.onnx", "embedding_model.onnx", "melspectrogram.onnx", "silero_vad_v5.onnx", "silero_vad_v4.onnx", "ch_PP-OCRv4_det_infer.onnx"} {
-		t.Run(model, func(t *testing.T) {
-			m, err := Load(sharedModel(t, model), Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			extra := parityExtra[model]
-			s, err := NewSession(m, gpu.NewCPU(), extra...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			ref := filepath.Join("testdata", "ref", strings.TrimSuffix(model, ".onnx"))
-			in := map[string]*nn.Tensor{}
-			for i, vi := range m.Inputs() {
-				in[vi.Name] = readNPY(t, filepath.Join(ref, fmt.Sprintf("input_%d.npy", i)))
-			}
-			out, err := s.Run(in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i, vi := range m.Outputs() {
-				want := readNPY(t, filepath.Join(ref, fmt.Sprintf("output_%d.npy", i)))
-				worst, err := compare(out[vi.Name], want, 1e-4, 1e-3)
-				if err != nil {
-					t.Fatalf("output %q: %v", vi.Name, err)
+		for _, be := range backends {
+			t.Run(model+"/"+be.name, func(t *testing.T) {
+				if be.name == "cpu-3-threads" {
+					// small parts, so that these small models split too
+					defer func(w int) { partWork = w }(partWork)
+					partWork = 1 << 10
 				}
-				t.Logf("output %q %v: max |diff| %.3g; stats %+v", vi.Name, want.Shape, worst, s.Stats())
-			}
-			for i, name := range extra {
-				want := readNPY(t, filepath.Join(ref, fmt.Sprintf("extra_%d.npy", i)))
-				worst, err := compare(out[name], want, 1e-4, 1e-3)
-				if err != nil {
-					t.Fatalf("intermediate %q: %v", name, err)
-				}
-				t.Logf("intermediate %q %v: max |diff| %.3g", name, want.Shape, worst)
-			}
-		})
+				parity(t, model, be.be)
+			})
+		}
+	}
+}
+
+func parity(t *testing.T, model string, be gpu.Backend) {
+	m, err := Load(sharedModel(t, model), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := parityExtra[model]
+	s, err := NewSession(m, be, extra...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ref := filepath.Join("testdata", "ref", strings.TrimSuffix(model, ".onnx"))
+	in := map[string]*nn.Tensor{}
+	for i, vi := range m.Inputs() {
+		in[vi.Name] = readNPY(t, filepath.Join(ref, fmt.Sprintf("input_%d.npy", i)))
+	}
+	out, err := s.Run(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, vi := range m.Outputs() {
+		want := readNPY(t, filepath.Join(ref, fmt.Sprintf("output_%d.npy", i)))
+		worst, err := compare(out[vi.Name], want, 1e-4, 1e-3)
+		if err != nil {
+			t.Fatalf("output %q: %v", vi.Name, err)
+		}
+		t.Logf("output %q %v: max |diff| %.3g; stats %+v", vi.Name, want.Shape, worst, s.Stats())
+	}
+	for i, name := range extra {
+		want := readNPY(t, filepath.Join(ref, fmt.Sprintf("extra_%d.npy", i)))
+		worst, err := compare(out[name], want, 1e-4, 1e-3)
+		if err != nil {
+			t.Fatalf("intermediate %q: %v", name, err)
+		}
+		t.Logf("intermediate %q %v: max |diff| %.3g", name, want.Shape, worst)
 	}
 }
 

@@ -37,7 +37,7 @@ func fuseConvBN(nodes []*node, consts map[string]*nn.Tensor, keep map[string]boo
 			continue
 		}
 		conv := nodes[ci]
-		if conv.op != "Conv" || len(conv.outputs) != 1 || readers[conv.outputs[0]] != 1 || keep[conv.outputs[0]] {
+		if conv.op != "Conv" || len(conv.outputs) != 1 || !arityOK(conv) || readers[conv.outputs[0]] != 1 || keep[conv.outputs[0]] {
 			continue
 		}
 		w := consts[conv.inputs[1]]

@@ -17,9 +17,18 @@ type opDef struct {
 	backend      bool // its products run on the gpu.Backend
 	foldable     bool // deterministic: run once at NewSession when all inputs are constant
 	subgraphs    bool // reads the enclosing scope
+	internal     bool // made by a pass, never read from a model file
 }
 
 func (d opDef) hasAttr(name string) bool { return slices.Contains(d.attrs, name) }
+
+// arityOK reports whether n has as many inputs as its operator takes. The
+// rewrite passes run before any node has been executed (where runNode checks
+// the count), so they test this before reading a node's inputs by index.
+func arityOK(n *node) bool {
+	d, ok := registry[n.op]
+	return ok && len(n.inputs) >= d.minIn && (d.maxIn < 0 || len(n.inputs) <= d.maxIn)
+}
 
 // registry maps op type (default domain) to its kernel. Filled by init
 // functions in the ops_*.go files.

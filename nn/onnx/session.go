@@ -3,28 +3,34 @@ package onnx
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
 
 	"github.com/fennec-edge/fennec/gpu"
+	"github.com/fennec-edge/fennec/internal/routines"
 	"github.com/fennec-edge/fennec/nn"
 	"github.com/fennec-edge/fennec/nn/onnx/internal/onnxpb"
+	"github.com/fennec-edge/fennec/nn/onnx/internal/vec"
 )
 
 // Session runs one model on one gpu.Backend.
 //
 // Placement: the matrix products of MatMul, Gemm and Conv (im2col + SGEMM)
-// run on the backend through its MatMul; every other node runs on the host
-// CPU in this package's kernels. Operands cross to and from the backend only
-// through Backend.Write and Backend.Read, so the executor assumes nothing
-// about where backend memory lives; constant operands (weights) are uploaded
-// once, when first used, and kept on the backend until Close. NewSession
-// logs the placement, and Stats counts the bytes copied each way.
+// run on the backend; every other node runs on the host CPU in this
+// package's kernels. On the CPU backend (*gpu.CPU), whose memory is host
+// memory, products run in place through its Sgemm and SgemmRows. On any other
+// backend operands cross only through Backend.Write and Backend.Read, so the
+// executor assumes nothing about where backend memory lives; constant
+// operands (weights) are uploaded once, when first used, and kept on the
+// backend until Close. NewSession logs the placement, and Stats counts the
+// bytes copied each way (none on the CPU backend) and the products run.
 //
 // Memory: a value's f32 buffer returns to a per-session pool (at most
-// 64 MiB) when the last value using it dies, so steady-state runs allocate
-// little; the tensors Run returns are never reused and belong to the caller.
+// 64 MiB) when the last value using it dies, and the per-Run bookkeeping is
+// reused, so steady-state runs allocate little; the tensors Run returns are
+// never reused and belong to the caller.
 //
 // A Session is safe for concurrent Run calls.
 type Session struct {
@@ -46,13 +52,14 @@ type Session struct {
 	closed    bool
 
 	toDevice, fromDevice, deviceCalls atomic.Int64
+	states                            sync.Pool // *runState, reused by Run
 }
 
 // Stats counts the explicit copies between host and backend memory.
 type Stats struct {
 	BytesToBackend   int64
 	BytesFromBackend int64
-	BackendCalls     int64 // MatMul calls
+	BackendCalls     int64 // products run (MatMul calls, or SGEMM in place on the CPU backend)
 	Weights          int   // constant operands resident on the backend
 }
 
@@ -62,6 +69,8 @@ type plan struct {
 	consts  map[string]*nn.Tensor
 	steps   []*node
 	lastUse map[string]int // value name -> last step that reads it
+	release [][]string     // per step: the values it is the last to read
+	sl      *slots         // the same, as slot indexes (assignSlots)
 	outputs map[string]bool
 	extra   []string // values returned besides the graph outputs
 }
@@ -125,7 +134,7 @@ func checkSupported(n *node) string {
 		return "domain not supported"
 	}
 	d, ok := registry[n.op]
-	if !ok {
+	if !ok || d.internal {
 		return "operator not implemented"
 	}
 	if n.opset < d.since {
@@ -236,6 +245,17 @@ func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor, extra ...string
 		wanted[name] = true
 	}
 	live = fuseConvBN(live, p.consts, wanted)
+	live = fuseLayerNorm(live, p.consts, wanted)
+	live = fuseGelu(live, p.consts, wanted)
+	var shapes map[string]ValueInfo
+	if g == s.m.graph {
+		shapes = s.shapes()
+	}
+	graphOut := map[string]bool{}
+	for _, o := range g.outputs {
+		graphOut[o.Name] = true
+	}
+	live = fuseEpilogues(live, p.consts, wanted, shapes, graphOut)
 	// Subgraphs see this graph's constants and the enclosing ones.
 	scope := make(map[string]*nn.Tensor, len(outer)+len(p.consts))
 	for k, v := range outer {
@@ -309,7 +329,39 @@ func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor, extra ...string
 			p.lastUse[in] = i
 		}
 	}
+	// The values each step is the last to read (freed after it).
+	p.release = make([][]string, len(keep))
+	for i, n := range keep {
+		seen := map[string]bool{}
+		for _, name := range nodeReads(n) {
+			if name == "" || seen[name] || p.lastUse[name] != i || p.outputs[name] {
+				continue
+			}
+			seen[name] = true
+			if _, isConst := p.consts[name]; !isConst {
+				p.release[i] = append(p.release[i], name)
+			}
+		}
+	}
+	p.assignSlots()
 	return p, nil
+}
+
+// shapes returns the inferred shapes of the main graph's values, which the
+// epilogue fusion uses to admit extra inputs. Inference is advisory (the
+// kernels check every shape), so a rule that trips over a malformed node
+// must not take NewSession down: a panic there means no shapes (and so no
+// extra inputs fused), and the node's own kernel reports the error when it
+// runs. The fuzz targets keep finding and fixing such rules; this is the
+// backstop.
+func (s *Session) shapes() (shapes map[string]ValueInfo) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.opts.Logger.Debug("onnx: shape inference failed; fusing without it", "model", s.m.Name, "panic", fmt.Sprint(r))
+			shapes = nil
+		}
+	}()
+	return s.m.InferShapes()
 }
 
 // nodeReads lists the values a node reads, including the outer-scope names
@@ -394,7 +446,19 @@ func (s *Session) Run(inputs map[string]*nn.Tensor) (map[string]*nn.Tensor, erro
 			return nil, fmt.Errorf("%s: the model has no input %q", s.m.Name, name)
 		}
 	}
-	out, err := s.exec(s.main, inputs, nil, &runState{refs: map[*float32]int{}})
+	rs, _ := s.states.Get().(*runState)
+	if rs == nil {
+		rs = &runState{refs: map[*float32]int{}}
+	}
+	out, err := s.exec(s.main, inputs, nil, rs)
+	for k, t := range out {
+		out[k] = detach(t) // the arena's headers stay with rs
+	}
+	// The map keeps its buckets for the next Run; what it counted now
+	// belongs to the caller (outputs) or is back in the pool.
+	clear(rs.refs)
+	rs.live, rs.next = 0, 0
+	s.states.Put(rs)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.m.Name, err)
 	}
@@ -431,83 +495,233 @@ func checkInput(vi ValueInfo, t *nn.Tensor, bind map[string]int, limit int) erro
 	return nil
 }
 
-// exec runs a prepared plan. env holds the graph inputs; outer the values
-// of enclosing scopes (for subgraphs).
-func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*nn.Tensor, rs *runState) (map[string]*nn.Tensor, error) {
-	env := make(map[string]*nn.Tensor, len(p.consts)+len(inputs)+len(p.steps))
-	for k, v := range p.consts {
-		env[k] = v
-	}
-	for k, v := range inputs {
-		env[k] = v
-	}
-	lookup := func(name string) (*nn.Tensor, bool) {
-		if t, ok := env[name]; ok {
-			return t, true
+// slots gives every value a plan reads or writes an index into one slice
+// of tensors per run, so that executing a step touches no map: slot >= 0 is
+// a value of this graph, -1 an absent optional input, and -2-k the k-th name
+// read from enclosing scopes (outer).
+type slots struct {
+	n       int
+	index   map[string]int
+	names   []string // slot -> value name
+	outer   []string
+	consts  []slotConst
+	in, out [][]int  // per step
+	release [][]int  // per step: the slots it is the last to read
+	free    [][]int  // per step running subgraphs: the names they read, as codes
+	defs    []*opDef // per step
+	results []int    // graph outputs, then extra values
+	maxIn   int
+}
+
+type slotConst struct {
+	slot int
+	t    *nn.Tensor
+}
+
+// assignSlots fills p.sl from the prepared steps.
+func (p *plan) assignSlots() {
+	sl := &slots{index: map[string]int{}}
+	outerIdx := map[string]int{}
+	def := func(name string) int {
+		if i, ok := sl.index[name]; ok {
+			return i
 		}
-		t, ok := outer[name]
-		return t, ok
+		sl.index[name] = sl.n
+		sl.names = append(sl.names, name)
+		sl.n++
+		return sl.n - 1
+	}
+	code := func(name string) int {
+		if name == "" {
+			return -1
+		}
+		if i, ok := sl.index[name]; ok {
+			return i
+		}
+		k, ok := outerIdx[name]
+		if !ok {
+			k = len(sl.outer)
+			outerIdx[name] = k
+			sl.outer = append(sl.outer, name)
+		}
+		return -2 - k
+	}
+	names := make([]string, 0, len(p.consts))
+	for name := range p.consts {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		sl.consts = append(sl.consts, slotConst{def(name), p.consts[name]})
+	}
+	for _, vi := range p.g.inputs {
+		def(vi.Name)
+	}
+	for _, n := range p.steps {
+		for _, o := range n.outputs {
+			if o != "" {
+				def(o)
+			}
+		}
 	}
 	for i, n := range p.steps {
-		in := make([]*nn.Tensor, len(n.inputs))
+		in := make([]int, len(n.inputs))
 		for j, name := range n.inputs {
-			if name == "" {
-				continue
-			}
-			t, ok := lookup(name)
-			if !ok {
-				return nil, fmt.Errorf("node %s: input %q has no value", n, name)
-			}
-			in[j] = t
+			in[j] = code(name)
 		}
-		var scope map[string]*nn.Tensor
-		if registry[n.op].subgraphs {
-			scope = make(map[string]*nn.Tensor, len(outer)+len(env))
-			for k, v := range outer {
-				scope[k] = v
-			}
-			for k, v := range env {
-				scope[k] = v
-			}
-		}
-		out, err := s.runNode(n, in, scope, rs)
-		if err != nil {
-			return nil, err
-		}
+		out := make([]int, len(n.outputs))
 		for j, name := range n.outputs {
-			if name == "" {
-				continue
-			}
-			if j >= len(out) || out[j] == nil {
-				return nil, fmt.Errorf("node %s: output %d (%q) was not produced", n, j, name)
-			}
-			env[name] = out[j]
-			rs.bind(out[j])
+			out[j] = code(name)
 		}
-		// Liveness: drop values no later step reads.
-		for _, name := range nodeReads(n) {
-			if p.lastUse[name] == i && !p.outputs[name] {
-				if _, isConst := p.consts[name]; !isConst {
-					s.release(rs, env[name])
-					delete(env, name)
+		var rel []int
+		for _, name := range p.release[i] {
+			if c := code(name); c >= 0 {
+				rel = append(rel, c)
+			}
+		}
+		var free []int
+		d := registry[n.op]
+		if d.subgraphs {
+			seen := map[string]bool{}
+			for _, a := range n.attrs {
+				if a.g == nil {
+					continue
+				}
+				for _, name := range freeVars(a.g) {
+					if !seen[name] {
+						seen[name] = true
+						free = append(free, code(name))
+					}
 				}
 			}
 		}
+		sl.in, sl.out, sl.release, sl.free = append(sl.in, in), append(sl.out, out), append(sl.release, rel), append(sl.free, free)
+		sl.defs = append(sl.defs, &d)
+		sl.maxIn = max(sl.maxIn, len(in))
 	}
-	res := make(map[string]*nn.Tensor, len(p.g.outputs)+len(p.extra))
 	for _, o := range p.g.outputs {
-		t, ok := lookup(o.Name)
-		if !ok {
-			return nil, fmt.Errorf("output %q has no value", o.Name)
-		}
-		res[o.Name] = t
+		sl.results = append(sl.results, code(o.Name))
 	}
 	for _, name := range p.extra {
-		if t, ok := lookup(name); ok {
-			res[name] = t
+		sl.results = append(sl.results, code(name))
+	}
+	p.sl = sl
+}
+
+// exec runs a prepared plan. inputs holds the graph inputs; outer the
+// values of enclosing scopes (for subgraphs).
+func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*nn.Tensor, rs *runState) (map[string]*nn.Tensor, error) {
+	sl := p.sl
+	vals := make([]*nn.Tensor, sl.n+sl.maxIn)
+	vals, inBuf := vals[:sl.n], vals[sl.n:]
+	for _, c := range sl.consts {
+		vals[c.slot] = c.t
+	}
+	for name, t := range inputs {
+		if i, ok := sl.index[name]; ok {
+			vals[i] = t
+		}
+	}
+	get := func(code int) (*nn.Tensor, bool) {
+		switch {
+		case code >= 0:
+			return vals[code], vals[code] != nil
+		case code == -1:
+			return nil, true
+		}
+		t, ok := outer[sl.outer[-2-code]]
+		return t, ok
+	}
+	c := &kctx{s: s, limit: s.opts.MaxTensorElements, rs: rs}
+	c.fresh = c.freshBuf[:0]
+	for i, n := range p.steps {
+		in := inBuf[:len(sl.in[i])]
+		for j, code := range sl.in[i] {
+			t, ok := get(code)
+			if !ok {
+				return nil, fmt.Errorf("node %s: input %q has no value", n, n.inputs[j])
+			}
+			in[j] = t
+		}
+		c.scope = nil
+		if sl.defs[i].subgraphs {
+			c.scope = make(map[string]*nn.Tensor, len(sl.free[i]))
+			for _, code := range sl.free[i] {
+				if t, ok := get(code); ok && t != nil {
+					if code >= 0 {
+						c.scope[sl.names[code]] = t
+					} else {
+						c.scope[sl.outer[-2-code]] = t
+					}
+				}
+			}
+		}
+		c.n = n
+		c.fresh = c.fresh[:0]
+		out, err := s.runDef(c, sl.defs[i], in)
+		clear(in)
+		if err != nil {
+			return nil, err
+		}
+		for j, slot := range sl.out[i] {
+			if slot == -1 {
+				continue
+			}
+			if j >= len(out) || out[j] == nil {
+				return nil, fmt.Errorf("node %s: output %d (%q) was not produced", n, j, n.outputs[j])
+			}
+			vals[slot] = out[j]
+			rs.bind(out[j])
+		}
+		// A buffer the kernel allocated but returned in no output (a
+		// temporary, like a variadic Sum's partial sums) goes back now.
+		for _, b := range c.fresh {
+			if cnt, owned := rs.refs[&b[0]]; owned && cnt == 0 {
+				s.releaseBuf(rs, b)
+			}
+		}
+		clear(c.fresh)
+		// Liveness: drop values no later step reads.
+		for _, slot := range sl.release[i] {
+			if t := vals[slot]; t != nil {
+				s.release(rs, t)
+				vals[slot] = nil
+			}
+		}
+	}
+	res := make(map[string]*nn.Tensor, len(sl.results))
+	for k, code := range sl.results {
+		t, ok := get(code)
+		if k < len(p.g.outputs) {
+			if !ok || t == nil {
+				return nil, fmt.Errorf("output %q has no value", p.g.outputs[k].Name)
+			}
+			res[p.g.outputs[k].Name] = t
+			continue
+		}
+		if ok && t != nil {
+			res[p.extra[k-len(p.g.outputs)]] = t
 		}
 	}
 	return res, nil
+}
+
+// runDef runs one node whose operator is d with the context c (c.n set).
+func (s *Session) runDef(c *kctx, d *opDef, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	n := c.n
+	if len(in) < d.minIn || (d.maxIn >= 0 && len(in) > d.maxIn) {
+		return nil, fmt.Errorf("%w: node %s: %d inputs (want %d..%d)", ErrInvalid, n, len(in), d.minIn, d.maxIn)
+	}
+	for i := 0; i < d.minIn; i++ {
+		if in[i] == nil {
+			return nil, fmt.Errorf("%w: node %s: required input %d is empty", ErrInvalid, n, i)
+		}
+	}
+	out, err := d.run(c, in)
+	if err != nil {
+		return nil, fmt.Errorf("node %s (opset %d): %w", n, n.opset, err)
+	}
+	return out, nil
 }
 
 func (s *Session) runNode(n *node, in []*nn.Tensor, scope map[string]*nn.Tensor, rs *runState) ([]*nn.Tensor, error) {
@@ -556,13 +770,27 @@ func (s *Session) Close() {
 	s.closed = true
 }
 
+// one returns t as a kernel's only result. During a Run the slice is the
+// context's own, reused by the next node (exec copies the result out
+// first); while folding constants it is a new one.
+func (c *kctx) one(t *nn.Tensor) []*nn.Tensor {
+	if c.rs == nil {
+		return []*nn.Tensor{t}
+	}
+	c.res[0] = t
+	return c.res[:1]
+}
+
 // kctx is what a kernel sees.
 type kctx struct {
-	s     *Session
-	n     *node
-	limit int
-	scope map[string]*nn.Tensor
-	rs    *runState // nil while folding constants
+	res      [1]*nn.Tensor // see one
+	fresh    [][]float32   // pooled buffers the current node allocated (see exec)
+	freshBuf [4][]float32  // fresh's first backing array
+	s        *Session
+	n        *node
+	limit    int
+	scope    map[string]*nn.Tensor
+	rs       *runState // nil while folding constants
 }
 
 // runState tracks, for one Run, the f32 buffers its kernels allocated and
@@ -572,14 +800,24 @@ type kctx struct {
 // using it is dead. Buffers never leave a Run while a value can reach them:
 // graph outputs and values nobody reads are never released.
 type runState struct {
-	refs map[*float32]int
-	live int64 // bytes of the tensors this Run allocated and holds
+	refs  map[*float32]int
+	live  int64        // bytes of the tensors this Run allocated and holds
+	boxes []*tensorBox // tensor headers, reused Run after Run
+	next  int          // boxes used by this Run
 }
 
 // maxPoolBytes bounds the f32 buffers a Session keeps for reuse.
 const maxPoolBytes = 64 << 20
 
-func (c *kctx) alloc(dt nn.DType, shape []int) (*nn.Tensor, error) {
+func (c *kctx) alloc(dt nn.DType, shape []int) (*nn.Tensor, error) { return c.allocZ(dt, shape, true) }
+
+// allocFull is alloc for a kernel that writes every element of the result:
+// a reused f32 buffer is not cleared first.
+func (c *kctx) allocFull(dt nn.DType, shape []int) (*nn.Tensor, error) {
+	return c.allocZ(dt, shape, false)
+}
+
+func (c *kctx) allocZ(dt nn.DType, shape []int, zero bool) (*nn.Tensor, error) {
 	n, err := nn.Elements(shape, c.limit)
 	if err != nil {
 		return nil, fmt.Errorf("%w: output %v: %v", ErrInvalid, dt, err)
@@ -593,14 +831,15 @@ func (c *kctx) alloc(dt nn.DType, shape []int) (*nn.Tensor, error) {
 	size := int64(n) * int64(max(dt.Size(), 1))
 	if *live+size > c.s.opts.MaxLiveBytes {
 		return nil, fmt.Errorf("%w: output %v%v would bring the live tensors to %d bytes, over the limit of %d (Options.MaxLiveBytes)",
-			ErrInvalid, dt, shape, *live+size, c.s.opts.MaxLiveBytes)
+			ErrInvalid, dt, slices.Clone(shape), *live+size, c.s.opts.MaxLiveBytes)
 	}
 	*live += size
 	if c.rs != nil && dt == nn.Float32 {
 		if n > 0 {
-			buf := c.s.poolGet(n)
+			buf := c.s.poolGetRaw(n, zero)
 			c.rs.refs[&buf[0]] = 0
-			return &nn.Tensor{DType: dt, Shape: append([]int(nil), shape...), F32: buf}, nil
+			c.fresh = append(c.fresh, buf)
+			return c.rs.tensor(dt, shape, buf), nil
 		}
 	}
 	t, err := nn.New(dt, shape, c.limit)
@@ -608,6 +847,50 @@ func (c *kctx) alloc(dt nn.DType, shape []int) (*nn.Tensor, error) {
 		return nil, fmt.Errorf("%w: output %v: %v", ErrInvalid, dt, err)
 	}
 	return t, nil
+}
+
+// tensorBox holds a tensor and its shape in one allocation.
+type tensorBox struct {
+	t     nn.Tensor
+	shape [4]int
+}
+
+// newTensor returns an f32 tensor header for buf with a copy of shape.
+func newTensor(dt nn.DType, shape []int, buf []float32) *nn.Tensor {
+	if len(shape) > len(tensorBox{}.shape) {
+		return &nn.Tensor{DType: dt, Shape: append([]int(nil), shape...), F32: buf}
+	}
+	b := new(tensorBox)
+	r := copy(b.shape[:], shape)
+	b.t = nn.Tensor{DType: dt, Shape: b.shape[:r:r], F32: buf}
+	return &b.t
+}
+
+// tensor returns a tensor header for buf from the run's arena: the boxes
+// are reused by the next Run with this state, so Run hands the caller
+// copies of the headers it returns (detach).
+func (rs *runState) tensor(dt nn.DType, shape []int, buf []float32) *nn.Tensor {
+	if len(shape) > len(tensorBox{}.shape) {
+		return newTensor(dt, shape, buf)
+	}
+	if rs.next == len(rs.boxes) {
+		rs.boxes = append(rs.boxes, new(tensorBox))
+	}
+	b := rs.boxes[rs.next]
+	rs.next++
+	r := copy(b.shape[:], shape)
+	b.t = nn.Tensor{DType: dt, Shape: b.shape[:r:r], F32: buf}
+	return &b.t
+}
+
+// detach returns t with a header of its own (buffers are shared).
+func detach(t *nn.Tensor) *nn.Tensor {
+	if t == nil {
+		return nil
+	}
+	d := *t
+	d.Shape = append([]int(nil), t.Shape...)
+	return &d
 }
 
 // bind counts a new value referring to t's buffer.
@@ -635,25 +918,35 @@ func (s *Session) release(rs *runState, t *nn.Tensor) {
 		rs.refs[p] = cnt - 1
 		return
 	}
-	delete(rs.refs, p)
-	rs.live -= 4 * int64(len(t.F32))
+	s.releaseBuf(rs, t.F32)
+}
+
+// releaseBuf returns buf, which no value refers to any more, to the pool.
+func (s *Session) releaseBuf(rs *runState, buf []float32) {
+	delete(rs.refs, &buf[0])
+	rs.live -= 4 * int64(len(buf))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.poolBytes+4*int64(len(t.F32)) <= maxPoolBytes {
-		s.pool[len(t.F32)] = append(s.pool[len(t.F32)], t.F32)
-		s.poolBytes += 4 * int64(len(t.F32))
+	if s.poolBytes+4*int64(len(buf)) <= maxPoolBytes {
+		s.pool[len(buf)] = append(s.pool[len(buf)], buf)
+		s.poolBytes += 4 * int64(len(buf))
 	}
 }
 
 // poolGet returns a zeroed f32 buffer of n elements, reused when one is free.
-func (s *Session) poolGet(n int) []float32 {
+func (s *Session) poolGet(n int) []float32 { return s.poolGetRaw(n, true) }
+
+// poolGetRaw is poolGet; a reused buffer is cleared only when zero is set.
+func (s *Session) poolGetRaw(n int, zero bool) []float32 {
 	s.mu.Lock()
 	if free := s.pool[n]; len(free) > 0 {
 		b := free[len(free)-1]
 		s.pool[n] = free[:len(free)-1]
 		s.poolBytes -= 4 * int64(n)
 		s.mu.Unlock()
-		clear(b)
+		if zero {
+			clear(b)
+		}
 		return b
 	}
 	s.mu.Unlock()
@@ -668,6 +961,21 @@ func (c *kctx) gemm(out, a, b []float32, m, k, n int, transA, transB, aConst, bC
 	}
 	if k == 0 { // an empty sum; the SGEMM kernels need k >= 1
 		clear(out[:m*n])
+		return nil
+	}
+	if cpu, ok := c.s.be.(*gpu.CPU); ok {
+		// The CPU backend's memory is host memory: run its SGEMM on the
+		// operands in place, with no copy in or out.
+		if !transA && k >= 8 && ((n < smallN && !transB) || (m <= smallM && transB)) {
+			c.dots(out, a, b, m, k, n, transB)
+			c.s.deviceCalls.Add(1)
+			return nil
+		}
+		ar, br := m*k, k*n
+		if err := cpu.Sgemm(transA, transB, m, n, k, a[:ar], b[:br], out[:m*n]); err != nil {
+			return err
+		}
+		c.s.deviceCalls.Add(1)
 		return nil
 	}
 	be := c.s.be
@@ -748,6 +1056,95 @@ func (c *kctx) gemm(out, a, b []float32, m, k, n int, transA, transB, aConst, bC
 	}
 	c.s.fromDevice.Add(int64(4 * m * n))
 	return nil
+}
+
+// smallN is the product width below which the CPU path takes dot products
+// instead of SGEMM: its register tile is 16 columns wide, so a pointwise
+// Conv on a 2x2 plane (n = 4) or the 1x1 planes of a squeeze-excite block
+// (n = 1) would waste most of each tile and pack B for nothing.
+const smallN = 8
+
+// smallM is the product height up to which a product with a transposed B
+// (the recurrent H x R^T of an LSTM step, batch rows) takes dot products of
+// a's rows with b's rows, instead of SGEMM packing all of B for a row or two.
+const smallM = 4
+
+// dots computes out[m,n] = a[m,k] x op(b) as m*n dot products of a's rows
+// with op(b)'s columns: b's rows when transB is set (b is [n,k]), b's
+// columns transposed once into a work buffer otherwise.
+func (c *kctx) dots(out, a, b []float32, m, k, n int, transB bool) {
+	bt := b[:k*n]
+	if n > 1 && !transB {
+		bt = c.s.hostGet(k * n)
+		defer c.s.hostPut(bt)
+		for p := 0; p < k; p++ {
+			for j := 0; j < n; j++ {
+				bt[j*k+p] = b[p*n+j]
+			}
+		}
+	}
+	grain := max(1, partWork/max(1, k*n))
+	if c.serial(m, grain) {
+		dotRows(out, a, bt, k, n, 0, m)
+		return
+	}
+	c.parallel(m, grain, func(lo, hi int) { dotRows(out, a, bt, k, n, lo, hi) })
+}
+
+// dotRows computes rows [lo, hi) of dots.
+func dotRows(out, a, bt []float32, k, n, lo, hi int) {
+	var acc [4]float32
+	for i := lo; i < hi; i++ {
+		row := a[i*k : (i+1)*k]
+		j := 0
+		for ; j+4 <= n; j += 4 { // four columns share the loads of the row
+			vec.Dot4(&acc, row, bt[j*k:(j+4)*k], k)
+			copy(out[i*n+j:i*n+j+4], acc[:])
+		}
+		for ; j < n; j++ {
+			out[i*n+j] = vec.Dot(row, bt[j*k:(j+1)*k])
+		}
+	}
+}
+
+// partWork is the least work (multiply-adds, or element steps) a part of a
+// split kernel gets. Waking a parked thread for a part costs tens of
+// microseconds on this class of VM, so a part must be worth about as much:
+// measured on the 2-vCPU VM, smaller grains (16K) made 2 threads slower than
+// 1 on every shared model.
+var partWork = 1 << 20
+
+// serial reports whether parallel(n, grain, ...) would run on the calling
+// goroutine alone; callers then call the work directly, so that no closure
+// is allocated on the common path.
+func (c *kctx) serial(n, grain int) bool { return min(c.threads(), n/max(1, grain)) <= 1 }
+
+// threads is how many goroutines a kernel may use: the CPU backend's
+// thread count, 1 for other backends (whose host-side kernels are not the
+// hot path).
+func (c *kctx) threads() int {
+	if cpu, ok := c.s.be.(*gpu.CPU); ok {
+		return cpu.Threads()
+	}
+	return 1
+}
+
+// parallel calls f over [0, n) split into at most threads() contiguous
+// parts of at least grain items each, the first on this goroutine, and
+// returns when all are done.
+func (c *kctx) parallel(n, grain int, f func(lo, hi int)) {
+	parts := min(c.threads(), n/max(1, grain))
+	if parts <= 1 {
+		f(0, n)
+		return
+	}
+	var g routines.Group
+	for p := 1; p < parts; p++ {
+		lo, hi := n*p/parts, n*(p+1)/parts
+		g.Go(func() { f(lo, hi) })
+	}
+	f(0, n/parts)
+	g.Wait()
 }
 
 // isConst reports whether t is one of the session's constants (a weight).

@@ -1,0 +1,55 @@
+package gpu
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestSgemmRows: B's rows taken from anywhere give the product of the
+// gathered matrix, on one and two threads and across the kernels' blocks;
+// rows outside b are refused.
+func TestSgemmRows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 9))
+	for _, threads := range []int{1, 2} {
+		cpu, err := NewCPUWithConfig(CPUConfig{Threads: threads})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sz := range [][3]int{{1, 5, 3}, {7, 33, 300}, {24, 300, 72}, {64, 64, 64}} {
+			m, n, k := sz[0], sz[1], sz[2]
+			a := make([]float32, m*k)
+			b := make([]float32, n*k+50)
+			for i := range a {
+				a[i] = float32(rng.NormFloat64())
+			}
+			for i := range b {
+				b[i] = float32(rng.NormFloat64())
+			}
+			rows := make([]int, k)
+			dense := make([]float32, k*n)
+			for p := range rows {
+				rows[p] = rng.IntN(len(b) - n + 1)
+				copy(dense[p*n:(p+1)*n], b[rows[p]:])
+			}
+			got, want := make([]float32, m*n), make([]float32, m*n)
+			if err := cpu.SgemmRows(m, n, k, a, b, rows, got); err != nil {
+				t.Fatal(err)
+			}
+			if err := cpu.Sgemm(false, false, m, n, k, a, dense, want); err != nil {
+				t.Fatal(err)
+			}
+			for i := range got {
+				if math.Abs(float64(got[i]-want[i])) > 1e-4*(1+math.Abs(float64(want[i]))) {
+					t.Fatalf("threads %d %v: [%d] = %v, want %v", threads, sz, i, got[i], want[i])
+				}
+			}
+		}
+		if err := cpu.SgemmRows(1, 4, 1, []float32{1}, make([]float32, 5), []int{2}, make([]float32, 4)); err == nil {
+			t.Fatal("a row past the end of b was accepted")
+		}
+		if err := cpu.SgemmRows(1, 4, 1, []float32{1}, make([]float32, 5), []int{-1}, make([]float32, 4)); err == nil {
+			t.Fatal("a negative row offset was accepted")
+		}
+	}
+}

@@ -1,0 +1,115 @@
+// Package vec holds the engine's f32 row kernels: AVX2 assembly on amd64
+// (when the CPU has AVX2 and FMA), the portable Go loops below otherwise and
+// for the tails. Every function takes len(dst) elements from each source
+// (which must be at least that long); dst may be one of the sources.
+//
+// Axpy:      dst[i] += a*x[i]
+// Affine:    dst[i] = x[i]*a + b (fused multiply-add on AVX2)
+// Clamp:     dst[i] = min(max(x[i], lo), hi); NaN stays NaN
+// Mul, Add:  dst[i] = x[i] op y[i]
+// MulAdd:    dst[i] += x[i] * y[i]
+// Max:       dst[i] = max(x[i], y[i]), NaN when either is NaN
+// HardSwish: dst[i] = x[i] * min(max(x[i]/6 + 0.5, 0), 1)
+// LeakyRelu: dst[i] = x[i] < 0 ? a*x[i] : x[i]
+// Dot:       sum of x[i]*y[i], in another order than a Go loop
+// Sum:       sum of x[i], likewise
+// Dot4:      out[j] = Dot(x, y[j*ldy:]) for j < 4, sharing the loads of x
+// Gather2:   dst[i] = src[2*i] (src at least 2*len(dst)-1 long)
+package vec
+
+func axpyGo(dst, x []float32, a float32) {
+	x = x[:len(dst)]
+	for i := range dst {
+		dst[i] += a * x[i]
+	}
+}
+
+func affineGo(dst, x []float32, a, b float32) {
+	x = x[:len(dst)]
+	for i := range dst {
+		dst[i] = x[i]*a + b
+	}
+}
+
+func clampGo(dst, x []float32, lo, hi float32) {
+	x = x[:len(dst)]
+	for i := range dst {
+		dst[i] = min(max(x[i], lo), hi)
+	}
+}
+
+func mulGo(dst, x, y []float32) {
+	x, y = x[:len(dst)], y[:len(dst)]
+	for i := range dst {
+		dst[i] = x[i] * y[i]
+	}
+}
+
+func addGo(dst, x, y []float32) {
+	x, y = x[:len(dst)], y[:len(dst)]
+	for i := range dst {
+		dst[i] = x[i] + y[i]
+	}
+}
+
+func hardSwishGo(dst, x []float32) {
+	x = x[:len(dst)]
+	for i := range dst {
+		v := x[i]
+		dst[i] = v * min(max(v/6+0.5, 0), 1)
+	}
+}
+
+func leakyGo(dst, x []float32, a float32) {
+	x = x[:len(dst)]
+	for i := range dst {
+		v := x[i]
+		if v < 0 {
+			v *= a
+		}
+		dst[i] = v
+	}
+}
+
+func dotGo(x, y []float32) float32 {
+	y = y[:len(x)]
+	var s float32
+	for i := range x {
+		s += x[i] * y[i]
+	}
+	return s
+}
+
+func mulAddGo(dst, x, y []float32) {
+	x, y = x[:len(dst)], y[:len(dst)]
+	for i := range dst {
+		dst[i] += x[i] * y[i]
+	}
+}
+
+func maxGo(dst, x, y []float32) {
+	x, y = x[:len(dst)], y[:len(dst)]
+	for i := range dst {
+		dst[i] = max(x[i], y[i])
+	}
+}
+
+func sumGo(x []float32) float32 {
+	var s float32
+	for _, v := range x {
+		s += v
+	}
+	return s
+}
+
+func dot4Go(out *[4]float32, x, y []float32, ldy int) {
+	for j := range out {
+		out[j] = dotGo(x, y[j*ldy:j*ldy+len(x)])
+	}
+}
+
+func gather2Go(dst, src []float32) {
+	for i := range dst {
+		dst[i] = src[2*i]
+	}
+}

@@ -1,0 +1,188 @@
+//go:build amd64 && !purego
+
+package vec
+
+import "golang.org/x/sys/cpu"
+
+var haveAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+
+//go:noescape
+func axpyAVX2(dst, x *float32, n int, a float32)
+
+//go:noescape
+func affineAVX2(dst, x *float32, n int, a, b float32)
+
+//go:noescape
+func clampAVX2(dst, x *float32, n int, lo, hi float32)
+
+//go:noescape
+func mulAVX2(dst, x, y *float32, n int)
+
+//go:noescape
+func addAVX2(dst, x, y *float32, n int)
+
+//go:noescape
+func hardSwishAVX2(dst, x *float32, n int)
+
+//go:noescape
+func leakyAVX2(dst, x *float32, n int, a float32)
+
+// body returns how many leading elements of an n-element operation the
+// AVX2 kernels take (a multiple of 8), 0 when they do not run.
+func body(n int) int {
+	if !haveAVX2 {
+		return 0
+	}
+	return n &^ 7
+}
+
+func Axpy(dst, x []float32, a float32) {
+	x = x[:len(dst)]
+	k := body(len(dst))
+	if k > 0 {
+		axpyAVX2(&dst[0], &x[0], k, a)
+	}
+	axpyGo(dst[k:], x[k:], a)
+}
+
+func Affine(dst, x []float32, a, b float32) {
+	x = x[:len(dst)]
+	k := body(len(dst))
+	if k > 0 {
+		affineAVX2(&dst[0], &x[0], k, a, b)
+	}
+	affineGo(dst[k:], x[k:], a, b)
+}
+
+func Clamp(dst, x []float32, lo, hi float32) {
+	x = x[:len(dst)]
+	k := body(len(dst))
+	if k > 0 {
+		clampAVX2(&dst[0], &x[0], k, lo, hi)
+	}
+	clampGo(dst[k:], x[k:], lo, hi)
+}
+
+func Mul(dst, x, y []float32) {
+	x, y = x[:len(dst)], y[:len(dst)]
+	k := body(len(dst))
+	if k > 0 {
+		mulAVX2(&dst[0], &x[0], &y[0], k)
+	}
+	mulGo(dst[k:], x[k:], y[k:])
+}
+
+func Add(dst, x, y []float32) {
+	x, y = x[:len(dst)], y[:len(dst)]
+	k := body(len(dst))
+	if k > 0 {
+		addAVX2(&dst[0], &x[0], &y[0], k)
+	}
+	addGo(dst[k:], x[k:], y[k:])
+}
+
+func HardSwish(dst, x []float32) {
+	x = x[:len(dst)]
+	k := body(len(dst))
+	if k > 0 {
+		hardSwishAVX2(&dst[0], &x[0], k)
+	}
+	hardSwishGo(dst[k:], x[k:])
+}
+
+func LeakyRelu(dst, x []float32, a float32) {
+	x = x[:len(dst)]
+	k := 0
+	if a >= 0 && a <= 1 {
+		k = body(len(dst))
+	}
+	if k > 0 {
+		leakyAVX2(&dst[0], &x[0], k, a)
+	}
+	leakyGo(dst[k:], x[k:], a)
+}
+
+//go:noescape
+func dotAVX2(x, y *float32, n int) float32
+
+func Dot(x, y []float32) float32 {
+	y = y[:len(x)]
+	k := body(len(x))
+	var s float32
+	if k > 0 {
+		s = dotAVX2(&x[0], &y[0], k)
+	}
+	return s + dotGo(x[k:], y[k:])
+}
+
+//go:noescape
+func mulAddAVX2(dst, x, y *float32, n int)
+
+func MulAdd(dst, x, y []float32) {
+	x, y = x[:len(dst)], y[:len(dst)]
+	k := body(len(dst))
+	if k > 0 {
+		mulAddAVX2(&dst[0], &x[0], &y[0], k)
+	}
+	mulAddGo(dst[k:], x[k:], y[k:])
+}
+
+//go:noescape
+func maxAVX2(dst, x, y *float32, n int)
+
+func Max(dst, x, y []float32) {
+	x, y = x[:len(dst)], y[:len(dst)]
+	k := body(len(dst))
+	if k > 0 {
+		maxAVX2(&dst[0], &x[0], &y[0], k)
+	}
+	maxGo(dst[k:], x[k:], y[k:])
+}
+
+//go:noescape
+func sumAVX2(x *float32, n int) float32
+
+func Sum(x []float32) float32 {
+	k := body(len(x))
+	var s float32
+	if k > 0 {
+		s = sumAVX2(&x[0], k)
+	}
+	return s + sumGo(x[k:])
+}
+
+//go:noescape
+func dot4AVX2(x, y *float32, ldy, n int, out *float32)
+
+func Dot4(out *[4]float32, x, y []float32, ldy int) {
+	n := len(x)
+	_ = y[3*ldy+n-1]
+	k := body(n)
+	if k > 0 {
+		dot4AVX2(&x[0], &y[0], ldy, k, &out[0])
+	} else {
+		*out = [4]float32{}
+	}
+	for j := range out {
+		out[j] += dotGo(x[k:], y[j*ldy+k:j*ldy+n])
+	}
+}
+
+//go:noescape
+func gather2AVX2(dst, src *float32, n int)
+
+func Gather2(dst, src []float32) {
+	n := len(dst)
+	if n == 0 {
+		return
+	}
+	_ = src[2*n-2]
+	k := body(n)
+	if 2*k > len(src) { // the kernel reads src[2k-1]
+		k -= 8
+	}
+	if k > 0 {
+		gather2AVX2(&dst[0], &src[0], k)
+	}
+	gather2Go(dst[k:], src[2*k:])
+}

@@ -1,0 +1,350 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// All kernels: n is a positive multiple of 8; pointers may alias when dst
+// and a source are the same slice (each element is read before it is
+// written).
+
+// func axpyAVX2(dst, x *float32, n int, a float32)
+// dst[i] += a * x[i]
+TEXT ·axpyAVX2(SB), NOSPLIT, $0-28
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS a+24(FP), Y0
+	SHRQ $3, CX
+axpyloop:
+	VMOVUPS (DI), Y1
+	VFMADD231PS (SI), Y0, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ axpyloop
+	VZEROUPPER
+	RET
+
+// func affineAVX2(dst, x *float32, n int, a, b float32)
+// dst[i] = x[i]*a + b
+TEXT ·affineAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS a+24(FP), Y0
+	VBROADCASTSS b+28(FP), Y2
+	SHRQ $3, CX
+affloop:
+	VMOVUPS (SI), Y1
+	VFMADD213PS Y2, Y0, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ affloop
+	VZEROUPPER
+	RET
+
+// func clampAVX2(dst, x *float32, n int, lo, hi float32)
+// dst[i] = min(max(x[i], lo), hi), a NaN in x stays NaN
+TEXT ·clampAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS lo+24(FP), Y0
+	VBROADCASTSS hi+28(FP), Y2
+	SHRQ $3, CX
+clamploop:
+	VMOVUPS (SI), Y1
+	VMAXPS Y1, Y0, Y3
+	VMINPS Y3, Y2, Y3
+	VMOVUPS Y3, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ clamploop
+	VZEROUPPER
+	RET
+
+// func mulAVX2(dst, x, y *float32, n int)
+// dst[i] = x[i] * y[i]
+TEXT ·mulAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ y+16(FP), DX
+	MOVQ n+24(FP), CX
+	SHRQ $3, CX
+mulloop:
+	VMOVUPS (SI), Y1
+	VMULPS (DX), Y1, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, DI
+	DECQ CX
+	JNZ mulloop
+	VZEROUPPER
+	RET
+
+// func addAVX2(dst, x, y *float32, n int)
+// dst[i] = x[i] + y[i]
+TEXT ·addAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ y+16(FP), DX
+	MOVQ n+24(FP), CX
+	SHRQ $3, CX
+addloop:
+	VMOVUPS (SI), Y1
+	VADDPS (DX), Y1, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, DI
+	DECQ CX
+	JNZ addloop
+	VZEROUPPER
+	RET
+
+// func hardSwishAVX2(dst, x *float32, n int)
+// dst[i] = x[i] * min(max(x[i]/6 + 0.5, 0), 1)
+TEXT ·hardSwishAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), CX
+	MOVL $0x40c00000, AX // 6.0
+	MOVL AX, X0
+	VBROADCASTSS X0, Y0
+	MOVL $0x3f000000, AX // 0.5
+	MOVL AX, X4
+	VBROADCASTSS X4, Y4
+	MOVL $0x3f800000, AX // 1.0
+	MOVL AX, X5
+	VBROADCASTSS X5, Y5
+	VXORPS Y6, Y6, Y6
+	SHRQ $3, CX
+hswloop:
+	VMOVUPS (SI), Y1
+	VDIVPS Y0, Y1, Y2
+	VADDPS Y4, Y2, Y2
+	VMAXPS Y2, Y6, Y2
+	VMINPS Y2, Y5, Y2
+	VMULPS Y2, Y1, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ hswloop
+	VZEROUPPER
+	RET
+
+// func leakyAVX2(dst, x *float32, n int, a float32)
+// dst[i] = max(x[i], a*x[i]), which is LeakyRelu for 0 <= a <= 1
+TEXT ·leakyAVX2(SB), NOSPLIT, $0-28
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS a+24(FP), Y0
+	SHRQ $3, CX
+leakyloop:
+	VMOVUPS (SI), Y1
+	VMULPS Y1, Y0, Y2
+	VMAXPS Y1, Y2, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ leakyloop
+	VZEROUPPER
+	RET
+
+// func dotAVX2(x, y *float32, n int) float32
+// sum of x[i]*y[i], four accumulators
+TEXT ·dotAVX2(SB), NOSPLIT, $0-28
+	MOVQ x+0(FP), SI
+	MOVQ y+8(FP), DX
+	MOVQ n+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	CMPQ CX, $32
+	JLT dot8
+dot32:
+	VMOVUPS (SI), Y4
+	VMOVUPS 32(SI), Y5
+	VMOVUPS 64(SI), Y6
+	VMOVUPS 96(SI), Y7
+	VFMADD231PS (DX), Y4, Y0
+	VFMADD231PS 32(DX), Y5, Y1
+	VFMADD231PS 64(DX), Y6, Y2
+	VFMADD231PS 96(DX), Y7, Y3
+	ADDQ $128, SI
+	ADDQ $128, DX
+	SUBQ $32, CX
+	CMPQ CX, $32
+	JGE dot32
+dot8:
+	CMPQ CX, $0
+	JE dotsum
+	VMOVUPS (SI), Y4
+	VFMADD231PS (DX), Y4, Y0
+	ADDQ $32, SI
+	ADDQ $32, DX
+	SUBQ $8, CX
+	JMP dot8
+dotsum:
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	MOVSS X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func mulAddAVX2(dst, x, y *float32, n int)
+// dst[i] += x[i] * y[i]
+TEXT ·mulAddAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ y+16(FP), DX
+	MOVQ n+24(FP), CX
+	SHRQ $3, CX
+maddloop:
+	VMOVUPS (SI), Y1
+	VMOVUPS (DI), Y2
+	VFMADD231PS (DX), Y1, Y2
+	VMOVUPS Y2, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, DI
+	DECQ CX
+	JNZ maddloop
+	VZEROUPPER
+	RET
+
+// func maxAVX2(dst, x, y *float32, n int)
+// dst[i] = max(x[i], y[i]), NaN if either is NaN
+TEXT ·maxAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ y+16(FP), DX
+	MOVQ n+24(FP), CX
+	SHRQ $3, CX
+maxloop:
+	VMOVUPS (SI), Y1
+	VMOVUPS (DX), Y2
+	VMAXPS Y1, Y2, Y3       // NaN in x (src2) gives x
+	VCMPPS $3, Y2, Y2, Y4   // y unordered (NaN)
+	VBLENDVPS Y4, Y2, Y3, Y3
+	VMOVUPS Y3, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, DI
+	DECQ CX
+	JNZ maxloop
+	VZEROUPPER
+	RET
+
+// func sumAVX2(x *float32, n int) float32
+// sum of x[i], four accumulators
+TEXT ·sumAVX2(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	CMPQ CX, $32
+	JLT sum8
+sum32:
+	VADDPS (SI), Y0, Y0
+	VADDPS 32(SI), Y1, Y1
+	VADDPS 64(SI), Y2, Y2
+	VADDPS 96(SI), Y3, Y3
+	ADDQ $128, SI
+	SUBQ $32, CX
+	CMPQ CX, $32
+	JGE sum32
+sum8:
+	CMPQ CX, $0
+	JE sumdone
+	VADDPS (SI), Y0, Y0
+	ADDQ $32, SI
+	SUBQ $8, CX
+	JMP sum8
+sumdone:
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	MOVSS X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func dot4AVX2(x, y *float32, ldy, n int, out *float32)
+// out[j] = sum of x[i]*y[j*ldy+i] for j < 4, i < n: four dot products
+// sharing the loads of x
+TEXT ·dot4AVX2(SB), NOSPLIT, $0-40
+	MOVQ x+0(FP), SI
+	MOVQ y+8(FP), DX
+	MOVQ ldy+16(FP), R11
+	SHLQ $2, R11
+	MOVQ n+24(FP), CX
+	MOVQ out+32(FP), DI
+	LEAQ (DX)(R11*1), R8
+	LEAQ (R8)(R11*1), R9
+	LEAQ (R9)(R11*1), R10
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	SHRQ $3, CX
+dot4loop:
+	VMOVUPS (SI), Y4
+	VFMADD231PS (DX), Y4, Y0
+	VFMADD231PS (R8), Y4, Y1
+	VFMADD231PS (R9), Y4, Y2
+	VFMADD231PS (R10), Y4, Y3
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, R8
+	ADDQ $32, R9
+	ADDQ $32, R10
+	DECQ CX
+	JNZ dot4loop
+	// reduce: hadd pairs then lanes
+	VHADDPS Y1, Y0, Y0      // [a01 a23 b01 b23 | a45 a67 b45 b67]
+	VHADDPS Y3, Y2, Y2      // same for c, d
+	VHADDPS Y2, Y0, Y0      // [a b c d | a' b' c' d']
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VMOVUPS X0, (DI)
+	VZEROUPPER
+	RET
+
+// func gather2AVX2(dst, src *float32, n int)
+// dst[i] = src[2*i] for i < n (reads src[0 : 2n])
+TEXT ·gather2AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $3, CX
+g2loop:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VSHUFPS $0x88, Y1, Y0, Y2 // [s0 s2 s8 s10 | s4 s6 s12 s14]
+	VPERMPD $0xD8, Y2, Y2     // [s0 s2 s4 s6 s8 s10 s12 s14]
+	VMOVUPS Y2, (DI)
+	ADDQ $64, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ g2loop
+	VZEROUPPER
+	RET

@@ -1,0 +1,23 @@
+//go:build !amd64 || purego
+
+package vec
+
+func Axpy(dst, x []float32, a float32)       { axpyGo(dst, x, a) }
+func Affine(dst, x []float32, a, b float32)  { affineGo(dst, x, a, b) }
+func Clamp(dst, x []float32, lo, hi float32) { clampGo(dst, x, lo, hi) }
+func Mul(dst, x, y []float32)                { mulGo(dst, x, y) }
+func Add(dst, x, y []float32)                { addGo(dst, x, y) }
+func HardSwish(dst, x []float32)             { hardSwishGo(dst, x) }
+func LeakyRelu(dst, x []float32, a float32)  { leakyGo(dst, x, a) }
+
+func Dot(x, y []float32) float32 { return dotGo(x, y) }
+
+func MulAdd(dst, x, y []float32) { mulAddGo(dst, x, y) }
+
+func Max(dst, x, y []float32) { maxGo(dst, x, y) }
+
+func Sum(x []float32) float32 { return sumGo(x) }
+
+func Dot4(out *[4]float32, x, y []float32, ldy int) { dot4Go(out, x, y, ldy) }
+
+func Gather2(dst, src []float32) { gather2Go(dst, src) }

@@ -1,0 +1,241 @@
+package onnx
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/fennec-edge/fennec/gpu"
+	"github.com/fennec-edge/fennec/nn"
+	pb "github.com/fennec-edge/fennec/nn/onnx/internal/onnxpb"
+)
+
+// naiveDepthwise is the textbook definition the fast kernel must match.
+func naiveDepthwise(w *window, x, wt, out []float32) {
+	for b := 0; b < w.n; b++ {
+		for ch := 0; ch < w.ch; ch++ {
+			for oy := 0; oy < w.oh; oy++ {
+				for ox := 0; ox < w.ow; ox++ {
+					var acc float32
+					for ki := 0; ki < w.kh; ki++ {
+						for kj := 0; kj < w.kw; kj++ {
+							iy, ix := oy*w.sh-w.pt+ki*w.dh, ox*w.sw-w.pl+kj*w.dw
+							if iy < 0 || iy >= w.h || ix < 0 || ix >= w.w {
+								continue
+							}
+							acc += x[((b*w.ch+ch)*w.h+iy)*w.w+ix] * wt[(ch*w.kh+ki)*w.kw+kj]
+						}
+					}
+					out[((b*w.ch+ch)*w.oh+oy)*w.ow+ox] = acc
+				}
+			}
+		}
+	}
+}
+
+// TestDepthwiseKernel: the phase-split and the small-plane kernels against the definition over
+// strides, dilations, asymmetric pads and odd sizes.
+func TestDepthwiseKernel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, tc := range []struct{ h, w, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr int }{
+		{8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+		{9, 7, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
+		{12, 10, 5, 5, 2, 1, 1, 1, 2, 2, 2, 2},
+		{11, 13, 5, 5, 1, 2, 1, 1, 2, 2, 2, 2},
+		{10, 10, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2},
+		{7, 9, 3, 2, 3, 2, 1, 2, 0, 1, 2, 0},
+		{5, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},
+		{1, 17, 1, 5, 1, 1, 1, 1, 0, 2, 0, 2},
+		{4, 4, 3, 3, 2, 2, 1, 1, 0, 0, 0, 0},
+	} {
+		t.Run(fmt.Sprintf("%+v", tc), func(t *testing.T) {
+			w := &window{n: 2, ch: 3, h: tc.h, w: tc.w, kh: tc.kh, kw: tc.kw, sh: tc.sh, sw: tc.sw, dh: tc.dh, dw: tc.dw,
+				pt: tc.pt, pl: tc.pl, pb: tc.pb, pr: tc.pr}
+			w.oh = (tc.h+tc.pt+tc.pb-(tc.dh*(tc.kh-1)+1))/tc.sh + 1
+			w.ow = (tc.w+tc.pl+tc.pr-(tc.dw*(tc.kw-1)+1))/tc.sw + 1
+			x := make([]float32, w.n*w.ch*w.h*w.w)
+			wt := make([]float32, w.ch*w.kh*w.kw)
+			for i := range x {
+				x[i] = float32(rng.NormFloat64())
+			}
+			for i := range wt {
+				wt[i] = float32(rng.NormFloat64())
+			}
+			got, want := make([]float32, w.n*w.ch*w.oh*w.ow), make([]float32, w.n*w.ch*w.oh*w.ow)
+			work := make([]float32, depthwiseWork(w))
+			for i := range work {
+				work[i] = float32(math.NaN()) // the kernel must not read stale scratch
+			}
+			naiveDepthwise(w, x, wt, want)
+			small := make([]float32, len(got))
+			depthwise(w, x, wt, got, work)
+			depthwiseSmall(w, x, wt, small, make([]float32, depthwiseSmallWork(w)))
+			for name, res := range map[string][]float32{"depthwise": got, "depthwiseSmall": small} {
+				for i := range res {
+					if d := math.Abs(float64(res[i] - want[i])); !(d <= 1e-5+1e-5*math.Abs(float64(want[i]))) {
+						t.Fatalf("%s: [%d] = %v, want %v", name, i, res[i], want[i])
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestIm2colPhased: the phased unrolling holds the plain one's columns, at
+// row stride w2 instead of ow.
+func TestIm2colPhased(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, tc := range []struct{ h, w, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr int }{
+		{8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+		{9, 7, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
+		{10, 10, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2},
+		{7, 9, 3, 2, 3, 2, 1, 2, 0, 1, 2, 0},
+		{1, 17, 1, 5, 1, 2, 1, 1, 0, 2, 0, 2},
+		{76, 32, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1},
+	} {
+		w := &window{n: 1, ch: 3, h: tc.h, w: tc.w, kh: tc.kh, kw: tc.kw, sh: tc.sh, sw: tc.sw, dh: tc.dh, dw: tc.dw,
+			pt: tc.pt, pl: tc.pl, pb: tc.pb, pr: tc.pr}
+		w.oh = (tc.h+tc.pt+tc.pb-(tc.dh*(tc.kh-1)+1))/tc.sh + 1
+		w.ow = (tc.w+tc.pl+tc.pr-(tc.dw*(tc.kw-1)+1))/tc.sw + 1
+		x := make([]float32, w.ch*w.h*w.w)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+		}
+		kk := w.ch * w.kh * w.kw
+		_, w2, planeSz := phaseDims(w)
+		plain, phased := make([]float32, kk*w.oh*w.ow), make([]float32, kk*w.oh*w2)
+		im2col(w, x, w.ch, plain)
+		im2colPhased(w, x, w.ch, phased, make([]float32, w.sh*w.sw*planeSz))
+		for r := 0; r < kk; r++ {
+			for oy := 0; oy < w.oh; oy++ {
+				for ox := 0; ox < w.ow; ox++ {
+					if a, b := phased[r*w.oh*w2+oy*w2+ox], plain[r*w.oh*w.ow+oy*w.ow+ox]; a != b {
+						t.Fatalf("%+v: row %d (%d,%d): %v, want %v", tc, r, oy, ox, a, b)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestMaxPoolPhased: the phased MaxPool against the definition, ceil_mode's
+// partial last windows and a NaN input included.
+func TestMaxPoolPhased(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, tc := range []struct {
+		h, w, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr int
+		ceil                                         bool
+	}{
+		{16, 16, 2, 2, 2, 2, 1, 1, 0, 0, 0, 0, false},
+		{15, 17, 2, 2, 2, 2, 1, 1, 0, 0, 0, 0, true},
+		{9, 20, 1, 2, 1, 2, 1, 1, 0, 0, 0, 0, false},
+		{12, 19, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, true},
+		{10, 18, 3, 3, 1, 1, 2, 2, 2, 2, 0, 1, false},
+	} {
+		w := &window{n: 1, ch: 2, h: tc.h, w: tc.w, kh: tc.kh, kw: tc.kw, sh: tc.sh, sw: tc.sw, dh: tc.dh, dw: tc.dw,
+			pt: tc.pt, pl: tc.pl, pb: tc.pb, pr: tc.pr}
+		outDim := func(in, p0, p1, k, d, s int) int {
+			num := in + p0 + p1 - (d*(k-1) + 1)
+			if !tc.ceil {
+				return num/s + 1
+			}
+			o := (num+s-1)/s + 1
+			if (o-1)*s >= in+p0 {
+				o--
+			}
+			return o
+		}
+		w.oh, w.ow = outDim(tc.h, tc.pt, tc.pb, tc.kh, tc.dh, tc.sh), outDim(tc.w, tc.pl, tc.pr, tc.kw, tc.dw, tc.sw)
+		x := make([]float32, w.ch*w.h*w.w)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+		}
+		x[5] = float32(math.NaN())
+		got, want := make([]float32, w.ch*w.oh*w.ow), make([]float32, w.ch*w.oh*w.ow)
+		maxPoolPhased(w, x, got, make([]float32, maxPoolWork(w)))
+		for p := 0; p < w.ch; p++ {
+			for oy := 0; oy < w.oh; oy++ {
+				for ox := 0; ox < w.ow; ox++ {
+					m := float32(math.Inf(-1))
+					for ki := 0; ki < w.kh; ki++ {
+						for kj := 0; kj < w.kw; kj++ {
+							iy, ix := oy*w.sh-w.pt+ki*w.dh, ox*w.sw-w.pl+kj*w.dw
+							if iy >= 0 && iy < w.h && ix >= 0 && ix < w.w {
+								m = max(m, x[(p*w.h+iy)*w.w+ix])
+							}
+						}
+					}
+					want[(p*w.oh+oy)*w.ow+ox] = m
+				}
+			}
+		}
+		for i := range got {
+			if got[i] != want[i] && !(got[i] != got[i] && want[i] != want[i]) {
+				t.Fatalf("%+v: [%d] = %v, want %v", tc, i, got[i], want[i])
+			}
+		}
+	}
+}
+
+// TestHostileWindows: strides, pads and dilations at the attribute limits
+// reach the phase-split and channel-last kernels without a panic: each run
+// either succeeds or fails with an error.
+func TestHostileWindows(t *testing.T) {
+	big := int64(math.MaxInt32)
+	ints := func(name string, v ...int64) *pb.AttributeProto {
+		return &pb.AttributeProto{Name: strp(name), Type: attrTypep(pb.AttributeProto_INTS), Ints: v}
+	}
+	cases := []struct {
+		name  string
+		node  *pb.NodeProto
+		inits []*pb.TensorProto
+	}{
+		{"depthwise, huge strides and pads", nodep("Conv", "c", []string{"x", "w"}, []string{"y"}, ints("strides", big, big), ints("pads", big, big, big, big),
+			&pb.AttributeProto{Name: strp("group"), Type: attrTypep(pb.AttributeProto_INT), I: i64p(2)}), []*pb.TensorProto{scalarInit("w", 1, 2, 1, 3, 3)}},
+		{"depthwise, huge dilation", nodep("Conv", "c", []string{"x", "w"}, []string{"y"}, ints("dilations", big, 1), ints("pads", big, 1, big, 1),
+			&pb.AttributeProto{Name: strp("group"), Type: attrTypep(pb.AttributeProto_INT), I: i64p(2)}), []*pb.TensorProto{scalarInit("w", 1, 2, 1, 3, 3)}},
+		{"conv, huge strides and pads", nodep("Conv", "c", []string{"x", "w"}, []string{"y"}, ints("strides", big, 3), ints("pads", big, 2, big, 2)),
+			[]*pb.TensorProto{scalarInit("w", 1, 3, 2, 3, 3)}},
+		{"maxpool, huge strides and pads", nodep("MaxPool", "p", []string{"x"}, []string{"y"}, ints("kernel_shape", 2, 2), ints("strides", big, big), ints("pads", 1, 1, 1, 1)), nil},
+		{"maxpool, ceil mode, stride 3", nodep("MaxPool", "p", []string{"x"}, []string{"y"}, ints("kernel_shape", 3, 3), ints("strides", 3, 3),
+			&pb.AttributeProto{Name: strp("ceil_mode"), Type: attrTypep(pb.AttributeProto_INT), I: i64p(1)}), nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := &pb.GraphProto{Name: strp("h"), Node: []*pb.NodeProto{tc.node}, Initializer: tc.inits,
+				Input:  []*pb.ValueInfoProto{valueProto("x", nn.Float32, 1, 2, 9, 11)},
+				Output: []*pb.ValueInfoProto{valueProto("y", nn.Float32)}}
+			m, err := Decode(marshal(t, model(13, g)), "h.onnx", "", Options{})
+			if err != nil {
+				t.Logf("refused at load: %v", err)
+				return
+			}
+			s, err := NewSession(m, gpu.NewCPU())
+			if err != nil {
+				t.Logf("refused at plan: %v", err)
+				return
+			}
+			x, _ := nn.New(nn.Float32, []int{1, 2, 9, 11}, 1000)
+			_, err = s.Run(map[string]*nn.Tensor{"x": x})
+			t.Logf("run: %v", err)
+		})
+	}
+}
+
+// TestInternalOpRefused: FusedConv is the fusion pass's own node; a model
+// file naming it gets the unsupported-operator error, not the kernel.
+func TestInternalOpRefused(t *testing.T) {
+	g := &pb.GraphProto{Name: strp("g"), Node: []*pb.NodeProto{nodep("FusedConv", "f", []string{"x", "w", ""}, []string{"y"})},
+		Initializer: []*pb.TensorProto{scalarInit("w", 1, 1, 1, 1, 1)},
+		Input:       []*pb.ValueInfoProto{valueProto("x", nn.Float32, 1, 1, 2, 2)},
+		Output:      []*pb.ValueInfoProto{valueProto("y", nn.Float32)}}
+	m, err := Decode(marshal(t, model(13, g)), "f.onnx", "", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewSession(m, gpu.NewCPU()); err == nil || !strings.Contains(err.Error(), "operator not implemented") {
+		t.Fatalf("NewSession: %v", err)
+	}
+}
