@@ -32,6 +32,7 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 HERE = os.path.dirname(os.path.abspath(__file__))
+DIRECT = False  # --direct: clients bypass the counting proxy (latency without its hops; no byte counts)
 
 
 def free_port():
@@ -86,6 +87,10 @@ class Proxy:
                 except OSError:
                     pass
 
+    @property
+    def addr_port(self):
+        return self.target if DIRECT else self.port
+
     def count(self):
         with self.lock:
             return self.bytes
@@ -96,6 +101,8 @@ class MemPoll:
 
     def __init__(self, procs):
         self.procs, self.peak, self.stop = procs, {p.pid: 0 for p in procs}, threading.Event()
+        self.cpu = {p.pid: 0.0 for p in procs}  # user+system seconds, last seen
+        self.tick = os.sysconf("SC_CLK_TCK")
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self):
@@ -106,7 +113,10 @@ class MemPoll:
                         for line in f:
                             if line.startswith("VmHWM:"):
                                 self.peak[p.pid] = max(self.peak[p.pid], int(line.split()[1]))
-                except OSError:
+                    with open("/proc/%d/stat" % p.pid) as f:
+                        st = f.read().rsplit(")", 1)[1].split()
+                        self.cpu[p.pid] = (int(st[11]) + int(st[12])) / self.tick
+                except (OSError, IndexError, ValueError):
                     pass
             self.stop.wait(0.1)
 
@@ -135,12 +145,13 @@ def follow(proc, line_re, rounds, proxy, log):
     return marks
 
 
-def summarize(name, marks, mem):
+def summarize(name, marks, mem, server_cpu, client_cpu):
     dts = [b[0] - a[0] for a, b in zip(marks, marks[1:])]
     dbs = [b[1] - a[1] for a, b in zip(marks, marks[1:])]
     return {"system": name, "rounds": len(marks), "accuracy": marks[-1][2],
             "round_s": statistics.median(dts), "round_bytes": statistics.median(dbs),
-            "client_peak_rss_kib": statistics.median(mem), "client_peak_rss_max_kib": max(mem)}
+            "client_peak_rss_kib": statistics.median(mem), "client_peak_rss_max_kib": max(mem),
+            "server_cpu_s": server_cpu, "clients_cpu_s": client_cpu}
 
 
 def run_flower(work, data, args):
@@ -152,11 +163,11 @@ def run_flower(work, data, args):
                             "--rounds", str(args.rounds), "--clients", str(args.devices), "--test", os.path.join(data, "test.csv")],
                            stdout=subprocess.PIPE, stderr=open(os.path.join(work, "flower-server.err"), "w"), text=True, env=env)
     time.sleep(0.5)  # not a wait for readiness: clients retry until the server listens
-    clients = [subprocess.Popen([py, os.path.join(HERE, "flower_wdbc.py"), "client", "--server", "127.0.0.1:%d" % proxy.port,
+    clients = [subprocess.Popen([py, os.path.join(HERE, "flower_wdbc.py"), "client", "--server", "127.0.0.1:%d" % proxy.addr_port,
                                  "--data", os.path.join(data, "device-%d.csv" % i)],
                                 stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "flower-client-%d.err" % i), "w"), env=env)
                for i in range(args.devices)]
-    mem = MemPoll(clients)
+    mem = MemPoll(clients + [srv])
     try:
         marks = follow(srv, r"^round (\d+) acc ([0-9.]+)", args.rounds, proxy, os.path.join(work, "flower-server.log"))
     finally:
@@ -168,7 +179,7 @@ def run_flower(work, data, args):
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
-    return summarize("flower", marks, [mem.peak[p.pid] for p in clients])
+    return summarize("flower", marks, [mem.peak[p.pid] for p in clients], mem.cpu[srv.pid], sum(mem.cpu[p.pid] for p in clients))
 
 
 def run_fennec(work, data, args, fennec, wasm):
@@ -192,10 +203,10 @@ def run_fennec(work, data, args, fennec, wasm):
         with open(creds, "w") as f:
             subprocess.run([fennec, "hub", "creds", "--secret", os.path.join(hubdir, "fleet.secret"), "--id", "device-%d" % i],
                            stdout=f, check=True)
-        agents.append(subprocess.Popen([fennec, "agent", "--hub", "nats://127.0.0.1:%d" % proxy.port, "--creds", creds,
-                                        "--module", wasm, "--data", os.path.join(data, "device-%d.csv" % i)],
+        agents.append(subprocess.Popen([fennec, "agent", "--hub", "nats://127.0.0.1:%d" % proxy.addr_port, "--creds", creds,
+                                        "--module", wasm, "--data", os.path.join(data, "device-%d.csv" % i)] + args.fennec_args.split(),
                                        stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "fennec-agent-%d.err" % i), "w")))
-    mem = MemPoll(agents)
+    mem = MemPoll(agents + [hub])
     try:
         marks = follow(hub, r"^round (\d+) completed:.* acc ([0-9.]+)", args.rounds, proxy, hub_log)
     finally:
@@ -207,7 +218,7 @@ def run_fennec(work, data, args, fennec, wasm):
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
-    return summarize("fennec", marks, [mem.peak[p.pid] for p in agents])
+    return summarize("fennec", marks, [mem.peak[p.pid] for p in agents], mem.cpu[hub.pid], sum(mem.cpu[p.pid] for p in agents))
 
 
 def main():
@@ -217,7 +228,12 @@ def main():
     ap.add_argument("--devices", type=int, default=10)
     ap.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "wdbc.csv"))
     ap.add_argument("--out", default="")
+    ap.add_argument("--systems", default="flower,fennec", help="comma-separated: flower, fennec")
+    ap.add_argument("--fennec-args", default="", help="extra flags for every fennec agent (space-separated)")
+    ap.add_argument("--direct", action="store_true", help="clients connect straight to the server (no byte counts)")
     args = ap.parse_args()
+    global DIRECT
+    DIRECT = args.direct
     if not os.path.exists(args.data):
         print("bench/flower: skipped: %s not found (the shared data directory)" % args.data)
         return
@@ -232,13 +248,15 @@ def main():
     wasm = os.path.join(work, "g", "risk-train.wasm")
     results = []
     for rep in range(args.reps):
-        for name in ("flower", "fennec"):
+        for name in args.systems.split(","):
             d = os.path.join(work, "%s-%d" % (name, rep))
             os.makedirs(d)
             r = run_flower(d, data, args) if name == "flower" else run_fennec(d, data, args, fennec, wasm)
             r["rep"] = rep
             print(json.dumps(r), flush=True)
             results.append(r)
+    if args.systems != "flower,fennec":
+        return
     med = {}
     for name in ("flower", "fennec"):
         rs = [r for r in results if r["system"] == name]

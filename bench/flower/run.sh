@@ -41,7 +41,7 @@ for w in "${what[@]}"; do
     ;;
   flower)
     echo "== Flower vs fennec on WDBC"
-    "$py" bench/flower/compare.py
+    "$py" bench/flower/compare.py --fennec-args=--keep-warm
     ;;
   *)
     echo "unknown part $w (want opacus or flower)" >&2; exit 2 ;;
