@@ -270,7 +270,10 @@ def main():
             ("bytes on the wire per round", "round_bytes", "%.0f", "<= 1x"),
             ("peak client RSS (KiB)", "client_peak_rss_kib", "%.0f", "<= 0.5x")]
     for label, k, fmt, goal in rows:
-        ratio = "%+.4f" % (g[k] - f[k]) if k == "accuracy" else "%.2fx" % (g[k] / f[k])
+        if k == "accuracy":
+            ratio = "%+.4f" % (g[k] - f[k])
+        else:
+            ratio = "%.2fx" % (g[k] / f[k]) if f[k] else "n/a"
         print("%-28s %12s %12s %8s  %s" % (label, fmt % f[k], fmt % g[k], ratio, goal))
     if args.out:
         with open(args.out, "w") as fh:
