@@ -210,3 +210,37 @@ func TestPrebuiltHostile(t *testing.T) {
 		})
 	}
 }
+
+// FuzzPrebuilt feeds arbitrary index and module bytes to the prebuilt
+// reader: it must return an error or a guest whose bytes match the index,
+// never panic or inflate past the recorded size.
+func FuzzPrebuilt(f *testing.F) {
+	wasm := []byte("\x00asm\x01\x00\x00\x00")
+	sum := sha256.Sum256(wasm)
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(wasm)
+	zw.Close()
+	f.Add([]byte(fmt.Sprintf(`{"guests":[{"name":"x","sha256":"%x","size":8}]}`, sum)), buf.Bytes())
+	f.Add([]byte(`{"guests":[{"name":"x","sha256":"`+strings.Repeat("0", 64)+`","size":67108864}]}`), buf.Bytes())
+	f.Add([]byte(`{}`), []byte{0x1f, 0x8b})
+	f.Fuzz(func(t *testing.T, index, gz []byte) {
+		fsys := fstest.MapFS{
+			"p/index.json": {Data: index},
+			"p/x.wasm.gz":  {Data: gz},
+			"p/x.toml":     {Data: []byte("name = \"x\"\nversion = \"1.0.0\"\nentrypoints = [\"run\"]\n")},
+		}
+		ix, err := readIndex(fsys, "p")
+		if err != nil {
+			return
+		}
+		g, err := readPrebuilt(fsys, "p", ix, "x")
+		if err != nil {
+			return
+		}
+		e, _ := ix.Find("x")
+		if s := sha256.Sum256(g.Wasm); len(g.Wasm) != e.Size || hex.EncodeToString(s[:]) != e.SHA256 {
+			t.Fatalf("accepted %d bytes not matching the index", len(g.Wasm))
+		}
+	})
+}
