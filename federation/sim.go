@@ -291,3 +291,12 @@ func (n MLP) Evaluate(ctx context.Context, in EvalInput) (EvalOutput, error) {
 	out, err := n.internal().Evaluate(ctx, in.internal())
 	return EvalOutput(out), err
 }
+
+// Shards splits the training rows over n devices: each shard lists row
+// indices into TrainX/TrainY. skew 0 is IID (a random equal split); skew > 0
+// draws each class's share per device from a Dirichlet(1/skew) distribution
+// (larger skew, more label imbalance). Every device gets at least one row;
+// the same seed gives the same split.
+func (d *Data) Shards(n int, skew float64, seed uint64) ([][]int, error) {
+	return (*sim.Data)(d).Shards(n, skew, seed)
+}

@@ -23,7 +23,7 @@ func init() { register(newAgentCmd) }
 func newAgentCmd() *cobra.Command {
 	var (
 		hubURL, credsFile, id, modulePath, dataPath, name, nkeyFile string
-		i32Labels, verbose                                          bool
+		i32Labels, verbose, keepWarm                                bool
 		rf                                                          rolloutFlags
 		mode                                                        string
 		mcfg                                                        federation.ModeConfig
@@ -153,7 +153,7 @@ another mode). In ldp the device adds its own noise: give it --noise-multiplier,
 				mode = ""
 			}
 			a, err := federation.NewAgent(federation.AgentConfig{Name: name, Conn: nc, ID: cid, Key: key,
-				Trainer: &federation.WasmTrainer{Mod: mod}, Data: ds, Logger: log, Mode: mode,
+				Trainer: &federation.WasmTrainer{Mod: mod, KeepWarm: keepWarm}, Data: ds, Logger: log, Mode: mode,
 				// The device side of the hub's privacy mode (or of
 				// --privacy-mode only), its steps served on this
 				// connection (fennec.NAME.mode.ID).
@@ -217,6 +217,7 @@ another mode). In ldp the device adds its own noise: give it --noise-multiplier,
 	f.StringVar(&name, "name", "default", "federation name")
 	f.BoolVar(&i32Labels, "i32-labels", false, "send labels as i32 class indices (default f32, as modules/risk-train expects)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log agent events")
+	f.BoolVar(&keepWarm, "keep-warm", false, "keep the training module's instance between rounds (no instantiation per round, at the cost of its memory while idle)")
 	f.StringVar(&nkeyFile, "nkey", "", "NATS credential (nkey seed from 'fennec deploy nkey') for a hub started with --access")
 	f.StringVar(&mode, "privacy-mode", "", "take part only in rounds of this privacy mode ("+strings.Join(federation.ModeNames(), ", ")+"); default: the hub's")
 	f.Float64Var(&mcfg.Clip, "clip", 1, "ldp: L2 bound of this device's update delta")

@@ -218,22 +218,27 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	say("fennec demo: %d bedside devices and an embedded hub (NATS + JetStream), %s over %d rounds on %s%s\n\n",
 		o.devices, o.strategy, o.rounds, dataset, privacy)
 
-	// The guest modules: built from this source tree, cached after the first run.
+	// The guest modules: built from the source tree (cached after the first
+	// run) or, away from one, the prebuilt copies this binary carries.
 	t0 := time.Now()
 	type guest struct {
 		wasm []byte
 		man  runtime.Manifest
 	}
 	mods := map[string]guest{}
+	origin := guests.FromSource
 	for _, name := range []string{"vitals-preprocess", "risk-train", "risk-infer"} {
-		wasm, man, err := guests.Load(ctx, name)
+		g, err := guests.Get(ctx, name)
 		if err != nil {
 			return &exitError{exitFailure, fmt.Errorf("building the %s module: %w", name, err)}
 		}
-		mods[name] = guest{wasm, man}
+		if g.Origin == guests.FromPrebuilt {
+			origin = g.Origin
+		}
+		mods[name] = guest{g.Wasm, g.Manifest}
 	}
-	say("modules   vitals-preprocess %s, risk-train %s, risk-infer %s (%.1fs)\n",
-		size(len(mods["vitals-preprocess"].wasm)), size(len(mods["risk-train"].wasm)), size(len(mods["risk-infer"].wasm)), time.Since(t0).Seconds())
+	say("modules   vitals-preprocess %s, risk-train %s, risk-infer %s (%s, %.1fs)\n",
+		size(len(mods["vitals-preprocess"].wasm)), size(len(mods["risk-train"].wasm)), size(len(mods["risk-infer"].wasm)), origin, time.Since(t0).Seconds())
 
 	// One runtime per device (and one for the hub), sharing the on-disk
 	// compilation cache: a device compiles nothing the first has compiled.

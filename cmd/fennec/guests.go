@@ -1,13 +1,14 @@
 package main
 
 import (
-	"errors"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
-	"github.com/fennec-edge/fennec/internal/guestbuild"
+	"github.com/fennec-edge/fennec/internal/atomicfile"
 	"github.com/fennec-edge/fennec/internal/guests"
 	"github.com/fennec-edge/fennec/internal/vitals"
 	"github.com/spf13/cobra"
@@ -21,15 +22,18 @@ func init() {
 func newGuestsCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "guests",
-		Short: "Build the example guest modules from the source tree",
+		Short: "Build the example guest modules (or write the prebuilt ones this binary carries)",
 	}
 	var out string
 	build := &cobra.Command{
 		Use:   "build [NAME...]",
 		Short: "Build example modules (all when none) into --out as NAME.wasm with NAME.toml",
-		Long: `Build compiles the example guest modules from this source tree: Go guests with the
-Go toolchain (GOOS=wasip1, -buildmode=c-shared), the C guest with clang for
-wasm32-wasi. Names: ` + strings.Join(guests.Names(), ", ") + `.`,
+		Long: `Build compiles the example guest modules from the fennec source tree: Go guests
+with the Go toolchain (GOOS=wasip1, -buildmode=c-shared), the C guest with clang
+for wasm32-wasi. Away from a source tree (an installed binary, $FENNEC_SRC unset),
+or without the toolchain a guest needs, it writes the prebuilt copy embedded in
+this binary instead, checked against its recorded sha256, and says so; rebuilding
+those needs a checkout. Names: ` + strings.Join(guests.Names(), ", ") + `.`,
 		RunE: func(c *cobra.Command, args []string) error {
 			names := args
 			if len(names) == 0 {
@@ -40,35 +44,31 @@ wasm32-wasi. Names: ` + strings.Join(guests.Names(), ", ") + `.`,
 					return err
 				}
 			}
+			var why []string
 			for _, n := range names {
-				wasm, man, err := guests.Load(c.Context(), n)
-				if errors.Is(err, guestbuild.ErrNoClang) {
-					fmt.Fprintf(c.ErrOrStderr(), "%s: skipped: %v\n", n, err)
-					continue
-				}
+				g, err := guests.Get(c.Context(), n)
 				if err != nil {
 					return &exitError{exitFailure, fmt.Errorf("%s: %w", n, err)}
 				}
-				line := fmt.Sprintf("%-18s %s %-8s %7d KiB", n, "v"+man.Version, "", len(wasm)>>10)
-				if out != "" {
-					root, _ := guests.Root()
-					manSrc := filepath.Join(root, guests.Sources[n])
-					if strings.HasSuffix(manSrc, ".c") {
-						manSrc = filepath.Dir(manSrc)
-					}
-					toml, err := os.ReadFile(filepath.Join(manSrc, "fennec.toml"))
-					if err != nil {
-						return err
-					}
-					if err := os.WriteFile(filepath.Join(out, n+".wasm"), wasm, 0o644); err != nil {
-						return err
-					}
-					if err := os.WriteFile(filepath.Join(out, n+".toml"), toml, 0o644); err != nil {
-						return err
-					}
-					line += "  -> " + filepath.Join(out, n+".wasm")
+				sum := sha256.Sum256(g.Wasm)
+				line := fmt.Sprintf("%-18s v%-6s %7d KiB  sha256 %x  %s", n, g.Manifest.Version, len(g.Wasm)>>10, sum[:6], g.Origin)
+				if g.Why != "" && !slices.Contains(why, g.Why) {
+					why = append(why, g.Why)
 				}
-				fmt.Fprintln(c.OutOrStdout(), strings.Join(strings.Fields(line), " "))
+				if out != "" {
+					wasmPath := filepath.Join(out, n+".wasm")
+					if err := atomicfile.WriteFile(wasmPath, g.Wasm, 0o644); err != nil {
+						return err
+					}
+					if err := atomicfile.WriteFile(filepath.Join(out, n+".toml"), g.ManifestTOML, 0o644); err != nil {
+						return err
+					}
+					line += "  -> " + wasmPath
+				}
+				fmt.Fprintln(c.OutOrStdout(), line)
+			}
+			for _, w := range why {
+				fmt.Fprintf(c.ErrOrStderr(), "prebuilt (embedded in this binary) because %s\n", w)
 			}
 			return nil
 		},

@@ -109,7 +109,9 @@ func (w *hubWasmFlags) load(ctx context.Context, cfg *federation.HubConfig, log 
 			closeEngine()
 			return nil, &exitError{exitBadInput, fmt.Errorf("--eval-module %s: %w", w.evalModule, err)}
 		}
-		ev := federation.DatasetEvaluator(&federation.WasmTrainer{Mod: mod}, ds, w.evalData)
+		// The hub evaluates every round: its one instance stays warm
+		// rather than being instantiated again each round.
+		ev := federation.DatasetEvaluator(&federation.WasmTrainer{Mod: mod, KeepWarm: true}, ds, w.evalData)
 		// The initial model must be one the module evaluates on this data
 		// (features, layout): say so now rather than warn every round.
 		if cfg.Initial != nil {

@@ -92,8 +92,13 @@ func runHubRounds(t *testing.T, dir string, p func(string) string, extra ...stri
 		if err := os.WriteFile(p(d+".creds"), []byte(creds), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, w := background(ctx, "agent", "--hub", "nats://"+addr, "--creds", p(d+".creds"),
-			"--module", p("risk-train.wasm"), "--data", p(d+".csv"))
+		args := []string{"agent", "--hub", "nats://" + addr, "--creds", p(d + ".creds"),
+			"--module", p("risk-train.wasm"), "--data", p(d + ".csv")}
+		if d == "cam-2" {
+			// One agent keeps its instance between rounds, one drains it.
+			args = append(args, "--keep-warm")
+		}
+		_, w := background(ctx, args...)
 		waits = append(waits, w)
 	}
 	eventually("two rounds", func() bool { return strings.Contains(hubOut.String(), "round 2 completed") })

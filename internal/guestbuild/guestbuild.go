@@ -57,11 +57,16 @@ func Go(ctx context.Context, srcDir, outDir string) (string, error) {
 	} else if !fi.IsDir() {
 		return "", fmt.Errorf("guestbuild: %s is not a directory", srcDir)
 	}
-	env := append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
-	key, err := goKey(ctx, gobin, srcDir, env)
+	env := goEnv()
+	src, err := goSourceDigest(ctx, gobin, srcDir, env)
 	if err != nil {
 		return "", err
 	}
+	ver, err := output(ctx, srcDir, env, gobin, "env", "GOVERSION")
+	if err != nil {
+		return "", fmt.Errorf("guestbuild: go env: %w", err)
+	}
+	key := shortKey("go "+ver, src)
 	out := filepath.Join(outDir, filepath.Base(srcDir)+"-"+key+".wasm")
 	if ok, err := exists(out); err != nil || ok {
 		return out, err
@@ -99,10 +104,47 @@ type listedPackage struct {
 	Error *struct{ Err string }
 }
 
-// goKey hashes the toolchain version, flags, and the sources of every
-// non-standard package in the build. Packages from a versioned module are
-// hashed by module path@version (the module cache is immutable).
-func goKey(ctx context.Context, gobin, srcDir string, env []string) (string, error) {
+func goEnv() []string {
+	return append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+}
+
+// shortKey is the cache key: the toolchain and the source digest.
+func shortKey(toolchain, source string) string {
+	h := sha256.Sum256([]byte(toolchain + "\n" + source + "\n"))
+	return hex.EncodeToString(h[:])[:16]
+}
+
+// GoVersion is the version of the Go toolchain on PATH (`go env GOVERSION`),
+// the one Go builds with.
+func GoVersion(ctx context.Context) (string, error) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrNoGo, err)
+	}
+	ver, err := output(ctx, "", goEnv(), gobin, "env", "GOVERSION")
+	if err != nil {
+		return "", fmt.Errorf("guestbuild: go env: %w", err)
+	}
+	return ver, nil
+}
+
+// GoSourceDigest is the hex sha256 of everything but the toolchain that goes
+// into Go's build of the guest in srcDir: the build flags and the sources of
+// every non-standard package it depends on (by import path and file name, so
+// the digest does not depend on where the tree is checked out). With the
+// same toolchain the same digest gives the same .wasm bytes.
+func GoSourceDigest(ctx context.Context, srcDir string) (string, error) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrNoGo, err)
+	}
+	return goSourceDigest(ctx, gobin, srcDir, goEnv())
+}
+
+// goSourceDigest hashes the flags and the sources of every non-standard
+// package in the build. Packages from a versioned module are hashed by module
+// path@version (the module cache is immutable).
+func goSourceDigest(ctx context.Context, gobin, srcDir string, env []string) (string, error) {
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, gobin, "list", "-deps", "-json=ImportPath,Dir,Standard,GoFiles,EmbedFiles,Module,Error", ".")
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = srcDir, env, &stdout, &stderr
@@ -111,11 +153,6 @@ func goKey(ctx context.Context, gobin, srcDir string, env []string) (string, err
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "goflags %q\n", goFlags)
-	ver, err := output(ctx, srcDir, env, gobin, "env", "GOVERSION")
-	if err != nil {
-		return "", fmt.Errorf("guestbuild: go env: %w", err)
-	}
-	fmt.Fprintf(h, "go %s\n", ver)
 	dec := json.NewDecoder(&stdout)
 	for {
 		var p listedPackage
@@ -142,7 +179,7 @@ func goKey(ctx context.Context, gobin, srcDir string, env []string) (string, err
 			}
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // C builds the single C source srcFile as a wasm32-wasi reactor module with
@@ -161,29 +198,15 @@ func C(ctx context.Context, srcFile, outDir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("guestbuild: %w", err)
 	}
-	incs := []string{filepath.Dir(srcFile)}
-	if root, ok := moduleRoot(filepath.Dir(srcFile)); ok {
-		if fi, err := os.Stat(filepath.Join(root, "sdk", "c")); err == nil && fi.IsDir() {
-			incs = append(incs, filepath.Join(root, "sdk", "c"))
-		}
-	}
-	args := cArgs(tc, incs)
-	h := sha256.New()
-	fmt.Fprintf(h, "clang %s\nargs %q\n", tc.version, args)
-	if err := hashFile(h, srcFile, filepath.Base(srcFile)); err != nil {
+	incs := cIncludes(srcFile)
+	src, err := cSourceDigest(srcFile, incs)
+	if err != nil {
 		return "", err
 	}
-	for _, dir := range incs {
-		hs, _ := filepath.Glob(filepath.Join(dir, "*.h"))
-		slices.Sort(hs)
-		for _, f := range hs {
-			if err := hashFile(h, f, f); err != nil {
-				return "", err
-			}
-		}
-	}
+	args := cArgs(tc, incs)
+	key := shortKey("clang "+tc.version+"\nsysroot "+tc.sysroot, src)
 	base := strings.TrimSuffix(filepath.Base(srcFile), filepath.Ext(srcFile))
-	out := filepath.Join(outDir, base+"-"+hex.EncodeToString(h.Sum(nil))[:16]+".wasm")
+	out := filepath.Join(outDir, base+"-"+key+".wasm")
 	if ok, err := exists(out); err != nil || ok {
 		return out, err
 	}
@@ -202,6 +225,59 @@ func C(ctx context.Context, srcFile, outDir string) (string, error) {
 		return "", fmt.Errorf("guestbuild: %w", err)
 	}
 	return out, nil
+}
+
+// cIncludes is the include path of a C guest: its own directory and sdk/c
+// of the enclosing Go module.
+func cIncludes(srcFile string) []string {
+	incs := []string{filepath.Dir(srcFile)}
+	if root, ok := moduleRoot(filepath.Dir(srcFile)); ok {
+		if fi, err := os.Stat(filepath.Join(root, "sdk", "c")); err == nil && fi.IsDir() {
+			incs = append(incs, filepath.Join(root, "sdk", "c"))
+		}
+	}
+	return incs
+}
+
+// CSourceDigest is the hex sha256 of everything but the toolchain that goes
+// into clang's build of the C guest srcFile: the fixed flags, the source and
+// the headers on its include path (by position and base name, so the digest
+// does not depend on where the tree is checked out). It needs no clang.
+func CSourceDigest(srcFile string) (string, error) {
+	srcFile, err := filepath.Abs(srcFile)
+	if err != nil {
+		return "", fmt.Errorf("guestbuild: %w", err)
+	}
+	return cSourceDigest(srcFile, cIncludes(srcFile))
+}
+
+func cSourceDigest(srcFile string, incs []string) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "cflags %q\n", cArgs(&toolchain{}, nil))
+	if err := hashFile(h, srcFile, filepath.Base(srcFile)); err != nil {
+		return "", err
+	}
+	for i, dir := range incs {
+		hs, _ := filepath.Glob(filepath.Join(dir, "*.h"))
+		slices.Sort(hs)
+		for _, f := range hs {
+			if err := hashFile(h, f, fmt.Sprintf("include%d/%s", i, filepath.Base(f))); err != nil {
+				return "", err
+			}
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// ClangVersion is the first line of `clang --version` of the clang that C
+// builds with; the error wraps ErrNoClang when there is none that can build
+// wasm32-wasi here.
+func ClangVersion(ctx context.Context) (string, error) {
+	tc, err := probeClang(ctx)
+	if err != nil {
+		return "", err
+	}
+	return tc.version, nil
 }
 
 func cArgs(tc *toolchain, incs []string) []string {

@@ -1,9 +1,16 @@
-// Package guests finds and builds the example guest modules that the fennec
-// command uses itself (the demo, the benchmarks). They are built from the
-// source tree with the Go toolchain (internal/guestbuild) and cached by
-// source hash in the user's cache directory, so only the first run pays
-// for the build. A binary run away from the source tree is told so.
+// Package guests gives the fennec command the example guest modules it uses
+// itself (the demo, the benchmarks, `fennec guests build`). In a fennec
+// source tree with the toolchains at hand they are built from source
+// (internal/guestbuild) and cached by source hash in the user's cache
+// directory, so an edit to a guest takes effect at once. Anywhere else (an
+// installed binary, no Go toolchain, no clang for the C guest) the prebuilt
+// copies embedded in the binary are used: reproducible builds of the same
+// sources, committed under prebuilt/ with their sha256 and source digest,
+// refreshed by `go generate ./internal/guests` and checked up to date by
+// this package's tests.
 package guests
+
+//go:generate go run ./gen
 
 import (
 	"bufio"
@@ -34,9 +41,31 @@ func Names() []string {
 	return []string{"vitals-preprocess", "risk-infer", "risk-train", "c-zscore", "probe"}
 }
 
-// ErrNoSource means the fennec source tree (or a Go toolchain) is not
-// available to build the guest.
+// ErrNoSource means the fennec source tree (or the toolchain a guest needs)
+// is not available to build the guest from source.
 var ErrNoSource = errors.New("guest sources not available")
+
+// Origin says where a guest's bytes came from.
+type Origin string
+
+const (
+	// FromSource: built from the source tree (or found in the build cache
+	// under its source hash).
+	FromSource Origin = "built from source"
+	// FromPrebuilt: the copy embedded in this binary.
+	FromPrebuilt Origin = "prebuilt"
+)
+
+// Guest is a guest module ready to compile.
+type Guest struct {
+	Name         string
+	Wasm         []byte
+	Manifest     runtime.Manifest
+	ManifestTOML []byte // the fennec.toml the manifest was read from
+	Origin       Origin
+	// Why says, for a prebuilt guest, why it was not built from source.
+	Why string
+}
 
 const modulePath = "github.com/fennec-edge/fennec"
 
@@ -45,11 +74,14 @@ const modulePath = "github.com/fennec-edge/fennec"
 // fennec module.
 func Root() (string, error) {
 	if d := os.Getenv("FENNEC_SRC"); d != "" {
+		if !isRoot(d) {
+			return "", fmt.Errorf("%w: FENNEC_SRC=%s is not a fennec source tree (no go.mod declaring %s)", ErrNoSource, d, modulePath)
+		}
 		return d, nil
 	}
 	dir, err := os.Getwd()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%w: %v", ErrNoSource, err)
 	}
 	for {
 		if isRoot(dir) {
@@ -89,16 +121,44 @@ func CacheDir() string {
 
 var mu sync.Mutex
 
-// Load builds (or finds in the cache) the named guest and returns its Wasm
-// bytes and its manifest (fennec.toml beside its source).
+// Get returns the named guest: built from the source tree when there is one
+// and the toolchain the guest needs is on PATH, the prebuilt copy embedded
+// in the binary otherwise. A guest whose sources are there but do not build
+// is an error, not a silent fallback to the prebuilt copy.
+func Get(ctx context.Context, name string) (Guest, error) {
+	g, err := Build(ctx, name)
+	if err == nil {
+		return g, nil
+	}
+	if !errors.Is(err, ErrNoSource) && !errors.Is(err, guestbuild.ErrNoGo) && !errors.Is(err, guestbuild.ErrNoClang) {
+		return Guest{}, err
+	}
+	p, perr := Prebuilt(name)
+	if perr != nil {
+		return Guest{}, fmt.Errorf("%w; and the prebuilt copy: %v", err, perr)
+	}
+	p.Why = err.Error()
+	return p, nil
+}
+
+// Load is Get returning the bytes and the manifest.
 func Load(ctx context.Context, name string) ([]byte, runtime.Manifest, error) {
+	g, err := Get(ctx, name)
+	return g.Wasm, g.Manifest, err
+}
+
+// Build builds the named guest from the source tree (or finds it in the
+// build cache), never falling back to the prebuilt copy. The error wraps
+// ErrNoSource when there is no source tree, guestbuild.ErrNoGo or
+// guestbuild.ErrNoClang when the toolchain is missing.
+func Build(ctx context.Context, name string) (Guest, error) {
 	rel, ok := Sources[name]
 	if !ok {
-		return nil, runtime.Manifest{}, fmt.Errorf("unknown guest %q", name)
+		return Guest{}, fmt.Errorf("unknown guest %q (known: %s)", name, strings.Join(Names(), ", "))
 	}
 	root, err := Root()
 	if err != nil {
-		return nil, runtime.Manifest{}, err
+		return Guest{}, err
 	}
 	src := filepath.Join(root, rel)
 	dir := src
@@ -106,9 +166,14 @@ func Load(ctx context.Context, name string) ([]byte, runtime.Manifest, error) {
 	if isC {
 		dir = filepath.Dir(src)
 	}
-	man, err := runtime.ReadManifest(filepath.Join(dir, "fennec.toml"))
+	manPath := filepath.Join(dir, "fennec.toml")
+	toml, err := os.ReadFile(manPath)
 	if err != nil {
-		return nil, runtime.Manifest{}, err
+		return Guest{}, fmt.Errorf("guest %s: %w", name, err)
+	}
+	man, err := runtime.ParseManifest(toml, manPath)
+	if err != nil {
+		return Guest{}, err
 	}
 	mu.Lock()
 	var path string
@@ -119,13 +184,16 @@ func Load(ctx context.Context, name string) ([]byte, runtime.Manifest, error) {
 	}
 	mu.Unlock()
 	if errors.Is(err, guestbuild.ErrNoGo) {
-		return nil, runtime.Manifest{}, fmt.Errorf("%w: building %s needs the Go toolchain on PATH: %v", ErrNoSource, name, err)
+		return Guest{}, fmt.Errorf("%w: building %s needs the Go toolchain on PATH: %w", ErrNoSource, name, err)
 	}
 	if err != nil {
-		return nil, runtime.Manifest{}, err
+		return Guest{}, err
 	}
 	wasm, err := os.ReadFile(path)
-	return wasm, man, err
+	if err != nil {
+		return Guest{}, err
+	}
+	return Guest{Name: name, Wasm: wasm, Manifest: man, ManifestTOML: toml, Origin: FromSource}, nil
 }
 
 // Compile loads the named guest and compiles it in eng.
