@@ -114,7 +114,8 @@ func (m *Module) runCommand(ctx context.Context, opts RunOptions) (uint32, error
 		stdout = opts.Stdout
 	}
 	if opts.Stderr != nil {
-		stderr = io.MultiWriter(opts.Stderr, stderrLog) // the log keeps the tail for a trap's message
+		stderrLog.quiet = true // it only keeps the tail for a trap's message
+		stderr = io.MultiWriter(opts.Stderr, stderrLog)
 	}
 	var fs wazero.FSConfig
 	if len(opts.Dirs) > 0 {

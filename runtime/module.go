@@ -518,6 +518,7 @@ type lineLogger struct {
 	over   int    // bytes of the current line beyond maxLine
 	reason string // the last line that explains a failure
 	last   string // the last line
+	quiet  bool   // keep the tail only; the guest's stream goes elsewhere
 }
 
 // tail returns what best explains a trap among the lines the guest wrote
@@ -567,7 +568,9 @@ func (w *lineLogger) Write(p []byte) (int, error) {
 
 func (w *lineLogger) flush() {
 	line := w.buf.Bytes()
-	w.host.GuestOutput(w.level, w.stream, line, len(line)+w.over)
+	if !w.quiet {
+		w.host.GuestOutput(w.level, w.stream, line, len(line)+w.over)
+	}
 	s := string(line)
 	w.buf.Reset()
 	w.over = 0

@@ -153,6 +153,16 @@ func goKey(ctx context.Context, gobin, srcDir string, env []string) (string, err
 // __attribute__((export_name("name"))). When clang cannot build wasm here the
 // error wraps ErrNoClang.
 func C(ctx context.Context, srcFile, outDir string) (string, error) {
+	return cBuild(ctx, srcFile, outDir, "reactor")
+}
+
+// CCommand is C for a WASI command module (-mexec-model=command): a C
+// program with main, as wasi-sdk builds it for wasmtime and WasmEdge.
+func CCommand(ctx context.Context, srcFile, outDir string) (string, error) {
+	return cBuild(ctx, srcFile, outDir, "command")
+}
+
+func cBuild(ctx context.Context, srcFile, outDir, model string) (string, error) {
 	tc, err := probeClang(ctx)
 	if err != nil {
 		return "", err
@@ -168,6 +178,7 @@ func C(ctx context.Context, srcFile, outDir string) (string, error) {
 		}
 	}
 	args := cArgs(tc, incs)
+	args[1] = "-mexec-model=" + model
 	h := sha256.New()
 	fmt.Fprintf(h, "clang %s\nargs %q\n", tc.version, args)
 	if err := hashFile(h, srcFile, filepath.Base(srcFile)); err != nil {
