@@ -123,7 +123,7 @@ func (s *ModelSet) Add(p Preload) error {
 	if err != nil {
 		return fmt.Errorf("model %s: %s: %w", p.Name, p.Path, err)
 	}
-	sm := &SharedModel{Name: p.Name, Path: p.Path, Bytes: fi.Size(), sess: sess, inputs: m.Inputs(), outputs: m.Outputs()}
+	sm := &SharedModel{Name: p.Name, Path: p.Path, Bytes: fi.Size(), sess: sess, inputs: m.Inputs(), outputs: modelOutputs(m)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -172,4 +172,28 @@ func (s *ModelSet) Close() {
 	for _, m := range ms {
 		m.sess.Close()
 	}
+}
+
+// modelOutputs describes m's outputs, taking the dtype and shape that shape
+// inference derives where the file declares none.
+func modelOutputs(m *onnx.Model) []onnx.ValueInfo {
+	outs := slices.Clone(m.Outputs())
+	var inferred map[string]onnx.ValueInfo
+	for i, o := range outs {
+		if o.DType != 0 && o.HasShape {
+			continue
+		}
+		if inferred == nil {
+			inferred = m.InferShapes()
+		}
+		if v, ok := inferred[o.Name]; ok {
+			if o.DType == 0 {
+				outs[i].DType = v.DType
+			}
+			if !o.HasShape {
+				outs[i].Shape, outs[i].HasShape = v.Shape, v.HasShape
+			}
+		}
+	}
+	return outs
 }

@@ -267,7 +267,7 @@ func nnLoad(ctx context.Context, in *Instance, mod api.Module, stack []uint64) u
 		sess.Close()
 		return in.nnFail(NNTooLarge, op, "%v", err)
 	}
-	g := &nnGraph{name: "guest model", sess: sess, inputs: m.Inputs(), outputs: m.Outputs(), owned: true, charge: int64(dlen)}
+	g := &nnGraph{name: "guest model", sess: sess, inputs: m.Inputs(), outputs: modelOutputs(m), owned: true, charge: int64(dlen)}
 	id, err := in.addGraph(g)
 	if err != nil {
 		in.closeGraph(g)
