@@ -108,7 +108,7 @@ func (g *Group) Lookup(name string) *Func {
 
 // Builtin returns the groups of ABI v1 that this package implements.
 func Builtin() []Group {
-	return []Group{coreGroup(), tensorGroup(), privacyGroup()}
+	return []Group{coreGroup(), tensorGroup(), privacyGroup(), wasiNNGroup(), nnGroup()}
 }
 
 // Register instantiates each group as a host module in r.
@@ -145,6 +145,9 @@ type InstanceConfig struct {
 	// Output rate-limits the instance's log output (fennec.log, and its
 	// stdout and stderr through GuestOutput); zero fields take defaults.
 	Output OutputLimits
+	// NN is what the instance may do with models (wasi_ephemeral_nn,
+	// fennec_nn); zero fields take defaults.
+	NN NNConfig
 }
 
 // Defaults for InstanceConfig.
@@ -185,6 +188,9 @@ type Instance struct {
 	// held is host scratch of the current host call counted against the
 	// tensor quota (hold/unhold, quota.go).
 	held int64
+	// nn holds the instance's model graphs and execution contexts
+	// (nnstate.go), created on first use.
+	nn *nnState
 }
 
 var saltCounter atomic.Uint32
@@ -197,10 +203,19 @@ func NewInstance(cfg InstanceConfig) (*Instance, error) {
 		config.Default("hostfuncs: InstanceConfig.MaxTensorBytes", &cfg.MaxTensorBytes, DefaultMaxTensorBytes),
 		config.Default("hostfuncs: InstanceConfig.MaxHandles", &cfg.MaxHandles, DefaultMaxHandles),
 		config.Default("hostfuncs: InstanceConfig.MaxOutputBytes", &cfg.MaxOutputBytes, DefaultMaxOutputBytes),
+		config.Default("hostfuncs: InstanceConfig.NN.MaxGraphs", &cfg.NN.MaxGraphs, DefaultMaxNNGraphs),
+		config.Default("hostfuncs: InstanceConfig.NN.MaxContexts", &cfg.NN.MaxContexts, DefaultMaxNNContexts),
 	); err != nil {
 		return nil, err
 	}
 	cfg.MaxHandles = min(cfg.MaxHandles, maxSlots)
+	switch cfg.NN.ABI {
+	case "":
+		cfg.NN.ABI = NNABIWasmtime
+	case NNABIWasmtime, NNABIWasmEdge:
+	default:
+		return nil, fmt.Errorf("hostfuncs: InstanceConfig.NN.ABI %q is not %q or %q", cfg.NN.ABI, NNABIWasmtime, NNABIWasmEdge)
+	}
 	if cfg.Output, err = cfg.Output.withDefaults(); err != nil {
 		return nil, err
 	}
@@ -326,6 +341,7 @@ func (in *Instance) Close() {
 	in.closed = true
 	in.disarm()
 	in.out.flush(in.log)
+	in.closeNN()
 	in.tab.each(func(t gpu.Tensor) { in.cfg.Backend.Free(t) })
 	in.tab = handleTable{salt: in.tab.salt}
 	in.bytes = 0

@@ -8,6 +8,8 @@ import "time"
 // ESTATE with a message saying what is not configured.
 type Services struct {
 	Privacy *PrivacyServices
+	// NN holds the operator's models for wasi_ephemeral_nn and fennec_nn.
+	NN *NNServices
 }
 
 // CallInfo is what the host says about one entrypoint call, beyond its

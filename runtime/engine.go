@@ -199,11 +199,17 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.Allow != nil {
 		e.allow = slices.Clone(cfg.Allow)
 	} else {
-		e.allow = []string{CapWASIEnv}
+		e.allow = []string{CapWASIEnv, CapWASIDirs}
 		for _, g := range e.groups {
-			if g.Capability != "" {
-				e.allow = append(e.allow, g.Capability)
+			if g.Capability == "" {
+				continue
 			}
+			// The model groups are denied unless the operator configured
+			// models (Services.NN) or lists them in Allow.
+			if (g.Capability == hostfuncs.CapWASINN || g.Capability == hostfuncs.CapNN) && (cfg.Services == nil || cfg.Services.NN == nil) {
+				continue
+			}
+			e.allow = append(e.allow, g.Capability)
 		}
 		if cfg.DataDir != "" {
 			e.allow = append(e.allow, CapWASIData)
@@ -307,7 +313,7 @@ var wasmMagic = []byte{0, 'a', 's', 'm'}
 
 // Compile validates and compiles a module with its manifest.
 func (e *Engine) Compile(ctx context.Context, wasm []byte, man Manifest) (*Module, error) {
-	if man.Name == "" || len(man.Entrypoints) == 0 {
+	if man.Name == "" || (len(man.Entrypoints) == 0 && !man.Command) {
 		return nil, fmt.Errorf("%w: manifest has no name or no entrypoints (use ParseManifest)", ErrManifest)
 	}
 	if len(wasm) < 8 || !bytes.Equal(wasm[:4], wasmMagic) {
@@ -316,6 +322,9 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, man Manifest) (*Modul
 	lim, err := e.moduleLimits(man)
 	if err != nil {
 		return nil, fmt.Errorf("module %s: %w", man.Name, err)
+	}
+	if man.Command && lim.preemption == PreemptHostCalls {
+		return nil, fmt.Errorf("module %s: %w: a command module runs with strict preemption; limits.preemption = %q is for reactors", man.Name, ErrInvalidModule, PreemptHostCalls)
 	}
 	if lim.preemption == PreemptHostCalls && !e.cfg.AllowHostCallPreemption {
 		return nil, fmt.Errorf("module %s: %w: limits.preemption = %q is not allowed by this host", man.Name, ErrCapability, PreemptHostCalls)
@@ -559,9 +568,19 @@ func (e *Engine) checkModule(c wazero.CompiledModule, man Manifest) error {
 		return fmt.Errorf("%w: does not export its memory as \"memory\"", ErrInvalidModule)
 	}
 	exports := c.ExportedFunctions()
+	if man.Command {
+		f, ok := exports["_start"]
+		if !ok {
+			return fmt.Errorf("%w: the manifest says command = true, but the module does not export _start", ErrInvalidModule)
+		}
+		if len(f.ParamTypes()) != 0 || len(f.ResultTypes()) != 0 {
+			return fmt.Errorf("%w: _start has type %s, want () -> ()", ErrInvalidModule, sig(f.ParamTypes(), f.ResultTypes()))
+		}
+		return nil
+	}
 	if _, ok := exports["_start"]; ok {
 		if _, ok := exports["_initialize"]; !ok {
-			return fmt.Errorf("%w: is a WASI command (exports _start); build it as a reactor (Go: -buildmode=c-shared, clang: -mexec-model=reactor)", ErrInvalidModule)
+			return fmt.Errorf("%w: is a WASI command (exports _start); build it as a reactor (Go: -buildmode=c-shared, clang: -mexec-model=reactor), or set command = true in its manifest and run it with Module.Run (fennec run)", ErrInvalidModule)
 		}
 	}
 	for _, name := range man.Entrypoints {

@@ -33,6 +33,24 @@ type Manifest struct {
 	// Env is the environment the module sees; it needs "wasi:env".
 	Env    map[string]string `toml:"env"`
 	Limits Limits            `toml:"limits"`
+	// Command marks a WASI command module (it exports _start, as
+	// `clang --target=wasm32-wasi` and `GOOS=wasip1 go build` make by
+	// default): it has no entrypoints, and Module.Run runs it once per
+	// run with arguments and preopened directories, under the same limits
+	// as a call.
+	Command bool `toml:"command"`
+	// NN says how the module uses models (capabilities "wasi:nn", "nn").
+	NN NNManifest `toml:"nn"`
+}
+
+// NNManifest is the [nn] table of a manifest.
+type NNManifest struct {
+	// ABI is the wasi-nn enum set the module was built against:
+	// "wasmtime" (default: the wasi-nn Rust crate, wasmtime's witx) or
+	// "wasmedge" (WasmEdge's plugin and wasmedge-wasi-nn crate).
+	ABI string `toml:"abi"`
+	// Models are the operator's models (by name) the module may load.
+	Models []string `toml:"models"`
 }
 
 // Limits are a module's resource limits. The engine caps each at its own
@@ -62,6 +80,9 @@ const (
 const (
 	CapWASIEnv  = "wasi:env"  // the manifest's [env] table is visible
 	CapWASIData = "wasi:data" // the operator's data directory, read-only at /data
+	// CapWASIDirs lets a command module see the directories the operator
+	// preopens for a run (RunOptions.Dirs, `fennec run --dir`).
+	CapWASIDirs = "wasi:dirs"
 )
 
 // Duration is a time.Duration written as a string ("2s", "150ms") in TOML.
@@ -120,11 +141,13 @@ var (
 	semverRE = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$`)
 	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 	identRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+	// modelNameRE is hostfuncs' rule for model names (--nn-preload NAME).
+	modelNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 )
 
 // KnownCapabilities lists every capability a manifest may request.
 func KnownCapabilities(extra ...hostfuncs.Group) []string {
-	caps := []string{CapWASIEnv, CapWASIData}
+	caps := []string{CapWASIEnv, CapWASIData, CapWASIDirs}
 	for _, g := range append(hostfuncs.Builtin(), extra...) {
 		if g.Capability != "" && !slices.Contains(caps, g.Capability) {
 			caps = append(caps, g.Capability)
@@ -164,8 +187,10 @@ func ParseManifest(data []byte, source string) (Manifest, error) {
 		return Manifest{}, bad("version", "%q is not a semantic version (MAJOR.MINOR.PATCH)", m.Version)
 	case m.ABI != 0 && m.ABI != hostfuncs.ABIVersion:
 		return Manifest{}, bad("abi", "ABI version %d is not supported by this host (it implements %d)", m.ABI, hostfuncs.ABIVersion)
-	case len(m.Entrypoints) == 0:
-		return Manifest{}, bad("entrypoints", "at least one entrypoint is required")
+	case len(m.Entrypoints) == 0 && !m.Command:
+		return Manifest{}, bad("entrypoints", "at least one entrypoint is required (or command = true for a WASI command module)")
+	case len(m.Entrypoints) > 0 && m.Command:
+		return Manifest{}, bad("entrypoints", "a command module (command = true) runs _start and has no entrypoints")
 	}
 	for i, e := range m.Entrypoints {
 		if !identRE.MatchString(e) {
@@ -186,6 +211,19 @@ func ParseManifest(data []byte, source string) (Manifest, error) {
 	}
 	if len(m.Env) > 0 && !slices.Contains(m.Capabilities, CapWASIEnv) {
 		return Manifest{}, bad("env", "setting an environment needs the %q capability", CapWASIEnv)
+	}
+	switch m.NN.ABI {
+	case "", hostfuncs.NNABIWasmtime, hostfuncs.NNABIWasmEdge:
+	default:
+		return Manifest{}, bad("nn.abi", "%q is not %q or %q", m.NN.ABI, hostfuncs.NNABIWasmtime, hostfuncs.NNABIWasmEdge)
+	}
+	for i, name := range m.NN.Models {
+		if !modelNameRE.MatchString(name) {
+			return Manifest{}, bad("nn.models", "entry %d, %q, is not a model name (1-64 characters of a-z, A-Z, 0-9, '.', '_', '-')", i, name)
+		}
+	}
+	if (m.NN.ABI != "" || len(m.NN.Models) > 0) && !slices.Contains(m.Capabilities, hostfuncs.CapWASINN) && !slices.Contains(m.Capabilities, hostfuncs.CapNN) {
+		return Manifest{}, bad("nn", "the [nn] table needs the %q or %q capability", hostfuncs.CapWASINN, hostfuncs.CapNN)
 	}
 	l := m.Limits
 	switch {

@@ -61,6 +61,10 @@ func TestManifestErrors(t *testing.T) {
 		{"bad preemption", base + "[limits]\npreemption = \"never\"\n", 5, "limits.preemption", "is not"},
 		{"abi", base + "abi = 2\n", 4, "abi", "not supported"},
 		{"env without capability", base + "[env]\nX = \"1\"\n", 4, "env", "wasi:env"},
+		{"command with entrypoints", base + "command = true\n", 3, "entrypoints", "has no entrypoints"},
+		{"bad nn abi", base + "capabilities = [\"wasi:nn\"]\n[nn]\nabi = \"tflite\"\n", 6, "nn.abi", "is not"},
+		{"bad model name", base + "capabilities = [\"wasi:nn\"]\n[nn]\nmodels = [\"a b\"]\n", 6, "nn.models", "not a model name"},
+		{"nn without capability", base + "[nn]\nmodels = [\"vad\"]\n", 4, "nn", "capability"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -84,7 +88,7 @@ func FuzzParseManifest(f *testing.F) {
 	f.Add([]byte("[[x]]\n[a.b.c]\nd = 1979-05-27T07:32:00Z\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := runtime.ParseManifest(data, "fuzz.toml")
-		if err == nil && (m.Name == "" || len(m.Entrypoints) == 0) {
+		if err == nil && (m.Name == "" || (len(m.Entrypoints) == 0) != m.Command) {
 			t.Fatalf("accepted an incomplete manifest: %+v", m)
 		}
 	})

@@ -146,8 +146,9 @@ func (m *Module) Close(ctx context.Context) error {
 	return nil
 }
 
-func (m *Module) instantiate(ctx context.Context) (*instance, error) {
-	host, err := hostfuncs.NewInstance(hostfuncs.InstanceConfig{
+// newHost returns the host state of a new instance of m.
+func (m *Module) newHost() (*hostfuncs.Instance, error) {
+	return hostfuncs.NewInstance(hostfuncs.InstanceConfig{
 		Module:         m.man.Name,
 		Logger:         m.log,
 		Backend:        m.eng.backend,
@@ -156,20 +157,21 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 		MaxOutputBytes: m.eng.limits.MaxOutputBytes,
 		Services:       m.eng.cfg.Services,
 		Cooperative:    m.lim.preemption == PreemptHostCalls,
+		NN:             hostfuncs.NNConfig{ABI: m.man.NN.ABI, Models: m.man.NN.Models},
 	})
-	if err != nil {
-		return nil, err
-	}
-	stderr := newLineLogger(host, slog.LevelWarn, "stderr")
+}
+
+// moduleConfig is the WASI configuration every instance of m gets: its
+// name as argv[0], the manifest's environment (wasi:env), the data
+// directory at /data (wasi:data), clocks, and sleeps and randomness that
+// honour the gate's call. fs, when not nil, takes the mounts instead of a
+// fresh configuration.
+func (m *Module) moduleConfig(gate *callGate, fs wazero.FSConfig) wazero.ModuleConfig {
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		WithArgs(m.man.Name).
-		WithStartFunctions("_initialize").
-		WithStdout(newLineLogger(host, slog.LevelInfo, "stdout")).
-		WithStderr(stderr).
 		WithSysWalltime().
 		WithSysNanotime()
-	gate := &callGate{}
 	cfg = withGate(cfg, gate)
 	if m.granted(CapWASIEnv) {
 		keys := make([]string, 0, len(m.man.Env))
@@ -182,8 +184,31 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 		}
 	}
 	if m.granted(CapWASIData) && m.eng.cfg.DataDir != "" {
-		cfg = cfg.WithFSConfig(wazero.NewFSConfig().WithReadOnlyDirMount(m.eng.cfg.DataDir, "/data"))
+		if fs == nil {
+			fs = wazero.NewFSConfig()
+		}
+		fs = fs.WithReadOnlyDirMount(m.eng.cfg.DataDir, "/data")
 	}
+	if fs != nil {
+		cfg = cfg.WithFSConfig(fs)
+	}
+	return cfg
+}
+
+func (m *Module) instantiate(ctx context.Context) (*instance, error) {
+	if m.man.Command {
+		return nil, fmt.Errorf("module %s: %w: a command module runs with Module.Run, not Call", m.man.Name, ErrInvalidModule)
+	}
+	host, err := m.newHost()
+	if err != nil {
+		return nil, err
+	}
+	stderr := newLineLogger(host, slog.LevelWarn, "stderr")
+	gate := &callGate{}
+	cfg := m.moduleConfig(gate, nil).
+		WithStartFunctions("_initialize").
+		WithStdout(newLineLogger(host, slog.LevelInfo, "stdout")).
+		WithStderr(stderr)
 	// The instance outlives this call (it goes to the pool), so the
 	// caller's cancellation does not abort its initialisation; the
 	// initialisation is guest code too, so it is bounded like a call.
@@ -493,6 +518,7 @@ type lineLogger struct {
 	over   int    // bytes of the current line beyond maxLine
 	reason string // the last line that explains a failure
 	last   string // the last line
+	quiet  bool   // keep the tail only; the guest's stream goes elsewhere
 }
 
 // tail returns what best explains a trap among the lines the guest wrote
@@ -542,7 +568,9 @@ func (w *lineLogger) Write(p []byte) (int, error) {
 
 func (w *lineLogger) flush() {
 	line := w.buf.Bytes()
-	w.host.GuestOutput(w.level, w.stream, line, len(line)+w.over)
+	if !w.quiet {
+		w.host.GuestOutput(w.level, w.stream, line, len(line)+w.over)
+	}
 	s := string(line)
 	w.buf.Reset()
 	w.over = 0

@@ -455,3 +455,8 @@ func BinaryCrossEntropy(logits, target, grad *Tensor) (float32, *Tensor, error) 
 func MeanSquaredError(pred, target, grad *Tensor) (float32, *Tensor, error) {
 	return Loss(LossMSE, pred, target, true, grad)
 }
+
+// Adopt wraps a tensor handle that a host function of another group
+// returned (fennec_nn's graph_run, through sdk/graph): the Tensor owns it
+// and Free releases it.
+func Adopt(h int32) *Tensor { return &Tensor{h: h} }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/fennec-edge/fennec/hostfuncs"
 	"github.com/fennec-edge/fennec/internal/records"
+	"github.com/fennec-edge/fennec/nn/onnx"
 	"github.com/fennec-edge/fennec/privacy/budget"
 	"github.com/fennec-edge/fennec/runtime"
 	"github.com/spf13/cobra"
@@ -23,6 +24,7 @@ func init() { register(newRunCmd) }
 
 // engineFlags are the runtime settings shared by commands that run modules.
 type engineFlags struct {
+	nnPreload []string // --nn-preload NAME:onnx:cpu:PATH (fennec run)
 	ledger    string
 	cacheDir  string
 	noCache   bool
@@ -90,6 +92,27 @@ func (f *engineFlags) engine(ctx context.Context, log *slog.Logger) (*runtime.En
 		services = &hostfuncs.Services{Privacy: &hostfuncs.PrivacyServices{Ledger: l}}
 		closeFn = func() { l.Close() }
 	}
+	if len(f.nnPreload) > 0 {
+		backend, _ := selectBackend(log)
+		set := hostfuncs.NewModelSet(backend, onnx.Options{})
+		for _, spec := range f.nnPreload {
+			p, err := hostfuncs.ParsePreload(spec)
+			if err == nil {
+				err = set.Add(p)
+			}
+			if err != nil {
+				set.Close()
+				closeFn()
+				return nil, nil, &exitError{exitBadInput, err}
+			}
+		}
+		if services == nil {
+			services = &hostfuncs.Services{}
+		}
+		services.NN = &hostfuncs.NNServices{Models: set}
+		prev := closeFn
+		closeFn = func() { set.Close(); prev() }
+	}
 	eng, err := newEngine(ctx, log, runtime.Config{
 		CacheDir:    f.cacheDir,
 		NoDiskCache: f.noCache,
@@ -114,19 +137,40 @@ func newRunCmd() *cobra.Command {
 		output   string
 		dataset  string
 		maxJSON  int64
+		dirs     []string
 	)
 	c := &cobra.Command{
-		Use:   "run MODULE.wasm --input FILE|-",
-		Short: "Run records through a module's entrypoint and print its result",
+		Use:   "run MODULE.wasm --input FILE|- | run COMMAND.wasm [--dir HOST:GUEST] [--nn-preload NAME:onnx:cpu:PATH] [-- ARGS]",
+		Short: "Run records through a module's entrypoint and print its result, or run a WASI command module",
 		Long: `Run loads MODULE.wasm with its manifest (--manifest, or NAME.toml / fennec.toml
 beside it), reads the input (CSV with a header line, CBOR, or JSON; '-' is standard
 input), calls the entrypoint once and prints the output as JSON (or raw CBOR).
 
 CSV rows become {"records": [{column: value}, ...]}: numbers as floats, empty cells
 left out. JSON is rendered for outputs of at most --max-json bytes (1 MiB); a
-larger output is an error that names the limit, and --output cbor writes it.`,
-		Args: cobra.ExactArgs(1),
+larger output is an error that names the limit, and --output cbor writes it.
+
+A WASI command module (it exports _start; its manifest says command = true) runs
+once as wasmedge or wasmtime would run it: arguments after --, directories
+preopened with --dir HOST:GUEST, models named with --nn-preload (WasmEdge's
+NAME:ENCODING:TARGET:PATH) for wasi-nn's load_by_name, its standard streams
+connected to fennec's; fennec exits with the guest's exit code. Without a
+manifest beside it, a command module gets a default one: its file name, the
+host's default limits, "wasi:nn" and "nn" with every preloaded model when
+--nn-preload is given, "wasi:dirs" when --dir is.`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			if dash := c.ArgsLenAtDash(); dash > 1 || (dash < 0 && len(args) > 1) {
+				return &exitError{exitUsage, errors.New("arguments for a command module go after --")}
+			}
+			if isCommand, err := commandModule(args[0], manifest); err != nil {
+				return &exitError{exitBadInput, err}
+			} else if isCommand {
+				return runCommand(c, &ef, args[0], manifest, dirs, args[1:])
+			}
+			if len(args) > 1 {
+				return &exitError{exitUsage, errors.New("arguments after -- are for command modules; this module is a reactor")}
+			}
 			if input == "" {
 				return &exitError{exitUsage, errors.New("--input FILE is required ('-' reads standard input)")}
 			}
@@ -167,7 +211,123 @@ larger output is an error that names the limit, and --output cbor writes it.`,
 	c.Flags().StringVarP(&output, "output", "o", "json", "output format: json or cbor")
 	c.Flags().StringVar(&dataset, "dataset", "", "dataset name whose privacy budget this call's releases are charged to")
 	c.Flags().Int64Var(&maxJSON, "max-json", defaultMaxJSON, "largest module output (bytes of CBOR) that --output json renders; larger outputs need --output cbor")
+	c.Flags().StringArrayVar(&dirs, "dir", nil, "command modules: preopen a host directory, HOST[:GUEST][:ro] (repeatable; needs wasi:dirs)")
+	c.Flags().StringArrayVar(&ef.nnPreload, "nn-preload", nil, "a model guests load by name, NAME:onnx:cpu:PATH (WasmEdge's convention; repeatable)")
 	return c
+}
+
+// commandModule reports whether the module at path runs as a command: its
+// manifest says command = true, or it has no manifest and exports _start.
+func commandModule(path, manifest string) (bool, error) {
+	if manifest == "" {
+		found, err := runtime.FindManifest(path)
+		if err != nil {
+			wasm, rerr := os.ReadFile(path)
+			if rerr != nil {
+				return false, rerr
+			}
+			return isWASICommand(wasm), nil
+		}
+		manifest = found
+	}
+	man, err := runtime.ReadManifest(manifest)
+	if err != nil {
+		return false, err
+	}
+	return man.Command, nil
+}
+
+// isWASICommand reports whether wasm exports _start and not _initialize.
+func isWASICommand(wasm []byte) bool {
+	eng, err := runtime.New(context.Background(), runtime.Config{NoDiskCache: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return false
+	}
+	defer eng.Close(context.Background())
+	info, err := eng.Inspect(context.Background(), wasm)
+	return err == nil && info.Command
+}
+
+// runCommand runs a WASI command module once and exits with its code.
+func runCommand(c *cobra.Command, ef *engineFlags, path, manifest string, dirSpecs, args []string) error {
+	log, err := ef.logger(c.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	var dirs []runtime.Dir
+	for _, s := range dirSpecs {
+		d, err := runtime.ParseDir(s)
+		if err != nil {
+			return &exitError{exitUsage, err}
+		}
+		dirs = append(dirs, d)
+	}
+	ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt)
+	defer stop()
+	eng, release, err := ef.engine(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer release()
+	wasm, err := os.ReadFile(path)
+	if err != nil {
+		return &exitError{exitBadInput, err}
+	}
+	var man runtime.Manifest
+	if manifest == "" {
+		manifest, _ = runtime.FindManifest(path)
+	}
+	if manifest != "" {
+		if man, err = runtime.ReadManifest(manifest); err != nil {
+			return &exitError{exitBadInput, err}
+		}
+	} else {
+		man = defaultCommandManifest(path, ef.nnPreload, len(dirs) > 0)
+	}
+	mod, err := eng.Compile(ctx, wasm, man)
+	if err != nil {
+		return &exitError{exitBadInput, fmt.Errorf("%s: %w", path, err)}
+	}
+	code, err := mod.Run(ctx, runtime.RunOptions{Args: args, Dirs: dirs, Stdin: c.InOrStdin(), Stdout: c.OutOrStdout(), Stderr: c.ErrOrStderr()})
+	if err != nil {
+		return &exitError{exitFailure, err}
+	}
+	if code != 0 {
+		return &exitError{int(min(code, 125)), fmt.Errorf("module %s exited with code %d", mod.Name(), code)}
+	}
+	return nil
+}
+
+// defaultCommandManifest is the manifest of a command module run without
+// one: named after its file, granted the models and directories the
+// command line gives.
+func defaultCommandManifest(path string, preloads []string, dirs bool) runtime.Manifest {
+	name := strings.ToLower(strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)))
+	name = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-' {
+			return r
+		}
+		return '-'
+	}, name)
+	if name == "" || name[0] == '.' || name[0] == '_' || name[0] == '-' {
+		name = "m" + name
+	}
+	if len(name) > 64 {
+		name = name[:64]
+	}
+	man := runtime.Manifest{Name: name, Version: "0.0.0", ABI: hostfuncs.ABIVersion, Command: true}
+	if len(preloads) > 0 {
+		man.Capabilities = append(man.Capabilities, hostfuncs.CapWASINN, hostfuncs.CapNN)
+		for _, p := range preloads {
+			if pl, err := hostfuncs.ParsePreload(p); err == nil {
+				man.NN.Models = append(man.NN.Models, pl.Name)
+			}
+		}
+	}
+	if dirs {
+		man.Capabilities = append(man.Capabilities, runtime.CapWASIDirs)
+	}
+	return man
 }
 
 // defaultMaxJSON is the largest output `fennec run` renders as JSON. A CBOR

@@ -22,6 +22,7 @@ import (
 
 	"github.com/fennec-edge/fennec/hostfuncs"
 	"github.com/fennec-edge/fennec/internal/wasmtest"
+	"github.com/fennec-edge/fennec/nn/onnx"
 	"github.com/fennec-edge/fennec/privacy/budget"
 	"github.com/fennec-edge/fennec/privacy/dp"
 	"github.com/fennec-edge/fennec/privacy/he"
@@ -102,6 +103,7 @@ type Harness struct {
 	peer     *he.Party
 	peerMsgs map[int][]byte
 	ledger   *budget.Ledger
+	models   *hostfuncs.ModelSet
 	tmp      string
 	baseRSS  int64
 	clearHWM bool
@@ -153,11 +155,19 @@ func New(cfg Config) (*Harness, error) {
 	var seed [32]byte
 	seed[0] = 0xab
 	h.ps = &hostfuncs.PrivacyServices{Ledger: l, Noise: dp.NewSourceFromSeed(seed), SamplingModules: []string{ModuleName}, HE: h.dev}
+	modelPath := filepath.Join(dir, "add.onnx")
+	if err := os.WriteFile(modelPath, addModel, 0o600); err != nil {
+		return nil, err
+	}
+	h.models = hostfuncs.NewModelSet(nil, onnx.Options{})
+	if err := h.models.Add(hostfuncs.Preload{Name: "add", Encoding: "onnx", Target: "cpu", Path: modelPath}); err != nil {
+		return nil, err
+	}
 	h.eng, err = runtime.New(context.Background(), runtime.Config{
 		NoDiskCache: true, // every program is new: do not fill a cache directory
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Limits:      runtime.HostLimits{MaxOutputBytes: cfg.MaxOutput},
-		Services:    &hostfuncs.Services{Privacy: h.ps},
+		Services:    &hostfuncs.Services{Privacy: h.ps, NN: &hostfuncs.NNServices{Models: h.models}},
 	})
 	if err != nil {
 		return nil, err
@@ -166,7 +176,10 @@ func New(cfg Config) (*Harness, error) {
 name = %q
 version = "1.0.0"
 entrypoints = ["run", "noop"]
-capabilities = ["tensor", "privacy"]
+capabilities = ["tensor", "privacy", "wasi:nn", "nn"]
+
+[nn]
+models = ["add"]
 
 [limits]
 memory_pages = %d
@@ -297,6 +310,9 @@ func (h *Harness) Close() {
 	}
 	if h.ledger != nil {
 		h.ledger.Close()
+	}
+	if h.models != nil {
+		h.models.Close()
 	}
 	if h.tmp != "" {
 		os.RemoveAll(h.tmp)

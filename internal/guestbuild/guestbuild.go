@@ -190,6 +190,16 @@ func goSourceDigest(ctx context.Context, gobin, srcDir string, env []string) (st
 // __attribute__((export_name("name"))). When clang cannot build wasm here the
 // error wraps ErrNoClang.
 func C(ctx context.Context, srcFile, outDir string) (string, error) {
+	return cBuild(ctx, srcFile, outDir, "reactor")
+}
+
+// CCommand is C for a WASI command module (-mexec-model=command): a C
+// program with main, as wasi-sdk builds it for wasmtime and WasmEdge.
+func CCommand(ctx context.Context, srcFile, outDir string) (string, error) {
+	return cBuild(ctx, srcFile, outDir, "command")
+}
+
+func cBuild(ctx context.Context, srcFile, outDir, model string) (string, error) {
 	tc, err := probeClang(ctx)
 	if err != nil {
 		return "", err
@@ -204,7 +214,12 @@ func C(ctx context.Context, srcFile, outDir string) (string, error) {
 		return "", err
 	}
 	args := cArgs(tc, incs)
-	key := shortKey("clang "+tc.version+"\nsysroot "+tc.sysroot, src)
+	args[1] = "-mexec-model=" + model
+	tool := "clang " + tc.version + "\nsysroot " + tc.sysroot
+	if model != "reactor" {
+		tool += "\nexec-model " + model
+	}
+	key := shortKey(tool, src)
 	base := strings.TrimSuffix(filepath.Base(srcFile), filepath.Ext(srcFile))
 	out := filepath.Join(outDir, base+"-"+key+".wasm")
 	if ok, err := exists(out); err != nil || ok {

@@ -34,11 +34,12 @@ var Sources = map[string]string{
 	"risk-train":        "modules/risk-train",
 	"probe":             "runtime/testdata/probe",
 	"c-zscore":          "modules/c-zscore/zscore.c", // C, built with clang
+	"c-wasinn":          "modules/c-wasinn/wasinn.c", // C, a wasi-nn command module
 }
 
 // Names lists the guests in a stable order.
 func Names() []string {
-	return []string{"vitals-preprocess", "risk-infer", "risk-train", "c-zscore", "probe"}
+	return []string{"vitals-preprocess", "risk-infer", "risk-train", "c-zscore", "c-wasinn", "probe"}
 }
 
 // ErrNoSource means the fennec source tree (or the toolchain a guest needs)
@@ -177,7 +178,9 @@ func Build(ctx context.Context, name string) (Guest, error) {
 	}
 	mu.Lock()
 	var path string
-	if isC {
+	if isC && man.Command {
+		path, err = guestbuild.CCommand(ctx, src, CacheDir())
+	} else if isC {
 		path, err = guestbuild.C(ctx, src, CacheDir())
 	} else {
 		path, err = guestbuild.Go(ctx, src, CacheDir())

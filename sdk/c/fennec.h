@@ -129,6 +129,21 @@ static inline int32_t fennec_fail_str(const char *msg) {
     return 1;
 }
 
+
+/* ---- "fennec_nn" (capability "nn"): the operator's ONNX models on tensor handles ----
+ * which: 0 inputs, 1 outputs. int64 model values travel as FENNEC_I32 tensors,
+ * int8/uint8/bool as FENNEC_I8 (docs/ABI.md). */
+FENNEC_IMPORT("fennec_nn", "graph_load") int32_t fennec_nn_graph_load(const char *name, int32_t name_len);
+FENNEC_IMPORT("fennec_nn", "graph_free") int32_t fennec_nn_graph_free(int32_t graph);
+FENNEC_IMPORT("fennec_nn", "graph_io_count") int32_t fennec_nn_graph_io_count(int32_t graph, int32_t which);
+FENNEC_IMPORT("fennec_nn", "graph_io_name")
+int32_t fennec_nn_graph_io_name(int32_t graph, int32_t which, int32_t index, char *buf, int32_t buf_cap);
+FENNEC_IMPORT("fennec_nn", "graph_io_shape")
+int32_t fennec_nn_graph_io_shape(int32_t graph, int32_t which, int32_t index, int32_t *dims, int32_t dims_cap);
+FENNEC_IMPORT("fennec_nn", "graph_io_dtype") int32_t fennec_nn_graph_io_dtype(int32_t graph, int32_t which, int32_t index);
+FENNEC_IMPORT("fennec_nn", "graph_run")
+int32_t fennec_nn_graph_run(int32_t graph, const int32_t *inputs, int32_t n_inputs, int32_t *outputs, int32_t outputs_cap);
+
 /* Copies the last error message into buf (NUL-terminated, truncated to cap-1). */
 static inline const char *fennec_last_error_str(char *buf, int32_t cap) {
     if (cap <= 0) return "";

@@ -1,0 +1,199 @@
+package hostfuncs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/fennec-edge/fennec/gpu"
+	"github.com/fennec-edge/fennec/nn/onnx"
+)
+
+// NNServices configures the model groups, wasi_ephemeral_nn (capability
+// CapWASINN) and fennec_nn (capability CapNN). The zero value has no
+// models: load_by_name answers not-found and fennec_nn's graph_load ENOENT-like
+// EDENIED, while wasi-nn's load (model bytes from the guest) still works.
+type NNServices struct {
+	// Models are the operator's named models (`--nn-preload`), loaded once
+	// per process and shared by every instance that is granted them.
+	Models *ModelSet
+	// Options bound models that guests pass as bytes (wasi-nn load). Zero
+	// fields take nn/onnx's defaults, except MaxLiveBytes, which is also
+	// capped by the instance's free tensor quota at load time.
+	Options onnx.Options
+}
+
+// ModelSet is a process's named models: each is decoded and prepared once,
+// and every instance granted it runs the same onnx.Session (safe for
+// concurrent runs), so the weights are held once however many instances
+// use them. Each instance's execution contexts keep their own inputs and
+// outputs.
+type ModelSet struct {
+	mu      sync.Mutex
+	backend gpu.Backend
+	opts    onnx.Options
+	models  map[string]*SharedModel
+	closed  bool
+}
+
+// SharedModel is one loaded model of a ModelSet.
+type SharedModel struct {
+	Name string // the name guests load it by
+	Path string // the file it came from
+	// Bytes is what the model is charged against the tensor quota of each
+	// instance that loads it: the size of its file (the weights it holds).
+	Bytes   int64
+	sess    *onnx.Session
+	inputs  []onnx.ValueInfo
+	outputs []onnx.ValueInfo
+}
+
+// Inputs and Outputs describe the model's graph inputs and outputs.
+func (m *SharedModel) Inputs() []onnx.ValueInfo  { return m.inputs }
+func (m *SharedModel) Outputs() []onnx.ValueInfo { return m.outputs }
+
+// NewModelSet returns an empty set whose models run on be (the CPU when
+// nil) with the bounds of opts.
+func NewModelSet(be gpu.Backend, opts onnx.Options) *ModelSet {
+	if be == nil {
+		be = gpu.NewCPU()
+	}
+	return &ModelSet{backend: be, opts: opts, models: map[string]*SharedModel{}}
+}
+
+// Preload is one `--nn-preload NAME:ENCODING:TARGET:PATH` (WasmEdge's
+// convention): a model file the operator names for guests.
+type Preload struct {
+	Name, Encoding, Target, Path string
+}
+
+// ParsePreload parses NAME:ENCODING:TARGET:PATH. The encoding must be onnx
+// and the target cpu, gpu or auto (case-insensitive; the model runs on the
+// engine's backend either way). The path may itself contain ':'.
+func ParsePreload(spec string) (Preload, error) {
+	parts := strings.SplitN(spec, ":", 4)
+	if len(parts) != 4 || parts[0] == "" || parts[3] == "" {
+		return Preload{}, fmt.Errorf("--nn-preload %q: want NAME:ENCODING:TARGET:PATH, e.g. default:onnx:cpu:model.onnx", spec)
+	}
+	p := Preload{Name: parts[0], Encoding: strings.ToLower(parts[1]), Target: strings.ToLower(parts[2]), Path: parts[3]}
+	if !validModelName(p.Name) {
+		return Preload{}, fmt.Errorf("--nn-preload %q: model name %q must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'", spec, p.Name)
+	}
+	if p.Encoding != "onnx" {
+		return Preload{}, fmt.Errorf("--nn-preload %q: encoding %q is not supported (this host runs onnx)", spec, parts[1])
+	}
+	switch p.Target {
+	case "cpu", "gpu", "auto":
+	default:
+		return Preload{}, fmt.Errorf("--nn-preload %q: target %q is not cpu, gpu or auto", spec, parts[2])
+	}
+	return p, nil
+}
+
+func validModelName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Add loads the model p names and makes it available by p.Name. Errors
+// name the file (nn/onnx's errors name the node or field).
+func (s *ModelSet) Add(p Preload) error {
+	if !validModelName(p.Name) {
+		return fmt.Errorf("model name %q must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'", p.Name)
+	}
+	fi, err := os.Stat(p.Path)
+	if err != nil {
+		return fmt.Errorf("model %s: %w", p.Name, err)
+	}
+	m, err := onnx.Load(p.Path, s.opts)
+	if err != nil {
+		return fmt.Errorf("model %s: %w", p.Name, err)
+	}
+	sess, err := onnx.NewSession(m, s.backend)
+	if err != nil {
+		return fmt.Errorf("model %s: %s: %w", p.Name, p.Path, err)
+	}
+	sm := &SharedModel{Name: p.Name, Path: p.Path, Bytes: fi.Size(), sess: sess, inputs: m.Inputs(), outputs: modelOutputs(m)}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		sess.Close()
+		return errors.New("model set is closed")
+	}
+	if _, dup := s.models[p.Name]; dup {
+		sess.Close()
+		return fmt.Errorf("model %s is named twice", p.Name)
+	}
+	s.models[p.Name] = sm
+	return nil
+}
+
+// Get returns the model named name, or nil.
+func (s *ModelSet) Get(name string) *SharedModel {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.models[name]
+}
+
+// Names lists the models, sorted.
+func (s *ModelSet) Names() []string {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := make([]string, 0, len(s.models))
+	for n := range s.models {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Close waits for runs in flight and frees every model's session.
+func (s *ModelSet) Close() {
+	s.mu.Lock()
+	ms := s.models
+	s.models, s.closed = map[string]*SharedModel{}, true
+	s.mu.Unlock()
+	for _, m := range ms {
+		m.sess.Close()
+	}
+}
+
+// modelOutputs describes m's outputs, taking the dtype and shape that shape
+// inference derives where the file declares none.
+func modelOutputs(m *onnx.Model) []onnx.ValueInfo {
+	outs := slices.Clone(m.Outputs())
+	var inferred map[string]onnx.ValueInfo
+	for i, o := range outs {
+		if o.DType != 0 && o.HasShape {
+			continue
+		}
+		if inferred == nil {
+			inferred = m.InferShapes()
+		}
+		if v, ok := inferred[o.Name]; ok {
+			if o.DType == 0 {
+				outs[i].DType = v.DType
+			}
+			if !o.HasShape {
+				outs[i].Shape, outs[i].HasShape = v.Shape, v.HasShape
+			}
+		}
+	}
+	return outs
+}

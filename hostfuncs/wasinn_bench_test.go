@@ -1,0 +1,136 @@
+package hostfuncs_test
+
+import (
+	"context"
+	"encoding/binary"
+	"log/slog"
+	"math"
+	"path/filepath"
+	"testing"
+
+	"github.com/fennec-edge/fennec/hostfuncs"
+	"github.com/fennec-edge/fennec/internal/shared"
+	"github.com/fennec-edge/fennec/internal/wasmtest"
+	"github.com/fennec-edge/fennec/nn"
+	"github.com/fennec-edge/fennec/nn/onnx"
+	"github.com/tetratelabs/wazero"
+)
+
+// BenchmarkWASINN compares a wasi-nn guest's compute with nn/onnx's own
+// Session.Run of the same model and input (the reference), and measures
+// the copies wasi-nn adds separately: set_input (guest memory -> host
+// tensor) and get_output (host tensor -> guest memory). The guest's calls
+// go through wazero host functions exactly as a compiled guest's do.
+//
+//	go test ./hostfuncs -run '^$' -bench WASINN -benchtime 20x -count 5
+func BenchmarkWASINN(b *testing.B) {
+	models := shared.Dir("models")
+	if models == "" {
+		b.Skip("../shared/models is absent")
+	}
+	for _, c := range []struct {
+		name, file string
+		shape      []int
+	}{
+		{"ppocr-cls-48x192", "ch_ppocr_mobile_v2.0_cls_infer.onnx", []int{1, 3, 48, 192}},
+		{"ppocr-det-320x320", "ch_PP-OCRv4_det_infer.onnx", []int{1, 3, 320, 320}},
+	} {
+		path := filepath.Join(models, c.file)
+		set := hostfuncs.NewModelSet(backend, onnx.Options{})
+		if err := set.Add(hostfuncs.Preload{Name: "m", Encoding: "onnx", Target: "cpu", Path: path}); err != nil {
+			b.Fatal(err)
+		}
+		defer set.Close()
+		in := &nn.Tensor{DType: nn.Float32, Shape: c.shape, F32: make([]float32, c.shape[1]*c.shape[2]*c.shape[3])}
+		raw := make([]byte, 4*len(in.F32))
+		for i := range in.F32 {
+			in.F32[i] = float32(math.Sin(float64(i) * 0.003))
+			binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(in.F32[i]))
+		}
+		m, err := onnx.Load(path, onnx.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		sess, err := onnx.NewSession(m, backend)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer sess.Close()
+		feed := map[string]*nn.Tensor{m.Inputs()[0].Name: in}
+		if _, err := sess.Run(feed); err != nil { // uploads the weights
+			b.Fatal(err)
+		}
+		b.Run(c.name+"/onnx-run", func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := sess.Run(feed); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+
+		// A guest: a forwarder module with room for the input and output.
+		ctx := context.Background()
+		r := wazero.NewRuntime(ctx)
+		defer r.Close(ctx)
+		if err := hostfuncs.Register(ctx, r, hostfuncs.Builtin()); err != nil {
+			b.Fatal(err)
+		}
+		pages := uint32(len(raw)/65536*2 + 4)
+		host, err := hostfuncs.NewInstance(hostfuncs.InstanceConfig{Backend: backend, Logger: slog.New(slog.DiscardHandler),
+			Services: &hostfuncs.Services{NN: &hostfuncs.NNServices{Models: set}}, NN: hostfuncs.NNConfig{Models: []string{"m"}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer host.Close()
+		hctx := host.Attach(ctx)
+		mod, err := r.InstantiateWithConfig(hctx, wasmtest.Forwarder(pages, imports()...), wazero.NewModuleConfig().WithName(""))
+		if err != nil {
+			b.Fatal(err)
+		}
+		call := func(name string, args ...uint64) {
+			res, err := mod.ExportedFunction("call_wasi_ephemeral_nn_"+name).Call(hctx, args...)
+			if err != nil || res[0] != 0 {
+				b.Fatalf("%s: %v %v %s", name, err, res, host.LastError())
+			}
+		}
+		mem := mod.Memory()
+		const dataAt = 65536
+		outAt := uint32(dataAt + len(raw))
+		mem.Write(nameAt, []byte("m"))
+		call("load_by_name", nameAt, 1, graphAt)
+		g, _ := mem.ReadUint32Le(graphAt)
+		call("init_execution_context", uint64(g), ctxAt)
+		cx, _ := mem.ReadUint32Le(ctxAt)
+		mem.Write(dataAt, raw)
+		dims := wasmtest.LE32(int32(c.shape[0]), int32(c.shape[1]), int32(c.shape[2]), int32(c.shape[3]))
+		mem.Write(dimsAt, dims)
+		s := make([]byte, 20)
+		binary.LittleEndian.PutUint32(s[0:], dimsAt)
+		binary.LittleEndian.PutUint32(s[4:], 4)
+		s[8] = 1
+		binary.LittleEndian.PutUint32(s[12:], dataAt)
+		binary.LittleEndian.PutUint32(s[16:], uint32(len(raw)))
+		mem.Write(tensorAt, s)
+		call("set_input", uint64(cx), 0, tensorAt)
+		call("compute", uint64(cx))
+		outMax := uint64(mem.Size()) - uint64(outAt)
+		b.Run(c.name+"/wasi-nn-compute", func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				call("compute", uint64(cx))
+			}
+		})
+		b.Run(c.name+"/wasi-nn-set_input", func(b *testing.B) {
+			b.SetBytes(int64(len(raw)))
+			for i := 0; i < b.N; i++ {
+				call("set_input", uint64(cx), 0, tensorAt)
+			}
+		})
+		b.Run(c.name+"/wasi-nn-get_output", func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				call("get_output", uint64(cx), 0, uint64(outAt), outMax, writtenAt)
+			}
+			n, _ := mem.ReadUint32Le(writtenAt)
+			b.SetBytes(int64(n))
+		})
+	}
+}
