@@ -185,6 +185,9 @@ type Instance struct {
 	// held is host scratch of the current host call counted against the
 	// tensor quota (hold/unhold, quota.go).
 	held int64
+	// dpsgd is the current call's DP-SGD run (dp_sgd_begin), ended with
+	// the call.
+	dpsgd *dpsgdRun
 }
 
 var saltCounter atomic.Uint32
@@ -274,6 +277,7 @@ func (in *Instance) Module() string { return in.cfg.Module }
 // message, if it set one.
 func (in *Instance) End() (output []byte, failMsg string) {
 	output, failMsg = in.output, in.failMsg
+	in.endDPSGD()
 	in.disarm()
 	in.out.flush(in.log)
 	in.inCall, in.callInfo, in.input, in.output, in.failMsg = false, CallInfo{}, nil, nil, ""
@@ -324,6 +328,7 @@ func (in *Instance) Close() {
 		return
 	}
 	in.closed = true
+	in.endDPSGD()
 	in.disarm()
 	in.out.flush(in.log)
 	in.tab.each(func(t gpu.Tensor) { in.cfg.Backend.Free(t) })
