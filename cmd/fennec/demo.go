@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"github.com/fennec-edge/fennec/federation"
+	"github.com/fennec-edge/fennec/hostfuncs"
 	"github.com/fennec-edge/fennec/internal/guests"
 	"github.com/fennec-edge/fennec/internal/vitals"
+	"github.com/fennec-edge/fennec/privacy/budget"
 	"github.com/fennec-edge/fennec/runtime"
 	"github.com/fxamacker/cbor/v2"
 	"github.com/spf13/cobra"
@@ -43,6 +45,9 @@ type demoOptions struct {
 	epsilon  float64
 	delta    float64
 	clip     float64
+	// DP-SGD modes: expected patients per step and steps per round.
+	patientsPerStep float64
+	localSteps      int
 }
 
 func newDemoCmd() *cobra.Command {
@@ -99,7 +104,9 @@ live stream of new readings with the risk-infer module.
 	f.StringVar(&o.mode, "mode", "plain", "privacy round mode: "+strings.Join(federation.ModeNames, ", "))
 	f.Float64Var(&o.epsilon, "epsilon", 3, "DP modes: total epsilon of the training (the noise is calibrated to reach it after --rounds)")
 	f.Float64Var(&o.delta, "delta", 1e-5, "DP modes: delta")
-	f.Float64Var(&o.clip, "clip", 0.5, "DP modes: L2 bound of each device's update")
+	f.Float64Var(&o.clip, "clip", 0, "DP modes: L2 bound of each device's update (0.5), or in dpsgd of each patient's gradient (1)")
+	f.Float64Var(&o.patientsPerStep, "patients-per-step", 0, "dpsgd: expected patients in each DP-SGD step's Poisson sample (8 on generated vitals, 16 rows on --data)")
+	f.IntVar(&o.localSteps, "local-steps", 0, "dpsgd: DP-SGD steps per round on each device (0: one expected pass over its patients)")
 	return c
 }
 
@@ -112,6 +119,10 @@ type demoResult struct {
 	Mode           string  `json:"mode"`
 	Epsilon        float64 `json:"epsilon,omitempty"`
 	Delta          float64 `json:"delta,omitempty"`
+	// DeviceEpsilon (dpsgd): each device's own epsilon w.r.t. any one of
+	// its patients after the last round, at DeviceDelta.
+	DeviceEpsilon map[string]float64 `json:"device_epsilon,omitempty"`
+	DeviceDelta   map[string]float64 `json:"device_delta,omitempty"`
 	TrainRows      int     `json:"train_rows"`
 	TestRows       int     `json:"test_rows"`
 	Accuracy       float64 `json:"accuracy"`
@@ -148,6 +159,10 @@ type demoRound struct {
 	// readings each keeps out of training.
 	ValidationLoss float64 `json:"validation_loss,omitempty"`
 	Bytes          uint64  `json:"bytes_moved"`
+	// Epsilon spent so far (dp: the federation's; dpsgd: the largest of
+	// the devices' per-patient epsilons, each in DeviceEpsilon).
+	Epsilon       float64            `json:"epsilon,omitempty"`
+	DeviceEpsilon map[string]float64 `json:"device_epsilon,omitempty"`
 }
 
 // demoBaseline is a score's discrimination on the held-out readings and
@@ -205,6 +220,8 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	case "", "plain":
 	case "secagg", "he":
 		privacy = ", " + o.mode + " (the hub sees only the sum of the updates)"
+	case "dpsgd", "secagg+dpsgd":
+		privacy = fmt.Sprintf(", %s: patient-level DP-SGD on every device at epsilon %g (delta %g) per patient", o.mode, o.epsilon, o.delta)
 	default:
 		privacy = fmt.Sprintf(", %s at epsilon %g (delta %g)", o.mode, o.epsilon, o.delta)
 	}
@@ -228,10 +245,41 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	say("modules   vitals-preprocess %s, risk-train %s, risk-infer %s (%.1fs)\n",
 		size(len(mods["vitals-preprocess"].wasm)), size(len(mods["risk-train"].wasm)), size(len(mods["risk-infer"].wasm)), time.Since(t0).Seconds())
 
+	// In the DP-SGD modes every device has its own privacy ledger, with a
+	// budget of --epsilon at --delta for its data: the host charges it
+	// when the training module starts a DP-SGD run and refuses a run that
+	// would overspend it.
+	dpsgd := o.mode == "dpsgd" || o.mode == "secagg+dpsgd"
+	var ledgerDir string
+	if dpsgd {
+		var err error
+		if ledgerDir, err = os.MkdirTemp("", "fennec-demo-ledgers-*"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(ledgerDir)
+	}
+	var ledgers []*budget.Ledger
+	defer func() {
+		for _, l := range ledgers {
+			l.Close()
+		}
+	}()
 	// One runtime per device (and one for the hub), sharing the on-disk
 	// compilation cache: a device compiles nothing the first has compiled.
 	newDevice := func() (*demoDevice, error) {
-		eng, err := newEngine(ctx, log, runtime.Config{Logger: log})
+		rc := runtime.Config{Logger: log}
+		if dpsgd {
+			l, err := budget.Open(filepath.Join(ledgerDir, fmt.Sprintf("device-%d.json", len(ledgers))))
+			if err != nil {
+				return nil, err
+			}
+			ledgers = append(ledgers, l)
+			if err := l.SetBudget(budget.DatasetAccount(demoDataset), budget.Budget{Epsilon: o.epsilon, Delta: o.delta}); err != nil {
+				return nil, err
+			}
+			rc.Services = &hostfuncs.Services{Privacy: &hostfuncs.PrivacyServices{Ledger: l}}
+		}
+		eng, err := newEngine(ctx, log, rc)
 		if err != nil {
 			return nil, err
 		}
@@ -303,6 +351,8 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 				shard = append(shard, len(data.TrainY))
 				data.TrainX = append(data.TrainX, x[j*f:(j+1)*f]...)
 				data.TrainY = append(data.TrainY, y[j])
+				// The patient is the unit of privacy (dpsgd).
+				data.TrainGroups = append(data.TrainGroups, int32(i*(o.patients+1)+patient))
 			}
 			shards = append(shards, shard)
 			vals = append(vals, val.TrainDataset(true))
@@ -399,7 +449,11 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		Seed:     o.seed,
 		Initial:  &init,
 		NewTrainer: func(i int) (federation.Trainer, error) {
-			return &federation.WasmTrainer{Mod: devices[i].train}, nil
+			t := &federation.WasmTrainer{Mod: devices[i].train}
+			if dpsgd {
+				t.Dataset = demoDataset // DP-SGD runs are charged to the device's ledger
+			}
+			return t, nil
 		},
 		Evaluator:        evaluator,
 		ReferenceTrainer: reference,
@@ -407,9 +461,12 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		F32Labels:        true,
 		Logger:           log,
 		PrivacyMode:      o.mode,
-		Privacy:          federation.ModeConfig{TargetEpsilon: o.epsilon, Delta: o.delta, Clip: o.clip},
+		Privacy:          demoModeConfig(o),
 		OnRound: func(p federation.Progress) {
 			r := demoRound{Round: p.Index, Updates: p.Received, Loss: p.Loss, Accuracy: p.Accuracy, Bytes: p.BytesMoved}
+			if p.Privacy != nil {
+				r.Epsilon, r.DeviceEpsilon = p.Privacy.Epsilon, p.Privacy.DeviceEpsilon
+			}
 			if ranks != nil {
 				m := ranks.get(p.Version)
 				r.AUROC, r.AUPRC = m[0], m[1]
@@ -449,7 +506,16 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		r := res.PerRound[best.round-1]
 		res.Accuracy, res.Loss = r.Accuracy, r.Loss
 	}
-	if sum.Privacy != nil && sum.Privacy.Epsilon > 0 {
+	if sum.Privacy != nil && dpsgd && sum.Privacy.Epsilon > 0 {
+		res.Epsilon, res.Delta = sum.Privacy.Epsilon, sum.Privacy.Delta
+		res.DeviceEpsilon, res.DeviceDelta = sum.Privacy.DeviceEpsilon, sum.Privacy.DeviceDelta
+		lo := math.Inf(1)
+		for _, e := range sum.Privacy.DeviceEpsilon {
+			lo = math.Min(lo, e)
+		}
+		say("privacy   %s: every device trained with patient-level DP-SGD; per-patient epsilon %.3f to %.3f across the %d devices at delta <= %g after %d rounds (clip %.2f per patient, %g patients per step), charged to each device's ledger; the hub added no noise\n",
+			sum.Privacy.Mode, lo, sum.Privacy.Epsilon, len(sum.Privacy.DeviceEpsilon), sum.Privacy.Delta, sum.Privacy.Releases, sum.Privacy.Clip, demoModeConfig(o).PatientsPerStep)
+	} else if sum.Privacy != nil && sum.Privacy.Epsilon > 0 {
 		res.Epsilon, res.Delta = sum.Privacy.Epsilon, sum.Privacy.Delta
 		say("privacy   %s: epsilon %.3f at delta %g after %d releases (noise multiplier %.3f, clip %.2f)\n",
 			sum.Privacy.Mode, sum.Privacy.Epsilon, sum.Privacy.Delta, sum.Privacy.Releases, sum.Privacy.NoiseMultiplier, sum.Privacy.Clip)
@@ -529,6 +595,29 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	say("\nsummary   %d rounds, %d devices, federated %.1f%% vs central %.1f%% accuracy on %d held-out %s; no device's data left it\n",
 		len(res.PerRound), o.devices, 100*res.Accuracy, 100*res.ReferenceAccuracy, res.TestRows, unit)
 	return nil
+}
+
+// demoDataset names the devices' training data to their ledgers.
+const demoDataset = "demo-train"
+
+// demoModeConfig is the privacy mode's configuration from the flags.
+func demoModeConfig(o demoOptions) federation.ModeConfig {
+	c := federation.ModeConfig{TargetEpsilon: o.epsilon, Delta: o.delta, Clip: o.clip,
+		PatientsPerStep: o.patientsPerStep, LocalSteps: o.localSteps}
+	if o.mode == "dpsgd" || o.mode == "secagg+dpsgd" {
+		if c.Clip == 0 {
+			c.Clip = 1
+		}
+		if c.PatientsPerStep == 0 {
+			c.PatientsPerStep = 8
+			if o.data != "" {
+				c.PatientsPerStep = 16
+			}
+		}
+	} else if c.Clip == 0 {
+		c.Clip = 0.5
+	}
+	return c
 }
 
 // demoLR is the default local learning rate. On the generated vitals a
