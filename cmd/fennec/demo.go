@@ -112,24 +112,24 @@ live stream of new readings with the risk-infer module.
 
 // demoResult is what --json prints.
 type demoResult struct {
-	Dataset        string  `json:"dataset"`
-	Devices        int     `json:"devices"`
-	Rounds         int     `json:"rounds"`
-	Strategy       string  `json:"strategy"`
-	Mode           string  `json:"mode"`
-	Epsilon        float64 `json:"epsilon,omitempty"`
-	Delta          float64 `json:"delta,omitempty"`
+	Dataset  string  `json:"dataset"`
+	Devices  int     `json:"devices"`
+	Rounds   int     `json:"rounds"`
+	Strategy string  `json:"strategy"`
+	Mode     string  `json:"mode"`
+	Epsilon  float64 `json:"epsilon,omitempty"`
+	Delta    float64 `json:"delta,omitempty"`
 	// DeviceEpsilon (dpsgd): each device's own epsilon w.r.t. any one of
 	// its patients after the last round, at DeviceDelta.
-	DeviceEpsilon map[string]float64 `json:"device_epsilon,omitempty"`
-	DeviceDelta   map[string]float64 `json:"device_delta,omitempty"`
-	TrainRows      int     `json:"train_rows"`
-	TestRows       int     `json:"test_rows"`
-	Accuracy       float64 `json:"accuracy"`
-	AUROC          float64 `json:"auroc,omitempty"`
-	AUPRC          float64 `json:"auprc,omitempty"`
-	PositiveRate   float64 `json:"positive_rate,omitempty"`
-	ReferenceAUROC float64 `json:"reference_auroc,omitempty"`
+	DeviceEpsilon  map[string]float64 `json:"device_epsilon,omitempty"`
+	DeviceDelta    map[string]float64 `json:"device_delta,omitempty"`
+	TrainRows      int                `json:"train_rows"`
+	TestRows       int                `json:"test_rows"`
+	Accuracy       float64            `json:"accuracy"`
+	AUROC          float64            `json:"auroc,omitempty"`
+	AUPRC          float64            `json:"auprc,omitempty"`
+	PositiveRate   float64            `json:"positive_rate,omitempty"`
+	ReferenceAUROC float64            `json:"reference_auroc,omitempty"`
 	// NEWS2 is the clinical baseline on the same held-out readings, and
 	// Model the federated model at the threshold that matches NEWS2's
 	// sensitivity at its trigger (generated vitals only).
