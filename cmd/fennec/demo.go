@@ -48,6 +48,7 @@ type demoOptions struct {
 	// DP-SGD modes: expected patients per step and steps per round.
 	patientsPerStep float64
 	localSteps      int
+	hidden          int
 }
 
 func newDemoCmd() *cobra.Command {
@@ -106,6 +107,7 @@ live stream of new readings with the risk-infer module.
 	f.Float64Var(&o.delta, "delta", 1e-5, "DP modes: delta")
 	f.Float64Var(&o.clip, "clip", 0, "DP modes: L2 bound of each device's update (0.5), or in dpsgd of each patient's gradient (1)")
 	f.Float64Var(&o.patientsPerStep, "patients-per-step", 0, "dpsgd: expected patients in each DP-SGD step's Poisson sample (8 on generated vitals, 16 rows on --data)")
+	f.IntVar(&o.hidden, "hidden", 16, "hidden units of the risk model (0: logistic regression)")
 	f.IntVar(&o.localSteps, "local-steps", 0, "dpsgd: DP-SGD steps per round on each device (0: one expected pass over its patients)")
 	return c
 }
@@ -121,8 +123,12 @@ type demoResult struct {
 	Delta    float64 `json:"delta,omitempty"`
 	// DeviceEpsilon (dpsgd): each device's own epsilon w.r.t. any one of
 	// its patients after the last round, at DeviceDelta.
-	DeviceEpsilon  map[string]float64 `json:"device_epsilon,omitempty"`
-	DeviceDelta    map[string]float64 `json:"device_delta,omitempty"`
+	DeviceEpsilon map[string]float64 `json:"device_epsilon,omitempty"`
+	DeviceDelta   map[string]float64 `json:"device_delta,omitempty"`
+	// LedgerEpsilon (dpsgd): what each device's own ledger, charged by its
+	// host, says it spent (at the budget's delta); it agrees with
+	// DeviceEpsilon, the devices' reports.
+	LedgerEpsilon  map[string]float64 `json:"ledger_epsilon,omitempty"`
 	TrainRows      int                `json:"train_rows"`
 	TestRows       int                `json:"test_rows"`
 	Accuracy       float64            `json:"accuracy"`
@@ -408,9 +414,16 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	// Federated training: every device trains the global model on its shard
 	// with the risk-train module; the hub evaluates each round's model on the
 	// held-out set with the same module.
-	init := federation.MLP{In: data.Features, Hidden: 16, Out: 1}.Init(o.seed)
+	if o.hidden < 0 {
+		return &exitError{exitUsage, errors.New("--hidden must not be negative")}
+	}
+	init := federation.MLP{In: data.Features, Hidden: o.hidden, Out: 1}.Init(o.seed)
 	init.Name = "risk-mlp"
-	say("\ntraining  %d-16-1 MLP (%d parameters), %d local epochs per round\n", data.Features, init.Params(), o.epochs)
+	if o.hidden == 0 {
+		say("\ntraining  logistic regression over %d features (%d parameters), %d local epochs per round\n", data.Features, init.Params(), o.epochs)
+	} else {
+		say("\ntraining  %d-%d-1 MLP (%d parameters), %d local epochs per round\n", data.Features, o.hidden, init.Params(), o.epochs)
+	}
 	var lastLine int
 	// On generated vitals the hub also scores each round's model on the
 	// held-out readings with risk-infer, for AUROC and AUPRC.
@@ -512,6 +525,14 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		lo := math.Inf(1)
 		for _, e := range sum.Privacy.DeviceEpsilon {
 			lo = math.Min(lo, e)
+		}
+		res.LedgerEpsilon = map[string]float64{}
+		for i := 0; i < o.devices; i++ {
+			st, err := ledgers[i].Remaining(budget.DatasetAccount(demoDataset))
+			if err != nil {
+				return err
+			}
+			res.LedgerEpsilon[fmt.Sprintf("device-%04d", i)] = st.SpentEpsilon
 		}
 		say("privacy   %s: every device trained with patient-level DP-SGD; per-patient epsilon %.3f to %.3f across the %d devices at delta <= %g after %d rounds (clip %.2f per patient, %g patients per step), charged to each device's ledger; the hub added no noise\n",
 			sum.Privacy.Mode, lo, sum.Privacy.Epsilon, len(sum.Privacy.DeviceEpsilon), sum.Privacy.Delta, sum.Privacy.Releases, sum.Privacy.Clip, demoModeConfig(o).PatientsPerStep)

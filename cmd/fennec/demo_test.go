@@ -173,6 +173,12 @@ func TestDemoPrivacyModes(t *testing.T) {
 				if math.Abs(res.Epsilon-3) > 1e-6 || len(res.DeviceDelta) != 3 || res.Delta > 1e-5 || res.Delta > 1.0/3 {
 					t.Fatalf("%s: epsilon %v at delta %v (devices %v)", mode, res.Epsilon, res.Delta, res.DeviceDelta)
 				}
+				// The hosts charged their ledgers what the devices report.
+				for d, e := range res.DeviceEpsilon {
+					if l, ok := res.LedgerEpsilon[d]; !ok || math.Abs(l-e) > 1e-6 {
+						t.Fatalf("%s: %s reports epsilon %v, its ledger %v", mode, d, e, l)
+					}
+				}
 			}
 		})
 	}
