@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"strconv"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -191,12 +191,15 @@ func TestDemoPrivacyModes(t *testing.T) {
 // TestDemoLR: the default learning rate follows the data's size per device.
 func TestDemoLR(t *testing.T) {
 	for _, c := range []struct {
-		csv  bool
-		want float64
-	}{{false, 0.002}, {true, 0.01}} {
-		if got := demoLR(c.csv); got != c.want {
-			t.Errorf("demoLR(csv=%v) = %v, want %v", c.csv, got, c.want)
+		csv, dpsgd bool
+		want       float64
+	}{{false, false, 0.002}, {true, false, 0.01}, {false, true, 0.02}, {true, true, 0.02}} {
+		if got := demoLR(c.csv, c.dpsgd); got != c.want {
+			t.Errorf("demoLR(csv=%v, dpsgd=%v) = %v, want %v", c.csv, c.dpsgd, got, c.want)
 		}
+	}
+	if demoHidden(false) != 16 || demoHidden(true) != 0 {
+		t.Error("demoHidden: want 16, and 0 in dpsgd")
 	}
 }
 

@@ -223,3 +223,29 @@ func TestSampleRate(t *testing.T) {
 		t.Fatalf("sampled %d of %v unit-steps, want about %v", got, n, n*q)
 	}
 }
+
+// BenchmarkClipSum is one DP-SGD step of the demo's shape: 8 patients of
+// 90 readings through the 14-16-1 risk MLP.
+func BenchmarkClipSum(b *testing.B) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	net := randNet(rng, 14, 16, 1)
+	const patients, readings = 30, 90
+	ids := make([]int32, patients*readings)
+	for i := range ids {
+		ids[i] = int32(i / readings)
+	}
+	g, _ := NewGroups(ids, patients)
+	x, y := make([]float32, len(ids)*14), make([]float32, len(ids))
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	units := []int{0, 3, 7, 11, 15, 19, 23, 27}
+	sum := make([]float32, net.Params())
+	var ws *Workspace
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ClipSum(net, x, y, g, units, 1, sum, &ws); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
