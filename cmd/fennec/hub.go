@@ -246,7 +246,11 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 				if mh != nil {
 					st := mh.Status()
 					fmt.Fprintf(c.OutOrStdout(), "privacy mode %s", mode)
-					if st.NoiseMultiplier > 0 {
+					switch {
+					case mode == "dpsgd" || mode == "secagg+dpsgd":
+						fmt.Fprintf(c.OutOrStdout(), ": patient-level DP-SGD on the devices, clip %g per patient, %g patients per step, epsilon %g per device after %d rounds at delta <= %g (each device calibrates its own noise and charges its own ledger)",
+							mcfg.Clip, max(mcfg.PatientsPerStep, 8), mcfg.TargetEpsilon, mcfg.Rounds, mcfg.Delta)
+					case st.NoiseMultiplier > 0:
 						fmt.Fprintf(c.OutOrStdout(), ": noise multiplier %.4g, clip %g, planned sampling rate %g, delta %g", st.NoiseMultiplier, st.Clip, st.SamplingRate, st.Delta)
 					}
 					fmt.Fprintln(c.OutOrStdout())

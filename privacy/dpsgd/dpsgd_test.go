@@ -1,12 +1,26 @@
-package dpsgd
+package dpsgd_test
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
 
 	"github.com/fennec-edge/fennec/privacy/dp"
+	"github.com/fennec-edge/fennec/privacy/dpsgd"
+)
+
+type (
+	Net       = dpsgd.Net
+	Layer     = dpsgd.Layer
+	Workspace = dpsgd.Workspace
+)
+
+var (
+	NewGroups = dpsgd.NewGroups
+	ClipSum   = dpsgd.ClipSum
+	Sample    = dpsgd.Sample
 )
 
 func randNet(rng *rand.Rand, sizes ...int) Net {
@@ -248,4 +262,18 @@ func BenchmarkClipSum(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// Two patients, one of two readings and one of one, through a logistic
+// regression at zero weights: each patient's gradient is the sum over its
+// readings of (sigmoid(0) - y) * [x, 1], clipped to norm 1 as a whole.
+func ExampleClipSum() {
+	net := dpsgd.Net{{In: 2, Out: 1, W: []float32{0, 0}, B: []float32{0}}}
+	x := []float32{1, 0, 1, 0, 0, 2}
+	y := []float32{1, 1, 0}
+	g, _ := dpsgd.NewGroups([]int32{0, 0, 1}, 2)
+	sum := make([]float32, net.Params())
+	st, _ := dpsgd.ClipSum(net, x, y, g, []int{0, 1}, 1, sum, nil)
+	fmt.Printf("%.4f, %d of %d patients clipped\n", sum, st.Clipped, st.Units)
+	// Output: [-0.7071 0.8944 -0.2599], 2 of 2 patients clipped
 }
