@@ -147,7 +147,10 @@ type demoResult struct {
 	Model *demoBaseline `json:"model_at_news2_sensitivity,omitempty"`
 	// StoppedAt is the round whose model the devices' validation readings
 	// chose (early stopping); Accuracy, AUROC and Loss are that model's.
-	StoppedAt         int            `json:"stopped_at,omitempty"`
+	StoppedAt int `json:"stopped_at,omitempty"`
+	// AveragedFrom (dpsgd): Accuracy, AUROC and Loss are those of the mean
+	// of the global models of rounds AveragedFrom..Rounds.
+	AveragedFrom      int            `json:"averaged_from,omitempty"`
 	Loss              float64        `json:"loss"`
 	ReferenceAccuracy float64        `json:"reference_accuracy"`
 	ReferenceLoss     float64        `json:"reference_loss"`
@@ -437,6 +440,13 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		ranks = &rankEvaluator{Evaluator: evaluator, infer: hubDev.infer, rows: testRows, y: data.TestY, byVersion: map[uint64][2]float64{}, models: map[uint64]federation.Model{}}
 		evaluator = ranks
 	}
+	// In the DP-SGD modes the demo keeps every round's global model: the
+	// released model is their tail average (below).
+	var kept *keepModels
+	if dpsgd {
+		kept = &keepModels{Evaluator: evaluator, models: map[uint64]federation.Model{}}
+		evaluator = kept
+	}
 	// Early stopping: after each round every device scores the new global
 	// model on its validation readings with its own risk-train module and
 	// reports only the loss and the count; the round with the lowest mean
@@ -522,6 +532,25 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		final, res.StoppedAt = m, best.round
 		r := res.PerRound[best.round-1]
 		res.Accuracy, res.Loss = r.Accuracy, r.Loss
+	}
+	if kept != nil {
+		// DP-SGD's noise makes each round's model a random walk around
+		// where training leads; the mean of the last half of the rounds'
+		// models (Polyak-Ruppert tail averaging; De et al. 2022 average
+		// DP-SGD's parameters the same way) has less of it. It is
+		// post-processing of models the hub already holds: no privacy cost.
+		avg, from, err := kept.tailAverage(len(res.PerRound))
+		if err != nil {
+			return &exitError{exitFailure, fmt.Errorf("averaging the rounds' models: %w", err)}
+		}
+		ev, err := kept.Evaluator.Evaluate(ctx, federation.EvalInput{Model: avg, Data: (&federation.Data{Features: data.Features, TrainX: data.TestX, TrainY: data.TestY}).TrainDataset(true)})
+		if err != nil {
+			return &exitError{exitFailure, fmt.Errorf("evaluating the averaged model: %w", err)}
+		}
+		final, res.AveragedFrom = avg, from
+		res.Accuracy, res.Loss = ev.Metrics["accuracy"], ev.Metrics["loss"]
+		say("averaged  the global models of rounds %d-%d (tail averaging, post-processing): held-out accuracy %.3f (loss %.4f); round %d's alone %.3f\n",
+			from, len(res.PerRound), res.Accuracy, res.Loss, len(res.PerRound), sum.Accuracy)
 	}
 	if sum.Privacy != nil && dpsgd && sum.Privacy.Epsilon > 0 {
 		res.Epsilon, res.Delta = sum.Privacy.Epsilon, sum.Privacy.Delta
@@ -620,6 +649,58 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	say("\nsummary   %d rounds, %d devices, federated %.1f%% vs central %.1f%% accuracy on %d held-out %s; no device's data left it\n",
 		len(res.PerRound), o.devices, 100*res.Accuracy, 100*res.ReferenceAccuracy, res.TestRows, unit)
 	return nil
+}
+
+// keepModels evaluates like its Evaluator and keeps every model it
+// evaluates, by version (the hub's global model of round r has version r).
+type keepModels struct {
+	federation.Evaluator
+	mu     sync.Mutex
+	models map[uint64]federation.Model
+}
+
+func (k *keepModels) Evaluate(ctx context.Context, in federation.EvalInput) (federation.EvalOutput, error) {
+	k.mu.Lock()
+	k.models[in.Model.Version] = in.Model
+	k.mu.Unlock()
+	return k.Evaluator.Evaluate(ctx, in)
+}
+
+// tailAverage is the mean of the models of rounds rounds/2+1..rounds and
+// the first round it averages.
+func (k *keepModels) tailAverage(rounds int) (federation.Model, int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	from := rounds/2 + 1
+	var sum []float64
+	var last federation.Model
+	n := 0
+	for v := from; v <= rounds; v++ {
+		m, ok := k.models[uint64(v)]
+		if !ok {
+			continue
+		}
+		w := m.Flatten()
+		if sum == nil {
+			sum = make([]float64, len(w))
+		}
+		if len(w) != len(sum) {
+			return federation.Model{}, 0, fmt.Errorf("round %d's model has %d values, round %d's %d", v, len(w), from, len(sum))
+		}
+		for i, x := range w {
+			sum[i] += float64(x)
+		}
+		last, n = m, n+1
+	}
+	if n == 0 {
+		return federation.Model{}, 0, errors.New("no round's model was kept")
+	}
+	avg := make([]float32, len(sum))
+	for i, x := range sum {
+		avg[i] = float32(x / float64(n))
+	}
+	m, err := last.WithVector(avg, last.Version)
+	return m, from, err
 }
 
 // demoDataset names the devices' training data to their ledgers.
