@@ -14,7 +14,6 @@ import (
 	"github.com/fennec-edge/fennec/federation/internal/hub"
 	"github.com/fennec-edge/fennec/federation/internal/model"
 	"github.com/fennec-edge/fennec/federation/internal/train"
-	"github.com/fennec-edge/fennec/federation/internal/wire"
 )
 
 // HubConfig configures a Hub. The zero value of each field is its default
@@ -232,7 +231,7 @@ func (c HubConfig) internal() hub.Config {
 		Name: c.Name, DataDir: c.DataDir, Listen: c.Listen, NATSURL: c.NATSURL, NATSOptions: c.NATSOptions,
 		Access: c.Access, Insecure: c.Insecure, Replicas: c.Replicas,
 		Strategy: internalStrategy(c.Strategy), Rounds: c.Rounds, Fraction: c.Fraction, MinDevices: c.MinDevices,
-		Quorum: c.Quorum, Deadline: c.Deadline, Settings: wire.Settings(c.Settings), Initial: modelPtr(c.Initial),
+		Quorum: c.Quorum, Deadline: c.Deadline, Settings: c.Settings.internal(), Initial: modelPtr(c.Initial),
 		Secret: c.Secret, Keys: c.Keys, DeviceTTL: c.DeviceTTL,
 		WeightRatio: c.WeightRatio, MaxPendingBytes: c.MaxPendingBytes, Keep: c.Keep, Seed: c.Seed, Logger: c.Logger,
 	}

@@ -95,6 +95,15 @@ type ModeConfig struct {
 	// Population lists every device of the federation; he requires it on
 	// the hub (all of them online for the one-time key generation).
 	Population []string
+	// PatientsPerStep (DP-SGD modes; 8) is the expected number of patients
+	// in each DP-SGD step's Poisson sample: a device of n patients samples
+	// each at q = min(1, PatientsPerStep/n). LocalSteps (0: ceil(1/q), one
+	// expected pass over its patients) is the number of steps per round.
+	// In these modes Clip is the per-patient clip and each device
+	// calibrates its own noise for Rounds rounds to reach TargetEpsilon at
+	// delta min(Delta, 1/n).
+	PatientsPerStep float64
+	LocalSteps      int
 	// StepTimeout bounds each protocol step's exchange (10s).
 	StepTimeout time.Duration
 	// Source of noise (dp.NewSource() when nil).
@@ -128,6 +137,11 @@ type ModeStatus struct {
 	// OutOfRange counts rounds whose aggregate lay outside what honest
 	// contributions can reach and was clamped back.
 	OutOfRange int `json:"out_of_range,omitempty"`
+	// DeviceEpsilon (DP-SGD modes) is each device's own epsilon spent so
+	// far at DeviceDelta[device] (<= 1/its patients), as it last reported
+	// it; Epsilon and Delta are then the largest of them.
+	DeviceEpsilon map[string]float64 `json:"device_epsilon,omitempty"`
+	DeviceDelta   map[string]float64 `json:"device_delta,omitempty"`
 }
 
 // HubPrivacy is a built-in privacy mode's hub side: its transforms of the

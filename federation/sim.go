@@ -10,7 +10,6 @@ import (
 	"github.com/fennec-edge/fennec/federation/internal/sim"
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
 	"github.com/fennec-edge/fennec/federation/internal/train"
-	"github.com/fennec-edge/fennec/federation/internal/wire"
 )
 
 // SimConfig configures Simulate. The zero value of each field is its
@@ -164,7 +163,7 @@ func (s *Summary) RoundsTo(target float64) int {
 func Simulate(ctx context.Context, cfg SimConfig) (Summary, error) {
 	ic := sim.Config{
 		Devices: cfg.Devices, Rounds: cfg.Rounds, Fraction: cfg.Fraction, Strategy: strategy.Config(cfg.Strategy),
-		StrategyImpl: internalStrategy(cfg.StrategyImpl), Settings: wire.Settings(cfg.Settings),
+		StrategyImpl: internalStrategy(cfg.StrategyImpl), Settings: cfg.Settings.internal(),
 		Data: (*sim.Data)(cfg.Data), Skew: cfg.Skew, Shards: cfg.Shards, Hidden: cfg.Hidden, Linear: cfg.Linear,
 		Initial: modelPtr(cfg.Initial), Deadline: cfg.Deadline, Quorum: cfg.Quorum, Seed: cfg.Seed,
 		Evaluator: evaluator(cfg.Evaluator), F32Labels: cfg.F32Labels,
@@ -226,6 +225,11 @@ type Data struct {
 	TestY             []int32
 	// FeatureNames, when known.
 	FeatureNames []string
+	// TrainGroups (optional, len(TrainY)) is each training row's unit of
+	// privacy, such as its patient (any int32 ids; rows of one unit share
+	// one). The DP-SGD modes clip per unit; without it every row is its
+	// own unit.
+	TrainGroups []int32
 }
 
 // TrainDataset is the training split as a Dataset, its labels f32 [n]

@@ -25,6 +25,40 @@ type Settings struct {
 	// Mode is what a device sends back: "weights" (its trained model) or
 	// "gradient" (fedsgd). The hub sets it from its strategy.
 	Mode string `cbor:"mode"`
+	// DP asks the training module for patient-level DP-SGD. Only a
+	// device's own DP-SGD privacy mode sets it: a device drops any DP the
+	// hub sends, so HubConfig and SimConfig leave it nil.
+	DP *DPSettings `cbor:"dp,omitempty"`
+}
+
+// DPSettings are the DP-SGD settings of a round's training (docs/ABI.md
+// "settings.dp"): Steps steps, each on a Poisson sample of the device's
+// units of privacy (patients) at SamplingRate, every unit's gradient
+// clipped to L2 norm Clip, and Gaussian noise of std NoiseMultiplier*Clip
+// added to the clipped sum.
+type DPSettings struct {
+	Clip            float64 `cbor:"clip"`
+	NoiseMultiplier float64 `cbor:"noise_multiplier"`
+	SamplingRate    float64 `cbor:"sampling_rate"`
+	Steps           uint64  `cbor:"steps"`
+}
+
+func (s Settings) internal() wire.Settings {
+	w := wire.Settings{LR: s.LR, Epochs: s.Epochs, BatchSize: s.BatchSize, Mu: s.Mu, Seed: s.Seed, Mode: s.Mode}
+	if s.DP != nil {
+		dp := wire.DPSettings(*s.DP)
+		w.DP = &dp
+	}
+	return w
+}
+
+func fromSettings(w wire.Settings) Settings {
+	s := Settings{LR: w.LR, Epochs: w.Epochs, BatchSize: w.BatchSize, Mu: w.Mu, Seed: w.Seed, Mode: w.Mode}
+	if w.DP != nil {
+		dp := DPSettings(*w.DP)
+		s.DP = &dp
+	}
+	return s
 }
 
 // Dataset is a device's local data in the ABI's form (docs/ABI.md
@@ -33,13 +67,29 @@ type Settings struct {
 type Dataset struct {
 	X Tensor `cbor:"x"`
 	Y Tensor `cbor:"y"`
+	// Groups (optional), i32 [n]: each row's unit of privacy, dense ids
+	// 0..units-1 (all of one patient's readings share one). The DP-SGD
+	// modes clip per unit; absent, every row is its own unit.
+	Groups *Tensor `cbor:"groups,omitempty"`
 }
 
 func (d Dataset) internal() train.Dataset {
-	return train.Dataset{X: model.Tensor(d.X), Y: model.Tensor(d.Y)}
+	t := train.Dataset{X: model.Tensor(d.X), Y: model.Tensor(d.Y)}
+	if d.Groups != nil {
+		g := model.Tensor(*d.Groups)
+		t.Groups = &g
+	}
+	return t
 }
 
-func fromDataset(d train.Dataset) Dataset { return Dataset{X: Tensor(d.X), Y: Tensor(d.Y)} }
+func fromDataset(d train.Dataset) Dataset {
+	t := Dataset{X: Tensor(d.X), Y: Tensor(d.Y)}
+	if d.Groups != nil {
+		g := Tensor(*d.Groups)
+		t.Groups = &g
+	}
+	return t
+}
 
 // TrainInput is what a Trainer receives: the `train` entrypoint's input.
 type TrainInput struct {
@@ -105,9 +155,16 @@ type TrainModule interface {
 type WasmTrainer struct {
 	Mod      TrainModule
 	KeepWarm bool
+	// Dataset names the device's data to the runtime on train calls, so
+	// the module's privacy releases (DP-SGD) are charged to that dataset's
+	// budget in the runtime's ledger. Mod must then also have CallWith (a
+	// *runtime.Module does).
+	Dataset string
 }
 
-func (w *WasmTrainer) internal() *train.Wasm { return &train.Wasm{Mod: w.Mod, KeepWarm: w.KeepWarm} }
+func (w *WasmTrainer) internal() *train.Wasm {
+	return &train.Wasm{Mod: w.Mod, KeepWarm: w.KeepWarm, Dataset: w.Dataset}
+}
 
 // Train runs the module's `train` entrypoint.
 func (w *WasmTrainer) Train(ctx context.Context, in TrainInput) (TrainOutput, error) {
@@ -122,7 +179,7 @@ func (w *WasmTrainer) Evaluate(ctx context.Context, in EvalInput) (EvalOutput, e
 }
 
 func (in TrainInput) internal() train.Input {
-	return train.Input{Model: in.Model.internal(), Round: in.Round, Settings: wire.Settings(in.Settings), Data: in.Data.internal()}
+	return train.Input{Model: in.Model.internal(), Round: in.Round, Settings: in.Settings.internal(), Data: in.Data.internal()}
 }
 
 func (in EvalInput) internal() train.EvalInput {
@@ -153,7 +210,7 @@ func trainer(t Trainer) train.Trainer {
 type trainerAdapter struct{ t Trainer }
 
 func (a trainerAdapter) Train(ctx context.Context, in train.Input) (train.Output, error) {
-	out, err := a.t.Train(ctx, TrainInput{Model: fromModel(in.Model), Round: in.Round, Settings: Settings(in.Settings), Data: fromDataset(in.Data)})
+	out, err := a.t.Train(ctx, TrainInput{Model: fromModel(in.Model), Round: in.Round, Settings: fromSettings(in.Settings), Data: fromDataset(in.Data)})
 	return train.Output{Model: out.Model.internal(), NumExamples: out.NumExamples, Metrics: out.Metrics}, err
 }
 

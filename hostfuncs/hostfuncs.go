@@ -191,6 +191,9 @@ type Instance struct {
 	// nn holds the instance's model graphs and execution contexts
 	// (nnstate.go), created on first use.
 	nn *nnState
+	// dpsgd is the current call's DP-SGD run (dp_sgd_begin), ended with
+	// the call.
+	dpsgd *dpsgdRun
 }
 
 var saltCounter atomic.Uint32
@@ -289,6 +292,7 @@ func (in *Instance) Module() string { return in.cfg.Module }
 // message, if it set one.
 func (in *Instance) End() (output []byte, failMsg string) {
 	output, failMsg = in.output, in.failMsg
+	in.endDPSGD()
 	in.disarm()
 	in.out.flush(in.log)
 	in.inCall, in.callInfo, in.input, in.output, in.failMsg = false, CallInfo{}, nil, nil, ""
@@ -339,6 +343,7 @@ func (in *Instance) Close() {
 		return
 	}
 	in.closed = true
+	in.endDPSGD()
 	in.disarm()
 	in.out.flush(in.log)
 	in.closeNN()

@@ -87,6 +87,8 @@ func privacyGroup() Group {
 			{"dp_gaussian_eps", []api.ValueType{i32, f64, f64, f64, i32}, i32s(1), host(dpGaussianEps)},
 			{"dp_laplace", []api.ValueType{i32, f64, f64, i32}, i32s(1), host(dpLaplace)},
 			{"dp_remaining", i32s(1), i32s(1), host(dpRemaining)},
+			{"dp_sgd_begin", []api.ValueType{i32, f64, f64, f64, i32}, i32s(1), host(dpSGDBegin)},
+			{"dp_sgd_step", i32s(5), i32s(1), host(dpSGDStep)},
 			{"he_encrypt", i32s(3), i32s(1), host(heEncrypt)},
 			{"he_add", i32s(2), i32s(1), host(heAdd)},
 			{"he_decrypt_aggregate", i32s(1), i32s(1), host(heDecryptAggregate)},

@@ -129,7 +129,13 @@ func decodeTensors(d *cbor.Decoder, dst *[]TensorData) error {
 
 // EncodeCBOR implements cbor.Marshaler.
 func (s *Settings) EncodeCBOR(e *cbor.Encoder) {
-	e.Map(6)
+	if s.DP != nil {
+		e.Map(7)
+		e.Text("dp")
+		s.DP.EncodeCBOR(e)
+	} else {
+		e.Map(6)
+	}
 	e.Text("lr")
 	e.Float64(s.LR)
 	e.Text("mu")
@@ -169,6 +175,56 @@ func (s *Settings) DecodeCBOR(d *cbor.Decoder) error {
 			s.Epochs, err = d.Uint()
 		case "batch_size":
 			s.BatchSize, err = d.Uint()
+		case "dp":
+			if d.Null() {
+				break
+			}
+			s.DP = &DPSettings{}
+			err = s.DP.DecodeCBOR(d)
+		default:
+			err = d.Skip()
+		}
+		if err != nil {
+			return cbor.Field(string(k), err)
+		}
+	}
+	return nil
+}
+
+// EncodeCBOR implements cbor.Marshaler.
+func (s *DPSettings) EncodeCBOR(e *cbor.Encoder) {
+	e.Map(4)
+	e.Text("clip")
+	e.Float64(s.Clip)
+	e.Text("steps")
+	e.Uint(s.Steps)
+	e.Text("sampling_rate")
+	e.Float64(s.SamplingRate)
+	e.Text("noise_multiplier")
+	e.Float64(s.NoiseMultiplier)
+}
+
+// DecodeCBOR implements cbor.Unmarshaler.
+func (s *DPSettings) DecodeCBOR(d *cbor.Decoder) error {
+	*s = DPSettings{}
+	n, err := d.Map()
+	if err != nil {
+		return err
+	}
+	for d.More(&n) {
+		k, err := d.Key()
+		if err != nil {
+			return err
+		}
+		switch string(k) {
+		case "clip":
+			s.Clip, err = d.Float()
+		case "steps":
+			s.Steps, err = d.Uint()
+		case "sampling_rate":
+			s.SamplingRate, err = d.Float()
+		case "noise_multiplier":
+			s.NoiseMultiplier, err = d.Float()
 		default:
 			err = d.Skip()
 		}
@@ -181,11 +237,19 @@ func (s *Settings) DecodeCBOR(d *cbor.Decoder) error {
 
 // EncodeCBOR implements cbor.Marshaler.
 func (ds *Dataset) EncodeCBOR(e *cbor.Encoder) {
-	e.Map(2)
+	if ds.Groups != nil {
+		e.Map(3)
+	} else {
+		e.Map(2)
+	}
 	e.Text("x")
 	ds.X.EncodeCBOR(e)
 	e.Text("y")
 	ds.Y.EncodeCBOR(e)
+	if ds.Groups != nil {
+		e.Text("groups")
+		ds.Groups.EncodeCBOR(e)
+	}
 }
 
 // DecodeCBOR implements cbor.Unmarshaler.
@@ -205,6 +269,12 @@ func (ds *Dataset) DecodeCBOR(d *cbor.Decoder) error {
 			err = ds.X.DecodeCBOR(d)
 		case "y":
 			err = ds.Y.DecodeCBOR(d)
+		case "groups":
+			if d.Null() {
+				break
+			}
+			ds.Groups = &TensorData{}
+			err = ds.Groups.DecodeCBOR(d)
 		default:
 			err = d.Skip()
 		}

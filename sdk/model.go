@@ -31,6 +31,20 @@ type Settings struct {
 	Mu        float64 `cbor:"mu"` // FedProx proximal weight, 0 = off
 	Seed      uint64  `cbor:"seed"`
 	Mode      string  `cbor:"mode"` // "weights" (default) or "gradient"
+	// DP, when set, asks for patient-level DP-SGD (docs/ABI.md,
+	// "Settings"): the host samples, clips and noises every step.
+	DP *DPSettings `cbor:"dp,omitempty"`
+}
+
+// DPSettings are the DP-SGD parameters of a train call: Steps steps, each
+// on a Poisson sample of units (Dataset.Groups) at SamplingRate, every
+// unit's gradient clipped to L2 norm Clip, Gaussian noise of standard
+// deviation NoiseMultiplier*Clip on their sum.
+type DPSettings struct {
+	Clip            float64 `cbor:"clip"`
+	NoiseMultiplier float64 `cbor:"noise_multiplier"`
+	SamplingRate    float64 `cbor:"sampling_rate"`
+	Steps           uint64  `cbor:"steps"`
 }
 
 // Dataset is a training or evaluation set: x f32 [n, features]; y f32 [n]
@@ -38,6 +52,10 @@ type Settings struct {
 type Dataset struct {
 	X TensorData `cbor:"x"`
 	Y TensorData `cbor:"y"`
+	// Groups (optional) is i32 [n]: the unit of privacy of each row
+	// (dense ids 0..units-1; all of one patient's readings share one).
+	// Absent, every row is its own unit.
+	Groups *TensorData `cbor:"groups,omitempty"`
 }
 
 // TrainInput is the input of the train entrypoint.

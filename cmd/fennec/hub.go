@@ -65,8 +65,13 @@ devices' status ('fennec status'), and nothing else. The hub then serves rollout
 keeps serving them after --rounds are complete, until interrupted.
 
 --privacy-mode MODE runs every round in a privacy mode (dp, ldp, secagg, secagg+dp, he,
-he+dp; see docs): the DP modes take --target-epsilon with --rounds (or --noise-multiplier),
---delta and --clip; he takes the population (--population, or the --access devices). Agents
+he+dp, dpsgd, secagg+dpsgd; see docs): the DP modes take --target-epsilon with --rounds
+(or --noise-multiplier), --delta and --clip; he takes the population (--population, or
+the --access devices). In dpsgd and secagg+dpsgd the devices train with patient-level
+DP-SGD and add the noise themselves: --clip bounds each patient's gradient,
+--patients-per-step and --local-steps plan the steps, and each device calibrates its
+noise for --target-epsilon per patient after --rounds, charges its own ledger and
+reports its epsilon, which the hub prints (the largest). Agents
 learn the mode when they join. In every mode but plain the devices send no training
 metrics; the hub reports the mode's epsilon so far.
 
@@ -187,7 +192,10 @@ those whose role allows deploys may change a rollout from it.`,
 				}
 				if ps != nil {
 					line += ", " + ps.Mode
-					if ps.Epsilon > 0 {
+					switch {
+					case len(ps.DeviceEpsilon) > 0:
+						line += fmt.Sprintf(" per-patient epsilon %.3f (the largest of %d devices, delta %g)", ps.Epsilon, len(ps.DeviceEpsilon), ps.Delta)
+					case ps.Epsilon > 0:
 						line += fmt.Sprintf(" epsilon %.3f (delta %g, sampling rate %g)", ps.Epsilon, ps.Delta, ps.SamplingRate)
 					}
 				}
@@ -234,7 +242,11 @@ those whose role allows deploys may change a rollout from it.`,
 				if mh != nil {
 					st := mh.Status()
 					fmt.Fprintf(c.OutOrStdout(), "privacy mode %s", mode)
-					if st.NoiseMultiplier > 0 {
+					switch {
+					case mode == "dpsgd" || mode == "secagg+dpsgd":
+						fmt.Fprintf(c.OutOrStdout(), ": patient-level DP-SGD on the devices, clip %g per patient, %g patients per step, epsilon %g per device after %d rounds at delta <= %g (each device calibrates its own noise and charges its own ledger)",
+							mcfg.Clip, max(mcfg.PatientsPerStep, 8), mcfg.TargetEpsilon, mcfg.Rounds, mcfg.Delta)
+					case st.NoiseMultiplier > 0:
 						fmt.Fprintf(c.OutOrStdout(), ": noise multiplier %.4g, clip %g, planned sampling rate %g, delta %g", st.NoiseMultiplier, st.Clip, st.SamplingRate, st.Delta)
 					}
 					fmt.Fprintln(c.OutOrStdout())
@@ -302,6 +314,8 @@ those whose role allows deploys may change a rollout from it.`,
 	f.Float64Var(&mcfg.Clip, "clip", 1, "DP modes: L2 bound of each device's update delta")
 	f.Float64Var(&mcfg.NoiseMultiplier, "noise-multiplier", 0, "DP modes: noise std / clip (0: calibrated from --target-epsilon and --rounds)")
 	f.Float64Var(&mcfg.SamplingRate, "sampling-rate", 0, "DP modes: planned sampled devices / population, for calibrating --noise-multiplier (0: from --fraction, --min-devices and --population or --access); each release is charged at its round's real rate")
+	f.Float64Var(&mcfg.PatientsPerStep, "patients-per-step", 0, "dpsgd: expected patients (units) in each device's DP-SGD step (8)")
+	f.IntVar(&mcfg.LocalSteps, "local-steps", 0, "dpsgd: DP-SGD steps per round on each device (0: one expected pass over its patients)")
 	f.BoolVar(&mcfg.AdaptiveClip, "adaptive-clip", false, "dp mode: track the median update norm as the clip")
 	f.BoolVar(&mcfg.DistributedNoise, "distributed-noise", false, "secagg+dp, he+dp: the devices add the noise, not the hub")
 	f.StringSliceVar(&mcfg.Population, "population", nil, "he modes: every device id (default: the --access file's devices)")

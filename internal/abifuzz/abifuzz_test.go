@@ -164,6 +164,15 @@ func seeds() map[string][]byte {
 			op(cCall, priv("dp_remaining"), drop, ptr(1)),
 			op(cCall, priv("dp_remaining"), drop, atEnd(8)),
 		),
+		// A patient-level DP-SGD run: i32 [8] groups (one unit), three
+		// charged steps; a step with forged parameter handles.
+		"dpsgd": prog([4]byte{0, 0, 0, 0},
+			op(cNew, 0, 2, 1, dim(8)),
+			op(cCall, priv("dp_sgd_begin"), 1, reg(0), f64(1), f64(1.5), f64(0.5), small(3)),
+			op(cNew, 2, 0, 1, dim(8)),
+			op(cCall, priv("dp_sgd_step"), drop, ptr(0), small(2), reg(2), reg(2), ptr(1)),
+			op(cCall, priv("dp_sgd_begin"), drop, reg(0), f64(1), f64(1.5), f64(0.5), konst(math.MaxInt32)),
+		),
 		"dp-tiny": prog([4]byte{1, 0, 0, 0},
 			op(cNew, 0, 0, 1, dim(4)),
 			op(cCall, priv("dp_laplace"), drop, reg(0), f64(1), f64(0.5), small(0)), // runs out of budget

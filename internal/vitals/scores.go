@@ -151,14 +151,25 @@ func PositiveRate(y []int32) float64 {
 // one side of the split and each case-mix profile has some.
 func ValidationRows(recs []Record) []bool {
 	held := make([]bool, len(recs))
+	for j, p := range PatientOrdinals(recs) {
+		held[j] = p%5 == 4
+	}
+	return held
+}
+
+// PatientOrdinals numbers the patients of recs 0, 1, ... in order of
+// appearance (a patient's readings are consecutive, as Generate writes
+// them) and returns each record's patient number.
+func PatientOrdinals(recs []Record) []int {
+	ords := make([]int, len(recs))
 	patient, prev := -1, ""
 	for j := range recs {
 		if j == 0 || recs[j].Patient != prev {
 			patient, prev = patient+1, recs[j].Patient
 		}
-		held[j] = patient%5 == 4
+		ords[j] = patient
 	}
-	return held
+	return ords
 }
 
 // PreprocessState is the vitals-preprocess module's state every device

@@ -4,7 +4,8 @@
 // vitals-preprocess features (the seven z-normalised vitals hr, sbp, dbp,
 // spo2, rr, temp, glucose; oxygen and not-alert; five changes from the
 // patient's baseline) with binary cross-entropy on logits, using sdk/nn
-// and Adam.
+// and Adam. With settings.dp it trains with patient-level DP-SGD through
+// the host's fennec_privacy dp_sgd_begin/dp_sgd_step (nn.TrainDPSGD).
 //
 // The model is an MLP whose tensors are (weight [in, out], bias [out])
 // pairs with ReLU between layers and one output logit; logistic regression
@@ -64,6 +65,11 @@ func handleTrain(in sdk.TrainInput) (sdk.TrainOutput, error) {
 	}
 	t := nn.Trainer{Net: net, Loss: nn.BinaryCrossEntropy,
 		Optimizer: func(s sdk.Settings) nn.Optimizer { return &nn.Adam{LR: float32(s.LR)} }}
+	if in.Settings.DP != nil {
+		// Patient-level DP-SGD: the host samples the patients, computes,
+		// clips and noises their gradients, and charges the budget.
+		return t.TrainDPSGD(&in)
+	}
 	return t.Train(&in)
 }
 

@@ -110,6 +110,17 @@ FENNEC_IMPORT("fennec_tensor", "argmax") int32_t fennec_tensor_argmax(int32_t a,
 FENNEC_IMPORT("fennec_tensor", "loss")
 int32_t fennec_tensor_loss(int32_t op, int32_t pred, int32_t target, float *loss, int32_t grad_out);
 
+/* ---- "fennec_privacy" (capability "privacy"): patient-level DP-SGD ---- */
+/* Charges the call's dataset for `steps` Poisson-sampled Gaussian steps and starts the run;
+ * groups is an i32 [rows] tensor of dense unit (patient) ids. Returns the number of units. */
+FENNEC_IMPORT("fennec_privacy", "dp_sgd_begin")
+int32_t fennec_dp_sgd_begin(int32_t groups, double clip, double noise_multiplier, double sampling_rate, int32_t steps);
+/* One step: params and out are n_params handles (weight [in, out], bias [out] per layer of a ReLU MLP
+ * with one logit); out receives the noisy mean of the sampled units' clipped gradients. Returns the
+ * number of units the host sampled. */
+FENNEC_IMPORT("fennec_privacy", "dp_sgd_step")
+int32_t fennec_dp_sgd_step(const int32_t *params, int32_t n_params, int32_t x, int32_t y, const int32_t *out);
+
 /* ---- inline helpers ---- */
 
 static inline size_t fennec__strlen(const char *s) {

@@ -21,6 +21,12 @@ func dpLaplace(h int32, l1Sensitivity, epsilon float64, out int32) int32
 //go:wasmimport fennec_privacy dp_remaining
 func dpRemaining(buf unsafe.Pointer) int32
 
+//go:wasmimport fennec_privacy dp_sgd_begin
+func dpSGDBegin(groups int32, clip, noiseMultiplier, samplingRate float64, steps int32) int32
+
+//go:wasmimport fennec_privacy dp_sgd_step
+func dpSGDStep(params unsafe.Pointer, n int32, x, y int32, out unsafe.Pointer) int32
+
 //go:wasmimport fennec_privacy he_encrypt
 func heEncrypt(h int32, buf unsafe.Pointer, bufCap int32) int32
 

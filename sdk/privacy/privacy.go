@@ -123,6 +123,46 @@ func Remaining() (epsilon, delta float64, err error) {
 	return buf[0], buf[1], nil
 }
 
+// SGDBegin starts a patient-level DP-SGD run of the current call: the
+// host charges the call's dataset for steps Poisson-sampled Gaussian
+// steps of noise multiplier noiseMultiplier and sampling rate samplingRate
+// (composed in Renyi DP, one charge before any step; sdk.ErrBudget when it
+// does not fit) and keeps groups, an i32 [rows] tensor of dense unit ids
+// (0..units-1; a patient's readings share one). It returns the number of
+// units. The run ends with the call.
+func SGDBegin(groups *sdk.Tensor, clip, noiseMultiplier, samplingRate float64, steps int) (units int, err error) {
+	const op = "privacy.dp_sgd_begin"
+	if groups == nil || steps < 0 || steps > 1<<30 {
+		return 0, &sdk.Error{Op: op, Code: sdk.EINVAL, Msg: "groups must be a tensor and steps in 1..2^30"}
+	}
+	n, err := check(op, dpSGDBegin(groups.Handle(), clip, noiseMultiplier, samplingRate, int32(steps)))
+	return int(n), err
+}
+
+// SGDStep takes one step of the run: the host draws the Poisson sample of
+// units, computes each sampled unit's gradient (the sum over its rows of
+// binary cross-entropy on the logit of the ReLU MLP whose weight [in, out]
+// and bias [out] tensors params lists, layer by layer), clips it to the
+// run's clip, adds N(0, (z*clip)^2) to the sum and writes sum / (q*units)
+// into grads (f32 tensors shaped like params). x is f32 [rows, in], y f32
+// [rows] labels in [0, 1]. It returns the number of units sampled.
+// sdk.ErrBudget means the run's charged steps are used up.
+func SGDStep(params []*sdk.Tensor, x, y *sdk.Tensor, grads []*sdk.Tensor) (sampled int, err error) {
+	const op = "privacy.dp_sgd_step"
+	if len(params) != len(grads) || len(params) == 0 || len(params) > 64 || x == nil || y == nil {
+		return 0, &sdk.Error{Op: op, Code: sdk.EINVAL, Msg: "params and grads must be non-empty lists of the same length, x and y tensors"}
+	}
+	var ph, gh [64]int32
+	for i := range params {
+		if params[i] == nil || grads[i] == nil {
+			return 0, &sdk.Error{Op: op, Code: sdk.EINVAL, Msg: fmt.Sprintf("params[%d] or grads[%d] is nil", i, i)}
+		}
+		ph[i], gh[i] = params[i].Handle(), grads[i].Handle()
+	}
+	n, err := check(op, dpSGDStep(unsafe.Pointer(&ph[0]), int32(len(params)), x.Handle(), y.Handle(), unsafe.Pointer(&gh[0])))
+	return int(n), err
+}
+
 // Encrypt encrypts the f32 tensor t under the federation's collective
 // public key and returns the ciphertext message (for the hub), reusing
 // dst's storage when it is large enough. Values must lie within

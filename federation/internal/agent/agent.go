@@ -401,7 +401,29 @@ func (a *Agent) runTask(t wire.Task) error {
 	if err != nil {
 		return err
 	}
-	out, err := a.cfg.Trainer.Train(ctx, train.Input{Model: global, Round: t.Round, Settings: t.Settings, Data: a.cfg.Data})
+	// Only a device's own mode client decides how it trains privately
+	// (DP-SGD settings): never the hub.
+	settings := t.Settings
+	settings.DP = nil
+	var (
+		mc   hook.ClientTransform
+		info = hook.RoundInfo{Round: t.Round, Version: t.Version, Mode: t.Mode, Device: a.cfg.ID}
+	)
+	if !PlainMode(t.Mode) {
+		if mc, err = a.client(t.Mode); err != nil {
+			return err
+		}
+		if tc, ok := mc.(hook.TrainClient); ok {
+			units, err := a.cfg.Data.Units()
+			if err != nil {
+				return err
+			}
+			if err := tc.TrainSettings(ctx, info, t.Extra, &settings, units); err != nil {
+				return fmt.Errorf("mode %s: %w", t.Mode, err)
+			}
+		}
+	}
+	out, err := a.cfg.Trainer.Train(ctx, train.Input{Model: global, Round: t.Round, Settings: settings, Data: a.cfg.Data})
 	if err != nil {
 		return err
 	}
@@ -409,17 +431,15 @@ func (a *Agent) runTask(t wire.Task) error {
 		return fmt.Errorf("trainer output: %w", err)
 	}
 	body := wire.Body{Model: out.Model, NumExamples: out.NumExamples, Metrics: out.Metrics}
-	if !PlainMode(t.Mode) {
+	if mc != nil {
 		// The mode protects the model update, not the training loss and
-		// accuracy: they would leave in the clear, so they stay here.
+		// accuracy: they would leave in the clear, so they stay here. A
+		// mode may send what does not depend on the data (DP-SGD: the
+		// device's privacy spend).
 		body.Metrics = nil
-	}
-	if !PlainMode(t.Mode) {
-		mc, err := a.client(t.Mode)
-		if err != nil {
-			return err
+		if tc, ok := mc.(hook.TrainClient); ok {
+			body.Metrics = tc.ReleaseMetrics()
 		}
-		info := hook.RoundInfo{Round: t.Round, Version: t.Version, Mode: t.Mode, Device: a.cfg.ID}
 		if body.Extra, err = mc.Transform(ctx, info, t.Extra, global, &body.Model, body.NumExamples); err != nil {
 			return fmt.Errorf("mode %s: %w", t.Mode, err)
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fennec-edge/fennec/federation/internal/model"
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
+	"github.com/fennec-edge/fennec/federation/internal/wire"
 )
 
 // RoundInfo describes the round a transform runs in.
@@ -44,4 +45,18 @@ type ClientTransform interface {
 	// task's parameters from HubTransform.Prepare.
 	Transform(ctx context.Context, info RoundInfo, extra map[string][]byte, global model.Model,
 		update *model.Model, numExamples uint64) (map[string][]byte, error)
+}
+
+// TrainClient is a ClientTransform that also decides how the device trains (the
+// DP-SGD modes: the DP-SGD settings for its own patients) and what it may
+// report beside its protected update.
+type TrainClient interface {
+	ClientTransform
+	// TrainSettings sets s (the task's settings, whose DP the hub may not
+	// set) before the device trains; units is the device's number of units
+	// of privacy (patients). An error refuses the round.
+	TrainSettings(ctx context.Context, info RoundInfo, extra map[string][]byte, s *wire.Settings, units int) error
+	// ReleaseMetrics are metrics the device may send with its update in a
+	// privacy mode: they must not depend on its data (its privacy spend).
+	ReleaseMetrics() map[string]float64
 }

@@ -30,8 +30,14 @@ type Client struct {
 	// heParties is the party count of party's setup.
 	heParties int
 	cts       map[uint64][]byte
-	acc       *dp.Accountant // ldp: this device's own releases
+	acc       *dp.Accountant // ldp, dpsgd: this device's own releases
 	eps       float64
+	// DP-SGD modes: this device's delta, last plan, calibrations, and
+	// whether cfg.NoiseMultiplier is the device's own (not a placeholder).
+	delta   float64
+	sgd     sgdRun
+	zCache  map[[4]float64]float64
+	sgdOwnZ bool
 }
 
 type saRound struct {
@@ -52,6 +58,7 @@ func NewClient(mode, id string, cfg Config) (*Client, error) {
 	if id == "" {
 		return nil, errors.New("modes: client needs the device id")
 	}
+	ownZ := cfg.NoiseMultiplier > 0
 	if k.noise != "local" {
 		// the hub decides the central parameters; do not require them here
 		cfg.NoiseMultiplier = max(cfg.NoiseMultiplier, 1)
@@ -60,8 +67,8 @@ func NewClient(mode, id string, cfg Config) (*Client, error) {
 	if err := cfg.fill(k); err != nil {
 		return nil, err
 	}
-	c := &Client{mode: mode, k: k, cfg: cfg, id: id, sa: map[uint64]*saRound{}, cts: map[uint64][]byte{}}
-	if k.noise == "local" {
+	c := &Client{mode: mode, k: k, cfg: cfg, id: id, sa: map[uint64]*saRound{}, cts: map[uint64][]byte{}, sgdOwnZ: ownZ}
+	if k.noise == "local" || k.noise == "sgd" {
 		if c.acc, err = dp.NewAccountant(nil); err != nil {
 			return nil, err
 		}

@@ -70,7 +70,9 @@ func NewHub(mode string, cfg Config) (*Hub, error) {
 	}
 	h := &Hub{mode: mode, k: k, cfg: cfg, zDelta: cfg.NoiseMultiplier, quarantine: map[string]uint64{}}
 	h.st = Status{Mode: mode, Clip: cfg.Clip}
-	if k.dp() {
+	if k.noise == "sgd" {
+		h.st.Clip = cfg.Clip
+	} else if k.dp() {
 		if h.acc, err = dp.NewAccountant(nil); err != nil {
 			return nil, err
 		}
@@ -120,6 +122,7 @@ func (h *Hub) Status() Status {
 	defer h.mu.Unlock()
 	st := h.st
 	st.Culprits = maps.Clone(h.st.Culprits)
+	st.DeviceEpsilon, st.DeviceDelta = maps.Clone(h.st.DeviceEpsilon), maps.Clone(h.st.DeviceDelta)
 	if l, ok := h.x.(interface{ Bytes() (uint64, uint64) }); ok {
 		o, i := l.Bytes()
 		st.StepBytes = o + i
@@ -157,7 +160,11 @@ func (h *Hub) Prepare(ctx context.Context, info hook.RoundInfo) (map[string][]by
 	if r.p.Len == 0 {
 		return nil, errors.New("modes: the model has no f32 parameters")
 	}
-	if h.k.dp() {
+	if h.k.noise == "sgd" {
+		// The devices' updates are DP already; nothing bounds their norm
+		// (the noise is unbounded), secagg clamps each value to Bound.
+		r.p.SGD = h.sgdParams()
+	} else if h.k.dp() {
 		r.p.Clip = h.clip()
 		r.p.Bound = r.p.Clip // |x_i| <= ||x||_2 <= C
 	} else if h.cfg.NormBound > 0 {
@@ -426,6 +433,9 @@ func (h *Hub) PreAggregate(ctx context.Context, info hook.RoundInfo, ups []strat
 	for _, u := range ups {
 		examples[u.Device] = u.NumExamples
 	}
+	if h.k.noise == "sgd" {
+		h.deviceSpend(ups)
+	}
 	switch h.k.sum {
 	case "":
 		sum, contrib, err = h.sumPlain(r, ups)
@@ -444,7 +454,7 @@ func (h *Hub) PreAggregate(ctx context.Context, info hook.RoundInfo, ups []strat
 		h.checkAggregate(r, sum[:r.p.Len], len(contrib))
 	}
 	den := float64(len(contrib))
-	if h.k.dp() {
+	if h.k.dp() && h.k.noise != "sgd" {
 		if h.k.noise == "central" {
 			// Fixed denominator: the number of sampled devices, known
 			// before any data is seen (McMahan et al. 2018's estimator with

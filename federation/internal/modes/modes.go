@@ -15,6 +15,12 @@
 //	           collective key, the hub adds ciphertexts, devices decrypt the
 //	           aggregate collectively
 //	he+dp      he of clipped updates plus central (or distributed) noise
+//	dpsgd      patient-level DP-SGD on each device (privacy/dpsgd through
+//	           the host's fennec_privacy dp_sgd_begin/dp_sgd_step): every
+//	           update is already differentially private w.r.t. each of the
+//	           device's patients, charged to the device's own ledger; the
+//	           hub adds no noise and reports each device's epsilon
+//	secagg+dpsgd  dpsgd updates summed by secagg: the hub sees only the sum
 //
 // Every mode works on the update delta (trained weights - global weights)
 // and averages with equal weight per device (the DP-FedAvg convention; the
@@ -64,15 +70,18 @@ const (
 	SecAggDP = "secagg+dp"
 	HE       = "he"
 	HEDP     = "he+dp"
+	// DPSGD and SecAggDPSGD: patient-level DP-SGD on the devices (dpsgd.go).
+	DPSGD       = "dpsgd"
+	SecAggDPSGD = "secagg+dpsgd"
 )
 
 // Names lists the modes.
-var Names = []string{Plain, DP, LDP, SecAgg, SecAggDP, HE, HEDP}
+var Names = []string{Plain, DP, LDP, SecAgg, SecAggDP, HE, HEDP, DPSGD, SecAggDPSGD}
 
 // kind splits a mode into its secure-sum backend and its noise.
 type kind struct {
 	sum   string // "", "secagg", "he"
-	noise string // "", "central", "local"
+	noise string // "", "central", "local", "sgd" (DP-SGD on the devices)
 }
 
 func (k kind) dp() bool { return k.noise != "" }
@@ -93,6 +102,10 @@ func parse(mode string) (kind, error) {
 		return kind{sum: "he"}, nil
 	case HEDP:
 		return kind{sum: "he", noise: "central"}, nil
+	case DPSGD:
+		return kind{noise: "sgd"}, nil
+	case SecAggDPSGD:
+		return kind{sum: "secagg", noise: "sgd"}, nil
 	}
 	return kind{}, fmt.Errorf("modes: unknown mode %q (want one of %v)", mode, Names)
 }
@@ -189,6 +202,17 @@ type Config struct {
 	// all of them must be online for the one-time key generation.
 	Population []string
 
+	// PatientsPerStep (DP-SGD modes; 8) is the expected number of patients
+	// in each DP-SGD step's Poisson sample: a device of n patients samples
+	// each at q = min(1, PatientsPerStep/n). LocalSteps (0: ceil(1/q), one
+	// expected pass over the patients) is the number of steps per round.
+	// Clip is the per-patient clip C; each device calibrates its own noise
+	// multiplier so that Rounds rounds reach TargetEpsilon at delta
+	// min(Delta, 1/n) (or uses NoiseMultiplier when set), and refuses a
+	// round beyond it.
+	PatientsPerStep float64
+	LocalSteps      int
+
 	// StepTimeout bounds each protocol step's exchange (10s).
 	StepTimeout time.Duration
 	// Source of noise (dp.NewSource() when nil).
@@ -214,6 +238,8 @@ func (c *Config) fill(k kind) error {
 		config.NonNegative("modes config: HEThreshold", c.HEThreshold),
 		config.Default("modes config: MinAggregate", &c.MinAggregate, 2),
 		config.Default("modes config: StepTimeout", &c.StepTimeout, 10*time.Second),
+		config.Default("modes config: PatientsPerStep", &c.PatientsPerStep, 8),
+		config.NonNegative("modes config: LocalSteps", c.LocalSteps),
 	); err != nil {
 		return err
 	}
@@ -239,7 +265,19 @@ func (c *Config) fill(k kind) error {
 	case c.MinAggregate < 2:
 		return fmt.Errorf("modes config: MinAggregate %d must be at least 2", c.MinAggregate)
 	}
-	if k.dp() && c.NoiseMultiplier == 0 {
+	if k.noise == "sgd" {
+		// Each device calibrates its own noise for its own patients.
+		switch {
+		case c.NoiseMultiplier == 0 && (c.TargetEpsilon == 0 || c.Rounds == 0):
+			return errors.New("modes config: a DP-SGD mode needs TargetEpsilon and Rounds (each device calibrates its noise), or NoiseMultiplier")
+		case math.IsInf(c.PatientsPerStep, 0):
+			return fmt.Errorf("modes config: PatientsPerStep %v must be finite", c.PatientsPerStep)
+		case c.LocalSteps > maxLocalSteps:
+			return fmt.Errorf("modes config: LocalSteps %d above %d", c.LocalSteps, maxLocalSteps)
+		case c.Rounds > maxRounds:
+			return fmt.Errorf("modes config: Rounds %d above %d", c.Rounds, maxRounds)
+		}
+	} else if k.dp() && c.NoiseMultiplier == 0 {
 		if c.TargetEpsilon == 0 || c.Rounds == 0 {
 			return errors.New("modes config: a DP mode needs NoiseMultiplier, or TargetEpsilon and Rounds to calibrate it")
 		}
@@ -318,4 +356,9 @@ type Status struct {
 	// L2: contributors*clip) and was clamped or projected back: some device
 	// encoded values beyond its range (not attributable under masking).
 	OutOfRange int `json:"out_of_range,omitempty"`
+	// DeviceEpsilon (DP-SGD modes) is each device's own epsilon spent so
+	// far at DeviceDelta[device] (<= 1/its patients), as it last reported
+	// it; Epsilon and Delta are then the largest of them.
+	DeviceEpsilon map[string]float64 `json:"device_epsilon,omitempty"`
+	DeviceDelta   map[string]float64 `json:"device_delta,omitempty"`
 }

@@ -37,12 +37,17 @@ type roundParams struct {
 	// Excluded: secagg client ids the hub excluded after the share-box
 	// complaints (secagg.Server.Exclude); no one masks with them.
 	Excluded []uint32 `cbor:"excluded,omitempty"`
+	// SGD: the DP-SGD modes' parameters (dpsgd.go).
+	SGD *sgdParams `cbor:"sgd,omitempty"`
 }
 
 func (p *roundParams) check() error {
 	ok := func(x float64) bool { return x >= 0 && !math.IsInf(x, 0) && !math.IsNaN(x) }
 	if !ok(p.Clip) || !ok(p.Bound) || !ok(p.DevSigma) || p.Len < 1 || p.Len > secagg.MaxVectorLen || len(p.Excluded) > secagg.MaxClients {
 		return fmt.Errorf("modes: task parameters out of range (clip %v, bound %v, sigma %v, len %d)", p.Clip, p.Bound, p.DevSigma, p.Len)
+	}
+	if p.SGD != nil {
+		return p.SGD.check()
 	}
 	return nil
 }

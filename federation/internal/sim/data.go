@@ -34,6 +34,32 @@ type Data struct {
 	TestY             []int32
 	// FeatureNames, when known.
 	FeatureNames []string
+	// TrainGroups (optional, len(TrainY)) is each training row's unit of
+	// privacy, such as its patient (any int32 ids; rows of one unit share
+	// one). The DP-SGD modes clip per unit; without it every row is its
+	// own unit.
+	TrainGroups []int32
+}
+
+// Groups returns the dense unit ids (0..units-1, in order of first
+// appearance) of rows idx under TrainGroups, or nil without it.
+func (d *Data) Groups(idx []int) *model.Tensor {
+	if d.TrainGroups == nil {
+		return nil
+	}
+	ids := make([]int32, len(idx))
+	dense := map[int32]int32{}
+	for i, r := range idx {
+		g := d.TrainGroups[r]
+		id, ok := dense[g]
+		if !ok {
+			id = int32(len(dense))
+			dense[g] = id
+		}
+		ids[i] = id
+	}
+	t := model.I32Tensor("groups", []uint64{uint64(len(idx))}, ids)
+	return &t
 }
 
 // Dataset packs rows idx of (x, y) into an ABI Dataset.

@@ -232,6 +232,9 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		if g, ok := strat.(strategy.GradientMode); ok && g.Gradient() {
 			return Summary{}, fmt.Errorf("sim: privacy mode %s works on weight updates; strategy %s sends gradients", cfg.PrivacyMode, strat.Name())
 		}
+		if (cfg.PrivacyMode == modes.DPSGD || cfg.PrivacyMode == modes.SecAggDPSGD) && cfg.NewTrainer == nil {
+			return Summary{}, fmt.Errorf("sim: privacy mode %s trains with DP-SGD in the devices' training module (settings.dp, e.g. modules/risk-train); set NewTrainer", cfg.PrivacyMode)
+		}
 		if pcfg.Population == nil {
 			pcfg.Population = ids
 		}
@@ -263,6 +266,12 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		return d
 	}
 	testSet := ds(cfg.Data.TestX, cfg.Data.TestY, seq(len(cfg.Data.TestY)))
+	// A device's training rows carry their units of privacy (patients).
+	trainSet := func(idx []int) train.Dataset {
+		d := ds(cfg.Data.TrainX, cfg.Data.TrainY, idx)
+		d.Groups = cfg.Data.Groups(idx)
+		return d
+	}
 	shards := cfg.Shards
 	var err error
 	if shards == nil {
@@ -418,7 +427,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			clients = map[string]hook.ClientTransform{cfg.Mode: cfg.ModeClient}
 		}
 		a, err := agent.New(agent.Config{Name: "sim", Conn: nc, ID: id, Key: wire.DeviceKey(secret, id),
-			Trainer: tr, Data: ds(cfg.Data.TrainX, cfg.Data.TrainY, shards[i]),
+			Trainer: tr, Data: trainSet(shards[i]),
 			Heartbeat: time.Minute, Modes: clients, Logger: cfg.Logger, ChunkSize: cfg.ChunkSize})
 		if err != nil {
 			nc.Close()

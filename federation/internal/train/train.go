@@ -6,12 +6,14 @@ package train
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 
 	"github.com/fennec-edge/fennec/federation/internal/model"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
+	"github.com/fennec-edge/fennec/runtime"
 )
 
 // Dataset is the ABI's Dataset: x f32 [n, features]; y f32 [n] or [n, k],
@@ -19,6 +21,39 @@ import (
 type Dataset struct {
 	X model.Tensor `cbor:"x"`
 	Y model.Tensor `cbor:"y"`
+	// Groups (optional), i32 [n]: each row's unit of privacy (dense ids
+	// 0..units-1; all of one patient's readings share one). Absent, every
+	// row is its own unit.
+	Groups *model.Tensor `cbor:"groups,omitempty"`
+}
+
+// Units is the number of units of privacy: the distinct Groups ids (they
+// are dense), or the row count without Groups.
+func (d *Dataset) Units() (int, error) {
+	n, err := d.Rows()
+	if err != nil {
+		return 0, err
+	}
+	if d.Groups == nil {
+		return n, nil
+	}
+	g := d.Groups
+	if g.Dtype != model.I32 || len(g.Shape) != 1 || int(g.Shape[0]) != n || len(g.Data) != 4*n {
+		return 0, fmt.Errorf("dataset: groups must be i32 [%d]", n)
+	}
+	seen := map[int32]bool{}
+	top := int32(-1)
+	for i := 0; i < n; i++ {
+		v := int32(binary.LittleEndian.Uint32(g.Data[4*i:]))
+		if v < 0 || int(v) >= n {
+			return 0, fmt.Errorf("dataset: groups[%d] = %d outside 0..%d", i, v, n-1)
+		}
+		seen[v], top = true, max(top, v)
+	}
+	if int(top)+1 != len(seen) {
+		return 0, fmt.Errorf("dataset: groups ids are not dense (%d units, largest id %d)", len(seen), top)
+	}
+	return len(seen), nil
 }
 
 // Rows returns the example count, checking x and y agree.
@@ -86,6 +121,15 @@ type Module interface {
 type Wasm struct {
 	Mod      Module
 	KeepWarm bool // do not drain between calls
+	// Dataset names the device's data to the runtime on train calls: the
+	// module's privacy releases (DP-SGD) are charged to its budget. Mod
+	// must then also have CallWith (a *runtime.Module does).
+	Dataset string
+}
+
+// datasetModule is a Module whose calls can name their dataset.
+type datasetModule interface {
+	CallWith(ctx context.Context, entry string, in []byte, opts runtime.CallOptions) ([]byte, error)
 }
 
 func (w *Wasm) Train(ctx context.Context, in Input) (Output, error) {
@@ -93,7 +137,16 @@ func (w *Wasm) Train(ctx context.Context, in Input) (Output, error) {
 	if err != nil {
 		return Output{}, err
 	}
-	out, err := w.call(ctx, "train", b)
+	var out []byte
+	if w.Dataset != "" {
+		dm, ok := w.Mod.(datasetModule)
+		if !ok {
+			return Output{}, fmt.Errorf("train entrypoint: the module cannot name its dataset %q to the runtime", w.Dataset)
+		}
+		out, err = dm.CallWith(ctx, "train", b, runtime.CallOptions{Dataset: w.Dataset})
+	} else {
+		out, err = w.call(ctx, "train", b)
+	}
 	if !w.KeepWarm {
 		w.Mod.Drain()
 	}

@@ -80,6 +80,19 @@ type Settings struct {
 	Mu        float64 `cbor:"mu"`
 	Seed      uint64  `cbor:"seed"`
 	Mode      string  `cbor:"mode"` // "weights" | "gradient"
+	// DP asks the training module for patient-level DP-SGD (set by the
+	// device's dpsgd mode client, never taken from the hub as is).
+	DP *DPSettings `cbor:"dp,omitempty"`
+}
+
+// DPSettings is the ABI's Settings.dp: Steps DP-SGD steps, each on a
+// Poisson sample of the units at SamplingRate, every unit's gradient
+// clipped to Clip, Gaussian noise of std NoiseMultiplier*Clip on the sum.
+type DPSettings struct {
+	Clip            float64 `cbor:"clip"`
+	NoiseMultiplier float64 `cbor:"noise_multiplier"`
+	SamplingRate    float64 `cbor:"sampling_rate"`
+	Steps           uint64  `cbor:"steps"`
 }
 
 // Join announces (and re-announces, as a heartbeat) a device.
