@@ -177,7 +177,7 @@ func (dpTrainer) Train(_ context.Context, in train.Input) (train.Output, error) 
 // Devices that train with patient-level DP-SGD report their own epsilon;
 // the hub adds no noise and shows the largest.
 func Example_dpsgd() {
-	s, err := sim.Run(context.Background(), sim.Config{Devices: 4, Rounds: 3, Seed: 1, Hidden: -1,
+	s, err := sim.Run(context.Background(), sim.Config{Devices: 4, Rounds: 3, Seed: 1, Linear: true,
 		PrivacyMode: modes.DPSGD,
 		Privacy:     modes.Config{TargetEpsilon: 3, Delta: 1e-5, Clip: 1, PatientsPerStep: 8},
 		NewTrainer:  func(int) (train.Trainer, error) { return dpTrainer{}, nil },
