@@ -1,0 +1,260 @@
+package leaf
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/fennec-edge/fennec/internal/natsembed"
+	"github.com/fennec-edge/fennec/internal/testutil"
+)
+
+// testHub is a hub-like server: nkey users, a leaf listener, JetStream in
+// HubDomain, and the uplink stream sourcing the devices' outboxes. It can
+// be stopped and started again on the same ports and store.
+type testHub struct {
+	t        *testing.T
+	dir      string
+	port     int // client
+	leafPort int
+	users    []*server.NkeyUser
+	devices  []string
+	admin    nkeys.KeyPair
+	ns       *server.Server
+	nc       *nats.Conn
+	js       jetstream.JetStream
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// device is a device's key and the hub-side user the test gives it:
+// perms are its client permissions (without the leaf's).
+type device struct {
+	id string
+	kp nkeys.KeyPair
+}
+
+func newDevice(t *testing.T, id string) device {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return device{id, kp}
+}
+
+func newTestHub(t *testing.T, devs ...device) *testHub {
+	h := &testHub{t: t, dir: t.TempDir(), port: freePort(t), leafPort: freePort(t)}
+	admin, _ := nkeys.CreateUser()
+	h.admin = admin
+	apub, _ := admin.PublicKey()
+	h.users = append(h.users, &server.NkeyUser{Nkey: apub})
+	for _, d := range devs {
+		pub, _ := d.kp.PublicKey()
+		p := Permissions(d.id)
+		// The device's own client subjects, as a hub grants them.
+		p.Publish.Allow = append(p.Publish.Allow, "fennec.default.join."+d.id)
+		p.Subscribe.Allow = append(p.Subscribe.Allow, "fennec.default.task."+d.id, "_INBOX_"+d.id+".>")
+		h.users = append(h.users, &server.NkeyUser{Nkey: pub, Permissions: p})
+		h.devices = append(h.devices, d.id)
+	}
+	h.start()
+	t.Cleanup(h.stop)
+	return h
+}
+
+func (h *testHub) start() {
+	t := h.t
+	t.Helper()
+	ns, err := natsembed.Start(context.Background(), natsembed.Config{Name: "hub", Dir: h.dir, Logger: tlog{t},
+		Listen: "127.0.0.1:" + strconv.Itoa(h.port),
+		Configure: func(o *server.Options) {
+			o.Nkeys = h.users
+			HubOptions(o)
+			o.LeafNode.Host, o.LeafNode.Port = "127.0.0.1", h.leafPort
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ns = ns
+	apub, _ := h.admin.PublicKey()
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Nkey(apub, h.admin.Sign))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.nc = nc
+	h.js, _ = jetstream.New(nc)
+	cfg, err := UplinkConfig(h.devices, 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := h.js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (h *testHub) stop() {
+	if h.ns == nil {
+		return
+	}
+	h.nc.Close()
+	h.ns.Shutdown()
+	h.ns.WaitForShutdown()
+	h.ns = nil
+}
+
+func (h *testHub) leafURL() string { return "nats-leaf://127.0.0.1:" + strconv.Itoa(h.leafPort) }
+
+func (h *testHub) uplinkMsgs() uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := h.js.Stream(ctx, UplinkStream)
+	if err != nil {
+		return 0
+	}
+	info := s.CachedInfo()
+	for _, si := range info.Sources {
+		if si.Error != nil {
+			h.t.Logf("source %s: %v (lag %d, active %v)", si.Name, si.Error, si.Lag, si.Active)
+		}
+	}
+	return info.State.Msgs
+}
+
+func startLeaf(t *testing.T, d device, hub string) *Node {
+	t.Helper()
+	n, err := New(Config{Device: d.id, Hub: hub, Dir: t.TempDir(), Nkey: d.kp, Reconnect: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Shutdown)
+	return n
+}
+
+func localJS(t *testing.T, n *Node) (*nats.Conn, jetstream.JetStream) {
+	nc, err := nats.Connect("", nats.InProcessServer(n.Server()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	return nc, js
+}
+
+// The outage: the hub stops while the device publishes; every publish is
+// accepted by the device's outbox; when the hub returns, exactly the N
+// messages arrive in the hub's uplink stream, each once.
+func TestOutageDeliversExactlyOnce(t *testing.T) {
+	d := newDevice(t, "bed7")
+	h := newTestHub(t, d)
+	n := startLeaf(t, d, h.leafURL())
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if !n.Connected() {
+			return fmt.Errorf("leaf not connected")
+		}
+		return nil
+	})
+	_, js := localJS(t, n)
+	ctx := context.Background()
+	const N = 300
+	seq := 0
+	publish := func(k int) {
+		t.Helper()
+		for range k {
+			id := fmt.Sprintf("alert-%d", seq)
+			if _, err := js.Publish(ctx, "alerts.bed7", []byte(id), jetstream.WithMsgID(id)); err != nil {
+				t.Fatalf("publish %d refused: %v", seq, err)
+			}
+			seq++
+		}
+	}
+	publish(N / 3)
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if got := h.uplinkMsgs(); got != N/3 {
+			return fmt.Errorf("uplink holds %d, want %d", got, N/3)
+		}
+		return nil
+	})
+	h.stop()
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if n.Connected() {
+			return fmt.Errorf("leaf still connected")
+		}
+		return nil
+	})
+	publish(N / 3) // the device keeps accepting while the hub is gone
+	// A retried publish (same Nats-Msg-Id) is stored once.
+	if _, err := js.Publish(ctx, "alerts.bed7", []byte("alert-0"), jetstream.WithMsgID(fmt.Sprintf("alert-%d", seq-1))); err != nil {
+		t.Fatal(err)
+	}
+	st, err := n.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Pending != N/3 || st.Connected || st.Oldest.IsZero() {
+		t.Errorf("offline stats %+v, want %d pending, disconnected", st, N/3)
+	}
+	h.start()
+	publish(N - 2*(N/3))
+	testutil.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if got := h.uplinkMsgs(); got != N {
+			return fmt.Errorf("uplink holds %d, want %d", got, N)
+		}
+		return nil
+	})
+	// Read every message back: each id once.
+	c, err := h.js.OrderedConsumer(ctx, UplinkStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for i := 0; i < N; i++ {
+		m, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+		seen[string(m.Data())]++
+	}
+	for i := range N {
+		if k := seen[fmt.Sprintf("alert-%d", i)]; k != 1 {
+			t.Errorf("alert-%d arrived %d times", i, k)
+		}
+	}
+	st, err = n.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Pending != 0 || st.Lost != 0 || !st.Connected {
+		t.Errorf("stats after the outage %+v", st)
+	}
+	t.Logf("outage: %d published (%d while the hub was down), %d in the hub's uplink, duplicates 0", N, N/3, h.uplinkMsgs())
+}
+
+type tlog struct{ t *testing.T }
+
+func (l tlog) Fatalf(f string, v ...any)  { l.t.Logf("hub FATAL "+f, v...) }
+func (l tlog) Errorf(f string, v ...any)  { l.t.Logf("hub ERR "+f, v...) }
+func (l tlog) Warnf(f string, v ...any)   { l.t.Logf("hub WARN "+f, v...) }
+func (l tlog) Noticef(f string, v ...any) {}
+func (l tlog) Debugf(f string, v ...any)  {}
+func (l tlog) Tracef(f string, v ...any)  {}
