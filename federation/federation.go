@@ -218,6 +218,11 @@ func Simulate(ctx context.Context, cfg SimConfig) (Summary, error) { return sim.
 // Conn you give it.
 func DeviceConnectOptions(id string, key []byte) []nats.Option { return agent.FleetOptions(id, key) }
 
+// DevicePassword is the NATS password of a device with key on a hub
+// without an access file (what DeviceConnectOptions sends; a device's
+// leaf node authenticates with it too).
+func DevicePassword(key []byte) string { return wire.DevicePassword(key) }
+
 // DeviceNATSUser is device id's entry for the authorization block of an
 // external NATS server's configuration (`fennec hub --nats`): its user,
 // the password its key derives and the permissions the embedded server

@@ -383,6 +383,7 @@ func newDeployServerCmd() *cobra.Command {
 type rolloutFlags struct {
 	group, dir, trustPath string
 	heartbeat             time.Duration
+	domain                string // the hub's JetStream domain, behind a leaf node
 }
 
 func (r *rolloutFlags) add(c *cobra.Command) {
@@ -405,7 +406,7 @@ func openRollout(ctx context.Context, eng *runtime.Engine, id string, r rolloutF
 		return nil, err
 	}
 	dev, err := deploy.OpenDevice(ctx, deploy.DeviceConfig{Engine: eng, ID: id, Group: r.group, Dir: r.dir,
-		TrustFile: r.trustPath, Heartbeat: r.heartbeat, Logger: log})
+		TrustFile: r.trustPath, Heartbeat: r.heartbeat, Domain: r.domain, Logger: log})
 	if errors.Is(err, deploy.ErrBadTrustFile) {
 		return nil, badInput(err)
 	}

@@ -68,6 +68,12 @@ storage under --data; --nats URL uses an existing NATS server or cluster instead
 --replicas 3 on a 3-node cluster). Devices join with 'fennec agent --hub URL --creds FILE';
 make a device's credentials with 'fennec hub creds --secret FILE --id ID'.
 
+--leaf-listen ADDR opens a leaf node listener: a device started with 'fennec agent
+--leaf' runs its own NATS server with local JetStream, connected to this one as a leaf
+with the device's own credentials and permissions; the hub's JetStream takes the domain
+"hub", and its FENNEC_UPLINK stream sources each device's outbox (alerts, results), which
+JetStream delivers when the link is up, also after an outage.
+
 The embedded server authenticates every client that connects over the network:
 without --access, a device connects with the password its credentials derive (the
 agent does this itself) and may publish only its own join, update and leave messages
@@ -235,6 +241,9 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 			defer h.Shutdown()
 			if !jsonOut {
 				fmt.Fprintf(c.OutOrStdout(), "hub %q ready at %s, global model version %d\n", cfg.Name, h.ClientURL(), h.Version())
+				if u := h.LeafURL(); u != "" {
+					fmt.Fprintf(c.OutOrStdout(), "leaf nodes connect at %s\n", u)
+				}
 				if mh != nil {
 					st := mh.Status()
 					fmt.Fprintf(c.OutOrStdout(), "privacy mode %s", mode)
@@ -276,6 +285,7 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data", "", "data directory (embedded JetStream storage, fleet secret)")
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:4222", "embedded NATS client address")
+	f.StringVar(&cfg.LeafListen, "leaf-listen", "", "open a leaf node listener (host:7422) for devices running 'fennec agent --leaf'; their outboxes are sourced into the FENNEC_UPLINK stream")
 	f.StringVar(&cfg.NATSURL, "nats", "", "use an existing NATS server/cluster at URL instead of embedding one")
 	f.StringVar(&cfg.Name, "name", "default", "federation name")
 	f.IntVar(&cfg.Replicas, "replicas", 1, "replicas of the KV bucket and object store (3 on a cluster)")
