@@ -1,10 +1,15 @@
 package leaf
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -258,3 +263,210 @@ func (l tlog) Warnf(f string, v ...any)   { l.t.Logf("hub WARN "+f, v...) }
 func (l tlog) Noticef(f string, v ...any) {}
 func (l tlog) Debugf(f string, v ...any)  {}
 func (l tlog) Tracef(f string, v ...any)  {}
+
+// TestMain runs this test binary as a hub child process (the SIGKILL
+// outage) when FENNEC_LEAF_HUB_CHILD names its store.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("FENNEC_LEAF_HUB_CHILD"); dir != "" {
+		os.Exit(hubChild(dir))
+	}
+	os.Exit(m.Run())
+}
+
+// hubChild serves a hub on the ports and with the users the parent chose
+// (FENNEC_LEAF_HUB_PORTS=client,leaf; _ADMIN=nkey; _DEVICE=id:nkey),
+// prints "ready" and runs until killed.
+func hubChild(dir string) int {
+	var port, leafPort int
+	if _, err := fmt.Sscanf(os.Getenv("FENNEC_LEAF_HUB_PORTS"), "%d,%d", &port, &leafPort); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	id, dpub, _ := strings.Cut(os.Getenv("FENNEC_LEAF_HUB_DEVICE"), ":")
+	users := []*server.NkeyUser{{Nkey: os.Getenv("FENNEC_LEAF_HUB_ADMIN")}, {Nkey: dpub, Permissions: Permissions(id)}}
+	ns, err := natsembed.Start(context.Background(), natsembed.Config{Name: "hub", Dir: dir,
+		Listen: "127.0.0.1:" + strconv.Itoa(port),
+		Configure: func(o *server.Options) {
+			o.Nkeys = users
+			HubOptions(o)
+			o.LeafNode.Host, o.LeafNode.Port = "127.0.0.1", leafPort
+		}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println("ready")
+	ns.WaitForShutdown()
+	return 0
+}
+
+// The outage with the hub's process killed (SIGKILL) and restarted on its
+// store: the N messages arrive once each.
+func TestOutageHubKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts hub child processes")
+	}
+	d := newDevice(t, "bed9")
+	admin, _ := nkeys.CreateUser()
+	apub, _ := admin.PublicKey()
+	dpub, _ := d.kp.PublicKey()
+	dir, port, leafPort := t.TempDir(), freePort(t), freePort(t)
+	start := func() *exec.Cmd {
+		t.Helper()
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "FENNEC_LEAF_HUB_CHILD="+dir, fmt.Sprintf("FENNEC_LEAF_HUB_PORTS=%d,%d", port, leafPort),
+			"FENNEC_LEAF_HUB_ADMIN="+apub, "FENNEC_LEAF_HUB_DEVICE="+d.id+":"+dpub)
+		out, _ := cmd.StdoutPipe()
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(out)
+		if !sc.Scan() || sc.Text() != "ready" {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("hub child did not start: %q", sc.Text())
+		}
+		go func() {
+			for sc.Scan() {
+			}
+		}()
+		return cmd
+	}
+	kill := func(cmd *exec.Cmd) {
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+	}
+	cmd := start()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", port), nats.Nkey(apub, admin.Sign),
+		nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	hjs, _ := jetstream.New(nc)
+	ctx := context.Background()
+	ucfg, _ := UplinkConfig([]string{d.id}, 64<<20)
+	if _, err := hjs.CreateOrUpdateStream(ctx, ucfg); err != nil {
+		t.Fatal(err)
+	}
+	uplink := func() uint64 {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		s, err := hjs.Stream(cctx, UplinkStream)
+		if err != nil {
+			return 0
+		}
+		return s.CachedInfo().State.Msgs
+	}
+	n := startLeaf(t, d, fmt.Sprintf("nats-leaf://127.0.0.1:%d", leafPort))
+	_, js := localJS(t, n)
+	const N = 300
+	seq := 0
+	publish := func(k int) {
+		t.Helper()
+		for range k {
+			id := fmt.Sprintf("reading-%d", seq)
+			if _, err := js.Publish(ctx, "results.bed9.score", []byte(id), jetstream.WithMsgID(id)); err != nil {
+				t.Fatalf("publish %d refused: %v", seq, err)
+			}
+			seq++
+		}
+	}
+	waitUplink := func(want uint64) {
+		t.Helper()
+		testutil.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+			if got := uplink(); got != want {
+				return fmt.Errorf("uplink holds %d, want %d", got, want)
+			}
+			return nil
+		})
+	}
+	publish(N / 3)
+	waitUplink(N / 3)
+	kill(cmd)
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if n.Connected() {
+			return fmt.Errorf("leaf still connected to a killed hub")
+		}
+		return nil
+	})
+	publish(N / 3)
+	cmd = start()
+	publish(N - 2*(N/3))
+	waitUplink(N)
+	c, err := hjs.OrderedConsumer(ctx, UplinkStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for i := 0; i < N; i++ {
+		m, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+		seen[string(m.Data())]++
+	}
+	for i := range N {
+		if k := seen[fmt.Sprintf("reading-%d", i)]; k != 1 {
+			t.Errorf("reading-%d arrived %d times", i, k)
+		}
+	}
+	t.Logf("kill -9: %d published (%d while the hub was dead), %d in the hub's uplink, each once", N, N/3, uplink())
+}
+
+// A full outbox drops its oldest messages, counts them as lost and keeps
+// accepting: the device never blocks on a long outage.
+func TestFullOutboxDropsOldest(t *testing.T) {
+	d := newDevice(t, "bed3")
+	n, err := New(Config{Device: d.id, Dir: t.TempDir(), MaxBytes: 1 << 20}) // no hub at all
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer n.Shutdown()
+	_, js := localJS(t, n)
+	ctx := context.Background()
+	body := make([]byte, 8<<10)
+	const k = 200 // 1.6 MB into a 1 MiB outbox
+	for i := range k {
+		if _, err := js.Publish(ctx, "alerts.bed3", body); err != nil {
+			t.Fatalf("publish %d refused on a full outbox: %v", i, err)
+		}
+	}
+	st, err := n.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Bytes > 1<<20 || st.Lost == 0 || st.Lost+st.Messages != k || st.Pending != st.Messages {
+		t.Fatalf("stats %+v: want at most 1 MiB held, the rest counted lost", st)
+	}
+	t.Logf("full outbox: %d published, %d held (%d B), %d lost", k, st.Messages, st.Bytes, st.Lost)
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Dir: "x"}, "device"},
+		{Config{Device: "a.b", Dir: "x"}, "device"},
+		{Config{Device: "a"}, "dir is required"},
+		{Config{Device: "a", Dir: "x", Hub: "http://h:1"}, "scheme"},
+		{Config{Device: "a", Dir: "x", Hub: "nats-leaf://u:p@h:1"}, "credentials"},
+		{Config{Device: "a", Dir: "x", Subjects: []string{"a..b"}}, "subjects[0]"},
+		{Config{Device: "a", Dir: "x", Subjects: []string{"ok", "$JS.API.>"}}, "subjects[1]"},
+		{Config{Device: "a", Dir: "x", MaxBytes: 100}, "max_bytes"},
+		{Config{Device: "a", Dir: "x", MaxAge: -time.Second}, "max_age"},
+	} {
+		_, err := New(tc.cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%+v) = %v, want an error naming %q", tc.cfg, err, tc.want)
+		}
+	}
+}
