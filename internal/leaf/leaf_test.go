@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fennec-edge/fennec/internal/natsembed"
 	"github.com/fennec-edge/fennec/internal/testutil"
@@ -468,5 +469,50 @@ func TestConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%+v) = %v, want an error naming %q", tc.cfg, err, tc.want)
 		}
+	}
+}
+
+// The outbox's metrics, as a Prometheus registry gathers them.
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	n, err := New(Config{Device: "bed4", Dir: t.TempDir(), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, js := localJS(t, n)
+	for range 3 {
+		if _, err := js.Publish(context.Background(), "results.bed4.score", []byte("0.9")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		switch {
+		case m.Gauge != nil:
+			got[mf.GetName()] = m.Gauge.GetValue()
+		case m.Counter != nil:
+			got[mf.GetName()] = m.Counter.GetValue()
+		}
+	}
+	for name, want := range map[string]float64{"fennec_leaf_outbox_messages": 3, "fennec_leaf_outbox_pending_messages": 3,
+		"fennec_leaf_outbox_lost_total": 0, "fennec_leaf_hub_connected": 0} {
+		if v, ok := got[name]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)
+		}
+	}
+	if got["fennec_leaf_outbox_oldest_pending_age_seconds"] <= 0 {
+		t.Errorf("oldest pending age %v", got["fennec_leaf_outbox_oldest_pending_age_seconds"])
+	}
+	n.Shutdown()
+	if mfs, _ := reg.Gather(); len(mfs) != 0 {
+		t.Errorf("%d metric families left after Shutdown", len(mfs))
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fennec-edge/fennec/internal/config"
 	"github.com/fennec-edge/fennec/internal/natsembed"
@@ -57,6 +58,10 @@ type Config struct {
 	Configure func(*server.Options) `toml:"-"`
 	// Logger receives the node's events (slog.Default() when nil).
 	Logger *slog.Logger `toml:"-"`
+	// Registerer, when set, receives the outbox's metrics
+	// (fennec_leaf_outbox_*, fennec_leaf_hub_connected), read when
+	// scraped; Shutdown unregisters them. nil: no metrics.
+	Registerer prometheus.Registerer `toml:"-"`
 }
 
 // Node is a running leaf node.
@@ -68,6 +73,7 @@ type Node struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	once sync.Once
+	coll *collector
 
 	mu        sync.Mutex
 	delivered uint64 // highest outbox sequence sent to the hub
@@ -188,6 +194,13 @@ func (n *Node) Start(ctx context.Context) error {
 	if _, err := n.js.CreateOrUpdateStream(sctx, n.outboxConfig()); err != nil {
 		return fail(fmt.Errorf("outbox stream: %w", err))
 	}
+	if c.Registerer != nil {
+		coll := newCollector(n)
+		if err := c.Registerer.Register(coll); err != nil {
+			return fail(fmt.Errorf("metrics: %w", err))
+		}
+		n.coll = coll
+	}
 	close(n.started)
 	return nil
 }
@@ -288,6 +301,9 @@ func (n *Node) Stats(ctx context.Context) (Stats, error) {
 // Shutdown stops the node.
 func (n *Node) Shutdown() {
 	n.once.Do(func() {
+		if n.coll != nil {
+			n.cfg.Registerer.Unregister(n.coll)
+		}
 		if n.nc != nil {
 			n.nc.Close()
 		}
