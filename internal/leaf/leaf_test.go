@@ -2,7 +2,10 @@ package leaf
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
+	"sync"
 	"fmt"
 	"net"
 	"os"
@@ -21,6 +24,8 @@ import (
 
 	"github.com/fennec-edge/fennec/internal/natsembed"
 	"github.com/fennec-edge/fennec/internal/testutil"
+	"github.com/fennec-edge/fennec/internal/tlsfiles"
+	"github.com/fennec-edge/fennec/internal/tlsfiles/tlstest"
 )
 
 // testHub is a hub-like server: nkey users, a leaf listener, JetStream in
@@ -37,6 +42,8 @@ type testHub struct {
 	ns       *server.Server
 	nc       *nats.Conn
 	js       jetstream.JetStream
+	tls      *tls.Config // the leaf listener's, when set
+	errs     atomicCount // the hub's log lines of refused connections
 }
 
 func freePort(t *testing.T) int {
@@ -64,8 +71,10 @@ func newDevice(t *testing.T, id string) device {
 	return device{id, kp}
 }
 
-func newTestHub(t *testing.T, devs ...device) *testHub {
-	h := &testHub{t: t, dir: t.TempDir(), port: freePort(t), leafPort: freePort(t)}
+func newTestHub(t *testing.T, devs ...device) *testHub { return newTLSHub(t, nil, devs...) }
+
+func newTLSHub(t *testing.T, tc *tls.Config, devs ...device) *testHub {
+	h := &testHub{t: t, dir: t.TempDir(), port: freePort(t), leafPort: freePort(t), tls: tc}
 	admin, _ := nkeys.CreateUser()
 	h.admin = admin
 	apub, _ := admin.PublicKey()
@@ -87,12 +96,15 @@ func newTestHub(t *testing.T, devs ...device) *testHub {
 func (h *testHub) start() {
 	t := h.t
 	t.Helper()
-	ns, err := natsembed.Start(context.Background(), natsembed.Config{Name: "hub", Dir: h.dir, Logger: tlog{t},
+	ns, err := natsembed.Start(context.Background(), natsembed.Config{Name: "hub", Dir: h.dir, Logger: tlog{t, &h.errs},
 		Listen: "127.0.0.1:" + strconv.Itoa(h.port),
 		Configure: func(o *server.Options) {
 			o.Nkeys = h.users
 			HubOptions(o)
 			o.LeafNode.Host, o.LeafNode.Port = "127.0.0.1", h.leafPort
+			if h.tls != nil {
+				o.LeafNode.TLSConfig, o.LeafNode.TLSTimeout = h.tls, 5
+			}
 		}})
 	if err != nil {
 		t.Fatal(err)
@@ -256,10 +268,43 @@ func TestOutageDeliversExactlyOnce(t *testing.T) {
 	t.Logf("outage: %d published (%d while the hub was down), %d in the hub's uplink, duplicates 0", N, N/3, h.uplinkMsgs())
 }
 
-type tlog struct{ t *testing.T }
+type tlog struct {
+	t    *testing.T
+	errs *atomicCount
+}
 
-func (l tlog) Fatalf(f string, v ...any)  { l.t.Logf("hub FATAL "+f, v...) }
-func (l tlog) Errorf(f string, v ...any)  { l.t.Logf("hub ERR "+f, v...) }
+type atomicCount struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *atomicCount) add(s string) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	for _, k := range []string{"handshake error", "Authorization Violation"} {
+		if strings.Contains(s, k) {
+			c.n[k]++
+		}
+	}
+}
+
+func (c *atomicCount) get(k string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[k]
+}
+
+func (l tlog) Fatalf(f string, v ...any) { l.t.Logf("hub FATAL "+f, v...) }
+func (l tlog) Errorf(f string, v ...any) {
+	l.errs.add(fmt.Sprintf(f, v...))
+	l.t.Logf("hub ERR "+f, v...)
+}
 func (l tlog) Warnf(f string, v ...any)   { l.t.Logf("hub WARN "+f, v...) }
 func (l tlog) Noticef(f string, v ...any) {}
 func (l tlog) Debugf(f string, v ...any)  {}
@@ -514,5 +559,156 @@ func TestMetrics(t *testing.T) {
 	n.Shutdown()
 	if mfs, _ := reg.Gather(); len(mfs) != 0 {
 		t.Errorf("%d metric families left after Shutdown", len(mfs))
+	}
+}
+
+// tap is a TCP proxy that records every byte it forwards, both ways.
+type tap struct {
+	l   net.Listener
+	mu  sync.Mutex
+	buf bytes.Buffer
+	wg  sync.WaitGroup
+}
+
+func newTap(t *testing.T, to string) *tap {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &tap{l: l}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", to)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			cp := func(dst, src net.Conn) {
+				defer p.wg.Done()
+				b := make([]byte, 32<<10)
+				for {
+					n, err := src.Read(b)
+					if n > 0 {
+						p.mu.Lock()
+						p.buf.Write(b[:n])
+						p.mu.Unlock()
+						if _, werr := dst.Write(b[:n]); werr != nil {
+							break
+						}
+					}
+					if err != nil {
+						break
+					}
+				}
+				dst.Close()
+				src.Close()
+			}
+			p.wg.Add(2)
+			go cp(u, c)
+			go cp(c, u)
+		}
+	}()
+	t.Cleanup(func() { l.Close(); p.wg.Wait() })
+	return p
+}
+
+func (p *tap) saw(s string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return bytes.Contains(p.buf.Bytes(), []byte(s))
+}
+
+func (p *tap) addr() string { return p.l.Addr().String() }
+
+// Over TLS, no payload crosses the leaf connection in the clear: a proxy
+// between the device and the hub records every byte, and a known payload
+// the device sends to the hub's uplink is found there without TLS and not
+// with it (server-authenticated and mutual TLS).
+func TestLeafTLSNoPlaintext(t *testing.T) {
+	ca := tlstest.NewCA(t, "fennec-test")
+	hubCert, hubKey := ca.Issue(t, "hub")
+	devCert, devKey := ca.Issue(t, "bed5")
+	for _, tc := range []struct {
+		name   string
+		server tlsfiles.Config // empty: plaintext
+		client tlsfiles.Config
+	}{
+		{"plaintext", tlsfiles.Config{}, tlsfiles.Config{}},
+		{"tls", tlsfiles.Config{Cert: hubCert, Key: hubKey}, tlsfiles.Config{CA: ca.File}},
+		{"mutual tls", tlsfiles.Config{Cert: hubCert, Key: hubKey, ClientCA: ca.File}, tlsfiles.Config{CA: ca.File, Cert: devCert, Key: devKey}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stls *tls.Config
+			var ctls *tls.Config
+			scheme := "nats-leaf"
+			if !tc.server.Empty() {
+				sf, err := tlsfiles.Load(tc.server)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if stls, err = sf.Server(); err != nil {
+					t.Fatal(err)
+				}
+				cf, err := tlsfiles.Load(tc.client)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctls, scheme = cf.Client(), "tls"
+			}
+			d := newDevice(t, "bed5")
+			h := newTLSHub(t, stls, d)
+			p := newTap(t, fmt.Sprintf("127.0.0.1:%d", h.leafPort))
+			n, err := New(Config{Device: d.id, Hub: scheme + "://" + p.addr(), Dir: t.TempDir(), Nkey: d.kp, TLS: ctls, Reconnect: 50 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := n.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer n.Shutdown()
+			_, js := localJS(t, n)
+			canary := "CANARY-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+			if _, err := js.Publish(context.Background(), "alerts.bed5", []byte(canary)); err != nil {
+				t.Fatal(err)
+			}
+			testutil.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
+				if got := h.uplinkMsgs(); got != 1 {
+					return fmt.Errorf("uplink holds %d, want 1 (leaf connected %v)", got, n.Connected())
+				}
+				return nil
+			})
+			if saw := p.saw(canary); saw != tc.server.Empty() {
+				t.Errorf("payload seen on the wire: %v, want %v", saw, tc.server.Empty())
+			}
+		})
+	}
+	// Mutual TLS: a leaf without a client certificate never connects.
+	sf, _ := tlsfiles.Load(tlsfiles.Config{Cert: hubCert, Key: hubKey, ClientCA: ca.File})
+	stls, _ := sf.Server()
+	cf, _ := tlsfiles.Load(tlsfiles.Config{CA: ca.File})
+	d := newDevice(t, "bed6")
+	h := newTLSHub(t, stls, d)
+	n, err := New(Config{Device: d.id, Hub: fmt.Sprintf("tls://127.0.0.1:%d", h.leafPort), Dir: t.TempDir(), Nkey: d.kp, TLS: cf.Client(), Reconnect: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer n.Shutdown()
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if h.errs.get("handshake error") < 2 {
+			return fmt.Errorf("the hub refused no handshake yet")
+		}
+		return nil
+	})
+	if n.Connected() {
+		t.Error("a leaf without a client certificate connected to a mutual-TLS hub")
 	}
 }
