@@ -32,6 +32,7 @@ func newAgentCmd() *cobra.Command {
 		leafURL, leafDir, localListen                               string
 		outboxMax                                                   int64
 		outboxAge                                                   time.Duration
+		tf                                                          tlsFlags
 		rf                                                          rolloutFlags
 		mode                                                        string
 		mcfg                                                        federation.ModeConfig
@@ -67,7 +68,12 @@ which authenticates with the device's --nkey (or its --creds) and has the device
 permissions. Messages on the outbox subjects (alerts.ID, alerts.ID.>, results.ID.>,
 fennec.uplink.ID.>) are stored in a local stream of at most --outbox-max-bytes and
 --outbox-max-age (oldest dropped first, counted) and reach the hub's FENNEC_UPLINK
-stream when the link is up, also after an outage.`,
+stream when the link is up, also after an outage.
+
+--tls-ca FILE connects (directly or as a leaf) over TLS, verifying the hub's certificate
+with that CA; --tls-cert and --tls-key present this device's certificate to a hub that
+requires one (mutual TLS; reloaded when the files change). With --nkey, a hub that is
+not on this machine is refused without TLS unless --allow-plaintext.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if (hubURL == "") == (leafURL == "") || credsFile == "" || modulePath == "" || dataPath == "" {
@@ -75,6 +81,13 @@ stream when the link is up, also after an outage.`,
 			}
 			if leafURL != "" && leafDir == "" {
 				return &exitError{exitUsage, errors.New("--leaf needs --leaf-dir (the local JetStream store)")}
+			}
+			tlsc, err := tf.client()
+			if err != nil {
+				return err
+			}
+			if target := hubURL + leafURL; tlsc == nil && nkeyFile != "" && remoteURL(target) && !tf.allowPlaintext {
+				return &exitError{exitUsage, fmt.Errorf("%s is not on this machine: without TLS (--tls-ca) the device's updates, rollouts and status would cross the network in the clear; pass --allow-plaintext to connect anyway", target)}
 			}
 			rollouts := rf.group != "" || rf.dir != "" || rf.trustPath != ""
 			if rollouts {
@@ -165,7 +178,7 @@ stream when the link is up, also after an outage.`,
 				// agent's clients are in-process, with the device's inbox
 				// (the only one the hub lets the leaf receive).
 				lc := leaf.Config{Device: cid, Hub: leafURL, Dir: leafDir, Listen: localListen,
-					MaxBytes: outboxMax, MaxAge: outboxAge, Logger: log}
+					MaxBytes: outboxMax, MaxAge: outboxAge, TLS: tlsc, Logger: log}
 				if nkeyFile != "" {
 					if lc.Nkey, err = deploy.LoadNkey(nkeyFile); err != nil {
 						return &exitError{exitBadInput, err}
@@ -206,6 +219,9 @@ stream when the link is up, also after an outage.`,
 					// A hub without --access authenticates its devices with
 					// the password their key derives.
 					opts = append(opts, federation.DeviceConnectOptions(cid, key)...)
+				}
+				if tlsc != nil {
+					opts = append(opts, nats.Secure(tlsc))
 				}
 				if nc, err = nats.Connect(hubURL, opts...); err != nil {
 					return &exitError{exitFailure, fmt.Errorf("connect %s: %w", hubURL, err)}
@@ -297,6 +313,7 @@ stream when the link is up, also after an outage.`,
 	f.Float64Var(&mcfg.Delta, "delta", 1e-5, "ldp: delta of this device's epsilon")
 	f.IntVar(&mcfg.Rounds, "privacy-rounds", 0, "ldp: rounds to calibrate the noise for")
 	f.IntVar(&mcfg.MinAggregate, "min-aggregate", 2, "secure modes: refuse to join a secure aggregate of fewer devices")
+	tf.addClient(cmd, true)
 	rf.add(cmd)
 	return cmd
 }

@@ -56,6 +56,7 @@ func newHubCmd() *cobra.Command {
 		mode       string
 		mcfg       federation.ModeConfig
 		wf         hubWasmFlags
+		tf         tlsFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "hub",
@@ -73,6 +74,12 @@ make a device's credentials with 'fennec hub creds --secret FILE --id ID'.
 with the device's own credentials and permissions; the hub's JetStream takes the domain
 "hub", and its FENNEC_UPLINK stream sources each device's outbox (alerts, results), which
 JetStream delivers when the link is up, also after an outage.
+
+--tls-cert FILE --tls-key FILE make the client and leaf listeners TLS only (the files
+are read again when they change, so a renewed certificate needs no restart);
+--tls-client-ca FILE also requires every client and leaf to present a certificate signed
+by that CA (mutual TLS). With --access, listening on an address other than loopback
+without TLS is refused unless --allow-plaintext.
 
 The embedded server authenticates every client that connects over the network:
 without --access, a device connects with the password its credentials derive (the
@@ -127,6 +134,10 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 				return &exitError{exitBadInput, err}
 			}
 			cfg.Secret = s
+			if cfg.TLS, err = tf.server(); err != nil {
+				return err
+			}
+			cfg.AllowPlaintext = tf.allowPlaintext
 			if accessFile != "" {
 				acc, err := deploy.LoadAccess(accessFile)
 				if err != nil {
@@ -326,6 +337,7 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 	f.StringVar(&wf.stratManifest, "strategy-manifest", "", "manifest of --strategy-module (default: NAME.toml or fennec.toml beside it)")
 	f.BoolVar(&jsonOut, "json", false, "one JSON round report per line")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log hub events")
+	tf.addServer(cmd)
 	cmd.AddCommand(newHubCredsCmd())
 	return cmd
 }

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -98,6 +99,15 @@ type Config struct {
 	// UplinkMaxBytes bounds the uplink stream (1 GiB; the oldest messages
 	// are discarded first).
 	UplinkMaxBytes int64
+	// TLS, when set, makes the embedded server's client and leaf listeners
+	// TLS only (internal/tlsfiles builds it from files, reloaded on
+	// change; ClientAuth = RequireAndVerifyClientCert for mutual TLS).
+	TLS *tls.Config
+	// AllowPlaintext lets a hub with Access listen without TLS on an
+	// address other than loopback; without it that configuration is
+	// refused (credentials would be authenticated, but updates, models,
+	// rollouts and status would cross the network in the clear).
+	AllowPlaintext bool
 
 	// Strategy aggregates updates; FedAvg when nil.
 	Strategy strategy.Strategy
@@ -175,6 +185,13 @@ func (c *Config) fill() error {
 	if c.LeafListen != "" {
 		if _, _, err := natsembed.SplitListen(c.LeafListen); err != nil {
 			return fmt.Errorf("hub config: LeafListen: %w", err)
+		}
+	}
+	if c.NATSURL == "" && c.Access != nil && c.TLS == nil && !c.AllowPlaintext {
+		for _, l := range []struct{ flag, addr string }{{"Listen", c.Listen}, {"LeafListen", c.LeafListen}} {
+			if l.addr != "" && !natsembed.Loopback(l.addr) {
+				return fmt.Errorf("hub config: %s %s is reachable from the network and would carry the fleet's traffic in plaintext: set TLS (--tls-cert, --tls-key) or AllowPlaintext (--allow-plaintext)", l.flag, l.addr)
+			}
 		}
 	}
 	if c.NATSURL == "" && c.DataDir == "" {
@@ -430,7 +447,7 @@ func (h *Hub) start(ctx context.Context) error {
 			configure = h.leafOptions
 		}
 		ns, err := natsembed.Start(ctx, natsembed.Config{
-			Name: "fennec-hub-" + h.cfg.Name, Dir: h.cfg.DataDir, Listen: h.cfg.Listen,
+			Name: "fennec-hub-" + h.cfg.Name, Dir: h.cfg.DataDir, Listen: h.cfg.Listen, TLS: h.cfg.TLS,
 			Configure: configure,
 			// Refused connections and permission violations are worth an
 			// operator's attention; the rest of the server's log is not.
@@ -849,6 +866,9 @@ func (h *Hub) leafOptions(o *server.Options) {
 		port = server.RANDOM_PORT
 	}
 	o.LeafNode.Host, o.LeafNode.Port = host, port
+	if h.cfg.TLS != nil {
+		o.LeafNode.TLSConfig, o.LeafNode.TLSTimeout = h.cfg.TLS, 5
+	}
 	leaf.HubOptions(o)
 }
 
@@ -933,7 +953,11 @@ func (h *Hub) LeafURL() string {
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
 	}
-	return "nats-leaf://" + net.JoinHostPort(host, strconv.Itoa(v.LeafNode.Port))
+	scheme := "nats-leaf"
+	if h.cfg.TLS != nil {
+		scheme = "tls"
+	}
+	return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(v.LeafNode.Port))
 }
 
 // ClientURL is the URL devices connect to ("" when embedded without a
@@ -942,6 +966,9 @@ func (h *Hub) ClientURL() string {
 	if h.ns != nil {
 		if h.cfg.Listen == "-" {
 			return ""
+		}
+		if h.cfg.TLS != nil {
+			return strings.Replace(h.ns.ClientURL(), "nats://", "tls://", 1)
 		}
 		return h.ns.ClientURL()
 	}
