@@ -16,5 +16,4 @@ for u in dist/systemd/*.service; do
   sed "s|/usr/local/bin/fennec|$tmp/fennec|" "$u" > "$tmp/$(basename "$u")"
 done
 systemd-analyze verify "$tmp"/*.service
-grep -L 'MemoryDenyWriteExecute=yes' dist/systemd/*.service >/dev/null
 echo "ok: $(ls dist/systemd/*.service | tr '\n' ' ')"
