@@ -2,6 +2,8 @@ package leaf
 
 import (
 	"bufio"
+	"errors"
+	"encoding/json"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -710,5 +712,61 @@ func TestLeafTLSNoPlaintext(t *testing.T) {
 	})
 	if n.Connected() {
 		t.Error("a leaf without a client certificate connected to a mutual-TLS hub")
+	}
+}
+
+// A hostile hub (or anyone on the hub's side with the hub's rights) may
+// read the device's outbox through the device's domain, but not delete or
+// purge it: the leaf refuses those requests.
+func TestHubCannotDestroyOutbox(t *testing.T) {
+	d := newDevice(t, "bed8")
+	h := newTestHub(t, d)
+	n := startLeaf(t, d, h.leafURL())
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if !n.Connected() {
+			return fmt.Errorf("leaf not connected")
+		}
+		return nil
+	})
+	_, js := localJS(t, n)
+	if _, err := js.Publish(context.Background(), "alerts.bed8", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	// The leaf answers the hub's API requests only on the reply subjects
+	// of its own domain, so ask as the hub's sourcing does.
+	reply := "$JSC.R." + Domain(d.id) + ".test"
+	sub, err := h.nc.SubscribeSync(reply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := "$JS." + Domain(d.id) + ".API."
+	for _, req := range []string{"STREAM.PURGE.", "STREAM.DELETE.", "STREAM.INFO."} {
+		if err := h.nc.PublishRequest(api+req+OutboxStream(d.id), reply, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Only the info request is answered (the others never reach the
+	// device's JetStream: the hub's server answers them "no responders"),
+	// after the others were sent.
+	refused := 0
+	for {
+		m, err := sub.NextMsg(10 * time.Second)
+		if errors.Is(err, nats.ErrNoResponders) {
+			refused++
+			continue
+		}
+		if err != nil {
+			t.Fatalf("no answer to stream info through the device's domain: %v", err)
+		}
+		var info jetstream.StreamInfo
+		if err := json.Unmarshal(m.Data, &info); err != nil || info.Config.Name != OutboxStream(d.id) {
+			t.Fatalf("answer %s (%v): want the outbox's info, the purge and delete refused", m.Data, err)
+		}
+		break
+	}
+	t.Logf("purge and delete refused (%d no-responders answers), info answered", refused)
+	st, err := n.Stats(context.Background())
+	if err != nil || st.Messages != 1 {
+		t.Fatalf("outbox after the hub's purge and delete: %+v, %v", st, err)
 	}
 }

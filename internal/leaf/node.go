@@ -146,7 +146,8 @@ func (n *Node) Start(ctx context.Context) error {
 			o.JetStreamMaxStore = 2*c.MaxBytes + 8<<20
 			o.JetStreamMaxMemory = 8 << 20
 			if n.hub != nil {
-				r := &server.RemoteLeafOpts{URLs: []*url.URL{n.hub}, TLSConfig: c.TLS, TLS: c.TLS != nil}
+				r := &server.RemoteLeafOpts{URLs: []*url.URL{n.hub}, TLSConfig: c.TLS, TLS: c.TLS != nil,
+					DenyImports: HubDenied(c.Device)}
 				if c.Nkey != nil {
 					// The server signs the hub's nonce with the seed
 					// (a signature callback would have to send a JWT).

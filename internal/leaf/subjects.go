@@ -72,6 +72,22 @@ func Permissions(id string) *server.Permissions {
 	}
 }
 
+// HubDenied are the JetStream API requests of the device's domain that
+// its leaf refuses to take from the hub (RemoteLeafOpts.DenyImports): the
+// hub may read the outbox (stream info, consumers to source it) but not
+// delete, purge, reconfigure or create streams on the device, nor remove
+// messages from the outbox before they are delivered.
+func HubDenied(id string) []string {
+	pre := apiPrefix(id) + "."
+	var out []string
+	for _, s := range []string{"STREAM.CREATE.>", "STREAM.UPDATE.>", "STREAM.DELETE.>", "STREAM.PURGE.>",
+		"STREAM.MSG.DELETE.>", "STREAM.SNAPSHOT.>", "STREAM.RESTORE.>", "STREAM.PEER.>", "STREAM.LEADER.>",
+		"ACCOUNT.>", "META.>", "SERVER.>"} {
+		out = append(out, pre+s)
+	}
+	return out
+}
+
 // HubOptions sets what a hub's embedded server needs to serve leaf
 // nodes: its JetStream domain (HubDomain) and API reply subjects that
 // name the domain they ask (so that Permissions can confine a leaf's
