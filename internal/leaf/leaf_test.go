@@ -2,11 +2,11 @@ package leaf
 
 import (
 	"bufio"
-	"errors"
-	"encoding/json"
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
