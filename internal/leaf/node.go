@@ -113,6 +113,9 @@ func New(cfg Config) (*Node, error) {
 	if cfg.MaxBytes < 1<<20 {
 		return nil, fmt.Errorf("leaf config: max_bytes %d: at least 1 MiB", cfg.MaxBytes)
 	}
+	if cfg.MaxAge < time.Minute {
+		return nil, fmt.Errorf("leaf config: max_age %v: at least 1m (a TOML number is nanoseconds: write \"168h\")", cfg.MaxAge)
+	}
 	n := &Node{cfg: cfg, log: config.Logger(cfg.Logger).With("component", "leaf", "device", cfg.Device), started: make(chan struct{})}
 	if cfg.Hub != "" {
 		u, err := url.Parse(cfg.Hub)
