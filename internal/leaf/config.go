@@ -43,4 +43,3 @@ func line(data []byte, key string) int {
 	}
 	return 0
 }
-
