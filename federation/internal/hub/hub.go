@@ -880,8 +880,18 @@ func (h *Hub) leafPermissions(p *server.Permissions, id string, js *server.Permi
 	if h.cfg.LeafListen == "" {
 		return p
 	}
-	return deploy.MergePermissions(p, leaf.Permissions(id), leaf.HubPermissions(js))
+	return deploy.MergePermissions(p, leaf.Permissions(id), leaf.HubPermissions(js), leafStepReplies)
 }
+
+// leafStepReplies lets a leaf answer the privacy modes' step requests. On
+// a client connection the response permission (one reply per request,
+// StepReplyWindow) does that; nats-server does not apply it across a leaf
+// connection, so a leaf may publish into the hub's inbox. It still cannot
+// subscribe there, the reply subjects carry 22 random characters it never
+// sees but in the requests sent to it, and each reply is MACed with the
+// device's key (hook), so it can answer the hub's requests to its own
+// device only.
+var leafStepReplies = &server.Permissions{Publish: &server.SubjectPermission{Allow: []string{HubInboxPrefix + ".>"}}}
 
 // ensureUplink makes the uplink stream source the outboxes of ids (and of
 // every device sourced before).
@@ -1741,7 +1751,7 @@ func (a *fleetAuth) Check(c server.ClientAuthentication) bool {
 	}
 	p := DevicePermissions(a.name, id)
 	if kind == server.LEAF {
-		p = deploy.MergePermissions(p, leaf.Permissions(id))
+		p = deploy.MergePermissions(p, leaf.Permissions(id), leafStepReplies)
 	}
 	c.RegisterUser(&server.User{Username: id, Permissions: p})
 	return true

@@ -11,7 +11,9 @@ import (
 
 	"github.com/fennec-edge/fennec/deploy"
 	"github.com/fennec-edge/fennec/federation/internal/agent"
+	"github.com/fennec-edge/fennec/federation/internal/hook"
 	"github.com/fennec-edge/fennec/federation/internal/hub"
+	"github.com/fennec-edge/fennec/federation/internal/modes"
 	"github.com/fennec-edge/fennec/federation/internal/sim"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
 	"github.com/fennec-edge/fennec/internal/leaf"
@@ -184,5 +186,42 @@ func TestLeafConfinedToItsDevice(t *testing.T) {
 		if gacc.SubscriptionInterest(s) {
 			t.Errorf("dev-0's leaf receives %s on the hub", s)
 		}
+	}
+}
+
+// A privacy mode whose steps the hub asks each device (secagg) works with
+// the devices behind their leaf nodes: the device answers each step on the
+// hub's private inbox through its leaf.
+func TestLeafModeSteps(t *testing.T) {
+	ids := []string{"dev-0", "dev-1", "dev-2"}
+	acc, seeds := accessFleet(t, ids...)
+	mh, err := modes.NewHub("secagg", modes.Config{Population: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHub(t, hub.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", LeafListen: "127.0.0.1:0", Access: acc,
+		Rounds: 1, MinDevices: 3, Deadline: 20 * time.Second, Mode: "secagg", ModeHub: mh})
+	defer h.Shutdown()
+	for i, id := range ids {
+		kp, err := deploy.LoadNkey(seeds[id])
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, nc := startLeaf(t, h, leaf.Config{Device: id, Nkey: kp})
+		a, err := agent.New(agent.Config{Conn: nc, ID: id, Key: wire.DeviceKey(secret, id), Trainer: net8,
+			Data:      sim.Dataset(data.TrainX, data.TrainY, data.Features, []int{i, i + 10, i + 20, i + 30}),
+			Heartbeat: 200 * time.Millisecond,
+			NewMode:   func(m string) (hook.Client, error) { return modes.NewClient(m, id, modes.Config{}) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Start(context.Background()); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		t.Cleanup(a.Close)
+	}
+	wait(t, h, 60*time.Second)
+	if reps := h.Reports(); len(reps) != 1 || reps[0].Status != "completed" || reps[0].Received != 3 {
+		t.Fatalf("reports %+v", reps)
 	}
 }
