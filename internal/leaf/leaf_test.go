@@ -254,6 +254,9 @@ func TestOutageDeliversExactlyOnce(t *testing.T) {
 			t.Fatalf("read %d: %v", i, err)
 		}
 		seen[string(m.Data())]++
+		if m.Subject() != "uplink.bed7.alerts.bed7" {
+			t.Fatalf("uplink subject %q, want uplink.bed7.alerts.bed7", m.Subject())
+		}
 	}
 	for i := range N {
 		if k := seen[fmt.Sprintf("alert-%d", i)]; k != 1 {

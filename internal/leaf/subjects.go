@@ -124,10 +124,26 @@ func HubPermissions(p *server.Permissions) *server.Permissions {
 	return out
 }
 
-// SourceOf is the hub's StreamSource for device id's outbox.
+// UplinkPrefix is the subject prefix under which the hub's uplink stores
+// device id's messages: "uplink.ID.", then the subject it was published
+// on (alerts.ID, results.ID.score, ...).
+func UplinkPrefix(id string) string { return "uplink." + id + "." }
+
+// SourceOf is the hub's StreamSource for device id's outbox. The hub
+// prefixes every message it takes from this source with UplinkPrefix(id)
+// (a subject transform applied on the hub, to whatever the leaf
+// delivers): a device cannot make its messages pass for another's by their
+// subject.
 func SourceOf(id string) *jetstream.StreamSource {
 	return &jetstream.StreamSource{Name: OutboxStream(id),
-		External: &jetstream.ExternalStream{APIPrefix: apiPrefix(id), DeliverPrefix: DeliverPrefix(id)}}
+		External:          &jetstream.ExternalStream{APIPrefix: apiPrefix(id), DeliverPrefix: DeliverPrefix(id)},
+		// Two transforms that cover every subject without overlapping (one
+		// token; two or more): with one, the hub would name its filter in
+		// the consumer request's subject, where ">" cannot stand.
+		SubjectTransforms: []jetstream.SubjectTransformConfig{
+			{Source: "*", Destination: UplinkPrefix(id) + "{{wildcard(1)}}"},
+			{Source: "*.>", Destination: UplinkPrefix(id) + "{{wildcard(1)}}.>"},
+		}}
 }
 
 // UplinkConfig is the hub's uplink stream sourcing the outboxes of

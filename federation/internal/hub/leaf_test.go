@@ -125,7 +125,27 @@ func TestLeafConfinedToItsDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, nc := startLeaf(t, h, leaf.Config{Device: "dev-0", Nkey: kp})
+	// Its outbox also captures a subject that names dev-1: the hub files
+	// what comes from dev-0's outbox under dev-0 whatever its subject.
+	_, nc := startLeaf(t, h, leaf.Config{Device: "dev-0", Nkey: kp, Subjects: []string{"alerts.dev-0", "alerts.dev-1"}})
+	ljs, _ := jetstream.New(nc)
+	if _, err := ljs.Publish(context.Background(), "alerts.dev-1", []byte("forged")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		s, err := h.Uplink(context.Background())
+		if err != nil {
+			return err
+		}
+		m, err := s.GetLastMsgForSubject(context.Background(), ">")
+		if err != nil {
+			return err
+		}
+		if m.Subject != "uplink.dev-0.alerts.dev-1" || string(m.Data) != "forged" {
+			t.Fatalf("uplink filed dev-0's message as %q", m.Subject)
+		}
+		return nil
+	})
 	subj := wire.For("default")
 	join := func(as string) []byte {
 		j := wire.Join{Device: as, TimeMS: time.Now().UnixMilli(), Nonce: 1}
