@@ -136,7 +136,7 @@ func UplinkPrefix(id string) string { return "uplink." + id + "." }
 // subject.
 func SourceOf(id string) *jetstream.StreamSource {
 	return &jetstream.StreamSource{Name: OutboxStream(id),
-		External:          &jetstream.ExternalStream{APIPrefix: apiPrefix(id), DeliverPrefix: DeliverPrefix(id)},
+		External: &jetstream.ExternalStream{APIPrefix: apiPrefix(id), DeliverPrefix: DeliverPrefix(id)},
 		// Two transforms that cover every subject without overlapping (one
 		// token; two or more): with one, the hub would name its filter in
 		// the consumer request's subject, where ">" cannot stand.
