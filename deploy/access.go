@@ -355,6 +355,34 @@ func ConnectOptions(seedFile, device string) ([]nats.Option, error) {
 	return opts, nil
 }
 
+// LoadNkey reads the user nkey seed file of ConnectOptions (private:
+// mode 0600) as a key pair, for a connection that signs with it itself (a
+// device's leaf node).
+func LoadNkey(seedFile string) (nkeys.KeyPair, error) {
+	fi, err := os.Stat(seedFile)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s: permissions %04o are too open; a credential must be private (chmod 600)", seedFile, fi.Mode().Perm())
+	}
+	data, _, err := readSmall(seedFile)
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "SU") {
+			kp, err := nkeys.FromSeed([]byte(line))
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", seedFile, err)
+			}
+			return kp, nil
+		}
+	}
+	return nil, fmt.Errorf("%s: no user nkey seed", seedFile)
+}
+
 // seedPublic reads the public key of an nkey seed file.
 func seedPublic(seedFile string) (string, error) {
 	data, _, err := readSmall(seedFile)

@@ -35,6 +35,9 @@ type DeviceConfig struct {
 	TrustFile string
 	// Heartbeat is the status report interval; zero means 5s.
 	Heartbeat time.Duration
+	// Domain is the hub's JetStream domain when Run's connection is to
+	// the device's own leaf server (AgentConfig.Domain).
+	Domain string
 	// Logger receives deployment events; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -111,7 +114,7 @@ func (dev *Device) Deployer() *Deployer { return dev.d }
 // device's connection) until ctx ends; it returns nil then.
 func (dev *Device) Run(ctx context.Context, nc *nats.Conn) error {
 	agent, err := NewAgent(AgentConfig{Conn: nc, Device: dev.cfg.ID, Group: dev.cfg.Group, Deployer: dev.d,
-		Heartbeat: dev.cfg.Heartbeat, Logger: dev.cfg.Logger})
+		Heartbeat: dev.cfg.Heartbeat, Domain: dev.cfg.Domain, Logger: dev.cfg.Logger})
 	if err != nil {
 		return fmt.Errorf("deploy: device %s: %w", dev.cfg.ID, err)
 	}

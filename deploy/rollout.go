@@ -300,6 +300,10 @@ type AgentConfig struct {
 	Heartbeat time.Duration
 	// MaxBundle bounds a fetched bundle (default 64 MiB).
 	MaxBundle int
+	// Domain is the JetStream domain of the hub's buckets when Conn is to
+	// a device's own leaf server ("hub", internal/leaf.HubDomain); ""
+	// when Conn is to the hub's server itself.
+	Domain string
 	// Logger receives the agent's events (slog.Default() when nil).
 	Logger *slog.Logger
 }
@@ -342,6 +346,9 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 	}
 	cfg.Logger = config.Logger(cfg.Logger)
 	js, err := jetstream.New(cfg.Conn)
+	if cfg.Domain != "" {
+		js, err = jetstream.NewWithDomain(cfg.Conn, cfg.Domain)
+	}
 	if err != nil {
 		return nil, err
 	}

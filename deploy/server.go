@@ -2,8 +2,10 @@ package deploy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +29,12 @@ type ServerConfig struct {
 	Listen string
 	// Access lists the devices and operators that may connect (required).
 	Access *Access
+	// TLS, when set, makes the listener TLS only (mutual TLS with
+	// ClientAuth = RequireAndVerifyClientCert).
+	TLS *tls.Config
+	// AllowPlaintext lets the server listen without TLS on an address
+	// other than loopback; without it that is refused.
+	AllowPlaintext bool
 }
 
 // Server is an embedded NATS server for rollouts, with the lifecycle of
@@ -51,6 +59,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:4222"
+	}
+	if cfg.TLS == nil && !cfg.AllowPlaintext && !natsembed.Loopback(cfg.Listen) {
+		return nil, fmt.Errorf("deploy: ServerConfig.Listen %s is reachable from the network and would carry rollouts and status in plaintext: set TLS (--tls-cert, --tls-key) or AllowPlaintext (--allow-plaintext)", cfg.Listen)
 	}
 	return &Server{cfg: cfg, ready: make(chan struct{})}, nil
 }
@@ -84,7 +95,7 @@ func (s *Server) Start(ctx context.Context) error {
 	adminPub, _ := admin.PublicKey()
 	users := append(s.cfg.Access.NkeyUsers(), &server.NkeyUser{Nkey: adminPub})
 	ns, err := natsembed.Start(ctx, natsembed.Config{
-		Name: "fennec-deploy", Dir: s.cfg.Dir, Listen: s.cfg.Listen,
+		Name: "fennec-deploy", Dir: s.cfg.Dir, Listen: s.cfg.Listen, TLS: s.cfg.TLS,
 		Configure: func(o *server.Options) { o.Nkeys = users },
 	})
 	if err != nil {
@@ -132,6 +143,9 @@ func (s *Server) ClientURL() string {
 	ns := s.server()
 	if ns == nil || ns.Addr() == nil {
 		return ""
+	}
+	if s.cfg.TLS != nil {
+		return strings.Replace(ns.ClientURL(), "nats://", "tls://", 1)
 	}
 	return ns.ClientURL()
 }

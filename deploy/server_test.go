@@ -23,10 +23,14 @@ func TestServerLifecycle(t *testing.T) {
 	}{
 		{"no dir", ServerConfig{Access: &Access{}}, "ServerConfig.Dir"},
 		{"no access", ServerConfig{Dir: t.TempDir()}, "ServerConfig.Access"},
+		{"remote plaintext", ServerConfig{Dir: t.TempDir(), Access: &Access{}, Listen: "0.0.0.0:0"}, "AllowPlaintext"},
 	} {
 		if _, err := NewServer(c.cfg); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want an error naming %s", c.name, err, c.want)
 		}
+	}
+	if _, err := NewServer(ServerConfig{Dir: t.TempDir(), Access: &Access{}, Listen: "0.0.0.0:0", AllowPlaintext: true}); err != nil {
+		t.Errorf("remote plaintext allowed explicitly: %v", err)
 	}
 	s, err := NewServer(ServerConfig{Dir: t.TempDir(), Listen: "127.0.0.1:0", Access: &Access{}})
 	if err != nil {

@@ -159,6 +159,11 @@ func ParseCreds(b []byte) (id string, key []byte, err error) { return wire.Parse
 // URL uses them itself; pass them when you connect the Conn you give it.
 func DeviceConnectOptions(id string, key []byte) []nats.Option { return agent.FleetOptions(id, key) }
 
+// DevicePassword is the NATS password of a device with key on a hub
+// without an access file (what DeviceConnectOptions sends; a device's
+// leaf node authenticates with it too).
+func DevicePassword(key []byte) string { return wire.DevicePassword(key) }
+
 // DeviceNATSUser is device id's entry for the authorization block of an
 // external NATS server's configuration (HubConfig.NATSURL): its user, the
 // password its key derives and the permissions the embedded server would

@@ -2,6 +2,7 @@ package federation
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"maps"
 	"slices"
@@ -33,6 +34,24 @@ type HubConfig struct {
 	// embedding one, with NATSOptions (credentials, TLS).
 	NATSURL     string
 	NATSOptions []nats.Option
+	// LeafListen, when set, opens the embedded server's leaf node listener
+	// (host:port, port 0 picks a free one) for devices that run their own
+	// local server (fennec agent --leaf). A leaf connection authenticates
+	// as its device, as the device's own connection would, and gets the
+	// device's permissions plus its own JetStream domain. The hub's
+	// JetStream domain is then "hub", and its uplink stream sources every
+	// device's outbox across the leaf connections (docs/OPERATIONS.md).
+	LeafListen string
+	// UplinkMaxBytes bounds the uplink stream (1 GiB; oldest discarded
+	// first).
+	UplinkMaxBytes int64
+	// TLS, when set, makes the embedded server's client and leaf listeners
+	// TLS only (ClientAuth = RequireAndVerifyClientCert for mutual TLS).
+	TLS *tls.Config
+	// AllowPlaintext lets a hub with Access listen without TLS on an
+	// address other than loopback; without it that configuration is
+	// refused.
+	AllowPlaintext bool
 	// Access, when set, authenticates every client of the embedded server
 	// by the nkeys of package deploy's access file: its devices may use
 	// only their own federation subjects and their group's rollouts, its
@@ -211,6 +230,10 @@ type Hub struct{ h *hub.Hub }
 // it was last heard from.
 func (h *Hub) Seen() map[string]time.Time { return h.h.Seen() }
 
+// LeafURL is the URL device leaf nodes connect to ("" without
+// HubConfig.LeafListen or before Start).
+func (h *Hub) LeafURL() string { return h.h.LeafURL() }
+
 // Conn is the hub's own NATS connection (nil before Start), for parts of
 // the hub's process that read its JetStream state, such as the dashboard.
 // It has every right the hub has: do not hand it to anything else.
@@ -229,6 +252,7 @@ func NewHub(cfg HubConfig) (*Hub, error) {
 func (c HubConfig) internal() hub.Config {
 	ic := hub.Config{
 		Name: c.Name, DataDir: c.DataDir, Listen: c.Listen, NATSURL: c.NATSURL, NATSOptions: c.NATSOptions,
+		LeafListen: c.LeafListen, UplinkMaxBytes: c.UplinkMaxBytes, TLS: c.TLS, AllowPlaintext: c.AllowPlaintext,
 		Access: c.Access, Insecure: c.Insecure, Replicas: c.Replicas,
 		Strategy: internalStrategy(c.Strategy), Rounds: c.Rounds, Fraction: c.Fraction, MinDevices: c.MinDevices,
 		Quorum: c.Quorum, Deadline: c.Deadline, Settings: c.Settings.internal(), Initial: modelPtr(c.Initial),

@@ -16,6 +16,7 @@ import (
 	"github.com/fennec-edge/fennec/deploy"
 	"github.com/fennec-edge/fennec/federation"
 	"github.com/fennec-edge/fennec/hostfuncs"
+	"github.com/fennec-edge/fennec/internal/leaf"
 	"github.com/fennec-edge/fennec/privacy/budget"
 	"github.com/fennec-edge/fennec/runtime"
 )
@@ -26,6 +27,10 @@ func newAgentCmd() *cobra.Command {
 	var (
 		hubURL, credsFile, id, modulePath, dataPath, name, nkeyFile string
 		i32Labels, verbose, keepWarm                                bool
+		leafURL, leafDir, localListen                               string
+		outboxMax                                                   int64
+		outboxAge                                                   time.Duration
+		tf                                                          tlsFlags
 		rf                                                          rolloutFlags
 		mode                                                        string
 		mcfg                                                        federation.ModeConfig
@@ -62,11 +67,37 @@ training module's runs are charged by the host to the account dataset/NAME
 which must have a budget ('fennec privacy budget set --ledger FILE dataset/NAME
 --epsilon E --delta D'); a run that would overspend it is refused. --target-epsilon
 caps this device's epsilon below the hub's. The device reports its epsilon with
-each update.`,
+each update.
+
+
+--leaf URL (the hub's leaf listener, 'fennec hub --leaf-listen') runs a NATS server on
+the device, a leaf node of the hub with its own JetStream under --leaf-dir: the agent's
+training and rollout clients connect to it in-process (--local-listen opens it to the
+device's other processes), their traffic reaches the hub through the leaf connection,
+which authenticates with the device's --nkey (or its --creds) and has the device's
+permissions. Messages on the outbox subjects (alerts.ID, alerts.ID.>, results.ID.>,
+fennec.uplink.ID.>) are stored in a local stream of at most --outbox-max-bytes and
+--outbox-max-age (oldest dropped first, counted) and reach the hub's FENNEC_UPLINK
+stream when the link is up, also after an outage.
+
+--tls-ca FILE connects (directly or as a leaf) over TLS, verifying the hub's certificate
+with that CA; --tls-cert and --tls-key present this device's certificate to a hub that
+requires one (mutual TLS; reloaded when the files change). With --nkey, a hub that is
+not on this machine is refused without TLS unless --allow-plaintext.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if hubURL == "" || credsFile == "" || modulePath == "" || dataPath == "" {
-				return &exitError{exitUsage, errors.New("--hub, --creds, --module and --data are required")}
+			if (hubURL == "") == (leafURL == "") || credsFile == "" || modulePath == "" || dataPath == "" {
+				return &exitError{exitUsage, errors.New("--hub or --leaf (one of them), --creds, --module and --data are required")}
+			}
+			if leafURL != "" && leafDir == "" {
+				return &exitError{exitUsage, errors.New("--leaf needs --leaf-dir (the local JetStream store)")}
+			}
+			tlsc, err := tf.client()
+			if err != nil {
+				return err
+			}
+			if target := hubURL + leafURL; tlsc == nil && nkeyFile != "" && remoteURL(target) && !tf.allowPlaintext {
+				return &exitError{exitUsage, fmt.Errorf("%s is not on this machine: without TLS (--tls-ca) the device's updates, rollouts and status would cross the network in the clear; pass --allow-plaintext to connect anyway", target)}
 			}
 			rollouts := rf.group != "" || rf.dir != "" || rf.trustPath != ""
 			if rollouts {
@@ -141,6 +172,9 @@ each update.`,
 			if err != nil {
 				return &exitError{exitBadInput, err}
 			}
+			if leafURL != "" {
+				rf.domain = leaf.HubDomain // the hub's buckets, seen from the device's server
+			}
 			var rd *deploy.Device
 			if rollouts {
 				if rd, err = openRollout(ctx, eng, cid, rf, log); err != nil {
@@ -162,22 +196,64 @@ each update.`,
 						startCancel(err)
 					}
 				})}
-			if nkeyFile != "" {
-				co, err := deploy.ConnectOptions(nkeyFile, cid)
-				if err != nil {
-					return &exitError{exitBadInput, err}
+			var nc *nats.Conn
+			where := hubURL
+			if leafURL != "" {
+				// The device's own server, a leaf of the hub: the leaf
+				// connection carries the device's credentials; the
+				// agent's clients are in-process, with the device's inbox
+				// (the only one the hub lets the leaf receive).
+				lc := leaf.Config{Device: cid, Hub: leafURL, Dir: leafDir, Listen: localListen,
+					MaxBytes: outboxMax, MaxAge: outboxAge, TLS: tlsc, Logger: log}
+				if nkeyFile != "" {
+					if lc.Nkey, err = deploy.LoadNkey(nkeyFile); err != nil {
+						return &exitError{exitBadInput, err}
+					}
+				} else {
+					lc.User, lc.Password = cid, federation.DevicePassword(key)
 				}
-				opts = append(opts, co...)
+				node, err := leaf.New(lc)
+				if err != nil {
+					return &exitError{exitUsage, err}
+				}
+				if err := node.Start(ctx); err != nil {
+					return &exitError{exitFailure, err}
+				}
+				defer node.Shutdown()
+				if u := node.ClientURL(); u != "" {
+					fmt.Fprintf(c.OutOrStdout(), "device %s serves local clients at %s\n", cid, u)
+				}
+				opts = append(opts, nats.InProcessServer(node.Server()), nats.CustomInboxPrefix(deploy.InboxPrefix(cid)))
+				if nc, err = nats.Connect("", opts...); err != nil {
+					return &exitError{exitFailure, fmt.Errorf("connect to the local server: %w", err)}
+				}
+				defer nc.Close()
+				// Join once the leaf reaches the hub; the local server
+				// serves local clients meanwhile.
+				if err := waitLeaf(ctx, node, c, cid, leafURL); err != nil {
+					return nil // interrupted while waiting
+				}
+				where = leafURL
 			} else {
-				// A hub without --access authenticates its devices with
-				// the password their key derives.
-				opts = append(opts, federation.DeviceConnectOptions(cid, key)...)
+				if nkeyFile != "" {
+					co, err := deploy.ConnectOptions(nkeyFile, cid)
+					if err != nil {
+						return &exitError{exitBadInput, err}
+					}
+					opts = append(opts, co...)
+				} else {
+					// A hub without --access authenticates its devices with
+					// the password their key derives.
+					opts = append(opts, federation.DeviceConnectOptions(cid, key)...)
+				}
+				if tlsc != nil {
+					opts = append(opts, nats.Secure(tlsc))
+				}
+				if nc, err = nats.Connect(hubURL, opts...); err != nil {
+					return &exitError{exitFailure, fmt.Errorf("connect %s: %w", hubURL, err)}
+				}
+				defer nc.Close()
 			}
-			nc, err := nats.Connect(hubURL, opts...)
-			if err != nil {
-				return &exitError{exitFailure, fmt.Errorf("connect %s: %w", hubURL, err)}
-			}
-			defer nc.Close()
 			if mode == "plain" {
 				mode = ""
 			}
@@ -213,7 +289,7 @@ each update.`,
 			}
 			startCancel(nil)
 			defer a.Close()
-			fmt.Fprintf(c.OutOrStdout(), "device %s joined %s with %d examples\n", cid, hubURL, len(data.TrainY))
+			fmt.Fprintf(c.OutOrStdout(), "device %s joined %s with %d examples\n", cid, where, len(data.TrainY))
 			rolloutDone := make(chan error, 1)
 			if rd != nil {
 				rctx, rcancel := context.WithCancel(ctx)
@@ -245,7 +321,12 @@ each update.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&hubURL, "hub", "", "hub NATS URL (nats://host:4222)")
+	f.StringVar(&hubURL, "hub", "", "hub NATS URL (nats://host:4222); or --leaf")
+	f.StringVar(&leafURL, "leaf", "", "run a local NATS server, a leaf node of the hub's leaf listener at URL (nats-leaf://host:7422)")
+	f.StringVar(&leafDir, "leaf-dir", "", "with --leaf: the local JetStream store (the outbox)")
+	f.StringVar(&localListen, "local-listen", "-", "with --leaf: local client address for the device's other processes (\"-\": in-process only)")
+	f.Int64Var(&outboxMax, "outbox-max-bytes", 64<<20, "with --leaf: bytes the outbox keeps for the hub (the oldest dropped first)")
+	f.DurationVar(&outboxAge, "outbox-max-age", 7*24*time.Hour, "with --leaf: age after which outbox messages are dropped")
 	f.StringVar(&credsFile, "creds", "", "device credentials file (from 'fennec hub creds')")
 	f.StringVar(&id, "id", "", "device id (checked against the credentials)")
 	f.StringVar(&modulePath, "module", "", "training module (.wasm with fennec.toml beside it)")
@@ -264,6 +345,25 @@ each update.`,
 	f.StringVar(&ledgerPath, "ledger", "", "dpsgd: privacy ledger file; the host charges the module's DP-SGD runs to dataset/NAME (--dataset)")
 	f.StringVar(&dataset, "dataset", "", "dpsgd: this device's dataset name in --ledger (default: --data's base name)")
 	f.IntVar(&mcfg.MinAggregate, "min-aggregate", 2, "secure modes: refuse to join a secure aggregate of fewer devices")
+	tf.addClient(cmd, true)
 	rf.add(cmd)
 	return cmd
+}
+
+// waitLeaf waits until node's leaf connection to the hub is up, saying
+// once that it waits; it fails only when ctx ends.
+func waitLeaf(ctx context.Context, node *leaf.Node, c *cobra.Command, id, url string) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	said := time.After(2 * time.Second)
+	for !node.Connected() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-said:
+			fmt.Fprintf(c.OutOrStdout(), "device %s waits for the hub at %s (serving locally)\n", id, url)
+		case <-t.C:
+		}
+	}
+	return nil
 }

@@ -29,11 +29,13 @@ func init() {
 // natsFlags are the connection flags shared by deploy and status.
 type natsFlags struct {
 	url, creds string
+	tls        tlsFlags
 }
 
 func (f *natsFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&f.url, "nats", "nats://127.0.0.1:4222", "NATS server (the hub) to connect to")
 	c.Flags().StringVar(&f.creds, "creds", "", "nkey seed file to authenticate with (from `fennec deploy nkey`)")
+	f.tls.addClient(c, false)
 }
 
 // connect connects; the server's permission violations, which NATS reports
@@ -59,6 +61,13 @@ func (f *natsFlags) connectDenied(name, device string) (*nats.Conn, <-chan error
 			return nil, nil, badInput(err)
 		}
 		opts = append(opts, co...)
+	}
+	tc, err := f.tls.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	if tc != nil {
+		opts = append(opts, nats.Secure(tc))
 	}
 	nc, err := nats.Connect(f.url, opts...)
 	if err != nil {
@@ -348,6 +357,7 @@ func newDeployNkeyCmd() *cobra.Command {
 
 func newDeployServerCmd() *cobra.Command {
 	var dir, listen, accessPath string
+	var tf tlsFlags
 	c := &cobra.Command{
 		Use:   "server --access access.toml --dir DIR",
 		Short: "Run a NATS server with JetStream and per-device permissions for rollouts",
@@ -362,7 +372,11 @@ func newDeployServerCmd() *cobra.Command {
 			}
 			ctx, cancel := signalContext(cmd)
 			defer cancel()
-			srv, err := deploy.StartServer(ctx, deploy.ServerConfig{Dir: dir, Listen: listen, Access: acc})
+			tc, err := tf.server()
+			if err != nil {
+				return err
+			}
+			srv, err := deploy.StartServer(ctx, deploy.ServerConfig{Dir: dir, Listen: listen, Access: acc, TLS: tc, AllowPlaintext: tf.allowPlaintext})
 			if err != nil {
 				return err
 			}
@@ -375,6 +389,7 @@ func newDeployServerCmd() *cobra.Command {
 	c.Flags().StringVar(&dir, "dir", "", "directory for JetStream's files")
 	c.Flags().StringVar(&listen, "listen", "127.0.0.1:4222", "client address")
 	c.Flags().StringVar(&accessPath, "access", "", "access file listing devices (id, group, nkey) and operators (name, nkey)")
+	tf.addServer(c)
 	return c
 }
 
@@ -383,6 +398,7 @@ func newDeployServerCmd() *cobra.Command {
 type rolloutFlags struct {
 	group, dir, trustPath string
 	heartbeat             time.Duration
+	domain                string // the hub's JetStream domain, behind a leaf node
 }
 
 func (r *rolloutFlags) add(c *cobra.Command) {
@@ -405,7 +421,7 @@ func openRollout(ctx context.Context, eng *runtime.Engine, id string, r rolloutF
 		return nil, err
 	}
 	dev, err := deploy.OpenDevice(ctx, deploy.DeviceConfig{Engine: eng, ID: id, Group: r.group, Dir: r.dir,
-		TrustFile: r.trustPath, Heartbeat: r.heartbeat, Logger: log})
+		TrustFile: r.trustPath, Heartbeat: r.heartbeat, Domain: r.domain, Logger: log})
 	if errors.Is(err, deploy.ErrBadTrustFile) {
 		return nil, badInput(err)
 	}

@@ -41,8 +41,9 @@ func freeAddr(t *testing.T) string {
 }
 
 // TestDeployHub runs the operator's commands against `fennec hub --access`:
-// two `fennec agent` processes (in-process here) train with the hub and
-// receive rollouts over their authenticated connections; `fennec deploy`
+// two `fennec agent` processes (in-process here), one connected to the
+// hub's server and one through its own leaf node (--leaf), train with the
+// hub and receive rollouts over their authenticated connections; `fennec deploy`
 // rolls a signed bundle out and `fennec status` shows it; a device's
 // credential cannot deploy, and a device cannot join as another.
 func TestDeployHub(t *testing.T) {
@@ -114,7 +115,8 @@ func TestDeployHub(t *testing.T) {
 	url := "nats://" + addr
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	hubOut, hubWait := background(ctx, "hub", "--data", p("hub"), "--listen", addr, "--access", p("access.toml"),
+	leafAddr := freeAddr(t)
+	hubOut, hubWait := background(ctx, "hub", "--data", p("hub"), "--listen", addr, "--access", p("access.toml"), "--leaf-listen", leafAddr,
 		"--init-mlp", "7,8,1", "--min-devices", "2", "--rounds", "2", "--deadline", "20s")
 	var waits []func() error
 	defer func() {
@@ -138,9 +140,15 @@ func TestDeployHub(t *testing.T) {
 	for _, d := range []string{"cam-1", "cam-2"} {
 		creds := must("device credentials", "hub", "creds", "--secret", p("hub/fleet.secret"), "--id", d)
 		write(d+".creds", creds)
-		out, w := background(ctx, "agent", "--hub", url, "--creds", p(d+".creds"), "--nkey", p("creds/"+d+".nk"),
+		// cam-1 connects to the hub's server, cam-2 through its own leaf
+		// node: both train and receive the rollout.
+		link := []string{"--hub", url}
+		if d == "cam-2" {
+			link = []string{"--leaf", "nats-leaf://" + leafAddr, "--leaf-dir", p(d + "-leaf")}
+		}
+		out, w := background(ctx, append(append([]string{"agent"}, link...), "--creds", p(d+".creds"), "--nkey", p("creds/"+d+".nk"),
 			"--module", p("risk-train.wasm"), "--data", p(d+".csv"),
-			"--group", "cams", "--trust", p("trust.toml"), "--dir", p(d), "--heartbeat", "200ms")
+			"--group", "cams", "--trust", p("trust.toml"), "--dir", p(d), "--heartbeat", "200ms")...)
 		agents = append(agents, out)
 		waits = append(waits, w)
 	}

@@ -33,6 +33,7 @@ func newHubCmd() *cobra.Command {
 		wf         hubWasmFlags
 		httpAddr   string
 		dash       hubDash
+		tf         tlsFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "hub",
@@ -44,6 +45,18 @@ resumes from the last completed round. By default it embeds nats-server with Jet
 storage under --data; --nats URL uses an existing NATS server or cluster instead (use
 --replicas 3 on a 3-node cluster). Devices join with 'fennec agent --hub URL --creds FILE';
 make a device's credentials with 'fennec hub creds --secret FILE --id ID'.
+
+--leaf-listen ADDR opens a leaf node listener: a device started with 'fennec agent
+--leaf' runs its own NATS server with local JetStream, connected to this one as a leaf
+with the device's own credentials and permissions; the hub's JetStream takes the domain
+"hub", and its FENNEC_UPLINK stream sources each device's outbox (alerts, results), which
+JetStream delivers when the link is up, also after an outage.
+
+--tls-cert FILE --tls-key FILE make the client and leaf listeners TLS only (the files
+are read again when they change, so a renewed certificate needs no restart);
+--tls-client-ca FILE also requires every client and leaf to present a certificate signed
+by that CA (mutual TLS). With --access, listening on an address other than loopback
+without TLS is refused unless --allow-plaintext.
 
 The embedded server authenticates every client that connects over the network:
 without --access, a device connects with the password its credentials derive (the
@@ -109,6 +122,10 @@ those whose role allows deploys may change a rollout from it.`,
 				return &exitError{exitBadInput, err}
 			}
 			cfg.Secret = s
+			if cfg.TLS, err = tf.server(); err != nil {
+				return err
+			}
+			cfg.AllowPlaintext = tf.allowPlaintext
 			if accessFile != "" {
 				acc, err := deploy.LoadAccess(accessFile)
 				if err != nil {
@@ -239,6 +256,9 @@ those whose role allows deploys may change a rollout from it.`,
 			}
 			if !jsonOut {
 				fmt.Fprintf(c.OutOrStdout(), "hub %q ready at %s, global model version %d\n", cfg.Name, h.ClientURL(), h.Version())
+				if u := h.LeafURL(); u != "" {
+					fmt.Fprintf(c.OutOrStdout(), "leaf nodes connect at %s\n", u)
+				}
 				if mh != nil {
 					st := mh.Status()
 					fmt.Fprintf(c.OutOrStdout(), "privacy mode %s", mode)
@@ -284,6 +304,7 @@ those whose role allows deploys may change a rollout from it.`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data", "", "data directory (embedded JetStream storage, fleet secret)")
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:4222", "embedded NATS client address")
+	f.StringVar(&cfg.LeafListen, "leaf-listen", "", "open a leaf node listener (host:7422) for devices running 'fennec agent --leaf'; their outboxes are sourced into the FENNEC_UPLINK stream")
 	f.StringVar(&cfg.NATSURL, "nats", "", "use an existing NATS server/cluster at URL instead of embedding one")
 	f.StringVar(&cfg.Name, "name", "default", "federation name")
 	f.IntVar(&cfg.Replicas, "replicas", 1, "replicas of the KV bucket and object store (3 on a cluster)")
@@ -327,6 +348,7 @@ those whose role allows deploys may change a rollout from it.`,
 	f.BoolVar(&jsonOut, "json", false, "one JSON round report per line")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log hub events")
 	f.StringVar(&httpAddr, "http", "", "serve the web dashboard and its JSON API at ADDR (loopback, e.g. 127.0.0.1:8080, unless --access signs operators in; see docs/DASHBOARD.md)")
+	tf.addServer(cmd)
 	cmd.AddCommand(newHubCredsCmd(), newHubTokenCmd())
 	return cmd
 }

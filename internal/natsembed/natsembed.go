@@ -7,6 +7,7 @@ package natsembed
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -35,6 +36,10 @@ type Config struct {
 	Logger server.Logger
 	// Ready bounds the wait for the server to accept connections (30s).
 	Ready time.Duration
+	// TLS, when set, makes the client listener TLS only (every network
+	// client; in-process connections are not network connections); with
+	// ClientAuth set, clients must present a verified certificate.
+	TLS *tls.Config
 }
 
 // Start starts the server and waits until it accepts connections, fails,
@@ -66,6 +71,10 @@ func Start(ctx context.Context, cfg Config) (*server.Server, error) {
 			port = server.RANDOM_PORT
 		}
 		opts.Host, opts.Port = host, port
+	}
+	if cfg.TLS != nil {
+		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, cfg.TLS, 5
+		opts.TLSVerify = cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert
 	}
 	if cfg.Configure != nil {
 		cfg.Configure(opts)

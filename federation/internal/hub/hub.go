@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +38,7 @@ import (
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
 	"github.com/fennec-edge/fennec/internal/config"
+	"github.com/fennec-edge/fennec/internal/leaf"
 	"github.com/fennec-edge/fennec/internal/natsembed"
 	"github.com/fennec-edge/fennec/internal/routines"
 )
@@ -83,6 +86,29 @@ type Config struct {
 	Insecure bool
 	// Replicas of the KV bucket and object store (1; use 3 on a cluster).
 	Replicas int
+	// LeafListen, when set, opens the embedded server's leaf node listener
+	// (host:port, port 0 picks a free one) for devices that run their own
+	// local server (internal/leaf, fennec agent --leaf). A leaf connection
+	// authenticates as its device, exactly as the device's own connection
+	// would (its nkey with Access, its id and password otherwise), and gets
+	// the device's permissions plus leaf.Permissions (its own JetStream
+	// domain only). The server's JetStream takes the domain leaf.HubDomain,
+	// and the stream leaf.UplinkStream sources every device's outbox
+	// across the leaf connections: the Access file's devices from the
+	// start, a fleet device from its first join. "" opens no leaf listener.
+	LeafListen string
+	// UplinkMaxBytes bounds the uplink stream (1 GiB; the oldest messages
+	// are discarded first).
+	UplinkMaxBytes int64
+	// TLS, when set, makes the embedded server's client and leaf listeners
+	// TLS only (internal/tlsfiles builds it from files, reloaded on
+	// change; ClientAuth = RequireAndVerifyClientCert for mutual TLS).
+	TLS *tls.Config
+	// AllowPlaintext lets a hub with Access listen without TLS on an
+	// address other than loopback; without it that configuration is
+	// refused (credentials would be authenticated, but updates, models,
+	// rollouts and status would cross the network in the clear).
+	AllowPlaintext bool
 
 	// Strategy aggregates updates; FedAvg when nil.
 	Strategy strategy.Strategy
@@ -154,6 +180,21 @@ func (c *Config) fill() error {
 	if c.Insecure && c.Access != nil {
 		return errors.New("hub config: Insecure and Access exclude each other")
 	}
+	if c.NATSURL != "" && c.LeafListen != "" {
+		return errors.New("hub config: LeafListen applies to the embedded server; an external server's (NATSURL) leaf listener is configured there")
+	}
+	if c.LeafListen != "" {
+		if _, _, err := natsembed.SplitListen(c.LeafListen); err != nil {
+			return fmt.Errorf("hub config: LeafListen: %w", err)
+		}
+	}
+	if c.NATSURL == "" && c.Access != nil && c.TLS == nil && !c.AllowPlaintext {
+		for _, l := range []struct{ flag, addr string }{{"Listen", c.Listen}, {"LeafListen", c.LeafListen}} {
+			if l.addr != "" && !natsembed.Loopback(l.addr) {
+				return fmt.Errorf("hub config: %s %s is reachable from the network and would carry the fleet's traffic in plaintext: set TLS (--tls-cert, --tls-key) or AllowPlaintext (--allow-plaintext)", l.flag, l.addr)
+			}
+		}
+	}
 	if c.NATSURL == "" && c.DataDir == "" {
 		return errors.New("hub config: DataDir is required for the embedded NATS server")
 	}
@@ -171,6 +212,7 @@ func (c *Config) fill() error {
 		config.Default("hub config: Keep", &c.Keep, 5),
 		config.Default("hub config: WeightRatio", &c.WeightRatio, strategy.DefaultWeightRatio),
 		config.Default("hub config: MaxPendingBytes", &c.MaxPendingBytes, 1<<30),
+		config.Default("hub config: UplinkMaxBytes", &c.UplinkMaxBytes, 1<<30),
 	); err != nil {
 		return err
 	}
@@ -282,6 +324,9 @@ type Hub struct {
 	kv  jetstream.KeyValue
 	obj jetstream.ObjectStore
 
+	uplinkMu  sync.Mutex
+	uplinkSrc map[string]bool // devices whose outbox the uplink sources
+
 	rng *rand.Rand
 
 	mu      sync.Mutex
@@ -383,9 +428,9 @@ func (h *Hub) start(ctx context.Context) error {
 				return err
 			}
 			users := append(h.cfg.Access.NkeyUsers(func(d deploy.DeviceAccess) *server.Permissions {
-				return DevicePermissions(h.cfg.Name, d.ID)
+				return h.leafPermissions(DevicePermissions(h.cfg.Name, d.ID), d.ID, deploy.DevicePermissions(d.Group, d.ID))
 			}), &server.NkeyUser{Nkey: pub})
-			configure = func(o *server.Options) { o.Nkeys = users }
+			configure = func(o *server.Options) { o.Nkeys = users; h.leafOptions(o) }
 			connOpts = append(connOpts, nats.Nkey(pub, kp.Sign), nats.CustomInboxPrefix(HubInboxPrefix))
 			for _, d := range h.cfg.Access.Devices {
 				names[d.Nkey] = "device " + d.ID
@@ -399,8 +444,8 @@ func (h *Hub) start(ctx context.Context) error {
 			// DevicePermissions; the hub's process connects in-process
 			// with every right, and its replies come to an inbox devices
 			// may not read. No one else connects.
-			auth := &fleetAuth{name: h.cfg.Name, key: h.key, log: h.log}
-			configure = func(o *server.Options) { o.CustomClientAuthentication = auth }
+			auth := &fleetAuth{name: h.cfg.Name, key: h.key, log: h.log, leaf: h.cfg.LeafListen != ""}
+			configure = func(o *server.Options) { o.CustomClientAuthentication = auth; h.leafOptions(o) }
 			connOpts = append(connOpts, nats.CustomInboxPrefix(HubInboxPrefix))
 		default:
 			where := "any local process"
@@ -408,9 +453,10 @@ func (h *Hub) start(ctx context.Context) error {
 				where = "anyone on the network who reaches " + h.cfg.Listen
 			}
 			h.log.Warn("INSECURE: the embedded NATS server authenticates no one: " + where + " may drop devices, read and answer their traffic and write the hub's state")
+			configure = h.leafOptions
 		}
 		ns, err := natsembed.Start(ctx, natsembed.Config{
-			Name: "fennec-hub-" + h.cfg.Name, Dir: h.cfg.DataDir, Listen: h.cfg.Listen,
+			Name: "fennec-hub-" + h.cfg.Name, Dir: h.cfg.DataDir, Listen: h.cfg.Listen, TLS: h.cfg.TLS,
 			Configure: configure,
 			// Refused connections and permission violations are worth an
 			// operator's attention; the rest of the server's log is not.
@@ -465,6 +511,17 @@ func (h *Hub) start(ctx context.Context) error {
 	if h.cfg.Access != nil {
 		if err := deploy.EnsureBuckets(sctx, js); err != nil {
 			return fmt.Errorf("hub: %w", err)
+		}
+	}
+	if h.cfg.LeafListen != "" {
+		var ids []string
+		if h.cfg.Access != nil {
+			for _, d := range h.cfg.Access.Devices {
+				ids = append(ids, d.ID)
+			}
+		}
+		if err := h.ensureUplink(sctx, ids...); err != nil {
+			return err
 		}
 	}
 	if err := h.load(sctx); err != nil {
@@ -807,12 +864,130 @@ func (h *Hub) Ready(timeout time.Duration) bool {
 	}
 }
 
+// leafOptions opens the leaf listener and sets the JetStream domain when
+// LeafListen is set.
+func (h *Hub) leafOptions(o *server.Options) {
+	if h.cfg.LeafListen == "" {
+		return
+	}
+	host, port, _ := natsembed.SplitListen(h.cfg.LeafListen) // checked by fill
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	o.LeafNode.Host, o.LeafNode.Port = host, port
+	if h.cfg.TLS != nil {
+		o.LeafNode.TLSConfig, o.LeafNode.TLSTimeout = h.cfg.TLS, 5
+	}
+	leaf.HubOptions(o)
+}
+
+// leafPermissions adds to a device's client permissions what its leaf
+// connection needs (leaf.Permissions) and the hub-domain form of its
+// JetStream rights (leaf.HubPermissions of its rollout permissions), when
+// the hub serves leaf nodes.
+func (h *Hub) leafPermissions(p *server.Permissions, id string, js *server.Permissions) *server.Permissions {
+	if h.cfg.LeafListen == "" {
+		return p
+	}
+	return deploy.MergePermissions(p, leaf.Permissions(id), leaf.HubPermissions(js), leafStepReplies)
+}
+
+// leafStepReplies lets a leaf answer the privacy modes' step requests. On
+// a client connection the response permission (one reply per request,
+// StepReplyWindow) does that; nats-server does not apply it across a leaf
+// connection, so a leaf may publish into the hub's inbox. It still cannot
+// subscribe there, the reply subjects carry 22 random characters it never
+// sees but in the requests sent to it, and each reply is MACed with the
+// device's key (hook), so it can answer the hub's requests to its own
+// device only.
+var leafStepReplies = &server.Permissions{Publish: &server.SubjectPermission{Allow: []string{HubInboxPrefix + ".>"}}}
+
+// ensureUplink makes the uplink stream source the outboxes of ids (and of
+// every device sourced before).
+func (h *Hub) ensureUplink(ctx context.Context, ids ...string) error {
+	h.uplinkMu.Lock()
+	defer h.uplinkMu.Unlock()
+	if h.uplinkSrc == nil {
+		h.uplinkSrc = map[string]bool{}
+	}
+	add := false
+	for _, id := range ids {
+		if !h.uplinkSrc[id] {
+			add = true
+		}
+	}
+	if !add && len(h.uplinkSrc) > 0 {
+		return nil
+	}
+	all := map[string]bool{}
+	for id := range h.uplinkSrc {
+		all[id] = true
+	}
+	for _, id := range ids {
+		all[id] = true
+	}
+	// Keep the sources a previous run added (fleet devices).
+	if s, err := h.js.Stream(ctx, leaf.UplinkStream); err == nil {
+		for _, src := range s.CachedInfo().Config.Sources {
+			if id, ok := strings.CutPrefix(src.Name, leaf.OutboxStream("")); ok {
+				all[id] = true
+			}
+		}
+	}
+	list := make([]string, 0, len(all))
+	for id := range all {
+		list = append(list, id)
+	}
+	sort.Strings(list)
+	cfg, err := leaf.UplinkConfig(list, h.cfg.UplinkMaxBytes)
+	if err != nil {
+		return err
+	}
+	if _, err := h.js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("hub: uplink stream: %w", err)
+	}
+	h.uplinkSrc = all
+	return nil
+}
+
+// Uplink is the stream of the devices' outbox messages (LeafListen), for
+// the hub's readers (alerts, results).
+func (h *Hub) Uplink(ctx context.Context) (jetstream.Stream, error) {
+	if h.cfg.LeafListen == "" {
+		return nil, errors.New("hub: no uplink without LeafListen")
+	}
+	return h.js.Stream(ctx, leaf.UplinkStream)
+}
+
+// LeafURL is the URL device leaf nodes connect to ("" without LeafListen).
+func (h *Hub) LeafURL() string {
+	if h.ns == nil || h.cfg.LeafListen == "" {
+		return ""
+	}
+	v, err := h.ns.Varz(nil)
+	if err != nil || v.LeafNode.Port <= 0 {
+		return ""
+	}
+	host := v.LeafNode.Host
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	scheme := "nats-leaf"
+	if h.cfg.TLS != nil {
+		scheme = "tls"
+	}
+	return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(v.LeafNode.Port))
+}
+
 // ClientURL is the URL devices connect to ("" when embedded without a
 // listener).
 func (h *Hub) ClientURL() string {
 	if h.ns != nil {
 		if h.cfg.Listen == "-" {
 			return ""
+		}
+		if h.cfg.TLS != nil {
+			return strings.Replace(h.ns.ClientURL(), "nats://", "tls://", 1)
 		}
 		return h.ns.ClientURL()
 	}
@@ -979,6 +1154,16 @@ func (h *Hub) onJoin(m *nats.Msg) {
 		select {
 		case h.joined <- struct{}{}:
 		default:
+		}
+		if h.cfg.LeafListen != "" && h.cfg.Access == nil {
+			// A fleet device (no access file lists it) is sourced from
+			// its first verified join: only holders of a device key add
+			// sources, one per device.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := h.ensureUplink(ctx, j.Device); err != nil {
+				h.log.Warn("uplink", "device", j.Device, "err", err)
+			}
+			cancel()
 		}
 	}
 	// The reply names the round mode, so that a device can set up the
@@ -1568,10 +1753,12 @@ type fleetAuth struct {
 	name string
 	key  func(string) ([]byte, bool)
 	log  *slog.Logger
+	leaf bool // accept device leaf nodes (Config.LeafListen)
 }
 
 func (a *fleetAuth) Check(c server.ClientAuthentication) bool {
-	if c.Kind() != server.CLIENT {
+	kind := c.Kind()
+	if kind != server.CLIENT && !(a.leaf && kind == server.LEAF) {
 		return false
 	}
 	addr := c.RemoteAddress()
@@ -1600,7 +1787,11 @@ func (a *fleetAuth) Check(c server.ClientAuthentication) bool {
 		a.log.Warn("nats: refused a connection: bad device credentials", "remote", where, "device", id)
 		return false
 	}
-	c.RegisterUser(&server.User{Username: id, Permissions: DevicePermissions(a.name, id)})
+	p := DevicePermissions(a.name, id)
+	if kind == server.LEAF {
+		p = deploy.MergePermissions(p, leaf.Permissions(id), leafStepReplies)
+	}
+	c.RegisterUser(&server.User{Username: id, Permissions: p})
 	return true
 }
 
