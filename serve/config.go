@@ -106,7 +106,13 @@ type BindingConfig struct {
 	Concurrency  int              `toml:"concurrency"`
 	Queue        int              `toml:"queue"`
 	QueueTimeout runtime.Duration `toml:"queue_timeout"`
+
+	subject string // the NATS subject subscribed to (an MQTT topic mapped)
 }
+
+// NATSSubject is the subject a nats or mqtt binding subscribes to (for
+// mqtt, its topic filter as nats-server maps it); "" for http.
+func (b *BindingConfig) NATSSubject() string { return b.subject }
 
 var (
 	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
@@ -257,6 +263,7 @@ func (c *DeviceConfig) validate(src []byte) error {
 			if err := checkSubject(b.Subject, true); err != nil {
 				return bad("binding", i, "subject", "%v", err)
 			}
+			b.subject = b.Subject
 		case SourceMQTT:
 			if b.Subject != "" {
 				return bad("binding", i, "subject", "an mqtt binding takes a topic, not a subject")
@@ -265,7 +272,7 @@ func (c *DeviceConfig) validate(src []byte) error {
 			if err != nil {
 				return bad("binding", i, "topic", "%v", err)
 			}
-			b.Subject = subj
+			b.subject = subj
 		case "":
 			return bad("binding", i, "source", "is required: %q, %q or %q", SourceHTTP, SourceNATS, SourceMQTT)
 		default:
@@ -275,7 +282,7 @@ func (c *DeviceConfig) validate(src []byte) error {
 			return bad("binding", i, "queue_group", "%q must be 1-64 characters of A-Z a-z 0-9 . _ -", b.QueueGroup)
 		}
 		if b.Publish != "" {
-			if err := checkTemplate(b.Publish, b.Subject); err != nil {
+			if err := checkTemplate(b.Publish, b.subject); err != nil {
 				return bad("binding", i, "publish", "%v", err)
 			}
 		}

@@ -76,7 +76,7 @@ publish = "alerts.{device}.{3}"
 		t.Fatal(err)
 	}
 	b := c.Bindings[0]
-	if b.Subject != "vitals.bed.*" || b.Format != FormatCBOR || b.Concurrency != DefaultConcurrency || b.Queue != DefaultQueue || b.QueueTimeout.Duration != DefaultQueueTimeout || b.Name != "risk-infer-predict-0" {
+	if b.NATSSubject() != "vitals.bed.*" || b.Format != FormatCBOR || b.Concurrency != DefaultConcurrency || b.Queue != DefaultQueue || b.QueueTimeout.Duration != DefaultQueueTimeout || b.Name != "risk-infer-predict-0" {
 		t.Fatalf("binding defaults: %+v", b)
 	}
 	if c.HTTP.MaxBodyBytes != DefaultMaxBodyBytes || c.HTTP.ReadHeaderTimeout.Duration != 5*time.Second {

@@ -148,9 +148,9 @@ func (s *Server) Start(ctx context.Context) error {
 		var sub *nats.Subscription
 		var err error
 		if b.QueueGroup != "" {
-			sub, err = s.cfg.Conn.QueueSubscribe(b.Subject, b.QueueGroup, cb)
+			sub, err = s.cfg.Conn.QueueSubscribe(b.subject, b.QueueGroup, cb)
 		} else {
-			sub, err = s.cfg.Conn.Subscribe(b.Subject, cb)
+			sub, err = s.cfg.Conn.Subscribe(b.subject, cb)
 		}
 		if err == nil {
 			// The client's pending buffer is a queue too: bound it to
@@ -163,12 +163,12 @@ func (s *Server) Start(ctx context.Context) error {
 			if ln != nil && s.cfg.Listener == nil {
 				ln.Close()
 			}
-			return fmt.Errorf("serve: binding %s: subscribe %s: %w", b.Name, b.Subject, err)
+			return fmt.Errorf("serve: binding %s: subscribe %s: %w", b.Name, b.subject, err)
 		}
 		s.subs = append(s.subs, sub)
 	}
 	if s.cfg.Conn != nil && len(s.subs) > 0 {
-		if err := s.cfg.Conn.FlushWithContext(ctx); err != nil {
+		if err := s.cfg.Conn.FlushTimeout(10 * time.Second); err != nil {
 			s.unsubscribe()
 			return fmt.Errorf("serve: nats: %w", err)
 		}
