@@ -167,3 +167,25 @@ func TestMQTT(t *testing.T) {
 		}
 	}
 }
+
+// TestNATSOverload floods a binding that runs one call and queues one:
+// the rest are shed at once, counted, and the admitted two run.
+func TestNATSOverload(t *testing.T) {
+	probe := module(t, "probe")
+	nc, _, _ := natsServer(t)
+	cfg := "[[binding]]\nname = \"slow\"\nmodule = \"probe\"\nentry = \"spin\"\nsource = \"nats\"\nsubject = \"slow\"\nconcurrency = 1\nqueue = 1\nqueue_timeout = \"10s\"\n"
+	_, reg, _ := startServer(t, cfg, map[string]Module{"probe": NewCompiled(context.Background(), probe, time.Second)}, nc)
+	const n = 10
+	for i := 0; i < n; i++ {
+		nc.Publish("slow", []byte{0xa0})
+	}
+	nc.Flush()
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		shed := metric(t, reg, "fennec_binding_shed_total", "binding", "slow", "reason", "queue_full")
+		ran := metric(t, reg, "fennec_module_calls_total", "entry", "spin", "outcome", "deadline")
+		if shed != n-2 || ran != 2 {
+			return fmt.Errorf("shed %v, ran %v; want %d and 2", shed, ran, n-2)
+		}
+		return nil
+	})
+}
