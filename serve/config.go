@@ -48,6 +48,7 @@ type DeviceConfig struct {
 	// host name.
 	Device string     `toml:"device"`
 	HTTP   HTTPConfig `toml:"http"`
+	NATS   NATSConfig `toml:"nats"`
 	MQTT   MQTTConfig `toml:"mqtt"`
 	// Modules are plain wasm files to load (fennec run style); bindings may
 	// also name a module the device's deployer runs.
@@ -66,6 +67,17 @@ type HTTPConfig struct {
 	ReadTimeout       runtime.Duration `toml:"read_timeout"`
 	WriteTimeout      runtime.Duration `toml:"write_timeout"`
 	IdleTimeout       runtime.Duration `toml:"idle_timeout"`
+}
+
+// NATSConfig is the device's own nats-server, which nats and mqtt
+// bindings subscribe on (StartLocalNATS).
+type NATSConfig struct {
+	// Listen is host:port for local NATS clients; "" (the default) accepts
+	// in-process connections only.
+	Listen string `toml:"listen"`
+	// Dir holds the server's JetStream store (MQTT needs it); default a
+	// "nats" directory beside the device configuration file.
+	Dir string `toml:"dir"`
 }
 
 // MQTTConfig is the MQTT 3.1.1 listener of the device's own nats-server.
@@ -207,6 +219,11 @@ func (c *DeviceConfig) validate(src []byte) error {
 	} {
 		if config.Default(d.key, d.v, d.def) != nil {
 			return bad("http", -1, d.key, "must not be negative")
+		}
+	}
+	if c.NATS.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.NATS.Listen); err != nil {
+			return bad("nats", -1, "listen", "%q is not host:port", c.NATS.Listen)
 		}
 	}
 	if c.MQTT.Listen != "" {

@@ -65,10 +65,28 @@ func (c *Compiled) Stats() (Stats, bool) { return c.Mod.Stats(), true }
 
 // Deployed serves the version a deploy.Deployer runs: calls go to the
 // current version, and during a swap finish on the one they started on.
-type Deployed struct{ D *deploy.Deployer }
+// With Name set, only a version of that module takes calls (a rollout of
+// another module makes it unavailable, not silently rebound).
+type Deployed struct {
+	D    *deploy.Deployer
+	Name string
+}
+
+func (d Deployed) check() error {
+	if d.Name == "" {
+		return nil
+	}
+	if v, ok := d.D.Current(); ok && v.Name != d.Name {
+		return fmt.Errorf("%w: the device runs %s %s, not %s", ErrUnavailable, v.Name, v.Version, d.Name)
+	}
+	return nil
+}
 
 // Call implements Module.
 func (d Deployed) Call(ctx context.Context, entry string, in []byte) ([]byte, error) {
+	if err := d.check(); err != nil {
+		return nil, err
+	}
 	out, err := d.D.Call(ctx, entry, in)
 	if errors.Is(err, deploy.ErrNoModule) {
 		err = fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -78,6 +96,9 @@ func (d Deployed) Call(ctx context.Context, entry string, in []byte) ([]byte, er
 
 // Ready implements Module.
 func (d Deployed) Ready() (bool, string) {
+	if err := d.check(); err != nil {
+		return false, err.Error()
+	}
 	ok, why := d.D.Healthy()
 	if !ok && why == "" {
 		why = "no version installed yet"

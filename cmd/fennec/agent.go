@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/fennec-edge/fennec/federation"
 	"github.com/fennec-edge/fennec/hostfuncs"
 	"github.com/fennec-edge/fennec/runtime"
+	"github.com/fennec-edge/fennec/serve"
 )
 
 func init() { register(newAgentCmd) }
@@ -31,6 +33,7 @@ func newAgentCmd() *cobra.Command {
 		rf                                                          rolloutFlags
 		mode                                                        string
 		mcfg                                                        federation.ModeConfig
+		deviceConfig, httpAddr                                      string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -53,11 +56,27 @@ when it joins, answers the mode's protocol steps (secagg, he) and transforms its
 (clip, noise, mask, encrypt); it sends no training metrics in any mode but plain.
 --privacy-mode MODE makes it take part in that mode only (it refuses to join a hub in
 another mode). In ldp the device adds its own noise: give it --noise-multiplier, or
---target-epsilon with --privacy-rounds, and --clip.`,
+--target-epsilon with --privacy-rounds, and --clip.
+
+--device-config FILE serves the device's modules to its own traffic as the file binds
+them (HTTP POST /v1/modules/{module}/{entry}, NATS subjects, MQTT topics through the
+device's nats-server; see docs/ARCHITECTURE.md "Serving"): [[module]] files, and the
+module its rollouts deploy. --http ADDR serves /metrics, /healthz and /readyz (and the
+HTTP bindings) on ADDR. With --device-config and no --hub the agent only serves.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			var dc *serve.DeviceConfig
+			if deviceConfig != "" || httpAddr != "" {
+				var err error
+				if dc, err = loadDeviceConfig(deviceConfig, httpAddr); err != nil {
+					return err
+				}
+			}
+			if hubURL == "" && deviceConfig != "" {
+				return serveOnly(c, dc, deviceConfig, verbose)
+			}
 			if hubURL == "" || credsFile == "" || modulePath == "" || dataPath == "" {
-				return &exitError{exitUsage, errors.New("--hub, --creds, --module and --data are required")}
+				return &exitError{exitUsage, errors.New("--hub, --creds, --module and --data are required (or --device-config alone to serve only)")}
 			}
 			rollouts := rf.group != "" || rf.dir != "" || rf.trustPath != ""
 			if rollouts {
@@ -185,6 +204,17 @@ another mode). In ldp the device adds its own noise: give it --noise-multiplier,
 			}
 			startCancel(nil)
 			defer a.Close()
+			if dc != nil {
+				reg := serve.NewRegistry()
+				if err := registerAgentMetrics(reg, a.Stats); err != nil {
+					return &exitError{exitFailure, err}
+				}
+				sv, err := startServing(ctx, c.OutOrStdout(), eng, dc, filepath.Dir(deviceConfig), rd, reg, log)
+				if err != nil {
+					return err
+				}
+				defer sv.stop()
+			}
 			fmt.Fprintf(c.OutOrStdout(), "device %s joined %s with %d examples\n", cid, hubURL, len(data.TrainY))
 			rolloutDone := make(chan error, 1)
 			if rd != nil {
@@ -233,6 +263,32 @@ another mode). In ldp the device adds its own noise: give it --noise-multiplier,
 	f.Float64Var(&mcfg.Delta, "delta", 1e-5, "ldp: delta of this device's epsilon")
 	f.IntVar(&mcfg.Rounds, "privacy-rounds", 0, "ldp: rounds to calibrate the noise for")
 	f.IntVar(&mcfg.MinAggregate, "min-aggregate", 2, "secure modes: refuse to join a secure aggregate of fewer devices")
+	f.StringVar(&deviceConfig, "device-config", "", "device configuration (TOML): bind module entrypoints to HTTP, NATS and MQTT")
+	f.StringVar(&httpAddr, "http", "", "serve /metrics, /healthz, /readyz and the HTTP bindings on ADDR (host:port; default: the device config's [http] listen, else off)")
 	rf.add(cmd)
 	return cmd
+}
+
+// serveOnly runs a device that serves its [[module]] files and answers no
+// hub (fennec agent --device-config without --hub).
+func serveOnly(c *cobra.Command, dc *serve.DeviceConfig, path string, verbose bool) error {
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(c.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+	ctx, stop := signalContext(c)
+	defer stop()
+	eng, err := newEngine(ctx, log, runtime.Config{Logger: log})
+	if err != nil {
+		return &exitError{exitFailure, err}
+	}
+	defer eng.Close(context.Background())
+	sv, err := startServing(ctx, c.OutOrStdout(), eng, dc, filepath.Dir(path), nil, serve.NewRegistry(), log)
+	if err != nil {
+		return err
+	}
+	defer sv.stop()
+	<-ctx.Done()
+	return nil
 }
