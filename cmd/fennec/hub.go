@@ -11,11 +11,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/fennec-edge/fennec/deploy"
 	"github.com/fennec-edge/fennec/federation"
 	"github.com/fennec-edge/fennec/internal/atomicfile"
+	"github.com/fennec-edge/fennec/serve"
 )
 
 func init() { register(newHubCmd) }
@@ -45,17 +47,18 @@ func readSecret(path string, create bool) ([]byte, error) {
 
 func newHubCmd() *cobra.Command {
 	var (
-		cfg        federation.HubConfig
-		sc         federation.StrategyConfig
-		secretFile string
-		modelFile  string
-		accessFile string
-		initMLP    []int
-		jsonOut    bool
-		verbose    bool
-		mode       string
-		mcfg       federation.ModeConfig
-		wf         hubWasmFlags
+		cfg         federation.HubConfig
+		sc          federation.StrategyConfig
+		secretFile  string
+		modelFile   string
+		accessFile  string
+		initMLP     []int
+		jsonOut     bool
+		verbose     bool
+		metricsAddr string
+		mode        string
+		mcfg        federation.ModeConfig
+		wf          hubWasmFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "hub",
@@ -192,7 +195,16 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 				}
 				defer closeEngine()
 			}
+			var hm *hubMetrics
+			var reg *prometheus.Registry
+			if metricsAddr != "" {
+				reg = serve.NewRegistry()
+				hm = newHubMetrics(reg, mh)
+			}
 			cfg.OnRound = func(r federation.RoundReport) {
+				if hm != nil {
+					hm.round(r)
+				}
 				var ps *federation.ModeStatus
 				if mh != nil {
 					st := mh.Status()
@@ -233,6 +245,16 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 				return &exitError{exitFailure, err}
 			}
 			defer h.Shutdown()
+			if reg != nil {
+				obs, err := serve.StartObserve(c.Context(), metricsAddr, reg, nil, cfg.Logger)
+				if err != nil {
+					return &exitError{exitFailure, err}
+				}
+				defer obs.Shutdown()
+				if !jsonOut {
+					fmt.Fprintf(c.OutOrStdout(), "metrics on http://%s/metrics\n", obs.Addr())
+				}
+			}
 			if !jsonOut {
 				fmt.Fprintf(c.OutOrStdout(), "hub %q ready at %s, global model version %d\n", cfg.Name, h.ClientURL(), h.Version())
 				if mh != nil {
@@ -316,6 +338,7 @@ with their manifest beside them (NAME.toml or fennec.toml) or --eval-manifest /
 	f.StringVar(&wf.stratManifest, "strategy-manifest", "", "manifest of --strategy-module (default: NAME.toml or fennec.toml beside it)")
 	f.BoolVar(&jsonOut, "json", false, "one JSON round report per line")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log hub events")
+	f.StringVar(&metricsAddr, "metrics", "", "serve Prometheus /metrics, /healthz and /readyz on ADDR (host:port; default off)")
 	cmd.AddCommand(newHubCredsCmd())
 	return cmd
 }
