@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -44,7 +45,7 @@ entry = "predict"
 source = "nats"
 subject = "bench.risk"
 `
-	_, _, url := startServer(b, cfg, map[string]Module{"probe": NewCompiled(ctx, probe, time.Second), "risk-infer": NewCompiled(ctx, risk, time.Second)}, nc)
+	srv, _, url := startServer(b, cfg, map[string]Module{"probe": NewCompiled(ctx, probe, time.Second), "risk-infer": NewCompiled(ctx, risk, time.Second)}, nc)
 	recs := make([]map[string]any, 64)
 	for i := range recs {
 		recs[i] = map[string]any{"patient": fmt.Sprint("p", i), "hr": float64(i%7) - 3, "spo2": -1.0, "rr": 0.5}
@@ -108,6 +109,21 @@ subject = "bench.risk"
 				resp.Body.Close()
 				if resp.StatusCode != 200 {
 					b.Fatal(resp.Status)
+				}
+			}
+		})
+		b.Run(c.name+"/handler", func(b *testing.B) {
+			// The HTTP binding's own work without a socket: routing,
+			// Content-Type, body limit, decode, limiter, call, metrics.
+			h := srv.Handler()
+			u := "/v1/modules/" + c.mod + "/" + c.entry
+			for b.Loop() {
+				req := httptest.NewRequest("POST", u, bytes.NewReader(c.in))
+				req.Header.Set("Content-Type", MediaCBOR)
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, req)
+				if w.Code != 200 {
+					b.Fatal(w.Code, w.Body.String())
 				}
 			}
 		})
