@@ -267,6 +267,15 @@ func (d *Deployer) Current() (StoredVersion, bool) {
 	return a.ver, true
 }
 
+// Stats returns the counters of the version taking calls, if any.
+func (d *Deployer) Stats() (runtime.Stats, bool) {
+	a := d.cur.Load()
+	if a == nil {
+		return runtime.Stats{}, false
+	}
+	return a.mod.Stats(), true
+}
+
 // Healthy reports whether the running version passed its last check, and
 // the last problem seen (a refusal, a failed install or a rollback).
 func (d *Deployer) Healthy() (bool, string) {

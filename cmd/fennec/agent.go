@@ -19,6 +19,7 @@ import (
 	"github.com/fennec-edge/fennec/internal/leaf"
 	"github.com/fennec-edge/fennec/privacy/budget"
 	"github.com/fennec-edge/fennec/runtime"
+	"github.com/fennec-edge/fennec/serve"
 )
 
 func init() { register(newAgentCmd) }
@@ -35,6 +36,7 @@ func newAgentCmd() *cobra.Command {
 		mode                                                        string
 		mcfg                                                        federation.ModeConfig
 		ledgerPath, dataset                                         string
+		deviceConfig, httpAddr                                      string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -69,7 +71,6 @@ which must have a budget ('fennec privacy budget set --ledger FILE dataset/NAME
 caps this device's epsilon below the hub's. The device reports its epsilon with
 each update.
 
-
 --leaf URL (the hub's leaf listener, 'fennec hub --leaf-listen') runs a NATS server on
 the device, a leaf node of the hub with its own JetStream under --leaf-dir: the agent's
 training and rollout clients connect to it in-process (--local-listen opens it to the
@@ -83,11 +84,27 @@ stream when the link is up, also after an outage.
 --tls-ca FILE connects (directly or as a leaf) over TLS, verifying the hub's certificate
 with that CA; --tls-cert and --tls-key present this device's certificate to a hub that
 requires one (mutual TLS; reloaded when the files change). With --nkey, a hub that is
-not on this machine is refused without TLS unless --allow-plaintext.`,
+not on this machine is refused without TLS unless --allow-plaintext.
+
+--device-config FILE serves the device's modules to its own traffic as the file binds
+them (HTTP POST /v1/modules/{module}/{entry}, NATS subjects, MQTT topics through the
+device's nats-server; see docs/ARCHITECTURE.md "Serving"): [[module]] files, and the
+module its rollouts deploy. --http ADDR serves /metrics, /healthz and /readyz (and the
+HTTP bindings) on ADDR. With --device-config and no --hub the agent only serves.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			var dc *serve.DeviceConfig
+			if deviceConfig != "" || httpAddr != "" {
+				var err error
+				if dc, err = loadDeviceConfig(deviceConfig, httpAddr); err != nil {
+					return err
+				}
+			}
+			if hubURL == "" && leafURL == "" && deviceConfig != "" {
+				return serveOnly(c, dc, deviceConfig, verbose)
+			}
 			if (hubURL == "") == (leafURL == "") || credsFile == "" || modulePath == "" || dataPath == "" {
-				return &exitError{exitUsage, errors.New("--hub or --leaf (one of them), --creds, --module and --data are required")}
+				return &exitError{exitUsage, errors.New("--hub or --leaf (one of them), --creds, --module and --data are required (or --device-config alone to serve only)")}
 			}
 			if leafURL != "" && leafDir == "" {
 				return &exitError{exitUsage, errors.New("--leaf needs --leaf-dir (the local JetStream store)")}
@@ -289,6 +306,17 @@ not on this machine is refused without TLS unless --allow-plaintext.`,
 			}
 			startCancel(nil)
 			defer a.Close()
+			if dc != nil {
+				reg := serve.NewRegistry()
+				if err := registerAgentMetrics(reg, a.Stats); err != nil {
+					return &exitError{exitFailure, err}
+				}
+				sv, err := startServing(ctx, c.OutOrStdout(), eng, dc, filepath.Dir(deviceConfig), rd, reg, log)
+				if err != nil {
+					return err
+				}
+				defer sv.stop()
+			}
 			fmt.Fprintf(c.OutOrStdout(), "device %s joined %s with %d examples\n", cid, where, len(data.TrainY))
 			rolloutDone := make(chan error, 1)
 			if rd != nil {
@@ -346,6 +374,8 @@ not on this machine is refused without TLS unless --allow-plaintext.`,
 	f.StringVar(&dataset, "dataset", "", "dpsgd: this device's dataset name in --ledger (default: --data's base name)")
 	f.IntVar(&mcfg.MinAggregate, "min-aggregate", 2, "secure modes: refuse to join a secure aggregate of fewer devices")
 	tf.addClient(cmd, true)
+	f.StringVar(&deviceConfig, "device-config", "", "device configuration (TOML): bind module entrypoints to HTTP, NATS and MQTT")
+	f.StringVar(&httpAddr, "http", "", "serve /metrics, /healthz, /readyz and the HTTP bindings on ADDR (host:port; default: the device config's [http] listen, else off)")
 	rf.add(cmd)
 	return cmd
 }
@@ -365,5 +395,29 @@ func waitLeaf(ctx context.Context, node *leaf.Node, c *cobra.Command, id, url st
 		case <-t.C:
 		}
 	}
+	return nil
+}
+
+// serveOnly runs a device that serves its [[module]] files and answers no
+// hub (fennec agent --device-config without --hub).
+func serveOnly(c *cobra.Command, dc *serve.DeviceConfig, path string, verbose bool) error {
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(c.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+	ctx, stop := signalContext(c)
+	defer stop()
+	eng, err := newEngine(ctx, log, runtime.Config{Logger: log})
+	if err != nil {
+		return &exitError{exitFailure, err}
+	}
+	defer eng.Close(context.Background())
+	sv, err := startServing(ctx, c.OutOrStdout(), eng, dc, filepath.Dir(path), nil, serve.NewRegistry(), log)
+	if err != nil {
+		return err
+	}
+	defer sv.stop()
+	<-ctx.Done()
 	return nil
 }

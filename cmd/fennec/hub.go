@@ -9,31 +9,34 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/fennec-edge/fennec/dashboard"
 	"github.com/fennec-edge/fennec/deploy"
 	"github.com/fennec-edge/fennec/federation"
+	"github.com/fennec-edge/fennec/serve"
 )
 
 func init() { register(newHubCmd) }
 
 func newHubCmd() *cobra.Command {
 	var (
-		cfg        federation.HubConfig
-		sc         federation.StrategyConfig
-		secretFile string
-		modelFile  string
-		accessFile string
-		initMLP    []int
-		jsonOut    bool
-		verbose    bool
-		mode       string
-		mcfg       federation.ModeConfig
-		wf         hubWasmFlags
-		httpAddr   string
-		dash       hubDash
-		tf         tlsFlags
+		cfg         federation.HubConfig
+		sc          federation.StrategyConfig
+		secretFile  string
+		modelFile   string
+		accessFile  string
+		initMLP     []int
+		jsonOut     bool
+		verbose     bool
+		mode        string
+		mcfg        federation.ModeConfig
+		wf          hubWasmFlags
+		httpAddr    string
+		dash        hubDash
+		tf          tlsFlags
+		metricsAddr string
 	)
 	cmd := &cobra.Command{
 		Use:   "hub",
@@ -185,7 +188,16 @@ those whose role allows deploys may change a rollout from it.`,
 				}
 				defer closeEngine()
 			}
+			var hm *hubMetrics
+			var reg *prometheus.Registry
+			if metricsAddr != "" {
+				reg = serve.NewRegistry()
+				hm = newHubMetrics(reg, mh)
+			}
 			cfg.OnRound = func(r federation.RoundReport) {
+				if hm != nil {
+					hm.round(r)
+				}
 				var ps *federation.ModeStatus
 				if mh != nil {
 					st := mh.Status()
@@ -252,6 +264,16 @@ those whose role allows deploys may change a rollout from it.`,
 				defer dash.shutdown()
 				if !jsonOut {
 					fmt.Fprintf(c.OutOrStdout(), "dashboard at %s\n", url)
+				}
+			}
+			if reg != nil {
+				obs, err := serve.StartObserve(c.Context(), metricsAddr, reg, nil, cfg.Logger)
+				if err != nil {
+					return &exitError{exitFailure, err}
+				}
+				defer obs.Shutdown()
+				if !jsonOut {
+					fmt.Fprintf(c.OutOrStdout(), "metrics on http://%s/metrics\n", obs.Addr())
 				}
 			}
 			if !jsonOut {
@@ -348,6 +370,7 @@ those whose role allows deploys may change a rollout from it.`,
 	f.BoolVar(&jsonOut, "json", false, "one JSON round report per line")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log hub events")
 	f.StringVar(&httpAddr, "http", "", "serve the web dashboard and its JSON API at ADDR (loopback, e.g. 127.0.0.1:8080, unless --access signs operators in; see docs/DASHBOARD.md)")
+	f.StringVar(&metricsAddr, "metrics", "", "serve Prometheus /metrics, /healthz and /readyz on ADDR (host:port; default off)")
 	tf.addServer(cmd)
 	cmd.AddCommand(newHubCredsCmd(), newHubTokenCmd())
 	return cmd

@@ -1,0 +1,486 @@
+package serve
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/fennec-edge/fennec/internal/config"
+	"github.com/fennec-edge/fennec/runtime"
+)
+
+// Binding sources.
+const (
+	SourceHTTP = "http" // POST /v1/modules/{module}/{entry}
+	SourceNATS = "nats" // a NATS subject: request-reply, or subscribe and publish
+	SourceMQTT = "mqtt" // an MQTT 3.1.1 topic filter on nats-server's MQTT listener
+)
+
+// Payload formats of NATS and MQTT messages (HTTP uses Content-Type).
+const (
+	FormatCBOR = "cbor"
+	FormatJSON = "json"
+)
+
+// Defaults of a DeviceConfig's zero fields.
+const (
+	DefaultMaxBodyBytes      = 1 << 20
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultWriteTimeout      = 30 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultConcurrency       = 1
+	DefaultQueue             = 8
+	DefaultQueueTimeout      = time.Second
+	// MaxQueue bounds a binding's queue: a queue is for smoothing bursts,
+	// not for holding a backlog.
+	MaxQueue       = 4096
+	MaxConcurrency = 256
+)
+
+// DeviceConfig is a device's serving configuration, written in TOML
+// (ParseDeviceConfig). The zero value serves nothing and takes defaults.
+type DeviceConfig struct {
+	// Device names the device in publish subjects ({device}); default the
+	// host name.
+	Device string     `toml:"device"`
+	HTTP   HTTPConfig `toml:"http"`
+	NATS   NATSConfig `toml:"nats"`
+	MQTT   MQTTConfig `toml:"mqtt"`
+	// Modules are plain wasm files to load (fennec run style); bindings may
+	// also name a module the device's deployer runs.
+	Modules  []ModuleConfig  `toml:"module"`
+	Bindings []BindingConfig `toml:"binding"`
+
+	source string
+}
+
+// HTTPConfig is the HTTP listener (bindings, /metrics, /healthz, /readyz).
+type HTTPConfig struct {
+	// Listen is host:port; "" serves no HTTP (an agent's --http may set it).
+	Listen            string           `toml:"listen"`
+	MaxBodyBytes      int64            `toml:"max_body_bytes"`
+	ReadHeaderTimeout runtime.Duration `toml:"read_header_timeout"`
+	ReadTimeout       runtime.Duration `toml:"read_timeout"`
+	WriteTimeout      runtime.Duration `toml:"write_timeout"`
+	IdleTimeout       runtime.Duration `toml:"idle_timeout"`
+}
+
+// NATSConfig is the device's own nats-server, which nats and mqtt
+// bindings subscribe on (StartLocalNATS).
+type NATSConfig struct {
+	// Listen is host:port for local NATS clients; "" (the default) accepts
+	// in-process connections only.
+	Listen string `toml:"listen"`
+	// Dir holds the server's JetStream store (MQTT needs it); default a
+	// "nats" directory beside the device configuration file.
+	Dir string `toml:"dir"`
+}
+
+// MQTTConfig is the MQTT 3.1.1 listener of the device's own nats-server.
+type MQTTConfig struct {
+	// Listen is host:port for MQTT clients; "" starts no MQTT listener.
+	Listen string `toml:"listen"`
+}
+
+// ModuleConfig is a module loaded from a wasm file and its manifest.
+type ModuleConfig struct {
+	Name     string `toml:"name"`
+	Wasm     string `toml:"wasm"`
+	Manifest string `toml:"manifest"` // default: beside the wasm file
+}
+
+// BindingConfig binds a module's entrypoint to a source.
+type BindingConfig struct {
+	Name   string `toml:"name"`
+	Module string `toml:"module"`
+	Entry  string `toml:"entry"`
+	Source string `toml:"source"` // http, nats or mqtt
+	// Subject (nats) or Topic (mqtt) to subscribe to; wildcards allowed
+	// (NATS * and >, MQTT + and #).
+	Subject string `toml:"subject"`
+	Topic   string `toml:"topic"`
+	// QueueGroup shares a subject's messages among the instances in the
+	// group (nats and mqtt).
+	QueueGroup string `toml:"queue_group"`
+	// Publish is the subject results go to, a template: {device} is the
+	// device's name, {1}, {2}, ... the tokens of the subject a message
+	// came on. A message with a reply subject is also answered.
+	Publish string `toml:"publish"`
+	// Format of NATS and MQTT payloads: cbor (default) or json.
+	Format string `toml:"format"`
+	// Concurrency calls run at once (default 1); Queue more may wait
+	// (default 8) for at most QueueTimeout (default 1s). Beyond, requests
+	// are shed.
+	Concurrency  int              `toml:"concurrency"`
+	Queue        int              `toml:"queue"`
+	QueueTimeout runtime.Duration `toml:"queue_timeout"`
+
+	subject string // the NATS subject subscribed to (an MQTT topic mapped)
+}
+
+// NATSSubject is the subject a nats or mqtt binding subscribes to (for
+// mqtt, its topic filter as nats-server maps it); "" for http.
+func (b *BindingConfig) NATSSubject() string { return b.subject }
+
+var (
+	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+	identRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+	bindingRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	tmplRE    = regexp.MustCompile(`\{([^}]*)\}`)
+)
+
+// ReadDeviceConfig reads and validates a device configuration file.
+func ReadDeviceConfig(path string) (*DeviceConfig, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > 1<<20 {
+		return nil, fmt.Errorf("%s: larger than 1 MiB", path)
+	}
+	return ParseDeviceConfig(data, path)
+}
+
+// ParseDeviceConfig decodes and validates a device configuration; source
+// names it in errors, which are *config.FileError values naming the line
+// and field. Zero fields take their defaults.
+func ParseDeviceConfig(data []byte, source string) (*DeviceConfig, error) {
+	var c DeviceConfig
+	md, err := config.DecodeTOML(data, source, &c)
+	if err != nil {
+		return nil, err
+	}
+	c.source = source
+	if u := md.Undecoded(); len(u) > 0 {
+		k := u[0]
+		table := ""
+		if len(k) > 1 {
+			table = strings.Join(k[:len(k)-1], ".")
+		}
+		return nil, fileErr(data, source, table, -1, k[len(k)-1], k.String(), "unknown field")
+	}
+	if err := c.validate(data); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func fileErr(src []byte, source, table string, idx int, key, field, format string, args ...any) error {
+	return &config.FileError{Source: source, Line: locate(src, table, idx, key), Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// validate checks c and fills in defaults. src (may be nil) locates errors.
+func (c *DeviceConfig) validate(src []byte) error {
+	source := c.source
+	if source == "" {
+		source = "device config"
+	}
+	bad := func(table string, idx int, key, format string, args ...any) error {
+		field := key
+		if table != "" {
+			field = table + "." + key
+			if idx >= 0 {
+				field = fmt.Sprintf("%s[%d].%s", table, idx, key)
+			}
+		}
+		return fileErr(src, source, table, idx, key, field, format, args...)
+	}
+	if c.Device == "" {
+		h, _ := os.Hostname()
+		c.Device = sanitizeToken(h)
+		if c.Device == "" {
+			c.Device = "device"
+		}
+	} else if !bindingRE.MatchString(c.Device) {
+		return bad("", -1, "device", "%q must be 1-64 characters of A-Z a-z 0-9 . _ - (it becomes a subject token)", c.Device)
+	}
+	h := &c.HTTP
+	if h.Listen != "" {
+		if _, _, err := net.SplitHostPort(h.Listen); err != nil {
+			return bad("http", -1, "listen", "%q is not host:port", h.Listen)
+		}
+	}
+	if err := config.Default("max_body_bytes", &h.MaxBodyBytes, DefaultMaxBodyBytes); err != nil {
+		return bad("http", -1, "max_body_bytes", "must not be negative")
+	}
+	for _, d := range []struct {
+		key string
+		v   *time.Duration
+		def time.Duration
+	}{
+		{"read_header_timeout", &h.ReadHeaderTimeout.Duration, DefaultReadHeaderTimeout},
+		{"read_timeout", &h.ReadTimeout.Duration, DefaultReadTimeout},
+		{"write_timeout", &h.WriteTimeout.Duration, DefaultWriteTimeout},
+		{"idle_timeout", &h.IdleTimeout.Duration, DefaultIdleTimeout},
+	} {
+		if config.Default(d.key, d.v, d.def) != nil {
+			return bad("http", -1, d.key, "must not be negative")
+		}
+	}
+	if c.NATS.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.NATS.Listen); err != nil {
+			return bad("nats", -1, "listen", "%q is not host:port", c.NATS.Listen)
+		}
+	}
+	if c.MQTT.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.MQTT.Listen); err != nil {
+			return bad("mqtt", -1, "listen", "%q is not host:port", c.MQTT.Listen)
+		}
+	}
+	mods := map[string]bool{}
+	for i, m := range c.Modules {
+		switch {
+		case !nameRE.MatchString(m.Name):
+			return bad("module", i, "name", "%q must be a module name (1-64 of a-z 0-9 . _ -)", m.Name)
+		case mods[m.Name]:
+			return bad("module", i, "name", "%q is listed twice", m.Name)
+		case m.Wasm == "":
+			return bad("module", i, "wasm", "is required (the module's .wasm file)")
+		}
+		mods[m.Name] = true
+	}
+	names := map[string]bool{}
+	routes := map[string]int{}
+	for i := range c.Bindings {
+		b := &c.Bindings[i]
+		switch {
+		case !nameRE.MatchString(b.Module):
+			return bad("binding", i, "module", "%q must be a module name (1-64 of a-z 0-9 . _ -)", b.Module)
+		case !identRE.MatchString(b.Entry):
+			return bad("binding", i, "entry", "%q is not an entrypoint name", b.Entry)
+		}
+		if b.Name == "" {
+			b.Name = fmt.Sprintf("%s-%s-%d", b.Module, b.Entry, i)
+		}
+		switch {
+		case !bindingRE.MatchString(b.Name):
+			return bad("binding", i, "name", "%q must be 1-64 characters of A-Z a-z 0-9 . _ -", b.Name)
+		case names[b.Name]:
+			return bad("binding", i, "name", "%q is used by another binding", b.Name)
+		}
+		names[b.Name] = true
+		switch b.Source {
+		case SourceHTTP:
+			if b.Subject != "" || b.Topic != "" || b.Publish != "" || b.QueueGroup != "" {
+				return bad("binding", i, "source", "an http binding takes no subject, topic, publish or queue_group")
+			}
+			key := b.Module + "/" + b.Entry
+			if j, dup := routes[key]; dup {
+				return bad("binding", i, "entry", "POST /v1/modules/%s is already bound by binding[%d]", key, j)
+			}
+			routes[key] = i
+		case SourceNATS:
+			if b.Topic != "" {
+				return bad("binding", i, "topic", "a nats binding takes a subject, not a topic")
+			}
+			if err := checkSubject(b.Subject, true); err != nil {
+				return bad("binding", i, "subject", "%v", err)
+			}
+			b.subject = b.Subject
+		case SourceMQTT:
+			if b.Subject != "" {
+				return bad("binding", i, "subject", "an mqtt binding takes a topic, not a subject")
+			}
+			subj, err := MQTTFilterToSubject(b.Topic)
+			if err != nil {
+				return bad("binding", i, "topic", "%v", err)
+			}
+			b.subject = subj
+		case "":
+			return bad("binding", i, "source", "is required: %q, %q or %q", SourceHTTP, SourceNATS, SourceMQTT)
+		default:
+			return bad("binding", i, "source", "%q is not %q, %q or %q", b.Source, SourceHTTP, SourceNATS, SourceMQTT)
+		}
+		if b.QueueGroup != "" && !bindingRE.MatchString(b.QueueGroup) {
+			return bad("binding", i, "queue_group", "%q must be 1-64 characters of A-Z a-z 0-9 . _ -", b.QueueGroup)
+		}
+		if b.Publish != "" {
+			if err := checkTemplate(b.Publish, b.subject); err != nil {
+				return bad("binding", i, "publish", "%v", err)
+			}
+		}
+		switch b.Format {
+		case "":
+			b.Format = FormatCBOR
+		case FormatCBOR, FormatJSON:
+		default:
+			return bad("binding", i, "format", "%q is not %q or %q", b.Format, FormatCBOR, FormatJSON)
+		}
+		if config.Default("concurrency", &b.Concurrency, DefaultConcurrency) != nil || b.Concurrency > MaxConcurrency {
+			return bad("binding", i, "concurrency", "%d is outside 1..%d (0 means %d)", b.Concurrency, MaxConcurrency, DefaultConcurrency)
+		}
+		if b.Queue < 0 || b.Queue > MaxQueue {
+			return bad("binding", i, "queue", "%d is outside 0..%d", b.Queue, MaxQueue)
+		}
+		if b.Queue == 0 {
+			b.Queue = DefaultQueue
+		}
+		if config.Default("queue_timeout", &b.QueueTimeout.Duration, DefaultQueueTimeout) != nil {
+			return bad("binding", i, "queue_timeout", "must not be negative")
+		}
+	}
+	return nil
+}
+
+// checkSubject checks a NATS subject (wildcards when wc).
+func checkSubject(s string, wc bool) error {
+	if s == "" {
+		return fmt.Errorf("is required")
+	}
+	if len(s) > 256 {
+		return fmt.Errorf("longer than 256 bytes")
+	}
+	toks := strings.Split(s, ".")
+	for i, t := range toks {
+		switch {
+		case t == "":
+			return fmt.Errorf("%q has an empty token", s)
+		case strings.ContainsAny(t, " \t\r\n"):
+			return fmt.Errorf("%q contains white space", s)
+		case (t == "*" || t == ">") && !wc:
+			return fmt.Errorf("%q: no wildcards here", s)
+		case t == ">" && i != len(toks)-1:
+			return fmt.Errorf("%q: '>' must be the last token", s)
+		case strings.ContainsAny(t, "*>") && len(t) > 1:
+			return fmt.Errorf("%q: a wildcard must be a whole token", s)
+		}
+	}
+	return nil
+}
+
+// checkTemplate checks a publish template against the subject it answers.
+func checkTemplate(tmpl, subject string) error {
+	ntok := len(strings.Split(subject, "."))
+	var err error
+	probe := tmplRE.ReplaceAllStringFunc(tmpl, func(m string) string {
+		k := m[1 : len(m)-1]
+		if k == "device" {
+			return "d"
+		}
+		var n int
+		if _, e := fmt.Sscanf(k, "%d", &n); e != nil || fmt.Sprint(n) != k || n < 1 {
+			err = fmt.Errorf("%q: unknown placeholder %s (use {device} or {1}, {2}, ... for the subject's tokens)", tmpl, m)
+		} else if n > ntok || strings.HasSuffix(subject, ">") && n >= ntok {
+			err = fmt.Errorf("%q: %s is past the subject %q's %d tokens", tmpl, m, subject, ntok)
+		}
+		return "t"
+	})
+	if err != nil {
+		return err
+	}
+	if strings.ContainsAny(probe, "{}") {
+		return fmt.Errorf("%q: unbalanced braces", tmpl)
+	}
+	if err := checkSubject(probe, false); err != nil {
+		return err
+	}
+	return nil
+}
+
+// expand fills a publish template for a message on subject.
+func expand(tmpl, device, subject string) string {
+	if !strings.Contains(tmpl, "{") {
+		return tmpl
+	}
+	toks := strings.Split(subject, ".")
+	return tmplRE.ReplaceAllStringFunc(tmpl, func(m string) string {
+		k := m[1 : len(m)-1]
+		if k == "device" {
+			return device
+		}
+		var n int
+		fmt.Sscanf(k, "%d", &n)
+		if n >= 1 && n <= len(toks) {
+			return toks[n-1]
+		}
+		return "_"
+	})
+}
+
+// MQTTFilterToSubject converts an MQTT 3.1.1 topic filter to the NATS
+// subject nats-server's MQTT listener delivers its messages on: levels
+// separated by '/' become tokens separated by '.', '+' becomes '*' and '#'
+// becomes '>'. nats-server also maps empty levels and '.' inside a level
+// (to "/." and "//"); a binding refuses those, whose subjects no NATS
+// client could bind readably.
+func MQTTFilterToSubject(topic string) (string, error) {
+	if topic == "" {
+		return "", fmt.Errorf("is required")
+	}
+	if len(topic) > 256 {
+		return "", fmt.Errorf("longer than 256 bytes")
+	}
+	levels := strings.Split(topic, "/")
+	for i, l := range levels {
+		switch {
+		case l == "":
+			return "", fmt.Errorf("%q has an empty level (a leading, trailing or double '/')", topic)
+		case strings.Contains(l, "."):
+			return "", fmt.Errorf("%q: '.' in a level maps to \"//\" in NATS; use '/' between levels", topic)
+		case strings.ContainsAny(l, " \t\r\n\x7f"):
+			return "", fmt.Errorf("%q contains white space", topic)
+		case l == "#" && i != len(levels)-1:
+			return "", fmt.Errorf("%q: '#' must be the last level", topic)
+		case strings.ContainsAny(l, "+#") && len(l) > 1:
+			return "", fmt.Errorf("%q: a wildcard must be a whole level", topic)
+		case strings.ContainsAny(l, "*>"):
+			return "", fmt.Errorf("%q: '*' and '>' are NATS wildcards; MQTT uses '+' and '#'", topic)
+		}
+		switch l {
+		case "+":
+			levels[i] = "*"
+		case "#":
+			levels[i] = ">"
+		}
+	}
+	return strings.Join(levels, "."), nil
+}
+
+func sanitizeToken(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '-'
+		}
+	}
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	return string(b)
+}
+
+// locate finds the 1-based line of key in the idx-th [[table]] (or
+// [table] when idx < 0; top level when table is ""), or that table's
+// header line, or 0.
+func locate(src []byte, table string, idx int, key string) int {
+	cur, n, header := "", -1, 0
+	for i, line := range strings.Split(string(src), "\n") {
+		l := strings.TrimSpace(line)
+		if j := strings.IndexByte(l, '#'); j == 0 {
+			continue
+		}
+		if strings.HasPrefix(l, "[") {
+			name := strings.TrimSpace(strings.Trim(strings.SplitN(l, "#", 2)[0], "[] "))
+			cur = name
+			if name == table {
+				n++
+				if n == idx || idx < 0 && header == 0 {
+					header = i + 1
+				}
+			}
+			continue
+		}
+		if cur != table || idx >= 0 && n != idx {
+			continue
+		}
+		k, _, ok := strings.Cut(l, "=")
+		if ok && strings.Trim(strings.TrimSpace(k), `"'`) == key {
+			return i + 1
+		}
+	}
+	return header
+}

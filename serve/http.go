@@ -1,0 +1,119 @@
+package serve
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// httpBinding labels rejections of requests that match no binding.
+const httpBinding = "http"
+
+// serveCall handles POST /v1/modules/{module}/{entry}.
+func (s *Server) serveCall(w http.ResponseWriter, r *http.Request) {
+	format := mediaFormat(r.Header.Get("Content-Type"))
+	replyFormat := format
+	if replyFormat == "" {
+		replyFormat = FormatJSON
+	}
+	fail := func(status int, binding, reason, msg string) {
+		s.reject(binding, reason)
+		writeError(w, replyFormat, status, reason, msg)
+	}
+	rest := strings.TrimPrefix(r.URL.Path, "/v1/modules/")
+	mod, entry, ok := strings.Cut(rest, "/")
+	if !ok || mod == "" || entry == "" || strings.Contains(entry, "/") {
+		fail(http.StatusNotFound, httpBinding, RejectNotFound, "want POST /v1/modules/{module}/{entry}")
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		fail(http.StatusMethodNotAllowed, httpBinding, RejectMethod, r.Method+" is not allowed; use POST")
+		return
+	}
+	b := s.routes[mod+"/"+entry]
+	if b == nil {
+		msg := fmt.Sprintf("no module %q is served over HTTP on this device", mod)
+		if s.modules[mod] {
+			msg = fmt.Sprintf("module %q has no entrypoint %q bound to HTTP", mod, entry)
+		}
+		fail(http.StatusNotFound, httpBinding, RejectNotFound, msg)
+		return
+	}
+	if format == "" {
+		fail(http.StatusUnsupportedMediaType, b.Name, RejectContentType,
+			fmt.Sprintf("Content-Type %q: want %s or %s", r.Header.Get("Content-Type"), MediaCBOR, MediaJSON))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.dev.HTTP.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			fail(http.StatusRequestEntityTooLarge, b.Name, RejectTooLarge, fmt.Sprintf("the body is larger than %d bytes", mbe.Limit))
+			return
+		}
+		fail(http.StatusBadRequest, b.Name, RejectMalformed, "reading the body: "+err.Error())
+		return
+	}
+	in, err := DecodeRequest(format, body)
+	if err != nil {
+		fail(http.StatusBadRequest, b.Name, RejectMalformed, err.Error())
+		return
+	}
+	if ok, why := b.mod.Ready(); !ok {
+		s.shed(b, ShedUnavailable)
+		writeError(w, format, http.StatusServiceUnavailable, OutcomeUnavailable, fmt.Sprintf("module %s is not ready: %s", b.Module, why))
+		return
+	}
+	out, shed, err := s.call(r.Context(), b, in)
+	if shed != "" {
+		status := http.StatusTooManyRequests
+		if shed == ShedShutdown {
+			status = http.StatusServiceUnavailable
+		}
+		w.Header().Set("Retry-After", "1")
+		writeError(w, format, status, shed, fmt.Sprintf("binding %s is at capacity (%d running, %d queued): %s", b.Name, b.Concurrency, b.Queue, shed))
+		return
+	}
+	if err != nil {
+		oc := outcome(err)
+		writeError(w, format, statusOf(oc), oc, err.Error())
+		return
+	}
+	resp, err := EncodeResponse(format, out)
+	if err != nil {
+		writeError(w, format, http.StatusInternalServerError, OutcomeError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", mediaOf(format))
+	w.Write(resp)
+}
+
+func statusOf(outcome string) int {
+	switch outcome {
+	case OutcomeGuestError:
+		return http.StatusUnprocessableEntity
+	case OutcomeDeadline:
+		return http.StatusGatewayTimeout
+	case OutcomeUnavailable:
+		return http.StatusServiceUnavailable
+	case OutcomeNoEntry:
+		return http.StatusNotFound
+	}
+	return http.StatusInternalServerError
+}
+
+func mediaOf(format string) string {
+	if format == FormatJSON {
+		return MediaJSON
+	}
+	return MediaCBOR
+}
+
+func writeError(w http.ResponseWriter, format string, status int, reason, msg string) {
+	w.Header().Set("Content-Type", mediaOf(format))
+	w.WriteHeader(status)
+	w.Write(encodeError(format, reason, msg))
+}

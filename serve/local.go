@@ -1,0 +1,64 @@
+package serve
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/fennec-edge/fennec/internal/natsembed"
+)
+
+// NeedsNATS reports whether a binding of c has source nats or mqtt.
+func (c *DeviceConfig) NeedsNATS() bool {
+	for _, b := range c.Bindings {
+		if b.Source != SourceHTTP {
+			return true
+		}
+	}
+	return c.MQTT.Listen != ""
+}
+
+// StartLocalNATS starts the device's own nats-server (internal/natsembed)
+// as c.NATS and c.MQTT say: client connections on c.NATS.Listen (or
+// in-process only), and nats-server's MQTT 3.1.1 listener on
+// c.MQTT.Listen, so that sensors publish to the same subjects the
+// bindings subscribe to without a second broker.
+func StartLocalNATS(ctx context.Context, c *DeviceConfig) (*server.Server, error) {
+	dir := c.NATS.Dir
+	if dir == "" {
+		base := "."
+		if c.source != "" {
+			base = filepath.Dir(c.source)
+		}
+		dir = filepath.Join(base, "nats")
+	}
+	listen := c.NATS.Listen
+	if listen == "" {
+		listen = "-"
+	}
+	var mhost string
+	var mport int
+	if c.MQTT.Listen != "" {
+		h, p, err := net.SplitHostPort(c.MQTT.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt listen %q: %w", c.MQTT.Listen, err)
+		}
+		if mport, err = strconv.Atoi(p); err != nil || mport < 0 || mport > 65535 {
+			return nil, fmt.Errorf("mqtt listen %q: bad port", c.MQTT.Listen)
+		}
+		if mport == 0 {
+			mport = -1 // nats-server: a random port
+		}
+		mhost = h
+	}
+	return natsembed.Start(ctx, natsembed.Config{Name: "fennec-device-" + c.Device, Dir: dir, Listen: listen,
+		Configure: func(o *server.Options) {
+			if mport != 0 {
+				o.MQTT.Host, o.MQTT.Port = mhost, mport
+			}
+		}})
+}

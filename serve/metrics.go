@@ -1,0 +1,144 @@
+package serve
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Call outcomes, the outcome label of fennec_module_calls_total.
+const (
+	OutcomeOK          = "ok"
+	OutcomeGuestError  = "guest_error" // the entrypoint returned an error status
+	OutcomeTrap        = "trap"
+	OutcomeDeadline    = "deadline"
+	OutcomeUnavailable = "unavailable" // module not loaded, closed or unhealthy
+	OutcomeNoEntry     = "no_entrypoint"
+	OutcomeError       = "error" // anything else (output not representable, ...)
+)
+
+// Shed and rejection reasons, the reason label of fennec_binding_shed_total
+// and fennec_binding_rejected_total.
+const (
+	ShedQueueFull    = "queue_full"    // concurrency and queue are full
+	ShedQueueTimeout = "queue_timeout" // waited QueueTimeout for a slot
+	ShedShutdown     = "shutdown"      // the server is stopping
+	ShedUnavailable  = "unavailable"   // the module is not ready
+
+	RejectTooLarge    = "too_large"
+	RejectContentType = "content_type"
+	RejectMalformed   = "malformed"
+	RejectNotFound    = "not_found"
+	RejectMethod      = "method"
+)
+
+// metrics are the serving layer's collectors.
+type metrics struct {
+	calls     *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	traps     *prometheus.CounterVec
+	deadlines *prometheus.CounterVec
+	shed      *prometheus.CounterVec
+	rejected  *prometheus.CounterVec
+	queued    *prometheus.GaugeVec
+	inFlight  *prometheus.GaugeVec
+	ready     *prometheus.GaugeVec
+	published *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fennec_module_calls_total", Help: "Module entrypoint calls by outcome.",
+		}, []string{"module", "entry", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "fennec_module_call_duration_seconds",
+			Help:    "Time in Module.Call, queue wait excluded.",
+			Buckets: []float64{50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5, 10},
+		}, []string{"module", "entry"}),
+		traps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fennec_module_traps_total", Help: "Calls that trapped (the instance is discarded).",
+		}, []string{"module"}),
+		deadlines: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fennec_module_deadline_overruns_total", Help: "Calls stopped at the manifest's deadline.",
+		}, []string{"module"}),
+		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fennec_binding_shed_total", Help: "Requests shed by a binding before reaching the module.",
+		}, []string{"binding", "reason"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fennec_binding_rejected_total", Help: "Requests refused as bad input (too large, wrong content type, malformed, unknown module or entry).",
+		}, []string{"binding", "reason"}),
+		queued: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fennec_binding_queue_depth", Help: "Requests waiting for a binding's concurrency slot.",
+		}, []string{"binding"}),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fennec_binding_in_flight", Help: "Calls a binding is running.",
+		}, []string{"binding"}),
+		ready: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fennec_module_ready", Help: "1 when the module is loaded and passed its health check.",
+		}, []string{"module"}),
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fennec_binding_published_total", Help: "Results published or replied by NATS and MQTT bindings.",
+		}, []string{"binding"}),
+	}
+	for _, c := range []prometheus.Collector{m.calls, m.duration, m.traps, m.deadlines, m.shed, m.rejected, m.queued, m.inFlight, m.ready, m.published} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// NewRegistry returns a registry with the Go runtime and process
+// collectors, for a process (agent, hub) to share among its components.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// MetricsHandler serves g's metrics in the Prometheus exposition format
+// (for /metrics).
+func MetricsHandler(g prometheus.Gatherer) http.Handler {
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// poolCollector reports the warm pool of each module that has one.
+type poolCollector struct {
+	s     *Server
+	idle  *prometheus.Desc
+	calls *prometheus.Desc
+	inst  *prometheus.Desc
+}
+
+func newPoolCollector(s *Server) *poolCollector {
+	return &poolCollector{s: s,
+		idle:  prometheus.NewDesc("fennec_module_pool_idle_instances", "Warm instances waiting in the module's pool.", []string{"module"}, nil),
+		calls: prometheus.NewDesc("fennec_module_runtime_calls_total", "Calls the runtime made on the module, from any caller.", []string{"module"}, nil),
+		inst:  prometheus.NewDesc("fennec_module_instantiations_total", "Instances the module's pool created.", []string{"module"}, nil),
+	}
+}
+
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.idle
+	ch <- c.calls
+	ch <- c.inst
+}
+
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, m := range c.s.mods {
+		sm, ok := m.(interface{ Stats() (Stats, bool) })
+		if !ok {
+			continue
+		}
+		st, ok := sm.Stats()
+		if !ok {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(c.idle, prometheus.GaugeValue, float64(st.Idle), name)
+		ch <- prometheus.MustNewConstMetric(c.calls, prometheus.CounterValue, float64(st.Calls), name)
+		ch <- prometheus.MustNewConstMetric(c.inst, prometheus.CounterValue, float64(st.Instantiations), name)
+	}
+}

@@ -1,0 +1,191 @@
+package serve
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/nats-io/nats.go"
+
+	"github.com/fennec-edge/fennec/internal/testutil"
+)
+
+const natsConfig = `
+device = "ward3"
+
+[[binding]]
+name = "echo-rr"
+module = "probe"
+entry = "echo"
+source = "nats"
+subject = "probe.echo.*"
+queue_group = "echoers"
+concurrency = 2
+
+[[binding]]
+name = "vitals"
+module = "probe"
+entry = "echo"
+source = "nats"
+subject = "vitals.bed.*"
+publish = "alerts.{device}.bed.{3}"
+
+[[binding]]
+name = "vitals-json"
+module = "probe"
+entry = "echo"
+source = "nats"
+subject = "vitalsj.bed.*"
+format = "json"
+publish = "alertsj.{device}"
+
+[[binding]]
+name = "mqtt-vitals"
+module = "probe"
+entry = "echo"
+source = "mqtt"
+topic = "sensors/bed/+"
+publish = "alerts.{device}.mqtt.{3}"
+`
+
+func natsServe(t *testing.T) (*nats.Conn, string, func(string, ...string) float64) {
+	probe := module(t, "probe")
+	nc, _, mqttAddr := natsServer(t)
+	_, reg, _ := startServer(t, natsConfig, map[string]Module{"probe": NewCompiled(context.Background(), probe, time.Second)}, nc)
+	return nc, mqttAddr, func(name string, labels ...string) float64 { return metric(t, reg, name, labels...) }
+}
+
+func TestNATSRequestReply(t *testing.T) {
+	nc, _, m := natsServe(t)
+	in := []byte{0xa1, 0x61, 0x62, 0x02}
+	r, err := nc.Request("probe.echo.7", in, 5*time.Second)
+	if err != nil || !bytes.Equal(r.Data, in) || r.Header.Get(HeaderError) != "" {
+		t.Fatalf("reply %x %v (%v)", r.Data, r.Header, err)
+	}
+	// Malformed CBOR: an error reply with the code, and the counter.
+	r, err = nc.Request("probe.echo.7", []byte{0xa1}, 5*time.Second)
+	if err != nil || r.Header.Get(HeaderErrorCode) != "400" {
+		t.Fatalf("malformed: %v %v", r, err)
+	}
+	if got := m("fennec_binding_rejected_total", "binding", "echo-rr", "reason", "malformed"); got != 1 {
+		t.Fatalf("rejected counter %v", got)
+	}
+	if r, err = nc.Request("probe.echo.7", in, 5*time.Second); err != nil || !bytes.Equal(r.Data, in) {
+		t.Fatalf("after bad input: %v", err)
+	}
+}
+
+// TestNATSQueueGroup runs two servers in one queue group: each request is
+// answered once, and both share the load.
+func TestNATSQueueGroup(t *testing.T) {
+	probe := module(t, "probe")
+	nc, _, _ := natsServer(t)
+	cfg := "[[binding]]\nname = \"q\"\nmodule = \"probe\"\nentry = \"echo\"\nsource = \"nats\"\nsubject = \"work.>\"\nqueue_group = \"workers\"\nqueue = 64\n"
+	var regs []func() float64
+	for i := 0; i < 2; i++ {
+		_, reg, _ := startServer(t, cfg, map[string]Module{"probe": NewCompiled(context.Background(), probe, time.Second)}, nc)
+		regs = append(regs, func() float64 { return metric(t, reg, "fennec_module_calls_total", "outcome", "ok") })
+	}
+	const n = 60
+	for i := 0; i < n; i++ {
+		if _, err := nc.Request(fmt.Sprintf("work.%d", i), []byte{byte(i % 20)}, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := regs[0](), regs[1]()
+	if a+b != n || a == 0 || b == 0 {
+		t.Fatalf("calls %v + %v, want %d shared by both", a, b, n)
+	}
+}
+
+func TestNATSSubscribePublish(t *testing.T) {
+	nc, _, m := natsServe(t)
+	sub, err := nc.SubscribeSync("alerts.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsub, _ := nc.SubscribeSync("alertsj.>")
+	nc.Flush()
+	nc.Publish("vitals.bed.4", []byte{0x18, 0x2a})
+	nc.Publish("vitalsj.bed.9", []byte(`{"hr": 120}`))
+	msg, err := sub.NextMsg(5 * time.Second)
+	if err != nil || msg.Subject != "alerts.ward3.bed.4" || !bytes.Equal(msg.Data, []byte{0x18, 0x2a}) {
+		t.Fatalf("alert %v (%v)", msg, err)
+	}
+	msg, err = jsub.NextMsg(5 * time.Second)
+	if err != nil || msg.Subject != "alertsj.ward3" || string(msg.Data) != `{"hr":120}` {
+		t.Fatalf("json alert %v (%v)", msg, err)
+	}
+	// Malformed JSON is dropped, counted, and logged; nothing published.
+	nc.Publish("vitalsj.bed.9", []byte(`{"hr": `))
+	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+		if got := m("fennec_binding_rejected_total", "binding", "vitals-json", "reason", "malformed"); got != 1 {
+			return fmt.Errorf("rejected %v", got)
+		}
+		return nil
+	})
+	if m("fennec_binding_published_total", "binding", "vitals") != 1 {
+		t.Fatal("published counter")
+	}
+}
+
+// TestMQTT publishes readings from an MQTT 3.1.1 client (paho) to
+// nats-server's own MQTT listener; the binding scores them and its alerts
+// reach both a NATS and an MQTT subscriber.
+func TestMQTT(t *testing.T) {
+	nc, addr, _ := natsServe(t)
+	sub, _ := nc.SubscribeSync("alerts.ward3.mqtt.*")
+	nc.Flush()
+	got := make(chan mqtt.Message, 4)
+	opts := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("bed-monitor-1").SetConnectTimeout(5 * time.Second)
+	cl := mqtt.NewClient(opts)
+	if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("mqtt connect: %v", tok.Error())
+	}
+	defer cl.Disconnect(100)
+	if tok := cl.Subscribe("alerts/ward3/mqtt/#", 1, func(_ mqtt.Client, m mqtt.Message) { got <- m }); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("mqtt subscribe: %v", tok.Error())
+	}
+	for _, qos := range []byte{0, 1} {
+		if tok := cl.Publish("sensors/bed/12", qos, false, []byte{0x18, 0x63}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("mqtt publish qos %d: %v", qos, tok.Error())
+		}
+		msg, err := sub.NextMsg(5 * time.Second)
+		if err != nil || msg.Subject != "alerts.ward3.mqtt.12" || !bytes.Equal(msg.Data, []byte{0x18, 0x63}) {
+			t.Fatalf("qos %d: alert %v (%v)", qos, msg, err)
+		}
+		select {
+		case m := <-got:
+			if m.Topic() != "alerts/ward3/mqtt/12" || !bytes.Equal(m.Payload(), []byte{0x18, 0x63}) {
+				t.Fatalf("mqtt alert %s %x", m.Topic(), m.Payload())
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no alert over MQTT")
+		}
+	}
+}
+
+// TestNATSOverload floods a binding that runs one call and queues one:
+// the rest are shed at once, counted, and the admitted two run.
+func TestNATSOverload(t *testing.T) {
+	probe := module(t, "probe")
+	nc, _, _ := natsServer(t)
+	cfg := "[[binding]]\nname = \"slow\"\nmodule = \"probe\"\nentry = \"spin\"\nsource = \"nats\"\nsubject = \"slow\"\nconcurrency = 1\nqueue = 1\nqueue_timeout = \"10s\"\n"
+	_, reg, _ := startServer(t, cfg, map[string]Module{"probe": NewCompiled(context.Background(), probe, time.Second)}, nc)
+	const n = 10
+	for i := 0; i < n; i++ {
+		nc.Publish("slow", []byte{0xa0})
+	}
+	nc.Flush()
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		shed := metric(t, reg, "fennec_binding_shed_total", "binding", "slow", "reason", "queue_full")
+		ran := metric(t, reg, "fennec_module_calls_total", "entry", "spin", "outcome", "deadline")
+		if shed != n-2 || ran != 2 {
+			return fmt.Errorf("shed %v, ran %v; want %d and 2", shed, ran, n-2)
+		}
+		return nil
+	})
+}
