@@ -887,4 +887,3 @@ func (q *quantizer) dropDead() {
 	}
 	sweep(q.mp.Graph)
 }
-
