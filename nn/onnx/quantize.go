@@ -21,7 +21,8 @@ const (
 
 // weightMax is the largest weight magnitude written: 7 bits, so that with u8
 // activations a pair of products fits int16 and onnxruntime's VPMADDUBSW
-// kernels do not saturate (docs/RATIONALE.md, "Why 7-bit weights").
+// kernels do not saturate (docs/RATIONALE.md, "Why do the quantized
+// operators accumulate exactly").
 const weightMax = 63
 
 // QuantizeOptions selects how Quantize rewrites a model. The zero value is
