@@ -17,6 +17,7 @@ import (
 	"github.com/fennec-edge/fennec/federation"
 	"github.com/fennec-edge/fennec/hostfuncs"
 	"github.com/fennec-edge/fennec/internal/leaf"
+	"github.com/fennec-edge/fennec/internal/routines"
 	"github.com/fennec-edge/fennec/privacy/budget"
 	"github.com/fennec-edge/fennec/runtime"
 	"github.com/fennec-edge/fennec/serve"
@@ -318,11 +319,15 @@ HTTP bindings) on ADDR. With --device-config and no --hub the agent only serves.
 				defer sv.stop()
 			}
 			fmt.Fprintf(c.OutOrStdout(), "device %s joined %s with %d examples\n", cid, where, len(data.TrainY))
+			// The rollout client runs beside the agent; the group waits for
+			// it before the connection and the agent close.
+			var bg routines.Group
+			defer bg.CloseAndWait()
 			rolloutDone := make(chan error, 1)
 			if rd != nil {
 				rctx, rcancel := context.WithCancel(ctx)
-				go func() { rolloutDone <- rd.Run(rctx, nc) }()
-				defer func() { rcancel(); <-rolloutDone }()
+				defer rcancel()
+				bg.Go(func() { rolloutDone <- rd.Run(rctx, nc) })
 				fmt.Fprintf(c.OutOrStdout(), "device %s receives the rollouts of group %s\n", cid, rf.group)
 			}
 			t := time.NewTicker(10 * time.Second)
@@ -333,7 +338,6 @@ HTTP bindings) on ADDR. With --device-config and no --hub the agent only serves.
 				case <-ctx.Done():
 					return nil
 				case err := <-rolloutDone:
-					rolloutDone <- err // for the deferred wait
 					if err != nil {
 						return &exitError{exitFailure, fmt.Errorf("rollout agent: %w", err)}
 					}

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fennec-edge/fennec/deploy"
+	"github.com/fennec-edge/fennec/internal/routines"
 	"github.com/fennec-edge/fennec/runtime"
 )
 
@@ -128,16 +129,18 @@ func newDeployCmd() *cobra.Command {
 			}
 			pctx, pcancel := context.WithTimeout(ctx, 60*time.Second)
 			dctx, dcancel := context.WithCancelCause(pctx)
-			go func() {
+			var watch routines.Group
+			watch.Go(func() {
 				select {
 				case v := <-denied:
 					dcancel(v)
 				case <-dctx.Done():
 				}
-			}()
+			})
 			d, err := deploy.Publish(dctx, nc, raw, group, canary, operator)
 			cause := context.Cause(dctx)
 			dcancel(nil)
+			watch.CloseAndWait()
 			pcancel()
 			if errors.Is(cause, nats.ErrPermissionViolation) {
 				return &exitError{exitFailure, fmt.Errorf("not allowed to deploy with these credentials: %w", cause)}
