@@ -167,7 +167,7 @@ func sdkLoad(ctx context.Context, g sdkGuest) (*sdkModule, error) {
 var sdkManifests = map[string]string{
 	"vitals-preprocess": "entrypoints = [\"process\"]\ncapabilities = []\n[limits]\nmemory_pages = 1024\ncall_timeout = \"5s\"\n",
 	"risk-infer":        "entrypoints = [\"predict\"]\ncapabilities = [\"tensor\"]\n[limits]\nmemory_pages = 1024\ncall_timeout = \"5s\"\n",
-	"risk-train":        "entrypoints = [\"train\", \"evaluate\"]\ncapabilities = [\"tensor\"]\n[limits]\nmemory_pages = 2048\ncall_timeout = \"30s\"\n",
+	"risk-train":        "entrypoints = [\"train\", \"evaluate\"]\ncapabilities = [\"tensor\", \"privacy\"]\n[limits]\nmemory_pages = 2048\ncall_timeout = \"30s\"\n",
 	"c-zscore":          "entrypoints = [\"zscore\"]\ncapabilities = [\"tensor\"]\n[limits]\nmemory_pages = 256\ncall_timeout = \"2s\"\n",
 }
 
