@@ -70,7 +70,15 @@ func looplessRecursionChild(t *testing.T) {
 		_, err := mod.Call(ctx, "tree", nil)
 		done <- err
 	}()
-	time.Sleep(50 * time.Millisecond) // let the guest get going
+	// Collect while the guest runs: wait until its instance exists (the
+	// call starts on it at once), not for a guessed head start.
+	for mod.Stats().Instantiations == 0 {
+		select {
+		case err := <-done:
+			t.Fatalf("tree returned before it was seen running: %v", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
 	gcDone := make(chan struct{})
 	go func() { goruntime.GC(); close(gcDone) }()
 	tick := time.NewTicker(20 * time.Millisecond)
