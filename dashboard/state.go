@@ -13,6 +13,7 @@ import (
 
 	"github.com/fennec-edge/fennec/deploy"
 	"github.com/fennec-edge/fennec/federation"
+	"github.com/fennec-edge/fennec/internal/leaf"
 	"github.com/fennec-edge/fennec/internal/routines"
 )
 
@@ -60,6 +61,18 @@ type DeviceView struct {
 	ModelVersion uint64 `json:"model_version,omitempty"`
 	LastRound    uint64 `json:"last_round,omitempty"`
 	Rounds       int    `json:"rounds"`
+	// Uplink is what the hub's uplink stream knows of the device's
+	// offline outbox (devices with a leaf node, fennec agent --leaf):
+	// messages delivered, messages it knew to be waiting at its last
+	// contact, and when that was. JetStream learns of messages queued
+	// while the link is down only when it returns: an offline device
+	// shows its backlog as of when it left, and its growing age.
+	Uplink bool `json:"uplink,omitempty"`
+	// UplinkDelivered, UplinkLag, UplinkContact, UplinkError: see Uplink.
+	UplinkDelivered uint64    `json:"uplink_delivered,omitempty"`
+	UplinkLag       uint64    `json:"uplink_lag,omitempty"`
+	UplinkContact   time.Time `json:"uplink_contact,omitzero"`
+	UplinkError     string    `json:"uplink_error,omitempty"`
 }
 
 type device struct {
@@ -188,7 +201,7 @@ func (s *state) run(ctx context.Context, g *routines.Group) {
 		if !watching {
 			watching = s.watch(ctx, g)
 		}
-		s.poll()
+		s.poll(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -197,15 +210,33 @@ func (s *state) run(ctx context.Context, g *routines.Group) {
 	}
 }
 
-// poll takes the hub's heartbeats and turns devices online or offline.
-func (s *state) poll() {
+// poll takes the hub's heartbeats and turns devices online or offline,
+// and reads the devices' uplink state.
+func (s *state) poll(ctx context.Context) {
 	seen := s.cfg.Hub.Seen()
+	ups := s.uplinks(ctx)
 	now := s.cfg.Now()
 	var changed []DeviceView
 	s.mu.Lock()
 	for id, at := range seen {
 		if d := s.deviceLocked(id); d != nil && at.After(d.hubSeen) {
 			d.hubSeen = at
+		}
+	}
+	for id, u := range ups {
+		d := s.deviceLocked(id)
+		if d == nil {
+			continue
+		}
+		before := d.DeviceView
+		d.Uplink, d.UplinkDelivered, d.UplinkLag, d.UplinkError = true, u.Delivered, u.Lag, u.Err
+		if u.Idle >= 0 {
+			// Whole seconds, so that the contact time does not move
+			// with every poll's rounding.
+			d.UplinkContact = now.Add(-u.Idle).UTC().Truncate(time.Second)
+		}
+		if !sameView(before, d.DeviceView) {
+			changed = append(changed, d.DeviceView)
 		}
 	}
 	for _, d := range s.devices {
@@ -413,7 +444,30 @@ func (s *state) round(r federation.RoundReport, privacy *federation.ModeStatus, 
 func sameView(a, b DeviceView) bool {
 	ha, hb := a.Healthy != nil && *a.Healthy, b.Healthy != nil && *b.Healthy
 	a.Healthy, b.Healthy, a.LastSeen, b.LastSeen = nil, nil, time.Time{}, time.Time{}
+	a.UplinkContact, b.UplinkContact = time.Time{}, time.Time{}
 	return a == b && ha == hb
+}
+
+// uplinks reads the devices' uplink state from the hub's JetStream; nil
+// when the hub has no connection, no uplink stream, or the read fails
+// (the next poll tries again).
+func (s *state) uplinks(ctx context.Context) map[string]leaf.Uplink {
+	nc := s.cfg.Hub.Conn()
+	if nc == nil {
+		return nil
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil
+	}
+	c, cancel := context.WithTimeout(ctx, s.cfg.Interval)
+	defer cancel()
+	ups, err := leaf.Uplinks(c, js)
+	if err != nil {
+		s.cfg.Logger.Debug("dashboard: uplink state", "err", err)
+		return nil
+	}
+	return ups
 }
 
 // groupLocked builds group name's view from its desired state and devices.

@@ -146,6 +146,11 @@
     const facts = [["Group", d.group || "–"], ["Status", d.online ? "online" : "offline"], ["Last seen", fmtTime(d.last_seen)],
       ["Module", d.module ? `${d.module} ${d.version}` : "–"], ["Previous", d.previous || "–"], ["Rollout state", d.state || "–"],
       ["Reason", d.reason || "–"], ["Global model", d.model_version ? "v" + d.model_version : "–"], ["Rounds taken part in", String(d.rounds)]];
+    if (d.uplink) {
+      facts.push(["Uplink delivered", String(d.uplink_delivered || 0)],
+        ["Uplink waiting", (d.uplink_lag || 0) + (d.uplink_contact ? " at last contact, " + fmtTime(d.uplink_contact) : "")]);
+      if (d.uplink_error) facts.push(["Uplink error", d.uplink_error]);
+    }
     $("device-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
     $("device-events").replaceChildren(...(d.events.length ? d.events.map(evItem) : [el("li", { text: "none yet" })]));
     box.hidden = false;

@@ -273,6 +273,15 @@ func TestOutageDeliversExactlyOnce(t *testing.T) {
 	if st.Pending != 0 || st.Lost != 0 || !st.Connected {
 		t.Errorf("stats after the outage %+v", st)
 	}
+	// The hub's view of the device's uplink (the dashboard shows it):
+	// every message delivered, none waiting, recent contact.
+	ups, err := Uplinks(ctx, h.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, ok := ups["bed7"]; !ok || u.Delivered != N || u.Lag != 0 || u.Idle < 0 || u.Idle > time.Minute || u.Err != "" || len(ups) != 1 {
+		t.Errorf("Uplinks = %+v, want bed7 delivered %d, lag 0, recent", ups, N)
+	}
 	t.Logf("outage: %d published (%d while the hub was down), %d in the hub's uplink, duplicates 0", N, N/3, h.uplinkMsgs())
 }
 
