@@ -3,47 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
-	"log/slog"
-	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/fennec-edge/fennec/dashboard"
-	"github.com/fennec-edge/fennec/deploy"
 	"github.com/fennec-edge/fennec/federation"
 )
-
-// hubDash is the dashboard of `fennec hub --http` and `fennec demo
-// --http`: nil until started, so the hub's OnRound may call it first.
-type hubDash struct {
-	d atomic.Pointer[dashboard.Dashboard]
-}
-
-func (h *hubDash) round(r federation.RoundReport, p *federation.ModeStatus, metrics map[string]float64) {
-	if d := h.d.Load(); d != nil {
-		d.Round(r, p, metrics)
-	}
-}
-
-func (h *hubDash) start(addr string, hub dashboard.Hub, acc *deploy.Access, t dashboard.Training, log *slog.Logger) (string, error) {
-	d, err := dashboard.New(dashboard.Config{Addr: addr, Hub: hub, Access: acc, Training: t, Logger: log})
-	if err != nil {
-		return "", err
-	}
-	if err := d.Start(); err != nil {
-		return "", err
-	}
-	h.d.Store(d)
-	return d.URL(), nil
-}
-
-func (h *hubDash) shutdown() {
-	if d := h.d.Load(); d != nil {
-		d.Shutdown()
-	}
-}
 
 // strategyParams lists the strategy parameters that were set.
 func strategyParams(sc federation.StrategyConfig) map[string]float64 {
@@ -55,27 +21,6 @@ func strategyParams(sc federation.StrategyConfig) map[string]float64 {
 		}
 	}
 	return m
-}
-
-// stoppable is a hub that the dashboard outlives (the demo's): once
-// stopped it has no devices and no connection.
-type stoppable struct {
-	h       *federation.Hub
-	stopped atomic.Bool
-}
-
-func (s *stoppable) Seen() map[string]time.Time {
-	if s.stopped.Load() {
-		return nil
-	}
-	return s.h.Seen()
-}
-
-func (s *stoppable) Conn() *nats.Conn {
-	if s.stopped.Load() {
-		return nil
-	}
-	return s.h.Conn()
 }
 
 func newHubTokenCmd() *cobra.Command {

@@ -13,8 +13,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fennec-edge/fennec/internal/demo"
 	"github.com/fennec-edge/fennec/internal/guestbuild"
 	"github.com/fennec-edge/fennec/internal/guests"
+)
+
+// The demo's results as --json prints them.
+type (
+	demoResult = demo.Result
+	demoRound  = demo.Round
 )
 
 func needGuests(t *testing.T) {
@@ -96,30 +103,6 @@ func TestDemoLearnsAndBeatsNEWS2(t *testing.T) {
 
 // TestDemoSummary: the one line that says whether the demo learnt and beat
 // NEWS2.
-func TestDemoSummary(t *testing.T) {
-	cases := []struct {
-		name                string
-		first, last         float64
-		auroc, news2        float64
-		wantLearn, wantBeat string
-	}{
-		{"learns and beats", 0.27, 0.15, 0.80, 0.70, "loss fell", "model beats NEWS2"},
-		{"loss rises", 0.22, 0.25, 0.80, 0.70, "loss did not fall", "model beats NEWS2"},
-		{"tie is no win", 0.27, 0.15, 0.70, 0.70, "loss fell", "does not beat NEWS2"},
-		{"loses", 0.27, 0.27, 0.65, 0.70, "did not fall", "does not beat NEWS2"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			res := demoResult{Loss: c.last, AUROC: c.auroc, PerRound: []demoRound{{Loss: c.first}, {Loss: c.last}},
-				NEWS2: &demoBaseline{AUROC: c.news2}, Model: &demoBaseline{}}
-			s := demoSummary(&res)
-			if !strings.Contains(s, c.wantLearn) || !strings.Contains(s, c.wantBeat) {
-				t.Fatalf("%q: want %q and %q", s, c.wantLearn, c.wantBeat)
-			}
-		})
-	}
-}
-
 func TestDemoOnCSV(t *testing.T) {
 	needGuests(t)
 	wdbc := filepath.Join("..", "..", "..", "shared", "data", "wdbc.csv")
@@ -190,20 +173,6 @@ func TestDemoPrivacyModes(t *testing.T) {
 }
 
 // TestDemoLR: the default learning rate follows the data's size per device.
-func TestDemoLR(t *testing.T) {
-	for _, c := range []struct {
-		csv, dpsgd bool
-		want       float64
-	}{{false, false, 0.002}, {true, false, 0.01}, {false, true, 0.02}, {true, true, 0.02}} {
-		if got := demoLR(c.csv, c.dpsgd); got != c.want {
-			t.Errorf("demoLR(csv=%v, dpsgd=%v) = %v, want %v", c.csv, c.dpsgd, got, c.want)
-		}
-	}
-	if demoHidden(false) != 16 || demoHidden(true) != 0 {
-		t.Error("demoHidden: want 16, and 0 in dpsgd")
-	}
-}
-
 // TestDemoWDBCDPSGD: WDBC (each row its own patient) with patient-level
 // DP-SGD at epsilon 3 on the default 8 devices keeps at least 0.93
 // held-out accuracy. The default suite runs seed 1; FENNEC_DPSGD_SEEDS=20
@@ -305,29 +274,4 @@ func TestDemoDPSGDVitals(t *testing.T) {
 		}
 	}
 	t.Logf("default demo, dpsgd at epsilon 3 vs plain:\n%s", table.String())
-}
-
-// risk-infer's output is not trusted: more, fewer or non-numeric scores
-// than records are an error, not an index past the tick.
-func TestTickScores(t *testing.T) {
-	for _, tc := range []struct {
-		pred map[any]any
-		n    int
-		want string
-	}{
-		{map[any]any{"scores": []any{0.1, 0.9}}, 2, ""},
-		{map[any]any{"scores": []any{0.1, 0.9, 0.5}}, 2, "3 scores for 2 records"},
-		{map[any]any{"scores": []any{0.1}}, 2, "1 scores for 2 records"},
-		{map[any]any{}, 1, "0 scores for 1 records"},
-		{map[any]any{"scores": "x"}, 1, "0 scores for 1 records"},
-		{map[any]any{"scores": []any{"high"}}, 1, "score 0 is string"},
-	} {
-		got, err := tickScores(tc.pred, tc.n)
-		switch {
-		case tc.want == "" && (err != nil || len(got) != tc.n):
-			t.Errorf("%v: %v %v", tc.pred, got, err)
-		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
-			t.Errorf("%v: err %v, want %q", tc.pred, err, tc.want)
-		}
-	}
 }

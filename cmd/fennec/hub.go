@@ -15,6 +15,7 @@ import (
 	"github.com/fennec-edge/fennec/dashboard"
 	"github.com/fennec-edge/fennec/deploy"
 	"github.com/fennec-edge/fennec/federation"
+	"github.com/fennec-edge/fennec/internal/hubdash"
 	"github.com/fennec-edge/fennec/serve"
 )
 
@@ -34,7 +35,7 @@ func newHubCmd() *cobra.Command {
 		mcfg        federation.ModeConfig
 		wf          hubWasmFlags
 		httpAddr    string
-		dash        hubDash
+		dash        hubdash.Late
 		tf          tlsFlags
 		metricsAddr string
 	)
@@ -242,7 +243,7 @@ those whose role allows deploys may change a rollout from it.`,
 						st := mh.Status()
 						ps = &st
 					}
-					dash.round(r, ps, nil)
+					dash.Round(r, ps, nil)
 				}
 			}
 			h, err := federation.NewHub(cfg)
@@ -254,14 +255,14 @@ those whose role allows deploys may change a rollout from it.`,
 			}
 			defer h.Shutdown()
 			if httpAddr != "" {
-				url, err := dash.start(httpAddr, h, cfg.Access, dashboard.Training{
+				url, err := dash.Start(httpAddr, h, cfg.Access, dashboard.Training{
 					Name: cfg.Name, Strategy: cfg.Strategy.Name(), Params: strategyParams(sc), Mode: mode,
 					TargetEpsilon: mcfg.TargetEpsilon, Delta: mcfg.Delta, Rounds: cfg.Rounds,
 				}, cfg.Logger)
 				if err != nil {
 					return &exitError{exitUsage, fmt.Errorf("--http: %w", err)}
 				}
-				defer dash.shutdown()
+				defer dash.Shutdown()
 				if !jsonOut {
 					fmt.Fprintf(c.OutOrStdout(), "dashboard at %s\n", url)
 				}

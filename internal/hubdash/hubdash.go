@@ -1,0 +1,85 @@
+// Package hubdash wires the web dashboard (package dashboard) to a hub the
+// way `fennec hub --http` and `fennec demo --http` both do: a dashboard that
+// may start after the hub's first round, and a hub view the dashboard can
+// outlive.
+package hubdash
+
+import (
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/fennec-edge/fennec/dashboard"
+	"github.com/fennec-edge/fennec/deploy"
+	"github.com/fennec-edge/fennec/federation"
+)
+
+// Late is a dashboard that is nil until started, so that a hub's OnRound
+// may call Round before (rounds before Start are not shown). The zero
+// value is ready to use; its methods are safe for concurrent use.
+type Late struct {
+	d atomic.Pointer[dashboard.Dashboard]
+}
+
+// Round passes a round's report to the dashboard, once started.
+func (l *Late) Round(r federation.RoundReport, p *federation.ModeStatus, metrics map[string]float64) {
+	if d := l.d.Load(); d != nil {
+		d.Round(r, p, metrics)
+	}
+}
+
+// Start starts a dashboard of hub at addr and returns its URL.
+func (l *Late) Start(addr string, hub dashboard.Hub, acc *deploy.Access, t dashboard.Training, log *slog.Logger) (string, error) {
+	d, err := dashboard.New(dashboard.Config{Addr: addr, Hub: hub, Access: acc, Training: t, Logger: log})
+	if err != nil {
+		return "", err
+	}
+	if err := d.Start(); err != nil {
+		return "", err
+	}
+	l.d.Store(d)
+	return d.URL(), nil
+}
+
+// URL is the started dashboard's URL ("" before Start).
+func (l *Late) URL() string {
+	if d := l.d.Load(); d != nil {
+		return d.URL()
+	}
+	return ""
+}
+
+// Shutdown stops the dashboard, if started.
+func (l *Late) Shutdown() {
+	if d := l.d.Load(); d != nil {
+		d.Shutdown()
+	}
+}
+
+// Stoppable is a hub that a dashboard outlives (the demo's): after Stop it
+// has no devices and no connection.
+type Stoppable struct {
+	H       *federation.Hub
+	stopped atomic.Bool
+}
+
+// Stop marks the hub stopped.
+func (s *Stoppable) Stop() { s.stopped.Store(true) }
+
+// Seen is the hub's Seen until Stop, then nothing.
+func (s *Stoppable) Seen() map[string]time.Time {
+	if s.stopped.Load() {
+		return nil
+	}
+	return s.H.Seen()
+}
+
+// Conn is the hub's Conn until Stop, then nil.
+func (s *Stoppable) Conn() *nats.Conn {
+	if s.stopped.Load() {
+		return nil
+	}
+	return s.H.Conn()
+}
