@@ -22,7 +22,7 @@ func newModelCmd() *cobra.Command {
 		Use:   "model",
 		Short: "Inspect and run ONNX models on the host's tensor backend",
 	}
-	c.AddCommand(newModelInspectCmd(), newModelRunCmd(), newModelQuantizeCmd())
+	c.AddCommand(newModelInspectCmd(), newModelRunCmd(), newModelQuantizeCmd(), newModelBenchCmd())
 	return c
 }
 

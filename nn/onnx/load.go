@@ -56,6 +56,13 @@ type Options struct {
 	// the bytes constant folding may create at NewSession (default 4 GiB):
 	// many tensors each under MaxTensorElements cannot add up to more.
 	MaxLiveBytes int64
+	// MaxRunWork bounds the work of one Run, and of constant folding at
+	// NewSession, in multiply-adds (default 1<<38, minutes of one core):
+	// each MatMul, Gemm, Conv, pooling window and RNN product is charged
+	// before it is computed, and every element a node writes counts one,
+	// so a model whose shapes are each within MaxTensorElements cannot make
+	// a Run spin without end. The error names the node.
+	MaxRunWork int64
 	// Logger receives placement and copy notes; nil discards them.
 	Logger *slog.Logger
 }
@@ -75,6 +82,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxLiveBytes <= 0 {
 		o.MaxLiveBytes = 4 << 30
+	}
+	if o.MaxRunWork <= 0 {
+		o.MaxRunWork = 1 << 38
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -212,6 +212,11 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 	if bias != nil && (bias.DType != nn.Float32 || bias.Len() != m) {
 		return nil, fmt.Errorf("%w: bias %v for %d output channels", ErrInvalid, bias, m)
 	}
+	// The whole convolution is charged before its output is allocated.
+	if err := c.charge("convolution", win.n*m*win.oh*win.ow, win.ch/g, win.kh*win.kw); err != nil {
+		return nil, err
+	}
+	c.charged = true
 	var osh [4]int
 	out, err := c.allocFull(nn.Float32, win.outShapeIn(&osh, m)) // every kernel below writes all of it
 	if err != nil {
@@ -766,6 +771,9 @@ func pool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		win := new(window)
 		*win = *shared
 		win.countIncludePads = c.n.attrInt("count_include_pad", 0) != 0
+		if err := c.charge("pooling", win.n*win.ch, win.oh*win.ow, win.kh*win.kw); err != nil {
+			return nil, err
+		}
 		out, err := c.alloc(nn.Float32, win.outShape(win.ch))
 		if err != nil {
 			return nil, err
@@ -910,6 +918,10 @@ func gemmOp(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if k != kb {
 		return nil, fmt.Errorf("%w: Gemm inner dimensions differ: %v x %v", ErrInvalid, a.Shape, b.Shape)
 	}
+	if err := c.charge("Gemm", m, k, n); err != nil {
+		return nil, err
+	}
+	c.charged = true
 	out, err := c.alloc(nn.Float32, []int{m, n})
 	if err != nil {
 		return nil, err
@@ -959,6 +971,17 @@ func matmul(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
+	nbw := 1
+	for _, d := range batch {
+		if d != 0 && nbw > math.MaxInt/d {
+			return nil, fmt.Errorf("%w: MatMul batch %v overflows", ErrInvalid, batch)
+		}
+		nbw *= d
+	}
+	if err := c.charge("MatMul", nbw*m, k, n); err != nil {
+		return nil, err
+	}
+	c.charged = true
 	shape := append(append([]int{}, batch...), m, n)
 	out, err := c.alloc(nn.Float32, shape)
 	if err != nil {

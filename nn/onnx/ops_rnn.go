@@ -12,7 +12,7 @@ import (
 
 // lstm implements ONNX LSTM with the default activations (sigmoid, tanh,
 // tanh), gate order i, o, f, c, optional bias, initial states and
-// peepholes, forward, reverse or bidirectional, layout 0. The input
+// peepholes, sequence_lens, forward, reverse or bidirectional, layout 0. The input
 // projection X*W^T of all time steps is one product on the backend; the
 // recurrent H*R^T is one per step.
 func lstm(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -68,15 +68,28 @@ func lstm(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if err := check(p, "P", dirs, 3*hid); err != nil {
 		return nil, err
 	}
+	// lens[bi] is batch entry bi's length: its steps past it are skipped
+	// (Y stays zero there, Y_h and Y_c are the state after its last step,
+	// zero for a length of 0; the reverse direction starts at its last
+	// step), as onnxruntime does.
+	var lens []int64
 	if seqLens != nil {
-		lens, err := ints(seqLens)
-		if err != nil {
+		var err error
+		if lens, err = ints(seqLens); err != nil {
 			return nil, err
 		}
-		for _, l := range lens {
-			if l != int64(seq) {
-				return nil, fmt.Errorf("%w: sequence_lens shorter than the sequence", ErrUnsupported)
+		if len(lens) != batch {
+			return nil, fmt.Errorf("%w: sequence_lens has %d values for a batch of %d", ErrInvalid, len(lens), batch)
+		}
+		full := true
+		for i, l := range lens {
+			if l < 0 || l > int64(seq) {
+				return nil, fmt.Errorf("%w: sequence_lens[%d] = %d outside 0..%d", ErrInvalid, i, l, seq)
 			}
+			full = full && l == int64(seq)
+		}
+		if full {
+			lens = nil
 		}
 	}
 	y, err := c.alloc(nn.Float32, []int{seq, dirs, batch, hid})
@@ -128,13 +141,37 @@ func lstm(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			if err := c.gemm(hr, h, rd, batch, hid, g4, false, true, false, false); err != nil {
 				return nil, err
 			}
+			if lens == nil {
+				for bi := 0; bi < batch; bi++ {
+					gx := xw[(t*batch+bi)*g4 : (t*batch+bi+1)*g4]
+					gh := hr[bi*g4 : (bi+1)*g4]
+					hb, cb := h[bi*hid:(bi+1)*hid], cc[bi*hid:(bi+1)*hid]
+					lstmCell(gates, gx, gh, bias, peep, hb, cb, hid)
+				}
+				copy(y.F32[((t*dirs+d)*batch)*hid:], h)
+				continue
+			}
 			for bi := 0; bi < batch; bi++ {
-				gx := xw[(t*batch+bi)*g4 : (t*batch+bi+1)*g4]
+				l := int(lens[bi])
+				if step >= l {
+					continue // past this entry's end: its state stays, Y stays zero
+				}
+				tb := step
+				if dir == "reverse" || d == 1 {
+					tb = l - 1 - step
+				}
+				gx := xw[(tb*batch+bi)*g4 : (tb*batch+bi+1)*g4]
 				gh := hr[bi*g4 : (bi+1)*g4]
 				hb, cb := h[bi*hid:(bi+1)*hid], cc[bi*hid:(bi+1)*hid]
 				lstmCell(gates, gx, gh, bias, peep, hb, cb, hid)
+				copy(y.F32[((tb*dirs+d)*batch+bi)*hid:][:hid], hb)
 			}
-			copy(y.F32[((t*dirs+d)*batch)*hid:], h)
+		}
+		for bi, l := range lens {
+			if l == 0 { // onnxruntime: an empty sequence's Y_h and Y_c are zero, not the initial state
+				clear(h[bi*hid : (bi+1)*hid])
+				clear(cc[bi*hid : (bi+1)*hid])
+			}
 		}
 		copy(yh.F32[d*batch*hid:], h)
 		copy(yc.F32[d*batch*hid:], cc)

@@ -3,6 +3,7 @@ package onnx
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"slices"
 	"sort"
 	"sync"
@@ -46,6 +47,7 @@ type Session struct {
 	host      map[int][][]float32     // free host work buffers (im2col columns), by length
 	pool      map[int][][]float32     // free f32 value buffers, by length (runState)
 	folded    int64                   // bytes created by constant folding (NewSession only)
+	foldWork  int64                   // multiply-adds spent by constant folding (NewSession only)
 	poolBytes int64
 	consts    map[*nn.Tensor]bool // every constant of every plan (set by NewSession)
 	subs      map[*graph]*plan    // prepared subgraphs (If branches)
@@ -457,7 +459,7 @@ func (s *Session) Run(inputs map[string]*nn.Tensor) (map[string]*nn.Tensor, erro
 	// The map keeps its buckets for the next Run; what it counted now
 	// belongs to the caller (outputs) or is back in the pool.
 	clear(rs.refs)
-	rs.live, rs.next = 0, 0
+	rs.live, rs.next, rs.work = 0, 0, 0
 	s.states.Put(rs)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.m.Name, err)
@@ -791,6 +793,27 @@ type kctx struct {
 	limit    int
 	scope    map[string]*nn.Tensor
 	rs       *runState // nil while folding constants
+	charged  bool      // the node charged its products up front; gemm does not again
+}
+
+// charge counts a*b*d multiply-adds against the Run's budget (or, while
+// folding constants, NewSession's), refusing them before they are spent
+// when the total would pass Options.MaxRunWork. The product is checked
+// without overflow.
+func (c *kctx) charge(what string, a, b, d int) error {
+	limit := c.s.opts.MaxRunWork
+	work := &c.s.foldWork
+	if c.rs != nil {
+		work = &c.rs.work
+	}
+	hi, lo := bits.Mul64(uint64(a), uint64(b))
+	hi2, lo2 := bits.Mul64(lo, uint64(d))
+	if a < 0 || b < 0 || d < 0 || hi != 0 || hi2 != 0 || lo2 > uint64(limit) || *work+int64(lo2) > limit {
+		return fmt.Errorf("%w: %s of %d x %d x %d would bring the work of this run past the limit of %d multiply-adds (Options.MaxRunWork)",
+			ErrInvalid, what, a, b, d, limit)
+	}
+	*work += int64(lo2)
+	return nil
 }
 
 // runState tracks, for one Run, the f32 buffers its kernels allocated and
@@ -802,6 +825,7 @@ type kctx struct {
 type runState struct {
 	refs  map[*float32]int
 	live  int64        // bytes of the tensors this Run allocated and holds
+	work  int64        // multiply-adds charged so far (Options.MaxRunWork)
 	boxes []*tensorBox // tensor headers, reused Run after Run
 	next  int          // boxes used by this Run
 }
@@ -821,6 +845,9 @@ func (c *kctx) allocZ(dt nn.DType, shape []int, zero bool) (*nn.Tensor, error) {
 	n, err := nn.Elements(shape, c.limit)
 	if err != nil {
 		return nil, fmt.Errorf("%w: output %v: %v", ErrInvalid, dt, err)
+	}
+	if err := c.charge("output", n, 1, 1); err != nil {
+		return nil, err
 	}
 	// The live-bytes budget: a Run's tensors, or at NewSession the
 	// constants that folding creates.
@@ -958,6 +985,11 @@ func (s *Session) poolGetRaw(n int, zero bool) []float32 {
 func (c *kctx) gemm(out, a, b []float32, m, k, n int, transA, transB, aConst, bConst bool) error {
 	if m == 0 || n == 0 {
 		return nil
+	}
+	if !c.charged {
+		if err := c.charge("product", m, k, n); err != nil {
+			return err
+		}
 	}
 	if k == 0 { // an empty sum; the SGEMM kernels need k >= 1
 		clear(out[:m*n])

@@ -119,7 +119,23 @@ def main():
     case("resize_linear_half_pixel", "Resize", [("x", r(1, 2, 3, 4))], {"mode": "linear"}, opset=13, consts=[("roi", e), ("s", np.array([1, 1, 2.5, 1.7], np.float32))])
     case("resize_linear_align_sizes", "Resize", [("x", r(2, 1, 4, 5))], {"mode": "linear", "coordinate_transformation_mode": "align_corners"}, opset=13,
          consts=[("roi", e), ("sc", e), ("sz", np.array([2, 1, 7, 3], np.int64))])
+    lstm_seqlens_cases()
     print("wrote", len(os.listdir(OUT)), "cases to", OUT)
+
+
+def lstm_seqlens_cases():
+    """LSTM with sequence_lens shorter than the sequence: onnxruntime zeroes
+    Y past an entry's length and gives its last valid state as Y_h, Y_c.
+    Its own generator, so adding it changed no other case's inputs
+    (python3 -c 'import gen_ops; gen_ops.lstm_seqlens_cases()')."""
+    rng = np.random.default_rng(11)
+    r = lambda *s: rng.standard_normal(s).astype(np.float32)
+    case("lstm_seqlens_forward", "LSTM", [("x", r(5, 3, 3))], {"hidden_size": 4}, n_out=3,
+         consts=[("w", r(1, 16, 3)), ("r", r(1, 16, 4)), ("b", r(1, 32)), ("sl", np.array([5, 2, 0], np.int32)), ("h0", r(1, 3, 4)), ("c0", r(1, 3, 4))])
+    case("lstm_seqlens_bidirectional", "LSTM", [("x", r(6, 3, 2))], {"hidden_size": 3, "direction": "bidirectional"}, n_out=3,
+         consts=[("w", r(2, 12, 2)), ("r", r(2, 12, 3)), ("b", r(2, 24)), ("sl", np.array([3, 6, 1], np.int32)), ("h0", r(2, 3, 3)), ("c0", r(2, 3, 3)), ("p", r(2, 9))])
+    case("lstm_seqlens_reverse", "LSTM", [("x", r(4, 2, 3))], {"hidden_size": 2, "direction": "reverse"}, n_out=3,
+         consts=[("w", r(1, 8, 3)), ("r", r(1, 8, 2)), ("b", r(1, 16)), ("sl", np.array([2, 4], np.int32))])
 
 
 if __name__ == "__main__":
