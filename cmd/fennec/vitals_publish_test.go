@@ -34,3 +34,16 @@ func TestVitalsPublishBadURL(t *testing.T) {
 		t.Fatalf("%d %q", code, out)
 	}
 }
+
+func TestAlertsUsage(t *testing.T) {
+	out, code := runFennec(t, t.TempDir(), "alerts")
+	if code != exitUsage || !strings.Contains(out, "alerts needs --follow") {
+		t.Fatalf("%d %q", code, out)
+	}
+	if got := string(alertJSON([]byte{0xa1, 0x61, 0x61, 0x01})); got != `{"a":1}` {
+		t.Fatalf("cbor payload as %s", got)
+	}
+	if got := string(alertJSON([]byte{0xff, 0x00})); !strings.Contains(got, "neither JSON nor CBOR") {
+		t.Fatalf("garbage payload as %s", got)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,6 +90,27 @@ publish = "alerts.{device}.{3}"
 		t.Fatal(err)
 	}
 	nc.Flush()
+	// The nurse station: fennec alerts --follow --json, in-process.
+	actx, acancel := context.WithCancel(context.Background())
+	var aout testutil.Buffer
+	aroot := newRoot()
+	aroot.SetOut(&aout)
+	aroot.SetErr(&aout)
+	aroot.SetArgs([]string{"alerts", "--follow", "--json", "--nats", "nats://127.0.0.1:" + strconv.Itoa(np)})
+	adone := make(chan error, 1)
+	go func() { adone <- aroot.ExecuteContext(actx) }()
+	defer func() {
+		acancel()
+		if err := <-adone; err != nil {
+			t.Error(err)
+		}
+	}()
+	testutil.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
+		if !strings.Contains(aout.String(), "following alerts.>") {
+			return fmt.Errorf("alerts not following: %s", aout.String())
+		}
+		return nil
+	})
 	const n = 50
 	pout, code := runFennec(t, dir, "vitals", "--patients", "2", "--hours", "2", "--rate", "0", "--count", strconv.Itoa(n),
 		"--publish", fmt.Sprintf("mqtt://127.0.0.1:%d/vitals/bed/7", mp))
@@ -105,6 +127,12 @@ publish = "alerts.{device}.{3}"
 			t.Fatalf("subject %s", msg.Subject)
 		}
 	}
+	testutil.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
+		if got := strings.Count(aout.String(), `{"subject":"alerts.w3.7","data":{`); got != n {
+			return fmt.Errorf("alerts printed %d lines, want %d", got, n)
+		}
+		return nil
+	})
 	if msg, err := sub.NextMsg(50 * time.Millisecond); err == nil {
 		t.Fatalf("more than %d results: %s", n, msg.Data)
 	}
