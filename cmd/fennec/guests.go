@@ -4,9 +4,11 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/fennec-edge/fennec/internal/atomicfile"
 	"github.com/fennec-edge/fennec/internal/guests"
@@ -83,6 +85,7 @@ func newVitalsCmd() *cobra.Command {
 		cfg    vitals.Config
 		device int
 		out    string
+		pub    publishOpts
 	)
 	c := &cobra.Command{
 		Use:   "vitals",
@@ -93,7 +96,13 @@ needs (supplemental oxygen, consciousness on the ACVPU scale) with noise, missin
 readings, artefacts and deteriorating patients (sepsis-like, respiratory failure,
 hypovolaemia), one row per reading, with a label that says whether the patient
 deteriorates within the horizon. Distributions, courses and their sources are
-documented in docs/VITALS.md.`,
+documented in docs/VITALS.md.
+
+With --publish mqtt://HOST:PORT/TOPIC it is a bedside-monitor simulator
+instead: it publishes the readings over MQTT 3.1.1 at QoS 1, one JSON
+message {"records": [reading]} each (the shape vitals-preprocess and a
+device's MQTT binding take; the label is left out), at --rate per second,
+for --count messages or --duration (cycling through the readings).`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if device >= 0 {
@@ -102,6 +111,14 @@ documented in docs/VITALS.md.`,
 			recs, err := vitals.Generate(cfg)
 			if err != nil {
 				return &exitError{exitUsage, err}
+			}
+			if pub.url != "" {
+				if pub.count == 0 && pub.duration == 0 {
+					pub.count = len(recs)
+				}
+				ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
+				defer stop()
+				return publishVitals(ctx, pub, recs, c.ErrOrStderr())
 			}
 			w := c.OutOrStdout()
 			if out != "" && out != "-" {
@@ -130,5 +147,9 @@ documented in docs/VITALS.md.`,
 	c.Flags().Float64Var(&cfg.Hours, "hours", 0, "length of stay of stable patients in hours (default 48)")
 	c.Flags().IntVar(&device, "device", -1, "generate device N's non-IID shard (its case-mix profile)")
 	c.Flags().StringVarP(&out, "out", "o", "-", "output CSV file ('-' for standard output)")
+	c.Flags().StringVar(&pub.url, "publish", "", "publish the readings to mqtt://HOST:PORT/TOPIC instead of writing CSV")
+	c.Flags().Float64Var(&pub.rate, "rate", 10, "--publish: readings per second (0 = as fast as the broker acknowledges)")
+	c.Flags().IntVar(&pub.count, "count", 0, "--publish: stop after this many readings (default: every generated reading once, unless --duration)")
+	c.Flags().DurationVar(&pub.duration, "duration", 0, "--publish: stop after this long")
 	return c
 }
