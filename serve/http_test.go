@@ -260,10 +260,17 @@ func TestHTTPOverload(t *testing.T) {
 	}
 }
 
-// TestHealthAndMetrics checks /healthz, /readyz and /metrics.
+// TestHealthAndMetrics checks /healthz, /readyz and /metrics; /metrics comes
+// first, as a Prometheus server's first scrape does: the readiness gauge must
+// not wait for a /readyz request.
 func TestHealthAndMetrics(t *testing.T) {
 	_, url, _ := httpServer(t)
-	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/metrics": "fennec_module_ready{module=\"risk-infer\"} 1"} {
+	for _, c := range []struct{ path, want string }{
+		{"/metrics", "fennec_module_ready{module=\"risk-infer\"} 1"},
+		{"/healthz", "ok"},
+		{"/readyz", "ready"},
+	} {
+		path, want := c.path, c.want
 		resp, err := http.Get(url + path)
 		if err != nil {
 			t.Fatal(err)

@@ -44,7 +44,6 @@ type metrics struct {
 	rejected  *prometheus.CounterVec
 	queued    *prometheus.GaugeVec
 	inFlight  *prometheus.GaugeVec
-	ready     *prometheus.GaugeVec
 	published *prometheus.CounterVec
 }
 
@@ -76,14 +75,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fennec_binding_in_flight", Help: "Calls a binding is running.",
 		}, []string{"binding"}),
-		ready: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "fennec_module_ready", Help: "1 when the module is loaded and passed its health check.",
-		}, []string{"module"}),
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fennec_binding_published_total", Help: "Results published or replied by NATS and MQTT bindings.",
 		}, []string{"binding"}),
 	}
-	for _, c := range []prometheus.Collector{m.calls, m.duration, m.traps, m.deadlines, m.shed, m.rejected, m.queued, m.inFlight, m.ready, m.published} {
+	for _, c := range []prometheus.Collector{m.calls, m.duration, m.traps, m.deadlines, m.shed, m.rejected, m.queued, m.inFlight, m.published} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -105,9 +101,12 @@ func MetricsHandler(g prometheus.Gatherer) http.Handler {
 	return promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
-// poolCollector reports the warm pool of each module that has one.
+// poolCollector reports each module's readiness, asked at scrape time (a
+// scrape must not depend on someone having called /readyz first), and the
+// warm pool of each module that has one.
 type poolCollector struct {
 	s     *Server
+	ready *prometheus.Desc
 	idle  *prometheus.Desc
 	calls *prometheus.Desc
 	inst  *prometheus.Desc
@@ -115,6 +114,7 @@ type poolCollector struct {
 
 func newPoolCollector(s *Server) *poolCollector {
 	return &poolCollector{s: s,
+		ready: prometheus.NewDesc("fennec_module_ready", "1 when the module is loaded and passed its health check.", []string{"module"}, nil),
 		idle:  prometheus.NewDesc("fennec_module_pool_idle_instances", "Warm instances waiting in the module's pool.", []string{"module"}, nil),
 		calls: prometheus.NewDesc("fennec_module_runtime_calls_total", "Calls the runtime made on the module, from any caller.", []string{"module"}, nil),
 		inst:  prometheus.NewDesc("fennec_module_instantiations_total", "Instances the module's pool created.", []string{"module"}, nil),
@@ -122,6 +122,7 @@ func newPoolCollector(s *Server) *poolCollector {
 }
 
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.ready
 	ch <- c.idle
 	ch <- c.calls
 	ch <- c.inst
@@ -129,6 +130,11 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	for name, m := range c.s.mods {
+		v := 0.0
+		if r, _ := m.Ready(); r {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, v, name)
 		sm, ok := m.(interface{ Stats() (Stats, bool) })
 		if !ok {
 			continue

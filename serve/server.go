@@ -264,20 +264,15 @@ func (s *Server) Handler() http.Handler {
 }
 
 // Readiness reports whether every module is ready, with the reasons of those
-// that are not, and sets the fennec_module_ready gauges.
+// that are not (fennec_module_ready asks the modules itself, at scrape time).
 func (s *Server) Readiness() (bool, []string) {
 	ok := true
 	var why []string
 	for name, m := range s.mods {
-		r, reason := m.Ready()
-		v := 0.0
-		if r {
-			v = 1
-		} else {
+		if r, reason := m.Ready(); !r {
 			ok = false
 			why = append(why, name+": "+reason)
 		}
-		s.m.ready.WithLabelValues(name).Set(v)
 	}
 	if s.stopping.Load() {
 		ok = false
