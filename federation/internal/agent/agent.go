@@ -216,14 +216,34 @@ func (a *Agent) stamp() int64 {
 	}
 }
 
+// joinTimeout bounds one join (with its retries while no hub answers).
+const joinTimeout = 10 * time.Second
+
 func (a *Agent) join(ctx context.Context) error {
-	j := wire.Join{Device: a.cfg.ID, TimeMS: a.stamp(), Nonce: rand.Uint64()}
-	wire.SignJoin(a.cfg.Key, &j)
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
-	msg, err := a.nc.RequestWithContext(cctx, a.subj.JoinPrefix+a.cfg.ID, wire.Encode(j))
-	if err != nil {
-		return fmt.Errorf("agent %s: join: %w", a.cfg.ID, err)
+	var msg *nats.Msg
+	// No responders means the request reached no hub: the hub is
+	// restarting, or the device's leaf node has just connected and has not
+	// yet learnt the hub's interest in join subjects (nats propagates it
+	// after the leaf connection is up). Ask again, backing off, until the
+	// deadline; a hub that answers ends the loop at once.
+	for backoff := 20 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		j := wire.Join{Device: a.cfg.ID, TimeMS: a.stamp(), Nonce: rand.Uint64()}
+		wire.SignJoin(a.cfg.Key, &j)
+		var err error
+		msg, err = a.nc.RequestWithContext(cctx, a.subj.JoinPrefix+a.cfg.ID, wire.Encode(j))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return fmt.Errorf("agent %s: join: %w", a.cfg.ID, err)
+		}
+		select {
+		case <-cctx.Done():
+			return fmt.Errorf("agent %s: join: %w (no hub answered within %v)", a.cfg.ID, err, joinTimeout)
+		case <-time.After(backoff):
+		}
 	}
 	ack, err := wire.DecodeAck(msg.Data)
 	if err != nil {

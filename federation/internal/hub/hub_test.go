@@ -451,3 +451,46 @@ func TestCluster3(t *testing.T) {
 		t.Fatalf("checkpoint model-3 via server n2: %v", err)
 	}
 }
+
+// A device that comes up before its hub (or while the hub restarts, or
+// the moment its leaf link connects, before the hub's interest reaches
+// it) is answered "no responders": its first join asks again until a hub
+// answers, instead of failing the agent's start (TestLeafModeSteps once
+// failed in CI that way).
+func TestAgentJoinsHubThatStartsLater(t *testing.T) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
+		StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	defer s.Shutdown()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	id := "dev-0"
+	a, err := agent.New(agent.Config{URL: s.ClientURL(), ID: id, Key: wire.DeviceKey(secret, id), Trainer: net8,
+		Data: sim.Dataset(data.TrainX, data.TrainY, data.Features, []int{0, 10, 20}), Heartbeat: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan error, 1)
+	go func() { started <- a.Start(context.Background()) }()
+	defer a.Close()
+	select {
+	case err := <-started:
+		t.Fatalf("the agent's start returned before any hub existed: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	h := newHub(t, hub.Config{NATSURL: s.ClientURL(), Rounds: 1, MinDevices: 1, Deadline: 5 * time.Second})
+	defer h.Shutdown()
+	select {
+	case err := <-started:
+		if err != nil {
+			t.Fatalf("agent start: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the agent never joined the hub that started after it")
+	}
+	wait(t, h, 30*time.Second)
+}
