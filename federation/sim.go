@@ -304,3 +304,7 @@ func (n MLP) Evaluate(ctx context.Context, in EvalInput) (EvalOutput, error) {
 func (d *Data) Shards(n int, skew float64, seed uint64) ([][]int, error) {
 	return (*sim.Data)(d).Shards(n, skew, seed)
 }
+
+// SimDeviceID is the id Simulate gives its device i (0-based), for a
+// caller that runs more on the same devices (the demo's rollouts).
+func SimDeviceID(i int) string { return sim.DeviceID(i) }

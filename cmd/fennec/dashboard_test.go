@@ -97,4 +97,26 @@ func TestDemoDashboard(t *testing.T) {
 			t.Errorf("training view lacks %s: %.1000s", want, b)
 		}
 	}
+	// After training the demo rolls risk-infer out to its devices, canary
+	// first; the dashboard shows the group complete, both steps in its
+	// history, and every device running the deployed module.
+	if !strings.Contains(out.String(), "rollout   risk-infer 1.0.0 (signed bundle") {
+		t.Errorf("no rollout line in the demo's output: %.3000s", out.String())
+	}
+	for path, wants := range map[string][]string{
+		"/api/v1/rollouts": {`"group":"ward"`, `"phase":"complete"`, `"module":"risk-infer"`, `"canary":25,`, `"canary":100,`, `"done":3,`},
+		"/api/v1/fleet":    {`"id":"device-0002","group":"ward","online":true`, `"module":"risk-infer","version":"1.0.0"`},
+	} {
+		res, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		for _, want := range wants {
+			if !strings.Contains(string(b), want) {
+				t.Errorf("%s lacks %s: %.1500s", path, want, b)
+			}
+		}
+	}
 }

@@ -78,6 +78,8 @@ type Result struct {
 	PerRound          []Round    `json:"per_round"`
 	Preprocess        *PreStats  `json:"preprocess,omitempty"`
 	Live              *LiveStats `json:"live,omitempty"`
+	// Rollout (with HTTP): risk-infer rolled out to the devices.
+	Rollout *RolloutStats `json:"rollout,omitempty"`
 }
 
 type Round struct {
@@ -128,6 +130,22 @@ type LiveStats struct {
 type demoDevice struct {
 	eng               *runtime.Engine
 	pre, train, infer *runtime.Module
+	// scorer serves the live stream's risk-infer calls: the deployed
+	// module after a rollout, infer otherwise.
+	scorer caller
+}
+
+// caller is a module's entry points: a compiled module, or the module a
+// Deployer runs.
+type caller interface {
+	Call(ctx context.Context, entry string, input []byte) ([]byte, error)
+}
+
+func (d *demoDevice) liveScorer() caller {
+	if d.scorer != nil {
+		return d.scorer
+	}
+	return d.infer
 }
 
 func (d *demoDevice) close(ctx context.Context) { d.eng.Close(ctx) }
@@ -171,6 +189,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	type guest struct {
 		wasm []byte
 		man  runtime.Manifest
+		toml []byte
 	}
 	mods := map[string]guest{}
 	origin := guests.FromSource
@@ -182,7 +201,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 		if g.Origin == guests.FromPrebuilt {
 			origin = g.Origin
 		}
-		mods[name] = guest{g.Wasm, g.Manifest}
+		mods[name] = guest{g.Wasm, g.Manifest, g.ManifestTOML}
 	}
 	say("modules   vitals-preprocess %s, risk-train %s, risk-infer %s (%s, %.1fs)\n",
 		size(len(mods["vitals-preprocess"].wasm)), size(len(mods["risk-train"].wasm)), size(len(mods["risk-infer"].wasm)), origin, time.Since(t0).Seconds())
@@ -248,6 +267,19 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 		devices = append(devices, d)
 	}
 	hubDev, refDev := devices[o.Devices], devices[o.Devices+1]
+
+	// With the dashboard, the devices also form a rollout group, as a
+	// fleet's do: each runs a rollout agent against a rollout server, and
+	// after training the operator rolls risk-infer out to them (below), so
+	// the dashboard shows a module rolling out beside the training.
+	var fl *fleet
+	if o.HTTP != "" {
+		var err error
+		if fl, err = startFleet(ctx, devices[:o.Devices], log); err != nil {
+			return failure(fmt.Errorf("starting the rollout fleet: %w", err))
+		}
+		defer fl.close()
+	}
 
 	res := Result{Dataset: dataset, Devices: o.Devices, Rounds: o.Rounds, Strategy: o.Strategy, Mode: o.Mode}
 	var (
@@ -441,7 +473,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 			if !plain && o.Mode != "secagg" && o.Mode != "he" {
 				t.TargetEpsilon, t.Delta = o.Epsilon, o.Delta
 			}
-			dhub = &hubdash.Stoppable{H: h}
+			dhub = &hubdash.Stoppable{H: h, Rollouts: fl.operator}
 			url, err := dash.Start(o.HTTP, dhub, nil, t, log)
 			if err != nil {
 				dhub, dashErr = nil, err
@@ -587,6 +619,27 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 		say("baseline  NEWS2 (RCP 2017) on the same readings: AUROC %.3f, AUPRC %.3f; at aggregate >= %d sensitivity %.3f, specificity %.4f\n",
 			nb.AUROC, nb.AUPRC, vitals.NEWS2Trigger, nb.Sensitivity, nb.Specificity)
 		say("          the model at risk >= %.4f (the same sensitivity %.3f): specificity %.4f\n", mb.Threshold, mb.Sensitivity, mb.Specificity)
+	}
+
+	// The rollout: risk-infer, signed by the demo's publisher, to a
+	// quarter of the ward first, then to every device; each device's
+	// agent verifies, compiles and health-checks it before it serves.
+	if fl != nil {
+		ri := mods["risk-infer"]
+		st, err := fl.rollout(ctx, ri.toml, ri.wasm, 25)
+		if err != nil {
+			return failure(fmt.Errorf("rollout: %w", err))
+		}
+		res.Rollout = st
+		say("\nrollout   %s %s (signed bundle, digest %.12s) to group %s: canary %d%% (%d of %d devices) running in %.0f ms, then all %d in %.0f ms",
+			st.Module, st.Version, st.Digest, st.Group, st.Canary, st.CanaryDevices, st.Devices, st.CanaryMillis, st.Devices, st.FullMillis)
+		if o.Data == "" {
+			say("; the live stream below is scored by the deployed module")
+		}
+		say("\n")
+		for i := range o.Devices {
+			devices[i].scorer = fl.deployed(i)
+		}
 	}
 
 	// Live predictions: each device scores a stream of new readings with the
@@ -812,7 +865,7 @@ func recordMaps(recs []vitals.Record) []map[string]any {
 	return out
 }
 
-func callCBOR(ctx context.Context, mod *runtime.Module, entry string, in any) (map[any]any, error) {
+func callCBOR(ctx context.Context, mod caller, entry string, in any) (map[any]any, error) {
 	b, err := cbor.Marshal(in)
 	if err != nil {
 		return nil, err
@@ -823,7 +876,11 @@ func callCBOR(ctx context.Context, mod *runtime.Module, entry string, in any) (m
 	}
 	var v map[any]any
 	if err := cbor.Unmarshal(out, &v); err != nil {
-		return nil, fmt.Errorf("module %s: %s output: %w", mod.Name(), entry, err)
+		name := "the module"
+		if n, ok := mod.(interface{ Name() string }); ok {
+			name = "module " + n.Name()
+		}
+		return nil, fmt.Errorf("%s: %s output: %w", name, entry, err)
 	}
 	return v, nil
 }
@@ -895,7 +952,7 @@ func liveStream(ctx context.Context, devs []*demoDevice, m federation.Model, o O
 				return nil, nil, err
 			}
 			state = out["state"]
-			pred, err := callCBOR(ctx, d.infer, "predict", map[string]any{"model": m, "records": out["records"]})
+			pred, err := callCBOR(ctx, d.liveScorer(), "predict", map[string]any{"model": m, "records": out["records"]})
 			if err != nil {
 				return nil, nil, err
 			}

@@ -59,10 +59,13 @@ func (l *Late) Shutdown() {
 }
 
 // Stoppable is a hub that a dashboard outlives (the demo's): after Stop it
-// has no devices and no connection.
+// has no devices and no connection. Rollouts, when set, is the connection
+// to the fleet's rollout server, which outlives the hub: the dashboard's
+// rollouts come from it.
 type Stoppable struct {
-	H       *federation.Hub
-	stopped atomic.Bool
+	H        *federation.Hub
+	Rollouts *nats.Conn
+	stopped  atomic.Bool
 }
 
 // Stop marks the hub stopped.
@@ -76,8 +79,11 @@ func (s *Stoppable) Seen() map[string]time.Time {
 	return s.H.Seen()
 }
 
-// Conn is the hub's Conn until Stop, then nil.
+// Conn is Rollouts when set; otherwise the hub's Conn until Stop, then nil.
 func (s *Stoppable) Conn() *nats.Conn {
+	if s.Rollouts != nil {
+		return s.Rollouts
+	}
 	if s.stopped.Load() {
 		return nil
 	}

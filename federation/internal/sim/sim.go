@@ -221,7 +221,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	ids := make([]string, cfg.Devices)
 	for i := range ids {
-		ids[i] = fmt.Sprintf("device-%04d", i)
+		ids[i] = DeviceID(i)
 	}
 	var mh *modes.Hub
 	pcfg := cfg.Privacy
@@ -561,3 +561,6 @@ func simMinDevices(cfg Config) int {
 func settings(lr float64, epochs, batch uint64) wire.Settings {
 	return wire.Settings{LR: lr, Epochs: epochs, BatchSize: batch}
 }
+
+// DeviceID is the id of the simulation's device i.
+func DeviceID(i int) string { return fmt.Sprintf("device-%04d", i) }
