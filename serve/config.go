@@ -118,8 +118,51 @@ type BindingConfig struct {
 	Concurrency  int              `toml:"concurrency"`
 	Queue        int              `toml:"queue"`
 	QueueTimeout runtime.Duration `toml:"queue_timeout"`
+	// Then are further calls, in order, each fed the previous call's
+	// output: a pipeline such as vitals-preprocess then risk-infer. The
+	// result is the last call's output. Concurrency and Queue bound the
+	// whole pipeline.
+	Then []StepConfig `toml:"then"`
+	// Carry names a field of the module's output that the next message on
+	// the same subject gets back in its input (nats and mqtt bindings),
+	// such as vitals-preprocess's "state": each bed's readings are then
+	// normalised against that bed's history rather than alone. State is
+	// kept for at most MaxCarryKeys subjects, MaxCarryBytes each, in memory
+	// (a restart starts afresh). With Concurrency above 1, two messages of
+	// one subject may run at once and the later to finish wins.
+	Carry string `toml:"carry"`
 
 	subject string // the NATS subject subscribed to (an MQTT topic mapped)
+}
+
+// StepConfig is a further call of a binding's pipeline. Its input is the
+// previous call's output, which must be a map, with the fields of Inject
+// set: key = file, the file's content as the field's value (CBOR, or JSON
+// for a .json file), such as the model that risk-infer takes in "model".
+// A file is read at start and again when it changes (checked at most once
+// a second), so a device that writes a new model atomically serves it on
+// its next request; a file that becomes unreadable or invalid keeps its
+// last good value, with a warning.
+type StepConfig struct {
+	Module string            `toml:"module"`
+	Entry  string            `toml:"entry"`
+	Inject map[string]string `toml:"inject"`
+}
+
+// Pipeline bounds.
+const (
+	MaxSteps       = 8
+	MaxInjectBytes = 64 << 20
+)
+
+// Modules are the modules the binding calls, in order (Module, then
+// those of Then).
+func (b *BindingConfig) Modules() []string {
+	names := []string{b.Module}
+	for _, st := range b.Then {
+		names = append(names, st.Module)
+	}
+	return names
 }
 
 // NATSSubject is the subject a nats or mqtt binding subscribes to (for
@@ -321,6 +364,44 @@ func (c *DeviceConfig) validate(src []byte) error {
 		}
 		if config.Default("queue_timeout", &b.QueueTimeout.Duration, DefaultQueueTimeout) != nil {
 			return bad("binding", i, "queue_timeout", "must not be negative")
+		}
+		steps := 0 // steps of the bindings before this one
+		for _, p := range c.Bindings[:i] {
+			steps += len(p.Then)
+		}
+		if b.Carry != "" {
+			switch {
+			case !identRE.MatchString(b.Carry):
+				return bad("binding", i, "carry", "%q is not a field name (1-64 of A-Z a-z 0-9 _, not starting with a digit)", b.Carry)
+			case b.Source == SourceHTTP:
+				return bad("binding", i, "carry", "an http binding has no subject to keep state for; carry needs a nats or mqtt binding")
+			}
+		}
+		if len(b.Then) > MaxSteps {
+			return bad("binding", i, "then", "%d steps; at most %d", len(b.Then), MaxSteps)
+		}
+		for j, st := range b.Then {
+			step := func(key, format string, args ...any) error {
+				// The step's [[binding.then]] header is the steps-th of the
+				// file (locate counts headers); its key, or the line of
+				// its inline inject table.
+				k, _, _ := strings.Cut(key, ".")
+				return fileErr(src, source, "binding.then", steps+j, k, fmt.Sprintf("binding[%d].then[%d].%s", i, j, key), format, args...)
+			}
+			switch {
+			case !nameRE.MatchString(st.Module):
+				return step("module", "%q must be a module name (1-64 of a-z 0-9 . _ -)", st.Module)
+			case !identRE.MatchString(st.Entry):
+				return step("entry", "%q is not an entrypoint name", st.Entry)
+			}
+			for k, path := range st.Inject {
+				switch {
+				case !identRE.MatchString(k):
+					return step("inject", "%q is not a field name (1-64 of A-Z a-z 0-9 _, not starting with a digit)", k)
+				case path == "":
+					return step("inject."+k, "needs the path of the file whose content it injects")
+				}
+			}
 		}
 	}
 	return nil

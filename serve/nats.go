@@ -51,7 +51,7 @@ func (s *Server) handleMsg(b *binding, msg *nats.Msg) {
 		s.replyError(msg, b.Format, 429, shed, fmt.Sprintf("binding %s is at capacity: %s", b.Name, shed))
 		return
 	}
-	out, err := s.runAdmitted(ctx, b, in)
+	out, err := s.runAdmitted(ctx, b, msg.Subject, in)
 	if err != nil {
 		oc := outcome(err)
 		s.replyError(msg, b.Format, statusOf(oc), oc, err.Error())

@@ -38,6 +38,10 @@ type Config struct {
 	// Device.HTTP.Listen.
 	Listener net.Listener
 	Logger   *slog.Logger
+	// Dir resolves the relative paths of inject files (binding.then); ""
+	// means the working directory. The agent passes the device
+	// configuration file's directory.
+	Dir string
 }
 
 // Server serves a device's bindings, with the lifecycle of every fennec
@@ -67,8 +71,10 @@ type Server struct {
 // binding is a configured binding with its limiter.
 type binding struct {
 	BindingConfig
-	mod Module
-	lim *limiter
+	mod   Module
+	steps []*step  // Then, resolved
+	carry *carrier // Carry (nil without)
+	lim   *limiter
 }
 
 // New validates cfg and returns a server that is not started yet.
@@ -104,7 +110,11 @@ func New(cfg Config) (*Server, error) {
 		if bc.Source != SourceHTTP && cfg.Conn == nil {
 			return nil, fmt.Errorf("%s: binding[%d] (%s): a %s binding needs a NATS connection", s.source(), i, bc.Name, bc.Source)
 		}
-		b := &binding{BindingConfig: bc, mod: mod, lim: newLimiter(bc.Concurrency, bc.Queue, bc.QueueTimeout.Duration,
+		steps, err := newSteps(bc, i, cfg.Modules, cfg.Dir, s.log, s.source())
+		if err != nil {
+			return nil, err
+		}
+		b := &binding{BindingConfig: bc, mod: mod, steps: steps, carry: newCarrier(bc.Carry, s.log), lim: newLimiter(bc.Concurrency, bc.Queue, bc.QueueTimeout.Duration,
 			m.queued.WithLabelValues(bc.Name), m.inFlight.WithLabelValues(bc.Name))}
 		s.bindings = append(s.bindings, b)
 		if bc.Source == SourceHTTP {
@@ -311,28 +321,59 @@ func (s *Server) call(ctx context.Context, b *binding, in []byte) (out []byte, s
 	if shed := b.lim.wait(ctx); shed != "" {
 		return nil, s.shed(b, shed), nil
 	}
-	out, err = s.runAdmitted(ctx, b, in)
+	out, err = s.runAdmitted(ctx, b, "", in)
 	return out, "", err
 }
 
-// runAdmitted calls the module for a request that holds a run slot, and
-// gives the slot back.
-func (s *Server) runAdmitted(ctx context.Context, b *binding, in []byte) ([]byte, error) {
+// runAdmitted calls the module, then the pipeline's further steps, for a
+// request that holds a run slot, and gives the slot back. subject keys
+// the carried state (nats and mqtt).
+func (s *Server) runAdmitted(ctx context.Context, b *binding, subject string, in []byte) ([]byte, error) {
 	defer b.lim.done()
+	if b.carry != nil {
+		var err error
+		if in, err = b.carry.input(subject, in); err != nil {
+			s.m.calls.WithLabelValues(b.Module, b.Entry, OutcomeError).Inc()
+			return nil, fmt.Errorf("binding %s: %w", b.Name, err)
+		}
+	}
+	out, err := s.callModule(ctx, b, b.mod, b.Module, b.Entry, in)
+	if err == nil && b.carry != nil {
+		b.carry.output(subject, out)
+	}
+	for j, st := range b.steps {
+		if err != nil {
+			return nil, err
+		}
+		var sin []byte
+		if sin, err = stepInput(st, out); err != nil {
+			s.m.calls.WithLabelValues(st.Module, st.Entry, OutcomeError).Inc()
+			err = fmt.Errorf("binding %s: then[%d] (%s %s): %w", b.Name, j, st.Module, st.Entry, err)
+			s.log.Warn("call failed", "binding", b.Name, "module", st.Module, "entry", st.Entry, "outcome", OutcomeError, "err", err)
+			return nil, err
+		}
+		out, err = s.callModule(ctx, b, st.mod, st.Module, st.Entry, sin)
+	}
+	return out, err
+}
+
+// callModule makes one call of a binding's pipeline, counting it under
+// the module and entry it calls.
+func (s *Server) callModule(ctx context.Context, b *binding, mod Module, name, entry string, in []byte) ([]byte, error) {
 	t0 := time.Now()
-	out, err := b.mod.Call(ctx, b.Entry, in)
+	out, err := mod.Call(ctx, entry, in)
 	d := time.Since(t0)
 	oc := outcome(err)
-	s.m.calls.WithLabelValues(b.Module, b.Entry, oc).Inc()
-	s.m.duration.WithLabelValues(b.Module, b.Entry).Observe(d.Seconds())
+	s.m.calls.WithLabelValues(name, entry, oc).Inc()
+	s.m.duration.WithLabelValues(name, entry).Observe(d.Seconds())
 	switch oc {
 	case OutcomeTrap:
-		s.m.traps.WithLabelValues(b.Module).Inc()
+		s.m.traps.WithLabelValues(name).Inc()
 	case OutcomeDeadline:
-		s.m.deadlines.WithLabelValues(b.Module).Inc()
+		s.m.deadlines.WithLabelValues(name).Inc()
 	}
 	if err != nil {
-		s.log.Warn("call failed", "binding", b.Name, "module", b.Module, "entry", b.Entry, "outcome", oc, "err", err)
+		s.log.Warn("call failed", "binding", b.Name, "module", name, "entry", entry, "outcome", oc, "err", err)
 	}
 	return out, err
 }

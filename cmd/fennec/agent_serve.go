@@ -82,13 +82,15 @@ func startServing(ctx context.Context, out io.Writer, eng *runtime.Engine, dc *s
 		mods[mc.Name] = c
 	}
 	for _, b := range dc.Bindings {
-		if _, ok := mods[b.Module]; ok {
-			continue
+		for _, name := range b.Modules() {
+			if _, ok := mods[name]; ok {
+				continue
+			}
+			if rd == nil {
+				return fail(&exitError{exitBadInput, fmt.Errorf("binding %s: module %q is neither a [[module]] of the device config nor deployed (no --group rollouts)", b.Name, name)})
+			}
+			mods[name] = serve.Deployed{D: rd.Deployer(), Name: name}
 		}
-		if rd == nil {
-			return fail(&exitError{exitBadInput, fmt.Errorf("binding %s: module %q is neither a [[module]] of the device config nor deployed (no --group rollouts)", b.Name, b.Module)})
-		}
-		mods[b.Module] = serve.Deployed{D: rd.Deployer(), Name: b.Module}
 	}
 	var nc *nats.Conn
 	if dc.NeedsNATS() {
@@ -108,7 +110,7 @@ func startServing(ctx context.Context, out io.Writer, eng *runtime.Engine, dc *s
 			fmt.Fprintf(out, "device MQTT listener on %s\n", dc.MQTT.Listen)
 		}
 	}
-	s, err := serve.New(serve.Config{Device: dc, Modules: mods, Conn: nc, Registerer: reg, Logger: log})
+	s, err := serve.New(serve.Config{Device: dc, Modules: mods, Conn: nc, Registerer: reg, Logger: log, Dir: dir})
 	if err != nil {
 		return fail(&exitError{exitBadInput, err})
 	}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/fennec-edge/fennec/deploy"
 	"github.com/fennec-edge/fennec/internal/testutil"
+	"github.com/fennec-edge/fennec/sdk"
+	"github.com/fennec-edge/fennec/sdk/cbor"
 )
 
 // `fennec hub --http` serves the dashboard; `fennec hub token` signs an
@@ -78,7 +80,8 @@ func TestDemoDashboard(t *testing.T) {
 	needGuests(t)
 	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	out, wait := background(ctx, "demo", "--devices", "3", "--rounds", "2", "--patients", "4", "--http", addr)
+	model := filepath.Join(t.TempDir(), "risk.cbor")
+	out, wait := background(ctx, "demo", "--devices", "3", "--rounds", "2", "--patients", "4", "--http", addr, "--save-model", model)
 	defer func() { cancel(); wait() }()
 	testutil.CheckFor(t, 5*time.Minute, 50*time.Millisecond, func() error {
 		if !strings.Contains(out.String(), "dashboard still at http://"+addr+"/") {
@@ -96,6 +99,11 @@ func TestDemoDashboard(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("training view lacks %s: %.1000s", want, b)
 		}
+	}
+	// --save-model wrote the released model as risk-infer takes it.
+	var m sdk.Model
+	if b, err := os.ReadFile(model); err != nil || cbor.Unmarshal(b, &m) != nil || len(m.Tensors) == 0 {
+		t.Errorf("--save-model: %v, %d tensors", err, len(m.Tensors))
 	}
 	// After training the demo rolls risk-infer out to its devices, canary
 	// first; the dashboard shows the group complete, both steps in its

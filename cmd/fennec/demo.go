@@ -75,5 +75,6 @@ devices train, and keeps serving it after the demo until Ctrl-C (docs/DASHBOARD.
 	f.IntVar(&o.Hidden, "hidden", 16, "hidden units of the risk model (0: logistic regression; the DP-SGD modes default to 0)")
 	f.IntVar(&o.LocalSteps, "local-steps", 0, "dpsgd: DP-SGD steps per round on each device (0: one expected pass over its patients)")
 	f.StringVar(&o.HTTP, "http", "", "serve the web dashboard of the demo's hub at ADDR (loopback, e.g. 127.0.0.1:8080) until interrupted")
+	f.StringVar(&o.SaveModel, "save-model", "", "write the trained risk model to FILE (CBOR, the \"model\" risk-infer takes; a device binding can inject it)")
 	return c
 }

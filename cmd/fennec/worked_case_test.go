@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -14,7 +15,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/fennec-edge/fennec/internal/guests"
 	"github.com/fennec-edge/fennec/internal/testutil"
+	"github.com/fennec-edge/fennec/sdk"
+	"github.com/fennec-edge/fennec/sdk/cbor"
 )
 
 func freePort(t *testing.T) int {
@@ -26,13 +30,41 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// TestVitalsOverMQTT is the worked case's transport end to end: an agent
-// serving vitals-preprocess on an MQTT binding, `fennec vitals --publish`
-// sending N readings over MQTT, and a NATS subscriber on alerts.> seeing
-// one result per reading.
+// riskModule writes risk-infer as risk.wasm with its manifest risk.toml,
+// and a risk model (logistic regression over its 14 features) as
+// risk.cbor, the file a binding injects.
+func riskModule(t *testing.T, dir string) {
+	t.Helper()
+	wasm, _, err := guests.Load(context.Background(), "risk-infer")
+	if err != nil {
+		t.Skipf("cannot build guest modules here: %v", err)
+	}
+	root, _ := guests.Root()
+	toml, err := os.ReadFile(filepath.Join(root, "modules/risk-infer/fennec.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "risk.wasm"), wasm, 0o644)
+	os.WriteFile(filepath.Join(dir, "risk.toml"), toml, 0o644)
+	w := []float32{0.9, -0.4, -0.1, -0.8, 0.9, 0.5, 0.1, 0.6, 0.7, 0.5, -0.3, -0.4, 0.4, 0.2}
+	m := sdk.Model{Name: "risk", Version: 1, Tensors: []sdk.TensorData{sdk.F32Data("0.weight", []int{14, 1}, w), sdk.F32Data("0.bias", []int{1}, []float32{-2})}}
+	b, err := cbor.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "risk.cbor"), b, 0o644)
+}
+
+// TestVitalsOverMQTT is the worked case end to end over real protocols:
+// an agent whose MQTT binding runs vitals-preprocess then risk-infer (the
+// model injected from a file, each bed's state carried), `fennec vitals
+// --publish` sending N readings over MQTT, and a NATS subscriber on
+// alerts.> seeing one risk score per reading, which moves as the
+// patients' readings do.
 func TestVitalsOverMQTT(t *testing.T) {
 	dir := t.TempDir()
 	preprocessModule(t, dir)
+	riskModule(t, dir)
 	np, mp := freePort(t), freePort(t)
 	cfg := fmt.Sprintf(`device = "w3"
 [nats]
@@ -43,6 +75,9 @@ listen = "127.0.0.1:%d"
 [[module]]
 name = "vitals-preprocess"
 wasm = "pre.wasm"
+[[module]]
+name = "risk-infer"
+wasm = "risk.wasm"
 [[binding]]
 name = "bedside"
 module = "vitals-preprocess"
@@ -52,6 +87,11 @@ topic = "vitals/bed/+"
 format = "json"
 queue = 256
 publish = "alerts.{device}.{3}"
+carry = "state"
+  [[binding.then]]
+  module = "risk-infer"
+  entry = "predict"
+  inject = { model = "risk.cbor" }
 `, np, mp)
 	os.WriteFile(filepath.Join(dir, "device.toml"), []byte(cfg), 0o644)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -118,6 +158,7 @@ publish = "alerts.{device}.{3}"
 		t.Fatalf("publish: %d %s", code, pout)
 	}
 	t.Log(pout)
+	scores := map[float64]bool{}
 	for i := 0; i < n; i++ {
 		msg, err := sub.NextMsg(10 * time.Second)
 		if err != nil {
@@ -126,6 +167,19 @@ publish = "alerts.{device}.{3}"
 		if msg.Subject != "alerts.w3.7" {
 			t.Fatalf("subject %s", msg.Subject)
 		}
+		var r struct {
+			Scores   []float64 `json:"scores"`
+			Patients []string  `json:"patients"`
+		}
+		if err := json.Unmarshal(msg.Data, &r); err != nil || len(r.Scores) != 1 || len(r.Patients) != 1 || r.Scores[0] <= 0 || r.Scores[0] >= 1 {
+			t.Fatalf("alert %d: %s (%v)", i, msg.Data, err)
+		}
+		scores[r.Scores[0]] = true
+	}
+	// Carried state: each reading is normalised against its bed's history,
+	// so the scores differ (alone, every first reading z-scores to 0).
+	if len(scores) < n/2 {
+		t.Fatalf("only %d distinct scores in %d readings", len(scores), n)
 	}
 	testutil.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
 		if got := strings.Count(aout.String(), `{"subject":"alerts.w3.7","data":{`); got != n {

@@ -27,6 +27,7 @@ import (
 	"github.com/fennec-edge/fennec/dashboard"
 	"github.com/fennec-edge/fennec/federation"
 	"github.com/fennec-edge/fennec/hostfuncs"
+	"github.com/fennec-edge/fennec/internal/atomicfile"
 	"github.com/fennec-edge/fennec/internal/bench"
 	"github.com/fennec-edge/fennec/internal/guests"
 	"github.com/fennec-edge/fennec/internal/hubdash"
@@ -569,7 +570,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 			if err != nil {
 				return err
 			}
-			res.LedgerEpsilon[fmt.Sprintf("device-%04d", i)] = st.SpentEpsilon
+			res.LedgerEpsilon[federation.SimDeviceID(i)] = st.SpentEpsilon
 		}
 		say("privacy   %s: every device trained with patient-level DP-SGD; per-patient epsilon %.3f to %.3f across the %d devices at delta <= %g after %d rounds (clip %.2f per patient, %g patients per step), charged to each device's ledger; the hub added no noise\n",
 			sum.Privacy.Mode, lo, sum.Privacy.Epsilon, len(sum.Privacy.DeviceEpsilon), sum.Privacy.Delta, sum.Privacy.Releases, sum.Privacy.Clip, modeConfig(o).PatientsPerStep)
@@ -589,6 +590,16 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	}
 	say("trained   in %.1fs: federated accuracy %.3f (loss %.4f)%s, central reference %.3f (loss %.4f), %s moved\n",
 		res.TrainSeconds, res.Accuracy, res.Loss, stopped, sum.ReferenceAccuracy, sum.ReferenceLoss, size(int(sum.BytesMoved)))
+	if o.SaveModel != "" {
+		b, err := cbor.Marshal(final)
+		if err == nil {
+			err = atomicfile.WriteFile(o.SaveModel, b, 0o644)
+		}
+		if err != nil {
+			return failure(fmt.Errorf("--save-model: %w", err))
+		}
+		say("saved     the model to %s (%s, CBOR: risk-infer's \"model\")\n", o.SaveModel, size(len(b)))
+	}
 	if testRows != nil {
 		// Accuracy flatters a rare outcome; the area under the ROC curve of
 		// the risk scores does not.

@@ -45,6 +45,9 @@ type Options struct {
 	// HTTP, when set, serves the hub's dashboard there, and after the
 	// demo until ctx ends.
 	HTTP string
+	// SaveModel, when set, is a file the released model is written to
+	// (CBOR, as risk-infer takes it in "model"), atomically.
+	SaveModel string
 	// JSON prints the Result as JSON instead of the progress display;
 	// Verbose logs runtime and hub events to stderr.
 	JSON, Verbose bool
