@@ -1,14 +1,18 @@
 package serve
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/fennec-edge/fennec/internal/config"
+	"github.com/fennec-edge/fennec/internal/natsembed"
+	"github.com/fennec-edge/fennec/internal/tlsfiles"
 	"github.com/fennec-edge/fennec/runtime"
 )
 
@@ -50,6 +54,8 @@ type DeviceConfig struct {
 	HTTP   HTTPConfig `toml:"http"`
 	NATS   NATSConfig `toml:"nats"`
 	MQTT   MQTTConfig `toml:"mqtt"`
+	// TLS encrypts the HTTP, NATS and MQTT listeners.
+	TLS TLSConfig `toml:"tls"`
 	// Modules are plain wasm files to load (fennec run style); bindings may
 	// also name a module the device's deployer runs.
 	Modules  []ModuleConfig  `toml:"module"`
@@ -85,6 +91,27 @@ type MQTTConfig struct {
 	// Listen is host:port for MQTT clients; "" starts no MQTT listener.
 	Listen string `toml:"listen"`
 }
+
+// TLSConfig is the [tls] table: one certificate for the device's HTTP
+// listener, its nats-server's client listener and its MQTT listener. The
+// files are PEM, relative paths from the configuration file's directory,
+// read again at the next handshake after they change (a renewed
+// certificate needs no restart). The zero value is plaintext, which a
+// listener on an address other than loopback refuses unless
+// AllowPlaintext: readings and scores are patient data.
+type TLSConfig struct {
+	Cert string `toml:"cert"`
+	Key  string `toml:"key"`
+	// ClientCA requires every client (sensor, caller, MQTT client) to
+	// present a certificate signed by it: mutual TLS.
+	ClientCA string `toml:"client_ca"`
+	// AllowPlaintext lets a listener reachable from the network run
+	// without TLS.
+	AllowPlaintext bool `toml:"allow_plaintext"`
+}
+
+// Enabled reports whether the listeners use TLS.
+func (t TLSConfig) Enabled() bool { return t.Cert != "" }
 
 // ModuleConfig is a module loaded from a wasm file and its manifest.
 type ModuleConfig struct {
@@ -272,6 +299,20 @@ func (c *DeviceConfig) validate(src []byte) error {
 	if c.MQTT.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.MQTT.Listen); err != nil {
 			return bad("mqtt", -1, "listen", "%q is not host:port", c.MQTT.Listen)
+		}
+	}
+	t := &c.TLS
+	switch {
+	case (t.Cert == "") != (t.Key == ""):
+		return bad("tls", -1, "cert", "cert and key go together (a certificate and its private key, PEM)")
+	case t.ClientCA != "" && t.Cert == "":
+		return bad("tls", -1, "client_ca", "mutual TLS needs the listeners' own cert and key")
+	}
+	if !t.Enabled() && !t.AllowPlaintext {
+		for _, l := range []struct{ table, addr string }{{"http", c.HTTP.Listen}, {"nats", c.NATS.Listen}, {"mqtt", c.MQTT.Listen}} {
+			if l.addr != "" && !natsembed.Loopback(l.addr) {
+				return bad(l.table, -1, "listen", "%s is reachable from the network: without [tls] cert and key, readings and scores would cross it in the clear; set [tls] cert and key, or tls.allow_plaintext = true", l.addr)
+			}
 		}
 	}
 	mods := map[string]bool{}
@@ -564,4 +605,33 @@ func locate(src []byte, table string, idx int, key string) int {
 		}
 	}
 	return header
+}
+
+// ServerTLS loads the [tls] files as the listeners' configuration (nil
+// without [tls]); they reload when they change.
+func (c *DeviceConfig) ServerTLS() (*tls.Config, error) {
+	if !c.TLS.Enabled() {
+		return nil, nil
+	}
+	f, err := tlsfiles.Load(tlsfiles.Config{Cert: c.path(c.TLS.Cert), Key: c.path(c.TLS.Key), ClientCA: c.path(c.TLS.ClientCA)})
+	if err != nil {
+		return nil, fmt.Errorf("%s: [tls]: %w", c.sourceName(), err)
+	}
+	return f.Server()
+}
+
+// path resolves a relative path of the configuration from its file's
+// directory.
+func (c *DeviceConfig) path(p string) string {
+	if p == "" || filepath.IsAbs(p) || c.source == "" {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.source), p)
+}
+
+func (c *DeviceConfig) sourceName() string {
+	if c.source == "" {
+		return "device config"
+	}
+	return c.source
 }

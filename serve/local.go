@@ -55,10 +55,18 @@ func StartLocalNATS(ctx context.Context, c *DeviceConfig) (*server.Server, error
 		}
 		mhost = h
 	}
-	return natsembed.Start(ctx, natsembed.Config{Name: "fennec-device-" + c.Device, Dir: dir, Listen: listen,
+	tlsc, err := c.ServerTLS()
+	if err != nil {
+		return nil, err
+	}
+	return natsembed.Start(ctx, natsembed.Config{Name: "fennec-device-" + c.Device, Dir: dir, Listen: listen, TLS: tlsc,
 		Configure: func(o *server.Options) {
 			if mport != 0 {
 				o.MQTT.Host, o.MQTT.Port = mhost, mport
+				if tlsc != nil {
+					o.MQTT.TLSConfig, o.MQTT.TLSTimeout = tlsc, 5
+					o.MQTT.TLSMap = false
+				}
 			}
 		}})
 }

@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -141,6 +142,10 @@ func (s *Server) Start(ctx context.Context) error {
 		return errors.New("serve: server already started")
 	}
 	s.started = true
+	tlsc, err := s.dev.ServerTLS()
+	if err != nil {
+		return fmt.Errorf("serve: http: %w", err)
+	}
 	ln := s.cfg.Listener
 	if ln == nil && s.dev.HTTP.Listen != "" {
 		var lc net.ListenConfig
@@ -184,6 +189,9 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}
 	if ln != nil {
+		if tlsc != nil {
+			ln = tls.NewListener(ln, tlsc)
+		}
 		h := s.dev.HTTP
 		s.ln = ln
 		s.httpSrv = &http.Server{Handler: s.Handler(),

@@ -22,7 +22,8 @@ func TestDeviceConfigExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dc.Bindings) != 3 || dc.Bindings[2].NATSSubject() != "vitals.bed.*" {
+	if len(dc.Bindings) != 3 || dc.Bindings[2].NATSSubject() != "vitals.bed.*" || dc.Bindings[2].Carry != "state" ||
+		len(dc.Bindings[2].Then) != 1 || dc.Bindings[2].Then[0].Inject["model"] != "risk.cbor" {
 		t.Fatalf("bindings %+v", dc.Bindings)
 	}
 }
