@@ -174,6 +174,11 @@ host's default limits, "wasi:nn" and "nn" with every preloaded model when
 			if input == "" {
 				return &exitError{exitUsage, errors.New("--input FILE is required ('-' reads standard input)")}
 			}
+			switch format {
+			case "", "csv", "cbor", "json":
+			default:
+				return &exitError{exitUsage, fmt.Errorf("--format %q: want csv, cbor or json", format)}
+			}
 			log, err := ef.logger(c.ErrOrStderr())
 			if err != nil {
 				return err
@@ -363,6 +368,10 @@ func writeOutput(w io.Writer, module string, out []byte, format string, maxJSON 
 	return &exitError{exitUsage, fmt.Errorf("--output %q: want json or cbor", format)}
 }
 
+// maxInput is the largest input `fennec run` reads (1 GiB); a larger one is
+// an error, never cut short (a CSV cut at a line end would parse).
+var maxInput int64 = 1 << 30
+
 // readInput reads and converts the input file to CBOR.
 func readInput(stdin io.Reader, path, format string) ([]byte, error) {
 	name := path
@@ -387,13 +396,13 @@ func readInput(stdin io.Reader, path, format string) ([]byte, error) {
 			format = "cbor"
 		}
 	}
-	const maxInput = 1 << 30
+	r = &boundedReader{r: r, left: maxInput, name: name}
 	switch format {
 	case "csv":
-		b, _, err := records.FromCSV(io.LimitReader(r, maxInput), name)
+		b, _, err := records.FromCSV(r, name)
 		return b, err
 	case "json", "cbor":
-		b, err := io.ReadAll(io.LimitReader(r, maxInput))
+		b, err := io.ReadAll(r)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
@@ -403,4 +412,29 @@ func readInput(stdin io.Reader, path, format string) ([]byte, error) {
 		return b, records.CheckCBOR(b, name)
 	}
 	return nil, fmt.Errorf("--format %q: want csv, cbor or json", format)
+}
+
+// boundedReader reads at most left bytes of r and fails, naming the input
+// and the limit, when r has more.
+type boundedReader struct {
+	r    io.Reader
+	left int64
+	name string
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		// One byte more tells a longer input from one of exactly the limit.
+		var one [1]byte
+		if n, _ := io.ReadFull(b.r, one[:]); n > 0 {
+			return 0, fmt.Errorf("%s: larger than the %d bytes fennec run reads", b.name, maxInput)
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
 }
