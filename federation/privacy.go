@@ -163,6 +163,11 @@ func NewHubPrivacy(mode string, cfg ModeConfig) (*HubPrivacy, error) {
 // Mode is the mode's name.
 func (p *HubPrivacy) Mode() string { return p.h.Mode() }
 
+// Config is the configuration the mode runs with: the one NewHubPrivacy
+// was given, validated, its defaults filled in (what to report of a plan:
+// its rounds, clip, patients per step).
+func (p *HubPrivacy) Config() ModeConfig { return ModeConfig(p.h.Config()) }
+
 // Status is the mode's privacy state so far (epsilon spent, releases).
 func (p *HubPrivacy) Status() ModeStatus { return ModeStatus(p.h.Status()) }
 

@@ -283,12 +283,14 @@ those whose role allows deploys may change a rollout from it.`,
 					fmt.Fprintf(c.OutOrStdout(), "leaf nodes connect at %s\n", u)
 				}
 				if mh != nil {
-					st := mh.Status()
+					// The plan as the mode runs it: rounds from --rounds,
+					// defaults filled in (not the flags as given).
+					st, pc := mh.Status(), mh.Config()
 					fmt.Fprintf(c.OutOrStdout(), "privacy mode %s", mode)
 					switch {
 					case mode == "dpsgd" || mode == "secagg+dpsgd":
 						fmt.Fprintf(c.OutOrStdout(), ": patient-level DP-SGD on the devices, clip %g per patient, %g patients per step, epsilon %g per device after %d rounds at delta <= %g (each device calibrates its own noise and charges its own ledger)",
-							mcfg.Clip, max(mcfg.PatientsPerStep, 8), mcfg.TargetEpsilon, mcfg.Rounds, mcfg.Delta)
+							pc.Clip, pc.PatientsPerStep, pc.TargetEpsilon, pc.Rounds, pc.Delta)
 					case st.NoiseMultiplier > 0:
 						fmt.Fprintf(c.OutOrStdout(), ": noise multiplier %.4g, clip %g, planned sampling rate %g, delta %g", st.NoiseMultiplier, st.Clip, st.SamplingRate, st.Delta)
 					}
