@@ -85,7 +85,8 @@ type HubConfig struct {
 	// Deadline after which stragglers are dropped (30s).
 	Deadline time.Duration
 	// Settings sent to the devices with every task (Settings.Mode is set
-	// from Strategy).
+	// from Strategy, and with a built-in Strategy Settings.Mu is its own:
+	// fedprox's StrategyConfig.Mu, 0 for the others).
 	Settings Settings
 	// Initial is the starting global model, used when the store holds
 	// none.

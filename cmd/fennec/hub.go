@@ -137,7 +137,7 @@ those whose role allows deploys may change a rollout from it.`,
 				}
 				cfg.Access = acc
 			}
-			if err := wf.check(c, mode); err != nil {
+			if err := wf.check(c); err != nil {
 				return err
 			}
 			if wf.stratModule == "" {
@@ -159,7 +159,6 @@ those whose role allows deploys may change a rollout from it.`,
 				}
 				cfg.Privacy = mh
 			}
-			cfg.Settings.Mu = sc.Mu
 			switch {
 			case modelFile != "":
 				b, err := os.ReadFile(modelFile)
