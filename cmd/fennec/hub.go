@@ -112,14 +112,12 @@ those whose role allows deploys may change a rollout from it.`,
 				level = slog.LevelInfo
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(c.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
-			if secretFile == "" {
-				if cfg.DataDir == "" {
-					return &exitError{exitUsage, errors.New("--secret is required with --nats (no data directory)")}
-				}
-				if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-					return &exitError{exitFailure, err}
-				}
-				secretFile = cfg.DataDir + "/fleet.secret"
+			secretFile, err := federation.FleetSecretFile(secretFile, cfg.DataDir)
+			switch {
+			case errors.Is(err, federation.ErrNoSecretFile):
+				return &exitError{exitUsage, errors.New("--secret is required with --nats (no data directory)")}
+			case err != nil:
+				return &exitError{exitFailure, err}
 			}
 			s, err := federation.ReadFleetSecret(secretFile, true)
 			if err != nil {

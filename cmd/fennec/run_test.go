@@ -95,6 +95,7 @@ func TestRunErrors(t *testing.T) {
 		// told before the input is read; so is a negative device shard.
 		{[]string{"run", mod, "--input", "bad.csv", "--format", "xml"}, exitUsage, `--format "xml": want csv, cbor or json`},
 		{[]string{"vitals", "--device", "-5"}, exitUsage, "--device -5"},
+		{[]string{"hub", "--nats", "nats://127.0.0.1:1"}, exitUsage, "--secret is required with --nats (no data directory)"},
 	}
 	for _, c := range cases {
 		out, code := runFennec(t, dir, c.args...)
