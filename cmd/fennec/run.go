@@ -163,7 +163,7 @@ host's default limits, "wasi:nn" and "nn" with every preloaded model when
 			if dash := c.ArgsLenAtDash(); dash > 1 || (dash < 0 && len(args) > 1) {
 				return &exitError{exitUsage, errors.New("arguments for a command module go after --")}
 			}
-			if isCommand, err := commandModule(args[0], manifest); err != nil {
+			if isCommand, err := runtime.IsCommand(args[0], manifest); err != nil {
 				return &exitError{exitBadInput, err}
 			} else if isCommand {
 				return runCommand(c, &ef, args[0], manifest, dirs, args[1:])
@@ -221,38 +221,6 @@ host's default limits, "wasi:nn" and "nn" with every preloaded model when
 	return c
 }
 
-// commandModule reports whether the module at path runs as a command: its
-// manifest says command = true, or it has no manifest and exports _start.
-func commandModule(path, manifest string) (bool, error) {
-	if manifest == "" {
-		found, err := runtime.FindManifest(path)
-		if err != nil {
-			wasm, rerr := os.ReadFile(path)
-			if rerr != nil {
-				return false, rerr
-			}
-			return isWASICommand(wasm), nil
-		}
-		manifest = found
-	}
-	man, err := runtime.ReadManifest(manifest)
-	if err != nil {
-		return false, err
-	}
-	return man.Command, nil
-}
-
-// isWASICommand reports whether wasm exports _start and not _initialize.
-func isWASICommand(wasm []byte) bool {
-	eng, err := runtime.New(context.Background(), runtime.Config{NoDiskCache: true, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		return false
-	}
-	defer eng.Close(context.Background())
-	info, err := eng.Inspect(context.Background(), wasm)
-	return err == nil && info.Command
-}
-
 // runCommand runs a WASI command module once and exits with its code.
 func runCommand(c *cobra.Command, ef *engineFlags, path, manifest string, dirSpecs, args []string) error {
 	log, err := ef.logger(c.ErrOrStderr())
@@ -287,7 +255,13 @@ func runCommand(c *cobra.Command, ef *engineFlags, path, manifest string, dirSpe
 			return &exitError{exitBadInput, err}
 		}
 	} else {
-		man = defaultCommandManifest(path, ef.nnPreload, len(dirs) > 0)
+		var models []string
+		for _, p := range ef.nnPreload {
+			if pl, err := hostfuncs.ParsePreload(p); err == nil {
+				models = append(models, pl.Name)
+			}
+		}
+		man = runtime.CommandManifest(path, models, len(dirs) > 0)
 	}
 	mod, err := eng.Compile(ctx, wasm, man)
 	if err != nil {
@@ -301,38 +275,6 @@ func runCommand(c *cobra.Command, ef *engineFlags, path, manifest string, dirSpe
 		return &exitError{int(min(code, 125)), fmt.Errorf("module %s exited with code %d", mod.Name(), code)}
 	}
 	return nil
-}
-
-// defaultCommandManifest is the manifest of a command module run without
-// one: named after its file, granted the models and directories the
-// command line gives.
-func defaultCommandManifest(path string, preloads []string, dirs bool) runtime.Manifest {
-	name := strings.ToLower(strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)))
-	name = strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-' {
-			return r
-		}
-		return '-'
-	}, name)
-	if name == "" || name[0] == '.' || name[0] == '_' || name[0] == '-' {
-		name = "m" + name
-	}
-	if len(name) > 64 {
-		name = name[:64]
-	}
-	man := runtime.Manifest{Name: name, Version: "0.0.0", ABI: hostfuncs.ABIVersion, Command: true}
-	if len(preloads) > 0 {
-		man.Capabilities = append(man.Capabilities, hostfuncs.CapWASINN, hostfuncs.CapNN)
-		for _, p := range preloads {
-			if pl, err := hostfuncs.ParsePreload(p); err == nil {
-				man.NN.Models = append(man.NN.Models, pl.Name)
-			}
-		}
-	}
-	if dirs {
-		man.Capabilities = append(man.Capabilities, runtime.CapWASIDirs)
-	}
-	return man
 }
 
 // defaultMaxJSON is the largest output `fennec run` renders as JSON. A CBOR
