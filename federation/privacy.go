@@ -29,6 +29,12 @@ import (
 // compose with them.
 func ModeNames() []string { return slices.Clone(modes.Names) }
 
+// ModeTrainsDPSGD reports whether in mode the devices train with
+// patient-level DP-SGD (dpsgd, secagg+dpsgd): each device calibrates its
+// own noise, and its host charges its training module's runs to the
+// device's own ledger, which it must have.
+func ModeTrainsDPSGD(mode string) bool { return modes.TrainsDPSGD(mode) }
+
 // ModeConfig configures a built-in privacy mode; the hub (NewHubPrivacy)
 // and the devices (NewDevicePrivacy) each read the fields that concern
 // them. The zero value of each field is its default; a negative one is an

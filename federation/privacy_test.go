@@ -17,3 +17,17 @@ func TestHubPrivacyConfig(t *testing.T) {
 			pc.Rounds, pc.PatientsPerStep, pc.Delta, pc.TargetEpsilon)
 	}
 }
+
+// TestModeTrainsDPSGD: the one rule for which modes train with DP-SGD on
+// the devices (the command, the demo and the benchmarks compared names).
+func TestModeTrainsDPSGD(t *testing.T) {
+	var got []string
+	for _, m := range append(ModeNames(), "", "nonsense") {
+		if ModeTrainsDPSGD(m) {
+			got = append(got, m)
+		}
+	}
+	if len(got) != 2 || got[0] != "dpsgd" || got[1] != "secagg+dpsgd" {
+		t.Errorf("DP-SGD modes %v, want [dpsgd secagg+dpsgd]", got)
+	}
+}

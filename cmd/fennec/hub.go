@@ -285,7 +285,7 @@ those whose role allows deploys may change a rollout from it.`,
 					st, pc := mh.Status(), mh.Config()
 					fmt.Fprintf(c.OutOrStdout(), "privacy mode %s", mode)
 					switch {
-					case mode == "dpsgd" || mode == "secagg+dpsgd":
+					case federation.ModeTrainsDPSGD(mode):
 						fmt.Fprintf(c.OutOrStdout(), ": patient-level DP-SGD on the devices, clip %g per patient, %g patients per step, epsilon %g per device after %d rounds at delta <= %g (each device calibrates its own noise and charges its own ledger)",
 							pc.Clip, pc.PatientsPerStep, pc.TargetEpsilon, pc.Rounds, pc.Delta)
 					case st.NoiseMultiplier > 0:
