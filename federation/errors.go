@@ -1,6 +1,8 @@
 package federation
 
 import (
+	"errors"
+
 	"github.com/fennec-edge/fennec/federation/internal/model"
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
 )
@@ -14,4 +16,7 @@ var (
 	// ErrLayout: a model's tensors (names, dtypes, shapes) differ from the
 	// layout expected (an update against the global model, a checkpoint).
 	ErrLayout = model.ErrLayout
+	// ErrNoSecretFile: FleetSecretFile was given neither a fleet secret
+	// file nor a data directory to keep one in.
+	ErrNoSecretFile = errors.New("no fleet secret file, and no data directory to keep one in")
 )

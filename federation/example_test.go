@@ -173,3 +173,23 @@ func ExampleHubConfig_PlanPrivacy() {
 	// 20 10 0.2
 	// dp 0.2 true
 }
+
+// A hub keeps its fleet secret in its data directory unless told a file;
+// without either the caller must say where it is.
+func ExampleFleetSecretFile() {
+	dir, _ := os.MkdirTemp("", "hub")
+	defer os.RemoveAll(dir)
+	file, _ := federation.FleetSecretFile("", dir+"/data")
+	fmt.Println(file == dir+"/data/fleet.secret")
+	st, _ := os.Stat(dir + "/data")
+	fmt.Println(st.Mode().Perm())
+	file, _ = federation.FleetSecretFile("/etc/fennec/secret", "")
+	fmt.Println(file)
+	_, err := federation.FleetSecretFile("", "")
+	fmt.Println(errors.Is(err, federation.ErrNoSecretFile))
+	// Output:
+	// true
+	// -rwx------
+	// /etc/fennec/secret
+	// true
+}

@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -85,7 +87,8 @@ type HubConfig struct {
 	// Deadline after which stragglers are dropped (30s).
 	Deadline time.Duration
 	// Settings sent to the devices with every task (Settings.Mode is set
-	// from Strategy).
+	// from Strategy, and with a built-in Strategy Settings.Mu is its own:
+	// fedprox's StrategyConfig.Mu, 0 for the others).
 	Settings Settings
 	// Initial is the starting global model, used when the store holds
 	// none.
@@ -214,6 +217,23 @@ func (c HubConfig) PlanPrivacy(m ModeConfig) ModeConfig {
 		m.SamplingRate = hub.PlannedSamplingRate(c.Fraction, c.MinDevices, len(m.Population))
 	}
 	return m
+}
+
+// FleetSecretFile is the fleet secret file of a hub: path when it is set,
+// else fleet.secret in dataDir, which it creates (mode 0700) when absent.
+// Without either it returns ErrNoSecretFile. Read the file with
+// ReadFleetSecret(file, true), which creates the secret.
+func FleetSecretFile(path, dataDir string) (string, error) {
+	switch {
+	case path != "":
+		return path, nil
+	case dataDir == "":
+		return "", ErrNoSecretFile
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", err
+	}
+	return filepath.Join(dataDir, "fleet.secret"), nil
 }
 
 // Hub coordinates a federation's rounds: each round it samples available

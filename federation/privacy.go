@@ -29,6 +29,12 @@ import (
 // compose with them.
 func ModeNames() []string { return slices.Clone(modes.Names) }
 
+// ModeTrainsDPSGD reports whether in mode the devices train with
+// patient-level DP-SGD (dpsgd, secagg+dpsgd): each device calibrates its
+// own noise, and its host charges its training module's runs to the
+// device's own ledger, which it must have.
+func ModeTrainsDPSGD(mode string) bool { return modes.TrainsDPSGD(mode) }
+
 // ModeConfig configures a built-in privacy mode; the hub (NewHubPrivacy)
 // and the devices (NewDevicePrivacy) each read the fields that concern
 // them. The zero value of each field is its default; a negative one is an
@@ -162,6 +168,11 @@ func NewHubPrivacy(mode string, cfg ModeConfig) (*HubPrivacy, error) {
 
 // Mode is the mode's name.
 func (p *HubPrivacy) Mode() string { return p.h.Mode() }
+
+// Config is the configuration the mode runs with: the one NewHubPrivacy
+// was given, validated, its defaults filled in (what to report of a plan:
+// its rounds, clip, patients per step).
+func (p *HubPrivacy) Config() ModeConfig { return ModeConfig(p.h.Config()) }
 
 // Status is the mode's privacy state so far (epsilon spent, releases).
 func (p *HubPrivacy) Status() ModeStatus { return ModeStatus(p.h.Status()) }

@@ -38,7 +38,7 @@ type StrategyConfig struct {
 	LR       float64 `json:"lr,omitempty" toml:"lr"`
 	Momentum float64 `json:"momentum,omitempty" toml:"momentum"`
 	// Mu is fedprox's proximal weight, sent to the devices in the round
-	// settings.
+	// settings; the other strategies ignore it (a fedavg hub sends none).
 	Mu float64 `json:"mu,omitempty" toml:"mu"`
 	// Eta, Beta1, Beta2 and Tau tune the adaptive server optimizers
 	// (fedadam, fedyogi, fedadagrad) as Flower's do.

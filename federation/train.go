@@ -18,7 +18,8 @@ type Settings struct {
 	Epochs uint64 `cbor:"epochs"`
 	// BatchSize of local training (32).
 	BatchSize uint64 `cbor:"batch_size"`
-	// Mu is FedProx's proximal weight (set from StrategyConfig.Mu).
+	// Mu is FedProx's proximal weight (a hub with a built-in strategy
+	// sets it from the strategy: fedprox's StrategyConfig.Mu, else 0).
 	Mu float64 `cbor:"mu"`
 	// Seed of the devices' shuffles.
 	Seed uint64 `cbor:"seed"`

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"strconv"
 	"strings"
 )
@@ -192,4 +193,31 @@ func WriteNPY(w io.Writer, t *Tensor) error {
 	}
 	_, err := w.Write(buf.Bytes())
 	return err
+}
+
+// ReadNPYFile reads the .npy file at path; errors name the file.
+func ReadNPYFile(path string) (*Tensor, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	t, err := ReadNPY(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return t, nil
+}
+
+// WriteNPYFile writes t to a .npy file at path; errors name the file.
+func WriteNPYFile(path string, t *Tensor) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := WriteNPY(f, t); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return f.Close()
 }

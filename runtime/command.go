@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -167,4 +168,69 @@ func (m *Module) runCommand(ctx context.Context, opts RunOptions) (uint32, error
 		return exit.ExitCode(), nil // proc_exit
 	}
 	return 0, m.callErr(ctx, entry, err, stderrLog.tail(), time.Since(start))
+}
+
+// IsCommand reports whether the module at path runs as a WASI command: its
+// manifest (manifest, or the one FindManifest finds beside it) says
+// command = true, or it has no manifest and exports _start and not
+// _initialize.
+func IsCommand(path, manifest string) (bool, error) {
+	if manifest == "" {
+		found, err := FindManifest(path)
+		if err != nil {
+			wasm, rerr := os.ReadFile(path)
+			if rerr != nil {
+				return false, rerr
+			}
+			return isWASICommand(wasm), nil
+		}
+		manifest = found
+	}
+	man, err := ReadManifest(manifest)
+	if err != nil {
+		return false, err
+	}
+	return man.Command, nil
+}
+
+// isWASICommand reports whether wasm exports _start and not _initialize.
+func isWASICommand(wasm []byte) bool {
+	eng, err := New(context.Background(), Config{NoDiskCache: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return false
+	}
+	defer eng.Close(context.Background())
+	info, err := eng.Inspect(context.Background(), wasm)
+	return err == nil && info.Command
+}
+
+// CommandManifest is the manifest of a command module at path run without
+// one (as wasmtime and WasmEdge run any command): named after its file
+// (lower case, every character a name may not hold a '-', at most 64,
+// prefixed with "m" when it would not start with a letter or digit), the
+// host's default limits, the capabilities wasi:nn and nn with models when
+// any are preloaded, and wasi:dirs when directories are preopened.
+func CommandManifest(path string, models []string, dirs bool) Manifest {
+	name := strings.ToLower(strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)))
+	name = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-' {
+			return r
+		}
+		return '-'
+	}, name)
+	if name == "" || name[0] == '.' || name[0] == '_' || name[0] == '-' {
+		name = "m" + name
+	}
+	if len(name) > 64 {
+		name = name[:64]
+	}
+	man := Manifest{Name: name, Version: "0.0.0", ABI: hostfuncs.ABIVersion, Command: true}
+	if len(models) > 0 {
+		man.Capabilities = append(man.Capabilities, hostfuncs.CapWASINN, hostfuncs.CapNN)
+		man.NN.Models = append(man.NN.Models, models...)
+	}
+	if dirs {
+		man.Capabilities = append(man.Capabilities, CapWASIDirs)
+	}
+	return man
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -81,5 +82,29 @@ func TestCommandModules(t *testing.T) {
 	}
 	if _, err := reactor.Run(ctx, runtime.RunOptions{}); !errors.Is(err, runtime.ErrNoEntrypoint) {
 		t.Fatalf("Run on a reactor: %v", err)
+	}
+}
+
+// TestCommandManifest: a command module run without a manifest is named
+// after its file, and every file name gives a name a manifest may hold.
+func TestCommandManifest(t *testing.T) {
+	for file, want := range map[string]string{
+		"dir/Hello World.wasm":            "hello-world",
+		"_start.wasm":                     "m_start",
+		".wasm":                           "m",
+		"élan.wasm":                       "m-lan",
+		strings.Repeat("a", 80) + ".wasm": strings.Repeat("a", 64),
+	} {
+		m := runtime.CommandManifest(file, nil, false)
+		if m.Name != want || !m.Command || len(m.Capabilities) != 0 {
+			t.Errorf("%q: %+v, want the command %q with no capabilities", file, m, want)
+		}
+		if _, err := runtime.ParseManifest([]byte("name = \""+m.Name+"\"\nversion = \"0.0.0\"\ncommand = true\n"), file); err != nil {
+			t.Errorf("%q: its name %q is not one a manifest may hold: %v", file, m.Name, err)
+		}
+	}
+	m := runtime.CommandManifest("m.wasm", []string{"tiny"}, true)
+	if !slices.Equal(m.Capabilities, []string{"wasi:nn", "nn", runtime.CapWASIDirs}) || !slices.Equal(m.NN.Models, []string{"tiny"}) {
+		t.Errorf("with a preloaded model and directories: %+v", m)
 	}
 }

@@ -105,7 +105,10 @@ device's MQTT binding take; the label is left out), at --rate per second,
 for --count messages or --duration (cycling through the readings).`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if device >= 0 {
+			switch {
+			case c.Flags().Changed("device") && device < 0:
+				return &exitError{exitUsage, fmt.Errorf("--device %d: a device shard is numbered from 0", device)}
+			case device >= 0:
 				cfg = vitals.Shard(cfg, device)
 			}
 			recs, err := vitals.Generate(cfg)

@@ -112,14 +112,12 @@ those whose role allows deploys may change a rollout from it.`,
 				level = slog.LevelInfo
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(c.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
-			if secretFile == "" {
-				if cfg.DataDir == "" {
-					return &exitError{exitUsage, errors.New("--secret is required with --nats (no data directory)")}
-				}
-				if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-					return &exitError{exitFailure, err}
-				}
-				secretFile = cfg.DataDir + "/fleet.secret"
+			secretFile, err := federation.FleetSecretFile(secretFile, cfg.DataDir)
+			switch {
+			case errors.Is(err, federation.ErrNoSecretFile):
+				return &exitError{exitUsage, errors.New("--secret is required with --nats (no data directory)")}
+			case err != nil:
+				return &exitError{exitFailure, err}
 			}
 			s, err := federation.ReadFleetSecret(secretFile, true)
 			if err != nil {
@@ -137,7 +135,7 @@ those whose role allows deploys may change a rollout from it.`,
 				}
 				cfg.Access = acc
 			}
-			if err := wf.check(c, mode); err != nil {
+			if err := wf.check(c); err != nil {
 				return err
 			}
 			if wf.stratModule == "" {
@@ -159,7 +157,6 @@ those whose role allows deploys may change a rollout from it.`,
 				}
 				cfg.Privacy = mh
 			}
-			cfg.Settings.Mu = sc.Mu
 			switch {
 			case modelFile != "":
 				b, err := os.ReadFile(modelFile)
@@ -283,12 +280,14 @@ those whose role allows deploys may change a rollout from it.`,
 					fmt.Fprintf(c.OutOrStdout(), "leaf nodes connect at %s\n", u)
 				}
 				if mh != nil {
-					st := mh.Status()
+					// The plan as the mode runs it: rounds from --rounds,
+					// defaults filled in (not the flags as given).
+					st, pc := mh.Status(), mh.Config()
 					fmt.Fprintf(c.OutOrStdout(), "privacy mode %s", mode)
 					switch {
-					case mode == "dpsgd" || mode == "secagg+dpsgd":
+					case federation.ModeTrainsDPSGD(mode):
 						fmt.Fprintf(c.OutOrStdout(), ": patient-level DP-SGD on the devices, clip %g per patient, %g patients per step, epsilon %g per device after %d rounds at delta <= %g (each device calibrates its own noise and charges its own ledger)",
-							mcfg.Clip, max(mcfg.PatientsPerStep, 8), mcfg.TargetEpsilon, mcfg.Rounds, mcfg.Delta)
+							pc.Clip, pc.PatientsPerStep, pc.TargetEpsilon, pc.Rounds, pc.Delta)
 					case st.NoiseMultiplier > 0:
 						fmt.Fprintf(c.OutOrStdout(), ": noise multiplier %.4g, clip %g, planned sampling rate %g, delta %g", st.NoiseMultiplier, st.Clip, st.SamplingRate, st.Delta)
 					}

@@ -83,6 +83,9 @@ func TestHubDPSGDAcrossProcesses(t *testing.T) {
 		"round 1 completed: version 1, 2/2 updates",
 		"round 2 completed: version 2, 2/2 updates",
 		"dpsgd per-patient epsilon 3.000 (the largest of 2 devices, delta 1e-05)",
+		// The start line states the plan the mode runs: --rounds 2 (it
+		// said "after 0 rounds", the flags before the hub planned them).
+		"clip 1 per patient, 10 patients per step, epsilon 3 per device after 2 rounds",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("hub output lacks %q", want)

@@ -22,7 +22,9 @@ type hubWasmFlags struct {
 }
 
 // check refuses inconsistent combinations (usage errors).
-func (w *hubWasmFlags) check(c *cobra.Command, mode string) error {
+// Whether a privacy mode may feed the module strategy is the hub's rule
+// (its Config validation), not this one's.
+func (w *hubWasmFlags) check(c *cobra.Command) error {
 	switch {
 	case w.evalData != "" && w.evalModule == "":
 		return &exitError{exitUsage, errors.New("--eval-data needs --eval-module (a module with an \"evaluate\" entrypoint, e.g. risk-train.wasm)")}
@@ -34,8 +36,6 @@ func (w *hubWasmFlags) check(c *cobra.Command, mode string) error {
 		return &exitError{exitUsage, errors.New("--strategy-manifest needs --strategy-module")}
 	case w.stratModule != "" && c.Flags().Changed("strategy"):
 		return &exitError{exitUsage, errors.New("--strategy and --strategy-module are exclusive: the module is the strategy")}
-	case w.stratModule != "" && mode != "" && mode != "plain":
-		return &exitError{exitUsage, fmt.Errorf("--privacy-mode %s hands the strategy one aggregate update: use a built-in mean-based --strategy, not --strategy-module", mode)}
 	}
 	return nil
 }

@@ -186,6 +186,9 @@ func TestHubStrategyModule(t *testing.T) {
 		{[]string{"--strategy-module", p("meanagg.wasm")}, exitBadInput, "no manifest for " + p("meanagg.wasm")},
 		{[]string{"--strategy-module", p("risk-train.wasm")}, exitBadInput, `declares no "aggregate" entrypoint`},
 		{[]string{"--strategy-manifest", p("agg.toml")}, exitUsage, "--strategy-manifest needs --strategy-module"},
+		// A privacy mode hands the strategy one aggregate: the hub's
+		// validation refuses a module strategy, in its words.
+		{[]string{"--strategy-module", p("meanagg.wasm"), "--strategy-manifest", p("agg.toml"), "--privacy-mode", "secagg", "--population", "a,b"}, exitUsage, "needs individual updates (a module strategy is handed each device's update), but mode secagg hands it one aggregate"},
 	} {
 		args := append([]string{"hub", "--data", p("bad-hub"), "--listen", freeAddr(t), "--init-mlp", "7,8,1", "--rounds", "1"}, c.args...)
 		out, code := runFennec(t, dir, args...)

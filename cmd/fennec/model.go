@@ -123,7 +123,7 @@ func newModelRunCmd() *cobra.Command {
 				if _, dup := feed[name]; dup {
 					return &exitError{exitUsage, fmt.Errorf("--input %q given twice", name)}
 				}
-				t, err := readNPYFile(file)
+				t, err := nn.ReadNPYFile(file)
 				if err != nil {
 					return &exitError{exitBadInput, err}
 				}
@@ -160,7 +160,7 @@ func newModelRunCmd() *cobra.Command {
 			files := outputFiles(names)
 			for i, name := range names {
 				p := filepath.Join(outDir, files[i])
-				if err := writeNPYFile(p, res[name]); err != nil {
+				if err := nn.WriteNPYFile(p, res[name]); err != nil {
 					return err
 				}
 				fmt.Fprintf(c.OutOrStdout(), "%s\t%v\t%s\n", name, res[name], p)
@@ -204,29 +204,4 @@ func safeFileName(name string) string {
 		s = "_" + s
 	}
 	return s
-}
-
-func readNPYFile(path string) (*nn.Tensor, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	t, err := nn.ReadNPY(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return t, nil
-}
-
-func writeNPYFile(path string, t *nn.Tensor) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := nn.WriteNPY(f, t); err != nil {
-		f.Close()
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return f.Close()
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fennec-edge/fennec/internal/modelbench"
 )
 
 // addModel is a one-node model (Add of f32[2,1,4] and f32[3,1]) from the
@@ -68,7 +70,7 @@ func TestModelBench(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, out)
 	}
-	var rep modelBenchReport
+	var rep modelbench.Report
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out)
 	}
@@ -96,7 +98,7 @@ func TestModelBenchORT(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, out)
 	}
-	var rep modelBenchReport
+	var rep modelbench.Report
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out)
 	}

@@ -48,7 +48,7 @@ kernels cannot saturate. Nodes left in f32 are listed on stderr with why.`,
 				if !ok || name == "" || file == "" {
 					return &exitError{exitUsage, fmt.Errorf("--calibrate %q: want NAME=FILE.npy", spec)}
 				}
-				t, err := readNPYFile(file)
+				t, err := nn.ReadNPYFile(file)
 				if err != nil {
 					if errors.Is(err, os.ErrNotExist) {
 						return &exitError{exitUsage, err}

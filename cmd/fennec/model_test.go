@@ -93,7 +93,7 @@ func TestModelInspectUnsupported(t *testing.T) {
 		t.Fatalf("exit %d; want node attn listed as unsupported:\n%s", code, out)
 	}
 	// Running it is refused with the same names.
-	if err := writeNPYFile(filepath.Join(dir, "x.npy"), &nn.Tensor{DType: nn.Float32, Shape: []int{1}, F32: []float32{1}}); err != nil {
+	if err := nn.WriteNPYFile(filepath.Join(dir, "x.npy"), &nn.Tensor{DType: nn.Float32, Shape: []int{1}, F32: []float32{1}}); err != nil {
 		t.Fatal(err)
 	}
 	out, code = runFennec(t, dir, "model", "run", "fancy.onnx", "--input", "x=x.npy", "--out", "o")
@@ -110,11 +110,11 @@ func TestModelRun(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, out)
 	}
-	got, err := readNPYFile(filepath.Join(dir, "res", "softmax_0.tmp_0.npy"))
+	got, err := nn.ReadNPYFile(filepath.Join(dir, "res", "softmax_0.tmp_0.npy"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := readNPYFile(filepath.Join(ref, "output_0.npy"))
+	want, err := nn.ReadNPYFile(filepath.Join(ref, "output_0.npy"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,11 +143,11 @@ func TestModelRunSilero(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, out)
 	}
 	for i, name := range []string{"output", "stateN"} {
-		got, err := readNPYFile(filepath.Join(dir, "o", name+".npy"))
+		got, err := nn.ReadNPYFile(filepath.Join(dir, "o", name+".npy"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, err := readNPYFile(filepath.Join(ref, "output_"+string(rune('0'+i))+".npy"))
+		want, err := nn.ReadNPYFile(filepath.Join(ref, "output_"+string(rune('0'+i))+".npy"))
 		if err != nil {
 			t.Fatal(err)
 		}

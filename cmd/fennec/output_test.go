@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	goruntime "runtime"
 	"strings"
 	"testing"
@@ -57,4 +58,23 @@ func allocated(f func()) uint64 {
 	f()
 	goruntime.ReadMemStats(&b)
 	return b.TotalAlloc - a.TotalAlloc
+}
+
+// TestReadInputBounded: an input larger than the limit is an error naming
+// the input and the limit, in every format; one of exactly the limit is
+// read. The CSV is cut at a line end by the limit, so that a silent cut
+// would parse (as it did with an io.LimitReader).
+func TestReadInputBounded(t *testing.T) {
+	csv := "patient,hr\np1,70\np2,71\n"
+	defer func(m int64) { maxInput = m }(maxInput)
+	maxInput = int64(len("patient,hr\np1,70\n"))
+	for _, tc := range []struct{ format, in string }{{"csv", csv}, {"json", `{"records": [{"hr": 70}]}`}, {"cbor", strings.Repeat("\x00", 30)}} {
+		if _, err := readInput(strings.NewReader(tc.in), "-", tc.format); err == nil || !strings.Contains(err.Error(), "<stdin>") || !strings.Contains(err.Error(), fmt.Sprint(maxInput)) {
+			t.Errorf("%s input of %d bytes with a limit of %d: %v, want an error naming the input and the limit", tc.format, len(tc.in), maxInput, err)
+		}
+	}
+	maxInput = int64(len(csv))
+	if _, err := readInput(strings.NewReader(csv), "-", "csv"); err != nil {
+		t.Errorf("input of exactly the limit: %v", err)
+	}
 }

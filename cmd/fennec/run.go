@@ -163,7 +163,7 @@ host's default limits, "wasi:nn" and "nn" with every preloaded model when
 			if dash := c.ArgsLenAtDash(); dash > 1 || (dash < 0 && len(args) > 1) {
 				return &exitError{exitUsage, errors.New("arguments for a command module go after --")}
 			}
-			if isCommand, err := commandModule(args[0], manifest); err != nil {
+			if isCommand, err := runtime.IsCommand(args[0], manifest); err != nil {
 				return &exitError{exitBadInput, err}
 			} else if isCommand {
 				return runCommand(c, &ef, args[0], manifest, dirs, args[1:])
@@ -173,6 +173,11 @@ host's default limits, "wasi:nn" and "nn" with every preloaded model when
 			}
 			if input == "" {
 				return &exitError{exitUsage, errors.New("--input FILE is required ('-' reads standard input)")}
+			}
+			switch format {
+			case "", "csv", "cbor", "json":
+			default:
+				return &exitError{exitUsage, fmt.Errorf("--format %q: want csv, cbor or json", format)}
 			}
 			log, err := ef.logger(c.ErrOrStderr())
 			if err != nil {
@@ -216,38 +221,6 @@ host's default limits, "wasi:nn" and "nn" with every preloaded model when
 	return c
 }
 
-// commandModule reports whether the module at path runs as a command: its
-// manifest says command = true, or it has no manifest and exports _start.
-func commandModule(path, manifest string) (bool, error) {
-	if manifest == "" {
-		found, err := runtime.FindManifest(path)
-		if err != nil {
-			wasm, rerr := os.ReadFile(path)
-			if rerr != nil {
-				return false, rerr
-			}
-			return isWASICommand(wasm), nil
-		}
-		manifest = found
-	}
-	man, err := runtime.ReadManifest(manifest)
-	if err != nil {
-		return false, err
-	}
-	return man.Command, nil
-}
-
-// isWASICommand reports whether wasm exports _start and not _initialize.
-func isWASICommand(wasm []byte) bool {
-	eng, err := runtime.New(context.Background(), runtime.Config{NoDiskCache: true, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		return false
-	}
-	defer eng.Close(context.Background())
-	info, err := eng.Inspect(context.Background(), wasm)
-	return err == nil && info.Command
-}
-
 // runCommand runs a WASI command module once and exits with its code.
 func runCommand(c *cobra.Command, ef *engineFlags, path, manifest string, dirSpecs, args []string) error {
 	log, err := ef.logger(c.ErrOrStderr())
@@ -282,7 +255,13 @@ func runCommand(c *cobra.Command, ef *engineFlags, path, manifest string, dirSpe
 			return &exitError{exitBadInput, err}
 		}
 	} else {
-		man = defaultCommandManifest(path, ef.nnPreload, len(dirs) > 0)
+		var models []string
+		for _, p := range ef.nnPreload {
+			if pl, err := hostfuncs.ParsePreload(p); err == nil {
+				models = append(models, pl.Name)
+			}
+		}
+		man = runtime.CommandManifest(path, models, len(dirs) > 0)
 	}
 	mod, err := eng.Compile(ctx, wasm, man)
 	if err != nil {
@@ -296,38 +275,6 @@ func runCommand(c *cobra.Command, ef *engineFlags, path, manifest string, dirSpe
 		return &exitError{int(min(code, 125)), fmt.Errorf("module %s exited with code %d", mod.Name(), code)}
 	}
 	return nil
-}
-
-// defaultCommandManifest is the manifest of a command module run without
-// one: named after its file, granted the models and directories the
-// command line gives.
-func defaultCommandManifest(path string, preloads []string, dirs bool) runtime.Manifest {
-	name := strings.ToLower(strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)))
-	name = strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-' {
-			return r
-		}
-		return '-'
-	}, name)
-	if name == "" || name[0] == '.' || name[0] == '_' || name[0] == '-' {
-		name = "m" + name
-	}
-	if len(name) > 64 {
-		name = name[:64]
-	}
-	man := runtime.Manifest{Name: name, Version: "0.0.0", ABI: hostfuncs.ABIVersion, Command: true}
-	if len(preloads) > 0 {
-		man.Capabilities = append(man.Capabilities, hostfuncs.CapWASINN, hostfuncs.CapNN)
-		for _, p := range preloads {
-			if pl, err := hostfuncs.ParsePreload(p); err == nil {
-				man.NN.Models = append(man.NN.Models, pl.Name)
-			}
-		}
-	}
-	if dirs {
-		man.Capabilities = append(man.Capabilities, runtime.CapWASIDirs)
-	}
-	return man
 }
 
 // defaultMaxJSON is the largest output `fennec run` renders as JSON. A CBOR
@@ -363,6 +310,10 @@ func writeOutput(w io.Writer, module string, out []byte, format string, maxJSON 
 	return &exitError{exitUsage, fmt.Errorf("--output %q: want json or cbor", format)}
 }
 
+// maxInput is the largest input `fennec run` reads (1 GiB); a larger one is
+// an error, never cut short (a CSV cut at a line end would parse).
+var maxInput int64 = 1 << 30
+
 // readInput reads and converts the input file to CBOR.
 func readInput(stdin io.Reader, path, format string) ([]byte, error) {
 	name := path
@@ -387,13 +338,13 @@ func readInput(stdin io.Reader, path, format string) ([]byte, error) {
 			format = "cbor"
 		}
 	}
-	const maxInput = 1 << 30
+	r = &boundedReader{r: r, left: maxInput, name: name}
 	switch format {
 	case "csv":
-		b, _, err := records.FromCSV(io.LimitReader(r, maxInput), name)
+		b, _, err := records.FromCSV(r, name)
 		return b, err
 	case "json", "cbor":
-		b, err := io.ReadAll(io.LimitReader(r, maxInput))
+		b, err := io.ReadAll(r)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
@@ -403,4 +354,29 @@ func readInput(stdin io.Reader, path, format string) ([]byte, error) {
 		return b, records.CheckCBOR(b, name)
 	}
 	return nil, fmt.Errorf("--format %q: want csv, cbor or json", format)
+}
+
+// boundedReader reads at most left bytes of r and fails, naming the input
+// and the limit, when r has more.
+type boundedReader struct {
+	r    io.Reader
+	left int64
+	name string
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		// One byte more tells a longer input from one of exactly the limit.
+		var one [1]byte
+		if n, _ := io.ReadFull(b.r, one[:]); n > 0 {
+			return 0, fmt.Errorf("%s: larger than the %d bytes fennec run reads", b.name, maxInput)
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
 }

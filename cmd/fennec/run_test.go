@@ -91,6 +91,11 @@ func TestRunErrors(t *testing.T) {
 		{[]string{"run", mod, "--bogus"}, exitUsage, "unknown flag"},
 		{[]string{"vitals", "--patients", "-3"}, exitUsage, "vitals config: Patients must not be negative"},
 		{[]string{"vitals", "--hours", "-1"}, exitUsage, "vitals config: Hours must not be negative"},
+		// A format the command does not know is a usage error (exit 2),
+		// told before the input is read; so is a negative device shard.
+		{[]string{"run", mod, "--input", "bad.csv", "--format", "xml"}, exitUsage, `--format "xml": want csv, cbor or json`},
+		{[]string{"vitals", "--device", "-5"}, exitUsage, "--device -5"},
+		{[]string{"hub", "--nats", "nats://127.0.0.1:1"}, exitUsage, "--secret is required with --nats (no data directory)"},
 	}
 	for _, c := range cases {
 		out, code := runFennec(t, dir, c.args...)

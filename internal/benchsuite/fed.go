@@ -333,7 +333,7 @@ func benchFedModes(ctx context.Context, o bench.Options) ([]bench.Result, error)
 	res := []bench.Result{{Group: "fed", Name: "plain round, 10 devices, " + data.Name, Value: plain.sec * 1e3, Unit: "ms",
 		Note: fmt.Sprintf("%.0f bytes/round; accuracy %.3f after %d rounds", plain.bytes, plain.acc, rounds)}}
 	for _, mode := range federation.ModeNames()[1:] {
-		if mode == "dpsgd" || mode == "secagg+dpsgd" {
+		if federation.ModeTrainsDPSGD(mode) {
 			// DP-SGD runs inside the training module (settings.dp), not
 			// on the pure-Go trainer this benchmark drives: its cost is
 			// the sdk group's risk-train figure with the host's DP-SGD

@@ -211,7 +211,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	// budget of --epsilon at --delta for its data: the host charges it
 	// when the training module starts a DP-SGD run and refuses a run that
 	// would overspend it.
-	dpsgd := o.Mode == "dpsgd" || o.Mode == "secagg+dpsgd"
+	dpsgd := o.dpsgd()
 	var ledgerDir string
 	if dpsgd {
 		var err error
@@ -746,7 +746,7 @@ const demoDataset = "demo-train"
 func modeConfig(o Options) federation.ModeConfig {
 	c := federation.ModeConfig{TargetEpsilon: o.Epsilon, Delta: o.Delta, Clip: o.Clip,
 		PatientsPerStep: o.PatientsPerStep, LocalSteps: o.LocalSteps}
-	if o.Mode == "dpsgd" || o.Mode == "secagg+dpsgd" {
+	if o.dpsgd() {
 		if c.Clip == 0 {
 			c.Clip = 1
 		}

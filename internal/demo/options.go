@@ -83,7 +83,7 @@ func badInput(err error) error   { return &Error{BadInput, err} }
 func failure(err error) error    { return &Error{Failure, err} }
 
 // dpsgd reports whether the mode trains with DP-SGD on the devices.
-func (o *Options) dpsgd() bool { return o.Mode == "dpsgd" || o.Mode == "secagg+dpsgd" }
+func (o *Options) dpsgd() bool { return federation.ModeTrainsDPSGD(o.Mode) }
 
 // fill applies the defaults and validates; errors name the option.
 func (o *Options) fill() error {

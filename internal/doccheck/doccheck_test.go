@@ -1,5 +1,6 @@
 // Package doccheck holds tests that keep the documentation honest about the
-// repository: every file it links to or names by path exists.
+// repository: every file it links to or names by path exists, and the
+// package diagram of docs/ARCHITECTURE.md matches the imports.
 package doccheck
 
 import (

@@ -126,7 +126,8 @@ type Config struct {
 	Quorum float64
 	// Deadline after which stragglers are dropped (30s).
 	Deadline time.Duration
-	// Settings sent to devices (mode is set from the strategy).
+	// Settings sent to devices (Mode is set from the strategy, and Mu from
+	// a built-in one: strategy.ProximalWeight).
 	Settings wire.Settings
 	// Initial is the starting global model, used when the store holds none.
 	Initial *model.Model
@@ -240,11 +241,13 @@ func (c *Config) fill() error {
 	c.Logger = config.Logger(c.Logger)
 	// A robust strategy is robust only with enough updates per round: say
 	// so now rather than aggregate a round in which one device decides.
+	// Which strategies a privacy mode may feed is this rule's: every mode
+	// but plain hands the strategy one aggregate.
+	if why := strategy.IndividualUpdates(c.Strategy); why != "" && !plainMode(c.Mode) {
+		return fmt.Errorf("hub config: strategy %s %s, but mode %s hands it one aggregate: use fedavg, fedprox, fedadam, fedyogi or fedadagrad",
+			c.Strategy.Name(), why, c.Mode)
+	}
 	if n, why := strategy.MinUpdates(c.Strategy); n > 1 {
-		if c.Mode != "" && !plainMode(c.Mode) {
-			return fmt.Errorf("hub config: strategy %s needs %d individual updates per round (%s), but mode %s hands it one aggregate: use fedavg, fedprox, fedadam, fedyogi or fedadagrad",
-				c.Strategy.Name(), n, why, c.Mode)
-		}
 		if c.MinDevices < n {
 			return fmt.Errorf("hub config: strategy %s is robust only with at least %d updates per round (%s), and MinDevices is %d: set MinDevices (--min-devices) to %d or more, or choose another strategy",
 				c.Strategy.Name(), n, why, c.MinDevices, n)
@@ -258,6 +261,11 @@ func (c *Config) fill() error {
 	}
 	if c.Settings.LR == 0 {
 		c.Settings.LR = 0.05
+	}
+	// A built-in strategy's proximal weight is its own (FedProx's Mu, 0
+	// for the others: a fedavg hub sends none).
+	if mu, ok := strategy.ProximalWeight(c.Strategy); ok {
+		c.Settings.Mu = mu
 	}
 	c.Settings.Mode = "weights"
 	if g, ok := c.Strategy.(strategy.GradientMode); ok && g.Gradient() {

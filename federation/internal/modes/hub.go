@@ -107,6 +107,10 @@ func NewHub(mode string, cfg Config) (*Hub, error) {
 // Mode returns the mode's name.
 func (h *Hub) Mode() string { return h.mode }
 
+// Config returns the configuration the hub side runs with: the one NewHub
+// was given, validated, with its defaults filled in.
+func (h *Hub) Config() Config { return h.cfg }
+
 // Bind gives the hub side the step link to the devices (needed by secagg
 // and he) and a function returning the hub's current global model (the
 // hub's Global method; its version must be the round's).

@@ -75,6 +75,13 @@ const (
 	SecAggDPSGD = "secagg+dpsgd"
 )
 
+// TrainsDPSGD reports whether mode has the devices train with
+// patient-level DP-SGD (dpsgd, secagg+dpsgd).
+func TrainsDPSGD(mode string) bool {
+	k, err := parse(mode)
+	return err == nil && k.noise == "sgd"
+}
+
 // Names lists the modes.
 var Names = []string{Plain, DP, LDP, SecAgg, SecAggDP, HE, HEDP, DPSGD, SecAggDPSGD}
 

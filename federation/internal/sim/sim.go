@@ -214,10 +214,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		if err != nil {
 			return Summary{}, err
 		}
-		strat = strategy.FromAggregator(agg)
-		if cfg.Strategy.Mu > 0 {
-			cfg.Settings.Mu = cfg.Strategy.Mu
-		}
+		strat = strategy.FromAggregator(agg) // the hub sends its Mu (strategy.ProximalWeight)
 	}
 	ids := make([]string, cfg.Devices)
 	for i := range ids {

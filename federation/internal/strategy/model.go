@@ -105,6 +105,19 @@ func MinUpdates(s Strategy) (int, string) {
 	return 1, ""
 }
 
+// IndividualUpdates says why s needs each device's own update, "" when one
+// aggregate of them will do: a strategy that needs more than one update
+// (MinUpdates), or one that declares it (a module strategy).
+func IndividualUpdates(s Strategy) string {
+	if n, why := MinUpdates(s); n > 1 {
+		return fmt.Sprintf("needs %d individual updates per round (%s)", n, why)
+	}
+	if i, ok := s.(interface{ IndividualUpdates() string }); ok {
+		return "needs individual updates (" + i.IndividualUpdates() + ")"
+	}
+	return ""
+}
+
 // Finite checks that every f32 element of m is finite, naming the first
 // tensor and element that is not.
 func Finite(m *model.Model) error {
@@ -205,6 +218,13 @@ type wasmStrategy struct {
 }
 
 func (w *wasmStrategy) Name() string { return "wasm:" + w.name }
+
+// IndividualUpdates says why a module strategy needs each device's update:
+// what it does with them is the module's, so one aggregate (a privacy
+// mode's) would not be what it was written for.
+func (w *wasmStrategy) IndividualUpdates() string {
+	return "a module strategy is handed each device's update"
+}
 
 func (w *wasmStrategy) Aggregate(ctx context.Context, round uint64, global model.Model, updates []ModelUpdate) (model.Model, error) {
 	if len(updates) == 0 {

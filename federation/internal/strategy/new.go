@@ -17,7 +17,8 @@ type Config struct {
 	// FedSGD server optimizer.
 	LR       float64 `json:"lr,omitempty" toml:"lr"`
 	Momentum float64 `json:"momentum,omitempty" toml:"momentum"`
-	// FedProx proximal weight, sent to devices in the round settings.
+	// FedProx proximal weight, sent to devices in the round settings
+	// (ProximalWeight); the other strategies ignore it.
 	Mu float64 `json:"mu,omitempty" toml:"mu"`
 	// FedOpt.
 	Eta   float64 `json:"eta,omitempty" toml:"eta"`

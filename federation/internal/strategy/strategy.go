@@ -216,6 +216,27 @@ func (FedAvg) Aggregate(_ uint64, global []float32, updates []Update) ([]float32
 type FedProx struct{ Mu float64 }
 
 func (FedProx) Name() string { return "fedprox" }
+
+// ProximalWeight is the mu the devices' training adds for a built-in
+// strategy s: FedProx's Mu, 0 for every other one (they ignore Config.Mu,
+// as all but fedsgd ignore LR). ok is false for a strategy that wraps no
+// built-in aggregator (a module's, a caller's own), whose proximal weight
+// is its caller's. The hub sends it in the round settings: it is the one
+// place the devices' proximal weight comes from.
+func ProximalWeight(s Strategy) (mu float64, ok bool) {
+	v, ok := s.(interface{ Aggregator() Aggregator })
+	if !ok {
+		return 0, false
+	}
+	switch p := v.Aggregator().(type) {
+	case FedProx:
+		return p.Mu, true
+	case *FedProx:
+		return p.Mu, true
+	}
+	return 0, true
+}
+
 func (FedProx) Aggregate(r uint64, global []float32, updates []Update) ([]float32, error) {
 	return FedAvg{}.Aggregate(r, global, updates)
 }
