@@ -336,6 +336,15 @@ func packB(dst []float32, b matView, p0, kc, j0, nc, nr int) {
 		cols := min(nr, nc-s*nr)
 		base := j0 + s*nr
 		if !b.t {
+			if cols == nr && nr%16 == 0 {
+				done := true
+				for h := 0; h < nr && done; h += 16 {
+					done = packRows16(strip[h:], &b, p0, kc, base+h, nr)
+				}
+				if done {
+					continue
+				}
+			}
 			for p := 0; p < kc; p++ {
 				r := b.row(p0 + p)
 				src := b.d[r+base : r+base+cols]
