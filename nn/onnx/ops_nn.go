@@ -597,6 +597,13 @@ func depthwise(w *window, x, wt, out, work []float32) {
 			k := wt[ch*w.kh*w.kw:][:w.kh*w.kw]
 			dst := out[(b*w.ch+ch)*plane:][:plane]
 			splitPhases(w, img, dec, h2, w2, planeSz)
+			if w.kh*w.kw <= maxRegTaps {
+				depthwiseRows(w, dec, k, tmp, w2, planeSz)
+				for oy := 0; oy < w.oh; oy++ {
+					copy(dst[oy*w.ow:(oy+1)*w.ow], tmp[oy*w2:oy*w2+w.ow])
+				}
+				continue
+			}
 			clear(tmp)
 			for ki := 0; ki < w.kh; ki++ {
 				ry, oy := (ki*w.dh)%w.sh, (ki*w.dh)/w.sh
@@ -618,6 +625,47 @@ func depthwise(w *window, x, wt, out, work []float32) {
 				copy(dst[oy*w.ow:(oy+1)*w.ow], tmp[oy*w2:oy*w2+w.ow])
 			}
 		}
+	}
+}
+
+// maxRegTaps bounds the kernels depthwiseRows takes (its tap lists live on
+// the stack); larger ones take the axpy per tap.
+const maxRegTaps = 49
+
+// depthwiseRows computes one channel's work plane tmp (oh rows of w2) from
+// its phase planes dec: each output element is the sum of its taps, summed
+// in registers (vec.Taps) rather than one plane-long axpy per tap, which
+// reads and writes the plane kh*kw times. Runs of output rows that the same
+// kernel rows reach (all of them but the rows near padding) are one call;
+// taps whose input row is padding are left out, as depthwise's tapRange does.
+func depthwiseRows(w *window, dec, k, tmp []float32, w2, planeSz int) {
+	var offs [maxRegTaps]int
+	var wts [maxRegTaps]float32
+	for oy := 0; oy < w.oh; {
+		k0, k1 := tapRange(oy*w.sh-w.pt, w.dh, w.kh, w.h)
+		end := oy + 1
+		for end < w.oh {
+			if e0, e1 := tapRange(end*w.sh-w.pt, w.dh, w.kh, w.h); e0 != k0 || e1 != k1 {
+				break
+			}
+			end++
+		}
+		nt := 0
+		for ki := k0; ki < k1; ki++ {
+			ry, dy := (ki*w.dh)%w.sh, (ki*w.dh)/w.sh
+			for kj := 0; kj < w.kw; kj++ {
+				rx, dx := (kj*w.dw)%w.sw, (kj*w.dw)/w.sw
+				offs[nt] = (ry*w.sw+rx)*planeSz + (dy+oy)*w2 + dx
+				wts[nt] = k[ki*w.kw+kj]
+				nt++
+			}
+		}
+		if nt == 0 {
+			clear(tmp[oy*w2 : end*w2])
+		} else {
+			vec.Taps(tmp[oy*w2:end*w2], dec, offs[:nt], wts[:nt])
+		}
+		oy = end
 	}
 }
 
