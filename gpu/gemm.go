@@ -23,6 +23,11 @@ type gemmKernel struct {
 	// strip b (kc*NR), adding to c when acc is set and overwriting it
 	// otherwise. kc >= 1.
 	micro func(kc int, a []float32, rs, ks int, b, c []float32, ldc int, acc bool)
+	// tails, when set, holds for each h in [1, mr) a micro-kernel of the
+	// same form that computes an h x NR tile (tails[0] is unused): a last
+	// strip of h rows of a row-major A is then read in place, not copied
+	// into a zero-padded strip and multiplied through mr-h rows of zeros.
+	tails []func(kc int, a []float32, rs, ks int, b, c []float32, ldc int, acc bool)
 }
 
 var kernels = map[string]*gemmKernel{}
@@ -261,22 +266,30 @@ func gemmSerial(kern *gemmKernel, m0, m1, n0, n1, k int, a, b matView, c []float
 						mh := min(mr, mc-ir)
 						var as []float32
 						rs, ks := 1, mr
+						micro := kern.micro
+						direct := mh == mr // the kernel writes exactly mh rows
 						switch {
 						case a.t:
 							as = ap[ir*kc : (ir+mr)*kc]
 						case mh == mr:
 							as = a.d[(ic+ir)*a.ld+pc:]
 							rs, ks = a.ld, 1
+						case kern.tails != nil:
+							as = a.d[(ic+ir)*a.ld+pc:]
+							rs, ks = a.ld, 1
+							micro = kern.tails[mh]
+							direct = true
 						default:
 							as = buf.a[:mr*kc]
 							packA(as, a, ic+ir, mh, pc, kc, mr)
 						}
 						off := (ic+ir)*ldc + jc + jr
-						if mh == mr && nw == nr {
-							kern.micro(kc, as, rs, ks, bs, c[off:], ldc, acc)
+						if nw == nr && direct {
+							// a full-width tile straight into C
+							micro(kc, as, rs, ks, bs, c[off:], ldc, acc)
 							continue
 						}
-						kern.micro(kc, as, rs, ks, bs, tile, nr, false)
+						micro(kc, as, rs, ks, bs, tile, nr, false)
 						for r := 0; r < mh; r++ {
 							dst := c[off+r*ldc : off+r*ldc+nw]
 							src := tile[r*nr : r*nr+nw]
@@ -336,6 +349,15 @@ func packB(dst []float32, b matView, p0, kc, j0, nc, nr int) {
 		cols := min(nr, nc-s*nr)
 		base := j0 + s*nr
 		if !b.t {
+			if cols == nr && nr%16 == 0 {
+				done := true
+				for h := 0; h < nr && done; h += 16 {
+					done = packRows16(strip[h:], &b, p0, kc, base+h, nr)
+				}
+				if done {
+					continue
+				}
+			}
 			for p := 0; p < kc; p++ {
 				r := b.row(p0 + p)
 				src := b.d[r+base : r+base+cols]

@@ -12,6 +12,29 @@ func microAVX512(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc boo
 //go:noescape
 func microAVX2(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)
 
+//go:noescape
+func microAVX2r1(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)
+
+//go:noescape
+func microAVX2r2(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)
+
+//go:noescape
+func microAVX2r3(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)
+
+//go:noescape
+func microAVX2r4(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)
+
+//go:noescape
+func microAVX2r5(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)
+
+// avx2Tail wraps the AVX2 kernel for a last strip of rows (1-5) rows.
+func avx2Tail(rows int, f func(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)) func(kc int, a []float32, rs, ks int, b, c []float32, ldc int, acc bool) {
+	return func(kc int, a []float32, rs, ks int, b, c []float32, ldc int, acc bool) {
+		_, _, _ = a[(rows-1)*rs+(kc-1)*ks], b[kc*16-1], c[(rows-1)*ldc+15]
+		f(kc, &a[0], rs, ks, &b[0], &c[0], ldc, acc)
+	}
+}
+
 func init() {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
 		registerKernel(&gemmKernel{name: "avx2", mr: 6, nr: 16, kc: 256, mc: 96, nc: 4096,
@@ -19,7 +42,10 @@ func init() {
 				// bounds checks: a bug here must panic, not corrupt memory
 				_, _, _ = a[5*rs+(kc-1)*ks], b[kc*16-1], c[5*ldc+15]
 				microAVX2(kc, &a[0], rs, ks, &b[0], &c[0], ldc, acc)
-			}})
+			},
+			tails: []func(kc int, a []float32, rs, ks int, b, c []float32, ldc int, acc bool){
+				nil, avx2Tail(1, microAVX2r1), avx2Tail(2, microAVX2r2), avx2Tail(3, microAVX2r3),
+				avx2Tail(4, microAVX2r4), avx2Tail(5, microAVX2r5)}})
 	}
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL {
 		registerKernel(&gemmKernel{name: "avx512", mr: 12, nr: 32, kc: 256, mc: 120, nc: 4096,

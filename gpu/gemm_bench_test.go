@@ -106,3 +106,25 @@ func BenchmarkSkinny(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSgemmShapes measures the products the shared ONNX models make
+// (m x n x k of their convolutions: embedding_model, PP-OCR cls and det), one
+// thread, the AVX2/auto kernel:
+//
+//	go test -run '^$' -bench 'SgemmShapes' -count 5 ./gpu/
+func BenchmarkSgemmShapes(b *testing.B) {
+	cpu, err := gpu.NewCPUWithConfig(gpu.CPUConfig{Threads: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, s := range [][3]int{{96, 48, 288}, {72, 300, 216}, {48, 612, 144}, {24, 2516, 72}, {24, 288, 864}, {200, 192, 32}, {8, 2304, 8}} {
+		m, n, k := s[0], s[1], s[2]
+		a, bb, c := randSlice(m*k, 1), randSlice(k*n, 2), make([]float32, m*n)
+		b.Run(fmt.Sprintf("%dx%dx%d", m, n, k), func(b *testing.B) {
+			for b.Loop() {
+				_ = cpu.Sgemm(false, false, m, n, k, a, bb, c)
+			}
+			b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}

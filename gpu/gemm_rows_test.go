@@ -53,3 +53,48 @@ func TestSgemmRows(t *testing.T) {
 		}
 	}
 }
+
+// TestSgemmStripTails: every count of rows left over after the register
+// strips (m = 1..2*mr+1), full and partial column strips, one k block and
+// two (the second accumulates), on each kernel, against a float64 product.
+func TestSgemmStripTails(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, name := range AvailableKernels() {
+		cpu, err := NewCPUWithConfig(CPUConfig{Kernel: name, Threads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mr := cpu.kern.mr
+		for m := 1; m <= 2*mr+1; m++ {
+			for _, n := range []int{16, 37} {
+				for _, k := range []int{5, 300} {
+					a, b := make([]float32, m*k), make([]float32, k*n)
+					for i := range a {
+						a[i] = float32(rng.NormFloat64())
+					}
+					for i := range b {
+						b[i] = float32(rng.NormFloat64())
+					}
+					got := make([]float32, m*n)
+					for i := range got {
+						got[i] = float32(math.NaN()) // overwritten, never read
+					}
+					if err := cpu.Sgemm(false, false, m, n, k, a, b, got); err != nil {
+						t.Fatal(err)
+					}
+					for i := 0; i < m; i++ {
+						for j := 0; j < n; j++ {
+							var want float64
+							for p := 0; p < k; p++ {
+								want += float64(a[i*k+p]) * float64(b[p*n+j])
+							}
+							if d := math.Abs(float64(got[i*n+j]) - want); !(d <= 1e-4*(1+math.Abs(want))) {
+								t.Fatalf("%s %dx%dx%d: [%d,%d] = %v, want %v", name, m, n, k, i, j, got[i*n+j], want)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}

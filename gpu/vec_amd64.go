@@ -36,3 +36,28 @@ func spRow32(cols []int32, vals []float32, xt []float32, ld int, out []float32) 
 	}
 	spRow32Go(cols, vals, xt, ld, out)
 }
+
+//go:noescape
+func packRowsAVX(dst, src *float32, offs *int, ld, kc, dstride int)
+
+var haveAVX = cpu.X86.HasAVX
+
+// packRows16 sets dst[p*dstride : +16] = B's row p0+p, columns [base,
+// base+16), for p < kc, where B is the row-major (not transposed) b. The
+// caller guarantees the columns exist; the last row's end is checked here so
+// that a bad offset panics instead of reading past the slice.
+func packRows16(dst []float32, b *matView, p0, kc, base, dstride int) bool {
+	if !haveAVX || kc == 0 {
+		return false
+	}
+	_ = dst[(kc-1)*dstride+15]
+	if b.rows != nil {
+		rows := b.rows[p0 : p0+kc]
+		// SgemmRows checked every row offset against len(b.d)-n and base+16 <= n
+		packRowsAVX(&dst[0], &b.d[base], &rows[0], 0, kc, dstride)
+		return true
+	}
+	_ = b.d[(p0+kc-1)*b.ld+base+15]
+	packRowsAVX(&dst[0], &b.d[p0*b.ld+base], nil, b.ld, kc, dstride)
+	return true
+}

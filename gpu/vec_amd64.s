@@ -95,3 +95,44 @@ spdone:
 	VMOVUPS Y3, 96(DX)
 	VZEROUPPER
 	RET
+
+// func packRowsAVX(dst, src *float32, offs *int, ld, kc, dstride int)
+// Copies 16 floats per k step: dst[p*dstride : +16] = src[o_p : o_p+16],
+// where o_p = offs[p] when offs is not nil and p*ld otherwise (elements).
+// SGEMM's B packing for a full strip of a row-major B.
+TEXT ·packRowsAVX(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ offs+16(FP), BX
+	MOVQ ld+24(FP), R8
+	SHLQ $2, R8
+	MOVQ kc+32(FP), CX
+	MOVQ dstride+40(FP), DX
+	SHLQ $2, DX
+	TESTQ CX, CX
+	JZ packdone
+	TESTQ BX, BX
+	JNZ packoffs
+packstride:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ R8, SI
+	ADDQ DX, DI
+	DECQ CX
+	JNZ packstride
+	JMP packdone
+packoffs:
+	MOVQ (BX), AX
+	VMOVUPS (SI)(AX*4), Y0
+	VMOVUPS 32(SI)(AX*4), Y1
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ $8, BX
+	ADDQ DX, DI
+	DECQ CX
+	JNZ packoffs
+packdone:
+	VZEROUPPER
+	RET

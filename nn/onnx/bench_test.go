@@ -48,3 +48,26 @@ func BenchmarkModels(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLoad is the load time of PP-OCRv4 detection: Load (read, decode,
+// check, optimise) and NewSession (plan) from the file, what onnxruntime's
+// InferenceSession creation does; testdata/bench_load.py times both in turn.
+func BenchmarkLoad(b *testing.B) {
+	path := sharedModel(b, "ch_PP-OCRv4_det_infer.onnx")
+	be, err := gpu.NewCPUWithConfig(gpu.CPUConfig{Threads: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		m, err := Load(path, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, err := NewSession(m, be)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
+}

@@ -239,3 +239,95 @@ func TestInternalOpRefused(t *testing.T) {
 		t.Fatalf("NewSession: %v", err)
 	}
 }
+
+// naiveConv is the textbook grouped convolution (NCHW, one image).
+func naiveConv(x []float32, ch, h, wd int, wt []float32, m, g, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow int) []float32 {
+	out := make([]float32, m*oh*ow)
+	cg, mg := ch/g, m/g
+	for o := 0; o < m; o++ {
+		gi := o / mg
+		for oy := 0; oy < oh; oy++ {
+			for ox := 0; ox < ow; ox++ {
+				var acc float64
+				for c := 0; c < cg; c++ {
+					for ki := 0; ki < kh; ki++ {
+						for kj := 0; kj < kw; kj++ {
+							iy, ix := oy*sh-pt+ki*dh, ox*sw-pl+kj*dw
+							if iy < 0 || iy >= h || ix < 0 || ix >= wd {
+								continue
+							}
+							acc += float64(x[((gi*cg+c)*h+iy)*wd+ix]) * float64(wt[((o*cg+c)*kh+ki)*kw+kj])
+						}
+					}
+				}
+				out[(o*oh+oy)*ow+ox] = float32(acc)
+			}
+		}
+	}
+	return out
+}
+
+// TestConvPaths: Conv on the CPU backend against the definition for the
+// windows that take each product path: unpadded stride 1 read in place (kw 1,
+// kw > 1 with and without dilation, groups), phased with pads and strides, and
+// plain im2col.
+func TestConvPaths(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	ints := func(name string, v ...int64) *pb.AttributeProto {
+		return &pb.AttributeProto{Name: strp(name), Type: attrTypep(pb.AttributeProto_INTS), Ints: v}
+	}
+	for _, tc := range []struct{ ch, h, w, m, g, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr int }{
+		{24, 14, 9, 12, 1, 3, 1, 1, 1, 1, 1, 0, 0, 0, 0}, // embedding_model's 3x1
+		{8, 10, 12, 7, 1, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0},
+		{6, 11, 30, 5, 1, 2, 3, 1, 1, 2, 2, 0, 0, 0, 0},
+		{8, 9, 10, 6, 2, 1, 3, 1, 1, 1, 1, 0, 0, 0, 0},
+		{5, 12, 10, 9, 1, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1}, // embedding_model's 1x3
+		{4, 13, 11, 8, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
+		{4, 9, 9, 3, 1, 3, 3, 3, 3, 1, 1, 0, 0, 0, 0},
+	} {
+		oh := (tc.h+tc.pt+tc.pb-(tc.kh-1)*tc.dh-1)/tc.sh + 1
+		ow := (tc.w+tc.pl+tc.pr-(tc.kw-1)*tc.dw-1)/tc.sw + 1
+		wt := randTensor(rng, "w", false, int64(tc.m), int64(tc.ch/tc.g), int64(tc.kh), int64(tc.kw))
+		g := &pb.GraphProto{Name: strp("conv"),
+			Node: []*pb.NodeProto{nodep("Conv", "conv", []string{"x", "w"}, []string{"y"},
+				&pb.AttributeProto{Name: strp("group"), Type: attrTypep(pb.AttributeProto_INT), I: i64p(int64(tc.g))},
+				ints("strides", int64(tc.sh), int64(tc.sw)), ints("dilations", int64(tc.dh), int64(tc.dw)),
+				ints("pads", int64(tc.pt), int64(tc.pl), int64(tc.pb), int64(tc.pr)))},
+			Initializer: []*pb.TensorProto{wt},
+			Input:       []*pb.ValueInfoProto{valueProto("x", nn.Float32, 1, tc.ch, tc.h, tc.w)},
+			Output:      []*pb.ValueInfoProto{valueProto("y", nn.Float32)}}
+		m, err := Decode(marshal(t, model(13, g)), "conv.onnx", "", Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, threads := range []int{1, 2} {
+			be, err := gpu.NewCPUWithConfig(gpu.CPUConfig{Threads: threads})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := NewSession(m, be)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x, _ := nn.New(nn.Float32, []int{1, tc.ch, tc.h, tc.w}, 1<<20)
+			for i := range x.F32 {
+				x.F32[i] = float32(rng.NormFloat64())
+			}
+			out, err := s.Run(map[string]*nn.Tensor{"x": x})
+			s.Close()
+			if err != nil {
+				t.Fatalf("%+v: %v", tc, err)
+			}
+			want := naiveConv(x.F32, tc.ch, tc.h, tc.w, wt.FloatData, tc.m, tc.g, tc.kh, tc.kw, tc.sh, tc.sw, tc.dh, tc.dw, tc.pt, tc.pl, oh, ow)
+			got := out["y"]
+			if !equalInts(got.Shape, []int{1, tc.m, oh, ow}) {
+				t.Fatalf("%+v: shape %v, want [1 %d %d %d]", tc, got.Shape, tc.m, oh, ow)
+			}
+			for i, v := range want {
+				if d := math.Abs(float64(got.F32[i] - v)); !(d <= 1e-4*(1+math.Abs(float64(v)))) {
+					t.Fatalf("%+v threads %d: [%d] = %v, want %v", tc, threads, i, got.F32[i], v)
+				}
+			}
+		}
+	}
+}

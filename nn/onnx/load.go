@@ -118,9 +118,19 @@ func Load(path string, opts Options) (*Model, error) {
 	if st.Size() > opts.MaxFileBytes {
 		return nil, fmt.Errorf("%s: %w: file of %d bytes exceeds the limit of %d", path, ErrInvalid, st.Size(), opts.MaxFileBytes)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, opts.MaxFileBytes+1))
+	// One buffer of the file's size (io.ReadAll alone doubles its way up:
+	// twice the file allocated); a file that grew since Stat is read on
+	// to its end, within the limit, and decode refuses it past that.
+	data := make([]byte, st.Size())
+	if _, err := io.ReadFull(f, data); err != nil {
+		return nil, fmt.Errorf("%s: %w (file shorter than its %d bytes)", path, err, st.Size())
+	}
+	rest, err := io.ReadAll(io.LimitReader(f, opts.MaxFileBytes+1-st.Size()))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(rest) > 0 {
+		data = append(data, rest...)
 	}
 	return decode(data, filepath.Base(path), filepath.Dir(path), opts)
 }

@@ -32,9 +32,10 @@ type winCache struct {
 }
 
 type rowsEntry struct {
-	w    *window
-	cg   int
-	rows []int
+	w      *window
+	cg     int
+	direct bool
+	rows   []int
 }
 
 type winEntry struct {
@@ -243,10 +244,35 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 		// out of the phase planes of all cg channels (gpu.CPU.SgemmRows):
 		// im2col without the copy.
 		cpu, isCPU := c.s.be.(*gpu.CPU)
+		// Unpadded, stride 1: B's rows lie in the input itself, tap
+		// (ch, ki, kj) at ch*h*w + ki*dh*w + kj*dw, each a run of oh*w
+		// less (kw-1)*dw floats (the last one ends at the input's end),
+		// so nothing is copied; the kw-1 columns past ow in each output
+		// row are computed and dropped as for a phased product. With
+		// kw == 1 (embedding_model's 3x1 convolutions) nothing is dropped.
+		rowStride := w2 // elements between output rows in the product
+		noPad := win.sh == 1 && win.sw == 1 && win.pt+win.pl+win.pb+win.pr == 0
+		inPlace := !direct1x1 && isCPU && noPad && (win.kw == 1 || 4*win.w <= 5*win.ow) &&
+			win.oh*win.w-(win.kw-1)*win.dw >= smallN
+		if inPlace {
+			phased = false
+			cols = win.oh*win.w - (win.kw-1)*win.dw
+			rowStride = win.w
+		}
 		gather := phased && isCPU && cols >= smallN
 		var col, dec, tmp []float32
 		var rows []int
-		if !direct1x1 && !gather {
+		if inPlace {
+			rows = c.gatherRows(win, cg, true)
+			if cols != plane {
+				if err := c.checkWork("product buffer", mg, cols); err != nil {
+					return nil, err
+				}
+				tmp = c.s.hostGet(mg * cols)
+				defer c.s.hostPut(tmp)
+			}
+		}
+		if !direct1x1 && !gather && !inPlace {
 			if err := c.checkWork("im2col buffer", kk, cols); err != nil {
 				return nil, err
 			}
@@ -260,7 +286,7 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 					return nil, err
 				}
 				nd *= cg
-				rows = c.gatherRows(win, cg)
+				rows = c.gatherRows(win, cg, false)
 			}
 			if err := c.checkWork("im2col phases", nd, 1); err != nil {
 				return nil, err
@@ -286,6 +312,11 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 				}
 				wg := wt.F32[gi*mg*kk : (gi+1)*mg*kk]
 				switch {
+				case inPlace:
+					if err := cpu.SgemmRows(mg, cols, kk, wg, src[:cg*win.h*win.w], rows, res); err != nil {
+						return nil, err
+					}
+					c.s.deviceCalls.Add(1)
 				case gather:
 					h2, w2, planeSz := phaseDims(win)
 					per := win.sh * win.sw * planeSz
@@ -310,8 +341,11 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 					}
 				}
 				if tmp != nil { // drop the extra columns
-					for r := 0; r < mg*win.oh; r++ {
-						copy(dst[r*win.ow:(r+1)*win.ow], tmp[r*w2:r*w2+win.ow])
+					for o := 0; o < mg; o++ {
+						for y := 0; y < win.oh; y++ {
+							r := o*win.oh + y
+							copy(dst[r*win.ow:(r+1)*win.ow], tmp[o*cols+y*rowStride:])
+						}
 					}
 				}
 			}
@@ -437,13 +471,27 @@ func phaseDims(w *window) (h2, w2, planeSz int) {
 }
 
 // gatherRows returns the row offsets of the unrolled input in the phase
-// planes of cg channels (the rows im2colPhased would copy), cached per node
-// and window.
-func (c *kctx) gatherRows(w *window, cg int) []int {
+// planes of cg channels (the rows im2colPhased would copy), or, when direct,
+// in the unpadded stride-1 input itself; cached per node and window.
+func (c *kctx) gatherRows(w *window, cg int, direct bool) []int {
 	if c.n.wc != nil {
-		if e := c.n.wc.rows.Load(); e != nil && e.w == w && e.cg == cg {
+		if e := c.n.wc.rows.Load(); e != nil && e.w == w && e.cg == cg && e.direct == direct {
 			return e.rows
 		}
+	}
+	if direct {
+		rows := make([]int, 0, cg*w.kh*w.kw)
+		for ch := 0; ch < cg; ch++ {
+			for ki := 0; ki < w.kh; ki++ {
+				for kj := 0; kj < w.kw; kj++ {
+					rows = append(rows, ch*w.h*w.w+ki*w.dh*w.w+kj*w.dw)
+				}
+			}
+		}
+		if c.n.wc != nil {
+			c.n.wc.rows.Store(&rowsEntry{w: w, cg: cg, direct: true, rows: rows})
+		}
+		return rows
 	}
 	_, w2, planeSz := phaseDims(w)
 	per := w.sh * w.sw * planeSz
@@ -549,6 +597,13 @@ func depthwise(w *window, x, wt, out, work []float32) {
 			k := wt[ch*w.kh*w.kw:][:w.kh*w.kw]
 			dst := out[(b*w.ch+ch)*plane:][:plane]
 			splitPhases(w, img, dec, h2, w2, planeSz)
+			if w.kh*w.kw <= maxRegTaps {
+				depthwiseRows(w, dec, k, tmp, w2, planeSz)
+				for oy := 0; oy < w.oh; oy++ {
+					copy(dst[oy*w.ow:(oy+1)*w.ow], tmp[oy*w2:oy*w2+w.ow])
+				}
+				continue
+			}
 			clear(tmp)
 			for ki := 0; ki < w.kh; ki++ {
 				ry, oy := (ki*w.dh)%w.sh, (ki*w.dh)/w.sh
@@ -570,6 +625,47 @@ func depthwise(w *window, x, wt, out, work []float32) {
 				copy(dst[oy*w.ow:(oy+1)*w.ow], tmp[oy*w2:oy*w2+w.ow])
 			}
 		}
+	}
+}
+
+// maxRegTaps bounds the kernels depthwiseRows takes (its tap lists live on
+// the stack); larger ones take the axpy per tap.
+const maxRegTaps = 49
+
+// depthwiseRows computes one channel's work plane tmp (oh rows of w2) from
+// its phase planes dec: each output element is the sum of its taps, summed
+// in registers (vec.Taps) rather than one plane-long axpy per tap, which
+// reads and writes the plane kh*kw times. Runs of output rows that the same
+// kernel rows reach (all of them but the rows near padding) are one call;
+// taps whose input row is padding are left out, as depthwise's tapRange does.
+func depthwiseRows(w *window, dec, k, tmp []float32, w2, planeSz int) {
+	var offs [maxRegTaps]int
+	var wts [maxRegTaps]float32
+	for oy := 0; oy < w.oh; {
+		k0, k1 := tapRange(oy*w.sh-w.pt, w.dh, w.kh, w.h)
+		end := oy + 1
+		for end < w.oh {
+			if e0, e1 := tapRange(end*w.sh-w.pt, w.dh, w.kh, w.h); e0 != k0 || e1 != k1 {
+				break
+			}
+			end++
+		}
+		nt := 0
+		for ki := k0; ki < k1; ki++ {
+			ry, dy := (ki*w.dh)%w.sh, (ki*w.dh)/w.sh
+			for kj := 0; kj < w.kw; kj++ {
+				rx, dx := (kj*w.dw)%w.sw, (kj*w.dw)/w.sw
+				offs[nt] = (ry*w.sw+rx)*planeSz + (dy+oy)*w2 + dx
+				wts[nt] = k[ki*w.kw+kj]
+				nt++
+			}
+		}
+		if nt == 0 {
+			clear(tmp[oy*w2 : end*w2])
+		} else {
+			vec.Taps(tmp[oy*w2:end*w2], dec, offs[:nt], wts[:nt])
+		}
+		oy = end
 	}
 }
 

@@ -42,6 +42,11 @@ func main() {
 	} else {
 		gen(&b, kernel{name: "microAVX512", mr: 12, nr: 32, vec: "Z", width: 16})
 		gen(&b, kernel{name: "microAVX2", mr: 6, nr: 16, vec: "Y", width: 8})
+		// the same for a last strip of 1-5 rows, read in place (no
+		// zero-padded copy, no FMAs on padding)
+		for r := 1; r < 6; r++ {
+			gen(&b, kernel{name: fmt.Sprintf("microAVX2r%d", r), mr: r, nr: 16, vec: "Y", width: 8})
+		}
 	}
 	if err := os.WriteFile(out, b.Bytes(), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, err)

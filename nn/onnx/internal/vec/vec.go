@@ -113,3 +113,14 @@ func gather2Go(dst, src []float32) {
 		dst[i] = src[2*i]
 	}
 }
+
+// tapsGo computes dst[i] = sum_t wts[t] * src[offs[t]+from+i].
+func tapsGo(dst, src []float32, offs []int, wts []float32, from int) {
+	for i := range dst {
+		var acc float32
+		for t, o := range offs {
+			acc += wts[t] * src[o+from+i]
+		}
+		dst[i] = acc
+	}
+}

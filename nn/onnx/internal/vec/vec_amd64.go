@@ -186,3 +186,23 @@ func Gather2(dst, src []float32) {
 	}
 	gather2Go(dst[k:], src[2*k:])
 }
+
+//go:noescape
+func tapsAVX2(dst, src *float32, offs *int, wts *float32, ntaps, n int)
+
+// Taps sets dst[i] = sum_t wts[t] * src[offs[t]+i] for i < len(dst). Every
+// offs[t] + len(dst) must be within src (checked: a bad offset panics).
+func Taps(dst, src []float32, offs []int, wts []float32) {
+	n := len(dst)
+	wts = wts[:len(offs)]
+	for _, o := range offs {
+		_ = src[o : o+n]
+	}
+	b := body(n)
+	if b > 0 && len(offs) > 0 {
+		tapsAVX2(&dst[0], &src[0], &offs[0], &wts[0], len(offs), b)
+	} else {
+		b = 0
+	}
+	tapsGo(dst[b:], src, offs, wts, b)
+}

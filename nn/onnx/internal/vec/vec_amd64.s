@@ -348,3 +348,75 @@ g2loop:
 	JNZ g2loop
 	VZEROUPPER
 	RET
+
+// func tapsAVX2(dst, src *float32, offs *int, wts *float32, ntaps, n int)
+// dst[i] = sum_t wts[t] * src[offs[t]+i] for i < n (n a multiple of 8,
+// ntaps >= 1): a depthwise convolution's taps summed in registers, 64
+// outputs at a time (eight accumulators hide the FMA latency), then 8.
+TEXT ·tapsAVX2(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ offs+16(FP), R8
+	MOVQ wts+24(FP), R9
+	MOVQ ntaps+32(FP), R10
+	MOVQ n+40(FP), CX
+taps64:
+	CMPQ CX, $64
+	JLT taps8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ BX, BX
+taps64t:
+	MOVQ (R8)(BX*8), AX
+	LEAQ (SI)(AX*4), DX
+	VBROADCASTSS (R9)(BX*4), Y8
+	VFMADD231PS (DX), Y8, Y0
+	VFMADD231PS 32(DX), Y8, Y1
+	VFMADD231PS 64(DX), Y8, Y2
+	VFMADD231PS 96(DX), Y8, Y3
+	VFMADD231PS 128(DX), Y8, Y4
+	VFMADD231PS 160(DX), Y8, Y5
+	VFMADD231PS 192(DX), Y8, Y6
+	VFMADD231PS 224(DX), Y8, Y7
+	INCQ BX
+	CMPQ BX, R10
+	JLT taps64t
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	VMOVUPS Y4, 128(DI)
+	VMOVUPS Y5, 160(DI)
+	VMOVUPS Y6, 192(DI)
+	VMOVUPS Y7, 224(DI)
+	ADDQ $256, DI
+	ADDQ $256, SI
+	SUBQ $64, CX
+	JMP taps64
+taps8:
+	CMPQ CX, $8
+	JLT tapsdone
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	XORQ BX, BX
+taps8t:
+	MOVQ (R8)(BX*8), AX
+	VBROADCASTSS (R9)(BX*4), Y8
+	VFMADD231PS (SI)(AX*4), Y8, Y0
+	INCQ BX
+	CMPQ BX, R10
+	JLT taps8t
+	VMOVUPS Y0, (DI)
+	ADDQ $32, DI
+	ADDQ $32, SI
+	SUBQ $8, CX
+	JMP taps8
+tapsdone:
+	VZEROUPPER
+	RET

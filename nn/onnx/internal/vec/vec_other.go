@@ -21,3 +21,5 @@ func Sum(x []float32) float32 { return sumGo(x) }
 func Dot4(out *[4]float32, x, y []float32, ldy int) { dot4Go(out, x, y, ldy) }
 
 func Gather2(dst, src []float32) { gather2Go(dst, src) }
+
+func Taps(dst, src []float32, offs []int, wts []float32) { tapsGo(dst, src, offs, wts, 0) }

@@ -136,3 +136,43 @@ func TestGather2(t *testing.T) {
 		}
 	}
 }
+
+// TestTaps: the register-summed taps agree with the Go loop across the 64-
+// and 8-wide blocks and the scalar tail, for 1 to 25 taps.
+func TestTaps(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	src := make([]float32, 600)
+	for i := range src {
+		src[i] = float32(rng.NormFloat64())
+	}
+	for _, n := range []int{0, 1, 7, 8, 9, 63, 64, 65, 130, 200} {
+		for _, nt := range []int{1, 2, 9, 25} {
+			offs, wts := make([]int, nt), make([]float32, nt)
+			for i := range offs {
+				offs[i] = rng.IntN(len(src) - n + 1)
+				wts[i] = float32(rng.NormFloat64())
+			}
+			got, want := make([]float32, n), make([]float32, n)
+			for i := range got {
+				got[i] = float32(math.NaN()) // overwritten
+			}
+			Taps(got, src, offs, wts)
+			tapsGo(want, src, offs, wts, 0)
+			for i := range got {
+				var mag float64
+				for t, o := range offs {
+					mag += math.Abs(float64(wts[t] * src[o+i]))
+				}
+				if d := math.Abs(float64(got[i] - want[i])); !(d <= 1e-5*(1+mag)) {
+					t.Fatalf("n=%d taps=%d: [%d] = %v, want %v", n, nt, i, got[i], want[i])
+				}
+			}
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("an offset past src did not panic")
+		}
+	}()
+	Taps(make([]float32, 8), src, []int{len(src) - 4}, []float32{1})
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Runs `fennec model bench --ort --json` on every shared model at the given
+thread counts (fennec and onnxruntime alternate run by run inside each call)
+and prints a markdown table of medians and ratios, with the geometric mean.
+
+usage: bench_session.py FENNEC_BINARY MODELS_DIR [--threads 1,2] [--scale 1.0]
+                        [--only SUBSTR]
+
+Inputs are the parity inputs in nn/onnx/testdata/ref (the detector also at a
+random 320x320 image). --scale multiplies the run counts.
+"""
+import argparse, json, math, os, subprocess, sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# model, input names in order, runs, warmup, extra flags
+MODELS = [
+    ("silero_vad_v5", ["input", "state", "sr"], 400, 40, []),
+    ("silero_vad_v4", ["input", "sr", "h", "c"], 400, 40, []),
+    ("melspectrogram", ["input"], 400, 40, []),
+    ("embedding_model", ["input_1"], 150, 15, []),
+    ("ch_ppocr_mobile_v2.0_cls_infer", ["x"], 150, 15, []),
+    ("ch_PP-OCRv4_det_infer", ["x"], 150, 15, []),
+    ("ch_PP-OCRv4_det_infer@320", None, 20, 3, ["--input", "x=f32:1x3x320x320:random"]),
+]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("fennec")
+    ap.add_argument("models")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--only", default="")
+    a = ap.parse_args()
+    rows = []
+    for threads in [int(t) for t in a.threads.split(",")]:
+        ratios = []
+        for name, inputs, runs, warm, extra in MODELS:
+            if a.only and a.only not in name:
+                continue
+            base = name.split("@")[0]
+            cmd = [a.fennec, "model", "bench", os.path.join(a.models, base + ".onnx"),
+                   "--threads", str(threads), "--runs", str(max(5, int(runs * a.scale))),
+                   "--warmup", str(warm), "--ort", "--json"] + extra
+            if inputs:
+                for i, n in enumerate(inputs):
+                    cmd += ["--input", f"{n}={os.path.join(HERE, 'ref', base, f'input_{i}.npy')}"]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode != 0:
+                print(out.stderr, file=sys.stderr)
+                sys.exit(1)
+            r = json.loads(out.stdout)
+            f, o = r["fennec"], r["onnxruntime"]
+            row = (name, threads, f["median_ms"], f["p10_ms"], f["p90_ms"],
+                   o["median_ms"], o["p10_ms"], o["p90_ms"], r["ratio"])
+            rows.append(row)
+            if "@" not in name:
+                ratios.append(r["ratio"])
+            print("| %s | %d | %.3f (%.3f-%.3f) | %.3f (%.3f-%.3f) | **%.2f** |" % row, flush=True)
+        if ratios:
+            print("geomean threads=%d (det at 64x64): %.2f" % (threads, math.exp(sum(map(math.log, ratios)) / len(ratios))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
