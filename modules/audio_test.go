@@ -329,3 +329,57 @@ func dist(a, b []float32) float64 {
 	}
 	return math.Sqrt(s)
 }
+
+// benchAudio is minutes of the two-phrase espeak-ng clip, repeated.
+func benchAudio(b *testing.B, minutes float64) []int16 {
+	clip, _ := twoPhrases(b)
+	var pcm []int16
+	for len(pcm) < int(minutes*60*16000) {
+		pcm = append(pcm, clip...)
+	}
+	return pcm
+}
+
+// benchModule times one call of entry on audio per iteration and reports
+// the real-time factor (seconds of compute per second of audio), beside
+// python onnxruntime's (1 thread) on the same file when it is available.
+func benchModule(b *testing.B, mod *runtime.Module, entry string, pcm []int16, ref ...string) {
+	in := wavFile(pcm)
+	ctx := context.Background()
+	if _, err := mod.Call(ctx, entry, in); err != nil { // warm: instance, graphs
+		b.Fatal(err)
+	}
+	secs := float64(len(pcm)) / 16000
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := mod.Call(ctx, entry, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)/secs, "rtf")
+	b.ReportMetric(secs, "audio-s")
+	if len(ref) > 0 && exec.Command("python3", "-c", "import onnxruntime").Run() == nil {
+		b.StopTimer()
+		path := filepath.Join(b.TempDir(), "a.wav")
+		os.WriteFile(path, in, 0o644)
+		var med float64
+		pyRef(b, &med, append(ref, path, "3")...)
+		b.ReportMetric(med/secs, "ort-rtf")
+	}
+}
+
+// BenchmarkVADModule: the vad module's segments on 3 minutes of speech
+// and silence (extrapolates linearly to an hour: one window at a time).
+//
+//	go test ./modules -run XXX -bench VADModule -benchtime 3x -count 3
+func BenchmarkVADModule(b *testing.B) {
+	mod := nnModule(b, "vad", map[string]string{"vad": "silero_vad_v5.onnx"})
+	benchModule(b, mod, "segments", benchAudio(b, 3), "vad-bench", filepath.Join(shared.Dir("models"), "silero_vad_v5.onnx"))
+}
+
+// BenchmarkWakewordEmbedModule: the wakeword-embed module on 1 minute.
+func BenchmarkWakewordEmbedModule(b *testing.B) {
+	mod := nnModule(b, "wakeword-embed", map[string]string{"melspec": "melspectrogram.onnx", "embedding": "embedding_model.onnx"})
+	shm := shared.Dir("models")
+	benchModule(b, mod, "embed", benchAudio(b, 1), "ww-bench", filepath.Join(shm, "melspectrogram.onnx"), filepath.Join(shm, "embedding_model.onnx"))
+}

@@ -173,3 +173,38 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestMonoWindows: Mono over windows, past the end and before the start,
+// gives the decoded samples and zeros, on the 16-bit fast path and the
+// general one.
+func TestMonoWindows(t *testing.T) {
+	for _, f := range []Format{{SampleRate: 16000, Channels: 1, Bits: 16}, {SampleRate: 16000, Channels: 1, Bits: 24}} {
+		w := f.Bits / 8
+		data := make([]byte, 10*w)
+		for i := range 10 {
+			data[i*w+w-1] = byte(i) // sample i = i / 128
+		}
+		for _, from := range []int{-3, 0, 4, 8, 10, 50} {
+			dst := make([]float32, 5)
+			for i := range dst {
+				dst[i] = 9
+			}
+			n := f.Mono(data, from, dst)
+			want := 0
+			for i, v := range dst {
+				j := from + i
+				exp := float32(0)
+				if j >= 0 && j < 10 {
+					exp = float32(j) / 128
+					want++
+				}
+				if v != exp {
+					t.Fatalf("%d bits, from %d: dst[%d] = %v, want %v", f.Bits, from, i, v, exp)
+				}
+			}
+			if n != want {
+				t.Fatalf("%d bits, from %d: n = %d, want %d", f.Bits, from, n, want)
+			}
+		}
+	}
+}

@@ -3,6 +3,8 @@
   python3 reference.py vad MODEL.onnx AUDIO.wav   -> JSON list: Silero VAD v5
       probability per 512-sample window, as silero-vad's OnnxWrapper computes
       it (64 samples of context before each window, state carried, sr=16000).
+  python3 reference.py vad-bench|ww-bench MODEL(S) AUDIO.wav REPS -> median
+      seconds of REPS runs of the above (onnxruntime, 1 thread).
   python3 reference.py ww MEL.onnx EMB.onnx AUDIO.wav -> JSON list of 96-d
       embeddings, one per 1280 samples, as openWakeWord's AudioFeatures computes
       them when streamed (int16-valued float input, mel x/10+2, 76 frames).
@@ -67,8 +69,25 @@ def ww(mel, emb, path):
     return out
 
 
+def bench(fn, reps):
+    """Median seconds of reps runs of fn (after one warm-up), for the
+    benchmarks in modules/audio_test.go: onnxruntime with 1 thread."""
+    import time
+    fn()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return sorted(ts)[len(ts) // 2]
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "vad":
+    if sys.argv[1] == "vad-bench":
+        print(json.dumps(bench(lambda: vad(sys.argv[2], sys.argv[3]), int(sys.argv[4]))))
+    elif sys.argv[1] == "ww-bench":
+        print(json.dumps(bench(lambda: ww(sys.argv[2], sys.argv[3], sys.argv[4]), int(sys.argv[5]))))
+    elif sys.argv[1] == "vad":
         print(json.dumps(vad(sys.argv[2], sys.argv[3])))
     else:
         print(json.dumps(ww(sys.argv[2], sys.argv[3], sys.argv[4])))
