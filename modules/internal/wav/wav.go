@@ -12,7 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"unsafe"
 )
+
+// littleEndian: int16 samples can be read in place.
+var littleEndian = func() bool { x := uint16(1); return *(*byte)(unsafe.Pointer(&x)) == 1 }()
 
 // Audio is decoded audio, mixed down to one channel.
 type Audio struct {
@@ -74,12 +78,21 @@ func (f Format) Mono(data []byte, from int, dst []float32) int {
 		// The common case, without a call per sample (which costs
 		// hundreds of ns in a wasm guest).
 		n := max(0, min(len(dst), len(data)/2-from))
-		var src []byte
 		if n > 0 {
-			src = data[2*from : 2*(from+n)]
-		}
-		for i := range n {
-			dst[i] = float32(int16(uint16(src[2*i])|uint16(src[2*i+1])<<8)) * (1.0 / 32768)
+			src := data[2*from : 2*(from+n)]
+			if littleEndian {
+				// One 16-bit load per sample (Wasm is little-endian and
+				// allows unaligned loads): about 4x faster in the guest.
+				s16 := unsafe.Slice((*int16)(unsafe.Pointer(unsafe.SliceData(src))), n)
+				d := dst[:n]
+				for i, v := range s16 {
+					d[i] = float32(v) * (1.0 / 32768)
+				}
+			} else {
+				for i := range n {
+					dst[i] = float32(int16(uint16(src[2*i])|uint16(src[2*i+1])<<8)) * (1.0 / 32768)
+				}
+			}
 		}
 		clear(dst[n:])
 		return n

@@ -4,7 +4,7 @@
       probability per 512-sample window, as silero-vad's OnnxWrapper computes
       it (64 samples of context before each window, state carried, sr=16000).
   python3 reference.py vad-bench|ww-bench MODEL(S) AUDIO.wav REPS -> median
-      seconds of REPS runs of the above (onnxruntime, 1 thread).
+      [wall, cpu] seconds of REPS runs of the above (onnxruntime, 1 thread).
   python3 reference.py ww MEL.onnx EMB.onnx AUDIO.wav -> JSON list of 96-d
       embeddings, one per 1280 samples, as openWakeWord's AudioFeatures computes
       them when streamed (int16-valued float input, mel x/10+2, 76 frames).
@@ -74,12 +74,13 @@ def bench(fn, reps):
     benchmarks in modules/audio_test.go: onnxruntime with 1 thread."""
     import time
     fn()
-    ts = []
+    ts, cs = [], []
     for _ in range(reps):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
         ts.append(time.perf_counter() - t)
-    return sorted(ts)[len(ts) // 2]
+        cs.append(time.process_time() - c)
+    return [sorted(ts)[len(ts) // 2], sorted(cs)[len(cs) // 2]]
 
 
 if __name__ == "__main__":
