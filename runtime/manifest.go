@@ -41,7 +41,18 @@ type Manifest struct {
 	Command bool `toml:"command"`
 	// NN says how the module uses models (capabilities "wasi:nn", "nn").
 	NN NNManifest `toml:"nn"`
+	// Input is what the entrypoints take: InputCBOR ("cbor", the default:
+	// a CBOR item, which `fennec run` makes from CSV, JSON or CBOR files)
+	// or InputBytes ("bytes": the caller's bytes as they are, a WAV file or
+	// an image, which `fennec run --input FILE` passes unconverted).
+	Input string `toml:"input"`
 }
+
+// Input kinds of a manifest (Manifest.Input).
+const (
+	InputCBOR  = "cbor"
+	InputBytes = "bytes"
+)
 
 // NNManifest is the [nn] table of a manifest.
 type NNManifest struct {
@@ -224,6 +235,14 @@ func ParseManifest(data []byte, source string) (Manifest, error) {
 	}
 	if (m.NN.ABI != "" || len(m.NN.Models) > 0) && !slices.Contains(m.Capabilities, hostfuncs.CapWASINN) && !slices.Contains(m.Capabilities, hostfuncs.CapNN) {
 		return Manifest{}, bad("nn", "the [nn] table needs the %q or %q capability", hostfuncs.CapWASINN, hostfuncs.CapNN)
+	}
+	switch m.Input {
+	case "", InputCBOR, InputBytes:
+	default:
+		return Manifest{}, bad("input", "%q is not %q or %q", m.Input, InputCBOR, InputBytes)
+	}
+	if m.Input == InputBytes && m.Command {
+		return Manifest{}, bad("input", "a command module (command = true) reads its standard input, not an entrypoint input")
 	}
 	l := m.Limits
 	switch {

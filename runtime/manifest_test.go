@@ -31,8 +31,12 @@ preemption = "strict"
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Limits.CallTimeout.Duration != 2*time.Second || m.Limits.MemoryPages != 512 || m.ABI != 1 || m.Env["WINDOW"] != "5" {
+	if m.Limits.CallTimeout.Duration != 2*time.Second || m.Limits.MemoryPages != 512 || m.ABI != 1 || m.Env["WINDOW"] != "5" || m.Input != "" {
 		t.Fatalf("decoded %+v", m)
+	}
+	m, err = runtime.ParseManifest([]byte("name = \"vad\"\nversion = \"1.0.0\"\nentrypoints = [\"segments\"]\ninput = \"bytes\"\n"), "fennec.toml")
+	if err != nil || m.Input != runtime.InputBytes {
+		t.Fatalf("input = \"bytes\": %+v, %v", m, err)
 	}
 }
 
@@ -65,6 +69,7 @@ func TestManifestErrors(t *testing.T) {
 		{"bad nn abi", base + "capabilities = [\"wasi:nn\"]\n[nn]\nabi = \"tflite\"\n", 6, "nn.abi", "is not"},
 		{"bad model name", base + "capabilities = [\"wasi:nn\"]\n[nn]\nmodels = [\"a b\"]\n", 6, "nn.models", "not a model name"},
 		{"nn without capability", base + "[nn]\nmodels = [\"vad\"]\n", 4, "nn", "capability"},
+		{"bad input", base + "input = \"wav\"\n", 4, "input", "is not \"cbor\" or \"bytes\""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

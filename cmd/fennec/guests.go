@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -49,6 +50,10 @@ those needs a checkout. Names: ` + strings.Join(guests.Names(), ", ") + `.`,
 			var why []string
 			for _, n := range names {
 				g, err := guests.Get(c.Context(), n)
+				if err != nil && len(args) == 0 && !guests.HasPrebuilt(n) && errors.Is(err, guests.ErrNoSource) {
+					fmt.Fprintf(c.ErrOrStderr(), "%s: skipped: this binary has no prebuilt copy of it and %v\n", n, err)
+					continue
+				}
 				if err != nil {
 					return &exitError{exitFailure, fmt.Errorf("%s: %w", n, err)}
 				}

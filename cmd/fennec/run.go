@@ -145,6 +145,8 @@ func newRunCmd() *cobra.Command {
 		Long: `Run loads MODULE.wasm with its manifest (--manifest, or NAME.toml / fennec.toml
 beside it), reads the input (CSV with a header line, CBOR, or JSON; '-' is standard
 input), calls the entrypoint once and prints the output as JSON (or raw CBOR).
+A module whose manifest says input = "bytes" (a WAV file, an image) gets the
+file's bytes as they are, whatever its extension.
 
 CSV rows become {"records": [{column: value}, ...]}: numbers as floats, empty cells
 left out. JSON is rendered for outputs of at most --max-json bytes (1 MiB); a
@@ -163,9 +165,11 @@ host's default limits, "wasi:nn" and "nn" with every preloaded model when
 			if dash := c.ArgsLenAtDash(); dash > 1 || (dash < 0 && len(args) > 1) {
 				return &exitError{exitUsage, errors.New("arguments for a command module go after --")}
 			}
-			if isCommand, err := runtime.IsCommand(args[0], manifest); err != nil {
+			kind, err := moduleKind(args[0], manifest)
+			if err != nil {
 				return &exitError{exitBadInput, err}
-			} else if isCommand {
+			}
+			if kind.command {
 				return runCommand(c, &ef, args[0], manifest, dirs, args[1:])
 			}
 			if len(args) > 1 {
@@ -183,7 +187,12 @@ host's default limits, "wasi:nn" and "nn" with every preloaded model when
 			if err != nil {
 				return err
 			}
-			in, err := readInput(c.InOrStdin(), input, format)
+			var in []byte
+			if kind.input == runtime.InputBytes {
+				in, err = readRawInput(c.InOrStdin(), input, format)
+			} else {
+				in, err = readInput(c.InOrStdin(), input, format)
+			}
 			if err != nil {
 				return &exitError{exitBadInput, err}
 			}
@@ -210,7 +219,7 @@ host's default limits, "wasi:nn" and "nn" with every preloaded model when
 	}
 	ef.add(c)
 	c.Flags().StringVar(&manifest, "manifest", "", "manifest file (default: NAME.toml or fennec.toml beside the module)")
-	c.Flags().StringVarP(&input, "input", "i", "", "input file: .csv, .cbor or .json; '-' for standard input")
+	c.Flags().StringVarP(&input, "input", "i", "", "input file: .csv, .cbor or .json, or any file for a module whose manifest says input = \"bytes\"; '-' for standard input")
 	c.Flags().StringVar(&format, "format", "", "input format: csv, cbor or json (default: from the file extension; CBOR for stdin)")
 	c.Flags().StringVarP(&entry, "entry", "e", "", "entrypoint to call (default: the manifest's first)")
 	c.Flags().StringVarP(&output, "output", "o", "json", "output format: json or cbor")
@@ -219,6 +228,34 @@ host's default limits, "wasi:nn" and "nn" with every preloaded model when
 	c.Flags().StringArrayVar(&dirs, "dir", nil, "command modules: preopen a host directory, HOST[:GUEST][:ro] (repeatable; needs wasi:dirs)")
 	c.Flags().StringArrayVar(&ef.nnPreload, "nn-preload", nil, "a model guests load by name, NAME:onnx:cpu:PATH (WasmEdge's convention; repeatable)")
 	return c
+}
+
+// runKind is how `fennec run` treats a module: as a WASI command, or as a
+// reactor whose entrypoints take CBOR or raw bytes (Manifest.Input).
+type runKind struct {
+	command bool
+	input   string
+}
+
+// moduleKind reads the kind of the module at path (runtime.IsCommand) and,
+// for a reactor, its input kind from its manifest.
+func moduleKind(path, manifest string) (runKind, error) {
+	isCmd, err := runtime.IsCommand(path, manifest)
+	if err != nil || isCmd {
+		return runKind{command: isCmd}, err
+	}
+	if manifest == "" {
+		found, err := runtime.FindManifest(path)
+		if err != nil {
+			return runKind{}, nil // no manifest: a reactor taking CBOR
+		}
+		manifest = found
+	}
+	man, err := runtime.ReadManifest(manifest)
+	if err != nil {
+		return runKind{}, err
+	}
+	return runKind{input: man.Input}, nil
 }
 
 // runCommand runs a WASI command module once and exits with its code.
@@ -313,6 +350,33 @@ func writeOutput(w io.Writer, module string, out []byte, format string, maxJSON 
 // maxInput is the largest input `fennec run` reads (1 GiB); a larger one is
 // an error, never cut short (a CSV cut at a line end would parse).
 var maxInput int64 = 1 << 30
+
+// readRawInput reads the input of a module whose manifest says
+// input = "bytes": the file as it is, whatever its extension.
+func readRawInput(stdin io.Reader, path, format string) ([]byte, error) {
+	if format != "" && format != runtime.InputBytes {
+		return nil, fmt.Errorf("--format %q: this module takes raw bytes (its manifest says input = %q); leave --format out", format, runtime.InputBytes)
+	}
+	name, r := path, stdin
+	if path == "-" {
+		name = "<stdin>"
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxInput+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if int64(len(b)) > maxInput {
+		return nil, fmt.Errorf("%s: larger than the %d bytes fennec run reads", name, maxInput)
+	}
+	return b, nil
+}
 
 // readInput reads and converts the input file to CBOR.
 func readInput(stdin io.Reader, path, format string) ([]byte, error) {

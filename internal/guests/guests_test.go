@@ -25,11 +25,20 @@ func TestPrebuiltAll(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ix.Guests) != len(Names()) {
-		t.Fatalf("index lists %d guests, want %d (%v)", len(ix.Guests), len(Names()), Names())
+	if len(ix.Guests) != len(Names())-len(notYetPrebuilt) {
+		t.Fatalf("index lists %d guests, want %d (%v, less %v)", len(ix.Guests), len(Names())-len(notYetPrebuilt), Names(), notYetPrebuilt)
 	}
 	total := 0
 	for _, name := range Names() {
+		if !HasPrebuilt(name) {
+			if _, ok := ix.Find(name); ok {
+				t.Fatalf("%s has a prebuilt copy now: take it out of notYetPrebuilt", name)
+			}
+			if _, err := Prebuilt(name); !errors.Is(err, ErrNoSource) {
+				t.Fatalf("%s: Prebuilt gives %v, want ErrNoSource", name, err)
+			}
+			continue
+		}
 		g, err := Prebuilt(name)
 		if err != nil {
 			t.Fatal(err)
@@ -72,6 +81,9 @@ func TestPrebuiltUpToDate(t *testing.T) {
 	const fix = "run `go generate ./internal/guests` and commit internal/guests/prebuilt"
 	for _, name := range Names() {
 		t.Run(name, func(t *testing.T) {
+			if !HasPrebuilt(name) {
+				t.Skipf("%s has no prebuilt copy yet (notYetPrebuilt)", name)
+			}
 			e, _ := ix.Find(name)
 			src := filepath.Join(root, Sources[name])
 			isC := strings.HasSuffix(src, ".c")
