@@ -1,12 +1,17 @@
 package hostfuncs
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/fennec-edge/fennec/gpu"
 	"github.com/fennec-edge/fennec/nn/onnx"
@@ -45,10 +50,17 @@ type SharedModel struct {
 	Path string // the file it came from
 	// Bytes is what the model is charged against the tensor quota of each
 	// instance that loads it: the size of its file (the weights it holds).
-	Bytes   int64
+	Bytes int64
+	// SHA256 is the lower-case hex SHA-256 of the file's bytes, checked
+	// against the manifest's [nn.sha256] pins.
+	SHA256  string
 	sess    *onnx.Session
 	inputs  []onnx.ValueInfo
 	outputs []onnx.ValueInfo
+	// refs counts the set's reference (while m is the current model of
+	// its name) and one per graph of an instance that uses it.
+	refs   atomic.Int64
+	closed atomic.Bool
 }
 
 // Inputs and Outputs describe the model's graph inputs and outputs.
@@ -108,34 +120,61 @@ func validModelName(s string) bool {
 // Add loads the model p names and makes it available by p.Name. Errors
 // name the file (nn/onnx's errors name the node or field).
 func (s *ModelSet) Add(p Preload) error {
-	if !validModelName(p.Name) {
-		return fmt.Errorf("model name %q must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'", p.Name)
-	}
-	fi, err := os.Stat(p.Path)
+	sm, err := s.load(p)
 	if err != nil {
-		return fmt.Errorf("model %s: %w", p.Name, err)
+		return err
 	}
-	m, err := onnx.Load(p.Path, s.opts)
-	if err != nil {
-		return fmt.Errorf("model %s: %w", p.Name, err)
-	}
-	sess, err := onnx.NewSession(m, s.backend)
-	if err != nil {
-		return fmt.Errorf("model %s: %s: %w", p.Name, p.Path, err)
-	}
-	sm := &SharedModel{Name: p.Name, Path: p.Path, Bytes: fi.Size(), sess: sess, inputs: m.Inputs(), outputs: modelOutputs(m)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		sess.Close()
+		sm.retire()
 		return errors.New("model set is closed")
 	}
 	if _, dup := s.models[p.Name]; dup {
-		sess.Close()
+		sm.retire()
 		return fmt.Errorf("model %s is named twice", p.Name)
 	}
 	s.models[p.Name] = sm
 	return nil
+}
+
+// load reads, hashes, decodes and prepares the model p names. The file is
+// read once, so the digest is of the very bytes that are decoded.
+func (s *ModelSet) load(p Preload) (*SharedModel, error) {
+	if !validModelName(p.Name) {
+		return nil, fmt.Errorf("model name %q must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'", p.Name)
+	}
+	max := s.opts.MaxFileBytes
+	if max <= 0 {
+		max = 2 << 30 // nn/onnx's default
+	}
+	f, err := os.Open(p.Path)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", p.Name, err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, fmt.Errorf("model %s: %w", p.Name, err)
+	} else if fi.Size() > max {
+		return nil, fmt.Errorf("model %s: %s: file of %d bytes exceeds the limit of %d", p.Name, p.Path, fi.Size(), max)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %s: %w", p.Name, p.Path, err)
+	}
+	m, err := onnx.Decode(data, filepath.Base(p.Path), filepath.Dir(p.Path), s.opts)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", p.Name, err)
+	}
+	sess, err := onnx.NewSession(m, s.backend)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %s: %w", p.Name, p.Path, err)
+	}
+	sum := sha256.Sum256(data)
+	sm := &SharedModel{Name: p.Name, Path: p.Path, Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:]),
+		sess: sess, inputs: m.Inputs(), outputs: modelOutputs(m)}
+	sm.refs.Store(1) // the set's own reference
+	return sm, nil
 }
 
 // Get returns the model named name, or nil.
@@ -146,6 +185,60 @@ func (s *ModelSet) Get(name string) *SharedModel {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.models[name]
+}
+
+// Replace loads the model p names and makes it the model of p.Name (adding
+// the name when the set lacks it), returning the model it replaced (nil if
+// none). Graphs instances already opened keep running the old model until
+// they are freed; graphs opened from now on get the new one. The old
+// model's memory is released when its last graph is freed. A model that
+// fails to load leaves the set as it was.
+func (s *ModelSet) Replace(p Preload) (*SharedModel, error) {
+	sm, err := s.load(p)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		sm.retire()
+		return nil, errors.New("model set is closed")
+	}
+	old := s.models[p.Name]
+	s.models[p.Name] = sm
+	s.mu.Unlock()
+	if old != nil {
+		old.release()
+	}
+	return old, nil
+}
+
+// Remove takes the model name out of the set (graphs already open keep it
+// until they are freed) and reports whether it was there.
+func (s *ModelSet) Remove(name string) bool {
+	s.mu.Lock()
+	old := s.models[name]
+	delete(s.models, name)
+	s.mu.Unlock()
+	if old != nil {
+		old.release()
+	}
+	return old != nil
+}
+
+// open returns the current model of name with a reference taken for a
+// graph (released by SharedModel.release), or nil.
+func (s *ModelSet) open(name string) *SharedModel {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.models[name]
+	if m == nil || !m.acquire() {
+		return nil
+	}
+	return m
 }
 
 // Names lists the models, sorted.
@@ -170,7 +263,7 @@ func (s *ModelSet) Close() {
 	s.models, s.closed = map[string]*SharedModel{}, true
 	s.mu.Unlock()
 	for _, m := range ms {
-		m.sess.Close()
+		m.release()
 	}
 }
 
@@ -197,3 +290,32 @@ func modelOutputs(m *onnx.Model) []onnx.ValueInfo {
 	}
 	return outs
 }
+
+// acquire takes a reference for a graph that will run m. It fails once m
+// has been retired (replaced or its set closed) and its last user left.
+func (m *SharedModel) acquire() bool {
+	for {
+		n := m.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if m.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// release drops a reference; the last one frees the session's memory.
+func (m *SharedModel) release() {
+	if m.refs.Add(-1) == 0 {
+		m.sess.Close()
+		m.closed.Store(true)
+	}
+}
+
+// retire drops the set's reference of a model never published.
+func (m *SharedModel) retire() { m.release() }
+
+// Retired reports whether m's memory has been released: it was replaced
+// (or its set closed) and every graph that used it has been freed.
+func (m *SharedModel) Retired() bool { return m.closed.Load() }

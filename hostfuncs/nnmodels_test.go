@@ -1,0 +1,234 @@
+package hostfuncs_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/fennec-edge/fennec/hostfuncs"
+	"github.com/fennec-edge/fennec/nn/onnx"
+)
+
+func fileSHA256(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// nnEnvWith is nnEnv on a model set of the test's own.
+func nnEnvWith(t testing.TB, set *hostfuncs.ModelSet, cfg hostfuncs.InstanceConfig) *env {
+	t.Helper()
+	cfg.Services = &hostfuncs.Services{NN: &hostfuncs.NNServices{Models: set}}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return newEnv(t, cfg)
+}
+
+// TestNNPinnedDigest: a model pinned by the manifest loads only when its
+// bytes hash to the pin, in both groups; the refusal names the model, its
+// file, the expected and the actual digest; the instance keeps serving.
+func TestNNPinnedDigest(t *testing.T) {
+	addSum := fileSHA256(t, "testdata/nn/add.onnx")
+	wrong := fileSHA256(t, "testdata/nn/mul.onnx")
+	if got := models(t).Get("add").SHA256; got != addSum {
+		t.Fatalf("ModelSet digest of add.onnx = %s, want %s", got, addSum)
+	}
+	good := nnEnv(t, hostfuncs.InstanceConfig{NN: hostfuncs.NNConfig{Models: []string{"add"}, SHA256: map[string]string{"add": addSum}}})
+	if r, _ := good.loadByName("add"); r != 0 {
+		t.Fatalf("pinned load_by_name = %d: %s", r, good.host.LastError())
+	}
+	if g := good.graphLoad("add"); g <= 0 {
+		t.Fatalf("pinned graph_load = %d: %s", g, good.host.LastError())
+	}
+	e := nnEnv(t, hostfuncs.InstanceConfig{Module: "pinned", NN: hostfuncs.NNConfig{Models: []string{"add", "cast"}, SHA256: map[string]string{"add": wrong}}})
+	for _, want := range []string{`model "add"`, "testdata/nn/add.onnx", "has SHA-256 " + addSum, "pinned pins " + wrong} {
+		if r, _ := e.loadByName("add"); hostfuncs.Errno(r) != hostfuncs.NNRuntimeError || !strings.Contains(e.host.LastError(), want) {
+			t.Errorf("load_by_name of a mismatched model = %d (%s), want runtime-error saying %q", r, e.host.LastError(), want)
+		}
+		if r := e.graphLoad("add"); hostfuncs.Code(r) != hostfuncs.EDENIED || !strings.Contains(e.host.LastError(), want) {
+			t.Errorf("graph_load of a mismatched model = %d (%s), want EDENIED saying %q", r, e.host.LastError(), want)
+		}
+	}
+	if _, b := e.host.Stats(); b != 0 {
+		t.Fatalf("refused loads left %d bytes counted", b)
+	}
+	// An unpinned granted model still loads.
+	if g := e.graphLoad("cast"); g <= 0 {
+		t.Fatalf("unpinned graph_load = %d: %s", g, e.host.LastError())
+	}
+}
+
+// TestNNHotSwap: four instances load, run and free graphs of a model while
+// it is replaced (add <-> mul) many times. Every answer is a whole model's
+// (all add or all mul), a graph opened before the swaps keeps the model it
+// opened, and the replaced models' memory is released once their last
+// graph is freed.
+func TestNNHotSwap(t *testing.T) {
+	set := hostfuncs.NewModelSet(backend, onnx.Options{})
+	defer set.Close()
+	addP := hostfuncs.Preload{Name: "m", Encoding: "onnx", Target: "cpu", Path: "testdata/nn/add.onnx"}
+	mulP := hostfuncs.Preload{Name: "m", Encoding: "onnx", Target: "cpu", Path: "testdata/nn/mul.onnx"}
+	if err := set.Add(addP); err != nil {
+		t.Fatal(err)
+	}
+	first := set.Get("m")
+	var mulWant []float32
+	for i := 0; i < 2; i++ {
+		for j := 0; j < 3; j++ {
+			for k := 0; k < 4; k++ {
+				mulWant = append(mulWant, addA[4*i+k]*addB[j])
+			}
+		}
+	}
+	cfg := hostfuncs.InstanceConfig{NN: hostfuncs.NNConfig{Models: []string{"m"}}}
+	const workers = 4
+	envs := make([]*env, workers+1)
+	for i := range envs {
+		envs[i] = nnEnvWith(t, set, cfg)
+	}
+	// The long-lived graph, opened on the first model.
+	held := envs[workers]
+	r, hg := held.loadByName("m")
+	if r != 0 {
+		t.Fatal(held.host.LastError())
+	}
+	r, hc := held.initCtx(hg)
+	if r != 0 || held.setInput(hc, 0, typF32, []int32{2, 1, 4}, addA) != 0 || held.setInput(hc, 1, typF32, []int32{3, 1}, addB) != 0 {
+		t.Fatal(held.host.LastError())
+	}
+	which := func(got []float32) string {
+		isAdd, isMul := true, true
+		want := addWant()
+		for i := range got {
+			isAdd = isAdd && got[i] == want[i]
+			isMul = isMul && got[i] == mulWant[i]
+		}
+		switch {
+		case isAdd:
+			return "add"
+		case isMul:
+			return "mul"
+		}
+		return "mix"
+	}
+	var (
+		wg       sync.WaitGroup
+		stop     atomic.Bool
+		seen     [2]atomic.Int64
+		retired  []*hostfuncs.SharedModel
+		swapsErr error
+	)
+	wg.Add(1)
+	go func() { // the operator swapping the model
+		defer wg.Done()
+		defer stop.Store(true)
+		for i := 0; i < 60; i++ {
+			p := mulP
+			if i%2 == 1 {
+				p = addP
+			}
+			old, err := set.Replace(p)
+			if err != nil {
+				swapsErr = err
+				return
+			}
+			retired = append(retired, old)
+		}
+	}()
+	for w := 0; w < workers; w++ {
+		e := envs[w]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; !stop.Load() || n < 20; n++ {
+				r, g := e.loadByName("m")
+				if r != 0 {
+					t.Errorf("load_by_name = %d: %s", r, e.host.LastError())
+					return
+				}
+				r, c := e.initCtx(g)
+				if r != 0 || e.setInput(c, 0, typF32, []int32{2, 1, 4}, addA) != 0 || e.setInput(c, 1, typF32, []int32{3, 1}, addB) != 0 {
+					t.Errorf("setting up a context: %s", e.host.LastError())
+					return
+				}
+				// Two computes on one graph answer from the same model.
+				var got [2]string
+				for k := range got {
+					if r := e.call("wasi_ephemeral_nn_compute", uint64(c)); r != 0 {
+						t.Errorf("compute = %d: %s", r, e.host.LastError())
+						return
+					}
+					if r := e.call("wasi_ephemeral_nn_get_output", uint64(c), 0, nnOutAt, 96, writtenAt); r != 0 {
+						t.Errorf("get_output = %d: %s", r, e.host.LastError())
+						return
+					}
+					got[k] = which(floats(e.get(nnOutAt, 96)))
+				}
+				if got[0] == "mix" || got[0] != got[1] {
+					t.Errorf("one graph answered %v", got)
+					return
+				}
+				if got[0] == "add" {
+					seen[0].Add(1)
+				} else {
+					seen[1].Add(1)
+				}
+				if e.call("wasi_ephemeral_nn_fini_single", uint64(c)) != 0 || e.call("wasi_ephemeral_nn_unload", uint64(g)) != 0 {
+					t.Errorf("freeing: %s", e.host.LastError())
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if swapsErr != nil {
+		t.Fatal(swapsErr)
+	}
+	if t.Failed() {
+		return
+	}
+	t.Logf("answers: %d add, %d mul over 60 swaps", seen[0].Load(), seen[1].Load())
+	// The graph opened before the swaps still runs the first model.
+	if held.call("wasi_ephemeral_nn_compute", uint64(hc)) != 0 || held.call("wasi_ephemeral_nn_get_output", uint64(hc), 0, nnOutAt, 96, writtenAt) != 0 {
+		t.Fatal(held.host.LastError())
+	}
+	if got := which(floats(held.get(nnOutAt, 96))); got != "add" {
+		t.Fatalf("the graph opened before the swaps answers %s, want add", got)
+	}
+	if first.Retired() {
+		t.Fatal("the first model was released while a graph still uses it")
+	}
+	for i, m := range retired[1:] {
+		if !m.Retired() {
+			t.Fatalf("replaced model %d was not released after its graphs were freed", i+1)
+		}
+	}
+	held.call("wasi_ephemeral_nn_fini_single", uint64(hc))
+	if held.call("wasi_ephemeral_nn_unload", uint64(hg)) != 0 {
+		t.Fatal(held.host.LastError())
+	}
+	if !first.Retired() {
+		t.Fatal("the first model was not released when its last graph was freed")
+	}
+	// New loads get the current model (60 swaps end on add).
+	if set.Get("m").Retired() {
+		t.Fatal("the current model is released")
+	}
+	// A model that fails to load leaves the set as it was.
+	if _, err := set.Replace(hostfuncs.Preload{Name: "m", Path: "testdata/nn/missing.onnx"}); err == nil {
+		t.Fatal("Replace with a missing file succeeded")
+	}
+	if r, _ := envs[0].loadByName("m"); r != 0 {
+		t.Fatalf("load after a failed Replace = %d: %s", r, envs[0].host.LastError())
+	}
+}
