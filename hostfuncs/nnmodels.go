@@ -41,7 +41,20 @@ type ModelSet struct {
 	backend gpu.Backend
 	opts    onnx.Options
 	models  map[string]*SharedModel
-	closed  bool
+	// pinned are models registered by digest (Register): a module whose
+	// manifest pins NAME to a digest loads the registered model of that
+	// digest, so two versions of a module, each pinning its own model,
+	// run side by side during a swap.
+	pinned map[pinKey]*pinEntry
+	closed bool
+}
+
+type pinKey struct{ name, sha string }
+
+// pinEntry is one registered model and how many registrations hold it.
+type pinEntry struct {
+	m *SharedModel
+	n int
 }
 
 // SharedModel is one loaded model of a ModelSet.
@@ -73,7 +86,7 @@ func NewModelSet(be gpu.Backend, opts onnx.Options) *ModelSet {
 	if be == nil {
 		be = gpu.NewCPU()
 	}
-	return &ModelSet{backend: be, opts: opts, models: map[string]*SharedModel{}}
+	return &ModelSet{backend: be, opts: opts, models: map[string]*SharedModel{}, pinned: map[pinKey]*pinEntry{}}
 }
 
 // Preload is one `--nn-preload NAME:ENCODING:TARGET:PATH` (WasmEdge's
@@ -162,19 +175,94 @@ func (s *ModelSet) load(p Preload) (*SharedModel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %s: %w", p.Name, p.Path, err)
 	}
-	m, err := onnx.Decode(data, filepath.Base(p.Path), filepath.Dir(p.Path), s.opts)
+	return s.decode(p.Name, p.Path, data, filepath.Dir(p.Path))
+}
+
+// decode prepares model bytes; source names them in errors, dir holds
+// external data ("" refuses it).
+func (s *ModelSet) decode(name, source string, data []byte, dir string) (*SharedModel, error) {
+	m, err := onnx.Decode(data, filepath.Base(source), dir, s.opts)
 	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", p.Name, err)
+		return nil, fmt.Errorf("model %s: %w", name, err)
 	}
 	sess, err := onnx.NewSession(m, s.backend)
 	if err != nil {
-		return nil, fmt.Errorf("model %s: %s: %w", p.Name, p.Path, err)
+		return nil, fmt.Errorf("model %s: %s: %w", name, source, err)
 	}
 	sum := sha256.Sum256(data)
-	sm := &SharedModel{Name: p.Name, Path: p.Path, Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:]),
+	sm := &SharedModel{Name: name, Path: source, Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:]),
 		sess: sess, inputs: m.Inputs(), outputs: modelOutputs(m)}
 	sm.refs.Store(1) // the set's own reference
 	return sm, nil
+}
+
+// Register makes model bytes (a deployed bundle's model) available to the
+// modules whose manifest pins name to their SHA-256, and returns that
+// digest. Registering the same name and bytes again only counts another
+// registration (the weights stay loaded once); Unregister drops one, and
+// the model is released when the last registration and the last graph
+// using it are gone. source names the bytes in errors and in
+// SharedModel.Path. External tensor data is refused: a registered model is
+// self-contained.
+func (s *ModelSet) Register(name, source string, data []byte) (string, error) {
+	if !validModelName(name) {
+		return "", fmt.Errorf("model name %q must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'", name)
+	}
+	sum := sha256.Sum256(data)
+	k := pinKey{name, hex.EncodeToString(sum[:])}
+	s.mu.Lock()
+	if e := s.pinned[k]; e != nil && !s.closed {
+		e.n++
+		s.mu.Unlock()
+		return k.sha, nil
+	}
+	s.mu.Unlock()
+	sm, err := s.decode(name, source, data, "")
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		sm.retire()
+		return "", errors.New("model set is closed")
+	}
+	if e := s.pinned[k]; e != nil { // registered meanwhile
+		e.n++
+		sm.retire()
+		return k.sha, nil
+	}
+	s.pinned[k] = &pinEntry{m: sm, n: 1}
+	return k.sha, nil
+}
+
+// Unregister drops one registration of the model name with digest sha.
+func (s *ModelSet) Unregister(name, sha string) {
+	s.mu.Lock()
+	k := pinKey{name, sha}
+	e := s.pinned[k]
+	if e == nil {
+		s.mu.Unlock()
+		return
+	}
+	e.n--
+	if e.n > 0 {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.pinned, k)
+	s.mu.Unlock()
+	e.m.release()
+}
+
+// Registered returns the registered model name with digest sha, or nil.
+func (s *ModelSet) Registered(name, sha string) *SharedModel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.pinned[pinKey{name, sha}]; e != nil {
+		return e.m
+	}
+	return nil
 }
 
 // Get returns the model named name, or nil.
@@ -228,13 +316,18 @@ func (s *ModelSet) Remove(name string) bool {
 
 // open returns the current model of name with a reference taken for a
 // graph (released by SharedModel.release), or nil.
-func (s *ModelSet) open(name string) *SharedModel {
+// A pinned name (sha not "") gets the model registered with that digest,
+// else the current model of the name.
+func (s *ModelSet) open(name, sha string) *SharedModel {
 	if s == nil {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.models[name]
+	if e := s.pinned[pinKey{name, sha}]; sha != "" && e != nil {
+		m = e.m
+	}
 	if m == nil || !m.acquire() {
 		return nil
 	}
@@ -260,10 +353,14 @@ func (s *ModelSet) Names() []string {
 func (s *ModelSet) Close() {
 	s.mu.Lock()
 	ms := s.models
-	s.models, s.closed = map[string]*SharedModel{}, true
+	pins := s.pinned
+	s.models, s.pinned, s.closed = map[string]*SharedModel{}, map[pinKey]*pinEntry{}, true
 	s.mu.Unlock()
 	for _, m := range ms {
 		m.release()
+	}
+	for _, e := range pins {
+		e.m.release()
 	}
 }
 

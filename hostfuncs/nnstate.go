@@ -204,7 +204,7 @@ func (in *Instance) openShared(name string) (*nnGraph, error) {
 	svc := in.nnServices()
 	var m *SharedModel
 	if svc != nil {
-		m = svc.Models.open(name)
+		m = svc.Models.open(name, in.cfg.NN.SHA256[name])
 	}
 	if m == nil {
 		return nil, fmt.Errorf("model %q is granted but this host has not loaded it (--nn-preload %s:onnx:cpu:PATH)", name, name)
