@@ -232,3 +232,157 @@ func TestNNHotSwap(t *testing.T) {
 		t.Fatalf("load after a failed Replace = %d: %s", r, envs[0].host.LastError())
 	}
 }
+
+// TestNNHandlesAcrossInstances: a graph or context id is valid only in the
+// instance that made it; another instance's ids are refused in both groups,
+// and both instances keep serving.
+func TestNNHandlesAcrossInstances(t *testing.T) {
+	e1, e2 := nnEnv(t, hostfuncs.InstanceConfig{}), nnEnv(t, hostfuncs.InstanceConfig{})
+	g1, c1 := e1.readyContext()
+	fg := e1.graphLoad("add")
+	if fg <= 0 {
+		t.Fatal(e1.host.LastError())
+	}
+	g2, c2 := e2.readyContext()
+	cases := []struct {
+		name string
+		fn   string
+		args []uint64
+		msg  string
+	}{
+		{"compute on the other's context", "wasi_ephemeral_nn_compute", []uint64{uint64(c1)}, "not an execution context"},
+		{"get_output of the other's context", "wasi_ephemeral_nn_get_output", []uint64{uint64(c1), 0, nnOutAt, 96, writtenAt}, "not an execution context"},
+		{"set_input on the other's context", "wasi_ephemeral_nn_set_input", []uint64{uint64(c1), 0, tensorAt}, "not an execution context"},
+		{"fini the other's context", "wasi_ephemeral_nn_fini_single", []uint64{uint64(c1)}, "not an execution context"},
+		{"context on the other's graph", "wasi_ephemeral_nn_init_execution_context", []uint64{uint64(g1), ctxAt}, "not a loaded graph"},
+		{"unload the other's graph", "wasi_ephemeral_nn_unload", []uint64{uint64(g1)}, "not a loaded graph"},
+		{"graph_run on the other's graph", "fennec_nn_graph_run", []uint64{u(fg), handlesAt, 2, handlesAt + 16, 1}, "not a loaded graph"},
+		{"graph_free the other's graph", "fennec_nn_graph_free", []uint64{u(fg)}, "not a loaded graph"},
+	}
+	if c1 == c2 || g1 == g2 {
+		// Ids carry a 12-bit tag salted per instance: two instances share
+		// a salt once in 4096 runs, and then their first ids coincide.
+		t.Skipf("the two instances drew the same salt (graph %d, context %d); rerun", g1, c1)
+	}
+	for _, tc := range cases {
+		if r := e2.call(tc.fn, tc.args...); r == 0 || !strings.Contains(e2.host.LastError(), tc.msg) {
+			t.Errorf("%s: %s = %d (%s), want a refusal saying %q", tc.name, tc.fn, r, e2.host.LastError(), tc.msg)
+		}
+	}
+	for e, c := range map[*env]uint32{e1: c1, e2: c2} {
+		if r := e.call("wasi_ephemeral_nn_compute", uint64(c)); r != 0 {
+			t.Fatalf("compute on the own context after the forgeries = %d: %s", r, e.host.LastError())
+		}
+	}
+}
+
+// TestNNGraphLoadQuota: thousands of fennec_nn graph_loads stop at the
+// instance's graph limit, and a tensor quota smaller than the graphs' weights
+// stops them earlier, with EQUOTA; freeing a graph makes room again.
+func TestNNGraphLoadQuota(t *testing.T) {
+	e := nnEnv(t, hostfuncs.InstanceConfig{})
+	var graphs []int32
+	quota := 0
+	for i := 0; i < 3000; i++ {
+		switch g := e.graphLoad("add"); {
+		case g > 0:
+			graphs = append(graphs, g)
+		case hostfuncs.Code(g) == hostfuncs.EQUOTA && strings.Contains(e.host.LastError(), "the limit"):
+			quota++
+		default:
+			t.Fatalf("graph_load %d = %d: %s", i, g, e.host.LastError())
+		}
+	}
+	if len(graphs) != hostfuncs.DefaultMaxNNGraphs || quota != 3000-len(graphs) {
+		t.Fatalf("%d graphs loaded, %d refused; want %d loaded", len(graphs), quota, hostfuncs.DefaultMaxNNGraphs)
+	}
+	if r := e.call("fennec_nn_graph_free", u(graphs[0])); r != 0 {
+		t.Fatal(e.host.LastError())
+	}
+	if g := e.graphLoad("add"); g <= 0 {
+		t.Fatalf("graph_load after a free = %d: %s", g, e.host.LastError())
+	}
+	// The weights count against the tensor quota: 3 fit, the 4th does not.
+	fi, err := os.Stat("testdata/nn/add.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := nnEnv(t, hostfuncs.InstanceConfig{MaxTensorBytes: 3*fi.Size() + 10})
+	for i := 0; i < 3; i++ {
+		if g := small.graphLoad("add"); g <= 0 {
+			t.Fatalf("graph_load %d = %d: %s", i, g, small.host.LastError())
+		}
+	}
+	for i := 0; i < 1000; i++ {
+		if g := small.graphLoad("add"); hostfuncs.Code(g) != hostfuncs.EQUOTA || !strings.Contains(small.host.LastError(), "quota") {
+			t.Fatalf("graph_load over the tensor quota = %d (%s), want EQUOTA", g, small.host.LastError())
+		}
+	}
+	if _, b := small.host.Stats(); b != 3*fi.Size() {
+		t.Fatalf("%d bytes counted after refused loads, want %d", b, 3*fi.Size())
+	}
+}
+
+// TestNNRegisteredPins: a module pinning a name loads the model registered
+// with that digest even while the name's current model is another, and a
+// module without a pin gets the current one; hostile bytes do not register.
+func TestNNRegisteredPins(t *testing.T) {
+	set := hostfuncs.NewModelSet(backend, onnx.Options{})
+	defer set.Close()
+	if err := set.Add(hostfuncs.Preload{Name: "m", Encoding: "onnx", Target: "cpu", Path: "testdata/nn/add.onnx"}); err != nil {
+		t.Fatal(err)
+	}
+	mul, err := os.ReadFile("testdata/nn/mul.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := set.Register("m", "bundle model m", mul)
+	if err != nil || sum != fileSHA256(t, "testdata/nn/mul.onnx") {
+		t.Fatalf("Register = %s, %v", sum, err)
+	}
+	first := func(e *env) float32 {
+		t.Helper()
+		r, g := e.loadByName("m")
+		if r != 0 {
+			t.Fatalf("load_by_name = %d: %s", r, e.host.LastError())
+		}
+		r, c := e.initCtx(g)
+		if r != 0 || e.setInput(c, 0, typF32, []int32{2, 1, 4}, addA) != 0 || e.setInput(c, 1, typF32, []int32{3, 1}, addB) != 0 ||
+			e.call("wasi_ephemeral_nn_compute", uint64(c)) != 0 || e.call("wasi_ephemeral_nn_get_output", uint64(c), 0, nnOutAt, 96, writtenAt) != 0 {
+			t.Fatal(e.host.LastError())
+		}
+		return floats(e.get(nnOutAt, 4))[0]
+	}
+	pinned := nnEnvWith(t, set, hostfuncs.InstanceConfig{NN: hostfuncs.NNConfig{Models: []string{"m"}, SHA256: map[string]string{"m": sum}}})
+	plain := nnEnvWith(t, set, hostfuncs.InstanceConfig{NN: hostfuncs.NNConfig{Models: []string{"m"}}})
+	if got := first(pinned); got != 10 {
+		t.Fatalf("pinned module answered %v, want the registered mul's 10", got)
+	}
+	if got := first(plain); got != 11 {
+		t.Fatalf("unpinned module answered %v, want the current add's 11", got)
+	}
+	// Registering again counts; the model stays until the last Unregister.
+	if _, err := set.Register("m", "again", mul); err != nil {
+		t.Fatal(err)
+	}
+	m := set.Registered("m", sum)
+	set.Unregister("m", sum)
+	if set.Registered("m", sum) == nil {
+		t.Fatal("one Unregister of two registrations removed the model")
+	}
+	set.Unregister("m", sum)
+	if set.Registered("m", sum) != nil {
+		t.Fatal("the model is still registered")
+	}
+	if m.Retired() {
+		t.Fatal("the model was released while the pinned instance's graph uses it")
+	}
+	for _, bad := range [][]byte{[]byte("not onnx"), mul[:len(mul)/2]} {
+		if _, err := set.Register("m", "bundle model m", bad); err == nil || !strings.Contains(err.Error(), "model m") {
+			t.Fatalf("Register of hostile bytes: %v", err)
+		}
+	}
+	if _, err := set.Register("../m", "x", mul); err == nil {
+		t.Fatal("Register accepted a bad name")
+	}
+}
