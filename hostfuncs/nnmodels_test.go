@@ -68,6 +68,10 @@ func TestNNPinnedDigest(t *testing.T) {
 	}
 }
 
+// testdata/nn/mul.onnx is add.onnx with its one node's op_type set to Mul
+// (python: m = onnx.load("add.onnx"); m.graph.node[0].op_type = "Mul";
+// onnx.save(m, "mul.onnx")): the same inputs and output, another answer.
+
 // TestNNHotSwap: four instances load, run and free graphs of a model while
 // it is replaced (add <-> mul) many times. Every answer is a whole model's
 // (all add or all mul), a graph opened before the swaps keeps the model it
