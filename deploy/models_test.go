@@ -241,10 +241,13 @@ func TestDeployerModels(t *testing.T) {
 // TestRolloutModels: models roll out to a group like modules: a canary
 // moves half the group to a new model, promotion moves the rest, a version
 // whose model fails its health check leaves every device on the good one,
-// and a tampered model is refused everywhere.
-func TestRolloutModels(t *testing.T) {
+// and a tampered model is refused everywhere; against deploy's server and a
+// federation hub.
+func TestRolloutModels(t *testing.T) { servers(t, testRolloutModels) }
+
+func testRolloutModels(t *testing.T, on string) {
 	devs := map[string]string{"cam-1": "cams", "cam-2": "cams", "cam-3": "cams", "cam-4": "cams"}
-	f := newFleet(t, devs)
+	f := newFleetOn(t, on, devs)
 	f.rigMod = func(c *DeployerConfig) { mod, _ := withModels(t); mod(c) }
 	for id, g := range devs {
 		f.startDevice(id, g)
