@@ -16,15 +16,18 @@ import (
 
 // Record is one line of the audit log.
 type Record struct {
-	Time     time.Time `json:"time"`
-	Who      string    `json:"who"`  // the actor: a device ID, an operator, "cli"
-	What     string    `json:"what"` // the action: verify, install, swap, rollback, deploy, start
-	Module   string    `json:"module,omitempty"`
-	Version  string    `json:"version,omitempty"`
-	Digest   string    `json:"digest,omitempty"`
-	Signers  string    `json:"signers,omitempty"` // the keys that vouched, e.g. "publisher:acme"
-	Decision string    `json:"decision"`          // accept, refuse, rollback, fail
-	Reason   string    `json:"reason,omitempty"`
+	Time    time.Time `json:"time"`
+	Who     string    `json:"who"`  // the actor: a device ID, an operator, "cli"
+	What    string    `json:"what"` // the action: verify, install, swap, rollback, deploy, start
+	Module  string    `json:"module,omitempty"`
+	Version string    `json:"version,omitempty"`
+	Digest  string    `json:"digest,omitempty"`
+	Signers string    `json:"signers,omitempty"` // the keys that vouched, e.g. "publisher:acme"
+	// Models are the models the bundle carries, NAME@SHA256 (pinned by
+	// its manifest), comma-separated.
+	Models   string `json:"models,omitempty"`
+	Decision string `json:"decision"` // accept, refuse, rollback, fail
+	Reason   string `json:"reason,omitempty"`
 }
 
 // Decisions written to the audit log.
@@ -224,7 +227,7 @@ func DecisionRecord(who, what string, raw []byte, v *Verified, err error) Record
 		b = d
 	}
 	if b != nil {
-		r.Module, r.Version, r.Digest = b.Name(), b.Version(), b.Digest()
+		r.Module, r.Version, r.Digest, r.Models = b.Name(), b.Version(), b.Digest(), b.modelsDesc()
 	} else if len(raw) > 0 {
 		r.Digest = "raw:" + sha256Hex(raw)
 	}

@@ -2,11 +2,15 @@ package deploy
 
 import (
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/fennec-edge/fennec/deploy/internal/envelope"
 	"github.com/fennec-edge/fennec/deploy/internal/semver"
@@ -25,6 +29,7 @@ type Bundle struct {
 	env     *envelope.Envelope
 	name    string
 	version semver.Version
+	pins    map[string]string // the manifest's [nn.sha256]
 }
 
 // Signature describes one signature of a bundle.
@@ -54,11 +59,16 @@ func DecodeBundle(raw []byte, lim Limits) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	name, ver, err := manifestIdentity(env.Manifest)
+	man, ver, err := parseManifest(env.Manifest, "manifest")
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", envelope.ErrMalformed, err)
 	}
-	return &Bundle{env: env, name: name, version: ver}, nil
+	for _, name := range sortedKeys(env.Models) {
+		if _, pinned := man.NN.SHA256[name]; !pinned {
+			return nil, fmt.Errorf("%w: model %q is in the bundle but the manifest does not pin it ([nn.sha256] %s)", envelope.ErrMalformed, name, name)
+		}
+	}
+	return &Bundle{env: env, name: man.Name, version: ver, pins: man.NN.SHA256}, nil
 }
 
 // ReadBundle reads and decodes a bundle file.
@@ -89,20 +99,143 @@ var ErrMalformed = envelope.ErrMalformed
 // manifestIdentity validates manifest text with the runtime's parser
 // (the same one that will compile the module) and returns the module's
 // name and version.
-func manifestIdentity(man []byte) (string, semver.Version, error) {
-	return manifestIdentityFrom(man, "manifest")
+func manifestIdentityFrom(man []byte, source string) (string, semver.Version, error) {
+	m, v, err := parseManifest(man, source)
+	return m.Name, v, err
 }
 
-func manifestIdentityFrom(man []byte, source string) (string, semver.Version, error) {
+func parseManifest(man []byte, source string) (runtime.Manifest, semver.Version, error) {
 	m, err := runtime.ParseManifest(man, source)
 	if err != nil {
-		return "", semver.Version{}, err
+		return runtime.Manifest{}, semver.Version{}, err
 	}
 	v, err := semver.Parse(m.Version)
 	if err != nil {
-		return "", semver.Version{}, fmt.Errorf("%s: version: %v", source, err)
+		return runtime.Manifest{}, semver.Version{}, fmt.Errorf("%s: version: %v", source, err)
 	}
-	return m.Name, v, nil
+	return m, v, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+// PackModels is Pack for a module that ships its models: models (ONNX
+// files by name, each granted by the manifest's [nn] models) travel in the
+// bundle, and the manifest is rewritten with each one's SHA-256 pinned in
+// its [nn.sha256] table (PinModels), so the bundle's signature covers
+// them through the manifest.
+func PackModels(manifest, wasm []byte, models map[string][]byte) (*Bundle, error) {
+	man, err := PinModels(manifest, models)
+	if err != nil {
+		return nil, err
+	}
+	d := envelope.Digest(man, wasm)
+	env := &envelope.Envelope{Format: envelope.Format, Manifest: man, Wasm: wasm, Digest: d[:], Models: models}
+	if len(models) == 0 {
+		env.Models = nil
+	}
+	raw, err := envelope.Encode(env)
+	if err != nil {
+		return nil, err
+	}
+	return DecodeBundle(raw, Limits{})
+}
+
+// PinModels returns manifest text with [nn.sha256] NAME = "HEX" set for
+// each model (replacing a stale pin, adding the table when there is none);
+// the rest of the text, comments included, is kept. Each model must be
+// granted by the manifest's [nn] models.
+func PinModels(manifest []byte, models map[string][]byte) ([]byte, error) {
+	if len(models) == 0 {
+		return manifest, nil
+	}
+	m, err := runtime.ParseManifest(manifest, "manifest")
+	if err != nil {
+		return nil, err
+	}
+	want := map[string]string{}
+	for _, name := range sortedKeys(models) {
+		if !slices.Contains(m.NN.Models, name) {
+			return nil, fmt.Errorf("model %q is not granted by the manifest: add it to [nn] models (granted: %q)", name, m.NN.Models)
+		}
+		sum := sha256.Sum256(models[name])
+		want[name] = hex.EncodeToString(sum[:])
+	}
+	lines := strings.Split(strings.TrimRight(string(manifest), "\n"), "\n")
+	header, end := -1, len(lines)
+	for i, l := range lines {
+		t := tomlLine(l)
+		if strings.HasPrefix(t, "[") {
+			if header >= 0 {
+				end = i
+				break
+			}
+			if strings.TrimSpace(strings.Trim(t, "[]")) == "nn.sha256" {
+				header = i
+			}
+		}
+	}
+	var out []string
+	if header < 0 {
+		out = append(lines, "", "[nn.sha256]")
+		for _, name := range sortedKeys(want) {
+			out = append(out, fmt.Sprintf("%s = %q", name, want[name]))
+		}
+	} else {
+		done := map[string]bool{}
+		body := slices.Clone(lines[header+1 : end])
+		for i, l := range body {
+			k, _, ok := strings.Cut(tomlLine(l), "=")
+			if !ok {
+				continue
+			}
+			k = strings.TrimSpace(k)
+			if uq, err := strconv.Unquote(k); err == nil {
+				k = uq
+			}
+			if h, pin := want[k]; pin {
+				body[i] = fmt.Sprintf("%s = %q", k, h)
+				done[k] = true
+			}
+		}
+		out = append(out, lines[:header+1]...)
+		for _, name := range sortedKeys(want) {
+			if !done[name] {
+				out = append(out, fmt.Sprintf("%s = %q", name, want[name]))
+			}
+		}
+		out = append(out, body...)
+		out = append(out, lines[end:]...)
+	}
+	res := []byte(strings.Join(out, "\n") + "\n")
+	m2, err := runtime.ParseManifest(res, "manifest with model pins")
+	if err != nil {
+		return nil, fmt.Errorf("pinning the models: %w", err)
+	}
+	for name, h := range want {
+		if m2.NN.SHA256[name] != h {
+			return nil, fmt.Errorf("could not pin model %q: write the manifest's pins as a [nn.sha256] table", name)
+		}
+	}
+	return res, nil
+}
+
+// tomlLine is a line without its comment and surrounding space (enough
+// for the table headers and simple keys PinModels edits).
+func tomlLine(l string) string {
+	t := strings.TrimSpace(l)
+	if strings.HasPrefix(t, "[") {
+		if i := strings.IndexByte(t, '#'); i >= 0 {
+			t = strings.TrimSpace(t[:i])
+		}
+	}
+	return t
 }
 
 // Name is the module's name from its manifest.
@@ -113,6 +246,30 @@ func (b *Bundle) Version() string { return b.version.String() }
 
 // Manifest returns the manifest text. The caller must not modify it.
 func (b *Bundle) Manifest() []byte { return b.env.Manifest }
+
+// Models returns the model files the bundle carries, by name (nil when
+// none). The caller must not modify them.
+func (b *Bundle) Models() map[string][]byte { return b.env.Models }
+
+// modelsDesc lists the carried models as NAME@PIN for the audit log.
+func (b *Bundle) modelsDesc() string {
+	var parts []string
+	for _, name := range sortedKeys(b.env.Models) {
+		parts = append(parts, name+"@"+b.pins[name])
+	}
+	return strings.Join(parts, ",")
+}
+
+// checkModels checks every carried model against the manifest's pin.
+func (b *Bundle) checkModels() error {
+	for _, name := range sortedKeys(b.env.Models) {
+		sum := sha256.Sum256(b.env.Models[name])
+		if got := hex.EncodeToString(sum[:]); got != b.pins[name] {
+			return fmt.Errorf("model %q (%d bytes) has SHA-256 %s; the manifest of %s %s pins %s: it was changed or truncated after packing", name, len(b.env.Models[name]), got, b.name, b.Version(), b.pins[name])
+		}
+	}
+	return nil
+}
 
 // Wasm returns the module binary. The caller must not modify it.
 func (b *Bundle) Wasm() []byte { return b.env.Wasm }

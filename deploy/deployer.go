@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fennec-edge/fennec/hostfuncs"
 	"github.com/fennec-edge/fennec/internal/config"
 	"github.com/fennec-edge/fennec/internal/routines"
 	"github.com/fennec-edge/fennec/runtime"
@@ -26,6 +27,11 @@ type DeployerConfig struct {
 	Engine *runtime.Engine
 	Store  *Store
 	Trust  *Trust
+	// Models is the model set of the Engine's Services.NN: the models a
+	// bundle carries are registered there (by digest) while its version
+	// runs, and unregistered when it is retired. Nil refuses bundles that
+	// carry models.
+	Models *hostfuncs.ModelSet
 	// Audit receives a record of every decision; nil records nothing.
 	Audit *AuditLog
 	// Device names this device in audit records ("who").
@@ -114,6 +120,8 @@ type Deployer struct {
 type active struct {
 	mod     *runtime.Module
 	ver     StoredVersion
+	models  [][2]string // registered models: name, digest
+	set     *hostfuncs.ModelSet
 	refs    atomic.Int64
 	drained chan struct{}
 
@@ -324,26 +332,55 @@ func (d *Deployer) Start(ctx context.Context) error {
 	return errors.New("deploy: no stored version can run")
 }
 
-// prepare compiles b and runs its health check.
+// prepare registers b's models, compiles b and runs its health check (on
+// the new models: the new version's instances load the digests its
+// manifest pins, while the running version keeps its own).
 func (d *Deployer) prepare(ctx context.Context, b *Bundle) (*active, error) {
 	man, err := runtime.ParseManifest(b.Manifest(), b.Name()+" "+b.Version()+" manifest")
 	if err != nil {
 		return nil, err
 	}
+	a := newActive(nil, versionOf(b))
+	a.set = d.cfg.Models
+	if len(b.Models()) > 0 && a.set == nil {
+		return nil, fmt.Errorf("deploy: %s %s carries models but this device has no model set (DeployerConfig.Models)", b.Name(), b.Version())
+	}
+	for _, name := range sortedKeys(b.Models()) {
+		sha, err := a.set.Register(name, fmt.Sprintf("%s %s bundle model %s", b.Name(), b.Version(), name), b.Models()[name])
+		if err != nil {
+			a.close()
+			return nil, err
+		}
+		a.models = append(a.models, [2]string{name, sha})
+	}
 	mod, err := d.cfg.Engine.Compile(ctx, b.Wasm(), man)
 	if err != nil {
+		a.close()
 		return nil, err
 	}
+	a.mod = mod
 	if slices.Contains(man.Entrypoints, HealthEntrypoint) {
 		hctx, cancel := context.WithTimeout(ctx, d.cfg.HealthTimeout)
 		_, err := mod.Call(hctx, HealthEntrypoint, []byte{0xa0})
 		cancel()
 		if err != nil {
-			mod.Close(context.Background())
+			a.close()
 			return nil, &HealthError{Err: err}
 		}
 	}
-	return newActive(mod, versionOf(b)), nil
+	return a, nil
+}
+
+// close closes a's module (its instances free their graphs) and then
+// unregisters its models.
+func (a *active) close() {
+	if a.mod != nil {
+		a.mod.Close(context.Background())
+	}
+	for _, m := range a.models {
+		a.set.Unregister(m[0], m[1])
+	}
+	a.models = nil
 }
 
 // HealthError is a failed health check.
@@ -402,12 +439,12 @@ func (d *Deployer) Install(ctx context.Context, raw []byte, who string) (*Verifi
 		if run.Digest != "" {
 			reason += fmt.Sprintf("; still running %s %s", run.Name, run.Version)
 		}
-		d.audit(Record{What: what, Module: b.Name(), Version: b.Version(), Digest: b.Digest(), Signers: v.Signers(), Decision: DecisionFail, Reason: reason})
+		d.audit(Record{What: what, Module: b.Name(), Version: b.Version(), Digest: b.Digest(), Signers: v.Signers(), Models: b.modelsDesc(), Decision: DecisionFail, Reason: reason})
 		d.event(Event{Kind: EventFailed, Version: ver, Reason: reason})
 		return nil, err
 	}
 	if err := d.cfg.Store.Commit(b); err != nil {
-		a.mod.Close(context.Background())
+		a.close()
 		return nil, err
 	}
 	d.swap(a)
@@ -433,7 +470,7 @@ func (d *Deployer) retire(old *active) {
 	work := func() {
 		old.release()
 		<-old.drained
-		old.mod.Close(context.Background())
+		old.close()
 	}
 	if !d.routines.Go(work) {
 		// Not reached: every retire happens under swapMu before Close
@@ -523,7 +560,7 @@ func (d *Deployer) rollback(ctx context.Context, from *active, reason string) er
 		return err
 	}
 	if _, err := d.cfg.Store.Revert(); err != nil {
-		a.mod.Close(context.Background())
+		a.close()
 		return err
 	}
 	d.swap(a)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/fennec-edge/fennec/hostfuncs"
 	"github.com/fennec-edge/fennec/internal/config"
 	"github.com/fennec-edge/fennec/internal/routines"
 	"github.com/fennec-edge/fennec/runtime"
@@ -24,6 +25,10 @@ var ErrBadTrustFile = errors.New("bad trust file")
 type DeviceConfig struct {
 	// Engine runs the deployed module (required).
 	Engine *runtime.Engine
+	// Models is the model set of Engine's Services.NN, where the models
+	// bundles carry are registered (DeployerConfig.Models); nil refuses
+	// bundles with models.
+	Models *hostfuncs.ModelSet
 	// ID and Group are the device's id and group, as in the access file
 	// (required).
 	ID, Group string
@@ -89,7 +94,7 @@ func OpenDevice(ctx context.Context, cfg DeviceConfig) (*Device, error) {
 	}
 	dev := &Device{cfg: cfg, audit: audit, notify: make(chan Event, 16)}
 	log := cfg.Logger
-	dev.d, err = NewDeployer(DeployerConfig{Engine: cfg.Engine, Store: store, Trust: tr, Audit: audit, Device: cfg.ID, Logger: log,
+	dev.d, err = NewDeployer(DeployerConfig{Engine: cfg.Engine, Models: cfg.Models, Store: store, Trust: tr, Audit: audit, Device: cfg.ID, Logger: log,
 		OnEvent: func(e Event) {
 			log.Info("deploy "+e.Kind, "module", e.Version.Name, "version", e.Version.Version, "reason", e.Reason)
 			select {

@@ -27,6 +27,9 @@ type fleet struct {
 	access  *Access
 	seeds   map[string]string
 	devices map[string]*testDevice
+	// rigMod, when set, configures each device's Deployer further (a
+	// model set, for bundles that carry models).
+	rigMod func(*DeployerConfig)
 }
 
 type testDevice struct {
@@ -155,6 +158,9 @@ func (f *fleet) startDevice(id, group string) *testDevice {
 	r := newRig(f.t, dir, func(c *DeployerConfig) {
 		c.Device = id
 		c.CrashLoopFailures = 3
+		if f.rigMod != nil {
+			f.rigMod(c)
+		}
 		inner := c.OnEvent
 		c.OnEvent = func(e Event) {
 			inner(e)

@@ -185,6 +185,9 @@ func (t *Trust) Verify(b *Bundle, run Running) (*Verified, error) {
 	if !bytes.Equal(d[:], env.Digest) {
 		return nil, &Refused{ReasonTampered, fmt.Sprintf("content digest %x does not match the envelope's digest %x: the manifest or Wasm was changed after packing", d[:8], env.Digest[:8])}
 	}
+	if err := b.checkModels(); err != nil {
+		return nil, &Refused{ReasonTampered, err.Error()}
+	}
 	v := &Verified{Bundle: b}
 	var badSig, notForModule, untrusted []string
 	signed := false

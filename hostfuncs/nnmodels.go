@@ -1,12 +1,17 @@
 package hostfuncs
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/fennec-edge/fennec/gpu"
 	"github.com/fennec-edge/fennec/nn/onnx"
@@ -36,7 +41,20 @@ type ModelSet struct {
 	backend gpu.Backend
 	opts    onnx.Options
 	models  map[string]*SharedModel
-	closed  bool
+	// pinned are models registered by digest (Register): a module whose
+	// manifest pins NAME to a digest loads the registered model of that
+	// digest, so two versions of a module, each pinning its own model,
+	// run side by side during a swap.
+	pinned map[pinKey]*pinEntry
+	closed bool
+}
+
+type pinKey struct{ name, sha string }
+
+// pinEntry is one registered model and how many registrations hold it.
+type pinEntry struct {
+	m *SharedModel
+	n int
 }
 
 // SharedModel is one loaded model of a ModelSet.
@@ -45,10 +63,17 @@ type SharedModel struct {
 	Path string // the file it came from
 	// Bytes is what the model is charged against the tensor quota of each
 	// instance that loads it: the size of its file (the weights it holds).
-	Bytes   int64
+	Bytes int64
+	// SHA256 is the lower-case hex SHA-256 of the file's bytes, checked
+	// against the manifest's [nn.sha256] pins.
+	SHA256  string
 	sess    *onnx.Session
 	inputs  []onnx.ValueInfo
 	outputs []onnx.ValueInfo
+	// refs counts the set's reference (while m is the current model of
+	// its name) and one per graph of an instance that uses it.
+	refs   atomic.Int64
+	closed atomic.Bool
 }
 
 // Inputs and Outputs describe the model's graph inputs and outputs.
@@ -61,7 +86,7 @@ func NewModelSet(be gpu.Backend, opts onnx.Options) *ModelSet {
 	if be == nil {
 		be = gpu.NewCPU()
 	}
-	return &ModelSet{backend: be, opts: opts, models: map[string]*SharedModel{}}
+	return &ModelSet{backend: be, opts: opts, models: map[string]*SharedModel{}, pinned: map[pinKey]*pinEntry{}}
 }
 
 // Preload is one `--nn-preload NAME:ENCODING:TARGET:PATH` (WasmEdge's
@@ -108,33 +133,135 @@ func validModelName(s string) bool {
 // Add loads the model p names and makes it available by p.Name. Errors
 // name the file (nn/onnx's errors name the node or field).
 func (s *ModelSet) Add(p Preload) error {
-	if !validModelName(p.Name) {
-		return fmt.Errorf("model name %q must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'", p.Name)
-	}
-	fi, err := os.Stat(p.Path)
+	sm, err := s.load(p)
 	if err != nil {
-		return fmt.Errorf("model %s: %w", p.Name, err)
+		return err
 	}
-	m, err := onnx.Load(p.Path, s.opts)
-	if err != nil {
-		return fmt.Errorf("model %s: %w", p.Name, err)
-	}
-	sess, err := onnx.NewSession(m, s.backend)
-	if err != nil {
-		return fmt.Errorf("model %s: %s: %w", p.Name, p.Path, err)
-	}
-	sm := &SharedModel{Name: p.Name, Path: p.Path, Bytes: fi.Size(), sess: sess, inputs: m.Inputs(), outputs: modelOutputs(m)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		sess.Close()
+		sm.retire()
 		return errors.New("model set is closed")
 	}
 	if _, dup := s.models[p.Name]; dup {
-		sess.Close()
+		sm.retire()
 		return fmt.Errorf("model %s is named twice", p.Name)
 	}
 	s.models[p.Name] = sm
+	return nil
+}
+
+// load reads, hashes, decodes and prepares the model p names. The file is
+// read once, so the digest is of the very bytes that are decoded.
+func (s *ModelSet) load(p Preload) (*SharedModel, error) {
+	if !validModelName(p.Name) {
+		return nil, fmt.Errorf("model name %q must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'", p.Name)
+	}
+	max := s.opts.MaxFileBytes
+	if max <= 0 {
+		max = 2 << 30 // nn/onnx's default
+	}
+	f, err := os.Open(p.Path)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", p.Name, err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, fmt.Errorf("model %s: %w", p.Name, err)
+	} else if fi.Size() > max {
+		return nil, fmt.Errorf("model %s: %s: file of %d bytes exceeds the limit of %d", p.Name, p.Path, fi.Size(), max)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %s: %w", p.Name, p.Path, err)
+	}
+	return s.decode(p.Name, p.Path, data, filepath.Dir(p.Path))
+}
+
+// decode prepares model bytes; source names them in errors, dir holds
+// external data ("" refuses it).
+func (s *ModelSet) decode(name, source string, data []byte, dir string) (*SharedModel, error) {
+	m, err := onnx.Decode(data, filepath.Base(source), dir, s.opts)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", name, err)
+	}
+	sess, err := onnx.NewSession(m, s.backend)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %s: %w", name, source, err)
+	}
+	sum := sha256.Sum256(data)
+	sm := &SharedModel{Name: name, Path: source, Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:]),
+		sess: sess, inputs: m.Inputs(), outputs: modelOutputs(m)}
+	sm.refs.Store(1) // the set's own reference
+	return sm, nil
+}
+
+// Register makes model bytes (a deployed bundle's model) available to the
+// modules whose manifest pins name to their SHA-256, and returns that
+// digest. Registering the same name and bytes again only counts another
+// registration (the weights stay loaded once); Unregister drops one, and
+// the model is released when the last registration and the last graph
+// using it are gone. source names the bytes in errors and in
+// SharedModel.Path. External tensor data is refused: a registered model is
+// self-contained.
+func (s *ModelSet) Register(name, source string, data []byte) (string, error) {
+	if !validModelName(name) {
+		return "", fmt.Errorf("model name %q must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'", name)
+	}
+	sum := sha256.Sum256(data)
+	k := pinKey{name, hex.EncodeToString(sum[:])}
+	s.mu.Lock()
+	if e := s.pinned[k]; e != nil && !s.closed {
+		e.n++
+		s.mu.Unlock()
+		return k.sha, nil
+	}
+	s.mu.Unlock()
+	sm, err := s.decode(name, source, data, "")
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		sm.retire()
+		return "", errors.New("model set is closed")
+	}
+	if e := s.pinned[k]; e != nil { // registered meanwhile
+		e.n++
+		sm.retire()
+		return k.sha, nil
+	}
+	s.pinned[k] = &pinEntry{m: sm, n: 1}
+	return k.sha, nil
+}
+
+// Unregister drops one registration of the model name with digest sha.
+func (s *ModelSet) Unregister(name, sha string) {
+	s.mu.Lock()
+	k := pinKey{name, sha}
+	e := s.pinned[k]
+	if e == nil {
+		s.mu.Unlock()
+		return
+	}
+	e.n--
+	if e.n > 0 {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.pinned, k)
+	s.mu.Unlock()
+	e.m.release()
+}
+
+// Registered returns the registered model name with digest sha, or nil.
+func (s *ModelSet) Registered(name, sha string) *SharedModel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.pinned[pinKey{name, sha}]; e != nil {
+		return e.m
+	}
 	return nil
 }
 
@@ -146,6 +273,65 @@ func (s *ModelSet) Get(name string) *SharedModel {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.models[name]
+}
+
+// Replace loads the model p names and makes it the model of p.Name (adding
+// the name when the set lacks it), returning the model it replaced (nil if
+// none). Graphs instances already opened keep running the old model until
+// they are freed; graphs opened from now on get the new one. The old
+// model's memory is released when its last graph is freed. A model that
+// fails to load leaves the set as it was.
+func (s *ModelSet) Replace(p Preload) (*SharedModel, error) {
+	sm, err := s.load(p)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		sm.retire()
+		return nil, errors.New("model set is closed")
+	}
+	old := s.models[p.Name]
+	s.models[p.Name] = sm
+	s.mu.Unlock()
+	if old != nil {
+		old.release()
+	}
+	return old, nil
+}
+
+// Remove takes the model name out of the set (graphs already open keep it
+// until they are freed) and reports whether it was there.
+func (s *ModelSet) Remove(name string) bool {
+	s.mu.Lock()
+	old := s.models[name]
+	delete(s.models, name)
+	s.mu.Unlock()
+	if old != nil {
+		old.release()
+	}
+	return old != nil
+}
+
+// open returns the current model of name with a reference taken for a
+// graph (released by SharedModel.release), or nil.
+// A pinned name (sha not "") gets the model registered with that digest,
+// else the current model of the name.
+func (s *ModelSet) open(name, sha string) *SharedModel {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.models[name]
+	if e := s.pinned[pinKey{name, sha}]; sha != "" && e != nil {
+		m = e.m
+	}
+	if m == nil || !m.acquire() {
+		return nil
+	}
+	return m
 }
 
 // Names lists the models, sorted.
@@ -167,10 +353,14 @@ func (s *ModelSet) Names() []string {
 func (s *ModelSet) Close() {
 	s.mu.Lock()
 	ms := s.models
-	s.models, s.closed = map[string]*SharedModel{}, true
+	pins := s.pinned
+	s.models, s.pinned, s.closed = map[string]*SharedModel{}, map[pinKey]*pinEntry{}, true
 	s.mu.Unlock()
 	for _, m := range ms {
-		m.sess.Close()
+		m.release()
+	}
+	for _, e := range pins {
+		e.m.release()
 	}
 }
 
@@ -197,3 +387,32 @@ func modelOutputs(m *onnx.Model) []onnx.ValueInfo {
 	}
 	return outs
 }
+
+// acquire takes a reference for a graph that will run m. It fails once m
+// has been retired (replaced or its set closed) and its last user left.
+func (m *SharedModel) acquire() bool {
+	for {
+		n := m.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if m.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// release drops a reference; the last one frees the session's memory.
+func (m *SharedModel) release() {
+	if m.refs.Add(-1) == 0 {
+		m.sess.Close()
+		m.closed.Store(true)
+	}
+}
+
+// retire drops the set's reference of a model never published.
+func (m *SharedModel) retire() { m.release() }
+
+// Retired reports whether m's memory has been released: it was replaced
+// (or its set closed) and every graph that used it has been freed.
+func (m *SharedModel) Retired() bool { return m.closed.Load() }

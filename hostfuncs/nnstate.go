@@ -2,6 +2,7 @@ package hostfuncs
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 
@@ -21,6 +22,9 @@ type NNConfig struct {
 	// name; a model not listed is not found, whether the operator has it or
 	// not.
 	Models []string
+	// SHA256 pins models by the SHA-256 of their file (lower-case hex, by
+	// name): a granted model whose loaded bytes hash otherwise is refused.
+	SHA256 map[string]string
 	// MaxGraphs and MaxContexts bound the graphs and execution contexts one
 	// instance holds at once (defaults 16 and 64).
 	MaxGraphs, MaxContexts int
@@ -174,6 +178,10 @@ func (in *Instance) nnGranted(name string) bool {
 	return false
 }
 
+// errDigest marks a model refused because its bytes do not match the
+// manifest's pin.
+var errDigest = errors.New("model digest mismatch")
+
 // charge counts n more bytes of graph or context memory against the tensor
 // quota, or says why not.
 func (in *Instance) charge(n int64) error {
@@ -196,12 +204,17 @@ func (in *Instance) openShared(name string) (*nnGraph, error) {
 	svc := in.nnServices()
 	var m *SharedModel
 	if svc != nil {
-		m = svc.Models.Get(name)
+		m = svc.Models.open(name, in.cfg.NN.SHA256[name])
 	}
 	if m == nil {
 		return nil, fmt.Errorf("model %q is granted but this host has not loaded it (--nn-preload %s:onnx:cpu:PATH)", name, name)
 	}
+	if want, pinned := in.cfg.NN.SHA256[name]; pinned && want != m.SHA256 {
+		m.release()
+		return nil, fmt.Errorf("%w: model %q (file %s) has SHA-256 %s; the manifest of module %s pins %s", errDigest, name, m.Path, m.SHA256, in.cfg.Module, want)
+	}
 	if err := in.charge(m.Bytes); err != nil {
+		m.release()
 		return nil, fmt.Errorf("model %q (%d bytes): %w", name, m.Bytes, err)
 	}
 	return &nnGraph{name: name, sess: m.sess, inputs: m.inputs, outputs: m.outputs, charge: m.Bytes, shared: m}, nil
@@ -225,6 +238,9 @@ func (in *Instance) closeGraph(g *nnGraph) {
 	in.uncharge(g.charge)
 	if g.owned {
 		g.sess.Close()
+	}
+	if g.shared != nil {
+		g.shared.release()
 	}
 }
 

@@ -320,6 +320,9 @@ func (in *Instance) nnLoadNamed(mod api.Module, op string, nptr, nlen, gptr uint
 		if errors.Is(err, errQuota) {
 			return in.nnFail(NNTooLarge, op, "%v", err)
 		}
+		if errors.Is(err, errDigest) {
+			return in.nnFail(NNRuntimeError, op, "%v", err)
+		}
 		return in.nnFail(NNNotFound, op, "%v", err)
 	}
 	id, err := in.addGraph(g)

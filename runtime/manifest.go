@@ -62,6 +62,10 @@ type NNManifest struct {
 	ABI string `toml:"abi"`
 	// Models are the operator's models (by name) the module may load.
 	Models []string `toml:"models"`
+	// SHA256 pins granted models by digest (`[nn.sha256]` NAME = "hex"):
+	// the host refuses to load a pinned model whose file's bytes hash to
+	// anything else. `fennec module pack --model` writes these pins.
+	SHA256 map[string]string `toml:"sha256"`
 }
 
 // Limits are a module's resource limits. The engine caps each at its own
@@ -154,6 +158,7 @@ var (
 	identRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
 	// modelNameRE is hostfuncs' rule for model names (--nn-preload NAME).
 	modelNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+	sha256HexRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
 // KnownCapabilities lists every capability a manifest may request.
@@ -232,6 +237,22 @@ func ParseManifest(data []byte, source string) (Manifest, error) {
 		if !modelNameRE.MatchString(name) {
 			return Manifest{}, bad("nn.models", "entry %d, %q, is not a model name (1-64 characters of a-z, A-Z, 0-9, '.', '_', '-')", i, name)
 		}
+	}
+	pins := make([]string, 0, len(m.NN.SHA256))
+	for name := range m.NN.SHA256 {
+		pins = append(pins, name)
+	}
+	slices.Sort(pins)
+	for _, name := range pins {
+		field := "nn.sha256." + name
+		if !slices.Contains(m.NN.Models, name) {
+			return Manifest{}, bad(field, "pins model %q, which [nn] models does not grant (granted: %q)", name, m.NN.Models)
+		}
+		h := strings.ToLower(m.NN.SHA256[name])
+		if !sha256HexRE.MatchString(h) {
+			return Manifest{}, bad(field, "%q is not a SHA-256 digest (64 hex digits)", m.NN.SHA256[name])
+		}
+		m.NN.SHA256[name] = h
 	}
 	if (m.NN.ABI != "" || len(m.NN.Models) > 0) && !slices.Contains(m.Capabilities, hostfuncs.CapWASINN) && !slices.Contains(m.Capabilities, hostfuncs.CapNN) {
 		return Manifest{}, bad("nn", "the [nn] table needs the %q or %q capability", hostfuncs.CapWASINN, hostfuncs.CapNN)

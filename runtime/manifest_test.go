@@ -70,6 +70,9 @@ func TestManifestErrors(t *testing.T) {
 		{"bad model name", base + "capabilities = [\"wasi:nn\"]\n[nn]\nmodels = [\"a b\"]\n", 6, "nn.models", "not a model name"},
 		{"nn without capability", base + "[nn]\nmodels = [\"vad\"]\n", 4, "nn", "capability"},
 		{"bad input", base + "input = \"wav\"\n", 4, "input", "is not \"cbor\" or \"bytes\""},
+		{"pin of an ungranted model", base + "capabilities = [\"nn\"]\n[nn]\nmodels = [\"vad\"]\n[nn.sha256]\nocr = \"" + strings.Repeat("ab", 32) + "\"\n", 8, "nn.sha256.ocr", "does not grant"},
+		{"malformed pin", base + "capabilities = [\"nn\"]\n[nn]\nmodels = [\"vad\"]\n[nn.sha256]\nvad = \"abc\"\n", 8, "nn.sha256.vad", "not a SHA-256 digest"},
+		{"pin not hex", base + "capabilities = [\"nn\"]\n[nn]\nmodels = [\"vad\"]\n[nn.sha256]\nvad = \"" + strings.Repeat("zz", 32) + "\"\n", 8, "nn.sha256.vad", "not a SHA-256 digest"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -85,6 +88,19 @@ func TestManifestErrors(t *testing.T) {
 				t.Fatalf("error %q does not name the file", err)
 			}
 		})
+	}
+}
+
+// TestManifestModelPins: [nn.sha256] pins granted models; hex is taken in
+// either case and kept lower-case.
+func TestManifestModelPins(t *testing.T) {
+	src := "name = \"m\"\nversion = \"1.0.0\"\nentrypoints = [\"run\"]\ncapabilities = [\"nn\"]\n[nn]\nmodels = [\"vad\", \"ocr\"]\n[nn.sha256]\nvad = \"" + strings.Repeat("AB", 32) + "\"\n"
+	m, err := runtime.ParseManifest([]byte(src), "fennec.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.NN.SHA256["vad"]; got != strings.Repeat("ab", 32) || len(m.NN.SHA256) != 1 {
+		t.Fatalf("pins %v", m.NN.SHA256)
 	}
 }
 

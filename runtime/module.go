@@ -157,7 +157,7 @@ func (m *Module) newHost() (*hostfuncs.Instance, error) {
 		MaxOutputBytes: m.eng.limits.MaxOutputBytes,
 		Services:       m.eng.cfg.Services,
 		Cooperative:    m.lim.preemption == PreemptHostCalls,
-		NN:             hostfuncs.NNConfig{ABI: m.man.NN.ABI, Models: m.man.NN.Models},
+		NN:             hostfuncs.NNConfig{ABI: m.man.NN.ABI, Models: m.man.NN.Models, SHA256: m.man.NN.SHA256},
 	})
 }
 

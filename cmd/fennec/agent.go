@@ -18,6 +18,7 @@ import (
 	"github.com/fennec-edge/fennec/hostfuncs"
 	"github.com/fennec-edge/fennec/internal/leaf"
 	"github.com/fennec-edge/fennec/internal/routines"
+	"github.com/fennec-edge/fennec/nn/onnx"
 	"github.com/fennec-edge/fennec/privacy/budget"
 	"github.com/fennec-edge/fennec/runtime"
 	"github.com/fennec-edge/fennec/serve"
@@ -180,8 +181,10 @@ HTTP bindings) on ADDR. With --device-config and no --hub the agent only serves.
 				}
 				ps.Ledger = l
 			}
+			models := hostfuncs.NewModelSet(nil, onnx.Options{}) // bundles' models (rollouts)
+			defer models.Close()
 			eng, err := newEngine(ctx, log, runtime.Config{Logger: log,
-				Services: &hostfuncs.Services{Privacy: ps}})
+				Services: &hostfuncs.Services{Privacy: ps, NN: &hostfuncs.NNServices{Models: models}}})
 			if err != nil {
 				return &exitError{exitFailure, err}
 			}
@@ -195,7 +198,7 @@ HTTP bindings) on ADDR. With --device-config and no --hub the agent only serves.
 			}
 			var rd *deploy.Device
 			if rollouts {
-				if rd, err = openRollout(ctx, eng, cid, rf, log); err != nil {
+				if rd, err = openRollout(ctx, eng, models, cid, rf, log); err != nil {
 					return err
 				}
 				defer rd.Close()

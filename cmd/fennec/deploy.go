@@ -18,7 +18,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fennec-edge/fennec/deploy"
+	"github.com/fennec-edge/fennec/hostfuncs"
 	"github.com/fennec-edge/fennec/internal/routines"
+	"github.com/fennec-edge/fennec/nn/onnx"
 	"github.com/fennec-edge/fennec/runtime"
 )
 
@@ -419,11 +421,12 @@ func (r *rolloutFlags) check() error {
 }
 
 // openRollout opens device id's rollout side (deploy.OpenDevice) on eng.
-func openRollout(ctx context.Context, eng *runtime.Engine, id string, r rolloutFlags, log *slog.Logger) (*deploy.Device, error) {
+// models is eng's model set (Services.NN), where bundled models go.
+func openRollout(ctx context.Context, eng *runtime.Engine, models *hostfuncs.ModelSet, id string, r rolloutFlags, log *slog.Logger) (*deploy.Device, error) {
 	if err := r.check(); err != nil {
 		return nil, err
 	}
-	dev, err := deploy.OpenDevice(ctx, deploy.DeviceConfig{Engine: eng, ID: id, Group: r.group, Dir: r.dir,
+	dev, err := deploy.OpenDevice(ctx, deploy.DeviceConfig{Engine: eng, Models: models, ID: id, Group: r.group, Dir: r.dir,
 		TrustFile: r.trustPath, Heartbeat: r.heartbeat, Domain: r.domain, Logger: log})
 	if errors.Is(err, deploy.ErrBadTrustFile) {
 		return nil, badInput(err)
@@ -448,12 +451,15 @@ func newDeployAgentCmd() *cobra.Command {
 			ctx, cancel := signalContext(cmd)
 			defer cancel()
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			eng, err := newEngine(ctx, log, runtime.Config{Logger: log})
+			// Models that bundles carry are registered here (by digest).
+			models := hostfuncs.NewModelSet(nil, onnx.Options{})
+			defer models.Close()
+			eng, err := newEngine(ctx, log, runtime.Config{Logger: log, Services: &hostfuncs.Services{NN: &hostfuncs.NNServices{Models: models}}})
 			if err != nil {
 				return err
 			}
 			defer eng.Close(context.Background())
-			rd, err := openRollout(ctx, eng, id, rf, log)
+			rd, err := openRollout(ctx, eng, models, id, rf, log)
 			if err != nil {
 				return err
 			}

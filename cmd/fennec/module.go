@@ -1,10 +1,14 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -52,10 +56,16 @@ func newModuleKeygenCmd() *cobra.Command {
 
 func newModulePackCmd() *cobra.Command {
 	var man, wasm, out string
+	var models []string
 	c := &cobra.Command{
-		Use:   "pack --manifest fennec.toml --wasm module.wasm -o module.fbundle",
-		Short: "Pack a manifest and a Wasm binary into an unsigned bundle",
-		Args:  cobra.NoArgs,
+		Use:   "pack --manifest fennec.toml --wasm module.wasm [--model NAME=FILE.onnx] -o module.fbundle",
+		Short: "Pack a manifest, a Wasm binary and its models into an unsigned bundle",
+		Long: `Pack a manifest and a Wasm binary into an unsigned bundle. Each --model
+NAME=FILE.onnx ships a model in the bundle: NAME must be granted by the
+manifest's [nn] models, and the bundle's manifest gets the file's SHA-256
+pinned in its [nn.sha256] table, so the publisher's signature covers the
+model and devices refuse a model whose bytes differ.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if man == "" || wasm == "" || out == "" {
 				return &exitError{exitUsage, errors.New("--manifest, --wasm and -o are required")}
@@ -71,7 +81,22 @@ func newModulePackCmd() *cobra.Command {
 			if err := deploy.CheckManifest(mb, man); err != nil {
 				return badInput(err)
 			}
-			b, err := deploy.Pack(mb, wb)
+			mm := map[string][]byte{}
+			for _, spec := range models {
+				name, file, okm := strings.Cut(spec, "=")
+				if !okm || name == "" || file == "" {
+					return &exitError{exitUsage, fmt.Errorf("--model %q: want NAME=FILE.onnx", spec)}
+				}
+				if _, dup := mm[name]; dup {
+					return &exitError{exitUsage, fmt.Errorf("--model %s is given twice", name)}
+				}
+				data, err := os.ReadFile(file)
+				if err != nil {
+					return badInput(fmt.Errorf("--model %s: %w", name, err))
+				}
+				mm[name] = data
+			}
+			b, err := deploy.PackModels(mb, wb, mm)
 			if err != nil {
 				return badInput(fmt.Errorf("%s, %s: %w", man, wasm, err))
 			}
@@ -83,13 +108,22 @@ func newModulePackCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "packed %s %s -> %s (digest %s, unsigned)\n", b.Name(), b.Version(), out, b.Digest())
+			for _, name := range slices.Sorted(maps.Keys(b.Models())) {
+				fmt.Fprintf(cmd.OutOrStdout(), "model %s: %d bytes, sha256:%s pinned in [nn.sha256]\n", name, len(b.Models()[name]), sha256Hex(b.Models()[name]))
+			}
 			return nil
 		},
 	}
 	c.Flags().StringVar(&man, "manifest", "", "module manifest (TOML)")
 	c.Flags().StringVar(&wasm, "wasm", "", "module binary")
 	c.Flags().StringVarP(&out, "output", "o", "", "bundle file to write")
+	c.Flags().StringArrayVar(&models, "model", nil, "ship a model in the bundle, NAME=FILE.onnx (repeatable; its digest is pinned in the manifest)")
 	return c
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
 }
 
 func newModuleSignCmd() *cobra.Command {
@@ -215,13 +249,20 @@ func newModuleInspectCmd() *cobra.Command {
 				Fingerprint string `json:"fingerprint"`
 			}
 			info := struct {
-				Name       string `json:"name"`
-				Version    string `json:"version"`
-				Digest     string `json:"digest"`
-				WasmBytes  int    `json:"wasm_bytes"`
-				Manifest   string `json:"manifest"`
-				Signatures []sig  `json:"signatures"`
+				Name       string         `json:"name"`
+				Version    string         `json:"version"`
+				Digest     string         `json:"digest"`
+				WasmBytes  int            `json:"wasm_bytes"`
+				Models     map[string]int `json:"model_bytes,omitempty"`
+				Manifest   string         `json:"manifest"`
+				Signatures []sig          `json:"signatures"`
 			}{Name: b.Name(), Version: b.Version(), Digest: b.Digest(), WasmBytes: len(b.Wasm()), Manifest: string(b.Manifest()), Signatures: []sig{}}
+			for name, m := range b.Models() {
+				if info.Models == nil {
+					info.Models = map[string]int{}
+				}
+				info.Models[name] = len(m)
+			}
 			for _, s := range b.Signatures() {
 				info.Signatures = append(info.Signatures, sig{s.Kind, deploy.FormatKey(s.Key), deploy.Fingerprint(s.Key)})
 			}
@@ -232,6 +273,9 @@ func newModuleInspectCmd() *cobra.Command {
 				return e.Encode(info)
 			}
 			fmt.Fprintf(w, "module:   %s\nversion:  %s\ndigest:   sha256:%s\nwasm:     %d bytes\n", info.Name, info.Version, info.Digest, info.WasmBytes)
+			for _, name := range slices.Sorted(maps.Keys(info.Models)) {
+				fmt.Fprintf(w, "model:    %s, %d bytes (pinned in the manifest)\n", name, info.Models[name])
+			}
 			if len(info.Signatures) == 0 {
 				fmt.Fprintln(w, "signed:   no")
 			}

@@ -74,3 +74,36 @@ func TestModuleCommands(t *testing.T) {
 		t.Fatalf("audit log:\n%s", log)
 	}
 }
+
+// TestModulePackModel: --model ships a model in the bundle with its digest
+// pinned in the bundle's manifest; a model the manifest does not grant and
+// a malformed --model are refused.
+func TestModulePackModel(t *testing.T) {
+	dir := t.TempDir()
+	model, err := os.ReadFile("../../hostfuncs/testdata/nn/add.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "add.onnx"), model, 0o644)
+	os.WriteFile(filepath.Join(dir, "fennec.toml"), []byte("name = \"vad\"\nversion = \"1.0.0\"\nentrypoints = [\"run\"]\ncapabilities = [\"nn\"]\n\n[nn]\nmodels = [\"m\"]\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "m.wasm"), []byte("\x00asm\x01\x00\x00\x00"), 0o644)
+	sum := sha256Hex(model)
+	steps := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"module", "pack", "--manifest", "fennec.toml", "--wasm", "m.wasm", "--model", "m=add.onnx", "-o", "vad.fbundle"}, exitOK, "model m: 94 bytes, sha256:" + sum},
+		{[]string{"module", "inspect", "vad.fbundle"}, exitOK, `m = "` + sum + `"`},
+		{[]string{"module", "inspect", "vad.fbundle"}, exitOK, "model:    m, 94 bytes"},
+		{[]string{"module", "pack", "--manifest", "fennec.toml", "--wasm", "m.wasm", "--model", "other=add.onnx", "-o", "x.fbundle"}, exitBadInput, `model "other" is not granted`},
+		{[]string{"module", "pack", "--manifest", "fennec.toml", "--wasm", "m.wasm", "--model", "add.onnx", "-o", "x.fbundle"}, exitUsage, "want NAME=FILE.onnx"},
+		{[]string{"module", "pack", "--manifest", "fennec.toml", "--wasm", "m.wasm", "--model", "m=missing.onnx", "-o", "x.fbundle"}, exitBadInput, "missing.onnx"},
+	}
+	for _, s := range steps {
+		out, code := runFennec(t, dir, s.args...)
+		if code != s.code || !strings.Contains(out, s.want) {
+			t.Fatalf("fennec %s: exit %d, output %q; want exit %d containing %q", strings.Join(s.args, " "), code, out, s.code, s.want)
+		}
+	}
+}

@@ -3,7 +3,7 @@
 // of both, and Ed25519 signatures over that digest.
 //
 //	bundle    = {"format": 1, "manifest": bstr, "wasm": bstr, "digest": bstr .size 32,
-//	             ? "signatures": [+ signature]}
+//	             ? "models": {+ tstr => bstr}, ? "signatures": [+ signature]}
 //	signature = {"kind": "publish" / "rollback", "key": bstr .size 32, "sig": bstr .size 64}
 //
 // Decoding is strict: definite lengths only, no tags, no duplicate or
@@ -54,11 +54,15 @@ func (l Limits) withDefaults() (Limits, error) {
 
 // Envelope is a decoded bundle.
 type Envelope struct {
-	Format     uint64      `cbor:"format"`
-	Manifest   []byte      `cbor:"manifest"`
-	Wasm       []byte      `cbor:"wasm"`
-	Digest     []byte      `cbor:"digest"`
-	Signatures []Signature `cbor:"signatures,omitempty"`
+	Format   uint64 `cbor:"format"`
+	Manifest []byte `cbor:"manifest"`
+	Wasm     []byte `cbor:"wasm"`
+	Digest   []byte `cbor:"digest"`
+	// Models are ONNX model files by name. The digest does not cover them:
+	// the manifest (which it covers) pins each by SHA-256 ([nn.sha256]),
+	// and the device checks every model against its pin.
+	Models     map[string][]byte `cbor:"models,omitempty"`
+	Signatures []Signature       `cbor:"signatures,omitempty"`
 }
 
 // Signature is one Ed25519 signature over SignedMessage(Kind, Digest).
@@ -173,6 +177,14 @@ func (e *Envelope) validate(lim Limits) error {
 	if len(e.Digest) != sha256.Size {
 		return fmt.Errorf("digest is %d bytes, want %d", len(e.Digest), sha256.Size)
 	}
+	for name, m := range e.Models {
+		if !validModelName(name) {
+			return fmt.Errorf("model name %q is not 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'", name)
+		}
+		if len(m) == 0 {
+			return fmt.Errorf("model %q is empty", name)
+		}
+	}
 	if len(e.Signatures) > lim.MaxSigs {
 		return fmt.Errorf("%d signatures exceed the limit of %d", len(e.Signatures), lim.MaxSigs)
 	}
@@ -194,4 +206,16 @@ func (e *Envelope) validate(lim Limits) error {
 		}
 	}
 	return nil
+}
+
+func validModelName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
