@@ -37,11 +37,12 @@ var Sources = map[string]string{
 	"c-wasinn":          "modules/c-wasinn/wasinn.c", // C, a wasi-nn command module
 	"vad":               "modules/vad",               // takes raw audio bytes; needs the model "vad"
 	"wakeword-embed":    "modules/wakeword-embed",    // takes raw audio bytes; needs "melspec", "embedding"
+	"ocr":               "modules/ocr",               // takes raw image bytes; needs "ocr-det", "ocr-cls", "ocr-rec"
 }
 
 // Names lists the guests in a stable order.
 func Names() []string {
-	return []string{"vitals-preprocess", "risk-infer", "risk-train", "c-zscore", "c-wasinn", "probe", "vad", "wakeword-embed"}
+	return []string{"vitals-preprocess", "risk-infer", "risk-train", "c-zscore", "c-wasinn", "probe", "vad", "wakeword-embed", "ocr"}
 }
 
 // notYetPrebuilt lists guests added since prebuilt/ was last generated:
@@ -49,7 +50,7 @@ func Names() []string {
 // (Prebuilt answers ErrNoSource). `go generate ./internal/guests` adds
 // them to prebuilt/; then empty this list (TestPrebuiltAll fails while a
 // guest listed here has a prebuilt copy).
-var notYetPrebuilt = map[string]bool{"vad": true, "wakeword-embed": true}
+var notYetPrebuilt = map[string]bool{}
 
 // HasPrebuilt reports whether this binary embeds a prebuilt copy of the
 // named guest.
