@@ -183,12 +183,17 @@ func runOCR(t testing.TB, mod *runtime.Module, img []byte) ocrOut {
 
 // TestOCRRenderedLines: the module reads 24 rendered lines; each line's box
 // must lie on the row it was drawn on, and the recognised string must equal
-// the rendered one, spaces ignored, on >= 95 % of them (the exact-match
-// figure is logged).
+// the rendered one exactly on >= 95 % of them (the spaces-ignored figure is
+// logged).
 func TestOCRRenderedLines(t *testing.T) {
 	mod := ocrModule(t)
 	size := 22.0
 	png := renderLines(t, ocrText, size)
+	if p := os.Getenv("FENNEC_OCR_DUMP"); p != "" { // for modules/testdata/ocr_reference.py
+		if err := os.WriteFile(p, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	start := time.Now()
 	out := runOCR(t, mod, png)
 	t.Logf("%dx%d image, %d lines in %v", out.Width, out.Height, len(out.Lines), time.Since(start))
@@ -220,11 +225,12 @@ func TestOCRRenderedLines(t *testing.T) {
 	}
 	frac := float64(exact) / float64(len(ocrText))
 	t.Logf("exact %d/%d lines (%.1f %%), ignoring spaces %d/%d", exact, len(ocrText), 100*frac, noSpace, len(ocrText))
-	// Measured: exact 19/24 (79 %); the misses are word spaces the ch
-	// rec model drops and one O/0. The goal (>= 95 % exact) is not
-	// met yet; what is held here is >= 95 % with spaces ignored.
-	if nf := float64(noSpace) / float64(len(ocrText)); nf < 0.95 {
-		t.Fatalf("%d of %d lines recognised ignoring spaces (%.1f %%), want >= 95 %%", noSpace, len(ocrText), 100*nf)
+	// Measured: exact 23/24 (95.8 %) with unclip ratio 2.5 (19/24 at 2.0,
+	// which onnxruntime in Python on the same image also gives: the misses
+	// were word gaps cut off by a tight box, not a dictionary bug); the one
+	// miss left is 0x3F read as Ox3F (Go Regular's 0 and O).
+	if frac < 0.95 {
+		t.Fatalf("%d of %d lines recognised exactly (%.1f %%), want >= 95 %%", exact, len(ocrText), 100*frac)
 	}
 }
 
