@@ -614,7 +614,17 @@ func (p *plan) assignSlots() {
 // values of enclosing scopes (for subgraphs).
 func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*nn.Tensor, rs *runState) (map[string]*nn.Tensor, error) {
 	sl := p.sl
-	vals := make([]*nn.Tensor, sl.n+sl.maxIn)
+	// Each nesting depth (the main graph, an If branch, a Loop body) has a
+	// frame in rs that keeps its slot array and kernel context Run after
+	// Run, so a steady-state exec allocates neither.
+	f := rs.frame()
+	defer rs.pop()
+	if cap(f.vals) < sl.n+sl.maxIn {
+		f.vals = make([]*nn.Tensor, sl.n+sl.maxIn)
+	}
+	vals := f.vals[:sl.n+sl.maxIn]
+	clear(vals)
+	defer clear(vals) // no tensor stays reachable from the pool
 	vals, inBuf := vals[:sl.n], vals[sl.n:]
 	for _, c := range sl.consts {
 		vals[c.slot] = c.t
@@ -634,7 +644,8 @@ func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*
 		t, ok := outer[sl.outer[-2-code]]
 		return t, ok
 	}
-	c := &kctx{s: s, limit: s.opts.MaxTensorElements, rs: rs}
+	c := &f.c
+	*c = kctx{s: s, limit: s.opts.MaxTensorElements, rs: rs}
 	c.fresh = c.freshBuf[:0]
 	for i, n := range p.steps {
 		in := inBuf[:len(sl.in[i])]
@@ -823,11 +834,13 @@ func (c *kctx) charge(what string, a, b, d int) error {
 // using it is dead. Buffers never leave a Run while a value can reach them:
 // graph outputs and values nobody reads are never released.
 type runState struct {
-	refs  map[*float32]int
-	live  int64        // bytes of the tensors this Run allocated and holds
-	work  int64        // multiply-adds charged so far (Options.MaxRunWork)
-	boxes []*tensorBox // tensor headers, reused Run after Run
-	next  int          // boxes used by this Run
+	frames []*execFrame // per nesting depth, reused Run after Run
+	depth  int
+	refs   map[*float32]int
+	live   int64        // bytes of the tensors this Run allocated and holds
+	work   int64        // multiply-adds charged so far (Options.MaxRunWork)
+	boxes  []*tensorBox // tensor headers, reused Run after Run
+	next   int          // boxes used by this Run
 }
 
 // maxPoolBytes bounds the f32 buffers a Session keeps for reuse.
@@ -1233,4 +1246,27 @@ func (s *Session) hostPut(b []float32) {
 	if len(s.host[len(b)]) < maxScratch {
 		s.host[len(b)] = append(s.host[len(b)], b)
 	}
+}
+
+// execFrame is the per-depth scratch of exec: the slot array and the kernel
+// context.
+type execFrame struct {
+	vals []*nn.Tensor
+	c    kctx
+}
+
+// frame returns the frame for the next nesting depth, making it on first use.
+func (rs *runState) frame() *execFrame {
+	if rs.depth == len(rs.frames) {
+		rs.frames = append(rs.frames, &execFrame{})
+	}
+	f := rs.frames[rs.depth]
+	rs.depth++
+	return f
+}
+
+func (rs *runState) pop() {
+	rs.depth--
+	f := rs.frames[rs.depth]
+	f.c = kctx{}
 }
