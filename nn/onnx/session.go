@@ -55,6 +55,10 @@ type Session struct {
 
 	toDevice, fromDevice, deviceCalls atomic.Int64
 	states                            sync.Pool // *runState, reused by Run
+	// spare keeps one runState out of the pool: sync.Pool drops its
+	// contents at every GC, and a run that rebuilt its arena after each
+	// collection would allocate in the steady state.
+	spare atomic.Pointer[runState]
 }
 
 // Stats counts the explicit copies between host and backend memory.
@@ -448,7 +452,10 @@ func (s *Session) Run(inputs map[string]*nn.Tensor) (map[string]*nn.Tensor, erro
 			return nil, fmt.Errorf("%s: the model has no input %q", s.m.Name, name)
 		}
 	}
-	rs, _ := s.states.Get().(*runState)
+	rs := s.spare.Swap(nil)
+	if rs == nil {
+		rs, _ = s.states.Get().(*runState)
+	}
 	if rs == nil {
 		rs = &runState{refs: map[*float32]int{}}
 	}
@@ -460,7 +467,9 @@ func (s *Session) Run(inputs map[string]*nn.Tensor) (map[string]*nn.Tensor, erro
 	// belongs to the caller (outputs) or is back in the pool.
 	clear(rs.refs)
 	rs.live, rs.next, rs.work = 0, 0, 0
-	s.states.Put(rs)
+	if !s.spare.CompareAndSwap(nil, rs) {
+		s.states.Put(rs)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.m.Name, err)
 	}
@@ -1269,4 +1278,23 @@ func (rs *runState) pop() {
 	rs.depth--
 	f := rs.frames[rs.depth]
 	f.c = kctx{}
+}
+
+// viewOut is a kernel's single result: t's data under shape, with the header
+// from the run's arena (shape is copied, so it may be a caller's stack
+// buffer) and the result slice from c.one.
+func (c *kctx) viewOut(t *nn.Tensor, shape []int) []*nn.Tensor {
+	rs := c.rs
+	if rs == nil || len(shape) > len(tensorBox{}.shape) {
+		return []*nn.Tensor{view(t, slices.Clone(shape))}
+	}
+	if rs.next == len(rs.boxes) {
+		rs.boxes = append(rs.boxes, new(tensorBox))
+	}
+	b := rs.boxes[rs.next]
+	rs.next++
+	r := copy(b.shape[:], shape)
+	b.t = *t
+	b.t.Shape = b.shape[:r:r]
+	return c.one(&b.t)
 }
