@@ -10,9 +10,18 @@ import (
 )
 
 // broadcast returns the NumPy broadcast of two shapes.
-func broadcast(a, b []int) ([]int, error) {
+func broadcast(a, b []int) ([]int, error) { return broadcastInto(nil, a, b) }
+
+// broadcastInto is broadcast writing into dst's backing array when it is
+// large enough (a caller's stack buffer: no heap allocation per node).
+func broadcastInto(dst, a, b []int) ([]int, error) {
 	n := max(len(a), len(b))
-	out := make([]int, n)
+	var out []int
+	if cap(dst) >= n {
+		out = dst[:n]
+	} else {
+		out = make([]int, n)
+	}
 	for i := 1; i <= n; i++ {
 		da, db := 1, 1
 		if i <= len(a) {
@@ -127,7 +136,8 @@ func binaryOp(c *kctx, k binKind, a, b *nn.Tensor) (*nn.Tensor, error) {
 	if a.DType != b.DType && !(k == bPow && a.DType == nn.Float32) {
 		return nil, fmt.Errorf("%w: operand dtypes differ: %v and %v", ErrInvalid, a.DType, b.DType)
 	}
-	shape, err := broadcast(a.Shape, b.Shape)
+	var shapeBuf [8]int
+	shape, err := broadcastInto(shapeBuf[:0], a.Shape, b.Shape)
 	if err != nil {
 		return nil, err
 	}

@@ -870,7 +870,8 @@ func pool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		if err := c.charge("pooling", win.n*win.ch, win.oh*win.ow, win.kh*win.kw); err != nil {
 			return nil, err
 		}
-		out, err := c.alloc(nn.Float32, win.outShape(win.ch))
+		var shapeBuf [4]int
+		out, err := c.alloc(nn.Float32, win.outShapeIn(&shapeBuf, win.ch))
 		if err != nil {
 			return nil, err
 		}
@@ -936,7 +937,8 @@ func globalPool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error)
 		if x.DType != nn.Float32 || len(x.Shape) < 3 {
 			return nil, fmt.Errorf("%w: global pooling of %v", ErrUnsupported, x)
 		}
-		shape := append([]int(nil), x.Shape...)
+		var shapeBuf [8]int
+		shape := append(shapeBuf[:0], x.Shape...)
 		plane := 1
 		for i := 2; i < len(shape); i++ {
 			plane *= shape[i]

@@ -160,7 +160,7 @@ func reshape(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	} else if known != total {
 		return nil, fmt.Errorf("%w: cannot reshape %v (%d elements) to %v", ErrInvalid, in[0].Shape, total, spec)
 	}
-	return []*nn.Tensor{view(in[0], shape)}, nil
+	return c.viewOut(in[0], shape), nil
 }
 
 // view shares t's data under another shape of the same element count.
@@ -206,7 +206,8 @@ func unsqueeze(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		}
 		mark[ax] = true
 	}
-	shape := make([]int, 0, r)
+	var shapeBuf [8]int
+	shape := shapeBuf[:0]
 	j := 0
 	for i := 0; i < r; i++ {
 		if mark[i] {
@@ -216,7 +217,7 @@ func unsqueeze(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			j++
 		}
 	}
-	return []*nn.Tensor{view(in[0], shape)}, nil
+	return c.viewOut(in[0], shape), nil
 }
 
 func squeeze(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -225,7 +226,13 @@ func squeeze(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, err
 	}
 	r := len(in[0].Shape)
-	drop := make([]bool, r)
+	var dropBuf [8]bool
+	drop := dropBuf[:0]
+	if r <= len(dropBuf) {
+		drop = dropBuf[:r]
+	} else {
+		drop = make([]bool, r)
+	}
 	if !ok {
 		for i, d := range in[0].Shape {
 			drop[i] = d == 1
@@ -241,13 +248,14 @@ func squeeze(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		}
 		drop[ax] = true
 	}
-	shape := []int{}
+	var shapeBuf [8]int
+	shape := shapeBuf[:0]
 	for i, d := range in[0].Shape {
 		if !drop[i] {
 			shape = append(shape, d)
 		}
 	}
-	return []*nn.Tensor{view(in[0], shape)}, nil
+	return c.viewOut(in[0], shape), nil
 }
 
 func flatten(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -267,7 +275,7 @@ func flatten(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			b *= d
 		}
 	}
-	return []*nn.Tensor{view(in[0], []int{a, b})}, nil
+	return c.viewOut(in[0], []int{a, b}), nil
 }
 
 // strides returns row-major element strides.

@@ -3,6 +3,7 @@ package onnx
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/fennec-edge/fennec/gpu"
 	"github.com/fennec-edge/fennec/nn"
@@ -605,9 +606,12 @@ func fusedConv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		e.run(t.F32, bias, 0, planes, m, plane, ext)
 		return out, nil
 	}
+	// The closure gets its own copy of ext so that extBuf stays on the
+	// stack on the serial path (a captured extBuf escapes to the heap).
+	extH := slices.Clone(ext)
 	c.parallel(planes, grain, func(lo, hi int) {
-		sub := make([][]float32, len(ext))
-		for i, x := range ext {
+		sub := make([][]float32, len(extH))
+		for i, x := range extH {
 			sub[i] = x[lo*plane : hi*plane]
 		}
 		e.run(t.F32[lo*plane:hi*plane], bias, lo, hi-lo, m, plane, sub)

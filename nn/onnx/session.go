@@ -55,6 +55,10 @@ type Session struct {
 
 	toDevice, fromDevice, deviceCalls atomic.Int64
 	states                            sync.Pool // *runState, reused by Run
+	// spare keeps one runState out of the pool: sync.Pool drops its
+	// contents at every GC, and a run that rebuilt its arena after each
+	// collection would allocate in the steady state.
+	spare atomic.Pointer[runState]
 }
 
 // Stats counts the explicit copies between host and backend memory.
@@ -448,7 +452,10 @@ func (s *Session) Run(inputs map[string]*nn.Tensor) (map[string]*nn.Tensor, erro
 			return nil, fmt.Errorf("%s: the model has no input %q", s.m.Name, name)
 		}
 	}
-	rs, _ := s.states.Get().(*runState)
+	rs := s.spare.Swap(nil)
+	if rs == nil {
+		rs, _ = s.states.Get().(*runState)
+	}
 	if rs == nil {
 		rs = &runState{refs: map[*float32]int{}}
 	}
@@ -460,7 +467,9 @@ func (s *Session) Run(inputs map[string]*nn.Tensor) (map[string]*nn.Tensor, erro
 	// belongs to the caller (outputs) or is back in the pool.
 	clear(rs.refs)
 	rs.live, rs.next, rs.work = 0, 0, 0
-	s.states.Put(rs)
+	if !s.spare.CompareAndSwap(nil, rs) {
+		s.states.Put(rs)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.m.Name, err)
 	}
@@ -614,7 +623,17 @@ func (p *plan) assignSlots() {
 // values of enclosing scopes (for subgraphs).
 func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*nn.Tensor, rs *runState) (map[string]*nn.Tensor, error) {
 	sl := p.sl
-	vals := make([]*nn.Tensor, sl.n+sl.maxIn)
+	// Each nesting depth (the main graph, an If branch, a Loop body) has a
+	// frame in rs that keeps its slot array and kernel context Run after
+	// Run, so a steady-state exec allocates neither.
+	f := rs.frame()
+	defer rs.pop()
+	if cap(f.vals) < sl.n+sl.maxIn {
+		f.vals = make([]*nn.Tensor, sl.n+sl.maxIn)
+	}
+	vals := f.vals[:sl.n+sl.maxIn]
+	clear(vals)
+	defer clear(vals) // no tensor stays reachable from the pool
 	vals, inBuf := vals[:sl.n], vals[sl.n:]
 	for _, c := range sl.consts {
 		vals[c.slot] = c.t
@@ -634,7 +653,8 @@ func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*
 		t, ok := outer[sl.outer[-2-code]]
 		return t, ok
 	}
-	c := &kctx{s: s, limit: s.opts.MaxTensorElements, rs: rs}
+	c := &f.c
+	*c = kctx{s: s, limit: s.opts.MaxTensorElements, rs: rs}
 	c.fresh = c.freshBuf[:0]
 	for i, n := range p.steps {
 		in := inBuf[:len(sl.in[i])]
@@ -823,11 +843,13 @@ func (c *kctx) charge(what string, a, b, d int) error {
 // using it is dead. Buffers never leave a Run while a value can reach them:
 // graph outputs and values nobody reads are never released.
 type runState struct {
-	refs  map[*float32]int
-	live  int64        // bytes of the tensors this Run allocated and holds
-	work  int64        // multiply-adds charged so far (Options.MaxRunWork)
-	boxes []*tensorBox // tensor headers, reused Run after Run
-	next  int          // boxes used by this Run
+	frames []*execFrame // per nesting depth, reused Run after Run
+	depth  int
+	refs   map[*float32]int
+	live   int64        // bytes of the tensors this Run allocated and holds
+	work   int64        // multiply-adds charged so far (Options.MaxRunWork)
+	boxes  []*tensorBox // tensor headers, reused Run after Run
+	next   int          // boxes used by this Run
 }
 
 // maxPoolBytes bounds the f32 buffers a Session keeps for reuse.
@@ -1233,4 +1255,46 @@ func (s *Session) hostPut(b []float32) {
 	if len(s.host[len(b)]) < maxScratch {
 		s.host[len(b)] = append(s.host[len(b)], b)
 	}
+}
+
+// execFrame is the per-depth scratch of exec: the slot array and the kernel
+// context.
+type execFrame struct {
+	vals []*nn.Tensor
+	c    kctx
+}
+
+// frame returns the frame for the next nesting depth, making it on first use.
+func (rs *runState) frame() *execFrame {
+	if rs.depth == len(rs.frames) {
+		rs.frames = append(rs.frames, &execFrame{})
+	}
+	f := rs.frames[rs.depth]
+	rs.depth++
+	return f
+}
+
+func (rs *runState) pop() {
+	rs.depth--
+	f := rs.frames[rs.depth]
+	f.c = kctx{}
+}
+
+// viewOut is a kernel's single result: t's data under shape, with the header
+// from the run's arena (shape is copied, so it may be a caller's stack
+// buffer) and the result slice from c.one.
+func (c *kctx) viewOut(t *nn.Tensor, shape []int) []*nn.Tensor {
+	rs := c.rs
+	if rs == nil || len(shape) > len(tensorBox{}.shape) {
+		return []*nn.Tensor{view(t, slices.Clone(shape))}
+	}
+	if rs.next == len(rs.boxes) {
+		rs.boxes = append(rs.boxes, new(tensorBox))
+	}
+	b := rs.boxes[rs.next]
+	rs.next++
+	r := copy(b.shape[:], shape)
+	b.t = *t
+	b.t.Shape = b.shape[:r:r]
+	return c.one(&b.t)
 }
