@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
@@ -58,5 +59,26 @@ func TestLoopback(t *testing.T) {
 		if got := Loopback(addr); got != want {
 			t.Errorf("Loopback(%q) = %v, want %v", addr, got, want)
 		}
+	}
+}
+
+// A start that fails leaves none of its own goroutines behind: the
+// readiness wait used to run in a goroutine that outlived the failed start
+// by up to Config.Ready.
+func TestFailedStartLeavesNoGoroutine(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ns, err := Start(context.Background(), Config{Name: "t", Dir: t.TempDir(), Listen: l.Addr().String(), Ready: time.Minute})
+	if err == nil {
+		ns.Shutdown()
+		t.Fatal("started on a port in use")
+	}
+	buf := make([]byte, 1<<20)
+	stacks := string(buf[:goruntime.Stack(buf, true)])
+	if strings.Contains(stacks, "natsembed.Start.func") {
+		t.Errorf("a goroutine started by Start is still running after it failed:\n%s", stacks)
 	}
 }
