@@ -5,10 +5,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fennec-edge/fennec/internal/testutil"
 )
 
 // A taken listen address fails the start at once, naming the address;
@@ -76,9 +77,5 @@ func TestFailedStartLeavesNoGoroutine(t *testing.T) {
 		ns.Shutdown()
 		t.Fatal("started on a port in use")
 	}
-	buf := make([]byte, 1<<20)
-	stacks := string(buf[:goruntime.Stack(buf, true)])
-	if strings.Contains(stacks, "natsembed.Start.func") {
-		t.Errorf("a goroutine started by Start is still running after it failed:\n%s", stacks)
-	}
+	testutil.NoGoroutine(t, "natsembed.Start.func")
 }
