@@ -149,7 +149,14 @@ func TestDeployerModels(t *testing.T) {
 	}
 	slow := make(chan float32, 1)
 	go func() { slow <- callModel(t, r.d) }()
-	time.Sleep(100 * time.Millisecond) // the call is in its sleep
+	// The call holds v1.1 (its reference on top of the current one's)
+	// before v2 is installed: a condition, not a sleep.
+	testutil.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
+		if a := r.d.cur.Load(); a == nil || a.refs.Load() < 2 {
+			return errors.New("the slow call has not started on 1.1.0")
+		}
+		return nil
+	})
 	r.mustInstall(t, modelBundle(t, r.pub, "2.0.0", mul))
 	if got := callModel(t, r.d); got != 10 {
 		t.Fatalf("v2 answered %v, want mul's 10", got)

@@ -42,6 +42,10 @@ type Config struct {
 	TLS *tls.Config
 }
 
+// readySlice is how long one readiness check waits before Start looks
+// again at fatal errors and ctx.
+const readySlice = 50 * time.Millisecond
+
 // Start starts the server and waits until it accepts connections, fails,
 // or ctx ends.
 func Start(ctx context.Context, cfg Config) (*server.Server, error) {
@@ -93,27 +97,30 @@ func Start(ctx context.Context, cfg Config) (*server.Server, error) {
 	fatal := make(chan string, 1)
 	ns.SetLogger(fatalCatcher{cfg.Logger, fatal}, false, false)
 	ns.Start()
-	ready := make(chan bool, 1)
-	go func() { ready <- ns.ReadyForConnections(cfg.Ready) }()
 	fail := func(err error) (*server.Server, error) {
 		ns.Shutdown()
 		ns.WaitForShutdown()
 		return nil, err
 	}
-	select {
-	case ok := <-ready:
-		if !ok {
-			select {
-			case msg := <-fatal:
-				return fail(fmt.Errorf("nats server on %s: %s", cfg.Listen, msg))
-			default:
-			}
+	// Readiness is polled here in short slices rather than in a goroutine
+	// that waits out cfg.Ready: a start that fails (a fatal error, ctx
+	// ended) returns with nothing of its own left running.
+	deadline := time.Now().Add(cfg.Ready)
+	for {
+		select {
+		case msg := <-fatal:
+			return fail(fmt.Errorf("nats server on %s: %s", cfg.Listen, msg))
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		default:
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
 			return fail(fmt.Errorf("nats server on %s did not become ready in %v", cfg.Listen, cfg.Ready))
 		}
-	case msg := <-fatal:
-		return fail(fmt.Errorf("nats server on %s: %s", cfg.Listen, msg))
-	case <-ctx.Done():
-		return fail(ctx.Err())
+		if ns.ReadyForConnections(min(left, readySlice)) {
+			break
+		}
 	}
 	return ns, nil
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fennec-edge/fennec/internal/testutil"
 )
 
 // A taken listen address fails the start at once, naming the address;
@@ -59,4 +61,21 @@ func TestLoopback(t *testing.T) {
 			t.Errorf("Loopback(%q) = %v, want %v", addr, got, want)
 		}
 	}
+}
+
+// A start that fails leaves none of its own goroutines behind: the
+// readiness wait used to run in a goroutine that outlived the failed start
+// by up to Config.Ready.
+func TestFailedStartLeavesNoGoroutine(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ns, err := Start(context.Background(), Config{Name: "t", Dir: t.TempDir(), Listen: l.Addr().String(), Ready: time.Minute})
+	if err == nil {
+		ns.Shutdown()
+		t.Fatal("started on a port in use")
+	}
+	testutil.NoGoroutine(t, "natsembed.Start.func")
 }
