@@ -5,7 +5,9 @@
 # then VmRSS/VmHWM from /proc every SAMPLE seconds (default 5), N times
 # (default 6).
 #
-# Usage: scripts/agent-rss.sh   (env: SAMPLE, N, GOGC/GOMEMLIMIT passed through)
+# With SMAPS=1 it then prints the largest mappings by Rss (where it goes).
+#
+# Usage: scripts/agent-rss.sh   (env: SAMPLE, N, SMAPS, GOGC/GOMEMLIMIT passed through)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
@@ -45,3 +47,6 @@ for _ in $(seq "${N:-6}"); do
   sleep "${SAMPLE:-5}"
   awk '/VmRSS|VmHWM/ {printf "%s %s kB  ", $1, $2} END {print ""}' /proc/$agent/status
 done
+if [ "${SMAPS:-0}" = 1 ]; then
+  awk '/^[0-9a-f]+-[0-9a-f]+ / {name=($6 == "" ? "[anon]" : $6)} /^Rss:/ {rss[name]+=$2} END {for (n in rss) printf "%8d kB  %s\n", rss[n], n}' /proc/$agent/smaps | sort -rn | head -8
+fi
