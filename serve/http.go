@@ -47,6 +47,26 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("Content-Type %q: want %s or %s", r.Header.Get("Content-Type"), MediaCBOR, MediaJSON))
 		return
 	}
+	// Shed before reading the body: under overload, reading and decoding
+	// requests that will be refused anyway takes the CPU from the calls
+	// that were accepted (BENCHMARKS.md, "Device serving", 2026-12-04).
+	// The admission slot is held from here; every return before the call
+	// gives it back.
+	if !b.lim.tryAdmit() {
+		s.shed(b, ShedQueueFull)
+		w.Header().Set("Retry-After", "1")
+		// Closing is what lets net/http answer without first draining the
+		// unread body (up to 256 KiB) to reuse the connection.
+		w.Header().Set("Connection", "close")
+		writeError(w, format, http.StatusTooManyRequests, ShedQueueFull, fmt.Sprintf("binding %s is at capacity (%d running, %d queued): %s", b.Name, b.Concurrency, b.Queue, ShedQueueFull))
+		return
+	}
+	admitted := true
+	defer func() {
+		if admitted {
+			b.lim.leave()
+		}
+	}()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.dev.HTTP.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -67,7 +87,8 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request) {
 		writeError(w, format, http.StatusServiceUnavailable, OutcomeUnavailable, fmt.Sprintf("module %s is not ready: %s", b.Module, why))
 		return
 	}
-	out, shed, err := s.call(r.Context(), b, in)
+	admitted = false // callAdmitted owns the slot now
+	out, shed, err := s.callAdmitted(r.Context(), b, in)
 	if shed != "" {
 		status := http.StatusTooManyRequests
 		if shed == ShedShutdown {

@@ -248,6 +248,19 @@ func TestHTTPOverload(t *testing.T) {
 	if got := m("fennec_binding_shed_total", "binding", "spin", "reason", "queue_full"); got != shed+1 {
 		t.Fatalf("shed counter %v -> %v", shed, got)
 	}
+	// Shed before the body is read: a full binding answers a request whose
+	// body has not arrived (yet) at once, rather than spending the time
+	// (and, under overload, the CPU) reading and decoding it.
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /v1/modules/probe/spin HTTP/1.1\r\nHost: x\r\nContent-Type: application/cbor\r\nContent-Length: 1000\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(500 * time.Millisecond)) // the spin calls hold the binding for 1 s
+	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.Contains(line, " 429 ") {
+		t.Fatalf("full binding, body not sent: %q %v, want 429 before the body", line, err)
+	}
 	wg.Wait()
 	close(statuses)
 	for s := range statuses {
@@ -256,6 +269,27 @@ func TestHTTPOverload(t *testing.T) {
 		}
 	}
 	if a, q := m("fennec_binding_in_flight", "binding", "spin"), m("fennec_binding_queue_depth", "binding", "spin"); a != 0 || q != 0 {
+		t.Fatalf("after: in flight %v, queued %v", a, q)
+	}
+}
+
+// TestHTTPAdmissionGivenBack sends more bad bodies than the echo binding
+// has admission slots (2 running + 8 queued): each refused request gives
+// its slot back, so a good one is still served.
+func TestHTTPAdmissionGivenBack(t *testing.T) {
+	_, url, m := httpServer(t)
+	for i := 0; i < 12; i++ {
+		if st, _ := post(t, url+"/v1/modules/probe/echo", MediaJSON, []byte(`{"a":`)); st != 400 {
+			t.Fatalf("malformed %d: %d, want 400", i, st)
+		}
+		if st, _ := post(t, url+"/v1/modules/probe/echo", MediaJSON, bytes.Repeat([]byte("1"), 5000)); st != 413 {
+			t.Fatalf("oversized %d: %d, want 413", i, st)
+		}
+	}
+	if st, body := post(t, url+"/v1/modules/probe/echo", MediaJSON, []byte(`1`)); st != 200 {
+		t.Fatalf("after refused requests: %d %q", st, body)
+	}
+	if a, q := m("fennec_binding_in_flight", "binding", "echo"), m("fennec_binding_queue_depth", "binding", "echo"); a != 0 || q != 0 {
 		t.Fatalf("after: in flight %v, queued %v", a, q)
 	}
 }

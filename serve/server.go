@@ -323,10 +323,20 @@ func ReadyHandler(ready func() (bool, []string)) http.Handler {
 // call runs one request through the binding's limiter and the module,
 // counting it. shed is the reason a request was not run, or "".
 func (s *Server) call(ctx context.Context, b *binding, in []byte) (out []byte, shed string, err error) {
+	if !b.lim.tryAdmit() {
+		return nil, s.shed(b, ShedQueueFull), nil
+	}
+	return s.callAdmitted(ctx, b, in)
+}
+
+// callAdmitted is call for a request that already holds an admission slot
+// (tryAdmit): the slot is given back on every path.
+func (s *Server) callAdmitted(ctx context.Context, b *binding, in []byte) (out []byte, shed string, err error) {
 	if s.stopping.Load() {
+		b.lim.leave()
 		return nil, s.shed(b, ShedShutdown), nil
 	}
-	if shed := b.lim.wait(ctx); shed != "" {
+	if shed := b.lim.waitAdmitted(ctx, true); shed != "" {
 		return nil, s.shed(b, shed), nil
 	}
 	out, err = s.runAdmitted(ctx, b, "", in)
