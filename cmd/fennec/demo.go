@@ -61,7 +61,7 @@ devices train, and keeps serving it after the demo until Ctrl-C (docs/DASHBOARD.
 	f.StringVar(&o.Strategy, "strategy", "fedavg", "aggregation strategy: "+strings.Join(federation.StrategyNames(), ", "))
 	f.Float64Var(&o.Skew, "skew", 0.5, "non-IID label skew for --data (0 = IID); generated vitals are non-IID by case-mix")
 	f.Float64Var(&o.Fraction, "fraction", 1, "fraction of devices sampled per round")
-	f.Float64Var(&o.LR, "lr", 0, "local learning rate (Adam); 0 picks 0.002 on generated vitals (~2,700 correlated readings per device), 0.01 on --data, 0.02 in dpsgd")
+	f.Float64Var(&o.LR, "lr", 0, "local learning rate (Adam); 0 picks 0.002 on generated vitals (~2,700 correlated readings per device), 0.01 on --data, 0.02 in dpsgd on the vitals, 0.1 in dpsgd on --data")
 	f.IntVar(&o.Epochs, "epochs", 2, "local epochs per round")
 	f.StringVar(&o.Data, "data", "", "train on this CSV (numeric features, label last) instead of generated vitals")
 	f.BoolVar(&o.JSON, "json", false, "print machine-readable results instead of the progress display")

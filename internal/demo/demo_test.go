@@ -35,7 +35,7 @@ func TestDemoLR(t *testing.T) {
 	for _, c := range []struct {
 		csv, dpsgd bool
 		want       float64
-	}{{false, false, 0.002}, {true, false, 0.01}, {false, true, 0.02}, {true, true, 0.02}} {
+	}{{false, false, 0.002}, {true, false, 0.01}, {false, true, 0.02}, {true, true, 0.1}} {
 		if got := DefaultLR(c.csv, c.dpsgd); got != c.want {
 			t.Errorf("DefaultLR(csv=%v, dpsgd=%v) = %v, want %v", c.csv, c.dpsgd, got, c.want)
 		}
