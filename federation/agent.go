@@ -81,7 +81,7 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 		Mode: cfg.Mode, Logger: cfg.Logger,
 	}
 	if cfg.NewMode != nil {
-		ic.NewMode = newMode(cfg.NewMode)
+		ic.NewMode = newMode(cfg.NewMode, cfg.Trainer)
 	}
 	a, err := agent.New(ic)
 	if err != nil {
@@ -90,9 +90,15 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 	return &Agent{a}, nil
 }
 
-// newMode converts a NewMode function at the package boundary.
-func newMode(f func(string) (*DevicePrivacy, error)) func(string) (hook.ClientTransform, error) {
+// newMode converts a NewMode function at the package boundary. A mode
+// that trains with DP-SGD on the device is refused (ErrNoLedger) before f
+// runs when the trainer is a WasmTrainer with no Dataset: its releases
+// would have no budget to be charged to.
+func newMode(f func(string) (*DevicePrivacy, error), tr Trainer) func(string) (hook.ClientTransform, error) {
 	return func(mode string) (hook.ClientTransform, error) {
+		if w, ok := tr.(*WasmTrainer); ok && w != nil && w.Dataset == "" && ModeTrainsDPSGD(mode) {
+			return nil, fmt.Errorf("privacy mode %s: %w", mode, ErrNoLedger)
+		}
 		p, err := f(mode)
 		if err != nil {
 			return nil, err

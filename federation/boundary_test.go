@@ -133,7 +133,7 @@ func TestAgentConfigHostile(t *testing.T) {
 			}
 		})
 	}
-	nm := newMode(func(string) (*DevicePrivacy, error) { return nil, nil })
+	nm := newMode(func(string) (*DevicePrivacy, error) { return nil, nil }, MLP{})
 	if _, err := nm("dp"); err == nil || !strings.Contains(err.Error(), "returned no device side") {
 		t.Fatalf("NewMode returning nil: %v", err)
 	}

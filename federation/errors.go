@@ -19,4 +19,9 @@ var (
 	// ErrNoSecretFile: FleetSecretFile was given neither a fleet secret
 	// file nor a data directory to keep one in.
 	ErrNoSecretFile = errors.New("no fleet secret file, and no data directory to keep one in")
+	// ErrNoLedger: the hub's privacy mode trains with DP-SGD on the device
+	// (ModeTrainsDPSGD), whose releases are charged to the device's own
+	// budget ledger, and the agent's WasmTrainer names no Dataset to charge
+	// them to (fennec agent sets it with --ledger).
+	ErrNoLedger = errors.New("the device trains with DP-SGD charged to its own privacy ledger, and its WasmTrainer names no Dataset to charge (fennec agent: --ledger)")
 )

@@ -288,9 +288,6 @@ HTTP bindings) on ADDR. With --device-config and no --hub the agent only serves.
 				// --privacy-mode only), its steps served on this
 				// connection (fennec.NAME.mode.ID).
 				NewMode: func(m string) (*federation.DevicePrivacy, error) {
-					if federation.ModeTrainsDPSGD(m) && ledgerPath == "" {
-						return nil, fmt.Errorf("privacy mode %s: the device trains with DP-SGD charged to its own ledger; start it with --ledger", m)
-					}
 					mc, err := federation.NewDevicePrivacy(m, cid, mcfg)
 					if err != nil {
 						return nil, err
