@@ -63,7 +63,9 @@ type Options struct {
 	// so a model whose shapes are each within MaxTensorElements cannot make
 	// a Run spin without end. The error names the node.
 	MaxRunWork int64
-	// Logger receives placement and copy notes; nil discards them.
+	// Logger receives placement and copy notes; nil discards them (the
+	// one library where nil is not slog.Default: docs/RATIONALE.md "Why
+	// does a nil Logger mean slog.Default(), not discard?").
 	Logger *slog.Logger
 }
 
