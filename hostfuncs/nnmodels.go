@@ -62,10 +62,13 @@ type SharedModel struct {
 	Name string // the name guests load it by
 	Path string // the file it came from
 	// Bytes is what the model is charged against the tensor quota of each
-	// instance that loads it: the size of its file (the weights it holds).
+	// instance that loads it: the size of its file and its external data
+	// files (the weights it holds).
 	Bytes int64
-	// SHA256 is the lower-case hex SHA-256 of the file's bytes, checked
-	// against the manifest's [nn.sha256] pins.
+	// SHA256 is the model's digest (onnx.Model.Digest: the SHA-256 of the
+	// file's bytes, or for a model with external data a SHA-256 that also
+	// covers every external file), checked against the manifest's
+	// [nn.sha256] pins.
 	SHA256  string
 	sess    *onnx.Session
 	inputs  []onnx.ValueInfo
@@ -189,8 +192,11 @@ func (s *ModelSet) decode(name, source string, data []byte, dir string) (*Shared
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %s: %w", name, source, err)
 	}
-	sum := sha256.Sum256(data)
-	sm := &SharedModel{Name: name, Path: source, Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:]),
+	size := int64(len(data))
+	for _, e := range m.ExternalData() {
+		size += e.Bytes
+	}
+	sm := &SharedModel{Name: name, Path: source, Bytes: size, SHA256: m.Digest(),
 		sess: sess, inputs: m.Inputs(), outputs: modelOutputs(m)}
 	sm.refs.Store(1) // the set's own reference
 	return sm, nil

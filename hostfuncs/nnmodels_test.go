@@ -17,6 +17,7 @@ import (
 	"github.com/fennec-edge/fennec/internal/shared"
 	"github.com/fennec-edge/fennec/internal/wasmtest"
 	"github.com/fennec-edge/fennec/nn/onnx"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 func fileSHA256(t testing.TB, path string) string {
@@ -485,4 +486,101 @@ func TestNNHotSwapSilero(t *testing.T) {
 	}
 	wg.Wait()
 	t.Logf("%d runs across 6 swaps, probability %v", runs.Load(), want)
+}
+
+// extModel writes, into dir, a model y = x + w (x, w, y float[4]) whose
+// initializer w lives in the external data file w.bin, and returns the
+// model's path. The ModelProto is encoded field by field (onnx.proto's
+// numbers), so the test needs no generated types.
+func extModel(t *testing.T, dir string, weights []float32) string {
+	t.Helper()
+	msg := func(num protowire.Number, parts ...[]byte) []byte {
+		var body []byte
+		for _, p := range parts {
+			body = append(body, p...)
+		}
+		return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), body)
+	}
+	str := func(num protowire.Number, s string) []byte {
+		return protowire.AppendString(protowire.AppendTag(nil, num, protowire.BytesType), s)
+	}
+	varint := func(num protowire.Number, v uint64) []byte {
+		return protowire.AppendVarint(protowire.AppendTag(nil, num, protowire.VarintType), v)
+	}
+	vec4 := func(name string) []byte { // ValueInfoProto float[4]
+		dim := msg(1, varint(1, 4))                // Dimension.dim_value
+		tt := msg(1, varint(1, 1), msg(2, dim))    // Tensor: elem_type, shape
+		return append(str(1, name), msg(2, tt)...) // name, type
+	}
+	init := msg(5, varint(1, 4), varint(2, 1), str(8, "w"), // dims, data_type FLOAT, name
+		msg(13, str(1, "location"), str(2, "w.bin")), varint(14, 1)) // external_data, data_location EXTERNAL
+	graph := msg(7, msg(1, str(1, "x"), str(1, "w"), str(2, "y"), str(4, "Add")), str(2, "g"), init,
+		msg(11, vec4("x")), msg(12, vec4("y")))
+	model := append(append(varint(1, 8), msg(8, str(1, ""), varint(2, 13))...), graph...)
+	w := make([]byte, 0, 16)
+	for _, f := range weights {
+		w = binary.LittleEndian.AppendUint32(w, math.Float32bits(f))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "w.bin"), w, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "ext.onnx")
+	if err := os.WriteFile(path, model, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestNNPinCoversExternalData: an operator's model whose weights live in an
+// external data file is pinned by a digest that covers that file, so a pin
+// of the .onnx file's bytes alone (what sha256sum prints of it) is refused,
+// the model's digest loads, and the same pin is refused once the weights
+// beside the model are swapped. Its quota charge counts the external bytes.
+func TestNNPinCoversExternalData(t *testing.T) {
+	dir := t.TempDir()
+	path := extModel(t, dir, []float32{1, 2, 3, 4})
+	load := func() *hostfuncs.SharedModel {
+		set := hostfuncs.NewModelSet(backend, onnx.Options{})
+		t.Cleanup(set.Close)
+		if err := set.Add(hostfuncs.Preload{Name: "ext", Encoding: "onnx", Target: "cpu", Path: path}); err != nil {
+			t.Fatal(err)
+		}
+		return set.Get("ext")
+	}
+	sm := load()
+	fileOnly := fileSHA256(t, path)
+	if sm.SHA256 == fileOnly {
+		t.Fatal("the model's digest is its .onnx file's alone: its external weights are not pinned")
+	}
+	onnxFile, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sm.Bytes != int64(len(onnxFile))+16 {
+		t.Fatalf("charged %d bytes, want the .onnx's %d + 16 of external data", sm.Bytes, len(onnxFile))
+	}
+	pinned := func(set *hostfuncs.ModelSet, pin string) *env {
+		return nnEnvWith(t, set, hostfuncs.InstanceConfig{Module: "pinned", NN: hostfuncs.NNConfig{Models: []string{"ext"}, SHA256: map[string]string{"ext": pin}}})
+	}
+	set := hostfuncs.NewModelSet(backend, onnx.Options{})
+	defer set.Close()
+	if err := set.Add(hostfuncs.Preload{Name: "ext", Encoding: "onnx", Target: "cpu", Path: path}); err != nil {
+		t.Fatal(err)
+	}
+	if g := pinned(set, sm.SHA256).graphLoad("ext"); g <= 0 {
+		t.Fatal("a pin of the model's digest was refused")
+	}
+	if e := pinned(set, fileOnly); e.graphLoad("ext") > 0 {
+		t.Fatal("a pin of the .onnx file's bytes alone loaded a model with external data")
+	}
+	// The weights beside the model swapped: the old pin no longer loads.
+	extModel(t, dir, []float32{9, 9, 9, 9})
+	swapped := hostfuncs.NewModelSet(backend, onnx.Options{})
+	defer swapped.Close()
+	if err := swapped.Add(hostfuncs.Preload{Name: "ext", Encoding: "onnx", Target: "cpu", Path: path}); err != nil {
+		t.Fatal(err)
+	}
+	if e := pinned(swapped, sm.SHA256); e.graphLoad("ext") > 0 || !strings.Contains(e.host.LastError(), "pins "+sm.SHA256) {
+		t.Fatalf("swapped external weights loaded under the old pin (%s)", e.host.LastError())
+	}
 }

@@ -64,6 +64,10 @@ func newModelInspectCmd() *cobra.Command {
 			}
 			fmt.Fprintf(w, "parameters\t%d\n", info.Parameters)
 			fmt.Fprintf(w, "nodes\t%d\n", info.Nodes)
+			fmt.Fprintf(w, "digest\t%s\n", info.Digest)
+			for _, e := range info.External {
+				fmt.Fprintf(w, "external data\t%s (%d bytes, sha256 %s)\n", e.Location, e.Bytes, e.SHA256)
+			}
 			w.Flush()
 			fmt.Fprintln(out, "\ninputs:")
 			for _, v := range info.Inputs {

@@ -1,9 +1,12 @@
 package onnx
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -394,6 +397,104 @@ func TestExternalData(t *testing.T) {
 		if _, err := Load(build("link.bin", "", ""), Options{}); err == nil || !strings.Contains(err.Error(), "resolves outside") {
 			t.Errorf("symlink out of the directory: %v", err)
 		}
+	}
+}
+
+// TestDigestCoversExternalData: a model's digest (what a manifest pins) is
+// its file's SHA-256 when it is self-contained, and covers every byte of
+// its external data files when it has them, so swapping the weights beside
+// a pinned model changes the digest. External files of one model share
+// MaxFileBytes.
+func TestDigestCoversExternalData(t *testing.T) {
+	dir := t.TempDir()
+	weights := []byte{0, 0, 128, 63, 0, 0, 0, 64, 0, 0, 64, 64, 0, 0, 128, 64}
+	write := func(name string, b []byte) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ext := func(loc string) *pb.TensorProto {
+		l := pb.TensorProto_EXTERNAL
+		return &pb.TensorProto{Name: strp("w"), DataType: i32p(1), Dims: []int64{4}, DataLocation: &l,
+			ExternalData: []*pb.StringStringEntryProto{{Key: strp("location"), Value: strp(loc)}}}
+	}
+	g := reluGraph()
+	g.Initializer = []*pb.TensorProto{ext("w.bin")}
+	g.Node = []*pb.NodeProto{nodep("Add", "add", []string{"x", "w"}, []string{"y"})}
+	modelBytes := marshal(t, model(13, g))
+	path := write("m.onnx", modelBytes)
+	write("w.bin", weights)
+
+	m, err := Load(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fileSum := sha256.Sum256(modelBytes)
+	wSum := sha256.Sum256(weights)
+	want := []ExternalFile{{Location: "w.bin", Bytes: 16, SHA256: hex.EncodeToString(wSum[:])}}
+	if got := m.ExternalData(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("ExternalData = %+v, want %+v", got, want)
+	}
+	text := "fennec-onnx-digest-v1\nmodel " + hex.EncodeToString(fileSum[:]) + "\nexternal w.bin 16 " + hex.EncodeToString(wSum[:]) + "\n"
+	textSum := sha256.Sum256([]byte(text))
+	if got := m.Digest(); got != hex.EncodeToString(textSum[:]) {
+		t.Fatalf("Digest = %s, want the SHA-256 of %q", got, text)
+	}
+	if m.Digest() == hex.EncodeToString(fileSum[:]) {
+		t.Fatal("a model with external data is pinned by its .onnx file's bytes alone")
+	}
+	if info := m.Info(); info.Digest != m.Digest() || len(info.External) != 1 {
+		t.Fatalf("Info: digest %q, external %v", info.Digest, info.External)
+	}
+
+	// The same .onnx with other weights beside it: another digest.
+	swapped := append([]byte(nil), weights...)
+	swapped[3] = 0x40
+	write("w.bin", swapped)
+	m2, err := Load(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2.Digest() == m.Digest() {
+		t.Fatal("swapping the external data file kept the digest")
+	}
+
+	// Self-contained: the digest is the file's SHA-256 (sha256sum's).
+	sc := reluGraph()
+	scBytes := marshal(t, model(13, sc))
+	m3, err := Decode(scBytes, "sc.onnx", "", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scSum := sha256.Sum256(scBytes)
+	if m3.Digest() != hex.EncodeToString(scSum[:]) || len(m3.ExternalData()) != 0 {
+		t.Fatalf("self-contained digest %s, want %x", m3.Digest(), scSum)
+	}
+
+	// The external files of one model share MaxFileBytes: a weights file
+	// larger than the limit (the model file itself is under it) is refused.
+	write("w.bin", append(append([]byte(nil), weights...), make([]byte, len(modelBytes))...))
+	if _, err := Load(path, Options{MaxFileBytes: int64(len(modelBytes)) + 8}); err != nil {
+		if !strings.Contains(err.Error(), "limit on a model's external data") {
+			t.Fatalf("over the external data limit: %v", err)
+		}
+	} else {
+		t.Fatal("external data larger than MaxFileBytes loaded")
+	}
+
+	// Two locations naming one file (w.bin and ./w.bin) are refused, so
+	// one file cannot appear twice in the digest under two names.
+	g2 := reluGraph()
+	w2 := ext("./w.bin")
+	w2.Name = strp("w2")
+	g2.Initializer = []*pb.TensorProto{ext("w.bin"), w2}
+	g2.Node = []*pb.NodeProto{nodep("Add", "add", []string{"x", "w"}, []string{"y0"}), nodep("Add", "add2", []string{"y0", "w2"}, []string{"y"})}
+	p2 := write("m2.onnx", marshal(t, model(13, g2)))
+	if _, err := Load(p2, Options{}); err == nil || !strings.Contains(err.Error(), "name the same file") {
+		t.Fatalf("two names for one external file: %v", err)
 	}
 }
 

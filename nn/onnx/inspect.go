@@ -21,13 +21,18 @@ type Info struct {
 	Operators   map[string]int    `json:"operators"` // op type -> count, subgraphs included
 	Parameters  int64             `json:"parameters"`
 	Unsupported []UnsupportedNode `json:"unsupported"`
+	// Digest pins the model in a manifest's [nn.sha256] (Model.Digest);
+	// External lists the external data files it covers.
+	Digest   string         `json:"digest"`
+	External []ExternalFile `json:"external_data,omitempty"`
 }
 
 // Info describes m. Parameters counts the elements of every initializer and
 // Constant node of floating type (weights), subgraphs included.
 func (m *Model) Info() Info {
 	info := Info{Name: m.Name, IRVersion: m.IRVersion, Opset: m.Opset, Producer: m.Producer,
-		Inputs: m.Inputs(), Outputs: m.Outputs(), Operators: map[string]int{}, Unsupported: m.Unsupported()}
+		Inputs: m.Inputs(), Outputs: m.Outputs(), Operators: map[string]int{}, Unsupported: m.Unsupported(),
+		Digest: m.Digest(), External: m.ExternalData()}
 	shapes := m.InferShapes()
 	for _, o := range info.Outputs {
 		vi := shapes[o.Name]

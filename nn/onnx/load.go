@@ -9,7 +9,10 @@
 package onnx
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +21,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/fennec-edge/fennec/nn"
@@ -40,8 +44,8 @@ var (
 
 // Options bound what a model may ask for. Zero fields take the defaults.
 type Options struct {
-	// MaxFileBytes bounds the model file and each external data file
-	// (default 2 GiB).
+	// MaxFileBytes bounds the model file, and the external data files of
+	// one model together (default 2 GiB).
 	MaxFileBytes int64
 	// MaxTensorElements bounds every tensor the model declares or the
 	// executor creates, initializers and intermediate values alike
@@ -102,6 +106,51 @@ type Model struct {
 	Producer  string
 	graph     *graph
 	opts      Options
+	digest    string
+	external  []ExternalFile
+}
+
+// ExternalFile is an external data file a model's tensors were read from.
+type ExternalFile struct {
+	Location string `json:"location"` // as the model names it, relative to its directory
+	Bytes    int64  `json:"bytes"`
+	SHA256   string `json:"sha256"` // lower-case hex, of the bytes read
+}
+
+// ExternalData lists the external data files the model was read from,
+// sorted by location (none for a self-contained model).
+func (m *Model) ExternalData() []ExternalFile { return slices.Clone(m.external) }
+
+// Digest is the lower-case hex SHA-256 that pins the model: for a
+// self-contained model, the SHA-256 of its file (what sha256sum prints);
+// for one with external data, the SHA-256 of the text
+//
+//	fennec-onnx-digest-v1
+//	model HEX-OF-THE-MODEL-FILE
+//	external LOCATION BYTES HEX
+//	...
+//
+// one external line per file in location order (ExternalData), each
+// ending in a newline, so a pin covers every byte the weights were read
+// from. The bytes hashed are the very bytes decoded: each file is read
+// once, into memory.
+func (m *Model) Digest() string { return m.digest }
+
+// ModelDigest computes Digest from the model file's SHA-256 (hex) and its
+// external files, for tools that pin a model without decoding it.
+func ModelDigest(modelSHA256 string, external []ExternalFile) string {
+	if len(external) == 0 {
+		return modelSHA256
+	}
+	ext := slices.Clone(external)
+	slices.SortFunc(ext, func(a, b ExternalFile) int { return strings.Compare(a.Location, b.Location) })
+	var b strings.Builder
+	b.WriteString("fennec-onnx-digest-v1\nmodel " + modelSHA256 + "\n")
+	for _, e := range ext {
+		fmt.Fprintf(&b, "external %s %d %s\n", e.Location, e.Bytes, e.SHA256)
+	}
+	sum := sha256.Sum256([]byte(b.String()))
+	return hex.EncodeToString(sum[:])
 }
 
 // Load reads and validates the model at path. External tensor data is read
@@ -180,6 +229,12 @@ func decode(data []byte, name, dir string, opts Options) (*Model, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	m.graph = g
+	for loc, f := range ld.ext {
+		m.external = append(m.external, ExternalFile{Location: loc, Bytes: int64(len(f.data)), SHA256: f.sha})
+	}
+	slices.SortFunc(m.external, func(a, b ExternalFile) int { return strings.Compare(a.Location, b.Location) })
+	sum := sha256.Sum256(data)
+	m.digest = ModelDigest(hex.EncodeToString(sum[:]), m.external)
 	return m, nil
 }
 
@@ -189,6 +244,17 @@ type loader struct {
 	opts    Options
 	domains map[string]int
 	nodes   int
+	// ext holds each external data file read, by location as the model
+	// names it: read whole and once, so its digest is of the bytes the
+	// tensors are cut from.
+	ext      map[string]*extFile
+	extBytes int64
+}
+
+type extFile struct {
+	path string // resolved
+	data []byte
+	sha  string
 }
 
 // graph converts and validates one graph. outer lists the names visible from
@@ -608,7 +674,42 @@ func (ld *loader) external(tp *onnxpb.TensorProto, size int64) ([]byte, error) {
 	if length != size {
 		return nil, fmt.Errorf("%w: external data %q: length %d, tensor needs %d bytes", ErrInvalid, loc, length, size)
 	}
-	f, err := os.Open(p)
+	ef := ld.ext[loc]
+	if ef == nil {
+		for l, e := range ld.ext {
+			if e.path == p {
+				return nil, fmt.Errorf("%w: external data %q and %q name the same file", ErrInvalid, l, loc)
+			}
+		}
+		if len(ld.ext) >= maxExternalFiles {
+			return nil, fmt.Errorf("%w: external data %q: more than %d external data files", ErrInvalid, loc, maxExternalFiles)
+		}
+		data, err := readBounded(p, ld.opts.MaxFileBytes-ld.extBytes)
+		if err != nil {
+			return nil, fmt.Errorf("external data %q: %w", loc, err)
+		}
+		sum := sha256.Sum256(data)
+		ef = &extFile{path: p, data: data, sha: hex.EncodeToString(sum[:])}
+		if ld.ext == nil {
+			ld.ext = map[string]*extFile{}
+		}
+		ld.ext[loc] = ef
+		ld.extBytes += int64(len(data))
+	}
+	if n := int64(len(ef.data)); off > n || length > n-off {
+		return nil, fmt.Errorf("%w: external data %q: bytes %d..%d lie beyond its end (%d bytes)", ErrInvalid, loc, off, off+length, n)
+	}
+	return bytes.Clone(ef.data[off : off+length]), nil
+}
+
+// maxExternalFiles bounds how many external data files one model may
+// read (exporters write one, or one per large tensor).
+const maxExternalFiles = 1024
+
+// readBounded reads the file at path whole, refusing one of more than max
+// bytes (the external files of one model share MaxFileBytes).
+func readBounded(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -617,12 +718,15 @@ func (ld *loader) external(tp *onnxpb.TensorProto, size int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if off > st.Size() || length > st.Size()-off {
-		return nil, fmt.Errorf("%w: external data %q: bytes %d..%d lie beyond its end (%d bytes)", ErrInvalid, loc, off, off+length, st.Size())
+	if st.Size() > max {
+		return nil, fmt.Errorf("%w: %d bytes, more than the %d left of the limit on a model's external data", ErrInvalid, st.Size(), max)
 	}
-	buf := make([]byte, length)
-	if _, err := f.ReadAt(buf, off); err != nil {
-		return nil, fmt.Errorf("external data %q: %w", loc, err)
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
 	}
-	return buf, nil
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%w: grew past the %d bytes left of the limit on a model's external data", ErrInvalid, max)
+	}
+	return data, nil
 }
