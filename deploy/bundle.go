@@ -131,6 +131,9 @@ func sortedKeys[V any](m map[string]V) []string {
 // its [nn.sha256] table (PinModels), so the bundle's signature covers
 // them through the manifest.
 func PackModels(manifest, wasm []byte, models map[string][]byte) (*Bundle, error) {
+	if len(models) > envelope.MaxModels {
+		return nil, fmt.Errorf("%d models in one bundle exceed the limit of %d (ship the others in bundles of their own modules)", len(models), envelope.MaxModels)
+	}
 	man, err := PinModels(manifest, models)
 	if err != nil {
 		return nil, err

@@ -367,4 +367,28 @@ func TestPinModels(t *testing.T) {
 	if _, err := PackModels([]byte(base), []byte("\x00asm\x01\x00\x00\x00"), map[string][]byte{"a": nil}); err == nil || !strings.Contains(err.Error(), `model "a" is empty`) {
 		t.Fatalf("empty model: %v", err)
 	}
+	// More models than a bundle may carry: refused when packing, not
+	// written as a bundle every device would refuse to decode.
+	many := map[string][]byte{}
+	grants := []string{}
+	for i := range 17 {
+		n := fmt.Sprintf("m%d", i)
+		many[n], grants = []byte("model "+n), append(grants, `"`+n+`"`)
+	}
+	manyMan := "name = \"m\"\nversion = \"1.0.0\"\nentrypoints = [\"run\"]\ncapabilities = [\"nn\"]\n[nn]\nmodels = [" + strings.Join(grants, ", ") + "]\n"
+	if _, err := PackModels([]byte(manyMan), []byte("\x00asm\x01\x00\x00\x00"), many); err == nil || !strings.Contains(err.Error(), "17 models in one bundle exceed the limit of 16") {
+		t.Fatalf("17 models: %v", err)
+	}
+	delete(many, "m16")
+	b16, err := PackModels([]byte(manyMan), []byte("\x00asm\x01\x00\x00\x00"), many)
+	if err != nil {
+		t.Fatalf("16 models: %v", err)
+	}
+	raw, err := b16.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := DecodeBundle(raw, Limits{}); err != nil || len(d.Models()) != 16 {
+		t.Fatalf("a bundle of 16 models does not decode: %v", err)
+	}
 }

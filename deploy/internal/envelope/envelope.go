@@ -86,7 +86,7 @@ func init() {
 		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
 		MaxNestedLevels:   4,
 		MaxArrayElements:  64,
-		MaxMapPairs:       16,
+		MaxMapPairs:       MaxModels, // the models map is the largest; the envelope has 6 keys
 		UTF8:              cbor.UTF8RejectInvalid,
 	}.DecMode()
 	if err != nil {
@@ -97,6 +97,11 @@ func init() {
 		panic(err)
 	}
 }
+
+// MaxModels bounds the models one bundle carries (a module opens at most
+// 16 graphs at a time, hostfuncs' NNConfig default). Encode refuses more,
+// so a packer never writes a bundle no device would decode.
+const MaxModels = 16
 
 // ErrMalformed wraps every decoding failure.
 var ErrMalformed = errors.New("malformed bundle")
@@ -132,6 +137,9 @@ func SignedMessage(kind string, digest []byte) []byte {
 
 // Encode serialises e in CBOR core deterministic encoding.
 func Encode(e *Envelope) ([]byte, error) {
+	if len(e.Models) > MaxModels {
+		return nil, fmt.Errorf("%d models in one bundle exceed the limit of %d", len(e.Models), MaxModels)
+	}
 	return encMode.Marshal(e)
 }
 
