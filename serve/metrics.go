@@ -2,6 +2,9 @@ package serve
 
 import (
 	"net/http"
+	"sync"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -45,6 +48,45 @@ type metrics struct {
 	queued    *prometheus.GaugeVec
 	inFlight  *prometheus.GaugeVec
 	published *prometheus.CounterVec
+	dropped   *droppedCollector
+}
+
+// droppedCollector reports, per NATS or MQTT binding, the messages its
+// subscription dropped before the binding saw them: the NATS client's
+// pending buffer (bounded in Start to what the binding would admit) was
+// full, which happens when the delivery goroutine that admits or sheds
+// falls behind a flood (a 2-core device at twice its capacity). Those
+// messages get no reply, so a requester sees a timeout rather than a 429;
+// the count is read from the subscription (nats.Subscription.Dropped) at
+// each scrape, so it is exact whenever it is read.
+type droppedCollector struct {
+	desc *prometheus.Desc
+	mu   sync.Mutex
+	subs map[string]*nats.Subscription // binding -> its subscription
+}
+
+func (d *droppedCollector) set(binding string, sub *nats.Subscription) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if sub == nil {
+		delete(d.subs, binding)
+		return
+	}
+	d.subs[binding] = sub
+}
+
+func (d *droppedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- d.desc }
+
+func (d *droppedCollector) Collect(ch chan<- prometheus.Metric) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for name, sub := range d.subs {
+		n, err := sub.Dropped()
+		if err != nil { // unsubscribed: its count is gone with it
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, float64(n), name)
+	}
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -78,8 +120,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fennec_binding_published_total", Help: "Results published or replied by NATS and MQTT bindings.",
 		}, []string{"binding"}),
+		dropped: &droppedCollector{
+			desc: prometheus.NewDesc("fennec_binding_dropped_total",
+				"Messages a NATS or MQTT binding's subscription dropped before admission (its pending buffer was full): no reply was sent.",
+				[]string{"binding"}, nil),
+			subs: map[string]*nats.Subscription{},
+		},
 	}
-	for _, c := range []prometheus.Collector{m.calls, m.duration, m.traps, m.deadlines, m.shed, m.rejected, m.queued, m.inFlight, m.published} {
+	for _, c := range []prometheus.Collector{m.calls, m.duration, m.traps, m.deadlines, m.shed, m.rejected, m.queued, m.inFlight, m.published, m.dropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -168,10 +168,16 @@ func (s *Server) Start(ctx context.Context) error {
 			sub, err = s.cfg.Conn.Subscribe(b.subject, cb)
 		}
 		if err == nil {
-			// The client's pending buffer is a queue too: bound it to
-			// what the binding would admit anyway, so a flood is
-			// dropped (and reported by the client) rather than held.
-			err = sub.SetPendingLimits(4*(b.Concurrency+b.Queue)+64, 64<<20)
+			// The client's pending buffer holds messages not yet admitted
+			// or shed: bounded (1024 messages or 8x what the binding
+			// admits, 64 MiB), so a flood past it is dropped, logged by
+			// the client and counted (fennec_binding_dropped_total)
+			// rather than held. It is larger than the binding's queue
+			// because the delivery goroutine that admits or sheds can
+			// be kept off the CPU for a while on a saturated device, and
+			// a message it reaches late still gets its 429 at once,
+			// where a dropped one gets no reply at all.
+			err = sub.SetPendingLimits(max(1024, 8*(b.Concurrency+b.Queue)), 64<<20)
 		}
 		if err != nil {
 			s.unsubscribe()
@@ -181,6 +187,7 @@ func (s *Server) Start(ctx context.Context) error {
 			return fmt.Errorf("serve: binding %s: subscribe %s: %w", b.Name, b.subject, err)
 		}
 		s.subs = append(s.subs, sub)
+		s.m.dropped.set(b.Name, sub)
 	}
 	if s.cfg.Conn != nil && len(s.subs) > 0 {
 		if err := s.cfg.Conn.FlushTimeout(10 * time.Second); err != nil {
