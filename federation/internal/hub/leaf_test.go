@@ -95,7 +95,12 @@ func TestLeafTrainingAndUplink(t *testing.T) {
 				t.Fatalf("reports %+v", reps)
 			}
 			ctx := context.Background()
-			testutil.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
+			// The hub adds a device's source when it joins; if that first
+			// source request went out before the leaf's JetStream could
+			// answer (a loaded machine), nats-server waits out the request
+			// (srcConsumerWaitTime, 30 s) and backs off 10 s before it asks
+			// again: hence the bound, as in internal/leaf's outage tests.
+			testutil.CheckFor(t, 75*time.Second, 20*time.Millisecond, func() error {
 				s, err := h.Uplink(ctx)
 				if err != nil {
 					return err
@@ -132,7 +137,7 @@ func TestLeafConfinedToItsDevice(t *testing.T) {
 	if _, err := ljs.Publish(context.Background(), "alerts.dev-1", []byte("forged")); err != nil {
 		t.Fatal(err)
 	}
-	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 75*time.Second, 20*time.Millisecond, func() error { // nats-server's source retry: see TestLeafTrainingAndUplink
 		s, err := h.Uplink(context.Background())
 		if err != nil {
 			return err
