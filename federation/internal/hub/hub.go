@@ -35,6 +35,7 @@ import (
 	"github.com/fennec-edge/fennec/deploy"
 	"github.com/fennec-edge/fennec/federation/internal/hook"
 	"github.com/fennec-edge/fennec/federation/internal/model"
+	"github.com/fennec-edge/fennec/federation/internal/modes"
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
 	"github.com/fennec-edge/fennec/internal/config"
@@ -46,6 +47,14 @@ import (
 // Evaluator scores a global model on held-out data the hub holds.
 type Evaluator interface {
 	Evaluate(ctx context.Context, m model.Model) (loss, accuracy float64, err error)
+}
+
+// MetricsEvaluator is an Evaluator that reports every metric of its
+// evaluation ("loss", "accuracy", and others such as "auroc"); the hub
+// puts the others in Report.EvalMetrics (train.DataEvaluator is one).
+type MetricsEvaluator interface {
+	Evaluator
+	EvaluateMetrics(ctx context.Context, m model.Model) (map[string]float64, error)
 }
 
 // Config configures a Hub. The zero value of each field is its default.
@@ -307,6 +316,16 @@ type Report struct {
 	EvalAccuracy float64 `json:"eval_accuracy,omitempty" cbor:"eval_accuracy,omitempty"`
 	BytesIn      uint64  `json:"bytes_in" cbor:"bytes_in"`   // update bytes received
 	BytesOut     uint64  `json:"bytes_out" cbor:"bytes_out"` // model bytes sent
+	// EvalMetrics: the hub's evaluation's other metrics (such as
+	// "auroc"), when its Evaluator is a MetricsEvaluator; at most
+	// MaxEvalMetrics, finite.
+	EvalMetrics map[string]float64 `json:"eval_metrics,omitempty" cbor:"eval_metrics,omitempty"`
+	// Privacy is the privacy mode's state after the round (nil in plain
+	// rounds): epsilon spent so far, releases.
+	Privacy *modes.Status `json:"privacy,omitempty" cbor:"privacy,omitempty"`
+	// Time the round ended (UTC). Reports stored before it existed read
+	// back with their store entry's time (History).
+	Time time.Time `json:"time,omitzero" cbor:"time"`
 }
 
 // State is what the hub persists in its KV bucket under "state".
@@ -765,7 +784,7 @@ func (h *Hub) recover(ctx context.Context, cause error) error {
 	if keys, err := h.kv.ListKeys(ctx); err == nil {
 		for k := range keys.Keys() {
 			var r uint64
-			if n, err := fmt.Sscanf(k, "round.%d", &r); err == nil && n == 1 {
+			if n, err := fmt.Sscanf(k, reportPrefix+"%d", &r); err == nil && n == 1 {
 				nextRound = max(nextRound, r+1)
 			}
 		}
@@ -1464,12 +1483,23 @@ func (h *Hub) loop(ctx context.Context) {
 			h.log.Error("round failed", "err", err)
 			rep.Status, rep.Error = "failed", err.Error()
 		}
+		rep.Time = time.Now().UTC()
+		if s, ok := h.cfg.ModeHub.(interface{ Status() modes.Status }); ok {
+			st := s.Status()
+			rep.Privacy = &st
+		}
 		h.mu.Lock()
 		h.reports = append(h.reports, rep)
 		h.mu.Unlock()
 		if rep.Round != 0 {
-			if b, err := model.Marshal(rep); err == nil {
-				_, _ = h.kv.Put(ctx, fmt.Sprintf("round.%d", rep.Round), b)
+			// The durable round report: History reads it back (the
+			// dashboard's curves after a restart).
+			b, err := model.Marshal(rep)
+			if err == nil {
+				_, err = h.kv.Put(ctx, reportKey(rep.Round), b)
+			}
+			if err != nil {
+				h.log.Warn("round report not stored; it will be missing from the history", "round", rep.Round, "err", err)
 			}
 		}
 		if h.cfg.OnRound != nil {
@@ -1680,12 +1710,7 @@ func (h *Hub) runRound(ctx context.Context) (Report, error) {
 	rep.Version = next.Version
 	rep.Status = "completed"
 	if h.cfg.Evaluator != nil {
-		loss, acc, err := h.cfg.Evaluator.Evaluate(ctx, next)
-		if err != nil {
-			h.log.Warn("evaluation failed", "err", err)
-		} else {
-			rep.HasEval, rep.EvalLoss, rep.EvalAccuracy = true, loss, acc
-		}
+		h.evaluate(ctx, next, &rep)
 	}
 	rep.Duration = time.Since(start)
 	h.log.Info("round", "round", id, "version", rep.Version, "received", rep.Received, "sampled", k, "dropped", len(rep.Dropped))
