@@ -3,6 +3,7 @@ package hub_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -218,4 +219,49 @@ func FuzzDecodeReport(f *testing.F) {
 			t.Fatalf("re-encoded report refused: %v", err)
 		}
 	})
+}
+
+// BenchmarkHistory is the cost of reading the last 500 round reports of
+// 1,000 participants each back from the hub's store (what a dashboard
+// does once when it starts): a hub runs 500 real rounds with one device,
+// then each stored report is replaced by one of 1,000 participants in a
+// dp round.
+func BenchmarkHistory(b *testing.B) {
+	const rounds, devices = 500, 1000
+	h := newHub(b, hub.Config{DataDir: b.TempDir(), Rounds: rounds, Deadline: 5 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+	b.Cleanup(h.Shutdown)
+	startAgent(b, h, "", 0, nil)
+	wait(b, h, 5*time.Minute)
+	ctx := context.Background()
+	js, err := jetstream.New(h.Conn())
+	if err != nil {
+		b.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, "fennec_default_state")
+	if err != nil {
+		b.Fatal(err)
+	}
+	parts := make([]string, devices)
+	for i := range parts {
+		parts[i] = fmt.Sprintf("dev-%04d", i)
+	}
+	var size int
+	for r := uint64(1); r <= rounds; r++ {
+		rep := hub.Report{Round: r, Version: r, Status: "completed", Sampled: devices, Available: devices, Received: devices,
+			Participants: parts, HasEval: true, EvalLoss: 0.5, EvalAccuracy: 0.8, EvalMetrics: map[string]float64{"auroc": 0.9},
+			BytesIn: 5000, BytesOut: 5000, Duration: 100 * time.Millisecond, Time: time.Now().UTC(),
+			Privacy: &modes.Status{Mode: "dp", Releases: int(r), Epsilon: 0.01 * float64(r), Delta: 1e-5, Contributors: devices}}
+		v, _ := model.Marshal(rep)
+		size = len(v)
+		if _, err := kv.Put(ctx, fmt.Sprintf("round.%d", r), v); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		got, err := h.History(ctx, rounds)
+		if err != nil || len(got) != rounds {
+			b.Fatal(len(got), err)
+		}
+	}
+	b.ReportMetric(float64(size), "report-bytes")
 }
