@@ -21,9 +21,8 @@ import (
 var secret = []byte("0123456789abcdef0123456789abcdef")
 
 // fleet runs a dp hub on dir with three in-process agents until rounds
-// are complete. Its OnRound goes to late (nil: nowhere); started, when
-// set, is called once the hub runs (before the agents join) and once
-// after each of its rounds.
+// are complete. Its OnRound goes to late (nil: nowhere), then to
+// afterRound when set (in the hub's round loop).
 func fleet(t *testing.T, dir string, rounds int, late *hubdash.Late, afterRound func(h *federation.Hub, r federation.RoundReport)) (*federation.Hub, []federation.RoundReport) {
 	t.Helper()
 	data := federation.Vitals(60, 1)
@@ -36,7 +35,7 @@ func fleet(t *testing.T, dir string, rounds int, late *hubdash.Late, afterRound 
 	h, err = federation.NewHub(federation.HubConfig{
 		DataDir: dir, Listen: "-", Secret: secret, Initial: &init, Rounds: rounds, MinDevices: 3, Deadline: 10 * time.Second,
 		Privacy: mh, Logger: slog.New(slog.DiscardHandler),
-		Evaluator: federation.DatasetEvaluator(federation.MLP{In: data.Features, Out: 2}, data.Test(), "held-out"),
+		Evaluator: federation.DatasetEvaluator(withAUROC{federation.MLP{In: data.Features, Out: 2}}, data.Test(), "held-out"),
 		OnRound: func(r federation.RoundReport) {
 			if late != nil {
 				late.Round(r, nil, nil) // the report carries its privacy status
@@ -84,9 +83,22 @@ func fleet(t *testing.T, dir string, rounds int, late *hubdash.Late, afterRound 
 	return h, h.Reports()
 }
 
+// withAUROC is an evaluate entrypoint that also reports an "auroc" (a
+// stand-in figure), as a module's may: a plain hub's dashboard shows it.
+type withAUROC struct{ federation.Evaluator }
+
+func (e withAUROC) Evaluate(ctx context.Context, in federation.EvalInput) (federation.EvalOutput, error) {
+	out, err := e.Evaluator.Evaluate(ctx, in)
+	if err == nil {
+		out.Metrics["auroc"] = 1 - out.Metrics["loss"]/10
+	}
+	return out, err
+}
+
 // A restarted hub's dashboard shows the rounds the earlier hub ran, with
-// their figures (read from the hub's JetStream store), followed by the new
-// hub's rounds, each once: the dashboard starts while the new hub's rounds
+// their figures (read from the hub's JetStream store: participants, bytes,
+// held-out loss, accuracy and the evaluation's AUROC, epsilon), followed
+// by the new hub's rounds, each once: the dashboard starts while the new hub's rounds
 // run, so rounds end while it reads the history.
 func TestTrainingSurvivesRestart(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "hub")
@@ -148,6 +160,9 @@ func TestTrainingSurvivesRestart(t *testing.T) {
 			v.Dropouts != w.Sampled-w.Received || v.Stragglers != len(w.Dropped) || v.BytesIn != w.BytesIn || v.BytesOut != w.BytesOut ||
 			!v.HasEval || v.Loss == nil || *v.Loss != w.EvalLoss || v.Accuracy == nil || *v.Accuracy != w.EvalAccuracy {
 			t.Fatalf("round %d shown as %+v, the hub reported %+v", i, v, w)
+		}
+		if a, ok := w.EvalMetrics["auroc"]; !ok || v.AUROC == nil || *v.AUROC != a {
+			t.Fatalf("round %d auroc %v, the hub's evaluation %v", v.Round, v.AUROC, w.EvalMetrics)
 		}
 		if w.Privacy == nil || v.Epsilon == nil || *v.Epsilon != w.Privacy.Epsilon {
 			t.Fatalf("round %d epsilon %v, the hub reported %+v", v.Round, v.Epsilon, w.Privacy)

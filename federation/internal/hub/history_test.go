@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -264,4 +265,35 @@ func BenchmarkHistory(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(size), "report-bytes")
+}
+
+// metricsEval reports loss, accuracy and other metrics, some of which a
+// report cannot carry.
+type metricsEval struct{ heldOut }
+
+func (e metricsEval) EvaluateMetrics(ctx context.Context, m model.Model) (map[string]float64, error) {
+	loss, acc, err := e.Evaluate(ctx, m)
+	out := map[string]float64{"loss": loss, "accuracy": acc, "auroc": 0.75, "nan": math.NaN(), "inf": math.Inf(1)}
+	for i := 0; i < 20; i++ {
+		out[fmt.Sprintf("m%02d", i)] = float64(i)
+	}
+	return out, err
+}
+
+// A MetricsEvaluator's other metrics reach the report (an AUROC a plain
+// hub's evaluation gives), finite and at most MaxEvalMetrics.
+func TestEvalMetrics(t *testing.T) {
+	h := newHub(t, hub.Config{DataDir: t.TempDir(), Rounds: 1, Deadline: 5 * time.Second, Evaluator: metricsEval{heldOut{data.Test()}}})
+	defer h.Shutdown()
+	startAgent(t, h, "", 0, nil)
+	wait(t, h, 20*time.Second)
+	r := h.Reports()[0]
+	if !r.HasEval || r.EvalMetrics["auroc"] != 0.75 || len(r.EvalMetrics) != hub.MaxEvalMetrics || r.EvalLoss == 0 {
+		t.Fatalf("report %+v", r)
+	}
+	for _, k := range []string{"loss", "accuracy", "nan", "inf"} {
+		if _, ok := r.EvalMetrics[k]; ok {
+			t.Errorf("eval metrics carry %s: %v", k, r.EvalMetrics)
+		}
+	}
 }
