@@ -98,7 +98,7 @@ func (e withAUROC) Evaluate(ctx context.Context, in federation.EvalInput) (feder
 // A restarted hub's dashboard shows the rounds the earlier hub ran, with
 // their figures (read from the hub's JetStream store: participants, bytes,
 // held-out loss, accuracy and the evaluation's AUROC, epsilon), followed
-// by the new hub's rounds, each once: the dashboard starts while the new hub's rounds
+// by the new hub's rounds, each once, epsilon going on from where it was: the dashboard starts while the new hub's rounds
 // run, so rounds end while it reads the history.
 func TestTrainingSurvivesRestart(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "hub")
@@ -169,6 +169,13 @@ func TestTrainingSurvivesRestart(t *testing.T) {
 		}
 		if i < len(before) && v.Time.Unix() != w.Time.Unix() {
 			t.Fatalf("round %d time %v, ended %v", v.Round, v.Time, w.Time)
+		}
+	}
+	// The hub's accountant goes on from what the first hub spent: the
+	// epsilon curve does not drop at the restart.
+	for i := 1; i < len(fv.Rounds); i++ {
+		if !(*fv.Rounds[i].Epsilon > *fv.Rounds[i-1].Epsilon) {
+			t.Fatalf("epsilon %v at round %d after %v", *fv.Rounds[i].Epsilon, fv.Rounds[i].Round, *fv.Rounds[i-1].Epsilon)
 		}
 	}
 	last := want[len(want)-1].Privacy

@@ -336,6 +336,17 @@ type State struct {
 	Digest    []byte `cbor:"digest"`
 	Opt       string `cbor:"opt,omitempty"`
 	Strategy  string `cbor:"strategy"`
+	// Privacy is the privacy mode's accounting after the last completed
+	// round (DP modes), so that a restarted hub's accountant goes on
+	// from what was spent.
+	Privacy *modes.Accounting `cbor:"privacy,omitempty"`
+}
+
+// accountant is a mode's hub side whose accounting the hub persists
+// (a modes.Hub).
+type accountant interface {
+	Accounting() *modes.Accounting
+	Restore(modes.Accounting) error
 }
 
 // Hub is a running federation coordinator: New, Start, Ready, then
@@ -614,9 +625,26 @@ func (h *Hub) load(ctx context.Context) error {
 		// The model is good; only the server optimizer's moments are lost.
 		h.log.Error("optimizer state unusable; the strategy's optimizer starts afresh from the last good model", "err", err)
 	}
+	h.restorePrivacy(st.Privacy)
 	h.setGlobal(m, b)
 	h.log.Info("resumed", "version", st.Version, "next_round", st.NextRound)
 	return nil
+}
+
+// restorePrivacy makes the privacy mode's accountant go on from the
+// stored accounting. Accounting it cannot use (another mode's, malformed)
+// is logged, and the accountant starts from zero, as a hub without a
+// store's would: the mode's Ledger is the durable record of a budget.
+func (h *Hub) restorePrivacy(a *modes.Accounting) {
+	acc, ok := h.cfg.ModeHub.(accountant)
+	if !ok || a == nil {
+		return
+	}
+	if err := acc.Restore(*a); err != nil {
+		h.log.Error("privacy accounting in the store not restored; the accountant starts from zero", "err", err)
+		return
+	}
+	h.log.Info("privacy accounting restored", "mode", a.Mode, "releases", a.Releases)
 }
 
 // initialise stores the initial model as version 0 of a new store.
@@ -706,6 +734,7 @@ func (h *Hub) restoreOpt(ctx context.Context, st State) error {
 func (h *Hub) recover(ctx context.Context, cause error) error {
 	h.log.Error("hub state unusable; resuming from the last good model", "err", cause)
 	var nextRound uint64 = 1
+	var spent *modes.Accounting
 	var (
 		good  *State
 		gm    model.Model
@@ -723,6 +752,12 @@ func (h *Hub) recover(ctx context.Context, cause error) error {
 				continue
 			}
 			nextRound = max(nextRound, st.NextRound)
+			// What was spent is the newest readable revision's, whichever
+			// model the hub resumes from: the rounds after that model
+			// were released.
+			if st.Privacy != nil && (spent == nil || st.Privacy.Releases > spent.Releases) {
+				spent = st.Privacy
+			}
 			if good != nil {
 				continue
 			}
@@ -790,6 +825,7 @@ func (h *Hub) recover(ctx context.Context, cause error) error {
 		}
 	}
 	st := *good
+	st.Privacy = spent
 	st.NextRound = max(nextRound, st.NextRound, st.Version+1)
 	if st.Strategy == "" {
 		st.Strategy = h.cfg.Strategy.Name()
@@ -809,6 +845,7 @@ func (h *Hub) recover(ctx context.Context, cause error) error {
 	h.mu.Lock()
 	h.state, h.stateRev = st, rev
 	h.mu.Unlock()
+	h.restorePrivacy(st.Privacy)
 	h.setGlobal(gm, genc)
 	h.log.Warn("recovered from unusable state", "from", found, "version", st.Version, "next_round", st.NextRound)
 	return nil
@@ -840,6 +877,9 @@ func (h *Hub) commit(ctx context.Context, m model.Model) error {
 	}
 	st := h.state
 	st.Version, st.Model, st.Digest, st.Strategy = m.Version, name, wire.Digest(enc), h.cfg.Strategy.Name()
+	if a, ok := h.cfg.ModeHub.(accountant); ok {
+		st.Privacy = a.Accounting()
+	}
 	st.Opt = ""
 	if s, ok := h.cfg.Strategy.(strategy.Stateful); ok {
 		if b := s.State(); len(b) > 0 {
