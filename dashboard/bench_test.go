@@ -146,6 +146,59 @@ func BenchmarkTraining(b *testing.B) {
 	}
 }
 
+// BenchmarkTrainingFromHistory is the cost of starting the training view
+// with 500 stored rounds of 1,000 participants (the reports as
+// federation.Hub.History returns them; BenchmarkHistory in
+// federation/internal/hub reads them from the store), and
+// BenchmarkTraining's first load after it, beside the same answer for
+// 500 rounds passed live, in one process.
+func BenchmarkTrainingFromHistory(b *testing.B) {
+	var reps []federation.RoundReport
+	for i := 1; i <= benchRounds; i++ {
+		r := syntheticRound(i, benchDevices)
+		r.EvalMetrics = map[string]float64{"auroc": 0.8}
+		r.Privacy = &federation.ModeStatus{Mode: "dp", Epsilon: float64(i) / 100}
+		r.Time = time.Now().UTC()
+		reps = append(reps, r)
+	}
+	mk := func(hub Hub) *Dashboard {
+		d, err := New(Config{Addr: "127.0.0.1:0", Hub: hub, Interval: 50 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+			Training: Training{Name: "bench", Strategy: "fedavg", Mode: "dp", TargetEpsilon: 8}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return d
+	}
+	b.Run("load-500-rounds", func(b *testing.B) {
+		for b.Loop() {
+			if d := mk(&histHub{reps: reps}); !d.st.loadHistory(context.Background()) {
+				b.Fatal("history not loaded")
+			}
+		}
+	})
+	hist := mk(&histHub{reps: reps})
+	if !hist.st.loadHistory(context.Background()) {
+		b.Fatal("history not loaded")
+	}
+	live := mk(&fakeHub{})
+	for _, r := range reps {
+		live.Round(r, nil, nil)
+	}
+	for _, c := range []struct {
+		name string
+		d    *Dashboard
+	}{{"from-history", hist}, {"live", live}} {
+		h := c.d.handler()
+		b.Run(c.name, func(b *testing.B) {
+			var n int
+			for b.Loop() {
+				n = serve(b, h, "/api/v1/training")
+			}
+			b.ReportMetric(float64(n), "resp-bytes")
+		})
+	}
+}
+
 // BenchmarkRound is the dashboard's cost of one finished round of 1,000
 // participants, with one live stream listening.
 func BenchmarkRound(b *testing.B) {

@@ -40,6 +40,17 @@ type Hub interface {
 	Conn() *nats.Conn
 }
 
+// HistoryHub is a Hub that keeps its rounds' reports (a *federation.Hub
+// does, in its JetStream KV bucket): the dashboard starts its training
+// view with the last Config.HistoryRounds of them, so that a restarted
+// hub's curves go on from where they were.
+type HistoryHub interface {
+	Hub
+	// History returns the reports of the last n rounds, oldest first
+	// (federation.Hub.History).
+	History(ctx context.Context, n int) ([]federation.RoundReport, error)
+}
+
 // Training describes the federation the hub runs, for the training view.
 type Training struct {
 	Name     string             // federation name
@@ -79,7 +90,12 @@ type Config struct {
 	MaxDevices int
 	MaxRounds  int
 	MaxStreams int
-	Logger     *slog.Logger
+	// HistoryRounds is how many of the hub's stored rounds the training
+	// view starts with, when Hub is a HistoryHub (1000, at most
+	// MaxRounds); rounds passed to Round meanwhile are merged with them
+	// by round id, each shown once.
+	HistoryRounds int
+	Logger        *slog.Logger
 	// Now is the clock (time.Now); tests set it.
 	Now func() time.Time
 }
@@ -111,6 +127,7 @@ func (c *Config) fill() error {
 		config.Default("dashboard config: MaxDevices", &c.MaxDevices, 10000),
 		config.Default("dashboard config: MaxRounds", &c.MaxRounds, 10000),
 		config.Default("dashboard config: MaxStreams", &c.MaxStreams, 64),
+		config.Default("dashboard config: HistoryRounds", &c.HistoryRounds, 1000),
 	)
 }
 
@@ -199,9 +216,11 @@ func (d *Dashboard) URL() string {
 }
 
 // Round records a finished round of the hub (call it from the hub's
-// OnRound). privacy is the privacy mode's state after it (nil in plain
-// rounds); metrics adds held-out metrics the hub's caller computed
-// (such as "auroc").
+// OnRound; it may be called before Start). privacy is the privacy mode's
+// state after it (nil: the report's own, RoundReport.Privacy); metrics
+// adds held-out metrics the hub's caller computed (such as "auroc"; the
+// report's EvalMetrics otherwise). A round that is also in the hub's
+// history is shown once, as passed here.
 func (d *Dashboard) Round(r federation.RoundReport, privacy *federation.ModeStatus, metrics map[string]float64) {
 	d.st.round(r, privacy, metrics)
 }

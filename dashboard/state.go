@@ -3,6 +3,8 @@ package dashboard
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -147,14 +149,18 @@ type state struct {
 	devices map[string]*device
 	ignored int // heartbeats, reports and rounds of devices beyond MaxDevices, dropped
 	groups  map[string]*group
-	rounds  []RoundView
-	privacy *federation.ModeStatus
-	events  []Event
-	rollout bool // the rollout buckets are there
+	rounds  []RoundView     // sorted by round id
+	live    map[uint64]bool // rounds that came through round, until the history is read
+	// histLast is the last round read from the hub's history.
+	histLast    uint64
+	historyErrs int // failed reads of the history (run's goroutine only)
+	privacy     *federation.ModeStatus
+	events      []Event
+	rollout     bool // the rollout buckets are there
 }
 
 func newState(cfg *Config, bc *broadcaster) *state {
-	s := &state{cfg: cfg, bc: bc, devices: map[string]*device{}, groups: map[string]*group{}}
+	s := &state{cfg: cfg, bc: bc, devices: map[string]*device{}, groups: map[string]*group{}, live: map[uint64]bool{}}
 	if cfg.Access != nil {
 		for _, a := range cfg.Access.Devices {
 			s.devices[a.ID] = &device{DeviceView: DeviceView{ID: a.ID, Group: a.Group}}
@@ -196,8 +202,11 @@ func (s *state) eventLocked(d *device, e Event) {
 func (s *state) run(ctx context.Context, g *routines.Group) {
 	t := time.NewTicker(s.cfg.Interval)
 	defer t.Stop()
-	watching := false
+	watching, history := false, false
 	for {
+		if !history {
+			history = s.loadHistory(ctx)
+		}
 		if !watching {
 			watching = s.watch(ctx, g)
 		}
@@ -387,13 +396,21 @@ func (s *state) onStatus(e jetstream.KeyValueEntry) {
 	s.bc.publish("rollout", gv)
 }
 
-func (s *state) round(r federation.RoundReport, privacy *federation.ModeStatus, metrics map[string]float64) {
-	f := func(v float64) *float64 { return &v }
+// roundView is r as the API shows it, at t. privacy and metrics are the
+// caller's (Dashboard.Round), else the report's own. A figure that is
+// not finite is left out (JSON has no NaN).
+func roundView(r federation.RoundReport, privacy *federation.ModeStatus, metrics map[string]float64, t time.Time) RoundView {
+	f := func(v float64) *float64 {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil
+		}
+		return &v
+	}
 	v := RoundView{
 		Round: r.Round, Version: r.Version, Status: r.Status, Error: r.Error, Sampled: r.Sampled, Available: r.Available,
 		Participants: r.Received, Dropouts: max(0, r.Sampled-r.Received), Stragglers: len(r.Dropped),
 		Rejected: len(r.Rejected), Refused: r.Refused, BytesIn: r.BytesIn, BytesOut: r.BytesOut,
-		DurationMS: float64(r.Duration.Microseconds()) / 1000, HasEval: r.HasEval, Time: s.cfg.Now().UTC(),
+		DurationMS: float64(r.Duration.Microseconds()) / 1000, HasEval: r.HasEval, Time: t.UTC(),
 	}
 	v.StragglerIDs = r.Dropped[:min(len(r.Dropped), listedIDs)]
 	if r.HasEval {
@@ -404,17 +421,45 @@ func (s *state) round(r federation.RoundReport, privacy *federation.ModeStatus, 
 	}
 	if a, ok := metrics["auroc"]; ok {
 		v.AUROC = f(a)
+	} else if a, ok := r.EvalMetrics["auroc"]; ok && r.HasEval {
+		v.AUROC = f(a)
+	}
+	if privacy == nil {
+		privacy = r.Privacy
 	}
 	if privacy != nil && privacy.Epsilon > 0 {
 		v.Epsilon = f(privacy.Epsilon)
 	}
+	return v
+}
+
+func (s *state) round(r federation.RoundReport, privacy *federation.ModeStatus, metrics map[string]float64) {
+	v := roundView(r, privacy, metrics, s.cfg.Now())
+	if privacy == nil {
+		privacy = r.Privacy
+	}
 	s.mu.Lock()
-	s.rounds = appendRing(s.rounds, v, s.cfg.MaxRounds)
+	if s.live != nil {
+		s.live[r.Round] = true
+	}
+	if n := len(s.rounds); n > 0 && s.rounds[n-1].Round >= r.Round {
+		// Out of order (a history round came in first): keep the
+		// rounds sorted by id, this one replacing any of its id.
+		s.rounds = mergeRounds(s.rounds, []RoundView{v}, s.cfg.MaxRounds)
+	} else {
+		s.rounds = appendRing(s.rounds, v, s.cfg.MaxRounds)
+	}
 	if privacy != nil {
 		p := *privacy
 		s.privacy = &p
 	}
+	// A round that finished while the history was read may be in both:
+	// its participants are counted once.
+	counted := r.Round <= s.histLast
 	for _, id := range r.Participants {
+		if counted {
+			break
+		}
 		if d := s.deviceLocked(id); d != nil {
 			d.LastRound, d.Rounds = r.Round, d.Rounds+1
 			if r.Status == "completed" {
@@ -437,6 +482,94 @@ func (s *state) round(r federation.RoundReport, privacy *federation.ModeStatus, 
 	// device: the page reloads the fleet after rounds, at most every few
 	// seconds (1,000 participants would be 1,000 events a round).
 	s.bc.publish("round", v)
+}
+
+// mergeRounds merges add into rounds (both sorted by round id), a round
+// of add replacing the one of its id, and keeps the last n.
+func mergeRounds(rounds, add []RoundView, n int) []RoundView {
+	out := make([]RoundView, 0, len(rounds)+len(add))
+	i, j := 0, 0
+	for i < len(rounds) || j < len(add) {
+		switch {
+		case j == len(add) || i < len(rounds) && rounds[i].Round < add[j].Round:
+			out = append(out, rounds[i])
+			i++
+		case i == len(rounds) || add[j].Round < rounds[i].Round:
+			out = append(out, add[j])
+			j++
+		default: // the same round: add's
+			out = append(out, add[j])
+			i++
+			j++
+		}
+	}
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return out
+}
+
+// loadHistory starts the training view with the hub's stored rounds
+// (HistoryHub); false when they could not be read (run tries again).
+// Rounds that came through round meanwhile are kept as they came (they
+// carry the caller's figures) and not counted twice; a stored round is
+// read after the live ones registered, so none falls between the two.
+func (s *state) loadHistory(ctx context.Context) bool {
+	hh, ok := s.cfg.Hub.(HistoryHub)
+	if !ok {
+		s.mu.Lock()
+		s.live = nil
+		s.mu.Unlock()
+		return true
+	}
+	c, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	reps, err := hh.History(c, min(s.cfg.HistoryRounds, s.cfg.MaxRounds))
+	if err != nil {
+		lvl := slog.LevelWarn
+		if s.historyErrs++; s.historyErrs > 1 {
+			lvl = slog.LevelDebug // said once
+		}
+		s.cfg.Logger.Log(ctx, lvl, "dashboard: the hub's round history could not be read; retrying", "err", err)
+		return false
+	}
+	var add []RoundView
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var last *federation.ModeStatus
+	for _, r := range reps {
+		if s.live[r.Round] || (len(add) > 0 && r.Round <= add[len(add)-1].Round) {
+			continue
+		}
+		add = append(add, roundView(r, nil, nil, r.Time))
+		if r.Privacy != nil {
+			last = r.Privacy
+		}
+		for _, id := range r.Participants {
+			if d := s.deviceLocked(id); d != nil {
+				d.Rounds++
+				if r.Round > d.LastRound {
+					d.LastRound = r.Round
+					if r.Status == "completed" {
+						d.ModelVersion = r.Version
+					}
+				}
+			}
+		}
+	}
+	s.rounds = mergeRounds(s.rounds, add, s.cfg.MaxRounds)
+	s.live = nil // read once: later rounds are all live
+	if len(add) > 0 {
+		s.histLast = add[len(add)-1].Round
+	}
+	if s.privacy == nil && last != nil {
+		p := *last
+		s.privacy = &p
+	}
+	if len(reps) > 0 {
+		s.cfg.Logger.Info("dashboard: training view starts with the hub's stored rounds", "rounds", len(add), "first", reps[0].Round, "last", reps[len(reps)-1].Round)
+	}
+	return true
 }
 
 // sameView reports whether a report changed nothing the page shows

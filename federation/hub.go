@@ -160,6 +160,29 @@ type RoundReport struct {
 	// BytesIn of updates received, BytesOut of models sent.
 	BytesIn  uint64 `json:"bytes_in" cbor:"bytes_in"`
 	BytesOut uint64 `json:"bytes_out" cbor:"bytes_out"`
+	// EvalMetrics are the hub's evaluation's other metrics (such as
+	// "auroc"), when the Evaluator reports them (DatasetEvaluator passes
+	// on what the module's evaluate reports), at most 16, finite.
+	EvalMetrics map[string]float64 `json:"eval_metrics,omitempty" cbor:"eval_metrics,omitempty"`
+	// Privacy is the privacy mode's state after the round (nil in plain
+	// rounds): epsilon spent so far, releases.
+	Privacy *ModeStatus `json:"privacy,omitempty" cbor:"privacy,omitempty"`
+	// Time the round ended (UTC).
+	Time time.Time `json:"time,omitzero" cbor:"time"`
+}
+
+func fromReport(r hub.Report) RoundReport {
+	out := RoundReport{
+		Round: r.Round, Version: r.Version, Status: r.Status, Error: r.Error, Sampled: r.Sampled, Available: r.Available,
+		Received: r.Received, Participants: r.Participants, Dropped: r.Dropped, Refused: r.Refused, Rejected: r.Rejected,
+		Clamped: r.Clamped, Duration: r.Duration, DeviceMetrics: r.DeviceMetrics, HasEval: r.HasEval, EvalLoss: r.EvalLoss,
+		EvalAccuracy: r.EvalAccuracy, BytesIn: r.BytesIn, BytesOut: r.BytesOut, EvalMetrics: r.EvalMetrics, Time: r.Time,
+	}
+	if r.Privacy != nil {
+		p := ModeStatus(*r.Privacy)
+		out.Privacy = &p
+	}
+	return out
 }
 
 // HubEvaluator scores a global model on held-out data the hub holds.
@@ -291,7 +314,7 @@ func (c HubConfig) internal() hub.Config {
 	}
 	if c.OnRound != nil {
 		f := c.OnRound
-		ic.OnRound = func(r hub.Report) { f(RoundReport(r)) }
+		ic.OnRound = func(r hub.Report) { f(fromReport(r)) }
 	}
 	return ic
 }
@@ -330,9 +353,34 @@ func (h *Hub) Reports() []RoundReport {
 	rs := h.h.Reports()
 	out := make([]RoundReport, len(rs))
 	for i, r := range rs {
-		out[i] = RoundReport(r)
+		out[i] = fromReport(r)
 	}
 	return out
+}
+
+// HistoryMax is the most round reports History returns.
+const HistoryMax = hub.MaxHistory
+
+// History returns the hub's stored reports of the last n rounds (at most
+// HistoryMax) before its next one, oldest first: those of earlier runs on
+// the same store as well as this one's, read from its JetStream KV bucket
+// (a report per round, written when the round ends). A stored report that
+// does not decode is logged and left out; rounds without one (a round the
+// hub was stopped in) are skipped. The error is the store's.
+//
+// A round that ends while History reads may or may not be in it: to see
+// every round exactly once, take OnRound's reports from before the call
+// and merge by RoundReport.Round (the dashboard does).
+func (h *Hub) History(ctx context.Context, n int) ([]RoundReport, error) {
+	rs, err := h.h.History(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]RoundReport, len(rs))
+	for i, r := range rs {
+		out[i] = fromReport(r)
+	}
+	return out, nil
 }
 
 // Available lists the devices heard from within DeviceTTL, sorted.

@@ -201,7 +201,7 @@ func Simulate(ctx context.Context, cfg SimConfig) (Summary, error) {
 }
 
 func fromProgress(p sim.Progress) Progress {
-	return Progress{RoundReport: RoundReport(p.Report), Index: p.Index, Total: p.Total, Loss: p.Loss, Accuracy: p.Accuracy,
+	return Progress{RoundReport: fromReport(p.Report), Index: p.Index, Total: p.Total, Loss: p.Loss, Accuracy: p.Accuracy,
 		BytesMoved: p.BytesMoved, StepBytes: p.StepBytes, Privacy: fromStatus(p.Privacy)}
 }
 

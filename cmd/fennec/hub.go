@@ -216,6 +216,9 @@ those whose role allows deploys may change a rollout from it.`,
 				}
 				if r.HasEval {
 					line += fmt.Sprintf(", eval loss %.4f acc %.4f", r.EvalLoss, r.EvalAccuracy)
+					if a, ok := r.EvalMetrics["auroc"]; ok {
+						line += fmt.Sprintf(" auroc %.4f", a)
+					}
 				}
 				if ps != nil {
 					line += ", " + ps.Mode

@@ -5,6 +5,7 @@
 package hubdash
 
 import (
+	"context"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -17,8 +18,11 @@ import (
 )
 
 // Late is a dashboard that is nil until started, so that a hub's OnRound
-// may call Round before (rounds before Start are not shown). The zero
-// value is ready to use; its methods are safe for concurrent use.
+// may call Round before. Rounds before Start come from the hub's stored
+// history (dashboard.HistoryHub): Start registers the dashboard for live
+// rounds before it reads the history, so a round that ends meanwhile is
+// in one or the other (or both, and shown once). The zero value is ready
+// to use; its methods are safe for concurrent use.
 type Late struct {
 	d atomic.Pointer[dashboard.Dashboard]
 }
@@ -36,10 +40,11 @@ func (l *Late) Start(addr string, hub dashboard.Hub, acc *deploy.Access, t dashb
 	if err != nil {
 		return "", err
 	}
+	l.d.Store(d) // live rounds from now on, before the history is read
 	if err := d.Start(); err != nil {
+		l.d.Store(nil)
 		return "", err
 	}
-	l.d.Store(d)
 	return d.URL(), nil
 }
 
@@ -77,6 +82,14 @@ func (s *Stoppable) Seen() map[string]time.Time {
 		return nil
 	}
 	return s.H.Seen()
+}
+
+// History is the hub's stored round history until Stop, then nothing.
+func (s *Stoppable) History(ctx context.Context, n int) ([]federation.RoundReport, error) {
+	if s.stopped.Load() {
+		return nil, nil
+	}
+	return s.H.History(ctx, n)
 }
 
 // Conn is Rollouts when set; otherwise the hub's Conn until Stop, then nil.

@@ -35,6 +35,7 @@ import (
 	"github.com/fennec-edge/fennec/deploy"
 	"github.com/fennec-edge/fennec/federation/internal/hook"
 	"github.com/fennec-edge/fennec/federation/internal/model"
+	"github.com/fennec-edge/fennec/federation/internal/modes"
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
 	"github.com/fennec-edge/fennec/internal/config"
@@ -46,6 +47,14 @@ import (
 // Evaluator scores a global model on held-out data the hub holds.
 type Evaluator interface {
 	Evaluate(ctx context.Context, m model.Model) (loss, accuracy float64, err error)
+}
+
+// MetricsEvaluator is an Evaluator that reports every metric of its
+// evaluation ("loss", "accuracy", and others such as "auroc"); the hub
+// puts the others in Report.EvalMetrics (train.DataEvaluator is one).
+type MetricsEvaluator interface {
+	Evaluator
+	EvaluateMetrics(ctx context.Context, m model.Model) (map[string]float64, error)
 }
 
 // Config configures a Hub. The zero value of each field is its default.
@@ -307,6 +316,16 @@ type Report struct {
 	EvalAccuracy float64 `json:"eval_accuracy,omitempty" cbor:"eval_accuracy,omitempty"`
 	BytesIn      uint64  `json:"bytes_in" cbor:"bytes_in"`   // update bytes received
 	BytesOut     uint64  `json:"bytes_out" cbor:"bytes_out"` // model bytes sent
+	// EvalMetrics: the hub's evaluation's other metrics (such as
+	// "auroc"), when its Evaluator is a MetricsEvaluator; at most
+	// MaxEvalMetrics, finite.
+	EvalMetrics map[string]float64 `json:"eval_metrics,omitempty" cbor:"eval_metrics,omitempty"`
+	// Privacy is the privacy mode's state after the round (nil in plain
+	// rounds): epsilon spent so far, releases.
+	Privacy *modes.Status `json:"privacy,omitempty" cbor:"privacy,omitempty"`
+	// Time the round ended (UTC). Reports stored before it existed read
+	// back with their store entry's time (History).
+	Time time.Time `json:"time,omitzero" cbor:"time"`
 }
 
 // State is what the hub persists in its KV bucket under "state".
@@ -317,6 +336,17 @@ type State struct {
 	Digest    []byte `cbor:"digest"`
 	Opt       string `cbor:"opt,omitempty"`
 	Strategy  string `cbor:"strategy"`
+	// Privacy is the privacy mode's accounting after the last completed
+	// round (DP modes), so that a restarted hub's accountant goes on
+	// from what was spent.
+	Privacy *modes.Accounting `cbor:"privacy,omitempty"`
+}
+
+// accountant is a mode's hub side whose accounting the hub persists
+// (a modes.Hub).
+type accountant interface {
+	Accounting() *modes.Accounting
+	Restore(modes.Accounting) error
 }
 
 // Hub is a running federation coordinator: New, Start, Ready, then
@@ -595,9 +625,26 @@ func (h *Hub) load(ctx context.Context) error {
 		// The model is good; only the server optimizer's moments are lost.
 		h.log.Error("optimizer state unusable; the strategy's optimizer starts afresh from the last good model", "err", err)
 	}
+	h.restorePrivacy(st.Privacy)
 	h.setGlobal(m, b)
 	h.log.Info("resumed", "version", st.Version, "next_round", st.NextRound)
 	return nil
+}
+
+// restorePrivacy makes the privacy mode's accountant go on from the
+// stored accounting. Accounting it cannot use (another mode's, malformed)
+// is logged, and the accountant starts from zero, as a hub without a
+// store's would: the mode's Ledger is the durable record of a budget.
+func (h *Hub) restorePrivacy(a *modes.Accounting) {
+	acc, ok := h.cfg.ModeHub.(accountant)
+	if !ok || a == nil {
+		return
+	}
+	if err := acc.Restore(*a); err != nil {
+		h.log.Error("privacy accounting in the store not restored; the accountant starts from zero", "err", err)
+		return
+	}
+	h.log.Info("privacy accounting restored", "mode", a.Mode, "releases", a.Releases)
 }
 
 // initialise stores the initial model as version 0 of a new store.
@@ -687,6 +734,7 @@ func (h *Hub) restoreOpt(ctx context.Context, st State) error {
 func (h *Hub) recover(ctx context.Context, cause error) error {
 	h.log.Error("hub state unusable; resuming from the last good model", "err", cause)
 	var nextRound uint64 = 1
+	var spent *modes.Accounting
 	var (
 		good  *State
 		gm    model.Model
@@ -704,6 +752,12 @@ func (h *Hub) recover(ctx context.Context, cause error) error {
 				continue
 			}
 			nextRound = max(nextRound, st.NextRound)
+			// What was spent is the newest readable revision's, whichever
+			// model the hub resumes from: the rounds after that model
+			// were released.
+			if st.Privacy != nil && (spent == nil || st.Privacy.Releases > spent.Releases) {
+				spent = st.Privacy
+			}
 			if good != nil {
 				continue
 			}
@@ -765,12 +819,13 @@ func (h *Hub) recover(ctx context.Context, cause error) error {
 	if keys, err := h.kv.ListKeys(ctx); err == nil {
 		for k := range keys.Keys() {
 			var r uint64
-			if n, err := fmt.Sscanf(k, "round.%d", &r); err == nil && n == 1 {
+			if n, err := fmt.Sscanf(k, reportPrefix+"%d", &r); err == nil && n == 1 {
 				nextRound = max(nextRound, r+1)
 			}
 		}
 	}
 	st := *good
+	st.Privacy = spent
 	st.NextRound = max(nextRound, st.NextRound, st.Version+1)
 	if st.Strategy == "" {
 		st.Strategy = h.cfg.Strategy.Name()
@@ -790,6 +845,7 @@ func (h *Hub) recover(ctx context.Context, cause error) error {
 	h.mu.Lock()
 	h.state, h.stateRev = st, rev
 	h.mu.Unlock()
+	h.restorePrivacy(st.Privacy)
 	h.setGlobal(gm, genc)
 	h.log.Warn("recovered from unusable state", "from", found, "version", st.Version, "next_round", st.NextRound)
 	return nil
@@ -821,6 +877,9 @@ func (h *Hub) commit(ctx context.Context, m model.Model) error {
 	}
 	st := h.state
 	st.Version, st.Model, st.Digest, st.Strategy = m.Version, name, wire.Digest(enc), h.cfg.Strategy.Name()
+	if a, ok := h.cfg.ModeHub.(accountant); ok {
+		st.Privacy = a.Accounting()
+	}
 	st.Opt = ""
 	if s, ok := h.cfg.Strategy.(strategy.Stateful); ok {
 		if b := s.State(); len(b) > 0 {
@@ -1464,12 +1523,23 @@ func (h *Hub) loop(ctx context.Context) {
 			h.log.Error("round failed", "err", err)
 			rep.Status, rep.Error = "failed", err.Error()
 		}
+		rep.Time = time.Now().UTC()
+		if s, ok := h.cfg.ModeHub.(interface{ Status() modes.Status }); ok {
+			st := s.Status()
+			rep.Privacy = &st
+		}
 		h.mu.Lock()
 		h.reports = append(h.reports, rep)
 		h.mu.Unlock()
 		if rep.Round != 0 {
-			if b, err := model.Marshal(rep); err == nil {
-				_, _ = h.kv.Put(ctx, fmt.Sprintf("round.%d", rep.Round), b)
+			// The durable round report: History reads it back (the
+			// dashboard's curves after a restart).
+			b, err := model.Marshal(rep)
+			if err == nil {
+				_, err = h.kv.Put(ctx, reportKey(rep.Round), b)
+			}
+			if err != nil {
+				h.log.Warn("round report not stored; it will be missing from the history", "round", rep.Round, "err", err)
 			}
 		}
 		if h.cfg.OnRound != nil {
@@ -1680,12 +1750,7 @@ func (h *Hub) runRound(ctx context.Context) (Report, error) {
 	rep.Version = next.Version
 	rep.Status = "completed"
 	if h.cfg.Evaluator != nil {
-		loss, acc, err := h.cfg.Evaluator.Evaluate(ctx, next)
-		if err != nil {
-			h.log.Warn("evaluation failed", "err", err)
-		} else {
-			rep.HasEval, rep.EvalLoss, rep.EvalAccuracy = true, loss, acc
-		}
+		h.evaluate(ctx, next, &rep)
 	}
 	rep.Duration = time.Since(start)
 	h.log.Info("round", "round", id, "version", rep.Version, "received", rep.Received, "sampled", k, "dropped", len(rep.Dropped))

@@ -134,6 +134,73 @@ func (h *Hub) Status() Status {
 	return st
 }
 
+// Accounting is what a DP mode's hub side has spent, to persist with the
+// hub's round state so that a restarted hub goes on from it: the RDP
+// curve of the releases so far over the accountant's orders.
+type Accounting struct {
+	Mode     string    `cbor:"mode"`
+	Orders   []float64 `cbor:"orders"`
+	RDP      []float64 `cbor:"rdp"`
+	Releases int       `cbor:"releases"`
+	// SamplingRate is the rate the last release was charged at.
+	SamplingRate float64 `cbor:"sampling_rate"`
+}
+
+// Accounting returns the accounting so far; nil in the modes without a
+// hub-side accountant (plain sums, local DP-SGD).
+func (h *Hub) Accounting() *Accounting {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.acc == nil {
+		return nil
+	}
+	return &Accounting{Mode: h.mode, Orders: h.acc.Orders(), RDP: h.acc.RDP(), Releases: h.st.Releases, SamplingRate: h.st.SamplingRate}
+}
+
+// Restore makes the accountant go on from a, read back from the hub's
+// store (untrusted bytes): it must be this mode's, over the same orders,
+// with finite non-negative RDP values. Before any release only.
+func (h *Hub) Restore(a Accounting) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.acc == nil:
+		return fmt.Errorf("modes: mode %s keeps no accountant on the hub", h.mode)
+	case a.Mode != h.mode:
+		return fmt.Errorf("modes: the stored accounting is mode %s's, this hub runs %s", a.Mode, h.mode)
+	case !slices.Equal(a.Orders, h.acc.Orders()):
+		return errors.New("modes: the stored accounting is over other RDP orders")
+	case a.Releases < 0 || !(a.SamplingRate >= 0 && a.SamplingRate <= 1):
+		return fmt.Errorf("modes: stored accounting: %d releases at sampling rate %v", a.Releases, a.SamplingRate)
+	case h.st.Releases != 0:
+		return errors.New("modes: accounting restored after a release")
+	}
+	for _, r := range a.RDP {
+		if math.IsInf(r, 0) {
+			return errors.New("modes: stored accounting: an infinite RDP value")
+		}
+	}
+	acc, err := dp.NewAccountant(a.Orders)
+	if err != nil {
+		return fmt.Errorf("modes: stored accounting: %w", err)
+	}
+	if err := acc.AddRDP(a.RDP); err != nil {
+		return fmt.Errorf("modes: stored accounting: %w", err)
+	}
+	eps := 0.0
+	if a.Releases > 0 {
+		if eps, _, err = acc.Epsilon(h.cfg.Delta); err != nil {
+			return fmt.Errorf("modes: stored accounting: %w", err)
+		}
+	}
+	h.acc = acc
+	h.st.Releases, h.st.Epsilon = a.Releases, eps
+	if a.Releases > 0 {
+		h.st.SamplingRate = a.SamplingRate
+	}
+	return nil
+}
+
 func (h *Hub) clip() float64 {
 	if h.clipper != nil {
 		return h.clipper.Clip

@@ -221,13 +221,23 @@ type DataEvaluator struct {
 
 // Evaluate runs E on Data.
 func (e DataEvaluator) Evaluate(ctx context.Context, m model.Model) (loss, accuracy float64, err error) {
+	ms, err := e.EvaluateMetrics(ctx, m)
+	if err != nil {
+		return 0, 0, err
+	}
+	return ms["loss"], ms["accuracy"], nil
+}
+
+// EvaluateMetrics runs E on Data and returns every metric it reported
+// ("loss", which it must report, "accuracy", and any others such as
+// "auroc").
+func (e DataEvaluator) EvaluateMetrics(ctx context.Context, m model.Model) (map[string]float64, error) {
 	out, err := e.E.Evaluate(ctx, EvalInput{Model: m, Data: e.Data})
 	if err != nil {
-		return 0, 0, fmt.Errorf("evaluate on %s: %w", e.Name, err)
+		return nil, fmt.Errorf("evaluate on %s: %w", e.Name, err)
 	}
-	loss, ok := out.Metrics["loss"]
-	if !ok {
-		return 0, 0, fmt.Errorf("evaluate on %s: the evaluator reported no \"loss\" metric", e.Name)
+	if _, ok := out.Metrics["loss"]; !ok {
+		return nil, fmt.Errorf("evaluate on %s: the evaluator reported no \"loss\" metric", e.Name)
 	}
-	return loss, out.Metrics["accuracy"], nil
+	return out.Metrics, nil
 }
