@@ -3,6 +3,7 @@ package federation
 import (
 	"errors"
 
+	"github.com/fennec-edge/fennec/federation/internal/hub"
 	"github.com/fennec-edge/fennec/federation/internal/model"
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
 )
@@ -19,6 +20,10 @@ var (
 	// ErrNoSecretFile: FleetSecretFile was given neither a fleet secret
 	// file nor a data directory to keep one in.
 	ErrNoSecretFile = errors.New("no fleet secret file, and no data directory to keep one in")
+	// ErrPrivacyAccounting: the hub's store holds privacy accounting its
+	// mode cannot go on from (another mode's, malformed), and
+	// HubConfig.ResetPrivacy is not set (fennec hub --reset-privacy).
+	ErrPrivacyAccounting = hub.ErrAccounting
 	// ErrNoLedger: the hub's privacy mode trains with DP-SGD on the device
 	// (ModeTrainsDPSGD), whose releases are charged to the device's own
 	// budget ledger, and the agent's WasmTrainer names no Dataset to charge

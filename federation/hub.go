@@ -104,6 +104,12 @@ type HubConfig struct {
 	// Devices learn the mode when they join; in every mode but plain they
 	// send no metrics. The strategy must be mean-based (ModeNames).
 	Privacy *HubPrivacy
+	// ResetPrivacy lets a hub whose store holds privacy accounting its
+	// mode cannot go on from (another mode's, malformed) start its
+	// accountant from zero, a new budget chosen deliberately; without it
+	// Start fails with ErrPrivacyAccounting, since an accountant counting
+	// from zero would understate the epsilon the earlier rounds spent.
+	ResetPrivacy bool
 	// Evaluator scores each new global model on held-out data
 	// (DatasetEvaluator); its loss and accuracy are in the round report.
 	Evaluator HubEvaluator
@@ -301,6 +307,7 @@ func (c HubConfig) internal() hub.Config {
 		Quorum: c.Quorum, Deadline: c.Deadline, Settings: c.Settings.internal(), Initial: modelPtr(c.Initial),
 		Secret: c.Secret, Keys: c.Keys, DeviceTTL: c.DeviceTTL,
 		WeightRatio: c.WeightRatio, MaxPendingBytes: c.MaxPendingBytes, Keep: c.Keep, Seed: c.Seed, Logger: c.Logger,
+		ResetAccounting: c.ResetPrivacy,
 	}
 	if c.Privacy != nil {
 		ic.Mode, ic.ModeHub = c.Privacy.Mode(), c.Privacy.h

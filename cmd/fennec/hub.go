@@ -357,6 +357,7 @@ those whose role allows deploys may change a rollout from it.`,
 	f.StringVar(&mode, "privacy-mode", "", "privacy round mode: "+strings.Join(federation.ModeNames(), ", ")+" (default plain)")
 	f.Float64Var(&mcfg.TargetEpsilon, "target-epsilon", 0, "DP modes: epsilon after --rounds releases (calibrates the noise; no release beyond it)")
 	f.Float64Var(&mcfg.Delta, "delta", 1e-5, "DP modes: delta of the reported (epsilon, delta)")
+	f.BoolVar(&cfg.ResetPrivacy, "reset-privacy", false, "DP modes: when the store's privacy accounting cannot be continued (another mode's, malformed), start the accountant from zero, a new budget, instead of refusing to start")
 	f.Float64Var(&mcfg.Clip, "clip", 1, "DP modes: L2 bound of each device's update delta")
 	f.Float64Var(&mcfg.NoiseMultiplier, "noise-multiplier", 0, "DP modes: noise std / clip (0: calibrated from --target-epsilon and --rounds)")
 	f.Float64Var(&mcfg.SamplingRate, "sampling-rate", 0, "DP modes: planned sampled devices / population, for calibrating --noise-multiplier (0: from --fraction, --min-devices and --population or --access); each release is charged at its round's real rate")

@@ -2,7 +2,7 @@ package hub_test
 
 import (
 	"context"
-
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -158,3 +158,38 @@ func TestRestoreAccounting(t *testing.T) {
 
 func nan() float64 { var z float64; return z / z }
 func inf() float64 { var z float64; return 1 / z }
+
+// A store whose accounting the hub's mode cannot go on from (here: dp's
+// accounting, a hub now running ldp) stops the hub with ErrAccounting
+// rather than letting its accountant count from zero; with
+// ResetAccounting the operator starts a new budget deliberately.
+func TestUnusableAccountingRefused(t *testing.T) {
+	dir := t.TempDir()
+	reps := make(chan hub.Report, 64)
+	h := dpHub(t, dir, 1, 0, reps)
+	wait(t, h, 60*time.Second)
+	h.Shutdown()
+	start := func(reset bool) (*hub.Hub, error) {
+		mh, err := modes.NewHub("ldp", modes.Config{NoiseMultiplier: 1, Clip: 1, Rounds: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		init := net8.Init(1)
+		h, err := hub.New(hub.Config{DataDir: dir, Listen: "-", Initial: &init, Secret: secret, Rounds: 10, MinDevices: 3,
+			Mode: "ldp", ModeHub: mh, ResetAccounting: reset})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h, h.Start()
+	}
+	h2, err := start(false)
+	if !errors.Is(err, hub.ErrAccounting) || !strings.Contains(err.Error(), "ResetAccounting") || !strings.Contains(err.Error(), "1 releases stored") {
+		t.Fatalf("a store with dp's accounting under an ldp hub: %v", err)
+	}
+	h2.Shutdown()
+	h3, err := start(true)
+	if err != nil {
+		t.Fatalf("with ResetAccounting: %v", err)
+	}
+	h3.Shutdown()
+}

@@ -155,6 +155,11 @@ type Config struct {
 	// reported.
 	Mode    string
 	ModeHub hook.HubTransform
+	// ResetAccounting lets a hub whose store holds privacy accounting it
+	// cannot restore (another mode's, other RDP orders, malformed) start
+	// its accountant from zero; without it such a hub refuses to start,
+	// since counting from zero would understate the epsilon spent.
+	ResetAccounting bool
 	// Evaluator reports global loss/accuracy per round when set.
 	Evaluator Evaluator
 	// OnRound is called after every round (completed or failed).
@@ -625,26 +630,38 @@ func (h *Hub) load(ctx context.Context) error {
 		// The model is good; only the server optimizer's moments are lost.
 		h.log.Error("optimizer state unusable; the strategy's optimizer starts afresh from the last good model", "err", err)
 	}
-	h.restorePrivacy(st.Privacy)
+	if err := h.restorePrivacy(st.Privacy); err != nil {
+		return err
+	}
 	h.setGlobal(m, b)
 	h.log.Info("resumed", "version", st.Version, "next_round", st.NextRound)
 	return nil
 }
 
+// ErrAccounting: the store holds privacy accounting the hub's mode
+// cannot go on from, and Config.ResetAccounting is not set.
+var ErrAccounting = errors.New("the store's privacy accounting cannot be restored")
+
 // restorePrivacy makes the privacy mode's accountant go on from the
-// stored accounting. Accounting it cannot use (another mode's, malformed)
-// is logged, and the accountant starts from zero, as a hub without a
-// store's would: the mode's Ledger is the durable record of a budget.
-func (h *Hub) restorePrivacy(a *modes.Accounting) {
+// stored accounting. Accounting it cannot use (another mode's, other
+// orders, malformed) stops the hub with ErrAccounting: an accountant
+// starting from zero would understate what the store's earlier rounds
+// released. With ResetAccounting the operator chose a new budget: logged,
+// and the accountant starts from zero.
+func (h *Hub) restorePrivacy(a *modes.Accounting) error {
 	acc, ok := h.cfg.ModeHub.(accountant)
 	if !ok || a == nil {
-		return
+		return nil
 	}
 	if err := acc.Restore(*a); err != nil {
-		h.log.Error("privacy accounting in the store not restored; the accountant starts from zero", "err", err)
-		return
+		if h.cfg.ResetAccounting {
+			h.log.Warn("privacy accounting in the store not restored; the accountant starts from zero (ResetAccounting)", "err", err, "stored_releases", a.Releases)
+			return nil
+		}
+		return fmt.Errorf("hub: %w (%v; %d releases stored): a hub counting from zero would understate the epsilon spent; start a new budget deliberately with ResetAccounting (fennec hub --reset-privacy) or use a new data directory", ErrAccounting, err, a.Releases)
 	}
 	h.log.Info("privacy accounting restored", "mode", a.Mode, "releases", a.Releases)
+	return nil
 }
 
 // initialise stores the initial model as version 0 of a new store.
@@ -845,7 +862,9 @@ func (h *Hub) recover(ctx context.Context, cause error) error {
 	h.mu.Lock()
 	h.state, h.stateRev = st, rev
 	h.mu.Unlock()
-	h.restorePrivacy(st.Privacy)
+	if err := h.restorePrivacy(st.Privacy); err != nil {
+		return err
+	}
 	h.setGlobal(gm, genc)
 	h.log.Warn("recovered from unusable state", "from", found, "version", st.Version, "next_round", st.NextRound)
 	return nil
