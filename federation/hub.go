@@ -160,7 +160,18 @@ type RoundReport struct {
 	// BytesIn of updates received, BytesOut of models sent.
 	BytesIn  uint64 `json:"bytes_in" cbor:"bytes_in"`
 	BytesOut uint64 `json:"bytes_out" cbor:"bytes_out"`
+	// Phases is where the round's wall time went on the hub (nil for a
+	// round that failed before it was announced).
+	Phases *RoundPhases `json:"phases,omitempty" cbor:"phases,omitempty"`
 }
+
+// RoundPhases is the wall time of a round's phases on the hub: Claim
+// (the round id written durably before the round is announced; zero when
+// the previous round's commit wrote it), Gather
+// (tasks out until the last sampled update is in, or the deadline),
+// Aggregate, Commit (checkpoint, optimizer state and round state
+// written, old checkpoints deleted) and Evaluate (the hub's evaluation).
+type RoundPhases = hub.Phases
 
 // HubEvaluator scores a global model on held-out data the hub holds.
 type HubEvaluator interface {
