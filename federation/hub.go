@@ -165,12 +165,12 @@ type RoundReport struct {
 	Phases *RoundPhases `json:"phases,omitempty" cbor:"phases,omitempty"`
 }
 
-// RoundPhases is the wall time of a round's phases on the hub: Claim
-// (the round id written durably before the round is announced; zero when
-// the previous round's commit wrote it), Gather
-// (tasks out until the last sampled update is in, or the deadline),
-// Aggregate, Commit (checkpoint, optimizer state and round state
-// written, old checkpoints deleted) and Evaluate (the hub's evaluation).
+// RoundPhases is the wall time of a round's phases on the hub: Claim (the
+// round id written durably before the round is announced; zero when the
+// previous round's commit wrote it), Gather (tasks out until the last
+// sampled update is in, or the deadline), Aggregate, Commit (checkpoint,
+// optimizer state and round state written; old checkpoints are deleted
+// behind the round) and Evaluate (the hub's evaluation).
 type RoundPhases = hub.Phases
 
 // HubEvaluator scores a global model on held-out data the hub holds.

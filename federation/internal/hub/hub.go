@@ -313,12 +313,12 @@ type Report struct {
 
 // Phases is the wall time of a round's phases on the hub, in order: the
 // durable claim of the round id (zero when the previous round's commit
-// claimed it), the gather (tasks published until the
-// last sampled update arrived or the deadline), the aggregation (mode
-// hooks and strategy), the commit (checkpoint, optimizer state, round
-// state, old checkpoints deleted) and the hub's evaluation. Duration
-// runs from the gather's start to the evaluation's end; the claim comes
-// before it and the round report's own write after.
+// claimed it), the gather (tasks published until the last sampled update
+// arrived or the deadline), the aggregation (mode hooks and strategy),
+// the commit (checkpoint, optimizer state and round state written; the
+// old checkpoints' deletion only started) and the hub's evaluation.
+// Duration runs from the gather's start to the evaluation's end; the
+// claim comes before it. A failed round has the phases it reached.
 type Phases struct {
 	Claim     time.Duration `json:"claim_ns" cbor:"claim"`
 	Gather    time.Duration `json:"gather_ns" cbor:"gather"`
