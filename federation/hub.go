@@ -175,6 +175,9 @@ type RoundReport struct {
 	Privacy *ModeStatus `json:"privacy,omitempty" cbor:"privacy,omitempty"`
 	// Time the round ended (UTC).
 	Time time.Time `json:"time,omitzero" cbor:"time"`
+	// Phases is where the round's wall time went on the hub (nil for a
+	// round that failed before it was announced).
+	Phases *RoundPhases `json:"phases,omitempty" cbor:"phases,omitempty"`
 }
 
 func fromReport(r hub.Report) RoundReport {
@@ -183,6 +186,7 @@ func fromReport(r hub.Report) RoundReport {
 		Received: r.Received, Participants: r.Participants, Dropped: r.Dropped, Refused: r.Refused, Rejected: r.Rejected,
 		Clamped: r.Clamped, Duration: r.Duration, DeviceMetrics: r.DeviceMetrics, HasEval: r.HasEval, EvalLoss: r.EvalLoss,
 		EvalAccuracy: r.EvalAccuracy, BytesIn: r.BytesIn, BytesOut: r.BytesOut, EvalMetrics: r.EvalMetrics, Time: r.Time,
+		Phases: r.Phases,
 	}
 	if r.Privacy != nil {
 		p := ModeStatus(*r.Privacy)
@@ -190,6 +194,14 @@ func fromReport(r hub.Report) RoundReport {
 	}
 	return out
 }
+
+// RoundPhases is the wall time of a round's phases on the hub: Claim (the
+// round id written durably before the round is announced; zero when the
+// previous round's commit wrote it), Gather (tasks out until the last
+// sampled update is in, or the deadline), Aggregate, Commit (checkpoint,
+// optimizer state and round state written; old checkpoints are deleted
+// behind the round) and Evaluate (the hub's evaluation).
+type RoundPhases = hub.Phases
 
 // HubEvaluator scores a global model on held-out data the hub holds.
 type HubEvaluator interface {

@@ -190,7 +190,7 @@ def run_fennec(work, data, args, fennec, wasm):
     hub = subprocess.Popen([fennec, "hub", "--data", hubdir, "--listen", "127.0.0.1:%d" % port, "--init-mlp", "30,16,1",
                             "--rounds", str(args.rounds), "--min-devices", str(args.devices), "--fraction", "1",
                             "--epochs", "2", "--lr", "0.01", "--batch", "32", "--deadline", "120s",
-                            "--eval-data", os.path.join(data, "test.csv"), "--eval-module", wasm],
+                            "--eval-data", os.path.join(data, "test.csv"), "--eval-module", wasm] + args.hub_args.split(),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     line = hub.stdout.readline()  # "hub ... ready at ..."
     while "ready at" not in line:
@@ -230,6 +230,8 @@ def main():
     ap.add_argument("--out", default="")
     ap.add_argument("--systems", default="flower,fennec", help="comma-separated: flower, fennec")
     ap.add_argument("--fennec-args", default="", help="extra flags for every fennec agent (space-separated)")
+    ap.add_argument("--fennec-before", default="", help="a second fennec binary (a build from before a change) run as system fennec-before")
+    ap.add_argument("--hub-args", default="", help="extra flags for the fennec hub (space-separated; -v logs each round's phases)")
     ap.add_argument("--direct", action="store_true", help="clients connect straight to the server (no byte counts)")
     args = ap.parse_args()
     global DIRECT
@@ -243,6 +245,10 @@ def main():
                     "-skew", "0.5", "-seed", "1", "-out", data], cwd=ROOT, check=True)
     fennec = os.path.join(work, "fennec")
     subprocess.run(["go", "build", "-o", fennec, "./cmd/fennec"], cwd=ROOT, check=True, env=dict(os.environ, CGO_ENABLED="0"))
+    if args.fennec_before:
+        # The same runs also with this binary (a build from before a change),
+        # alternating with the tree's: "fennec-before" in the results.
+        fennec_before = os.path.abspath(args.fennec_before)
     subprocess.run([fennec, "guests", "build", "risk-train", "--out", os.path.join(work, "g")], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
     wasm = os.path.join(work, "g", "risk-train.wasm")
@@ -251,30 +257,40 @@ def main():
         for name in args.systems.split(","):
             d = os.path.join(work, "%s-%d" % (name, rep))
             os.makedirs(d)
-            r = run_flower(d, data, args) if name == "flower" else run_fennec(d, data, args, fennec, wasm)
+            if name == "flower":
+                r = run_flower(d, data, args)
+            else:
+                r = run_fennec(d, data, args, fennec_before if name == "fennec-before" else fennec, wasm)
+                r["system"] = name
             r["rep"] = rep
             print(json.dumps(r), flush=True)
             results.append(r)
-    if args.systems != "flower,fennec":
-        return
+    systems = args.systems.split(",")
     med = {}
-    for name in ("flower", "fennec"):
+    for name in systems:
         rs = [r for r in results if r["system"] == name]
         med[name] = {k: statistics.median([r[k] for r in rs]) for k in
                      ("accuracy", "round_s", "round_bytes", "client_peak_rss_kib")}
+    if "flower" not in med or "fennec" not in med:
+        return
     f, g = med["flower"], med["fennec"]
+    b = med.get("fennec-before")
     print("\nmedians of %d alternating runs each (logs in %s):" % (args.reps, work))
-    print("%-28s %12s %12s %8s  goal" % ("", "Flower", "fennec", "ratio"))
+    print("%-28s %12s %12s %8s  goal" % ("", "Flower", "fennec", "ratio") + ("%16s %8s" % ("fennec-before", "ratio") if b else ""))
     rows = [("final test accuracy", "accuracy", "%.4f", "within 0.01 or better"),
             ("wall time per round (s)", "round_s", "%.3f", "<= 0.5x"),
             ("bytes on the wire per round", "round_bytes", "%.0f", "<= 1x"),
             ("peak client RSS (KiB)", "client_peak_rss_kib", "%.0f", "<= 0.5x")]
-    for label, k, fmt, goal in rows:
+
+    def ratio(x, k):
         if k == "accuracy":
-            ratio = "%+.4f" % (g[k] - f[k])
-        else:
-            ratio = "%.2fx" % (g[k] / f[k]) if f[k] else "n/a"
-        print("%-28s %12s %12s %8s  %s" % (label, fmt % f[k], fmt % g[k], ratio, goal))
+            return "%+.4f" % (x[k] - f[k])
+        return "%.2fx" % (x[k] / f[k]) if f[k] else "n/a"
+    for label, k, fmt, goal in rows:
+        line = "%-28s %12s %12s %8s  %s" % (label, fmt % f[k], fmt % g[k], ratio(g, k), goal)
+        if b:
+            line += "   %16s %8s" % (fmt % b[k], ratio(b, k))
+        print(line)
     if args.out:
         with open(args.out, "w") as fh:
             json.dump({"runs": results, "medians": med}, fh, indent=1)

@@ -331,6 +331,24 @@ type Report struct {
 	// Time the round ended (UTC). Reports stored before it existed read
 	// back with their store entry's time (History).
 	Time time.Time `json:"time,omitzero" cbor:"time"`
+	// Phases is where the round's wall time went on the hub.
+	Phases *Phases `json:"phases,omitempty" cbor:"phases,omitempty"`
+}
+
+// Phases is the wall time of a round's phases on the hub, in order: the
+// durable claim of the round id (zero when the previous round's commit
+// claimed it), the gather (tasks published until the last sampled update
+// arrived or the deadline), the aggregation (mode hooks and strategy),
+// the commit (checkpoint, optimizer state and round state written; the
+// old checkpoints' deletion only started) and the hub's evaluation.
+// Duration runs from the gather's start to the evaluation's end; the
+// claim comes before it. A failed round has the phases it reached.
+type Phases struct {
+	Claim     time.Duration `json:"claim_ns" cbor:"claim"`
+	Gather    time.Duration `json:"gather_ns" cbor:"gather"`
+	Aggregate time.Duration `json:"aggregate_ns" cbor:"aggregate"`
+	Commit    time.Duration `json:"commit_ns" cbor:"commit"`
+	Evaluate  time.Duration `json:"evaluate_ns" cbor:"evaluate"`
 }
 
 // State is what the hub persists in its KV bucket under "state".
@@ -387,6 +405,13 @@ type Hub struct {
 	state    State
 	stateRev uint64
 	reports  []Report
+	// preclaimed: the last commit also claimed round state.NextRound-1,
+	// which no hub has announced yet (the round loop's only).
+	preclaimed bool
+	// behind holds a channel per background store write of the round
+	// loop (an old checkpoint's deletion, a round report), closed when it
+	// ends.
+	behind []chan struct{}
 
 	// g runs the round loop; Shutdown waits for it before it closes the
 	// connection and the server.
@@ -677,7 +702,7 @@ func (h *Hub) initialise(ctx context.Context) error {
 	h.mu.Lock()
 	h.state = State{NextRound: 1, Strategy: h.cfg.Strategy.Name()}
 	h.mu.Unlock()
-	if err := h.commit(ctx, m); err != nil {
+	if err := h.commit(ctx, m, false); err != nil {
 		return err
 	}
 	h.log.Info("initialised", "params", m.Params())
@@ -884,8 +909,13 @@ func (h *Hub) chunkSize() int {
 
 // commit stores m (version = m.Version) and the optimizer state as new
 // checkpoints, then records them in the KV state with a compare-and-set on
-// its revision, so two hubs on one store cannot both advance it.
-func (h *Hub) commit(ctx context.Context, m model.Model) error {
+// its revision, so two hubs on one store cannot both advance it. With
+// claim the same write also claims the next round id (state.NextRound
+// one further), so that round needs no write of its own before it is
+// announced. The deletion of the checkpoints Keep versions back runs
+// behind the round loop (background): a hub killed first leaves one more
+// checkpoint, which nothing reads but recovery (newest first).
+func (h *Hub) commit(ctx context.Context, m model.Model, claim bool) error {
 	enc, err := model.Marshal(m)
 	if err != nil {
 		return err
@@ -899,8 +929,13 @@ func (h *Hub) commit(ctx context.Context, m model.Model) error {
 	if a, ok := h.cfg.ModeHub.(accountant); ok {
 		st.Privacy = a.Accounting()
 	}
+	if claim {
+		st.NextRound++
+	}
 	st.Opt = ""
+	stateful := false
 	if s, ok := h.cfg.Strategy.(strategy.Stateful); ok {
+		stateful = true
 		if b := s.State(); len(b) > 0 {
 			st.Opt = fmt.Sprintf("opt-%d", m.Version)
 			if _, err := h.obj.PutBytes(ctx, st.Opt, b); err != nil {
@@ -911,13 +946,54 @@ func (h *Hub) commit(ctx context.Context, m model.Model) error {
 	if err := h.putState(ctx, st); err != nil {
 		return err
 	}
+	h.preclaimed = claim
 	h.setGlobal(m, enc)
 	if m.Version >= uint64(h.cfg.Keep) {
 		old := m.Version - uint64(h.cfg.Keep)
-		_ = h.obj.Delete(ctx, fmt.Sprintf("model-%d", old))
-		_ = h.obj.Delete(ctx, fmt.Sprintf("opt-%d", old))
+		h.background(ctx, func(ctx context.Context) {
+			_ = h.obj.Delete(ctx, fmt.Sprintf("model-%d", old))
+			if stateful {
+				_ = h.obj.Delete(ctx, fmt.Sprintf("opt-%d", old))
+			}
+		})
 	}
 	return nil
+}
+
+// maxBehind bounds the round loop's background writes in flight: a
+// store slower than the rounds makes the loop wait for the oldest.
+const maxBehind = 4
+
+// background runs f (a store write nothing in the round waits for) behind
+// the round loop, beside the round's own writes. settle waits for all of
+// them; the loop settles before it finishes, and Shutdown waits for them
+// (h.g).
+func (h *Hub) background(ctx context.Context, f func(context.Context)) {
+	live := h.behind[:0]
+	for _, c := range h.behind {
+		select {
+		case <-c:
+		default:
+			live = append(live, c)
+		}
+	}
+	h.behind = live
+	if len(h.behind) >= maxBehind {
+		<-h.behind[0]
+		h.behind = h.behind[1:]
+	}
+	done := make(chan struct{})
+	if !h.g.Go(func() { defer close(done); f(ctx) }) {
+		close(done)
+	}
+	h.behind = append(h.behind, done)
+}
+
+func (h *Hub) settle() {
+	for _, c := range h.behind {
+		<-c
+	}
+	h.behind = nil
 }
 
 func (h *Hub) putState(ctx context.Context, st State) error {
@@ -1528,13 +1604,16 @@ func (h *Hub) finish(err error) {
 }
 
 func (h *Hub) loop(ctx context.Context) {
+	defer h.settle()
 	for {
 		if h.cfg.Rounds > 0 && h.Version() >= uint64(h.cfg.Rounds) {
+			h.settle()
 			h.finish(nil)
 			return
 		}
 		rep, err := h.runRound(ctx)
 		if ctx.Err() != nil {
+			h.settle()
 			h.finish(ctx.Err())
 			return
 		}
@@ -1565,6 +1644,7 @@ func (h *Hub) loop(ctx context.Context) {
 			h.cfg.OnRound(rep)
 		}
 		if err != nil && rep.Round == 0 {
+			h.settle()
 			h.finish(err)
 			return
 		}
@@ -1635,18 +1715,29 @@ func (h *Hub) runRound(ctx context.Context) (Report, error) {
 
 	// Claim the round id durably before announcing it: ids are never
 	// reused, so updates for a round a crashed hub announced are refused.
+	// The previous round's commit claimed it already when it could
+	// (preclaimed); a hub that starts from a state skips that id, which a
+	// crashed hub may have announced.
 	st := h.state
-	id := st.NextRound
-	st.NextRound++
-	if err := h.putState(ctx, st); err != nil {
-		return Report{}, err
+	ph := &Phases{}
+	var id uint64
+	if h.preclaimed {
+		id, h.preclaimed = st.NextRound-1, false
+	} else {
+		id = st.NextRound
+		st.NextRound++
+		claimed := time.Now()
+		if err := h.putState(ctx, st); err != nil {
+			return Report{}, err
+		}
+		ph.Claim = time.Since(claimed)
 	}
 	start := time.Now()
 	h.mu.Lock()
 	global, digest, chunks := h.global, h.digest, h.chunks
 	h.mu.Unlock()
 	info := hook.RoundInfo{Round: id, Version: global.Version, Mode: h.cfg.Mode, Devices: sample, Available: len(avail)}
-	rep := Report{Round: id, Version: global.Version, Sampled: k, Available: len(avail)}
+	rep := Report{Round: id, Version: global.Version, Sampled: k, Available: len(avail), Phases: ph}
 	task := wire.Task{
 		Round: id, Version: global.Version, Size: uint64(len(h.enc)), Chunks: uint64(len(chunks)), Digest: digest,
 		Settings: h.cfg.Settings, Mode: h.cfg.Mode,
@@ -1698,6 +1789,8 @@ func (h *Hub) runRound(ctx context.Context) (Report, error) {
 	case <-timer.C:
 	case <-ctx.Done():
 	}
+	gathered := time.Now()
+	ph.Gather = gathered.Sub(start)
 	h.mu.Lock()
 	r.closed = true
 	h.cur = nil
@@ -1763,16 +1856,24 @@ func (h *Hub) runRound(ctx context.Context) (Report, error) {
 		return rep, fmt.Errorf("aggregate: strategy %s produced a non-finite model (%v); the global model stays at version %d", h.cfg.Strategy.Name(), err, global.Version)
 	}
 	next.Version = global.Version + 1
-	if err := h.commit(ctx, next); err != nil {
+	aggregated := time.Now()
+	ph.Aggregate = aggregated.Sub(gathered)
+	// The commit claims the next round's id too, unless this round is the
+	// last.
+	if err := h.commit(ctx, next, h.cfg.Rounds == 0 || next.Version < uint64(h.cfg.Rounds)); err != nil {
 		return rep, err
 	}
+	committed := time.Now()
+	ph.Commit = committed.Sub(aggregated)
 	rep.Version = next.Version
 	rep.Status = "completed"
 	if h.cfg.Evaluator != nil {
 		h.evaluate(ctx, next, &rep)
 	}
 	rep.Duration = time.Since(start)
-	h.log.Info("round", "round", id, "version", rep.Version, "received", rep.Received, "sampled", k, "dropped", len(rep.Dropped))
+	ph.Evaluate = time.Since(committed)
+	h.log.Info("round", "round", id, "version", rep.Version, "received", rep.Received, "sampled", k, "dropped", len(rep.Dropped),
+		"claim", ph.Claim, "gather", ph.Gather, "aggregate", ph.Aggregate, "commit", ph.Commit, "evaluate", ph.Evaluate)
 	return rep, nil
 }
 
