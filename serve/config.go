@@ -36,6 +36,9 @@ const (
 	DefaultReadTimeout       = 30 * time.Second
 	DefaultWriteTimeout      = 30 * time.Second
 	DefaultIdleTimeout       = 120 * time.Second
+	// DefaultModuleIdleTimeout is how long a [[module]]'s warm instances
+	// wait for a call before they are closed (ModuleConfig.IdleTimeout).
+	DefaultModuleIdleTimeout = 30 * time.Second
 	DefaultConcurrency       = 1
 	DefaultQueue             = 8
 	DefaultQueueTimeout      = time.Second
@@ -118,6 +121,12 @@ type ModuleConfig struct {
 	Name     string `toml:"name"`
 	Wasm     string `toml:"wasm"`
 	Manifest string `toml:"manifest"` // default: beside the wasm file
+	// IdleTimeout: after this long without a call, the module's warm
+	// instances are closed (their linear memory and instance state given
+	// back) and the next call starts one again, a few milliseconds for a Go
+	// guest. Zero means DefaultModuleIdleTimeout; KeepWarm keeps them.
+	IdleTimeout runtime.Duration `toml:"idle_timeout"`
+	KeepWarm    bool             `toml:"keep_warm"`
 }
 
 // BindingConfig binds a module's entrypoint to a source.
@@ -324,6 +333,11 @@ func (c *DeviceConfig) validate(src []byte) error {
 			return bad("module", i, "name", "%q is listed twice", m.Name)
 		case m.Wasm == "":
 			return bad("module", i, "wasm", "is required (the module's .wasm file)")
+		case m.KeepWarm && m.IdleTimeout.Duration != 0:
+			return bad("module", i, "idle_timeout", "and keep_warm exclude each other (keep_warm keeps the instances however long the module idles)")
+		}
+		if !m.KeepWarm && config.Default("idle_timeout", &c.Modules[i].IdleTimeout.Duration, DefaultModuleIdleTimeout) != nil {
+			return bad("module", i, "idle_timeout", "must not be negative")
 		}
 		mods[m.Name] = true
 	}
