@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // httpBinding labels rejections of requests that match no binding.
@@ -13,6 +14,7 @@ const httpBinding = "http"
 
 // serveCall handles POST /v1/modules/{module}/{entry}.
 func (s *Server) serveCall(w http.ResponseWriter, r *http.Request) {
+	arrived := time.Now()
 	format := mediaFormat(r.Header.Get("Content-Type"))
 	replyFormat := format
 	if replyFormat == "" {
@@ -88,7 +90,7 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	admitted = false // callAdmitted owns the slot now
-	out, shed, err := s.callAdmitted(r.Context(), b, in)
+	out, shed, err := s.callAdmitted(r.Context(), b, in, arrived)
 	if shed != "" {
 		status := http.StatusTooManyRequests
 		if shed == ShedShutdown {

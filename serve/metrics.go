@@ -45,6 +45,7 @@ type metrics struct {
 	queued    *prometheus.GaugeVec
 	inFlight  *prometheus.GaugeVec
 	published *prometheus.CounterVec
+	admission *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -78,8 +79,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fennec_binding_published_total", Help: "Results published or replied by NATS and MQTT bindings.",
 		}, []string{"binding"}),
+		admission: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "fennec_binding_admission_wait_seconds",
+			Help:    "Time from a request's arrival (HTTP: the handler's start; NATS and MQTT: the message's delivery) to its run slot: reading and decoding the body, then the queue. Accepted requests only.",
+			Buckets: []float64{100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5},
+		}, []string{"binding"}),
 	}
-	for _, c := range []prometheus.Collector{m.calls, m.duration, m.traps, m.deadlines, m.shed, m.rejected, m.queued, m.inFlight, m.published} {
+	for _, c := range []prometheus.Collector{m.calls, m.duration, m.traps, m.deadlines, m.shed, m.rejected, m.queued, m.inFlight, m.published, m.admission} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
