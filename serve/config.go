@@ -42,6 +42,9 @@ const (
 	DefaultConcurrency       = 1
 	DefaultQueue             = 8
 	DefaultQueueTimeout      = time.Second
+	// DefaultStandingQueue is how long a binding's queue may stay non-empty
+	// before it counts as standing (BindingConfig.StandingQueue).
+	DefaultStandingQueue = 100 * time.Millisecond
 	// MaxQueue bounds a binding's queue: a queue is for smoothing bursts,
 	// not for holding a backlog.
 	MaxQueue       = 4096
@@ -154,6 +157,13 @@ type BindingConfig struct {
 	Concurrency  int              `toml:"concurrency"`
 	Queue        int              `toml:"queue"`
 	QueueTimeout runtime.Duration `toml:"queue_timeout"`
+	// StandingQueue: once the queue has not been empty for this long
+	// (default 100ms), the binding is overloaded rather than bursting, and
+	// only Concurrency requests may wait (one call's time each); the others
+	// are shed at once (reason "overload") until the queue empties. The
+	// full Queue absorbs bursts; it does not hold a standing backlog that
+	// every accepted call would wait behind.
+	StandingQueue runtime.Duration `toml:"standing_queue"`
 	// Then are further calls, in order, each fed the previous call's
 	// output: a pipeline such as vitals-preprocess then risk-infer. The
 	// result is the last call's output. Concurrency and Queue bound the
@@ -419,6 +429,9 @@ func (c *DeviceConfig) validate(src []byte) error {
 		}
 		if config.Default("queue_timeout", &b.QueueTimeout.Duration, DefaultQueueTimeout) != nil {
 			return bad("binding", i, "queue_timeout", "must not be negative")
+		}
+		if config.Default("standing_queue", &b.StandingQueue.Duration, DefaultStandingQueue) != nil {
+			return bad("binding", i, "standing_queue", "must not be negative")
 		}
 		steps := 0 // steps of the bindings before this one
 		for _, p := range c.Bindings[:i] {

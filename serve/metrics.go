@@ -24,6 +24,7 @@ const (
 const (
 	ShedQueueFull    = "queue_full"    // concurrency and queue are full
 	ShedQueueTimeout = "queue_timeout" // waited QueueTimeout for a slot
+	ShedOverload     = "overload"      // the queue has stood StandingQueue: only Concurrency may wait
 	ShedShutdown     = "shutdown"      // the server is stopping
 	ShedUnavailable  = "unavailable"   // the module is not ready
 

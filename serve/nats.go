@@ -26,9 +26,9 @@ func (s *Server) onMsg(b *binding, msg *nats.Msg) {
 		s.replyError(msg, b.Format, 503, ShedShutdown, "the device is shutting down")
 		return
 	}
-	if !b.lim.tryAdmit() {
-		s.shed(b, ShedQueueFull)
-		s.replyError(msg, b.Format, 429, ShedQueueFull, fmt.Sprintf("binding %s is at capacity (%d running, %d queued)", b.Name, b.Concurrency, b.Queue))
+	if shed := b.lim.tryAdmit(); shed != "" {
+		s.shed(b, shed)
+		s.replyError(msg, b.Format, 429, shed, fmt.Sprintf("binding %s is at capacity (%d running, %d queued): %s", b.Name, b.Concurrency, b.Queue, shed))
 		return
 	}
 	arrived := time.Now()

@@ -121,7 +121,7 @@ func New(cfg Config) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		b := &binding{BindingConfig: bc, mod: mod, steps: steps, carry: newCarrier(bc.Carry, s.log), lim: newLimiter(bc.Concurrency, bc.Queue, bc.QueueTimeout.Duration,
+		b := &binding{BindingConfig: bc, mod: mod, steps: steps, carry: newCarrier(bc.Carry, s.log), lim: newLimiter(bc.Concurrency, bc.Queue, bc.QueueTimeout.Duration, bc.StandingQueue.Duration,
 			m.queued.WithLabelValues(bc.Name), m.inFlight.WithLabelValues(bc.Name))}
 		s.bindings = append(s.bindings, b)
 		if bc.Source == SourceHTTP {
@@ -374,8 +374,8 @@ func ReadyHandler(ready func() (bool, []string)) http.Handler {
 // call runs one request through the binding's limiter and the module,
 // counting it. shed is the reason a request was not run, or "".
 func (s *Server) call(ctx context.Context, b *binding, in []byte) (out []byte, shed string, err error) {
-	if !b.lim.tryAdmit() {
-		return nil, s.shed(b, ShedQueueFull), nil
+	if shed := b.lim.tryAdmit(); shed != "" {
+		return nil, s.shed(b, shed), nil
 	}
 	return s.callAdmitted(ctx, b, in, time.Now())
 }
