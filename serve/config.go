@@ -158,11 +158,13 @@ type BindingConfig struct {
 	Queue        int              `toml:"queue"`
 	QueueTimeout runtime.Duration `toml:"queue_timeout"`
 	// StandingQueue: once the queue has not been empty for this long
-	// (default 100ms), the binding is overloaded rather than bursting, and
-	// only Concurrency requests may wait (one call's time each); the others
-	// are shed at once (reason "overload") until the queue empties. The
-	// full Queue absorbs bursts; it does not hold a standing backlog that
-	// every accepted call would wait behind.
+	// (http default 100ms), the binding is overloaded rather than bursting,
+	// and only Concurrency requests may wait (one call's time each); the
+	// others are shed at once (reason "overload") until the queue empties.
+	// The full Queue absorbs bursts; it does not hold a standing backlog
+	// that every accepted call would wait behind. nats and mqtt bindings
+	// have no default (zero: no bound), since a shed message without a
+	// reply subject is a lost reading.
 	StandingQueue runtime.Duration `toml:"standing_queue"`
 	// Then are further calls, in order, each fed the previous call's
 	// output: a pipeline such as vitals-preprocess then risk-infer. The
@@ -430,7 +432,15 @@ func (c *DeviceConfig) validate(src []byte) error {
 		if config.Default("queue_timeout", &b.QueueTimeout.Duration, DefaultQueueTimeout) != nil {
 			return bad("binding", i, "queue_timeout", "must not be negative")
 		}
-		if config.Default("standing_queue", &b.StandingQueue.Duration, DefaultStandingQueue) != nil {
+		// Only HTTP callers get a default: they are told to retry
+		// (Retry-After), while a shed nats or mqtt message without a reply
+		// subject is a lost reading, and a burst of readings is what their
+		// queue is for. Zero on nats and mqtt: no bound.
+		def := time.Duration(0)
+		if b.Source == SourceHTTP {
+			def = DefaultStandingQueue
+		}
+		if config.Default("standing_queue", &b.StandingQueue.Duration, def) != nil {
 			return bad("binding", i, "standing_queue", "must not be negative")
 		}
 		steps := 0 // steps of the bindings before this one

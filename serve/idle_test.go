@@ -109,3 +109,15 @@ func TestModuleIdleTimeoutConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestStandingQueueDefault(t *testing.T) {
+	dc, err := ParseDeviceConfig([]byte("[nats]\nlisten = \"127.0.0.1:0\"\n[[binding]]\nmodule = \"a\"\nentry = \"e\"\nsource = \"http\"\n[[binding]]\nmodule = \"a\"\nentry = \"e\"\nsource = \"nats\"\nsubject = \"x\"\n[[binding]]\nmodule = \"a\"\nentry = \"e\"\nsource = \"nats\"\nsubject = \"y\"\nstanding_queue = \"50ms\"\n"), "t.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []time.Duration{DefaultStandingQueue, 0, 50 * time.Millisecond} {
+		if got := dc.Bindings[i].StandingQueue.Duration; got != want {
+			t.Errorf("binding %d (%s): standing_queue %v, want %v", i, dc.Bindings[i].Source, got, want)
+		}
+	}
+}
