@@ -1,25 +1,35 @@
 #!/usr/bin/env bash
-# Load on a device's HTTP bindings with hey (Debian: apt-get install hey),
-# from a second process: `fennec agent --device-config` serving
+# Load on a device's HTTP bindings with vegeta (go install
+# github.com/tsenart/vegeta/v12@latest), from a second process: `fennec
+# agent --device-config` serving
 #   risk     POST /v1/modules/risk-infer/predict (the model in each request)
 #   pipeline POST /v1/modules/vitals-preprocess/process, then risk-infer with
 #            the model injected from a file (the worked case's binding)
-# It finds each binding's saturation (closed loop, enough callers to keep it
-# busy), then offers 50 %, 80 % and 200 % of that rate (open loop, hey -q),
-# and prints throughput, p50/p99 of the answered calls and the status codes.
+# It finds each binding's saturation (closed loop: 8 callers, each sending
+# its next request when the last is answered), then offers 50 %, 80 % and
+# 200 % of that rate open loop (vegeta sends at a constant rate whatever the
+# answers, adding callers as needed), and prints the answers per second, p50
+# and p99 of the accepted (200) calls, the status codes, transport errors,
+# and the p99 of all answers (429s included). The agent's own view follows
+# each step: how long the accepted calls waited from the handler's start to
+# their run slot (fennec_binding_admission_wait_seconds, p99 from the
+# histogram's buckets).
 # With SOAK=SECONDS it then holds 80 % for that long and samples the agent's
 # RSS every 30 s.
+#
+# FENNEC=path measures that binary instead of building this tree (A/B
+# against another branch).
 #
 # Usage: scripts/serve-load.sh [SECONDS_PER_STEP]   (default 15)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step=${1:-15}
 soak=${SOAK:-0}
-command -v hey >/dev/null || { echo "needs hey (apt-get install hey)"; exit 1; }
+vegeta=$(command -v vegeta || echo "$(go env GOPATH)/bin/vegeta")
+[ -x "$vegeta" ] || { echo "needs vegeta (go install github.com/tsenart/vegeta/v12@latest)"; exit 1; }
 work=$(mktemp -d)
 trap 'kill $agent 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-go build -o "$work/fennec" ./cmd/fennec
-f="$work/fennec"
+if [ -n "${FENNEC:-}" ]; then f=$FENNEC; else go build -o "$work/fennec" ./cmd/fennec; f="$work/fennec"; fi
 "$f" guests build --out "$work/mods" vitals-preprocess risk-infer >/dev/null
 "$f" demo --devices 2 --rounds 2 --patients 6 --save-model "$work/risk.cbor" >/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -75,40 +85,76 @@ for req in "pipeline.json application/json /v1/modules/vitals-preprocess/process
   code=$(curl -s -o "$work/probe.out" -w '%{http_code}' -H "Content-Type: $2" --data-binary @"$work/$1" "http://127.0.0.1:$port$3")
   [ "$code" = 200 ] || { echo "$3 answered $code: $(head -c 300 "$work/probe.out")"; cat "$work/agent.log"; exit 1; }
 done
-run() { # NAME PATH CTYPE BODY ARGS...
+run() { # NAME PATH CTYPE BODY ARGS... (vegeta attack flags)
   local name=$1 path=$2 ctype=$3 body=$4; shift 4
-  hey "$@" -m POST -T "$ctype" -D "$body" "http://127.0.0.1:$port$path" >"$work/hey.out" 2>&1 || true
-  local rps p50 p99 codes
-  rps=$(awk '/Requests\/sec/ {print $2}' "$work/hey.out")
-  p50=$(awk '/ 50% in/ {print $3*1000}' "$work/hey.out")
-  p99=$(awk '/ 99% in/ {print $3*1000}' "$work/hey.out")
-  codes=$(awk '/Status code distribution/ {f=1; next} f && /\[/ {gsub(/[\[\]]/, ""); printf "%s:%s ", $1, $2} /Error distribution/ {f=0}' "$work/hey.out")
-  errs=$(awk '/Error distribution/ {f=1; next} f && NF {n+=$1} END {print n+0}' "$work/hey.out")
-  printf "%-9s %-12s %10s rps  p50 %7s ms  p99 %7s ms  codes %s transport errors %s\n" "$name" "$label" "$rps" "$p50" "$p99" "$codes" "$errs"
-  last_rps=$rps
+  local before; before=$(curl -s "http://127.0.0.1:$port/metrics" | grep '^fennec_binding_admission_wait_seconds_bucket' || true)
+  echo "POST http://127.0.0.1:$port$path" | "$vegeta" attack "$@" -header "Content-Type: $ctype" -body "$body" -timeout 30s >"$work/v.bin" 2>"$work/v.err" || true
+  "$vegeta" encode --to csv "$work/v.bin" >"$work/v.csv"
+  local after; after=$(curl -s "http://127.0.0.1:$port/metrics" | grep '^fennec_binding_admission_wait_seconds_bucket' || true)
+  local line
+  line=$(python3 - "$work/v.csv" "$name" "$label" "$before" "$after" <<'PY'
+import csv, sys, collections, re
+path, name, label, before, after = sys.argv[1:6]
+codes, ok, every, t = collections.Counter(), [], [], []
+errs = 0
+for row in csv.reader(open(path)):
+    ts, code, lat, err = int(row[0]), int(row[1]), int(row[2]) / 1e6, row[5]
+    t.append(ts)
+    if code == 0:
+        errs += 1
+        continue
+    codes[code] += 1
+    every.append(lat)
+    if code == 200:
+        ok.append(lat)
+def q(v, p):
+    if not v: return "-"
+    v = sorted(v); return "%.1f" % v[min(len(v) - 1, int(p * len(v)))]
+span = (max(t) - min(t)) / 1e9 if len(t) > 1 else 0
+rps = "%.1f" % (sum(codes.values()) / span) if span else "-"
+# The server's admission wait, this step's share of the cumulative buckets.
+binding = {"risk": "risk-infer-predict-0", "pipeline": "vitals-preprocess-process-1"}[name]
+def buckets(text):
+    out = {}
+    for l in text.splitlines():
+        m = re.match(r'fennec_binding_admission_wait_seconds_bucket\{binding="([^"]+)",le="([^"]+)"\} (\S+)', l)
+        if m and m.group(1) == binding:
+            out[float(m.group(2))] = float(m.group(3))
+    return out
+b0, b1 = buckets(before), buckets(after)
+d = sorted((le, b1[le] - b0.get(le, 0)) for le in b1)
+srv = "-"
+if d and d[-1][1] > 0:
+    n = d[-1][1]
+    srv = next(("%g" % (le * 1000) for le, c in d if c >= 0.99 * n), "-")
+cs = " ".join("%d:%d" % kv for kv in sorted(codes.items()))
+print("%-9s %-12s %10s rps  p50 %7s ms  p99 %7s ms  codes %s transport errors %d  (all answers p99 %s ms; server admission wait p99 <= %s ms)" % (
+    name, label, rps, q(ok, .5), q(ok, .99), cs, errs, q(every, .99), srv))
+PY
+  )
+  echo "${line}"
+  last_rps=$(python3 -c 'import csv,sys; r=list(csv.reader(open(sys.argv[1]))); t=[int(x[0]) for x in r if x[1]!="0"]; print(int(len(t)/((max(t)-min(t))/1e9)) if len(t)>1 else 1)' "$work/v.csv")
 }
 echo "machine: $(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2}'), $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
 for b in risk pipeline; do
   if [ $b = risk ]; then path=/v1/modules/risk-infer/predict; ct=application/cbor; body=$work/risk.cbor.req
   else path=/v1/modules/vitals-preprocess/process; ct=application/json; body=$work/pipeline.json; fi
-  label=saturation; run $b $path $ct "$body" -z "${step}s" -c 8
-  sat=${last_rps%.*}
+  label=saturation; run $b $path $ct "$body" -duration "${step}s" -rate 0 -workers 8 -max-workers 8
+  sat=$last_rps
   for pct in 50 80 200; do
     rate=$(( sat * pct / 100 ))
-    # Open loop: enough callers that the offered rate does not wait on
-    # answers; at 200 % more callers than concurrency + queue (34), so the
-    # excess must be shed.
-    workers=32; [ $pct -gt 100 ] && workers=128
-    q=$(( (rate + workers - 1) / workers )); [ $q -lt 1 ] && q=1
-    label="$pct% ($rate/s)"; run $b $path $ct "$body" -z "${step}s" -c $workers -q $q
+    # Open loop: requests leave at a constant rate, evenly spaced, and
+    # vegeta adds callers when the answers lag, so the offered rate does
+    # not wait on the server; at 200 % the excess must be shed.
+    label="$pct% ($rate/s)"; run $b $path $ct "$body" -duration "${step}s" -rate "$rate/1s"
   done
 done
 if [ "$soak" -gt 0 ]; then
-  rate=$(( sat * 80 / 100 )); q=$(( (rate + 31) / 32 ))
+  rate=$(( sat * 80 / 100 ))
   echo "soak: pipeline at 80 % ($rate/s) for ${soak}s; agent RSS (KiB) every 30 s:"
-  hey -z "${soak}s" -c 32 -q $q -m POST -T application/json -D "$work/pipeline.json" "http://127.0.0.1:$port/v1/modules/vitals-preprocess/process" >"$work/soak.out" 2>&1 &
+  echo "POST http://127.0.0.1:$port/v1/modules/vitals-preprocess/process" | "$vegeta" attack -duration "${soak}s" -rate "$rate/1s" -header "Content-Type: application/json" -body "$work/pipeline.json" >"$work/soak.bin" 2>&1 &
   h=$!
   while kill -0 $h 2>/dev/null; do printf "%s " "$(awk '/VmRSS/ {print $2}' /proc/$agent/status)"; sleep 30; done; echo
-  awk '/Requests\/sec|Status code|\[[0-9]+\]/' "$work/soak.out"
+  "$vegeta" report "$work/soak.bin" | awk '/Requests|Latencies|Status Codes|Success/'
 fi
 curl -s "http://127.0.0.1:$port/metrics" | grep -E '^fennec_binding_shed_total|^fennec_module_calls_total' || true

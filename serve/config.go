@@ -36,9 +36,15 @@ const (
 	DefaultReadTimeout       = 30 * time.Second
 	DefaultWriteTimeout      = 30 * time.Second
 	DefaultIdleTimeout       = 120 * time.Second
+	// DefaultModuleIdleTimeout is how long a [[module]]'s warm instances
+	// wait for a call before they are closed (ModuleConfig.IdleTimeout).
+	DefaultModuleIdleTimeout = 30 * time.Second
 	DefaultConcurrency       = 1
 	DefaultQueue             = 8
 	DefaultQueueTimeout      = time.Second
+	// DefaultStandingQueue is how long a binding's queue may stay non-empty
+	// before it counts as standing (BindingConfig.StandingQueue).
+	DefaultStandingQueue = 100 * time.Millisecond
 	// MaxQueue bounds a binding's queue: a queue is for smoothing bursts,
 	// not for holding a backlog.
 	MaxQueue       = 4096
@@ -118,6 +124,12 @@ type ModuleConfig struct {
 	Name     string `toml:"name"`
 	Wasm     string `toml:"wasm"`
 	Manifest string `toml:"manifest"` // default: beside the wasm file
+	// IdleTimeout: after this long without a call, the module's warm
+	// instances are closed (their linear memory and instance state given
+	// back) and the next call starts one again, a few milliseconds for a Go
+	// guest. Zero means DefaultModuleIdleTimeout; KeepWarm keeps them.
+	IdleTimeout runtime.Duration `toml:"idle_timeout"`
+	KeepWarm    bool             `toml:"keep_warm"`
 }
 
 // BindingConfig binds a module's entrypoint to a source.
@@ -145,6 +157,15 @@ type BindingConfig struct {
 	Concurrency  int              `toml:"concurrency"`
 	Queue        int              `toml:"queue"`
 	QueueTimeout runtime.Duration `toml:"queue_timeout"`
+	// StandingQueue: once the queue has not been empty for this long
+	// (http default 100ms), the binding is overloaded rather than bursting,
+	// and only Concurrency requests may wait (one call's time each); the
+	// others are shed at once (reason "overload") until the queue empties.
+	// The full Queue absorbs bursts; it does not hold a standing backlog
+	// that every accepted call would wait behind. nats and mqtt bindings
+	// have no default (zero: no bound), since a shed message without a
+	// reply subject is a lost reading.
+	StandingQueue runtime.Duration `toml:"standing_queue"`
 	// Then are further calls, in order, each fed the previous call's
 	// output: a pipeline such as vitals-preprocess then risk-infer. The
 	// result is the last call's output. Concurrency and Queue bound the
@@ -324,6 +345,11 @@ func (c *DeviceConfig) validate(src []byte) error {
 			return bad("module", i, "name", "%q is listed twice", m.Name)
 		case m.Wasm == "":
 			return bad("module", i, "wasm", "is required (the module's .wasm file)")
+		case m.KeepWarm && m.IdleTimeout.Duration != 0:
+			return bad("module", i, "idle_timeout", "and keep_warm exclude each other (keep_warm keeps the instances however long the module idles)")
+		}
+		if !m.KeepWarm && config.Default("idle_timeout", &c.Modules[i].IdleTimeout.Duration, DefaultModuleIdleTimeout) != nil {
+			return bad("module", i, "idle_timeout", "must not be negative")
 		}
 		mods[m.Name] = true
 	}
@@ -405,6 +431,17 @@ func (c *DeviceConfig) validate(src []byte) error {
 		}
 		if config.Default("queue_timeout", &b.QueueTimeout.Duration, DefaultQueueTimeout) != nil {
 			return bad("binding", i, "queue_timeout", "must not be negative")
+		}
+		// Only HTTP callers get a default: they are told to retry
+		// (Retry-After), while a shed nats or mqtt message without a reply
+		// subject is a lost reading, and a burst of readings is what their
+		// queue is for. Zero on nats and mqtt: no bound.
+		def := time.Duration(0)
+		if b.Source == SourceHTTP {
+			def = DefaultStandingQueue
+		}
+		if config.Default("standing_queue", &b.StandingQueue.Duration, def) != nil {
+			return bad("binding", i, "standing_queue", "must not be negative")
 		}
 		steps := 0 // steps of the bindings before this one
 		for _, p := range c.Bindings[:i] {

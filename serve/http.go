@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // httpBinding labels rejections of requests that match no binding.
@@ -13,6 +14,7 @@ const httpBinding = "http"
 
 // serveCall handles POST /v1/modules/{module}/{entry}.
 func (s *Server) serveCall(w http.ResponseWriter, r *http.Request) {
+	arrived := time.Now()
 	format := mediaFormat(r.Header.Get("Content-Type"))
 	replyFormat := format
 	if replyFormat == "" {
@@ -52,13 +54,11 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request) {
 	// that were accepted (BENCHMARKS.md, "Device serving", 2026-12-04).
 	// The admission slot is held from here; every return before the call
 	// gives it back.
-	if !b.lim.tryAdmit() {
-		s.shed(b, ShedQueueFull)
+	if shed := b.lim.tryAdmit(); shed != "" {
+		s.shed(b, shed)
 		w.Header().Set("Retry-After", "1")
-		// Closing is what lets net/http answer without first draining the
-		// unread body (up to 256 KiB) to reuse the connection.
-		w.Header().Set("Connection", "close")
-		writeError(w, format, http.StatusTooManyRequests, ShedQueueFull, fmt.Sprintf("binding %s is at capacity (%d running, %d queued): %s", b.Name, b.Concurrency, b.Queue, ShedQueueFull))
+		s.skipBody(w, r)
+		writeError(w, format, http.StatusTooManyRequests, shed, fmt.Sprintf("binding %s is at capacity (%d running, %d queued): %s", b.Name, b.Concurrency, b.Queue, shed))
 		return
 	}
 	admitted := true
@@ -88,7 +88,7 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	admitted = false // callAdmitted owns the slot now
-	out, shed, err := s.callAdmitted(r.Context(), b, in)
+	out, shed, err := s.callAdmitted(r.Context(), b, in, arrived)
 	if shed != "" {
 		status := http.StatusTooManyRequests
 		if shed == ShedShutdown {
@@ -110,6 +110,33 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", mediaOf(format))
 	w.Write(resp)
+}
+
+// Bodies a refused request may skip to keep its connection (shedDrainBytes
+// at most, arriving within shedDrainWait).
+const (
+	shedDrainBytes = 64 << 10
+	shedDrainWait  = 20 * time.Millisecond
+)
+
+// skipBody readies a request refused before its body was read for the
+// answer: a small body that has arrived (or arrives within shedDrainWait)
+// is read and dropped, so that the connection stays open for the client's
+// next request; anything else closes the connection after the answer (net/http
+// would otherwise read up to 256 KiB first). Under overload a shed client's
+// reconnection, an accept and a handshake per 429, costs more than its
+// few kilobytes (BENCHMARKS.md, "Device serving", 2026-12-04 vegeta run).
+func (s *Server) skipBody(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength >= 0 && r.ContentLength <= shedDrainBytes {
+		rc := http.NewResponseController(w)
+		if rc.SetReadDeadline(time.Now().Add(shedDrainWait)) == nil {
+			n, err := io.Copy(io.Discard, io.LimitReader(r.Body, shedDrainBytes+1))
+			if err == nil && n == r.ContentLength {
+				return // the next request's read sets its own deadline
+			}
+		}
+	}
+	w.Header().Set("Connection", "close")
 }
 
 func statusOf(outcome string) int {

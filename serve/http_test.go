@@ -261,6 +261,27 @@ func TestHTTPOverload(t *testing.T) {
 	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.Contains(line, " 429 ") {
 		t.Fatalf("full binding, body not sent: %q %v, want 429 before the body", line, err)
 	}
+	// A small body that has arrived is skipped and the connection kept: the
+	// shed client's next request needs no new connection.
+	c2, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	c2.SetDeadline(time.Now().Add(500 * time.Millisecond))
+	br := bufio.NewReader(c2)
+	for i := 0; i < 2; i++ {
+		fmt.Fprintf(c2, "POST /v1/modules/probe/spin HTTP/1.1\r\nHost: x\r\nContent-Type: application/cbor\r\nContent-Length: 1\r\n\r\n\xa0")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("full binding, small body, request %d on one connection: %v", i+1, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 429 || resp.Close {
+			t.Fatalf("full binding, small body, request %d: %d (close %v), want 429 keeping the connection", i+1, resp.StatusCode, resp.Close)
+		}
+	}
 	wg.Wait()
 	close(statuses)
 	for s := range statuses {

@@ -27,6 +27,7 @@ const (
 const (
 	ShedQueueFull    = "queue_full"    // concurrency and queue are full
 	ShedQueueTimeout = "queue_timeout" // waited QueueTimeout for a slot
+	ShedOverload     = "overload"      // the queue has stood StandingQueue: only Concurrency may wait
 	ShedShutdown     = "shutdown"      // the server is stopping
 	ShedUnavailable  = "unavailable"   // the module is not ready
 
@@ -48,6 +49,7 @@ type metrics struct {
 	queued    *prometheus.GaugeVec
 	inFlight  *prometheus.GaugeVec
 	published *prometheus.CounterVec
+	admission *prometheus.HistogramVec
 	dropped   *droppedCollector
 }
 
@@ -126,8 +128,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 				[]string{"binding"}, nil),
 			subs: map[string]*nats.Subscription{},
 		},
+		admission: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "fennec_binding_admission_wait_seconds",
+			Help:    "Time from a request's arrival (HTTP: the handler's start; NATS and MQTT: the message's delivery) to its run slot: reading and decoding the body, then the queue. Accepted requests only.",
+			Buckets: []float64{100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5},
+		}, []string{"binding"}),
 	}
-	for _, c := range []prometheus.Collector{m.calls, m.duration, m.traps, m.deadlines, m.shed, m.rejected, m.queued, m.inFlight, m.published, m.dropped} {
+	for _, c := range []prometheus.Collector{m.calls, m.duration, m.traps, m.deadlines, m.shed, m.rejected, m.queued, m.inFlight, m.published, m.admission, m.dropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

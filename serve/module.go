@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/fennec-edge/fennec/deploy"
@@ -29,9 +30,15 @@ type Module interface {
 // run by CheckHealth; until then (and after a failed one) it is not ready.
 type Compiled struct {
 	Mod *runtime.Module
+	// IdleTimeout, when positive, closes the module's warm instances once
+	// it has had no call for that long (Module.Drain, run by the Server
+	// that serves it); the next call starts an instance again. Zero keeps
+	// them.
+	IdleTimeout time.Duration
 
 	healthy bool
 	reason  string
+	last    atomic.Int64 // unix nanoseconds of the last call's end
 }
 
 // NewCompiled wraps mod and runs its health check (the "health"
@@ -39,6 +46,7 @@ type Compiled struct {
 // timeout. A module without one is ready at once.
 func NewCompiled(ctx context.Context, mod *runtime.Module, timeout time.Duration) *Compiled {
 	c := &Compiled{Mod: mod, healthy: true}
+	defer c.touch()
 	if slices.Contains(mod.Manifest().Entrypoints, deploy.HealthEntrypoint) {
 		hctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
@@ -54,8 +62,25 @@ func (c *Compiled) Call(ctx context.Context, entry string, in []byte) ([]byte, e
 	if !c.healthy {
 		return nil, fmt.Errorf("%w: %s", ErrUnavailable, c.reason)
 	}
+	defer c.touch()
 	return c.Mod.Call(ctx, entry, in)
 }
+
+func (c *Compiled) touch() { c.last.Store(time.Now().UnixNano()) }
+
+// trimIdle closes the warm instances when the module has had no call for
+// IdleTimeout, and reports whether it closed any. A call that starts
+// meanwhile takes an instance first or starts its own: either way it runs.
+func (c *Compiled) trimIdle(now time.Time) bool {
+	if c.IdleTimeout <= 0 || now.UnixNano()-c.last.Load() < int64(c.IdleTimeout) || c.Mod.Stats().Idle == 0 {
+		return false
+	}
+	c.Mod.Drain()
+	return true
+}
+
+// idleTimeout is what the Server's trimmer checks for (0: never).
+func (c *Compiled) idleTimeout() time.Duration { return c.IdleTimeout }
 
 // Ready implements Module.
 func (c *Compiled) Ready() (bool, string) { return c.healthy, c.reason }

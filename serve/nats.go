@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -25,18 +26,19 @@ func (s *Server) onMsg(b *binding, msg *nats.Msg) {
 		s.replyError(msg, b.Format, 503, ShedShutdown, "the device is shutting down")
 		return
 	}
-	if !b.lim.tryAdmit() {
-		s.shed(b, ShedQueueFull)
-		s.replyError(msg, b.Format, 429, ShedQueueFull, fmt.Sprintf("binding %s is at capacity (%d running, %d queued)", b.Name, b.Concurrency, b.Queue))
+	if shed := b.lim.tryAdmit(); shed != "" {
+		s.shed(b, shed)
+		s.replyError(msg, b.Format, 429, shed, fmt.Sprintf("binding %s is at capacity (%d running, %d queued): %s", b.Name, b.Concurrency, b.Queue, shed))
 		return
 	}
-	if !s.routines.Go(func() { s.handleMsg(b, msg) }) {
+	arrived := time.Now()
+	if !s.routines.Go(func() { s.handleMsg(b, msg, arrived) }) {
 		b.lim.leave()
 		s.shed(b, ShedShutdown)
 	}
 }
 
-func (s *Server) handleMsg(b *binding, msg *nats.Msg) {
+func (s *Server) handleMsg(b *binding, msg *nats.Msg, arrived time.Time) {
 	in, err := DecodeRequest(b.Format, msg.Data)
 	if err != nil {
 		b.lim.leave()
@@ -51,6 +53,7 @@ func (s *Server) handleMsg(b *binding, msg *nats.Msg) {
 		s.replyError(msg, b.Format, 429, shed, fmt.Sprintf("binding %s is at capacity: %s", b.Name, shed))
 		return
 	}
+	s.m.admission.WithLabelValues(b.Name).Observe(time.Since(arrived).Seconds())
 	out, err := s.runAdmitted(ctx, b, msg.Subject, in)
 	if err != nil {
 		oc := outcome(err)

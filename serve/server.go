@@ -43,6 +43,11 @@ type Config struct {
 	// means the working directory. The agent passes the device
 	// configuration file's directory.
 	Dir string
+	// AfterTrim, when set, runs after the server closed the warm instances
+	// of modules that idled past their IdleTimeout (Compiled.IdleTimeout).
+	// The agent passes debug.FreeOSMemory, so that what the instances held
+	// goes back to the system at once rather than at the runtime's pace.
+	AfterTrim func()
 }
 
 // Server serves a device's bindings, with the lifecycle of every fennec
@@ -65,6 +70,7 @@ type Server struct {
 	ln       net.Listener
 	subs     []*nats.Subscription
 	ready    chan struct{}
+	stop     chan struct{} // closed by Shutdown: ends the idle trimmer
 	stopping atomic.Bool
 	routines routines.Group
 }
@@ -94,7 +100,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Gatherer, _ = cfg.Registerer.(prometheus.Gatherer)
 	}
 	s := &Server{cfg: cfg, dev: cfg.Device, log: config.Logger(cfg.Logger), mods: cfg.Modules,
-		routes: map[string]*binding{}, modules: map[string]bool{}, ready: make(chan struct{})}
+		routes: map[string]*binding{}, modules: map[string]bool{}, ready: make(chan struct{}), stop: make(chan struct{})}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("serve: metrics: %w", err)
@@ -115,7 +121,7 @@ func New(cfg Config) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		b := &binding{BindingConfig: bc, mod: mod, steps: steps, carry: newCarrier(bc.Carry, s.log), lim: newLimiter(bc.Concurrency, bc.Queue, bc.QueueTimeout.Duration,
+		b := &binding{BindingConfig: bc, mod: mod, steps: steps, carry: newCarrier(bc.Carry, s.log), lim: newLimiter(bc.Concurrency, bc.Queue, bc.QueueTimeout.Duration, bc.StandingQueue.Duration,
 			m.queued.WithLabelValues(bc.Name), m.inFlight.WithLabelValues(bc.Name))}
 		s.bindings = append(s.bindings, b)
 		if bc.Source == SourceHTTP {
@@ -213,9 +219,52 @@ func (s *Server) Start(ctx context.Context) error {
 			}
 		})
 	}
+	s.startTrimmer()
 	close(s.ready)
 	s.log.Info("serving", "device", s.dev.Device, "bindings", len(s.bindings), "http", s.Addr())
 	return nil
+}
+
+// idleTrimmer is a module whose warm instances the server closes when it
+// idles (Compiled).
+type idleTrimmer interface {
+	idleTimeout() time.Duration
+	trimIdle(now time.Time) bool
+}
+
+// startTrimmer checks, a few times per the shortest IdleTimeout (at most
+// every 5 s), for modules that idled past theirs, closes their warm
+// instances and then runs Config.AfterTrim.
+func (s *Server) startTrimmer() {
+	var mods []idleTrimmer
+	period := 5 * time.Second
+	for _, m := range s.mods {
+		if t, ok := m.(idleTrimmer); ok && t.idleTimeout() > 0 {
+			mods = append(mods, t)
+			period = min(period, max(t.idleTimeout()/4, 10*time.Millisecond))
+		}
+	}
+	if len(mods) == 0 {
+		return
+	}
+	s.routines.Go(func() {
+		tk := time.NewTicker(period)
+		defer tk.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case now := <-tk.C:
+				trimmed := false
+				for _, m := range mods {
+					trimmed = m.trimIdle(now) || trimmed
+				}
+				if trimmed && s.cfg.AfterTrim != nil {
+					s.cfg.AfterTrim()
+				}
+			}
+		}
+	})
 }
 
 // Ready reports whether Start has finished, waiting up to timeout.
@@ -254,7 +303,9 @@ func (s *Server) unsubscribe() {
 // waits for the calls in flight until ctx ends, then returns. Requests
 // still queued are shed with reason "shutdown".
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.stopping.Store(true)
+	if !s.stopping.Swap(true) {
+		close(s.stop)
+	}
 	s.mu.Lock()
 	s.unsubscribe()
 	srv := s.httpSrv
@@ -330,15 +381,16 @@ func ReadyHandler(ready func() (bool, []string)) http.Handler {
 // call runs one request through the binding's limiter and the module,
 // counting it. shed is the reason a request was not run, or "".
 func (s *Server) call(ctx context.Context, b *binding, in []byte) (out []byte, shed string, err error) {
-	if !b.lim.tryAdmit() {
-		return nil, s.shed(b, ShedQueueFull), nil
+	if shed := b.lim.tryAdmit(); shed != "" {
+		return nil, s.shed(b, shed), nil
 	}
-	return s.callAdmitted(ctx, b, in)
+	return s.callAdmitted(ctx, b, in, time.Now())
 }
 
 // callAdmitted is call for a request that already holds an admission slot
-// (tryAdmit): the slot is given back on every path.
-func (s *Server) callAdmitted(ctx context.Context, b *binding, in []byte) (out []byte, shed string, err error) {
+// (tryAdmit): the slot is given back on every path. arrived is when the
+// request arrived (fennec_binding_admission_wait_seconds).
+func (s *Server) callAdmitted(ctx context.Context, b *binding, in []byte, arrived time.Time) (out []byte, shed string, err error) {
 	if s.stopping.Load() {
 		b.lim.leave()
 		return nil, s.shed(b, ShedShutdown), nil
@@ -346,6 +398,7 @@ func (s *Server) callAdmitted(ctx context.Context, b *binding, in []byte) (out [
 	if shed := b.lim.waitAdmitted(ctx, true); shed != "" {
 		return nil, s.shed(b, shed), nil
 	}
+	s.m.admission.WithLabelValues(b.Name).Observe(time.Since(arrived).Seconds())
 	out, err = s.runAdmitted(ctx, b, "", in)
 	return out, "", err
 }

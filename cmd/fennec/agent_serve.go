@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -76,6 +77,7 @@ func startServing(ctx context.Context, out io.Writer, eng *runtime.Engine, dc *s
 			return fail(&exitError{exitBadInput, fmt.Errorf("module[%d]: %s's manifest names it %q, not %q", i, wasm, m.Name(), mc.Name)})
 		}
 		c := serve.NewCompiled(ctx, m, 10*time.Second)
+		c.IdleTimeout = mc.IdleTimeout.Duration // 0 with keep_warm
 		if ok, why := c.Ready(); !ok {
 			log.Warn("module not ready", "module", mc.Name, "reason", why)
 		}
@@ -110,7 +112,8 @@ func startServing(ctx context.Context, out io.Writer, eng *runtime.Engine, dc *s
 			fmt.Fprintf(out, "device MQTT listener on %s\n", dc.MQTT.Listen)
 		}
 	}
-	s, err := serve.New(serve.Config{Device: dc, Modules: mods, Conn: nc, Registerer: reg, Logger: log, Dir: dir})
+	s, err := serve.New(serve.Config{Device: dc, Modules: mods, Conn: nc, Registerer: reg, Logger: log, Dir: dir,
+		AfterTrim: debug.FreeOSMemory})
 	if err != nil {
 		return fail(&exitError{exitBadInput, err})
 	}
@@ -118,6 +121,10 @@ func startServing(ctx context.Context, out io.Writer, eng *runtime.Engine, dc *s
 		return fail(&exitError{exitFailure, err})
 	}
 	sv.srv = s
+	// Loading the modules leaves garbage (decoded and instrumented
+	// binaries) several times what stays live; give it back now rather
+	// than at the scavenger's pace, which keeps up to the next GC goal.
+	debug.FreeOSMemory()
 	if a := s.Addr(); a != "" {
 		fmt.Fprintf(out, "serving http://%s (/v1/modules/{module}/{entry}, /metrics, /healthz, /readyz)\n", a)
 	}
