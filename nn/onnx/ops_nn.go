@@ -591,6 +591,11 @@ func depthwise(w *window, x, wt, out, work []float32) {
 	phases := w.sh * w.sw
 	dec, tmp := work[:phases*planeSz], work[phases*planeSz:phases*planeSz+w.oh*w2]
 	plane := w.oh * w.ow
+	// The tap offsets of each run of output rows do not depend on the
+	// channel: worked out once here, not per channel (their divisions by
+	// the strides were a tenth of the PP-OCR classifier's time).
+	var pl dwPlan
+	planned := w.kh*w.kw <= maxRegTaps && pl.make(w, w2, planeSz)
 	for b := 0; b < w.n; b++ {
 		for ch := 0; ch < w.ch; ch++ {
 			img := x[(b*w.ch+ch)*w.h*w.w:][:w.h*w.w]
@@ -598,7 +603,11 @@ func depthwise(w *window, x, wt, out, work []float32) {
 			dst := out[(b*w.ch+ch)*plane:][:plane]
 			splitPhases(w, img, dec, h2, w2, planeSz)
 			if w.kh*w.kw <= maxRegTaps {
-				depthwiseRows(w, dec, k, tmp, w2, planeSz)
+				if planned {
+					pl.run(dec, k, tmp, w2)
+				} else {
+					depthwiseRows(w, dec, k, tmp, w2, planeSz)
+				}
 				for oy := 0; oy < w.oh; oy++ {
 					copy(dst[oy*w.ow:(oy+1)*w.ow], tmp[oy*w2:oy*w2+w.ow])
 				}
@@ -631,6 +640,68 @@ func depthwise(w *window, x, wt, out, work []float32) {
 // maxRegTaps bounds the kernels depthwiseRows takes (its tap lists live on
 // the stack); larger ones take the axpy per tap.
 const maxRegTaps = 49
+
+// dwPlan is depthwiseRows' tap lists for a window, shared by its channels:
+// for each run of output rows the same kernel rows reach, the offsets of
+// its taps in the phase planes and their indexes in the kernel.
+type dwPlan struct {
+	runs      [32]dwRun
+	nr        int
+	offs, idx [1024]int
+}
+
+type dwRun struct{ oy0, oy1, t0, t1 int }
+
+// make fills the plan for w; false when it does not fit the arrays (the
+// caller then takes depthwiseRows).
+func (p *dwPlan) make(w *window, w2, planeSz int) bool {
+	nt := 0
+	p.nr = 0
+	for oy := 0; oy < w.oh; {
+		k0, k1 := tapRange(oy*w.sh-w.pt, w.dh, w.kh, w.h)
+		end := oy + 1
+		for end < w.oh {
+			if e0, e1 := tapRange(end*w.sh-w.pt, w.dh, w.kh, w.h); e0 != k0 || e1 != k1 {
+				break
+			}
+			end++
+		}
+		if p.nr == len(p.runs) || nt+(k1-k0)*w.kw > len(p.offs) {
+			return false
+		}
+		t0 := nt
+		for ki := k0; ki < k1; ki++ {
+			ry, dy := (ki*w.dh)%w.sh, (ki*w.dh)/w.sh
+			for kj := 0; kj < w.kw; kj++ {
+				rx, dx := (kj*w.dw)%w.sw, (kj*w.dw)/w.sw
+				p.offs[nt] = (ry*w.sw+rx)*planeSz + (dy+oy)*w2 + dx
+				p.idx[nt] = ki*w.kw + kj
+				nt++
+			}
+		}
+		p.runs[p.nr] = dwRun{oy, end, t0, nt}
+		p.nr++
+		oy = end
+	}
+	return true
+}
+
+// run is depthwiseRows on the plan: one channel's work plane tmp from its
+// phase planes dec and kernel k.
+func (p *dwPlan) run(dec, k, tmp []float32, w2 int) {
+	var wts [maxRegTaps]float32
+	for _, r := range p.runs[:p.nr] {
+		if r.t0 == r.t1 {
+			clear(tmp[r.oy0*w2 : r.oy1*w2])
+			continue
+		}
+		n := r.t1 - r.t0
+		for i, t := range p.idx[r.t0:r.t1] {
+			wts[i] = k[t]
+		}
+		vec.Taps(tmp[r.oy0*w2:r.oy1*w2], dec, p.offs[r.t0:r.t1], wts[:n])
+	}
+}
 
 // depthwiseRows computes one channel's work plane tmp (oh rows of w2) from
 // its phase planes dec: each output element is the sum of its taps, summed
