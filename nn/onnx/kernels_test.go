@@ -133,6 +133,11 @@ func TestMaxPoolPhased(t *testing.T) {
 		{9, 20, 1, 2, 1, 2, 1, 1, 0, 0, 0, 0, false},
 		{12, 19, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, true},
 		{10, 18, 3, 3, 1, 1, 2, 2, 2, 2, 0, 1, false},
+		{28, 8, 2, 2, 2, 2, 1, 1, 0, 0, 0, 0, false},
+		{6, 2, 1, 2, 1, 2, 1, 1, 0, 0, 0, 0, false},
+		{6, 34, 1, 2, 1, 2, 1, 1, 0, 0, 0, 0, false},
+		{72, 32, 2, 2, 2, 2, 1, 1, 0, 0, 0, 0, false},
+		{13, 11, 3, 2, 2, 3, 2, 1, 0, 0, 0, 0, false},
 	} {
 		w := &window{n: 1, ch: 2, h: tc.h, w: tc.w, kh: tc.kh, kw: tc.kw, sh: tc.sh, sw: tc.sw, dh: tc.dh, dw: tc.dw,
 			pt: tc.pt, pl: tc.pl, pb: tc.pb, pr: tc.pr}
@@ -174,6 +179,24 @@ func TestMaxPoolPhased(t *testing.T) {
 		for i := range got {
 			if got[i] != want[i] && !(got[i] != got[i] && want[i] != want[i]) {
 				t.Fatalf("%+v: [%d] = %v, want %v", tc, i, got[i], want[i])
+			}
+		}
+		if w.inside() {
+			inside := make([]float32, len(want))
+			maxPoolInside(w, x, inside, 0, w.ch)
+			pairs := make([]float32, len(want))
+			if w.kw == 2 && w.sw == 2 && w.w == 2*w.ow && w.kh <= 2 {
+				maxPoolPairs(w, x, pairs, make([]float32, w.oh*w.w+w.oh*w.ow), 0, w.ch)
+			} else {
+				copy(pairs, want)
+			}
+			for i := range inside {
+				if inside[i] != want[i] && !(inside[i] != inside[i] && want[i] != want[i]) {
+					t.Fatalf("%+v: inside kernel [%d] = %v, want %v", tc, i, inside[i], want[i])
+				}
+				if pairs[i] != want[i] && !(pairs[i] != pairs[i] && want[i] != want[i]) {
+					t.Fatalf("%+v: pairs kernel [%d] = %v, want %v", tc, i, pairs[i], want[i])
+				}
 			}
 		}
 	}

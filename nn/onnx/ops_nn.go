@@ -409,6 +409,88 @@ func maxPoolPhased(w *window, x, out, work []float32) {
 	}
 }
 
+// inside reports whether every window of w lies inside the image (no top
+// or left pad, the last window ending before the bottom and right edges).
+func (w *window) inside() bool {
+	return w.pt == 0 && w.pl == 0 && w.oh > 0 && w.ow > 0 &&
+		(w.oh-1)*w.sh+(w.kh-1)*w.dh < w.h && (w.ow-1)*w.sw+(w.kw-1)*w.dw < w.w
+}
+
+// maxPoolInside runs maxPoolInside, on vectors (maxPoolPairs) for the
+// 2-wide, stride-2 windows over an even width.
+func (c *kctx) maxPoolInside(w *window, x, out []float32, lo, hi int) {
+	if w.kw == 2 && w.sw == 2 && w.dw == 1 && w.w == 2*w.ow && (w.kh == 1 || w.kh == 2 && w.dh == 1) {
+		work := c.s.hostGet(w.oh*w.w + w.oh*w.ow)
+		maxPoolPairs(w, x, out, work, lo, hi)
+		c.s.hostPut(work)
+		return
+	}
+	maxPoolInside(w, x, out, lo, hi)
+}
+
+// maxPoolPairs is MaxPool for kw == sw == 2 over a width of 2*ow, kh 1
+// or 2: per plane, the maximum of each output row's kh input rows (a
+// vector pass per row) into work, then of its even and odd elements (two
+// plane-long gathers and a vector maximum). work holds oh*w + oh*ow floats.
+func maxPoolPairs(w *window, x, out, work []float32, lo, hi int) {
+	hw, plane := w.h*w.w, w.oh*w.ow
+	rows, odd := work[:w.oh*w.w], work[w.oh*w.w:w.oh*w.w+plane]
+	for p := lo; p < hi; p++ {
+		img := x[p*hw : (p+1)*hw]
+		dst := out[p*plane : (p+1)*plane]
+		for oy := 0; oy < w.oh; oy++ {
+			y0 := oy * w.sh
+			r := rows[oy*w.w : (oy+1)*w.w]
+			if w.kh == 2 {
+				vec.Max(r, img[y0*w.w:(y0+1)*w.w], img[(y0+1)*w.w:(y0+2)*w.w])
+			} else {
+				copy(r, img[y0*w.w:(y0+1)*w.w])
+			}
+		}
+		vec.Gather2(dst, rows)
+		vec.Gather2(odd, rows[1:])
+		vec.Max(dst, dst, odd)
+	}
+}
+
+// maxPoolInside is MaxPool over planes [lo, hi) for a window that is
+// inside (see window.inside). A NaN in a window gives NaN, as in the
+// general kernel.
+func maxPoolInside(w *window, x, out []float32, lo, hi int) {
+	hw, plane := w.h*w.w, w.oh*w.ow
+	for p := lo; p < hi; p++ {
+		img := x[p*hw : (p+1)*hw]
+		dst := out[p*plane : (p+1)*plane]
+		for oy := 0; oy < w.oh; oy++ {
+			row := dst[oy*w.ow : (oy+1)*w.ow]
+			y0 := oy * w.sh
+			if w.kw == 2 && w.dw == 1 && (w.kh == 1 || w.kh == 2 && w.dh == 1) {
+				r0 := img[y0*w.w : (y0+1)*w.w]
+				r1 := r0
+				if w.kh == 2 {
+					r1 = img[(y0+1)*w.w : (y0+2)*w.w]
+				}
+				for ox := range row {
+					j := ox * w.sw
+					row[ox] = max(r0[j], r0[j+1], r1[j], r1[j+1])
+				}
+				continue
+			}
+			for ox := range row {
+				x0 := ox * w.sw
+				m := img[y0*w.w+x0]
+				for ki := 0; ki < w.kh; ki++ {
+					r := img[(y0+ki*w.dh)*w.w+x0:]
+					for kj := 0; kj < w.kw; kj++ {
+						m = max(m, r[kj*w.dw])
+					}
+				}
+				row[ox] = m
+			}
+		}
+	}
+}
+
 // maxPoolPart pools planes [lo, hi) (over images and channels).
 func (c *kctx) maxPoolPart(win *window, x, out []float32, nw, lo, hi int) {
 	hw, plane := win.h*win.w, win.oh*win.ow
@@ -947,6 +1029,18 @@ func pool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			return nil, err
 		}
 		plane := win.oh * win.ow
+		if isMax && win.inside() {
+			// Windows that never reach the pads (the 2x2 / 1x2 stride-2
+			// pools of embedding_model and the classifier): straight
+			// loads, no phase planes and no bounds tests.
+			n, grain := win.n*win.ch, max(1, partWork/max(1, plane*win.kh*win.kw))
+			if c.serial(n, grain) {
+				c.maxPoolInside(win, x.F32, out.F32, 0, n)
+			} else {
+				c.parallel(n, grain, func(lo, hi int) { c.maxPoolInside(win, x.F32, out.F32, lo, hi) })
+			}
+			return c.one(out), nil
+		}
 		if isMax && win.ow >= 8 && win.phaseable() {
 			nw := maxPoolWork(win)
 			if err := c.checkWork("pooling buffer", nw, 1); err != nil {
