@@ -539,7 +539,8 @@ func init() {
 	un := func(op string, mk func(c *kctx) func(float32) float32, attrs ...string) {
 		reg(op, opDef{since: 6, attrs: attrs, minIn: 1, maxIn: 1, run: unaryOp(mk), foldable: true})
 	}
-	un("Relu", fn(func(x float32) float32 { return max(x, 0) }))
+	// Relu on the clamp kernel (a NaN stays NaN, as max(x, 0) keeps it).
+	reg("Relu", opDef{since: 6, minIn: 1, maxIn: 1, run: vecUnary(func(dst, src []float32) { vec.Clamp(dst, src, 0, float32(math.Inf(1))) }), foldable: true})
 	reg("Sigmoid", opDef{since: 6, minIn: 1, maxIn: 1, run: vecUnary(gpu.SigmoidF32), foldable: true})
 	reg("Tanh", opDef{since: 6, minIn: 1, maxIn: 1, run: vecUnary(gpu.TanhF32), foldable: true})
 	un("Exp", f64(math.Exp))

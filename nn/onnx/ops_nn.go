@@ -1145,7 +1145,7 @@ func batchNorm(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	}
 	eps := float64(c.n.attrFloat("epsilon", 1e-5))
 	scale, bias, mean, vr := in[1].F32, in[2].F32, in[3].F32, in[4].F32
-	out, err := c.alloc(nn.Float32, x.Shape)
+	out, err := c.allocFull(nn.Float32, x.Shape)
 	if err != nil {
 		return nil, err
 	}
@@ -1155,9 +1155,7 @@ func batchNorm(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			a := float32(float64(scale[k]) / math.Sqrt(float64(vr[k])+eps))
 			s := bias[k] - mean[k]*a
 			o := (b*ch + k) * plane
-			for i, v := range x.F32[o : o+plane] {
-				out.F32[o+i] = v*a + s
-			}
+			vec.Affine(out.F32[o:o+plane], x.F32[o:o+plane], a, s)
 		}
 	}
 	return c.one(out), nil

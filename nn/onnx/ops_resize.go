@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/fennec-edge/fennec/nn"
+	"github.com/fennec-edge/fennec/nn/onnx/internal/vec"
 )
 
 // convTranspose implements ConvTranspose for 1-D and 2-D inputs: per group,
@@ -119,16 +120,26 @@ func convTranspose(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 				for ki := 0; ki < kh; ki++ {
 					for kj := 0; kj < kw; kj++ {
 						row := col[((oc*kh+ki)*kw+kj)*plane:][:plane]
+						// The input columns this tap puts inside the
+						// output: ix*sw + ox0 in [0, ow).
+						ox0 := kj*dw - pl
+						lo, hi := tapRange(ox0, sw, w, ow)
+						if lo >= hi {
+							continue
+						}
 						for iy := 0; iy < h; iy++ {
 							oy := iy*sh - pt + ki*dh
 							if oy < 0 || oy >= oh {
 								continue
 							}
-							for ix := 0; ix < w; ix++ {
-								ox := ix*sw - pl + kj*dw
-								if ox >= 0 && ox < ow {
-									dst[oy*ow+ox] += row[iy*w+ix]
-								}
+							d := dst[oy*ow+ox0+lo*sw : oy*ow+ox0+(hi-1)*sw+1]
+							r := row[iy*w+lo : iy*w+hi]
+							if sw == 1 {
+								vec.Add(d, d, r)
+								continue
+							}
+							for i, v := range r {
+								d[i*sw] += v
 							}
 						}
 					}
