@@ -468,17 +468,22 @@ func (cpu *CPU) Sgemm(transA, transB bool, m, n, k int, a, b, c []float32) error
 // convolution's unrolled input is, row by row, a run of its padded input
 // planes. len(rows) must be k and every row must lie inside b.
 func (cpu *CPU) SgemmRows(m, n, k int, a, b []float32, rows []int, c []float32) error {
-	if m < 0 || n < 0 || k < 0 {
-		return fmt.Errorf("%w: negative sgemm size %dx%dx%d", ErrShape, m, n, k)
+	return cpu.SgemmRowsLd(m, n, k, a, b, rows, c, n)
+}
+
+// SgemmRowsLd is SgemmRows with rows of c ldc (>= n) elements apart.
+func (cpu *CPU) SgemmRowsLd(m, n, k int, a, b []float32, rows []int, c []float32, ldc int) error {
+	if m < 0 || n < 0 || k < 0 || ldc < n {
+		return fmt.Errorf("%w: sgemm size %dx%dx%d, ldc %d", ErrShape, m, n, k, ldc)
 	}
-	if len(a) < m*k || len(c) < m*n || len(rows) != k {
-		return fmt.Errorf("%w: sgemm %dx%dx%d with slices of %d and %d and %d row offsets", ErrShape, m, n, k, len(a), len(c), len(rows))
+	if len(a) < m*k || (m > 0 && len(c) < (m-1)*ldc+n) || len(rows) != k {
+		return fmt.Errorf("%w: sgemm %dx%dx%d (ldc %d) with slices of %d and %d and %d row offsets", ErrShape, m, n, k, ldc, len(a), len(c), len(rows))
 	}
 	for p, r := range rows {
 		if r < 0 || r > len(b)-n {
 			return fmt.Errorf("%w: row %d of B at %d (+%d) outside its %d elements", ErrShape, p, r, n, len(b))
 		}
 	}
-	cpu.sgemm(m, n, k, matView{d: a, ld: k}, matView{d: b, ld: n, rows: rows}, c, n)
+	cpu.sgemm(m, n, k, matView{d: a, ld: k}, matView{d: b, ld: n, rows: rows}, c, ldc)
 	return nil
 }

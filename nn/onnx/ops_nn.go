@@ -259,9 +259,33 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 			cols = win.oh*win.w - (win.kw-1)*win.dw
 			rowStride = win.w
 		}
+		// Stride 1 padded only left and right by (kw-1)*dw in all (the
+		// 1x3 convolutions of embedding_model): output (y, ox) is flat
+		// position y*w+ox, and the unpadded in-place product over flat
+		// positions, written at offset pl, is right wherever the window
+		// does not cross a row's edge. The oh*(pl+pr) edge positions are
+		// then one small product of their own (convEdges). No phase
+		// planes, no extra columns to drop.
+		rowPad := !direct1x1 && !inPlace && isCPU && win.sh == 1 && win.sw == 1 && win.pt == 0 && win.pb == 0 &&
+			win.pl+win.pr > 0 && win.pl+win.pr == (win.kw-1)*win.dw && win.ow == win.w &&
+			8*(win.pl+win.pr) <= win.w && win.oh*win.w-(win.kw-1)*win.dw >= smallN
+		var ecol, eres []float32
+		var rows []int
+		nEdge := win.oh * (win.pl + win.pr)
+		if rowPad {
+			phased = false
+			cols = win.oh*win.w - (win.kw-1)*win.dw
+			rows = c.gatherRows(win, cg, true)
+			if err := c.checkWork("edge buffer", kk+mg, nEdge); err != nil {
+				return nil, err
+			}
+			ecol = c.s.hostGet(kk * nEdge)
+			defer c.s.hostPut(ecol)
+			eres = c.s.hostGet(mg * nEdge)
+			defer c.s.hostPut(eres)
+		}
 		gather := phased && isCPU && cols >= smallN
 		var col, dec, tmp []float32
-		var rows []int
 		if inPlace {
 			rows = c.gatherRows(win, cg, true)
 			if cols != plane {
@@ -272,7 +296,7 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 				defer c.s.hostPut(tmp)
 			}
 		}
-		if !direct1x1 && !gather && !inPlace {
+		if !direct1x1 && !gather && !inPlace && !rowPad {
 			if err := c.checkWork("im2col buffer", kk, cols); err != nil {
 				return nil, err
 			}
@@ -312,6 +336,16 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 				}
 				wg := wt.F32[gi*mg*kk : (gi+1)*mg*kk]
 				switch {
+				case rowPad:
+					if err := cpu.SgemmRowsLd(mg, cols, kk, wg, src[:cg*win.h*win.w], rows, dst[win.pl:], plane); err != nil {
+						return nil, err
+					}
+					c.s.deviceCalls.Add(1)
+					convEdgeCols(win, src, cg, ecol)
+					if err := c.gemm(eres, wg, ecol, mg, kk, nEdge, false, false, wConst, false); err != nil {
+						return nil, err
+					}
+					convEdgeScatter(win, eres, dst, mg)
 				case inPlace:
 					if err := cpu.SgemmRows(mg, cols, kk, wg, src[:cg*win.h*win.w], rows, res); err != nil {
 						return nil, err
@@ -341,12 +375,7 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 					}
 				}
 				if tmp != nil { // drop the extra columns
-					for o := 0; o < mg; o++ {
-						for y := 0; y < win.oh; y++ {
-							r := o*win.oh + y
-							copy(dst[r*win.ow:(r+1)*win.ow], tmp[o*cols+y*rowStride:])
-						}
-					}
+					dropColumns(dst, tmp, mg*win.oh, win.ow, win.oh, cols, rowStride)
 				}
 			}
 		}
@@ -365,11 +394,90 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 	return c.one(out), nil
 }
 
+// convEdgeCols unrolls, for a window padded only left and right, the
+// input windows of the oh*(pl+pr) output positions whose window crosses a
+// row's edge (per output row: columns [0, pl), then [w-pr, w)) into
+// col[cg*kh*kw, (pl+pr)*oh], edge by edge (column e*oh+y), zeros for the
+// pads.
+func convEdgeCols(w *window, x []float32, cg int, col []float32) {
+	ne := w.pl + w.pr
+	n := w.oh * ne
+	r := 0
+	for ch := 0; ch < cg; ch++ {
+		img := x[ch*w.h*w.w : (ch+1)*w.h*w.w]
+		for ki := 0; ki < w.kh; ki++ {
+			base := ki * w.dh * w.w
+			for kj := 0; kj < w.kw; kj++ {
+				dst := col[r*n : (r+1)*n]
+				r++
+				for e := 0; e < ne; e++ {
+					d := dst[e*w.oh : (e+1)*w.oh]
+					ix := edgeColumn(w, e) - w.pl + kj*w.dw
+					if ix < 0 || ix >= w.w {
+						clear(d)
+						continue
+					}
+					src := img[base+ix:]
+					for y := range d {
+						d[y] = src[y*w.w]
+					}
+				}
+			}
+		}
+	}
+}
+
+// edgeColumn is the output column of edge e (see convEdgeCols).
+func edgeColumn(w *window, e int) int {
+	if e < w.pl {
+		return e
+	}
+	return w.w - (w.pl + w.pr) + e
+}
+
+// convEdgeScatter writes the edge product res[mg, (pl+pr)*oh] into its
+// output positions (see convEdgeCols).
+func convEdgeScatter(w *window, res, out []float32, mg int) {
+	ne := w.pl + w.pr
+	n := w.oh * ne
+	plane := w.oh * w.ow
+	for o := 0; o < mg; o++ {
+		src := res[o*n : (o+1)*n]
+		dst := out[o*plane : (o+1)*plane]
+		for e := 0; e < ne; e++ {
+			d := dst[edgeColumn(w, e):]
+			for y, v := range src[e*w.oh : (e+1)*w.oh] {
+				d[y*w.ow] = v
+			}
+		}
+	}
+}
+
+// dropColumns copies the ow leading columns of each of the n output rows
+// (oh per channel) out of a product whose rows are stride apart (a
+// channel's rows start cols apart) into dst, densely.
+func dropColumns(dst, tmp []float32, n, ow, oh, cols, stride int) {
+	for r := 0; r < n; r += oh {
+		for y := 0; y < oh; y++ {
+			d := dst[(r+y)*ow : (r+y+1)*ow]
+			src := tmp[(r/oh)*cols+y*stride:][:ow]
+			if ow < 16 {
+				for i := range d {
+					d[i] = src[i]
+				}
+				continue
+			}
+			copy(d, src)
+		}
+	}
+}
+
 func fill(s []float32, v float32) {
-	if v == 0 {
+	if v == 0 && len(s) >= 16 {
 		clear(s)
 		return
 	}
+	// a loop: a pad of a few floats costs less than a call to memclr
 	for i := range s {
 		s[i] = v
 	}
@@ -638,6 +746,22 @@ func im2col(w *window, x []float32, cg int, col []float32) {
 						// row[ox] = src[ox+ix] where 0 <= ox+ix < w
 						lo := min(max(0, -ix), len(row))
 						hi := max(lo, min(len(row), w.w-ix))
+						if len(row) < 16 {
+							// short rows (the 4- and 2-wide stages of
+							// embedding_model): three runtime calls per
+							// row cost more than the copy
+							for ox := 0; ox < lo; ox++ {
+								row[ox] = 0
+							}
+							d, s := row[lo:hi], src[lo+ix:hi+ix]
+							for i := range d {
+								d[i] = s[i]
+							}
+							for ox := hi; ox < len(row); ox++ {
+								row[ox] = 0
+							}
+							continue
+						}
 						clear(row[:lo])
 						copy(row[lo:hi], src[lo+ix:hi+ix])
 						clear(row[hi:])
