@@ -71,8 +71,26 @@ func TestDepthwiseKernel(t *testing.T) {
 			naiveDepthwise(w, x, wt, want)
 			small := make([]float32, len(got))
 			depthwise(w, x, wt, got, work)
-			depthwiseSmall(w, x, wt, small, make([]float32, depthwiseSmallWork(w)))
-			for name, res := range map[string][]float32{"depthwise": got, "depthwiseSmall": small} {
+			depthwiseSmall(w, x, wt, nil, 0, small, make([]float32, depthwiseSmallWork(w)))
+			// with the kernel transposed beforehand, channels [1, ch) of
+			// image 0 from a kernel of ch+2 channels (the split of a
+			// threaded run)
+			pre := make([]float32, len(got))
+			if w.ch > 1 {
+				taps := w.kh * w.kw
+				kt := make([]float32, (w.ch+2)*taps)
+				big := make([]float32, (w.ch+2)*taps)
+				copy(big, wt)
+				transposeTaps(kt, big, w.ch+2, taps)
+				sub := *w
+				sub.n, sub.ch = 1, w.ch-1
+				plane, hw := w.oh*w.ow, w.h*w.w
+				copy(pre, small)
+				depthwiseSmall(&sub, x[hw:], wt[taps:], kt[1:], w.ch+2, pre[plane:], make([]float32, depthwiseSmallWork(&sub)))
+			} else {
+				copy(pre, small)
+			}
+			for name, res := range map[string][]float32{"depthwise": got, "depthwiseSmall": small, "depthwiseSmall pre-transposed": pre} {
 				for i := range res {
 					if d := math.Abs(float64(res[i] - want[i])); !(d <= 1e-5+1e-5*math.Abs(float64(want[i]))) {
 						t.Fatalf("%s: [%d] = %v, want %v", name, i, res[i], want[i])

@@ -29,6 +29,15 @@ type window struct {
 type winCache struct {
 	p    atomic.Pointer[winEntry]
 	rows atomic.Pointer[rowsEntry] // gatherRows, for the window in p
+	dwT  atomic.Pointer[dwTEntry]  // depthwiseSmall's transposed constant kernel
+}
+
+// dwTEntry is a depthwise kernel [ch][taps] transposed to [taps][ch], for
+// the constant kernel at src.
+type dwTEntry struct {
+	src      *float32
+	ch, taps int
+	kt       []float32
 }
 
 type rowsEntry struct {
@@ -227,7 +236,7 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 	kk := cg * win.kh * win.kw
 	plane := win.oh * win.ow
 	if cg == 1 && mg == 1 {
-		if err := c.depthwise(win, x.F32, wt.F32, out.F32); err != nil {
+		if err := c.depthwise(win, x.F32, wt.F32, out.F32, c.isConst(wt)); err != nil {
 			return nil, err
 		}
 	} else {
@@ -953,13 +962,14 @@ func depthwiseRows(w *window, dec, k, tmp []float32, w2, planeSz int) {
 // pixel is a sum of channel-long vector multiply-adds over the taps that land
 // inside the image; the result is transposed back. work holds
 // depthwiseSmallWork floats.
-func depthwiseSmall(w *window, x, wt, out, work []float32) {
+// kt, when not nil, is wt already transposed: tap t of channel ch at
+// kt[t*ldk+ch].
+func depthwiseSmall(w *window, x, wt, kt []float32, ldk int, out, work []float32) {
 	plane, hw, taps, C := w.oh*w.ow, w.h*w.w, w.kh*w.kw, w.ch
-	xt, kt, ot := work[:hw*C], work[hw*C:(hw+taps)*C], work[(hw+taps)*C:(hw+taps+plane)*C]
-	for ch := 0; ch < C; ch++ {
-		for t := 0; t < taps; t++ {
-			kt[t*C+ch] = wt[ch*taps+t]
-		}
+	xt, ot := work[:hw*C], work[(hw+taps)*C:(hw+taps+plane)*C]
+	if kt == nil {
+		kt, ldk = work[hw*C:(hw+taps)*C], C
+		transposeTaps(kt, wt, C, taps)
 	}
 	for b := 0; b < w.n; b++ {
 		img := x[b*C*hw : (b+1)*C*hw]
@@ -980,7 +990,7 @@ func depthwiseSmall(w *window, x, wt, out, work []float32) {
 					iy := y0 + ki*w.dh
 					for kj := j0; kj < j1; kj++ {
 						ix := x0 + kj*w.dw
-						vec.MulAdd(acc, xt[(iy*w.w+ix)*C:], kt[(ki*w.kw+kj)*C:])
+						vec.MulAdd(acc, xt[(iy*w.w+ix)*C:], kt[(ki*w.kw+kj)*ldk:])
 					}
 				}
 			}
@@ -994,10 +1004,35 @@ func depthwiseSmall(w *window, x, wt, out, work []float32) {
 	}
 }
 
+func transposeTaps(kt, wt []float32, C, taps int) {
+	for ch := 0; ch < C; ch++ {
+		for t := 0; t < taps; t++ {
+			kt[t*C+ch] = wt[ch*taps+t]
+		}
+	}
+}
+
+// smallTaps returns, when use is set, the constant kernel wt transposed for depthwiseSmall,
+// made once per node (the transpose cost as much as the 2x2 and 4x4
+// stages' arithmetic).
+func (c *kctx) smallTaps(use bool, wt []float32, C, taps int) []float32 {
+	if !use || c.n.wc == nil || len(wt) == 0 {
+		return nil
+	}
+	if e := c.n.wc.dwT.Load(); e != nil && e.src == &wt[0] && e.ch == C && e.taps == taps {
+		return e.kt
+	}
+	kt := make([]float32, C*taps)
+	transposeTaps(kt, wt, C, taps)
+	c.n.wc.dwT.Store(&dwTEntry{src: &wt[0], ch: C, taps: taps, kt: kt})
+	return kt
+}
+
 // depthwise runs the depthwise kernel that suits the plane, its channels
 // split over the backend's threads (each part an independent depthwise
-// over fewer channels of one image, with its own scratch).
-func (c *kctx) depthwise(win *window, x, wt, out []float32) error {
+// over fewer channels of one image, with its own scratch). wConst says wt
+// is a constant of the session.
+func (c *kctx) depthwise(win *window, x, wt, out []float32, wConst bool) error {
 	small := win.ow < 8 || !win.phaseable()
 	taps, plane := win.kh*win.kw, win.oh*win.ow
 	one := *win
@@ -1009,20 +1044,22 @@ func (c *kctx) depthwise(win *window, x, wt, out []float32) error {
 	if err := c.checkWork("depthwise buffer", nw, 1); err != nil {
 		return err
 	}
+	kt := c.smallTaps(small && wConst, wt, win.ch, taps) // assigned once: captured by value below
 	// about 16K multiply-adds per part at least
 	grain := max(1, partWork/max(1, plane*taps))
 	for b := 0; b < win.n; b++ {
 		if c.serial(win.ch, grain) {
-			c.depthwisePart(win, x, wt, out, small, nw, b, 0, win.ch)
+			c.depthwisePart(win, x, wt, kt, out, small, nw, b, 0, win.ch)
 			continue
 		}
-		c.parallel(win.ch, grain, func(lo, hi int) { c.depthwisePart(win, x, wt, out, small, nw, b, lo, hi) })
+		c.parallel(win.ch, grain, func(lo, hi int) { c.depthwisePart(win, x, wt, kt, out, small, nw, b, lo, hi) })
 	}
 	return nil
 }
 
-// depthwisePart runs channels [lo, hi) of image b.
-func (c *kctx) depthwisePart(win *window, x, wt, out []float32, small bool, nw, b, lo, hi int) {
+// depthwisePart runs channels [lo, hi) of image b; kt is the whole
+// kernel transposed for depthwiseSmall, or nil.
+func (c *kctx) depthwisePart(win *window, x, wt, kt, out []float32, small bool, nw, b, lo, hi int) {
 	hw, taps, plane := win.h*win.w, win.kh*win.kw, win.oh*win.ow
 	sub := *win
 	sub.n, sub.ch = 1, hi-lo
@@ -1030,7 +1067,11 @@ func (c *kctx) depthwisePart(win *window, x, wt, out []float32, small bool, nw, 
 	xs, ws, os := x[base*hw:(base+sub.ch)*hw], wt[lo*taps:hi*taps], out[base*plane:(base+sub.ch)*plane]
 	work := c.s.hostGet(nw)
 	if small {
-		depthwiseSmall(&sub, xs, ws, os, work)
+		var kts []float32
+		if kt != nil {
+			kts = kt[lo:]
+		}
+		depthwiseSmall(&sub, xs, ws, kts, win.ch, os, work)
 	} else {
 		depthwise(&sub, xs, ws, os, work)
 	}
