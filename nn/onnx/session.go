@@ -1164,7 +1164,26 @@ func (c *kctx) dots(out, a, b []float32, m, k, n int, transB bool) {
 // dotRows computes rows [lo, hi) of dots.
 func dotRows(out, a, bt []float32, k, n, lo, hi int) {
 	var acc [4]float32
-	for i := lo; i < hi; i++ {
+	var acc2 [8]float32
+	i := lo
+	if n >= 4 {
+		// two rows at a time: the four column loads are shared and eight
+		// accumulators keep the FMA units busy
+		for ; i+2 <= hi; i += 2 {
+			rows := a[i*k : (i+2)*k]
+			j := 0
+			for ; j+4 <= n; j += 4 {
+				vec.Dot4x2(&acc2, rows, k, bt[j*k:(j+4)*k], k)
+				copy(out[i*n+j:i*n+j+4], acc2[:4])
+				copy(out[(i+1)*n+j:(i+1)*n+j+4], acc2[4:])
+			}
+			for ; j < n; j++ {
+				out[i*n+j] = vec.Dot(rows[:k], bt[j*k:(j+1)*k])
+				out[(i+1)*n+j] = vec.Dot(rows[k:], bt[j*k:(j+1)*k])
+			}
+		}
+	}
+	for ; i < hi; i++ {
 		row := a[i*k : (i+1)*k]
 		j := 0
 		for ; j+4 <= n; j += 4 { // four columns share the loads of the row

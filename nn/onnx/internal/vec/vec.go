@@ -14,6 +14,7 @@
 // Dot:       sum of x[i]*y[i], in another order than a Go loop
 // Sum:       sum of x[i], likewise
 // Dot4:      out[j] = Dot(x, y[j*ldy:]) for j < 4, sharing the loads of x
+// Dot4x2:    Dot4 for two rows of x (ldx apart) at once
 // Gather2:   dst[i] = src[2*i] (src at least 2*len(dst)-1 long)
 package vec
 

@@ -169,6 +169,27 @@ func Dot4(out *[4]float32, x, y []float32, ldy int) {
 }
 
 //go:noescape
+func dot4x2AVX2(x0, x1, y *float32, ldx, ldy, n int, out *float32)
+
+// Dot4x2 is Dot4 for the rows x[0:n] and x[ldx:ldx+n] at once (n =
+// len(x) - ldx): out[r*4+j] = row r . y[j*ldy : j*ldy+n].
+func Dot4x2(out *[8]float32, x []float32, ldx int, y []float32, ldy int) {
+	n := len(x) - ldx
+	_ = y[3*ldy+n-1]
+	x0, x1 := x[:n], x[ldx:ldx+n]
+	k := body(n)
+	if k > 0 {
+		dot4x2AVX2(&x0[0], &x1[0], &y[0], ldx, ldy, k, &out[0])
+	} else {
+		*out = [8]float32{}
+	}
+	for j := 0; j < 4; j++ {
+		out[j] += dotGo(x0[k:], y[j*ldy+k:j*ldy+n])
+		out[4+j] += dotGo(x1[k:], y[j*ldy+k:j*ldy+n])
+	}
+}
+
+//go:noescape
 func gather2AVX2(dst, src *float32, n int)
 
 func Gather2(dst, src []float32) {

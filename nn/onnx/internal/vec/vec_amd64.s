@@ -420,3 +420,66 @@ taps8t:
 tapsdone:
 	VZEROUPPER
 	RET
+
+// func dot4x2AVX2(x0, x1, y *float32, ldx, ldy, n int, out *float32)
+// out[r*4+j] = sum_i xr[i] * y[j*ldy+i] for r < 2, j < 4, i < n (n a
+// multiple of 8), x1 = x0 + ldx: Dot4 for two rows at once, eight
+// independent accumulators (Dot4's four chains wait on the FMA latency)
+// and six loads per eight multiply-adds.
+TEXT ·dot4x2AVX2(SB), NOSPLIT, $0-56
+	MOVQ x0+0(FP), SI
+	MOVQ x1+8(FP), BX
+	MOVQ y+16(FP), DX
+	MOVQ ldy+32(FP), R11
+	SHLQ $2, R11
+	MOVQ n+40(FP), CX
+	MOVQ out+48(FP), DI
+	LEAQ (DX)(R11*1), R8
+	LEAQ (R8)(R11*1), R9
+	LEAQ (R9)(R11*1), R10
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	SHRQ $3, CX
+dot42loop:
+	VMOVUPS (SI), Y8
+	VMOVUPS (BX), Y9
+	VMOVUPS (DX), Y10
+	VFMADD231PS Y10, Y8, Y0
+	VFMADD231PS Y10, Y9, Y4
+	VMOVUPS (R8), Y11
+	VFMADD231PS Y11, Y8, Y1
+	VFMADD231PS Y11, Y9, Y5
+	VMOVUPS (R9), Y12
+	VFMADD231PS Y12, Y8, Y2
+	VFMADD231PS Y12, Y9, Y6
+	VMOVUPS (R10), Y13
+	VFMADD231PS Y13, Y8, Y3
+	VFMADD231PS Y13, Y9, Y7
+	ADDQ $32, SI
+	ADDQ $32, BX
+	ADDQ $32, DX
+	ADDQ $32, R8
+	ADDQ $32, R9
+	ADDQ $32, R10
+	DECQ CX
+	JNZ dot42loop
+	VHADDPS Y1, Y0, Y0
+	VHADDPS Y3, Y2, Y2
+	VHADDPS Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VMOVUPS X0, (DI)
+	VHADDPS Y5, Y4, Y4
+	VHADDPS Y7, Y6, Y6
+	VHADDPS Y6, Y4, Y4
+	VEXTRACTF128 $1, Y4, X5
+	VADDPS X5, X4, X4
+	VMOVUPS X4, 16(DI)
+	VZEROUPPER
+	RET

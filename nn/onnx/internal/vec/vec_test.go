@@ -116,6 +116,33 @@ func TestDot4(t *testing.T) {
 	}
 }
 
+func TestDot4x2(t *testing.T) {
+	rng := rand.New(rand.NewPCG(19, 20))
+	for _, n := range []int{1, 7, 8, 9, 33, 384} {
+		for _, ld := range []int{n, n + 3} {
+			for _, ldx := range []int{n, n + 5} {
+				x, y := make([]float32, ldx+n), make([]float32, 3*ld+n)
+				for i := range x {
+					x[i] = float32(rng.NormFloat64())
+				}
+				for i := range y {
+					y[i] = float32(rng.NormFloat64())
+				}
+				var got [8]float32
+				Dot4x2(&got, x, ldx, y, ld)
+				for r := 0; r < 2; r++ {
+					for j := 0; j < 4; j++ {
+						want := Dot(x[r*ldx:r*ldx+n], y[j*ld:j*ld+n])
+						if g := got[r*4+j]; math.Abs(float64(g-want)) > 1e-4*(1+math.Abs(float64(want))) {
+							t.Fatalf("n=%d ld=%d ldx=%d: [%d][%d] = %v, want %v", n, ld, ldx, r, j, g, want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 func TestGather2(t *testing.T) {
 	for _, n := range []int{0, 1, 7, 8, 9, 16, 17, 40} {
 		for _, extra := range []int{-1, 0, 1} {
