@@ -392,11 +392,8 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 	if bias != nil && addBias {
 		for b := 0; b < win.n; b++ {
 			for o := 0; o < m; o++ {
-				v := bias.F32[o]
 				row := out.F32[(b*m+o)*plane : (b*m+o+1)*plane]
-				for i := range row {
-					row[i] += v
-				}
+				vec.Affine(row, row, 1, bias.F32[o]) // x*1 + b rounds as x + b
 			}
 		}
 	}
