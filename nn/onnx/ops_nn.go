@@ -969,12 +969,7 @@ func depthwiseSmall(w *window, x, wt, kt []float32, ldk int, out, work []float32
 		transposeTaps(kt, wt, C, taps)
 	}
 	for b := 0; b < w.n; b++ {
-		img := x[b*C*hw : (b+1)*C*hw]
-		for ch := 0; ch < C; ch++ {
-			for p, v := range img[ch*hw : (ch+1)*hw] {
-				xt[p*C+ch] = v
-			}
-		}
+		vec.Transpose(xt, x[b*C*hw:(b+1)*C*hw], C, hw)
 		clear(ot)
 		for oy := 0; oy < w.oh; oy++ {
 			y0 := oy*w.sh - w.pt
@@ -992,22 +987,11 @@ func depthwiseSmall(w *window, x, wt, kt []float32, ldk int, out, work []float32
 				}
 			}
 		}
-		dst := out[b*C*plane : (b+1)*C*plane]
-		for p := 0; p < plane; p++ {
-			for ch, v := range ot[p*C : (p+1)*C] {
-				dst[ch*plane+p] = v
-			}
-		}
+		vec.Transpose(out[b*C*plane:(b+1)*C*plane], ot, plane, C)
 	}
 }
 
-func transposeTaps(kt, wt []float32, C, taps int) {
-	for ch := 0; ch < C; ch++ {
-		for t := 0; t < taps; t++ {
-			kt[t*C+ch] = wt[ch*taps+t]
-		}
-	}
-}
+func transposeTaps(kt, wt []float32, C, taps int) { vec.Transpose(kt, wt, C, taps) }
 
 // smallTaps returns, when use is set, the constant kernel wt transposed for depthwiseSmall,
 // made once per node (the transpose cost as much as the 2x2 and 4x4
@@ -1030,7 +1014,7 @@ func (c *kctx) smallTaps(use bool, wt []float32, C, taps int) []float32 {
 // over fewer channels of one image, with its own scratch). wConst says wt
 // is a constant of the session.
 func (c *kctx) depthwise(win *window, x, wt, out []float32, wConst bool) error {
-	small := win.ow < 8 || !win.phaseable()
+	small := win.ow < 9 || !win.phaseable()
 	taps, plane := win.kh*win.kw, win.oh*win.ow
 	one := *win
 	one.n = 1

@@ -15,6 +15,7 @@
 // Sum:       sum of x[i], likewise
 // Dot4:      out[j] = Dot(x, y[j*ldy:]) for j < 4, sharing the loads of x
 // Dot4x2:    Dot4 for two rows of x (ldx apart) at once
+// Transpose: a row-major matrix transposed
 // Gather2:   dst[i] = src[2*i] (src at least 2*len(dst)-1 long)
 package vec
 
@@ -123,5 +124,19 @@ func tapsGo(dst, src []float32, offs []int, wts []float32, from int) {
 			acc += wts[t] * src[o+from+i]
 		}
 		dst[i] = acc
+	}
+}
+
+// transposeTail transposes what the 8x8 blocks [0, r8) x [0, c8) left.
+func transposeTail(dst, src []float32, rows, cols, r8, c8 int) {
+	for r := 0; r < rows; r++ {
+		c0 := 0
+		if r < r8 {
+			c0 = c8
+		}
+		row := src[r*cols : (r+1)*cols]
+		for c := c0; c < cols; c++ {
+			dst[c*rows+r] = row[c]
+		}
 	}
 }

@@ -227,3 +227,22 @@ func Taps(dst, src []float32, offs []int, wts []float32) {
 	}
 	tapsGo(dst[b:], src, offs, wts, b)
 }
+
+//go:noescape
+func transpose8AVX2(dst, src *float32, lds, ldd int)
+
+// Transpose writes the rows x cols matrix src (row-major) transposed into
+// dst: dst[c*rows+r] = src[r*cols+c], in 8x8 blocks.
+func Transpose(dst, src []float32, rows, cols int) {
+	_, _ = src[:rows*cols], dst[:rows*cols]
+	r8, c8 := rows&^7, cols&^7
+	if !haveAVX2 {
+		r8, c8 = 0, 0
+	}
+	for r := 0; r < r8; r += 8 {
+		for c := 0; c < c8; c += 8 {
+			transpose8AVX2(&dst[c*rows+r], &src[r*cols+c], cols, rows)
+		}
+	}
+	transposeTail(dst, src, rows, cols, r8, c8)
+}

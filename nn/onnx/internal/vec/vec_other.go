@@ -31,3 +31,5 @@ func Dot4x2(out *[8]float32, x []float32, ldx int, y []float32, ldy int) {
 func Gather2(dst, src []float32) { gather2Go(dst, src) }
 
 func Taps(dst, src []float32, offs []int, wts []float32) { tapsGo(dst, src, offs, wts, 0) }
+
+func Transpose(dst, src []float32, rows, cols int) { transposeTail(dst, src, rows, cols, 0, 0) }

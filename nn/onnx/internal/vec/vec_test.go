@@ -203,3 +203,22 @@ func TestTaps(t *testing.T) {
 	}()
 	Taps(make([]float32, 8), src, []int{len(src) - 4}, []float32{1})
 }
+
+func TestTranspose(t *testing.T) {
+	for _, sz := range [][2]int{{1, 1}, {3, 5}, {8, 8}, {16, 24}, {9, 17}, {96, 64}, {200, 4}, {4, 200}, {13, 8}} {
+		rows, cols := sz[0], sz[1]
+		src := make([]float32, rows*cols)
+		for i := range src {
+			src[i] = float32(i)
+		}
+		dst := make([]float32, rows*cols)
+		Transpose(dst, src, rows, cols)
+		for r := 0; r < rows; r++ {
+			for c := 0; c < cols; c++ {
+				if dst[c*rows+r] != src[r*cols+c] {
+					t.Fatalf("%dx%d: [%d,%d] = %v, want %v", rows, cols, c, r, dst[c*rows+r], src[r*cols+c])
+				}
+			}
+		}
+	}
+}
