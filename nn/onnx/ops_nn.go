@@ -813,13 +813,17 @@ func depthwise(w *window, x, wt, out, work []float32) {
 			img := x[(b*w.ch+ch)*w.h*w.w:][:w.h*w.w]
 			k := wt[ch*w.kh*w.kw:][:w.kh*w.kw]
 			dst := out[(b*w.ch+ch)*plane:][:plane]
+			if planned {
+				// Only the image's rows: no output the plan keeps reads a
+				// pad row (its taps skip them, and a row's reads stay
+				// inside its phase rows).
+				splitPhasesCore(w, img, dec, h2, w2, planeSz, 0, false)
+				pl.run(dec, k, dst, tmp, w2, w.ow)
+				continue
+			}
 			splitPhases(w, img, dec, h2, w2, planeSz)
 			if w.kh*w.kw <= maxRegTaps {
-				if planned {
-					pl.run(dec, k, tmp, w2)
-				} else {
-					depthwiseRows(w, dec, k, tmp, w2, planeSz)
-				}
+				depthwiseRows(w, dec, k, tmp, w2, planeSz)
 				for oy := 0; oy < w.oh; oy++ {
 					copy(dst[oy*w.ow:(oy+1)*w.ow], tmp[oy*w2:oy*w2+w.ow])
 				}
@@ -898,20 +902,34 @@ func (p *dwPlan) make(w *window, w2, planeSz int) bool {
 	return true
 }
 
-// run is depthwiseRows on the plan: one channel's work plane tmp from its
-// phase planes dec and kernel k.
-func (p *dwPlan) run(dec, k, tmp []float32, w2 int) {
+// run is depthwiseRows on the plan, into the output: one channel's output
+// plane dst (rows of ow) from its phase planes dec (rows of w2) and
+// kernel k. A run of several narrow rows is one Taps call over its rows
+// in tmp (the columns past ow, computed from whatever follows a row in
+// dec, are dropped when the rows are copied out); a single row, or rows
+// of 64 and more, are summed straight into dst.
+func (p *dwPlan) run(dec, k, dst, tmp []float32, w2, ow int) {
 	var wts [maxRegTaps]float32
 	for _, r := range p.runs[:p.nr] {
 		if r.t0 == r.t1 {
-			clear(tmp[r.oy0*w2 : r.oy1*w2])
+			clear(dst[r.oy0*ow : r.oy1*ow])
 			continue
 		}
 		n := r.t1 - r.t0
 		for i, t := range p.idx[r.t0:r.t1] {
 			wts[i] = k[t]
 		}
-		vec.Taps(tmp[r.oy0*w2:r.oy1*w2], dec, p.offs[r.t0:r.t1], wts[:n])
+		if r.oy1-r.oy0 > 1 && ow < 64 {
+			rows := tmp[:(r.oy1-r.oy0)*w2]
+			vec.Taps(rows, dec, p.offs[r.t0:r.t1], wts[:n])
+			for oy := r.oy0; oy < r.oy1; oy++ {
+				copy(dst[oy*ow:(oy+1)*ow], rows[(oy-r.oy0)*w2:])
+			}
+			continue
+		}
+		for oy := r.oy0; oy < r.oy1; oy++ {
+			vec.Taps(dst[oy*ow:(oy+1)*ow], dec[(oy-r.oy0)*w2:], p.offs[r.t0:r.t1], wts[:n])
+		}
 	}
 }
 
@@ -1094,14 +1112,31 @@ func splitPhases(w *window, img, dec []float32, h2, w2, planeSz int) {
 
 // splitPhasesPad is splitPhases with pad as the value outside the image.
 func splitPhasesPad(w *window, img, dec []float32, h2, w2, planeSz int, pad float32) {
+	splitPhasesCore(w, img, dec, h2, w2, planeSz, pad, true)
+}
+
+// splitPhasesCore is splitPhasesPad; without padRows the rows that lie in
+// the top and bottom pads and the spare row are left unwritten (for a
+// reader that never reads them).
+func splitPhasesCore(w *window, img, dec []float32, h2, w2, planeSz int, pad float32, padRows bool) {
 	for py := 0; py < w.sh; py++ {
 		for px := 0; px < w.sw; px++ {
 			p := dec[(py*w.sw+px)*planeSz:][:planeSz]
+			// stride 2: row[j] = src[ix+2j] for j in [j0, j1), the same
+			// for every row
+			var j0, j1 int
+			if w.sw == 2 {
+				j0, j1 = tapRange(px-w.pl, 2, w2, w.w)
+				j0 = min(j0, w2)
+				j1 = min(max(j1, j0), w2)
+			}
 			for y2 := 0; y2 <= h2; y2++ {
 				row := p[y2*w2 : (y2+1)*w2]
 				iy := y2*w.sh + py - w.pt
 				if iy < 0 || iy >= w.h || y2 == h2 {
-					fill(row, pad)
+					if padRows {
+						fill(row, pad)
+					}
 					continue
 				}
 				src := img[iy*w.w : (iy+1)*w.w]
@@ -1115,10 +1150,6 @@ func splitPhasesPad(w *window, img, dec []float32, h2, w2, planeSz int, pad floa
 				}
 				ix := px - w.pl
 				if w.sw == 2 {
-					// row[j] = src[ix+2j] where that is inside the image
-					j0, j1 := tapRange(ix, 2, len(row), w.w)
-					j0 = min(j0, len(row))
-					j1 = min(max(j1, j0), len(row))
 					fill(row[:j0], pad)
 					if j1 > j0 {
 						vec.Gather2(row[j0:j1], src[ix+2*j0:])

@@ -353,7 +353,7 @@ g2loop:
 // dst[i] = sum_t wts[t] * src[offs[t]+i] for i < n (n a multiple of 8,
 // ntaps >= 1): a depthwise convolution's taps summed in registers, 64
 // outputs at a time (eight accumulators hide the FMA latency), then 32,
-// then 8.
+// 16, then 8.
 TEXT ·tapsAVX2(SB), NOSPLIT, $0-48
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
@@ -404,7 +404,7 @@ taps32:
 	// 32 outputs: four accumulators (a row of a short plane, often
 	// 64 + 32 + a few, spent most of its time in the one-accumulator loop)
 	CMPQ CX, $32
-	JLT taps8
+	JLT taps16
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -429,6 +429,28 @@ taps32t:
 	ADDQ $128, SI
 	SUBQ $32, CX
 	JMP taps32
+taps16:
+	// 16 outputs on two accumulators (a stride-2 stage's 16-wide rows)
+	CMPQ CX, $16
+	JLT taps8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	XORQ BX, BX
+taps16t:
+	MOVQ (R8)(BX*8), AX
+	LEAQ (SI)(AX*4), DX
+	VBROADCASTSS (R9)(BX*4), Y8
+	VFMADD231PS (DX), Y8, Y0
+	VFMADD231PS 32(DX), Y8, Y1
+	INCQ BX
+	CMPQ BX, R10
+	JLT taps16t
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ $64, DI
+	ADDQ $64, SI
+	SUBQ $16, CX
+	JMP taps16
 taps8:
 	CMPQ CX, $8
 	JLT tapsdone

@@ -172,7 +172,7 @@ func TestTaps(t *testing.T) {
 	for i := range src {
 		src[i] = float32(rng.NormFloat64())
 	}
-	for _, n := range []int{0, 1, 7, 8, 9, 32, 40, 63, 64, 65, 100, 130, 200} {
+	for _, n := range []int{0, 1, 7, 8, 9, 16, 24, 32, 40, 56, 63, 64, 65, 100, 130, 200} {
 		for _, nt := range []int{1, 2, 9, 25} {
 			offs, wts := make([]int, nt), make([]float32, nt)
 			for i := range offs {
