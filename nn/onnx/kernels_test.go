@@ -378,3 +378,77 @@ func TestConvPaths(t *testing.T) {
 		}
 	}
 }
+
+// TestConvTransposeTiled: a ConvTranspose whose kernel equals its stride
+// (written into place) against the definition, with and without bias,
+// 2-D and 1-D, groups.
+func TestConvTransposeTiled(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	ints := func(name string, v ...int64) *pb.AttributeProto {
+		return &pb.AttributeProto{Name: strp(name), Type: attrTypep(pb.AttributeProto_INTS), Ints: v}
+	}
+	for _, tc := range []struct{ ch, h, w, mg, g, kh, kw int }{
+		{24, 5, 7, 24, 1, 2, 2}, {3, 4, 5, 2, 1, 3, 3}, {4, 3, 6, 3, 2, 2, 3}, {5, 1, 9, 4, 1, 1, 2},
+	} {
+		for _, withBias := range []bool{false, true} {
+			wt := randTensor(rng, "w", false, int64(tc.ch), int64(tc.mg), int64(tc.kh), int64(tc.kw))
+			inputs := []string{"x", "w"}
+			init := []*pb.TensorProto{wt}
+			m := tc.mg * tc.g
+			var bias []float32
+			if withBias {
+				bt := randTensor(rng, "b", false, int64(m))
+				bias = bt.FloatData
+				inputs = append(inputs, "b")
+				init = append(init, bt)
+			}
+			g := &pb.GraphProto{Name: strp("ct"),
+				Node: []*pb.NodeProto{nodep("ConvTranspose", "ct", inputs, []string{"y"},
+					&pb.AttributeProto{Name: strp("group"), Type: attrTypep(pb.AttributeProto_INT), I: i64p(int64(tc.g))},
+					ints("strides", int64(tc.kh), int64(tc.kw)))},
+				Initializer: init,
+				Input:       []*pb.ValueInfoProto{valueProto("x", nn.Float32, 1, tc.ch, tc.h, tc.w)},
+				Output:      []*pb.ValueInfoProto{valueProto("y", nn.Float32)}}
+			md, err := Decode(marshal(t, model(13, g)), "ct.onnx", "", Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			be, _ := gpu.NewCPUWithConfig(gpu.CPUConfig{Threads: 1})
+			s, err := NewSession(md, be)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x, _ := nn.New(nn.Float32, []int{1, tc.ch, tc.h, tc.w}, 1<<20)
+			for i := range x.F32 {
+				x.F32[i] = float32(rng.NormFloat64())
+			}
+			out, err := s.Run(map[string]*nn.Tensor{"x": x})
+			s.Close()
+			if err != nil {
+				t.Fatalf("%+v: %v", tc, err)
+			}
+			oh, ow := tc.h*tc.kh, tc.w*tc.kw
+			cg := tc.ch / tc.g
+			got := out["y"].F32
+			for o := 0; o < m; o++ {
+				gi, oc := o/tc.mg, o%tc.mg
+				for oy := 0; oy < oh; oy++ {
+					for ox := 0; ox < ow; ox++ {
+						iy, ki, ix, kj := oy/tc.kh, oy%tc.kh, ox/tc.kw, ox%tc.kw
+						var want float64
+						if withBias {
+							want = float64(bias[o])
+						}
+						for c := 0; c < cg; c++ {
+							ci := gi*cg + c
+							want += float64(x.F32[(ci*tc.h+iy)*tc.w+ix]) * float64(wt.FloatData[((ci*tc.mg+oc)*tc.kh+ki)*tc.kw+kj])
+						}
+						if v := got[(o*oh+oy)*ow+ox]; math.Abs(float64(v)-want) > 1e-4*(1+math.Abs(want)) {
+							t.Fatalf("%+v bias %v: [%d,%d,%d] = %v, want %v", tc, withBias, o, oy, ox, v, want)
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -1011,7 +1011,8 @@ func depthwiseSmall(w *window, x, wt, kt []float32, ldk int, out, work []float32
 
 func transposeTaps(kt, wt []float32, C, taps int) { vec.Transpose(kt, wt, C, taps) }
 
-// smallTaps returns, when use is set, the constant kernel wt transposed for depthwiseSmall,
+// smallTaps returns, when use is set, the constant kernel wt ([C][taps])
+// transposed for depthwiseSmall (or ConvTranspose's product),
 // made once per node (the transpose cost as much as the 2x2 and 4x4
 // stages' arithmetic).
 func (c *kctx) smallTaps(use bool, wt []float32, C, taps int) []float32 {
