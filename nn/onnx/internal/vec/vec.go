@@ -19,6 +19,8 @@
 // Gather2:   dst[i] = src[2*i] (src at least 2*len(dst)-1 long)
 package vec
 
+import "math"
+
 func axpyGo(dst, x []float32, a float32) {
 	x = x[:len(dst)]
 	for i := range dst {
@@ -58,7 +60,9 @@ func hardSwishGo(dst, x []float32) {
 	x = x[:len(dst)]
 	for i := range dst {
 		v := x[i]
-		dst[i] = v * min(max(v/6+0.5, 0), 1)
+		// one rounding of v/6 + 1/2, as the FMA of the AVX2 kernel
+		h := float32(math.FMA(float64(v), float64(float32(1.0/6)), 0.5))
+		dst[i] = v * min(max(h, 0), 1)
 	}
 }
 

@@ -107,26 +107,28 @@ addloop:
 	RET
 
 // func hardSwishAVX2(dst, x *float32, n int)
-// dst[i] = x[i] * min(max(x[i]/6 + 0.5, 0), 1)
+// dst[i] = x[i] * min(max(x[i]*(1/6) + 0.5, 0), 1): one FMA, no division
+// (VDIVPS, with the constants moved in through legacy-SSE MOVs, made this
+// kernel 40x slower than an affine one on the SPR-class VM).
 TEXT ·hardSwishAVX2(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), DI
 	MOVQ x+8(FP), SI
 	MOVQ n+16(FP), CX
-	MOVL $0x40c00000, AX // 6.0
-	MOVL AX, X0
+	MOVL $0x3e2aaaab, AX // 1/6
+	VMOVD AX, X0
 	VBROADCASTSS X0, Y0
 	MOVL $0x3f000000, AX // 0.5
-	MOVL AX, X4
+	VMOVD AX, X4
 	VBROADCASTSS X4, Y4
 	MOVL $0x3f800000, AX // 1.0
-	MOVL AX, X5
+	VMOVD AX, X5
 	VBROADCASTSS X5, Y5
 	VXORPS Y6, Y6, Y6
 	SHRQ $3, CX
 hswloop:
 	VMOVUPS (SI), Y1
-	VDIVPS Y0, Y1, Y2
-	VADDPS Y4, Y2, Y2
+	VMOVAPS Y4, Y2
+	VFMADD231PS Y0, Y1, Y2 // x/6 + 0.5
 	VMAXPS Y2, Y6, Y2
 	VMINPS Y2, Y5, Y2
 	VMULPS Y2, Y1, Y1
