@@ -109,7 +109,8 @@ addloop:
 // func hardSwishAVX2(dst, x *float32, n int)
 // dst[i] = x[i] * min(max(x[i]*(1/6) + 0.5, 0), 1): one FMA, no division
 // (VDIVPS, with the constants moved in through legacy-SSE MOVs, made this
-// kernel 40x slower than an affine one on the SPR-class VM).
+// kernel 40x slower than an affine one on this VM; which of the two was
+// the cost was not measured).
 TEXT ·hardSwishAVX2(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), DI
 	MOVQ x+8(FP), SI
