@@ -45,7 +45,8 @@ const (
 	eLeakyRelu
 	eSigmoid
 	eTanh
-	eAffine // x*a + b, made by simplifyEpilogue from Mul and Add by scalars
+	eAffine   // x*a + b, made by simplifyEpilogue from Mul and Add by scalars
+	eLeakyMax // max(LeakyRelu(x, a), b), from LeakyRelu then Max with a scalar
 )
 
 func (k epiKind) binary() bool { return k <= eMin }
@@ -92,6 +93,9 @@ type epiStep struct {
 type epilogue struct {
 	steps []epiStep
 	ops   []string // the fused nodes' op types, for logs and tests
+	// biasFirst: step 0 is a LeakyMax of the conv output that nothing else
+	// reads, so the bias is added inside it (one pass, not two)
+	biasFirst bool
 }
 
 // epiUnary maps the fusible unary operators.
@@ -213,7 +217,8 @@ func fuseEpilogues(nodes []*node, consts map[string]*nn.Tensor, keep map[string]
 			fused.inputs = append(append([]string{}, p.inputs...), make([]string, 3-min(3, len(p.inputs)))...)
 			fused.inputs = append(fused.inputs, exts[:nExt]...)
 			fused.outputs = []string{final}
-			fused.epi = &epilogue{steps: simplifyEpilogue(append([]epiStep(nil), steps[:k]...)), ops: append([]string(nil), ops[:k]...)}
+			prog := simplifyEpilogue(append([]epiStep(nil), steps[:k]...))
+			fused.epi = &epilogue{steps: prog, ops: append([]string(nil), ops[:k]...), biasFirst: biasFirst(prog)}
 			used[pi] = true
 			for _, m := range members[:k] {
 				used[m] = true
@@ -233,6 +238,22 @@ func fuseEpilogues(nodes []*node, consts map[string]*nn.Tensor, keep map[string]
 		}
 	}
 	return res
+}
+
+// biasFirst reports whether the conv's bias can be added inside step 0
+// (see epilogue.biasFirst).
+func biasFirst(steps []epiStep) bool {
+	if len(steps) == 0 || steps[0].op != eLeakyMax || steps[0].in[0].kind != argReg || steps[0].in[0].reg != 0 {
+		return false
+	}
+	for _, st := range steps[1:] {
+		for j, a := range st.in {
+			if a.kind == argReg && a.reg == 0 && (j == 0 || st.op.binary()) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // simplifyEpilogue rewrites spelled-out patterns of a program into fewer
@@ -292,6 +313,19 @@ func simplifyEpilogue(steps []epiStep) []epiStep {
 				out = append(out, epiStep{op: eHardSwish, in: [2]epiArg{x}})
 				remap[i+4] = len(out)
 				i += 4
+				continue
+			}
+		}
+		// LeakyMax: i LeakyRelu(x), i+1 Max(that, c), c a scalar
+		if i+1 < len(steps) && st.op == eLeakyRelu && st.a >= 0 && st.a <= 1 && steps[i+1].op == eMax && uses[i+1] == 1 {
+			if c, ok := other(&steps[i+1], i+1); ok && anyScalar(c) && c.vals[0] == c.vals[0] {
+				x := st.in[0]
+				if x.kind == argReg {
+					x.reg = remap[x.reg]
+				}
+				out = append(out, epiStep{op: eLeakyMax, in: [2]epiArg{x}, a: st.a, b: c.vals[0]})
+				remap[i+2] = len(out)
+				i += 2
 				continue
 			}
 		}
@@ -477,15 +511,28 @@ func (e *epilogue) run(out, bias []float32, p0, planes, ch, plane int, ext [][]f
 		}
 		k := &chunk{at: at, n: n, gp: gp, p0: p0, plane: plane, ch: ch, one: at+n <= (lp+1)*plane}
 		r0 := out[at : at+n]
-		if bias != nil {
+		first := 0
+		if bias != nil && e.biasFirst && k.one {
+			// the bias inside step 0 (a LeakyMax of r0 alone)
+			st := &e.steps[0]
+			dst := regs[1][:n]
+			if last == 0 {
+				dst = r0
+			}
+			vec.LeakyMax(dst, r0, bias[gp%ch], st.a, st.b)
+			view[0], view[1] = r0, dst
+			first = 1
+		} else if bias != nil {
 			if k.one {
 				vec.Affine(r0, r0, 1, bias[gp%ch])
 			} else {
 				vec.Add(r0, r0, k.spread(spread[2][:n], bias))
 			}
 		}
-		view[0] = r0
-		for si := range e.steps {
+		if first == 0 {
+			view[0] = r0
+		}
+		for si := first; si < len(e.steps); si++ {
 			st := &e.steps[si]
 			dst := regs[si+1][:n]
 			if si == last {
@@ -553,6 +600,8 @@ func (e *epilogue) step(st *epiStep, dst []float32, regs [][]float32, k *chunk, 
 			vec.HardSwish(dst, x)
 		case eAffine:
 			vec.Affine(dst, x, st.a, st.b)
+		case eLeakyMax:
+			vec.LeakyMax(dst, x, 0, st.a, st.b)
 		case eLeakyRelu:
 			vec.LeakyRelu(dst, x, st.a)
 		default:

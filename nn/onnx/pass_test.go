@@ -122,6 +122,10 @@ func TestFuseEpilogue(t *testing.T) {
 			nodep("Div", "dv", []string{"f", "six"}, []string{"g"}),
 			nodep("Mul", "m2", []string{"g", "six"}, []string{"h"}),
 			nodep("Add", "a2", []string{"h", "one"}, []string{"y"})}, 1},
+		{"LeakyRelu, Max with a constant (one LeakyMax step)", []*pb.NodeProto{
+			nodep("LeakyRelu", "lr", []string{"c"}, []string{"b"},
+				&pb.AttributeProto{Name: strp("alpha"), Type: attrTypep(pb.AttributeProto_FLOAT), F: func() *float32 { f := float32(0.2); return &f }()}),
+			nodep("Max", "mx", []string{"one", "b"}, []string{"y"})}, 1},
 		{"residual Add, LeakyRelu, Max", []*pb.NodeProto{
 			nodep("Add", "res", []string{"c", "r"}, []string{"a"}),
 			nodep("LeakyRelu", "lr", []string{"a"}, []string{"b"},
@@ -167,6 +171,11 @@ func TestFuseEpilogue(t *testing.T) {
 			}
 			if tc.steps == 1 && fused.main.steps[0].op != "FusedConv" {
 				t.Fatalf("the plan runs %s", fused.main.steps[0].op)
+			}
+			if strings.HasPrefix(tc.name, "LeakyRelu, Max") {
+				if e := fused.main.steps[0].epi; len(e.steps) != 1 || e.steps[0].op != eLeakyMax || !e.biasFirst {
+					t.Fatalf("program %+v, want one LeakyMax with the bias inside", e)
+				}
 			}
 			if strings.HasPrefix(tc.name, "scalar affine") {
 				var kinds []epiKind

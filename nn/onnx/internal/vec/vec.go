@@ -16,6 +16,7 @@
 // Dot4:      out[j] = Dot(x, y[j*ldy:]) for j < 4, sharing the loads of x
 // Dot4x2:    Dot4 for two rows of x (ldx apart) at once
 // Transpose: a row-major matrix transposed
+// LeakyMax:  dst[i] = max(LeakyRelu(x[i] + b, a), c)
 // Gather2:   dst[i] = src[2*i] (src at least 2*len(dst)-1 long)
 package vec
 
@@ -63,6 +64,20 @@ func hardSwishGo(dst, x []float32) {
 		// one rounding of v/6 + 1/2, as the FMA of the AVX2 kernel
 		h := float32(math.FMA(float64(v), float64(float32(1.0/6)), 0.5))
 		dst[i] = v * min(max(h, 0), 1)
+	}
+}
+
+func leakyMaxGo(dst, x []float32, b, a, c float32) {
+	x = x[:len(dst)]
+	for i := range dst {
+		v := x[i] + b
+		if v < 0 {
+			v *= a
+		}
+		if v < c { // a NaN stays
+			v = c
+		}
+		dst[i] = v
 	}
 }
 

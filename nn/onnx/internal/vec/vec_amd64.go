@@ -90,6 +90,21 @@ func HardSwish(dst, x []float32) {
 	hardSwishGo(dst[k:], x[k:])
 }
 
+//go:noescape
+func leakyMaxAVX2(dst, x *float32, n int, b, a, c float32)
+
+func LeakyMax(dst, x []float32, b, a, c float32) {
+	x = x[:len(dst)]
+	k := 0
+	if a >= 0 && a <= 1 {
+		k = body(len(dst))
+	}
+	if k > 0 {
+		leakyMaxAVX2(&dst[0], &x[0], k, b, a, c)
+	}
+	leakyMaxGo(dst[k:], x[k:], b, a, c)
+}
+
 func LeakyRelu(dst, x []float32, a float32) {
 	x = x[:len(dst)]
 	k := 0

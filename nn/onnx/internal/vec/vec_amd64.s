@@ -161,6 +161,32 @@ leakyloop:
 	VZEROUPPER
 	RET
 
+// func leakyMaxAVX2(dst, x *float32, n int, b, a, c float32)
+// dst[i] = max(max(y, a*y), c) with y = x[i] + b: a bias, LeakyRelu and a
+// Max with a constant in one pass (embedding_model's epilogue), the same
+// operations and NaN rules as Affine, leakyAVX2 and Clamp one after another.
+TEXT ·leakyMaxAVX2(SB), NOSPLIT, $0-36
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS b+24(FP), Y4
+	VBROADCASTSS a+28(FP), Y0
+	VBROADCASTSS c+32(FP), Y5
+	SHRQ $3, CX
+lmaxloop:
+	VMOVUPS (SI), Y1
+	VADDPS Y4, Y1, Y1
+	VMULPS Y1, Y0, Y2
+	VMAXPS Y1, Y2, Y1
+	VMAXPS Y1, Y5, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ lmaxloop
+	VZEROUPPER
+	RET
+
 // func dotAVX2(x, y *float32, n int) float32
 // sum of x[i]*y[i], four accumulators
 TEXT ·dotAVX2(SB), NOSPLIT, $0-28

@@ -33,3 +33,5 @@ func Gather2(dst, src []float32) { gather2Go(dst, src) }
 func Taps(dst, src []float32, offs []int, wts []float32) { tapsGo(dst, src, offs, wts, 0) }
 
 func Transpose(dst, src []float32, rows, cols int) { transposeTail(dst, src, rows, cols, 0, 0) }
+
+func LeakyMax(dst, x []float32, b, a, c float32) { leakyMaxGo(dst, x, b, a, c) }

@@ -25,6 +25,16 @@ func TestKernels(t *testing.T) {
 		{"Max", Max, maxGo},
 		{"Max/swapped", func(d, x, y []float32) { Max(d, y, x) }, func(d, x, y []float32) { maxGo(d, y, x) }},
 		{"HardSwish", func(d, x, _ []float32) { HardSwish(d, x) }, func(d, x, _ []float32) { hardSwishGo(d, x) }},
+		{"LeakyMax", func(d, x, _ []float32) { LeakyMax(d, x, 0.3, 0.2, -0.5) }, func(d, x, _ []float32) {
+			// the unfused steps: bias, LeakyRelu, Max with a constant
+			affineGo(d, x, 1, 0.3)
+			leakyGo(d, d, 0.2)
+			for i, v := range d {
+				if v < -0.5 {
+					d[i] = -0.5
+				}
+			}
+		}},
 		{"LeakyRelu", func(d, x, _ []float32) { LeakyRelu(d, x, 0.2) }, func(d, x, _ []float32) { leakyGo(d, x, 0.2) }},
 		{"LeakyRelu/a>1", func(d, x, _ []float32) { LeakyRelu(d, x, 3) }, func(d, x, _ []float32) { leakyGo(d, x, 3) }},
 	}
