@@ -10,6 +10,7 @@ import (
 	"github.com/fennec-edge/fennec/gpu"
 	"github.com/fennec-edge/fennec/nn"
 	pb "github.com/fennec-edge/fennec/nn/onnx/internal/onnxpb"
+	"github.com/fennec-edge/fennec/nn/onnx/internal/vec"
 )
 
 // naiveDepthwise is the textbook definition the fast kernel must match.
@@ -450,5 +451,80 @@ func TestConvTransposeTiled(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestTranspose2D: every perm of some rank-3 and rank-4 shapes (unit axes
+// included) that transpose2D takes gives, as batched 2-D transposes, what
+// the index definition gives; the rotations it must take are taken.
+func TestTranspose2D(t *testing.T) {
+	var perms func(n int) [][]int64
+	perms = func(n int) [][]int64 {
+		if n == 1 {
+			return [][]int64{{0}}
+		}
+		var out [][]int64
+		for _, p := range perms(n - 1) {
+			for i := 0; i <= len(p); i++ {
+				q := append(append(append([]int64{}, p[:i]...), int64(n-1)), p[i:]...)
+				out = append(out, q)
+			}
+		}
+		return out
+	}
+	taken := 0
+	for _, shape := range [][]int{{1, 1, 257, 5}, {2, 3, 4}, {3, 1, 5, 2}, {2, 3, 4, 5}, {1, 9, 1, 8}} {
+		n := 1
+		for _, d := range shape {
+			n *= d
+		}
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(i)
+		}
+		for _, perm := range perms(len(shape)) {
+			batch, rows, cols, ok := transpose2D(shape, perm)
+			if !ok {
+				continue
+			}
+			taken++
+			if batch*rows*cols != n {
+				t.Fatalf("%v %v: %d x %d x %d for %d elements", shape, perm, batch, rows, cols, n)
+			}
+			got := make([]float32, n)
+			for b := 0; b < batch; b++ {
+				o := b * rows * cols
+				vec.Transpose(got[o:o+rows*cols], x[o:o+rows*cols], rows, cols)
+			}
+			// the definition: out[idx] = x[idx permuted back]
+			oshape := make([]int, len(shape))
+			for i, p := range perm {
+				oshape[i] = shape[p]
+			}
+			st := strides(shape)
+			idx := make([]int, len(shape))
+			for j := 0; j < n; j++ {
+				r, src := j, 0
+				for i := len(oshape) - 1; i >= 0; i-- {
+					idx[i] = r % oshape[i]
+					r /= oshape[i]
+				}
+				for i, p := range perm {
+					src += idx[i] * st[p]
+				}
+				if got[j] != x[src] {
+					t.Fatalf("%v perm %v: [%d] = %v, want %v", shape, perm, j, got[j], x[src])
+				}
+			}
+		}
+	}
+	if _, _, _, ok := transpose2D([]int{1, 1, 257, 5}, []int64{0, 1, 3, 2}); !ok {
+		t.Fatal("the melspectrogram's transpose was not taken")
+	}
+	if _, _, _, ok := transpose2D([]int{2, 3, 4}, []int64{1, 0, 2}); ok {
+		t.Fatal("a swap that is not a rotation was taken")
+	}
+	if taken < 10 {
+		t.Fatalf("only %d perms taken", taken)
 	}
 }

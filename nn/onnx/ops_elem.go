@@ -330,6 +330,17 @@ func binF32(k binKind) (func(x, y float32) float32, error) {
 
 func binOp(k binKind) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	return func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+		if x, y := in[0], in[1]; k == bPow && x.DType == nn.Float32 && y.DType == nn.Float32 &&
+			len(y.F32) == 1 && y.F32[0] == 2 && len(y.Shape) <= len(x.Shape) {
+			// Pow(x, 2), the melspectrogram's power spectrum: x*x, which
+			// is what float32(math.Pow(x, 2)) rounds to as well
+			out, err := c.allocFull(nn.Float32, x.Shape)
+			if err != nil {
+				return nil, err
+			}
+			vec.Mul(out.F32, x.F32, x.F32)
+			return c.one(out), nil
+		}
 		out, err := binaryOp(c, k, in[0], in[1])
 		if err != nil {
 			return nil, err
