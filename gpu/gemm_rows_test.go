@@ -44,6 +44,35 @@ func TestSgemmRows(t *testing.T) {
 					t.Fatalf("threads %d %v: [%d] = %v, want %v", threads, sz, i, got[i], want[i])
 				}
 			}
+			// SgemmRowsLd: rows of c 3 apart past n, the gaps untouched
+			ldc := n + 3
+			strided := make([]float32, (m-1)*ldc+n)
+			for i := range strided {
+				strided[i] = -7
+			}
+			if err := cpu.SgemmRowsLd(m, n, k, a, b, rows, strided, ldc); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < m; i++ {
+				for j := 0; j < ldc && i*ldc+j < len(strided); j++ {
+					v := strided[i*ldc+j]
+					if j >= n {
+						if v != -7 {
+							t.Fatalf("threads %d %v: ldc gap [%d,%d] written: %v", threads, sz, i, j, v)
+						}
+						continue
+					}
+					if w := want[i*n+j]; math.Abs(float64(v-w)) > 1e-4*(1+math.Abs(float64(w))) {
+						t.Fatalf("threads %d %v ldc %d: [%d,%d] = %v, want %v", threads, sz, ldc, i, j, v, w)
+					}
+				}
+			}
+		}
+		if err := cpu.SgemmRowsLd(2, 4, 1, []float32{1, 1}, make([]float32, 5), []int{0}, make([]float32, 8), 5); err == nil {
+			t.Fatal("a c shorter than (m-1)*ldc+n was accepted")
+		}
+		if err := cpu.SgemmRowsLd(1, 4, 1, []float32{1}, make([]float32, 5), []int{0}, make([]float32, 8), 3); err == nil {
+			t.Fatal("ldc < n was accepted")
 		}
 		if err := cpu.SgemmRows(1, 4, 1, []float32{1}, make([]float32, 5), []int{2}, make([]float32, 4)); err == nil {
 			t.Fatal("a row past the end of b was accepted")

@@ -10,6 +10,7 @@ import (
 	"github.com/fennec-edge/fennec/gpu"
 	"github.com/fennec-edge/fennec/nn"
 	pb "github.com/fennec-edge/fennec/nn/onnx/internal/onnxpb"
+	"github.com/fennec-edge/fennec/nn/onnx/internal/vec"
 )
 
 // naiveDepthwise is the textbook definition the fast kernel must match.
@@ -71,8 +72,26 @@ func TestDepthwiseKernel(t *testing.T) {
 			naiveDepthwise(w, x, wt, want)
 			small := make([]float32, len(got))
 			depthwise(w, x, wt, got, work)
-			depthwiseSmall(w, x, wt, small, make([]float32, depthwiseSmallWork(w)))
-			for name, res := range map[string][]float32{"depthwise": got, "depthwiseSmall": small} {
+			depthwiseSmall(w, x, wt, nil, 0, small, make([]float32, depthwiseSmallWork(w)))
+			// with the kernel transposed beforehand, channels [1, ch) of
+			// image 0 from a kernel of ch+2 channels (the split of a
+			// threaded run)
+			pre := make([]float32, len(got))
+			if w.ch > 1 {
+				taps := w.kh * w.kw
+				kt := make([]float32, (w.ch+2)*taps)
+				big := make([]float32, (w.ch+2)*taps)
+				copy(big, wt)
+				transposeTaps(kt, big, w.ch+2, taps)
+				sub := *w
+				sub.n, sub.ch = 1, w.ch-1
+				plane, hw := w.oh*w.ow, w.h*w.w
+				copy(pre, small)
+				depthwiseSmall(&sub, x[hw:], wt[taps:], kt[1:], w.ch+2, pre[plane:], make([]float32, depthwiseSmallWork(&sub)))
+			} else {
+				copy(pre, small)
+			}
+			for name, res := range map[string][]float32{"depthwise": got, "depthwiseSmall": small, "depthwiseSmall pre-transposed": pre} {
 				for i := range res {
 					if d := math.Abs(float64(res[i] - want[i])); !(d <= 1e-5+1e-5*math.Abs(float64(want[i]))) {
 						t.Fatalf("%s: [%d] = %v, want %v", name, i, res[i], want[i])
@@ -133,6 +152,11 @@ func TestMaxPoolPhased(t *testing.T) {
 		{9, 20, 1, 2, 1, 2, 1, 1, 0, 0, 0, 0, false},
 		{12, 19, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, true},
 		{10, 18, 3, 3, 1, 1, 2, 2, 2, 2, 0, 1, false},
+		{28, 8, 2, 2, 2, 2, 1, 1, 0, 0, 0, 0, false},
+		{6, 2, 1, 2, 1, 2, 1, 1, 0, 0, 0, 0, false},
+		{6, 34, 1, 2, 1, 2, 1, 1, 0, 0, 0, 0, false},
+		{72, 32, 2, 2, 2, 2, 1, 1, 0, 0, 0, 0, false},
+		{13, 11, 3, 2, 2, 3, 2, 1, 0, 0, 0, 0, false},
 	} {
 		w := &window{n: 1, ch: 2, h: tc.h, w: tc.w, kh: tc.kh, kw: tc.kw, sh: tc.sh, sw: tc.sw, dh: tc.dh, dw: tc.dw,
 			pt: tc.pt, pl: tc.pl, pb: tc.pb, pr: tc.pr}
@@ -174,6 +198,24 @@ func TestMaxPoolPhased(t *testing.T) {
 		for i := range got {
 			if got[i] != want[i] && !(got[i] != got[i] && want[i] != want[i]) {
 				t.Fatalf("%+v: [%d] = %v, want %v", tc, i, got[i], want[i])
+			}
+		}
+		if w.inside() {
+			inside := make([]float32, len(want))
+			maxPoolInside(w, x, inside, 0, w.ch)
+			pairs := make([]float32, len(want))
+			if w.kw == 2 && w.sw == 2 && w.w == 2*w.ow && w.kh <= 2 {
+				maxPoolPairs(w, x, pairs, make([]float32, w.oh*w.w+w.oh*w.ow), 0, w.ch)
+			} else {
+				copy(pairs, want)
+			}
+			for i := range inside {
+				if inside[i] != want[i] && !(inside[i] != inside[i] && want[i] != want[i]) {
+					t.Fatalf("%+v: inside kernel [%d] = %v, want %v", tc, i, inside[i], want[i])
+				}
+				if pairs[i] != want[i] && !(pairs[i] != pairs[i] && want[i] != want[i]) {
+					t.Fatalf("%+v: pairs kernel [%d] = %v, want %v", tc, i, pairs[i], want[i])
+				}
 			}
 		}
 	}
@@ -282,6 +324,12 @@ func TestConvPaths(t *testing.T) {
 		{6, 11, 30, 5, 1, 2, 3, 1, 1, 2, 2, 0, 0, 0, 0},
 		{8, 9, 10, 6, 2, 1, 3, 1, 1, 1, 1, 0, 0, 0, 0},
 		{5, 12, 10, 9, 1, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1}, // embedding_model's 1x3
+		{5, 12, 16, 9, 1, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1},
+		// padded only left and right (the edge-product path)
+		{1, 14, 12, 24, 1, 3, 3, 1, 1, 1, 1, 0, 1, 0, 1}, // embedding_model's first 3x3
+		{6, 5, 16, 4, 2, 1, 3, 1, 1, 1, 1, 0, 2, 0, 0},
+		{3, 6, 33, 5, 1, 2, 3, 1, 1, 2, 2, 0, 1, 0, 3},
+		{4, 3, 32, 20, 1, 1, 5, 1, 1, 1, 1, 0, 2, 0, 2},
 		{4, 13, 11, 8, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
 		{4, 9, 9, 3, 1, 3, 3, 3, 3, 1, 1, 0, 0, 0, 0},
 	} {
@@ -329,5 +377,154 @@ func TestConvPaths(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestConvTransposeTiled: a ConvTranspose whose kernel equals its stride
+// (written into place) against the definition, with and without bias,
+// 2-D and 1-D, groups.
+func TestConvTransposeTiled(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	ints := func(name string, v ...int64) *pb.AttributeProto {
+		return &pb.AttributeProto{Name: strp(name), Type: attrTypep(pb.AttributeProto_INTS), Ints: v}
+	}
+	for _, tc := range []struct{ ch, h, w, mg, g, kh, kw int }{
+		{24, 5, 7, 24, 1, 2, 2}, {3, 4, 5, 2, 1, 3, 3}, {4, 3, 6, 3, 2, 2, 3}, {5, 1, 9, 4, 1, 1, 2},
+	} {
+		for _, withBias := range []bool{false, true} {
+			wt := randTensor(rng, "w", false, int64(tc.ch), int64(tc.mg), int64(tc.kh), int64(tc.kw))
+			inputs := []string{"x", "w"}
+			init := []*pb.TensorProto{wt}
+			m := tc.mg * tc.g
+			var bias []float32
+			if withBias {
+				bt := randTensor(rng, "b", false, int64(m))
+				bias = bt.FloatData
+				inputs = append(inputs, "b")
+				init = append(init, bt)
+			}
+			g := &pb.GraphProto{Name: strp("ct"),
+				Node: []*pb.NodeProto{nodep("ConvTranspose", "ct", inputs, []string{"y"},
+					&pb.AttributeProto{Name: strp("group"), Type: attrTypep(pb.AttributeProto_INT), I: i64p(int64(tc.g))},
+					ints("strides", int64(tc.kh), int64(tc.kw)))},
+				Initializer: init,
+				Input:       []*pb.ValueInfoProto{valueProto("x", nn.Float32, 1, tc.ch, tc.h, tc.w)},
+				Output:      []*pb.ValueInfoProto{valueProto("y", nn.Float32)}}
+			md, err := Decode(marshal(t, model(13, g)), "ct.onnx", "", Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			be, _ := gpu.NewCPUWithConfig(gpu.CPUConfig{Threads: 1})
+			s, err := NewSession(md, be)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x, _ := nn.New(nn.Float32, []int{1, tc.ch, tc.h, tc.w}, 1<<20)
+			for i := range x.F32 {
+				x.F32[i] = float32(rng.NormFloat64())
+			}
+			out, err := s.Run(map[string]*nn.Tensor{"x": x})
+			s.Close()
+			if err != nil {
+				t.Fatalf("%+v: %v", tc, err)
+			}
+			oh, ow := tc.h*tc.kh, tc.w*tc.kw
+			cg := tc.ch / tc.g
+			got := out["y"].F32
+			for o := 0; o < m; o++ {
+				gi, oc := o/tc.mg, o%tc.mg
+				for oy := 0; oy < oh; oy++ {
+					for ox := 0; ox < ow; ox++ {
+						iy, ki, ix, kj := oy/tc.kh, oy%tc.kh, ox/tc.kw, ox%tc.kw
+						var want float64
+						if withBias {
+							want = float64(bias[o])
+						}
+						for c := 0; c < cg; c++ {
+							ci := gi*cg + c
+							want += float64(x.F32[(ci*tc.h+iy)*tc.w+ix]) * float64(wt.FloatData[((ci*tc.mg+oc)*tc.kh+ki)*tc.kw+kj])
+						}
+						if v := got[(o*oh+oy)*ow+ox]; math.Abs(float64(v)-want) > 1e-4*(1+math.Abs(want)) {
+							t.Fatalf("%+v bias %v: [%d,%d,%d] = %v, want %v", tc, withBias, o, oy, ox, v, want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestTranspose2D: every perm of some rank-3 and rank-4 shapes (unit axes
+// included) that transpose2D takes gives, as batched 2-D transposes, what
+// the index definition gives; the rotations it must take are taken.
+func TestTranspose2D(t *testing.T) {
+	var perms func(n int) [][]int64
+	perms = func(n int) [][]int64 {
+		if n == 1 {
+			return [][]int64{{0}}
+		}
+		var out [][]int64
+		for _, p := range perms(n - 1) {
+			for i := 0; i <= len(p); i++ {
+				q := append(append(append([]int64{}, p[:i]...), int64(n-1)), p[i:]...)
+				out = append(out, q)
+			}
+		}
+		return out
+	}
+	taken := 0
+	for _, shape := range [][]int{{1, 1, 257, 5}, {2, 3, 4}, {3, 1, 5, 2}, {2, 3, 4, 5}, {1, 9, 1, 8}} {
+		n := 1
+		for _, d := range shape {
+			n *= d
+		}
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(i)
+		}
+		for _, perm := range perms(len(shape)) {
+			batch, rows, cols, ok := transpose2D(shape, perm)
+			if !ok {
+				continue
+			}
+			taken++
+			if batch*rows*cols != n {
+				t.Fatalf("%v %v: %d x %d x %d for %d elements", shape, perm, batch, rows, cols, n)
+			}
+			got := make([]float32, n)
+			for b := 0; b < batch; b++ {
+				o := b * rows * cols
+				vec.Transpose(got[o:o+rows*cols], x[o:o+rows*cols], rows, cols)
+			}
+			// the definition: out[idx] = x[idx permuted back]
+			oshape := make([]int, len(shape))
+			for i, p := range perm {
+				oshape[i] = shape[p]
+			}
+			st := strides(shape)
+			idx := make([]int, len(shape))
+			for j := 0; j < n; j++ {
+				r, src := j, 0
+				for i := len(oshape) - 1; i >= 0; i-- {
+					idx[i] = r % oshape[i]
+					r /= oshape[i]
+				}
+				for i, p := range perm {
+					src += idx[i] * st[p]
+				}
+				if got[j] != x[src] {
+					t.Fatalf("%v perm %v: [%d] = %v, want %v", shape, perm, j, got[j], x[src])
+				}
+			}
+		}
+	}
+	if _, _, _, ok := transpose2D([]int{1, 1, 257, 5}, []int64{0, 1, 3, 2}); !ok {
+		t.Fatal("the melspectrogram's transpose was not taken")
+	}
+	if _, _, _, ok := transpose2D([]int{2, 3, 4}, []int64{1, 0, 2}); ok {
+		t.Fatal("a swap that is not a rotation was taken")
+	}
+	if taken < 10 {
+		t.Fatalf("only %d perms taken", taken)
 	}
 }

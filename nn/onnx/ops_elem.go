@@ -330,6 +330,17 @@ func binF32(k binKind) (func(x, y float32) float32, error) {
 
 func binOp(k binKind) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	return func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+		if x, y := in[0], in[1]; k == bPow && x.DType == nn.Float32 && y.DType == nn.Float32 &&
+			len(y.F32) == 1 && y.F32[0] == 2 && len(y.Shape) <= len(x.Shape) {
+			// Pow(x, 2), the melspectrogram's power spectrum: x*x, which
+			// is what float32(math.Pow(x, 2)) rounds to as well
+			out, err := c.allocFull(nn.Float32, x.Shape)
+			if err != nil {
+				return nil, err
+			}
+			vec.Mul(out.F32, x.F32, x.F32)
+			return c.one(out), nil
+		}
 		out, err := binaryOp(c, k, in[0], in[1])
 		if err != nil {
 			return nil, err
@@ -539,7 +550,8 @@ func init() {
 	un := func(op string, mk func(c *kctx) func(float32) float32, attrs ...string) {
 		reg(op, opDef{since: 6, attrs: attrs, minIn: 1, maxIn: 1, run: unaryOp(mk), foldable: true})
 	}
-	un("Relu", fn(func(x float32) float32 { return max(x, 0) }))
+	// Relu on the clamp kernel (a NaN stays NaN, as max(x, 0) keeps it).
+	reg("Relu", opDef{since: 6, minIn: 1, maxIn: 1, run: vecUnary(func(dst, src []float32) { vec.Clamp(dst, src, 0, float32(math.Inf(1))) }), foldable: true})
 	reg("Sigmoid", opDef{since: 6, minIn: 1, maxIn: 1, run: vecUnary(gpu.SigmoidF32), foldable: true})
 	reg("Tanh", opDef{since: 6, minIn: 1, maxIn: 1, run: vecUnary(gpu.TanhF32), foldable: true})
 	un("Exp", f64(math.Exp))

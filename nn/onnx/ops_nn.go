@@ -29,6 +29,15 @@ type window struct {
 type winCache struct {
 	p    atomic.Pointer[winEntry]
 	rows atomic.Pointer[rowsEntry] // gatherRows, for the window in p
+	dwT  atomic.Pointer[dwTEntry]  // depthwiseSmall's transposed constant kernel
+}
+
+// dwTEntry is a depthwise kernel [ch][taps] transposed to [taps][ch], for
+// the constant kernel at src.
+type dwTEntry struct {
+	src      *float32
+	ch, taps int
+	kt       []float32
 }
 
 type rowsEntry struct {
@@ -227,7 +236,7 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 	kk := cg * win.kh * win.kw
 	plane := win.oh * win.ow
 	if cg == 1 && mg == 1 {
-		if err := c.depthwise(win, x.F32, wt.F32, out.F32); err != nil {
+		if err := c.depthwise(win, x.F32, wt.F32, out.F32, c.isConst(wt)); err != nil {
 			return nil, err
 		}
 	} else {
@@ -259,9 +268,33 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 			cols = win.oh*win.w - (win.kw-1)*win.dw
 			rowStride = win.w
 		}
+		// Stride 1 padded only left and right by (kw-1)*dw in all (the
+		// 1x3 convolutions of embedding_model): output (y, ox) is flat
+		// position y*w+ox, and the unpadded in-place product over flat
+		// positions, written at offset pl, is right wherever the window
+		// does not cross a row's edge. The oh*(pl+pr) edge positions are
+		// then one small product of their own (convEdges). No phase
+		// planes, no extra columns to drop.
+		rowPad := !direct1x1 && !inPlace && isCPU && win.sh == 1 && win.sw == 1 && win.pt == 0 && win.pb == 0 &&
+			win.pl+win.pr > 0 && win.pl+win.pr == (win.kw-1)*win.dw && win.ow == win.w &&
+			8*(win.pl+win.pr) <= win.w && win.oh*win.w-(win.kw-1)*win.dw >= smallN
+		var ecol, eres []float32
+		var rows []int
+		nEdge := win.oh * (win.pl + win.pr)
+		if rowPad {
+			phased = false
+			cols = win.oh*win.w - (win.kw-1)*win.dw
+			rows = c.gatherRows(win, cg, true)
+			if err := c.checkWork("edge buffer", kk+mg, nEdge); err != nil {
+				return nil, err
+			}
+			ecol = c.s.hostGet(kk * nEdge)
+			defer c.s.hostPut(ecol)
+			eres = c.s.hostGet(mg * nEdge)
+			defer c.s.hostPut(eres)
+		}
 		gather := phased && isCPU && cols >= smallN
 		var col, dec, tmp []float32
-		var rows []int
 		if inPlace {
 			rows = c.gatherRows(win, cg, true)
 			if cols != plane {
@@ -272,7 +305,7 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 				defer c.s.hostPut(tmp)
 			}
 		}
-		if !direct1x1 && !gather && !inPlace {
+		if !direct1x1 && !gather && !inPlace && !rowPad {
 			if err := c.checkWork("im2col buffer", kk, cols); err != nil {
 				return nil, err
 			}
@@ -312,6 +345,16 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 				}
 				wg := wt.F32[gi*mg*kk : (gi+1)*mg*kk]
 				switch {
+				case rowPad:
+					if err := cpu.SgemmRowsLd(mg, cols, kk, wg, src[:cg*win.h*win.w], rows, dst[win.pl:], plane); err != nil {
+						return nil, err
+					}
+					c.s.deviceCalls.Add(1)
+					convEdgeCols(win, src, cg, ecol)
+					if err := c.gemm(eres, wg, ecol, mg, kk, nEdge, false, false, wConst, false); err != nil {
+						return nil, err
+					}
+					convEdgeScatter(win, eres, dst, mg)
 				case inPlace:
 					if err := cpu.SgemmRows(mg, cols, kk, wg, src[:cg*win.h*win.w], rows, res); err != nil {
 						return nil, err
@@ -341,12 +384,7 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 					}
 				}
 				if tmp != nil { // drop the extra columns
-					for o := 0; o < mg; o++ {
-						for y := 0; y < win.oh; y++ {
-							r := o*win.oh + y
-							copy(dst[r*win.ow:(r+1)*win.ow], tmp[o*cols+y*rowStride:])
-						}
-					}
+					dropColumns(dst, tmp, mg*win.oh, win.ow, win.oh, cols, rowStride)
 				}
 			}
 		}
@@ -354,22 +392,98 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 	if bias != nil && addBias {
 		for b := 0; b < win.n; b++ {
 			for o := 0; o < m; o++ {
-				v := bias.F32[o]
 				row := out.F32[(b*m+o)*plane : (b*m+o+1)*plane]
-				for i := range row {
-					row[i] += v
-				}
+				vec.Affine(row, row, 1, bias.F32[o]) // x*1 + b rounds as x + b
 			}
 		}
 	}
 	return c.one(out), nil
 }
 
+// convEdgeCols unrolls, for a window padded only left and right, the
+// input windows of the oh*(pl+pr) output positions whose window crosses a
+// row's edge (per output row: columns [0, pl), then [w-pr, w)) into
+// col[cg*kh*kw, (pl+pr)*oh], edge by edge (column e*oh+y), zeros for the
+// pads.
+func convEdgeCols(w *window, x []float32, cg int, col []float32) {
+	ne := w.pl + w.pr
+	n := w.oh * ne
+	r := 0
+	for ch := 0; ch < cg; ch++ {
+		img := x[ch*w.h*w.w : (ch+1)*w.h*w.w]
+		for ki := 0; ki < w.kh; ki++ {
+			base := ki * w.dh * w.w
+			for kj := 0; kj < w.kw; kj++ {
+				dst := col[r*n : (r+1)*n]
+				r++
+				for e := 0; e < ne; e++ {
+					d := dst[e*w.oh : (e+1)*w.oh]
+					ix := edgeColumn(w, e) - w.pl + kj*w.dw
+					if ix < 0 || ix >= w.w {
+						clear(d)
+						continue
+					}
+					src := img[base+ix:]
+					for y := range d {
+						d[y] = src[y*w.w]
+					}
+				}
+			}
+		}
+	}
+}
+
+// edgeColumn is the output column of edge e (see convEdgeCols).
+func edgeColumn(w *window, e int) int {
+	if e < w.pl {
+		return e
+	}
+	return w.w - (w.pl + w.pr) + e
+}
+
+// convEdgeScatter writes the edge product res[mg, (pl+pr)*oh] into its
+// output positions (see convEdgeCols).
+func convEdgeScatter(w *window, res, out []float32, mg int) {
+	ne := w.pl + w.pr
+	n := w.oh * ne
+	plane := w.oh * w.ow
+	for o := 0; o < mg; o++ {
+		src := res[o*n : (o+1)*n]
+		dst := out[o*plane : (o+1)*plane]
+		for e := 0; e < ne; e++ {
+			d := dst[edgeColumn(w, e):]
+			for y, v := range src[e*w.oh : (e+1)*w.oh] {
+				d[y*w.ow] = v
+			}
+		}
+	}
+}
+
+// dropColumns copies the ow leading columns of each of the n output rows
+// (oh per channel) out of a product whose rows are stride apart (a
+// channel's rows start cols apart) into dst, densely.
+func dropColumns(dst, tmp []float32, n, ow, oh, cols, stride int) {
+	for r := 0; r < n; r += oh {
+		for y := 0; y < oh; y++ {
+			d := dst[(r+y)*ow : (r+y+1)*ow]
+			src := tmp[(r/oh)*cols+y*stride:][:ow]
+			if ow < 16 {
+				for i := range d {
+					d[i] = src[i]
+				}
+				continue
+			}
+			copy(d, src)
+		}
+	}
+}
+
 func fill(s []float32, v float32) {
-	if v == 0 {
+	if v == 0 && len(s) >= 16 {
 		clear(s)
 		return
 	}
+	// a loop: a pad of a few floats costs less than a call to memclr
 	for i := range s {
 		s[i] = v
 	}
@@ -405,6 +519,88 @@ func maxPoolPhased(w *window, x, out, work []float32) {
 		dst := out[p*plane : (p+1)*plane]
 		for oy := 0; oy < e.oh; oy++ {
 			copy(dst[oy*e.ow:(oy+1)*e.ow], tmp[oy*w2:oy*w2+e.ow])
+		}
+	}
+}
+
+// inside reports whether every window of w lies inside the image (no top
+// or left pad, the last window ending before the bottom and right edges).
+func (w *window) inside() bool {
+	return w.pt == 0 && w.pl == 0 && w.oh > 0 && w.ow > 0 &&
+		(w.oh-1)*w.sh+(w.kh-1)*w.dh < w.h && (w.ow-1)*w.sw+(w.kw-1)*w.dw < w.w
+}
+
+// maxPoolInside runs maxPoolInside, on vectors (maxPoolPairs) for the
+// 2-wide, stride-2 windows over an even width.
+func (c *kctx) maxPoolInside(w *window, x, out []float32, lo, hi int) {
+	if w.kw == 2 && w.sw == 2 && w.dw == 1 && w.w == 2*w.ow && (w.kh == 1 || w.kh == 2 && w.dh == 1) {
+		work := c.s.hostGet(w.oh*w.w + w.oh*w.ow)
+		maxPoolPairs(w, x, out, work, lo, hi)
+		c.s.hostPut(work)
+		return
+	}
+	maxPoolInside(w, x, out, lo, hi)
+}
+
+// maxPoolPairs is MaxPool for kw == sw == 2 over a width of 2*ow, kh 1
+// or 2: per plane, the maximum of each output row's kh input rows (a
+// vector pass per row) into work, then of its even and odd elements (two
+// plane-long gathers and a vector maximum). work holds oh*w + oh*ow floats.
+func maxPoolPairs(w *window, x, out, work []float32, lo, hi int) {
+	hw, plane := w.h*w.w, w.oh*w.ow
+	rows, odd := work[:w.oh*w.w], work[w.oh*w.w:w.oh*w.w+plane]
+	for p := lo; p < hi; p++ {
+		img := x[p*hw : (p+1)*hw]
+		dst := out[p*plane : (p+1)*plane]
+		for oy := 0; oy < w.oh; oy++ {
+			y0 := oy * w.sh
+			r := rows[oy*w.w : (oy+1)*w.w]
+			if w.kh == 2 {
+				vec.Max(r, img[y0*w.w:(y0+1)*w.w], img[(y0+1)*w.w:(y0+2)*w.w])
+			} else {
+				copy(r, img[y0*w.w:(y0+1)*w.w])
+			}
+		}
+		vec.Gather2(dst, rows)
+		vec.Gather2(odd, rows[1:])
+		vec.Max(dst, dst, odd)
+	}
+}
+
+// maxPoolInside is MaxPool over planes [lo, hi) for a window that is
+// inside (see window.inside). A NaN in a window gives NaN, as in the
+// general kernel.
+func maxPoolInside(w *window, x, out []float32, lo, hi int) {
+	hw, plane := w.h*w.w, w.oh*w.ow
+	for p := lo; p < hi; p++ {
+		img := x[p*hw : (p+1)*hw]
+		dst := out[p*plane : (p+1)*plane]
+		for oy := 0; oy < w.oh; oy++ {
+			row := dst[oy*w.ow : (oy+1)*w.ow]
+			y0 := oy * w.sh
+			if w.kw == 2 && w.dw == 1 && (w.kh == 1 || w.kh == 2 && w.dh == 1) {
+				r0 := img[y0*w.w : (y0+1)*w.w]
+				r1 := r0
+				if w.kh == 2 {
+					r1 = img[(y0+1)*w.w : (y0+2)*w.w]
+				}
+				for ox := range row {
+					j := ox * w.sw
+					row[ox] = max(r0[j], r0[j+1], r1[j], r1[j+1])
+				}
+				continue
+			}
+			for ox := range row {
+				x0 := ox * w.sw
+				m := img[y0*w.w+x0]
+				for ki := 0; ki < w.kh; ki++ {
+					r := img[(y0+ki*w.dh)*w.w+x0:]
+					for kj := 0; kj < w.kw; kj++ {
+						m = max(m, r[kj*w.dw])
+					}
+				}
+				row[ox] = m
+			}
 		}
 	}
 }
@@ -556,6 +752,22 @@ func im2col(w *window, x []float32, cg int, col []float32) {
 						// row[ox] = src[ox+ix] where 0 <= ox+ix < w
 						lo := min(max(0, -ix), len(row))
 						hi := max(lo, min(len(row), w.w-ix))
+						if len(row) < 16 {
+							// short rows (the 4- and 2-wide stages of
+							// embedding_model): three runtime calls per
+							// row cost more than the copy
+							for ox := 0; ox < lo; ox++ {
+								row[ox] = 0
+							}
+							d, s := row[lo:hi], src[lo+ix:hi+ix]
+							for i := range d {
+								d[i] = s[i]
+							}
+							for ox := hi; ox < len(row); ox++ {
+								row[ox] = 0
+							}
+							continue
+						}
 						clear(row[:lo])
 						copy(row[lo:hi], src[lo+ix:hi+ix])
 						clear(row[hi:])
@@ -591,11 +803,24 @@ func depthwise(w *window, x, wt, out, work []float32) {
 	phases := w.sh * w.sw
 	dec, tmp := work[:phases*planeSz], work[phases*planeSz:phases*planeSz+w.oh*w2]
 	plane := w.oh * w.ow
+	// The tap offsets of each run of output rows do not depend on the
+	// channel: worked out once here, not per channel (their divisions by
+	// the strides were a tenth of the PP-OCR classifier's time).
+	var pl dwPlan
+	planned := w.kh*w.kw <= maxRegTaps && pl.make(w, w2, planeSz)
 	for b := 0; b < w.n; b++ {
 		for ch := 0; ch < w.ch; ch++ {
 			img := x[(b*w.ch+ch)*w.h*w.w:][:w.h*w.w]
 			k := wt[ch*w.kh*w.kw:][:w.kh*w.kw]
 			dst := out[(b*w.ch+ch)*plane:][:plane]
+			if planned {
+				// Only the image's rows: no output the plan keeps reads a
+				// pad row (its taps skip them, and a row's reads stay
+				// inside its phase rows).
+				splitPhasesCore(w, img, dec, h2, w2, planeSz, 0, false)
+				pl.run(dec, k, dst, tmp, w2, w.ow)
+				continue
+			}
 			splitPhases(w, img, dec, h2, w2, planeSz)
 			if w.kh*w.kw <= maxRegTaps {
 				depthwiseRows(w, dec, k, tmp, w2, planeSz)
@@ -631,6 +856,82 @@ func depthwise(w *window, x, wt, out, work []float32) {
 // maxRegTaps bounds the kernels depthwiseRows takes (its tap lists live on
 // the stack); larger ones take the axpy per tap.
 const maxRegTaps = 49
+
+// dwPlan is depthwiseRows' tap lists for a window, shared by its channels:
+// for each run of output rows the same kernel rows reach, the offsets of
+// its taps in the phase planes and their indexes in the kernel.
+type dwPlan struct {
+	runs      [32]dwRun
+	nr        int
+	offs, idx [1024]int
+}
+
+type dwRun struct{ oy0, oy1, t0, t1 int }
+
+// make fills the plan for w; false when it does not fit the arrays (the
+// caller then takes depthwiseRows).
+func (p *dwPlan) make(w *window, w2, planeSz int) bool {
+	nt := 0
+	p.nr = 0
+	for oy := 0; oy < w.oh; {
+		k0, k1 := tapRange(oy*w.sh-w.pt, w.dh, w.kh, w.h)
+		end := oy + 1
+		for end < w.oh {
+			if e0, e1 := tapRange(end*w.sh-w.pt, w.dh, w.kh, w.h); e0 != k0 || e1 != k1 {
+				break
+			}
+			end++
+		}
+		if p.nr == len(p.runs) || nt+(k1-k0)*w.kw > len(p.offs) {
+			return false
+		}
+		t0 := nt
+		for ki := k0; ki < k1; ki++ {
+			ry, dy := (ki*w.dh)%w.sh, (ki*w.dh)/w.sh
+			for kj := 0; kj < w.kw; kj++ {
+				rx, dx := (kj*w.dw)%w.sw, (kj*w.dw)/w.sw
+				p.offs[nt] = (ry*w.sw+rx)*planeSz + (dy+oy)*w2 + dx
+				p.idx[nt] = ki*w.kw + kj
+				nt++
+			}
+		}
+		p.runs[p.nr] = dwRun{oy, end, t0, nt}
+		p.nr++
+		oy = end
+	}
+	return true
+}
+
+// run is depthwiseRows on the plan, into the output: one channel's output
+// plane dst (rows of ow) from its phase planes dec (rows of w2) and
+// kernel k. A run of several narrow rows is one Taps call over its rows
+// in tmp (the columns past ow, computed from whatever follows a row in
+// dec, are dropped when the rows are copied out); a single row, or rows
+// of 64 and more, are summed straight into dst.
+func (p *dwPlan) run(dec, k, dst, tmp []float32, w2, ow int) {
+	var wts [maxRegTaps]float32
+	for _, r := range p.runs[:p.nr] {
+		if r.t0 == r.t1 {
+			clear(dst[r.oy0*ow : r.oy1*ow])
+			continue
+		}
+		n := r.t1 - r.t0
+		for i, t := range p.idx[r.t0:r.t1] {
+			wts[i] = k[t]
+		}
+		if r.oy1-r.oy0 > 1 && ow < 64 {
+			rows := tmp[:(r.oy1-r.oy0)*w2]
+			vec.Taps(rows, dec, p.offs[r.t0:r.t1], wts[:n])
+			for oy := r.oy0; oy < r.oy1; oy++ {
+				copy(dst[oy*ow:(oy+1)*ow], rows[(oy-r.oy0)*w2:])
+			}
+			continue
+		}
+		for oy := r.oy0; oy < r.oy1; oy++ {
+			vec.Taps(dst[oy*ow:(oy+1)*ow], dec[(oy-r.oy0)*w2:], p.offs[r.t0:r.t1], wts[:n])
+		}
+	}
+}
 
 // depthwiseRows computes one channel's work plane tmp (oh rows of w2) from
 // its phase planes dec: each output element is the sum of its taps, summed
@@ -676,21 +977,17 @@ func depthwiseRows(w *window, dec, k, tmp []float32, w2, planeSz int) {
 // pixel is a sum of channel-long vector multiply-adds over the taps that land
 // inside the image; the result is transposed back. work holds
 // depthwiseSmallWork floats.
-func depthwiseSmall(w *window, x, wt, out, work []float32) {
+// kt, when not nil, is wt already transposed: tap t of channel ch at
+// kt[t*ldk+ch].
+func depthwiseSmall(w *window, x, wt, kt []float32, ldk int, out, work []float32) {
 	plane, hw, taps, C := w.oh*w.ow, w.h*w.w, w.kh*w.kw, w.ch
-	xt, kt, ot := work[:hw*C], work[hw*C:(hw+taps)*C], work[(hw+taps)*C:(hw+taps+plane)*C]
-	for ch := 0; ch < C; ch++ {
-		for t := 0; t < taps; t++ {
-			kt[t*C+ch] = wt[ch*taps+t]
-		}
+	xt, ot := work[:hw*C], work[(hw+taps)*C:(hw+taps+plane)*C]
+	if kt == nil {
+		kt, ldk = work[hw*C:(hw+taps)*C], C
+		transposeTaps(kt, wt, C, taps)
 	}
 	for b := 0; b < w.n; b++ {
-		img := x[b*C*hw : (b+1)*C*hw]
-		for ch := 0; ch < C; ch++ {
-			for p, v := range img[ch*hw : (ch+1)*hw] {
-				xt[p*C+ch] = v
-			}
-		}
+		vec.Transpose(xt, x[b*C*hw:(b+1)*C*hw], C, hw)
 		clear(ot)
 		for oy := 0; oy < w.oh; oy++ {
 			y0 := oy*w.sh - w.pt
@@ -703,25 +1000,40 @@ func depthwiseSmall(w *window, x, wt, out, work []float32) {
 					iy := y0 + ki*w.dh
 					for kj := j0; kj < j1; kj++ {
 						ix := x0 + kj*w.dw
-						vec.MulAdd(acc, xt[(iy*w.w+ix)*C:], kt[(ki*w.kw+kj)*C:])
+						vec.MulAdd(acc, xt[(iy*w.w+ix)*C:], kt[(ki*w.kw+kj)*ldk:])
 					}
 				}
 			}
 		}
-		dst := out[b*C*plane : (b+1)*C*plane]
-		for p := 0; p < plane; p++ {
-			for ch, v := range ot[p*C : (p+1)*C] {
-				dst[ch*plane+p] = v
-			}
-		}
+		vec.Transpose(out[b*C*plane:(b+1)*C*plane], ot, plane, C)
 	}
+}
+
+func transposeTaps(kt, wt []float32, C, taps int) { vec.Transpose(kt, wt, C, taps) }
+
+// smallTaps returns, when use is set, the constant kernel wt ([C][taps])
+// transposed for depthwiseSmall (or ConvTranspose's product),
+// made once per node (the transpose cost as much as the 2x2 and 4x4
+// stages' arithmetic).
+func (c *kctx) smallTaps(use bool, wt []float32, C, taps int) []float32 {
+	if !use || c.n.wc == nil || len(wt) == 0 {
+		return nil
+	}
+	if e := c.n.wc.dwT.Load(); e != nil && e.src == &wt[0] && e.ch == C && e.taps == taps {
+		return e.kt
+	}
+	kt := make([]float32, C*taps)
+	transposeTaps(kt, wt, C, taps)
+	c.n.wc.dwT.Store(&dwTEntry{src: &wt[0], ch: C, taps: taps, kt: kt})
+	return kt
 }
 
 // depthwise runs the depthwise kernel that suits the plane, its channels
 // split over the backend's threads (each part an independent depthwise
-// over fewer channels of one image, with its own scratch).
-func (c *kctx) depthwise(win *window, x, wt, out []float32) error {
-	small := win.ow < 8 || !win.phaseable()
+// over fewer channels of one image, with its own scratch). wConst says wt
+// is a constant of the session.
+func (c *kctx) depthwise(win *window, x, wt, out []float32, wConst bool) error {
+	small := win.ow < 9 || !win.phaseable()
 	taps, plane := win.kh*win.kw, win.oh*win.ow
 	one := *win
 	one.n = 1
@@ -732,20 +1044,22 @@ func (c *kctx) depthwise(win *window, x, wt, out []float32) error {
 	if err := c.checkWork("depthwise buffer", nw, 1); err != nil {
 		return err
 	}
+	kt := c.smallTaps(small && wConst, wt, win.ch, taps) // assigned once: captured by value below
 	// about 16K multiply-adds per part at least
 	grain := max(1, partWork/max(1, plane*taps))
 	for b := 0; b < win.n; b++ {
 		if c.serial(win.ch, grain) {
-			c.depthwisePart(win, x, wt, out, small, nw, b, 0, win.ch)
+			c.depthwisePart(win, x, wt, kt, out, small, nw, b, 0, win.ch)
 			continue
 		}
-		c.parallel(win.ch, grain, func(lo, hi int) { c.depthwisePart(win, x, wt, out, small, nw, b, lo, hi) })
+		c.parallel(win.ch, grain, func(lo, hi int) { c.depthwisePart(win, x, wt, kt, out, small, nw, b, lo, hi) })
 	}
 	return nil
 }
 
-// depthwisePart runs channels [lo, hi) of image b.
-func (c *kctx) depthwisePart(win *window, x, wt, out []float32, small bool, nw, b, lo, hi int) {
+// depthwisePart runs channels [lo, hi) of image b; kt is the whole
+// kernel transposed for depthwiseSmall, or nil.
+func (c *kctx) depthwisePart(win *window, x, wt, kt, out []float32, small bool, nw, b, lo, hi int) {
 	hw, taps, plane := win.h*win.w, win.kh*win.kw, win.oh*win.ow
 	sub := *win
 	sub.n, sub.ch = 1, hi-lo
@@ -753,7 +1067,11 @@ func (c *kctx) depthwisePart(win *window, x, wt, out []float32, small bool, nw, 
 	xs, ws, os := x[base*hw:(base+sub.ch)*hw], wt[lo*taps:hi*taps], out[base*plane:(base+sub.ch)*plane]
 	work := c.s.hostGet(nw)
 	if small {
-		depthwiseSmall(&sub, xs, ws, os, work)
+		var kts []float32
+		if kt != nil {
+			kts = kt[lo:]
+		}
+		depthwiseSmall(&sub, xs, ws, kts, win.ch, os, work)
 	} else {
 		depthwise(&sub, xs, ws, os, work)
 	}
@@ -795,14 +1113,31 @@ func splitPhases(w *window, img, dec []float32, h2, w2, planeSz int) {
 
 // splitPhasesPad is splitPhases with pad as the value outside the image.
 func splitPhasesPad(w *window, img, dec []float32, h2, w2, planeSz int, pad float32) {
+	splitPhasesCore(w, img, dec, h2, w2, planeSz, pad, true)
+}
+
+// splitPhasesCore is splitPhasesPad; without padRows the rows that lie in
+// the top and bottom pads and the spare row are left unwritten (for a
+// reader that never reads them).
+func splitPhasesCore(w *window, img, dec []float32, h2, w2, planeSz int, pad float32, padRows bool) {
 	for py := 0; py < w.sh; py++ {
 		for px := 0; px < w.sw; px++ {
 			p := dec[(py*w.sw+px)*planeSz:][:planeSz]
+			// stride 2: row[j] = src[ix+2j] for j in [j0, j1), the same
+			// for every row
+			var j0, j1 int
+			if w.sw == 2 {
+				j0, j1 = tapRange(px-w.pl, 2, w2, w.w)
+				j0 = min(j0, w2)
+				j1 = min(max(j1, j0), w2)
+			}
 			for y2 := 0; y2 <= h2; y2++ {
 				row := p[y2*w2 : (y2+1)*w2]
 				iy := y2*w.sh + py - w.pt
 				if iy < 0 || iy >= w.h || y2 == h2 {
-					fill(row, pad)
+					if padRows {
+						fill(row, pad)
+					}
 					continue
 				}
 				src := img[iy*w.w : (iy+1)*w.w]
@@ -816,10 +1151,6 @@ func splitPhasesPad(w *window, img, dec []float32, h2, w2, planeSz int, pad floa
 				}
 				ix := px - w.pl
 				if w.sw == 2 {
-					// row[j] = src[ix+2j] where that is inside the image
-					j0, j1 := tapRange(ix, 2, len(row), w.w)
-					j0 = min(j0, len(row))
-					j1 = min(max(j1, j0), len(row))
 					fill(row[:j0], pad)
 					if j1 > j0 {
 						vec.Gather2(row[j0:j1], src[ix+2*j0:])
@@ -876,6 +1207,18 @@ func pool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			return nil, err
 		}
 		plane := win.oh * win.ow
+		if isMax && win.inside() {
+			// Windows that never reach the pads (the 2x2 / 1x2 stride-2
+			// pools of embedding_model and the classifier): straight
+			// loads, no phase planes and no bounds tests.
+			n, grain := win.n*win.ch, max(1, partWork/max(1, plane*win.kh*win.kw))
+			if c.serial(n, grain) {
+				c.maxPoolInside(win, x.F32, out.F32, 0, n)
+			} else {
+				c.parallel(n, grain, func(lo, hi int) { c.maxPoolInside(win, x.F32, out.F32, lo, hi) })
+			}
+			return c.one(out), nil
+		}
 		if isMax && win.ow >= 8 && win.phaseable() {
 			nw := maxPoolWork(win)
 			if err := c.checkWork("pooling buffer", nw, 1); err != nil {
@@ -980,7 +1323,7 @@ func batchNorm(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	}
 	eps := float64(c.n.attrFloat("epsilon", 1e-5))
 	scale, bias, mean, vr := in[1].F32, in[2].F32, in[3].F32, in[4].F32
-	out, err := c.alloc(nn.Float32, x.Shape)
+	out, err := c.allocFull(nn.Float32, x.Shape)
 	if err != nil {
 		return nil, err
 	}
@@ -990,9 +1333,7 @@ func batchNorm(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			a := float32(float64(scale[k]) / math.Sqrt(float64(vr[k])+eps))
 			s := bias[k] - mean[k]*a
 			o := (b*ch + k) * plane
-			for i, v := range x.F32[o : o+plane] {
-				out.F32[o+i] = v*a + s
-			}
+			vec.Affine(out.F32[o:o+plane], x.F32[o:o+plane], a, s)
 		}
 	}
 	return c.one(out), nil

@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/fennec-edge/fennec/nn"
+	"github.com/fennec-edge/fennec/nn/onnx/internal/vec"
 )
 
 // convTranspose implements ConvTranspose for 1-D and 2-D inputs: per group,
@@ -95,7 +96,16 @@ func convTranspose(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if bias != nil && (bias.DType != nn.Float32 || bias.Len() != m) {
 		return nil, fmt.Errorf("%w: bias %v for %d output channels", ErrInvalid, bias, m)
 	}
-	out, err := c.alloc(nn.Float32, shape)
+	// Kernel = stride, no pads or dilation (the DBNet head's 2x2 stride-2
+	// upsampling): every output element has exactly one tap, so the
+	// columns are written into place, not added into a cleared output.
+	tiled := kh == sh && kw == sw && dh == 1 && dw == 1 && pt+pl+pb+pr == 0 && oph == 0 && opw == 0
+	var out *nn.Tensor
+	if tiled {
+		out, err = c.allocFull(nn.Float32, shape)
+	} else {
+		out, err = c.alloc(nn.Float32, shape)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -111,24 +121,48 @@ func convTranspose(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		for gi := 0; gi < g; gi++ {
 			xg := x.F32[(b*ch+gi*cg)*plane : (b*ch+gi*cg+cg)*plane]
 			wg := wt.F32[gi*cg*kk : (gi+1)*cg*kk] // [cg, kk]
-			if err := c.gemm(col, wg, xg, kk, cg, plane, true, false, c.isConst(wt), false); err != nil {
+			if wT := c.smallTaps(g == 1 && c.isConst(wt), wg, cg, kk); wT != nil {
+				// the constant kernel transposed once per node, so the
+				// product reads it in place instead of packing it
+				if err := c.gemm(col, wT, xg, kk, cg, plane, false, false, true, false); err != nil {
+					return nil, err
+				}
+			} else if err := c.gemm(col, wg, xg, kk, cg, plane, true, false, c.isConst(wt), false); err != nil {
 				return nil, err
 			}
 			for oc := 0; oc < mg; oc++ {
 				dst := out.F32[(b*m+gi*mg+oc)*oh*ow : (b*m+gi*mg+oc+1)*oh*ow]
+				if tiled {
+					var bv float32
+					if bias != nil {
+						bv = bias.F32[gi*mg+oc]
+					}
+					convTransposeTiled(dst, col[oc*kh*kw*plane:(oc+1)*kh*kw*plane], h, w, kh, kw, bv)
+					continue
+				}
 				for ki := 0; ki < kh; ki++ {
 					for kj := 0; kj < kw; kj++ {
 						row := col[((oc*kh+ki)*kw+kj)*plane:][:plane]
+						// The input columns this tap puts inside the
+						// output: ix*sw + ox0 in [0, ow).
+						ox0 := kj*dw - pl
+						lo, hi := tapRange(ox0, sw, w, ow)
+						if lo >= hi {
+							continue
+						}
 						for iy := 0; iy < h; iy++ {
 							oy := iy*sh - pt + ki*dh
 							if oy < 0 || oy >= oh {
 								continue
 							}
-							for ix := 0; ix < w; ix++ {
-								ox := ix*sw - pl + kj*dw
-								if ox >= 0 && ox < ow {
-									dst[oy*ow+ox] += row[iy*w+ix]
-								}
+							d := dst[oy*ow+ox0+lo*sw : oy*ow+ox0+(hi-1)*sw+1]
+							r := row[iy*w+lo : iy*w+hi]
+							if sw == 1 {
+								vec.Add(d, d, r)
+								continue
+							}
+							for i, v := range r {
+								d[i*sw] += v
 							}
 						}
 					}
@@ -143,6 +177,34 @@ func convTranspose(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		}
 	}
 	return c.one(out), nil
+}
+
+// convTransposeTiled writes one output channel of a ConvTranspose whose
+// kernel equals its stride (kh x kw, no pads): output (iy*kh+ki, ix*kw+kj)
+// is column row (ki, kj) of col at input pixel (iy, ix), plus bias.
+func convTransposeTiled(dst, col []float32, h, w, kh, kw int, bias float32) {
+	plane, ow := h*w, w*kw
+	for iy := 0; iy < h; iy++ {
+		for ki := 0; ki < kh; ki++ {
+			o := dst[(iy*kh+ki)*ow : (iy*kh+ki+1)*ow]
+			if kw == 2 {
+				a := col[(ki*2)*plane+iy*w:][:w]
+				b := col[(ki*2+1)*plane+iy*w:][:w]
+				o = o[:2*w]
+				for ix := range a {
+					o[2*ix] = a[ix] + bias
+					o[2*ix+1] = b[ix] + bias
+				}
+				continue
+			}
+			for kj := 0; kj < kw; kj++ {
+				src := col[(ki*kw+kj)*plane+iy*w:][:w]
+				for ix, v := range src {
+					o[ix*kw+kj] = v + bias
+				}
+			}
+		}
+	}
 }
 
 // resize implements Resize (opset 11+) with scales or sizes: mode nearest

@@ -3,8 +3,10 @@ package onnx
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/fennec-edge/fennec/nn"
+	"github.com/fennec-edge/fennec/nn/onnx/internal/vec"
 )
 
 // ints reads an i64 or i32 tensor (a shape, axes, indices) as ints.
@@ -333,6 +335,21 @@ func transpose(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		seen[p] = true
 		shape[i] = a.Shape[p]
 	}
+	if a.DType == nn.Float32 {
+		if batch, rows, cols, ok := transpose2D(a.Shape, perm); ok {
+			// a swap of two groups of axes (the melspectrogram's
+			// [1,1,257,5] -> [1,1,5,257]): 8x8 blocks per batch
+			out, err := c.allocFull(nn.Float32, shape)
+			if err != nil {
+				return nil, err
+			}
+			for b := 0; b < batch; b++ {
+				o := b * rows * cols
+				vec.Transpose(out.F32[o:o+rows*cols], a.F32[o:o+rows*cols], rows, cols)
+			}
+			return c.one(out), nil
+		}
+	}
 	st := strides(a.Shape)
 	out, err := gatherCopy(c, a, shape, func(idx []int) int {
 		j := 0
@@ -345,6 +362,48 @@ func transpose(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, err
 	}
 	return c.one(out), nil
+}
+
+// transpose2D reports whether perm (valid for shape) moves data as a batch
+// of 2-D transposes: with the size-1 axes left out, a prefix of axes that
+// stay in place (the batch) and then the rest rotated, so that a block of
+// rows axes and a block of cols axes swap places.
+func transpose2D(shape []int, perm []int64) (batch, rows, cols int, ok bool) {
+	var ax, op []int
+	for i, d := range shape {
+		if d != 1 {
+			ax = append(ax, i)
+		}
+	}
+	for _, p := range perm {
+		if shape[p] != 1 {
+			op = append(op, int(p))
+		}
+	}
+	b := 0
+	for b < len(ax) && op[b] == ax[b] {
+		b++
+	}
+	rest, orest := ax[b:], op[b:]
+	if len(rest) < 2 {
+		return 0, 0, 0, false
+	}
+	for k := 1; k < len(rest); k++ {
+		if slices.Equal(orest, append(slices.Clone(rest[k:]), rest[:k]...)) {
+			batch, rows, cols = 1, 1, 1
+			for _, i := range ax[:b] {
+				batch *= shape[i]
+			}
+			for _, i := range rest[:k] {
+				rows *= shape[i]
+			}
+			for _, i := range rest[k:] {
+				cols *= shape[i]
+			}
+			return batch, rows, cols, true
+		}
+	}
+	return 0, 0, 0, false
 }
 
 func concat(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {

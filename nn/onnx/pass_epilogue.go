@@ -45,6 +45,8 @@ const (
 	eLeakyRelu
 	eSigmoid
 	eTanh
+	eAffine   // x*a + b, made by simplifyEpilogue from Mul and Add by scalars
+	eLeakyMax // max(LeakyRelu(x, a), b), from LeakyRelu then Max with a scalar
 )
 
 func (k epiKind) binary() bool { return k <= eMin }
@@ -91,6 +93,9 @@ type epiStep struct {
 type epilogue struct {
 	steps []epiStep
 	ops   []string // the fused nodes' op types, for logs and tests
+	// biasFirst: step 0 is a LeakyMax of the conv output that nothing else
+	// reads, so the bias is added inside it (one pass, not two)
+	biasFirst bool
 }
 
 // epiUnary maps the fusible unary operators.
@@ -212,7 +217,8 @@ func fuseEpilogues(nodes []*node, consts map[string]*nn.Tensor, keep map[string]
 			fused.inputs = append(append([]string{}, p.inputs...), make([]string, 3-min(3, len(p.inputs)))...)
 			fused.inputs = append(fused.inputs, exts[:nExt]...)
 			fused.outputs = []string{final}
-			fused.epi = &epilogue{steps: append([]epiStep(nil), steps[:k]...), ops: append([]string(nil), ops[:k]...)}
+			prog := simplifyEpilogue(append([]epiStep(nil), steps[:k]...))
+			fused.epi = &epilogue{steps: prog, ops: append([]string(nil), ops[:k]...), biasFirst: biasFirst(prog)}
 			used[pi] = true
 			for _, m := range members[:k] {
 				used[m] = true
@@ -232,6 +238,130 @@ func fuseEpilogues(nodes []*node, consts map[string]*nn.Tensor, keep map[string]
 		}
 	}
 	return res
+}
+
+// biasFirst reports whether the conv's bias can be added inside step 0
+// (see epilogue.biasFirst).
+func biasFirst(steps []epiStep) bool {
+	if len(steps) == 0 || steps[0].op != eLeakyMax || steps[0].in[0].kind != argReg || steps[0].in[0].reg != 0 {
+		return false
+	}
+	for _, st := range steps[1:] {
+		for j, a := range st.in {
+			if a.kind == argReg && a.reg == 0 && (j == 0 || st.op.binary()) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// simplifyEpilogue rewrites spelled-out patterns of a program into fewer
+// passes: PaddleOCR's HardSwish, Add(3) -> Clip(0, 6) -> Mul(x) -> Div(6),
+// becomes one HardSwish step (x * clamp(x/6 + 1/2, 0, 1), equal up to
+// rounding), and a Mul by a scalar followed by an Add of a scalar one affine
+// step (PP-OCRv4's learnable affine blocks around it). A pattern is taken only
+// when its intermediate values are read by the next step of the pattern
+// alone. The det model's nine passes per output become four, cls's five two.
+func simplifyEpilogue(steps []epiStep) []epiStep {
+	// uses[r]: how many arguments read register r (step i writes i+1)
+	uses := make([]int, len(steps)+1)
+	for _, st := range steps {
+		for j, a := range st.in {
+			if a.kind == argReg && (j == 0 || st.op.binary()) {
+				uses[a.reg]++
+			}
+		}
+	}
+	scalar := func(a epiArg, v float32) bool {
+		return a.kind == argConst && len(a.vals) == 1 && a.vals[0] == v
+	}
+	anyScalar := func(a epiArg) bool { return a.kind == argConst && len(a.vals) == 1 }
+	isReg := func(a epiArg, r int) bool { return a.kind == argReg && a.reg == r }
+	// other returns the argument of a binary step that is not register r.
+	other := func(st *epiStep, r int) (epiArg, bool) {
+		switch {
+		case isReg(st.in[0], r):
+			return st.in[1], true
+		case isReg(st.in[1], r):
+			return st.in[0], true
+		}
+		return epiArg{}, false
+	}
+	var out []epiStep
+	remap := make([]int, len(steps)+1) // old register -> new
+	for i := 0; i < len(steps); {
+		st := steps[i]
+		// HardSwish: i Add(x, 3), i+1 Clip(0, 6), i+2 Mul(x, clip), i+3 Div(6)
+		if i+3 < len(steps) && st.op == eAdd {
+			var x epiArg
+			found := false
+			for _, cand := range st.in {
+				if cand.kind == argReg {
+					if o, ok := other(&st, cand.reg); ok && scalar(o, 3) {
+						x, found = cand, true
+						break
+					}
+				}
+			}
+			cl, mu, dv := &steps[i+1], &steps[i+2], &steps[i+3]
+			if found && cl.op == eClip && isReg(cl.in[0], i+1) && cl.a == 0 && cl.b == 6 &&
+				mu.op == eMul && (isReg(mu.in[0], i+2) && isReg(mu.in[1], x.reg) || isReg(mu.in[1], i+2) && isReg(mu.in[0], x.reg)) &&
+				dv.op == eDiv && isReg(dv.in[0], i+3) && scalar(dv.in[1], 6) &&
+				uses[i+1] == 1 && uses[i+2] == 1 && uses[i+3] == 1 && x.reg != i+2 {
+				x.reg = remap[x.reg]
+				out = append(out, epiStep{op: eHardSwish, in: [2]epiArg{x}})
+				remap[i+4] = len(out)
+				i += 4
+				continue
+			}
+		}
+		// LeakyMax: i LeakyRelu(x), i+1 Max(that, c), c a scalar
+		if i+1 < len(steps) && st.op == eLeakyRelu && st.a >= 0 && st.a <= 1 && steps[i+1].op == eMax && uses[i+1] == 1 {
+			if c, ok := other(&steps[i+1], i+1); ok && anyScalar(c) && c.vals[0] == c.vals[0] {
+				x := st.in[0]
+				if x.kind == argReg {
+					x.reg = remap[x.reg]
+				}
+				out = append(out, epiStep{op: eLeakyMax, in: [2]epiArg{x}, a: st.a, b: c.vals[0]})
+				remap[i+2] = len(out)
+				i += 2
+				continue
+			}
+		}
+		// Affine: i Mul(x, a), i+1 Add(that, b), a and b scalars
+		if i+1 < len(steps) && st.op == eMul {
+			ad := &steps[i+1]
+			var x, a epiArg
+			found := false
+			for _, cand := range st.in {
+				if cand.kind == argReg {
+					if o, ok := other(&st, cand.reg); ok && anyScalar(o) {
+						x, a, found = cand, o, true
+						break
+					}
+				}
+			}
+			if found && ad.op == eAdd && uses[i+1] == 1 {
+				if b, ok := other(ad, i+1); ok && anyScalar(b) {
+					x.reg = remap[x.reg]
+					out = append(out, epiStep{op: eAffine, in: [2]epiArg{x}, a: a.vals[0], b: b.vals[0]})
+					remap[i+2] = len(out)
+					i += 2
+					continue
+				}
+			}
+		}
+		for j := range st.in {
+			if st.in[j].kind == argReg {
+				st.in[j].reg = remap[st.in[j].reg]
+			}
+		}
+		out = append(out, st)
+		remap[i+1] = len(out)
+		i++
+	}
+	return out
 }
 
 // sameKnownShape reports whether inference gave a and b one fully known
@@ -381,15 +511,28 @@ func (e *epilogue) run(out, bias []float32, p0, planes, ch, plane int, ext [][]f
 		}
 		k := &chunk{at: at, n: n, gp: gp, p0: p0, plane: plane, ch: ch, one: at+n <= (lp+1)*plane}
 		r0 := out[at : at+n]
-		if bias != nil {
+		first := 0
+		if bias != nil && e.biasFirst && k.one {
+			// the bias inside step 0 (a LeakyMax of r0 alone)
+			st := &e.steps[0]
+			dst := regs[1][:n]
+			if last == 0 {
+				dst = r0
+			}
+			vec.LeakyMax(dst, r0, bias[gp%ch], st.a, st.b)
+			view[0], view[1] = r0, dst
+			first = 1
+		} else if bias != nil {
 			if k.one {
 				vec.Affine(r0, r0, 1, bias[gp%ch])
 			} else {
 				vec.Add(r0, r0, k.spread(spread[2][:n], bias))
 			}
 		}
-		view[0] = r0
-		for si := range e.steps {
+		if first == 0 {
+			view[0] = r0
+		}
+		for si := first; si < len(e.steps); si++ {
 			st := &e.steps[si]
 			dst := regs[si+1][:n]
 			if si == last {
@@ -455,6 +598,10 @@ func (e *epilogue) step(st *epiStep, dst []float32, regs [][]float32, k *chunk, 
 			vec.Clamp(dst, dst, 0, 1)
 		case eHardSwish:
 			vec.HardSwish(dst, x)
+		case eAffine:
+			vec.Affine(dst, x, st.a, st.b)
+		case eLeakyMax:
+			vec.LeakyMax(dst, x, 0, st.a, st.b)
 		case eLeakyRelu:
 			vec.LeakyRelu(dst, x, st.a)
 		default:

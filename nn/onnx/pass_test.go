@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/fennec-edge/fennec/gpu"
@@ -112,6 +113,19 @@ func TestFuseEpilogue(t *testing.T) {
 			nodep("Mul", "mx", []string{"b", "e"}, []string{"f"}),
 			nodep("Div", "dv", []string{"f", "six"}, []string{"g"}),
 			nodep("Sub", "sb", []string{"one", "g"}, []string{"y"})}, 1},
+		{"scalar affine, spelled HardSwish, scalar affine (simplified to three passes)", []*pb.NodeProto{
+			nodep("Mul", "m1", []string{"three", "c"}, []string{"a"}),
+			nodep("Add", "a1", []string{"a", "one"}, []string{"b"}),
+			nodep("Add", "a3", []string{"three", "b"}, []string{"d"}),
+			nodep("Clip", "cl", []string{"d", "zero", "six"}, []string{"e"}),
+			nodep("Mul", "mx", []string{"e", "b"}, []string{"f"}),
+			nodep("Div", "dv", []string{"f", "six"}, []string{"g"}),
+			nodep("Mul", "m2", []string{"g", "six"}, []string{"h"}),
+			nodep("Add", "a2", []string{"h", "one"}, []string{"y"})}, 1},
+		{"LeakyRelu, Max with a constant (one LeakyMax step)", []*pb.NodeProto{
+			nodep("LeakyRelu", "lr", []string{"c"}, []string{"b"},
+				&pb.AttributeProto{Name: strp("alpha"), Type: attrTypep(pb.AttributeProto_FLOAT), F: func() *float32 { f := float32(0.2); return &f }()}),
+			nodep("Max", "mx", []string{"one", "b"}, []string{"y"})}, 1},
 		{"residual Add, LeakyRelu, Max", []*pb.NodeProto{
 			nodep("Add", "res", []string{"c", "r"}, []string{"a"}),
 			nodep("LeakyRelu", "lr", []string{"a"}, []string{"b"},
@@ -157,6 +171,20 @@ func TestFuseEpilogue(t *testing.T) {
 			}
 			if tc.steps == 1 && fused.main.steps[0].op != "FusedConv" {
 				t.Fatalf("the plan runs %s", fused.main.steps[0].op)
+			}
+			if strings.HasPrefix(tc.name, "LeakyRelu, Max") {
+				if e := fused.main.steps[0].epi; len(e.steps) != 1 || e.steps[0].op != eLeakyMax || !e.biasFirst {
+					t.Fatalf("program %+v, want one LeakyMax with the bias inside", e)
+				}
+			}
+			if strings.HasPrefix(tc.name, "scalar affine") {
+				var kinds []epiKind
+				for _, st := range fused.main.steps[0].epi.steps {
+					kinds = append(kinds, st.op)
+				}
+				if fmt.Sprint(kinds) != fmt.Sprint([]epiKind{eAffine, eHardSwish, eAffine}) {
+					t.Fatalf("program %v, want affine, HardSwish, affine", kinds)
+				}
 			}
 			in := map[string]*nn.Tensor{}
 			for name, shape := range map[string][]int{"x": {1, 4, 5, 7}, "r": {1, 6, 5, 7}} {
@@ -257,5 +285,38 @@ func TestFuseLayerNormGelu(t *testing.T) {
 		if _, err := compare(a["y"], b["y"], 1e-5, 1e-5); err != nil {
 			t.Fatalf("extra %v: fused differs: %v", tc.extra, err)
 		}
+	}
+}
+
+// TestSimplifyEpilogueKeepsShared: a pattern whose intermediate value a later
+// step reads again is left as it is, and registers after a rewrite are
+// renumbered.
+func TestSimplifyEpilogueKeepsShared(t *testing.T) {
+	reg := func(r int) epiArg { return epiArg{kind: argReg, reg: r} }
+	k := func(v float32) epiArg { return epiArg{kind: argConst, vals: []float32{v}} }
+	hsw := []epiStep{
+		{op: eAdd, in: [2]epiArg{reg(0), k(3)}},
+		{op: eClip, in: [2]epiArg{reg(1)}, a: 0, b: 6},
+		{op: eMul, in: [2]epiArg{reg(2), reg(0)}},
+		{op: eDiv, in: [2]epiArg{reg(3), k(6)}},
+	}
+	shared := append(append([]epiStep(nil), hsw...), epiStep{op: eAdd, in: [2]epiArg{reg(4), reg(2)}})
+	if got := simplifyEpilogue(shared); len(got) != len(shared) {
+		t.Fatalf("clip output read twice, yet rewritten to %d steps", len(got))
+	}
+	// Mul-Add by scalars, then the HardSwish, then a step reading both the
+	// affine result and the HardSwish result
+	prog := append([]epiStep{{op: eMul, in: [2]epiArg{k(2), reg(0)}}, {op: eAdd, in: [2]epiArg{reg(1), k(1)}}},
+		epiStep{op: eAdd, in: [2]epiArg{reg(2), k(3)}}, epiStep{op: eClip, in: [2]epiArg{reg(3)}, a: 0, b: 6},
+		epiStep{op: eMul, in: [2]epiArg{reg(2), reg(4)}}, epiStep{op: eDiv, in: [2]epiArg{reg(5), k(6)}},
+		epiStep{op: eSub, in: [2]epiArg{reg(6), reg(2)}})
+	got := simplifyEpilogue(prog)
+	want := []epiStep{
+		{op: eAffine, in: [2]epiArg{reg(0)}, a: 2, b: 1},
+		{op: eHardSwish, in: [2]epiArg{reg(1)}},
+		{op: eSub, in: [2]epiArg{reg(2), reg(1)}},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %v, want %v", got, want)
 	}
 }

@@ -14,8 +14,13 @@
 // Dot:       sum of x[i]*y[i], in another order than a Go loop
 // Sum:       sum of x[i], likewise
 // Dot4:      out[j] = Dot(x, y[j*ldy:]) for j < 4, sharing the loads of x
+// Dot4x2:    Dot4 for two rows of x (ldx apart) at once
+// Transpose: a row-major matrix transposed
+// LeakyMax:  dst[i] = max(LeakyRelu(x[i] + b, a), c)
 // Gather2:   dst[i] = src[2*i] (src at least 2*len(dst)-1 long)
 package vec
+
+import "math"
 
 func axpyGo(dst, x []float32, a float32) {
 	x = x[:len(dst)]
@@ -56,7 +61,23 @@ func hardSwishGo(dst, x []float32) {
 	x = x[:len(dst)]
 	for i := range dst {
 		v := x[i]
-		dst[i] = v * min(max(v/6+0.5, 0), 1)
+		// one rounding of v/6 + 1/2, as the FMA of the AVX2 kernel
+		h := float32(math.FMA(float64(v), float64(float32(1.0/6)), 0.5))
+		dst[i] = v * min(max(h, 0), 1)
+	}
+}
+
+func leakyMaxGo(dst, x []float32, b, a, c float32) {
+	x = x[:len(dst)]
+	for i := range dst {
+		v := x[i] + b
+		if v < 0 {
+			v *= a
+		}
+		if v < c { // a NaN stays
+			v = c
+		}
+		dst[i] = v
 	}
 }
 
@@ -122,5 +143,19 @@ func tapsGo(dst, src []float32, offs []int, wts []float32, from int) {
 			acc += wts[t] * src[o+from+i]
 		}
 		dst[i] = acc
+	}
+}
+
+// transposeTail transposes what the 8x8 blocks [0, r8) x [0, c8) left.
+func transposeTail(dst, src []float32, rows, cols, r8, c8 int) {
+	for r := 0; r < rows; r++ {
+		c0 := 0
+		if r < r8 {
+			c0 = c8
+		}
+		row := src[r*cols : (r+1)*cols]
+		for c := c0; c < cols; c++ {
+			dst[c*rows+r] = row[c]
+		}
 	}
 }

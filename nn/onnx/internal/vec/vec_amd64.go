@@ -90,6 +90,21 @@ func HardSwish(dst, x []float32) {
 	hardSwishGo(dst[k:], x[k:])
 }
 
+//go:noescape
+func leakyMaxAVX2(dst, x *float32, n int, b, a, c float32)
+
+func LeakyMax(dst, x []float32, b, a, c float32) {
+	x = x[:len(dst)]
+	k := 0
+	if a >= 0 && a <= 1 {
+		k = body(len(dst))
+	}
+	if k > 0 {
+		leakyMaxAVX2(&dst[0], &x[0], k, b, a, c)
+	}
+	leakyMaxGo(dst[k:], x[k:], b, a, c)
+}
+
 func LeakyRelu(dst, x []float32, a float32) {
 	x = x[:len(dst)]
 	k := 0
@@ -169,6 +184,27 @@ func Dot4(out *[4]float32, x, y []float32, ldy int) {
 }
 
 //go:noescape
+func dot4x2AVX2(x0, x1, y *float32, ldx, ldy, n int, out *float32)
+
+// Dot4x2 is Dot4 for the rows x[0:n] and x[ldx:ldx+n] at once (n =
+// len(x) - ldx): out[r*4+j] = row r . y[j*ldy : j*ldy+n].
+func Dot4x2(out *[8]float32, x []float32, ldx int, y []float32, ldy int) {
+	n := len(x) - ldx
+	_ = y[3*ldy+n-1]
+	x0, x1 := x[:n], x[ldx:ldx+n]
+	k := body(n)
+	if k > 0 {
+		dot4x2AVX2(&x0[0], &x1[0], &y[0], ldx, ldy, k, &out[0])
+	} else {
+		*out = [8]float32{}
+	}
+	for j := 0; j < 4; j++ {
+		out[j] += dotGo(x0[k:], y[j*ldy+k:j*ldy+n])
+		out[4+j] += dotGo(x1[k:], y[j*ldy+k:j*ldy+n])
+	}
+}
+
+//go:noescape
 func gather2AVX2(dst, src *float32, n int)
 
 func Gather2(dst, src []float32) {
@@ -205,4 +241,23 @@ func Taps(dst, src []float32, offs []int, wts []float32) {
 		b = 0
 	}
 	tapsGo(dst[b:], src, offs, wts, b)
+}
+
+//go:noescape
+func transpose8AVX2(dst, src *float32, lds, ldd int)
+
+// Transpose writes the rows x cols matrix src (row-major) transposed into
+// dst: dst[c*rows+r] = src[r*cols+c], in 8x8 blocks.
+func Transpose(dst, src []float32, rows, cols int) {
+	_, _ = src[:rows*cols], dst[:rows*cols]
+	r8, c8 := rows&^7, cols&^7
+	if !haveAVX2 {
+		r8, c8 = 0, 0
+	}
+	for r := 0; r < r8; r += 8 {
+		for c := 0; c < c8; c += 8 {
+			transpose8AVX2(&dst[c*rows+r], &src[r*cols+c], cols, rows)
+		}
+	}
+	transposeTail(dst, src, rows, cols, r8, c8)
 }

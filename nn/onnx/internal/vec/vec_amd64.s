@@ -107,26 +107,29 @@ addloop:
 	RET
 
 // func hardSwishAVX2(dst, x *float32, n int)
-// dst[i] = x[i] * min(max(x[i]/6 + 0.5, 0), 1)
+// dst[i] = x[i] * min(max(x[i]*(1/6) + 0.5, 0), 1): one FMA, no division
+// (VDIVPS, with the constants moved in through legacy-SSE MOVs, made this
+// kernel 40x slower than an affine one on this VM; which of the two was
+// the cost was not measured).
 TEXT ·hardSwishAVX2(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), DI
 	MOVQ x+8(FP), SI
 	MOVQ n+16(FP), CX
-	MOVL $0x40c00000, AX // 6.0
-	MOVL AX, X0
+	MOVL $0x3e2aaaab, AX // 1/6
+	VMOVD AX, X0
 	VBROADCASTSS X0, Y0
 	MOVL $0x3f000000, AX // 0.5
-	MOVL AX, X4
+	VMOVD AX, X4
 	VBROADCASTSS X4, Y4
 	MOVL $0x3f800000, AX // 1.0
-	MOVL AX, X5
+	VMOVD AX, X5
 	VBROADCASTSS X5, Y5
 	VXORPS Y6, Y6, Y6
 	SHRQ $3, CX
 hswloop:
 	VMOVUPS (SI), Y1
-	VDIVPS Y0, Y1, Y2
-	VADDPS Y4, Y2, Y2
+	VMOVAPS Y4, Y2
+	VFMADD231PS Y0, Y1, Y2 // x/6 + 0.5
 	VMAXPS Y2, Y6, Y2
 	VMINPS Y2, Y5, Y2
 	VMULPS Y2, Y1, Y1
@@ -155,6 +158,32 @@ leakyloop:
 	ADDQ $32, DI
 	DECQ CX
 	JNZ leakyloop
+	VZEROUPPER
+	RET
+
+// func leakyMaxAVX2(dst, x *float32, n int, b, a, c float32)
+// dst[i] = max(max(y, a*y), c) with y = x[i] + b: a bias, LeakyRelu and a
+// Max with a constant in one pass (embedding_model's epilogue), the same
+// operations and NaN rules as Affine, leakyAVX2 and Clamp one after another.
+TEXT ·leakyMaxAVX2(SB), NOSPLIT, $0-36
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS b+24(FP), Y4
+	VBROADCASTSS a+28(FP), Y0
+	VBROADCASTSS c+32(FP), Y5
+	SHRQ $3, CX
+lmaxloop:
+	VMOVUPS (SI), Y1
+	VADDPS Y4, Y1, Y1
+	VMULPS Y1, Y0, Y2
+	VMAXPS Y1, Y2, Y1
+	VMAXPS Y1, Y5, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ lmaxloop
 	VZEROUPPER
 	RET
 
@@ -352,7 +381,8 @@ g2loop:
 // func tapsAVX2(dst, src *float32, offs *int, wts *float32, ntaps, n int)
 // dst[i] = sum_t wts[t] * src[offs[t]+i] for i < n (n a multiple of 8,
 // ntaps >= 1): a depthwise convolution's taps summed in registers, 64
-// outputs at a time (eight accumulators hide the FMA latency), then 8.
+// outputs at a time (eight accumulators hide the FMA latency), then 32,
+// 16, then 8.
 TEXT ·tapsAVX2(SB), NOSPLIT, $0-48
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
@@ -362,7 +392,7 @@ TEXT ·tapsAVX2(SB), NOSPLIT, $0-48
 	MOVQ n+40(FP), CX
 taps64:
 	CMPQ CX, $64
-	JLT taps8
+	JLT taps32
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -399,6 +429,57 @@ taps64t:
 	ADDQ $256, SI
 	SUBQ $64, CX
 	JMP taps64
+taps32:
+	// 32 outputs: four accumulators (a row of a short plane, often
+	// 64 + 32 + a few, spent most of its time in the one-accumulator loop)
+	CMPQ CX, $32
+	JLT taps16
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ BX, BX
+taps32t:
+	MOVQ (R8)(BX*8), AX
+	LEAQ (SI)(AX*4), DX
+	VBROADCASTSS (R9)(BX*4), Y8
+	VFMADD231PS (DX), Y8, Y0
+	VFMADD231PS 32(DX), Y8, Y1
+	VFMADD231PS 64(DX), Y8, Y2
+	VFMADD231PS 96(DX), Y8, Y3
+	INCQ BX
+	CMPQ BX, R10
+	JLT taps32t
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	ADDQ $128, DI
+	ADDQ $128, SI
+	SUBQ $32, CX
+	JMP taps32
+taps16:
+	// 16 outputs on two accumulators (a stride-2 stage's 16-wide rows)
+	CMPQ CX, $16
+	JLT taps8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	XORQ BX, BX
+taps16t:
+	MOVQ (R8)(BX*8), AX
+	LEAQ (SI)(AX*4), DX
+	VBROADCASTSS (R9)(BX*4), Y8
+	VFMADD231PS (DX), Y8, Y0
+	VFMADD231PS 32(DX), Y8, Y1
+	INCQ BX
+	CMPQ BX, R10
+	JLT taps16t
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ $64, DI
+	ADDQ $64, SI
+	SUBQ $16, CX
+	JMP taps16
 taps8:
 	CMPQ CX, $8
 	JLT tapsdone
@@ -418,5 +499,134 @@ taps8t:
 	SUBQ $8, CX
 	JMP taps8
 tapsdone:
+	VZEROUPPER
+	RET
+
+// func dot4x2AVX2(x0, x1, y *float32, ldx, ldy, n int, out *float32)
+// out[r*4+j] = sum_i xr[i] * y[j*ldy+i] for r < 2, j < 4, i < n (n a
+// multiple of 8), x1 = x0 + ldx: Dot4 for two rows at once, eight
+// independent accumulators (Dot4's four chains wait on the FMA latency)
+// and six loads per eight multiply-adds.
+TEXT ·dot4x2AVX2(SB), NOSPLIT, $0-56
+	MOVQ x0+0(FP), SI
+	MOVQ x1+8(FP), BX
+	MOVQ y+16(FP), DX
+	MOVQ ldy+32(FP), R11
+	SHLQ $2, R11
+	MOVQ n+40(FP), CX
+	MOVQ out+48(FP), DI
+	LEAQ (DX)(R11*1), R8
+	LEAQ (R8)(R11*1), R9
+	LEAQ (R9)(R11*1), R10
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	SHRQ $3, CX
+dot42loop:
+	VMOVUPS (SI), Y8
+	VMOVUPS (BX), Y9
+	VMOVUPS (DX), Y10
+	VFMADD231PS Y10, Y8, Y0
+	VFMADD231PS Y10, Y9, Y4
+	VMOVUPS (R8), Y11
+	VFMADD231PS Y11, Y8, Y1
+	VFMADD231PS Y11, Y9, Y5
+	VMOVUPS (R9), Y12
+	VFMADD231PS Y12, Y8, Y2
+	VFMADD231PS Y12, Y9, Y6
+	VMOVUPS (R10), Y13
+	VFMADD231PS Y13, Y8, Y3
+	VFMADD231PS Y13, Y9, Y7
+	ADDQ $32, SI
+	ADDQ $32, BX
+	ADDQ $32, DX
+	ADDQ $32, R8
+	ADDQ $32, R9
+	ADDQ $32, R10
+	DECQ CX
+	JNZ dot42loop
+	VHADDPS Y1, Y0, Y0
+	VHADDPS Y3, Y2, Y2
+	VHADDPS Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VMOVUPS X0, (DI)
+	VHADDPS Y5, Y4, Y4
+	VHADDPS Y7, Y6, Y6
+	VHADDPS Y6, Y4, Y4
+	VEXTRACTF128 $1, Y4, X5
+	VADDPS X5, X4, X4
+	VMOVUPS X4, 16(DI)
+	VZEROUPPER
+	RET
+
+// func transpose8AVX2(dst, src *float32, lds, ldd int)
+// dst[c*ldd+r] = src[r*lds+c] for r, c < 8: one 8x8 block.
+TEXT ·transpose8AVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ lds+16(FP), AX
+	SHLQ $2, AX
+	MOVQ ldd+24(FP), BX
+	SHLQ $2, BX
+	VMOVUPS (SI), Y0
+	ADDQ AX, SI
+	VMOVUPS (SI), Y1
+	ADDQ AX, SI
+	VMOVUPS (SI), Y2
+	ADDQ AX, SI
+	VMOVUPS (SI), Y3
+	ADDQ AX, SI
+	VMOVUPS (SI), Y4
+	ADDQ AX, SI
+	VMOVUPS (SI), Y5
+	ADDQ AX, SI
+	VMOVUPS (SI), Y6
+	ADDQ AX, SI
+	VMOVUPS (SI), Y7
+	VUNPCKLPS Y1, Y0, Y8
+	VUNPCKHPS Y1, Y0, Y9
+	VUNPCKLPS Y3, Y2, Y10
+	VUNPCKHPS Y3, Y2, Y11
+	VUNPCKLPS Y5, Y4, Y12
+	VUNPCKHPS Y5, Y4, Y13
+	VUNPCKLPS Y7, Y6, Y14
+	VUNPCKHPS Y7, Y6, Y15
+	VSHUFPS $0x44, Y10, Y8, Y0
+	VSHUFPS $0xEE, Y10, Y8, Y1
+	VSHUFPS $0x44, Y11, Y9, Y2
+	VSHUFPS $0xEE, Y11, Y9, Y3
+	VSHUFPS $0x44, Y14, Y12, Y4
+	VSHUFPS $0xEE, Y14, Y12, Y5
+	VSHUFPS $0x44, Y15, Y13, Y6
+	VSHUFPS $0xEE, Y15, Y13, Y7
+	VPERM2F128 $0x20, Y4, Y0, Y8
+	VPERM2F128 $0x20, Y5, Y1, Y9
+	VPERM2F128 $0x20, Y6, Y2, Y10
+	VPERM2F128 $0x20, Y7, Y3, Y11
+	VPERM2F128 $0x31, Y4, Y0, Y12
+	VPERM2F128 $0x31, Y5, Y1, Y13
+	VPERM2F128 $0x31, Y6, Y2, Y14
+	VPERM2F128 $0x31, Y7, Y3, Y15
+	VMOVUPS Y8, (DI)
+	ADDQ BX, DI
+	VMOVUPS Y9, (DI)
+	ADDQ BX, DI
+	VMOVUPS Y10, (DI)
+	ADDQ BX, DI
+	VMOVUPS Y11, (DI)
+	ADDQ BX, DI
+	VMOVUPS Y12, (DI)
+	ADDQ BX, DI
+	VMOVUPS Y13, (DI)
+	ADDQ BX, DI
+	VMOVUPS Y14, (DI)
+	ADDQ BX, DI
+	VMOVUPS Y15, (DI)
 	VZEROUPPER
 	RET

@@ -20,6 +20,18 @@ func Sum(x []float32) float32 { return sumGo(x) }
 
 func Dot4(out *[4]float32, x, y []float32, ldy int) { dot4Go(out, x, y, ldy) }
 
+func Dot4x2(out *[8]float32, x []float32, ldx int, y []float32, ldy int) {
+	n := len(x) - ldx
+	for j := 0; j < 4; j++ {
+		out[j] = dotGo(x[:n], y[j*ldy:j*ldy+n])
+		out[4+j] = dotGo(x[ldx:ldx+n], y[j*ldy:j*ldy+n])
+	}
+}
+
 func Gather2(dst, src []float32) { gather2Go(dst, src) }
 
 func Taps(dst, src []float32, offs []int, wts []float32) { tapsGo(dst, src, offs, wts, 0) }
+
+func Transpose(dst, src []float32, rows, cols int) { transposeTail(dst, src, rows, cols, 0, 0) }
+
+func LeakyMax(dst, x []float32, b, a, c float32) { leakyMaxGo(dst, x, b, a, c) }

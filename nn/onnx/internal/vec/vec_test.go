@@ -25,6 +25,16 @@ func TestKernels(t *testing.T) {
 		{"Max", Max, maxGo},
 		{"Max/swapped", func(d, x, y []float32) { Max(d, y, x) }, func(d, x, y []float32) { maxGo(d, y, x) }},
 		{"HardSwish", func(d, x, _ []float32) { HardSwish(d, x) }, func(d, x, _ []float32) { hardSwishGo(d, x) }},
+		{"LeakyMax", func(d, x, _ []float32) { LeakyMax(d, x, 0.3, 0.2, -0.5) }, func(d, x, _ []float32) {
+			// the unfused steps: bias, LeakyRelu, Max with a constant
+			affineGo(d, x, 1, 0.3)
+			leakyGo(d, d, 0.2)
+			for i, v := range d {
+				if v < -0.5 {
+					d[i] = -0.5
+				}
+			}
+		}},
 		{"LeakyRelu", func(d, x, _ []float32) { LeakyRelu(d, x, 0.2) }, func(d, x, _ []float32) { leakyGo(d, x, 0.2) }},
 		{"LeakyRelu/a>1", func(d, x, _ []float32) { LeakyRelu(d, x, 3) }, func(d, x, _ []float32) { leakyGo(d, x, 3) }},
 	}
@@ -116,6 +126,33 @@ func TestDot4(t *testing.T) {
 	}
 }
 
+func TestDot4x2(t *testing.T) {
+	rng := rand.New(rand.NewPCG(19, 20))
+	for _, n := range []int{1, 7, 8, 9, 33, 384} {
+		for _, ld := range []int{n, n + 3} {
+			for _, ldx := range []int{n, n + 5} {
+				x, y := make([]float32, ldx+n), make([]float32, 3*ld+n)
+				for i := range x {
+					x[i] = float32(rng.NormFloat64())
+				}
+				for i := range y {
+					y[i] = float32(rng.NormFloat64())
+				}
+				var got [8]float32
+				Dot4x2(&got, x, ldx, y, ld)
+				for r := 0; r < 2; r++ {
+					for j := 0; j < 4; j++ {
+						want := Dot(x[r*ldx:r*ldx+n], y[j*ld:j*ld+n])
+						if g := got[r*4+j]; math.Abs(float64(g-want)) > 1e-4*(1+math.Abs(float64(want))) {
+							t.Fatalf("n=%d ld=%d ldx=%d: [%d][%d] = %v, want %v", n, ld, ldx, r, j, g, want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 func TestGather2(t *testing.T) {
 	for _, n := range []int{0, 1, 7, 8, 9, 16, 17, 40} {
 		for _, extra := range []int{-1, 0, 1} {
@@ -145,7 +182,7 @@ func TestTaps(t *testing.T) {
 	for i := range src {
 		src[i] = float32(rng.NormFloat64())
 	}
-	for _, n := range []int{0, 1, 7, 8, 9, 63, 64, 65, 130, 200} {
+	for _, n := range []int{0, 1, 7, 8, 9, 16, 24, 32, 40, 56, 63, 64, 65, 100, 130, 200} {
 		for _, nt := range []int{1, 2, 9, 25} {
 			offs, wts := make([]int, nt), make([]float32, nt)
 			for i := range offs {
@@ -175,4 +212,23 @@ func TestTaps(t *testing.T) {
 		}
 	}()
 	Taps(make([]float32, 8), src, []int{len(src) - 4}, []float32{1})
+}
+
+func TestTranspose(t *testing.T) {
+	for _, sz := range [][2]int{{1, 1}, {3, 5}, {8, 8}, {16, 24}, {9, 17}, {96, 64}, {200, 4}, {4, 200}, {13, 8}} {
+		rows, cols := sz[0], sz[1]
+		src := make([]float32, rows*cols)
+		for i := range src {
+			src[i] = float32(i)
+		}
+		dst := make([]float32, rows*cols)
+		Transpose(dst, src, rows, cols)
+		for r := 0; r < rows; r++ {
+			for c := 0; c < cols; c++ {
+				if dst[c*rows+r] != src[r*cols+c] {
+					t.Fatalf("%dx%d: [%d,%d] = %v, want %v", rows, cols, c, r, dst[c*rows+r], src[r*cols+c])
+				}
+			}
+		}
+	}
 }

@@ -1,0 +1,129 @@
+//go:build linux
+
+package onnx
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/fennec-edge/fennec/gpu"
+	"github.com/fennec-edge/fennec/nn"
+)
+
+// TestOpProfile prints where a model's time goes, per operator type and per
+// node kind (operator, weight shape, group, strides, input shape), on the
+// one-thread CPU backend: FENNEC_OPPROF=SUBSTR picks the shared models whose
+// file name contains SUBSTR (FENNEC_OPPROF_RUNS runs, default 200). It is a
+// tool for profiling sessions beside onnxruntime's enable_profiling, not a
+// check, and is skipped without the variable.
+func TestOpProfile(t *testing.T) {
+	sub := os.Getenv("FENNEC_OPPROF")
+	if sub == "" {
+		t.Skip("set FENNEC_OPPROF=MODEL_SUBSTRING to print a per-op profile")
+	}
+	runs := 200
+	if v := os.Getenv("FENNEC_OPPROF_RUNS"); v != "" {
+		fmt.Sscan(v, &runs)
+	}
+	threads := 1
+	if v := os.Getenv("FENNEC_OPPROF_THREADS"); v != "" {
+		fmt.Sscan(v, &threads)
+	}
+	for _, model := range []string{"ch_ppocr_mobile_v2.0_cls_infer.onnx", "embedding_model.onnx", "melspectrogram.onnx", "silero_vad_v5.onnx", "silero_vad_v4.onnx", "ch_PP-OCRv4_det_infer.onnx"} {
+		if !strings.Contains(model, sub) {
+			continue
+		}
+		m, err := Load(sharedModel(t, model), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		be, err := gpu.NewCPUWithConfig(gpu.CPUConfig{Threads: threads})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewSession(m, be)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := filepath.Join("testdata", "ref", model[:len(model)-len(".onnx")])
+		in := map[string]*nn.Tensor{}
+		for i, vi := range m.Inputs() {
+			in[vi.Name] = readNPY(t, filepath.Join(ref, fmt.Sprintf("input_%d.npy", i)))
+		}
+		for range 10 {
+			if _, err := s.Run(in); err != nil {
+				t.Fatal(err)
+			}
+		}
+		byOp, byKind, count := map[string]time.Duration{}, map[string]time.Duration{}, map[string]int{}
+		traceNode = func(n *node, in, out []*nn.Tensor, d time.Duration) {
+			op := n.op
+			kind := op
+			if (op == "Conv" || op == "FusedConv" || op == "ConvTranspose") && len(in) > 1 && in[1] != nil && in[0] != nil {
+				kind = fmt.Sprintf("%s w%v g%d s%v x%v", op, in[1].Shape, n.attrInt("group", 1), func() []int64 { v, _ := n.attrInts("strides"); return v }(), in[0].Shape)
+				if n.epi != nil {
+					kind += " +epi"
+				}
+			} else if len(in) > 0 && in[0] != nil {
+				kind = fmt.Sprintf("%s x%v", op, in[0].Shape)
+			}
+			byOp[op] += d
+			byKind[kind] += d
+			count[kind]++
+		}
+		// Thread CPU time, not wall time: on a shared machine a node's wall
+		// time includes the time other processes held the core.
+		runtime.LockOSThread()
+		traceClock = threadCPU
+		start := time.Now()
+		for range runs {
+			if _, err := s.Run(in); err != nil {
+				traceNode = nil
+				t.Fatal(err)
+			}
+		}
+		total := time.Since(start)
+		traceNode = nil
+		runtime.UnlockOSThread()
+		s.Close()
+		per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(runs) }
+		var sum time.Duration
+		for _, d := range byOp {
+			sum += d
+		}
+		fmt.Printf("== %s: %.1f us/run wall, %.1f us/run thread CPU in nodes (%d threads)\n", model, per(total), per(sum), threads)
+		print := func(m map[string]time.Duration, withCount bool) {
+			keys := make([]string, 0, len(m))
+			for k := range m {
+				keys = append(keys, k)
+			}
+			sort.Slice(keys, func(i, j int) bool { return m[keys[i]] > m[keys[j]] })
+			for _, k := range keys {
+				if withCount {
+					fmt.Printf("  %8.1f us  n=%d  %s\n", per(m[k]), count[k]/runs, k)
+				} else {
+					fmt.Printf("  %8.1f us  %s\n", per(m[k]), k)
+				}
+			}
+		}
+		print(byOp, false)
+		fmt.Println("  -- by node kind")
+		print(byKind, true)
+	}
+}
+
+// threadCPU is the calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID).
+func threadCPU() time.Duration {
+	var ts syscall.Timespec
+	const clockThreadCPUTimeID = 3
+	syscall.RawSyscall(syscall.SYS_CLOCK_GETTIME, clockThreadCPUTimeID, uintptr(unsafe.Pointer(&ts)), 0)
+	return time.Duration(ts.Nano())
+}
