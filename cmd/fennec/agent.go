@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
@@ -219,13 +220,25 @@ HTTP bindings) on ADDR. With --device-config and no --hub the agent only serves.
 				})}
 			var nc *nats.Conn
 			where := hubURL
+			// The serving metrics, and with --leaf the outbox's
+			// (fennec_leaf_outbox_*), on --http's /metrics.
+			reg := serve.NewRegistry()
+			var servingNS *server.Server // with --leaf: the server the bindings use
 			if leafURL != "" {
 				// The device's own server, a leaf of the hub: the leaf
 				// connection carries the device's credentials; the
 				// agent's clients are in-process, with the device's inbox
 				// (the only one the hub lets the leaf receive).
 				lc := leaf.Config{Device: cid, Hub: leafURL, Dir: leafDir, Listen: localListen,
-					MaxBytes: outboxMax, MaxAge: outboxAge, TLS: tlsc, Logger: log}
+					MaxBytes: outboxMax, MaxAge: outboxAge, TLS: tlsc, Logger: log, Registerer: reg}
+				if dc != nil && dc.NeedsNATS() {
+					// The bindings run on this server, not on one of
+					// their own: what they publish on the outbox subjects
+					// (alerts.{device}...) is kept for the hub.
+					if err := leafServes(&lc, dc, deviceConfig); err != nil {
+						return err
+					}
+				}
 				if nkeyFile != "" {
 					if lc.Nkey, err = deploy.LoadNkey(nkeyFile); err != nil {
 						return &exitError{exitBadInput, err}
@@ -241,6 +254,9 @@ HTTP bindings) on ADDR. With --device-config and no --hub the agent only serves.
 					return &exitError{exitFailure, err}
 				}
 				defer node.Shutdown()
+				if dc != nil && dc.NeedsNATS() {
+					servingNS = node.Server()
+				}
 				if u := node.ClientURL(); u != "" {
 					fmt.Fprintf(c.OutOrStdout(), "device %s serves local clients at %s\n", cid, u)
 				}
@@ -308,11 +324,10 @@ HTTP bindings) on ADDR. With --device-config and no --hub the agent only serves.
 			startCancel(nil)
 			defer a.Close()
 			if dc != nil {
-				reg := serve.NewRegistry()
 				if err := registerAgentMetrics(reg, a.Stats); err != nil {
 					return &exitError{exitFailure, err}
 				}
-				sv, err := startServing(ctx, c.OutOrStdout(), eng, dc, filepath.Dir(deviceConfig), rd, reg, log)
+				sv, err := startServing(ctx, c.OutOrStdout(), eng, dc, filepath.Dir(deviceConfig), rd, servingNS, reg, log)
 				if err != nil {
 					return err
 				}
@@ -417,7 +432,7 @@ func serveOnly(c *cobra.Command, dc *serve.DeviceConfig, path string, verbose bo
 		return &exitError{exitFailure, err}
 	}
 	defer eng.Close(context.Background())
-	sv, err := startServing(ctx, c.OutOrStdout(), eng, dc, filepath.Dir(path), nil, serve.NewRegistry(), log)
+	sv, err := startServing(ctx, c.OutOrStdout(), eng, dc, filepath.Dir(path), nil, nil, serve.NewRegistry(), log)
 	if err != nil {
 		return err
 	}
