@@ -118,19 +118,21 @@ while [ $(( $(date +%s) - t_kill )) -lt "$outage" ]; do
   echo "$(date -u +%T) hub down $(( $(date +%s) - t_kill ))s: scored $(scored), outbox pending $p, hub connected $(metric fennec_leaf_hub_connected), RSS $r KiB"
 done
 scored_restart=$(scored) pending_restart=$(metric fennec_leaf_outbox_pending_messages)
-t0=$(date +%s)
+t0=$(date +%s.%N)
 start_hub 2
-echo "$(date -u +%T) hub restarted on its store in $(( $(date +%s) - t0 ))s; $pending_restart messages were pending"
+echo "$(date -u +%T) hub restarted on its store in $(python3 -c "import time; print(f'{time.time() - $t0:.1f}')")s; $pending_restart messages were pending"
 sleep "$tail_s"
 kill -INT $pub; wait $pub 2>/dev/null || true; pub=""
 published=$(awk '/^published/ {print $2}' pub.log)
 [ -n "$published" ] || { echo "the monitor did not finish:"; cat pub.log; exit 1; }
-# Drain: every reading scored and published, nothing pending.
+# Drain: every reading answered (scored, or refused and counted),
+# nothing pending.
+answered() { echo $(( $(scored) + $(metric fennec_binding_shed_total) + $(metric fennec_binding_rejected_total) + $(metric fennec_module_calls_total 'outcome="error"') )); }
 t0=$(date +%s)
-until [ "$(scored)" -ge "$published" ] && [ "$(metric fennec_leaf_outbox_pending_messages)" = 0 ] && [ "$(metric fennec_leaf_hub_connected)" = 1 ]; do
+until [ "$(answered)" -ge "$published" ] && [ "$(metric fennec_leaf_outbox_pending_messages)" = 0 ] && [ "$(metric fennec_leaf_hub_connected)" = 1 ]; do
   el=$(( $(date +%s) - t0 ))
   [ $el -gt 300 ] && { echo "the outbox did not drain in 300 s"; break; }
-  [ $((el % 10)) = 0 ] && echo "$(date -u +%T) draining: scored $(scored) of $published, outbox pending $(metric fennec_leaf_outbox_pending_messages), hub connected $(metric fennec_leaf_hub_connected)"
+  [ $((el % 10)) = 0 ] && echo "$(date -u +%T) draining: answered $(answered) of $published, outbox pending $(metric fennec_leaf_outbox_pending_messages), hub connected $(metric fennec_leaf_hub_connected)"
   sleep 1
 done
 drain=$(( $(date +%s) - t0 ))
@@ -160,7 +162,8 @@ printf "%-52s %s\n" "readings published (MQTT QoS 1, acknowledged)" "$published"
   "agent RSS KiB before / during (min-max) / after" "$rss_before / $rss_min-$rss_max / $rss_after"
 echo "load $(cut -d' ' -f1-3 /proc/loadavg)"
 ok=1
-[ "$scored_end" = "$published" ] || { echo "FAIL: $published readings published, $scored_end scored"; ok=0; }
+[ "$((scored_end + shed + rejected + failed))" = "$published" ] || { echo "FAIL: $published readings published, $scored_end scored and $((shed + rejected + failed)) refused: the others were never answered"; ok=0; }
+[ "$((shed + rejected + failed))" = 0 ] || { echo "FAIL: $shed readings shed (the binding's queue was full: the device did not keep up), $rejected rejected, $failed failed"; ok=0; }
 [ "$sent" = "$scored_end" ] && [ "$outbox" = "$sent" ] || { echo "FAIL: $scored_end scored, $sent published by the binding, $outbox in the outbox"; ok=0; }
 [ "$missing" = 0 ] && [ "$olost" = 0 ] || { echo "FAIL: $missing outbox messages never reached the hub (first: id $first_missing), $olost dropped by the outbox"; ok=0; }
 [ "$duplicates" = 0 ] || { echo "FAIL: $duplicates duplicates at the hub"; ok=0; }
