@@ -39,8 +39,27 @@ f="$work/fennec"
 cd "$work"
 "$f" guests build --out mods vitals-preprocess risk-infer risk-train >/dev/null
 "$f" demo --devices 2 --rounds 2 --patients 6 --save-model risk.cbor >/dev/null
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-hubport=$(freeport) leafport=$(freeport) mqttport=$(freeport) httpport=$(freeport)
+# Four free ports below the kernel's ephemeral range: the hub restarts on
+# the same ones, and during the outage an outgoing connection of any
+# process on this machine could take a free ephemeral port (it did, once).
+read -r hubport leafport mqttport httpport < <(python3 - <<'PY'
+import random, socket
+lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+ports = []
+while len(ports) < 4:
+    p = random.randrange(20000, min(lo, 32768))
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    if p not in ports:
+        ports.append(p)
+print(*ports)
+PY
+)
 {
   echo '[[operator]]'; echo 'name = "ops"'; "$f" deploy nkey creds/ops.nk | grep '^nkey'
   echo; echo '[[device]]'; echo 'id = "ward3"'; echo 'group = "ward"'; "$f" deploy nkey creds/ward3.nk | grep '^nkey'
@@ -53,7 +72,7 @@ start_hub() {
     --init-mlp 7,8,1 --min-devices 1 --rounds 1 --deadline 10s >>hub.log 2>&1 &
   hub=$!
   for _ in $(seq 300); do
-    [ "$(grep -c 'serving rollouts' hub.log)" -ge "$1" ] && return 0
+    [ "$(grep -c '^access control on' hub.log)" -ge "$1" ] && return 0
     kill -0 $hub 2>/dev/null || break
     sleep 0.2
   done
@@ -132,6 +151,7 @@ t0=$(date +%s)
 until [ "$(answered)" -ge "$published" ] && [ "$(metric fennec_leaf_outbox_pending_messages)" = 0 ] && [ "$(metric fennec_leaf_hub_connected)" = 1 ]; do
   el=$(( $(date +%s) - t0 ))
   [ $el -gt 300 ] && { echo "the outbox did not drain in 300 s"; break; }
+  kill -0 $hub 2>/dev/null || { echo "the hub ended:"; tail -5 hub.log; exit 1; }
   [ $((el % 10)) = 0 ] && echo "$(date -u +%T) draining: answered $(answered) of $published, outbox pending $(metric fennec_leaf_outbox_pending_messages), hub connected $(metric fennec_leaf_hub_connected)"
   sleep 1
 done
