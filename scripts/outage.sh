@@ -39,14 +39,14 @@ f="$work/fennec"
 cd "$work"
 "$f" guests build --out mods vitals-preprocess risk-infer risk-train >/dev/null
 "$f" demo --devices 2 --rounds 2 --patients 6 --save-model risk.cbor >/dev/null
-# Four free ports below the kernel's ephemeral range: the hub restarts on
+# Five free ports below the kernel's ephemeral range: the hub restarts on
 # the same ones, and during the outage an outgoing connection of any
 # process on this machine could take a free ephemeral port (it did, once).
-read -r hubport leafport mqttport httpport < <(python3 - <<'PY'
+read -r hubport leafport mqttport httpport dashport < <(python3 - <<'PY'
 import random, socket
 lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
 ports = []
-while len(ports) < 4:
+while len(ports) < 5:
     p = random.randrange(20000, min(lo, 32768))
     s = socket.socket()
     try:
@@ -69,7 +69,7 @@ import random; random.seed(3)
 for n in range(60): print(",".join(f"{random.uniform(-1,1):.2f}" for _ in range(7)) + f",{n%2}")' >ward3.csv
 start_hub() {
   "$f" hub --data hub --access access.toml --listen 127.0.0.1:$hubport --leaf-listen 127.0.0.1:$leafport \
-    --init-mlp 7,8,1 --min-devices 1 --rounds 1 --deadline 10s >>hub.log 2>&1 &
+    --http 127.0.0.1:$dashport --init-mlp 7,8,1 --min-devices 1 --rounds 1 --deadline 10s >>hub.log 2>&1 &
   hub=$!
   for _ in $(seq 300); do
     [ "$(grep -c '^access control on' hub.log)" -ge "$1" ] && return 0
@@ -80,6 +80,15 @@ start_hub() {
 }
 start_hub 1
 "$f" hub creds --secret hub/fleet.secret --id ward3 >ward3.creds
+# The hub's own count of what it stored from the outbox (the dashboard's
+# uplink_delivered: the last outbox sequence in its uplink stream).
+token=$("$f" hub token --nkey creds/ops.nk --operator ops --ttl 2h)
+stored() {
+  curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$dashport/api/v1/devices/ward3" |
+    python3 -c 'import json, sys
+try: print(json.load(sys.stdin).get("uplink_delivered", 0))
+except Exception: print(0)'
+}
 cat >device.toml <<TOML
 device = "ward3"
 [http]
@@ -144,15 +153,18 @@ sleep "$tail_s"
 kill -INT $pub; wait $pub 2>/dev/null || true; pub=""
 published=$(awk '/^published/ {print $2}' pub.log)
 [ -n "$published" ] || { echo "the monitor did not finish:"; cat pub.log; exit 1; }
-# Drain: every reading answered (scored, or refused and counted),
-# nothing pending.
+# Drain: every reading answered (scored, or refused and counted), nothing
+# pending on the device (sent to the hub), everything stored at the hub.
 answered() { echo $(( $(scored) + $(metric fennec_binding_shed_total) + $(metric fennec_binding_rejected_total) + $(metric fennec_module_calls_total 'outcome="error"') )); }
 t0=$(date +%s)
-until [ "$(answered)" -ge "$published" ] && [ "$(metric fennec_leaf_outbox_pending_messages)" = 0 ] && [ "$(metric fennec_leaf_hub_connected)" = 1 ]; do
+sent_at=""
+until [ "$(answered)" -ge "$published" ] && [ "$(metric fennec_leaf_outbox_pending_messages)" = 0 ] &&
+  [ "$(stored)" -ge "$(metric fennec_leaf_outbox_messages)" ]; do
+  [ -z "$sent_at" ] && [ "$(answered)" -ge "$published" ] && [ "$(metric fennec_leaf_outbox_pending_messages)" = 0 ] && sent_at=$(( $(date +%s) - t0 ))
   el=$(( $(date +%s) - t0 ))
   [ $el -gt 300 ] && { echo "the outbox did not drain in 300 s"; break; }
   kill -0 $hub 2>/dev/null || { echo "the hub ended:"; tail -5 hub.log; exit 1; }
-  [ $((el % 10)) = 0 ] && echo "$(date -u +%T) draining: answered $(answered) of $published, outbox pending $(metric fennec_leaf_outbox_pending_messages), hub connected $(metric fennec_leaf_hub_connected)"
+  [ $((el % 10)) = 0 ] && echo "$(date -u +%T) draining: answered $(answered) of $published, outbox pending $(metric fennec_leaf_outbox_pending_messages), stored at the hub $(stored) of $(metric fennec_leaf_outbox_messages), hub connected $(metric fennec_leaf_hub_connected)"
   sleep 1
 done
 drain=$(( $(date +%s) - t0 ))
@@ -178,7 +190,7 @@ printf "%-52s %s\n" "readings published (MQTT QoS 1, acknowledged)" "$published"
   "hub uplink: messages / unique outbox ids" "$messages / $unique" \
   "lost (outbox ids that never reached the hub)" "$missing" \
   "duplicates (ids stored twice)" "$duplicates" \
-  "drain after the restart (s)" "$drain" \
+  "after the restart: outbox pending 0 / all stored (s)" "${sent_at:-$drain} / $drain" \
   "agent RSS KiB before / during (min-max) / after" "$rss_before / $rss_min-$rss_max / $rss_after"
 echo "load $(cut -d' ' -f1-3 /proc/loadavg)"
 ok=1
