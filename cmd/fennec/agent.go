@@ -93,7 +93,10 @@ not on this machine is refused without TLS unless --allow-plaintext.
 them (HTTP POST /v1/modules/{module}/{entry}, NATS subjects, MQTT topics through the
 device's nats-server; see docs/ARCHITECTURE.md "Serving"): [[module]] files, and the
 module its rollouts deploy. --http ADDR serves /metrics, /healthz and /readyz (and the
-HTTP bindings) on ADDR. With --device-config and no --hub the agent only serves.`,
+HTTP bindings) on ADDR. With --device-config and no --hub the agent only serves. With
+--leaf the bindings run on the leaf's server (the config's MQTT listener and [nats]
+listen open it; its device must be the credentials' id), so what they publish on the
+outbox subjects reaches the hub; /metrics then has the outbox's fennec_leaf_* gauges.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			var dc *serve.DeviceConfig
