@@ -95,8 +95,9 @@ device's nats-server; see docs/ARCHITECTURE.md "Serving"): [[module]] files, and
 module its rollouts deploy. --http ADDR serves /metrics, /healthz and /readyz (and the
 HTTP bindings) on ADDR. With --device-config and no --hub the agent only serves. With
 --leaf the bindings run on the leaf's server (the config's MQTT listener and [nats]
-listen open it; its device must be the credentials' id), so what they publish on the
-outbox subjects reaches the hub; /metrics then has the outbox's fennec_leaf_* gauges.`,
+listen open it; its device must be the credentials' id) and start before the hub is
+reached, so the device serves through an outage and what they publish on the outbox
+subjects reaches the hub when it returns; /metrics then has the outbox's fennec_leaf_* gauges.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			var dc *serve.DeviceConfig
@@ -227,6 +228,7 @@ outbox subjects reaches the hub; /metrics then has the outbox's fennec_leaf_* ga
 			// (fennec_leaf_outbox_*), on --http's /metrics.
 			reg := serve.NewRegistry()
 			var servingNS *server.Server // with --leaf: the server the bindings use
+			serving := false             // with --leaf the bindings start before the hub is reached
 			if leafURL != "" {
 				// The device's own server, a leaf of the hub: the leaf
 				// connection carries the device's credentials; the
@@ -268,6 +270,18 @@ outbox subjects reaches the hub; /metrics then has the outbox's fennec_leaf_* ga
 					return &exitError{exitFailure, fmt.Errorf("connect to the local server: %w", err)}
 				}
 				defer nc.Close()
+				if dc != nil {
+					// The bindings serve at once: a device (re)started
+					// while the hub is unreachable scores its traffic,
+					// and what it publishes for the hub waits in the
+					// outbox.
+					sv, err := startServing(ctx, c.OutOrStdout(), eng, dc, filepath.Dir(deviceConfig), rd, servingNS, reg, log)
+					if err != nil {
+						return err
+					}
+					defer sv.stop()
+					serving = true
+				}
 				// Join once the leaf reaches the hub; the local server
 				// serves local clients meanwhile.
 				if err := waitLeaf(ctx, node, c, cid, leafURL); err != nil {
@@ -330,7 +344,9 @@ outbox subjects reaches the hub; /metrics then has the outbox's fennec_leaf_* ga
 				if err := registerAgentMetrics(reg, a.Stats); err != nil {
 					return &exitError{exitFailure, err}
 				}
-				sv, err := startServing(ctx, c.OutOrStdout(), eng, dc, filepath.Dir(deviceConfig), rd, servingNS, reg, log)
+			}
+			if dc != nil && !serving {
+				sv, err := startServing(ctx, c.OutOrStdout(), eng, dc, filepath.Dir(deviceConfig), rd, nil, reg, log)
 				if err != nil {
 					return err
 				}
