@@ -151,10 +151,13 @@ for b in risk pipeline; do
 done
 if [ "$soak" -gt 0 ]; then
   rate=$(( sat * 80 / 100 ))
-  echo "soak: pipeline at 80 % ($rate/s) for ${soak}s; agent RSS (KiB) every 30 s:"
+  echo "soak: pipeline at 80 % ($rate/s) for ${soak}s; every 30 s the agent's RSS KiB / Go heap in use KiB / goroutines:"
   echo "POST http://127.0.0.1:$port/v1/modules/vitals-preprocess/process" | "$vegeta" attack -duration "${soak}s" -rate "$rate/1s" -header "Content-Type: application/json" -body "$work/pipeline.json" >"$work/soak.bin" 2>&1 &
   h=$!
-  while kill -0 $h 2>/dev/null; do printf "%s " "$(awk '/VmRSS/ {print $2}' /proc/$agent/status)"; sleep 30; done; echo
+  while kill -0 $h 2>/dev/null; do
+    m=$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^go_memstats_heap_inuse_bytes / {h=$2/1024} /^go_goroutines / {g=$2} END {printf "%d/%d", h, g}')
+    printf "%s/%s " "$(awk '/VmRSS/ {print $2}' /proc/$agent/status)" "$m"; sleep 30
+  done; echo
   "$vegeta" report "$work/soak.bin" | awk '/Requests|Latencies|Status Codes|Success/'
 fi
 curl -s "http://127.0.0.1:$port/metrics" | grep -E '^fennec_binding_shed_total|^fennec_module_calls_total' || true

@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -40,15 +41,45 @@ func StartLocalNATS(ctx context.Context, c *DeviceConfig) (*server.Server, error
 	if listen == "" {
 		listen = "-"
 	}
+	configure, tlsc, err := c.mqttOptions()
+	if err != nil {
+		return nil, err
+	}
+	return natsembed.Start(ctx, natsembed.Config{Name: "fennec-device-" + c.Device, Dir: dir, Listen: listen, TLS: tlsc,
+		Configure: configure})
+}
+
+// ServerOptions is what StartLocalNATS sets on its server's options
+// beyond the store and the client address, for a server the caller starts
+// itself (an agent's leaf node, which then carries the bindings): the
+// MQTT listener of c.MQTT and, with [tls], TLS on the client listener
+// (when it listens) and on the MQTT one.
+func (c *DeviceConfig) ServerOptions() (func(*server.Options), error) {
+	configure, tlsc, err := c.mqttOptions()
+	if err != nil {
+		return nil, err
+	}
+	return func(o *server.Options) {
+		if tlsc != nil && !o.DontListen {
+			o.TLS, o.TLSConfig, o.TLSTimeout = true, tlsc, 5
+			o.TLSVerify = tlsc.ClientAuth == tls.RequireAndVerifyClientCert
+		}
+		configure(o)
+	}, nil
+}
+
+// mqttOptions parses c.MQTT.Listen and loads [tls]: it returns the
+// options the MQTT listener needs and the listeners' TLS configuration.
+func (c *DeviceConfig) mqttOptions() (func(*server.Options), *tls.Config, error) {
 	var mhost string
 	var mport int
 	if c.MQTT.Listen != "" {
 		h, p, err := net.SplitHostPort(c.MQTT.Listen)
 		if err != nil {
-			return nil, fmt.Errorf("mqtt listen %q: %w", c.MQTT.Listen, err)
+			return nil, nil, fmt.Errorf("mqtt listen %q: %w", c.MQTT.Listen, err)
 		}
 		if mport, err = strconv.Atoi(p); err != nil || mport < 0 || mport > 65535 {
-			return nil, fmt.Errorf("mqtt listen %q: bad port", c.MQTT.Listen)
+			return nil, nil, fmt.Errorf("mqtt listen %q: bad port", c.MQTT.Listen)
 		}
 		if mport == 0 {
 			mport = -1 // nats-server: a random port
@@ -57,16 +88,15 @@ func StartLocalNATS(ctx context.Context, c *DeviceConfig) (*server.Server, error
 	}
 	tlsc, err := c.ServerTLS()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return natsembed.Start(ctx, natsembed.Config{Name: "fennec-device-" + c.Device, Dir: dir, Listen: listen, TLS: tlsc,
-		Configure: func(o *server.Options) {
-			if mport != 0 {
-				o.MQTT.Host, o.MQTT.Port = mhost, mport
-				if tlsc != nil {
-					o.MQTT.TLSConfig, o.MQTT.TLSTimeout = tlsc, 5
-					o.MQTT.TLSMap = false
-				}
+	return func(o *server.Options) {
+		if mport != 0 {
+			o.MQTT.Host, o.MQTT.Port = mhost, mport
+			if tlsc != nil {
+				o.MQTT.TLSConfig, o.MQTT.TLSTimeout = tlsc, 5
+				o.MQTT.TLSMap = false
 			}
-		}})
+		}
+	}, tlsc, nil
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
@@ -92,7 +93,11 @@ not on this machine is refused without TLS unless --allow-plaintext.
 them (HTTP POST /v1/modules/{module}/{entry}, NATS subjects, MQTT topics through the
 device's nats-server; see docs/ARCHITECTURE.md "Serving"): [[module]] files, and the
 module its rollouts deploy. --http ADDR serves /metrics, /healthz and /readyz (and the
-HTTP bindings) on ADDR. With --device-config and no --hub the agent only serves.`,
+HTTP bindings) on ADDR. With --device-config and no --hub the agent only serves. With
+--leaf the bindings run on the leaf's server (the config's MQTT listener and [nats]
+listen open it; its device must be the credentials' id) and start before the hub is
+reached, so the device serves through an outage and what they publish on the outbox
+subjects reaches the hub when it returns; /metrics then has the outbox's fennec_leaf_* gauges.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			var dc *serve.DeviceConfig
@@ -219,13 +224,26 @@ HTTP bindings) on ADDR. With --device-config and no --hub the agent only serves.
 				})}
 			var nc *nats.Conn
 			where := hubURL
+			// The serving metrics, and with --leaf the outbox's
+			// (fennec_leaf_outbox_*), on --http's /metrics.
+			reg := serve.NewRegistry()
+			var servingNS *server.Server // with --leaf: the server the bindings use
+			serving := false             // with --leaf the bindings start before the hub is reached
 			if leafURL != "" {
 				// The device's own server, a leaf of the hub: the leaf
 				// connection carries the device's credentials; the
 				// agent's clients are in-process, with the device's inbox
 				// (the only one the hub lets the leaf receive).
 				lc := leaf.Config{Device: cid, Hub: leafURL, Dir: leafDir, Listen: localListen,
-					MaxBytes: outboxMax, MaxAge: outboxAge, TLS: tlsc, Logger: log}
+					MaxBytes: outboxMax, MaxAge: outboxAge, TLS: tlsc, Logger: log, Registerer: reg}
+				if dc != nil && dc.NeedsNATS() {
+					// The bindings run on this server, not on one of
+					// their own: what they publish on the outbox subjects
+					// (alerts.{device}...) is kept for the hub.
+					if err := leafServes(&lc, dc, deviceConfig); err != nil {
+						return err
+					}
+				}
 				if nkeyFile != "" {
 					if lc.Nkey, err = deploy.LoadNkey(nkeyFile); err != nil {
 						return &exitError{exitBadInput, err}
@@ -241,6 +259,9 @@ HTTP bindings) on ADDR. With --device-config and no --hub the agent only serves.
 					return &exitError{exitFailure, err}
 				}
 				defer node.Shutdown()
+				if dc != nil && dc.NeedsNATS() {
+					servingNS = node.Server()
+				}
 				if u := node.ClientURL(); u != "" {
 					fmt.Fprintf(c.OutOrStdout(), "device %s serves local clients at %s\n", cid, u)
 				}
@@ -249,6 +270,18 @@ HTTP bindings) on ADDR. With --device-config and no --hub the agent only serves.
 					return &exitError{exitFailure, fmt.Errorf("connect to the local server: %w", err)}
 				}
 				defer nc.Close()
+				if dc != nil {
+					// The bindings serve at once: a device (re)started
+					// while the hub is unreachable scores its traffic,
+					// and what it publishes for the hub waits in the
+					// outbox.
+					sv, err := startServing(ctx, c.OutOrStdout(), eng, dc, filepath.Dir(deviceConfig), rd, servingNS, reg, log)
+					if err != nil {
+						return err
+					}
+					defer sv.stop()
+					serving = true
+				}
 				// Join once the leaf reaches the hub; the local server
 				// serves local clients meanwhile.
 				if err := waitLeaf(ctx, node, c, cid, leafURL); err != nil {
@@ -308,11 +341,12 @@ HTTP bindings) on ADDR. With --device-config and no --hub the agent only serves.
 			startCancel(nil)
 			defer a.Close()
 			if dc != nil {
-				reg := serve.NewRegistry()
 				if err := registerAgentMetrics(reg, a.Stats); err != nil {
 					return &exitError{exitFailure, err}
 				}
-				sv, err := startServing(ctx, c.OutOrStdout(), eng, dc, filepath.Dir(deviceConfig), rd, reg, log)
+			}
+			if dc != nil && !serving {
+				sv, err := startServing(ctx, c.OutOrStdout(), eng, dc, filepath.Dir(deviceConfig), rd, nil, reg, log)
 				if err != nil {
 					return err
 				}
@@ -417,7 +451,7 @@ func serveOnly(c *cobra.Command, dc *serve.DeviceConfig, path string, verbose bo
 		return &exitError{exitFailure, err}
 	}
 	defer eng.Close(context.Background())
-	sv, err := startServing(ctx, c.OutOrStdout(), eng, dc, filepath.Dir(path), nil, serve.NewRegistry(), log)
+	sv, err := startServing(ctx, c.OutOrStdout(), eng, dc, filepath.Dir(path), nil, nil, serve.NewRegistry(), log)
 	if err != nil {
 		return err
 	}

@@ -10,11 +10,13 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fennec-edge/fennec/deploy"
 	"github.com/fennec-edge/fennec/federation"
+	"github.com/fennec-edge/fennec/internal/leaf"
 	"github.com/fennec-edge/fennec/runtime"
 	"github.com/fennec-edge/fennec/serve"
 )
@@ -49,10 +51,11 @@ func loadDeviceConfig(path, httpAddr string) (*serve.DeviceConfig, error) {
 
 // startServing loads dc's [[module]] files into eng, maps the other
 // modules bindings name to the rollout deployer (when there is one),
-// starts the device's own nats-server when a binding needs it, and
-// starts the server. reg gets the serving metrics.
+// starts the device's own nats-server when a binding needs it (unless ns,
+// the agent's leaf node, is given: the bindings then use it), and starts
+// the server. reg gets the serving metrics.
 func startServing(ctx context.Context, out io.Writer, eng *runtime.Engine, dc *serve.DeviceConfig, dir string, rd *deploy.Device,
-	reg *prometheus.Registry, log *slog.Logger) (*serving, error) {
+	ns *server.Server, reg *prometheus.Registry, log *slog.Logger) (*serving, error) {
 	sv := &serving{}
 	fail := func(err error) (*serving, error) {
 		sv.stop()
@@ -96,11 +99,14 @@ func startServing(ctx context.Context, out io.Writer, eng *runtime.Engine, dc *s
 	}
 	var nc *nats.Conn
 	if dc.NeedsNATS() {
-		ns, err := serve.StartLocalNATS(ctx, dc)
-		if err != nil {
-			return fail(&exitError{exitFailure, err})
+		if ns == nil {
+			var err error
+			if ns, err = serve.StartLocalNATS(ctx, dc); err != nil {
+				return fail(&exitError{exitFailure, err})
+			}
+			sv.close = append(sv.close, func() { ns.Shutdown(); ns.WaitForShutdown() })
 		}
-		sv.close = append(sv.close, func() { ns.Shutdown(); ns.WaitForShutdown() })
+		var err error
 		if nc, err = nats.Connect("", nats.InProcessServer(ns), nats.Name("fennec-serve")); err != nil {
 			return fail(&exitError{exitFailure, err})
 		}
@@ -130,6 +136,30 @@ func startServing(ctx context.Context, out io.Writer, eng *runtime.Engine, dc *s
 	}
 	fmt.Fprintf(out, "device %s serves %d bindings\n", dc.Device, len(dc.Bindings))
 	return sv, nil
+}
+
+// leafServes makes lc's server carry dc's bindings (fennec agent --leaf
+// --device-config): dc's MQTT listener and [tls] go to the leaf's server,
+// [nats] listen opens its client listener (as --local-listen does; both
+// set must agree), and dc must name the credentials' device, or what its
+// bindings publish on alerts.{device} would miss the outbox's subjects.
+// The leaf's store (--leaf-dir) replaces [nats] dir.
+func leafServes(lc *leaf.Config, dc *serve.DeviceConfig, path string) error {
+	if dc.Device != lc.Device {
+		return &exitError{exitUsage, fmt.Errorf("%s: device = %q, but the credentials are device %q's: with --leaf its bindings publish on the leaf's outbox subjects (alerts.%s...); set device = %q", path, dc.Device, lc.Device, lc.Device, lc.Device)}
+	}
+	if l := dc.NATS.Listen; l != "" {
+		if lc.Listen != "-" && lc.Listen != "" && lc.Listen != l {
+			return &exitError{exitUsage, fmt.Errorf("%s: [nats] listen = %q and --local-listen %q: with --leaf both open the leaf's server; give one", path, l, lc.Listen)}
+		}
+		lc.Listen = l
+	}
+	conf, err := dc.ServerOptions()
+	if err != nil {
+		return &exitError{exitBadInput, err}
+	}
+	lc.Configure = conf
+	return nil
 }
 
 // stop drains the calls in flight (up to 30s) and releases everything.
