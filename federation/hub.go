@@ -186,7 +186,10 @@ func fromReport(r hub.Report) RoundReport {
 		Received: r.Received, Participants: r.Participants, Dropped: r.Dropped, Refused: r.Refused, Rejected: r.Rejected,
 		Clamped: r.Clamped, Duration: r.Duration, DeviceMetrics: r.DeviceMetrics, HasEval: r.HasEval, EvalLoss: r.EvalLoss,
 		EvalAccuracy: r.EvalAccuracy, BytesIn: r.BytesIn, BytesOut: r.BytesOut, EvalMetrics: r.EvalMetrics, Time: r.Time,
-		Phases: r.Phases,
+	}
+	if r.Phases != nil {
+		p := RoundPhases(*r.Phases)
+		out.Phases = &p
 	}
 	if r.Privacy != nil {
 		p := ModeStatus(*r.Privacy)
@@ -201,7 +204,13 @@ func fromReport(r hub.Report) RoundReport {
 // sampled update is in, or the deadline), Aggregate, Commit (checkpoint,
 // optimizer state and round state written; old checkpoints are deleted
 // behind the round) and Evaluate (the hub's evaluation).
-type RoundPhases = hub.Phases
+type RoundPhases struct {
+	Claim     time.Duration `json:"claim_ns" cbor:"claim"`
+	Gather    time.Duration `json:"gather_ns" cbor:"gather"`
+	Aggregate time.Duration `json:"aggregate_ns" cbor:"aggregate"`
+	Commit    time.Duration `json:"commit_ns" cbor:"commit"`
+	Evaluate  time.Duration `json:"evaluate_ns" cbor:"evaluate"`
+}
 
 // HubEvaluator scores a global model on held-out data the hub holds.
 type HubEvaluator interface {
