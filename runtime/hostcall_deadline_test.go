@@ -11,7 +11,7 @@ import (
 	"github.com/fennec-edge/fennec/runtime"
 )
 
-// backToBack is a hostile guest whose entrypoint "run" makes n 256x256
+// backToBack is a hostile guest whose entrypoint "run" makes n 512x512
 // matmuls in straight-line code: no loop and no call of a guest function,
 // so none of wazero's termination checks (at loop headers and function
 // entries) ever runs; only the host calls can stop it.
@@ -24,7 +24,11 @@ func backToBack(n int, inInit bool) []byte {
 		return wasmtest.Cat(wasmtest.I32Const(1), wasmtest.I32Const(0), wasmtest.I32Const(2),
 			wasmtest.I32Const(0), wasmtest.I32Const(0), wasmtest.Call(0), []byte{0x21, local})
 	}
-	body := wasmtest.Cat(store(0, 256), store(4, 256), newT(1), newT(2), newT(3))
+	// 512x512 products (268 MFLOP each, ~1.5-3 ms on one core): 1000 of
+	// them outlast the 300 ms deadline on the fastest CPU here (AVX-512 at
+	// ~190 GFLOP/s on two threads finished 1000 of 256x256 in 295 ms), and
+	// one is short enough for the stop to land well within 2x.
+	body := wasmtest.Cat(store(0, 512), store(4, 512), newT(1), newT(2), newT(3))
 	for range n {
 		body = wasmtest.Cat(body, wasmtest.LocalGet(1), wasmtest.LocalGet(2), wasmtest.I32Const(0),
 			wasmtest.LocalGet(3), wasmtest.Call(1), []byte{wasmtest.OpDrop})
