@@ -21,7 +21,7 @@ func newCollector(n *Node) *collector {
 	return &collector{n: n,
 		msgs:      d("outbox_messages", "Messages held in the device's outbox (delivered ones too, until the limits drop them)."),
 		bytes:     d("outbox_bytes", "Bytes held in the device's outbox."),
-		pending:   d("outbox_pending_messages", "Outbox messages the hub has not yet taken (buffered while it is unreachable); 0 means sent, which the hub stores an instant later."),
+		pending:   d("outbox_pending_messages", "Outbox messages the hub has not yet taken (buffered while it is unreachable); 0 means sent to the hub, which may not have stored them yet."),
 		oldest:    d("outbox_oldest_pending_age_seconds", "Age of the oldest outbox message not yet sent to the hub (0 when none)."),
 		lost:      d("outbox_lost_total", "Outbox messages dropped by the outbox's limits before the hub took them."),
 		connected: d("hub_connected", "1 while the leaf connection to the hub is up."),
