@@ -1,7 +1,7 @@
 package hub_test
 
 import (
-	"slices"
+	"github.com/fennec-edge/fennec/internal/bench"
 	"sync"
 	"testing"
 	"time"
@@ -50,7 +50,7 @@ func BenchmarkRound(b *testing.B) {
 	if len(gaps) == 0 {
 		b.Fatalf("%d rounds reported", len(at))
 	}
-	b.ReportMetric(median(gaps), "ms/round")
+	b.ReportMetric(bench.Median(gaps), "ms/round")
 	for _, p := range []struct {
 		name string
 		get  func(hub.Phases) time.Duration
@@ -65,12 +65,6 @@ func BenchmarkRound(b *testing.B) {
 		for _, ph := range phases[1:] {
 			v = append(v, float64(p.get(ph).Microseconds())/1000)
 		}
-		b.ReportMetric(median(v), p.name+"-ms")
+		b.ReportMetric(bench.Median(v), p.name+"-ms")
 	}
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
 }
