@@ -5,8 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -154,31 +152,17 @@ func (s *ModelSet) Add(p Preload) error {
 	return nil
 }
 
-// load reads, hashes, decodes and prepares the model p names. The file is
-// read once, so the digest is of the very bytes that are decoded.
+// load reads, decodes and prepares the model p names (onnx.Load reads each
+// file once, so the digest is of the very bytes that are decoded).
 func (s *ModelSet) load(p Preload) (*SharedModel, error) {
 	if !validModelName(p.Name) {
 		return nil, fmt.Errorf("model name %q must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'", p.Name)
 	}
-	max := s.opts.MaxFileBytes
-	if max <= 0 {
-		max = 2 << 30 // nn/onnx's default
-	}
-	f, err := os.Open(p.Path)
+	m, err := onnx.Load(p.Path, s.opts)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", p.Name, err)
 	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil {
-		return nil, fmt.Errorf("model %s: %w", p.Name, err)
-	} else if fi.Size() > max {
-		return nil, fmt.Errorf("model %s: %s: file of %d bytes exceeds the limit of %d", p.Name, p.Path, fi.Size(), max)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("model %s: %s: %w", p.Name, p.Path, err)
-	}
-	return s.decode(p.Name, p.Path, data, filepath.Dir(p.Path))
+	return s.prepare(p.Name, p.Path, m)
 }
 
 // decode prepares model bytes; source names them in errors, dir holds
@@ -188,15 +172,16 @@ func (s *ModelSet) decode(name, source string, data []byte, dir string) (*Shared
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", name, err)
 	}
+	return s.prepare(name, source, m)
+}
+
+// prepare makes a decoded model a SharedModel with its session.
+func (s *ModelSet) prepare(name, source string, m *onnx.Model) (*SharedModel, error) {
 	sess, err := onnx.NewSession(m, s.backend)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %s: %w", name, source, err)
 	}
-	size := int64(len(data))
-	for _, e := range m.ExternalData() {
-		size += e.Bytes
-	}
-	sm := &SharedModel{Name: name, Path: source, Bytes: size, SHA256: m.Digest(),
+	sm := &SharedModel{Name: name, Path: source, Bytes: m.Bytes(), SHA256: m.Digest(),
 		sess: sess, inputs: m.Inputs(), outputs: modelOutputs(m)}
 	sm.refs.Store(1) // the set's own reference
 	return sm, nil

@@ -108,6 +108,7 @@ type Model struct {
 	opts      Options
 	digest    string
 	external  []ExternalFile
+	bytes     int64
 }
 
 // ExternalFile is an external data file a model's tensors were read from.
@@ -116,6 +117,10 @@ type ExternalFile struct {
 	Bytes    int64  `json:"bytes"`
 	SHA256   string `json:"sha256"` // lower-case hex, of the bytes read
 }
+
+// Bytes is the size of what the model was read from: its file (or the
+// bytes given to Decode) and its external data files.
+func (m *Model) Bytes() int64 { return m.bytes }
 
 // ExternalData lists the external data files the model was read from,
 // sorted by location (none for a self-contained model).
@@ -136,17 +141,15 @@ func (m *Model) ExternalData() []ExternalFile { return slices.Clone(m.external) 
 // once, into memory.
 func (m *Model) Digest() string { return m.digest }
 
-// ModelDigest computes Digest from the model file's SHA-256 (hex) and its
-// external files, for tools that pin a model without decoding it.
-func ModelDigest(modelSHA256 string, external []ExternalFile) string {
+// modelDigest is Digest from the model file's SHA-256 (hex) and its
+// external files in location order.
+func modelDigest(modelSHA256 string, external []ExternalFile) string {
 	if len(external) == 0 {
 		return modelSHA256
 	}
-	ext := slices.Clone(external)
-	slices.SortFunc(ext, func(a, b ExternalFile) int { return strings.Compare(a.Location, b.Location) })
 	var b strings.Builder
 	b.WriteString("fennec-onnx-digest-v1\nmodel " + modelSHA256 + "\n")
-	for _, e := range ext {
+	for _, e := range external {
 		fmt.Fprintf(&b, "external %s %d %s\n", e.Location, e.Bytes, e.SHA256)
 	}
 	sum := sha256.Sum256([]byte(b.String()))
@@ -157,31 +160,9 @@ func ModelDigest(modelSHA256 string, external []ExternalFile) string {
 // from path's directory.
 func Load(path string, opts Options) (*Model, error) {
 	opts = opts.withDefaults()
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if st.Size() > opts.MaxFileBytes {
-		return nil, fmt.Errorf("%s: %w: file of %d bytes exceeds the limit of %d", path, ErrInvalid, st.Size(), opts.MaxFileBytes)
-	}
-	// One buffer of the file's size (io.ReadAll alone doubles its way up:
-	// twice the file allocated); a file that grew since Stat is read on
-	// to its end, within the limit, and decode refuses it past that.
-	data := make([]byte, st.Size())
-	if _, err := io.ReadFull(f, data); err != nil {
-		return nil, fmt.Errorf("%s: %w (file shorter than its %d bytes)", path, err, st.Size())
-	}
-	rest, err := io.ReadAll(io.LimitReader(f, opts.MaxFileBytes+1-st.Size()))
+	data, err := readBounded(path, opts.MaxFileBytes)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(rest) > 0 {
-		data = append(data, rest...)
 	}
 	return decode(data, filepath.Base(path), filepath.Dir(path), opts)
 }
@@ -234,7 +215,8 @@ func decode(data []byte, name, dir string, opts Options) (*Model, error) {
 	}
 	slices.SortFunc(m.external, func(a, b ExternalFile) int { return strings.Compare(a.Location, b.Location) })
 	sum := sha256.Sum256(data)
-	m.digest = ModelDigest(hex.EncodeToString(sum[:]), m.external)
+	m.digest = modelDigest(hex.EncodeToString(sum[:]), m.external)
+	m.bytes = int64(len(data)) + ld.extBytes
 	return m, nil
 }
 
@@ -686,7 +668,7 @@ func (ld *loader) external(tp *onnxpb.TensorProto, size int64) ([]byte, error) {
 		}
 		data, err := readBounded(p, ld.opts.MaxFileBytes-ld.extBytes)
 		if err != nil {
-			return nil, fmt.Errorf("external data %q: %w", loc, err)
+			return nil, fmt.Errorf("external data %q (the limit on a model's external data files together): %w", loc, err)
 		}
 		sum := sha256.Sum256(data)
 		ef = &extFile{path: p, data: data, sha: hex.EncodeToString(sum[:])}
@@ -707,7 +689,9 @@ func (ld *loader) external(tp *onnxpb.TensorProto, size int64) ([]byte, error) {
 const maxExternalFiles = 1024
 
 // readBounded reads the file at path whole, refusing one of more than max
-// bytes (the external files of one model share MaxFileBytes).
+// bytes: one buffer of the file's size (io.ReadAll alone doubles its way
+// up: twice the file allocated); a file that grew since Stat is read on to
+// its end, within the limit.
 func readBounded(path string, max int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -719,14 +703,18 @@ func readBounded(path string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	if st.Size() > max {
-		return nil, fmt.Errorf("%w: %d bytes, more than the %d left of the limit on a model's external data", ErrInvalid, st.Size(), max)
+		return nil, fmt.Errorf("%w: file of %d bytes exceeds the limit of %d", ErrInvalid, st.Size(), max)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	data := make([]byte, st.Size())
+	if _, err := io.ReadFull(f, data); err != nil {
+		return nil, fmt.Errorf("%w (file shorter than its %d bytes)", err, st.Size())
+	}
+	rest, err := io.ReadAll(io.LimitReader(f, max+1-st.Size()))
 	if err != nil {
 		return nil, err
 	}
-	if int64(len(data)) > max {
-		return nil, fmt.Errorf("%w: grew past the %d bytes left of the limit on a model's external data", ErrInvalid, max)
+	if data = append(data, rest...); int64(len(data)) > max {
+		return nil, fmt.Errorf("%w: file grew past the limit of %d bytes", ErrInvalid, max)
 	}
 	return data, nil
 }
