@@ -70,10 +70,6 @@ type droppedCollector struct {
 func (d *droppedCollector) set(binding string, sub *nats.Subscription) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if sub == nil {
-		delete(d.subs, binding)
-		return
-	}
 	d.subs[binding] = sub
 }
 
