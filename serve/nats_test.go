@@ -223,6 +223,12 @@ func TestNATSDroppedCounted(t *testing.T) {
 	if err := sub.SetPendingLimits(2, 1<<20); err != nil {
 		t.Fatal(err)
 	}
+	// The publishes come from a second connection: the server must know of
+	// the subscription before they arrive, or they go nowhere and nothing
+	// is dropped (the CI failure of stop 24).
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	pub, err := nats.Connect(nc.ConnectedUrl())
 	if err != nil {
 		t.Fatal(err)
