@@ -759,6 +759,12 @@ func modeConfig(o Options) federation.ModeConfig {
 	} else if c.Clip == 0 {
 		c.Clip = 0.5
 	}
+	if o.Mode == "secagg+dpsgd" && o.Fraction == 1 && o.Devices >= 3 && o.Devices <= 33 {
+		// The highest secagg threshold of the complete graph: every device
+		// divides its noise variance by it (docs/PRIVACY.md, "Distributed
+		// DP-SGD noise"), and a round survives one device dropping out.
+		c.Threshold = o.Devices - 1
+	}
 	return c
 }
 
