@@ -6,9 +6,9 @@ import (
 	"math"
 
 	"github.com/fennec-edge/fennec/federation/internal/hook"
+	"github.com/fennec-edge/fennec/federation/internal/model"
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
-	"github.com/fennec-edge/fennec/federation/internal/model"
 	"github.com/fennec-edge/fennec/privacy/dp"
 	"github.com/fennec-edge/fennec/privacy/dpsgd"
 )
