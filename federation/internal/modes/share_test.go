@@ -3,6 +3,7 @@ package modes_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -42,6 +43,11 @@ func (s shareTrainer) Train(_ context.Context, in train.Input) (train.Output, er
 	}
 	if in.Share == nil {
 		return train.Output{}, errors.New("no noise-share grant")
+	}
+	// The divisor is the secagg threshold the device set up (3) less its
+	// own Colluders (1), whatever else the hub says.
+	if d := in.Share.Divisor(); d != 2 {
+		return train.Output{}, fmt.Errorf("grant divisor %d, want 2", d)
 	}
 	n, _ := in.Data.Rows()
 	var layers []int
@@ -89,7 +95,7 @@ func shareRun(t *testing.T, hostile string) (sim.Summary, model.Model, error) {
 	}
 	s, err := sim.Run(ctx, sim.Config{Devices: 4, Rounds: rounds, Seed: 1, Linear: true, Data: data, Initial: &init,
 		PrivacyMode: modes.SecAggDPSGD, MaxFailedRounds: 1,
-		Privacy:    modes.Config{TargetEpsilon: 3, Delta: 1e-5, Clip: 1, PatientsPerStep: 8, Threshold: 3, StepTimeout: 3 * time.Second},
+		Privacy:    modes.Config{TargetEpsilon: 3, Delta: 1e-5, Clip: 1, PatientsPerStep: 8, Threshold: 3, Colluders: 1, StepTimeout: 3 * time.Second},
 		Settings:   wire.Settings{LR: 0.5},
 		NewTrainer: func(i int) (train.Trainer, error) { return shareTrainer{dev: i, hostile: hostile}, nil },
 		Deadline:   deadline})
