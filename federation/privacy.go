@@ -110,6 +110,11 @@ type ModeConfig struct {
 	// delta min(Delta, 1/n).
 	PatientsPerStep float64
 	LocalSteps      int
+	// Colluders (secagg+dpsgd, device side): the other devices of a secure
+	// aggregate this device assumes may add no noise; its noise share is
+	// N(0, (zC)^2 / (t - Colluders)) for the round's secagg threshold t
+	// (docs/PRIVACY.md, "Distributed DP-SGD noise").
+	Colluders int
 	// StepTimeout bounds each protocol step's exchange (10s).
 	StepTimeout time.Duration
 	// Source of noise (dp.NewSource() when nil).

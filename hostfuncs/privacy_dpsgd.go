@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/fennec-edge/fennec/gpu"
 	"github.com/fennec-edge/fennec/privacy/budget"
@@ -28,6 +29,9 @@ type dpsgdRun struct {
 	// Sampled counts the units sampled over the run's steps (the observed
 	// rate is Sampled / (steps taken * units)).
 	sampled int64
+	// share is the call's noise-share grant (CallInfo.DPSGDShare), nil for
+	// the full noise.
+	share *dpsgd.Share
 }
 
 // endDPSGD ends the call's DP-SGD run, returning its quota.
@@ -101,9 +105,25 @@ func dpSGDBegin(ctx context.Context, in *Instance, _ api.Module, stack []uint64)
 		in.unhold(keep)
 		return in.fail(EINVAL, "%s: groups: %v", op, err)
 	}
+	share := in.callInfo.DPSGDShare
+	if share != nil && steps != 1 {
+		in.unhold(keep)
+		return in.fail(EINVAL, "%s: this call's noise share covers one step (its sum is revealed only inside one secure aggregate), got steps %d", op, steps)
+	}
 	charge := budget.Charge{
 		Gaussian: &budget.Gaussian{NoiseMultiplier: z, SamplingRate: q, Steps: int(steps)},
 		Note:     fmt.Sprintf("module %s: dp_sgd_begin %d steps z=%g q=%g clip=%g over %d units", in.cfg.Module, steps, z, q, clip, units),
+	}
+	if share != nil {
+		// The grant is used by this run whatever follows: a second run in
+		// the call would be a second sum under one secure aggregate.
+		if err := share.Begin(); err != nil {
+			in.unhold(keep)
+			return in.fail(ESTATE, "%s: %v", op, err)
+		}
+		// The charge is that of the full noise z: the revealed sum carries
+		// it (the device's mode client verified the aggregate).
+		charge.Note += fmt.Sprintf(" (noise share 1/%d under secure aggregation)", share.Divisor())
 	}
 	// The host samples the units itself (dp_sgd_step), so it may trust q:
 	// one charge, the steps composed in RDP, before any step.
@@ -112,7 +132,7 @@ func dpSGDBegin(ctx context.Context, in *Instance, _ api.Module, stack []uint64)
 		return in.failPrivacy(op, err)
 	}
 	in.endDPSGD()
-	in.dpsgd = &dpsgdRun{groups: g, clip: clip, z: z, q: q, steps: int(steps), left: int(steps), held: keep}
+	in.dpsgd = &dpsgdRun{groups: g, clip: clip, z: z, q: q, steps: int(steps), left: int(steps), held: keep, share: share}
 	return ok(units)
 }
 
@@ -254,16 +274,29 @@ func dpSGDStep(ctx context.Context, in *Instance, mod api.Module, stack []uint64
 		r.held += wb
 		in.held += wb
 	}
-	if err := ps.noise().AddGaussian32(sum, r.z*r.clip); err != nil {
+	std := r.z * r.clip
+	if r.share != nil {
+		std /= math.Sqrt(float64(r.share.Divisor()))
+	}
+	if err := ps.noise().AddGaussian32(sum, std); err != nil {
 		return in.fail(EINTERNAL, "%s: noise: %v", op, err)
 	}
 	scale := float32(1 / (r.q * float64(r.groups.Units())))
+	for i := range sum {
+		sum[i] *= scale
+	}
+	if r.share != nil {
+		// The under-noised sum goes to the grant's maker only; the guest
+		// sees zeros.
+		if err := r.share.Seal(dpsgd.Sealed{Sum: sum, Z: r.z, Clip: r.clip, Q: r.q, Units: r.groups.Units(),
+			Sample: len(r.sample), Noise: std, Layers: shape}); err != nil {
+			return in.fail(ESTATE, "%s: %v", op, err)
+		}
+		clear(sum)
+	}
 	off = 0
 	for _, o := range outs {
 		v := sum[off : off+o.Len()]
-		for i := range v {
-			v[i] *= scale
-		}
 		if err := in.writeF32(o, v); err != nil {
 			return in.fail(EINTERNAL, "%s: writing the gradient: %v", op, err)
 		}

@@ -3,6 +3,7 @@ package hostfuncs_test
 import (
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -312,5 +313,94 @@ func TestDPSGDQuota(t *testing.T) {
 	}
 	if st := status(t, l, budget.DatasetAccount("d")); st.Releases != 0 {
 		t.Fatalf("charged: %+v", st)
+	}
+}
+
+// TestDPSGDShare: a call the host gave a noise-share grant
+// (CallInfo.DPSGDShare, which no guest can set) runs one step, charged as
+// the full noise; the step's sum, noised with std z*C/sqrt(divisor), is
+// sealed in the grant and the guest's outputs stay zero. A run of more
+// steps, a second run on the grant and a second step are refused.
+func TestDPSGDShare(t *testing.T) {
+	const z, clip, divisor = 2.0, 0.5, 4
+	f := newDPSGDFixture(t, 1e15)
+	share := func() *dpsgd.Share {
+		s, err := dpsgd.NewShare(divisor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.e.host.End()
+		f.e.host.Begin(nil, hostfuncs.CallInfo{Dataset: "d", DPSGDShare: s})
+		return s
+	}
+	s := share()
+	if got := f.begin(clip, z, 1, 2); got != int32(hostfuncs.EINVAL) || !strings.Contains(f.e.host.LastError(), "one step") {
+		t.Fatalf("two steps under a share = %d (%s), want EINVAL", got, f.e.host.LastError())
+	}
+	if st := status(t, f.l, budget.DatasetAccount("d")); st.Releases != 0 {
+		t.Fatalf("refused run charged: %+v", st)
+	}
+	if got := f.begin(clip, z, 1, 1); got != 3 {
+		t.Fatalf("dp_sgd_begin = %d (%s)", got, f.e.host.LastError())
+	}
+	// The charge is the full noise's: what a run without a share costs.
+	ref := openLedger(t, filepath.Join(t.TempDir(), "ref.json"), map[string]budget.Budget{"r": {Epsilon: 1e9, Delta: 1e-5}})
+	want, _ := ref.Charge(budget.Charge{Gaussian: &budget.Gaussian{NoiseMultiplier: z, SamplingRate: 1, Steps: 1}}, "r")
+	if st := status(t, f.l, budget.DatasetAccount("d")); st.Releases != 1 || math.Abs(st.SpentEpsilon-want[0].SpentEpsilon) > 1e-12 {
+		t.Fatalf("charged %+v, want epsilon %v", st, want[0].SpentEpsilon)
+	}
+	if got := f.begin(clip, z, 1, 1); got != int32(hostfuncs.ESTATE) {
+		t.Fatalf("a second run on the grant = %d (%s), want ESTATE", got, f.e.host.LastError())
+	}
+	// The refused second begin ended nothing: the first run's one step.
+	if got := f.e.call("fennec_privacy_dp_sgd_begin", u(f.groups), fd(clip), fd(z), fd(1), u(1)); got != int32(hostfuncs.ESTATE) {
+		t.Fatalf("third begin = %d", got)
+	}
+	// Under the noise-share regime the guest never sees the sum.
+	g, _ := dpsgd.NewGroups([]int32{0, 0, 1, 2, 2, 2}, 3)
+	kernel := make([]float32, f.net.Params())
+	if _, err := dpsgd.ClipSum(f.net, f.xs, f.ys, g, []int{0, 1, 2}, clip, kernel, nil); err != nil {
+		t.Fatal(err)
+	}
+	var sq float64
+	var n int
+	for trial := 0; trial < 300; trial++ {
+		if trial > 0 {
+			s = share()
+			if got := f.begin(clip, z, 1, 1); got != 3 {
+				t.Fatalf("trial %d: dp_sgd_begin = %d (%s)", trial, got, f.e.host.LastError())
+			}
+		}
+		if got := f.step(); got != 3 {
+			t.Fatalf("dp_sgd_step = %d (%s)", got, f.e.host.LastError())
+		}
+		if got := f.step(); got != int32(hostfuncs.EBUDGET) {
+			t.Fatalf("second step under a share = %d, want EBUDGET", got)
+		}
+		for _, h := range []int32{f.g0, f.gb0, f.g1, f.gb1} {
+			for _, v := range f.e.read(h) {
+				if v != 0 {
+					t.Fatalf("the guest's output holds %v, want zeros", f.e.read(h))
+				}
+			}
+		}
+		v, ok := s.Sealed()
+		if !ok || v.Z != z || v.Clip != clip || v.Q != 1 || v.Units != 3 || v.Sample != 3 || !slices.Equal(v.Layers, []int{3, 2, 1}) {
+			t.Fatalf("sealed %+v, %v", v, ok)
+		}
+		if want := z * clip / 2; math.Abs(v.Noise-want) > 1e-12 {
+			t.Fatalf("noise std %v, want %v", v.Noise, want)
+		}
+		for i, x := range v.Sum {
+			d := float64(x) - float64(kernel[i])/3
+			sq += d * d
+			n++
+		}
+	}
+	// The sealed values' noise: std z*C/sqrt(divisor)/(q*units) (within
+	// 10%: 2,700 samples give a relative error of about 1.4%).
+	std, wantStd := math.Sqrt(sq/float64(n)), z*clip/math.Sqrt(divisor)/3
+	if math.Abs(std/wantStd-1) > 0.1 {
+		t.Fatalf("sealed noise std %v, want %v (z*C/sqrt(%d)/3)", std, wantStd, divisor)
 	}
 }

@@ -1,6 +1,10 @@
 package hostfuncs
 
-import "time"
+import (
+	"time"
+
+	"github.com/fennec-edge/fennec/privacy/dpsgd"
+)
 
 // Services are the host-side services that host functions of the optional
 // groups use. The command wires them (a budget ledger, HE key material, a
@@ -22,4 +26,12 @@ type CallInfo struct {
 	// long host functions trap between bounded blocks of their work, in
 	// every preemption mode (docs/ABI.md, "Deadlines").
 	Deadline time.Time
+	// DPSGDShare, when set, is the call's grant of a reduced DP-SGD noise
+	// share, made by the device's trusted side (its federation mode client)
+	// for a step whose sum leaves only inside a verified secure aggregate:
+	// dp_sgd_begin then runs one step, and dp_sgd_step noises the sum with
+	// N(0, (z*clip)^2 / Divisor), seals it in the grant and writes zeros to
+	// the guest's outputs (docs/ABI.md, "dp_sgd_step"). A guest cannot set
+	// it.
+	DPSGDShare *dpsgd.Share
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fennec-edge/fennec/hostfuncs"
+	"github.com/fennec-edge/fennec/privacy/dpsgd"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
@@ -283,6 +284,10 @@ type CallOptions struct {
 	// Dataset names the data the call works on: privacy releases made
 	// during the call are charged to its budget.
 	Dataset string
+	// DPSGDShare (hostfuncs.CallInfo.DPSGDShare): the call's grant of a
+	// reduced DP-SGD noise share, which only the device's trusted side
+	// makes (a federation mode client). Nil: the full noise.
+	DPSGDShare *dpsgd.Share
 }
 
 // Call runs entrypoint entry with input on a pooled instance and returns
@@ -319,7 +324,7 @@ func (m *Module) CallWith(ctx context.Context, entry string, input []byte, opts 
 		m.stats.failures.Add(1)
 		return nil, err
 	}
-	out, after, err := m.run(ctx, in, entry, input, hostfuncs.CallInfo{Dataset: opts.Dataset})
+	out, after, err := m.run(ctx, in, entry, input, hostfuncs.CallInfo{Dataset: opts.Dataset, DPSGDShare: opts.DPSGDShare})
 	switch after {
 	case keep:
 		if in.host.Worn() { // its handle space is half used up: replace it

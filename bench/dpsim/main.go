@@ -51,6 +51,7 @@ type cfg struct {
 	wexp      float64
 	wd        float64
 	oracle    bool
+	share     int // >0: secagg+dpsgd: one SGD step a round, noise N(0,(zC)^2/share) per device, equal weights
 }
 
 var zcache = map[[4]float64]float64{}
@@ -73,6 +74,7 @@ func main() {
 	flag.Float64Var(&c.zmul, "zmul", 1, "scale the calibrated noise (0: none; not private unless 1)")
 	flag.Float64Var(&c.wexp, "wexp", 1, "weight each device by rows^wexp")
 	flag.BoolVar(&c.oracle, "oracle", false, "score the best of the tail average and every round's model on the test rows (an upper bound on model selection; not a release)")
+	flag.IntVar(&c.share, "share", 0, "> 0: replicate secagg+dpsgd: one SGD step a round per device, each adding N(0, (zC)^2/share) (share = the secagg threshold t less colluders), devices weighted equally")
 	flag.Float64Var(&c.wd, "wd", 0, "L2 weight decay in the local steps")
 	shardinfo := flag.Bool("shards", false, "print each seed's shard sizes and positives")
 	ndev := flag.Int("dev", 8, "devices")
@@ -161,6 +163,9 @@ func run(c cfg, data *federation.Data, shards [][]int, rng *rand.Rand) float64 {
 		n := len(s)
 		q := math.Min(1, c.pps/float64(n))
 		steps := c.steps
+		if c.share > 0 {
+			steps = 1
+		}
 		if steps == 0 {
 			steps = int(math.Ceil(1 / q))
 		}
@@ -174,6 +179,9 @@ func run(c cfg, data *federation.Data, shards [][]int, rng *rand.Rand) float64 {
 				panic(err)
 			}
 			zcache[key] = z
+		}
+		if c.share > 0 {
+			z /= math.Sqrt(float64(c.share))
 		}
 		plans[i] = plan{q, steps, z * c.zmul}
 	}
@@ -220,7 +228,11 @@ func run(c cfg, data *federation.Data, shards [][]int, rng *rand.Rand) float64 {
 						g[k] += c.wd * lw[k]
 					}
 				}
-				switch c.opt {
+				opt := c.opt
+				if c.share > 0 {
+					opt = "sgd" // the device's linear step
+				}
+				switch opt {
 				case "adam":
 					bc1 := 1 - math.Pow(0.9, float64(t))
 					bc2 := 1 - math.Pow(0.999, float64(t))
@@ -241,6 +253,9 @@ func run(c cfg, data *federation.Data, shards [][]int, rng *rand.Rand) float64 {
 				}
 			}
 			wt := math.Pow(float64(n), c.wexp)
+			if c.share > 0 {
+				wt = 1 // the secure modes weight devices equally
+			}
 			for k := range lw {
 				sum[k] += wt * lw[k]
 			}

@@ -40,6 +40,9 @@ func TestDemoLR(t *testing.T) {
 			t.Errorf("DefaultLR(csv=%v, dpsgd=%v) = %v, want %v", c.csv, c.dpsgd, got, c.want)
 		}
 	}
+	if SharedNoiseLR(false) != 0.4 || SharedNoiseLR(true) != 5 {
+		t.Error("SharedNoiseLR: want 0.4 on the vitals, 5 on a CSV")
+	}
 	if DefaultHidden(false) != 16 || DefaultHidden(true) != 0 {
 		t.Error("DefaultHidden: want 16, and 0 in dpsgd")
 	}

@@ -123,6 +123,9 @@ func (o *Options) fill() error {
 	}
 	if o.LR == 0 {
 		o.LR = DefaultLR(o.Data != "", o.dpsgd())
+		if o.Mode == "secagg+dpsgd" {
+			o.LR = SharedNoiseLR(o.Data != "")
+		}
 	}
 	switch {
 	case o.Linear:

@@ -443,7 +443,11 @@ func (a *Agent) runTask(t wire.Task) error {
 			}
 		}
 	}
-	out, err := a.cfg.Trainer.Train(ctx, train.Input{Model: global, Round: t.Round, Settings: settings, Data: a.cfg.Data})
+	in := train.Input{Model: global, Round: t.Round, Settings: settings, Data: a.cfg.Data}
+	if sc, ok := mc.(hook.ShareClient); ok {
+		in.Share = sc.DPSGDShare(t.Round)
+	}
+	out, err := a.cfg.Trainer.Train(ctx, in)
 	if err != nil {
 		return err
 	}

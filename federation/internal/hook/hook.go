@@ -10,6 +10,7 @@ import (
 	"github.com/fennec-edge/fennec/federation/internal/model"
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
+	"github.com/fennec-edge/fennec/privacy/dpsgd"
 )
 
 // RoundInfo describes the round a transform runs in.
@@ -59,4 +60,13 @@ type TrainClient interface {
 	// ReleaseMetrics are metrics the device may send with its update in a
 	// privacy mode: they must not depend on its data (its privacy spend).
 	ReleaseMetrics() map[string]float64
+}
+
+// ShareClient is a TrainClient whose rounds may grant the device's host a
+// reduced DP-SGD noise share (secagg+dpsgd): the agent passes the grant of
+// the round, made in TrainSettings, to the trainer (train.Input.Share).
+// Nil: none (the full noise).
+type ShareClient interface {
+	TrainClient
+	DPSGDShare(round uint64) *dpsgd.Share
 }

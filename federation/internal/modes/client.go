@@ -10,6 +10,7 @@ import (
 	"github.com/fennec-edge/fennec/federation/internal/model"
 	"github.com/fennec-edge/fennec/privacy/budget"
 	"github.com/fennec-edge/fennec/privacy/dp"
+	"github.com/fennec-edge/fennec/privacy/dpsgd"
 	"github.com/fennec-edge/fennec/privacy/he"
 	"github.com/fennec-edge/fennec/privacy/secagg"
 )
@@ -38,6 +39,11 @@ type Client struct {
 	sgd     sgdRun
 	zCache  map[[4]float64]float64
 	sgdOwnZ bool
+	// secagg+dpsgd: each round's noise-share grant (TrainSettings) and the
+	// round's learning rate, which turns the sealed gradient into the
+	// update delta.
+	shares map[uint64]*dpsgd.Share
+	sgdLR  map[uint64]float64
 }
 
 type saRound struct {
@@ -67,7 +73,8 @@ func NewClient(mode, id string, cfg Config) (*Client, error) {
 	if err := cfg.fill(k); err != nil {
 		return nil, err
 	}
-	c := &Client{mode: mode, k: k, cfg: cfg, id: id, sa: map[uint64]*saRound{}, cts: map[uint64][]byte{}, sgdOwnZ: ownZ}
+	c := &Client{mode: mode, k: k, cfg: cfg, id: id, sa: map[uint64]*saRound{}, cts: map[uint64][]byte{}, sgdOwnZ: ownZ,
+		shares: map[uint64]*dpsgd.Share{}, sgdLR: map[uint64]float64{}}
 	if k.noise == "local" || k.noise == "sgd" {
 		if c.acc, err = dp.NewAccountant(nil); err != nil {
 			return nil, err
@@ -93,6 +100,12 @@ func (c *Client) prune(round uint64) {
 	for r := range c.cts {
 		if r+4 < round {
 			delete(c.cts, r)
+		}
+	}
+	for r := range c.shares {
+		if r+4 < round {
+			delete(c.shares, r)
+			delete(c.sgdLR, r)
 		}
 	}
 }
@@ -230,6 +243,12 @@ func (c *Client) Transform(ctx context.Context, info hook.RoundInfo, extra map[s
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.k.noise == "sgd" && c.k.sum == "secagg" {
+		// The update is the host's sealed step, never the guest's model.
+		if d, err = c.sharedStep(info.Round, p, &global); err != nil {
+			return nil, err
+		}
+	}
 	if c.k.noise == "local" {
 		if err := c.localNoise(info.Round, d); err != nil {
 			return nil, err

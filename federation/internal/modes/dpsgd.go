@@ -6,9 +6,11 @@ import (
 	"math"
 
 	"github.com/fennec-edge/fennec/federation/internal/hook"
+	"github.com/fennec-edge/fennec/federation/internal/model"
 	"github.com/fennec-edge/fennec/federation/internal/strategy"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
 	"github.com/fennec-edge/fennec/privacy/dp"
+	"github.com/fennec-edge/fennec/privacy/dpsgd"
 )
 
 // Bounds on the DP-SGD parameters a task may carry.
@@ -90,6 +92,14 @@ func (c *Client) plan(s *sgdParams, units int) (sgdRun, float64, error) {
 		return sgdRun{}, 0, fmt.Errorf("modes: DP-SGD needs at least one patient on the device")
 	}
 	r := sgdRun{q: min(1, s.PatientsPerStep/float64(units)), steps: s.Steps}
+	if c.k.sum == "secagg" {
+		// Distributed noise: one step a round, its sum revealed only in
+		// the round's secure aggregate.
+		if r.steps > 1 {
+			return r, 0, fmt.Errorf("modes: %s runs one DP-SGD step a round (each step's sum is one secure aggregate), the task asks for %d", c.mode, r.steps)
+		}
+		r.steps = 1
+	}
 	if r.steps == 0 {
 		r.steps = int(math.Ceil(1 / r.q))
 	}
@@ -147,6 +157,12 @@ func (c *Client) TrainSettings(_ context.Context, info hook.RoundInfo, extra map
 	if err != nil {
 		return err
 	}
+	var share *dpsgd.Share
+	if c.k.sum == "secagg" {
+		if share, err = c.grant(info.Round); err != nil {
+			return err
+		}
+	}
 	next := c.acc.Clone()
 	if err := next.ComposeSubsampledGaussian(r.q, r.z, r.steps); err != nil {
 		return err
@@ -160,6 +176,110 @@ func (c *Client) TrainSettings(_ context.Context, info hook.RoundInfo, extra map
 	}
 	s.DP = &wire.DPSettings{Clip: p.SGD.Clip, NoiseMultiplier: r.z, SamplingRate: r.q, Steps: uint64(r.steps)}
 	c.acc, c.eps, c.delta, c.sgd = next, eps, r.delta, r
+	if share != nil {
+		lr := s.LR
+		if !(lr > 0) || math.IsInf(lr, 0) {
+			lr = defaultLR
+		}
+		c.shares[info.Round], c.sgdLR[info.Round] = share, lr
+	}
+	return nil
+}
+
+// defaultLR is the ABI's learning rate when a task's is zero (docs/ABI.md,
+// "train").
+const defaultLR = 0.01
+
+// grant makes the noise-share grant of a secagg+dpsgd round from what
+// this device verified itself: the round's secure aggregation, set up and
+// delivered through its own secagg client, whose unmasking refuses to
+// reveal a sum of fewer than Threshold survivors (this device among them).
+// The variance divisor is that threshold less the Colluders the device
+// assumes among the other survivors (at least 1: the full noise). Nothing
+// the hub or the guest says sets it. Called with c.mu held.
+func (c *Client) grant(round uint64) (*dpsgd.Share, error) {
+	sa := c.sa[round]
+	if sa == nil || !sa.received {
+		return nil, fmt.Errorf("modes: %s round %d has no secure aggregation set up on this device; not training with a noise share", c.mode, round)
+	}
+	if c.shares[round] != nil {
+		return nil, fmt.Errorf("modes: %s round %d already trained (one noise share a round)", c.mode, round)
+	}
+	return dpsgd.NewShare(ShareDivisor(sa.cfg.Threshold, c.cfg.Colluders))
+}
+
+// ShareDivisor is the noise variance divisor of a device in a secure
+// aggregate that reveals sums of at least t contributions (the device's
+// own among them) when up to colluders of the others add no noise or
+// reveal theirs to the hub: t - colluders honest shares, each of variance
+// (zC)^2 / (t - colluders), still sum to the full (zC)^2; at least 1.
+func ShareDivisor(t, colluders int) int {
+	return max(1, t-max(0, colluders))
+}
+
+// DPSGDShare implements hook.ShareClient: the round's grant (nil outside
+// secagg+dpsgd, or before TrainSettings granted one).
+func (c *Client) DPSGDShare(round uint64) *dpsgd.Share {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.shares[round]
+}
+
+// sharedStep is a secagg+dpsgd device's update delta: -LR times the
+// gradient the host sealed in the round's grant (the guest's own model is
+// ignored: it never saw that gradient). The sealed step must be the one
+// this device planned (noise multiplier, rate, clip, its units) over the
+// global model's layers. Called with c.mu held.
+func (c *Client) sharedStep(round uint64, p roundParams, global *model.Model) ([]float32, error) {
+	sh := c.shares[round]
+	if sh == nil {
+		return nil, fmt.Errorf("modes: %s round %d has no noise-share grant (TrainSettings did not run)", c.mode, round)
+	}
+	v, ok := sh.Sealed()
+	if !ok {
+		return nil, fmt.Errorf("modes: %s round %d: the module took no DP-SGD step under the round's noise share; nothing to send", c.mode, round)
+	}
+	switch {
+	case p.SGD == nil:
+		return nil, fmt.Errorf("modes: %s round %d without DP-SGD parameters", c.mode, round)
+	case v.Z != c.sgd.z || v.Q != c.sgd.q || v.Clip != p.SGD.Clip:
+		return nil, fmt.Errorf("modes: the module's DP-SGD step (z %g, q %g, clip %g) is not the device's plan (z %g, q %g, clip %g)", v.Z, v.Q, v.Clip, c.sgd.z, c.sgd.q, p.SGD.Clip)
+	case len(v.Sum) != p.Len || len(v.Sum) != global.Params():
+		return nil, fmt.Errorf("modes: the sealed step has %d values, the model %d", len(v.Sum), global.Params())
+	}
+	if err := sameLayers(global, v.Layers); err != nil {
+		return nil, err
+	}
+	lr := float32(c.sgdLR[round])
+	d := make([]float32, len(v.Sum))
+	for i, g := range v.Sum {
+		d[i] = -lr * g
+		if math.IsNaN(float64(d[i])) || math.IsInf(float64(d[i]), 0) {
+			return nil, fmt.Errorf("modes: sealed gradient value %d is not finite", i)
+		}
+	}
+	return d, nil
+}
+
+// sameLayers checks that m's f32 tensors are the (weight [in, out], bias
+// [out]) pairs of the layer sizes layers (in0, out0 = in1, ..., out),
+// in the order the host laid out the sealed gradient.
+func sameLayers(m *model.Model, layers []int) error {
+	var f32 []model.Tensor
+	for _, t := range m.Tensors {
+		if t.Dtype == model.F32 {
+			f32 = append(f32, t)
+		}
+	}
+	if len(layers) < 2 || len(f32) != 2*(len(layers)-1) {
+		return fmt.Errorf("modes: the sealed step's layers %v do not match the model's %d f32 tensors", layers, len(f32))
+	}
+	for i := 0; i+1 < len(layers); i++ {
+		w, b := f32[2*i].Shape, f32[2*i+1].Shape
+		if len(w) != 2 || w[0] != uint64(layers[i]) || w[1] != uint64(layers[i+1]) || len(b) != 1 || b[0] != uint64(layers[i+1]) {
+			return fmt.Errorf("modes: model tensors %d, %d have shapes %v, %v, the sealed step's layer %d is %dx%d", 2*i, 2*i+1, w, b, i, layers[i], layers[i+1])
+		}
+	}
 	return nil
 }
 

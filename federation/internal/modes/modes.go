@@ -219,6 +219,15 @@ type Config struct {
 	// round beyond it.
 	PatientsPerStep float64
 	LocalSteps      int
+	// Colluders (secagg+dpsgd, device side; 0) is the number of the other
+	// devices of a secure aggregate this device assumes may add no noise
+	// or reveal theirs to the hub. In secagg+dpsgd each device runs one
+	// DP-SGD step a round and adds only N(0, (zC)^2 / (t - Colluders)) to
+	// its sum, t being the round's secagg threshold (the fewest
+	// contributions a revealed sum holds, which the device's own secagg
+	// client enforces), so the aggregate carries the full noise once for
+	// all the devices' patients (ShareDivisor; docs/PRIVACY.md).
+	Colluders int
 
 	// StepTimeout bounds each protocol step's exchange (10s).
 	StepTimeout time.Duration
@@ -247,6 +256,7 @@ func (c *Config) fill(k kind) error {
 		config.Default("modes config: StepTimeout", &c.StepTimeout, 10*time.Second),
 		config.Default("modes config: PatientsPerStep", &c.PatientsPerStep, 8),
 		config.NonNegative("modes config: LocalSteps", c.LocalSteps),
+		config.NonNegative("modes config: Colluders", c.Colluders),
 	); err != nil {
 		return err
 	}
@@ -281,6 +291,8 @@ func (c *Config) fill(k kind) error {
 			return fmt.Errorf("modes config: PatientsPerStep %v must be finite", c.PatientsPerStep)
 		case c.LocalSteps > maxLocalSteps:
 			return fmt.Errorf("modes config: LocalSteps %d above %d", c.LocalSteps, maxLocalSteps)
+		case k.sum == "secagg" && c.LocalSteps > 1:
+			return fmt.Errorf("modes config: secagg+dpsgd runs one DP-SGD step a round (LocalSteps %d)", c.LocalSteps)
 		case c.Rounds > maxRounds:
 			return fmt.Errorf("modes config: Rounds %d above %d", c.Rounds, maxRounds)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fennec-edge/fennec/federation/internal/model"
 	"github.com/fennec-edge/fennec/federation/internal/wire"
+	"github.com/fennec-edge/fennec/privacy/dpsgd"
 	"github.com/fennec-edge/fennec/runtime"
 )
 
@@ -77,6 +78,11 @@ type Input struct {
 	Round    uint64        `cbor:"round"`
 	Settings wire.Settings `cbor:"settings"`
 	Data     Dataset       `cbor:"data"`
+	// Share (not sent to the guest) is the round's DP-SGD noise-share
+	// grant from the device's mode client (secagg+dpsgd): the runtime call
+	// carries it (runtime.CallOptions.DPSGDShare), and the host seals the
+	// step's sum in it. Needs Wasm.Dataset.
+	Share *dpsgd.Share `cbor:"-"`
 }
 
 // Output is the `train` entrypoint's output.
@@ -138,12 +144,15 @@ func (w *Wasm) Train(ctx context.Context, in Input) (Output, error) {
 		return Output{}, err
 	}
 	var out []byte
+	if in.Share != nil && w.Dataset == "" {
+		return Output{}, errors.New("train entrypoint: a DP-SGD noise share needs the call to name its dataset (Wasm.Dataset)")
+	}
 	if w.Dataset != "" {
 		dm, ok := w.Mod.(datasetModule)
 		if !ok {
 			return Output{}, fmt.Errorf("train entrypoint: the module cannot name its dataset %q to the runtime", w.Dataset)
 		}
-		out, err = dm.CallWith(ctx, "train", b, runtime.CallOptions{Dataset: w.Dataset})
+		out, err = dm.CallWith(ctx, "train", b, runtime.CallOptions{Dataset: w.Dataset, DPSGDShare: in.Share})
 	} else {
 		out, err = w.call(ctx, "train", b)
 	}
