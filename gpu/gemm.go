@@ -2,6 +2,7 @@ package gpu
 
 import (
 	"fmt"
+	"github.com/fennec-edge/fennec/internal/par"
 	"sync"
 )
 
@@ -181,41 +182,28 @@ func (cpu *CPU) sgemm(m, n, k int, a, b matView, c []float32, ldc int) {
 		gemmSerial(kern, 0, m, 0, n, k, a, b, c, ldc)
 		return
 	}
-	// Split the larger side into chunks aligned to the register block, at
-	// most one per thread, each with enough work to be worth a goroutine.
+	// Split the larger side into chunks aligned to the register block,
+	// claimed by the calling goroutine and a helper per further thread as
+	// they start (internal/par), each with enough work to be worth it.
 	splitM := m >= n
-	span, unit := m, kern.mr
+	span, unit, other := m, kern.mr, n
 	if !splitM {
-		span, unit = n, kern.nr
+		span, unit, other = n, kern.nr, m
 	}
-	parts := min(threads, max(1, work/gemmParallelFlops), (span+unit-1)/unit)
-	if parts <= 1 {
+	units := (span + unit - 1) / unit
+	grain := max(1, gemmParallelFlops/max(1, unit*other*k))
+	if !par.Parallel(threads, units, grain) {
 		gemmSerial(kern, 0, m, 0, n, k, a, b, c, ldc)
 		return
 	}
-	units := (span + unit - 1) / unit
-	var wg sync.WaitGroup
-	for p := 0; p < parts; p++ {
-		lo := min(span, (units*p/parts)*unit)
-		hi := min(span, (units*(p+1)/parts)*unit)
-		if lo >= hi {
-			continue
+	par.For(threads, units, grain, func(lo, hi int) {
+		lo, hi = min(span, lo*unit), min(span, hi*unit)
+		if splitM {
+			gemmSerial(kern, lo, hi, 0, n, k, a, b, c, ldc)
+		} else {
+			gemmSerial(kern, 0, m, lo, hi, k, a, b, c, ldc)
 		}
-		run := func() {
-			if splitM {
-				gemmSerial(kern, lo, hi, 0, n, k, a, b, c, ldc)
-			} else {
-				gemmSerial(kern, 0, m, lo, hi, k, a, b, c, ldc)
-			}
-		}
-		if p == parts-1 {
-			run()
-			continue
-		}
-		wg.Add(1)
-		go func() { defer wg.Done(); run() }()
-	}
-	wg.Wait()
+	})
 }
 
 // kernelFor picks the micro-kernel for an n-column product: a 16-wide

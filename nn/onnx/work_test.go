@@ -115,3 +115,54 @@ func TestFoldWorkBudget(t *testing.T) {
 		t.Fatalf("folding a 256^3 product under a 2^20 budget: %v", err)
 	}
 }
+
+// TestBloopRangeSplits checks that bloopRange over any cut of the flat
+// output range visits each output element once, with the input offsets
+// the whole-range loop gives it (the split elementwise operators rely on
+// it).
+func TestBloopRangeSplits(t *testing.T) {
+	for _, c := range [][2][]int{
+		{{2, 3, 4, 5}, {2, 3, 4, 5}},
+		{{1, 3, 4, 5}, {1, 3, 1, 1}},
+		{{2, 3, 4, 5}, {5}},
+		{{2, 1, 4, 1}, {1, 3, 1, 5}},
+		{{7}, {1}},
+		{{1}, {1}},
+		{{3, 1, 5}, {3, 4, 1}},
+	} {
+		shape, err := broadcast(c[0], c[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sa, sb := bstrides(c[0], shape), bstrides(c[1], shape)
+		total := 1
+		for _, d := range shape {
+			total *= d
+		}
+		want := make([][2]int, total)
+		bloop(shape, sa, sb, func(o, ia, ib, n, da, db int) {
+			for i := 0; i < n; i++ {
+				want[o+i] = [2]int{ia + i*da, ib + i*db}
+			}
+		})
+		for cut := 0; cut <= total; cut++ {
+			for cut2 := cut; cut2 <= total; cut2 += 3 {
+				got := make([][2]int, total)
+				seen := make([]int, total)
+				for _, r := range [][2]int{{0, cut}, {cut, cut2}, {cut2, -1}} {
+					bloopRange(shape, sa, sb, r[0], r[1], func(o, ia, ib, n, da, db int) {
+						for i := 0; i < n; i++ {
+							got[o+i] = [2]int{ia + i*da, ib + i*db}
+							seen[o+i]++
+						}
+					})
+				}
+				for o := range got {
+					if seen[o] != 1 || got[o] != want[o] {
+						t.Fatalf("%v x %v cut at %d, %d: element %d seen %d times at %v, want once at %v", c[0], c[1], cut, cut2, o, seen[o], got[o], want[o])
+					}
+				}
+			}
+		}
+	}
+}
