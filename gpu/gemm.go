@@ -185,7 +185,13 @@ func (cpu *CPU) sgemm(m, n, k int, a, b matView, c []float32, ldc int) {
 	// Split the larger side into chunks aligned to the register block,
 	// claimed by the calling goroutine and a helper per further thread as
 	// they start (internal/par), each with enough work to be worth it.
+	// Columns when there are two strips of them or more and A is read in
+	// place: each chunk then packs only its own columns of B. Rows pack
+	// all of B per chunk, so a row split has one chunk per thread.
 	splitM := m >= n
+	if !a.t && n >= 2*kern.nr {
+		splitM = false
+	}
 	span, unit, other := m, kern.mr, n
 	if !splitM {
 		span, unit, other = n, kern.nr, m
@@ -196,7 +202,11 @@ func (cpu *CPU) sgemm(m, n, k int, a, b matView, c []float32, ldc int) {
 		gemmSerial(kern, 0, m, 0, n, k, a, b, c, ldc)
 		return
 	}
-	par.For(threads, units, grain, func(lo, hi int) {
+	chunks := par.ChunksPerThread * threads
+	if splitM {
+		chunks = threads
+	}
+	par.ForChunks(threads, units, grain, chunks, func(lo, hi int) {
 		lo, hi = min(span, lo*unit), min(span, hi*unit)
 		if splitM {
 			gemmSerial(kern, lo, hi, 0, n, k, a, b, c, ldc)

@@ -34,11 +34,19 @@ func Parallel(threads, n, grain int) bool {
 // items, at most ChunksPerThread per thread. f must be safe to call
 // concurrently on disjoint ranges.
 func For(threads, n, grain int, f func(lo, hi int)) {
+	ForChunks(threads, n, grain, ChunksPerThread*threads, f)
+}
+
+// ForChunks is For with at most maxChunks chunks, for kernels whose
+// chunks each repeat some setup (a product split by rows packs all of B
+// in each chunk): maxChunks == threads still lets the caller take a late
+// helper's chunk.
+func ForChunks(threads, n, grain, maxChunks int, f func(lo, hi int)) {
 	if !Parallel(threads, n, grain) {
 		f(0, n)
 		return
 	}
-	chunks := min(ChunksPerThread*threads, n/max(1, grain/ChunksPerThread))
+	chunks := max(2, min(maxChunks, n/max(1, grain/ChunksPerThread)))
 	helpers := min(threads, n/max(1, grain)) - 1
 	splits.Add(1)
 	j := jobs.Get().(*job)
