@@ -148,9 +148,13 @@ func grow(s []float32, n int) []float32 {
 	return s[:n]
 }
 
-// gemmParallelFlops is the work (m*n*k) below which SGEMM stays on the
-// calling goroutine: starting goroutines costs about a microsecond each.
-const gemmParallelFlops = 64 * 64 * 64
+// gemmParallelFlops is the least work (m*n*k) of a product's part on a
+// thread of its own: products under two of them stay on the calling
+// goroutine. About 25-50 microseconds of the AVX-512 kernel: starting a
+// goroutine costs a microsecond, but the helper's thread takes about that
+// long to get a core on a busy 2-vCPU VM, and a part smaller than that
+// waits for it (64^3, the old value, split products of 5 microseconds).
+const gemmParallelFlops = 1 << 21
 
 // sgemm computes c[m x n] (row stride ldc) = op(A)[m x k] x op(B)[k x n].
 func (cpu *CPU) sgemm(m, n, k int, a, b matView, c []float32, ldc int) {

@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/fennec-edge/fennec/internal/par"
 )
 
 // TestSgemmSplits checks products split over 2 and 3 threads (by rows and
@@ -22,7 +24,7 @@ func TestSgemmSplits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, sz := range [][3]int{{384, 100, 384}, {96, 48, 288}, {1000, 20, 100}, {24, 2368, 72}, {13, 1100, 250}, {250, 37, 129}} {
+		for _, sz := range [][3]int{{384, 100, 384}, {96, 480, 288}, {2000, 20, 400}, {24, 9000, 72}, {13, 5000, 250}, {1250, 37, 200}} {
 			for _, tr := range [][2]bool{{false, false}, {true, false}, {false, true}, {true, true}} {
 				m, n, k := sz[0], sz[1], sz[2]
 				a, b := make([]float32, m*k), make([]float32, k*n)
@@ -33,8 +35,12 @@ func TestSgemmSplits(t *testing.T) {
 					b[i] = float32(rng.NormFloat64())
 				}
 				got, want := make([]float32, m*n), make([]float32, m*n)
+				before := par.Splits()
 				if err := cpu.Sgemm(tr[0], tr[1], m, n, k, a, b, got); err != nil {
 					t.Fatal(err)
+				}
+				if par.Splits() == before {
+					t.Fatalf("threads %d %v trans %v: the product did not split", threads, sz, tr)
 				}
 				if err := one.Sgemm(tr[0], tr[1], m, n, k, a, b, want); err != nil {
 					t.Fatal(err)
