@@ -166,3 +166,37 @@ func TestBloopRangeSplits(t *testing.T) {
 		}
 	}
 }
+
+// TestConcatF32Ranges checks that concatF32 over a cut of the output's flat
+// range writes exactly that range, with what a whole Concat writes there.
+func TestConcatF32Ranges(t *testing.T) {
+	mk := func(shape []int, base float32) *nn.Tensor {
+		x, _ := nn.New(nn.Float32, shape, 1<<20)
+		for i := range x.F32 {
+			x.F32[i] = base + float32(i)
+		}
+		return x
+	}
+	// [2,3,4] ++ [2,1,4] ++ [2,2,4] on axis 1: outer 2, inner 4
+	parts := []*nn.Tensor{mk([]int{2, 3, 4}, 0), mk([]int{2, 1, 4}, 100), mk([]int{2, 2, 4}, 200)}
+	const total, ax, inner, outer = 48, 1, 4, 2
+	want := make([]float32, total)
+	concatF32(want, parts, ax, inner, outer, 0, total)
+	if want[12] != 100 || want[16] != 200 || want[24] != 12 {
+		t.Fatalf("whole concat wrong: %v", want)
+	}
+	for lo := 0; lo <= total; lo++ {
+		for hi := lo; hi <= total; hi++ {
+			got := make([]float32, total)
+			for i := range got {
+				got[i] = -1
+			}
+			concatF32(got, parts, ax, inner, outer, lo, hi)
+			for i := range got {
+				if in := i >= lo && i < hi; (in && got[i] != want[i]) || (!in && got[i] != -1) {
+					t.Fatalf("range [%d, %d): element %d = %v, want %v", lo, hi, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
