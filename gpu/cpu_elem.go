@@ -3,7 +3,8 @@ package gpu
 import (
 	"fmt"
 	"math"
-	"sync"
+
+	"github.com/fennec-edge/fennec/internal/par"
 )
 
 // elemParallelMin is the element count below which elementwise work stays on
@@ -12,23 +13,11 @@ import (
 // cost of starting a goroutine.
 const elemParallelMin = 1 << 16
 
-// parallel runs f over [0, n) in contiguous chunks, one per thread, when n is
-// at least minPer*2; otherwise it calls f(0, n) directly.
+// parallel runs f over [0, n) split into chunks claimed by the calling
+// goroutine and a helper per further thread (internal/par) when n is at
+// least minPer*2; otherwise it calls f(0, n) directly.
 func (cpu *CPU) parallel(n, minPer int, f func(lo, hi int)) {
-	threads := cpu.Threads()
-	parts := min(threads, n/max(minPer, 1))
-	if parts <= 1 {
-		f(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	for p := 0; p < parts-1; p++ {
-		lo, hi := n*p/parts, n*(p+1)/parts
-		wg.Add(1)
-		go func() { defer wg.Done(); f(lo, hi) }()
-	}
-	f(n*(parts-1)/parts, n)
-	wg.Wait()
+	par.For(cpu.Threads(), n, max(minPer, 1), f)
 }
 
 // Binary computes out = a op b with NumPy broadcasting.

@@ -2,6 +2,7 @@ package gpu
 
 import (
 	"fmt"
+	"github.com/fennec-edge/fennec/internal/par"
 	"sync"
 )
 
@@ -147,9 +148,20 @@ func grow(s []float32, n int) []float32 {
 	return s[:n]
 }
 
-// gemmParallelFlops is the work (m*n*k) below which SGEMM stays on the
-// calling goroutine: starting goroutines costs about a microsecond each.
-const gemmParallelFlops = 64 * 64 * 64
+// gemmParallelFlops is the least work (multiply-adds, packing included:
+// see sgemm) of a product's part on a thread of its own: products under two
+// of them stay on the calling goroutine. About 100 microseconds of the
+// AVX-512 kernel: starting a goroutine costs a microsecond, but on the
+// busy 2-vCPU VM the helper's thread often gets a core only tens of
+// microseconds later, or loses it mid-part, and the caller waits for it.
+// Measured there (embedding_model at two threads, load 9-12): splitting
+// its 1-7M multiply-add products made the median 1.64-1.85 ms against
+// 1.28-1.43 unsplit (64^3, the old value, split products of 5 us).
+const gemmParallelFlops = 1 << 22
+
+// packCost is the cost of packing one element of B, in multiply-adds of
+// the micro-kernel (measured on the AVX-512 kernel: 0.35 ns against 24 ps).
+const packCost = 16
 
 // sgemm computes c[m x n] (row stride ldc) = op(A)[m x k] x op(B)[k x n].
 func (cpu *CPU) sgemm(m, n, k int, a, b matView, c []float32, ldc int) {
@@ -176,46 +188,51 @@ func (cpu *CPU) sgemm(m, n, k int, a, b matView, c []float32, ldc int) {
 	}
 	kern := cpu.kernelFor(n) // assigned once: the closures below copy it, not allocate it
 	threads := cpu.Threads()
-	work := m * n * k
+	// the work the kernel does, in multiply-adds: whole register strips of
+	// rows and columns (a 4-row product costs a 12-row strip on the AVX-512
+	// kernel), and packing B, about packCost multiply-adds an element (a
+	// product with few rows is mostly packing: 12x6400x48 takes 190 us,
+	// 90 of them in the kernel)
+	mw, nw := roundUp(m, kern.mr), roundUp(n, kern.nr)
+	work := (mw + packCost) * nw * k
 	if threads <= 1 || work < gemmParallelFlops {
 		gemmSerial(kern, 0, m, 0, n, k, a, b, c, ldc)
 		return
 	}
-	// Split the larger side into chunks aligned to the register block, at
-	// most one per thread, each with enough work to be worth a goroutine.
+	// Split the larger side into chunks aligned to the register block,
+	// claimed by the calling goroutine and a helper per further thread as
+	// they start (internal/par), each with enough work to be worth it.
+	// Columns when there are two strips of them or more and A is read in
+	// place: each chunk then packs only its own columns of B. Rows pack
+	// all of B per chunk, so a row split has one chunk per thread.
 	splitM := m >= n
-	span, unit := m, kern.mr
-	if !splitM {
-		span, unit = n, kern.nr
+	if !a.t && n >= 2*kern.nr {
+		splitM = false
 	}
-	parts := min(threads, max(1, work/gemmParallelFlops), (span+unit-1)/unit)
-	if parts <= 1 {
+	// a column strip's work (its own packing included) or a row strip's
+	// (which shares the packing of all of B)
+	span, unit, perUnit := m, kern.mr, kern.mr*nw*k
+	if !splitM {
+		span, unit, perUnit = n, kern.nr, kern.nr*(mw+packCost)*k
+	}
+	units := (span + unit - 1) / unit
+	grain := max(1, gemmParallelFlops/max(1, perUnit))
+	if !par.Parallel(threads, units, grain) {
 		gemmSerial(kern, 0, m, 0, n, k, a, b, c, ldc)
 		return
 	}
-	units := (span + unit - 1) / unit
-	var wg sync.WaitGroup
-	for p := 0; p < parts; p++ {
-		lo := min(span, (units*p/parts)*unit)
-		hi := min(span, (units*(p+1)/parts)*unit)
-		if lo >= hi {
-			continue
-		}
-		run := func() {
-			if splitM {
-				gemmSerial(kern, lo, hi, 0, n, k, a, b, c, ldc)
-			} else {
-				gemmSerial(kern, 0, m, lo, hi, k, a, b, c, ldc)
-			}
-		}
-		if p == parts-1 {
-			run()
-			continue
-		}
-		wg.Add(1)
-		go func() { defer wg.Done(); run() }()
+	chunks := par.ChunksPerThread * threads
+	if splitM {
+		chunks = threads
 	}
-	wg.Wait()
+	par.ForChunks(threads, units, grain, chunks, func(lo, hi int) {
+		lo, hi = min(span, lo*unit), min(span, hi*unit)
+		if splitM {
+			gemmSerial(kern, lo, hi, 0, n, k, a, b, c, ldc)
+		} else {
+			gemmSerial(kern, 0, m, lo, hi, k, a, b, c, ldc)
+		}
+	})
 }
 
 // kernelFor picks the micro-kernel for an n-column product: a 16-wide

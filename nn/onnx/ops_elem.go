@@ -63,6 +63,13 @@ func bstrides(shape, out []int) []int {
 // across them, or both broadcast) are merged first, so that a per-channel
 // operand [1,C,1,1] against [N,C,H,W] gives rows of H*W, not of W.
 func bloop(out []int, sa, sb []int, f func(o, ia, ib, n, da, db int)) {
+	bloopRange(out, sa, sb, 0, -1, f)
+}
+
+// bloopRange is bloop over the output elements [lo, hi) only (hi < 0: to
+// the end), in flat order: its first and last rows may be partial, so that
+// a split of the flat range (one part per thread) covers each element once.
+func bloopRange(out []int, sa, sb []int, lo, hi int, f func(o, ia, ib, n, da, db int)) {
 	var shp, xa, xb [nn.MaxRank]int
 	r := 0
 	for i, d := range out {
@@ -85,15 +92,36 @@ func bloop(out []int, sa, sb []int, f func(o, ia, ib, n, da, db int)) {
 		r++
 	}
 	if r == 0 {
-		f(0, 0, 0, 1, 0, 0)
+		if lo == 0 && hi != 0 {
+			f(0, 0, 0, 1, 0, 0)
+		}
 		return
 	}
-	inner := shp[r-1]
+	if hi < 0 {
+		hi = 1
+		for k := 0; k < r; k++ {
+			hi *= shp[k]
+		}
+	}
+	// the multi-index of element lo
 	var idx [nn.MaxRank]int
-	ia, ib, o := 0, 0, 0
-	for {
-		f(o, ia, ib, inner, xa[r-1], xb[r-1])
-		o += inner
+	ia, ib, rem := 0, 0, lo
+	for k := r - 1; k >= 0; k-- {
+		idx[k] = rem % shp[k]
+		rem /= shp[k]
+		ia += idx[k] * xa[k]
+		ib += idx[k] * xb[k]
+	}
+	inner := shp[r-1]
+	o := lo
+	for o < hi {
+		n := min(inner-idx[r-1], hi-o)
+		f(o, ia, ib, n, xa[r-1], xb[r-1])
+		o += n
+		// back to the start of the row, then on to the next one
+		ia -= idx[r-1] * xa[r-1]
+		ib -= idx[r-1] * xb[r-1]
+		idx[r-1] = 0
 		k := r - 2
 		for ; k >= 0; k-- {
 			idx[k]++
@@ -111,6 +139,12 @@ func bloop(out []int, sa, sb []int, f func(o, ia, ib, n, da, db int)) {
 		}
 	}
 }
+
+// elemGrain is the least elements of an elementwise operator worth a part
+// of its own on another thread (tens of microseconds of a memory-bound
+// loop; gpu's elementwise kernels split at the same size). A variable for
+// the parity test, which splits small models.
+var elemGrain = 1 << 16
 
 type binKind int
 
@@ -167,13 +201,15 @@ func binaryOp(c *kctx, k binKind, a, b *nn.Tensor) (*nn.Tensor, error) {
 			return out, nil
 		}
 		o := out.F32
-		bloop(shape, sa, sb, func(oo, ia, ib, n, da, db int) {
-			if !rowF32(k, o[oo:oo+n], x[ia:], y[ib:], da, db) {
-				for i := 0; i < n; i++ {
-					o[oo+i] = f(x[ia+i*da], y[ib+i*db])
-				}
-			}
-		})
+		if !c.serial(len(o), elemGrain) {
+			// the closure escapes (to the helpers): it gets copies of the
+			// shape and strides, not these stack buffers, which would then
+			// move to the heap on every call
+			sh, xa, xb := append([]int(nil), shape...), append([]int(nil), sa...), append([]int(nil), sb...)
+			c.parallel(len(o), elemGrain, func(lo, hi int) { binRowsF32(k, f, o, x, y, sh, xa, xb, lo, hi) })
+		} else {
+			binRowsF32(k, f, o, x, y, shape, sa, sb, 0, -1)
+		}
 	case a.DType == nn.Float32: // Pow with an integer exponent
 		var y func(i int) float32
 		switch b.DType {
@@ -269,6 +305,18 @@ func binaryOp(c *kctx, k binKind, a, b *nn.Tensor) (*nn.Tensor, error) {
 		return nil, fmt.Errorf("%w: dtype %v", ErrUnsupported, a.DType)
 	}
 	return out, nil
+}
+
+// binRowsF32 computes the output elements [lo, hi) (hi < 0: to the end) of
+// an f32 arithmetic operator.
+func binRowsF32(k binKind, f func(x, y float32) float32, o, x, y []float32, shape, sa, sb []int, lo, hi int) {
+	bloopRange(shape, sa, sb, lo, hi, func(oo, ia, ib, n, da, db int) {
+		if !rowF32(k, o[oo:oo+n], x[ia:], y[ib:], da, db) {
+			for i := 0; i < n; i++ {
+				o[oo+i] = f(x[ia+i*da], y[ib+i*db])
+			}
+		}
+	})
 }
 
 func b2u(b bool) uint8 {
@@ -399,7 +447,11 @@ func vecUnary(f func(dst, src []float32)) func(c *kctx, in []*nn.Tensor) ([]*nn.
 		if err != nil {
 			return nil, err
 		}
-		f(out.F32, a.F32)
+		if o, x := out.F32, a.F32; !c.serial(len(o), elemGrain) {
+			c.parallel(len(o), elemGrain, func(lo, hi int) { f(o[lo:hi], x[lo:hi]) })
+		} else {
+			f(o, x)
+		}
 		return c.one(out), nil
 	}
 }

@@ -1045,8 +1045,10 @@ func (c *kctx) depthwise(win *window, x, wt, out []float32, wConst bool) error {
 		return err
 	}
 	kt := c.smallTaps(small && wConst, wt, win.ch, taps) // assigned once: captured by value below
-	// about 16K multiply-adds per part at least
-	grain := max(1, partWork/max(1, plane*taps))
+	// a depthwise multiply-add costs several of a packed product's (no
+	// register blocking; stride phases and edges): parts of a quarter of
+	// partWork's multiply-adds take about as long as a product's part
+	grain := max(1, partWork/max(1, 4*plane*taps))
 	for b := 0; b < win.n; b++ {
 		if c.serial(win.ch, grain) {
 			c.depthwisePart(win, x, wt, kt, out, small, nw, b, 0, win.ch)
@@ -1291,19 +1293,30 @@ func globalPool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error)
 		if err != nil {
 			return nil, err
 		}
-		for p := range out.F32 {
-			row := x.F32[p*plane : (p+1)*plane]
-			if isMax {
-				m := float32(math.Inf(-1))
-				for _, v := range row {
-					m = max(m, v)
-				}
-				out.F32[p] = m
-				continue
-			}
-			out.F32[p] = vec.Sum(row) / float32(plane)
+		// planes split over the threads
+		if n, grain := len(out.F32), max(1, elemGrain/max(1, plane)); c.serial(n, grain) {
+			globalPoolPlanes(isMax, out.F32, x.F32, plane, 0, n)
+		} else {
+			of, xf := out.F32, x.F32
+			c.parallel(n, grain, func(lo, hi int) { globalPoolPlanes(isMax, of, xf, plane, lo, hi) })
 		}
 		return c.one(out), nil
+	}
+}
+
+// globalPoolPlanes pools planes [lo, hi) of x into out.
+func globalPoolPlanes(isMax bool, out, x []float32, plane, lo, hi int) {
+	for p := lo; p < hi; p++ {
+		row := x[p*plane : (p+1)*plane]
+		if isMax {
+			m := float32(math.Inf(-1))
+			for _, v := range row {
+				m = max(m, v)
+			}
+			out[p] = m
+			continue
+		}
+		out[p] = vec.Sum(row) / float32(plane)
 	}
 }
 
@@ -1328,15 +1341,25 @@ func batchNorm(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, err
 	}
 	plane := x.Len() / max(1, x.Shape[0]*ch)
-	for b := 0; b < x.Shape[0]; b++ {
-		for k := 0; k < ch; k++ {
-			a := float32(float64(scale[k]) / math.Sqrt(float64(vr[k])+eps))
-			s := bias[k] - mean[k]*a
-			o := (b*ch + k) * plane
-			vec.Affine(out.F32[o:o+plane], x.F32[o:o+plane], a, s)
-		}
+	planes := x.Shape[0] * ch
+	if grain := max(1, elemGrain/max(1, plane)); c.serial(planes, grain) {
+		bnPlanes(out.F32, x.F32, scale, bias, mean, vr, eps, ch, plane, 0, planes)
+	} else {
+		of, xf := out.F32, x.F32
+		c.parallel(planes, grain, func(lo, hi int) { bnPlanes(of, xf, scale, bias, mean, vr, eps, ch, plane, lo, hi) })
 	}
 	return c.one(out), nil
+}
+
+// bnPlanes normalises planes [lo, hi) (image*ch + channel) of x into out.
+func bnPlanes(out, x, scale, bias, mean, vr []float32, eps float64, ch, plane, lo, hi int) {
+	for p := lo; p < hi; p++ {
+		k := p % ch
+		a := float32(float64(scale[k]) / math.Sqrt(float64(vr[k])+eps))
+		s := bias[k] - mean[k]*a
+		o := p * plane
+		vec.Affine(out[o:o+plane], x[o:o+plane], a, s)
+	}
 }
 
 func gemmOp(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {

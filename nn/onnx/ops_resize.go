@@ -327,20 +327,12 @@ func resize(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			// (each mode allocates only the tensor it returns: a buffer
 			// allocated and not returned would never go back to the pool)
 			outer := x.Len() / max(1, ih*iw)
-			for p := 0; p < outer; p++ {
-				img := x.F32[p*ih*iw : (p+1)*ih*iw]
-				dst := res.F32[p*oh*ow : (p+1)*oh*ow]
-				for oy := 0; oy < oh; oy++ {
-					row := dst[oy*ow : (oy+1)*ow]
-					if oy > 0 && my[oy] == my[oy-1] {
-						copy(row, dst[(oy-1)*ow:oy*ow])
-						continue
-					}
-					src := img[my[oy] : my[oy]+iw]
-					for ox := range row {
-						row[ox] = src[mx[ox]]
-					}
-				}
+			// planes split over the threads
+			if grain := max(1, elemGrain/max(1, oh*ow)); c.serial(outer, grain) {
+				resizeNearest(x.F32, res.F32, my, mx, ih, iw, oh, ow, 0, outer)
+			} else {
+				xf, rf := x.F32, res.F32
+				c.parallel(outer, grain, func(lo, hi int) { resizeNearest(xf, rf, my, mx, ih, iw, oh, ow, lo, hi) })
 			}
 			return c.one(res), nil
 		}
@@ -364,10 +356,6 @@ func resize(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 				return nil, fmt.Errorf("%w: linear Resize of axis %d (only the last two)", ErrUnsupported, k)
 			}
 		}
-		type tap struct {
-			i0, i1 int
-			w1     float32
-		}
 		taps := func(axis int) []tap {
 			t := make([]tap, shape[axis])
 			n := x.Shape[axis]
@@ -387,21 +375,62 @@ func resize(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		ih, iw := x.Shape[r-2], x.Shape[r-1]
 		outer := x.Len() / max(1, ih*iw)
 		oh, ow := shape[r-2], shape[r-1]
-		for p := 0; p < outer; p++ {
-			img := x.F32[p*ih*iw : (p+1)*ih*iw]
-			dst := out.F32[p*oh*ow : (p+1)*oh*ow]
-			for oy, a := range ty {
-				r0, r1 := img[a.i0*iw:], img[a.i1*iw:]
-				for ox, b := range tx {
-					top := r0[b.i0] + (r0[b.i1]-r0[b.i0])*b.w1
-					bot := r1[b.i0] + (r1[b.i1]-r1[b.i0])*b.w1
-					dst[oy*ow+ox] = top + (bot-top)*a.w1
-				}
-			}
+		// planes split over the threads
+		if grain := max(1, elemGrain/max(1, 2*oh*ow)); c.serial(outer, grain) {
+			resizeLinear(x.F32, out.F32, ty, tx, ih, iw, oh, ow, 0, outer)
+		} else {
+			xf, of := x.F32, out.F32
+			c.parallel(outer, grain, func(lo, hi int) { resizeLinear(xf, of, ty, tx, ih, iw, oh, ow, lo, hi) })
 		}
 		return c.one(out), nil
 	}
 	return nil, fmt.Errorf("%w: mode %q", ErrUnsupported, mode)
+}
+
+// resizeNearest writes planes [lo, hi) of a nearest Resize over the last
+// two axes: my and mx are the source row offsets and column indices of
+// each output row and column; an output row that repeats the previous
+// source row is a copy.
+func resizeNearest(x, res []float32, my, mx []int, ih, iw, oh, ow, lo, hi int) {
+	for p := lo; p < hi; p++ {
+		img := x[p*ih*iw : (p+1)*ih*iw]
+		dst := res[p*oh*ow : (p+1)*oh*ow]
+		for oy := 0; oy < oh; oy++ {
+			row := dst[oy*ow : (oy+1)*ow]
+			if oy > 0 && my[oy] == my[oy-1] {
+				copy(row, dst[(oy-1)*ow:oy*ow])
+				continue
+			}
+			src := img[my[oy] : my[oy]+iw]
+			for ox := range row {
+				row[ox] = src[mx[ox]]
+			}
+		}
+	}
+}
+
+// tap is one output coordinate of a linear Resize: its two source
+// coordinates and the weight of the second.
+type tap struct {
+	i0, i1 int
+	w1     float32
+}
+
+// resizeLinear writes planes [lo, hi) of a linear Resize over the last two
+// axes, with the row taps ty and column taps tx.
+func resizeLinear(x, out []float32, ty, tx []tap, ih, iw, oh, ow, lo, hi int) {
+	for p := lo; p < hi; p++ {
+		img := x[p*ih*iw : (p+1)*ih*iw]
+		dst := out[p*oh*ow : (p+1)*oh*ow]
+		for oy, a := range ty {
+			r0, r1 := img[a.i0*iw:], img[a.i1*iw:]
+			for ox, b := range tx {
+				top := r0[b.i0] + (r0[b.i1]-r0[b.i0])*b.w1
+				bot := r1[b.i0] + (r1[b.i1]-r1[b.i0])*b.w1
+				dst[oy*ow+ox] = top + (bot-top)*a.w1
+			}
+		}
+	}
 }
 
 func init() {

@@ -431,7 +431,7 @@ func concat(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		}
 		shape[ax] += t.Shape[ax]
 	}
-	out, err := c.alloc(parts[0].DType, shape)
+	out, err := c.allocFull(parts[0].DType, shape) // the copies below write all of it
 	if err != nil {
 		return nil, err
 	}
@@ -443,6 +443,14 @@ func concat(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	for _, d := range shape[ax+1:] {
 		inner *= d
 	}
+	if n := out.Len(); out.DType == nn.Float32 && !c.serial(n, elemGrain) {
+		// the output's flat range split over the threads; the closure
+		// escapes, so it gets a copy of parts (which then stays on the
+		// stack on the serial path)
+		of, ps := out.F32, append([]*nn.Tensor(nil), parts...)
+		c.parallel(n, elemGrain, func(lo, hi int) { concatF32(of, ps, ax, inner, outer, lo, hi) })
+		return c.one(out), nil
+	}
 	o := 0
 	for i := 0; i < outer; i++ {
 		for _, t := range parts {
@@ -452,6 +460,22 @@ func concat(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		}
 	}
 	return c.one(out), nil
+}
+
+// concatF32 writes the output elements [lo, hi) of an f32 Concat along
+// axis ax of parts.
+func concatF32(out []float32, parts []*nn.Tensor, ax, inner, outer, lo, hi int) {
+	o := 0
+	for i := 0; i < outer && o < hi; i++ {
+		for _, t := range parts {
+			n := t.Shape[ax] * inner
+			if o+n > lo && o < hi {
+				a, b := max(o, lo), min(o+n, hi)
+				copy(out[a:b], t.F32[i*n+a-o:i*n+b-o])
+			}
+			o += n
+		}
+	}
 }
 
 func copyRange(dst *nn.Tensor, o int, src *nn.Tensor, s, n int) {

@@ -102,8 +102,8 @@ func TestParity(t *testing.T) {
 			t.Run(model+"/"+be.name, func(t *testing.T) {
 				if be.name == "cpu-3-threads" {
 					// small parts, so that these small models split too
-					defer func(w int) { partWork = w }(partWork)
-					partWork = 1 << 10
+					defer func(w, e int) { partWork, elemGrain = w, e }(partWork, elemGrain)
+					partWork, elemGrain = 1<<10, 1<<8
 				}
 				parity(t, model, be.be)
 			})

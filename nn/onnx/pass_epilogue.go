@@ -746,9 +746,10 @@ func fusedConv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	}
 	m := t.Shape[1]
 	plane := t.Len() / max(1, t.Shape[0]*m)
-	// split by whole planes over the threads
+	// split by whole planes over the threads (an epilogue step is an
+	// elementwise operator's element)
 	planes := t.Shape[0] * m
-	grain := max(1, 2*partWork/max(1, plane*len(e.steps)))
+	grain := max(1, 2*elemGrain/max(1, plane*len(e.steps)))
 	if c.serial(planes, grain) {
 		e.run(t.F32, bias, 0, planes, m, plane, ext)
 		return out, nil

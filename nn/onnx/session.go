@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/fennec-edge/fennec/gpu"
-	"github.com/fennec-edge/fennec/internal/routines"
+	"github.com/fennec-edge/fennec/internal/par"
 	"github.com/fennec-edge/fennec/nn"
 	"github.com/fennec-edge/fennec/nn/onnx/internal/onnxpb"
 	"github.com/fennec-edge/fennec/nn/onnx/internal/vec"
@@ -1201,12 +1201,12 @@ func dotRows(out, a, bt []float32, k, n, lo, hi int) {
 // microseconds on this class of VM, so a part must be worth about as much:
 // measured on the 2-vCPU VM, smaller grains (16K) made 2 threads slower than
 // 1 on every shared model.
-var partWork = 1 << 20
+var partWork = 1 << 18
 
 // serial reports whether parallel(n, grain, ...) would run on the calling
 // goroutine alone; callers then call the work directly, so that no closure
 // is allocated on the common path.
-func (c *kctx) serial(n, grain int) bool { return min(c.threads(), n/max(1, grain)) <= 1 }
+func (c *kctx) serial(n, grain int) bool { return !par.Parallel(c.threads(), n, grain) }
 
 // threads is how many goroutines a kernel may use: the CPU backend's
 // thread count, 1 for other backends (whose host-side kernels are not the
@@ -1218,23 +1218,11 @@ func (c *kctx) threads() int {
 	return 1
 }
 
-// parallel calls f over [0, n) split into at most threads() contiguous
-// parts of at least grain items each, the first on this goroutine, and
-// returns when all are done.
-func (c *kctx) parallel(n, grain int, f func(lo, hi int)) {
-	parts := min(c.threads(), n/max(1, grain))
-	if parts <= 1 {
-		f(0, n)
-		return
-	}
-	var g routines.Group
-	for p := 1; p < parts; p++ {
-		lo, hi := n*p/parts, n*(p+1)/parts
-		g.Go(func() { f(lo, hi) })
-	}
-	f(0, n/parts)
-	g.Wait()
-}
+// parallel calls f over [0, n) in contiguous chunks of at least
+// grain/par.ChunksPerThread items, on this goroutine and on up to
+// threads()-1 helpers that claim chunks as they start (internal/par), when
+// there are at least two grains; it returns when all are done.
+func (c *kctx) parallel(n, grain int, f func(lo, hi int)) { par.For(c.threads(), n, grain, f) }
 
 // isConst reports whether t is one of the session's constants (a weight).
 func (c *kctx) isConst(t *nn.Tensor) bool { return c.s.consts[t] }

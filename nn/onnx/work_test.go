@@ -115,3 +115,88 @@ func TestFoldWorkBudget(t *testing.T) {
 		t.Fatalf("folding a 256^3 product under a 2^20 budget: %v", err)
 	}
 }
+
+// TestBloopRangeSplits checks that bloopRange over any cut of the flat
+// output range visits each output element once, with the input offsets
+// the whole-range loop gives it (the split elementwise operators rely on
+// it).
+func TestBloopRangeSplits(t *testing.T) {
+	for _, c := range [][2][]int{
+		{{2, 3, 4, 5}, {2, 3, 4, 5}},
+		{{1, 3, 4, 5}, {1, 3, 1, 1}},
+		{{2, 3, 4, 5}, {5}},
+		{{2, 1, 4, 1}, {1, 3, 1, 5}},
+		{{7}, {1}},
+		{{1}, {1}},
+		{{3, 1, 5}, {3, 4, 1}},
+	} {
+		shape, err := broadcast(c[0], c[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sa, sb := bstrides(c[0], shape), bstrides(c[1], shape)
+		total := 1
+		for _, d := range shape {
+			total *= d
+		}
+		want := make([][2]int, total)
+		bloop(shape, sa, sb, func(o, ia, ib, n, da, db int) {
+			for i := 0; i < n; i++ {
+				want[o+i] = [2]int{ia + i*da, ib + i*db}
+			}
+		})
+		for cut := 0; cut <= total; cut++ {
+			for cut2 := cut; cut2 <= total; cut2 += 3 {
+				got := make([][2]int, total)
+				seen := make([]int, total)
+				for _, r := range [][2]int{{0, cut}, {cut, cut2}, {cut2, -1}} {
+					bloopRange(shape, sa, sb, r[0], r[1], func(o, ia, ib, n, da, db int) {
+						for i := 0; i < n; i++ {
+							got[o+i] = [2]int{ia + i*da, ib + i*db}
+							seen[o+i]++
+						}
+					})
+				}
+				for o := range got {
+					if seen[o] != 1 || got[o] != want[o] {
+						t.Fatalf("%v x %v cut at %d, %d: element %d seen %d times at %v, want once at %v", c[0], c[1], cut, cut2, o, seen[o], got[o], want[o])
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestConcatF32Ranges checks that concatF32 over a cut of the output's flat
+// range writes exactly that range, with what a whole Concat writes there.
+func TestConcatF32Ranges(t *testing.T) {
+	mk := func(shape []int, base float32) *nn.Tensor {
+		x, _ := nn.New(nn.Float32, shape, 1<<20)
+		for i := range x.F32 {
+			x.F32[i] = base + float32(i)
+		}
+		return x
+	}
+	// [2,3,4] ++ [2,1,4] ++ [2,2,4] on axis 1: outer 2, inner 4
+	parts := []*nn.Tensor{mk([]int{2, 3, 4}, 0), mk([]int{2, 1, 4}, 100), mk([]int{2, 2, 4}, 200)}
+	const total, ax, inner, outer = 48, 1, 4, 2
+	want := make([]float32, total)
+	concatF32(want, parts, ax, inner, outer, 0, total)
+	if want[12] != 100 || want[16] != 200 || want[24] != 12 {
+		t.Fatalf("whole concat wrong: %v", want)
+	}
+	for lo := 0; lo <= total; lo++ {
+		for hi := lo; hi <= total; hi++ {
+			got := make([]float32, total)
+			for i := range got {
+				got[i] = -1
+			}
+			concatF32(got, parts, ax, inner, outer, lo, hi)
+			for i := range got {
+				if in := i >= lo && i < hi; (in && got[i] != want[i]) || (!in && got[i] != -1) {
+					t.Fatalf("range [%d, %d): element %d = %v, want %v", lo, hi, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}

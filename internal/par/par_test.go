@@ -1,0 +1,56 @@
+package par
+
+import (
+	"sync/atomic"
+	"testing"
+)
+
+// TestForCoversEachIndexOnce checks that the chunks tile [0, n) exactly, for
+// serial and split loops, and that a split loop is cut at most
+// ChunksPerThread*threads ways into chunks of at least grain/ChunksPerThread.
+func TestForCoversEachIndexOnce(t *testing.T) {
+	for _, c := range []struct{ threads, n, grain int }{
+		{1, 100, 1}, {2, 1, 1}, {2, 0, 1}, {2, 3, 2}, {2, 4, 2}, {2, 1000, 7}, {3, 1001, 10}, {8, 17, 1}, {2, 1 << 16, 1 << 12}, {4, 10, 0},
+	} {
+		hits := make([]atomic.Int32, c.n)
+		var calls, small atomic.Int32
+		For(c.threads, c.n, c.grain, func(lo, hi int) {
+			calls.Add(1)
+			if hi-lo < c.grain/ChunksPerThread {
+				small.Add(1)
+			}
+			for i := lo; i < hi; i++ {
+				hits[i].Add(1)
+			}
+		})
+		for i := range hits {
+			if h := hits[i].Load(); h != 1 {
+				t.Fatalf("%+v: index %d run %d times", c, i, h)
+			}
+		}
+		if Parallel(c.threads, c.n, c.grain) {
+			if n := int(calls.Load()); n > ChunksPerThread*c.threads || n < 2 {
+				t.Errorf("%+v: %d chunks", c, n)
+			}
+			if small.Load() > 0 {
+				t.Errorf("%+v: %d chunks under grain/%d", c, small.Load(), ChunksPerThread)
+			}
+		} else if calls.Load() != 1 {
+			t.Errorf("%+v: serial loop called f %d times", c, calls.Load())
+		}
+	}
+}
+
+// TestForNested runs For inside For's chunks (a kernel split inside a split
+// node), which must not deadlock: helpers never wait for each other.
+func TestForNested(t *testing.T) {
+	var sum atomic.Int64
+	For(2, 8, 1, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			For(2, 100, 10, func(lo, hi int) { sum.Add(int64(hi - lo)) })
+		}
+	})
+	if sum.Load() != 800 {
+		t.Fatalf("sum %d, want 800", sum.Load())
+	}
+}
