@@ -416,6 +416,7 @@ type Hub struct {
 	// g runs the round loop; Shutdown waits for it before it closes the
 	// connection and the server.
 	g        routines.Group
+	tail     chan struct{} // closed when the last completed round's tail has reported (the loop's own)
 	ready    chan struct{}
 	done     chan struct{}
 	cancel   context.CancelFunc
@@ -1605,14 +1606,17 @@ func (h *Hub) finish(err error) {
 
 func (h *Hub) loop(ctx context.Context) {
 	defer h.settle()
+	defer h.waitTail()
 	for {
 		if h.cfg.Rounds > 0 && h.Version() >= uint64(h.cfg.Rounds) {
+			h.waitTail()
 			h.settle()
 			h.finish(nil)
 			return
 		}
 		rep, err := h.runRound(ctx)
 		if ctx.Err() != nil {
+			h.waitTail()
 			h.settle()
 			h.finish(ctx.Err())
 			return
@@ -1621,33 +1625,106 @@ func (h *Hub) loop(ctx context.Context) {
 			h.log.Error("round failed", "err", err)
 			rep.Status, rep.Error = "failed", err.Error()
 		}
-		rep.Time = time.Now().UTC()
 		if s, ok := h.cfg.ModeHub.(interface{ Status() modes.Status }); ok {
 			st := s.Status()
 			rep.Privacy = &st
 		}
-		h.mu.Lock()
-		h.reports = append(h.reports, rep)
-		h.mu.Unlock()
-		if rep.Round != 0 {
-			// The durable round report: History reads it back (the
-			// dashboard's curves after a restart).
-			b, err := model.Marshal(rep)
-			if err == nil {
-				_, err = h.kv.Put(ctx, reportKey(rep.Round), b)
-			}
-			if err != nil {
-				h.log.Warn("round report not stored; it will be missing from the history", "round", rep.Round, "err", err)
-			}
+		if err == nil && rep.Status == "completed" && h.cfg.ModeHub == nil {
+			// The round's model is committed (durable, the next round's id
+			// claimed): the next round is announced at once, and this
+			// round's held-out evaluation, its report's write and OnRound
+			// run behind it, in round order (docs/RATIONALE.md "Why is a
+			// round's evaluation behind the next round's announcement").
+			// Not in a privacy mode: OnRound's callers read the mode's
+			// live status, which the next round's Prepare moves on.
+			h.tailAfter(ctx, rep)
+			continue
 		}
-		if h.cfg.OnRound != nil {
-			h.cfg.OnRound(rep)
+		h.waitTail()
+		if err == nil && rep.Status == "completed" {
+			h.mu.Lock()
+			next := h.global
+			h.mu.Unlock()
+			h.finishRound(ctx, next, rep)
+			continue
 		}
+		h.report(ctx, rep)
 		if err != nil && rep.Round == 0 {
 			h.settle()
 			h.finish(err)
 			return
 		}
+	}
+}
+
+// tailAfter evaluates a committed round's model and reports the round, on
+// a goroutine that starts after the previous round's tail has reported, so
+// reports keep their order. The loop waits for the tail (waitTail) before
+// it reports another round itself and before it finishes.
+func (h *Hub) tailAfter(ctx context.Context, rep Report) {
+	prev := h.tail
+	done := make(chan struct{})
+	h.tail = done
+	h.mu.Lock()
+	next := h.global // the round's committed model (commit set it)
+	h.mu.Unlock()
+	if !h.g.Go(func() {
+		defer close(done)
+		if prev != nil {
+			<-prev
+		}
+		h.finishRound(ctx, next, rep)
+	}) {
+		close(done)
+	}
+}
+
+// waitTail waits for the last round's tail (tailAfter).
+func (h *Hub) waitTail() {
+	if h.tail != nil {
+		<-h.tail
+		h.tail = nil
+	}
+}
+
+// finishRound is a completed round's tail: the hub's evaluation of the
+// committed model, the phases' log line and the report. A hub stopped
+// meanwhile reports nothing more (as when it stopped during the round).
+func (h *Hub) finishRound(ctx context.Context, next model.Model, rep Report) {
+	ph := rep.Phases
+	if h.cfg.Evaluator != nil {
+		began := time.Now()
+		h.evaluate(ctx, next, &rep)
+		ph.Evaluate = time.Since(began)
+		rep.Duration += ph.Evaluate
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	h.log.Info("round", "round", rep.Round, "version", rep.Version, "received", rep.Received, "sampled", rep.Sampled, "dropped", len(rep.Dropped),
+		"claim", ph.Claim, "gather", ph.Gather, "aggregate", ph.Aggregate, "commit", ph.Commit, "evaluate", ph.Evaluate)
+	h.report(ctx, rep)
+}
+
+// report records a finished round: in memory (Reports), in the store
+// (History reads it back: the dashboard's curves after a restart) and
+// through OnRound.
+func (h *Hub) report(ctx context.Context, rep Report) {
+	rep.Time = time.Now().UTC()
+	h.mu.Lock()
+	h.reports = append(h.reports, rep)
+	h.mu.Unlock()
+	if rep.Round != 0 {
+		b, err := model.Marshal(rep)
+		if err == nil {
+			_, err = h.kv.Put(ctx, reportKey(rep.Round), b)
+		}
+		if err != nil {
+			h.log.Warn("round report not stored; it will be missing from the history", "round", rep.Round, "err", err)
+		}
+	}
+	if h.cfg.OnRound != nil {
+		h.cfg.OnRound(rep)
 	}
 }
 
@@ -1867,13 +1944,7 @@ func (h *Hub) runRound(ctx context.Context) (Report, error) {
 	ph.Commit = committed.Sub(aggregated)
 	rep.Version = next.Version
 	rep.Status = "completed"
-	if h.cfg.Evaluator != nil {
-		h.evaluate(ctx, next, &rep)
-	}
-	rep.Duration = time.Since(start)
-	ph.Evaluate = time.Since(committed)
-	h.log.Info("round", "round", id, "version", rep.Version, "received", rep.Received, "sampled", k, "dropped", len(rep.Dropped),
-		"claim", ph.Claim, "gather", ph.Gather, "aggregate", ph.Aggregate, "commit", ph.Commit, "evaluate", ph.Evaluate)
+	rep.Duration = committed.Sub(start) // the loop's tail adds the evaluation (finishRound)
 	return rep, nil
 }
 
