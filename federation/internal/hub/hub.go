@@ -340,8 +340,9 @@ type Report struct {
 // claimed it), the gather (tasks published until the last sampled update
 // arrived or the deadline), the aggregation (mode hooks and strategy),
 // the commit (checkpoint, optimizer state and round state written; the
-// old checkpoints' deletion only started) and the hub's evaluation.
-// Duration runs from the gather's start to the evaluation's end; the
+// old checkpoints' deletion only started) and the hub's evaluation (in a
+// plain round it runs while the next round gathers). Duration is the sum
+// from the gather's start to the commit's end plus the evaluation; the
 // claim comes before it. A failed round has the phases it reached.
 type Phases struct {
 	Claim     time.Duration `json:"claim_ns" cbor:"claim"`
