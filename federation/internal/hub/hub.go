@@ -340,7 +340,8 @@ type Report struct {
 // Phases is the wall time of a round's phases on the hub, in order: the
 // durable claim of the round id (zero when an earlier round's commit
 // claimed it), the gather (tasks published until the last sampled update
-// arrived or the deadline), the aggregation (mode hooks and strategy),
+// arrived or the deadline), the aggregation (mode hooks and strategy; in a
+// plain round also the wait for the previous round's commit),
 // the commit (checkpoint, optimizer state and round state written; the
 // old checkpoints' deletion only started) and the hub's evaluation. In a
 // plain round the commit and the evaluation run while the next round
@@ -1968,12 +1969,11 @@ func (h *Hub) runRound(ctx context.Context) (Report, error) {
 	}
 	// The previous round's commit (written while this round ran) lands
 	// before this round aggregates: the strategy's state it stores is
-	// this round's starting point, and commits are written in order. Its
-	// wait counts in neither phase.
+	// this round's starting point, and commits are written in order. The
+	// wait counts in the aggregation phase.
 	if err := h.waitCommit(); err != nil {
 		return rep, fmt.Errorf("the previous round's model was not stored (this round trained on it): %w", err)
 	}
-	gathered = time.Now()
 	if h.cfg.ModeHub != nil {
 		ups, err = h.cfg.ModeHub.PreAggregate(ctx, info, ups)
 		if err != nil {
