@@ -1718,6 +1718,7 @@ func (h *Hub) waitTail() {
 func (h *Hub) finishRound(ctx context.Context, next model.Model, rep Report) {
 	ph := rep.Phases
 	if pc := rep.commit; pc != nil {
+		rep.commit = nil // the stored reports keep no models (pc.prev)
 		<-pc.done
 		rep.Duration += ph.Commit
 		if pc.err != nil {
