@@ -111,6 +111,37 @@ func BenchmarkRiskTrainEpoch(b *testing.B) {
 	benchCall(b, mod, "train", in)
 }
 
+// BenchmarkRiskTrainWDBC is one WDBC device's round in bench/flower's
+// experiment (its largest shard): a 30-16-1 model in, 81 rows x 30
+// features, 2 epochs, batch 32, Adam lr 0.01. At this size the call is
+// almost all fixed cost (the guest's CBOR, its ~480 host calls, its
+// allocations), not arithmetic: BENCHMARKS.md "Where an agent's round goes".
+func BenchmarkRiskTrainWDBC(b *testing.B) {
+	mod := load(b, "risk-train", "risk-train/fennec.toml")
+	r := rand.New(rand.NewPCG(1, 2))
+	const n, f, hidden = 81, 30, 16
+	x, y := make([]float32, n*f), make([]float32, n)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	for i := range y {
+		y[i] = float32(i % 2)
+	}
+	w := make([]float32, f*hidden)
+	for i := range w {
+		w[i] = float32(r.NormFloat64() * 0.1)
+	}
+	m := sdk.Model{Name: "risk-mlp", Tensors: []sdk.TensorData{
+		sdk.F32Data("0.weight", []int{f, hidden}, w), sdk.F32Data("0.bias", []int{hidden}, make([]float32, hidden)),
+		sdk.F32Data("2.weight", []int{hidden, 1}, make([]float32, hidden)), sdk.F32Data("2.bias", []int{1}, make([]float32, 1))}}
+	in, err := sdk.Marshal(sdk.TrainInput{Model: m, Settings: sdk.Settings{LR: 0.01, Epochs: 2, BatchSize: 32},
+		Data: sdk.Dataset{X: sdk.F32Data("x", []int{n, f}, x), Y: sdk.F32Data("y", []int{n}, y)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchCall(b, mod, "train", in)
+}
+
 // BenchmarkCZScore is the C module on 1000 values.
 func BenchmarkCZScore(b *testing.B) {
 	mod := loadC(b)

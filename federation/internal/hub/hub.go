@@ -333,16 +333,21 @@ type Report struct {
 	Time time.Time `json:"time,omitzero" cbor:"time"`
 	// Phases is where the round's wall time went on the hub.
 	Phases *Phases `json:"phases,omitempty" cbor:"phases,omitempty"`
+
+	commit *pendingCommit // the round's commit, when it is written behind the round (runRound)
 }
 
 // Phases is the wall time of a round's phases on the hub, in order: the
-// durable claim of the round id (zero when the previous round's commit
+// durable claim of the round id (zero when an earlier round's commit
 // claimed it), the gather (tasks published until the last sampled update
-// arrived or the deadline), the aggregation (mode hooks and strategy),
+// arrived or the deadline), the aggregation (mode hooks and strategy; in a
+// plain round also the wait for the previous round's commit),
 // the commit (checkpoint, optimizer state and round state written; the
-// old checkpoints' deletion only started) and the hub's evaluation.
-// Duration runs from the gather's start to the evaluation's end; the
-// claim comes before it. A failed round has the phases it reached.
+// old checkpoints' deletion only started) and the hub's evaluation. In a
+// plain round the commit and the evaluation run while the next round
+// gathers. Duration runs from the gather's start to the aggregation's end
+// plus the commit and the evaluation; the claim comes before it. A failed
+// round has the phases it reached.
 type Phases struct {
 	Claim     time.Duration `json:"claim_ns" cbor:"claim"`
 	Gather    time.Duration `json:"gather_ns" cbor:"gather"`
@@ -405,9 +410,13 @@ type Hub struct {
 	state    State
 	stateRev uint64
 	reports  []Report
-	// preclaimed: the last commit also claimed round state.NextRound-1,
-	// which no hub has announced yet (the round loop's only).
-	preclaimed bool
+	// nextID is the id of the loop's next round (0 until the first:
+	// state.NextRound, the first id no hub has claimed). Ids below the
+	// durable state.NextRound are claimed (runRound).
+	nextID uint64
+	// pending is the loop's commit in flight (pipelined rounds: the next
+	// round is announced while it is written); waitCommit waits for it.
+	pending *pendingCommit
 	// behind holds a channel per background store write of the round
 	// loop (an old checkpoint's deletion, a round report), closed when it
 	// ends.
@@ -416,6 +425,7 @@ type Hub struct {
 	// g runs the round loop; Shutdown waits for it before it closes the
 	// connection and the server.
 	g        routines.Group
+	tail     chan struct{} // closed when the last completed round's tail has reported (the loop's own)
 	ready    chan struct{}
 	done     chan struct{}
 	cancel   context.CancelFunc
@@ -702,9 +712,14 @@ func (h *Hub) initialise(ctx context.Context) error {
 	h.mu.Lock()
 	h.state = State{NextRound: 1, Strategy: h.cfg.Strategy.Name()}
 	h.mu.Unlock()
-	if err := h.commit(ctx, m, false); err != nil {
+	enc, err := model.Marshal(m)
+	if err != nil {
 		return err
 	}
+	if err := h.commit(ctx, m, enc, 0); err != nil {
+		return err
+	}
+	h.setGlobal(m, enc)
 	h.log.Info("initialised", "params", m.Params())
 	return nil
 }
@@ -909,17 +924,14 @@ func (h *Hub) chunkSize() int {
 
 // commit stores m (version = m.Version) and the optimizer state as new
 // checkpoints, then records them in the KV state with a compare-and-set on
-// its revision, so two hubs on one store cannot both advance it. With
-// claim the same write also claims the next round id (state.NextRound
-// one further), so that round needs no write of its own before it is
+// its revision, so two hubs on one store cannot both advance it. The same
+// write claims the round ids below claim (state.NextRound raised to it),
+// so the next rounds need no write of their own before they are
 // announced. The deletion of the checkpoints Keep versions back runs
 // behind the round loop (background): a hub killed first leaves one more
-// checkpoint, which nothing reads but recovery (newest first).
-func (h *Hub) commit(ctx context.Context, m model.Model, claim bool) error {
-	enc, err := model.Marshal(m)
-	if err != nil {
-		return err
-	}
+// checkpoint, which nothing reads but recovery (newest first). It returns
+// m's encoding; the caller makes m the global model (setGlobal).
+func (h *Hub) commit(ctx context.Context, m model.Model, enc []byte, claim uint64) error {
 	name := fmt.Sprintf("model-%d", m.Version)
 	if _, err := h.obj.PutBytes(ctx, name, enc); err != nil {
 		return fmt.Errorf("hub: store checkpoint %s: %w", name, err)
@@ -929,9 +941,7 @@ func (h *Hub) commit(ctx context.Context, m model.Model, claim bool) error {
 	if a, ok := h.cfg.ModeHub.(accountant); ok {
 		st.Privacy = a.Accounting()
 	}
-	if claim {
-		st.NextRound++
-	}
+	st.NextRound = max(st.NextRound, claim)
 	st.Opt = ""
 	stateful := false
 	if s, ok := h.cfg.Strategy.(strategy.Stateful); ok {
@@ -946,8 +956,6 @@ func (h *Hub) commit(ctx context.Context, m model.Model, claim bool) error {
 	if err := h.putState(ctx, st); err != nil {
 		return err
 	}
-	h.preclaimed = claim
-	h.setGlobal(m, enc)
 	if m.Version >= uint64(h.cfg.Keep) {
 		old := m.Version - uint64(h.cfg.Keep)
 		h.background(ctx, func(ctx context.Context) {
@@ -1173,14 +1181,17 @@ func (h *Hub) Err() error {
 	}
 }
 
-// Global returns the current global model.
+// Global returns the current global model: the one the next round trains.
+// In plain rounds its commit may still be being written (Version is the
+// stored version, one behind meanwhile).
 func (h *Hub) Global() model.Model {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.global
 }
 
-// Version is the number of completed rounds.
+// Version is the number of completed rounds: the version of the stored
+// global model.
 func (h *Hub) Version() uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -1604,16 +1615,23 @@ func (h *Hub) finish(err error) {
 }
 
 func (h *Hub) loop(ctx context.Context) {
-	defer h.settle()
+	defer h.drain()
 	for {
-		if h.cfg.Rounds > 0 && h.Version() >= uint64(h.cfg.Rounds) {
-			h.settle()
+		if h.cfg.Rounds > 0 && h.Global().Version >= uint64(h.cfg.Rounds) {
+			// (The global model's version: Version is the stored one,
+			// one behind while the last commit is written.)
+			if err := h.waitCommit(); err != nil {
+				// The last round's model was not stored: the global model
+				// is the last stored one again, and the rounds go on.
+				continue
+			}
+			h.drain()
 			h.finish(nil)
 			return
 		}
 		rep, err := h.runRound(ctx)
 		if ctx.Err() != nil {
-			h.settle()
+			h.drain()
 			h.finish(ctx.Err())
 			return
 		}
@@ -1621,33 +1639,131 @@ func (h *Hub) loop(ctx context.Context) {
 			h.log.Error("round failed", "err", err)
 			rep.Status, rep.Error = "failed", err.Error()
 		}
-		rep.Time = time.Now().UTC()
 		if s, ok := h.cfg.ModeHub.(interface{ Status() modes.Status }); ok {
 			st := s.Status()
 			rep.Privacy = &st
 		}
-		h.mu.Lock()
-		h.reports = append(h.reports, rep)
-		h.mu.Unlock()
-		if rep.Round != 0 {
-			// The durable round report: History reads it back (the
-			// dashboard's curves after a restart).
-			b, err := model.Marshal(rep)
-			if err == nil {
-				_, err = h.kv.Put(ctx, reportKey(rep.Round), b)
-			}
-			if err != nil {
-				h.log.Warn("round report not stored; it will be missing from the history", "round", rep.Round, "err", err)
-			}
+		if err == nil && rep.Status == "completed" && h.cfg.ModeHub == nil {
+			// The next round is announced at once, while this round's
+			// commit is written (rep.commit); this round's tail waits for
+			// it, then evaluates the model and reports the round, in round
+			// order (docs/RATIONALE.md "Why is a round's commit and
+			// evaluation behind the next round's announcement"). Not in a
+			// privacy mode: its accounting is in the commit, and OnRound's
+			// callers read the mode's live status, which the next round's
+			// Prepare moves on.
+			h.tailAfter(ctx, rep)
+			continue
 		}
-		if h.cfg.OnRound != nil {
-			h.cfg.OnRound(rep)
+		h.waitTail()
+		if err == nil && rep.Status == "completed" {
+			h.mu.Lock()
+			next := h.global
+			h.mu.Unlock()
+			h.finishRound(ctx, next, rep)
+			continue
 		}
+		h.report(ctx, rep)
 		if err != nil && rep.Round == 0 {
-			h.settle()
+			h.drain()
 			h.finish(err)
 			return
 		}
+	}
+}
+
+// drain waits for the loop's commit in flight, the last round's tail and
+// the background writes.
+func (h *Hub) drain() {
+	_ = h.waitCommit()
+	h.waitTail()
+	h.settle()
+}
+
+// tailAfter evaluates a committed round's model and reports the round, on
+// a goroutine that starts after the previous round's tail has reported, so
+// reports keep their order. The loop waits for the tail (waitTail) before
+// it reports another round itself and before it finishes.
+func (h *Hub) tailAfter(ctx context.Context, rep Report) {
+	prev := h.tail
+	done := make(chan struct{})
+	h.tail = done
+	h.mu.Lock()
+	next := h.global // the round's committed model (commit set it)
+	h.mu.Unlock()
+	if !h.g.Go(func() {
+		defer close(done)
+		if prev != nil {
+			<-prev
+		}
+		h.finishRound(ctx, next, rep)
+	}) {
+		close(done)
+	}
+}
+
+// waitTail waits for the last round's tail (tailAfter).
+func (h *Hub) waitTail() {
+	if h.tail != nil {
+		<-h.tail
+		h.tail = nil
+	}
+}
+
+// finishRound is a completed round's tail: the wait for its commit when
+// that is written behind the round, the hub's evaluation of the committed
+// model, the phases' log line and the report. A round whose commit failed
+// is reported failed; a hub stopped meanwhile reports nothing more (as
+// when it stopped during the round).
+func (h *Hub) finishRound(ctx context.Context, next model.Model, rep Report) {
+	ph := rep.Phases
+	if pc := rep.commit; pc != nil {
+		rep.commit = nil // the stored reports keep no models (pc.prev)
+		<-pc.done
+		rep.Duration += ph.Commit
+		if pc.err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			h.log.Error("round failed", "err", pc.err)
+			rep.Status, rep.Error, rep.Version = "failed", pc.err.Error(), pc.prev.Version
+			h.report(ctx, rep)
+			return
+		}
+	}
+	if h.cfg.Evaluator != nil {
+		began := time.Now()
+		h.evaluate(ctx, next, &rep)
+		ph.Evaluate = time.Since(began)
+		rep.Duration += ph.Evaluate
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	h.log.Info("round", "round", rep.Round, "version", rep.Version, "received", rep.Received, "sampled", rep.Sampled, "dropped", len(rep.Dropped),
+		"claim", ph.Claim, "gather", ph.Gather, "aggregate", ph.Aggregate, "commit", ph.Commit, "evaluate", ph.Evaluate)
+	h.report(ctx, rep)
+}
+
+// report records a finished round: in memory (Reports), in the store
+// (History reads it back: the dashboard's curves after a restart) and
+// through OnRound.
+func (h *Hub) report(ctx context.Context, rep Report) {
+	rep.Time = time.Now().UTC()
+	h.mu.Lock()
+	h.reports = append(h.reports, rep)
+	h.mu.Unlock()
+	if rep.Round != 0 {
+		b, err := model.Marshal(rep)
+		if err == nil {
+			_, err = h.kv.Put(ctx, reportKey(rep.Round), b)
+		}
+		if err != nil {
+			h.log.Warn("round report not stored; it will be missing from the history", "round", rep.Round, "err", err)
+		}
+	}
+	if h.cfg.OnRound != nil {
+		h.cfg.OnRound(rep)
 	}
 }
 
@@ -1715,23 +1831,40 @@ func (h *Hub) runRound(ctx context.Context) (Report, error) {
 
 	// Claim the round id durably before announcing it: ids are never
 	// reused, so updates for a round a crashed hub announced are refused.
-	// The previous round's commit claimed it already when it could
-	// (preclaimed); a hub that starts from a state skips that id, which a
-	// crashed hub may have announced.
-	st := h.state
+	// An earlier round's commit claimed it already when it could; a hub
+	// that starts from a state starts at its next_round, skipping the ids
+	// a crashed hub may have announced. A pipelined round (no privacy
+	// mode: its commit is written while the next round runs) claims two
+	// ids ahead, so that the next round's id is durable before the commit
+	// that would have claimed it is.
+	pipelined := h.cfg.ModeHub == nil
+	ahead := uint64(1)
+	if pipelined {
+		ahead = 2
+	}
 	ph := &Phases{}
-	var id uint64
-	if h.preclaimed {
-		id, h.preclaimed = st.NextRound-1, false
-	} else {
-		id = st.NextRound
-		st.NextRound++
+	if h.nextID == 0 {
+		h.nextID = h.durableNext()
+	}
+	id := h.nextID
+	if id >= h.durableNext() {
+		if err := h.waitCommit(); err != nil {
+			return Report{}, fmt.Errorf("the previous round's model was not stored: %w", err)
+		}
+	}
+	if id >= h.durableNext() {
+		st := h.state
+		st.NextRound = id + ahead
+		if h.cfg.Rounds > 0 {
+			st.NextRound = id + max(1, min(ahead, uint64(h.cfg.Rounds)-min(h.Global().Version, uint64(h.cfg.Rounds))))
+		}
 		claimed := time.Now()
 		if err := h.putState(ctx, st); err != nil {
 			return Report{}, err
 		}
 		ph.Claim = time.Since(claimed)
 	}
+	h.nextID = id + 1
 	start := time.Now()
 	h.mu.Lock()
 	global, digest, chunks := h.global, h.digest, h.chunks
@@ -1835,6 +1968,13 @@ func (h *Hub) runRound(ctx context.Context) (Report, error) {
 		rep.Duration = time.Since(start)
 		return rep, nil
 	}
+	// The previous round's commit (written while this round ran) lands
+	// before this round aggregates: the strategy's state it stores is
+	// this round's starting point, and commits are written in order. The
+	// wait counts in the aggregation phase.
+	if err := h.waitCommit(); err != nil {
+		return rep, fmt.Errorf("the previous round's model was not stored (this round trained on it): %w", err)
+	}
 	if h.cfg.ModeHub != nil {
 		ups, err = h.cfg.ModeHub.PreAggregate(ctx, info, ups)
 		if err != nil {
@@ -1858,23 +1998,81 @@ func (h *Hub) runRound(ctx context.Context) (Report, error) {
 	next.Version = global.Version + 1
 	aggregated := time.Now()
 	ph.Aggregate = aggregated.Sub(gathered)
-	// The commit claims the next round's id too, unless this round is the
-	// last.
-	if err := h.commit(ctx, next, h.cfg.Rounds == 0 || next.Version < uint64(h.cfg.Rounds)); err != nil {
+	// The commit claims the next rounds' ids too (ahead of them, as many
+	// as are left to run).
+	claim := id + 1 + ahead
+	if h.cfg.Rounds > 0 {
+		claim = id + 1 + min(ahead, uint64(h.cfg.Rounds)-min(next.Version, uint64(h.cfg.Rounds)))
+	}
+	enc, err := model.Marshal(next)
+	if err != nil {
 		return rep, err
 	}
-	committed := time.Now()
-	ph.Commit = committed.Sub(aggregated)
 	rep.Version = next.Version
 	rep.Status = "completed"
-	if h.cfg.Evaluator != nil {
-		h.evaluate(ctx, next, &rep)
+	if pipelined {
+		// The next round is announced with this model while its commit is
+		// written; this round's report waits for the commit (finishRound),
+		// so a reported round is a durable one, as before.
+		h.mu.Lock()
+		pc := &pendingCommit{done: make(chan struct{}), prev: h.global, prevEnc: h.enc}
+		h.mu.Unlock()
+		h.setGlobal(next, enc)
+		h.pending = pc
+		rep.commit = pc
+		if !h.g.Go(func() {
+			defer close(pc.done)
+			pc.err = h.commit(ctx, next, enc, claim)
+			ph.Commit = time.Since(aggregated)
+		}) {
+			pc.err = errors.New("hub: stopping")
+			close(pc.done)
+		}
+		rep.Duration = time.Since(start)
+		return rep, nil
 	}
-	rep.Duration = time.Since(start)
-	ph.Evaluate = time.Since(committed)
-	h.log.Info("round", "round", id, "version", rep.Version, "received", rep.Received, "sampled", k, "dropped", len(rep.Dropped),
-		"claim", ph.Claim, "gather", ph.Gather, "aggregate", ph.Aggregate, "commit", ph.Commit, "evaluate", ph.Evaluate)
+	if err := h.commit(ctx, next, enc, claim); err != nil {
+		rep.Version, rep.Status = global.Version, ""
+		return rep, err
+	}
+	h.setGlobal(next, enc)
+	committed := time.Now()
+	ph.Commit = committed.Sub(aggregated)
+	rep.Duration = committed.Sub(start) // the loop's tail adds the evaluation (finishRound)
 	return rep, nil
+}
+
+// pendingCommit is a commit written while the next round runs.
+type pendingCommit struct {
+	done    chan struct{}
+	err     error
+	prev    model.Model // the global model before it, restored when it fails
+	prevEnc []byte
+}
+
+// durableNext is the durable state's next_round: the ids below it are
+// claimed.
+func (h *Hub) durableNext() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.state.NextRound
+}
+
+// waitCommit waits for the loop's commit in flight. When it failed, the
+// global model goes back to the last stored one and the error is
+// returned (the round that trained on the lost model fails with it).
+func (h *Hub) waitCommit() error {
+	pc := h.pending
+	if pc == nil {
+		return nil
+	}
+	<-pc.done
+	h.pending = nil
+	if pc.err != nil {
+		h.setGlobal(pc.prev, pc.prevEnc)
+		return pc.err
+	}
+	return nil
 }
 
 // plainMode is agent.PlainMode: device metrics travel in plain rounds only.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,9 +17,9 @@ import (
 
 // The writes that run behind the round loop (old checkpoints deleted)
 // have all landed when the hub is done: Keep checkpoints are left, every
-// round has its report (written in line), and the state's next round is the
-// one after the last (the last commit claims no round; the others claim
-// the next, so a round after the first needs no claim of its own).
+// round has its report, and the state's next round is the one after the
+// last (the commits claim the ids ahead of them, as many as rounds are
+// left to run, so a round after the first needs no claim of its own).
 // A hub started on the store again begins at that round.
 func TestBackgroundWritesSettle(t *testing.T) {
 	dir := t.TempDir()
@@ -86,5 +88,77 @@ func TestBackgroundWritesSettle(t *testing.T) {
 	wait(t, h2, 30*time.Second)
 	if reps := h2.Reports(); len(reps) != 1 || reps[0].Round != 9 || reps[0].Phases.Claim == 0 {
 		t.Fatalf("resumed hub's rounds: %+v", reps)
+	}
+}
+
+// A commit written behind the round (the next round already announced
+// with its model) that fails reports its round failed, and the global
+// model goes back to the stored one: no round is reported completed with
+// a model the store does not hold. The failure here is another writer of
+// the state (its revision moved), which fails every later commit too.
+func TestPipelinedCommitFails(t *testing.T) {
+	var (
+		h       *hub.Hub
+		mu      sync.Mutex
+		reports []hub.Report
+		failed  = make(chan struct{})
+	)
+	h = newHub(t, hub.Config{DataDir: t.TempDir(), Rounds: 50, Deadline: 5 * time.Second,
+		OnRound: func(r hub.Report) {
+			mu.Lock()
+			reports = append(reports, r)
+			n := len(reports)
+			mu.Unlock()
+			if n == 2 {
+				js, _ := jetstream.New(h.Conn())
+				kv, err := js.KeyValue(context.Background(), "fennec_default_state")
+				if err == nil {
+					var e jetstream.KeyValueEntry
+					if e, err = kv.Get(context.Background(), "state"); err == nil {
+						_, err = kv.Put(context.Background(), "state", e.Value())
+					}
+				}
+				if err != nil {
+					t.Error(err)
+				}
+			}
+			if r.Status == "failed" {
+				select {
+				case <-failed:
+				default:
+					close(failed)
+				}
+			}
+		}})
+	defer h.Shutdown()
+	for i := 0; i < 3; i++ {
+		startAgent(t, h, "", i, nil)
+	}
+	select {
+	case <-failed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no round failed after the state was written by another")
+	}
+	h.Shutdown()
+	mu.Lock()
+	defer mu.Unlock()
+	stored := h.Version()
+	for _, r := range reports {
+		if r.Status == "completed" && r.Version > stored {
+			t.Errorf("round %d reported completed at version %d; the store holds version %d", r.Round, r.Version, stored)
+		}
+	}
+	if g := h.Global().Version; g != stored {
+		t.Errorf("global model at version %d, the stored one is %d", g, stored)
+	}
+	var fail hub.Report
+	for _, r := range reports {
+		if r.Status == "failed" {
+			fail = r
+			break
+		}
+	}
+	if !strings.Contains(fail.Error, "write round state") {
+		t.Errorf("failed round's error %q, want the state write's", fail.Error)
 	}
 }
