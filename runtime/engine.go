@@ -359,6 +359,9 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, man Manifest) (*Modul
 		if err != nil {
 			return nil, fmt.Errorf("module %s: %w: %v", man.Name, ErrInvalidModule, err)
 		}
+		if !releaseBodies(cm) {
+			e.log.Debug("function bodies kept: this wazero's compiled module is not the one releaseBodies knows", "module", man.Name)
+		}
 		e.mu.Lock()
 		if shared = e.compiled[key]; shared != nil { // compiled concurrently
 			shared.refs++
