@@ -109,6 +109,10 @@ func (c *DeviceConfig) mqttOptions() (func(*server.Options), *tls.Config, error)
 const (
 	MQTTMessagesStream   = "$MQTT_msgs"
 	MQTTMessagesSubjects = "$MQTT.msgs.>"
+	// MQTTMessagesMaxBytes bounds the memory stream: past it the oldest
+	// messages held for slow MQTT subscribers go first (a leaf node's
+	// JetStream has 8 MiB of memory in all).
+	MQTTMessagesMaxBytes = 4 << 20
 )
 
 // MemoryMQTTMessages makes the device's MQTT message stream a memory one,
@@ -131,7 +135,8 @@ func MemoryMQTTMessages(nc *nats.Conn) (string, error) {
 		return "", err
 	}
 	cfg := &nats.StreamConfig{Name: MQTTMessagesStream, Subjects: []string{MQTTMessagesSubjects},
-		Storage: nats.MemoryStorage, Retention: nats.InterestPolicy}
+		Storage: nats.MemoryStorage, Retention: nats.InterestPolicy,
+		MaxBytes: MQTTMessagesMaxBytes, Discard: nats.DiscardOld}
 	si, err := js.StreamInfo(MQTTMessagesStream)
 	switch {
 	case errors.Is(err, nats.ErrStreamNotFound):

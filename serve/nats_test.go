@@ -268,7 +268,7 @@ func TestMemoryMQTTMessages(t *testing.T) {
 			t.Fatalf("MemoryMQTTMessages = %q, %v; want %q", did, err, want)
 		}
 	}
-	if si, err := js.StreamInfo(MQTTMessagesStream); err != nil || si.Config.Storage != nats.MemoryStorage {
+	if si, err := js.StreamInfo(MQTTMessagesStream); err != nil || si.Config.Storage != nats.MemoryStorage || si.Config.MaxBytes != MQTTMessagesMaxBytes {
 		t.Fatalf("stream %+v, %v", si, err)
 	}
 	sub, err := nc.SubscribeSync("readings.>")
