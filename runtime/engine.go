@@ -359,6 +359,9 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, man Manifest) (*Modul
 		if err != nil {
 			return nil, fmt.Errorf("module %s: %w: %v", man.Name, ErrInvalidModule, err)
 		}
+		if !releaseBodies(cm) {
+			e.log.Debug("function bodies kept: this wazero's compiled module is not the one releaseBodies knows", "module", man.Name)
+		}
 		e.mu.Lock()
 		if shared = e.compiled[key]; shared != nil { // compiled concurrently
 			shared.refs++
@@ -387,20 +390,26 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, man Manifest) (*Modul
 	return m, nil
 }
 
-// prepare checks a binary's structure and, for strict preemption, adds the
-// call budget that makes wazero's termination checks reach guests that
-// recurse without looping (runtime/internal/instrument). The original is
-// validated first: the budget is a global one past the module's own, which
-// code invalid before the rewrite could name after it.
+// prepare checks a binary's structure, joins its data segments
+// (instrument.MergeData: a Go guest's tens of thousands of tiny segments
+// would otherwise stay decoded in wazero's heap for as long as the module is
+// compiled, and be copied one by one into each instance) and, for strict
+// preemption, adds the call budget that makes wazero's termination checks
+// reach guests that recurse without looping (runtime/internal/instrument).
+// The original is validated first: the budget is a global one past the
+// module's own, which code invalid before the rewrite could name after it.
 func (e *Engine) prepare(ctx context.Context, wasm []byte, strict bool) ([]byte, error) {
 	if err := instrument.Check(wasm); err != nil {
 		return nil, err
 	}
-	if !strict {
-		return wasm, nil
+	if strict {
+		if err := e.validate(ctx, wasm); err != nil {
+			return nil, err
+		}
 	}
-	if err := e.validate(ctx, wasm); err != nil {
-		return nil, err
+	wasm, err := instrument.MergeData(wasm, instrument.DefaultDataGap)
+	if err != nil || !strict {
+		return wasm, err
 	}
 	return instrument.Budget(wasm, 0)
 }

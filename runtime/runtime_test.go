@@ -107,8 +107,11 @@ func ints(t testing.TB, b []byte) []int32 {
 }
 
 func TestEchoAndPoolReuse(t *testing.T) {
-	eng, _ := newEngine(t, runtime.Config{})
+	eng, logs := newEngine(t, runtime.Config{})
 	mod := compileProbe(t, eng, probeManifest)
+	if strings.Contains(logs.String(), "function bodies kept") {
+		t.Fatalf("the compiled Go guest kept its function bodies: %s", logs)
+	}
 	ctx := context.Background()
 	for i := 0; i < 20; i++ {
 		in := []byte(fmt.Sprintf("call %d", i))

@@ -16,6 +16,11 @@
 # shed with a reply; mqtt: missing = shed silently or lost), then the
 # binding's shed counters.
 #
+# FENNEC=path measures that binary instead of building this tree (A/B);
+# BINDINGS="mqtt" runs only those of nats and mqtt; with PIN=1 the agent
+# runs on CPU 1 and the load client on CPU 0 (taskset), so that on a 2-core
+# machine the two do not take each other's core.
+#
 # Usage: scripts/serve-load-mq.sh [SECONDS_PER_STEP]   (default 15)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,9 +28,8 @@ step=${1:-15}
 work=$(mktemp -d)
 agent=
 trap '[ -n "$agent" ] && kill $agent 2>/dev/null; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] && cp "$work/agent.log" "$KEEP"; rm -rf "$work"' EXIT
-go build -o "$work/fennec" ./cmd/fennec
+if [ -n "${FENNEC:-}" ]; then f=$FENNEC; else go build -o "$work/fennec" ./cmd/fennec; f="$work/fennec"; fi
 go build -o "$work/loadgen" ./internal/loadgen
-f="$work/fennec"
 "$f" guests build --out "$work/mods" vitals-preprocess risk-infer >/dev/null
 "$f" demo --devices 2 --rounds 2 --patients 6 --save-model "$work/risk.cbor" >/dev/null
 free() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -69,7 +73,9 @@ carry = "state"
   entry = "predict"
   inject = { model = "risk.cbor" }
 TOML
-(cd "$work" && exec "$f" agent --device-config device.toml) >"$work/agent.log" 2>&1 &
+pin_agent=(); pin_client=()
+if [ "${PIN:-0}" = 1 ]; then pin_agent=(taskset -c 1); pin_client=(taskset -c 0); fi
+(cd "$work" && exec "${pin_agent[@]}" "$f" agent --device-config device.toml) >"$work/agent.log" 2>&1 &
 agent=$!
 for _ in $(seq 150); do curl -sf "http://127.0.0.1:$hport/readyz" >/dev/null && break; sleep 0.2; done
 curl -sf "http://127.0.0.1:$hport/readyz" >/dev/null || { echo "the agent did not get ready:"; cat "$work/agent.log"; exit 1; }
@@ -88,21 +94,22 @@ rec = {"patient": "L{seq}", "t": 0.5, "hr": 96, "sbp": 118, "dbp": 74, "spo2": 9
        "temp": 37.4, "o2": 0, "acvpu": "A"}
 open(work + "/reading.json", "w").write(json.dumps({"records": [rec]}))
 PY
-lg() { "$work/loadgen" "$@"; }
+lg() { "${pin_client[@]}" "$work/loadgen" "$@"; }
 nurl=nats://127.0.0.1:$nport
-echo "machine: $(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2}'), $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "pinned (PIN): ${PIN:-0}; machine: $(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2}'), $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
 # A probe of each, so a broken setup fails here and not as zero throughput.
 lg -mode nats -url $nurl -subject score.risk -body "$work/risk.cbor.req" -conc 1 -duration 1s -label probe-nats | grep -q ' ok:' ||
   { echo "score.risk did not answer"; tail -20 "$work/agent.log"; exit 1; }
 lg -mode mqtt -mqtt tcp://127.0.0.1:$mport -url $nurl -topic 'vitals/bed/{seq}' -results 'alerts.load.*' -body "$work/reading.json" -conc 1 -duration 1s -label probe-mqtt | grep -q ' ok:' ||
   { echo "vitals/bed/7 gave no alert"; tail -20 "$work/agent.log"; exit 1; }
-for b in nats mqtt; do
+for b in ${BINDINGS:-nats mqtt}; do
   if [ $b = nats ]; then args=(-mode nats -url $nurl -subject score.risk -body "$work/risk.cbor.req")
   else args=(-mode mqtt -qos "${QOS:-1}" -mqtt tcp://127.0.0.1:$mport -url $nurl -topic 'vitals/bed/{seq}' -results 'alerts.load.*' -body "$work/reading.json"); fi
   # Closed loop: 8 callers for request-reply; 32 for MQTT, whose QoS 1
-  # caller also waits for the PUBACK (nats-server stores a QoS 1 message in
-  # JetStream first), so 8 would measure the PUBACK, not the binding. Both
-  # stay within the binding's concurrency + queue (34).
+  # caller also waits for the PUBACK (nats-server writes a QoS 1 message to
+  # its MQTT stream first; the agent keeps that stream in memory), so 8
+  # would measure the PUBACK, not the binding. Both stay within the
+  # binding's concurrency + queue (34).
   conc=8; [ $b = mqtt ] && conc=32
   out=$(lg "${args[@]}" -conc $conc -duration "${step}s" -label "$b saturation")
   echo "$out"

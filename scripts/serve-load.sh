@@ -20,6 +20,9 @@
 # FENNEC=path measures that binary instead of building this tree (A/B
 # against another branch).
 #
+# With PIN=1 the agent runs on CPU 1 and vegeta on CPU 0 (taskset), so
+# that on a 2-core machine the client does not take the agent's core.
+#
 # Usage: scripts/serve-load.sh [SECONDS_PER_STEP]   (default 15)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,7 +63,9 @@ queue = 32
   entry = "predict"
   inject = { model = "risk.cbor" }
 TOML
-(cd "$work" && exec "$f" agent --device-config device.toml) >"$work/agent.log" 2>&1 &
+pin_agent=(); pin_client=()
+if [ "${PIN:-0}" = 1 ]; then pin_agent=(taskset -c 1); pin_client=(taskset -c 0); fi
+(cd "$work" && exec "${pin_agent[@]}" "$f" agent --device-config device.toml) >"$work/agent.log" 2>&1 &
 agent=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
 # The request bodies: 16 readings (a monitor's batch) as JSON for the
@@ -88,7 +93,7 @@ done
 run() { # NAME PATH CTYPE BODY ARGS... (vegeta attack flags)
   local name=$1 path=$2 ctype=$3 body=$4; shift 4
   local before; before=$(curl -s "http://127.0.0.1:$port/metrics" | grep '^fennec_binding_admission_wait_seconds_bucket' || true)
-  echo "POST http://127.0.0.1:$port$path" | "$vegeta" attack "$@" -header "Content-Type: $ctype" -body "$body" -timeout 30s >"$work/v.bin" 2>"$work/v.err" || true
+  echo "POST http://127.0.0.1:$port$path" | "${pin_client[@]}" "$vegeta" attack "$@" -header "Content-Type: $ctype" -body "$body" -timeout 30s >"$work/v.bin" 2>"$work/v.err" || true
   "$vegeta" encode --to csv "$work/v.bin" >"$work/v.csv"
   local after; after=$(curl -s "http://127.0.0.1:$port/metrics" | grep '^fennec_binding_admission_wait_seconds_bucket' || true)
   local line
@@ -135,7 +140,7 @@ PY
   echo "${line}"
   last_rps=$(python3 -c 'import csv,sys; r=list(csv.reader(open(sys.argv[1]))); t=[int(x[0]) for x in r if x[1]!="0"]; print(int(len(t)/((max(t)-min(t))/1e9)) if len(t)>1 else 1)' "$work/v.csv")
 }
-echo "machine: $(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2}'), $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "pinned (PIN): ${PIN:-0}; machine: $(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2}'), $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
 for b in risk pipeline; do
   if [ $b = risk ]; then path=/v1/modules/risk-infer/predict; ct=application/cbor; body=$work/risk.cbor.req
   else path=/v1/modules/vitals-preprocess/process; ct=application/json; body=$work/pipeline.json; fi

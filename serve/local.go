@@ -3,12 +3,14 @@ package serve
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
 	"strconv"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 
 	"github.com/fennec-edge/fennec/internal/natsembed"
 )
@@ -99,4 +101,61 @@ func (c *DeviceConfig) mqttOptions() (func(*server.Options), *tls.Config, error)
 			}
 		}
 	}, tlsc, nil
+}
+
+// MQTTMessagesStream is the stream in which nats-server keeps QoS 1 and 2
+// messages published over MQTT for MQTT subscribers (interest retention),
+// and MQTTMessagesSubjects its subjects.
+const (
+	MQTTMessagesStream   = "$MQTT_msgs"
+	MQTTMessagesSubjects = "$MQTT.msgs.>"
+	// MQTTMessagesMaxBytes bounds the memory stream: past it the oldest
+	// messages held for slow MQTT subscribers go first (a leaf node's
+	// JetStream has 8 MiB of memory in all).
+	MQTTMessagesMaxBytes = 4 << 20
+)
+
+// MemoryMQTTMessages makes the device's MQTT message stream a memory one,
+// before nats-server's MQTT listener creates it on file: it creates the
+// stream with memory storage or, when a file one is there with no
+// consumers (no MQTT subscriber's persistent session holds messages in it),
+// replaces it. It reports what it did: "created", "replaced", "kept"
+// (already memory) or "in use" (a file stream with consumers, left alone:
+// QoS 1 publishes then still wait for a disk sync).
+//
+// Why (docs/RATIONALE.md, "Why is the device's MQTT message stream kept in
+// memory?"): nats-server writes every QoS 1 publish to this stream before
+// it sends the PUBACK, and the device's store syncs every write; with no
+// MQTT subscriber the write is only a skipped sequence number, and the
+// binding has the message from nats-server's core delivery already, so the
+// sync bounded MQTT ingest at the disk's sync rate for no durability.
+func MemoryMQTTMessages(nc *nats.Conn) (string, error) {
+	js, err := nc.JetStream()
+	if err != nil {
+		return "", err
+	}
+	cfg := &nats.StreamConfig{Name: MQTTMessagesStream, Subjects: []string{MQTTMessagesSubjects},
+		Storage: nats.MemoryStorage, Retention: nats.InterestPolicy,
+		MaxBytes: MQTTMessagesMaxBytes, Discard: nats.DiscardOld}
+	si, err := js.StreamInfo(MQTTMessagesStream)
+	switch {
+	case errors.Is(err, nats.ErrStreamNotFound):
+		if _, err := js.AddStream(cfg); err != nil {
+			return "", fmt.Errorf("mqtt message stream: %w", err)
+		}
+		return "created", nil
+	case err != nil:
+		return "", fmt.Errorf("mqtt message stream: %w", err)
+	case si.Config.Storage == nats.MemoryStorage:
+		return "kept", nil
+	case si.State.Consumers > 0:
+		return "in use", nil
+	}
+	if err := js.DeleteStream(MQTTMessagesStream); err != nil {
+		return "", fmt.Errorf("mqtt message stream: %w", err)
+	}
+	if _, err := js.AddStream(cfg); err != nil {
+		return "", fmt.Errorf("mqtt message stream: %w", err)
+	}
+	return "replaced", nil
 }

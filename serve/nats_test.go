@@ -249,3 +249,48 @@ func TestNATSDroppedCounted(t *testing.T) {
 		return nil
 	})
 }
+
+// TestMemoryMQTTMessages: the MQTT message stream is made a memory one
+// (created, then kept), a file one without consumers is replaced, and QoS 1
+// publishes still reach a binding's subscription and get their PUBACK.
+func TestMemoryMQTTMessages(t *testing.T) {
+	nc, _, mqttAddr := natsServer(t)
+	js, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.AddStream(&nats.StreamConfig{Name: MQTTMessagesStream, Subjects: []string{MQTTMessagesSubjects},
+		Storage: nats.FileStorage, Retention: nats.InterestPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"replaced", "kept"} {
+		if did, err := MemoryMQTTMessages(nc); err != nil || did != want {
+			t.Fatalf("MemoryMQTTMessages = %q, %v; want %q", did, err, want)
+		}
+	}
+	if si, err := js.StreamInfo(MQTTMessagesStream); err != nil || si.Config.Storage != nats.MemoryStorage || si.Config.MaxBytes != MQTTMessagesMaxBytes {
+		t.Fatalf("stream %+v, %v", si, err)
+	}
+	sub, err := nc.SubscribeSync("readings.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	cl := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID("mem-test"))
+	if tk := cl.Connect(); !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
+		t.Fatalf("mqtt connect: %v", tk.Error())
+	}
+	defer cl.Disconnect(100)
+	for i := range 3 {
+		tk := cl.Publish(fmt.Sprintf("readings/%d", i), 1, false, []byte{byte(i)})
+		if !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
+			t.Fatalf("publish %d: no PUBACK: %v", i, tk.Error())
+		}
+		if m, err := sub.NextMsg(5 * time.Second); err != nil || m.Subject != fmt.Sprintf("readings.%d", i) {
+			t.Fatalf("delivery %d: %v %v", i, m, err)
+		}
+	}
+	if si, err := js.StreamInfo(MQTTMessagesStream); err != nil || si.Config.Storage != nats.MemoryStorage {
+		t.Fatalf("after MQTT use: stream %+v, %v", si, err)
+	}
+}

@@ -12,9 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/fennec-edge/fennec/internal/guests"
 	"github.com/fennec-edge/fennec/internal/testutil"
 	"github.com/fennec-edge/fennec/internal/vitals"
+	"github.com/fennec-edge/fennec/serve"
 )
 
 // TestAgentLeafServes runs `fennec agent --leaf --device-config` against
@@ -73,6 +76,16 @@ func TestAgentLeafServes(t *testing.T) {
 	const n = 3
 	if err := publishVitals(ctx, publishOpts{url: "mqtt://" + mqttAddr + "/vitals/bed/7", count: n}, recs, io.Discard); err != nil {
 		t.Fatal(err)
+	}
+	// The MQTT message stream is the leaf's own, in memory (not the hub's).
+	lc, err := nats.Connect("nats://" + natsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lc.Close()
+	ljs, _ := lc.JetStream()
+	if si, err := ljs.StreamInfo(serve.MQTTMessagesStream); err != nil || si.Config.Storage != nats.MemoryStorage {
+		t.Fatalf("the leaf's MQTT message stream: %+v, %v\n%s", si, err, agentOut.String())
 	}
 	metrics := func() string {
 		resp, err := http.Get("http://" + addr + "/metrics")

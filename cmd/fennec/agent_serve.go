@@ -111,6 +111,13 @@ func startServing(ctx context.Context, out io.Writer, eng *runtime.Engine, dc *s
 			return fail(&exitError{exitFailure, err})
 		}
 		sv.close = append(sv.close, nc.Close)
+		if dc.MQTT.Listen != "" {
+			if what, err := serve.MemoryMQTTMessages(nc); err != nil || what == "in use" {
+				log.Warn("MQTT message stream left on file: QoS 1 publishes wait for a disk sync each", "stream", serve.MQTTMessagesStream, "err", err, "did", what)
+			} else {
+				log.Debug("MQTT message stream in memory", "stream", serve.MQTTMessagesStream, "did", what)
+			}
+		}
 		if dc.NATS.Listen != "" {
 			fmt.Fprintf(out, "device nats-server on %s\n", ns.ClientURL())
 		}

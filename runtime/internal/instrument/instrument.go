@@ -112,6 +112,27 @@ func (r *reader) uleb32() (uint32, error) {
 	return 0, r.errf("u32 is longer than 5 bytes")
 }
 
+func (r *reader) sleb32() (int32, error) {
+	var v int64
+	for shift := 0; shift < 35; shift += 7 {
+		c, err := r.byte()
+		if err != nil {
+			return 0, err
+		}
+		v |= int64(c&0x7f) << shift
+		if c&0x80 == 0 {
+			if shift+7 < 64 && c&0x40 != 0 {
+				v -= 1 << (shift + 7)
+			}
+			if v < -1<<31 || v > 1<<31-1 {
+				return 0, r.errf("i32 overflows")
+			}
+			return int32(v), nil
+		}
+	}
+	return 0, r.errf("i32 is longer than 5 bytes")
+}
+
 func (r *reader) bytes(n uint32) ([]byte, error) {
 	if uint64(n) > uint64(len(r.b)-r.off) {
 		return nil, r.errf("%d bytes declared, %d left", n, len(r.b)-r.off)
@@ -299,25 +320,31 @@ func Budget(wasm []byte, refill int32) ([]byte, error) {
 }
 
 func countImportedGlobals(p []byte) (uint32, error) {
+	globals, _, err := scanImports(p)
+	return globals, err
+}
+
+// scanImports counts an import section's globals and reports whether it
+// imports a memory.
+func scanImports(p []byte) (globals uint32, memory bool, err error) {
 	r := &reader{b: p}
 	n, err := r.uleb32()
 	if err != nil {
-		return 0, fmt.Errorf("import section: %w", err)
+		return 0, false, fmt.Errorf("import section: %w", err)
 	}
-	var globals uint32
 	for i := uint32(0); i < n; i++ {
 		for range 2 { // module and field names
 			l, err := r.uleb32()
 			if err != nil {
-				return 0, fmt.Errorf("import %d: %w", i, err)
+				return 0, false, fmt.Errorf("import %d: %w", i, err)
 			}
 			if _, err := r.bytes(l); err != nil {
-				return 0, fmt.Errorf("import %d: %w", i, err)
+				return 0, false, fmt.Errorf("import %d: %w", i, err)
 			}
 		}
 		kind, err := r.byte()
 		if err != nil {
-			return 0, fmt.Errorf("import %d: %w", i, err)
+			return 0, false, fmt.Errorf("import %d: %w", i, err)
 		}
 		switch kind {
 		case 0: // func: type index
@@ -327,6 +354,7 @@ func countImportedGlobals(p []byte) (uint32, error) {
 				err = limits(r)
 			}
 		case 2: // memory: limits
+			memory = true
 			err = limits(r)
 		case 3: // global: value type, mutability
 			globals++
@@ -337,10 +365,10 @@ func countImportedGlobals(p []byte) (uint32, error) {
 			err = r.errf("unknown import kind %d", kind)
 		}
 		if err != nil {
-			return 0, fmt.Errorf("import %d: %w", i, err)
+			return 0, false, fmt.Errorf("import %d: %w", i, err)
 		}
 	}
-	return globals, nil
+	return globals, memory, nil
 }
 
 func limits(r *reader) error {
