@@ -96,6 +96,11 @@ type NATSConfig struct {
 type MQTTConfig struct {
 	// Listen is host:port for MQTT clients; "" starts no MQTT listener.
 	Listen string `toml:"listen"`
+	// DurableMessages keeps nats-server's MQTT message stream (QoS 1
+	// messages held for MQTT subscribers' persistent sessions) on file, so
+	// they survive an agent restart, at the cost of a disk sync before each
+	// QoS 1 PUBACK. The default (false) keeps it in memory (MemoryMQTTMessages).
+	DurableMessages bool `toml:"durable_messages"`
 }
 
 // TLSConfig is the [tls] table: one certificate for the device's HTTP

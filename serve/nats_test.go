@@ -294,3 +294,23 @@ func TestMemoryMQTTMessages(t *testing.T) {
 		t.Fatalf("after MQTT use: stream %+v, %v", si, err)
 	}
 }
+
+// `[mqtt] durable_messages = true` is the operator's way to keep the MQTT
+// message stream on file (the agent then skips MemoryMQTTMessages).
+func TestMQTTDurableMessagesConfig(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  string
+		want bool
+	}{
+		{"[mqtt]\nlisten = \"127.0.0.1:1883\"\n", false},
+		{"[mqtt]\nlisten = \"127.0.0.1:1883\"\ndurable_messages = true\n", true},
+	} {
+		dc, err := ParseDeviceConfig([]byte("device = \"bed-1\"\n"+tc.cfg), "device.toml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dc.MQTT.DurableMessages != tc.want {
+			t.Errorf("%q: DurableMessages %v, want %v", tc.cfg, dc.MQTT.DurableMessages, tc.want)
+		}
+	}
+}

@@ -111,7 +111,7 @@ func startServing(ctx context.Context, out io.Writer, eng *runtime.Engine, dc *s
 			return fail(&exitError{exitFailure, err})
 		}
 		sv.close = append(sv.close, nc.Close)
-		if dc.MQTT.Listen != "" {
+		if dc.MQTT.Listen != "" && !dc.MQTT.DurableMessages {
 			if what, err := serve.MemoryMQTTMessages(nc); err != nil || what == "in use" {
 				log.Warn("MQTT message stream left on file: QoS 1 publishes wait for a disk sync each", "stream", serve.MQTTMessagesStream, "err", err, "did", what)
 			} else {
