@@ -44,8 +44,11 @@ func broadcastInto(dst, a, b []int) ([]int, error) {
 
 // bstrides returns the element strides of shape aligned to out, with 0 for
 // broadcast dimensions.
-func bstrides(shape, out []int) []int {
-	st := make([]int, len(out))
+func bstrides(shape, out []int) []int { return bstridesInto(make([]int, len(out)), shape, out) }
+
+// bstridesInto is bstrides into st (len(out) long, zeroed here).
+func bstridesInto(st, shape, out []int) []int {
+	clear(st)
 	s := 1
 	for i := len(shape) - 1; i >= 0; i-- {
 		j := len(out) - len(shape) + i
@@ -493,13 +496,50 @@ func where(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, err
 	}
 	n := out.Len()
-	ic, ix, iy := indexer(cond.Shape, shape), indexer(x.Shape, shape), indexer(y.Shape, shape)
-	for i := 0; i < n; i++ {
-		src, j := y, iy(i)
-		if cond.U8[ic(i)] != 0 {
-			src, j = x, ix(i)
+	if n == 0 {
+		return c.one(out), nil
+	}
+	// one row of the last axis at a time: the three operands' offsets are
+	// stepped like an odometer, the row walked at each operand's inner
+	// stride (0 where it broadcasts), not an indexer call per element
+	r := len(shape)
+	var sc, sx, sy, idx [nn.MaxRank]int
+	bstridesInto(sc[:r], cond.Shape, shape)
+	bstridesInto(sx[:r], x.Shape, shape)
+	bstridesInto(sy[:r], y.Shape, shape)
+	inner, dc, dx, dy := 1, 0, 0, 0
+	if r > 0 {
+		inner, dc, dx, dy = shape[r-1], sc[r-1], sx[r-1], sy[r-1]
+	}
+	oc, ox, oy := 0, 0, 0
+	for o := 0; o < n; o += inner {
+		if out.DType == nn.Float32 {
+			dst, xs, ys, cs := out.F32[o:o+inner], x.F32, y.F32, cond.U8
+			for i := range dst {
+				if cs[oc+i*dc] != 0 {
+					dst[i] = xs[ox+i*dx]
+				} else {
+					dst[i] = ys[oy+i*dy]
+				}
+			}
+		} else {
+			for i := 0; i < inner; i++ {
+				if cond.U8[oc+i*dc] != 0 {
+					copyElem(out, o+i, x, ox+i*dx)
+				} else {
+					copyElem(out, o+i, y, oy+i*dy)
+				}
+			}
 		}
-		copyElem(out, i, src, j)
+		for k := r - 2; k >= 0; k-- {
+			idx[k]++
+			oc, ox, oy = oc+sc[k], ox+sx[k], oy+sy[k]
+			if idx[k] < shape[k] {
+				break
+			}
+			oc, ox, oy = oc-sc[k]*shape[k], ox-sx[k]*shape[k], oy-sy[k]*shape[k]
+			idx[k] = 0
+		}
 	}
 	return c.one(out), nil
 }

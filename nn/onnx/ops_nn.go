@@ -1486,30 +1486,61 @@ func softmax(log bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		if err != nil {
 			return nil, err
 		}
+		if inner == 1 && length > 0 {
+			// contiguous rows: the max, then e^(x-max) and its sum in one
+			// pass of gpu's vector exp
+			for o := 0; o < outer; o++ {
+				row, dst := x.F32[o*length:(o+1)*length], out.F32[o*length:(o+1)*length]
+				mx := row[0]
+				for _, v := range row[1:] {
+					mx = max(mx, v)
+				}
+				if math.IsInf(float64(mx), 0) || mx != mx {
+					softmaxStrided(dst, row, length, 1, log) // inf/NaN rows: the exact path
+					continue
+				}
+				sum := gpu.ExpBiasSumF32(dst, row, -mx)
+				if log {
+					ls := mx + float32(math.Log(sum))
+					for i, v := range row {
+						dst[i] = v - ls
+					}
+				} else {
+					vec.Affine(dst, dst, float32(1/sum), 0)
+				}
+			}
+			return c.one(out), nil
+		}
 		for o := 0; o < outer; o++ {
 			for in := 0; in < inner; in++ {
 				base := o*length*inner + in
-				mx := float32(math.Inf(-1))
-				for j := 0; j < length; j++ {
-					mx = max(mx, x.F32[base+j*inner])
-				}
-				var sum float64
-				for j := 0; j < length; j++ {
-					e := math.Exp(float64(x.F32[base+j*inner] - mx))
-					sum += e
-					out.F32[base+j*inner] = float32(e)
-				}
-				for j := 0; j < length; j++ {
-					i := base + j*inner
-					if log {
-						out.F32[i] = x.F32[i] - mx - float32(math.Log(sum))
-					} else {
-						out.F32[i] = float32(float64(out.F32[i]) / sum)
-					}
-				}
+				softmaxStrided(out.F32[base:], x.F32[base:], length, inner, log)
 			}
 		}
 		return c.one(out), nil
+	}
+}
+
+// softmaxStrided is one softmax (or log-softmax) over length elements inner
+// apart, exponentials in float64.
+func softmaxStrided(out, x []float32, length, inner int, log bool) {
+	mx := float32(math.Inf(-1))
+	for j := 0; j < length; j++ {
+		mx = max(mx, x[j*inner])
+	}
+	var sum float64
+	for j := 0; j < length; j++ {
+		e := math.Exp(float64(x[j*inner] - mx))
+		sum += e
+		out[j*inner] = float32(e)
+	}
+	for j := 0; j < length; j++ {
+		i := j * inner
+		if log {
+			out[i] = x[i] - mx - float32(math.Log(sum))
+		} else {
+			out[i] = float32(float64(out[i]) / sum)
+		}
 	}
 }
 
