@@ -1486,6 +1486,44 @@ func softmax(log bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		if err != nil {
 			return nil, err
 		}
+		if inner == 1 && length > 0 && length < 64 && !log {
+			// short rows (attention over a few tokens): x-max row by row,
+			// then one vector exp over the whole tensor (a call per short
+			// row is mostly its 8-wide tail), then the sums
+			for o := 0; o < outer; o++ {
+				row, dst := x.F32[o*length:(o+1)*length], out.F32[o*length:(o+1)*length]
+				mx := row[0]
+				for _, v := range row[1:] {
+					mx = max(mx, v)
+				}
+				if math.IsInf(float64(mx), 0) || mx != mx {
+					for i := range dst {
+						dst[i] = float32(math.NaN()) // marks the row for the exact path below
+					}
+					continue
+				}
+				for i, v := range row {
+					dst[i] = v - mx
+				}
+			}
+			gpu.ExpF32(out.F32, out.F32)
+			for o := 0; o < outer; o++ {
+				row, dst := x.F32[o*length:(o+1)*length], out.F32[o*length:(o+1)*length]
+				var sum float64
+				for _, e := range dst {
+					sum += float64(e)
+				}
+				if sum != sum {
+					softmaxStrided(dst, row, length, 1, false)
+					continue
+				}
+				inv := float32(1 / sum)
+				for i := range dst {
+					dst[i] *= inv
+				}
+			}
+			return c.one(out), nil
+		}
 		if inner == 1 && length > 0 {
 			// contiguous rows: the max, then e^(x-max) and its sum in one
 			// pass of gpu's vector exp
