@@ -316,21 +316,23 @@ func gatherCopy(c *kctx, a *nn.Tensor, shape []int, src func(idx []int) int) (*n
 func transpose(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	a := in[0]
 	r := len(a.Shape)
+	var pb [nn.MaxRank]int64
 	perm, ok := c.n.attrInts("perm")
 	if !ok {
-		perm = make([]int64, r)
+		perm = pb[:r]
 		for i := range perm {
 			perm[i] = int64(r - 1 - i)
 		}
 	}
-	if len(perm) != r {
-		return nil, fmt.Errorf("%w: perm %v for rank %d", ErrInvalid, perm, r)
+	if len(perm) != r || r > nn.MaxRank {
+		return nil, fmt.Errorf("%w: perm %v for rank %d", ErrInvalid, slices.Clone(perm), r)
 	}
-	seen := make([]bool, r)
-	shape := make([]int, r)
+	var seen [nn.MaxRank]bool
+	var sb [nn.MaxRank]int
+	shape := sb[:r]
 	for i, p := range perm {
 		if p < 0 || p >= int64(r) || seen[p] {
-			return nil, fmt.Errorf("%w: perm %v", ErrInvalid, perm)
+			return nil, fmt.Errorf("%w: perm %v", ErrInvalid, slices.Clone(perm))
 		}
 		seen[p] = true
 		shape[i] = a.Shape[p]
@@ -350,18 +352,63 @@ func transpose(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			return c.one(out), nil
 		}
 	}
-	st := strides(a.Shape)
-	out, err := gatherCopy(c, a, shape, func(idx []int) int {
-		j := 0
-		for i, p := range perm {
-			j += idx[i] * st[p]
-		}
-		return j
-	})
+	out, err := c.allocFull(a.DType, shape)
 	if err != nil {
 		return nil, err
 	}
+	// an odometer over the output's outer axes, each output row (the last
+	// axis) read at its input stride: a copy where the last axis stays last
+	// (attention's [B,S,H,D] -> [B,H,S,D])
+	var st, ist, idx [nn.MaxRank]int
+	for i, s := 1, r-1; s >= 0; s-- {
+		st[s] = i
+		i *= a.Shape[s]
+	}
+	for i, p := range perm {
+		ist[i] = st[p]
+	}
+	n := out.Len()
+	if n == 0 {
+		return c.one(out), nil
+	}
+	inner, d := 1, 0
+	if r > 0 {
+		inner, d = shape[r-1], ist[r-1]
+	}
+	j := 0
+	for o := 0; o < n; o += inner {
+		if d == 1 {
+			copyRun(out, o, a, j, inner)
+		} else {
+			for i := 0; i < inner; i++ {
+				copyElem(out, o+i, a, j+i*d)
+			}
+		}
+		for k := r - 2; k >= 0; k-- {
+			idx[k]++
+			j += ist[k]
+			if idx[k] < shape[k] {
+				break
+			}
+			j -= ist[k] * shape[k]
+			idx[k] = 0
+		}
+	}
 	return c.one(out), nil
+}
+
+// copyRun copies n elements of src from j to dst from i (same dtype).
+func copyRun(dst *nn.Tensor, i int, src *nn.Tensor, j, n int) {
+	switch dst.DType {
+	case nn.Float32:
+		copy(dst.F32[i:i+n], src.F32[j:j+n])
+	case nn.Int64:
+		copy(dst.I64[i:i+n], src.I64[j:j+n])
+	case nn.Int32:
+		copy(dst.I32[i:i+n], src.I32[j:j+n])
+	default:
+		copy(dst.U8[i:i+n], src.U8[j:j+n])
+	}
 }
 
 // transpose2D reports whether perm (valid for shape) moves data as a batch
@@ -574,31 +621,33 @@ func gather(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			return nil, fmt.Errorf("%w: index %d out of range [%d, %d)", ErrInvalid, v, -d, d)
 		}
 	}
-	shape := append(append(append([]int{}, a.Shape[:ax]...), in[1].Shape...), a.Shape[ax+1:]...)
-	st := strides(a.Shape)
-	ist := strides(in[1].Shape)
-	q := len(in[1].Shape)
-	out, err := gatherCopy(c, a, shape, func(o []int) int {
-		j := 0
-		for i := 0; i < ax; i++ {
-			j += o[i] * st[i]
-		}
-		li := 0
-		for i := 0; i < q; i++ {
-			li += o[ax+i] * ist[i]
-		}
-		v := idx[li]
-		if v < 0 {
-			v += int64(d)
-		}
-		j += int(v) * st[ax]
-		for i := ax + 1; i < len(a.Shape); i++ {
-			j += o[i+q-1] * st[i]
-		}
-		return j
-	})
+	var sb [nn.MaxRank]int
+	shape := append(append(append(sb[:0], a.Shape[:ax]...), in[1].Shape...), a.Shape[ax+1:]...)
+	out, err := c.allocFull(a.DType, shape)
 	if err != nil {
 		return nil, err
+	}
+	// outer x len(idx) blocks of inner contiguous elements (an embedding
+	// lookup is len(idx) row copies)
+	outer, inner := 1, 1
+	for _, v := range a.Shape[:ax] {
+		outer *= v
+	}
+	for _, v := range a.Shape[ax+1:] {
+		inner *= v
+	}
+	if out.Len() == 0 {
+		return c.one(out), nil
+	}
+	o := 0
+	for b := 0; b < outer; b++ {
+		for _, v := range idx {
+			if v < 0 {
+				v += int64(d)
+			}
+			copyRun(out, o, a, (b*d+int(v))*inner, inner)
+			o += inner
+		}
 	}
 	return c.one(out), nil
 }
