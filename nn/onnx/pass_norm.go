@@ -239,7 +239,8 @@ func fuseGelu(nodes []*node, consts map[string]*nn.Tensor, keep map[string]bool)
 }
 
 // layerNorm implements LayerNormalization (opset 17): Y only, over the axes
-// from axis on, statistics in float64.
+// from axis on; statistics in float64 except on vec's row kernels (rows of 8
+// or more with full scale and bias).
 func layerNorm(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	x, scale := in[0], in[1]
 	var bias *nn.Tensor
@@ -280,6 +281,22 @@ func layerNorm(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			return t.F32[0]
 		}
 		return t.F32[i]
+	}
+	if scale.Len() == n && (bias == nil || bias.Len() == n) && n >= 8 {
+		// rows on vec's kernels: the mean, the centred row, its square
+		// sum, then scale and bias (f32 sums on eight lanes, not float64)
+		for r := 0; r < x.Len()/n; r++ {
+			row, dst := x.F32[r*n:(r+1)*n], out.F32[r*n:(r+1)*n]
+			mean := vec.Sum(row) / float32(n)
+			vec.Affine(dst, row, 1, -mean)
+			inv := float32(1 / math.Sqrt(float64(vec.Dot(dst, dst))/float64(n)+eps))
+			vec.Affine(dst, dst, inv, 0)
+			vec.Mul(dst, dst, scale.F32)
+			if bias != nil {
+				vec.Add(dst, dst, bias.F32)
+			}
+		}
+		return c.one(out), nil
 	}
 	for r := 0; r < x.Len()/n; r++ {
 		row, dst := x.F32[r*n:(r+1)*n], out.F32[r*n:(r+1)*n]
