@@ -481,3 +481,50 @@ func (q *QLinear) forward(kern *int8Kernel, dst, x []float32, batch, threads int
 	}
 	wg.Wait()
 }
+
+// MatMulU8S8 sets acc[i*n+j] = sum_t a[i*k+t] * bt[j*k+t] for u8 rows a
+// [m, k] and s8 rows bt [n, k] (the weights transposed), exactly (int32
+// sums, no saturation): the product of an ONNX MatMulInteger with u8
+// activations and s8 weights. The VNNI kernel (VPDPBUSD multiplies u8 by s8
+// as it is) takes each row's multiple-of-64 prefix, four weight rows at a
+// time; Go finishes each sum, and does it all on CPUs without VNNI.
+func MatMulU8S8(acc []int32, a []uint8, bt []int8, m, k, n int) error {
+	if m < 0 || k < 0 || n < 0 || len(a) < m*k || len(bt) < n*k || len(acc) < m*n {
+		return fmt.Errorf("%w: u8 x s8 product of [%d, %d] x [%d, %d]^T into %d values", ErrShape, m, k, n, k, len(acc))
+	}
+	kern := int8Kernels["vnni"]
+	kv := 0
+	if kern != nil {
+		kv = simdLen(k)
+	}
+	var four [4]int32
+	for i := 0; i < m; i++ {
+		row, out := a[i*k:(i+1)*k], acc[i*n:(i+1)*n]
+		j := 0
+		if kv > 0 {
+			for ; j+4 <= n; j += 4 {
+				kern.dot4(nil, row, bt[j*k:], k, kv, &four)
+				copy(out[j:j+4], four[:])
+			}
+			for ; j < n; j++ {
+				kern.dot4(nil, row, bt[j*k:], 0, kv, &four)
+				out[j] = four[0]
+			}
+		} else {
+			clear(out)
+		}
+		if kv == k {
+			continue
+		}
+		tail := row[kv:]
+		for j := range out {
+			w := bt[j*k+kv : (j+1)*k]
+			var s int32
+			for t, x := range tail {
+				s += int32(x) * int32(w[t])
+			}
+			out[j] += s
+		}
+	}
+	return nil
+}

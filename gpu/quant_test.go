@@ -251,3 +251,37 @@ func TestUnsignedKernelPath(t *testing.T) {
 		}
 	}
 }
+
+// TestMatMulU8S8: the u8 x s8 product against int32 loops, full-range
+// values, k with and without a multiple-of-64 prefix and tail.
+func TestMatMulU8S8(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, sh := range [][3]int{{1, 64, 4}, {3, 130, 7}, {5, 32, 9}, {2, 768, 13}, {4, 1, 1}, {0, 8, 3}} {
+		m, k, n := sh[0], sh[1], sh[2]
+		a, bt := make([]uint8, m*k), make([]int8, n*k)
+		for i := range a {
+			a[i] = uint8(rng.IntN(256))
+		}
+		for i := range bt {
+			bt[i] = int8(rng.IntN(256) - 128)
+		}
+		acc := make([]int32, m*n)
+		if err := MatMulU8S8(acc, a, bt, m, k, n); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < m; i++ {
+			for j := 0; j < n; j++ {
+				var s int32
+				for p := 0; p < k; p++ {
+					s += int32(a[i*k+p]) * int32(bt[j*k+p])
+				}
+				if acc[i*n+j] != s {
+					t.Fatalf("%v: [%d,%d] = %d, want %d", sh, i, j, acc[i*n+j], s)
+				}
+			}
+		}
+	}
+	if err := MatMulU8S8(make([]int32, 1), make([]uint8, 3), make([]int8, 3), 1, 4, 1); err == nil {
+		t.Fatal("short operands accepted")
+	}
+}

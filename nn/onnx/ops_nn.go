@@ -30,6 +30,16 @@ type winCache struct {
 	p    atomic.Pointer[winEntry]
 	rows atomic.Pointer[rowsEntry] // gatherRows, for the window in p
 	dwT  atomic.Pointer[dwTEntry]  // depthwiseSmall's transposed constant kernel
+	qmm  atomic.Pointer[qmmEntry]  // MatMulInteger's transposed constant s8 weights
+}
+
+// qmmEntry is a constant s8 weight [k, n] transposed to [n, k] with its
+// column sums, for the constant at src.
+type qmmEntry struct {
+	src  *uint8
+	k, n int
+	bt   []int8
+	bsum []int32
 }
 
 // dwTEntry is a depthwise kernel [ch][taps] transposed to [taps][ch], for

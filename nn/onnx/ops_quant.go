@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/fennec-edge/fennec/gpu"
 	"github.com/fennec-edge/fennec/nn"
 )
 
@@ -417,8 +418,58 @@ func matMulInteger(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
+	if e := c.qmmWeights(p); e != nil {
+		// u8 activations by constant s8 weights with zero weight zero
+		// points (what fennec model quantize and onnxruntime's dynamic
+		// quantizer write): gpu's VNNI product, less a_zero * column sum
+		za := p.azp.zero(0)
+		if err := gpu.MatMulU8S8(out.I32, p.a.U8, e.bt, p.nb*p.m, p.k, p.n); err != nil {
+			return nil, err
+		}
+		if za != 0 {
+			for i := 0; i < p.nb*p.m; i++ {
+				o := out.I32[i*p.n : (i+1)*p.n]
+				for j, s := range e.bsum {
+					o[j] -= za * s
+				}
+			}
+		}
+		return []*nn.Tensor{view(out, p.final)}, nil
+	}
 	p.run(out.I32)
 	return []*nn.Tensor{view(out, p.final)}, nil
+}
+
+// qmmWeights returns the transposed weights of a MatMulInteger that gpu's
+// u8 x s8 product can run (a u8 with one zero point, b a constant s8 [k, n]
+// whose zero points are all 0), made once per node; nil otherwise.
+func (c *kctx) qmmWeights(p *imatmul) *qmmEntry {
+	a, b := p.a, p.b
+	if a.DType != nn.Uint8 || b.DType != nn.Int8 || len(b.Shape) != 2 || p.azp.n != 1 ||
+		c.n.wc == nil || !c.isConst(b) || len(b.U8) == 0 || p.k == 0 {
+		return nil
+	}
+	if p.bzp.q != nil {
+		for i := range p.bzp.q.Len() {
+			if qval(p.bzp.q, i) != 0 {
+				return nil
+			}
+		}
+	}
+	k, n := p.k, p.n
+	if e := c.n.wc.qmm.Load(); e != nil && e.src == &b.U8[0] && e.k == k && e.n == n {
+		return e
+	}
+	e := &qmmEntry{src: &b.U8[0], k: k, n: n, bt: make([]int8, n*k), bsum: make([]int32, n)}
+	for t := 0; t < k; t++ {
+		for j := 0; j < n; j++ {
+			w := int8(b.U8[t*n+j])
+			e.bt[j*k+t] = w
+			e.bsum[j] += int32(w)
+		}
+	}
+	c.n.wc.qmm.Store(e)
+	return e
 }
 
 func qlinearMatMul(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {

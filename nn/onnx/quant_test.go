@@ -2,6 +2,8 @@ package onnx
 
 import (
 	"errors"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -197,5 +199,59 @@ func TestMoreHostile(t *testing.T) {
 				t.Fatalf("error %q: want it to name %s and say %q", err, tc.op, tc.want)
 			}
 		})
+	}
+}
+
+// TestMatMulIntegerConstWeights: a MatMulInteger whose s8 weights are an
+// initializer (gpu's u8 x s8 product, weights transposed once per node)
+// against the same product with the weights fed as an input (the generic
+// loop), batched activations and a nonzero activation zero point, run twice
+// (the second Run reuses the node's transposed weights).
+func TestMatMulIntegerConstWeights(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, sh := range [][4]int{{2, 3, 130, 7}, {1, 5, 64, 8}, {1, 2, 32, 3}} {
+		nb, m, k, n := sh[0], sh[1], sh[2], sh[3]
+		w := make([]int8, k*n)
+		for i := range w {
+			w[i] = int8(rng.IntN(256) - 128)
+		}
+		g := &pb.GraphProto{Name: strp("q"),
+			Node: []*pb.NodeProto{nodep("MatMulInteger", "mm", []string{"a", "w", "az", "wz"}, []string{"y"})},
+			Initializer: []*pb.TensorProto{i8Proto("w", []int{k, n}, w), u8Proto("az", 131),
+				i8Proto("wz", []int{n}, make([]int8, n))},
+			Input:  []*pb.ValueInfoProto{valueProto("a", nn.Uint8, nb, m, k)},
+			Output: []*pb.ValueInfoProto{valueProto("y", nn.Int32)}}
+		md, err := Decode(marshal(t, model(14, g)), "q.onnx", "", Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewSession(md, gpu.NewCPU())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := quantSession(t, "MatMulInteger", []string{"a", "w", "az", "wz"}, []nn.DType{nn.Uint8, nn.Int8, nn.Uint8, nn.Int8}, 1)
+		a := make([]uint8, nb*m*k)
+		for i := range a {
+			a[i] = uint8(rng.IntN(256))
+		}
+		wb := make([]uint8, len(w))
+		for i, v := range w {
+			wb[i] = uint8(v)
+		}
+		want, err := ref.Run(map[string]*nn.Tensor{"a": qT(nn.Uint8, []int{nb, m, k}, a...),
+			"w": qT(nn.Int8, []int{k, n}, wb...), "az": qT(nn.Uint8, nil, 131), "wz": qT(nn.Int8, []int{n}, make([]uint8, n)...)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			got, err := s.Run(map[string]*nn.Tensor{"a": qT(nn.Uint8, []int{nb, m, k}, a...)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !equalInts(got["y"].Shape, want["y0"].Shape) || !slices.Equal(got["y"].I32, want["y0"].I32) {
+				t.Fatalf("%v: const-weight product differs from the generic loop", sh)
+			}
+		}
+		s.Close()
 	}
 }
