@@ -22,7 +22,8 @@ import (
 // node kind (operator, weight shape, group, strides, input shape), on the
 // one-thread CPU backend: FENNEC_OPPROF=SUBSTR picks the shared models whose
 // file name contains SUBSTR, and the exported torch models in testdata/ops/t_*
-// whose directory name contains it (FENNEC_OPPROF_RUNS runs, default 200). It is a
+// whose directory name contains it, or the model file FENNEC_OPPROF=PATH.onnx
+// with its inputs in FENNEC_OPPROF_REF (FENNEC_OPPROF_RUNS runs, default 200). It is a
 // tool for profiling sessions beside onnxruntime's enable_profiling, not a
 // check, and is skipped without the variable.
 func TestOpProfile(t *testing.T) {
@@ -41,12 +42,19 @@ func TestOpProfile(t *testing.T) {
 	models := []string{"ch_ppocr_mobile_v2.0_cls_infer.onnx", "embedding_model.onnx", "melspectrogram.onnx", "silero_vad_v5.onnx", "silero_vad_v4.onnx", "ch_PP-OCRv4_det_infer.onnx"}
 	exported, _ := filepath.Glob(filepath.Join("testdata", "ops", "t_*"))
 	models = append(models, exported...)
+	if strings.HasSuffix(sub, ".onnx") {
+		// a model file (a quantized model, say) with its input_N.npy in
+		// FENNEC_OPPROF_REF
+		models = []string{sub}
+	}
 	for _, model := range models {
-		if !strings.Contains(filepath.Base(model), sub) {
+		if !strings.Contains(filepath.Base(model), filepath.Base(sub)) {
 			continue
 		}
 		path, ref := "", ""
-		if strings.HasSuffix(model, ".onnx") {
+		if model == sub && strings.HasSuffix(sub, ".onnx") {
+			path, ref = sub, os.Getenv("FENNEC_OPPROF_REF")
+		} else if strings.HasSuffix(model, ".onnx") {
 			path, ref = sharedModel(t, model), filepath.Join("testdata", "ref", model[:len(model)-len(".onnx")])
 		} else {
 			path, ref = filepath.Join(model, "model.onnx"), model

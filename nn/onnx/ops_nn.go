@@ -33,13 +33,12 @@ type winCache struct {
 	qmm  atomic.Pointer[qmmEntry]  // MatMulInteger's transposed constant s8 weights
 }
 
-// qmmEntry is a constant s8 weight [k, n] transposed to [n, k] with its
-// column sums, for the constant at src.
+// qmmEntry is a constant s8 weight [k, n] packed for gpu's u8 x s8
+// product, for the constant at src.
 type qmmEntry struct {
 	src  *uint8
 	k, n int
-	bt   []int8
-	bsum []int32
+	w    *gpu.U8S8Weights
 }
 
 // dwTEntry is a depthwise kernel [ch][taps] transposed to [taps][ch], for

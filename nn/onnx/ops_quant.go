@@ -265,11 +265,18 @@ func dynamicQuantizeLinear(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, fmt.Errorf("%w: DynamicQuantizeLinear of %v (want f32)", ErrUnsupported, x.DType)
 	}
 	lo, hi := float32(0), float32(0)
-	for _, v := range x.F32 {
-		if v != v {
-			return nil, fmt.Errorf("%w: DynamicQuantizeLinear of an input with NaN", ErrInvalid)
+	nan := false
+	for _, v := range x.F32 { // comparisons, not min/max (their NaN and -0 rules cost 4 ns an element)
+		if v < lo {
+			lo = v
 		}
-		lo, hi = min(lo, v), max(hi, v)
+		if v > hi {
+			hi = v
+		}
+		nan = nan || v != v
+	}
+	if nan {
+		return nil, fmt.Errorf("%w: DynamicQuantizeLinear of an input with NaN", ErrInvalid)
 	}
 	if math.IsInf(float64(lo), 0) || math.IsInf(float64(hi), 0) {
 		return nil, fmt.Errorf("%w: DynamicQuantizeLinear of an input with Inf", ErrInvalid)
@@ -285,8 +292,15 @@ func dynamicQuantizeLinear(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, err
 	}
 	if scale > 0 {
+		zf, ys := float32(zp), y.U8[:len(x.F32)]
 		for i, v := range x.F32 {
-			y.U8[i] = uint8(saturate(v/scale+float32(zp), 0, 255))
+			r := math.RoundToEven(float64(v/scale + zf))
+			if r < 0 {
+				r = 0
+			} else if r > 255 {
+				r = 255
+			}
+			ys[i] = uint8(r)
 		}
 	}
 	s, err := c.alloc(nn.Float32, nil)
@@ -423,13 +437,14 @@ func matMulInteger(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		// points (what fennec model quantize and onnxruntime's dynamic
 		// quantizer write): gpu's VNNI product, less a_zero * column sum
 		za := p.azp.zero(0)
-		if err := gpu.MatMulU8S8(out.I32, p.a.U8, e.bt, p.nb*p.m, p.k, p.n); err != nil {
+		var scratch [4 * 1024]uint8
+		if err := e.w.MatMulU8S8(out.I32, p.a.U8, p.nb*p.m, scratch[:]); err != nil {
 			return nil, err
 		}
 		if za != 0 {
 			for i := 0; i < p.nb*p.m; i++ {
 				o := out.I32[i*p.n : (i+1)*p.n]
-				for j, s := range e.bsum {
+				for j, s := range e.w.ColSum {
 					o[j] -= za * s
 				}
 			}
@@ -440,9 +455,9 @@ func matMulInteger(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	return []*nn.Tensor{view(out, p.final)}, nil
 }
 
-// qmmWeights returns the transposed weights of a MatMulInteger that gpu's
-// u8 x s8 product can run (a u8 with one zero point, b a constant s8 [k, n]
-// whose zero points are all 0), made once per node; nil otherwise.
+// qmmWeights returns the packed weights of a MatMulInteger that gpu's u8 x
+// s8 product can run (a u8 with one zero point, b a constant s8 [k, n] whose
+// zero points are all 0), packed once per node; nil otherwise.
 func (c *kctx) qmmWeights(p *imatmul) *qmmEntry {
 	a, b := p.a, p.b
 	if a.DType != nn.Uint8 || b.DType != nn.Int8 || len(b.Shape) != 2 || p.azp.n != 1 ||
@@ -460,14 +475,15 @@ func (c *kctx) qmmWeights(p *imatmul) *qmmEntry {
 	if e := c.n.wc.qmm.Load(); e != nil && e.src == &b.U8[0] && e.k == k && e.n == n {
 		return e
 	}
-	e := &qmmEntry{src: &b.U8[0], k: k, n: n, bt: make([]int8, n*k), bsum: make([]int32, n)}
-	for t := 0; t < k; t++ {
-		for j := 0; j < n; j++ {
-			w := int8(b.U8[t*n+j])
-			e.bt[j*k+t] = w
-			e.bsum[j] += int32(w)
-		}
+	s8 := make([]int8, len(b.U8)) // once per node
+	for i, v := range b.U8 {
+		s8[i] = int8(v)
 	}
+	w, err := gpu.PackU8S8Weights(s8, k, n)
+	if err != nil {
+		return nil
+	}
+	e := &qmmEntry{src: &b.U8[0], k: k, n: n, w: w}
 	c.n.wc.qmm.Store(e)
 	return e
 }

@@ -82,6 +82,12 @@ func cast(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, fmt.Errorf("%w: Cast to %v", ErrUnsupported, to)
 	}
 	n := a.Len()
+	if to == nn.Float32 && a.DType == nn.Int32 { // MatMulInteger's product, dequantized next
+		for i, v := range a.I32[:n] {
+			out.F32[i] = float32(v)
+		}
+		return c.one(out), nil
+	}
 	get := func(i int) float64 {
 		switch a.DType {
 		case nn.Float32:
