@@ -514,9 +514,9 @@ func PackU8S8Weights(b []int8, k, n int) (*U8S8Weights, error) {
 // MatMulU8S8 sets acc[i*N+j] = sum_t a[i*K+t] * b[t, j] for u8 rows a
 // [m, K], exactly (int32 sums; VPDPBUSD multiplies u8 by s8 with no
 // saturation): the product of an ONNX MatMulInteger with u8 activations and
-// s8 weights. On AVX-512 VNNI a 4x16 register tile (four rows' broadcast
-// 4-byte groups against a 64-byte weight panel row); Go loops over the same
-// layout elsewhere. scratch, when long enough (4*K+4*64 bytes), avoids an
+// s8 weights. On AVX-512 VNNI a 4x32 register tile (four rows' broadcast
+// 4-byte groups against two 64-byte weight panel rows; 4x16 for an odd last
+// panel); Go loops over the same layout elsewhere. scratch, when long enough (4*K+4*64 bytes), avoids an
 // allocation for the padded row tail.
 func (w *U8S8Weights) MatMulU8S8(acc []int32, a []uint8, m int, scratch []uint8) error {
 	k, n := w.K, w.N
@@ -545,7 +545,19 @@ func (w *U8S8Weights) MatMulU8S8(acc []int32, a []uint8, m int, scratch []uint8)
 			}
 			ar, lda = pad, kp
 		}
-		for p := 0; p < np; p++ {
+		p := 0
+		if vnni {
+			// two panels at a time: eight accumulators hide VPDPBUSD's latency
+			var wide [128]int32
+			for ; p+2 <= np; p += 2 {
+				vnni4x32(&wide[0], &ar[0], lda, &w.panels[p*k4*64], k4*64, k4)
+				cols := min(32, n-16*p)
+				for r := 0; r < rows; r++ {
+					copy(acc[(i+r)*n+16*p:(i+r)*n+16*p+cols], wide[r*32:r*32+cols])
+				}
+			}
+		}
+		for ; p < np; p++ {
 			panel := w.panels[p*k4*64 : (p+1)*k4*64]
 			if vnni {
 				vnni4x16(&tile[0], &ar[0], lda, &panel[0], k4)

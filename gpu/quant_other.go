@@ -7,3 +7,7 @@ package gpu
 func vnni4x16(tile *int32, a *uint8, lda int, panel *int8, k4 int) {
 	panic("gpu: vnni4x16 without VNNI")
 }
+
+func vnni4x32(tile *int32, a *uint8, lda int, panel *int8, pstride, k4 int) {
+	panic("gpu: vnni4x32 without VNNI")
+}

@@ -9,7 +9,10 @@ its two medians); agreement of the int8 model with the f32 one on fennec
 onnxruntime running the same int8 file.
 
 usage: quant_report.py FENNEC_BINARY MODELS_DIR OUT_DIR [--only SUBSTR]
-                       [--scale 1.0] [--threads 1]
+                       [--scale 1.0] [--threads 1] [--modes dynamic,static]
+                       [--encoder DIR]
+
+--encoder adds gen_encoder.py's BERT-base-sized encoder (bert_base_like).
 
 Task-level agreement: cls and the encoder top-1 class per row, VAD the
 speech decision (p > 0.5) on the parity chunk, the detector the text mask
@@ -23,6 +26,7 @@ import argparse, json, os, subprocess, sys, tempfile
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ENCODER = [""]
 # name, inputs (in order), runs, warmup, extra eval feeds (ref dirs)
 MODELS = [
     ("silero_vad_v5", ["input", "state", "sr"], 400, 40, []),
@@ -36,6 +40,8 @@ MODELS = [
 
 
 def paths(models, name):
+    if name == "bert_base_like":
+        return os.path.join(ENCODER[0], "model.onnx"), ENCODER[0]
     if name.startswith("t_"):
         d = os.path.join(HERE, "ops", name)
         return os.path.join(d, "model.onnx"), d
@@ -107,7 +113,11 @@ def main():
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--modes", default="dynamic,static")
+    ap.add_argument("--encoder", default="", help="a gen_encoder.py directory (model.onnx, input_0.npy) to add as bert_base_like")
     a = ap.parse_args()
+    ENCODER[0] = a.encoder
+    if a.encoder:
+        MODELS.append(("bert_base_like", ["x"], 30, 3, []))
     os.makedirs(a.out, exist_ok=True)
     tmp = tempfile.mkdtemp()
     print("| model | mode | size f32 -> int8 (KiB) | fennec f32 / int8 ms | fennec speed-up | ort f32 / int8 ms | ort speed-up | fennec max diff | fennec task | ort max diff | ort task |")
