@@ -461,13 +461,14 @@ func (s *Session) Run(inputs map[string]*nn.Tensor) (map[string]*nn.Tensor, erro
 		rs = &runState{refs: map[*float32]int{}}
 	}
 	out, err := s.exec(s.main, inputs, nil, rs)
+	rs.keepOutputs(out)
 	for k, t := range out {
 		out[k] = detach(t) // the arena's headers stay with rs
 	}
 	// The map keeps its buckets for the next Run; what it counted now
 	// belongs to the caller (outputs) or is back in the pool.
 	clear(rs.refs)
-	rs.live, rs.next, rs.work = 0, 0, 0
+	rs.live, rs.next, rs.work, rs.nextOther = 0, 0, 0, 0
 	if !s.spare.CompareAndSwap(nil, rs) {
 		s.states.Put(rs)
 	}
@@ -866,6 +867,122 @@ type runState struct {
 	work   int64        // multiply-adds charged so far (Options.MaxRunWork)
 	boxes  []*tensorBox // tensor headers, reused Run after Run
 	next   int          // boxes used by this Run
+	// small non-f32 tensors (shapes, indices, masks, quantized
+	// activations) by allocation order: the k-th one of a Run reuses the
+	// k-th buffer of the last Run with this state (no refcounts: nothing of
+	// a Run outlives it but its outputs, whose buffers are dropped here at
+	// the end of the Run, see keepOutputs)
+	others     []*otherBuf
+	nextOther  int
+	otherBytes int64 // capacity held in others
+}
+
+// otherBuf is one reusable non-f32 tensor: its header, shape storage and
+// a buffer for each integer element size.
+type otherBuf struct {
+	t     nn.Tensor
+	shape [4]int
+	u8    []uint8
+	i32   []int32
+	i64   []int64
+}
+
+// Bounds of the non-f32 arena: tensors up to maxOtherBytes each, at most
+// maxOthers of them and maxOtherTotal bytes a state; larger or further
+// allocations take nn.New as before.
+const (
+	maxOtherBytes = 64 << 10
+	maxOthers     = 4096
+	maxOtherTotal = 4 << 20
+)
+
+// other returns a non-f32 tensor of n elements from the run's arena, or nil
+// when the arena does not take it.
+func (rs *runState) other(dt nn.DType, shape []int, n int, zero bool) *nn.Tensor {
+	size := int64(n) * int64(dt.Size())
+	if size > maxOtherBytes || len(shape) > len(otherBuf{}.shape) || rs.nextOther >= maxOthers {
+		return nil
+	}
+	if rs.nextOther == len(rs.others) {
+		rs.others = append(rs.others, new(otherBuf))
+	}
+	b := rs.others[rs.nextOther]
+	r := copy(b.shape[:], shape)
+	b.t = nn.Tensor{DType: dt, Shape: b.shape[:r:r]}
+	grow := func(have int) bool {
+		if have >= n {
+			return true
+		}
+		if rs.otherBytes+size > maxOtherTotal {
+			return false
+		}
+		rs.otherBytes += size
+		return true
+	}
+	switch dt {
+	case nn.Int64:
+		if !grow(cap(b.i64)) {
+			return nil
+		}
+		if cap(b.i64) < n {
+			b.i64 = make([]int64, n)
+		}
+		b.t.I64 = b.i64[:n]
+		if zero {
+			clear(b.t.I64)
+		}
+	case nn.Int32:
+		if !grow(cap(b.i32)) {
+			return nil
+		}
+		if cap(b.i32) < n {
+			b.i32 = make([]int32, n)
+		}
+		b.t.I32 = b.i32[:n]
+		if zero {
+			clear(b.t.I32)
+		}
+	case nn.Bool, nn.Uint8, nn.Int8:
+		if !grow(cap(b.u8)) {
+			return nil
+		}
+		if cap(b.u8) < n {
+			b.u8 = make([]uint8, n)
+		}
+		b.t.U8 = b.u8[:n]
+		if zero {
+			clear(b.t.U8)
+		}
+	default:
+		return nil
+	}
+	rs.nextOther++
+	return &b.t
+}
+
+// keepOutputs drops from the non-f32 arena the buffers of the tensors a
+// Run hands its caller (views share the buffer, so the backing arrays are
+// compared by their last element), so that the next Run does not write
+// into them.
+func (rs *runState) keepOutputs(out map[string]*nn.Tensor) {
+	for _, t := range out {
+		if t == nil || t.DType == nn.Float32 {
+			continue
+		}
+		for _, b := range rs.others[:rs.nextOther] {
+			switch {
+			case cap(t.U8) > 0 && cap(b.u8) > 0 && &t.U8[:cap(t.U8)][cap(t.U8)-1] == &b.u8[:cap(b.u8)][cap(b.u8)-1]:
+				rs.otherBytes -= int64(cap(b.u8))
+				b.u8 = nil
+			case cap(t.I32) > 0 && cap(b.i32) > 0 && &t.I32[:cap(t.I32)][cap(t.I32)-1] == &b.i32[:cap(b.i32)][cap(b.i32)-1]:
+				rs.otherBytes -= 4 * int64(cap(b.i32))
+				b.i32 = nil
+			case cap(t.I64) > 0 && cap(b.i64) > 0 && &t.I64[:cap(t.I64)][cap(t.I64)-1] == &b.i64[:cap(b.i64)][cap(b.i64)-1]:
+				rs.otherBytes -= 8 * int64(cap(b.i64))
+				b.i64 = nil
+			}
+		}
+	}
 }
 
 // maxPoolBytes bounds the f32 buffers a Session keeps for reuse.
@@ -905,6 +1022,11 @@ func (c *kctx) allocZ(dt nn.DType, shape []int, zero bool) (*nn.Tensor, error) {
 			c.rs.refs[&buf[0]] = 0
 			c.fresh = append(c.fresh, buf)
 			return c.rs.tensor(dt, shape, buf), nil
+		}
+	}
+	if c.rs != nil && dt != nn.Float32 {
+		if t := c.rs.other(dt, shape, n, zero); t != nil {
+			return t, nil
 		}
 	}
 	t, err := nn.New(dt, shape, c.limit)
