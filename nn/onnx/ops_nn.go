@@ -28,9 +28,18 @@ type window struct {
 // input shapes every time, and reading the attributes again allocates.
 type winCache struct {
 	p    atomic.Pointer[winEntry]
-	rows atomic.Pointer[rowsEntry] // gatherRows, for the window in p
-	dwT  atomic.Pointer[dwTEntry]  // depthwiseSmall's transposed constant kernel
-	qmm  atomic.Pointer[qmmEntry]  // MatMulInteger's transposed constant s8 weights
+	rows atomic.Pointer[rowsEntry]  // gatherRows, for the window in p
+	dwT  atomic.Pointer[dwTEntry]   // depthwiseSmall's transposed constant kernel
+	qmm  atomic.Pointer[qmmEntry]   // MatMulInteger's packed constant s8 weights
+	qcv  atomic.Pointer[qconvEntry] // ConvInteger's packed constant s8 weights, per group
+}
+
+// qconvEntry is a constant s8 Conv weight [m, cg, kh, kw] packed per group
+// as [cg*kh*kw, m/g] for gpu's u8 x s8 product, for the constant at src.
+type qconvEntry struct {
+	src   *uint8
+	m, kk int
+	packs []*gpu.U8S8Weights
 }
 
 // qmmEntry is a constant s8 weight [k, n] packed for gpu's u8 x s8

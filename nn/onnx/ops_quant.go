@@ -677,8 +677,98 @@ func convInteger(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
+	if e := c.qconvWeights(p); e != nil {
+		p.runPacked(e, out.I32)
+		return []*nn.Tensor{out}, nil
+	}
 	p.run(out.I32, nil)
 	return []*nn.Tensor{out}, nil
+}
+
+// qconvWeights returns the packed weights of a ConvInteger that gpu's u8 x
+// s8 product can run (u8 input, constant s8 weights with zero weight zero
+// points), packed once per node; nil otherwise.
+func (c *kctx) qconvWeights(p *iconv) *qconvEntry {
+	w := p.w
+	if p.x.DType != nn.Uint8 || w.DType != nn.Int8 || c.n.wc == nil || !c.isConst(w) || len(w.U8) == 0 {
+		return nil
+	}
+	if p.wzp.q != nil {
+		for i := range p.wzp.q.Len() {
+			if qval(p.wzp.q, i) != 0 {
+				return nil
+			}
+		}
+	}
+	win := p.win
+	kk, mg := win.ch/p.g*win.kh*win.kw, p.m/p.g
+	if e := c.n.wc.qcv.Load(); e != nil && e.src == &w.U8[0] && e.m == p.m && e.kk == kk && len(e.packs) == p.g {
+		return e
+	}
+	e := &qconvEntry{src: &w.U8[0], m: p.m, kk: kk}
+	b := make([]int8, kk*mg) // once per node
+	for g := 0; g < p.g; g++ {
+		for j := 0; j < mg; j++ {
+			for t := 0; t < kk; t++ {
+				b[t*mg+j] = int8(w.U8[(g*mg+j)*kk+t])
+			}
+		}
+		pk, err := gpu.PackU8S8Weights(b, kk, mg)
+		if err != nil {
+			return nil
+		}
+		e.packs = append(e.packs, pk)
+	}
+	c.n.wc.qcv.Store(e)
+	return e
+}
+
+// runPacked is run on gpu's u8 x s8 product: per image and group, the
+// patches as u8 rows [plane, cg*kh*kw] (padding is the input's zero point),
+// times the packed weights, less zero point x column sums, written back
+// channel-major.
+func (p *iconv) runPacked(e *qconvEntry, acc []int32) {
+	w := p.win
+	cg, mg := w.ch/p.g, p.m/p.g
+	plane, kk := w.oh*w.ow, e.kk
+	col := make([]uint8, plane*kk)
+	prod := make([]int32, plane*mg)
+	zp := uint8(p.xzp)
+	var scratch [4 * 1024]uint8
+	for b := 0; b < w.n; b++ {
+		for g := 0; g < p.g; g++ {
+			for oy := 0; oy < w.oh; oy++ {
+				for ox := 0; ox < w.ow; ox++ {
+					row := col[(oy*w.ow+ox)*kk : (oy*w.ow+ox+1)*kk]
+					t := 0
+					for ci := 0; ci < cg; ci++ {
+						xc := p.x.U8[(b*w.ch+g*cg+ci)*w.h*w.w : (b*w.ch+g*cg+ci+1)*w.h*w.w]
+						for ky := 0; ky < w.kh; ky++ {
+							iy := oy*w.sh - w.pt + ky*w.dh
+							for kx := 0; kx < w.kw; kx++ {
+								ix := ox*w.sw - w.pl + kx*w.dw
+								if iy < 0 || iy >= w.h || ix < 0 || ix >= w.w {
+									row[t] = zp
+								} else {
+									row[t] = xc[iy*w.w+ix]
+								}
+								t++
+							}
+						}
+					}
+				}
+			}
+			pk := e.packs[g]
+			pk.MatMulU8S8(prod, col, plane, scratch[:])
+			for j := 0; j < mg; j++ {
+				o := acc[(b*p.m+g*mg+j)*plane : (b*p.m+g*mg+j+1)*plane]
+				corr := p.xzp * pk.ColSum[j]
+				for i := range o {
+					o[i] = prod[i*mg+j] - corr
+				}
+			}
+		}
+	}
 }
 
 func qlinearConv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
