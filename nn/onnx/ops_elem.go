@@ -152,7 +152,11 @@ func binaryOp(c *kctx, k binKind, a, b *nn.Tensor) (*nn.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	sa, sb := bstrides(a.Shape, shape), bstrides(b.Shape, shape)
+	var sab, sbb [nn.MaxRank]int
+	if len(shape) > nn.MaxRank {
+		return nil, fmt.Errorf("%w: rank %d exceeds %d", ErrInvalid, len(shape), nn.MaxRank)
+	}
+	sa, sb := bstridesInto(sab[:len(shape)], a.Shape, shape), bstridesInto(sbb[:len(shape)], b.Shape, shape)
 	switch {
 	case a.DType == nn.Float32 && b.DType == nn.Float32:
 		f, err := binF32(k)
@@ -611,15 +615,19 @@ func init() {
 		return func(x float32) float32 { return max(0, min(1, a*x+b)) }
 	}, "alpha", "beta")
 	un("HardSwish", fn(func(x float32) float32 { return x * max(0, min(1, x/6+0.5)) }))
-	un("LeakyRelu", func(c *kctx) func(float32) float32 {
-		a := c.n.attrFloat("alpha", 0.01)
-		return func(x float32) float32 {
-			if x < 0 {
-				return a * x
+	reg("LeakyRelu", opDef{since: 6, attrs: []string{"alpha"}, minIn: 1, maxIn: 1, foldable: true,
+		run: func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+			a := in[0]
+			if a.DType != nn.Float32 {
+				return nil, fmt.Errorf("%w: input dtype %v (want f32)", ErrUnsupported, a.DType)
 			}
-			return x
-		}
-	}, "alpha")
+			out, err := c.allocFull(nn.Float32, a.Shape)
+			if err != nil {
+				return nil, err
+			}
+			vec.LeakyRelu(out.F32, a.F32, c.n.attrFloat("alpha", 0.01))
+			return c.one(out), nil
+		}})
 	un("Elu", func(c *kctx) func(float32) float32 {
 		a := c.n.attrFloat("alpha", 1)
 		return func(x float32) float32 {
@@ -679,6 +687,14 @@ func rowF32(k binKind, o, x, y []float32, da, db int) bool {
 		}
 	case da == 1 && db == 0:
 		x, s := x[:n], y[0]
+		switch {
+		case k == bMax && s == s: // Max with a constant: the clamp kernel (NaN in x stays NaN)
+			vec.Clamp(o, x, s, float32(math.Inf(1)))
+			return true
+		case k == bMin && s == s:
+			vec.Clamp(o, x, float32(math.Inf(-1)), s)
+			return true
+		}
 		switch k {
 		case bAdd:
 			vec.Affine(o, x, 1, s)

@@ -741,19 +741,37 @@ func (p *iconv) runPacked(e *qconvEntry, acc []int32) {
 				for ox := 0; ox < w.ow; ox++ {
 					row := col[(oy*w.ow+ox)*kk : (oy*w.ow+ox+1)*kk]
 					t := 0
+					xg := p.x.U8[(b*w.ch+g*cg)*w.h*w.w : (b*w.ch+(g+1)*cg)*w.h*w.w]
 					for ci := 0; ci < cg; ci++ {
-						xc := p.x.U8[(b*w.ch+g*cg+ci)*w.h*w.w : (b*w.ch+g*cg+ci+1)*w.h*w.w]
+						xc := xg[ci*w.h*w.w : (ci+1)*w.h*w.w]
 						for ky := 0; ky < w.kh; ky++ {
 							iy := oy*w.sh - w.pt + ky*w.dh
-							for kx := 0; kx < w.kw; kx++ {
-								ix := ox*w.sw - w.pl + kx*w.dw
-								if iy < 0 || iy >= w.h || ix < 0 || ix >= w.w {
-									row[t] = zp
-								} else {
-									row[t] = xc[iy*w.w+ix]
+							ix0 := ox*w.sw - w.pl
+							switch {
+							case iy < 0 || iy >= w.h:
+								for kx := range w.kw {
+									row[t+kx] = zp
 								}
-								t++
+							case w.dw == 1 && ix0 >= 0 && ix0+w.kw <= w.w: // a run inside the row
+								src, dst := xc[iy*w.w+ix0:iy*w.w+ix0+w.kw], row[t:t+w.kw]
+								if len(src) > 16 {
+									copy(dst, src)
+								} else {
+									for kx, v := range src { // short runs: no memmove call
+										dst[kx] = v
+									}
+								}
+							default:
+								for kx := range w.kw {
+									ix := ix0 + kx*w.dw
+									if ix < 0 || ix >= w.w {
+										row[t+kx] = zp
+									} else {
+										row[t+kx] = xc[iy*w.w+ix]
+									}
+								}
 							}
+							t += w.kw
 						}
 					}
 				}

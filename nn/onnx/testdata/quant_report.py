@@ -80,6 +80,11 @@ def ort_outs(model, feed):
     return s.run(None, {n: np.load(f) for n, f in feed})[0]
 
 
+def ort_name(model):
+    import onnxruntime as ort
+    return ort.InferenceSession(model, providers=["CPUExecutionProvider"]).get_outputs()[0].name
+
+
 def task(name, a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if name.startswith("ch_ppocr_mobile") or name.startswith("t_bert"):
@@ -147,7 +152,7 @@ def main():
             for feed in fs:
                 da = fennec_out(a.fennec, f32, feed, tmp)
                 db = fennec_out(a.fennec, q, feed, tmp)
-                o0 = sorted(os.listdir(da))[0]
+                o0 = ort_name(f32) + ".npy"
                 ya, yb = np.load(os.path.join(da, o0)), np.load(os.path.join(db, o0))
                 fd = max(fd, float(np.max(np.abs(ya.astype(np.float64) - yb))))
                 ft.append(task(name, ya, yb))
