@@ -426,6 +426,47 @@ func (m *Model) Outputs() []ValueInfo { return m.graph.outputs }
 // symbolic dim must take one value across all inputs). It returns every graph
 // output.
 func (s *Session) Run(inputs map[string]*nn.Tensor) (map[string]*nn.Tensor, error) {
+	return s.run(inputs, nil)
+}
+
+// RunInto is Run writing the results into the caller's tensors: for each
+// graph output named in outputs, the tensor there gets the result's dtype,
+// shape and values, reusing its Shape and data slices when their capacity
+// suffices (a tensor of another dtype is refused; a zero Tensor takes any).
+// Outputs not named are dropped. A loop that runs a model on inputs of the
+// same shapes into the same tensors allocates nothing after its first Run
+// (TestSteadyStateAllocs), where Run hands back a fresh map, headers and
+// output buffers each time.
+func (s *Session) RunInto(inputs, outputs map[string]*nn.Tensor) error {
+	if outputs == nil {
+		return fmt.Errorf("%s: RunInto needs an outputs map", s.m.Name)
+	}
+	_, err := s.run(inputs, outputs)
+	return err
+}
+
+// copyInto sets dst to a copy of src, reusing dst's slices where they are
+// long enough.
+func copyInto(dst, src *nn.Tensor) error {
+	if dst.DType != 0 && dst.DType != src.DType {
+		return fmt.Errorf("%w: the output is %v, the tensor given for it %v", ErrInvalid, src.DType, dst.DType)
+	}
+	dst.DType = src.DType
+	dst.Shape = append(dst.Shape[:0], src.Shape...)
+	switch src.DType {
+	case nn.Float32:
+		dst.F32 = append(dst.F32[:0], src.F32...)
+	case nn.Int64:
+		dst.I64 = append(dst.I64[:0], src.I64...)
+	case nn.Int32:
+		dst.I32 = append(dst.I32[:0], src.I32...)
+	default:
+		dst.U8 = append(dst.U8[:0], src.U8...)
+	}
+	return nil
+}
+
+func (s *Session) run(inputs, into map[string]*nn.Tensor) (map[string]*nn.Tensor, error) {
 	s.runs.RLock()
 	defer s.runs.RUnlock()
 	s.mu.Lock()
@@ -460,10 +501,29 @@ func (s *Session) Run(inputs map[string]*nn.Tensor) (map[string]*nn.Tensor, erro
 	if rs == nil {
 		rs = &runState{refs: map[*float32]int{}}
 	}
-	out, err := s.exec(s.main, inputs, nil, rs)
-	rs.keepOutputs(out)
-	for k, t := range out {
-		out[k] = detach(t) // the arena's headers stay with rs
+	var out map[string]*nn.Tensor
+	var err error
+	if into != nil {
+		if rs.results == nil {
+			rs.results = map[string]*nn.Tensor{}
+		}
+		res, e := s.exec(s.main, inputs, nil, rs, rs.results)
+		err = e
+		for k, t := range res {
+			if d := into[k]; d != nil && err == nil {
+				if e := copyInto(d, t); e != nil {
+					err = fmt.Errorf("output %q: %w", k, e)
+				}
+			}
+			s.release(rs, t) // copied: the buffer goes back to the pool
+		}
+		clear(res)
+	} else {
+		out, err = s.exec(s.main, inputs, nil, rs, nil)
+		rs.keepOutputs(out)
+		for k, t := range out {
+			out[k] = detach(t) // the arena's headers stay with rs
+		}
 	}
 	// The map keeps its buckets for the next Run; what it counted now
 	// belongs to the caller (outputs) or is back in the pool.
@@ -623,7 +683,7 @@ func (p *plan) assignSlots() {
 
 // exec runs a prepared plan. inputs holds the graph inputs; outer the
 // values of enclosing scopes (for subgraphs).
-func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*nn.Tensor, rs *runState) (map[string]*nn.Tensor, error) {
+func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*nn.Tensor, rs *runState, res map[string]*nn.Tensor) (map[string]*nn.Tensor, error) {
 	sl := p.sl
 	// Each nesting depth (the main graph, an If branch, a Loop body) has a
 	// frame in rs that keeps its slot array and kernel context Run after
@@ -669,7 +729,11 @@ func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*
 		}
 		c.scope = nil
 		if sl.defs[i].subgraphs {
-			c.scope = make(map[string]*nn.Tensor, len(sl.free[i]))
+			if f.scope == nil {
+				f.scope = make(map[string]*nn.Tensor, len(sl.free[i]))
+			}
+			clear(f.scope)
+			c.scope = f.scope
 			for _, code := range sl.free[i] {
 				if t, ok := get(code); ok && t != nil {
 					if code >= 0 {
@@ -720,7 +784,10 @@ func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*
 			}
 		}
 	}
-	res := make(map[string]*nn.Tensor, len(sl.results))
+	if res == nil {
+		res = make(map[string]*nn.Tensor, len(sl.results))
+	}
+	clear(res)
 	for k, code := range sl.results {
 		t, ok := get(code)
 		if k < len(p.g.outputs) {
@@ -874,6 +941,7 @@ type runState struct {
 	// the end of the Run, see keepOutputs)
 	others     []*otherBuf
 	nextOther  int
+	results    map[string]*nn.Tensor // RunInto's result map, reused
 	otherBytes int64 // capacity held in others
 }
 
@@ -1417,8 +1485,11 @@ func (s *Session) hostPut(b []float32) {
 // execFrame is the per-depth scratch of exec: the slot array and the kernel
 // context.
 type execFrame struct {
-	vals []*nn.Tensor
-	c    kctx
+	vals  []*nn.Tensor
+	c     kctx
+	scope map[string]*nn.Tensor // an If node's enclosing scope, reused node after node
+	sub   map[string]*nn.Tensor // the results of the subgraph an If at this depth runs
+	outs  []*nn.Tensor          // an If node's outputs (read by exec at once)
 }
 
 // frame returns the frame for the next nesting depth, making it on first use.
