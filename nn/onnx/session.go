@@ -942,7 +942,7 @@ type runState struct {
 	others     []*otherBuf
 	nextOther  int
 	results    map[string]*nn.Tensor // RunInto's result map, reused
-	otherBytes int64 // capacity held in others
+	otherBytes int64                 // capacity held in others
 }
 
 // otherBuf is one reusable non-f32 tensor: its header, shape storage and
