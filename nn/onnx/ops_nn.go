@@ -98,7 +98,7 @@ func readWindow(c *kctx, x *nn.Tensor, k []int, ceil bool) (*window, error) {
 	}
 	sp := r - 2
 	if len(k) != sp {
-		return nil, fmt.Errorf("%w: kernel_shape %v for input %v", ErrInvalid, k, x.Shape)
+		return nil, fmt.Errorf("%w: kernel_shape %v for input %v", ErrInvalid, slices.Clone(k), slices.Clone(x.Shape))
 	}
 	get := func(name string, n int, def int) ([]int, error) {
 		v, ok := c.n.attrInts(name)
@@ -1199,7 +1199,11 @@ func pool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		if !ok {
 			return nil, fmt.Errorf("%w: kernel_shape is required", ErrInvalid)
 		}
-		k := make([]int, len(ks))
+		if len(ks) > nn.MaxRank {
+			return nil, fmt.Errorf("%w: kernel_shape %v", ErrInvalid, ks)
+		}
+		var kb [nn.MaxRank]int
+		k := kb[:len(ks)]
 		for i, v := range ks {
 			if v <= 0 || v > math.MaxInt32 {
 				return nil, fmt.Errorf("%w: kernel_shape %v", ErrInvalid, ks)
@@ -1213,9 +1217,12 @@ func pool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		if err != nil {
 			return nil, err
 		}
-		win := new(window)
-		*win = *shared
-		win.countIncludePads = c.n.attrInt("count_include_pad", 0) != 0
+		win := shared // the node's cached window, read only
+		if cip := c.n.attrInt("count_include_pad", 0) != 0; cip != shared.countIncludePads {
+			w := *shared
+			w.countIncludePads = cip
+			win = &w
+		}
 		if err := c.charge("pooling", win.n*win.ch, win.oh*win.ow, win.kh*win.kw); err != nil {
 			return nil, err
 		}
