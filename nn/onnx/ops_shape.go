@@ -67,7 +67,11 @@ func shapeOp(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	}
 	start, end = min(max(start, 0), r), min(max(end, 0), r)
 	end = max(end, start)
-	out := &nn.Tensor{DType: nn.Int64, Shape: []int{end - start}, I64: make([]int64, end-start)}
+	dims := [1]int{end - start}
+	out, err := c.allocFull(nn.Int64, dims[:])
+	if err != nil {
+		return nil, err
+	}
 	for i := start; i < end; i++ {
 		out.I64[i-start] = int64(in[0].Shape[i])
 	}
@@ -305,7 +309,13 @@ func gatherCopy(c *kctx, a *nn.Tensor, shape []int, src func(idx []int) int) (*n
 		return nil, err
 	}
 	n := out.Len()
-	idx := make([]int, len(shape))
+	var ib [nn.MaxRank]int
+	idx := ib[:0]
+	if len(shape) <= nn.MaxRank {
+		idx = ib[:len(shape)]
+	} else {
+		idx = make([]int, len(shape))
+	}
 	for i := 0; i < n; i++ {
 		copyElem(out, i, a, src(idx))
 		for k := len(shape) - 1; k >= 0; k-- {
@@ -553,9 +563,12 @@ func slice(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if len(ends) != len(starts) || (axes != nil && len(axes) != len(starts)) || (steps != nil && len(steps) != len(starts)) {
 		return nil, fmt.Errorf("%w: starts, ends, axes and steps differ in length", ErrInvalid)
 	}
-	begin := make([]int, r)
-	step := make([]int, r)
-	shape := append([]int(nil), a.Shape...)
+	if r > nn.MaxRank {
+		return nil, fmt.Errorf("%w: rank %d exceeds %d", ErrInvalid, r, nn.MaxRank)
+	}
+	var bb, sb, shb [nn.MaxRank]int
+	begin, step := bb[:r], sb[:r]
+	shape := append(shb[:0], a.Shape...)
 	for i := range step {
 		step[i] = 1
 	}
