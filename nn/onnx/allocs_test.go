@@ -3,6 +3,8 @@ package onnx
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/fennec-edge/fennec/gpu"
@@ -86,5 +88,56 @@ func TestSteadyStateAllocs(t *testing.T) {
 				t.Errorf("%s: %.0f allocations per warm RunInto, over the ceiling %.0f", c.model, into, c.ceiling)
 			}
 		})
+	}
+}
+
+// TestRunInto: RunInto's results equal Run's, land in the caller's tensors
+// (their buffers reused by the next call), outputs not named are dropped,
+// and a tensor of the wrong dtype is refused.
+func TestRunInto(t *testing.T) {
+	const model = "silero_vad_v5.onnx"
+	m, err := Load(sharedModel(t, model), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSession(m, gpu.NewCPU())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ref := filepath.Join("testdata", "ref", model[:len(model)-len(".onnx")])
+	in := map[string]*nn.Tensor{}
+	for i, vi := range m.Inputs() {
+		in[vi.Name] = readNPY(t, filepath.Join(ref, fmt.Sprintf("input_%d.npy", i)))
+	}
+	want, err := s.Run(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := m.Outputs()[0].Name
+	outs := map[string]*nn.Tensor{first: {}}
+	var data *float32
+	for i := range 3 {
+		if err := s.RunInto(in, outs); err != nil {
+			t.Fatal(err)
+		}
+		got := outs[first]
+		if !equalInts(got.Shape, want[first].Shape) || !slices.Equal(got.F32, want[first].F32) {
+			t.Fatalf("RunInto's %q differs from Run's", first)
+		}
+		if i == 0 {
+			data = &got.F32[0]
+		} else if &got.F32[0] != data {
+			t.Fatal("RunInto did not reuse the caller's buffer")
+		}
+	}
+	if len(outs) != 1 {
+		t.Fatalf("RunInto added %d outputs the caller did not name", len(outs)-1)
+	}
+	if err := s.RunInto(in, map[string]*nn.Tensor{first: {DType: nn.Int64}}); err == nil || !strings.Contains(err.Error(), first) {
+		t.Fatalf("an int64 tensor for an f32 output: %v", err)
+	}
+	if err := s.RunInto(in, nil); err == nil {
+		t.Fatal("a nil outputs map accepted")
 	}
 }
