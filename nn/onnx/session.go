@@ -254,6 +254,7 @@ func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor, extra ...string
 	live = fuseConvBN(live, p.consts, wanted)
 	live = fuseLayerNorm(live, p.consts, wanted)
 	live = fuseGelu(live, p.consts, wanted)
+	live = fuseQDense(live, p.consts, wanted)
 	var shapes map[string]ValueInfo
 	if g == s.m.graph {
 		shapes = s.shapes()
