@@ -481,7 +481,8 @@ func concat(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	shape := append([]int(nil), parts[0].Shape...)
+	var sb [nn.MaxRank]int
+	shape := append(sb[:0], parts[0].Shape...)
 	shape[ax] = 0
 	for _, t := range parts {
 		if t.DType != parts[0].DType || len(t.Shape) != r {

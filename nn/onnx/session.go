@@ -529,7 +529,7 @@ func (s *Session) run(inputs, into map[string]*nn.Tensor) (map[string]*nn.Tensor
 	// The map keeps its buckets for the next Run; what it counted now
 	// belongs to the caller (outputs) or is back in the pool.
 	clear(rs.refs)
-	rs.live, rs.next, rs.work, rs.nextOther = 0, 0, 0, 0
+	rs.live, rs.next, rs.work, rs.nextOther, rs.intOff = 0, 0, 0, 0, 0
 	if !s.spare.CompareAndSwap(nil, rs) {
 		s.states.Put(rs)
 	}
@@ -943,6 +943,8 @@ type runState struct {
 	others     []*otherBuf
 	nextOther  int
 	results    map[string]*nn.Tensor // RunInto's result map, reused
+	intBuf     []int                 // kernels' small int scratch (kctx.ints), reset each Run
+	intOff     int
 	otherBytes int64                 // capacity held in others
 }
 
@@ -1103,6 +1105,26 @@ func (c *kctx) allocZ(dt nn.DType, shape []int, zero bool) (*nn.Tensor, error) {
 		return nil, fmt.Errorf("%w: output %v: %v", ErrInvalid, dt, err)
 	}
 	return t, nil
+}
+
+// ints returns n zeroed ints of scratch that live until the end of the
+// Run (index maps, attribute arrays): from the run state's buffer, reused
+// Run after Run, or fresh while folding constants. A kernel must not keep
+// them past its Run.
+func (c *kctx) ints(n int) []int {
+	rs := c.rs
+	if rs == nil || n > 1<<16 {
+		return make([]int, n)
+	}
+	if rs.intOff+n > len(rs.intBuf) {
+		// a bigger buffer; the slices already handed out keep the old one
+		rs.intBuf = make([]int, max(2*len(rs.intBuf), rs.intOff+n, 256))
+		rs.intOff = 0
+	}
+	b := rs.intBuf[rs.intOff : rs.intOff+n : rs.intOff+n]
+	rs.intOff += n
+	clear(b)
+	return b
 }
 
 // tensorBox holds a tensor and its shape in one allocation.
