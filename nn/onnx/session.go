@@ -945,7 +945,7 @@ type runState struct {
 	results    map[string]*nn.Tensor // RunInto's result map, reused
 	intBuf     []int                 // kernels' small int scratch (kctx.ints), reset each Run
 	intOff     int
-	otherBytes int64                 // capacity held in others
+	otherBytes int64 // capacity held in others
 }
 
 // otherBuf is one reusable non-f32 tensor: its header, shape storage and
