@@ -634,3 +634,85 @@ func anys(v []int) []any {
 	}
 	return out
 }
+
+// TestReduceRows: the reductions' row walk against per-element loops over
+// axis sets of a rank-3 input, with and without keepdims.
+func TestReduceRows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	x, _ := nn.New(nn.Float32, []int{3, 4, 5}, 1<<20)
+	for i := range x.F32 {
+		x.F32[i] = float32(rng.NormFloat64())
+	}
+	for _, axes := range [][]int64{{0}, {1}, {2}, {0, 2}, {1, 2}, {0, 1, 2}} {
+		for _, op := range []string{"ReduceMax", "ReduceMean"} {
+			g := &pb.GraphProto{Name: strp("r"),
+				Node: []*pb.NodeProto{nodep(op, "r", []string{"x"}, []string{"y"},
+					&pb.AttributeProto{Name: strp("axes"), Type: attrTypep(pb.AttributeProto_INTS), Ints: axes},
+					&pb.AttributeProto{Name: strp("keepdims"), Type: attrTypep(pb.AttributeProto_INT), I: i64p(0)})},
+				Input:  []*pb.ValueInfoProto{valueProto("x", nn.Float32, 3, 4, 5)},
+				Output: []*pb.ValueInfoProto{valueProto("y", nn.Float32)}}
+			m, err := Decode(marshal(t, model(11, g)), "r.onnx", "", Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := NewSession(m, gpu.NewCPU())
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := s.Run(map[string]*nn.Tensor{"x": x})
+			s.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			red := [3]bool{}
+			for _, a := range axes {
+				red[a] = true
+			}
+			want := map[[3]int][]float32{}
+			for i := 0; i < 3; i++ {
+				for j := 0; j < 4; j++ {
+					for k := 0; k < 5; k++ {
+						key := [3]int{i, j, k}
+						for d := range key {
+							if red[d] {
+								key[d] = 0
+							}
+						}
+						want[key] = append(want[key], x.F32[(i*4+j)*5+k])
+					}
+				}
+			}
+			if len(out["y"].F32) != len(want) {
+				t.Fatalf("%s %v: %d outputs, want %d", op, axes, len(out["y"].F32), len(want))
+			}
+			o := 0
+			for i := 0; i < 3; i++ {
+				for j := 0; j < 4; j++ {
+					for k := 0; k < 5; k++ {
+						key := [3]int{i, j, k}
+						if red[0] && i > 0 || red[1] && j > 0 || red[2] && k > 0 {
+							continue
+						}
+						vs := want[key]
+						var w float64
+						if op == "ReduceMax" {
+							w = math.Inf(-1)
+							for _, v := range vs {
+								w = math.Max(w, float64(v))
+							}
+						} else {
+							for _, v := range vs {
+								w += float64(v)
+							}
+							w /= float64(len(vs))
+						}
+						if d := math.Abs(float64(out["y"].F32[o]) - w); d > 1e-5 {
+							t.Fatalf("%s %v: [%d] = %v, want %v", op, axes, o, out["y"].F32[o], w)
+						}
+						o++
+					}
+				}
+			}
+		}
+	}
+}

@@ -309,13 +309,7 @@ func gatherCopy(c *kctx, a *nn.Tensor, shape []int, src func(idx []int) int) (*n
 		return nil, err
 	}
 	n := out.Len()
-	var ib [nn.MaxRank]int
-	idx := ib[:0]
-	if len(shape) <= nn.MaxRank {
-		idx = ib[:len(shape)]
-	} else {
-		idx = make([]int, len(shape))
-	}
+	idx := c.ints(len(shape)) // the closure takes it: from the run's scratch, not the stack
 	for i := 0; i < n; i++ {
 		copyElem(out, i, a, src(idx))
 		for k := len(shape) - 1; k >= 0; k-- {
@@ -797,7 +791,11 @@ func reduce(kind string, axesInputSince int) func(c *kctx, in []*nn.Tensor) ([]*
 		}
 		keep := c.n.attrInt("keepdims", 1) != 0
 		r := len(a.Shape)
-		red := make([]bool, r)
+		if r > nn.MaxRank {
+			return nil, fmt.Errorf("%w: rank %d exceeds %d", ErrInvalid, r, nn.MaxRank)
+		}
+		var redb [nn.MaxRank]bool
+		red := redb[:r]
 		if !ok || len(axes) == 0 {
 			if c.n.attrInt("noop_with_empty_axes", 0) != 0 {
 				return c.one(a), nil
@@ -813,7 +811,8 @@ func reduce(kind string, axesInputSince int) func(c *kctx, in []*nn.Tensor) ([]*
 			}
 			red[k] = true
 		}
-		var shape, full []int
+		var shb, fb [nn.MaxRank]int
+		shape, full := shb[:0], fb[:0]
 		for i, d := range a.Shape {
 			if red[i] {
 				full = append(full, 1)
@@ -839,16 +838,39 @@ func reduce(kind string, axesInputSince int) func(c *kctx, in []*nn.Tensor) ([]*
 		for i := range out.F32 {
 			out.F32[i] = init
 		}
-		oi := indexer(full, a.Shape) // maps an input index to its output cell
-		for i, v := range a.F32 {
-			j := oi(i)
+		// the input in order, one row of its last axis at a time, its
+		// output cell stepped like an odometer (stride 0 on reduced axes)
+		var stb, idx [nn.MaxRank]int
+		st := bstridesInto(stb[:r], full, a.Shape)
+		inner, d := 1, 0
+		if r > 0 {
+			inner, d = a.Shape[r-1], st[r-1]
+		}
+		j := 0
+		for o := 0; o < len(a.F32); o += inner {
+			row := a.F32[o : o+inner]
 			switch kind {
 			case "max":
-				out.F32[j] = max(out.F32[j], v)
+				for i, v := range row {
+					out.F32[j+i*d] = max(out.F32[j+i*d], v)
+				}
 			case "min":
-				out.F32[j] = min(out.F32[j], v)
+				for i, v := range row {
+					out.F32[j+i*d] = min(out.F32[j+i*d], v)
+				}
 			default:
-				out.F32[j] += v
+				for i, v := range row {
+					out.F32[j+i*d] += v
+				}
+			}
+			for k := r - 2; k >= 0; k-- {
+				idx[k]++
+				j += st[k]
+				if idx[k] < a.Shape[k] {
+					break
+				}
+				j -= st[k] * a.Shape[k]
+				idx[k] = 0
 			}
 		}
 		if kind == "mean" && len(out.F32) > 0 {
