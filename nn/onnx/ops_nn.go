@@ -1431,7 +1431,8 @@ func matmul(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if k != kb {
 		return nil, fmt.Errorf("%w: MatMul inner dimensions differ: %v x %v", ErrInvalid, a.Shape, b.Shape)
 	}
-	batch, err := broadcast(as[:len(as)-2], bs[:len(bs)-2])
+	var bb [nn.MaxRank]int
+	batch, err := broadcastInto(bb[:0], as[:len(as)-2], bs[:len(bs)-2])
 	if err != nil {
 		return nil, err
 	}
@@ -1446,7 +1447,8 @@ func matmul(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, err
 	}
 	c.charged = true
-	shape := append(append([]int{}, batch...), m, n)
+	var shb [nn.MaxRank + 2]int
+	shape := append(append(shb[:0], batch...), m, n)
 	out, err := c.alloc(nn.Float32, shape)
 	if err != nil {
 		return nil, err
@@ -1460,9 +1462,24 @@ func matmul(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			return nil, err
 		}
 	} else {
-		ia, ib := indexer(as[:len(as)-2], batch), indexer(bs[:len(bs)-2], batch)
+		// each operand's batch offset stepped like an odometer over the
+		// broadcast batch (stride 0 where it broadcasts)
+		r := len(batch)
+		sa, sb, idx := c.ints(r), c.ints(r), c.ints(r)
+		bstridesInto(sa, as[:len(as)-2], batch)
+		bstridesInto(sb, bs[:len(bs)-2], batch)
+		oa, ob := 0, 0
 		for i := 0; i < nb; i++ {
-			pa, pb := ia(i)*m*k, ib(i)*k*n
+			pa, pb := oa*m*k, ob*k*n
+			for d := r - 1; d >= 0; d-- {
+				idx[d]++
+				oa, ob = oa+sa[d], ob+sb[d]
+				if idx[d] < batch[d] {
+					break
+				}
+				oa, ob = oa-sa[d]*batch[d], ob-sb[d]*batch[d]
+				idx[d] = 0
+			}
 			if err := c.gemm(out.F32[i*m*n:], a.F32[pa:pa+m*k], b.F32[pb:pb+k*n], m, k, n, false, false, false, false); err != nil {
 				return nil, err
 			}

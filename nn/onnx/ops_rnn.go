@@ -320,7 +320,12 @@ func pad(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 }
 
 func size(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
-	return []*nn.Tensor{{DType: nn.Int64, Shape: []int{}, I64: []int64{int64(in[0].Len())}}}, nil
+	out, err := c.allocFull(nn.Int64, nil)
+	if err != nil {
+		return nil, err
+	}
+	out.I64[0] = int64(in[0].Len())
+	return c.one(out), nil
 }
 
 func init() {
