@@ -59,7 +59,7 @@ type dwTEntry struct {
 }
 
 type rowsEntry struct {
-	w      *window
+	w      window // by value: callers pass copies of the node's window
 	cg     int
 	direct bool
 	rows   []int
@@ -689,7 +689,7 @@ func phaseDims(w *window) (h2, w2, planeSz int) {
 // in the unpadded stride-1 input itself; cached per node and window.
 func (c *kctx) gatherRows(w *window, cg int, direct bool) []int {
 	if c.n.wc != nil {
-		if e := c.n.wc.rows.Load(); e != nil && e.w == w && e.cg == cg && e.direct == direct {
+		if e := c.n.wc.rows.Load(); e != nil && e.w == *w && e.cg == cg && e.direct == direct {
 			return e.rows
 		}
 	}
@@ -703,7 +703,7 @@ func (c *kctx) gatherRows(w *window, cg int, direct bool) []int {
 			}
 		}
 		if c.n.wc != nil {
-			c.n.wc.rows.Store(&rowsEntry{w: w, cg: cg, direct: true, rows: rows})
+			c.n.wc.rows.Store(&rowsEntry{w: *w, cg: cg, direct: true, rows: rows})
 		}
 		return rows
 	}
@@ -720,7 +720,7 @@ func (c *kctx) gatherRows(w *window, cg int, direct bool) []int {
 		}
 	}
 	if c.n.wc != nil {
-		c.n.wc.rows.Store(&rowsEntry{w: w, cg: cg, rows: rows})
+		c.n.wc.rows.Store(&rowsEntry{w: *w, cg: cg, rows: rows})
 	}
 	return rows
 }
@@ -1202,8 +1202,7 @@ func pool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		if len(ks) > nn.MaxRank {
 			return nil, fmt.Errorf("%w: kernel_shape %v", ErrInvalid, ks)
 		}
-		var kb [nn.MaxRank]int
-		k := kb[:len(ks)]
+		k := c.ints(len(ks))
 		for i, v := range ks {
 			if v <= 0 || v > math.MaxInt32 {
 				return nil, fmt.Errorf("%w: kernel_shape %v", ErrInvalid, ks)

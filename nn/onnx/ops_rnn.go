@@ -181,7 +181,7 @@ func lstm(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		copy(yh.F32[d*batch*hid:], h)
 		copy(yc.F32[d*batch*hid:], cc)
 	}
-	return []*nn.Tensor{y, yh, yc}, nil
+	return c.three(y, yh, yc), nil
 }
 
 // lstmCell advances one batch row of an LSTM by one step: gates (4*hid +

@@ -445,8 +445,9 @@ func transpose2D(shape []int, perm []int64) (batch, rows, cols int, ok bool) {
 	if len(rest) < 2 {
 		return 0, 0, 0, false
 	}
+	var rot [nn.MaxRank]int
 	for k := 1; k < len(rest); k++ {
-		if slices.Equal(orest, append(slices.Clone(rest[k:]), rest[:k]...)) {
+		if len(rest) <= nn.MaxRank && slices.Equal(orest, append(append(rot[:0], rest[k:]...), rest[:k]...)) {
 			batch, rows, cols = 1, 1, 1
 			for _, i := range ax[:b] {
 				batch *= shape[i]

@@ -880,6 +880,15 @@ func (s *Session) Close() {
 // one returns t as a kernel's only result. During a Run the slice is the
 // context's own, reused by the next node (exec copies the result out
 // first); while folding constants it is a new one.
+// three is one for a kernel with three results (LSTM's Y, Y_h, Y_c).
+func (c *kctx) three(a, b, d *nn.Tensor) []*nn.Tensor {
+	if c.rs == nil {
+		return []*nn.Tensor{a, b, d}
+	}
+	c.res = [3]*nn.Tensor{a, b, d}
+	return c.res[:3]
+}
+
 func (c *kctx) one(t *nn.Tensor) []*nn.Tensor {
 	if c.rs == nil {
 		return []*nn.Tensor{t}
@@ -890,7 +899,7 @@ func (c *kctx) one(t *nn.Tensor) []*nn.Tensor {
 
 // kctx is what a kernel sees.
 type kctx struct {
-	res      [1]*nn.Tensor // see one
+	res      [3]*nn.Tensor // see one and three
 	fresh    [][]float32   // pooled buffers the current node allocated (see exec)
 	freshBuf [4][]float32  // fresh's first backing array
 	s        *Session
