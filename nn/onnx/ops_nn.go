@@ -1053,12 +1053,10 @@ func (c *kctx) smallTaps(use bool, wt []float32, C, taps int) []float32 {
 func (c *kctx) depthwise(win *window, x, wt, out []float32, wConst bool) error {
 	small := win.ow < 9 || !win.phaseable()
 	taps, plane := win.kh*win.kw, win.oh*win.ow
-	one := *win
-	one.n = 1
-	nw := depthwiseWork(&one)
-	if small {
-		nw = depthwiseSmallWork(&one)
-	}
+	// per image (neither counts the batch); assigned once, so that the
+	// parallel closure below captures it by value (a reassigned variable
+	// is captured by reference and moved to the heap on every call)
+	nw := depthwiseNeed(win, small)
 	if err := c.checkWork("depthwise buffer", nw, 1); err != nil {
 		return err
 	}
@@ -1097,6 +1095,14 @@ func (c *kctx) depthwisePart(win *window, x, wt, kt, out []float32, small bool, 
 }
 
 // depthwiseSmallWork is the scratch depthwiseSmall needs, in floats.
+// depthwiseNeed is the work buffer of one image's depthwise.
+func depthwiseNeed(w *window, small bool) int {
+	if small {
+		return depthwiseSmallWork(w)
+	}
+	return depthwiseWork(w)
+}
+
 func depthwiseSmallWork(w *window) int {
 	return (w.h*w.w + w.kh*w.kw + w.oh*w.ow) * w.ch
 }
@@ -1487,12 +1493,16 @@ func matmul(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	// Drop the dimensions a 1-D operand added.
 	final := shape
 	if len(a.Shape) == 1 {
-		final = append(append([]int{}, batch...), n)
+		var fb [nn.MaxRank + 1]int
+		final = append(append(fb[:0], batch...), n)
 	}
 	if len(b.Shape) == 1 {
 		final = final[:len(final)-1]
 	}
-	return []*nn.Tensor{view(out, final)}, nil
+	if len(final) == len(out.Shape) {
+		return c.one(out), nil // the product's own shape
+	}
+	return c.viewOut(out, final), nil
 }
 
 func softmax(log bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
