@@ -1436,8 +1436,7 @@ func matmul(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if k != kb {
 		return nil, fmt.Errorf("%w: MatMul inner dimensions differ: %v x %v", ErrInvalid, a.Shape, b.Shape)
 	}
-	var bb [nn.MaxRank]int
-	batch, err := broadcastInto(bb[:0], as[:len(as)-2], bs[:len(bs)-2])
+	batch, err := broadcastInto(c.ints(nn.MaxRank)[:0], as[:len(as)-2], bs[:len(bs)-2]) // the error path keeps it: not the stack
 	if err != nil {
 		return nil, err
 	}

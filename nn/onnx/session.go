@@ -789,6 +789,18 @@ func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*
 		res = make(map[string]*nn.Tensor, len(sl.results))
 	}
 	clear(res)
+	if outer != nil {
+		// A subgraph's results go to the node that ran it, whose exec binds
+		// them to its own slots: drop this level's binding of each (once a
+		// slot), or their buffers would never reach a count of zero and
+		// would miss the pool every Run.
+		for k, code := range sl.results {
+			if code < 0 || slices.Contains(sl.results[:k], code) {
+				continue
+			}
+			rs.unbind(vals[code])
+		}
+	}
 	for k, code := range sl.results {
 		t, ok := get(code)
 		if k < len(p.g.outputs) {
@@ -1187,6 +1199,17 @@ func (rs *runState) bind(t *nn.Tensor) {
 	}
 	if _, owned := rs.refs[&t.F32[0]]; owned {
 		rs.refs[&t.F32[0]]++
+	}
+}
+
+// unbind drops one binding of t without releasing its buffer (the count
+// may reach zero: the caller binds it again).
+func (rs *runState) unbind(t *nn.Tensor) {
+	if rs == nil || t == nil || len(t.F32) == 0 {
+		return
+	}
+	if cnt, owned := rs.refs[&t.F32[0]]; owned && cnt > 0 {
+		rs.refs[&t.F32[0]] = cnt - 1
 	}
 }
 
