@@ -11,16 +11,14 @@ import (
 	"github.com/fennec-edge/fennec/nn"
 )
 
-// TestSteadyStateAllocs counts the heap allocations of one warm Run and one
-// warm RunInto of each shared model on a one-thread CPU backend, and holds
-// RunInto (the path a steady-state loop takes: results copied into the
-// caller's tensors) under a ceiling. The issue's goal is zero; what is left,
-// per operator, is listed in BENCHMARKS.md (ONNX engine, "Allocations per
-// warm run"): depthwise's window copy and the pooling
-// closures captured by the parallel split, MatMul's batch indexers and a few f32 buffers the pool's exact-size
-// classes miss. The ceilings are the counts of 2026-12-04 (h/q10) plus one
-// (embedding_model: 0, exactly), so that a change that adds allocations per
-// node fails here; lower them as allocations go.
+// TestSteadyStateAllocs counts the heap allocations of one warm RunInto and
+// one warm Run of each shared model on a one-thread CPU backend, and demands
+// zero of RunInto (the path a steady-state loop takes: results copied into
+// the caller's tensors) on every model but Silero VAD v5, where one f32
+// buffer of the LSTM inside its nested If still misses the pool each run
+// (ceiling 1; see BENCHMARKS.md, ONNX engine, "Allocations per warm run").
+// Run itself allocates its result map and a header and shape per output
+// (5-11), by its API.
 func TestSteadyStateAllocs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping in -short mode")
@@ -29,12 +27,12 @@ func TestSteadyStateAllocs(t *testing.T) {
 		model   string
 		ceiling float64
 	}{
-		{"ch_ppocr_mobile_v2.0_cls_infer.onnx", 16},
+		{"ch_ppocr_mobile_v2.0_cls_infer.onnx", 0},
 		{"embedding_model.onnx", 0},
-		{"melspectrogram.onnx", 5},
-		{"silero_vad_v5.onnx", 10},
-		{"silero_vad_v4.onnx", 13},
-		{"ch_PP-OCRv4_det_infer.onnx", 15},
+		{"melspectrogram.onnx", 0},
+		{"silero_vad_v5.onnx", 1},
+		{"silero_vad_v4.onnx", 0},
+		{"ch_PP-OCRv4_det_infer.onnx", 0},
 	} {
 		t.Run(c.model, func(t *testing.T) {
 			m, err := Load(sharedModel(t, c.model), Options{})
@@ -59,7 +57,7 @@ func TestSteadyStateAllocs(t *testing.T) {
 			for _, vi := range m.Outputs() {
 				outs[vi.Name] = &nn.Tensor{}
 			}
-			for range 2 { // warm: arena, pools, frames, the output tensors
+			for range 4 { // warm: arena, pools, frames, the output tensors
 				if _, err := s.Run(in); err != nil {
 					t.Fatal(err)
 				}
@@ -68,13 +66,13 @@ func TestSteadyStateAllocs(t *testing.T) {
 				}
 			}
 			var runErr error
-			n := testing.AllocsPerRun(5, func() {
-				if _, err := s.Run(in); err != nil {
+			into := testing.AllocsPerRun(5, func() {
+				if err := s.RunInto(in, outs); err != nil {
 					runErr = err
 				}
 			})
-			into := testing.AllocsPerRun(5, func() {
-				if err := s.RunInto(in, outs); err != nil {
+			n := testing.AllocsPerRun(5, func() {
+				if _, err := s.Run(in); err != nil {
 					runErr = err
 				}
 			})
