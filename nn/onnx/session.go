@@ -638,6 +638,21 @@ func (p *plan) assignSlots() {
 			}
 		}
 	}
+	// outputs nothing reads (an LSTM's unused Y in Silero VAD v5) and that
+	// are not results are released right after their step: no later read
+	// would drop their binding, and their buffers would miss the pool
+	read := map[string]bool{}
+	for _, n := range p.steps {
+		for _, name := range nodeReads(n) {
+			read[name] = true
+		}
+	}
+	for _, o := range p.g.outputs {
+		read[o.Name] = true
+	}
+	for _, name := range p.extra {
+		read[name] = true
+	}
 	for i, n := range p.steps {
 		in := make([]int, len(n.inputs))
 		for j, name := range n.inputs {
@@ -650,6 +665,11 @@ func (p *plan) assignSlots() {
 		var rel []int
 		for _, name := range p.release[i] {
 			if c := code(name); c >= 0 {
+				rel = append(rel, c)
+			}
+		}
+		for _, name := range n.outputs {
+			if c := code(name); name != "" && c >= 0 && !read[name] && !slices.Contains(rel, c) {
 				rel = append(rel, c)
 			}
 		}
