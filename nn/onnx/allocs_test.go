@@ -21,6 +21,9 @@ func TestSteadyStateAllocs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping in -short mode")
 	}
+	if raceEnabled {
+		t.Skip("allocation counts under -race are the detector's, not the engine's")
+	}
 	for _, c := range []struct {
 		model   string
 		ceiling float64
