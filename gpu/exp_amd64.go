@@ -61,14 +61,20 @@ func expBiasSum(o, a []float32, bias float32) float64 {
 		s = expSumAVX2(&o[0], &a[0], n, bias)
 	}
 	if n < len(o) {
-		// padding with -Inf adds e^-Inf = 0 to the sum
+		// the tail through an 8-wide buffer padded with -bias (e^0 = 1,
+		// left out of the sum): padding with -Inf, whose e^ is 0, took the
+		// kernel through its underflow path and cost ~85 ns a call (a
+		// 12-long softmax row 100 ns against 14 ns for a 16-long one)
 		var in, out [8]float32
 		for i := range in {
-			in[i] = float32(negInf)
+			in[i] = -bias
 		}
 		copy(in[:], a[n:])
-		s += expSumAVX2(&out[0], &in[0], 8, bias)
-		copy(o[n:], out[:])
+		expSumAVX2(&out[0], &in[0], 8, bias)
+		for _, e := range out[:len(o)-n] {
+			s += float64(e)
+		}
+		copy(o[n:], out[:len(o)-n])
 	}
 	return s
 }

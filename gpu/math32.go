@@ -92,3 +92,14 @@ func SigmoidF32(dst, src []float32) { sigmoidSlice(dst, src[:len(dst)]) }
 // TanhF32 sets dst[i] = tanh(src[i]) for i < len(dst), like SigmoidF32: within 2
 // ulp of the float64 result.
 func TanhF32(dst, src []float32) { tanhSlice(dst, src[:len(dst)]) }
+
+// ExpF32 sets dst[i] = e^src[i] for i < len(dst), like SigmoidF32 (the AVX2
+// kernel where the CPU has one, exp32 otherwise): within about 1 ulp.
+func ExpF32(dst, src []float32) { expSlice(dst, src[:len(dst)]) }
+
+// ExpBiasSumF32 sets dst[i] = e^(src[i]+bias) for i < len(dst) and returns
+// the sum of dst in float64: a softmax row's exponentials and denominator in
+// one pass (bias is minus the row's maximum).
+func ExpBiasSumF32(dst, src []float32, bias float32) float64 {
+	return expBiasSum(dst, src[:len(dst)], bias)
+}

@@ -481,3 +481,111 @@ func (q *QLinear) forward(kern *int8Kernel, dst, x []float32, batch, threads int
 	}
 	wg.Wait()
 }
+
+// U8S8Weights is a constant s8 weight matrix [K, N] packed for
+// MatMulU8S8: panels of 16 columns, each 4 consecutive k values of a column
+// together (VPDPBUSD's operand layout), K and N zero-padded to multiples of
+// 4 and 16; ColSum[j] is column j's sum (for an activation zero point).
+type U8S8Weights struct {
+	K, N   int
+	k4     int
+	panels []int8
+	ColSum []int32
+}
+
+// PackU8S8Weights packs b [k, n] (row major) for MatMulU8S8.
+func PackU8S8Weights(b []int8, k, n int) (*U8S8Weights, error) {
+	if k <= 0 || n <= 0 || len(b) < k*n {
+		return nil, fmt.Errorf("%w: s8 weights [%d, %d] from %d values", ErrShape, k, n, len(b))
+	}
+	w := &U8S8Weights{K: k, N: n, k4: (k + 3) / 4, ColSum: make([]int32, n)}
+	np := (n + 15) / 16
+	w.panels = make([]int8, np*w.k4*64)
+	for t := 0; t < k; t++ {
+		for j := 0; j < n; j++ {
+			v := b[t*n+j]
+			w.panels[((j/16)*w.k4+t/4)*64+(j%16)*4+t%4] = v
+			w.ColSum[j] += int32(v)
+		}
+	}
+	return w, nil
+}
+
+// MatMulU8S8 sets acc[i*N+j] = sum_t a[i*K+t] * b[t, j] for u8 rows a
+// [m, K], exactly (int32 sums; VPDPBUSD multiplies u8 by s8 with no
+// saturation): the product of an ONNX MatMulInteger with u8 activations and
+// s8 weights. On AVX-512 VNNI a 4x32 register tile (four rows' broadcast
+// 4-byte groups against two 64-byte weight panel rows; 4x16 for an odd last
+// panel); Go loops over the same layout elsewhere. scratch, when long enough (4*K+4*64 bytes), avoids an
+// allocation for the padded row tail.
+func (w *U8S8Weights) MatMulU8S8(acc []int32, a []uint8, m int, scratch []uint8) error {
+	k, n := w.K, w.N
+	if m < 0 || len(a) < m*k || len(acc) < m*n {
+		return fmt.Errorf("%w: u8 x s8 product of [%d, %d] x [%d, %d] into %d values", ErrShape, m, k, k, n, len(acc))
+	}
+	k4, np := w.k4, (n+15)/16
+	vnni := int8Kernels["vnni"] != nil
+	var tile [64]int32
+	kp := 4 * k4
+	// rows whose 4*k4 bytes lie inside a, in groups of four
+	full := m &^ 3
+	if kp != k {
+		full = 0 // every row through the padded buffer
+	}
+	if len(scratch) < 4*kp {
+		scratch = make([]uint8, 4*kp)
+	}
+	for i := 0; i < m; i += 4 {
+		rows, ar, lda := min(4, m-i), a[i*k:], k
+		if i >= full {
+			pad := scratch[:4*kp]
+			clear(pad)
+			for r := 0; r < rows; r++ {
+				copy(pad[r*kp:r*kp+k], a[(i+r)*k:(i+r+1)*k])
+			}
+			ar, lda = pad, kp
+		}
+		p := 0
+		if vnni {
+			// two panels at a time: eight accumulators hide VPDPBUSD's latency
+			var wide [128]int32
+			for ; p+2 <= np; p += 2 {
+				vnni4x32(&wide[0], &ar[0], lda, &w.panels[p*k4*64], k4*64, k4)
+				cols := min(32, n-16*p)
+				for r := 0; r < rows; r++ {
+					copy(acc[(i+r)*n+16*p:(i+r)*n+16*p+cols], wide[r*32:r*32+cols])
+				}
+			}
+		}
+		for ; p < np; p++ {
+			panel := w.panels[p*k4*64 : (p+1)*k4*64]
+			if vnni {
+				vnni4x16(&tile[0], &ar[0], lda, &panel[0], k4)
+			} else {
+				u8s8TileGo(&tile, ar, lda, panel, k4)
+			}
+			cols := min(16, n-16*p)
+			for r := 0; r < rows; r++ {
+				copy(acc[(i+r)*n+16*p:(i+r)*n+16*p+cols], tile[r*16:r*16+cols])
+			}
+		}
+	}
+	return nil
+}
+
+// u8s8TileGo is vnni4x16 in Go: tile[r*16+j] = sum over k4 groups of a's
+// row r (lda apart) against the panel.
+func u8s8TileGo(tile *[64]int32, a []uint8, lda int, panel []int8, k4 int) {
+	*tile = [64]int32{}
+	for r := 0; r < 4; r++ {
+		row := a[r*lda : r*lda+4*k4]
+		out := tile[r*16 : r*16+16]
+		for t := 0; t < k4; t++ {
+			pr := panel[t*64 : t*64+64]
+			x0, x1, x2, x3 := int32(row[4*t]), int32(row[4*t+1]), int32(row[4*t+2]), int32(row[4*t+3])
+			for j := range out {
+				out[j] += x0*int32(pr[4*j]) + x1*int32(pr[4*j+1]) + x2*int32(pr[4*j+2]) + x3*int32(pr[4*j+3])
+			}
+		}
+	}
+}

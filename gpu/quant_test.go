@@ -251,3 +251,58 @@ func TestUnsignedKernelPath(t *testing.T) {
 		}
 	}
 }
+
+// TestMatMulU8S8: the packed u8 x s8 product against int32 loops,
+// full-range values, k and n with and without tails, m not a multiple of 4,
+// on the VNNI tile and on the Go loops.
+func TestMatMulU8S8(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	vnni := int8Kernels["vnni"]
+	for _, useVNNI := range []bool{true, false} {
+		if useVNNI && vnni == nil {
+			continue
+		}
+		if !useVNNI && vnni != nil {
+			delete(int8Kernels, "vnni")
+		}
+		for _, sh := range [][3]int{{1, 64, 4}, {3, 130, 7}, {5, 32, 9}, {8, 768, 33}, {4, 1, 1}, {0, 8, 3}, {7, 6, 16}} {
+			m, k, n := sh[0], sh[1], sh[2]
+			a, b := make([]uint8, m*k), make([]int8, k*n)
+			for i := range a {
+				a[i] = uint8(rng.IntN(256))
+			}
+			for i := range b {
+				b[i] = int8(rng.IntN(256) - 128)
+			}
+			w, err := PackU8S8Weights(b, k, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			acc := make([]int32, m*n)
+			if err := w.MatMulU8S8(acc, a, m, nil); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < m; i++ {
+				for j := 0; j < n; j++ {
+					var s int32
+					for p := 0; p < k; p++ {
+						s += int32(a[i*k+p]) * int32(b[p*n+j])
+					}
+					if acc[i*n+j] != s {
+						t.Fatalf("vnni %v %v: [%d,%d] = %d, want %d", useVNNI, sh, i, j, acc[i*n+j], s)
+					}
+				}
+			}
+		}
+		if vnni != nil {
+			int8Kernels["vnni"] = vnni
+		}
+	}
+	w, _ := PackU8S8Weights(make([]int8, 4), 4, 1)
+	if err := w.MatMulU8S8(make([]int32, 1), make([]uint8, 3), 1, nil); err == nil {
+		t.Fatal("short operands accepted")
+	}
+	if _, err := PackU8S8Weights(make([]int8, 3), 2, 2); err == nil {
+		t.Fatal("short weights accepted")
+	}
+}

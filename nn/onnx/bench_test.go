@@ -9,14 +9,31 @@ import (
 	"github.com/fennec-edge/fennec/nn"
 )
 
-// BenchmarkModels runs the shared models on their parity inputs, on a CPU
-// backend with one and two threads (compare with testdata/bench_ort.py at
-// the same thread count, in the same sitting).
+// exportedModels are the torch exports of the issue (testdata/ops/t_*: two
+// BERT-style encoders, a causal decoder, a ResNet-style CNN, a two-layer
+// LSTM), each with its inputs beside it.
+var exportedModels = []string{"t_bert_opset14", "t_bert_opset17", "t_gpt_causal_opset14", "t_resnet_opset13", "t_lstm2_opset14"}
+
+// modelPaths gives a benchmark model's file and the directory of its
+// input_N.npy: a shared model by file name, an exported one by directory.
+func modelPaths(tb testing.TB, model string) (path, ref string) {
+	if filepath.Ext(model) == ".onnx" {
+		return sharedModel(tb, model), filepath.Join("testdata", "ref", model[:len(model)-len(".onnx")])
+	}
+	dir := filepath.Join("testdata", "ops", model)
+	return filepath.Join(dir, "model.onnx"), dir
+}
+
+// BenchmarkModels runs the shared models on their parity inputs, and the
+// exported torch models on theirs, on a CPU backend with one and two threads
+// (compare with testdata/bench_session.py at the same thread count, in the
+// same sitting).
 func BenchmarkModels(b *testing.B) {
-	for _, model := range []string{"ch_ppocr_mobile_v2.0_cls_infer.onnx", "embedding_model.onnx", "melspectrogram.onnx", "silero_vad_v5.onnx", "silero_vad_v4.onnx", "ch_PP-OCRv4_det_infer.onnx"} {
+	for _, model := range append([]string{"ch_ppocr_mobile_v2.0_cls_infer.onnx", "embedding_model.onnx", "melspectrogram.onnx", "silero_vad_v5.onnx", "silero_vad_v4.onnx", "ch_PP-OCRv4_det_infer.onnx"}, exportedModels...) {
 		for _, threads := range []int{1, 2} {
 			b.Run(fmt.Sprintf("%s/threads=%d", model, threads), func(b *testing.B) {
-				m, err := Load(sharedModel(b, model), Options{})
+				path, ref := modelPaths(b, model)
+				m, err := Load(path, Options{})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -29,7 +46,6 @@ func BenchmarkModels(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer s.Close()
-				ref := filepath.Join("testdata", "ref", model[:len(model)-len(".onnx")])
 				in := map[string]*nn.Tensor{}
 				for i, vi := range m.Inputs() {
 					in[vi.Name] = readNPY(b, filepath.Join(ref, fmt.Sprintf("input_%d.npy", i)))

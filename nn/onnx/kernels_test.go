@@ -528,3 +528,191 @@ func TestTranspose2D(t *testing.T) {
 		t.Fatalf("only %d perms taken", taken)
 	}
 }
+
+// TestGeluKernels: the vector Gelu kernels against float64 math.Erf and
+// math.Tanh over [-12, 12], odd lengths for the chunk tails.
+func TestGeluKernels(t *testing.T) {
+	n := 3*geluChunk + 37
+	x, y := make([]float32, n), make([]float32, n)
+	for i := range x {
+		x[i] = float32(-12 + 24*float64(i)/float64(n-1))
+	}
+	x[5], x[6] = 0, float32(math.Copysign(0, -1))
+	geluErf(y, x)
+	for i, v := range x {
+		f := float64(v)
+		want := 0.5 * f * (1 + math.Erf(f/math.Sqrt2))
+		if d := math.Abs(float64(y[i]) - want); !(d <= 2e-7*max(1, math.Abs(f))) {
+			t.Fatalf("geluErf(%v) = %v, want %v (diff %.3g)", v, y[i], want, d)
+		}
+	}
+	geluTanh(y, x)
+	for i, v := range x {
+		f := float64(v)
+		want := 0.5 * f * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(f+0.044715*f*f*f)))
+		if d := math.Abs(float64(y[i]) - want); !(d <= 4e-7*max(1, math.Abs(f))) {
+			t.Fatalf("geluTanh(%v) = %v, want %v (diff %.3g)", v, y[i], want, d)
+		}
+	}
+}
+
+// TestWhereBroadcast: Where's row walk against the per-element definition
+// over broadcasts of each operand, f32 and int64.
+func TestWhereBroadcast(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, tc := range []struct{ c, x, y []int }{
+		{[]int{12, 12}, []int{1, 4, 12, 12}, []int{}},
+		{[]int{2, 1, 5}, []int{3, 1}, []int{2, 3, 5}},
+		{[]int{1}, []int{4, 6}, []int{6}},
+		{[]int{}, []int{}, []int{}},
+		{[]int{3, 0}, []int{3, 1}, []int{1}},
+	} {
+		for _, dt := range []nn.DType{nn.Float32, nn.Int64} {
+			cond, _ := nn.New(nn.Bool, tc.c, 1<<20)
+			for i := range cond.U8 {
+				cond.U8[i] = uint8(rng.IntN(2))
+			}
+			x, _ := nn.New(dt, tc.x, 1<<20)
+			y, _ := nn.New(dt, tc.y, 1<<20)
+			for i := range x.Len() {
+				if dt == nn.Float32 {
+					x.F32[i] = float32(i + 1)
+				} else {
+					x.I64[i] = int64(i + 1)
+				}
+			}
+			for i := range y.Len() {
+				if dt == nn.Float32 {
+					y.F32[i] = float32(-i - 1)
+				} else {
+					y.I64[i] = int64(-i - 1)
+				}
+			}
+			g := &pb.GraphProto{Name: strp("where"),
+				Node: []*pb.NodeProto{nodep("Where", "where", []string{"c", "x", "y"}, []string{"z"})},
+				Input: []*pb.ValueInfoProto{valueProto("c", nn.Bool, anys(tc.c)...), valueProto("x", dt, anys(tc.x)...),
+					valueProto("y", dt, anys(tc.y)...)},
+				Output: []*pb.ValueInfoProto{valueProto("z", dt)}}
+			m, err := Decode(marshal(t, model(16, g)), "where.onnx", "", Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			be, _ := gpu.NewCPUWithConfig(gpu.CPUConfig{Threads: 1})
+			s, err := NewSession(m, be)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := s.Run(map[string]*nn.Tensor{"c": cond, "x": x, "y": y})
+			s.Close()
+			if err != nil {
+				t.Fatalf("%+v: %v", tc, err)
+			}
+			z := out["z"]
+			s1, _ := broadcast(tc.c, tc.x)
+			shape, _ := broadcast(s1, tc.y)
+			if !equalInts(z.Shape, shape) {
+				t.Fatalf("%+v: shape %v, want %v", tc, z.Shape, shape)
+			}
+			ic, ix, iy := indexer(tc.c, shape), indexer(tc.x, shape), indexer(tc.y, shape)
+			for i := range z.Len() {
+				src, j := y, iy(i)
+				if cond.U8[ic(i)] != 0 {
+					src, j = x, ix(i)
+				}
+				if dt == nn.Float32 && z.F32[i] != src.F32[j] || dt == nn.Int64 && z.I64[i] != src.I64[j] {
+					t.Fatalf("%+v %v: element %d differs", tc, dt, i)
+				}
+			}
+		}
+	}
+}
+
+func anys(v []int) []any {
+	out := make([]any, len(v))
+	for i, d := range v {
+		out[i] = d
+	}
+	return out
+}
+
+// TestReduceRows: the reductions' row walk against per-element loops over
+// axis sets of a rank-3 input, with and without keepdims.
+func TestReduceRows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	x, _ := nn.New(nn.Float32, []int{3, 4, 5}, 1<<20)
+	for i := range x.F32 {
+		x.F32[i] = float32(rng.NormFloat64())
+	}
+	for _, axes := range [][]int64{{0}, {1}, {2}, {0, 2}, {1, 2}, {0, 1, 2}} {
+		for _, op := range []string{"ReduceMax", "ReduceMean"} {
+			g := &pb.GraphProto{Name: strp("r"),
+				Node: []*pb.NodeProto{nodep(op, "r", []string{"x"}, []string{"y"},
+					&pb.AttributeProto{Name: strp("axes"), Type: attrTypep(pb.AttributeProto_INTS), Ints: axes},
+					&pb.AttributeProto{Name: strp("keepdims"), Type: attrTypep(pb.AttributeProto_INT), I: i64p(0)})},
+				Input:  []*pb.ValueInfoProto{valueProto("x", nn.Float32, 3, 4, 5)},
+				Output: []*pb.ValueInfoProto{valueProto("y", nn.Float32)}}
+			m, err := Decode(marshal(t, model(11, g)), "r.onnx", "", Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := NewSession(m, gpu.NewCPU())
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := s.Run(map[string]*nn.Tensor{"x": x})
+			s.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			red := [3]bool{}
+			for _, a := range axes {
+				red[a] = true
+			}
+			want := map[[3]int][]float32{}
+			for i := 0; i < 3; i++ {
+				for j := 0; j < 4; j++ {
+					for k := 0; k < 5; k++ {
+						key := [3]int{i, j, k}
+						for d := range key {
+							if red[d] {
+								key[d] = 0
+							}
+						}
+						want[key] = append(want[key], x.F32[(i*4+j)*5+k])
+					}
+				}
+			}
+			if len(out["y"].F32) != len(want) {
+				t.Fatalf("%s %v: %d outputs, want %d", op, axes, len(out["y"].F32), len(want))
+			}
+			o := 0
+			for i := 0; i < 3; i++ {
+				for j := 0; j < 4; j++ {
+					for k := 0; k < 5; k++ {
+						key := [3]int{i, j, k}
+						if red[0] && i > 0 || red[1] && j > 0 || red[2] && k > 0 {
+							continue
+						}
+						vs := want[key]
+						var w float64
+						if op == "ReduceMax" {
+							w = math.Inf(-1)
+							for _, v := range vs {
+								w = math.Max(w, float64(v))
+							}
+						} else {
+							for _, v := range vs {
+								w += float64(v)
+							}
+							w /= float64(len(vs))
+						}
+						if d := math.Abs(float64(out["y"].F32[o]) - w); d > 1e-5 {
+							t.Fatalf("%s %v: [%d] = %v, want %v", op, axes, o, out["y"].F32[o], w)
+						}
+						o++
+					}
+				}
+			}
+		}
+	}
+}

@@ -22,7 +22,9 @@ import (
 // TestOpProfile prints where a model's time goes, per operator type and per
 // node kind (operator, weight shape, group, strides, input shape), on the
 // CPU backend: FENNEC_OPPROF=SUBSTR picks the shared models whose
-// file name contains SUBSTR (FENNEC_OPPROF_RUNS runs, default 200). It is a
+// file name contains SUBSTR, and the exported torch models in testdata/ops/t_*
+// whose directory name contains it, or the model file FENNEC_OPPROF=PATH.onnx
+// with its inputs in FENNEC_OPPROF_REF (FENNEC_OPPROF_RUNS runs, default 200). It is a
 // tool for profiling sessions beside onnxruntime's enable_profiling, not a
 // check, and is skipped without the variable. FENNEC_OPPROF_THREADS sets the
 // backend's threads; with more than one, each line gives the process CPU
@@ -46,11 +48,27 @@ func TestOpProfile(t *testing.T) {
 	if v := os.Getenv("FENNEC_OPPROF_THREADS"); v != "" {
 		fmt.Sscan(v, &threads)
 	}
-	for _, model := range []string{"ch_ppocr_mobile_v2.0_cls_infer.onnx", "embedding_model.onnx", "melspectrogram.onnx", "silero_vad_v5.onnx", "silero_vad_v4.onnx", "ch_PP-OCRv4_det_infer.onnx"} {
-		if !strings.Contains(model, sub) {
+	models := []string{"ch_ppocr_mobile_v2.0_cls_infer.onnx", "embedding_model.onnx", "melspectrogram.onnx", "silero_vad_v5.onnx", "silero_vad_v4.onnx", "ch_PP-OCRv4_det_infer.onnx"}
+	exported, _ := filepath.Glob(filepath.Join("testdata", "ops", "t_*"))
+	models = append(models, exported...)
+	if strings.HasSuffix(sub, ".onnx") {
+		// a model file (a quantized model, say) with its input_N.npy in
+		// FENNEC_OPPROF_REF
+		models = []string{sub}
+	}
+	for _, model := range models {
+		if !strings.Contains(filepath.Base(model), filepath.Base(sub)) {
 			continue
 		}
-		m, err := Load(sharedModel(t, model), Options{})
+		path, ref := "", ""
+		if model == sub && strings.HasSuffix(sub, ".onnx") {
+			path, ref = sub, os.Getenv("FENNEC_OPPROF_REF")
+		} else if strings.HasSuffix(model, ".onnx") {
+			path, ref = sharedModel(t, model), filepath.Join("testdata", "ref", model[:len(model)-len(".onnx")])
+		} else {
+			path, ref = filepath.Join(model, "model.onnx"), model
+		}
+		m, err := Load(path, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,7 +80,6 @@ func TestOpProfile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ref := filepath.Join("testdata", "ref", model[:len(model)-len(".onnx")])
 		in := map[string]*nn.Tensor{}
 		for i, vi := range m.Inputs() {
 			in[vi.Name] = readNPY(t, filepath.Join(ref, fmt.Sprintf("input_%d.npy", i)))

@@ -28,14 +28,34 @@ func ifOp(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if len(a.g.outputs) != len(c.n.outputs) {
 		return nil, fmt.Errorf("%w: %s has %d outputs, the node %d", ErrInvalid, name, len(a.g.outputs), len(c.n.outputs))
 	}
-	res, err := c.s.exec(p, nil, c.scope, c.rs)
+	// in a Run, the frame of this depth keeps the branch's result map and
+	// the output slice Run after Run (exec reads the outputs at once)
+	var f *execFrame
+	var res map[string]*nn.Tensor
+	if c.rs != nil {
+		f = c.rs.frames[c.rs.depth-1]
+		if f.sub == nil {
+			f.sub = map[string]*nn.Tensor{}
+		}
+		res = f.sub
+	}
+	res, err := c.s.exec(p, nil, c.scope, c.rs, res)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	out := make([]*nn.Tensor, len(a.g.outputs))
+	var out []*nn.Tensor
+	if f != nil && cap(f.outs) >= len(a.g.outputs) {
+		out = f.outs[:len(a.g.outputs)]
+	} else {
+		out = make([]*nn.Tensor, len(a.g.outputs))
+		if f != nil {
+			f.outs = out
+		}
+	}
 	for i, o := range a.g.outputs {
 		out[i] = res[o.Name]
 	}
+	clear(res)
 	return out, nil
 }
 

@@ -44,8 +44,11 @@ func broadcastInto(dst, a, b []int) ([]int, error) {
 
 // bstrides returns the element strides of shape aligned to out, with 0 for
 // broadcast dimensions.
-func bstrides(shape, out []int) []int {
-	st := make([]int, len(out))
+func bstrides(shape, out []int) []int { return bstridesInto(make([]int, len(out)), shape, out) }
+
+// bstridesInto is bstrides into st (len(out) long, zeroed here).
+func bstridesInto(st, shape, out []int) []int {
+	clear(st)
 	s := 1
 	for i := len(shape) - 1; i >= 0; i-- {
 		j := len(out) - len(shape) + i
@@ -183,7 +186,11 @@ func binaryOp(c *kctx, k binKind, a, b *nn.Tensor) (*nn.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	sa, sb := bstrides(a.Shape, shape), bstrides(b.Shape, shape)
+	var sab, sbb [nn.MaxRank]int
+	if len(shape) > nn.MaxRank {
+		return nil, fmt.Errorf("%w: rank %d exceeds %d", ErrInvalid, len(shape), nn.MaxRank)
+	}
+	sa, sb := bstridesInto(sab[:len(shape)], a.Shape, shape), bstridesInto(sbb[:len(shape)], b.Shape, shape)
 	switch {
 	case a.DType == nn.Float32 && b.DType == nn.Float32:
 		f, err := binF32(k)
@@ -545,13 +552,50 @@ func where(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, err
 	}
 	n := out.Len()
-	ic, ix, iy := indexer(cond.Shape, shape), indexer(x.Shape, shape), indexer(y.Shape, shape)
-	for i := 0; i < n; i++ {
-		src, j := y, iy(i)
-		if cond.U8[ic(i)] != 0 {
-			src, j = x, ix(i)
+	if n == 0 {
+		return c.one(out), nil
+	}
+	// one row of the last axis at a time: the three operands' offsets are
+	// stepped like an odometer, the row walked at each operand's inner
+	// stride (0 where it broadcasts), not an indexer call per element
+	r := len(shape)
+	var sc, sx, sy, idx [nn.MaxRank]int
+	bstridesInto(sc[:r], cond.Shape, shape)
+	bstridesInto(sx[:r], x.Shape, shape)
+	bstridesInto(sy[:r], y.Shape, shape)
+	inner, dc, dx, dy := 1, 0, 0, 0
+	if r > 0 {
+		inner, dc, dx, dy = shape[r-1], sc[r-1], sx[r-1], sy[r-1]
+	}
+	oc, ox, oy := 0, 0, 0
+	for o := 0; o < n; o += inner {
+		if out.DType == nn.Float32 {
+			dst, xs, ys, cs := out.F32[o:o+inner], x.F32, y.F32, cond.U8
+			for i := range dst {
+				if cs[oc+i*dc] != 0 {
+					dst[i] = xs[ox+i*dx]
+				} else {
+					dst[i] = ys[oy+i*dy]
+				}
+			}
+		} else {
+			for i := 0; i < inner; i++ {
+				if cond.U8[oc+i*dc] != 0 {
+					copyElem(out, o+i, x, ox+i*dx)
+				} else {
+					copyElem(out, o+i, y, oy+i*dy)
+				}
+			}
 		}
-		copyElem(out, i, src, j)
+		for k := r - 2; k >= 0; k-- {
+			idx[k]++
+			oc, ox, oy = oc+sc[k], ox+sx[k], oy+sy[k]
+			if idx[k] < shape[k] {
+				break
+			}
+			oc, ox, oy = oc-sc[k]*shape[k], ox-sx[k]*shape[k], oy-sy[k]*shape[k]
+			idx[k] = 0
+		}
 	}
 	return c.one(out), nil
 }
@@ -623,15 +667,19 @@ func init() {
 		return func(x float32) float32 { return max(0, min(1, a*x+b)) }
 	}, "alpha", "beta")
 	un("HardSwish", fn(func(x float32) float32 { return x * max(0, min(1, x/6+0.5)) }))
-	un("LeakyRelu", func(c *kctx) func(float32) float32 {
-		a := c.n.attrFloat("alpha", 0.01)
-		return func(x float32) float32 {
-			if x < 0 {
-				return a * x
+	reg("LeakyRelu", opDef{since: 6, attrs: []string{"alpha"}, minIn: 1, maxIn: 1, foldable: true,
+		run: func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+			a := in[0]
+			if a.DType != nn.Float32 {
+				return nil, fmt.Errorf("%w: input dtype %v (want f32)", ErrUnsupported, a.DType)
 			}
-			return x
-		}
-	}, "alpha")
+			out, err := c.allocFull(nn.Float32, a.Shape)
+			if err != nil {
+				return nil, err
+			}
+			vec.LeakyRelu(out.F32, a.F32, c.n.attrFloat("alpha", 0.01))
+			return c.one(out), nil
+		}})
 	un("Elu", func(c *kctx) func(float32) float32 {
 		a := c.n.attrFloat("alpha", 1)
 		return func(x float32) float32 {
@@ -691,6 +739,14 @@ func rowF32(k binKind, o, x, y []float32, da, db int) bool {
 		}
 	case da == 1 && db == 0:
 		x, s := x[:n], y[0]
+		switch {
+		case k == bMax && s == s: // Max with a constant: the clamp kernel (NaN in x stays NaN)
+			vec.Clamp(o, x, s, float32(math.Inf(1)))
+			return true
+		case k == bMin && s == s:
+			vec.Clamp(o, x, float32(math.Inf(-1)), s)
+			return true
+		}
 		switch k {
 		case bAdd:
 			vec.Affine(o, x, 1, s)

@@ -28,8 +28,26 @@ type window struct {
 // input shapes every time, and reading the attributes again allocates.
 type winCache struct {
 	p    atomic.Pointer[winEntry]
-	rows atomic.Pointer[rowsEntry] // gatherRows, for the window in p
-	dwT  atomic.Pointer[dwTEntry]  // depthwiseSmall's transposed constant kernel
+	rows atomic.Pointer[rowsEntry]  // gatherRows, for the window in p
+	dwT  atomic.Pointer[dwTEntry]   // depthwiseSmall's transposed constant kernel
+	qmm  atomic.Pointer[qmmEntry]   // MatMulInteger's packed constant s8 weights
+	qcv  atomic.Pointer[qconvEntry] // ConvInteger's packed constant s8 weights, per group
+}
+
+// qconvEntry is a constant s8 Conv weight [m, cg, kh, kw] packed per group
+// as [cg*kh*kw, m/g] for gpu's u8 x s8 product, for the constant at src.
+type qconvEntry struct {
+	src   *uint8
+	m, kk int
+	packs []*gpu.U8S8Weights
+}
+
+// qmmEntry is a constant s8 weight [k, n] packed for gpu's u8 x s8
+// product, for the constant at src.
+type qmmEntry struct {
+	src  *uint8
+	k, n int
+	w    *gpu.U8S8Weights
 }
 
 // dwTEntry is a depthwise kernel [ch][taps] transposed to [taps][ch], for
@@ -41,7 +59,7 @@ type dwTEntry struct {
 }
 
 type rowsEntry struct {
-	w      *window
+	w      window // by value: callers pass copies of the node's window
 	cg     int
 	direct bool
 	rows   []int
@@ -80,7 +98,7 @@ func readWindow(c *kctx, x *nn.Tensor, k []int, ceil bool) (*window, error) {
 	}
 	sp := r - 2
 	if len(k) != sp {
-		return nil, fmt.Errorf("%w: kernel_shape %v for input %v", ErrInvalid, k, x.Shape)
+		return nil, fmt.Errorf("%w: kernel_shape %v for input %v", ErrInvalid, slices.Clone(k), slices.Clone(x.Shape))
 	}
 	get := func(name string, n int, def int) ([]int, error) {
 		v, ok := c.n.attrInts(name)
@@ -671,7 +689,7 @@ func phaseDims(w *window) (h2, w2, planeSz int) {
 // in the unpadded stride-1 input itself; cached per node and window.
 func (c *kctx) gatherRows(w *window, cg int, direct bool) []int {
 	if c.n.wc != nil {
-		if e := c.n.wc.rows.Load(); e != nil && e.w == w && e.cg == cg && e.direct == direct {
+		if e := c.n.wc.rows.Load(); e != nil && e.w == *w && e.cg == cg && e.direct == direct {
 			return e.rows
 		}
 	}
@@ -685,7 +703,7 @@ func (c *kctx) gatherRows(w *window, cg int, direct bool) []int {
 			}
 		}
 		if c.n.wc != nil {
-			c.n.wc.rows.Store(&rowsEntry{w: w, cg: cg, direct: true, rows: rows})
+			c.n.wc.rows.Store(&rowsEntry{w: *w, cg: cg, direct: true, rows: rows})
 		}
 		return rows
 	}
@@ -702,7 +720,7 @@ func (c *kctx) gatherRows(w *window, cg int, direct bool) []int {
 		}
 	}
 	if c.n.wc != nil {
-		c.n.wc.rows.Store(&rowsEntry{w: w, cg: cg, rows: rows})
+		c.n.wc.rows.Store(&rowsEntry{w: *w, cg: cg, rows: rows})
 	}
 	return rows
 }
@@ -1035,12 +1053,10 @@ func (c *kctx) smallTaps(use bool, wt []float32, C, taps int) []float32 {
 func (c *kctx) depthwise(win *window, x, wt, out []float32, wConst bool) error {
 	small := win.ow < 9 || !win.phaseable()
 	taps, plane := win.kh*win.kw, win.oh*win.ow
-	one := *win
-	one.n = 1
-	nw := depthwiseWork(&one)
-	if small {
-		nw = depthwiseSmallWork(&one)
-	}
+	// per image (neither counts the batch); assigned once, so that the
+	// parallel closure below captures it by value (a reassigned variable
+	// is captured by reference and moved to the heap on every call)
+	nw := depthwiseNeed(win, small)
 	if err := c.checkWork("depthwise buffer", nw, 1); err != nil {
 		return err
 	}
@@ -1081,6 +1097,14 @@ func (c *kctx) depthwisePart(win *window, x, wt, kt, out []float32, small bool, 
 }
 
 // depthwiseSmallWork is the scratch depthwiseSmall needs, in floats.
+// depthwiseNeed is the work buffer of one image's depthwise.
+func depthwiseNeed(w *window, small bool) int {
+	if small {
+		return depthwiseSmallWork(w)
+	}
+	return depthwiseWork(w)
+}
+
 func depthwiseSmallWork(w *window) int {
 	return (w.h*w.w + w.kh*w.kw + w.oh*w.ow) * w.ch
 }
@@ -1183,7 +1207,10 @@ func pool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		if !ok {
 			return nil, fmt.Errorf("%w: kernel_shape is required", ErrInvalid)
 		}
-		k := make([]int, len(ks))
+		if len(ks) > nn.MaxRank {
+			return nil, fmt.Errorf("%w: kernel_shape %v", ErrInvalid, ks)
+		}
+		k := c.ints(len(ks))
 		for i, v := range ks {
 			if v <= 0 || v > math.MaxInt32 {
 				return nil, fmt.Errorf("%w: kernel_shape %v", ErrInvalid, ks)
@@ -1197,9 +1224,12 @@ func pool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		if err != nil {
 			return nil, err
 		}
-		win := new(window)
-		*win = *shared
-		win.countIncludePads = c.n.attrInt("count_include_pad", 0) != 0
+		win := shared // the node's cached window, read only
+		if cip := c.n.attrInt("count_include_pad", 0) != 0; cip != shared.countIncludePads {
+			w := *shared
+			w.countIncludePads = cip
+			win = &w
+		}
 		if err := c.charge("pooling", win.n*win.ch, win.oh*win.ow, win.kh*win.kw); err != nil {
 			return nil, err
 		}
@@ -1429,7 +1459,7 @@ func matmul(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if k != kb {
 		return nil, fmt.Errorf("%w: MatMul inner dimensions differ: %v x %v", ErrInvalid, a.Shape, b.Shape)
 	}
-	batch, err := broadcast(as[:len(as)-2], bs[:len(bs)-2])
+	batch, err := broadcastInto(c.ints(nn.MaxRank)[:0], as[:len(as)-2], bs[:len(bs)-2]) // the error path keeps it: not the stack
 	if err != nil {
 		return nil, err
 	}
@@ -1444,7 +1474,8 @@ func matmul(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, err
 	}
 	c.charged = true
-	shape := append(append([]int{}, batch...), m, n)
+	var shb [nn.MaxRank + 2]int
+	shape := append(append(shb[:0], batch...), m, n)
 	out, err := c.alloc(nn.Float32, shape)
 	if err != nil {
 		return nil, err
@@ -1458,9 +1489,24 @@ func matmul(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			return nil, err
 		}
 	} else {
-		ia, ib := indexer(as[:len(as)-2], batch), indexer(bs[:len(bs)-2], batch)
+		// each operand's batch offset stepped like an odometer over the
+		// broadcast batch (stride 0 where it broadcasts)
+		r := len(batch)
+		sa, sb, idx := c.ints(r), c.ints(r), c.ints(r)
+		bstridesInto(sa, as[:len(as)-2], batch)
+		bstridesInto(sb, bs[:len(bs)-2], batch)
+		oa, ob := 0, 0
 		for i := 0; i < nb; i++ {
-			pa, pb := ia(i)*m*k, ib(i)*k*n
+			pa, pb := oa*m*k, ob*k*n
+			for d := r - 1; d >= 0; d-- {
+				idx[d]++
+				oa, ob = oa+sa[d], ob+sb[d]
+				if idx[d] < batch[d] {
+					break
+				}
+				oa, ob = oa-sa[d]*batch[d], ob-sb[d]*batch[d]
+				idx[d] = 0
+			}
 			if err := c.gemm(out.F32[i*m*n:], a.F32[pa:pa+m*k], b.F32[pb:pb+k*n], m, k, n, false, false, false, false); err != nil {
 				return nil, err
 			}
@@ -1469,12 +1515,16 @@ func matmul(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	// Drop the dimensions a 1-D operand added.
 	final := shape
 	if len(a.Shape) == 1 {
-		final = append(append([]int{}, batch...), n)
+		var fb [nn.MaxRank + 1]int
+		final = append(append(fb[:0], batch...), n)
 	}
 	if len(b.Shape) == 1 {
 		final = final[:len(final)-1]
 	}
-	return []*nn.Tensor{view(out, final)}, nil
+	if len(final) == len(out.Shape) {
+		return c.one(out), nil // the product's own shape
+	}
+	return c.viewOut(out, final), nil
 }
 
 func softmax(log bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -1509,30 +1559,99 @@ func softmax(log bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		if err != nil {
 			return nil, err
 		}
+		if inner == 1 && length > 0 && length < 64 && !log {
+			// short rows (attention over a few tokens): x-max row by row,
+			// then one vector exp over the whole tensor (a call per short
+			// row is mostly its 8-wide tail), then the sums
+			for o := 0; o < outer; o++ {
+				row, dst := x.F32[o*length:(o+1)*length], out.F32[o*length:(o+1)*length]
+				mx := row[0]
+				for _, v := range row[1:] {
+					mx = max(mx, v)
+				}
+				if math.IsInf(float64(mx), 0) || mx != mx {
+					for i := range dst {
+						dst[i] = float32(math.NaN()) // marks the row for the exact path below
+					}
+					continue
+				}
+				for i, v := range row {
+					dst[i] = v - mx
+				}
+			}
+			gpu.ExpF32(out.F32, out.F32)
+			for o := 0; o < outer; o++ {
+				row, dst := x.F32[o*length:(o+1)*length], out.F32[o*length:(o+1)*length]
+				var sum float64
+				for _, e := range dst {
+					sum += float64(e)
+				}
+				if sum != sum {
+					softmaxStrided(dst, row, length, 1, false)
+					continue
+				}
+				inv := float32(1 / sum)
+				for i := range dst {
+					dst[i] *= inv
+				}
+			}
+			return c.one(out), nil
+		}
+		if inner == 1 && length > 0 {
+			// contiguous rows: the max, then e^(x-max) and its sum in one
+			// pass of gpu's vector exp
+			for o := 0; o < outer; o++ {
+				row, dst := x.F32[o*length:(o+1)*length], out.F32[o*length:(o+1)*length]
+				mx := row[0]
+				for _, v := range row[1:] {
+					mx = max(mx, v)
+				}
+				if math.IsInf(float64(mx), 0) || mx != mx {
+					softmaxStrided(dst, row, length, 1, log) // inf/NaN rows: the exact path
+					continue
+				}
+				sum := gpu.ExpBiasSumF32(dst, row, -mx)
+				if log {
+					ls := mx + float32(math.Log(sum))
+					for i, v := range row {
+						dst[i] = v - ls
+					}
+				} else {
+					vec.Affine(dst, dst, float32(1/sum), 0)
+				}
+			}
+			return c.one(out), nil
+		}
 		for o := 0; o < outer; o++ {
 			for in := 0; in < inner; in++ {
 				base := o*length*inner + in
-				mx := float32(math.Inf(-1))
-				for j := 0; j < length; j++ {
-					mx = max(mx, x.F32[base+j*inner])
-				}
-				var sum float64
-				for j := 0; j < length; j++ {
-					e := math.Exp(float64(x.F32[base+j*inner] - mx))
-					sum += e
-					out.F32[base+j*inner] = float32(e)
-				}
-				for j := 0; j < length; j++ {
-					i := base + j*inner
-					if log {
-						out.F32[i] = x.F32[i] - mx - float32(math.Log(sum))
-					} else {
-						out.F32[i] = float32(float64(out.F32[i]) / sum)
-					}
-				}
+				softmaxStrided(out.F32[base:], x.F32[base:], length, inner, log)
 			}
 		}
 		return c.one(out), nil
+	}
+}
+
+// softmaxStrided is one softmax (or log-softmax) over length elements inner
+// apart, exponentials in float64.
+func softmaxStrided(out, x []float32, length, inner int, log bool) {
+	mx := float32(math.Inf(-1))
+	for j := 0; j < length; j++ {
+		mx = max(mx, x[j*inner])
+	}
+	var sum float64
+	for j := 0; j < length; j++ {
+		e := math.Exp(float64(x[j*inner] - mx))
+		sum += e
+		out[j*inner] = float32(e)
+	}
+	for j := 0; j < length; j++ {
+		i := j * inner
+		if log {
+			out[i] = x[i] - mx - float32(math.Log(sum))
+		} else {
+			out[i] = float32(float64(out[i]) / sum)
+		}
 	}
 }
 

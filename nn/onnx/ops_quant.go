@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/fennec-edge/fennec/gpu"
 	"github.com/fennec-edge/fennec/nn"
 )
 
@@ -264,11 +265,18 @@ func dynamicQuantizeLinear(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, fmt.Errorf("%w: DynamicQuantizeLinear of %v (want f32)", ErrUnsupported, x.DType)
 	}
 	lo, hi := float32(0), float32(0)
-	for _, v := range x.F32 {
-		if v != v {
-			return nil, fmt.Errorf("%w: DynamicQuantizeLinear of an input with NaN", ErrInvalid)
+	nan := false
+	for _, v := range x.F32 { // comparisons, not min/max (their NaN and -0 rules cost 4 ns an element)
+		if v < lo {
+			lo = v
 		}
-		lo, hi = min(lo, v), max(hi, v)
+		if v > hi {
+			hi = v
+		}
+		nan = nan || v != v
+	}
+	if nan {
+		return nil, fmt.Errorf("%w: DynamicQuantizeLinear of an input with NaN", ErrInvalid)
 	}
 	if math.IsInf(float64(lo), 0) || math.IsInf(float64(hi), 0) {
 		return nil, fmt.Errorf("%w: DynamicQuantizeLinear of an input with Inf", ErrInvalid)
@@ -284,8 +292,15 @@ func dynamicQuantizeLinear(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, err
 	}
 	if scale > 0 {
+		zf, ys := float32(zp), y.U8[:len(x.F32)]
 		for i, v := range x.F32 {
-			y.U8[i] = uint8(saturate(v/scale+float32(zp), 0, 255))
+			r := math.RoundToEven(float64(v/scale + zf))
+			if r < 0 {
+				r = 0
+			} else if r > 255 {
+				r = 255
+			}
+			ys[i] = uint8(r)
 		}
 	}
 	s, err := c.alloc(nn.Float32, nil)
@@ -417,8 +432,60 @@ func matMulInteger(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
+	if e := c.qmmWeights(p); e != nil {
+		// u8 activations by constant s8 weights with zero weight zero
+		// points (what fennec model quantize and onnxruntime's dynamic
+		// quantizer write): gpu's VNNI product, less a_zero * column sum
+		za := p.azp.zero(0)
+		var scratch [4 * 1024]uint8
+		if err := e.w.MatMulU8S8(out.I32, p.a.U8, p.nb*p.m, scratch[:]); err != nil {
+			return nil, err
+		}
+		if za != 0 {
+			for i := 0; i < p.nb*p.m; i++ {
+				o := out.I32[i*p.n : (i+1)*p.n]
+				for j, s := range e.w.ColSum {
+					o[j] -= za * s
+				}
+			}
+		}
+		return []*nn.Tensor{view(out, p.final)}, nil
+	}
 	p.run(out.I32)
 	return []*nn.Tensor{view(out, p.final)}, nil
+}
+
+// qmmWeights returns the packed weights of a MatMulInteger that gpu's u8 x
+// s8 product can run (a u8 with one zero point, b a constant s8 [k, n] whose
+// zero points are all 0), packed once per node; nil otherwise.
+func (c *kctx) qmmWeights(p *imatmul) *qmmEntry {
+	a, b := p.a, p.b
+	if a.DType != nn.Uint8 || b.DType != nn.Int8 || len(b.Shape) != 2 || p.azp.n != 1 ||
+		c.n.wc == nil || !c.isConst(b) || len(b.U8) == 0 || p.k == 0 {
+		return nil
+	}
+	if p.bzp.q != nil {
+		for i := range p.bzp.q.Len() {
+			if qval(p.bzp.q, i) != 0 {
+				return nil
+			}
+		}
+	}
+	k, n := p.k, p.n
+	if e := c.n.wc.qmm.Load(); e != nil && e.src == &b.U8[0] && e.k == k && e.n == n {
+		return e
+	}
+	s8 := make([]int8, len(b.U8)) // once per node
+	for i, v := range b.U8 {
+		s8[i] = int8(v)
+	}
+	w, err := gpu.PackU8S8Weights(s8, k, n)
+	if err != nil {
+		return nil
+	}
+	e := &qmmEntry{src: &b.U8[0], k: k, n: n, w: w}
+	c.n.wc.qmm.Store(e)
+	return e
 }
 
 func qlinearMatMul(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -610,8 +677,116 @@ func convInteger(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
+	if e := c.qconvWeights(p); e != nil {
+		p.runPacked(e, out.I32)
+		return []*nn.Tensor{out}, nil
+	}
 	p.run(out.I32, nil)
 	return []*nn.Tensor{out}, nil
+}
+
+// qconvWeights returns the packed weights of a ConvInteger that gpu's u8 x
+// s8 product can run (u8 input, constant s8 weights with zero weight zero
+// points), packed once per node; nil otherwise.
+func (c *kctx) qconvWeights(p *iconv) *qconvEntry {
+	w := p.w
+	if p.x.DType != nn.Uint8 || w.DType != nn.Int8 || c.n.wc == nil || !c.isConst(w) || len(w.U8) == 0 {
+		return nil
+	}
+	if p.wzp.q != nil {
+		for i := range p.wzp.q.Len() {
+			if qval(p.wzp.q, i) != 0 {
+				return nil
+			}
+		}
+	}
+	win := p.win
+	kk, mg := win.ch/p.g*win.kh*win.kw, p.m/p.g
+	if e := c.n.wc.qcv.Load(); e != nil && e.src == &w.U8[0] && e.m == p.m && e.kk == kk && len(e.packs) == p.g {
+		return e
+	}
+	e := &qconvEntry{src: &w.U8[0], m: p.m, kk: kk}
+	b := make([]int8, kk*mg) // once per node
+	for g := 0; g < p.g; g++ {
+		for j := 0; j < mg; j++ {
+			for t := 0; t < kk; t++ {
+				b[t*mg+j] = int8(w.U8[(g*mg+j)*kk+t])
+			}
+		}
+		pk, err := gpu.PackU8S8Weights(b, kk, mg)
+		if err != nil {
+			return nil
+		}
+		e.packs = append(e.packs, pk)
+	}
+	c.n.wc.qcv.Store(e)
+	return e
+}
+
+// runPacked is run on gpu's u8 x s8 product: per image and group, the
+// patches as u8 rows [plane, cg*kh*kw] (padding is the input's zero point),
+// times the packed weights, less zero point x column sums, written back
+// channel-major.
+func (p *iconv) runPacked(e *qconvEntry, acc []int32) {
+	w := p.win
+	cg, mg := w.ch/p.g, p.m/p.g
+	plane, kk := w.oh*w.ow, e.kk
+	col := make([]uint8, plane*kk)
+	prod := make([]int32, plane*mg)
+	zp := uint8(p.xzp)
+	var scratch [4 * 1024]uint8
+	for b := 0; b < w.n; b++ {
+		for g := 0; g < p.g; g++ {
+			for oy := 0; oy < w.oh; oy++ {
+				for ox := 0; ox < w.ow; ox++ {
+					row := col[(oy*w.ow+ox)*kk : (oy*w.ow+ox+1)*kk]
+					t := 0
+					xg := p.x.U8[(b*w.ch+g*cg)*w.h*w.w : (b*w.ch+(g+1)*cg)*w.h*w.w]
+					for ci := 0; ci < cg; ci++ {
+						xc := xg[ci*w.h*w.w : (ci+1)*w.h*w.w]
+						for ky := 0; ky < w.kh; ky++ {
+							iy := oy*w.sh - w.pt + ky*w.dh
+							ix0 := ox*w.sw - w.pl
+							switch {
+							case iy < 0 || iy >= w.h:
+								for kx := range w.kw {
+									row[t+kx] = zp
+								}
+							case w.dw == 1 && ix0 >= 0 && ix0+w.kw <= w.w: // a run inside the row
+								src, dst := xc[iy*w.w+ix0:iy*w.w+ix0+w.kw], row[t:t+w.kw]
+								if len(src) > 16 {
+									copy(dst, src)
+								} else {
+									for kx, v := range src { // short runs: no memmove call
+										dst[kx] = v
+									}
+								}
+							default:
+								for kx := range w.kw {
+									ix := ix0 + kx*w.dw
+									if ix < 0 || ix >= w.w {
+										row[t+kx] = zp
+									} else {
+										row[t+kx] = xc[iy*w.w+ix]
+									}
+								}
+							}
+							t += w.kw
+						}
+					}
+				}
+			}
+			pk := e.packs[g]
+			pk.MatMulU8S8(prod, col, plane, scratch[:])
+			for j := 0; j < mg; j++ {
+				o := acc[(b*p.m+g*mg+j)*plane : (b*p.m+g*mg+j+1)*plane]
+				corr := p.xzp * pk.ColSum[j]
+				for i := range o {
+					o[i] = prod[i*mg+j] - corr
+				}
+			}
+		}
+	}
 }
 
 func qlinearConv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {

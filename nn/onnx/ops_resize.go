@@ -34,7 +34,7 @@ func convTranspose(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	sp := r - 2
 	ints := func(name string, n int, def int64) ([]int, error) {
 		v, ok := c.n.attrInts(name)
-		out := make([]int, n)
+		out := c.ints(n)
 		for i := range out {
 			out[i] = int(def)
 		}
@@ -307,9 +307,13 @@ func resize(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			}
 			return min(max(int(i), 0), n-1)
 		}
-		maps := make([][]int, r)
+		var mb [nn.MaxRank][]int
+		if r > nn.MaxRank {
+			return nil, fmt.Errorf("%w: rank %d exceeds %d", ErrInvalid, r, nn.MaxRank)
+		}
+		maps := mb[:r]
 		for k := 0; k < r; k++ {
-			maps[k] = make([]int, shape[k])
+			maps[k] = c.ints(shape[k])
 			for o := range maps[k] {
 				maps[k][o] = near(src(k, o), x.Shape[k]) * st[k]
 			}

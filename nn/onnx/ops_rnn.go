@@ -52,7 +52,7 @@ func lstm(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	}
 	check := func(t *nn.Tensor, name string, shape ...int) error {
 		if t != nil && !slices.Equal(t.Shape, shape) {
-			return fmt.Errorf("%w: %s is %v, want %v", ErrInvalid, name, t.Shape, shape)
+			return fmt.Errorf("%w: %s is %v, want %v", ErrInvalid, name, t.Shape, slices.Clone(shape))
 		}
 		return nil
 	}
@@ -109,14 +109,19 @@ func lstm(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	defer c.s.hostPut(xw)
 	defer c.s.hostPut(hr)
 	defer c.s.hostPut(gates)
+	// the state and the summed bias, one direction at a time
+	h, cc, biasBuf := c.s.hostGet(batch*hid), c.s.hostGet(batch*hid), c.s.hostGet(g4)
+	defer c.s.hostPut(h)
+	defer c.s.hostPut(cc)
+	defer c.s.hostPut(biasBuf)
 	for d := 0; d < dirs; d++ {
 		wd := w.F32[d*g4*inSize : (d+1)*g4*inSize]
 		rd := r.F32[d*g4*hid : (d+1)*g4*hid]
 		if err := c.gemm(xw, x.F32, wd, seq*batch, inSize, g4, false, true, false, c.isConst(w)); err != nil {
 			return nil, err
 		}
-		h := make([]float32, batch*hid)
-		cc := make([]float32, batch*hid)
+		clear(h)
+		clear(cc)
 		if h0 != nil {
 			copy(h, h0.F32[d*batch*hid:])
 		}
@@ -125,7 +130,7 @@ func lstm(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		}
 		var bias, peep []float32
 		if b != nil {
-			bias = make([]float32, g4)
+			bias = biasBuf
 			for i := range bias {
 				bias[i] = b.F32[d*8*hid+i] + b.F32[d*8*hid+g4+i]
 			}
@@ -176,7 +181,7 @@ func lstm(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		copy(yh.F32[d*batch*hid:], h)
 		copy(yc.F32[d*batch*hid:], cc)
 	}
-	return []*nn.Tensor{y, yh, yc}, nil
+	return c.three(y, yh, yc), nil
 }
 
 // lstmCell advances one batch row of an LSTM by one step: gates (4*hid +
@@ -315,7 +320,12 @@ func pad(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 }
 
 func size(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
-	return []*nn.Tensor{{DType: nn.Int64, Shape: []int{}, I64: []int64{int64(in[0].Len())}}}, nil
+	out, err := c.allocFull(nn.Int64, nil)
+	if err != nil {
+		return nil, err
+	}
+	out.I64[0] = int64(in[0].Len())
+	return c.one(out), nil
 }
 
 func init() {

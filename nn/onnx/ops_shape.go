@@ -67,7 +67,11 @@ func shapeOp(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	}
 	start, end = min(max(start, 0), r), min(max(end, 0), r)
 	end = max(end, start)
-	out := &nn.Tensor{DType: nn.Int64, Shape: []int{end - start}, I64: make([]int64, end-start)}
+	dims := [1]int{end - start}
+	out, err := c.allocFull(nn.Int64, dims[:])
+	if err != nil {
+		return nil, err
+	}
 	for i := start; i < end; i++ {
 		out.I64[i-start] = int64(in[0].Shape[i])
 	}
@@ -82,6 +86,12 @@ func cast(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, fmt.Errorf("%w: Cast to %v", ErrUnsupported, to)
 	}
 	n := a.Len()
+	if to == nn.Float32 && a.DType == nn.Int32 { // MatMulInteger's product, dequantized next
+		for i, v := range a.I32[:n] {
+			out.F32[i] = float32(v)
+		}
+		return c.one(out), nil
+	}
 	get := func(i int) float64 {
 		switch a.DType {
 		case nn.Float32:
@@ -299,7 +309,7 @@ func gatherCopy(c *kctx, a *nn.Tensor, shape []int, src func(idx []int) int) (*n
 		return nil, err
 	}
 	n := out.Len()
-	idx := make([]int, len(shape))
+	idx := c.ints(len(shape)) // the closure takes it: from the run's scratch, not the stack
 	for i := 0; i < n; i++ {
 		copyElem(out, i, a, src(idx))
 		for k := len(shape) - 1; k >= 0; k-- {
@@ -316,21 +326,23 @@ func gatherCopy(c *kctx, a *nn.Tensor, shape []int, src func(idx []int) int) (*n
 func transpose(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	a := in[0]
 	r := len(a.Shape)
+	var pb [nn.MaxRank]int64
 	perm, ok := c.n.attrInts("perm")
 	if !ok {
-		perm = make([]int64, r)
+		perm = pb[:r]
 		for i := range perm {
 			perm[i] = int64(r - 1 - i)
 		}
 	}
-	if len(perm) != r {
-		return nil, fmt.Errorf("%w: perm %v for rank %d", ErrInvalid, perm, r)
+	if len(perm) != r || r > nn.MaxRank {
+		return nil, fmt.Errorf("%w: perm %v for rank %d", ErrInvalid, slices.Clone(perm), r)
 	}
-	seen := make([]bool, r)
-	shape := make([]int, r)
+	var seen [nn.MaxRank]bool
+	var sb [nn.MaxRank]int
+	shape := sb[:r]
 	for i, p := range perm {
 		if p < 0 || p >= int64(r) || seen[p] {
-			return nil, fmt.Errorf("%w: perm %v", ErrInvalid, perm)
+			return nil, fmt.Errorf("%w: perm %v", ErrInvalid, slices.Clone(perm))
 		}
 		seen[p] = true
 		shape[i] = a.Shape[p]
@@ -350,18 +362,63 @@ func transpose(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			return c.one(out), nil
 		}
 	}
-	st := strides(a.Shape)
-	out, err := gatherCopy(c, a, shape, func(idx []int) int {
-		j := 0
-		for i, p := range perm {
-			j += idx[i] * st[p]
-		}
-		return j
-	})
+	out, err := c.allocFull(a.DType, shape)
 	if err != nil {
 		return nil, err
 	}
+	// an odometer over the output's outer axes, each output row (the last
+	// axis) read at its input stride: a copy where the last axis stays last
+	// (attention's [B,S,H,D] -> [B,H,S,D])
+	var st, ist, idx [nn.MaxRank]int
+	for i, s := 1, r-1; s >= 0; s-- {
+		st[s] = i
+		i *= a.Shape[s]
+	}
+	for i, p := range perm {
+		ist[i] = st[p]
+	}
+	n := out.Len()
+	if n == 0 {
+		return c.one(out), nil
+	}
+	inner, d := 1, 0
+	if r > 0 {
+		inner, d = shape[r-1], ist[r-1]
+	}
+	j := 0
+	for o := 0; o < n; o += inner {
+		if d == 1 {
+			copyRun(out, o, a, j, inner)
+		} else {
+			for i := 0; i < inner; i++ {
+				copyElem(out, o+i, a, j+i*d)
+			}
+		}
+		for k := r - 2; k >= 0; k-- {
+			idx[k]++
+			j += ist[k]
+			if idx[k] < shape[k] {
+				break
+			}
+			j -= ist[k] * shape[k]
+			idx[k] = 0
+		}
+	}
 	return c.one(out), nil
+}
+
+// copyRun copies n elements of src from j to dst from i (same dtype).
+func copyRun(dst *nn.Tensor, i int, src *nn.Tensor, j, n int) {
+	switch dst.DType {
+	case nn.Float32:
+		copy(dst.F32[i:i+n], src.F32[j:j+n])
+	case nn.Int64:
+		copy(dst.I64[i:i+n], src.I64[j:j+n])
+	case nn.Int32:
+		copy(dst.I32[i:i+n], src.I32[j:j+n])
+	default:
+		copy(dst.U8[i:i+n], src.U8[j:j+n])
+	}
 }
 
 // transpose2D reports whether perm (valid for shape) moves data as a batch
@@ -388,8 +445,9 @@ func transpose2D(shape []int, perm []int64) (batch, rows, cols int, ok bool) {
 	if len(rest) < 2 {
 		return 0, 0, 0, false
 	}
+	var rot [nn.MaxRank]int
 	for k := 1; k < len(rest); k++ {
-		if slices.Equal(orest, append(slices.Clone(rest[k:]), rest[:k]...)) {
+		if len(rest) <= nn.MaxRank && slices.Equal(orest, append(append(rot[:0], rest[k:]...), rest[:k]...)) {
 			batch, rows, cols = 1, 1, 1
 			for _, i := range ax[:b] {
 				batch *= shape[i]
@@ -418,7 +476,8 @@ func concat(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	shape := append([]int(nil), parts[0].Shape...)
+	var sb [nn.MaxRank]int
+	shape := append(sb[:0], parts[0].Shape...)
 	shape[ax] = 0
 	for _, t := range parts {
 		if t.DType != parts[0].DType || len(t.Shape) != r {
@@ -524,9 +583,12 @@ func slice(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if len(ends) != len(starts) || (axes != nil && len(axes) != len(starts)) || (steps != nil && len(steps) != len(starts)) {
 		return nil, fmt.Errorf("%w: starts, ends, axes and steps differ in length", ErrInvalid)
 	}
-	begin := make([]int, r)
-	step := make([]int, r)
-	shape := append([]int(nil), a.Shape...)
+	if r > nn.MaxRank {
+		return nil, fmt.Errorf("%w: rank %d exceeds %d", ErrInvalid, r, nn.MaxRank)
+	}
+	var bb, sb, shb [nn.MaxRank]int
+	begin, step := bb[:r], sb[:r]
+	shape := append(shb[:0], a.Shape...)
 	for i := range step {
 		step[i] = 1
 	}
@@ -598,31 +660,33 @@ func gather(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			return nil, fmt.Errorf("%w: index %d out of range [%d, %d)", ErrInvalid, v, -d, d)
 		}
 	}
-	shape := append(append(append([]int{}, a.Shape[:ax]...), in[1].Shape...), a.Shape[ax+1:]...)
-	st := strides(a.Shape)
-	ist := strides(in[1].Shape)
-	q := len(in[1].Shape)
-	out, err := gatherCopy(c, a, shape, func(o []int) int {
-		j := 0
-		for i := 0; i < ax; i++ {
-			j += o[i] * st[i]
-		}
-		li := 0
-		for i := 0; i < q; i++ {
-			li += o[ax+i] * ist[i]
-		}
-		v := idx[li]
-		if v < 0 {
-			v += int64(d)
-		}
-		j += int(v) * st[ax]
-		for i := ax + 1; i < len(a.Shape); i++ {
-			j += o[i+q-1] * st[i]
-		}
-		return j
-	})
+	var sb [nn.MaxRank]int
+	shape := append(append(append(sb[:0], a.Shape[:ax]...), in[1].Shape...), a.Shape[ax+1:]...)
+	out, err := c.allocFull(a.DType, shape)
 	if err != nil {
 		return nil, err
+	}
+	// outer x len(idx) blocks of inner contiguous elements (an embedding
+	// lookup is len(idx) row copies)
+	outer, inner := 1, 1
+	for _, v := range a.Shape[:ax] {
+		outer *= v
+	}
+	for _, v := range a.Shape[ax+1:] {
+		inner *= v
+	}
+	if out.Len() == 0 {
+		return c.one(out), nil
+	}
+	o := 0
+	for b := 0; b < outer; b++ {
+		for _, v := range idx {
+			if v < 0 {
+				v += int64(d)
+			}
+			copyRun(out, o, a, (b*d+int(v))*inner, inner)
+			o += inner
+		}
 	}
 	return c.one(out), nil
 }
@@ -752,7 +816,11 @@ func reduce(kind string, axesInputSince int) func(c *kctx, in []*nn.Tensor) ([]*
 		}
 		keep := c.n.attrInt("keepdims", 1) != 0
 		r := len(a.Shape)
-		red := make([]bool, r)
+		if r > nn.MaxRank {
+			return nil, fmt.Errorf("%w: rank %d exceeds %d", ErrInvalid, r, nn.MaxRank)
+		}
+		var redb [nn.MaxRank]bool
+		red := redb[:r]
 		if !ok || len(axes) == 0 {
 			if c.n.attrInt("noop_with_empty_axes", 0) != 0 {
 				return c.one(a), nil
@@ -768,7 +836,8 @@ func reduce(kind string, axesInputSince int) func(c *kctx, in []*nn.Tensor) ([]*
 			}
 			red[k] = true
 		}
-		var shape, full []int
+		var shb, fb [nn.MaxRank]int
+		shape, full := shb[:0], fb[:0]
 		for i, d := range a.Shape {
 			if red[i] {
 				full = append(full, 1)
@@ -794,16 +863,39 @@ func reduce(kind string, axesInputSince int) func(c *kctx, in []*nn.Tensor) ([]*
 		for i := range out.F32 {
 			out.F32[i] = init
 		}
-		oi := indexer(full, a.Shape) // maps an input index to its output cell
-		for i, v := range a.F32 {
-			j := oi(i)
+		// the input in order, one row of its last axis at a time, its
+		// output cell stepped like an odometer (stride 0 on reduced axes)
+		var stb, idx [nn.MaxRank]int
+		st := bstridesInto(stb[:r], full, a.Shape)
+		inner, d := 1, 0
+		if r > 0 {
+			inner, d = a.Shape[r-1], st[r-1]
+		}
+		j := 0
+		for o := 0; o < len(a.F32); o += inner {
+			row := a.F32[o : o+inner]
 			switch kind {
 			case "max":
-				out.F32[j] = max(out.F32[j], v)
+				for i, v := range row {
+					out.F32[j+i*d] = max(out.F32[j+i*d], v)
+				}
 			case "min":
-				out.F32[j] = min(out.F32[j], v)
+				for i, v := range row {
+					out.F32[j+i*d] = min(out.F32[j+i*d], v)
+				}
 			default:
-				out.F32[j] += v
+				for i, v := range row {
+					out.F32[j+i*d] += v
+				}
+			}
+			for k := r - 2; k >= 0; k-- {
+				idx[k]++
+				j += st[k]
+				if idx[k] < a.Shape[k] {
+					break
+				}
+				j -= st[k] * a.Shape[k]
+				idx[k] = 0
 			}
 		}
 		if kind == "mean" && len(out.F32) > 0 {

@@ -2,6 +2,8 @@ package onnx
 
 import (
 	"errors"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -197,5 +199,129 @@ func TestMoreHostile(t *testing.T) {
 				t.Fatalf("error %q: want it to name %s and say %q", err, tc.op, tc.want)
 			}
 		})
+	}
+}
+
+// TestMatMulIntegerConstWeights: a MatMulInteger whose s8 weights are an
+// initializer (gpu's u8 x s8 product, weights transposed once per node)
+// against the same product with the weights fed as an input (the generic
+// loop), batched activations and a nonzero activation zero point, run twice
+// (the second Run reuses the node's transposed weights).
+func TestMatMulIntegerConstWeights(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, sh := range [][4]int{{2, 3, 130, 7}, {1, 5, 64, 8}, {1, 2, 32, 3}} {
+		nb, m, k, n := sh[0], sh[1], sh[2], sh[3]
+		w := make([]int8, k*n)
+		for i := range w {
+			w[i] = int8(rng.IntN(256) - 128)
+		}
+		g := &pb.GraphProto{Name: strp("q"),
+			Node: []*pb.NodeProto{nodep("MatMulInteger", "mm", []string{"a", "w", "az", "wz"}, []string{"y"})},
+			Initializer: []*pb.TensorProto{i8Proto("w", []int{k, n}, w), u8Proto("az", 131),
+				i8Proto("wz", []int{n}, make([]int8, n))},
+			Input:  []*pb.ValueInfoProto{valueProto("a", nn.Uint8, nb, m, k)},
+			Output: []*pb.ValueInfoProto{valueProto("y", nn.Int32)}}
+		md, err := Decode(marshal(t, model(14, g)), "q.onnx", "", Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewSession(md, gpu.NewCPU())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := quantSession(t, "MatMulInteger", []string{"a", "w", "az", "wz"}, []nn.DType{nn.Uint8, nn.Int8, nn.Uint8, nn.Int8}, 1)
+		a := make([]uint8, nb*m*k)
+		for i := range a {
+			a[i] = uint8(rng.IntN(256))
+		}
+		wb := make([]uint8, len(w))
+		for i, v := range w {
+			wb[i] = uint8(v)
+		}
+		want, err := ref.Run(map[string]*nn.Tensor{"a": qT(nn.Uint8, []int{nb, m, k}, a...),
+			"w": qT(nn.Int8, []int{k, n}, wb...), "az": qT(nn.Uint8, nil, 131), "wz": qT(nn.Int8, []int{n}, make([]uint8, n)...)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			got, err := s.Run(map[string]*nn.Tensor{"a": qT(nn.Uint8, []int{nb, m, k}, a...)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !equalInts(got["y"].Shape, want["y0"].Shape) || !slices.Equal(got["y"].I32, want["y0"].I32) {
+				t.Fatalf("%v: const-weight product differs from the generic loop", sh)
+			}
+		}
+		s.Close()
+	}
+}
+
+// TestConvIntegerConstWeights: ConvInteger with initializer s8 weights
+// (gpu's u8 x s8 product over u8 patches) against the same convolution with
+// the weights fed as an input (the generic loop): pads, strides, dilations,
+// groups, 1-D, a nonzero input zero point.
+func TestConvIntegerConstWeights(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	ints := func(name string, v ...int64) *pb.AttributeProto {
+		return &pb.AttributeProto{Name: strp(name), Type: attrTypep(pb.AttributeProto_INTS), Ints: v}
+	}
+	for _, tc := range []struct {
+		x, w  []int
+		g     int64
+		attrs []*pb.AttributeProto
+	}{
+		{[]int{1, 3, 9, 11}, []int{5, 3, 3, 3}, 1, []*pb.AttributeProto{ints("pads", 1, 1, 1, 1), ints("strides", 2, 1)}},
+		{[]int{2, 4, 7, 7}, []int{6, 2, 3, 3}, 2, []*pb.AttributeProto{ints("pads", 0, 1, 2, 1), ints("dilations", 2, 1)}},
+		{[]int{1, 8, 5, 5}, []int{8, 1, 3, 3}, 8, []*pb.AttributeProto{ints("pads", 1, 1, 1, 1)}},
+		{[]int{1, 2, 40}, []int{17, 2, 9}, 1, []*pb.AttributeProto{ints("strides", 4)}},
+	} {
+		attrs := append([]*pb.AttributeProto{{Name: strp("group"), Type: attrTypep(pb.AttributeProto_INT), I: i64p(tc.g)}}, tc.attrs...)
+		nw := 1
+		for _, d := range tc.w {
+			nw *= d
+		}
+		w := make([]int8, nw)
+		wb := make([]uint8, nw)
+		for i := range w {
+			w[i] = int8(rng.IntN(256) - 128)
+			wb[i] = uint8(w[i])
+		}
+		g := &pb.GraphProto{Name: strp("q"),
+			Node:        []*pb.NodeProto{nodep("ConvInteger", "cv", []string{"x", "w", "xz", "wz"}, []string{"y"}, attrs...)},
+			Initializer: []*pb.TensorProto{i8Proto("w", tc.w, w), u8Proto("xz", 37), i8Proto("wz", []int{tc.w[0]}, make([]int8, tc.w[0]))},
+			Input:       []*pb.ValueInfoProto{valueProto("x", nn.Uint8, anys(tc.x)...)},
+			Output:      []*pb.ValueInfoProto{valueProto("y", nn.Int32)}}
+		md, err := Decode(marshal(t, model(14, g)), "q.onnx", "", Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewSession(md, gpu.NewCPU())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := quantSession(t, "ConvInteger", []string{"x", "w", "xz", "wz"}, []nn.DType{nn.Uint8, nn.Int8, nn.Uint8, nn.Int8}, 1, attrs...)
+		nx := 1
+		for _, d := range tc.x {
+			nx *= d
+		}
+		x := make([]uint8, nx)
+		for i := range x {
+			x[i] = uint8(rng.IntN(256))
+		}
+		want, err := ref.Run(map[string]*nn.Tensor{"x": qT(nn.Uint8, tc.x, x...), "w": qT(nn.Int8, tc.w, wb...),
+			"xz": qT(nn.Uint8, nil, 37), "wz": qT(nn.Int8, []int{tc.w[0]}, make([]uint8, tc.w[0])...)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			got, err := s.Run(map[string]*nn.Tensor{"x": qT(nn.Uint8, tc.x, x...)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !equalInts(got["y"].Shape, want["y0"].Shape) || !slices.Equal(got["y"].I32, want["y0"].I32) {
+				t.Fatalf("%v x %v: packed ConvInteger differs from the generic loop", tc.x, tc.w)
+			}
+		}
+		s.Close()
 	}
 }

@@ -254,6 +254,7 @@ func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor, extra ...string
 	live = fuseConvBN(live, p.consts, wanted)
 	live = fuseLayerNorm(live, p.consts, wanted)
 	live = fuseGelu(live, p.consts, wanted)
+	live = fuseQDense(live, p.consts, wanted)
 	var shapes map[string]ValueInfo
 	if g == s.m.graph {
 		shapes = s.shapes()
@@ -426,6 +427,47 @@ func (m *Model) Outputs() []ValueInfo { return m.graph.outputs }
 // symbolic dim must take one value across all inputs). It returns every graph
 // output.
 func (s *Session) Run(inputs map[string]*nn.Tensor) (map[string]*nn.Tensor, error) {
+	return s.run(inputs, nil)
+}
+
+// RunInto is Run writing the results into the caller's tensors: for each
+// graph output named in outputs, the tensor there gets the result's dtype,
+// shape and values, reusing its Shape and data slices when their capacity
+// suffices (a tensor of another dtype is refused; a zero Tensor takes any).
+// Outputs not named are dropped. A loop that runs a model on inputs of the
+// same shapes into the same tensors allocates nothing after its first Run
+// (TestSteadyStateAllocs), where Run hands back a fresh map, headers and
+// output buffers each time.
+func (s *Session) RunInto(inputs, outputs map[string]*nn.Tensor) error {
+	if outputs == nil {
+		return fmt.Errorf("%s: RunInto needs an outputs map", s.m.Name)
+	}
+	_, err := s.run(inputs, outputs)
+	return err
+}
+
+// copyInto sets dst to a copy of src, reusing dst's slices where they are
+// long enough.
+func copyInto(dst, src *nn.Tensor) error {
+	if dst.DType != 0 && dst.DType != src.DType {
+		return fmt.Errorf("%w: the output is %v, the tensor given for it %v", ErrInvalid, src.DType, dst.DType)
+	}
+	dst.DType = src.DType
+	dst.Shape = append(dst.Shape[:0], src.Shape...)
+	switch src.DType {
+	case nn.Float32:
+		dst.F32 = append(dst.F32[:0], src.F32...)
+	case nn.Int64:
+		dst.I64 = append(dst.I64[:0], src.I64...)
+	case nn.Int32:
+		dst.I32 = append(dst.I32[:0], src.I32...)
+	default:
+		dst.U8 = append(dst.U8[:0], src.U8...)
+	}
+	return nil
+}
+
+func (s *Session) run(inputs, into map[string]*nn.Tensor) (map[string]*nn.Tensor, error) {
 	s.runs.RLock()
 	defer s.runs.RUnlock()
 	s.mu.Lock()
@@ -460,14 +502,34 @@ func (s *Session) Run(inputs map[string]*nn.Tensor) (map[string]*nn.Tensor, erro
 	if rs == nil {
 		rs = &runState{refs: map[*float32]int{}}
 	}
-	out, err := s.exec(s.main, inputs, nil, rs)
-	for k, t := range out {
-		out[k] = detach(t) // the arena's headers stay with rs
+	var out map[string]*nn.Tensor
+	var err error
+	if into != nil {
+		if rs.results == nil {
+			rs.results = map[string]*nn.Tensor{}
+		}
+		res, e := s.exec(s.main, inputs, nil, rs, rs.results)
+		err = e
+		for k, t := range res {
+			if d := into[k]; d != nil && err == nil {
+				if e := copyInto(d, t); e != nil {
+					err = fmt.Errorf("output %q: %w", k, e)
+				}
+			}
+			s.release(rs, t) // copied: the buffer goes back to the pool
+		}
+		clear(res)
+	} else {
+		out, err = s.exec(s.main, inputs, nil, rs, nil)
+		rs.keepOutputs(out)
+		for k, t := range out {
+			out[k] = detach(t) // the arena's headers stay with rs
+		}
 	}
 	// The map keeps its buckets for the next Run; what it counted now
 	// belongs to the caller (outputs) or is back in the pool.
 	clear(rs.refs)
-	rs.live, rs.next, rs.work = 0, 0, 0
+	rs.live, rs.next, rs.work, rs.nextOther, rs.intOff = 0, 0, 0, 0, 0
 	if !s.spare.CompareAndSwap(nil, rs) {
 		s.states.Put(rs)
 	}
@@ -576,6 +638,21 @@ func (p *plan) assignSlots() {
 			}
 		}
 	}
+	// outputs nothing reads (an LSTM's unused Y in Silero VAD v5) and that
+	// are not results are released right after their step: no later read
+	// would drop their binding, and their buffers would miss the pool
+	read := map[string]bool{}
+	for _, n := range p.steps {
+		for _, name := range nodeReads(n) {
+			read[name] = true
+		}
+	}
+	for _, o := range p.g.outputs {
+		read[o.Name] = true
+	}
+	for _, name := range p.extra {
+		read[name] = true
+	}
 	for i, n := range p.steps {
 		in := make([]int, len(n.inputs))
 		for j, name := range n.inputs {
@@ -588,6 +665,11 @@ func (p *plan) assignSlots() {
 		var rel []int
 		for _, name := range p.release[i] {
 			if c := code(name); c >= 0 {
+				rel = append(rel, c)
+			}
+		}
+		for _, name := range n.outputs {
+			if c := code(name); name != "" && c >= 0 && !read[name] && !slices.Contains(rel, c) {
 				rel = append(rel, c)
 			}
 		}
@@ -622,7 +704,7 @@ func (p *plan) assignSlots() {
 
 // exec runs a prepared plan. inputs holds the graph inputs; outer the
 // values of enclosing scopes (for subgraphs).
-func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*nn.Tensor, rs *runState) (map[string]*nn.Tensor, error) {
+func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*nn.Tensor, rs *runState, res map[string]*nn.Tensor) (map[string]*nn.Tensor, error) {
 	sl := p.sl
 	// Each nesting depth (the main graph, an If branch, a Loop body) has a
 	// frame in rs that keeps its slot array and kernel context Run after
@@ -668,7 +750,11 @@ func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*
 		}
 		c.scope = nil
 		if sl.defs[i].subgraphs {
-			c.scope = make(map[string]*nn.Tensor, len(sl.free[i]))
+			if f.scope == nil {
+				f.scope = make(map[string]*nn.Tensor, len(sl.free[i]))
+			}
+			clear(f.scope)
+			c.scope = f.scope
 			for _, code := range sl.free[i] {
 				if t, ok := get(code); ok && t != nil {
 					if code >= 0 {
@@ -719,7 +805,22 @@ func (s *Session) exec(p *plan, inputs map[string]*nn.Tensor, outer map[string]*
 			}
 		}
 	}
-	res := make(map[string]*nn.Tensor, len(sl.results))
+	if res == nil {
+		res = make(map[string]*nn.Tensor, len(sl.results))
+	}
+	clear(res)
+	if outer != nil {
+		// A subgraph's results go to the node that ran it, whose exec binds
+		// them to its own slots: drop this level's binding of each (once a
+		// slot), or their buffers would never reach a count of zero and
+		// would miss the pool every Run.
+		for k, code := range sl.results {
+			if code < 0 || slices.Contains(sl.results[:k], code) {
+				continue
+			}
+			rs.unbind(vals[code])
+		}
+	}
 	for k, code := range sl.results {
 		t, ok := get(code)
 		if k < len(p.g.outputs) {
@@ -811,6 +912,15 @@ func (s *Session) Close() {
 // one returns t as a kernel's only result. During a Run the slice is the
 // context's own, reused by the next node (exec copies the result out
 // first); while folding constants it is a new one.
+// three is one for a kernel with three results (LSTM's Y, Y_h, Y_c).
+func (c *kctx) three(a, b, d *nn.Tensor) []*nn.Tensor {
+	if c.rs == nil {
+		return []*nn.Tensor{a, b, d}
+	}
+	c.res = [3]*nn.Tensor{a, b, d}
+	return c.res[:3]
+}
+
 func (c *kctx) one(t *nn.Tensor) []*nn.Tensor {
 	if c.rs == nil {
 		return []*nn.Tensor{t}
@@ -821,7 +931,7 @@ func (c *kctx) one(t *nn.Tensor) []*nn.Tensor {
 
 // kctx is what a kernel sees.
 type kctx struct {
-	res      [1]*nn.Tensor // see one
+	res      [3]*nn.Tensor // see one and three
 	fresh    [][]float32   // pooled buffers the current node allocated (see exec)
 	freshBuf [4][]float32  // fresh's first backing array
 	s        *Session
@@ -866,6 +976,125 @@ type runState struct {
 	work   int64        // multiply-adds charged so far (Options.MaxRunWork)
 	boxes  []*tensorBox // tensor headers, reused Run after Run
 	next   int          // boxes used by this Run
+	// small non-f32 tensors (shapes, indices, masks, quantized
+	// activations) by allocation order: the k-th one of a Run reuses the
+	// k-th buffer of the last Run with this state (no refcounts: nothing of
+	// a Run outlives it but its outputs, whose buffers are dropped here at
+	// the end of the Run, see keepOutputs)
+	others     []*otherBuf
+	nextOther  int
+	results    map[string]*nn.Tensor // RunInto's result map, reused
+	intBuf     []int                 // kernels' small int scratch (kctx.ints), reset each Run
+	intOff     int
+	otherBytes int64 // capacity held in others
+}
+
+// otherBuf is one reusable non-f32 tensor: its header, shape storage and
+// a buffer for each integer element size.
+type otherBuf struct {
+	t     nn.Tensor
+	shape [4]int
+	u8    []uint8
+	i32   []int32
+	i64   []int64
+}
+
+// Bounds of the non-f32 arena: tensors up to maxOtherBytes each, at most
+// maxOthers of them and maxOtherTotal bytes a state; larger or further
+// allocations take nn.New as before.
+const (
+	maxOtherBytes = 64 << 10
+	maxOthers     = 4096
+	maxOtherTotal = 4 << 20
+)
+
+// other returns a non-f32 tensor of n elements from the run's arena, or nil
+// when the arena does not take it.
+func (rs *runState) other(dt nn.DType, shape []int, n int, zero bool) *nn.Tensor {
+	size := int64(n) * int64(dt.Size())
+	if size > maxOtherBytes || len(shape) > len(otherBuf{}.shape) || rs.nextOther >= maxOthers {
+		return nil
+	}
+	if rs.nextOther == len(rs.others) {
+		rs.others = append(rs.others, new(otherBuf))
+	}
+	b := rs.others[rs.nextOther]
+	r := copy(b.shape[:], shape)
+	b.t = nn.Tensor{DType: dt, Shape: b.shape[:r:r]}
+	grow := func(have int) bool {
+		if have >= n {
+			return true
+		}
+		if rs.otherBytes+size > maxOtherTotal {
+			return false
+		}
+		rs.otherBytes += size
+		return true
+	}
+	switch dt {
+	case nn.Int64:
+		if !grow(cap(b.i64)) {
+			return nil
+		}
+		if cap(b.i64) < n {
+			b.i64 = make([]int64, n)
+		}
+		b.t.I64 = b.i64[:n]
+		if zero {
+			clear(b.t.I64)
+		}
+	case nn.Int32:
+		if !grow(cap(b.i32)) {
+			return nil
+		}
+		if cap(b.i32) < n {
+			b.i32 = make([]int32, n)
+		}
+		b.t.I32 = b.i32[:n]
+		if zero {
+			clear(b.t.I32)
+		}
+	case nn.Bool, nn.Uint8, nn.Int8:
+		if !grow(cap(b.u8)) {
+			return nil
+		}
+		if cap(b.u8) < n {
+			b.u8 = make([]uint8, n)
+		}
+		b.t.U8 = b.u8[:n]
+		if zero {
+			clear(b.t.U8)
+		}
+	default:
+		return nil
+	}
+	rs.nextOther++
+	return &b.t
+}
+
+// keepOutputs drops from the non-f32 arena the buffers of the tensors a
+// Run hands its caller (views share the buffer, so the backing arrays are
+// compared by their last element), so that the next Run does not write
+// into them.
+func (rs *runState) keepOutputs(out map[string]*nn.Tensor) {
+	for _, t := range out {
+		if t == nil || t.DType == nn.Float32 {
+			continue
+		}
+		for _, b := range rs.others[:rs.nextOther] {
+			switch {
+			case cap(t.U8) > 0 && cap(b.u8) > 0 && &t.U8[:cap(t.U8)][cap(t.U8)-1] == &b.u8[:cap(b.u8)][cap(b.u8)-1]:
+				rs.otherBytes -= int64(cap(b.u8))
+				b.u8 = nil
+			case cap(t.I32) > 0 && cap(b.i32) > 0 && &t.I32[:cap(t.I32)][cap(t.I32)-1] == &b.i32[:cap(b.i32)][cap(b.i32)-1]:
+				rs.otherBytes -= 4 * int64(cap(b.i32))
+				b.i32 = nil
+			case cap(t.I64) > 0 && cap(b.i64) > 0 && &t.I64[:cap(t.I64)][cap(t.I64)-1] == &b.i64[:cap(b.i64)][cap(b.i64)-1]:
+				rs.otherBytes -= 8 * int64(cap(b.i64))
+				b.i64 = nil
+			}
+		}
+	}
 }
 
 // maxPoolBytes bounds the f32 buffers a Session keeps for reuse.
@@ -907,11 +1136,36 @@ func (c *kctx) allocZ(dt nn.DType, shape []int, zero bool) (*nn.Tensor, error) {
 			return c.rs.tensor(dt, shape, buf), nil
 		}
 	}
+	if c.rs != nil && dt != nn.Float32 {
+		if t := c.rs.other(dt, shape, n, zero); t != nil {
+			return t, nil
+		}
+	}
 	t, err := nn.New(dt, shape, c.limit)
 	if err != nil {
 		return nil, fmt.Errorf("%w: output %v: %v", ErrInvalid, dt, err)
 	}
 	return t, nil
+}
+
+// ints returns n zeroed ints of scratch that live until the end of the
+// Run (index maps, attribute arrays): from the run state's buffer, reused
+// Run after Run, or fresh while folding constants. A kernel must not keep
+// them past its Run.
+func (c *kctx) ints(n int) []int {
+	rs := c.rs
+	if rs == nil || n > 1<<16 {
+		return make([]int, n)
+	}
+	if rs.intOff+n > len(rs.intBuf) {
+		// a bigger buffer; the slices already handed out keep the old one
+		rs.intBuf = make([]int, max(2*len(rs.intBuf), rs.intOff+n, 256))
+		rs.intOff = 0
+	}
+	b := rs.intBuf[rs.intOff : rs.intOff+n : rs.intOff+n]
+	rs.intOff += n
+	clear(b)
+	return b
 }
 
 // tensorBox holds a tensor and its shape in one allocation.
@@ -965,6 +1219,17 @@ func (rs *runState) bind(t *nn.Tensor) {
 	}
 	if _, owned := rs.refs[&t.F32[0]]; owned {
 		rs.refs[&t.F32[0]]++
+	}
+}
+
+// unbind drops one binding of t without releasing its buffer (the count
+// may reach zero: the caller binds it again).
+func (rs *runState) unbind(t *nn.Tensor) {
+	if rs == nil || t == nil || len(t.F32) == 0 {
+		return
+	}
+	if cnt, owned := rs.refs[&t.F32[0]]; owned && cnt > 0 {
+		rs.refs[&t.F32[0]] = cnt - 1
 	}
 }
 
@@ -1283,8 +1548,11 @@ func (s *Session) hostPut(b []float32) {
 // execFrame is the per-depth scratch of exec: the slot array and the kernel
 // context.
 type execFrame struct {
-	vals []*nn.Tensor
-	c    kctx
+	vals  []*nn.Tensor
+	c     kctx
+	scope map[string]*nn.Tensor // an If node's enclosing scope, reused node after node
+	sub   map[string]*nn.Tensor // the results of the subgraph an If at this depth runs
+	outs  []*nn.Tensor          // an If node's outputs (read by exec at once)
 }
 
 // frame returns the frame for the next nesting depth, making it on first use.

@@ -7,7 +7,10 @@ usage: bench_session.py FENNEC_BINARY MODELS_DIR [--threads 1,2] [--scale 1.0]
                         [--only SUBSTR]
 
 Inputs are the parity inputs in nn/onnx/testdata/ref (the detector also at a
-random 320x320 image). --scale multiplies the run counts.
+random 320x320 image). --scale multiplies the run counts. The exported torch
+models of the issue (BERT-style encoders, a causal decoder, a ResNet-style CNN,
+a two-layer LSTM) come from nn/onnx/testdata/ops/t_*/ with their input_N.npy;
+--set shared|exported|all picks the set (default all).
 """
 import argparse, json, math, os, subprocess, sys
 
@@ -22,6 +25,14 @@ MODELS = [
     ("ch_PP-OCRv4_det_infer", ["x"], 150, 15, []),
     ("ch_PP-OCRv4_det_infer@320", None, 20, 3, ["--input", "x=f32:1x3x320x320:random"]),
 ]
+# exported torch models: testdata/ops/NAME/model.onnx with input_N.npy beside it
+EXPORTED = [
+    ("t_bert_opset14", ["ids", "mask"], 400, 40, []),
+    ("t_bert_opset17", ["ids", "mask"], 400, 40, []),
+    ("t_gpt_causal_opset14", ["ids", "mask"], 400, 40, []),
+    ("t_resnet_opset13", ["x"], 200, 20, []),
+    ("t_lstm2_opset14", ["x"], 400, 40, []),
+]
 
 
 def main():
@@ -31,20 +42,32 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--only", default="")
+    ap.add_argument("--set", default="all", choices=["shared", "exported", "all"])
     a = ap.parse_args()
+    todo = []
+    if a.set in ("shared", "all"):
+        todo += [(m, False) for m in MODELS]
+    if a.set in ("exported", "all"):
+        todo += [(m, True) for m in EXPORTED]
     rows = []
     for threads in [int(t) for t in a.threads.split(",")]:
         ratios = []
-        for name, inputs, runs, warm, extra in MODELS:
+        for (name, inputs, runs, warm, extra), exported in todo:
             if a.only and a.only not in name:
                 continue
             base = name.split("@")[0]
-            cmd = [a.fennec, "model", "bench", os.path.join(a.models, base + ".onnx"),
+            if exported:
+                path = os.path.join(HERE, "ops", base, "model.onnx")
+                inp = lambda i: os.path.join(HERE, "ops", base, f"input_{i}.npy")
+            else:
+                path = os.path.join(a.models, base + ".onnx")
+                inp = lambda i: os.path.join(HERE, "ref", base, f"input_{i}.npy")
+            cmd = [a.fennec, "model", "bench", path,
                    "--threads", str(threads), "--runs", str(max(5, int(runs * a.scale))),
                    "--warmup", str(warm), "--ort", "--json"] + extra
             if inputs:
                 for i, n in enumerate(inputs):
-                    cmd += ["--input", f"{n}={os.path.join(HERE, 'ref', base, f'input_{i}.npy')}"]
+                    cmd += ["--input", f"{n}={inp(i)}"]
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode != 0:
                 print(out.stderr, file=sys.stderr)

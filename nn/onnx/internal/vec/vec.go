@@ -159,3 +159,39 @@ func transposeTail(dst, src []float32, rows, cols, r8, c8 int) {
 		}
 	}
 }
+
+// Erf of Gelu, Abramowitz and Stegun 7.1.26: for z = |x|/sqrt2 and
+// t = 1/(1 + p z), 1 - erf(z) = t P(t) e^(-z^2) within 1.5e-7.
+const (
+	erfP      = 0.3275911
+	erfA1     = 0.254829592
+	erfA2     = -0.284496736
+	erfA3     = 1.421413741
+	erfA4     = -1.453152027
+	erfA5     = 1.061405429
+	erfRsqrt2 = 0.7071067811865476
+)
+
+func geluPolyGo(tp, e, x []float32) {
+	x, e = x[:len(tp)], e[:len(tp)]
+	for i, v := range x {
+		z := v * erfRsqrt2
+		if z < 0 {
+			z = -z
+		}
+		t := 1 / (1 + erfP*z)
+		tp[i] = t * (erfA1 + t*(erfA2+t*(erfA3+t*(erfA4+t*erfA5))))
+		e[i] = -z * z
+	}
+}
+
+func geluCombineGo(dst, x, tp, e []float32) {
+	x, tp, e = x[:len(dst)], tp[:len(dst)], e[:len(dst)]
+	for i, v := range x {
+		q := tp[i] * e[i]
+		if !math.Signbit(float64(v)) {
+			q = 2 - q
+		}
+		dst[i] = 0.5 * v * q
+	}
+}

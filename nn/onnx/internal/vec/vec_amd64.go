@@ -261,3 +261,33 @@ func Transpose(dst, src []float32, rows, cols int) {
 	}
 	transposeTail(dst, src, rows, cols, r8, c8)
 }
+
+//go:noescape
+func geluPolyAVX2(tp, e, x *float32, n int)
+
+//go:noescape
+func geluCombineAVX2(dst, x, tp, e *float32, n int)
+
+// GeluPoly sets, for z = |x[i]|/sqrt2 and t = 1/(1 + 0.3275911 z),
+// tp[i] = t P(t) (Abramowitz and Stegun 7.1.26's polynomial) and
+// e[i] = -z^2: with e[i] replaced by its exponential, GeluCombine gives
+// 0.5 x (1 + erf(x/sqrt2)).
+func GeluPoly(tp, e, x []float32) {
+	x, e = x[:len(tp)], e[:len(tp)]
+	k := body(len(tp))
+	if k > 0 {
+		geluPolyAVX2(&tp[0], &e[0], &x[0], k)
+	}
+	geluPolyGo(tp[k:], e[k:], x[k:])
+}
+
+// GeluCombine sets dst[i] = 0.5 x q for x < 0 and 0.5 x (2 - q) otherwise,
+// q = tp[i] e[i] (1 - erf(|x|/sqrt2)).
+func GeluCombine(dst, x, tp, e []float32) {
+	x, tp, e = x[:len(dst)], tp[:len(dst)], e[:len(dst)]
+	k := body(len(dst))
+	if k > 0 {
+		geluCombineAVX2(&dst[0], &x[0], &tp[0], &e[0], k)
+	}
+	geluCombineGo(dst[k:], x[k:], tp[k:], e[k:])
+}

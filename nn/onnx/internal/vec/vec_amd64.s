@@ -630,3 +630,95 @@ TEXT ·transpose8AVX2(SB), NOSPLIT, $0-32
 	VMOVUPS Y15, (DI)
 	VZEROUPPER
 	RET
+
+// func geluPolyAVX2(tp, e, x *float32, n int)
+// z = |x|/sqrt2, t = 1/(1 + p z): tp = t P(t), e = -z*z
+TEXT ·geluPolyAVX2(SB), NOSPLIT, $0-32
+	MOVQ tp+0(FP), DI
+	MOVQ e+8(FP), DX
+	MOVQ x+16(FP), SI
+	MOVQ n+24(FP), CX
+	MOVL $0x3f3504f3, AX // 1/sqrt2
+	VMOVD AX, X8
+	VPBROADCASTD X8, Y8
+	MOVL $0x7fffffff, AX // |.|
+	VMOVD AX, X9
+	VPBROADCASTD X9, Y9
+	MOVL $0x3ea7ba05, AX // p
+	VMOVD AX, X10
+	VPBROADCASTD X10, Y10
+	MOVL $0x3f800000, AX // 1
+	VMOVD AX, X11
+	VPBROADCASTD X11, Y11
+	MOVL $0x3f87dc22, AX // a5
+	VMOVD AX, X12
+	VPBROADCASTD X12, Y12
+	MOVL $0xbfba00e3, AX // a4
+	VMOVD AX, X13
+	VPBROADCASTD X13, Y13
+	MOVL $0x3fb5f0e3, AX // a3
+	VMOVD AX, X14
+	VPBROADCASTD X14, Y14
+	MOVL $0xbe91a98e, AX // a2
+	VMOVD AX, X15
+	VPBROADCASTD X15, Y15
+	MOVL $0x3e827906, AX // a1
+	VMOVD AX, X7
+	VPBROADCASTD X7, Y7
+	SHRQ $3, CX
+gpolyloop:
+	VMULPS (SI), Y8, Y0
+	VANDPS Y9, Y0, Y0       // z
+	VXORPS Y1, Y1, Y1
+	VFNMADD231PS Y0, Y0, Y1 // -z*z
+	VMOVUPS Y11, Y2
+	VFMADD231PS Y10, Y0, Y2 // 1 + p z
+	VDIVPS Y2, Y11, Y3      // t
+	VMOVUPS Y12, Y4
+	VFMADD213PS Y13, Y3, Y4 // a5 t + a4
+	VFMADD213PS Y14, Y3, Y4
+	VFMADD213PS Y15, Y3, Y4
+	VFMADD213PS Y7, Y3, Y4
+	VMULPS Y3, Y4, Y4
+	VMOVUPS Y4, (DI)
+	VMOVUPS Y1, (DX)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	ADDQ $32, DX
+	DECQ CX
+	JNZ gpolyloop
+	VZEROUPPER
+	RET
+
+// func geluCombineAVX2(dst, x, tp, e *float32, n int)
+// q = tp*e; dst = 0.5 x (x < 0 ? q : 2-q), by x's sign bit
+TEXT ·geluCombineAVX2(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ tp+16(FP), BX
+	MOVQ e+24(FP), DX
+	MOVQ n+32(FP), CX
+	MOVL $0x40000000, AX // 2
+	VMOVD AX, X8
+	VPBROADCASTD X8, Y8
+	MOVL $0x3f000000, AX // 0.5
+	VMOVD AX, X9
+	VPBROADCASTD X9, Y9
+	SHRQ $3, CX
+gcombloop:
+	VMOVUPS (SI), Y0
+	VMOVUPS (BX), Y1
+	VMULPS (DX), Y1, Y1     // q
+	VSUBPS Y1, Y8, Y2       // 2 - q
+	VBLENDVPS Y0, Y1, Y2, Y3 // sign of x set: q, else 2 - q
+	VMULPS Y9, Y0, Y0
+	VMULPS Y3, Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, SI
+	ADDQ $32, BX
+	ADDQ $32, DX
+	ADDQ $32, DI
+	DECQ CX
+	JNZ gcombloop
+	VZEROUPPER
+	RET

@@ -35,3 +35,6 @@ func Taps(dst, src []float32, offs []int, wts []float32) { tapsGo(dst, src, offs
 func Transpose(dst, src []float32, rows, cols int) { transposeTail(dst, src, rows, cols, 0, 0) }
 
 func LeakyMax(dst, x []float32, b, a, c float32) { leakyMaxGo(dst, x, b, a, c) }
+
+func GeluPoly(tp, e, x []float32)         { geluPolyGo(tp, e, x) }
+func GeluCombine(dst, x, tp, e []float32) { geluCombineGo(dst, x, tp, e) }
