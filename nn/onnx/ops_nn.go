@@ -262,7 +262,11 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 		// Phased im2col (see im2colPhased) when its extra columns cost
 		// at most a quarter more work.
 		_, w2, planeSz := phaseDims(win)
-		phased := !direct1x1 && win.phaseable() && 4*w2 <= 5*win.ow
+		// Not for a strided 1x1 convolution (the downsampling shortcut of
+		// a residual block): it reads one phase of sh*sw, and im2col
+		// subsamples that one straight into the product's rows instead
+		// of splitting all of them (t_resnet's two were 11 us each).
+		phased := !direct1x1 && win.kh*win.kw > 1 && win.phaseable() && 4*w2 <= 5*win.ow
 		cols := plane // columns of the product
 		if phased {
 			cols = win.oh * w2
