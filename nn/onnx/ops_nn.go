@@ -266,7 +266,7 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 		// a residual block): it reads one phase of sh*sw, and im2col
 		// subsamples that one straight into the product's rows instead
 		// of splitting all of them (t_resnet's two were 11 us each).
-		phased := !direct1x1 && win.kh*win.kw > 1 && win.phaseable() && 4*w2 <= 5*win.ow
+		phased := !direct1x1 && win.kh*win.kw > 1 && (plane >= 256 || win.sh*win.sw == 1) && win.phaseable() && 4*w2 <= 5*win.ow
 		cols := plane // columns of the product
 		if phased {
 			cols = win.oh * w2
