@@ -627,6 +627,68 @@ func maxPoolInside(w *window, x, out []float32, lo, hi int) {
 	}
 }
 
+// clippable reports whether maxPoolClipped suits w: a horizontal stride
+// of 2 or more (stride 1 keeps the vector passes of maxPoolPhased), no
+// dilation, and
+// every window, clipped to the image, keeps at least one row and one
+// column (a window wholly in the pads would need -Inf).
+func (w *window) clippable() bool {
+	if w.sw < 2 || w.dh != 1 || w.dw != 1 || w.oh <= 0 || w.ow <= 0 || w.w > 1<<16 {
+		return false
+	}
+	for oy := 0; oy < w.oh; oy++ {
+		if y0 := oy*w.sh - w.pt; max(y0, 0) >= min(y0+w.kh, w.h) {
+			return false
+		}
+	}
+	for ox := 0; ox < w.ow; ox++ {
+		if x0 := ox*w.sw - w.pl; max(x0, 0) >= min(x0+w.kw, w.w) {
+			return false
+		}
+	}
+	return true
+}
+
+// maxPoolClipped is MaxPool over planes [lo, hi) for a clippable window:
+// per output row, the vector maximum of its window's rows that lie in the
+// image, then per output the maximum of its columns that do. The pads are
+// never materialised (maxPoolPhased copies each plane into -Inf padded
+// stride phases first, t_resnet's pool spent most of its 28 us there).
+// A NaN in a window gives NaN, as in the general kernel.
+func (c *kctx) maxPoolClipped(w *window, x, out []float32, lo, hi int) {
+	r := c.s.hostGet(w.w)
+	maxPoolClipped(w, x, out, r, lo, hi)
+	c.s.hostPut(r)
+}
+
+// maxPoolClipped is the kernel of kctx.maxPoolClipped; r holds w.w floats.
+func maxPoolClipped(w *window, x, out, r []float32, lo, hi int) {
+	r = r[:w.w]
+	hw, plane := w.h*w.w, w.oh*w.ow
+	for p := lo; p < hi; p++ {
+		img := x[p*hw : (p+1)*hw]
+		dst := out[p*plane : (p+1)*plane]
+		for oy := 0; oy < w.oh; oy++ {
+			y0 := oy*w.sh - w.pt
+			ya, yb := max(y0, 0), min(y0+w.kh, w.h)
+			copy(r, img[ya*w.w:(ya+1)*w.w])
+			for y := ya + 1; y < yb; y++ {
+				vec.Max(r, r, img[y*w.w:(y+1)*w.w])
+			}
+			row := dst[oy*w.ow : (oy+1)*w.ow]
+			for ox := range row {
+				x0 := ox*w.sw - w.pl
+				xa, xb := max(x0, 0), min(x0+w.kw, w.w)
+				m := r[xa]
+				for _, v := range r[xa+1 : xb] {
+					m = max(m, v)
+				}
+				row[ox] = m
+			}
+		}
+	}
+}
+
 // maxPoolPart pools planes [lo, hi) (over images and channels).
 func (c *kctx) maxPoolPart(win *window, x, out []float32, nw, lo, hi int) {
 	hw, plane := win.h*win.w, win.oh*win.ow
@@ -1252,6 +1314,17 @@ func pool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 				c.maxPoolInside(win, x.F32, out.F32, 0, n)
 			} else {
 				c.parallel(n, grain, func(lo, hi int) { c.maxPoolInside(win, x.F32, out.F32, lo, hi) })
+			}
+			return c.one(out), nil
+		}
+		if isMax && win.clippable() {
+			// Padded windows, undilated (ResNet's 3x3 stride-2 pool with
+			// pad 1): each window clipped to the image, no padded copy.
+			n, grain := win.n*win.ch, max(1, partWork/max(1, plane*win.kh*win.kw))
+			if c.serial(n, grain) {
+				c.maxPoolClipped(win, x.F32, out.F32, 0, n)
+			} else {
+				c.parallel(n, grain, func(lo, hi int) { c.maxPoolClipped(win, x.F32, out.F32, lo, hi) })
 			}
 			return c.one(out), nil
 		}
