@@ -185,7 +185,7 @@ func TestMaxPoolPhased(t *testing.T) {
 		var clipped []float32
 		if w.clippable() {
 			clipped = make([]float32, len(got))
-			maxPoolClipped(w, x, clipped, make([]float32, w.w), 0, w.ch)
+			maxPoolClipped(w, x, clipped, make([]float32, maxPoolClippedWork(w)), 0, w.ch)
 		}
 		for p := 0; p < w.ch; p++ {
 			for oy := 0; oy < w.oh; oy++ {

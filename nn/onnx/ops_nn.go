@@ -656,15 +656,71 @@ func (w *window) clippable() bool {
 // stride phases first, t_resnet's pool spent most of its 28 us there).
 // A NaN in a window gives NaN, as in the general kernel.
 func (c *kctx) maxPoolClipped(w *window, x, out []float32, lo, hi int) {
-	r := c.s.hostGet(w.w)
+	r := c.s.hostGet(maxPoolClippedWork(w))
 	maxPoolClipped(w, x, out, r, lo, hi)
 	c.s.hostPut(r)
 }
 
-// maxPoolClipped is the kernel of kctx.maxPoolClipped; r holds w.w floats.
+// clippedRow is the row stride of maxPoolClipped's padded plane of row
+// maxima for a horizontal stride of 2: even, and wide enough for the left
+// pad, the image and every window.
+func clippedRow(w *window) int {
+	return roundUp2(max(w.pl+w.w, 2*(w.ow-1)+w.kw))
+}
+
+func roundUp2(n int) int { return (n + 1) &^ 1 }
+
+// maxPoolClippedWork is the scratch maxPoolClipped needs, in floats.
+func maxPoolClippedWork(w *window) int {
+	if w.sw != 2 {
+		return w.w
+	}
+	w2 := clippedRow(w)
+	return w.oh*w2 + w.kw + w.oh*w2
+}
+
+// maxPoolClipped is the kernel of kctx.maxPoolClipped; r holds
+// maxPoolClippedWork floats. With a horizontal stride of 2 the row maxima
+// go into a plane padded with -Inf left and right (an even row stride w2),
+// whose taps kj are then whole-plane stride-2 gathers from offset kj and
+// vector maxima, the extra w2/2-ow columns dropped at the end; otherwise
+// each output takes a scalar maximum over its clipped columns.
 func maxPoolClipped(w *window, x, out, r []float32, lo, hi int) {
-	r = r[:w.w]
 	hw, plane := w.h*w.w, w.oh*w.ow
+	negInf := float32(math.Inf(-1))
+	if w.sw == 2 {
+		w2 := clippedRow(w)
+		h2 := w2 / 2
+		v := r[:w.oh*w2+w.kw]
+		acc, g := r[len(v):len(v)+w.oh*h2], r[len(v)+w.oh*h2:len(v)+2*w.oh*h2]
+		fill(v[w.oh*w2:], negInf)
+		for p := lo; p < hi; p++ {
+			img := x[p*hw : (p+1)*hw]
+			for oy := 0; oy < w.oh; oy++ {
+				y0 := oy*w.sh - w.pt
+				ya, yb := max(y0, 0), min(y0+w.kh, w.h)
+				vr := v[oy*w2 : (oy+1)*w2]
+				fill(vr[:w.pl], negInf)
+				m := vr[w.pl : w.pl+w.w]
+				copy(m, img[ya*w.w:(ya+1)*w.w])
+				for y := ya + 1; y < yb; y++ {
+					vec.Max(m, m, img[y*w.w:(y+1)*w.w])
+				}
+				fill(vr[w.pl+w.w:], negInf)
+			}
+			vec.Gather2(acc, v)
+			for kj := 1; kj < w.kw; kj++ {
+				vec.Gather2(g, v[kj:])
+				vec.Max(acc, acc, g)
+			}
+			dst := out[p*plane : (p+1)*plane]
+			for oy := 0; oy < w.oh; oy++ {
+				copy(dst[oy*w.ow:(oy+1)*w.ow], acc[oy*h2:oy*h2+w.ow])
+			}
+		}
+		return
+	}
+	r = r[:w.w]
 	for p := lo; p < hi; p++ {
 		img := x[p*hw : (p+1)*hw]
 		dst := out[p*plane : (p+1)*plane]
@@ -1320,6 +1376,9 @@ func pool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		if isMax && win.clippable() {
 			// Padded windows, undilated (ResNet's 3x3 stride-2 pool with
 			// pad 1): each window clipped to the image, no padded copy.
+			if err := c.checkWork("pooling buffer", maxPoolClippedWork(win), 1); err != nil {
+				return nil, err
+			}
 			n, grain := win.n*win.ch, max(1, partWork/max(1, plane*win.kh*win.kw))
 			if c.serial(n, grain) {
 				c.maxPoolClipped(win, x.F32, out.F32, 0, n)
