@@ -10,6 +10,39 @@ import "golang.org/x/sys/cpu"
 func microAVX512(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)
 
 //go:noescape
+func microAVX512r1(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)
+
+//go:noescape
+func microAVX512r2(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)
+
+//go:noescape
+func microAVX512r3(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)
+
+//go:noescape
+func microAVX512r4(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)
+
+//go:noescape
+func microAVX512r5(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)
+
+//go:noescape
+func microAVX512r6(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)
+
+//go:noescape
+func microAVX512r7(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)
+
+//go:noescape
+func microAVX512r8(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)
+
+//go:noescape
+func microAVX512r9(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)
+
+//go:noescape
+func microAVX512r10(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)
+
+//go:noescape
+func microAVX512r11(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)
+
+//go:noescape
 func microAVX2(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)
 
 //go:noescape
@@ -26,6 +59,14 @@ func microAVX2r4(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc boo
 
 //go:noescape
 func microAVX2r5(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)
+
+// avx512Tail wraps the AVX-512 kernel for a last strip of rows (1-11).
+func avx512Tail(rows int, f func(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)) func(kc int, a []float32, rs, ks int, b, c []float32, ldc int, acc bool) {
+	return func(kc int, a []float32, rs, ks int, b, c []float32, ldc int, acc bool) {
+		_, _, _ = a[(rows-1)*rs+(kc-1)*ks], b[kc*32-1], c[(rows-1)*ldc+31]
+		f(kc, &a[0], rs, ks, &b[0], &c[0], ldc, acc)
+	}
+}
 
 // avx2Tail wraps the AVX2 kernel for a last strip of rows (1-5) rows.
 func avx2Tail(rows int, f func(kc int, a *float32, rs, ks int, b, c *float32, ldc int, acc bool)) func(kc int, a []float32, rs, ks int, b, c []float32, ldc int, acc bool) {
@@ -52,6 +93,11 @@ func init() {
 			micro: func(kc int, a []float32, rs, ks int, b, c []float32, ldc int, acc bool) {
 				_, _, _ = a[11*rs+(kc-1)*ks], b[kc*32-1], c[11*ldc+31]
 				microAVX512(kc, &a[0], rs, ks, &b[0], &c[0], ldc, acc)
-			}})
+			},
+			tails: []func(kc int, a []float32, rs, ks int, b, c []float32, ldc int, acc bool){
+				nil, avx512Tail(1, microAVX512r1), avx512Tail(2, microAVX512r2), avx512Tail(3, microAVX512r3),
+				avx512Tail(4, microAVX512r4), avx512Tail(5, microAVX512r5), avx512Tail(6, microAVX512r6),
+				avx512Tail(7, microAVX512r7), avx512Tail(8, microAVX512r8), avx512Tail(9, microAVX512r9),
+				avx512Tail(10, microAVX512r10), avx512Tail(11, microAVX512r11)}})
 	}
 }

@@ -139,7 +139,7 @@ func TestIm2colPhased(t *testing.T) {
 	}
 }
 
-// TestMaxPoolPhased: the phased MaxPool against the definition, ceil_mode's
+// TestMaxPoolPhased: the phased (and, where it applies, the clipped) MaxPool against the definition, ceil_mode's
 // partial last windows and a NaN input included.
 func TestMaxPoolPhased(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 14))
@@ -157,6 +157,9 @@ func TestMaxPoolPhased(t *testing.T) {
 		{6, 34, 1, 2, 1, 2, 1, 1, 0, 0, 0, 0, false},
 		{72, 32, 2, 2, 2, 2, 1, 1, 0, 0, 0, 0, false},
 		{13, 11, 3, 2, 2, 3, 2, 1, 0, 0, 0, 0, false},
+		{32, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, false}, // t_resnet's pool
+		{11, 9, 3, 3, 2, 2, 1, 1, 1, 0, 1, 2, true},
+		{7, 10, 2, 3, 3, 2, 1, 1, 1, 2, 0, 2, false},
 	} {
 		w := &window{n: 1, ch: 2, h: tc.h, w: tc.w, kh: tc.kh, kw: tc.kw, sh: tc.sh, sw: tc.sw, dh: tc.dh, dw: tc.dw,
 			pt: tc.pt, pl: tc.pl, pb: tc.pb, pr: tc.pr}
@@ -179,6 +182,11 @@ func TestMaxPoolPhased(t *testing.T) {
 		x[5] = float32(math.NaN())
 		got, want := make([]float32, w.ch*w.oh*w.ow), make([]float32, w.ch*w.oh*w.ow)
 		maxPoolPhased(w, x, got, make([]float32, maxPoolWork(w)))
+		var clipped []float32
+		if w.clippable() {
+			clipped = make([]float32, len(got))
+			maxPoolClipped(w, x, clipped, make([]float32, maxPoolClippedWork(w)), 0, w.ch)
+		}
 		for p := 0; p < w.ch; p++ {
 			for oy := 0; oy < w.oh; oy++ {
 				for ox := 0; ox < w.ow; ox++ {
@@ -198,6 +206,9 @@ func TestMaxPoolPhased(t *testing.T) {
 		for i := range got {
 			if got[i] != want[i] && !(got[i] != got[i] && want[i] != want[i]) {
 				t.Fatalf("%+v: [%d] = %v, want %v", tc, i, got[i], want[i])
+			}
+			if clipped != nil && clipped[i] != want[i] && !(clipped[i] != clipped[i] && want[i] != want[i]) {
+				t.Fatalf("%+v: clipped [%d] = %v, want %v", tc, i, clipped[i], want[i])
 			}
 		}
 		if w.inside() {

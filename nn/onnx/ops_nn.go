@@ -262,7 +262,11 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 		// Phased im2col (see im2colPhased) when its extra columns cost
 		// at most a quarter more work.
 		_, w2, planeSz := phaseDims(win)
-		phased := !direct1x1 && win.phaseable() && 4*w2 <= 5*win.ow
+		// Not for a strided 1x1 convolution (the downsampling shortcut of
+		// a residual block): it reads one phase of sh*sw, and im2col
+		// subsamples that one straight into the product's rows instead
+		// of splitting all of them (t_resnet's two were 11 us each).
+		phased := !direct1x1 && win.kh*win.kw > 1 && (plane >= 256 || win.sh*win.sw == 1) && win.phaseable() && 4*w2 <= 5*win.ow
 		cols := plane // columns of the product
 		if phased {
 			cols = win.oh * w2
@@ -616,6 +620,124 @@ func maxPoolInside(w *window, x, out []float32, lo, hi int) {
 					for kj := 0; kj < w.kw; kj++ {
 						m = max(m, r[kj*w.dw])
 					}
+				}
+				row[ox] = m
+			}
+		}
+	}
+}
+
+// clippable reports whether maxPoolClipped suits w: a horizontal stride
+// of 2 or more (stride 1 keeps the vector passes of maxPoolPhased), no
+// dilation, and
+// every window, clipped to the image, keeps at least one row and one
+// column (a window wholly in the pads would need -Inf).
+func (w *window) clippable() bool {
+	if w.sw < 2 || w.dh != 1 || w.dw != 1 || w.oh <= 0 || w.ow <= 0 || w.w > 1<<16 {
+		return false
+	}
+	for oy := 0; oy < w.oh; oy++ {
+		if y0 := oy*w.sh - w.pt; max(y0, 0) >= min(y0+w.kh, w.h) {
+			return false
+		}
+	}
+	for ox := 0; ox < w.ow; ox++ {
+		if x0 := ox*w.sw - w.pl; max(x0, 0) >= min(x0+w.kw, w.w) {
+			return false
+		}
+	}
+	return true
+}
+
+// maxPoolClipped is MaxPool over planes [lo, hi) for a clippable window:
+// per output row, the vector maximum of its window's rows that lie in the
+// image, then per output the maximum of its columns that do. The pads are
+// never materialised (maxPoolPhased copies each plane into -Inf padded
+// stride phases first, t_resnet's pool spent most of its 28 us there).
+// A NaN in a window gives NaN, as in the general kernel.
+func (c *kctx) maxPoolClipped(w *window, x, out []float32, lo, hi int) {
+	r := c.s.hostGet(maxPoolClippedWork(w))
+	maxPoolClipped(w, x, out, r, lo, hi)
+	c.s.hostPut(r)
+}
+
+// clippedRow is the row stride of maxPoolClipped's padded plane of row
+// maxima for a horizontal stride of 2: even, and wide enough for the left
+// pad, the image and every window.
+func clippedRow(w *window) int {
+	return roundUp2(max(w.pl+w.w, 2*(w.ow-1)+w.kw))
+}
+
+func roundUp2(n int) int { return (n + 1) &^ 1 }
+
+// maxPoolClippedWork is the scratch maxPoolClipped needs, in floats.
+func maxPoolClippedWork(w *window) int {
+	if w.sw != 2 {
+		return w.w
+	}
+	w2 := clippedRow(w)
+	return w.oh*w2 + w.kw + w.oh*w2
+}
+
+// maxPoolClipped is the kernel of kctx.maxPoolClipped; r holds
+// maxPoolClippedWork floats. With a horizontal stride of 2 the row maxima
+// go into a plane padded with -Inf left and right (an even row stride w2),
+// whose taps kj are then whole-plane stride-2 gathers from offset kj and
+// vector maxima, the extra w2/2-ow columns dropped at the end; otherwise
+// each output takes a scalar maximum over its clipped columns.
+func maxPoolClipped(w *window, x, out, r []float32, lo, hi int) {
+	hw, plane := w.h*w.w, w.oh*w.ow
+	negInf := float32(math.Inf(-1))
+	if w.sw == 2 {
+		w2 := clippedRow(w)
+		h2 := w2 / 2
+		v := r[:w.oh*w2+w.kw]
+		acc, g := r[len(v):len(v)+w.oh*h2], r[len(v)+w.oh*h2:len(v)+2*w.oh*h2]
+		fill(v[w.oh*w2:], negInf)
+		for p := lo; p < hi; p++ {
+			img := x[p*hw : (p+1)*hw]
+			for oy := 0; oy < w.oh; oy++ {
+				y0 := oy*w.sh - w.pt
+				ya, yb := max(y0, 0), min(y0+w.kh, w.h)
+				vr := v[oy*w2 : (oy+1)*w2]
+				fill(vr[:w.pl], negInf)
+				m := vr[w.pl : w.pl+w.w]
+				copy(m, img[ya*w.w:(ya+1)*w.w])
+				for y := ya + 1; y < yb; y++ {
+					vec.Max(m, m, img[y*w.w:(y+1)*w.w])
+				}
+				fill(vr[w.pl+w.w:], negInf)
+			}
+			vec.Gather2(acc, v)
+			for kj := 1; kj < w.kw; kj++ {
+				vec.Gather2(g, v[kj:])
+				vec.Max(acc, acc, g)
+			}
+			dst := out[p*plane : (p+1)*plane]
+			for oy := 0; oy < w.oh; oy++ {
+				copy(dst[oy*w.ow:(oy+1)*w.ow], acc[oy*h2:oy*h2+w.ow])
+			}
+		}
+		return
+	}
+	r = r[:w.w]
+	for p := lo; p < hi; p++ {
+		img := x[p*hw : (p+1)*hw]
+		dst := out[p*plane : (p+1)*plane]
+		for oy := 0; oy < w.oh; oy++ {
+			y0 := oy*w.sh - w.pt
+			ya, yb := max(y0, 0), min(y0+w.kh, w.h)
+			copy(r, img[ya*w.w:(ya+1)*w.w])
+			for y := ya + 1; y < yb; y++ {
+				vec.Max(r, r, img[y*w.w:(y+1)*w.w])
+			}
+			row := dst[oy*w.ow : (oy+1)*w.ow]
+			for ox := range row {
+				x0 := ox*w.sw - w.pl
+				xa, xb := max(x0, 0), min(x0+w.kw, w.w)
+				m := r[xa]
+				for _, v := range r[xa+1 : xb] {
+					m = max(m, v)
 				}
 				row[ox] = m
 			}
@@ -1248,6 +1370,20 @@ func pool(isMax bool) func(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 				c.maxPoolInside(win, x.F32, out.F32, 0, n)
 			} else {
 				c.parallel(n, grain, func(lo, hi int) { c.maxPoolInside(win, x.F32, out.F32, lo, hi) })
+			}
+			return c.one(out), nil
+		}
+		if isMax && win.clippable() {
+			// Padded windows, undilated (ResNet's 3x3 stride-2 pool with
+			// pad 1): each window clipped to the image, no padded copy.
+			if err := c.checkWork("pooling buffer", maxPoolClippedWork(win), 1); err != nil {
+				return nil, err
+			}
+			n, grain := win.n*win.ch, max(1, partWork/max(1, plane*win.kh*win.kw))
+			if c.serial(n, grain) {
+				c.maxPoolClipped(win, x.F32, out.F32, 0, n)
+			} else {
+				c.parallel(n, grain, func(lo, hi int) { c.maxPoolClipped(win, x.F32, out.F32, lo, hi) })
 			}
 			return c.one(out), nil
 		}

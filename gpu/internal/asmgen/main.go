@@ -41,6 +41,12 @@ func main() {
 		genExp(&b)
 	} else {
 		gen(&b, kernel{name: "microAVX512", mr: 12, nr: 32, vec: "Z", width: 16})
+		// the same for a last strip of 1-11 rows, read in place: a
+		// 16-row product is a 12-row and a 4-row strip, not two 12-row
+		// strips, a third of them on zero padding
+		for r := 1; r < 12; r++ {
+			gen(&b, kernel{name: fmt.Sprintf("microAVX512r%d", r), mr: r, nr: 32, vec: "Z", width: 16})
+		}
 		gen(&b, kernel{name: "microAVX2", mr: 6, nr: 16, vec: "Y", width: 8})
 		// the same for a last strip of 1-5 rows, read in place (no
 		// zero-padded copy, no FMAs on padding)
