@@ -28,6 +28,7 @@ func tensorGroup() Group {
 			{"unary", []api.ValueType{i32, i32, f32, i32}, i32s(1), host(tensorUnary)},
 			{"unary_grad", []api.ValueType{i32, i32, i32, f32, i32}, i32s(1), host(tensorUnaryGrad)},
 			{"axpy", []api.ValueType{i32, i32, f32}, i32s(1), host(tensorAxpy)},
+			{"adam", []api.ValueType{i32, i32, i32, i32, f32, f32, f32, f32, i32}, i32s(1), host(tensorAdam)},
 			{"softmax", i32s(4), i32s(1), host(tensorSoftmax)},
 			{"reduce", i32s(5), i32s(1), host(tensorReduce)},
 			{"argmax", i32s(3), i32s(1), host(tensorArgMax)},

@@ -1,6 +1,7 @@
 package modules_test
 
 import (
+	"bytes"
 	"context"
 	"math"
 	"math/rand/v2"
@@ -247,5 +248,38 @@ func TestRiskInferMatchesReferenceAndCaches(t *testing.T) {
 	b, _ := sdk.Marshal(map[string]any{"model": bad, "records": recs[:1]})
 	if _, err := mod.Call(context.Background(), "predict", b); err == nil {
 		t.Fatal("a model with 6 inputs was accepted")
+	}
+}
+
+// TestRiskTrainKeptNetwork checks the network the guest keeps across calls:
+// training model A on a fresh instance, then models of other shapes and an
+// evaluation, then A again gives A's first result bit for bit (the kept
+// network's weights and buffers carry nothing from one call to the next).
+func TestRiskTrainKeptNetwork(t *testing.T) {
+	mod := load(t, "risk-train", "risk-train/fennec.toml")
+	x, y, _ := riskData(t, vitals.Config{Seed: 41, Patients: 12})
+	a := randomModel(rand.New(rand.NewPCG(3, 3)), vitalsproc.NumFeatures, 6, 1)
+	b := randomModel(rand.New(rand.NewPCG(4, 4)), vitalsproc.NumFeatures, 9, 1)
+	deep := randomModel(rand.New(rand.NewPCG(5, 5)), vitalsproc.NumFeatures, 7, 4, 1)
+	s := sdk.Settings{LR: 0.01, Epochs: 2, BatchSize: 5, Seed: 7}
+	train := func(m sdk.Model) sdk.TrainOutput {
+		return call[sdk.TrainOutput](t, mod, "train", sdk.TrainInput{Model: m, Settings: s, Data: dataset(x, y)})
+	}
+	first := train(a)
+	train(b)
+	call[sdk.EvalOutput](t, mod, "evaluate", sdk.EvalInput{Model: deep, Data: dataset(x, y)})
+	train(deep)
+	train(sdk.Model{}) // a fresh MLP from the seed
+	again := train(a)
+	if len(again.Model.Tensors) != len(first.Model.Tensors) {
+		t.Fatalf("%d tensors, first %d", len(again.Model.Tensors), len(first.Model.Tensors))
+	}
+	for i := range first.Model.Tensors {
+		if !bytes.Equal(first.Model.Tensors[i].Data, again.Model.Tensors[i].Data) {
+			t.Fatalf("tensor %s differs after calls with other models", first.Model.Tensors[i].Name)
+		}
+	}
+	if first.Metrics["loss"] != again.Metrics["loss"] {
+		t.Fatalf("loss %v, first %v", again.Metrics["loss"], first.Metrics["loss"])
 	}
 }

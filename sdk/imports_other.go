@@ -27,7 +27,10 @@ func tBinary(int32, int32, int32, int32) int32                       { return co
 func tUnary(int32, int32, float32, int32) int32                      { return codeNotWasm }
 func tUnaryGrad(int32, int32, int32, float32, int32) int32           { return codeNotWasm }
 func tAxpy(int32, int32, float32) int32                              { return codeNotWasm }
-func tSoftmax(int32, int32, int32, int32) int32                      { return codeNotWasm }
-func tReduce(int32, int32, int32, int32, int32) int32                { return codeNotWasm }
-func tArgMax(int32, int32, int32) int32                              { return codeNotWasm }
-func tLoss(int32, int32, int32, unsafe.Pointer, int32) int32         { return codeNotWasm }
+func tAdam(int32, int32, int32, int32, float32, float32, float32, float32, int32) int32 {
+	return codeNotWasm
+}
+func tSoftmax(int32, int32, int32, int32) int32              { return codeNotWasm }
+func tReduce(int32, int32, int32, int32, int32) int32        { return codeNotWasm }
+func tArgMax(int32, int32, int32) int32                      { return codeNotWasm }
+func tLoss(int32, int32, int32, unsafe.Pointer, int32) int32 { return codeNotWasm }

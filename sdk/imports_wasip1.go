@@ -64,6 +64,9 @@ func tUnaryGrad(op, x, g int32, alpha float32, out int32) int32
 //go:wasmimport fennec_tensor axpy
 func tAxpy(y, x int32, alpha float32) int32
 
+//go:wasmimport fennec_tensor adam
+func tAdam(p, g, m, v int32, lr, beta1, beta2, eps float32, step int32) int32
+
 //go:wasmimport fennec_tensor softmax
 func tSoftmax(a, axis, log, out int32) int32
 

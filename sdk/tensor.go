@@ -3,6 +3,7 @@ package sdk
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"unsafe"
 )
 
@@ -376,6 +377,19 @@ func UnaryGrad(op UnaryOp, x, g *Tensor, alpha float32, out *Tensor) (*Tensor, e
 // Axpy computes y += alpha * x in place.
 func Axpy(y, x *Tensor, alpha float32) error {
 	_, err := check("tensor.axpy", tAxpy(y.Handle(), x.Handle(), alpha))
+	return err
+}
+
+// AdamStep is one fused Adam step on the host (fennec_tensor.adam,
+// docs/ABI.md): it updates the moments m and v and the parameter p in place
+// from the gradient g (four different f32 tensors of one shape; m and v zero
+// before step 1, step counting from 1). A backend without the fused step
+// answers EINVAL, "not supported by backend".
+func AdamStep(p, g, m, v *Tensor, lr, beta1, beta2, eps float32, step int) error {
+	if step < 1 || step > math.MaxInt32 {
+		return &Error{Op: "tensor.adam", Code: EINVAL, Msg: "step " + strconv.Itoa(step) + " is outside 1..2^31-1"}
+	}
+	_, err := check("tensor.adam", tAdam(p.Handle(), g.Handle(), m.Handle(), v.Handle(), lr, beta1, beta2, eps, int32(step)))
 	return err
 }
 

@@ -252,6 +252,16 @@ def main():
     subprocess.run([fennec, "guests", "build", "risk-train", "--out", os.path.join(work, "g")], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
     wasm = os.path.join(work, "g", "risk-train.wasm")
+    wasm_before = wasm
+    if args.fennec_before:
+        # Each binary runs its own guest: the before binary's is the copy it
+        # embeds (prebuilt; run outside the source tree so it does not build
+        # this tree's sources), since a guest may import host functions an
+        # older host lacks.
+        env = {k: v for k, v in os.environ.items() if k != "FENNEC_SRC"}
+        subprocess.run([fennec_before, "guests", "build", "risk-train", "--out", os.path.join(work, "gb")], cwd=work,
+                       check=True, stdout=subprocess.DEVNULL, env=env)
+        wasm_before = os.path.join(work, "gb", "risk-train.wasm")
     results = []
     for rep in range(args.reps):
         for name in args.systems.split(","):
@@ -260,7 +270,7 @@ def main():
             if name == "flower":
                 r = run_flower(d, data, args)
             else:
-                r = run_fennec(d, data, args, fennec_before if name == "fennec-before" else fennec, wasm)
+                r = run_fennec(d, data, args, *((fennec_before, wasm_before) if name == "fennec-before" else (fennec, wasm)))
                 r["system"] = name
             r["rep"] = rep
             print(json.dumps(r), flush=True)

@@ -167,7 +167,8 @@ func (f *fleet) rollout(ctx context.Context, manifest, wasm []byte, canary int) 
 }
 
 // settle waits until every device d's canary selects runs it, and fails
-// when one refuses, fails its health check or rolls back.
+// when one refuses, fails its health check or rolls back; a canary that
+// selects no device is settled at once.
 func (f *fleet) settle(ctx context.Context, d deploy.Desired) (int, error) {
 	for {
 		gs, err := deploy.Status(ctx, f.operator, RolloutGroup)
@@ -176,6 +177,13 @@ func (f *fleet) settle(ctx context.Context, d deploy.Desired) (int, error) {
 		}
 		if len(gs) == 1 && gs[0].Desired != nil && gs[0].Desired.ID == d.ID && len(gs[0].Devices) == len(f.ids) {
 			sel, done, failed := gs[0].Progress()
+			if sel == 0 {
+				// The canary is a hash of the digest and each device
+				// (deploy.Desired.InCanary): a small percentage of a
+				// few devices can select none (25 % of 3: 42 % of
+				// digests), and then there is nothing to wait for.
+				return 0, nil
+			}
 			if failed > 0 {
 				for _, ds := range gs[0].Devices {
 					if ds.Rollout == d.ID && ds.State != deploy.StateRunning {

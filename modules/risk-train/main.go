@@ -16,6 +16,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/fennec-edge/fennec/sdk"
 	"github.com/fennec-edge/fennec/sdk/nn"
@@ -33,17 +34,31 @@ func train(n int32) int32 { return sdk.ServeCBOR(n, handleTrain) }
 //go:wasmexport evaluate
 func evaluate(n int32) int32 { return sdk.ServeCBOR(n, handleEvaluate) }
 
-// network builds the model's network, or a fresh MLP over the data's
-// feature width when the model is empty.
+// kept is the network of the last call, with its host tensors: a warm,
+// pooled instance serves round after round of the same model, so a model of
+// the same tensor names and shapes is loaded into it (by the Trainer)
+// instead of a new network being built and its buffers remade every call.
+// Handles live as long as the instance (docs/ABI.md); a trap discards the
+// instance, and kept with it.
+var kept *nn.Sequential
+
+// network returns the model's network (kept when it fits), or a fresh MLP
+// over the data's feature width when the model is empty.
 func network(m *sdk.Model, seed uint64, data *sdk.Dataset) (*nn.Sequential, error) {
 	features := Features
 	if len(data.X.Shape) == 2 && data.X.Shape[1] > 0 {
 		features = int(data.X.Shape[1])
 	}
-	if len(m.Tensors) == 0 {
-		return nn.MLP([]int{features, Hidden, 1}, nn.ReLU, seed)
+	if kept != nil && len(m.Tensors) > 0 && fits(kept, m) && kept.InputSize() == features && kept.OutputSize() == 1 {
+		return kept, nil
 	}
-	net, err := nn.FromModel(m, nn.ReLU)
+	var net *nn.Sequential
+	var err error
+	if len(m.Tensors) == 0 {
+		net, err = nn.MLP([]int{features, Hidden, 1}, nn.ReLU, seed)
+	} else {
+		net, err = nn.FromModel(m, nn.ReLU)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -51,7 +66,31 @@ func network(m *sdk.Model, seed uint64, data *sdk.Dataset) (*nn.Sequential, erro
 		net.Free()
 		return nil, fmt.Errorf("model %q maps %d inputs to %d outputs, want %d to 1", m.Name, net.InputSize(), net.OutputSize(), features)
 	}
+	if kept != nil {
+		kept.Free()
+	}
+	kept = net
 	return net, nil
+}
+
+// fits reports whether m has exactly net's parameters: the same names, f32,
+// the same shapes (what nn.Sequential.Load accepts).
+func fits(net *nn.Sequential, m *sdk.Model) bool {
+	ps := net.Params()
+	if len(ps) != len(m.Tensors) {
+		return false
+	}
+	for _, p := range ps {
+		td := m.Tensor(p.Name)
+		if td == nil || td.DType != sdk.F32 {
+			return false
+		}
+		dims, err := td.Dims()
+		if err != nil || !slices.Equal(dims, p.Shape) {
+			return false
+		}
+	}
+	return true
 }
 
 func handleTrain(in sdk.TrainInput) (sdk.TrainOutput, error) {
@@ -59,7 +98,6 @@ func handleTrain(in sdk.TrainInput) (sdk.TrainOutput, error) {
 	if err != nil {
 		return sdk.TrainOutput{}, err
 	}
-	defer net.Free()
 	if in.Model.Name == "" {
 		in.Model.Name = "risk-mlp"
 	}
@@ -81,7 +119,6 @@ func handleEvaluate(in sdk.EvalInput) (sdk.EvalOutput, error) {
 	if err != nil {
 		return sdk.EvalOutput{}, err
 	}
-	defer net.Free()
 	t := nn.Trainer{Net: net, Loss: nn.BinaryCrossEntropy}
 	return t.Evaluate(&in)
 }

@@ -27,11 +27,19 @@ import (
 )
 
 // buf is a host tensor owned by a layer, reallocated only when its shape
-// changes.
+// changes. It keeps the previous shape's tensor too, so a training loop
+// whose batch size alternates (full batches, then the epoch's last, smaller
+// one) reuses both instead of making a new tensor at every switch. A
+// tensor's contents are not kept across a switch: callers overwrite it
+// (only buffers of one fixed shape rely on the zeros of a new tensor).
 type buf struct {
 	t     *sdk.Tensor
 	dtype sdk.DType
 	shape []int
+	// the previous shape's tensor, or nil
+	alt      *sdk.Tensor
+	altDType sdk.DType
+	altShape []int
 }
 
 func (b *buf) get(shape ...int) (*sdk.Tensor, error) {
@@ -42,7 +50,17 @@ func (b *buf) getT(dt sdk.DType, shape ...int) (*sdk.Tensor, error) {
 	if b.t != nil && b.dtype == dt && slices.Equal(b.shape, shape) {
 		return b.t, nil
 	}
-	b.free()
+	if b.alt != nil && b.altDType == dt && slices.Equal(b.altShape, shape) {
+		b.t, b.alt = b.alt, b.t
+		b.dtype, b.altDType = b.altDType, b.dtype
+		b.shape, b.altShape = b.altShape, b.shape
+		return b.t, nil
+	}
+	if b.alt != nil {
+		b.alt.Free()
+	}
+	b.alt, b.altDType, b.altShape = b.t, b.dtype, b.shape
+	b.t, b.shape = nil, nil
 	t, err := sdk.New(dt, shape, nil)
 	if err != nil {
 		return nil, err
@@ -55,6 +73,10 @@ func (b *buf) free() {
 	if b.t != nil {
 		b.t.Free()
 		b.t, b.shape = nil, nil
+	}
+	if b.alt != nil {
+		b.alt.Free()
+		b.alt, b.altShape = nil, nil
 	}
 }
 

@@ -1,8 +1,10 @@
 package nn
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/fennec-edge/fennec/sdk"
 )
@@ -89,11 +91,14 @@ func (o *SGD) Free() {
 }
 
 // Adam is the Adam optimizer (Kingma & Ba 2015) with bias correction.
-// Zero Beta1/Beta2/Eps mean 0.9, 0.999 and 1e-8.
+// Zero Beta1/Beta2/Eps mean 0.9, 0.999 and 1e-8. Each step is one host call
+// per parameter (fennec_tensor.adam); on a host backend without the fused
+// step it composes the update from elementwise operations (ten calls).
 type Adam struct {
 	LR, Beta1, Beta2, Eps float32
 	t                     int
 	st                    map[*Param]*adamState
+	unfused               bool // the host's backend has no fused step
 }
 
 type adamState struct{ m, v, s1, s2 buf }
@@ -114,8 +119,6 @@ func (o *Adam) Step(params []*Param) error {
 		o.st = map[*Param]*adamState{}
 	}
 	o.t++
-	bc1 := 1 - math.Pow(float64(b1), float64(o.t))
-	bc2 := 1 - math.Pow(float64(b2), float64(o.t))
 	for _, p := range params {
 		g := p.Grad()
 		if g == nil {
@@ -134,49 +137,68 @@ func (o *Adam) Step(params []*Param) error {
 		if err != nil {
 			return err
 		}
-		s1, err := st.s1.get(p.Shape...)
-		if err != nil {
-			return err
+		if !o.unfused {
+			err := sdk.AdamStep(p.Value, g, m, v, o.LR, b1, b2, eps, o.t)
+			if err == nil {
+				continue
+			}
+			var e *sdk.Error
+			if !errors.As(err, &e) || e.Code != sdk.EINVAL || !strings.Contains(e.Msg, "not supported by backend") {
+				return err
+			}
+			o.unfused = true // refused before anything changed
 		}
-		s2, err := st.s2.get(p.Shape...)
-		if err != nil {
-			return err
-		}
-		// m = b1·m + (1-b1)·g
-		if _, err := sdk.Scale(m, b1, m); err != nil {
-			return err
-		}
-		if err := sdk.Axpy(m, g, 1-b1); err != nil {
-			return err
-		}
-		// v = b2·v + (1-b2)·g²
-		if _, err := sdk.Unary(sdk.OpSquare, g, 0, s1); err != nil {
-			return err
-		}
-		if _, err := sdk.Scale(v, b2, v); err != nil {
-			return err
-		}
-		if err := sdk.Axpy(v, s1, 1-b2); err != nil {
-			return err
-		}
-		// w -= lr/bc1 · m / (sqrt(v)/sqrt(bc2) + eps)
-		if _, err := sdk.Unary(sdk.OpSqrt, v, 0, s1); err != nil {
-			return err
-		}
-		if _, err := sdk.Scale(s1, float32(1/math.Sqrt(bc2)), s1); err != nil {
-			return err
-		}
-		if _, err := sdk.AddScalar(s1, eps, s1); err != nil {
-			return err
-		}
-		if _, err := sdk.Div(m, s1, s2); err != nil {
-			return err
-		}
-		if err := sdk.Axpy(p.Value, s2, float32(-float64(o.LR)/bc1)); err != nil {
+		if err := o.composed(p, g, m, v, st, b1, b2, eps); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// composed is one Adam step on p from elementwise host operations, for a
+// backend without the fused step: the same arithmetic, ten calls.
+func (o *Adam) composed(p *Param, g, m, v *sdk.Tensor, st *adamState, b1, b2, eps float32) error {
+	bc1 := 1 - math.Pow(float64(b1), float64(o.t))
+	bc2 := 1 - math.Pow(float64(b2), float64(o.t))
+	s1, err := st.s1.get(p.Shape...)
+	if err != nil {
+		return err
+	}
+	s2, err := st.s2.get(p.Shape...)
+	if err != nil {
+		return err
+	}
+	// m = b1·m + (1-b1)·g
+	if _, err := sdk.Scale(m, b1, m); err != nil {
+		return err
+	}
+	if err := sdk.Axpy(m, g, 1-b1); err != nil {
+		return err
+	}
+	// v = b2·v + (1-b2)·g²
+	if _, err := sdk.Unary(sdk.OpSquare, g, 0, s1); err != nil {
+		return err
+	}
+	if _, err := sdk.Scale(v, b2, v); err != nil {
+		return err
+	}
+	if err := sdk.Axpy(v, s1, 1-b2); err != nil {
+		return err
+	}
+	// w -= lr/bc1 · m / (sqrt(v)/sqrt(bc2) + eps)
+	if _, err := sdk.Unary(sdk.OpSqrt, v, 0, s1); err != nil {
+		return err
+	}
+	if _, err := sdk.Scale(s1, float32(1/math.Sqrt(bc2)), s1); err != nil {
+		return err
+	}
+	if _, err := sdk.AddScalar(s1, eps, s1); err != nil {
+		return err
+	}
+	if _, err := sdk.Div(m, s1, s2); err != nil {
+		return err
+	}
+	return sdk.Axpy(p.Value, s2, float32(-float64(o.LR)/bc1))
 }
 
 // Free implements Optimizer.
