@@ -97,13 +97,14 @@ var datasets = []string{"big", "tiny", "nobudget", ""}
 
 // Locals of the entrypoint (local 0 is its in_len parameter).
 const (
-	regBase   = 1  // r0..r7: results of calls, handles
-	nRegs     = 8  //
-	loopBase  = 9  // loop counters, one per nesting depth
-	maxDepth  = 4  //
-	tmpBase   = 13 // t0..t4: the i32 arguments of the current call
-	resLocal  = 18 // the current call's result
-	numLocals = 18
+	regBase   = 1               // r0..r7: results of calls, handles
+	nRegs     = 8               //
+	loopBase  = 9               // loop counters, one per nesting depth
+	maxDepth  = 4               //
+	tmpBase   = 13              // t0..t8: the arguments of the current call, by position
+	nTmps     = 9               // the most parameters a host function takes (tensor.adam)
+	resLocal  = tmpBase + nTmps // the current call's result
+	numLocals = resLocal
 )
 
 // Guest memory layout (the memory has 1 to 4 pages at the start).
