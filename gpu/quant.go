@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+
+	"github.com/fennec-edge/fennec/internal/par"
 )
 
 // Int8 post-training quantization. Values are quantized symmetrically:
@@ -403,7 +405,6 @@ func (q *QLinear) channelScale(o int) float32 {
 
 func (q *QLinear) forward(kern *int8Kernel, dst, x []float32, batch, threads int) {
 	rowsPer := max(1, (1<<18)/max(q.In*q.Out, 1)) // ~256K MACs per goroutine at least
-	parts := min(threads, batch/rowsPer)
 	kv, ld := q.In&^(kern.step-1), q.In
 	run := func(lo, hi int) {
 		b := qrowBufs.Get().(*qrowBuf)
@@ -469,17 +470,7 @@ func (q *QLinear) forward(kern *int8Kernel, dst, x []float32, batch, threads int
 			}
 		}
 	}
-	if parts <= 1 {
-		run(0, batch)
-		return
-	}
-	var wg sync.WaitGroup
-	for p := 0; p < parts; p++ {
-		lo, hi := batch*p/parts, batch*(p+1)/parts
-		wg.Add(1)
-		go func() { defer wg.Done(); run(lo, hi) }()
-	}
-	wg.Wait()
+	par.For(threads, batch, rowsPer, run)
 }
 
 // U8S8Weights is a constant s8 weight matrix [K, N] packed for

@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+
+	"github.com/fennec-edge/fennec/internal/par"
 )
 
 // Magnitude pruning and sparse inference.
@@ -115,20 +117,9 @@ func (s *SparseLinear) Forward(dst, x []float32, batch int) error {
 	}
 	threads := runtime.GOMAXPROCS(0)
 	work := batch * len(s.Val)
-	parts := min(threads, max(1, work/(1<<17)), s.Out)
-	parallel := func(f func(lo, hi int)) {
-		if parts <= 1 {
-			f(0, s.Out)
-			return
-		}
-		var wg sync.WaitGroup
-		for p := 0; p < parts; p++ {
-			lo, hi := s.Out*p/parts, s.Out*(p+1)/parts
-			wg.Add(1)
-			go func() { defer wg.Done(); f(lo, hi) }()
-		}
-		wg.Wait()
-	}
+	// At least 128K multiply-adds for a helper (grain in output columns).
+	grain := max(1, s.Out*(1<<17)/max(1, work))
+	parallel := func(f func(lo, hi int)) { par.For(threads, s.Out, grain, f) }
 	if batch < sparseBatchMin {
 		parallel(func(lo, hi int) {
 			for b := 0; b < batch; b++ {
