@@ -20,7 +20,17 @@ import (
 // ledger: the rounds complete, the hub reports each device's per-patient
 // epsilon, and every device's ledger holds one composed charge per round
 // that adds up to the target.
+//
+// secagg+dpsgd runs the same way: the agents' mode clients grant their hosts
+// the round's noise share (one step a round, the sealed gradient sent under
+// secure aggregation), and each ledger is charged the full-noise step.
 func TestHubDPSGDAcrossProcesses(t *testing.T) {
+	for _, mode := range []string{"dpsgd", "secagg+dpsgd"} {
+		t.Run(mode, func(t *testing.T) { hubDPSGDAcrossProcesses(t, mode) })
+	}
+}
+
+func hubDPSGDAcrossProcesses(t *testing.T, mode string) {
 	dir, p := hubFixture(t)
 	must := func(want string, args ...string) string {
 		t.Helper()
@@ -46,7 +56,7 @@ func TestHubDPSGDAcrossProcesses(t *testing.T) {
 	defer cancel()
 	hubOut, hubWait := background(ctx, "hub", "--data", p("hub"), "--listen", addr, "--access", p("access.toml"),
 		"--init-mlp", "7,8,1", "--min-devices", "2", "--rounds", "2", "--deadline", "20s", "--lr", "0.01",
-		"--privacy-mode", "dpsgd", "--target-epsilon", "3", "--clip", "1", "--patients-per-step", "10")
+		"--privacy-mode", mode, "--target-epsilon", "3", "--clip", "1", "--patients-per-step", "10")
 	var waits []func() error
 	defer func() {
 		cancel()
@@ -82,7 +92,7 @@ func TestHubDPSGDAcrossProcesses(t *testing.T) {
 	for _, want := range []string{
 		"round 1 completed: version 1, 2/2 updates",
 		"round 2 completed: version 2, 2/2 updates",
-		"dpsgd per-patient epsilon 3.000 (the largest of 2 devices, delta 1e-05)",
+		mode + " per-patient epsilon 3.000 (the largest of 2 devices, delta 1e-05)",
 		// The start line states the plan the mode runs: --rounds 2 (it
 		// said "after 0 rounds", the flags before the hub planned them).
 		"clip 1 per patient, 10 patients per step, epsilon 3 per device after 2 rounds",
