@@ -3,6 +3,7 @@ package par
 import (
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestForCoversEachIndexOnce checks that the chunks tile [0, n) exactly, for
@@ -52,5 +53,43 @@ func TestForNested(t *testing.T) {
 	})
 	if sum.Load() != 800 {
 		t.Fatalf("sum %d, want 800", sum.Load())
+	}
+}
+
+// TestSpinningHelpers runs loops back to back (a spinning helper takes
+// each offer), with gaps longer than SpinFor (the helpers stop and new
+// ones start), from several goroutines at once (offers raced for and taken
+// back): every index runs once and no For is left waiting.
+func TestSpinningHelpers(t *testing.T) {
+	done := make(chan struct{})
+	for g := range 3 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for it := range 300 {
+				n := 64 + it%7
+				hits := make([]atomic.Int32, n)
+				For(2+g%2, n, 8, func(lo, hi int) {
+					for i := lo; i < hi; i++ {
+						hits[i].Add(1)
+					}
+				})
+				for i := range hits {
+					if h := hits[i].Load(); h != 1 {
+						t.Errorf("goroutine %d loop %d: index %d run %d times", g, it, i, h)
+						return
+					}
+				}
+				if it%100 == 99 {
+					time.Sleep(2 * SpinFor)
+				}
+			}
+		}()
+	}
+	for range 3 {
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("a For did not return")
+		}
 	}
 }
