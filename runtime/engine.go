@@ -150,7 +150,43 @@ type Engine struct {
 	runtimes map[rtKey]wazero.Runtime
 	modules  map[*Module]struct{}
 	compiled map[compiledKey]*sharedCompiled
-	closed   bool
+	// compiling serialises the compiles of one binary (compileLock).
+	compiling map[[sha256.Size]byte]*compileLock
+	closed    bool
+}
+
+// compileLock is held while one binary is being compiled. wazero (v1.12)
+// publishes a module read back from its file cache in the engine's memory
+// before it has generated the module's entry preambles, so a second
+// goroutine compiling and instantiating the same binary at that moment
+// found it and panicked in NewFunction (index out of range on the
+// preambles: the dashboard's concurrent rollout test, CI of 2026-12-04).
+// Runtimes that share a compilation cache share wazero's engine, so the
+// lock is per binary, across memory limits.
+type compileLock struct {
+	mu      sync.Mutex
+	waiters int
+}
+
+// lockCompile takes the compile lock of binary sum and returns its release.
+func (e *Engine) lockCompile(sum [sha256.Size]byte) func() {
+	e.mu.Lock()
+	l := e.compiling[sum]
+	if l == nil {
+		l = &compileLock{}
+		e.compiling[sum] = l
+	}
+	l.waiters++
+	e.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		e.mu.Lock()
+		if l.waiters--; l.waiters == 0 {
+			delete(e.compiling, sum)
+		}
+		e.mu.Unlock()
+	}
 }
 
 // A module compiled twice in one engine (a restart, a rollback, a second
@@ -181,13 +217,14 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("runtime: Config.Limits: %s: %s", field, msg)
 	}
 	e := &Engine{
-		cfg:      cfg,
-		limits:   cfg.Limits.withDefaults(),
-		log:      cfg.Logger,
-		backend:  cfg.Backend,
-		runtimes: map[rtKey]wazero.Runtime{},
-		modules:  map[*Module]struct{}{},
-		compiled: map[compiledKey]*sharedCompiled{},
+		cfg:       cfg,
+		limits:    cfg.Limits.withDefaults(),
+		log:       cfg.Logger,
+		backend:   cfg.Backend,
+		runtimes:  map[rtKey]wazero.Runtime{},
+		modules:   map[*Module]struct{}{},
+		compiled:  map[compiledKey]*sharedCompiled{},
+		compiling: map[[sha256.Size]byte]*compileLock{},
 	}
 	if e.log == nil {
 		e.log = slog.Default()
@@ -351,26 +388,18 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, man Manifest) (*Modul
 		return nil, err
 	}
 	if shared == nil {
-		code, err := e.prepare(ctx, wasm, key.rt.strict)
-		if err != nil {
-			return nil, fmt.Errorf("module %s: %w: %v", man.Name, ErrInvalidModule, err)
-		}
-		cm, err := r.CompileModule(ctx, code)
-		if err != nil {
-			return nil, fmt.Errorf("module %s: %w: %v", man.Name, ErrInvalidModule, err)
-		}
-		if !releaseBodies(cm) {
-			e.log.Debug("function bodies kept: this wazero's compiled module is not the one releaseBodies knows", "module", man.Name)
-		}
+		unlock := e.lockCompile(key.sum)
 		e.mu.Lock()
-		if shared = e.compiled[key]; shared != nil { // compiled concurrently
+		if shared = e.compiled[key]; shared != nil { // compiled while we waited
 			shared.refs++
-			e.mu.Unlock()
-			cm.Close(ctx)
-		} else {
-			shared = &sharedCompiled{cm: cm, refs: 1}
-			e.compiled[key] = shared
-			e.mu.Unlock()
+		}
+		e.mu.Unlock()
+		if shared == nil {
+			shared, err = e.compileShared(ctx, r, wasm, key, man)
+		}
+		unlock()
+		if err != nil {
+			return nil, err
 		}
 	}
 	if err := e.checkModule(shared.cm, man); err != nil {
@@ -656,4 +685,30 @@ func (e *Engine) forget(m *Module) {
 	e.mu.Lock()
 	delete(e.modules, m)
 	e.mu.Unlock()
+}
+
+// compileShared prepares and compiles wasm under its compile lock and
+// records it as key's shared compiled module (one reference).
+func (e *Engine) compileShared(ctx context.Context, r wazero.Runtime, wasm []byte, key compiledKey, man Manifest) (*sharedCompiled, error) {
+	code, err := e.prepare(ctx, wasm, key.rt.strict)
+	if err != nil {
+		return nil, fmt.Errorf("module %s: %w: %v", man.Name, ErrInvalidModule, err)
+	}
+	cm, err := r.CompileModule(ctx, code)
+	if err != nil {
+		return nil, fmt.Errorf("module %s: %w: %v", man.Name, ErrInvalidModule, err)
+	}
+	if !releaseBodies(cm) {
+		e.log.Debug("function bodies kept: this wazero's compiled module is not the one releaseBodies knows", "module", man.Name)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if shared := e.compiled[key]; shared != nil { // cannot happen under the lock; kept safe
+		shared.refs++
+		cm.Close(ctx)
+		return shared, nil
+	}
+	shared := &sharedCompiled{cm: cm, refs: 1}
+	e.compiled[key] = shared
+	return shared, nil
 }

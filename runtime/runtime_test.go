@@ -489,3 +489,43 @@ func TestConfigLimitsNegative(t *testing.T) {
 		}
 	}
 }
+
+// Modules of one binary compiled and called from many goroutines at once,
+// with the code in the disk cache but no module of it loaded: wazero
+// (v1.12) put a module read from its file cache in memory before making its
+// entry preambles, and a concurrent compile and call of the same binary
+// panicked in NewFunction (the dashboard's rollout test in CI). The engine
+// compiles one binary at a time.
+func TestConcurrentCompileFromDiskCache(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	warm, _ := newEngine(t, runtime.Config{CacheDir: dir})
+	compileProbe(t, warm, probeManifest).Close(ctx) // fills the disk cache
+	warm.Close(ctx)
+	for round := range 5 {
+		eng, _ := newEngine(t, runtime.Config{CacheDir: dir})
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for i := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m, err := eng.Compile(ctx, probe(t), manifest(t, strings.Replace(probeManifest, `"probe"`, fmt.Sprintf(`"probe-%d"`, i), 1)))
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer m.Close(ctx)
+				if out, err := m.Call(ctx, "echo", []byte("x")); err != nil || string(out) != "x" {
+					errs <- fmt.Errorf("round %d, module %d: %q, %v", round, i, out, err)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		eng.Close(ctx)
+	}
+}
