@@ -1854,10 +1854,7 @@ func (h *Hub) runRound(ctx context.Context) (Report, error) {
 	}
 	if id >= h.durableNext() {
 		st := h.state
-		st.NextRound = id + ahead
-		if h.cfg.Rounds > 0 {
-			st.NextRound = id + max(1, min(ahead, uint64(h.cfg.Rounds)-min(h.Global().Version, uint64(h.cfg.Rounds))))
-		}
+		st.NextRound = id + max(1, h.idsAhead(ahead, h.Global().Version))
 		claimed := time.Now()
 		if err := h.putState(ctx, st); err != nil {
 			return Report{}, err
@@ -2000,10 +1997,7 @@ func (h *Hub) runRound(ctx context.Context) (Report, error) {
 	ph.Aggregate = aggregated.Sub(gathered)
 	// The commit claims the next rounds' ids too (ahead of them, as many
 	// as are left to run).
-	claim := id + 1 + ahead
-	if h.cfg.Rounds > 0 {
-		claim = id + 1 + min(ahead, uint64(h.cfg.Rounds)-min(next.Version, uint64(h.cfg.Rounds)))
-	}
+	claim := id + 1 + h.idsAhead(ahead, next.Version)
 	enc, err := model.Marshal(next)
 	if err != nil {
 		return rep, err
@@ -2048,6 +2042,16 @@ type pendingCommit struct {
 	err     error
 	prev    model.Model // the global model before it, restored when it fails
 	prevEnc []byte
+}
+
+// idsAhead is how many round ids to claim ahead: ahead, or fewer when
+// Rounds leaves fewer rounds to run after the global model's version.
+func (h *Hub) idsAhead(ahead, version uint64) uint64 {
+	if h.cfg.Rounds == 0 {
+		return ahead
+	}
+	r := uint64(h.cfg.Rounds)
+	return min(ahead, r-min(version, r))
 }
 
 // durableNext is the durable state's next_round: the ids below it are
