@@ -701,14 +701,10 @@ func (e *Engine) compileShared(ctx context.Context, r wazero.Runtime, wasm []byt
 	if !releaseBodies(cm) {
 		e.log.Debug("function bodies kept: this wazero's compiled module is not the one releaseBodies knows", "module", man.Name)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if shared := e.compiled[key]; shared != nil { // cannot happen under the lock; kept safe
-		shared.refs++
-		cm.Close(ctx)
-		return shared, nil
-	}
+	// Under the compile lock no other goroutine records key.
 	shared := &sharedCompiled{cm: cm, refs: 1}
+	e.mu.Lock()
 	e.compiled[key] = shared
+	e.mu.Unlock()
 	return shared, nil
 }
