@@ -289,8 +289,12 @@ those whose role allows deploys may change a rollout from it.`,
 					fmt.Fprintf(c.OutOrStdout(), "privacy mode %s", mode)
 					switch {
 					case federation.ModeTrainsDPSGD(mode):
-						fmt.Fprintf(c.OutOrStdout(), ": patient-level DP-SGD on the devices, clip %g per patient, %g patients per step, epsilon %g per device after %d rounds at delta <= %g (each device calibrates its own noise and charges its own ledger)",
-							pc.Clip, pc.PatientsPerStep, pc.TargetEpsilon, pc.Rounds, pc.Delta)
+						noise := "each device calibrates its own noise and charges its own ledger"
+						if mode == "secagg+dpsgd" {
+							noise = "each device adds a share of one step's noise under secure aggregation, the hub unmasks only the sum, and each device charges its own ledger the full-noise step"
+						}
+						fmt.Fprintf(c.OutOrStdout(), ": patient-level DP-SGD on the devices, clip %g per patient, %g patients per step, epsilon %g per device after %d rounds at delta <= %g (%s)",
+							pc.Clip, pc.PatientsPerStep, pc.TargetEpsilon, pc.Rounds, pc.Delta, noise)
 					case st.NoiseMultiplier > 0:
 						fmt.Fprintf(c.OutOrStdout(), ": noise multiplier %.4g, clip %g, planned sampling rate %g, delta %g", st.NoiseMultiplier, st.Clip, st.SamplingRate, st.Delta)
 					}
