@@ -161,6 +161,16 @@ var (
 	sha256HexRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
+// ValidModuleName reports whether name is a valid module name: 1-64
+// characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit.
+// Everything that names a module (manifests, device configurations) checks
+// it here.
+func ValidModuleName(name string) bool { return nameRE.MatchString(name) }
+
+// ValidExportName reports whether name is a valid entrypoint (export) name:
+// 1-64 characters of A-Z, a-z, 0-9 and '_', not starting with a digit.
+func ValidExportName(name string) bool { return identRE.MatchString(name) }
+
 // KnownCapabilities lists every capability a manifest may request.
 func KnownCapabilities(extra ...hostfuncs.Group) []string {
 	caps := []string{CapWASIEnv, CapWASIData, CapWASIDirs}

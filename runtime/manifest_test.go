@@ -114,3 +114,30 @@ func FuzzParseManifest(f *testing.F) {
 		}
 	})
 }
+
+func TestValidNames(t *testing.T) {
+	long := strings.Repeat("a", 64)
+	for _, c := range []struct {
+		name         string
+		module, expo bool
+	}{
+		{"risk-infer", true, false},
+		{"vitals.preprocess_2", true, false},
+		{long, true, true},
+		{long + "a", false, false},
+		{"", false, false},
+		{"-risk", false, false},
+		{"Risk", false, true},
+		{"score", true, true},
+		{"_start", false, true},
+		{"9lives", true, false},
+		{"a b", false, false},
+	} {
+		if got := runtime.ValidModuleName(c.name); got != c.module {
+			t.Errorf("ValidModuleName(%q) = %v, want %v", c.name, got, c.module)
+		}
+		if got := runtime.ValidExportName(c.name); got != c.expo {
+			t.Errorf("ValidExportName(%q) = %v, want %v", c.name, got, c.expo)
+		}
+	}
+}

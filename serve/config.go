@@ -223,8 +223,6 @@ func (b *BindingConfig) Modules() []string {
 func (b *BindingConfig) NATSSubject() string { return b.subject }
 
 var (
-	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-	identRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
 	bindingRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 	tmplRE    = regexp.MustCompile(`\{([^}]*)\}`)
 )
@@ -344,7 +342,7 @@ func (c *DeviceConfig) validate(src []byte) error {
 	mods := map[string]bool{}
 	for i, m := range c.Modules {
 		switch {
-		case !nameRE.MatchString(m.Name):
+		case !runtime.ValidModuleName(m.Name):
 			return bad("module", i, "name", "%q must be a module name (1-64 of a-z 0-9 . _ -)", m.Name)
 		case mods[m.Name]:
 			return bad("module", i, "name", "%q is listed twice", m.Name)
@@ -363,9 +361,9 @@ func (c *DeviceConfig) validate(src []byte) error {
 	for i := range c.Bindings {
 		b := &c.Bindings[i]
 		switch {
-		case !nameRE.MatchString(b.Module):
+		case !runtime.ValidModuleName(b.Module):
 			return bad("binding", i, "module", "%q must be a module name (1-64 of a-z 0-9 . _ -)", b.Module)
-		case !identRE.MatchString(b.Entry):
+		case !runtime.ValidExportName(b.Entry):
 			return bad("binding", i, "entry", "%q is not an entrypoint name", b.Entry)
 		}
 		if b.Name == "" {
@@ -454,7 +452,7 @@ func (c *DeviceConfig) validate(src []byte) error {
 		}
 		if b.Carry != "" {
 			switch {
-			case !identRE.MatchString(b.Carry):
+			case !runtime.ValidExportName(b.Carry):
 				return bad("binding", i, "carry", "%q is not a field name (1-64 of A-Z a-z 0-9 _, not starting with a digit)", b.Carry)
 			case b.Source == SourceHTTP:
 				return bad("binding", i, "carry", "an http binding has no subject to keep state for; carry needs a nats or mqtt binding")
@@ -472,14 +470,14 @@ func (c *DeviceConfig) validate(src []byte) error {
 				return fileErr(src, source, "binding.then", steps+j, k, fmt.Sprintf("binding[%d].then[%d].%s", i, j, key), format, args...)
 			}
 			switch {
-			case !nameRE.MatchString(st.Module):
+			case !runtime.ValidModuleName(st.Module):
 				return step("module", "%q must be a module name (1-64 of a-z 0-9 . _ -)", st.Module)
-			case !identRE.MatchString(st.Entry):
+			case !runtime.ValidExportName(st.Entry):
 				return step("entry", "%q is not an entrypoint name", st.Entry)
 			}
 			for k, path := range st.Inject {
 				switch {
-				case !identRE.MatchString(k):
+				case !runtime.ValidExportName(k):
 					return step("inject", "%q is not a field name (1-64 of A-Z a-z 0-9 _, not starting with a digit)", k)
 				case path == "":
 					return step("inject."+k, "needs the path of the file whose content it injects")
