@@ -34,12 +34,13 @@ type winCache struct {
 	qcv  atomic.Pointer[qconvEntry] // ConvInteger's packed constant s8 weights, per group
 }
 
-// qconvEntry is a constant s8 Conv weight [m, cg, kh, kw] packed per group
-// as [cg*kh*kw, m/g] for gpu's u8 x s8 product, for the constant at src.
+// qconvEntry is a constant s8 Conv weight [m, cg, kh, kw] laid out per
+// group as rows [m/g, cg*kh*kw] for gpu's s8 x u8 product, for the
+// constant at src.
 type qconvEntry struct {
 	src   *uint8
 	m, kk int
-	packs []*gpu.U8S8Weights
+	rows  []*gpu.S8Rows
 }
 
 // qmmEntry is a constant s8 weight [k, n] packed for gpu's u8 x s8

@@ -127,27 +127,6 @@ func refuseBlocked(c *kctx) error {
 	return nil
 }
 
-// axisIndex returns, for element i of shape, its index along axis.
-func axisIndexer(shape []int, axis int) func(i int) int {
-	inner := 1
-	for _, d := range shape[axis+1:] {
-		inner *= d
-	}
-	n := shape[axis]
-	return func(i int) int { return (i / inner) % n }
-}
-
-func saturate(v float32, lo, hi int32) int32 {
-	r := math.RoundToEven(float64(v))
-	if r < float64(lo) {
-		return lo
-	}
-	if r > float64(hi) {
-		return hi
-	}
-	return int32(r)
-}
-
 func storeU(t *nn.Tensor, i int, v int32) {
 	if t.DType == nn.Int8 {
 		t.U8[i] = uint8(int8(v))
@@ -197,16 +176,34 @@ func quantizeLinear(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	idx := func(int) int { return 0 }
-	if sc.n > 1 {
-		idx = axisIndexer(x.Shape, axis)
-	}
-	for i, v := range x.F32 {
-		j := idx(i)
-		q := saturate(v/sc.scale(j)+float32(sc.zero(j)), lo, hi)
-		storeU(out, i, q)
+	outer, L, inner := axisSlices(x.Shape, axis, sc.n)
+	for o := 0; o < outer; o++ {
+		for j := 0; j < L; j++ {
+			i := (o*L + j) * inner
+			gpu.QuantizeU8(out.U8[i:i+inner], x.F32[i:i+inner], sc.scale(j), sc.zero(j), lo, hi)
+		}
 	}
 	return []*nn.Tensor{out}, nil
+}
+
+// axisSlices splits a tensor of shape into outer x L runs of inner
+// elements, the runs of one index along axis (L = 1 with one parameter).
+func axisSlices(shape []int, axis, nparams int) (outer, L, inner int) {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	if nparams == 1 || n == 0 {
+		return 1, 1, n
+	}
+	outer, inner = 1, 1
+	for _, d := range shape[:axis] {
+		outer *= d
+	}
+	for _, d := range shape[axis+1:] {
+		inner *= d
+	}
+	return outer, shape[axis], inner
 }
 
 func dequantizeLinear(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -241,20 +238,20 @@ func dequantizeLinear(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	idx := func(int) int { return 0 }
-	if sc.n > 1 {
-		idx = axisIndexer(x.Shape, axis)
-	}
-	n := x.Len()
-	for i := 0; i < n; i++ {
-		var v int32
-		if x.DType == nn.Int32 {
-			v = x.I32[i]
-		} else {
-			v = qval(x, i)
+	outer, L, inner := axisSlices(x.Shape, axis, sc.n)
+	for o := 0; o < outer; o++ {
+		for j := 0; j < L; j++ {
+			i := (o*L + j) * inner
+			dst := out.F32[i : i+inner]
+			s, z := sc.scale(j), sc.zero(j)
+			if x.DType != nn.Int32 {
+				gpu.DequantizeU8(dst, x.U8[i:i+inner], x.DType == nn.Int8, s, z)
+				continue
+			}
+			for t, v := range x.I32[i : i+inner] {
+				dst[t] = float32(v-z) * s
+			}
 		}
-		j := idx(i)
-		out.F32[i] = float32(v-sc.zero(j)) * sc.scale(j)
 	}
 	return []*nn.Tensor{out}, nil
 }
@@ -264,21 +261,13 @@ func dynamicQuantizeLinear(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if x.DType != nn.Float32 {
 		return nil, fmt.Errorf("%w: DynamicQuantizeLinear of %v (want f32)", ErrUnsupported, x.DType)
 	}
-	lo, hi := float32(0), float32(0)
-	nan := false
-	for _, v := range x.F32 { // comparisons, not min/max (their NaN and -0 rules cost 4 ns an element)
-		if v < lo {
-			lo = v
+	lo, hi, nonFinite := gpu.MinMaxF32(x.F32)
+	if nonFinite {
+		for _, v := range x.F32 {
+			if v != v {
+				return nil, fmt.Errorf("%w: DynamicQuantizeLinear of an input with NaN", ErrInvalid)
+			}
 		}
-		if v > hi {
-			hi = v
-		}
-		nan = nan || v != v
-	}
-	if nan {
-		return nil, fmt.Errorf("%w: DynamicQuantizeLinear of an input with NaN", ErrInvalid)
-	}
-	if math.IsInf(float64(lo), 0) || math.IsInf(float64(hi), 0) {
 		return nil, fmt.Errorf("%w: DynamicQuantizeLinear of an input with Inf", ErrInvalid)
 	}
 	scale := (hi - lo) / 255
@@ -292,16 +281,8 @@ func dynamicQuantizeLinear(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, err
 	}
 	if scale > 0 {
-		zf, ys := float32(zp), y.U8[:len(x.F32)]
-		for i, v := range x.F32 {
-			r := math.RoundToEven(float64(v/scale + zf))
-			if r < 0 {
-				r = 0
-			} else if r > 255 {
-				r = 255
-			}
-			ys[i] = uint8(r)
-		}
+		// MLAS's QuantizeLinear: round(x / scale) + zero point, saturated
+		gpu.QuantizeU8(y.U8[:len(x.F32)], x.F32, scale, zp, 0, 255)
 	}
 	s, err := c.alloc(nn.Float32, nil)
 	if err != nil {
@@ -678,15 +659,17 @@ func convInteger(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, err
 	}
 	if e := c.qconvWeights(p); e != nil {
-		p.runPacked(e, out.I32)
+		if err := p.runPacked(c, e, out.I32, nil); err != nil {
+			return nil, err
+		}
 		return []*nn.Tensor{out}, nil
 	}
 	p.run(out.I32, nil)
 	return []*nn.Tensor{out}, nil
 }
 
-// qconvWeights returns the packed weights of a ConvInteger that gpu's u8 x
-// s8 product can run (u8 input, constant s8 weights with zero weight zero
+// qconvWeights returns the packed weights of a ConvInteger that gpu's s8 x
+// u8 product can run (u8 input, constant s8 weights with zero weight zero
 // points), packed once per node; nil otherwise.
 func (c *kctx) qconvWeights(p *iconv) *qconvEntry {
 	w := p.w
@@ -702,91 +685,189 @@ func (c *kctx) qconvWeights(p *iconv) *qconvEntry {
 	}
 	win := p.win
 	kk, mg := win.ch/p.g*win.kh*win.kw, p.m/p.g
-	if e := c.n.wc.qcv.Load(); e != nil && e.src == &w.U8[0] && e.m == p.m && e.kk == kk && len(e.packs) == p.g {
+	if e := c.n.wc.qcv.Load(); e != nil && e.src == &w.U8[0] && e.m == p.m && e.kk == kk && len(e.rows) == p.g {
 		return e
 	}
 	e := &qconvEntry{src: &w.U8[0], m: p.m, kk: kk}
-	b := make([]int8, kk*mg) // once per node
+	s8 := make([]int8, len(w.U8)) // once per node
+	for i, v := range w.U8 {
+		s8[i] = int8(v)
+	}
 	for g := 0; g < p.g; g++ {
-		for j := 0; j < mg; j++ {
-			for t := 0; t < kk; t++ {
-				b[t*mg+j] = int8(w.U8[(g*mg+j)*kk+t])
-			}
-		}
-		pk, err := gpu.PackU8S8Weights(b, kk, mg)
+		r, err := gpu.PackS8Rows(s8[g*mg*kk:(g+1)*mg*kk], mg, kk)
 		if err != nil {
 			return nil
 		}
-		e.packs = append(e.packs, pk)
+		e.rows = append(e.rows, r)
 	}
 	c.n.wc.qcv.Store(e)
 	return e
 }
 
-// runPacked is run on gpu's u8 x s8 product: per image and group, the
-// patches as u8 rows [plane, cg*kh*kw] (padding is the input's zero point),
-// times the packed weights, less zero point x column sums, written back
-// channel-major.
-func (p *iconv) runPacked(e *qconvEntry, acc []int32) {
-	w := p.win
-	cg, mg := w.ch/p.g, p.m/p.g
-	plane, kk := w.oh*w.ow, e.kk
-	col := make([]uint8, plane*kk)
-	prod := make([]int32, plane*mg)
-	zp := uint8(p.xzp)
-	var scratch [4 * 1024]uint8
-	for b := 0; b < w.n; b++ {
-		for g := 0; g < p.g; g++ {
-			for oy := 0; oy < w.oh; oy++ {
-				for ox := 0; ox < w.ow; ox++ {
-					row := col[(oy*w.ow+ox)*kk : (oy*w.ow+ox+1)*kk]
-					t := 0
-					xg := p.x.U8[(b*w.ch+g*cg)*w.h*w.w : (b*w.ch+(g+1)*cg)*w.h*w.w]
-					for ci := 0; ci < cg; ci++ {
-						xc := xg[ci*w.h*w.w : (ci+1)*w.h*w.w]
-						for ky := 0; ky < w.kh; ky++ {
-							iy := oy*w.sh - w.pt + ky*w.dh
-							ix0 := ox*w.sw - w.pl
-							switch {
-							case iy < 0 || iy >= w.h:
-								for kx := range w.kw {
-									row[t+kx] = zp
-								}
-							case w.dw == 1 && ix0 >= 0 && ix0+w.kw <= w.w: // a run inside the row
-								src, dst := xc[iy*w.w+ix0:iy*w.w+ix0+w.kw], row[t:t+w.kw]
-								if len(src) > 16 {
-									copy(dst, src)
-								} else {
-									for kx, v := range src { // short runs: no memmove call
-										dst[kx] = v
-									}
-								}
-							default:
-								for kx := range w.kw {
-									ix := ix0 + kx*w.dw
-									if ix < 0 || ix >= w.w {
-										row[t+kx] = zp
-									} else {
-										row[t+kx] = xc[iy*w.w+ix]
-									}
-								}
-							}
-							t += w.kw
-						}
-					}
+// pointwise reports whether the convolution reads its input as is: a 1x1
+// kernel with unit strides and no padding, whose patch matrix [cg, plane]
+// is the input's channels themselves.
+func (w *window) pointwise() bool {
+	return w.kh == 1 && w.kw == 1 && w.sh == 1 && w.sw == 1 && w.pt == 0 && w.pl == 0 &&
+		w.oh == w.h && w.ow == w.w
+}
+
+// im2colU8 writes one group's patch matrix [cg*kh*kw, oh*ow] of the u8
+// channels x (cg planes of h*w) into col, rows of output pixels, padding
+// read as zp: a copy of each in-bounds run of an input row at unit stride.
+func im2colU8(col, x []uint8, w *window, cg int, zp uint8) {
+	plane := w.oh * w.ow
+	fill := func(d []uint8) {
+		if zp == 0 {
+			clear(d)
+			return
+		}
+		for i := range d {
+			d[i] = zp
+		}
+	}
+	for ci := 0; ci < cg; ci++ {
+		xc := x[ci*w.h*w.w : (ci+1)*w.h*w.w]
+		for ky := 0; ky < w.kh; ky++ {
+			for kx := 0; kx < w.kw; kx++ {
+				row := col[((ci*w.kh+ky)*w.kw+kx)*plane:][:plane]
+				ix0 := kx*w.dw - w.pl
+				// output columns whose input column lies inside the row
+				lo, hi := 0, w.ow
+				if w.sw == 1 {
+					lo, hi = max(0, -ix0), min(w.ow, w.w-ix0)
 				}
-			}
-			pk := e.packs[g]
-			pk.MatMulU8S8(prod, col, plane, scratch[:])
-			for j := 0; j < mg; j++ {
-				o := acc[(b*p.m+g*mg+j)*plane : (b*p.m+g*mg+j+1)*plane]
-				corr := p.xzp * pk.ColSum[j]
-				for i := range o {
-					o[i] = prod[i*mg+j] - corr
+				if w.sw == 1 && w.sh == 1 && w.ow == w.w && lo < hi {
+					shiftedPlane(row, xc, w, ky*w.dh-w.pt, ix0, lo, hi, fill)
+					continue
+				}
+				for oy := 0; oy < w.oh; oy++ {
+					dst := row[oy*w.ow : (oy+1)*w.ow]
+					iy := oy*w.sh - w.pt + ky*w.dh
+					if iy < 0 || iy >= w.h {
+						fill(dst)
+						continue
+					}
+					xr := xc[iy*w.w : (iy+1)*w.w]
+					if w.sw != 1 {
+						for ox := range dst {
+							if ix := ox*w.sw + ix0; ix >= 0 && ix < w.w {
+								dst[ox] = xr[ix]
+							} else {
+								dst[ox] = zp
+							}
+						}
+						continue
+					}
+					if lo >= hi {
+						fill(dst)
+						continue
+					}
+					fill(dst[:lo])
+					copy(dst[lo:hi], xr[ix0+lo:ix0+hi])
+					fill(dst[hi:])
 				}
 			}
 		}
 	}
+}
+
+// shiftedPlane is im2colU8's row for one tap of a unit-stride convolution
+// whose output rows are as wide as the input's: the input plane shifted by
+// dy rows and dx columns, one copy, then the rows above and below the
+// input and the columns [0, lo) and [hi, ow) of each row (which the copy
+// filled from the neighbouring rows) set to the zero point.
+func shiftedPlane(row, xc []uint8, w *window, dy, dx, lo, hi int, fill func([]uint8)) {
+	ylo, yhi := max(0, -dy), min(w.oh, w.h-dy)
+	if ylo >= yhi {
+		fill(row)
+		return
+	}
+	fill(row[:ylo*w.ow])
+	fill(row[yhi*w.ow:])
+	d0, d1 := ylo*w.ow, yhi*w.ow
+	s0 := (ylo+dy)*w.w + dx
+	// the copy's source may start before the plane or end after it by
+	// |dx| bytes; those land in fixed columns
+	if s0 < 0 {
+		d0 -= s0
+		s0 = 0
+	}
+	if s1 := s0 + (d1 - d0); s1 > len(xc) {
+		d1 -= s1 - len(xc)
+	}
+	copy(row[d0:d1], xc[s0:])
+	if lo == 0 && hi == w.ow {
+		return
+	}
+	for oy := ylo; oy < yhi; oy++ {
+		r := row[oy*w.ow : (oy+1)*w.ow]
+		fill(r[:lo])
+		fill(r[hi:])
+	}
+}
+
+// runPacked is run on gpu's s8 x u8 product: per image and group, the
+// patch matrix [cg*kh*kw, plane] (the input itself for a pointwise
+// convolution, else im2colU8), laid out as u8 column panels, times the
+// weight rows, written channel-major straight into acc, less the input
+// zero point x row sums, plus bias.
+func (p *iconv) runPacked(c *kctx, e *qconvEntry, acc []int32, bias []int32) error {
+	w := p.win
+	cg, mg := w.ch/p.g, p.m/p.g
+	plane, kk := w.oh*w.ow, e.kk
+	if plane == 0 || w.n == 0 {
+		return nil
+	}
+	pw := w.pointwise()
+	var col []uint8
+	if !pw {
+		if err := c.checkWork("ConvInteger patches", kk, plane); err != nil {
+			return err
+		}
+		t, err := c.allocFull(nn.Uint8, []int{kk * plane})
+		if err != nil {
+			return err
+		}
+		col = t.U8
+	}
+	pt, err := c.allocFull(nn.Uint8, []int{gpu.U8PanelBytes(kk, plane)})
+	if err != nil {
+		return err
+	}
+	pan := pt.U8
+	for b := 0; b < w.n; b++ {
+		for g := 0; g < p.g; g++ {
+			xg := p.x.U8[(b*w.ch+g*cg)*w.h*w.w : (b*w.ch+(g+1)*cg)*w.h*w.w]
+			src := xg
+			if !pw {
+				im2colU8(col, xg, w, cg, uint8(p.xzp))
+				src = col
+			}
+			if err := gpu.PackU8Panels(pan, src, kk, plane, plane); err != nil {
+				return err
+			}
+			r := e.rows[g]
+			o := acc[(b*p.m+g*mg)*plane : (b*p.m+(g+1)*mg)*plane]
+			if err := r.MatMulS8U8(o, plane, pan, plane); err != nil {
+				return err
+			}
+			for j := 0; j < mg; j++ {
+				corr := p.xzp * r.RowSum[j]
+				if bias != nil {
+					corr -= bias[g*mg+j]
+				}
+				if corr == 0 {
+					continue
+				}
+				oj := o[j*plane : (j+1)*plane]
+				for i := range oj {
+					oj[i] -= corr
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func qlinearConv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -832,16 +913,22 @@ func qlinearConv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, err
 	}
 	acc := accT.I32
-	p.run(acc, bias)
-	out, err := c.alloc(yz.DType, shape)
+	if e := c.qconvWeights(p); e != nil {
+		if err := p.runPacked(c, e, acc, bias); err != nil {
+			return nil, err
+		}
+	} else {
+		p.run(acc, bias)
+	}
+	out, err := c.allocFull(yz.DType, shape)
 	if err != nil {
 		return nil, err
 	}
 	zy := qval(yz, 0)
-	for i, a := range acc {
+	for i := 0; i < len(acc); i += plane {
 		oc := (i / plane) % p.m
 		mult := xs.f32[0] * ws.scale(oc) / ys.f32[0]
-		storeU(out, i, requant(a, mult, zy, lo, hi))
+		gpu.RequantU8(out.U8[i:i+plane], acc[i:i+plane], mult, zy, lo, hi)
 	}
 	return []*nn.Tensor{out}, nil
 }
