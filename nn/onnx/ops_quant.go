@@ -509,12 +509,32 @@ func qlinearMatMul(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, err
 	}
 	acc := accT.I32
-	p.run(acc)
-	out, err := c.alloc(yz.DType, p.shape)
+	if e := c.qmmWeights(p); e != nil {
+		// constant s8 weights with zero zero points: gpu's VNNI product
+		var scratch [4 * 1024]uint8
+		if err := e.w.MatMulU8S8(acc, a.U8, p.nb*p.m, scratch[:]); err != nil {
+			return nil, err
+		}
+		if za := p.azp.zero(0); za != 0 {
+			for i := 0; i < p.nb*p.m; i++ {
+				o := acc[i*p.n : (i+1)*p.n]
+				for j, s := range e.w.ColSum {
+					o[j] -= za * s
+				}
+			}
+		}
+	} else {
+		p.run(acc)
+	}
+	out, err := c.allocFull(yz.DType, p.shape)
 	if err != nil {
 		return nil, err
 	}
 	zy := qval(yz, 0)
+	if as.n == 1 && bsc.n == 1 {
+		gpu.RequantU8(out.U8[:len(acc)], acc, as.f32[0]*bsc.f32[0]/ys.f32[0], zy, lo, hi)
+		return []*nn.Tensor{view(out, p.final)}, nil
+	}
 	for bi := 0; bi < p.nb; bi++ {
 		for i := 0; i < p.m; i++ {
 			for j := 0; j < p.n; j++ {

@@ -352,6 +352,12 @@ func (q *quantizer) node(c *gctx, n *pb.NodeProto) (bool, string, error) {
 			return false, fmt.Sprintf("weight of rank %d (want >= 3)", len(w.Shape)), nil
 		}
 		wk = w
+		if a := attrOf(n, "group"); a != nil && a.GetI() > 1 && w.Shape[1] == 1 {
+			// one input channel per group: a product of 1 x kh*kw per
+			// output channel is too small for the int8 products to pay
+			// for the run-time activation quantization (BENCHMARKS.md)
+			return false, "depthwise: f32 is faster", nil
+		}
 		if bias != nil && (len(bias.Shape) != 1 || bias.Shape[0] != w.Shape[0]) {
 			return false, fmt.Sprintf("bias of shape %v for %d channels", bias.Shape, w.Shape[0]), nil
 		}

@@ -206,6 +206,7 @@ func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor, extra ...string
 		return ok
 	}
 	live := []*node{}
+	folded := map[string]*node{} // folded DequantizeLinear nodes, by output
 	for _, n := range g.nodes {
 		foldable := registry[n.op].foldable
 		for _, in := range n.inputs {
@@ -242,6 +243,9 @@ func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor, extra ...string
 				p.consts[name] = out[i]
 			}
 		}
+		if n.op == "DequantizeLinear" && n.domain == "" && len(n.outputs) == 1 {
+			folded[n.outputs[0]] = n // for fuseQDQ
+		}
 	}
 	// Graph rewrites, in order (each in its own pass_*.go file).
 	wanted := map[string]bool{}
@@ -251,6 +255,7 @@ func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor, extra ...string
 	for _, name := range extra {
 		wanted[name] = true
 	}
+	live = fuseQDQ(live, p.consts, wanted, folded)
 	live = fuseConvBN(live, p.consts, wanted)
 	live = fuseLayerNorm(live, p.consts, wanted)
 	live = fuseGelu(live, p.consts, wanted)
