@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/fennec-edge/fennec/gpu"
@@ -41,6 +42,11 @@ type qconvEntry struct {
 	src   *uint8
 	m, kk int
 	rows  []*gpu.S8Rows
+	// packs is the same weight as [cg*kh*kw, m/g] column panels per group
+	// for runPatchRows, made on its first use
+	once  sync.Once
+	packs []*gpu.U8S8Weights
+	err   error
 }
 
 // qmmEntry is a constant s8 weight [k, n] packed for gpu's u8 x s8

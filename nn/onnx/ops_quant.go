@@ -183,7 +183,7 @@ func quantizeLinear(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			gpu.QuantizeU8(out.U8[i:i+inner], x.F32[i:i+inner], sc.scale(j), sc.zero(j), lo, hi)
 		}
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 // axisSlices splits a tensor of shape into outer x L runs of inner
@@ -253,7 +253,7 @@ func dequantizeLinear(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 			}
 		}
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 func dynamicQuantizeLinear(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -294,7 +294,7 @@ func dynamicQuantizeLinear(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, err
 	}
 	z.U8[0] = uint8(zp)
-	return []*nn.Tensor{y, s, z}, nil
+	return c.three(y, s, z), nil
 }
 
 // imatmul holds the operands of a quantized matrix product: a [..., m, k]
@@ -566,34 +566,34 @@ type iconv struct {
 	wzp  params
 }
 
-func newIConv(c *kctx, op string, x, w *nn.Tensor) (*iconv, error) {
+func newIConv(c *kctx, op string, x, w *nn.Tensor) (iconv, error) {
 	if _, _, err := qrange(x.DType); err != nil {
-		return nil, fmt.Errorf("%s x: %w", op, err)
+		return iconv{}, fmt.Errorf("%s x: %w", op, err)
 	}
 	if _, _, err := qrange(w.DType); err != nil {
-		return nil, fmt.Errorf("%s w: %w", op, err)
+		return iconv{}, fmt.Errorf("%s w: %w", op, err)
 	}
 	if len(w.Shape) != len(x.Shape) {
-		return nil, fmt.Errorf("%w: %s weight %v for input %v", ErrInvalid, op, w.Shape, x.Shape)
+		return iconv{}, fmt.Errorf("%w: %s weight %v for input %v", ErrInvalid, op, w.Shape, x.Shape)
 	}
 	k := w.Shape[2:]
 	if ks, ok := c.n.attrInts("kernel_shape"); ok {
 		for i := range ks {
 			if i >= len(k) || ks[i] != int64(k[i]) {
-				return nil, fmt.Errorf("%w: kernel_shape %v differs from weight %v", ErrInvalid, ks, w.Shape)
+				return iconv{}, fmt.Errorf("%w: kernel_shape %v differs from weight %v", ErrInvalid, ks, w.Shape)
 			}
 		}
 	}
 	win, err := makeWindow(c, x, k, false)
 	if err != nil {
-		return nil, err
+		return iconv{}, err
 	}
 	g := int(c.n.attrInt("group", 1))
 	m := w.Shape[0]
 	if g <= 0 || win.ch%g != 0 || m%g != 0 || w.Shape[1] != win.ch/g {
-		return nil, fmt.Errorf("%w: %s group %d with input %v and weight %v", ErrInvalid, op, g, x.Shape, w.Shape)
+		return iconv{}, fmt.Errorf("%w: %s group %d with input %v and weight %v", ErrInvalid, op, g, x.Shape, w.Shape)
 	}
-	return &iconv{win: win, x: x, w: w, g: g, m: m, wzp: params{n: 1}}, nil
+	return iconv{win: win, x: x, w: w, g: g, m: m, wzp: params{n: 1}}, nil
 }
 
 func (p *iconv) zeroPoints(xz, wz *nn.Tensor) error {
@@ -678,14 +678,14 @@ func convInteger(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e := c.qconvWeights(p); e != nil {
+	if e := c.qconvWeights(&p); e != nil {
 		if err := p.runPacked(c, e, out.I32, nil); err != nil {
 			return nil, err
 		}
-		return []*nn.Tensor{out}, nil
+		return c.one(out), nil
 	}
 	p.run(out.I32, nil)
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 // qconvWeights returns the packed weights of a ConvInteger that gpu's s8 x
@@ -722,6 +722,29 @@ func (c *kctx) qconvWeights(p *iconv) *qconvEntry {
 	}
 	c.n.wc.qcv.Store(e)
 	return e
+}
+
+// colPanels packs the weights the other way too (per group, [cg*kh*kw,
+// m/g] column panels for runPatchRows), once per node.
+func (e *qconvEntry) colPanels(p *iconv) error {
+	e.once.Do(func() {
+		mg, kk := p.m/p.g, e.kk
+		b := make([]int8, kk*mg)
+		for g := 0; g < p.g; g++ {
+			for j := 0; j < mg; j++ {
+				for t := 0; t < kk; t++ {
+					b[t*mg+j] = int8(p.w.U8[(g*mg+j)*kk+t])
+				}
+			}
+			pk, err := gpu.PackU8S8Weights(b, kk, mg)
+			if err != nil {
+				e.err = err
+				return
+			}
+			e.packs = append(e.packs, pk)
+		}
+	})
+	return e.err
 }
 
 // pointwise reports whether the convolution reads its input as is: a 1x1
@@ -827,6 +850,87 @@ func shiftedPlane(row, xc []uint8, w *window, dy, dx, lo, hi int, fill func([]ui
 	}
 }
 
+// runPatchRows is runPacked the other way round, for convolutions with
+// few output pixels (fewer than a 16-column panel: a strided STFT frame, a
+// deep small feature map): the patches as u8 rows [plane, cg*kh*kw]
+// (padding is the input's zero point) times the weights packed as column
+// panels [cg*kh*kw, m/g], less zero point x column sums, plus bias,
+// written back channel-major.
+func (p *iconv) runPatchRows(c *kctx, e *qconvEntry, acc []int32, bias []int32) error {
+	w := p.win
+	cg, mg := w.ch/p.g, p.m/p.g
+	plane, kk := w.oh*w.ow, e.kk
+	ct, err := c.allocFull(nn.Uint8, []int{plane * kk})
+	if err != nil {
+		return err
+	}
+	pt, err := c.allocFull(nn.Int32, []int{plane * mg})
+	if err != nil {
+		return err
+	}
+	col, prod := ct.U8, pt.I32
+	zp := uint8(p.xzp)
+	var scratch [4 * 1024]uint8
+	for b := 0; b < w.n; b++ {
+		for g := 0; g < p.g; g++ {
+			for oy := 0; oy < w.oh; oy++ {
+				for ox := 0; ox < w.ow; ox++ {
+					row := col[(oy*w.ow+ox)*kk : (oy*w.ow+ox+1)*kk]
+					t := 0
+					xg := p.x.U8[(b*w.ch+g*cg)*w.h*w.w : (b*w.ch+(g+1)*cg)*w.h*w.w]
+					for ci := 0; ci < cg; ci++ {
+						xc := xg[ci*w.h*w.w : (ci+1)*w.h*w.w]
+						for ky := 0; ky < w.kh; ky++ {
+							iy := oy*w.sh - w.pt + ky*w.dh
+							ix0 := ox*w.sw - w.pl
+							switch {
+							case iy < 0 || iy >= w.h:
+								for kx := range w.kw {
+									row[t+kx] = zp
+								}
+							case w.dw == 1 && ix0 >= 0 && ix0+w.kw <= w.w: // a run inside the row
+								src, dst := xc[iy*w.w+ix0:iy*w.w+ix0+w.kw], row[t:t+w.kw]
+								if len(src) > 16 {
+									copy(dst, src)
+								} else {
+									for kx, v := range src { // short runs: no memmove call
+										dst[kx] = v
+									}
+								}
+							default:
+								for kx := range w.kw {
+									ix := ix0 + kx*w.dw
+									if ix < 0 || ix >= w.w {
+										row[t+kx] = zp
+									} else {
+										row[t+kx] = xc[iy*w.w+ix]
+									}
+								}
+							}
+							t += w.kw
+						}
+					}
+				}
+			}
+			pk := e.packs[g]
+			if err := pk.MatMulU8S8(prod, col, plane, scratch[:]); err != nil {
+				return err
+			}
+			for j := 0; j < mg; j++ {
+				o := acc[(b*p.m+g*mg+j)*plane : (b*p.m+g*mg+j+1)*plane]
+				corr := p.xzp * pk.ColSum[j]
+				if bias != nil {
+					corr -= bias[g*mg+j]
+				}
+				for i := range o {
+					o[i] = prod[i*mg+j] - corr
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // runPacked is run on gpu's s8 x u8 product: per image and group, the
 // patch matrix [cg*kh*kw, plane] (the input itself for a pointwise
 // convolution, else im2colU8), laid out as u8 column panels, times the
@@ -838,6 +942,12 @@ func (p *iconv) runPacked(c *kctx, e *qconvEntry, acc []int32, bias []int32) err
 	plane, kk := w.oh*w.ow, e.kk
 	if plane == 0 || w.n == 0 {
 		return nil
+	}
+	if plane < 16 && mg >= 16 {
+		if err := e.colPanels(p); err != nil {
+			return err
+		}
+		return p.runPatchRows(c, e, acc, bias)
 	}
 	pw := w.pointwise()
 	var col []uint8
@@ -933,7 +1043,7 @@ func qlinearConv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, err
 	}
 	acc := accT.I32
-	if e := c.qconvWeights(p); e != nil {
+	if e := c.qconvWeights(&p); e != nil {
 		if err := p.runPacked(c, e, acc, bias); err != nil {
 			return nil, err
 		}
@@ -950,7 +1060,7 @@ func qlinearConv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		mult := xs.f32[0] * ws.scale(oc) / ys.f32[0]
 		gpu.RequantU8(out.U8[i:i+plane], acc[i:i+plane], mult, zy, lo, hi)
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 func init() {

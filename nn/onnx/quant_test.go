@@ -280,6 +280,8 @@ func TestConvIntegerConstWeights(t *testing.T) {
 		{[]int{1, 3, 6, 9}, []int{4, 3, 5, 5}, 1, []*pb.AttributeProto{ints("pads", 2, 2, 2, 2)}}, // "same": shifted planes
 		{[]int{1, 2, 5, 6}, []int{3, 2, 3, 3}, 1, []*pb.AttributeProto{ints("pads", 2, 0, 0, 2)}}, // asymmetric
 		{[]int{1, 2, 2, 5}, []int{3, 2, 3, 3}, 1, []*pb.AttributeProto{ints("pads", 2, 1, 2, 1)}}, // taps wholly in padding
+		{[]int{1, 1, 1280}, []int{20, 1, 512}, 1, []*pb.AttributeProto{ints("strides", 160)}},     // few pixels: patch rows
+		{[]int{1, 24, 3, 3}, []int{32, 24, 3, 3}, 1, []*pb.AttributeProto{ints("pads", 1, 1, 1, 1)}},
 	} {
 		attrs := append([]*pb.AttributeProto{{Name: strp("group"), Type: attrTypep(pb.AttributeProto_INT), I: i64p(tc.g)}}, tc.attrs...)
 		nw := 1
@@ -348,6 +350,7 @@ func TestQLinearConvConstWeights(t *testing.T) {
 		{[]int{1, 3, 9, 11}, []int{5, 3, 3, 3}, 1, nn.Uint8, []*pb.AttributeProto{ints("pads", 1, 1, 1, 1), ints("strides", 2, 1)}},
 		{[]int{1, 8, 5, 5}, []int{8, 1, 3, 3}, 8, nn.Uint8, []*pb.AttributeProto{ints("pads", 1, 1, 1, 1)}},
 		{[]int{2, 24, 6, 6}, []int{20, 24, 1, 1}, 1, nn.Int8, nil},
+		{[]int{1, 16, 2, 3}, []int{24, 16, 3, 3}, 1, nn.Uint8, []*pb.AttributeProto{ints("pads", 1, 1, 1, 1)}}, // patch rows
 	} {
 		attrs := append([]*pb.AttributeProto{intAttr("group", tc.g)}, tc.attrs...)
 		m, nw := tc.w[0], 1

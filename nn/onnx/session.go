@@ -1006,11 +1006,14 @@ type otherBuf struct {
 
 // Bounds of the non-f32 arena: tensors up to maxOtherBytes each, at most
 // maxOthers of them and maxOtherTotal bytes a state; larger or further
-// allocations take nn.New as before.
+// allocations take nn.New as before. An int8 model's u8 activations, int32
+// accumulators and patch matrices live here, so the bounds are those of
+// the f32 pool (maxPoolBytes): a quantized conv model runs without
+// allocating (TestSteadyStateAllocs).
 const (
-	maxOtherBytes = 64 << 10
+	maxOtherBytes = 16 << 20
 	maxOthers     = 4096
-	maxOtherTotal = 4 << 20
+	maxOtherTotal = 64 << 20
 )
 
 // other returns a non-f32 tensor of n elements from the run's arena, or nil
