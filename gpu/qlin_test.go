@@ -163,3 +163,50 @@ func TestMatMulS8U8(t *testing.T) {
 		t.Fatal("short panels accepted")
 	}
 }
+
+// Benchmarks of the linear quantization kernels (go test ./gpu -bench
+// 'QuantizeU8|MinMaxF32|MatMulS8U8' -run XXX).
+func BenchmarkQuantizeU8(b *testing.B) {
+	x := make([]float32, 64<<10)
+	for i := range x {
+		x[i] = float32(i%1000) * 0.01
+	}
+	dst := make([]uint8, len(x))
+	b.SetBytes(int64(4 * len(x)))
+	for b.Loop() {
+		QuantizeU8(dst, x, 0.04, 3, 0, 255)
+	}
+}
+
+func BenchmarkMinMaxF32(b *testing.B) {
+	x := make([]float32, 64<<10)
+	for i := range x {
+		x[i] = float32(i%1000) * 0.01
+	}
+	b.SetBytes(int64(4 * len(x)))
+	for b.Loop() {
+		MinMaxF32(x)
+	}
+}
+
+// BenchmarkMatMulS8U8 is a 3x3 convolution's product, 64 -> 64 channels on
+// a 32x32 plane (kk = 576): packing the patch panels and the product.
+func BenchmarkMatMulS8U8(b *testing.B) {
+	m, k, n := 64, 576, 1024
+	w := make([]int8, m*k)
+	for i := range w {
+		w[i] = int8(i%127 - 63)
+	}
+	x := make([]uint8, k*n)
+	for i := range x {
+		x[i] = uint8(i)
+	}
+	rows, _ := PackS8Rows(w, m, k)
+	pan := make([]uint8, U8PanelBytes(k, n))
+	acc := make([]int32, m*n)
+	for b.Loop() {
+		_ = PackU8Panels(pan, x, k, n, n)
+		_ = rows.MatMulS8U8(acc, n, pan, n)
+	}
+	b.ReportMetric(float64(m*k*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GMAC/s")
+}
