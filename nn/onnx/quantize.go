@@ -44,6 +44,12 @@ type QuantizeReport struct {
 	OpsetTo   int
 	Quantized []QuantizedNode
 	Skipped   []SkippedNode // left in f32, with the reason
+	Folded    []FoldedNode  // BatchNormalization folded into the Conv before it
+}
+
+// FoldedNode is a BatchNormalization folded into the Conv before it.
+type FoldedNode struct {
+	Node, Into string
 }
 
 // QuantizedNode is one node rewritten to int8.
@@ -108,6 +114,7 @@ func Quantize(data []byte, name string, opts QuantizeOptions) ([]byte, *Quantize
 			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
 	}
+	q.foldBN()
 	if opts.Mode == QuantizeStatic {
 		if err := q.calibrate(m); err != nil {
 			return nil, nil, fmt.Errorf("%s: calibration: %w", name, err)
