@@ -21,6 +21,14 @@ func FuzzDecode(f *testing.F) {
 	f.Add(marshal(f, model(13, reluGraph())))
 	f.Add(marshal(f, model(13, nestedIf(2))))
 	f.Add([]byte{0x0a, 0x00})
+	// int8 files in both modes: mutated QDQ parameters reach fuseQDQ and
+	// the fused QLinearConv/QLinearMatMul, ConvIntegerScaled the dynamic ones
+	for _, mode := range []string{QuantizeDynamic, QuantizeStatic} {
+		x := randInput(25, 2, 3, 8, 8)
+		if q, _, err := Quantize(marshal(f, model(13, mlpConvGraph())), "q.onnx", QuantizeOptions{Mode: mode, Calibration: []map[string]*nn.Tensor{{"x": x}}}); err == nil {
+			f.Add(q)
+		}
+	}
 	for _, c := range []string{"conv_group2_stride2_pads", "lstm_bidirectional_peep", "resize_linear_half_pixel", "slice_inputs_neg_step"} {
 		if data, err := os.ReadFile("testdata/ops/" + c + "/model.onnx"); err == nil {
 			f.Add(data)

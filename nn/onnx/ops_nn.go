@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/fennec-edge/fennec/gpu"
@@ -34,12 +35,18 @@ type winCache struct {
 	qcv  atomic.Pointer[qconvEntry] // ConvInteger's packed constant s8 weights, per group
 }
 
-// qconvEntry is a constant s8 Conv weight [m, cg, kh, kw] packed per group
-// as [cg*kh*kw, m/g] for gpu's u8 x s8 product, for the constant at src.
+// qconvEntry is a constant s8 Conv weight [m, cg, kh, kw] laid out per
+// group as rows [m/g, cg*kh*kw] for gpu's s8 x u8 product, for the
+// constant at src.
 type qconvEntry struct {
 	src   *uint8
 	m, kk int
+	rows  []*gpu.S8Rows
+	// packs is the same weight as [cg*kh*kw, m/g] column panels per group
+	// for runPatchRows, made on its first use
+	once  sync.Once
 	packs []*gpu.U8S8Weights
+	err   error
 }
 
 // qmmEntry is a constant s8 weight [k, n] packed for gpu's u8 x s8

@@ -127,27 +127,6 @@ func refuseBlocked(c *kctx) error {
 	return nil
 }
 
-// axisIndex returns, for element i of shape, its index along axis.
-func axisIndexer(shape []int, axis int) func(i int) int {
-	inner := 1
-	for _, d := range shape[axis+1:] {
-		inner *= d
-	}
-	n := shape[axis]
-	return func(i int) int { return (i / inner) % n }
-}
-
-func saturate(v float32, lo, hi int32) int32 {
-	r := math.RoundToEven(float64(v))
-	if r < float64(lo) {
-		return lo
-	}
-	if r > float64(hi) {
-		return hi
-	}
-	return int32(r)
-}
-
 func storeU(t *nn.Tensor, i int, v int32) {
 	if t.DType == nn.Int8 {
 		t.U8[i] = uint8(int8(v))
@@ -197,16 +176,34 @@ func quantizeLinear(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	idx := func(int) int { return 0 }
-	if sc.n > 1 {
-		idx = axisIndexer(x.Shape, axis)
+	outer, L, inner := axisSlices(x.Shape, axis, sc.n)
+	for o := 0; o < outer; o++ {
+		for j := 0; j < L; j++ {
+			i := (o*L + j) * inner
+			gpu.QuantizeU8(out.U8[i:i+inner], x.F32[i:i+inner], sc.scale(j), sc.zero(j), lo, hi)
+		}
 	}
-	for i, v := range x.F32 {
-		j := idx(i)
-		q := saturate(v/sc.scale(j)+float32(sc.zero(j)), lo, hi)
-		storeU(out, i, q)
+	return c.one(out), nil
+}
+
+// axisSlices splits a tensor of shape into outer x L runs of inner
+// elements, the runs of one index along axis (L = 1 with one parameter).
+func axisSlices(shape []int, axis, nparams int) (outer, L, inner int) {
+	n := 1
+	for _, d := range shape {
+		n *= d
 	}
-	return []*nn.Tensor{out}, nil
+	if nparams == 1 || n == 0 {
+		return 1, 1, n
+	}
+	outer, inner = 1, 1
+	for _, d := range shape[:axis] {
+		outer *= d
+	}
+	for _, d := range shape[axis+1:] {
+		inner *= d
+	}
+	return outer, shape[axis], inner
 }
 
 func dequantizeLinear(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -241,22 +238,22 @@ func dequantizeLinear(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	idx := func(int) int { return 0 }
-	if sc.n > 1 {
-		idx = axisIndexer(x.Shape, axis)
-	}
-	n := x.Len()
-	for i := 0; i < n; i++ {
-		var v int32
-		if x.DType == nn.Int32 {
-			v = x.I32[i]
-		} else {
-			v = qval(x, i)
+	outer, L, inner := axisSlices(x.Shape, axis, sc.n)
+	for o := 0; o < outer; o++ {
+		for j := 0; j < L; j++ {
+			i := (o*L + j) * inner
+			dst := out.F32[i : i+inner]
+			s, z := sc.scale(j), sc.zero(j)
+			if x.DType != nn.Int32 {
+				gpu.DequantizeU8(dst, x.U8[i:i+inner], x.DType == nn.Int8, s, z)
+				continue
+			}
+			for t, v := range x.I32[i : i+inner] {
+				dst[t] = float32(v-z) * s
+			}
 		}
-		j := idx(i)
-		out.F32[i] = float32(v-sc.zero(j)) * sc.scale(j)
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 func dynamicQuantizeLinear(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -264,21 +261,13 @@ func dynamicQuantizeLinear(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if x.DType != nn.Float32 {
 		return nil, fmt.Errorf("%w: DynamicQuantizeLinear of %v (want f32)", ErrUnsupported, x.DType)
 	}
-	lo, hi := float32(0), float32(0)
-	nan := false
-	for _, v := range x.F32 { // comparisons, not min/max (their NaN and -0 rules cost 4 ns an element)
-		if v < lo {
-			lo = v
+	lo, hi, nonFinite := gpu.MinMaxF32(x.F32)
+	if nonFinite {
+		for _, v := range x.F32 {
+			if v != v {
+				return nil, fmt.Errorf("%w: DynamicQuantizeLinear of an input with NaN", ErrInvalid)
+			}
 		}
-		if v > hi {
-			hi = v
-		}
-		nan = nan || v != v
-	}
-	if nan {
-		return nil, fmt.Errorf("%w: DynamicQuantizeLinear of an input with NaN", ErrInvalid)
-	}
-	if math.IsInf(float64(lo), 0) || math.IsInf(float64(hi), 0) {
 		return nil, fmt.Errorf("%w: DynamicQuantizeLinear of an input with Inf", ErrInvalid)
 	}
 	scale := (hi - lo) / 255
@@ -292,16 +281,8 @@ func dynamicQuantizeLinear(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, err
 	}
 	if scale > 0 {
-		zf, ys := float32(zp), y.U8[:len(x.F32)]
-		for i, v := range x.F32 {
-			r := math.RoundToEven(float64(v/scale + zf))
-			if r < 0 {
-				r = 0
-			} else if r > 255 {
-				r = 255
-			}
-			ys[i] = uint8(r)
-		}
+		// MLAS's QuantizeLinear: round(x / scale) + zero point, saturated
+		gpu.QuantizeU8(y.U8[:len(x.F32)], x.F32, scale, zp, 0, 255)
 	}
 	s, err := c.alloc(nn.Float32, nil)
 	if err != nil {
@@ -313,7 +294,7 @@ func dynamicQuantizeLinear(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, err
 	}
 	z.U8[0] = uint8(zp)
-	return []*nn.Tensor{y, s, z}, nil
+	return c.three(y, s, z), nil
 }
 
 // imatmul holds the operands of a quantized matrix product: a [..., m, k]
@@ -528,12 +509,32 @@ func qlinearMatMul(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, err
 	}
 	acc := accT.I32
-	p.run(acc)
-	out, err := c.alloc(yz.DType, p.shape)
+	if e := c.qmmWeights(p); e != nil {
+		// constant s8 weights with zero zero points: gpu's VNNI product
+		var scratch [4 * 1024]uint8
+		if err := e.w.MatMulU8S8(acc, a.U8, p.nb*p.m, scratch[:]); err != nil {
+			return nil, err
+		}
+		if za := p.azp.zero(0); za != 0 {
+			for i := 0; i < p.nb*p.m; i++ {
+				o := acc[i*p.n : (i+1)*p.n]
+				for j, s := range e.w.ColSum {
+					o[j] -= za * s
+				}
+			}
+		}
+	} else {
+		p.run(acc)
+	}
+	out, err := c.allocFull(yz.DType, p.shape)
 	if err != nil {
 		return nil, err
 	}
 	zy := qval(yz, 0)
+	if as.n == 1 && bsc.n == 1 {
+		gpu.RequantU8(out.U8[:len(acc)], acc, as.f32[0]*bsc.f32[0]/ys.f32[0], zy, lo, hi)
+		return []*nn.Tensor{view(out, p.final)}, nil
+	}
 	for bi := 0; bi < p.nb; bi++ {
 		for i := 0; i < p.m; i++ {
 			for j := 0; j < p.n; j++ {
@@ -565,34 +566,34 @@ type iconv struct {
 	wzp  params
 }
 
-func newIConv(c *kctx, op string, x, w *nn.Tensor) (*iconv, error) {
+func newIConv(c *kctx, op string, x, w *nn.Tensor) (iconv, error) {
 	if _, _, err := qrange(x.DType); err != nil {
-		return nil, fmt.Errorf("%s x: %w", op, err)
+		return iconv{}, fmt.Errorf("%s x: %w", op, err)
 	}
 	if _, _, err := qrange(w.DType); err != nil {
-		return nil, fmt.Errorf("%s w: %w", op, err)
+		return iconv{}, fmt.Errorf("%s w: %w", op, err)
 	}
 	if len(w.Shape) != len(x.Shape) {
-		return nil, fmt.Errorf("%w: %s weight %v for input %v", ErrInvalid, op, w.Shape, x.Shape)
+		return iconv{}, fmt.Errorf("%w: %s weight %v for input %v", ErrInvalid, op, w.Shape, x.Shape)
 	}
 	k := w.Shape[2:]
 	if ks, ok := c.n.attrInts("kernel_shape"); ok {
 		for i := range ks {
 			if i >= len(k) || ks[i] != int64(k[i]) {
-				return nil, fmt.Errorf("%w: kernel_shape %v differs from weight %v", ErrInvalid, ks, w.Shape)
+				return iconv{}, fmt.Errorf("%w: kernel_shape %v differs from weight %v", ErrInvalid, ks, w.Shape)
 			}
 		}
 	}
 	win, err := makeWindow(c, x, k, false)
 	if err != nil {
-		return nil, err
+		return iconv{}, err
 	}
 	g := int(c.n.attrInt("group", 1))
 	m := w.Shape[0]
 	if g <= 0 || win.ch%g != 0 || m%g != 0 || w.Shape[1] != win.ch/g {
-		return nil, fmt.Errorf("%w: %s group %d with input %v and weight %v", ErrInvalid, op, g, x.Shape, w.Shape)
+		return iconv{}, fmt.Errorf("%w: %s group %d with input %v and weight %v", ErrInvalid, op, g, x.Shape, w.Shape)
 	}
-	return &iconv{win: win, x: x, w: w, g: g, m: m, wzp: params{n: 1}}, nil
+	return iconv{win: win, x: x, w: w, g: g, m: m, wzp: params{n: 1}}, nil
 }
 
 func (p *iconv) zeroPoints(xz, wz *nn.Tensor) error {
@@ -677,16 +678,18 @@ func convInteger(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e := c.qconvWeights(p); e != nil {
-		p.runPacked(e, out.I32)
-		return []*nn.Tensor{out}, nil
+	if e := c.qconvWeights(&p); e != nil {
+		if err := p.runPacked(c, e, out.I32, nil); err != nil {
+			return nil, err
+		}
+		return c.one(out), nil
 	}
 	p.run(out.I32, nil)
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
-// qconvWeights returns the packed weights of a ConvInteger that gpu's u8 x
-// s8 product can run (u8 input, constant s8 weights with zero weight zero
+// qconvWeights returns the packed weights of a ConvInteger that gpu's s8 x
+// u8 product can run (u8 input, constant s8 weights with zero weight zero
 // points), packed once per node; nil otherwise.
 func (c *kctx) qconvWeights(p *iconv) *qconvEntry {
 	w := p.w
@@ -702,37 +705,170 @@ func (c *kctx) qconvWeights(p *iconv) *qconvEntry {
 	}
 	win := p.win
 	kk, mg := win.ch/p.g*win.kh*win.kw, p.m/p.g
-	if e := c.n.wc.qcv.Load(); e != nil && e.src == &w.U8[0] && e.m == p.m && e.kk == kk && len(e.packs) == p.g {
+	if e := c.n.wc.qcv.Load(); e != nil && e.src == &w.U8[0] && e.m == p.m && e.kk == kk && len(e.rows) == p.g {
 		return e
 	}
 	e := &qconvEntry{src: &w.U8[0], m: p.m, kk: kk}
-	b := make([]int8, kk*mg) // once per node
+	s8 := make([]int8, len(w.U8)) // once per node
+	for i, v := range w.U8 {
+		s8[i] = int8(v)
+	}
 	for g := 0; g < p.g; g++ {
-		for j := 0; j < mg; j++ {
-			for t := 0; t < kk; t++ {
-				b[t*mg+j] = int8(w.U8[(g*mg+j)*kk+t])
-			}
-		}
-		pk, err := gpu.PackU8S8Weights(b, kk, mg)
+		r, err := gpu.PackS8Rows(s8[g*mg*kk:(g+1)*mg*kk], mg, kk)
 		if err != nil {
 			return nil
 		}
-		e.packs = append(e.packs, pk)
+		e.rows = append(e.rows, r)
 	}
 	c.n.wc.qcv.Store(e)
 	return e
 }
 
-// runPacked is run on gpu's u8 x s8 product: per image and group, the
-// patches as u8 rows [plane, cg*kh*kw] (padding is the input's zero point),
-// times the packed weights, less zero point x column sums, written back
-// channel-major.
-func (p *iconv) runPacked(e *qconvEntry, acc []int32) {
+// colPanels packs the weights the other way too (per group, [cg*kh*kw,
+// m/g] column panels for runPatchRows), once per node.
+func (e *qconvEntry) colPanels(p *iconv) error {
+	e.once.Do(func() {
+		mg, kk := p.m/p.g, e.kk
+		b := make([]int8, kk*mg)
+		for g := 0; g < p.g; g++ {
+			for j := 0; j < mg; j++ {
+				for t := 0; t < kk; t++ {
+					b[t*mg+j] = int8(p.w.U8[(g*mg+j)*kk+t])
+				}
+			}
+			pk, err := gpu.PackU8S8Weights(b, kk, mg)
+			if err != nil {
+				e.err = err
+				return
+			}
+			e.packs = append(e.packs, pk)
+		}
+	})
+	return e.err
+}
+
+// pointwise reports whether the convolution reads its input as is: a 1x1
+// kernel with unit strides and no padding, whose patch matrix [cg, plane]
+// is the input's channels themselves.
+func (w *window) pointwise() bool {
+	return w.kh == 1 && w.kw == 1 && w.sh == 1 && w.sw == 1 && w.pt == 0 && w.pl == 0 &&
+		w.oh == w.h && w.ow == w.w
+}
+
+// im2colU8 writes one group's patch matrix [cg*kh*kw, oh*ow] of the u8
+// channels x (cg planes of h*w) into col, rows of output pixels, padding
+// read as zp: a copy of each in-bounds run of an input row at unit stride.
+func im2colU8(col, x []uint8, w *window, cg int, zp uint8) {
+	plane := w.oh * w.ow
+	fill := func(d []uint8) {
+		if zp == 0 {
+			clear(d)
+			return
+		}
+		for i := range d {
+			d[i] = zp
+		}
+	}
+	for ci := 0; ci < cg; ci++ {
+		xc := x[ci*w.h*w.w : (ci+1)*w.h*w.w]
+		for ky := 0; ky < w.kh; ky++ {
+			for kx := 0; kx < w.kw; kx++ {
+				row := col[((ci*w.kh+ky)*w.kw+kx)*plane:][:plane]
+				ix0 := kx*w.dw - w.pl
+				// output columns whose input column lies inside the row
+				lo, hi := 0, w.ow
+				if w.sw == 1 {
+					lo, hi = max(0, -ix0), min(w.ow, w.w-ix0)
+				}
+				if w.sw == 1 && w.sh == 1 && w.ow == w.w && lo < hi {
+					shiftedPlane(row, xc, w, ky*w.dh-w.pt, ix0, lo, hi, fill)
+					continue
+				}
+				for oy := 0; oy < w.oh; oy++ {
+					dst := row[oy*w.ow : (oy+1)*w.ow]
+					iy := oy*w.sh - w.pt + ky*w.dh
+					if iy < 0 || iy >= w.h {
+						fill(dst)
+						continue
+					}
+					xr := xc[iy*w.w : (iy+1)*w.w]
+					if w.sw != 1 {
+						for ox := range dst {
+							if ix := ox*w.sw + ix0; ix >= 0 && ix < w.w {
+								dst[ox] = xr[ix]
+							} else {
+								dst[ox] = zp
+							}
+						}
+						continue
+					}
+					if lo >= hi {
+						fill(dst)
+						continue
+					}
+					fill(dst[:lo])
+					copy(dst[lo:hi], xr[ix0+lo:ix0+hi])
+					fill(dst[hi:])
+				}
+			}
+		}
+	}
+}
+
+// shiftedPlane is im2colU8's row for one tap of a unit-stride convolution
+// whose output rows are as wide as the input's: the input plane shifted by
+// dy rows and dx columns, one copy, then the rows above and below the
+// input and the columns [0, lo) and [hi, ow) of each row (which the copy
+// filled from the neighbouring rows) set to the zero point.
+func shiftedPlane(row, xc []uint8, w *window, dy, dx, lo, hi int, fill func([]uint8)) {
+	ylo, yhi := max(0, -dy), min(w.oh, w.h-dy)
+	if ylo >= yhi {
+		fill(row)
+		return
+	}
+	fill(row[:ylo*w.ow])
+	fill(row[yhi*w.ow:])
+	d0, d1 := ylo*w.ow, yhi*w.ow
+	s0 := (ylo+dy)*w.w + dx
+	// the copy's source may start before the plane or end after it by
+	// |dx| bytes; those land in fixed columns
+	if s0 < 0 {
+		d0 -= s0
+		s0 = 0
+	}
+	if s1 := s0 + (d1 - d0); s1 > len(xc) {
+		d1 -= s1 - len(xc)
+	}
+	copy(row[d0:d1], xc[s0:])
+	if lo == 0 && hi == w.ow {
+		return
+	}
+	for oy := ylo; oy < yhi; oy++ {
+		r := row[oy*w.ow : (oy+1)*w.ow]
+		fill(r[:lo])
+		fill(r[hi:])
+	}
+}
+
+// runPatchRows is runPacked the other way round, for convolutions with
+// few output pixels (fewer than a 16-column panel: a strided STFT frame, a
+// deep small feature map): the patches as u8 rows [plane, cg*kh*kw]
+// (padding is the input's zero point) times the weights packed as column
+// panels [cg*kh*kw, m/g], less zero point x column sums, plus bias,
+// written back channel-major.
+func (p *iconv) runPatchRows(c *kctx, e *qconvEntry, acc []int32, bias []int32) error {
 	w := p.win
 	cg, mg := w.ch/p.g, p.m/p.g
 	plane, kk := w.oh*w.ow, e.kk
-	col := make([]uint8, plane*kk)
-	prod := make([]int32, plane*mg)
+	ct, err := c.allocFull(nn.Uint8, []int{plane * kk})
+	if err != nil {
+		return err
+	}
+	pt, err := c.allocFull(nn.Int32, []int{plane * mg})
+	if err != nil {
+		return err
+	}
+	col, prod := ct.U8, pt.I32
 	zp := uint8(p.xzp)
 	var scratch [4 * 1024]uint8
 	for b := 0; b < w.n; b++ {
@@ -777,16 +913,91 @@ func (p *iconv) runPacked(e *qconvEntry, acc []int32) {
 				}
 			}
 			pk := e.packs[g]
-			pk.MatMulU8S8(prod, col, plane, scratch[:])
+			if err := pk.MatMulU8S8(prod, col, plane, scratch[:]); err != nil {
+				return err
+			}
 			for j := 0; j < mg; j++ {
 				o := acc[(b*p.m+g*mg+j)*plane : (b*p.m+g*mg+j+1)*plane]
 				corr := p.xzp * pk.ColSum[j]
+				if bias != nil {
+					corr -= bias[g*mg+j]
+				}
 				for i := range o {
 					o[i] = prod[i*mg+j] - corr
 				}
 			}
 		}
 	}
+	return nil
+}
+
+// runPacked is run on gpu's s8 x u8 product: per image and group, the
+// patch matrix [cg*kh*kw, plane] (the input itself for a pointwise
+// convolution, else im2colU8), laid out as u8 column panels, times the
+// weight rows, written channel-major straight into acc, less the input
+// zero point x row sums, plus bias.
+func (p *iconv) runPacked(c *kctx, e *qconvEntry, acc []int32, bias []int32) error {
+	w := p.win
+	cg, mg := w.ch/p.g, p.m/p.g
+	plane, kk := w.oh*w.ow, e.kk
+	if plane == 0 || w.n == 0 {
+		return nil
+	}
+	if plane < 16 && mg >= 16 {
+		if err := e.colPanels(p); err != nil {
+			return err
+		}
+		return p.runPatchRows(c, e, acc, bias)
+	}
+	pw := w.pointwise()
+	var col []uint8
+	if !pw {
+		if err := c.checkWork("ConvInteger patches", kk, plane); err != nil {
+			return err
+		}
+		t, err := c.allocFull(nn.Uint8, []int{kk * plane})
+		if err != nil {
+			return err
+		}
+		col = t.U8
+	}
+	pt, err := c.allocFull(nn.Uint8, []int{gpu.U8PanelBytes(kk, plane)})
+	if err != nil {
+		return err
+	}
+	pan := pt.U8
+	for b := 0; b < w.n; b++ {
+		for g := 0; g < p.g; g++ {
+			xg := p.x.U8[(b*w.ch+g*cg)*w.h*w.w : (b*w.ch+(g+1)*cg)*w.h*w.w]
+			src := xg
+			if !pw {
+				im2colU8(col, xg, w, cg, uint8(p.xzp))
+				src = col
+			}
+			if err := gpu.PackU8Panels(pan, src, kk, plane, plane); err != nil {
+				return err
+			}
+			r := e.rows[g]
+			o := acc[(b*p.m+g*mg)*plane : (b*p.m+(g+1)*mg)*plane]
+			if err := r.MatMulS8U8(o, plane, pan, plane); err != nil {
+				return err
+			}
+			for j := 0; j < mg; j++ {
+				corr := p.xzp * r.RowSum[j]
+				if bias != nil {
+					corr -= bias[g*mg+j]
+				}
+				if corr == 0 {
+					continue
+				}
+				oj := o[j*plane : (j+1)*plane]
+				for i := range oj {
+					oj[i] -= corr
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func qlinearConv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
@@ -832,18 +1043,24 @@ func qlinearConv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		return nil, err
 	}
 	acc := accT.I32
-	p.run(acc, bias)
-	out, err := c.alloc(yz.DType, shape)
+	if e := c.qconvWeights(&p); e != nil {
+		if err := p.runPacked(c, e, acc, bias); err != nil {
+			return nil, err
+		}
+	} else {
+		p.run(acc, bias)
+	}
+	out, err := c.allocFull(yz.DType, shape)
 	if err != nil {
 		return nil, err
 	}
 	zy := qval(yz, 0)
-	for i, a := range acc {
+	for i := 0; i < len(acc); i += plane {
 		oc := (i / plane) % p.m
 		mult := xs.f32[0] * ws.scale(oc) / ys.f32[0]
-		storeU(out, i, requant(a, mult, zy, lo, hi))
+		gpu.RequantU8(out.U8[i:i+plane], acc[i:i+plane], mult, zy, lo, hi)
 	}
-	return []*nn.Tensor{out}, nil
+	return c.one(out), nil
 }
 
 func init() {

@@ -274,6 +274,14 @@ func TestConvIntegerConstWeights(t *testing.T) {
 		{[]int{2, 4, 7, 7}, []int{6, 2, 3, 3}, 2, []*pb.AttributeProto{ints("pads", 0, 1, 2, 1), ints("dilations", 2, 1)}},
 		{[]int{1, 8, 5, 5}, []int{8, 1, 3, 3}, 8, []*pb.AttributeProto{ints("pads", 1, 1, 1, 1)}},
 		{[]int{1, 2, 40}, []int{17, 2, 9}, 1, []*pb.AttributeProto{ints("strides", 4)}},
+		{[]int{2, 19, 6, 7}, []int{9, 19, 1, 1}, 1, nil},                                          // pointwise: the input is the patch matrix
+		{[]int{1, 16, 7, 9}, []int{6, 16, 1, 1}, 1, []*pb.AttributeProto{ints("strides", 2, 2)}},  // 1x1 strided
+		{[]int{1, 5, 4, 3}, []int{3, 5, 3, 3}, 1, []*pb.AttributeProto{ints("pads", 3, 3, 3, 3)}}, // rows of padding only
+		{[]int{1, 3, 6, 9}, []int{4, 3, 5, 5}, 1, []*pb.AttributeProto{ints("pads", 2, 2, 2, 2)}}, // "same": shifted planes
+		{[]int{1, 2, 5, 6}, []int{3, 2, 3, 3}, 1, []*pb.AttributeProto{ints("pads", 2, 0, 0, 2)}}, // asymmetric
+		{[]int{1, 2, 2, 5}, []int{3, 2, 3, 3}, 1, []*pb.AttributeProto{ints("pads", 2, 1, 2, 1)}}, // taps wholly in padding
+		{[]int{1, 1, 1280}, []int{20, 1, 512}, 1, []*pb.AttributeProto{ints("strides", 160)}},     // few pixels: patch rows
+		{[]int{1, 24, 3, 3}, []int{32, 24, 3, 3}, 1, []*pb.AttributeProto{ints("pads", 1, 1, 1, 1)}},
 	} {
 		attrs := append([]*pb.AttributeProto{{Name: strp("group"), Type: attrTypep(pb.AttributeProto_INT), I: i64p(tc.g)}}, tc.attrs...)
 		nw := 1
@@ -320,6 +328,90 @@ func TestConvIntegerConstWeights(t *testing.T) {
 			}
 			if !equalInts(got["y"].Shape, want["y0"].Shape) || !slices.Equal(got["y"].I32, want["y0"].I32) {
 				t.Fatalf("%v x %v: packed ConvInteger differs from the generic loop", tc.x, tc.w)
+			}
+		}
+		s.Close()
+	}
+}
+
+// QLinearConv with constant s8 weights runs on gpu's s8 x u8 product and
+// the vectorised requantisation; its outputs equal the generic loop's.
+func TestQLinearConvConstWeights(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	ints := func(name string, v ...int64) *pb.AttributeProto {
+		return &pb.AttributeProto{Name: strp(name), Type: attrTypep(pb.AttributeProto_INTS), Ints: v}
+	}
+	for _, tc := range []struct {
+		x, w  []int
+		g     int64
+		ydt   nn.DType
+		attrs []*pb.AttributeProto
+	}{
+		{[]int{1, 3, 9, 11}, []int{5, 3, 3, 3}, 1, nn.Uint8, []*pb.AttributeProto{ints("pads", 1, 1, 1, 1), ints("strides", 2, 1)}},
+		{[]int{1, 8, 5, 5}, []int{8, 1, 3, 3}, 8, nn.Uint8, []*pb.AttributeProto{ints("pads", 1, 1, 1, 1)}},
+		{[]int{2, 24, 6, 6}, []int{20, 24, 1, 1}, 1, nn.Int8, nil},
+		{[]int{1, 16, 2, 3}, []int{24, 16, 3, 3}, 1, nn.Uint8, []*pb.AttributeProto{ints("pads", 1, 1, 1, 1)}}, // patch rows
+	} {
+		attrs := append([]*pb.AttributeProto{intAttr("group", tc.g)}, tc.attrs...)
+		m, nw := tc.w[0], 1
+		for _, d := range tc.w {
+			nw *= d
+		}
+		w := make([]int8, nw)
+		wb := make([]uint8, nw)
+		for i := range w {
+			w[i] = int8(rng.IntN(127) - 63)
+			wb[i] = uint8(w[i])
+		}
+		ws := make([]float32, m)
+		bias := make([]int32, m)
+		for i := range ws {
+			ws[i] = 0.001 + 0.01*rng.Float32()
+			bias[i] = int32(rng.IntN(2000) - 1000)
+		}
+		yz := uint8(11)
+		if tc.ydt == nn.Int8 {
+			yz = uint8(0xF6) // -10
+		}
+		yzp := &pb.TensorProto{Name: strp("yz"), DataType: i32p(int32(tc.ydt)), RawData: []byte{yz}}
+		in := []string{"x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"}
+		g := &pb.GraphProto{Name: strp("q"),
+			Node: []*pb.NodeProto{nodep("QLinearConv", "cv", in, []string{"y"}, attrs...)},
+			Initializer: []*pb.TensorProto{f32Proto("xs", nil, []float32{0.02}), u8Proto("xz", 120), i8Proto("w", tc.w, w),
+				f32Proto("ws", []int{m}, ws), i8Proto("wz", []int{m}, make([]int8, m)), f32Proto("ys", nil, []float32{0.05}), yzp,
+				i32Proto("b", []int{m}, bias)},
+			Input:  []*pb.ValueInfoProto{valueProto("x", nn.Uint8, anys(tc.x)...)},
+			Output: []*pb.ValueInfoProto{valueProto("y", tc.ydt)}}
+		md, err := Decode(marshal(t, model(14, g)), "q.onnx", "", Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewSession(md, gpu.NewCPU())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := quantSession(t, "QLinearConv", in, []nn.DType{nn.Uint8, nn.Float32, nn.Uint8, nn.Int8, nn.Float32, nn.Int8, nn.Float32, tc.ydt, nn.Int32}, 1, attrs...)
+		nx := 1
+		for _, d := range tc.x {
+			nx *= d
+		}
+		x := make([]uint8, nx)
+		for i := range x {
+			x[i] = uint8(rng.IntN(256))
+		}
+		want, err := ref.Run(map[string]*nn.Tensor{"x": qT(nn.Uint8, tc.x, x...), "xs": f32T(nil, 0.02), "xz": qT(nn.Uint8, nil, 120),
+			"w": qT(nn.Int8, tc.w, wb...), "ws": f32T([]int{m}, ws...), "wz": qT(nn.Int8, []int{m}, make([]uint8, m)...),
+			"ys": f32T(nil, 0.05), "yz": qT(tc.ydt, nil, yz), "b": i32T([]int{m}, bias...)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			got, err := s.Run(map[string]*nn.Tensor{"x": qT(nn.Uint8, tc.x, x...)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !equalInts(got["y"].Shape, want["y0"].Shape) || !slices.Equal(got["y"].U8, want["y0"].U8) {
+				t.Fatalf("%v x %v: packed QLinearConv differs from the generic loop", tc.x, tc.w)
 			}
 		}
 		s.Close()

@@ -44,6 +44,12 @@ type QuantizeReport struct {
 	OpsetTo   int
 	Quantized []QuantizedNode
 	Skipped   []SkippedNode // left in f32, with the reason
+	Folded    []FoldedNode  // BatchNormalization folded into the Conv before it
+}
+
+// FoldedNode is a BatchNormalization folded into the Conv before it.
+type FoldedNode struct {
+	Node, Into string
 }
 
 // QuantizedNode is one node rewritten to int8.
@@ -108,6 +114,7 @@ func Quantize(data []byte, name string, opts QuantizeOptions) ([]byte, *Quantize
 			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
 	}
+	q.foldBN()
 	if opts.Mode == QuantizeStatic {
 		if err := q.calibrate(m); err != nil {
 			return nil, nil, fmt.Errorf("%s: calibration: %w", name, err)
@@ -352,6 +359,12 @@ func (q *quantizer) node(c *gctx, n *pb.NodeProto) (bool, string, error) {
 			return false, fmt.Sprintf("weight of rank %d (want >= 3)", len(w.Shape)), nil
 		}
 		wk = w
+		if a := attrOf(n, "group"); a != nil && a.GetI() > 1 && w.Shape[1] == 1 {
+			// one input channel per group: a product of 1 x kh*kw per
+			// output channel is too small for the int8 products to pay
+			// for the run-time activation quantization (BENCHMARKS.md)
+			return false, "depthwise: f32 is faster", nil
+		}
 		if bias != nil && (len(bias.Shape) != 1 || bias.Shape[0] != w.Shape[0]) {
 			return false, fmt.Sprintf("bias of shape %v for %d channels", bias.Shape, w.Shape[0]), nil
 		}

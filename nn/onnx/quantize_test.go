@@ -401,3 +401,55 @@ func ExampleQuantize() {
 	// mm MatMul channels 2
 	// int8: [-0.50 8.43] (f32: [-0.50 8.50])
 }
+
+// TestQuantizeFoldsBatchNorm: a Conv -> BatchNormalization pair is folded
+// into one Conv before quantization (no f32 BatchNormalization after the
+// int8 convolution), the outputs near the f32 model's; a BatchNormalization
+// whose input has another reader stays.
+func TestQuantizeFoldsBatchNorm(t *testing.T) {
+	cw, _ := randF32("w", 11, 6, 3, 3, 3)
+	g1, _ := randF32("g", 12, 6)
+	b1, _ := randF32("b", 13, 6)
+	m1, _ := randF32("m", 14, 6)
+	v := f32Proto("v", []int{6}, []float32{0.5, 1, 2, 0.25, 1.5, 3})
+	graph := func(twoReaders bool) *pb.GraphProto {
+		g := &pb.GraphProto{
+			Name:        strp("bn"),
+			Input:       []*pb.ValueInfoProto{valueProto("x", nn.Float32, 1, 3, 8, 8)},
+			Output:      []*pb.ValueInfoProto{valueProto("y", nn.Float32, 1, 6, 8, 8)},
+			Initializer: []*pb.TensorProto{cw, g1, b1, m1, v},
+			Node: []*pb.NodeProto{
+				nodep("Conv", "conv", []string{"x", "w"}, []string{"c"}, intsAttr("pads", 1, 1, 1, 1)),
+				nodep("BatchNormalization", "bn", []string{"c", "g", "b", "m", "v"}, []string{"n"}, floatAttr("epsilon", 1e-3)),
+				nodep("Relu", "relu", []string{"n"}, []string{"y"}),
+			},
+		}
+		if twoReaders {
+			g.Output = append(g.Output, valueProto("c", nn.Float32, 1, 6, 8, 8))
+		}
+		return g
+	}
+	x := randInput(31, 1, 3, 8, 8)
+	src := marshal(t, model(13, graph(false)))
+	want := runModel(t, src, map[string]*nn.Tensor{"x": x})["y"]
+	for _, mode := range []string{QuantizeDynamic, QuantizeStatic} {
+		q, rep, err := Quantize(src, "bn.onnx", QuantizeOptions{Mode: mode, Calibration: []map[string]*nn.Tensor{{"x": x}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ops := opCounts(t, q); ops["BatchNormalization"] != 0 || len(rep.Folded) != 1 {
+			t.Fatalf("%s: BatchNormalization not folded: %v, %v", mode, ops, rep.Folded)
+		}
+		got := runModel(t, q, map[string]*nn.Tensor{"x": x})["y"]
+		if d, p := maxAbs(want.F32, got.F32); d > 0.03*p {
+			t.Errorf("%s: int8 with the folded BatchNormalization differs by %g (peak %g)", mode, d, p)
+		}
+	}
+	q, rep, err := Quantize(marshal(t, model(13, graph(true))), "bn.onnx", QuantizeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ops := opCounts(t, q); ops["BatchNormalization"] != 1 || len(rep.Folded) != 0 {
+		t.Fatalf("a BatchNormalization whose input is also an output was folded: %v", ops)
+	}
+}

@@ -206,6 +206,7 @@ func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor, extra ...string
 		return ok
 	}
 	live := []*node{}
+	folded := map[string]*node{} // folded DequantizeLinear nodes, by output
 	for _, n := range g.nodes {
 		foldable := registry[n.op].foldable
 		for _, in := range n.inputs {
@@ -242,6 +243,9 @@ func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor, extra ...string
 				p.consts[name] = out[i]
 			}
 		}
+		if n.op == "DequantizeLinear" && n.domain == "" && len(n.outputs) == 1 {
+			folded[n.outputs[0]] = n // for fuseQDQ
+		}
 	}
 	// Graph rewrites, in order (each in its own pass_*.go file).
 	wanted := map[string]bool{}
@@ -251,6 +255,7 @@ func (s *Session) prepare(g *graph, outer map[string]*nn.Tensor, extra ...string
 	for _, name := range extra {
 		wanted[name] = true
 	}
+	live = fuseQDQ(live, p.consts, wanted, folded)
 	live = fuseConvBN(live, p.consts, wanted)
 	live = fuseLayerNorm(live, p.consts, wanted)
 	live = fuseGelu(live, p.consts, wanted)
@@ -1001,11 +1006,14 @@ type otherBuf struct {
 
 // Bounds of the non-f32 arena: tensors up to maxOtherBytes each, at most
 // maxOthers of them and maxOtherTotal bytes a state; larger or further
-// allocations take nn.New as before.
+// allocations take nn.New as before. An int8 model's u8 activations, int32
+// accumulators and patch matrices live here, so the bounds are those of
+// the f32 pool (maxPoolBytes): a quantized conv model runs without
+// allocating (TestSteadyStateAllocs).
 const (
-	maxOtherBytes = 64 << 10
+	maxOtherBytes = 16 << 20
 	maxOthers     = 4096
-	maxOtherTotal = 4 << 20
+	maxOtherTotal = 64 << 20
 )
 
 // other returns a non-f32 tensor of n elements from the run's arena, or nil

@@ -96,6 +96,27 @@ def main():
     case("qlinearconv_depthwise", "QLinearConv", [("x", u8(1, 4, 6, 6))], {"group": 4, "pads": [1, 1, 1, 1]}, opset=10,
          consts=[("xs", f(0.02)), ("xz", np.array(10, np.uint8)), ("w", u8(4, 1, 3, 3)), ("ws", f(0.01)),
                  ("wz", np.array(128, np.uint8)), ("ys", f(0.03)), ("yz", np.array(0, np.uint8))])
+    # Longer than a 16-lane vector (gpu's AVX-512 kernels and their tails),
+    # ties with a nonzero zero point (round(x / s) + z, not round(x / s + z)),
+    # and the int8 convolution paths fennec picks: pointwise, "same" 5x5,
+    # few output pixels, per-column QLinearMatMul on constant s8 weights.
+    case("quantize_u8_ties_zp", "QuantizeLinear", [("x", np.tile(ties, (1, 3)))], consts=[("s", f(0.1)), ("z", np.array(3, np.uint8))])
+    case("dynamic_quantize_long", "DynamicQuantizeLinear", [("x", r(5, 211) * 3 + 0.7)], opset=11, n_out=3)
+    case("dequantize_i8_long", "DequantizeLinear", [("x", i8(3, 41))], consts=[("s", f(0.07)), ("z", np.array(-9, np.int8))])
+    case("convinteger_s8_weights", "ConvInteger", [("x", u8(1, 8, 7, 9))], {"pads": [1, 1, 1, 1]}, opset=10,
+         consts=[("w", i7(12, 8, 3, 3)), ("xz", np.array(77, np.uint8)), ("wz", np.array(0, np.int8))])
+    case("qlinearconv_pointwise", "QLinearConv", [("x", u8(2, 24, 6, 6))], {}, opset=10,
+         consts=[("xs", f(0.02)), ("xz", np.array(128, np.uint8)), ("w", i7(20, 24, 1, 1)), ("ws", (rng.random(20) * 0.02 + 0.005).astype(np.float32)),
+                 ("wz", np.zeros(20, np.int8)), ("ys", f(0.05)), ("yz", np.array(120, np.uint8)), ("b", rng.integers(-500, 500, (20,)).astype(np.int32))])
+    case("qlinearconv_same5x5", "QLinearConv", [("x", u8(1, 3, 9, 11))], {"pads": [2, 2, 2, 2]}, opset=10,
+         consts=[("xs", f(0.03)), ("xz", np.array(5, np.uint8)), ("w", i7(6, 3, 5, 5)), ("ws", (rng.random(6) * 0.02 + 0.005).astype(np.float32)),
+                 ("wz", np.zeros(6, np.int8)), ("ys", f(0.2)), ("yz", np.array(4, np.uint8)), ("b", rng.integers(-900, 900, (6,)).astype(np.int32))])
+    case("qlinearconv_few_pixels", "QLinearConv", [("x", u8(1, 16, 2, 3))], {"pads": [1, 1, 1, 1]}, opset=10,
+         consts=[("xs", f(0.02)), ("xz", np.array(60, np.uint8)), ("w", i7(24, 16, 3, 3)), ("ws", f(0.01)),
+                 ("wz", np.array(0, np.int8)), ("ys", f(0.3)), ("yz", np.array(130, np.uint8))])
+    case("qlinearmatmul_u8s8_percol", "QLinearMatMul", [("a", u8(5, 70))], opset=10,
+         consts=[("as", f(0.02)), ("az", np.array(90, np.uint8)), ("b", i7(70, 20)), ("bs", (rng.random(20) * 0.02 + 0.005).astype(np.float32)),
+                 ("bz", np.zeros(20, np.int8)), ("ys", f(0.4)), ("yz", np.array(128, np.uint8))])
     print("wrote the q_ cases to", OUT)
 
 
