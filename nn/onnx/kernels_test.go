@@ -320,11 +320,13 @@ func naiveConv(x []float32, ch, h, wd int, wt []float32, m, g, kh, kw, sh, sw, d
 	return out
 }
 
-// TestConvPaths: Conv on the CPU backend against the definition for the
+// TestConvPaths: Conv on the CPU backend (each window with the direct kernel
+// where it applies, and without it) against the definition for the
 // windows that take each product path: unpadded stride 1 read in place (kw 1,
 // kw > 1 with and without dilation, groups), phased with pads and strides, and
 // plain im2col.
 func TestConvPaths(t *testing.T) {
+	defer func() { directOn = true }()
 	rng := rand.New(rand.NewPCG(5, 6))
 	ints := func(name string, v ...int64) *pb.AttributeProto {
 		return &pb.AttributeProto{Name: strp(name), Type: attrTypep(pb.AttributeProto_INTS), Ints: v}
@@ -343,6 +345,20 @@ func TestConvPaths(t *testing.T) {
 		{4, 3, 32, 20, 1, 1, 5, 1, 1, 1, 1, 0, 2, 0, 2},
 		{4, 13, 11, 8, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
 		{4, 9, 9, 3, 1, 3, 3, 3, 3, 1, 1, 0, 0, 0, 0},
+		// the direct kernel's shapes (t_resnet's stem and stages) and odd
+		// ones: channels not a multiple of 16, groups, dilations,
+		// asymmetric pads, strides 2 and 3, planes of one position
+		{3, 64, 64, 16, 1, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3},
+		{16, 16, 16, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+		{16, 16, 16, 32, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
+		{32, 8, 8, 64, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
+		{64, 4, 4, 64, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+		{48, 5, 7, 48, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+		{6, 13, 11, 17, 1, 3, 3, 1, 1, 1, 1, 2, 0, 1, 3},
+		{8, 12, 9, 10, 2, 3, 2, 2, 1, 2, 2, 1, 2, 2, 0},
+		{6, 15, 14, 33, 3, 5, 3, 3, 2, 1, 2, 2, 1, 0, 2},
+		{5, 3, 3, 20, 1, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0},
+		{7, 1, 9, 9, 1, 1, 3, 1, 3, 1, 1, 0, 1, 0, 1},
 	} {
 		oh := (tc.h+tc.pt+tc.pb-(tc.kh-1)*tc.dh-1)/tc.sh + 1
 		ow := (tc.w+tc.pl+tc.pr-(tc.kw-1)*tc.dw-1)/tc.sw + 1
@@ -359,7 +375,12 @@ func TestConvPaths(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, threads := range []int{1, 2} {
+		for _, run := range []struct {
+			threads int
+			direct  bool
+		}{{1, true}, {2, true}, {1, false}, {2, false}} {
+			threads := run.threads
+			directOn = run.direct
 			be, err := gpu.NewCPUWithConfig(gpu.CPUConfig{Threads: threads})
 			if err != nil {
 				t.Fatal(err)
@@ -384,7 +405,7 @@ func TestConvPaths(t *testing.T) {
 			}
 			for i, v := range want {
 				if d := math.Abs(float64(got.F32[i] - v)); !(d <= 1e-4*(1+math.Abs(float64(v)))) {
-					t.Fatalf("%+v threads %d: [%d] = %v, want %v", tc, threads, i, got.F32[i], v)
+					t.Fatalf("%+v threads %d direct %v: [%d] = %v, want %v", tc, threads, run.direct, i, got.F32[i], v)
 				}
 			}
 		}

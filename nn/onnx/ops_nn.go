@@ -32,6 +32,7 @@ type winCache struct {
 	dwT  atomic.Pointer[dwTEntry]   // depthwiseSmall's transposed constant kernel
 	qmm  atomic.Pointer[qmmEntry]   // MatMulInteger's packed constant s8 weights
 	qcv  atomic.Pointer[qconvEntry] // ConvInteger's packed constant s8 weights, per group
+	dcv  atomic.Pointer[dconvEntry] // the direct convolution's plan
 }
 
 // qconvEntry is a constant s8 Conv weight [m, cg, kh, kw] packed per group
@@ -255,6 +256,10 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 	plane := win.oh * win.ow
 	if cg == 1 && mg == 1 {
 		if err := c.depthwise(win, x.F32, wt.F32, out.F32, c.isConst(wt)); err != nil {
+			return nil, err
+		}
+	} else if _, isCPU := c.s.be.(*gpu.CPU); useDirect(win, cg, mg, isCPU) {
+		if err := c.convDirect(win, x.F32, wt.F32, out.F32, g, cg, mg, c.isConst(wt)); err != nil {
 			return nil, err
 		}
 	} else {

@@ -1,0 +1,188 @@
+package onnx
+
+import (
+	"github.com/fennec-edge/fennec/nn/onnx/internal/dconv"
+	"github.com/fennec-edge/fennec/nn/onnx/internal/vec"
+)
+
+// dconvEntry is a node's plan for the direct kernel: the taps' offsets in
+// the stride-phase planes of cg channels, and, for a constant weight at
+// src, the weight transposed per group to [cg*kh*kw][mp].
+type dconvEntry struct {
+	w         window // by value, as rowsEntry
+	cg, mg, g int
+	offs      []int32
+	maxOff    int
+	src       *float32
+	wt        []float32
+}
+
+// Direct-kernel limits, chosen by measurement on t_resnet (see BENCHMARKS
+// "Direct convolution"): output channels per group, and output positions
+// per image (past these the packed product's 12x32 tiles and its split
+// over threads are as good or better).
+const (
+	directMaxM     = 64
+	directMaxPlane = 1024
+)
+
+// directOn lets the tests run the other product paths on a CPU with
+// AVX-512.
+var directOn = true
+
+// useDirect reports whether convCore runs win (cg input and mg output
+// channels per group) with the direct kernel.
+func useDirect(win *window, cg, mg int, isCPU bool) bool {
+	return directOn && dconv.Available && isCPU && win.kh*win.kw > 1 && cg > 1 && mg <= directMaxM &&
+		win.oh*win.ow <= directMaxPlane && win.phaseable()
+}
+
+// directPlan returns the node's cached plan for win, making it on first
+// use (or when the window or a constant weight changes).
+func (c *kctx) directPlan(win *window, cg, mg, g int, wt []float32, wConst bool) *dconvEntry {
+	var src *float32
+	if wConst && len(wt) > 0 {
+		src = &wt[0]
+	}
+	if c.n.wc != nil {
+		if e := c.n.wc.dcv.Load(); e != nil && e.w == *win && e.cg == cg && e.mg == mg && e.g == g && e.src == src {
+			return e
+		}
+	}
+	_, w2, planeSz := phaseDims(win)
+	per := win.sh * win.sw * planeSz
+	e := &dconvEntry{w: *win, cg: cg, mg: mg, g: g, src: src}
+	e.offs = make([]int32, 0, cg*win.kh*win.kw)
+	for ch := 0; ch < cg; ch++ {
+		for ki := 0; ki < win.kh; ki++ {
+			ry, oy := (ki*win.dh)%win.sh, (ki*win.dh)/win.sh
+			for kj := 0; kj < win.kw; kj++ {
+				rx, ox := (kj*win.dw)%win.sw, (kj*win.dw)/win.sw
+				o := ch*per + (ry*win.sw+rx)*planeSz + oy*w2 + ox
+				e.offs = append(e.offs, int32(o))
+				e.maxOff = max(e.maxOff, o)
+			}
+		}
+	}
+	if src != nil {
+		mp := (mg + 15) &^ 15
+		e.wt = make([]float32, g*len(e.offs)*mp)
+		transposeWeights(e.wt, wt, g, mg, mp, len(e.offs))
+	}
+	if c.n.wc != nil {
+		c.n.wc.dcv.Store(e)
+	}
+	return e
+}
+
+// transposeWeights writes the weight wt [g*mg][kk] as dst [g][kk][mp],
+// channels mg to mp zero.
+func transposeWeights(dst, wt []float32, g, mg, mp, kk int) {
+	clear(dst[:g*kk*mp])
+	for gi := 0; gi < g; gi++ {
+		d := dst[gi*kk*mp : (gi+1)*kk*mp]
+		for o := 0; o < mg; o++ {
+			row := wt[(gi*mg+o)*kk : (gi*mg+o+1)*kk]
+			for k, v := range row {
+				d[k*mp+o] = v
+			}
+		}
+	}
+}
+
+// convDirect runs a Conv with the direct kernel (dconv): per image and
+// group, the cg input channels split into the stride phases of their
+// padded planes (as the phased product does), the kernel over the oh*w2
+// flat phase positions into a position-major buffer, its transpose, and
+// the w2-ow extra columns per output row dropped. The tiles past the last
+// position read the zeroed slack after the phase planes.
+func (c *kctx) convDirect(win *window, x, wt, out []float32, g, cg, mg int, wConst bool) error {
+	h2, w2, planeSz := phaseDims(win)
+	per := win.sh * win.sw * planeSz
+	kk := cg * win.kh * win.kw
+	mp := (mg + 15) &^ 15
+	npos := win.oh * w2
+	rows := dconv.Rows(npos, mp)
+	if err := c.checkWork("direct convolution phases", cg, per+rows); err != nil {
+		return err
+	}
+	if err := c.checkWork("direct convolution buffer", rows+npos, mp); err != nil {
+		return err
+	}
+	e := c.directPlan(win, cg, mg, g, wt, wConst)
+	nd := max(cg*per, e.maxOff+rows)
+	dec := c.s.hostGet(nd)
+	defer c.s.hostPut(dec)
+	clear(dec[cg*per:])
+	tmp := c.s.hostGet(rows * mp)
+	defer c.s.hostPut(tmp)
+	tr := c.s.hostGet(mp * npos)
+	defer c.s.hostPut(tr)
+	wtT := e.wt
+	if wtT == nil {
+		if err := c.checkWork("direct convolution weights", g*kk, mp); err != nil {
+			return err
+		}
+		wtT = c.s.hostGet(g * kk * mp)
+		defer c.s.hostPut(wtT)
+		transposeWeights(wtT, wt, g, mg, mp, kk)
+	}
+	hw, plane, m := win.h*win.w, win.oh*win.ow, g*mg
+	for b := 0; b < win.n; b++ {
+		for gi := 0; gi < g; gi++ {
+			src := x[(b*win.ch+gi*cg)*hw:]
+			for ch := 0; ch < cg; ch++ {
+				if w2 <= smallPhaseRow {
+					splitPhasesSmall(win, src[ch*hw:(ch+1)*hw], dec[ch*per:(ch+1)*per], h2, w2, planeSz)
+				} else {
+					splitPhases(win, src[ch*hw:(ch+1)*hw], dec[ch*per:(ch+1)*per], h2, w2, planeSz)
+				}
+			}
+			dconv.Run(dec, e.offs, wtT[gi*kk*mp:(gi+1)*kk*mp], mp, tmp, npos)
+			vec.Transpose(tr, tmp[:npos*mp], npos, mp)
+			dst := out[(b*m+gi*mg)*plane : (b*m+gi*mg+mg)*plane]
+			dropColumns(dst, tr, mg*win.oh, win.ow, win.oh, npos, w2)
+		}
+	}
+	return nil
+}
+
+// splitPhasesSmall is splitPhases (zero pads) with the loops inline, for
+// phase rows of at most smallPhaseRow columns: a fill, copy or gather call
+// per row cost more than its few elements (t_resnet's 3x3/2 on 8x8: 32
+// channels of four 5-wide phases).
+func splitPhasesSmall(w *window, img, dec []float32, h2, w2, planeSz int) {
+	for py := 0; py < w.sh; py++ {
+		for px := 0; px < w.sw; px++ {
+			p := dec[(py*w.sw+px)*planeSz:][:planeSz]
+			j0, j1 := tapRange(px-w.pl, w.sw, w2, w.w)
+			j0 = min(j0, w2)
+			j1 = min(max(j1, j0), w2)
+			for y2 := 0; y2 <= h2; y2++ {
+				row := p[y2*w2 : (y2+1)*w2]
+				iy := y2*w.sh + py - w.pt
+				if iy < 0 || iy >= w.h || y2 == h2 {
+					for i := range row {
+						row[i] = 0
+					}
+					continue
+				}
+				src := img[iy*w.w : (iy+1)*w.w]
+				for j := 0; j < j0; j++ {
+					row[j] = 0
+				}
+				ix := px - w.pl + j0*w.sw
+				for j := j0; j < j1; j++ {
+					row[j] = src[ix]
+					ix += w.sw
+				}
+				for j := j1; j < w2; j++ {
+					row[j] = 0
+				}
+			}
+		}
+	}
+}
+
+// smallPhaseRow is the widest phase row splitPhasesSmall takes.
+const smallPhaseRow = 16
