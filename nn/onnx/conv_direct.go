@@ -113,7 +113,9 @@ func (c *kctx) convDirect(win *window, x, wt, out []float32, g, cg, mg int, wCon
 	nd := max(cg*per, e.maxOff+rows)
 	dec := c.s.hostGet(nd)
 	defer c.s.hostPut(dec)
-	clear(dec[cg*per:])
+	// the pads, the spare rows and the slack stay zero; splitInterior
+	// writes the rest
+	clear(dec)
 	tmp := c.s.hostGet(rows * mp)
 	defer c.s.hostPut(tmp)
 	tr := c.s.hostGet(mp * npos)
@@ -132,11 +134,7 @@ func (c *kctx) convDirect(win *window, x, wt, out []float32, g, cg, mg int, wCon
 		for gi := 0; gi < g; gi++ {
 			src := x[(b*win.ch+gi*cg)*hw:]
 			for ch := 0; ch < cg; ch++ {
-				if w2 <= smallPhaseRow {
-					splitPhasesSmall(win, src[ch*hw:(ch+1)*hw], dec[ch*per:(ch+1)*per], h2, w2, planeSz)
-				} else {
-					splitPhases(win, src[ch*hw:(ch+1)*hw], dec[ch*per:(ch+1)*per], h2, w2, planeSz)
-				}
+				splitInterior(win, src[ch*hw:(ch+1)*hw], dec[ch*per:(ch+1)*per], h2, w2, planeSz)
 			}
 			dconv.Run(dec, e.offs, wtT[gi*kk*mp:(gi+1)*kk*mp], mp, tmp, npos)
 			vec.Transpose(tr, tmp[:npos*mp], npos, mp)
@@ -147,42 +145,43 @@ func (c *kctx) convDirect(win *window, x, wt, out []float32, g, cg, mg int, wCon
 	return nil
 }
 
-// splitPhasesSmall is splitPhases (zero pads) with the loops inline, for
-// phase rows of at most smallPhaseRow columns: a fill, copy or gather call
-// per row cost more than its few elements (t_resnet's 3x3/2 on 8x8: 32
-// channels of four 5-wide phases).
-func splitPhasesSmall(w *window, img, dec []float32, h2, w2, planeSz int) {
+// splitInterior writes the stride phases of the zero-padded channel img
+// into dec (as splitPhases) where dec's pads are already zero: only the
+// rows and columns that come from the image are written.
+func splitInterior(w *window, img, dec []float32, h2, w2, planeSz int) {
 	for py := 0; py < w.sh; py++ {
+		// rows y2 with 0 <= y2*sh+py-pt < h
+		y0, y1 := tapRange(py-w.pt, w.sh, h2, w.h)
 		for px := 0; px < w.sw; px++ {
 			p := dec[(py*w.sw+px)*planeSz:][:planeSz]
 			j0, j1 := tapRange(px-w.pl, w.sw, w2, w.w)
 			j0 = min(j0, w2)
 			j1 = min(max(j1, j0), w2)
-			for y2 := 0; y2 <= h2; y2++ {
-				row := p[y2*w2 : (y2+1)*w2]
-				iy := y2*w.sh + py - w.pt
-				if iy < 0 || iy >= w.h || y2 == h2 {
-					for i := range row {
-						row[i] = 0
+			if j1 == j0 {
+				continue
+			}
+			ix0 := px - w.pl + j0*w.sw
+			for y2 := y0; y2 < y1; y2++ {
+				row := p[y2*w2+j0 : y2*w2+j1]
+				src := img[(y2*w.sh+py-w.pt)*w.w:][:w.w]
+				switch {
+				case w.sw == 1 && len(row) >= 16:
+					copy(row, src[ix0:])
+				case w.sw == 1:
+					src = src[ix0:][:len(row)]
+					for j := range row {
+						row[j] = src[j]
 					}
-					continue
-				}
-				src := img[iy*w.w : (iy+1)*w.w]
-				for j := 0; j < j0; j++ {
-					row[j] = 0
-				}
-				ix := px - w.pl + j0*w.sw
-				for j := j0; j < j1; j++ {
-					row[j] = src[ix]
-					ix += w.sw
-				}
-				for j := j1; j < w2; j++ {
-					row[j] = 0
+				case w.sw == 2 && len(row) >= 16:
+					vec.Gather2(row, src[ix0:])
+				default:
+					ix := ix0
+					for j := range row {
+						row[j] = src[ix]
+						ix += w.sw
+					}
 				}
 			}
 		}
 	}
 }
-
-// smallPhaseRow is the widest phase row splitPhasesSmall takes.
-const smallPhaseRow = 16
