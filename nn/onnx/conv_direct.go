@@ -118,8 +118,13 @@ func (c *kctx) convDirect(win *window, x, wt, out []float32, g, cg, mg int, wCon
 	clear(dec)
 	tmp := c.s.hostGet(rows * mp)
 	defer c.s.hostPut(tmp)
-	tr := c.s.hostGet(mp * npos)
-	defer c.s.hostPut(tr)
+	// Rows under 8 positions are transposed whole (8x8 blocks) and their
+	// extra columns dropped after: a transpose per row would be scalar.
+	var tr []float32
+	if win.ow < 8 {
+		tr = c.s.hostGet(mp * npos)
+		defer c.s.hostPut(tr)
+	}
 	wtT := e.wt
 	if wtT == nil {
 		if err := c.checkWork("direct convolution weights", g*kk, mp); err != nil {
@@ -136,9 +141,16 @@ func (c *kctx) convDirect(win *window, x, wt, out []float32, g, cg, mg int, wCon
 			for ch := 0; ch < cg; ch++ {
 				splitInterior(win, src[ch*hw:(ch+1)*hw], dec[ch*per:(ch+1)*per], h2, w2, planeSz)
 			}
-			dconv.Run(dec, e.offs, wtT[gi*kk*mp:(gi+1)*kk*mp], mp, tmp, npos)
-			vec.Transpose(tr, tmp[:npos*mp], npos, mp)
+			c.directRun(dec, e.offs, wtT[gi*kk*mp:(gi+1)*kk*mp], mp, tmp, npos)
 			dst := out[(b*m+gi*mg)*plane : (b*m+gi*mg+mg)*plane]
+			if tr == nil {
+				// each output row's ow positions straight into place
+				for oy := 0; oy < win.oh; oy++ {
+					vec.TransposeLd(dst[oy*win.ow:], tmp[oy*w2*mp:], win.ow, mg, mp, plane)
+				}
+				continue
+			}
+			vec.Transpose(tr, tmp[:npos*mp], npos, mp)
 			dropColumns(dst, tr, mg*win.oh, win.ow, win.oh, npos, w2)
 		}
 	}
@@ -184,4 +196,20 @@ func splitInterior(w *window, img, dec []float32, h2, w2, planeSz int) {
 			}
 		}
 	}
+}
+
+// directRun is dconv.Run, its positions split over the backend's threads
+// in units of dconv.Unit when the product is big enough (t_resnet's stem
+// and 16-channel stage; onnxruntime's second thread gains nothing on it).
+func (c *kctx) directRun(dec []float32, offs []int32, wt []float32, mp int, tmp []float32, npos int) {
+	units := (npos + dconv.Unit - 1) / dconv.Unit
+	grain := max(1, partWork/max(1, dconv.Unit*len(offs)*mp))
+	if c.serial(units, grain) {
+		dconv.Run(dec, offs, wt, mp, tmp, npos)
+		return
+	}
+	c.parallel(units, grain, func(lo, hi int) {
+		q0, q1 := lo*dconv.Unit, min(hi*dconv.Unit, npos)
+		dconv.Run(dec[q0:], offs, wt, mp, tmp[q0*mp:], q1-q0)
+	})
 }

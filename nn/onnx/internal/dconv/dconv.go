@@ -21,6 +21,11 @@ import "fmt"
 // accumulators, with J weight vectors and a broadcast register).
 var tileP = [5]int{0, 16, 12, 8, 6}
 
+// Unit is a multiple of every tile's positions: Run over [0, npos) is Run
+// over [q0, q1) and [q1, npos) (x and out advanced by q0 and q0*mp) for q0,
+// q1 multiples of Unit, within the same buffers.
+const Unit = 48
+
 // chunk returns the blocks of the next chunk out of nb blocks left.
 func chunk(nb int) int { return min(nb, 4) }
 

@@ -44,6 +44,16 @@ func TestRun(t *testing.T) {
 					}
 					Run(x, offs, wt, mp, got[:rows*mp], npos)
 					runGo(x, offs, wt, mp, want, npos)
+					if npos > Unit { // the same in two parts, as a split over threads runs it
+						split := make([]float32, rows*mp)
+						Run(x, offs, wt, mp, split, Unit)
+						Run(x[Unit:], offs, wt, mp, split[Unit*mp:], npos-Unit)
+						for i := 0; i < npos*mp; i++ {
+							if split[i] != got[i] {
+								t.Fatalf("split [%d] = %v, whole %v", i, split[i], got[i])
+							}
+						}
+					}
 					for i := 0; i < npos*mp; i++ {
 						if d := math.Abs(float64(got[i] - want[i])); !(d <= 1e-4*(1+math.Abs(float64(want[i])))) {
 							t.Fatalf("[%d] (position %d, channel %d) = %v, want %v", i, i/mp, i%mp, got[i], want[i])
