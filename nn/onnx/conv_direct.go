@@ -92,39 +92,33 @@ func transposeWeights(dst, wt []float32, g, mg, mp, kk int) {
 
 // convDirect runs a Conv with the direct kernel (dconv): per image and
 // group, the cg input channels split into the stride phases of their
-// padded planes (as the phased product does), the kernel over the oh*w2
-// flat phase positions into a position-major buffer, its transpose, and
-// the w2-ow extra columns per output row dropped. The tiles past the last
-// position read the zeroed slack after the phase planes.
+// padded planes (as the phased product does), the kernel over each output
+// row's ow positions (dconv.RunRows: none of the w2-ow columns a flat run
+// over the phase planes computes and drops) into a compact
+// position-major buffer, and its transpose into place. A row's last
+// tile may read past the row, into the next row or the zeroed slack
+// after the phase planes.
 func (c *kctx) convDirect(win *window, x, wt, out []float32, g, cg, mg int, wConst bool) error {
 	h2, w2, planeSz := phaseDims(win)
 	per := win.sh * win.sw * planeSz
 	kk := cg * win.kh * win.kw
 	mp := (mg + 15) &^ 15
-	npos := win.oh * w2
-	rows := dconv.Rows(npos, mp)
-	if err := c.checkWork("direct convolution phases", cg, per+rows); err != nil {
+	read, write := dconv.RowsSpan(win.oh, win.ow, w2, mp)
+	if err := c.checkWork("direct convolution phases", cg, per+read); err != nil {
 		return err
 	}
-	if err := c.checkWork("direct convolution buffer", rows+npos, mp); err != nil {
+	if err := c.checkWork("direct convolution buffer", write, mp); err != nil {
 		return err
 	}
 	e := c.directPlan(win, cg, mg, g, wt, wConst)
-	nd := max(cg*per, e.maxOff+rows)
+	nd := max(cg*per, e.maxOff+read)
 	dec := c.s.hostGet(nd)
 	defer c.s.hostPut(dec)
 	// the pads, the spare rows and the slack stay zero; splitInterior
 	// writes the rest
 	clear(dec)
-	tmp := c.s.hostGet(rows * mp)
+	tmp := c.s.hostGet(write * mp)
 	defer c.s.hostPut(tmp)
-	// Rows under 8 positions are transposed whole (8x8 blocks) and their
-	// extra columns dropped after: a transpose per row would be scalar.
-	var tr []float32
-	if win.ow < 8 {
-		tr = c.s.hostGet(mp * npos)
-		defer c.s.hostPut(tr)
-	}
 	wtT := e.wt
 	if wtT == nil {
 		if err := c.checkWork("direct convolution weights", g*kk, mp); err != nil {
@@ -141,17 +135,9 @@ func (c *kctx) convDirect(win *window, x, wt, out []float32, g, cg, mg int, wCon
 			for ch := 0; ch < cg; ch++ {
 				splitInterior(win, src[ch*hw:(ch+1)*hw], dec[ch*per:(ch+1)*per], h2, w2, planeSz)
 			}
-			c.directRun(dec, e.offs, wtT[gi*kk*mp:(gi+1)*kk*mp], mp, tmp, npos)
+			dconv.RunRows(dec, e.offs, wtT[gi*kk*mp:(gi+1)*kk*mp], mp, tmp, win.oh, win.ow, w2)
 			dst := out[(b*m+gi*mg)*plane : (b*m+gi*mg+mg)*plane]
-			if tr == nil {
-				// each output row's ow positions straight into place
-				for oy := 0; oy < win.oh; oy++ {
-					vec.TransposeLd(dst[oy*win.ow:], tmp[oy*w2*mp:], win.ow, mg, mp, plane)
-				}
-				continue
-			}
-			vec.Transpose(tr, tmp[:npos*mp], npos, mp)
-			dropColumns(dst, tr, mg*win.oh, win.ow, win.oh, npos, w2)
+			vec.TransposeLd(dst, tmp, plane, mg, mp, plane)
 		}
 	}
 	return nil
@@ -196,20 +182,4 @@ func splitInterior(w *window, img, dec []float32, h2, w2, planeSz int) {
 			}
 		}
 	}
-}
-
-// directRun is dconv.Run, its positions split over the backend's threads
-// in units of dconv.Unit when the product is big enough (t_resnet's stem
-// and 16-channel stage; onnxruntime's second thread gains nothing on it).
-func (c *kctx) directRun(dec []float32, offs []int32, wt []float32, mp int, tmp []float32, npos int) {
-	units := (npos + dconv.Unit - 1) / dconv.Unit
-	grain := max(1, partWork/max(1, dconv.Unit*len(offs)*mp))
-	if c.serial(units, grain) {
-		dconv.Run(dec, offs, wt, mp, tmp, npos)
-		return
-	}
-	c.parallel(units, grain, func(lo, hi int) {
-		q0, q1 := lo*dconv.Unit, min(hi*dconv.Unit, npos)
-		dconv.Run(dec[q0:], offs, wt, mp, tmp[q0*mp:], q1-q0)
-	})
 }

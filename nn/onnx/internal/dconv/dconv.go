@@ -1,9 +1,9 @@
 // Package dconv is a direct convolution kernel for convolutions with few
 // output channels on small planes (a ResNet-style CNN's 3x3 convolutions
-// of 16-64 channels): for every position q of a flat plane and every
-// output channel o,
+// of 16-64 channels): for every output position (oy, ox) and every output
+// channel o (RunRows),
 //
-//	out[q*mp+o] = sum over k of x[offs[k]+q] * wt[k*mp+o]
+//	out[(oy*ow+ox)*mp+o] = sum over k of x[offs[k]+oy*w2+ox] * wt[k*mp+o]
 //
 // where offs holds, per tap k (input channel, kernel row, kernel column),
 // the tap's offset in the caller's stride-phase planes of the padded input
@@ -17,80 +17,96 @@ package dconv
 
 import "fmt"
 
-// tileP is the positions per tile of a chunk of J blocks (J*P <= 24
-// accumulators, with J weight vectors and a broadcast register).
-var tileP = [5]int{0, 16, 12, 8, 6}
-
-// Unit is a multiple of every tile's positions: Run over [0, npos) is Run
-// over [q0, q1) and [q1, npos) (x and out advanced by q0 and q0*mp) for q0,
-// q1 multiples of Unit, within the same buffers.
-const Unit = 48
-
 // chunk returns the blocks of the next chunk out of nb blocks left.
 func chunk(nb int) int { return min(nb, 4) }
 
-// Rows returns the positions Run computes (and out must hold, times mp)
-// for npos positions and mp output channels: npos rounded up to the
-// tiles' width, which the caller's input must cover too.
-func Rows(npos, mp int) int {
-	r := npos
-	for nb := mp / 16; nb > 0; {
-		j := chunk(nb)
-		r = max(r, (npos+tileP[j]-1)/tileP[j]*tileP[j])
-		nb -= j
+// rowTiles lists the tile widths of a chunk of J blocks, widest first.
+var rowTiles = [5][]int{nil, {16, 8, 4}, {12, 8, 4}, {8, 4}, {6, 4}}
+
+// pick returns the width of the tile that starts rem positions before a
+// row's end: the widest that fits, else the narrowest (which overruns).
+func pick(rem, j int) int {
+	for _, p := range rowTiles[j] {
+		if p <= rem {
+			return p
+		}
 	}
-	return r
+	return rowTiles[j][len(rowTiles[j])-1]
 }
 
-// Check reports why Run would refuse its arguments (nil when it would
-// not): mp a positive multiple of 16, wt of len(offs) x mp, out of
-// Rows(npos, mp) x mp, every tap's run of Rows positions inside x.
-func Check(x []float32, offs []int32, wt []float32, mp int, out []float32, npos int) error {
-	if mp <= 0 || mp%16 != 0 || npos < 0 {
-		return fmt.Errorf("dconv: %d output channels, %d positions", mp, npos)
+// RowsSpan returns, for RunRows over oh rows of ow positions at row stride
+// w2 and mp channels, how many positions past a tap's offset it reads and
+// how many out rows (of mp) it writes: the last row's last tile may run
+// past ow.
+func RowsSpan(oh, ow, w2, mp int) (read, write int) {
+	over := 0
+	for nb := mp / 16; nb > 0; {
+		j := chunk(nb)
+		q := 0
+		for q < ow {
+			q += pick(ow-q, j)
+		}
+		over = max(over, q-ow)
+		nb -= j
 	}
-	kk, rows := len(offs), Rows(npos, mp)
-	if len(wt) < kk*mp || len(out) < rows*mp {
-		return fmt.Errorf("dconv: weights %d, out %d for %d taps x %d channels x %d positions", len(wt), len(out), kk, mp, rows)
+	return (oh-1)*w2 + ow + over, oh*ow + over
+}
+
+// CheckRows reports why RunRows would refuse its arguments (nil when it
+// would not).
+func CheckRows(x []float32, offs []int32, wt []float32, mp int, out []float32, oh, ow, w2 int) error {
+	if mp <= 0 || mp%16 != 0 || oh <= 0 || ow <= 0 || w2 < ow {
+		return fmt.Errorf("dconv: %d output channels, %d rows of %d at stride %d", mp, oh, ow, w2)
+	}
+	read, write := RowsSpan(oh, ow, w2, mp)
+	kk := len(offs)
+	if len(wt) < kk*mp || len(out) < write*mp {
+		return fmt.Errorf("dconv: weights %d, out %d for %d taps x %d channels x %d positions", len(wt), len(out), kk, mp, write)
 	}
 	for _, o := range offs {
-		if o < 0 || int(o)+rows > len(x) {
-			return fmt.Errorf("dconv: tap offset %d + %d positions outside %d inputs", o, rows, len(x))
+		if o < 0 || int(o)+read > len(x) {
+			return fmt.Errorf("dconv: tap offset %d + %d positions outside %d inputs", o, read, len(x))
 		}
 	}
 	return nil
 }
 
-// Run computes out (see the package comment) for positions [0, npos);
-// the rows from npos to Rows(npos, mp) are scratch (the tiles past the
-// end). It panics where Check refuses.
-func Run(x []float32, offs []int32, wt []float32, mp int, out []float32, npos int) {
-	if err := Check(x, offs, wt, mp, out, npos); err != nil {
+// RunRows computes the output rows: for oh rows of ow positions
+// whose inputs lie w2 apart (the phase planes' row stride), for oy < oh,
+// ox < ow and o < mp,
+//
+//	out[(oy*ow+ox)*mp+o] = sum over k of x[offs[k]+oy*w2+ox] * wt[k*mp+o]
+//
+// so the w2-ow columns between rows (a flat run over the phase planes
+// would compute and drop them) are not computed, and the result is
+// compact. Each row is covered by tiles of the widths
+// the chunk has (16, 12, 8, 6 or 4 positions); a last tile that runs past
+// the row's end writes into the next row's place before that row is
+// computed, or into out's slack (RowsSpan) after the last row. It panics
+// where CheckRows refuses.
+func RunRows(x []float32, offs []int32, wt []float32, mp int, out []float32, oh, ow, w2 int) {
+	if err := CheckRows(x, offs, wt, mp, out, oh, ow, w2); err != nil {
 		panic(err)
 	}
-	if len(offs) == 0 {
-		clear(out[:Rows(npos, mp)*mp])
+	if len(offs) == 0 || !Available {
+		rowsGo(x, offs, wt, mp, out, oh, ow, w2)
 		return
 	}
-	if !Available {
-		runGo(x, offs, wt, mp, out, npos)
-		return
-	}
-	runAsm(x, offs, wt, mp, out, npos)
+	rowsAsm(x, offs, wt, mp, out, oh, ow, w2)
 }
 
-// runGo is the definition (and the path without AVX-512).
-func runGo(x []float32, offs []int32, wt []float32, mp int, out []float32, npos int) {
-	rows := Rows(npos, mp)
-	kk := len(offs)
-	for q := 0; q < rows; q++ {
-		o := out[q*mp : (q+1)*mp]
-		clear(o)
-		for k := 0; k < kk; k++ {
-			v := x[int(offs[k])+q]
-			w := wt[k*mp : (k+1)*mp]
-			for i := range o {
-				o[i] += v * w[i]
+// rowsGo is RunRows's definition (positions past each row not written).
+func rowsGo(x []float32, offs []int32, wt []float32, mp int, out []float32, oh, ow, w2 int) {
+	for oy := 0; oy < oh; oy++ {
+		for ox := 0; ox < ow; ox++ {
+			o := out[(oy*ow+ox)*mp:][:mp]
+			clear(o)
+			for k, off := range offs {
+				v := x[int(off)+oy*w2+ox]
+				w := wt[k*mp : (k+1)*mp]
+				for i := range o {
+					o[i] += v * w[i]
+				}
 			}
 		}
 	}

@@ -22,24 +22,62 @@ func tileJ3P8(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float3
 //go:noescape
 func tileJ4P6(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int)
 
-// runAsm runs the tiles; Check has bounded every read and write.
-func runAsm(x []float32, offs []int32, wt []float32, mp int, out []float32, npos int) {
+//go:noescape
+func tileJ1P8(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int)
+
+//go:noescape
+func tileJ1P4(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int)
+
+//go:noescape
+func tileJ2P8(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int)
+
+//go:noescape
+func tileJ2P4(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int)
+
+//go:noescape
+func tileJ3P4(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int)
+
+//go:noescape
+func tileJ4P4(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int)
+
+// tile runs the tile of j blocks by p positions.
+func tile(j, p int, x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int) {
+	switch j<<8 | p {
+	case 1<<8 | 16:
+		tileJ1P16(x, offs, kk, wt, ldw, out, ldo)
+	case 1<<8 | 8:
+		tileJ1P8(x, offs, kk, wt, ldw, out, ldo)
+	case 1<<8 | 4:
+		tileJ1P4(x, offs, kk, wt, ldw, out, ldo)
+	case 2<<8 | 12:
+		tileJ2P12(x, offs, kk, wt, ldw, out, ldo)
+	case 2<<8 | 8:
+		tileJ2P8(x, offs, kk, wt, ldw, out, ldo)
+	case 2<<8 | 4:
+		tileJ2P4(x, offs, kk, wt, ldw, out, ldo)
+	case 3<<8 | 8:
+		tileJ3P8(x, offs, kk, wt, ldw, out, ldo)
+	case 3<<8 | 4:
+		tileJ3P4(x, offs, kk, wt, ldw, out, ldo)
+	case 4<<8 | 6:
+		tileJ4P6(x, offs, kk, wt, ldw, out, ldo)
+	case 4<<8 | 4:
+		tileJ4P4(x, offs, kk, wt, ldw, out, ldo)
+	default:
+		panic("dconv: no such tile")
+	}
+}
+
+// rowsAsm runs RunRows's tiles; CheckRows has bounded every access.
+func rowsAsm(x []float32, offs []int32, wt []float32, mp int, out []float32, oh, ow, w2 int) {
 	kk := len(offs)
 	for o, nb := 0, mp/16; nb > 0; {
 		j := chunk(nb)
-		p := tileP[j]
-		for q := 0; q < npos; q += p {
-			xp, op := &x[q], &out[q*mp+o]
-			wp := &wt[o]
-			switch j {
-			case 1:
-				tileJ1P16(xp, &offs[0], kk, wp, mp, op, mp)
-			case 2:
-				tileJ2P12(xp, &offs[0], kk, wp, mp, op, mp)
-			case 3:
-				tileJ3P8(xp, &offs[0], kk, wp, mp, op, mp)
-			default:
-				tileJ4P6(xp, &offs[0], kk, wp, mp, op, mp)
+		for oy := 0; oy < oh; oy++ {
+			for ox := 0; ox < ow; {
+				p := pick(ow-ox, j)
+				tile(j, p, &x[oy*w2+ox], &offs[0], kk, &wt[o], mp, &out[(oy*ow+ox)*mp+o], mp)
+				ox += p
 			}
 		}
 		o += 16 * j

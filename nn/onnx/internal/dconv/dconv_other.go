@@ -5,6 +5,6 @@ package dconv
 // Available is false: Run is the pure-Go definition here.
 const Available = false
 
-func runAsm(x []float32, offs []int32, wt []float32, mp int, out []float32, npos int) {
-	runGo(x, offs, wt, mp, out, npos)
+func rowsAsm(x []float32, offs []int32, wt []float32, mp int, out []float32, oh, ow, w2 int) {
+	rowsGo(x, offs, wt, mp, out, oh, ow, w2)
 }

@@ -7,20 +7,20 @@ import (
 	"testing"
 )
 
-// TestRun: the AVX-512 tiles against the definition for every chunk mix
-// (16-80 channels), tap counts and positions that end inside a tile, with
-// each tap's run ending at the input's last element (nothing past it is
-// read: a slice that ends there would fault in Check, and the guard
-// around out stays untouched).
-func TestRun(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	for _, mp := range []int{16, 32, 48, 64, 80, 96, 112, 128} {
-		for _, kk := range []int{1, 3, 9, 27, 147} {
-			for _, npos := range []int{1, 5, 6, 7, 16, 17, 24, 31, 100} {
-				t.Run(fmt.Sprintf("mp%d_kk%d_n%d", mp, kk, npos), func(t *testing.T) {
-					rows := Rows(npos, mp)
+// TestRunRows: RunRows against its definition over row widths around
+// every tile width (a last tile that runs past the row), row strides past
+// the width, every chunk mix, a tap reading x's last element and nothing
+// written past RowsSpan.
+func TestRunRows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, mp := range []int{16, 32, 48, 64, 80} {
+		for _, kk := range []int{1, 9, 147} {
+			for _, shape := range [][3]int{{1, 1, 1}, {3, 4, 6}, {4, 4, 6}, {8, 8, 10}, {2, 5, 5}, {3, 7, 9}, {16, 16, 18}, {2, 32, 35}, {5, 13, 13}, {2, 17, 20}} {
+				oh, ow, w2 := shape[0], shape[1], shape[2]
+				t.Run(fmt.Sprintf("mp%d_kk%d_%dx%d_w2%d", mp, kk, oh, ow, w2), func(t *testing.T) {
+					read, write := RowsSpan(oh, ow, w2, mp)
 					span := 3 * kk
-					x := make([]float32, span+rows)
+					x := make([]float32, span+read)
 					for i := range x {
 						x[i] = float32(rng.NormFloat64())
 					}
@@ -28,41 +28,34 @@ func TestRun(t *testing.T) {
 					for k := range offs {
 						offs[k] = int32(rng.IntN(span + 1))
 					}
-					offs[kk-1] = int32(span) // reads x's last element
+					offs[kk-1] = int32(span)
 					wt := make([]float32, kk*mp)
 					for i := range wt {
 						wt[i] = float32(rng.NormFloat64())
 					}
 					const guard = 64
-					got := make([]float32, rows*mp+guard)
+					got := make([]float32, write*mp+guard)
 					for i := range got {
 						got[i] = float32(math.NaN())
 					}
-					want := make([]float32, rows*mp)
-					if err := Check(x, offs, wt, mp, got[:rows*mp], npos); err != nil {
-						t.Fatal(err)
-					}
-					Run(x, offs, wt, mp, got[:rows*mp], npos)
-					runGo(x, offs, wt, mp, want, npos)
-					if npos > Unit { // the same in two parts, as a split over threads runs it
-						split := make([]float32, rows*mp)
-						Run(x, offs, wt, mp, split, Unit)
-						Run(x[Unit:], offs, wt, mp, split[Unit*mp:], npos-Unit)
-						for i := 0; i < npos*mp; i++ {
-							if split[i] != got[i] {
-								t.Fatalf("split [%d] = %v, whole %v", i, split[i], got[i])
-							}
+					want := make([]float32, oh*ow*mp)
+					RunRows(x, offs, wt, mp, got[:write*mp], oh, ow, w2)
+					rowsGo(x, offs, wt, mp, want, oh, ow, w2)
+					for i, w := range want {
+						if d := math.Abs(float64(got[i] - w)); !(d <= 1e-4*(1+math.Abs(float64(w)))) {
+							t.Fatalf("[%d] (position %d, channel %d) = %v, want %v", i, i/mp, i%mp, got[i], w)
 						}
 					}
-					for i := 0; i < npos*mp; i++ {
-						if d := math.Abs(float64(got[i] - want[i])); !(d <= 1e-4*(1+math.Abs(float64(want[i])))) {
-							t.Fatalf("[%d] (position %d, channel %d) = %v, want %v", i, i/mp, i%mp, got[i], want[i])
-						}
-					}
-					for i := rows * mp; i < len(got); i++ {
+					for i := write * mp; i < len(got); i++ {
 						if !math.IsNaN(float64(got[i])) {
 							t.Fatalf("wrote past out at %d", i)
 						}
+					}
+					if CheckRows(x[:len(x)-1], offs, wt, mp, got[:write*mp], oh, ow, w2) == nil {
+						t.Fatal("an input one short accepted")
+					}
+					if CheckRows(x, offs, wt, mp, got[:write*mp-1], oh, ow, w2) == nil {
+						t.Fatal("an out one short accepted")
 					}
 				})
 			}
@@ -70,22 +63,43 @@ func TestRun(t *testing.T) {
 	}
 }
 
-// TestCheck: Run refuses arguments that would read or write outside its
-// slices.
-func TestCheck(t *testing.T) {
-	x := make([]float32, 40)
+func BenchmarkRunRows(b *testing.B) {
+	for _, tc := range []struct{ mp, kk, oh, ow, w2 int }{{16, 147, 32, 32, 35}, {16, 144, 16, 16, 18}, {32, 144, 8, 8, 9}, {32, 288, 8, 8, 10}, {64, 576, 4, 4, 6}, {64, 288, 4, 4, 5}} {
+		b.Run(fmt.Sprintf("mp%d_kk%d_%dx%d", tc.mp, tc.kk, tc.oh, tc.ow), func(b *testing.B) {
+			read, write := RowsSpan(tc.oh, tc.ow, tc.w2, tc.mp)
+			x := make([]float32, 4*tc.kk+read)
+			offs := make([]int32, tc.kk)
+			for k := range offs {
+				offs[k] = int32(4 * k)
+			}
+			wt := make([]float32, tc.kk*tc.mp)
+			out := make([]float32, write*tc.mp)
+			for b.Loop() {
+				RunRows(x, offs, wt, tc.mp, out, tc.oh, tc.ow, tc.w2)
+			}
+			b.ReportMetric(float64(tc.mp*tc.kk*tc.oh*tc.ow)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GMAC/s")
+		})
+	}
+}
+
+// TestCheckRows: RunRows refuses arguments that would read or write
+// outside its slices, and panics on them.
+func TestCheckRows(t *testing.T) {
+	read, write := RowsSpan(2, 5, 7, 16)
+	x := make([]float32, 10+read)
 	wt := make([]float32, 2*16)
-	out := make([]float32, Rows(10, 16)*16)
-	if err := Check(x, []int32{0, 24}, wt, 16, out, 10); err != nil {
+	out := make([]float32, write*16)
+	if err := CheckRows(x, []int32{0, 10}, wt, 16, out, 2, 5, 7); err != nil {
 		t.Fatal(err)
 	}
 	for name, f := range map[string]func() error{
-		"tap past x":      func() error { return Check(x, []int32{0, 25}, wt, 16, out, 10) },
-		"negative tap":    func() error { return Check(x, []int32{-1, 0}, wt, 16, out, 10) },
-		"short weights":   func() error { return Check(x, []int32{0, 1, 2}, wt, 16, out, 10) },
-		"short out":       func() error { return Check(x, []int32{0, 1}, wt, 16, out[:len(out)-1], 10) },
-		"channels not 16": func() error { return Check(x, []int32{0, 1}, wt, 8, out, 10) },
-		"no channels":     func() error { return Check(x, []int32{0, 1}, wt, 0, out, 10) },
+		"tap past x":      func() error { return CheckRows(x, []int32{0, 11}, wt, 16, out, 2, 5, 7) },
+		"negative tap":    func() error { return CheckRows(x, []int32{-1, 0}, wt, 16, out, 2, 5, 7) },
+		"short weights":   func() error { return CheckRows(x, []int32{0, 1, 2}, wt, 16, out, 2, 5, 7) },
+		"short out":       func() error { return CheckRows(x, []int32{0, 1}, wt, 16, out[:len(out)-1], 2, 5, 7) },
+		"channels not 16": func() error { return CheckRows(x, []int32{0, 1}, wt, 8, out, 2, 5, 7) },
+		"stride under ow": func() error { return CheckRows(x, []int32{0, 1}, wt, 16, out, 2, 5, 4) },
+		"no rows":         func() error { return CheckRows(x, []int32{0, 1}, wt, 16, out, 0, 5, 7) },
 	} {
 		if f() == nil {
 			t.Errorf("%s: accepted", name)
@@ -93,27 +107,8 @@ func TestCheck(t *testing.T) {
 	}
 	defer func() {
 		if recover() == nil {
-			t.Error("Run with a tap past x did not panic")
+			t.Error("RunRows with a tap past x did not panic")
 		}
 	}()
-	Run(x, []int32{0, 25}, wt, 16, out, 10)
-}
-
-func BenchmarkRun(b *testing.B) {
-	for _, tc := range []struct{ mp, kk, npos int }{{16, 147, 1120}, {16, 144, 288}, {32, 288, 80}, {64, 576, 24}, {64, 288, 20}} {
-		b.Run(fmt.Sprintf("mp%d_kk%d_n%d", tc.mp, tc.kk, tc.npos), func(b *testing.B) {
-			rows := Rows(tc.npos, tc.mp)
-			x := make([]float32, 4*tc.kk+rows)
-			offs := make([]int32, tc.kk)
-			for k := range offs {
-				offs[k] = int32(4 * k)
-			}
-			wt := make([]float32, tc.kk*tc.mp)
-			out := make([]float32, rows*tc.mp)
-			for b.Loop() {
-				Run(x, offs, wt, tc.mp, out, tc.npos)
-			}
-			b.ReportMetric(float64(tc.mp*tc.kk*tc.npos)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GMAC/s")
-		})
-	}
+	RunRows(x, []int32{0, 11}, wt, 16, out, 2, 5, 7)
 }

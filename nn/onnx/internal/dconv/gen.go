@@ -10,7 +10,7 @@ import (
 )
 
 // tiles: J output-channel blocks of 16 by P positions (J*P accumulators).
-var tiles = [][2]int{{1, 16}, {2, 12}, {3, 8}, {4, 6}}
+var tiles = [][2]int{{1, 16}, {1, 8}, {1, 4}, {2, 12}, {2, 8}, {2, 4}, {3, 8}, {3, 4}, {4, 6}, {4, 4}}
 
 func main() {
 	var b strings.Builder
@@ -41,8 +41,8 @@ func main() {
 			}
 		}
 		p("\tTESTQ CX, CX")
-		p("\tJZ store%d", J)
-		p("loop%d:", J)
+		p("\tJZ store%d_%d", J, P)
+		p("loop%d_%d:", J, P)
 		p("\tMOVLQSX (DX), AX")
 		p("\tLEAQ (SI)(AX*4), BX")
 		for j := 0; j < J; j++ {
@@ -61,8 +61,8 @@ func main() {
 		p("\tADDQ $4, DX")
 		p("\tADDQ R8, DI")
 		p("\tDECQ CX")
-		p("\tJNZ loop%d", J)
-		p("store%d:", J)
+		p("\tJNZ loop%d_%d", J, P)
+		p("store%d_%d:", J, P)
 		for i := 0; i < P; i++ {
 			for j := 0; j < J; j++ {
 				p("\tVMOVUPS %s, %d(R9)", acc(i, j), 64*j)
