@@ -98,7 +98,9 @@ func transposeWeights(dst, wt []float32, g, mg, mp, kk int) {
 // position-major buffer, and its transpose into place. A row's last
 // tile may read past the row, into the next row or the zeroed slack
 // after the phase planes.
-func (c *kctx) convDirect(win *window, x, wt, out []float32, g, cg, mg int, wConst bool) error {
+//
+// The bias (nil for none) is where the kernel's accumulators start.
+func (c *kctx) convDirect(win *window, x, wt, bias, out []float32, g, cg, mg int, wConst bool) error {
 	h2, w2, planeSz := phaseDims(win)
 	per := win.sh * win.sw * planeSz
 	kk := cg * win.kh * win.kw
@@ -128,11 +130,18 @@ func (c *kctx) convDirect(win *window, x, wt, out []float32, g, cg, mg int, wCon
 		defer c.s.hostPut(wtT)
 		transposeWeights(wtT, wt, g, mg, mp, kk)
 	}
+	// the group's bias padded to mp channels
+	bp := c.s.hostGet(mp)
+	defer c.s.hostPut(bp)
+	clear(bp)
 	hw, plane, m := win.h*win.w, win.oh*win.ow, g*mg
 	for b := 0; b < win.n; b++ {
 		for gi := 0; gi < g; gi++ {
 			splitInterior(win, x[(b*win.ch+gi*cg)*hw:(b*win.ch+gi*cg+cg)*hw], dec, cg, per, h2, w2, planeSz)
-			dconv.RunRows(dec, e.offs, wtT[gi*kk*mp:(gi+1)*kk*mp], mp, tmp, win.oh, win.ow, w2)
+			if bias != nil {
+				copy(bp, bias[gi*mg:(gi+1)*mg])
+			}
+			dconv.RunRows(dec, e.offs, wtT[gi*kk*mp:(gi+1)*kk*mp], bp, mp, tmp, win.oh, win.ow, w2)
 			dst := out[(b*m+gi*mg)*plane : (b*m+gi*mg+mg)*plane]
 			vec.TransposeLd(dst, tmp, plane, mg, mp, plane)
 		}

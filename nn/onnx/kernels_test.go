@@ -331,7 +331,7 @@ func TestConvPaths(t *testing.T) {
 	ints := func(name string, v ...int64) *pb.AttributeProto {
 		return &pb.AttributeProto{Name: strp(name), Type: attrTypep(pb.AttributeProto_INTS), Ints: v}
 	}
-	for _, tc := range []struct{ ch, h, w, m, g, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr int }{
+	for ci, tc := range []struct{ ch, h, w, m, g, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr int }{
 		{24, 14, 9, 12, 1, 3, 1, 1, 1, 1, 1, 0, 0, 0, 0}, // embedding_model's 3x1
 		{8, 10, 12, 7, 1, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0},
 		{6, 11, 30, 5, 1, 2, 3, 1, 1, 2, 2, 0, 0, 0, 0},
@@ -363,12 +363,27 @@ func TestConvPaths(t *testing.T) {
 		oh := (tc.h+tc.pt+tc.pb-(tc.kh-1)*tc.dh-1)/tc.sh + 1
 		ow := (tc.w+tc.pl+tc.pr-(tc.kw-1)*tc.dw-1)/tc.sw + 1
 		wt := randTensor(rng, "w", false, int64(tc.m), int64(tc.ch/tc.g), int64(tc.kh), int64(tc.kw))
+		// every other case with a bias, every fourth with a Relu after it
+		// (fused into the convolution's epilogue)
+		withBias, withRelu := ci%2 == 1, ci%4 == 3
+		ins, inits := []string{"x", "w"}, []*pb.TensorProto{wt}
+		var bt *pb.TensorProto
+		if withBias {
+			bt = randTensor(rng, "b", false, int64(tc.m))
+			ins, inits = append(ins, "b"), append(inits, bt)
+		}
+		convOut := "y"
+		var relu []*pb.NodeProto
+		if withRelu {
+			convOut = "c"
+			relu = append(relu, nodep("Relu", "relu", []string{"c"}, []string{"y"}))
+		}
 		g := &pb.GraphProto{Name: strp("conv"),
-			Node: []*pb.NodeProto{nodep("Conv", "conv", []string{"x", "w"}, []string{"y"},
+			Node: append([]*pb.NodeProto{nodep("Conv", "conv", ins, []string{convOut},
 				&pb.AttributeProto{Name: strp("group"), Type: attrTypep(pb.AttributeProto_INT), I: i64p(int64(tc.g))},
 				ints("strides", int64(tc.sh), int64(tc.sw)), ints("dilations", int64(tc.dh), int64(tc.dw)),
-				ints("pads", int64(tc.pt), int64(tc.pl), int64(tc.pb), int64(tc.pr)))},
-			Initializer: []*pb.TensorProto{wt},
+				ints("pads", int64(tc.pt), int64(tc.pl), int64(tc.pb), int64(tc.pr)))}, relu...),
+			Initializer: inits,
 			Input:       []*pb.ValueInfoProto{valueProto("x", nn.Float32, 1, tc.ch, tc.h, tc.w)},
 			Output:      []*pb.ValueInfoProto{valueProto("y", nn.Float32)}}
 		m, err := Decode(marshal(t, model(13, g)), "conv.onnx", "", Options{})
@@ -399,6 +414,14 @@ func TestConvPaths(t *testing.T) {
 				t.Fatalf("%+v: %v", tc, err)
 			}
 			want := naiveConv(x.F32, tc.ch, tc.h, tc.w, wt.FloatData, tc.m, tc.g, tc.kh, tc.kw, tc.sh, tc.sw, tc.dh, tc.dw, tc.pt, tc.pl, oh, ow)
+			for i := range want {
+				if withBias {
+					want[i] += bt.FloatData[i/(oh*ow)]
+				}
+				if withRelu {
+					want[i] = max(want[i], 0)
+				}
+			}
 			got := out["y"]
 			if !equalInts(got.Shape, []int{1, tc.m, oh, ow}) {
 				t.Fatalf("%+v: shape %v, want [1 %d %d %d]", tc, got.Shape, tc.m, oh, ow)

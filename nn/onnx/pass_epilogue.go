@@ -727,7 +727,7 @@ func fusedConv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if in[2] != nil {
 		cin = in[:3]
 	}
-	out, err := convCore(c, cin, false)
+	out, biased, err := convCore(c, cin, false)
 	if err != nil {
 		return nil, err
 	}
@@ -741,7 +741,7 @@ func fusedConv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		ext = append(ext, x.F32)
 	}
 	var bias []float32
-	if in[2] != nil {
+	if in[2] != nil && !biased { // the direct kernel adds it itself
 		bias = in[2].F32
 	}
 	m := t.Shape[1]

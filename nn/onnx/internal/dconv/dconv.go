@@ -3,7 +3,7 @@
 // of 16-64 channels): for every output position (oy, ox) and every output
 // channel o (RunRows),
 //
-//	out[(oy*ow+ox)*mp+o] = sum over k of x[offs[k]+oy*w2+ox] * wt[k*mp+o]
+//	out[(oy*ow+ox)*mp+o] = bias[o] + sum over k of x[offs[k]+oy*w2+ox] * wt[k*mp+o]
 //
 // where offs holds, per tap k (input channel, kernel row, kernel column),
 // the tap's offset in the caller's stride-phase planes of the padded input
@@ -54,14 +54,14 @@ func RowsSpan(oh, ow, w2, mp int) (read, write int) {
 
 // CheckRows reports why RunRows would refuse its arguments (nil when it
 // would not).
-func CheckRows(x []float32, offs []int32, wt []float32, mp int, out []float32, oh, ow, w2 int) error {
+func CheckRows(x []float32, offs []int32, wt, bias []float32, mp int, out []float32, oh, ow, w2 int) error {
 	if mp <= 0 || mp%16 != 0 || oh <= 0 || ow <= 0 || w2 < ow {
 		return fmt.Errorf("dconv: %d output channels, %d rows of %d at stride %d", mp, oh, ow, w2)
 	}
 	read, write := RowsSpan(oh, ow, w2, mp)
 	kk := len(offs)
-	if len(wt) < kk*mp || len(out) < write*mp {
-		return fmt.Errorf("dconv: weights %d, out %d for %d taps x %d channels x %d positions", len(wt), len(out), kk, mp, write)
+	if len(wt) < kk*mp || len(out) < write*mp || len(bias) < mp {
+		return fmt.Errorf("dconv: weights %d, out %d, bias %d for %d taps x %d channels x %d positions", len(wt), len(out), len(bias), kk, mp, write)
 	}
 	for _, o := range offs {
 		if o < 0 || int(o)+read > len(x) {
@@ -75,32 +75,32 @@ func CheckRows(x []float32, offs []int32, wt []float32, mp int, out []float32, o
 // whose inputs lie w2 apart (the phase planes' row stride), for oy < oh,
 // ox < ow and o < mp,
 //
-//	out[(oy*ow+ox)*mp+o] = sum over k of x[offs[k]+oy*w2+ox] * wt[k*mp+o]
+//	out[(oy*ow+ox)*mp+o] = bias[o] + sum over k of x[offs[k]+oy*w2+ox] * wt[k*mp+o]
 //
-// so the w2-ow columns between rows (a flat run over the phase planes
+// (bias holds mp values: the accumulators start there) so the w2-ow columns between rows (a flat run over the phase planes
 // would compute and drop them) are not computed, and the result is
 // compact. Each row is covered by tiles of the widths
 // the chunk has (16, 12, 8, 6 or 4 positions); a last tile that runs past
 // the row's end writes into the next row's place before that row is
 // computed, or into out's slack (RowsSpan) after the last row. It panics
 // where CheckRows refuses.
-func RunRows(x []float32, offs []int32, wt []float32, mp int, out []float32, oh, ow, w2 int) {
-	if err := CheckRows(x, offs, wt, mp, out, oh, ow, w2); err != nil {
+func RunRows(x []float32, offs []int32, wt, bias []float32, mp int, out []float32, oh, ow, w2 int) {
+	if err := CheckRows(x, offs, wt, bias, mp, out, oh, ow, w2); err != nil {
 		panic(err)
 	}
 	if len(offs) == 0 || !Available {
-		rowsGo(x, offs, wt, mp, out, oh, ow, w2)
+		rowsGo(x, offs, wt, bias, mp, out, oh, ow, w2)
 		return
 	}
-	rowsAsm(x, offs, wt, mp, out, oh, ow, w2)
+	rowsAsm(x, offs, wt, bias, mp, out, oh, ow, w2)
 }
 
 // rowsGo is RunRows's definition (positions past each row not written).
-func rowsGo(x []float32, offs []int32, wt []float32, mp int, out []float32, oh, ow, w2 int) {
+func rowsGo(x []float32, offs []int32, wt, bias []float32, mp int, out []float32, oh, ow, w2 int) {
 	for oy := 0; oy < oh; oy++ {
 		for ox := 0; ox < ow; ox++ {
 			o := out[(oy*ow+ox)*mp:][:mp]
-			clear(o)
+			copy(o, bias[:mp])
 			for k, off := range offs {
 				v := x[int(off)+oy*w2+ox]
 				w := wt[k*mp : (k+1)*mp]

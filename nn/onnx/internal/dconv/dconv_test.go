@@ -33,14 +33,20 @@ func TestRunRows(t *testing.T) {
 					for i := range wt {
 						wt[i] = float32(rng.NormFloat64())
 					}
+					bias := make([]float32, mp)
+					if kk != 9 { // kk 9 runs with a zero bias
+						for i := range bias {
+							bias[i] = float32(rng.NormFloat64())
+						}
+					}
 					const guard = 64
 					got := make([]float32, write*mp+guard)
 					for i := range got {
 						got[i] = float32(math.NaN())
 					}
 					want := make([]float32, oh*ow*mp)
-					RunRows(x, offs, wt, mp, got[:write*mp], oh, ow, w2)
-					rowsGo(x, offs, wt, mp, want, oh, ow, w2)
+					RunRows(x, offs, wt, bias, mp, got[:write*mp], oh, ow, w2)
+					rowsGo(x, offs, wt, bias, mp, want, oh, ow, w2)
 					for i, w := range want {
 						if d := math.Abs(float64(got[i] - w)); !(d <= 1e-4*(1+math.Abs(float64(w)))) {
 							t.Fatalf("[%d] (position %d, channel %d) = %v, want %v", i, i/mp, i%mp, got[i], w)
@@ -51,11 +57,14 @@ func TestRunRows(t *testing.T) {
 							t.Fatalf("wrote past out at %d", i)
 						}
 					}
-					if CheckRows(x[:len(x)-1], offs, wt, mp, got[:write*mp], oh, ow, w2) == nil {
+					if CheckRows(x[:len(x)-1], offs, wt, bias, mp, got[:write*mp], oh, ow, w2) == nil {
 						t.Fatal("an input one short accepted")
 					}
-					if CheckRows(x, offs, wt, mp, got[:write*mp-1], oh, ow, w2) == nil {
+					if CheckRows(x, offs, wt, bias, mp, got[:write*mp-1], oh, ow, w2) == nil {
 						t.Fatal("an out one short accepted")
+					}
+					if CheckRows(x, offs, wt, bias[:mp-1], mp, got[:write*mp], oh, ow, w2) == nil {
+						t.Fatal("a bias one short accepted")
 					}
 				})
 			}
@@ -74,8 +83,9 @@ func BenchmarkRunRows(b *testing.B) {
 			}
 			wt := make([]float32, tc.kk*tc.mp)
 			out := make([]float32, write*tc.mp)
+			bias := make([]float32, tc.mp)
 			for b.Loop() {
-				RunRows(x, offs, wt, tc.mp, out, tc.oh, tc.ow, tc.w2)
+				RunRows(x, offs, wt, bias, tc.mp, out, tc.oh, tc.ow, tc.w2)
 			}
 			b.ReportMetric(float64(tc.mp*tc.kk*tc.oh*tc.ow)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GMAC/s")
 		})
@@ -88,18 +98,20 @@ func TestCheckRows(t *testing.T) {
 	read, write := RowsSpan(2, 5, 7, 16)
 	x := make([]float32, 10+read)
 	wt := make([]float32, 2*16)
+	bias := make([]float32, 16)
 	out := make([]float32, write*16)
-	if err := CheckRows(x, []int32{0, 10}, wt, 16, out, 2, 5, 7); err != nil {
+	if err := CheckRows(x, []int32{0, 10}, wt, bias, 16, out, 2, 5, 7); err != nil {
 		t.Fatal(err)
 	}
 	for name, f := range map[string]func() error{
-		"tap past x":      func() error { return CheckRows(x, []int32{0, 11}, wt, 16, out, 2, 5, 7) },
-		"negative tap":    func() error { return CheckRows(x, []int32{-1, 0}, wt, 16, out, 2, 5, 7) },
-		"short weights":   func() error { return CheckRows(x, []int32{0, 1, 2}, wt, 16, out, 2, 5, 7) },
-		"short out":       func() error { return CheckRows(x, []int32{0, 1}, wt, 16, out[:len(out)-1], 2, 5, 7) },
-		"channels not 16": func() error { return CheckRows(x, []int32{0, 1}, wt, 8, out, 2, 5, 7) },
-		"stride under ow": func() error { return CheckRows(x, []int32{0, 1}, wt, 16, out, 2, 5, 4) },
-		"no rows":         func() error { return CheckRows(x, []int32{0, 1}, wt, 16, out, 0, 5, 7) },
+		"tap past x":      func() error { return CheckRows(x, []int32{0, 11}, wt, bias, 16, out, 2, 5, 7) },
+		"negative tap":    func() error { return CheckRows(x, []int32{-1, 0}, wt, bias, 16, out, 2, 5, 7) },
+		"short weights":   func() error { return CheckRows(x, []int32{0, 1, 2}, wt, bias, 16, out, 2, 5, 7) },
+		"short out":       func() error { return CheckRows(x, []int32{0, 1}, wt, bias, 16, out[:len(out)-1], 2, 5, 7) },
+		"channels not 16": func() error { return CheckRows(x, []int32{0, 1}, wt, bias, 8, out, 2, 5, 7) },
+		"stride under ow": func() error { return CheckRows(x, []int32{0, 1}, wt, bias, 16, out, 2, 5, 4) },
+		"no rows":         func() error { return CheckRows(x, []int32{0, 1}, wt, bias, 16, out, 0, 5, 7) },
+		"short bias":      func() error { return CheckRows(x, []int32{0, 1}, wt, bias[:15], 16, out, 2, 5, 7) },
 	} {
 		if f() == nil {
 			t.Errorf("%s: accepted", name)
@@ -110,5 +122,5 @@ func TestCheckRows(t *testing.T) {
 			t.Error("RunRows with a tap past x did not panic")
 		}
 	}()
-	RunRows(x, []int32{0, 11}, wt, 16, out, 2, 5, 7)
+	RunRows(x, []int32{0, 11}, wt, bias, 16, out, 2, 5, 7)
 }

@@ -24,8 +24,8 @@ func main() {
 		J, P := t[0], t[1]
 		acc := func(i, j int) string { return fmt.Sprintf("Z%d", J+1+i*J+j) }
 		p("")
-		p("// func tileJ%dP%d(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int)", J, P)
-		p("TEXT ·tileJ%dP%d(SB), NOSPLIT, $0-56", J, P)
+		p("// func tileJ%dP%d(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int, bias *float32)", J, P)
+		p("TEXT ·tileJ%dP%d(SB), NOSPLIT, $0-64", J, P)
 		p("\tMOVQ x+0(FP), SI")
 		p("\tMOVQ offs+8(FP), DX")
 		p("\tMOVQ kk+16(FP), CX")
@@ -35,9 +35,11 @@ func main() {
 		p("\tMOVQ out+40(FP), R9")
 		p("\tMOVQ ldo+48(FP), R10")
 		p("\tSHLQ $2, R10")
+		// the accumulators start at the bias
+		p("\tMOVQ bias+56(FP), R11")
 		for i := 0; i < P; i++ {
 			for j := 0; j < J; j++ {
-				p("\tVPXORD %s, %s, %s", acc(i, j), acc(i, j), acc(i, j))
+				p("\tVMOVUPS %d(R11), %s", 64*j, acc(i, j))
 			}
 		}
 		p("\tTESTQ CX, CX")
