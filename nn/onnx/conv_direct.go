@@ -17,10 +17,10 @@ type dconvEntry struct {
 	wt        []float32
 }
 
-// Direct-kernel limits, chosen by measurement on t_resnet (see BENCHMARKS
-// "Direct convolution"): output channels per group, and output positions
-// per image (past these the packed product's 12x32 tiles and its split
-// over threads are as good or better).
+// Direct-kernel limits: output channels per group and output positions
+// per image, what t_resnet needs (RATIONALE "Why a direct convolution for
+// few output channels"); wider layers keep the packed product, which
+// splits over threads (the direct path runs on one).
 const (
 	directMaxM     = 64
 	directMaxPlane = 1024
