@@ -99,8 +99,9 @@ func transposeWeights(dst, wt []float32, g, mg, mp, kk int) {
 // tile may read past the row, into the next row or the zeroed slack
 // after the phase planes.
 //
-// The bias (nil for none) is where the kernel's accumulators start.
-func (c *kctx) convDirect(win *window, x, wt, bias, out []float32, g, cg, mg int, wConst bool) error {
+// The bias (nil for none) is where the kernel's accumulators start; with
+// relu the kernel stores max(0, x).
+func (c *kctx) convDirect(win *window, x, wt, bias, out []float32, g, cg, mg int, wConst, relu bool) error {
 	h2, w2, planeSz := phaseDims(win)
 	per := win.sh * win.sw * planeSz
 	kk := cg * win.kh * win.kw
@@ -141,7 +142,7 @@ func (c *kctx) convDirect(win *window, x, wt, bias, out []float32, g, cg, mg int
 			if bias != nil {
 				copy(bp, bias[gi*mg:(gi+1)*mg])
 			}
-			dconv.RunRows(dec, e.offs, wtT[gi*kk*mp:(gi+1)*kk*mp], bp, mp, tmp, win.oh, win.ow, w2)
+			dconv.RunRows(dec, e.offs, wtT[gi*kk*mp:(gi+1)*kk*mp], bp, mp, tmp, win.oh, win.ow, w2, relu)
 			dst := out[(b*m+gi*mg)*plane : (b*m+gi*mg+mg)*plane]
 			vec.TransposeLd(dst, tmp, plane, mg, mp, plane)
 		}

@@ -77,26 +77,27 @@ func CheckRows(x []float32, offs []int32, wt, bias []float32, mp int, out []floa
 //
 //	out[(oy*ow+ox)*mp+o] = bias[o] + sum over k of x[offs[k]+oy*w2+ox] * wt[k*mp+o]
 //
-// (bias holds mp values: the accumulators start there) so the w2-ow columns between rows (a flat run over the phase planes
+// (bias holds mp values: the accumulators start there; with relu, each
+// result is max(0, result), a NaN kept) so the w2-ow columns between rows (a flat run over the phase planes
 // would compute and drop them) are not computed, and the result is
 // compact. Each row is covered by tiles of the widths
 // the chunk has (16, 12, 8, 6 or 4 positions); a last tile that runs past
 // the row's end writes into the next row's place before that row is
 // computed, or into out's slack (RowsSpan) after the last row. It panics
 // where CheckRows refuses.
-func RunRows(x []float32, offs []int32, wt, bias []float32, mp int, out []float32, oh, ow, w2 int) {
+func RunRows(x []float32, offs []int32, wt, bias []float32, mp int, out []float32, oh, ow, w2 int, relu bool) {
 	if err := CheckRows(x, offs, wt, bias, mp, out, oh, ow, w2); err != nil {
 		panic(err)
 	}
 	if len(offs) == 0 || !Available {
-		rowsGo(x, offs, wt, bias, mp, out, oh, ow, w2)
+		rowsGo(x, offs, wt, bias, mp, out, oh, ow, w2, relu)
 		return
 	}
-	rowsAsm(x, offs, wt, bias, mp, out, oh, ow, w2)
+	rowsAsm(x, offs, wt, bias, mp, out, oh, ow, w2, relu)
 }
 
 // rowsGo is RunRows's definition (positions past each row not written).
-func rowsGo(x []float32, offs []int32, wt, bias []float32, mp int, out []float32, oh, ow, w2 int) {
+func rowsGo(x []float32, offs []int32, wt, bias []float32, mp int, out []float32, oh, ow, w2 int, relu bool) {
 	for oy := 0; oy < oh; oy++ {
 		for ox := 0; ox < ow; ox++ {
 			o := out[(oy*ow+ox)*mp:][:mp]
@@ -106,6 +107,13 @@ func rowsGo(x []float32, offs []int32, wt, bias []float32, mp int, out []float32
 				w := wt[k*mp : (k+1)*mp]
 				for i := range o {
 					o[i] += v * w[i]
+				}
+			}
+			if relu {
+				for i, v := range o {
+					if v < 0 {
+						o[i] = 0
+					}
 				}
 			}
 		}

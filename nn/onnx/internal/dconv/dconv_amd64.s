@@ -4,8 +4,8 @@
 
 #include "textflag.h"
 
-// func tileJ1P16(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int, bias *float32)
-TEXT ·tileJ1P16(SB), NOSPLIT, $0-64
+// func tileJ1P16(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int, bias *float32, relu int)
+TEXT ·tileJ1P16(SB), NOSPLIT, $0-72
 	MOVQ x+0(FP), SI
 	MOVQ offs+8(FP), DX
 	MOVQ kk+16(FP), CX
@@ -59,6 +59,27 @@ loop1_16:
 	DECQ CX
 	JNZ loop1_16
 store1_16:
+	MOVQ relu+64(FP), AX
+	TESTQ AX, AX
+	JZ write1_16
+	VPXORD Z1, Z1, Z1
+	VMAXPS Z2, Z1, Z2
+	VMAXPS Z3, Z1, Z3
+	VMAXPS Z4, Z1, Z4
+	VMAXPS Z5, Z1, Z5
+	VMAXPS Z6, Z1, Z6
+	VMAXPS Z7, Z1, Z7
+	VMAXPS Z8, Z1, Z8
+	VMAXPS Z9, Z1, Z9
+	VMAXPS Z10, Z1, Z10
+	VMAXPS Z11, Z1, Z11
+	VMAXPS Z12, Z1, Z12
+	VMAXPS Z13, Z1, Z13
+	VMAXPS Z14, Z1, Z14
+	VMAXPS Z15, Z1, Z15
+	VMAXPS Z16, Z1, Z16
+	VMAXPS Z17, Z1, Z17
+write1_16:
 	VMOVUPS Z2, 0(R9)
 	ADDQ R10, R9
 	VMOVUPS Z3, 0(R9)
@@ -93,8 +114,8 @@ store1_16:
 	VZEROUPPER
 	RET
 
-// func tileJ1P8(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int, bias *float32)
-TEXT ·tileJ1P8(SB), NOSPLIT, $0-64
+// func tileJ1P8(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int, bias *float32, relu int)
+TEXT ·tileJ1P8(SB), NOSPLIT, $0-72
 	MOVQ x+0(FP), SI
 	MOVQ offs+8(FP), DX
 	MOVQ kk+16(FP), CX
@@ -132,6 +153,19 @@ loop1_8:
 	DECQ CX
 	JNZ loop1_8
 store1_8:
+	MOVQ relu+64(FP), AX
+	TESTQ AX, AX
+	JZ write1_8
+	VPXORD Z1, Z1, Z1
+	VMAXPS Z2, Z1, Z2
+	VMAXPS Z3, Z1, Z3
+	VMAXPS Z4, Z1, Z4
+	VMAXPS Z5, Z1, Z5
+	VMAXPS Z6, Z1, Z6
+	VMAXPS Z7, Z1, Z7
+	VMAXPS Z8, Z1, Z8
+	VMAXPS Z9, Z1, Z9
+write1_8:
 	VMOVUPS Z2, 0(R9)
 	ADDQ R10, R9
 	VMOVUPS Z3, 0(R9)
@@ -150,8 +184,8 @@ store1_8:
 	VZEROUPPER
 	RET
 
-// func tileJ1P4(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int, bias *float32)
-TEXT ·tileJ1P4(SB), NOSPLIT, $0-64
+// func tileJ1P4(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int, bias *float32, relu int)
+TEXT ·tileJ1P4(SB), NOSPLIT, $0-72
 	MOVQ x+0(FP), SI
 	MOVQ offs+8(FP), DX
 	MOVQ kk+16(FP), CX
@@ -181,6 +215,15 @@ loop1_4:
 	DECQ CX
 	JNZ loop1_4
 store1_4:
+	MOVQ relu+64(FP), AX
+	TESTQ AX, AX
+	JZ write1_4
+	VPXORD Z1, Z1, Z1
+	VMAXPS Z2, Z1, Z2
+	VMAXPS Z3, Z1, Z3
+	VMAXPS Z4, Z1, Z4
+	VMAXPS Z5, Z1, Z5
+write1_4:
 	VMOVUPS Z2, 0(R9)
 	ADDQ R10, R9
 	VMOVUPS Z3, 0(R9)
@@ -191,8 +234,8 @@ store1_4:
 	VZEROUPPER
 	RET
 
-// func tileJ2P12(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int, bias *float32)
-TEXT ·tileJ2P12(SB), NOSPLIT, $0-64
+// func tileJ2P12(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int, bias *float32, relu int)
+TEXT ·tileJ2P12(SB), NOSPLIT, $0-72
 	MOVQ x+0(FP), SI
 	MOVQ offs+8(FP), DX
 	MOVQ kk+16(FP), CX
@@ -275,6 +318,35 @@ loop2_12:
 	DECQ CX
 	JNZ loop2_12
 store2_12:
+	MOVQ relu+64(FP), AX
+	TESTQ AX, AX
+	JZ write2_12
+	VPXORD Z2, Z2, Z2
+	VMAXPS Z3, Z2, Z3
+	VMAXPS Z4, Z2, Z4
+	VMAXPS Z5, Z2, Z5
+	VMAXPS Z6, Z2, Z6
+	VMAXPS Z7, Z2, Z7
+	VMAXPS Z8, Z2, Z8
+	VMAXPS Z9, Z2, Z9
+	VMAXPS Z10, Z2, Z10
+	VMAXPS Z11, Z2, Z11
+	VMAXPS Z12, Z2, Z12
+	VMAXPS Z13, Z2, Z13
+	VMAXPS Z14, Z2, Z14
+	VMAXPS Z15, Z2, Z15
+	VMAXPS Z16, Z2, Z16
+	VMAXPS Z17, Z2, Z17
+	VMAXPS Z18, Z2, Z18
+	VMAXPS Z19, Z2, Z19
+	VMAXPS Z20, Z2, Z20
+	VMAXPS Z21, Z2, Z21
+	VMAXPS Z22, Z2, Z22
+	VMAXPS Z23, Z2, Z23
+	VMAXPS Z24, Z2, Z24
+	VMAXPS Z25, Z2, Z25
+	VMAXPS Z26, Z2, Z26
+write2_12:
 	VMOVUPS Z3, 0(R9)
 	VMOVUPS Z4, 64(R9)
 	ADDQ R10, R9
@@ -313,8 +385,8 @@ store2_12:
 	VZEROUPPER
 	RET
 
-// func tileJ2P8(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int, bias *float32)
-TEXT ·tileJ2P8(SB), NOSPLIT, $0-64
+// func tileJ2P8(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int, bias *float32, relu int)
+TEXT ·tileJ2P8(SB), NOSPLIT, $0-72
 	MOVQ x+0(FP), SI
 	MOVQ offs+8(FP), DX
 	MOVQ kk+16(FP), CX
@@ -377,6 +449,27 @@ loop2_8:
 	DECQ CX
 	JNZ loop2_8
 store2_8:
+	MOVQ relu+64(FP), AX
+	TESTQ AX, AX
+	JZ write2_8
+	VPXORD Z2, Z2, Z2
+	VMAXPS Z3, Z2, Z3
+	VMAXPS Z4, Z2, Z4
+	VMAXPS Z5, Z2, Z5
+	VMAXPS Z6, Z2, Z6
+	VMAXPS Z7, Z2, Z7
+	VMAXPS Z8, Z2, Z8
+	VMAXPS Z9, Z2, Z9
+	VMAXPS Z10, Z2, Z10
+	VMAXPS Z11, Z2, Z11
+	VMAXPS Z12, Z2, Z12
+	VMAXPS Z13, Z2, Z13
+	VMAXPS Z14, Z2, Z14
+	VMAXPS Z15, Z2, Z15
+	VMAXPS Z16, Z2, Z16
+	VMAXPS Z17, Z2, Z17
+	VMAXPS Z18, Z2, Z18
+write2_8:
 	VMOVUPS Z3, 0(R9)
 	VMOVUPS Z4, 64(R9)
 	ADDQ R10, R9
@@ -403,8 +496,8 @@ store2_8:
 	VZEROUPPER
 	RET
 
-// func tileJ2P4(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int, bias *float32)
-TEXT ·tileJ2P4(SB), NOSPLIT, $0-64
+// func tileJ2P4(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int, bias *float32, relu int)
+TEXT ·tileJ2P4(SB), NOSPLIT, $0-72
 	MOVQ x+0(FP), SI
 	MOVQ offs+8(FP), DX
 	MOVQ kk+16(FP), CX
@@ -447,6 +540,19 @@ loop2_4:
 	DECQ CX
 	JNZ loop2_4
 store2_4:
+	MOVQ relu+64(FP), AX
+	TESTQ AX, AX
+	JZ write2_4
+	VPXORD Z2, Z2, Z2
+	VMAXPS Z3, Z2, Z3
+	VMAXPS Z4, Z2, Z4
+	VMAXPS Z5, Z2, Z5
+	VMAXPS Z6, Z2, Z6
+	VMAXPS Z7, Z2, Z7
+	VMAXPS Z8, Z2, Z8
+	VMAXPS Z9, Z2, Z9
+	VMAXPS Z10, Z2, Z10
+write2_4:
 	VMOVUPS Z3, 0(R9)
 	VMOVUPS Z4, 64(R9)
 	ADDQ R10, R9
@@ -461,8 +567,8 @@ store2_4:
 	VZEROUPPER
 	RET
 
-// func tileJ3P8(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int, bias *float32)
-TEXT ·tileJ3P8(SB), NOSPLIT, $0-64
+// func tileJ3P8(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int, bias *float32, relu int)
+TEXT ·tileJ3P8(SB), NOSPLIT, $0-72
 	MOVQ x+0(FP), SI
 	MOVQ offs+8(FP), DX
 	MOVQ kk+16(FP), CX
@@ -542,6 +648,35 @@ loop3_8:
 	DECQ CX
 	JNZ loop3_8
 store3_8:
+	MOVQ relu+64(FP), AX
+	TESTQ AX, AX
+	JZ write3_8
+	VPXORD Z3, Z3, Z3
+	VMAXPS Z4, Z3, Z4
+	VMAXPS Z5, Z3, Z5
+	VMAXPS Z6, Z3, Z6
+	VMAXPS Z7, Z3, Z7
+	VMAXPS Z8, Z3, Z8
+	VMAXPS Z9, Z3, Z9
+	VMAXPS Z10, Z3, Z10
+	VMAXPS Z11, Z3, Z11
+	VMAXPS Z12, Z3, Z12
+	VMAXPS Z13, Z3, Z13
+	VMAXPS Z14, Z3, Z14
+	VMAXPS Z15, Z3, Z15
+	VMAXPS Z16, Z3, Z16
+	VMAXPS Z17, Z3, Z17
+	VMAXPS Z18, Z3, Z18
+	VMAXPS Z19, Z3, Z19
+	VMAXPS Z20, Z3, Z20
+	VMAXPS Z21, Z3, Z21
+	VMAXPS Z22, Z3, Z22
+	VMAXPS Z23, Z3, Z23
+	VMAXPS Z24, Z3, Z24
+	VMAXPS Z25, Z3, Z25
+	VMAXPS Z26, Z3, Z26
+	VMAXPS Z27, Z3, Z27
+write3_8:
 	VMOVUPS Z4, 0(R9)
 	VMOVUPS Z5, 64(R9)
 	VMOVUPS Z6, 128(R9)
@@ -576,8 +711,8 @@ store3_8:
 	VZEROUPPER
 	RET
 
-// func tileJ3P4(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int, bias *float32)
-TEXT ·tileJ3P4(SB), NOSPLIT, $0-64
+// func tileJ3P4(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int, bias *float32, relu int)
+TEXT ·tileJ3P4(SB), NOSPLIT, $0-72
 	MOVQ x+0(FP), SI
 	MOVQ offs+8(FP), DX
 	MOVQ kk+16(FP), CX
@@ -629,6 +764,23 @@ loop3_4:
 	DECQ CX
 	JNZ loop3_4
 store3_4:
+	MOVQ relu+64(FP), AX
+	TESTQ AX, AX
+	JZ write3_4
+	VPXORD Z3, Z3, Z3
+	VMAXPS Z4, Z3, Z4
+	VMAXPS Z5, Z3, Z5
+	VMAXPS Z6, Z3, Z6
+	VMAXPS Z7, Z3, Z7
+	VMAXPS Z8, Z3, Z8
+	VMAXPS Z9, Z3, Z9
+	VMAXPS Z10, Z3, Z10
+	VMAXPS Z11, Z3, Z11
+	VMAXPS Z12, Z3, Z12
+	VMAXPS Z13, Z3, Z13
+	VMAXPS Z14, Z3, Z14
+	VMAXPS Z15, Z3, Z15
+write3_4:
 	VMOVUPS Z4, 0(R9)
 	VMOVUPS Z5, 64(R9)
 	VMOVUPS Z6, 128(R9)
@@ -647,8 +799,8 @@ store3_4:
 	VZEROUPPER
 	RET
 
-// func tileJ4P6(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int, bias *float32)
-TEXT ·tileJ4P6(SB), NOSPLIT, $0-64
+// func tileJ4P6(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int, bias *float32, relu int)
+TEXT ·tileJ4P6(SB), NOSPLIT, $0-72
 	MOVQ x+0(FP), SI
 	MOVQ offs+8(FP), DX
 	MOVQ kk+16(FP), CX
@@ -727,6 +879,35 @@ loop4_6:
 	DECQ CX
 	JNZ loop4_6
 store4_6:
+	MOVQ relu+64(FP), AX
+	TESTQ AX, AX
+	JZ write4_6
+	VPXORD Z4, Z4, Z4
+	VMAXPS Z5, Z4, Z5
+	VMAXPS Z6, Z4, Z6
+	VMAXPS Z7, Z4, Z7
+	VMAXPS Z8, Z4, Z8
+	VMAXPS Z9, Z4, Z9
+	VMAXPS Z10, Z4, Z10
+	VMAXPS Z11, Z4, Z11
+	VMAXPS Z12, Z4, Z12
+	VMAXPS Z13, Z4, Z13
+	VMAXPS Z14, Z4, Z14
+	VMAXPS Z15, Z4, Z15
+	VMAXPS Z16, Z4, Z16
+	VMAXPS Z17, Z4, Z17
+	VMAXPS Z18, Z4, Z18
+	VMAXPS Z19, Z4, Z19
+	VMAXPS Z20, Z4, Z20
+	VMAXPS Z21, Z4, Z21
+	VMAXPS Z22, Z4, Z22
+	VMAXPS Z23, Z4, Z23
+	VMAXPS Z24, Z4, Z24
+	VMAXPS Z25, Z4, Z25
+	VMAXPS Z26, Z4, Z26
+	VMAXPS Z27, Z4, Z27
+	VMAXPS Z28, Z4, Z28
+write4_6:
 	VMOVUPS Z5, 0(R9)
 	VMOVUPS Z6, 64(R9)
 	VMOVUPS Z7, 128(R9)
@@ -759,8 +940,8 @@ store4_6:
 	VZEROUPPER
 	RET
 
-// func tileJ4P4(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int, bias *float32)
-TEXT ·tileJ4P4(SB), NOSPLIT, $0-64
+// func tileJ4P4(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int, bias *float32, relu int)
+TEXT ·tileJ4P4(SB), NOSPLIT, $0-72
 	MOVQ x+0(FP), SI
 	MOVQ offs+8(FP), DX
 	MOVQ kk+16(FP), CX
@@ -821,6 +1002,27 @@ loop4_4:
 	DECQ CX
 	JNZ loop4_4
 store4_4:
+	MOVQ relu+64(FP), AX
+	TESTQ AX, AX
+	JZ write4_4
+	VPXORD Z4, Z4, Z4
+	VMAXPS Z5, Z4, Z5
+	VMAXPS Z6, Z4, Z6
+	VMAXPS Z7, Z4, Z7
+	VMAXPS Z8, Z4, Z8
+	VMAXPS Z9, Z4, Z9
+	VMAXPS Z10, Z4, Z10
+	VMAXPS Z11, Z4, Z11
+	VMAXPS Z12, Z4, Z12
+	VMAXPS Z13, Z4, Z13
+	VMAXPS Z14, Z4, Z14
+	VMAXPS Z15, Z4, Z15
+	VMAXPS Z16, Z4, Z16
+	VMAXPS Z17, Z4, Z17
+	VMAXPS Z18, Z4, Z18
+	VMAXPS Z19, Z4, Z19
+	VMAXPS Z20, Z4, Z20
+write4_4:
 	VMOVUPS Z5, 0(R9)
 	VMOVUPS Z6, 64(R9)
 	VMOVUPS Z7, 128(R9)

@@ -45,12 +45,22 @@ func TestRunRows(t *testing.T) {
 						got[i] = float32(math.NaN())
 					}
 					want := make([]float32, oh*ow*mp)
-					RunRows(x, offs, wt, bias, mp, got[:write*mp], oh, ow, w2)
-					rowsGo(x, offs, wt, bias, mp, want, oh, ow, w2)
+					relu := kk == 147 || oh == 3
+					if relu && mp == 16 {
+						x[offs[0]] = float32(math.NaN()) // position 0 of every channel: NaN kept
+					}
+					RunRows(x, offs, wt, bias, mp, got[:write*mp], oh, ow, w2, relu)
+					rowsGo(x, offs, wt, bias, mp, want, oh, ow, w2, relu)
 					for i, w := range want {
+						if math.IsNaN(float64(w)) && math.IsNaN(float64(got[i])) {
+							continue
+						}
 						if d := math.Abs(float64(got[i] - w)); !(d <= 1e-4*(1+math.Abs(float64(w)))) {
 							t.Fatalf("[%d] (position %d, channel %d) = %v, want %v", i, i/mp, i%mp, got[i], w)
 						}
+					}
+					if relu && mp == 16 && !math.IsNaN(float64(got[0])) {
+						t.Fatalf("relu dropped a NaN: %v", got[0])
 					}
 					for i := write * mp; i < len(got); i++ {
 						if !math.IsNaN(float64(got[i])) {
@@ -85,7 +95,7 @@ func BenchmarkRunRows(b *testing.B) {
 			out := make([]float32, write*tc.mp)
 			bias := make([]float32, tc.mp)
 			for b.Loop() {
-				RunRows(x, offs, wt, bias, tc.mp, out, tc.oh, tc.ow, tc.w2)
+				RunRows(x, offs, wt, bias, tc.mp, out, tc.oh, tc.ow, tc.w2, false)
 			}
 			b.ReportMetric(float64(tc.mp*tc.kk*tc.oh*tc.ow)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GMAC/s")
 		})
@@ -122,5 +132,5 @@ func TestCheckRows(t *testing.T) {
 			t.Error("RunRows with a tap past x did not panic")
 		}
 	}()
-	RunRows(x, []int32{0, 11}, wt, bias, 16, out, 2, 5, 7)
+	RunRows(x, []int32{0, 11}, wt, bias, 16, out, 2, 5, 7, false)
 }

@@ -24,8 +24,8 @@ func main() {
 		J, P := t[0], t[1]
 		acc := func(i, j int) string { return fmt.Sprintf("Z%d", J+1+i*J+j) }
 		p("")
-		p("// func tileJ%dP%d(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int, bias *float32)", J, P)
-		p("TEXT ·tileJ%dP%d(SB), NOSPLIT, $0-64", J, P)
+		p("// func tileJ%dP%d(x *float32, offs *int32, kk int, wt *float32, ldw int, out *float32, ldo int, bias *float32, relu int)", J, P)
+		p("TEXT ·tileJ%dP%d(SB), NOSPLIT, $0-72", J, P)
 		p("\tMOVQ x+0(FP), SI")
 		p("\tMOVQ offs+8(FP), DX")
 		p("\tMOVQ kk+16(FP), CX")
@@ -65,6 +65,18 @@ func main() {
 		p("\tDECQ CX")
 		p("\tJNZ loop%d_%d", J, P)
 		p("store%d_%d:", J, P)
+		// relu != 0: max(0, acc), NaN kept (VMAXPS returns its second
+		// source, the accumulator, when either is NaN)
+		p("\tMOVQ relu+64(FP), AX")
+		p("\tTESTQ AX, AX")
+		p("\tJZ write%d_%d", J, P)
+		p("\tVPXORD Z%d, Z%d, Z%d", J, J, J)
+		for i := 0; i < P; i++ {
+			for j := 0; j < J; j++ {
+				p("\tVMAXPS %s, Z%d, %s", acc(i, j), J, acc(i, j))
+			}
+		}
+		p("write%d_%d:", J, P)
 		for i := 0; i < P; i++ {
 			for j := 0; j < J; j++ {
 				p("\tVMOVUPS %s, %d(R9)", acc(i, j), 64*j)
