@@ -33,8 +33,14 @@ var directOn = true
 // useDirect reports whether convCore runs win (cg input and mg output
 // channels per group) with the direct kernel.
 func useDirect(win *window, cg, mg int, isCPU bool) bool {
-	return directOn && dconv.Available && isCPU && win.kh*win.kw > 1 && cg > 1 && mg <= directMaxM &&
-		win.oh*win.ow <= directMaxPlane && win.phaseable()
+	if !(directOn && dconv.Available && isCPU && win.kh*win.kw > 1 && cg > 1 && mg <= directMaxM &&
+		win.oh*win.ow <= directMaxPlane && win.phaseable()) {
+		return false
+	}
+	// the tap offsets are int32 (float64 keeps a hostile size from
+	// overflowing the test itself)
+	_, _, planeSz := phaseDims(win)
+	return float64(cg)*float64(win.sh*win.sw)*float64(planeSz) < 1<<30
 }
 
 // directPlan returns the node's cached plan for win, making it on first
