@@ -320,16 +320,18 @@ func naiveConv(x []float32, ch, h, wd int, wt []float32, m, g, kh, kw, sh, sw, d
 	return out
 }
 
-// TestConvPaths: Conv on the CPU backend against the definition for the
+// TestConvPaths: Conv on the CPU backend (each window with the direct kernel
+// where it applies, and without it) against the definition for the
 // windows that take each product path: unpadded stride 1 read in place (kw 1,
 // kw > 1 with and without dilation, groups), phased with pads and strides, and
 // plain im2col.
 func TestConvPaths(t *testing.T) {
+	defer func() { directOn = true }()
 	rng := rand.New(rand.NewPCG(5, 6))
 	ints := func(name string, v ...int64) *pb.AttributeProto {
 		return &pb.AttributeProto{Name: strp(name), Type: attrTypep(pb.AttributeProto_INTS), Ints: v}
 	}
-	for _, tc := range []struct{ ch, h, w, m, g, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr int }{
+	for ci, tc := range []struct{ ch, h, w, m, g, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr int }{
 		{24, 14, 9, 12, 1, 3, 1, 1, 1, 1, 1, 0, 0, 0, 0}, // embedding_model's 3x1
 		{8, 10, 12, 7, 1, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0},
 		{6, 11, 30, 5, 1, 2, 3, 1, 1, 2, 2, 0, 0, 0, 0},
@@ -343,23 +345,57 @@ func TestConvPaths(t *testing.T) {
 		{4, 3, 32, 20, 1, 1, 5, 1, 1, 1, 1, 0, 2, 0, 2},
 		{4, 13, 11, 8, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
 		{4, 9, 9, 3, 1, 3, 3, 3, 3, 1, 1, 0, 0, 0, 0},
+		// the direct kernel's shapes (t_resnet's stem and stages) and odd
+		// ones: channels not a multiple of 16, groups, dilations,
+		// asymmetric pads, strides 2 and 3, planes of one position
+		{3, 64, 64, 16, 1, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3},
+		{16, 16, 16, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+		{16, 16, 16, 32, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
+		{32, 8, 8, 64, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
+		{64, 4, 4, 64, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+		{48, 5, 7, 48, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+		{6, 13, 11, 17, 1, 3, 3, 1, 1, 1, 1, 2, 0, 1, 3},
+		{8, 12, 9, 10, 2, 3, 2, 2, 1, 2, 2, 1, 2, 2, 0},
+		{6, 15, 14, 33, 3, 5, 3, 3, 2, 1, 2, 2, 1, 0, 2},
+		{5, 3, 3, 20, 1, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0},
+		{7, 1, 9, 9, 1, 1, 3, 1, 3, 1, 1, 0, 1, 0, 1},
 	} {
 		oh := (tc.h+tc.pt+tc.pb-(tc.kh-1)*tc.dh-1)/tc.sh + 1
 		ow := (tc.w+tc.pl+tc.pr-(tc.kw-1)*tc.dw-1)/tc.sw + 1
 		wt := randTensor(rng, "w", false, int64(tc.m), int64(tc.ch/tc.g), int64(tc.kh), int64(tc.kw))
+		// every other case with a bias, every fourth with a Relu after it
+		// (fused into the convolution's epilogue)
+		withBias, withRelu := ci%2 == 1, ci%4 == 3
+		ins, inits := []string{"x", "w"}, []*pb.TensorProto{wt}
+		var bt *pb.TensorProto
+		if withBias {
+			bt = randTensor(rng, "b", false, int64(tc.m))
+			ins, inits = append(ins, "b"), append(inits, bt)
+		}
+		convOut := "y"
+		var relu []*pb.NodeProto
+		if withRelu {
+			convOut = "c"
+			relu = append(relu, nodep("Relu", "relu", []string{"c"}, []string{"y"}))
+		}
 		g := &pb.GraphProto{Name: strp("conv"),
-			Node: []*pb.NodeProto{nodep("Conv", "conv", []string{"x", "w"}, []string{"y"},
+			Node: append([]*pb.NodeProto{nodep("Conv", "conv", ins, []string{convOut},
 				&pb.AttributeProto{Name: strp("group"), Type: attrTypep(pb.AttributeProto_INT), I: i64p(int64(tc.g))},
 				ints("strides", int64(tc.sh), int64(tc.sw)), ints("dilations", int64(tc.dh), int64(tc.dw)),
-				ints("pads", int64(tc.pt), int64(tc.pl), int64(tc.pb), int64(tc.pr)))},
-			Initializer: []*pb.TensorProto{wt},
+				ints("pads", int64(tc.pt), int64(tc.pl), int64(tc.pb), int64(tc.pr)))}, relu...),
+			Initializer: inits,
 			Input:       []*pb.ValueInfoProto{valueProto("x", nn.Float32, 1, tc.ch, tc.h, tc.w)},
 			Output:      []*pb.ValueInfoProto{valueProto("y", nn.Float32)}}
 		m, err := Decode(marshal(t, model(13, g)), "conv.onnx", "", Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, threads := range []int{1, 2} {
+		for _, run := range []struct {
+			threads int
+			direct  bool
+		}{{1, true}, {2, true}, {1, false}, {2, false}} {
+			threads := run.threads
+			directOn = run.direct
 			be, err := gpu.NewCPUWithConfig(gpu.CPUConfig{Threads: threads})
 			if err != nil {
 				t.Fatal(err)
@@ -378,13 +414,21 @@ func TestConvPaths(t *testing.T) {
 				t.Fatalf("%+v: %v", tc, err)
 			}
 			want := naiveConv(x.F32, tc.ch, tc.h, tc.w, wt.FloatData, tc.m, tc.g, tc.kh, tc.kw, tc.sh, tc.sw, tc.dh, tc.dw, tc.pt, tc.pl, oh, ow)
+			for i := range want {
+				if withBias {
+					want[i] += bt.FloatData[i/(oh*ow)]
+				}
+				if withRelu {
+					want[i] = max(want[i], 0)
+				}
+			}
 			got := out["y"]
 			if !equalInts(got.Shape, []int{1, tc.m, oh, ow}) {
 				t.Fatalf("%+v: shape %v, want [1 %d %d %d]", tc, got.Shape, tc.m, oh, ow)
 			}
 			for i, v := range want {
 				if d := math.Abs(float64(got.F32[i] - v)); !(d <= 1e-4*(1+math.Abs(float64(v)))) {
-					t.Fatalf("%+v threads %d: [%d] = %v, want %v", tc, threads, i, got.F32[i], v)
+					t.Fatalf("%+v threads %d direct %v: [%d] = %v, want %v", tc, threads, run.direct, i, got.F32[i], v)
 				}
 			}
 		}

@@ -33,6 +33,7 @@ type winCache struct {
 	dwT  atomic.Pointer[dwTEntry]   // depthwiseSmall's transposed constant kernel
 	qmm  atomic.Pointer[qmmEntry]   // MatMulInteger's packed constant s8 weights
 	qcv  atomic.Pointer[qconvEntry] // ConvInteger's packed constant s8 weights, per group
+	dcv  atomic.Pointer[dconvEntry] // the direct convolution's plan
 }
 
 // qconvEntry is a constant s8 Conv weight [m, cg, kh, kw] laid out per
@@ -211,59 +212,75 @@ func (w *window) outShapeIn(sh *[4]int, ch int) []int {
 	return sh[:4]
 }
 
-func conv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) { return convCore(c, in, true) }
+func conv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
+	out, _, _, err := convCore(c, in, true, false)
+	return out, err
+}
 
-// convCore runs a Conv; the bias (validated either way) is added only when
-// addBias is set (a FusedConv adds it in its epilogue).
-func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
+// convCore runs a Conv; the bias (validated either way) is added when
+// addBias is set or the kernel adds it anyway (the direct kernel starts
+// its accumulators at it), and biased says whether it was (a FusedConv
+// adds it in its epilogue otherwise). relu asks for max(0, x) after the
+// bias where the kernel can apply it in its store (the direct kernel);
+// relued says whether it was.
+func convCore(c *kctx, in []*nn.Tensor, addBias, relu bool) (res []*nn.Tensor, biased, relued bool, err error) {
 	x, wt := in[0], in[1]
 	var bias *nn.Tensor
 	if len(in) > 2 {
 		bias = in[2]
 	}
 	if x.DType != nn.Float32 || wt.DType != nn.Float32 {
-		return nil, fmt.Errorf("%w: Conv of %v and %v", ErrUnsupported, x.DType, wt.DType)
+		return nil, false, false, fmt.Errorf("%w: Conv of %v and %v", ErrUnsupported, x.DType, wt.DType)
 	}
 	if len(wt.Shape) != len(x.Shape) {
-		return nil, fmt.Errorf("%w: weight %v for input %v", ErrInvalid, wt.Shape, x.Shape)
+		return nil, false, false, fmt.Errorf("%w: weight %v for input %v", ErrInvalid, wt.Shape, x.Shape)
 	}
 	k := wt.Shape[2:]
 	if ks, ok := c.n.attrInts("kernel_shape"); ok {
 		for i := range ks {
 			if i >= len(k) || ks[i] != int64(k[i]) {
-				return nil, fmt.Errorf("%w: kernel_shape %v differs from weight %v", ErrInvalid, ks, wt.Shape)
+				return nil, false, false, fmt.Errorf("%w: kernel_shape %v differs from weight %v", ErrInvalid, ks, wt.Shape)
 			}
 		}
 	}
 	win, err := makeWindow(c, x, k, false)
 	if err != nil {
-		return nil, err
+		return nil, false, false, err
 	}
 	g := int(c.n.attrInt("group", 1))
 	m := wt.Shape[0]
 	if g <= 0 || win.ch%g != 0 || m%g != 0 || wt.Shape[1] != win.ch/g {
-		return nil, fmt.Errorf("%w: group %d with input %v and weight %v", ErrInvalid, g, x.Shape, wt.Shape)
+		return nil, false, false, fmt.Errorf("%w: group %d with input %v and weight %v", ErrInvalid, g, x.Shape, wt.Shape)
 	}
 	if bias != nil && (bias.DType != nn.Float32 || bias.Len() != m) {
-		return nil, fmt.Errorf("%w: bias %v for %d output channels", ErrInvalid, bias, m)
+		return nil, false, false, fmt.Errorf("%w: bias %v for %d output channels", ErrInvalid, bias, m)
 	}
 	// The whole convolution is charged before its output is allocated.
 	if err := c.charge("convolution", win.n*m*win.oh*win.ow, win.ch/g, win.kh*win.kw); err != nil {
-		return nil, err
+		return nil, false, false, err
 	}
 	c.charged = true
 	var osh [4]int
 	out, err := c.allocFull(nn.Float32, win.outShapeIn(&osh, m)) // every kernel below writes all of it
 	if err != nil {
-		return nil, err
+		return nil, false, false, err
 	}
 	cg, mg := win.ch/g, m/g
 	kk := cg * win.kh * win.kw
 	plane := win.oh * win.ow
 	if cg == 1 && mg == 1 {
 		if err := c.depthwise(win, x.F32, wt.F32, out.F32, c.isConst(wt)); err != nil {
-			return nil, err
+			return nil, false, false, err
 		}
+	} else if _, isCPU := c.s.be.(*gpu.CPU); useDirect(win, cg, mg, isCPU) {
+		var b []float32
+		if bias != nil {
+			b = bias.F32
+		}
+		if err := c.convDirect(win, x.F32, wt.F32, b, out.F32, g, cg, mg, c.isConst(wt), relu); err != nil {
+			return nil, false, false, err
+		}
+		return c.one(out), bias != nil, relu, nil
 	} else {
 		direct1x1 := win.kh == 1 && win.kw == 1 && win.sh == 1 && win.sw == 1 && win.pt+win.pl+win.pb+win.pr == 0
 		// Phased im2col (see im2colPhased) when its extra columns cost
@@ -315,7 +332,7 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 			cols = win.oh*win.w - (win.kw-1)*win.dw
 			rows = c.gatherRows(win, cg, true)
 			if err := c.checkWork("edge buffer", kk+mg, nEdge); err != nil {
-				return nil, err
+				return nil, false, false, err
 			}
 			ecol = c.s.hostGet(kk * nEdge)
 			defer c.s.hostPut(ecol)
@@ -328,7 +345,7 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 			rows = c.gatherRows(win, cg, true)
 			if cols != plane {
 				if err := c.checkWork("product buffer", mg, cols); err != nil {
-					return nil, err
+					return nil, false, false, err
 				}
 				tmp = c.s.hostGet(mg * cols)
 				defer c.s.hostPut(tmp)
@@ -336,7 +353,7 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 		}
 		if !direct1x1 && !gather && !inPlace && !rowPad {
 			if err := c.checkWork("im2col buffer", kk, cols); err != nil {
-				return nil, err
+				return nil, false, false, err
 			}
 			col = c.s.hostGet(kk * cols)
 			defer c.s.hostPut(col)
@@ -345,19 +362,19 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 			nd := win.sh * win.sw * planeSz
 			if gather {
 				if err := c.checkWork("im2col phases", cg, nd); err != nil {
-					return nil, err
+					return nil, false, false, err
 				}
 				nd *= cg
 				rows = c.gatherRows(win, cg, false)
 			}
 			if err := c.checkWork("im2col phases", nd, 1); err != nil {
-				return nil, err
+				return nil, false, false, err
 			}
 			dec = c.s.hostGet(nd)
 			defer c.s.hostPut(dec)
 			if cols != plane {
 				if err := c.checkWork("product buffer", mg, cols); err != nil {
-					return nil, err
+					return nil, false, false, err
 				}
 				tmp = c.s.hostGet(mg * cols)
 				defer c.s.hostPut(tmp)
@@ -376,17 +393,17 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 				switch {
 				case rowPad:
 					if err := cpu.SgemmRowsLd(mg, cols, kk, wg, src[:cg*win.h*win.w], rows, dst[win.pl:], plane); err != nil {
-						return nil, err
+						return nil, false, false, err
 					}
 					c.s.deviceCalls.Add(1)
 					convEdgeCols(win, src, cg, ecol)
 					if err := c.gemm(eres, wg, ecol, mg, kk, nEdge, false, false, wConst, false); err != nil {
-						return nil, err
+						return nil, false, false, err
 					}
 					convEdgeScatter(win, eres, dst, mg)
 				case inPlace:
 					if err := cpu.SgemmRows(mg, cols, kk, wg, src[:cg*win.h*win.w], rows, res); err != nil {
-						return nil, err
+						return nil, false, false, err
 					}
 					c.s.deviceCalls.Add(1)
 				case gather:
@@ -396,7 +413,7 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 						splitPhases(win, src[ch*win.h*win.w:(ch+1)*win.h*win.w], dec[ch*per:(ch+1)*per], h2, w2, planeSz)
 					}
 					if err := cpu.SgemmRows(mg, cols, kk, wg, dec, rows, res); err != nil {
-						return nil, err
+						return nil, false, false, err
 					}
 					c.s.deviceCalls.Add(1)
 				default:
@@ -409,7 +426,7 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 						im2col(win, src, cg, col)
 					}
 					if err := c.gemm(res, wg, col, mg, kk, cols, false, false, wConst, false); err != nil {
-						return nil, err
+						return nil, false, false, err
 					}
 				}
 				if tmp != nil { // drop the extra columns
@@ -426,7 +443,7 @@ func convCore(c *kctx, in []*nn.Tensor, addBias bool) ([]*nn.Tensor, error) {
 			}
 		}
 	}
-	return c.one(out), nil
+	return c.one(out), bias != nil && addBias, false, nil
 }
 
 // convEdgeCols unrolls, for a window padded only left and right, the

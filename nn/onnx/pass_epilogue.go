@@ -718,6 +718,20 @@ func binaryRow(k epiKind, dst, x []float32, xs float32, y []float32, ys float32)
 
 // fusedConv runs a Conv and its epilogue: inputs X, W, B ("" when absent),
 // then the extra inputs.
+// reluOnly reports whether the program is a Relu of the Conv output
+// alone (a Relu, or the LeakyMax with slope 0 and floor 0 it may be
+// simplified to), which the direct convolution applies in its store.
+func (e *epilogue) reluOnly() bool {
+	if len(e.steps) != 1 {
+		return false
+	}
+	st := &e.steps[0]
+	if st.in[0].kind != argReg || st.in[0].reg != 0 {
+		return false
+	}
+	return st.op == eRelu || st.op == eLeakyMax && st.a == 0 && st.b == 0
+}
+
 func fusedConv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	e := c.n.epi
 	if e == nil || len(in) < 3 {
@@ -727,9 +741,12 @@ func fusedConv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	if in[2] != nil {
 		cin = in[:3]
 	}
-	out, err := convCore(c, cin, false)
+	out, biased, relued, err := convCore(c, cin, false, e.reluOnly() && len(in) == 3)
 	if err != nil {
 		return nil, err
+	}
+	if relued { // the direct kernel ran the whole epilogue (bias, Relu)
+		return out, nil
 	}
 	t := out[0]
 	var extBuf [4][]float32
@@ -741,7 +758,7 @@ func fusedConv(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 		ext = append(ext, x.F32)
 	}
 	var bias []float32
-	if in[2] != nil {
+	if in[2] != nil && !biased { // the direct kernel adds it itself
 		bias = in[2].F32
 	}
 	m := t.Shape[1]

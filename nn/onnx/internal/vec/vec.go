@@ -195,3 +195,25 @@ func geluCombineGo(dst, x, tp, e []float32) {
 		dst[i] = 0.5 * v * q
 	}
 }
+
+// transposeLdGo is TransposeLd's definition.
+func transposeLdGo(dst, src []float32, rows, cols, lds, ldd, r8, c8 int) {
+	for r := 0; r < rows; r++ {
+		c0 := 0
+		if r < r8 {
+			c0 = c8
+		}
+		for c := c0; c < cols; c++ {
+			dst[c*ldd+r] = src[r*lds+c]
+		}
+	}
+}
+
+// checkLd panics unless a rows x cols block with row strides lds (src)
+// and ldd (dst, transposed) lies inside both slices.
+func checkLd(dst, src []float32, rows, cols, lds, ldd int) {
+	if rows < 0 || cols < 0 || (rows > 0 && cols > 0 && (lds < cols || ldd < rows ||
+		(rows-1)*lds+cols > len(src) || (cols-1)*ldd+rows > len(dst))) {
+		panic("vec: TransposeLd block outside its slices")
+	}
+}

@@ -291,3 +291,19 @@ func GeluCombine(dst, x, tp, e []float32) {
 	}
 	geluCombineGo(dst[k:], x[k:], tp[k:], e[k:])
 }
+
+// TransposeLd writes the rows x cols block src (row stride lds) transposed
+// into dst (row stride ldd): dst[c*ldd+r] = src[r*lds+c], in 8x8 blocks.
+func TransposeLd(dst, src []float32, rows, cols, lds, ldd int) {
+	checkLd(dst, src, rows, cols, lds, ldd)
+	r8, c8 := rows&^7, cols&^7
+	if !haveAVX2 {
+		r8, c8 = 0, 0
+	}
+	for r := 0; r < r8; r += 8 {
+		for c := 0; c < c8; c += 8 {
+			transpose8AVX2(&dst[c*ldd+r], &src[r*lds+c], lds, ldd)
+		}
+	}
+	transposeLdGo(dst, src, rows, cols, lds, ldd, r8, c8)
+}

@@ -38,3 +38,8 @@ func LeakyMax(dst, x []float32, b, a, c float32) { leakyMaxGo(dst, x, b, a, c) }
 
 func GeluPoly(tp, e, x []float32)         { geluPolyGo(tp, e, x) }
 func GeluCombine(dst, x, tp, e []float32) { geluCombineGo(dst, x, tp, e) }
+
+func TransposeLd(dst, src []float32, rows, cols, lds, ldd int) {
+	checkLd(dst, src, rows, cols, lds, ldd)
+	transposeLdGo(dst, src, rows, cols, lds, ldd, 0, 0)
+}

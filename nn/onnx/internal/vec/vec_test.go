@@ -232,3 +232,40 @@ func TestTranspose(t *testing.T) {
 		}
 	}
 }
+
+// TestTransposeLd: the strided transpose against its definition for
+// blocks around the 8x8 tiles, with strides past the block, leaving the
+// rest of dst alone; a block outside its slices panics.
+func TestTransposeLd(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, rows := range []int{1, 7, 8, 9, 16, 23} {
+		for _, cols := range []int{1, 5, 8, 16, 17} {
+			lds, ldd := cols+3, rows+5
+			src := make([]float32, (rows-1)*lds+cols)
+			for i := range src {
+				src[i] = float32(rng.NormFloat64())
+			}
+			dst := make([]float32, (cols-1)*ldd+rows)
+			for i := range dst {
+				dst[i] = -1000
+			}
+			TransposeLd(dst, src, rows, cols, lds, ldd)
+			for i, v := range dst {
+				c, r := i/ldd, i%ldd
+				want := float32(-1000)
+				if r < rows {
+					want = src[r*lds+c]
+				}
+				if v != want {
+					t.Fatalf("%dx%d: dst[%d] = %v, want %v", rows, cols, i, v, want)
+				}
+			}
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("a block past src did not panic")
+		}
+	}()
+	TransposeLd(make([]float32, 64), make([]float32, 63), 8, 8, 8, 8)
+}
