@@ -1,6 +1,7 @@
 package par
 
 import (
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -91,5 +92,37 @@ func TestSpinningHelpers(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatal("a For did not return")
 		}
+	}
+}
+
+// burn does about n nanoseconds of arithmetic on x.
+func burn(x *float64, n int) {
+	v := *x
+	for i := 0; i < n/2; i++ {
+		v = v*1.0000001 + 1e-9
+	}
+	*x = v
+}
+
+// BenchmarkSequence times what a model run looks like to internal/par: 20
+// split loops of about 40 us of work each (at one thread), with 10 us of
+// serial work between them, at one thread and two; each sequence starts
+// past SpinFor after the last, with no helper spinning (a run of a model
+// after a pause).
+func BenchmarkSequence(b *testing.B) {
+	for _, threads := range []int{1, 2} {
+		b.Run(fmt.Sprintf("t%d", threads), func(b *testing.B) {
+			var sink [64]float64
+			f := func(lo, hi int) { burn(&sink[lo], (hi-lo)*1000) }
+			for b.Loop() {
+				for range 20 {
+					burn(&sink[0], 10000)
+					For(threads, 40, 2, f)
+				}
+				b.StopTimer()
+				time.Sleep(2 * SpinFor)
+				b.StartTimer()
+			}
+		})
 	}
 }
