@@ -129,23 +129,7 @@ func convIntegerScaled(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	m := acc.Shape[1]
 	fits := func(t *nn.Tensor) bool { return t == nil || t.Len() == 1 && len(t.Shape) <= r || chanParam(t, m, r) }
 	if !fits(scale) || !fits(bias) {
-		accf, err := c.alloc(nn.Float32, acc.Shape)
-		if err != nil {
-			return nil, err
-		}
-		for i, v := range acc.I32 {
-			accf.F32[i] = float32(v)
-		}
-		out, err := binaryOp(c, bMul, accf, scale)
-		if err != nil {
-			return nil, err
-		}
-		if bias != nil {
-			if out, err = binaryOp(c, bAdd, out, bias); err != nil {
-				return nil, err
-			}
-		}
-		return c.one(out), nil
+		return scaleAccSteps(c, acc, scale, bias)
 	}
 	var sb [nn.MaxRank]int
 	out, err := c.allocFull(nn.Float32, append(sb[:0], acc.Shape...))
@@ -193,18 +177,7 @@ func matMulIntegerScaled(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 	}
 	perCol := scale.Len() == n && len(scale.Shape) == 1
 	if scale.Len() != 1 && !perCol || len(scale.Shape) > len(acc.Shape) {
-		accf, err := c.alloc(nn.Float32, acc.Shape)
-		if err != nil {
-			return nil, err
-		}
-		for i, v := range acc.I32 {
-			accf.F32[i] = float32(v)
-		}
-		out, err := binaryOp(c, bMul, accf, scale)
-		if err != nil {
-			return nil, err
-		}
-		return c.one(out), nil
+		return scaleAccSteps(c, acc, scale, nil)
 	}
 	var sb [nn.MaxRank]int
 	shape := append(sb[:0], acc.Shape...)
@@ -235,4 +208,27 @@ func matMulIntegerScaled(c *kctx, in []*nn.Tensor) ([]*nn.Tensor, error) {
 func init() {
 	reg("MatMulIntegerScaled", opDef{since: 1, minIn: 5, maxIn: 5, run: matMulIntegerScaled, internal: true})
 	reg("ConvIntegerScaled", opDef{since: 1, attrs: []string{"auto_pad", "dilations", "kernel_shape", "pads", "strides", "group"}, minIn: 2, maxIn: 6, run: convIntegerScaled, internal: true})
+}
+
+// scaleAccSteps is the fused int32 -> f32 epilogues' path for any other
+// shapes of scale and bias: the Cast, the Mul and the Add (when bias is not
+// nil) as the separate nodes compute them, with their broadcasting.
+func scaleAccSteps(c *kctx, acc, scale, bias *nn.Tensor) ([]*nn.Tensor, error) {
+	accf, err := c.alloc(nn.Float32, acc.Shape)
+	if err != nil {
+		return nil, err
+	}
+	for i, v := range acc.I32 {
+		accf.F32[i] = float32(v)
+	}
+	out, err := binaryOp(c, bMul, accf, scale)
+	if err != nil {
+		return nil, err
+	}
+	if bias != nil {
+		if out, err = binaryOp(c, bAdd, out, bias); err != nil {
+			return nil, err
+		}
+	}
+	return c.one(out), nil
 }
