@@ -169,7 +169,10 @@ type BindingConfig struct {
 	// The full Queue absorbs bursts; it does not hold a standing backlog
 	// that every accepted call would wait behind. nats and mqtt bindings
 	// have no default (zero: no bound), since a shed message without a
-	// reply subject is a lost reading.
+	// reply subject is a lost reading. While the queue stands (on nats and
+	// mqtt with zero, once it has not emptied for 100ms) each call yields
+	// the core once before it starts, so that requests waiting unread
+	// are read and shed rather than left behind the calls.
 	StandingQueue runtime.Duration `toml:"standing_queue"`
 	// Then are further calls, in order, each fed the previous call's
 	// output: a pipeline such as vitals-preprocess then risk-infer. The

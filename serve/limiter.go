@@ -63,6 +63,22 @@ func (l *limiter) tryAdmit() string {
 	}
 }
 
+// overloaded reports whether the binding's queue is standing: it has not
+// emptied (ran) for standing (DefaultStandingQueue where standing is 0,
+// as on nats and mqtt bindings by default: there it only makes the calls
+// yield, it sheds nothing), or requests were shed for overload within the
+// last standing interval.
+func (l *limiter) overloaded() bool {
+	now := l.now().UnixNano()
+	after := l.standing
+	if after <= 0 {
+		after = DefaultStandingQueue
+	} else if now-l.lastShed.Load() <= int64(l.standing) {
+		return true
+	}
+	return now-l.lastEmpty.Load() > int64(after)
+}
+
 // ran notes that a request found a run slot free with no other request
 // admitted and not running (none waiting, none still being read): the
 // binding had room, its queue is not standing. (A request that waited does

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -408,6 +409,16 @@ func (s *Server) callAdmitted(ctx context.Context, b *binding, in []byte, arrive
 // the carried state (nats and mqtt).
 func (s *Server) runAdmitted(ctx context.Context, b *binding, subject string, in []byte) ([]byte, error) {
 	defer b.lim.done()
+	if b.lim.overloaded() {
+		// Under a standing queue the call yields the core once before it
+		// starts: the goroutines that accept, read and shed requests (or
+		// deliver NATS messages) run first, so that the excess is read
+		// and answered with 429 rather than left waiting unread before
+		// the binding while the calls hold the CPU (Go has no goroutine
+		// priorities; BENCHMARKS.md #12, RATIONALE "Why does a call
+		// yield under overload").
+		runtime.Gosched()
+	}
 	if b.carry != nil {
 		var err error
 		if in, err = b.carry.input(subject, in); err != nil {
